@@ -1,0 +1,49 @@
+"""Operator settings, from the environment (the chart sets them on the Deployment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    runner_image: str = "lineage-hub:dev"
+    kafka_bootstrap: str | None = None
+    openlineage_namespace: str = "lineage-hub"
+    workspace_host_path: str | None = None  # local stack: a host folder per run
+    workspace_storage_class: str | None = None  # cluster: a PVC per run
+    workspace_size: str = "1Gi"
+    marquez_url: str | None = None
+    marquez_public_url: str | None = None
+    jaeger_public_url: str | None = None
+    job_service_account: str | None = None
+    data_host_path: str | None = None  # a node folder mounted into every stage pod
+    data_mount_path: str = "/data"
+    poll_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
+        e = dict(os.environ) if env is None else env
+
+        def opt(key: str) -> str | None:
+            value = e.get(key, "").strip()
+            return value or None
+
+        marquez = opt("MARQUEZ_URL")
+        return cls(
+            runner_image=opt("LINEAGEHUB_RUNNER_IMAGE") or cls.runner_image,
+            kafka_bootstrap=opt("KAFKA_BOOTSTRAP"),
+            openlineage_namespace=opt("LINEAGEHUB_OPENLINEAGE_NAMESPACE")
+            or cls.openlineage_namespace,
+            workspace_host_path=opt("LINEAGEHUB_WORKSPACE_HOST_PATH"),
+            workspace_storage_class=opt("LINEAGEHUB_WORKSPACE_STORAGE_CLASS"),
+            workspace_size=opt("LINEAGEHUB_WORKSPACE_SIZE") or cls.workspace_size,
+            marquez_url=marquez,
+            marquez_public_url=opt("MARQUEZ_PUBLIC_URL") or marquez,
+            jaeger_public_url=opt("JAEGER_PUBLIC_URL") or opt("JAEGER_QUERY_URL"),
+            job_service_account=opt("LINEAGEHUB_JOB_SERVICE_ACCOUNT"),
+            data_host_path=opt("LINEAGEHUB_DATA_HOST_PATH"),
+            data_mount_path=opt("LINEAGEHUB_DATA_MOUNT_PATH") or cls.data_mount_path,
+            poll_seconds=float(opt("LINEAGEHUB_POLL_SECONDS") or cls.poll_seconds),
+        )

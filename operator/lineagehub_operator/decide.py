@@ -1,0 +1,363 @@
+"""The operator's one reconcile rule: (run, observed Jobs, now) -> new status + actions.
+
+Pure: no I/O, no clock, no randomness (ids and time come in as arguments), so
+every transition is a table-driven unit test. The daemon executes the actions
+and writes the status; running `decide` again on the result is a no-op, which
+is what makes an operator restart at any point safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from lineagehub.api.pipelinerun import (
+    CONDITION_SUCCEEDED,
+    STAGES,
+    TERMINAL_PHASES,
+    ConditionStatus,
+    Phase,
+    PipelineRun,
+    PipelineRunStatus,
+    Reason,
+    StageName,
+    StageStatus,
+    format_time,
+    progress,
+    set_condition,
+)
+from lineagehub_operator.naming import job_name
+from lineagehub_operator.observed import JobState, ObservedJob
+
+EventType = Literal["Normal", "Warning"]
+LineageEventType = Literal["START", "COMPLETE", "FAIL", "ABORT"]
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Fresh identifiers, used only when a run is first seen."""
+
+    run_id: str
+    trace_id: str
+    span_id: str
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    stage: StageName
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    stage: StageName
+    name: str
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EmitRunEvent:
+    """The run-level OpenLineage event and, at the end, the root span."""
+
+    event_type: LineageEventType
+
+
+@dataclass(frozen=True)
+class DeleteRun:
+    """`ttlSecondsAfterFinished` has passed."""
+
+
+Action = CreateJob | DeleteJob | RecordEvent | EmitRunEvent | DeleteRun
+
+
+@dataclass
+class Decision:
+    status: PipelineRunStatus
+    actions: list[Action] = field(default_factory=list)
+    requeue_after: float | None = None  # seconds until decide must run again without events
+
+    @property
+    def terminal(self) -> bool:
+        return self.status.phase in TERMINAL_PHASES
+
+
+def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRunStatus:
+    status = PipelineRunStatus(
+        phase=Phase.PENDING,
+        run_id=ids.run_id,
+        trace_id=ids.trace_id,
+        traceparent=f"00-{ids.trace_id}-{ids.span_id}-01",
+        start_time=now,
+        stages=[StageStatus(name=s) for s in STAGES],
+        progress=progress([]),
+        observed_generation=run.metadata.generation,
+    )
+    status.conditions = set_condition(
+        [],
+        type_=CONDITION_SUCCEEDED,
+        status=ConditionStatus.UNKNOWN,
+        reason=Reason.STARTED,
+        message="Run accepted; stages not started yet",
+        observed_generation=run.metadata.generation,
+        at=now,
+    )
+    return status
+
+
+def _stage(status: PipelineRunStatus, name: StageName) -> StageStatus:
+    found = status.stage(name)
+    if found is None:
+        found = StageStatus(name=name)
+        status.stages = [*status.stages, found]
+        status.stages.sort(key=lambda s: s.name.position)
+    return found
+
+
+def _set_succeeded(
+    status: PipelineRunStatus,
+    cond: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> None:
+    status.conditions = set_condition(
+        status.conditions,
+        type_=CONDITION_SUCCEEDED,
+        status=cond,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+        at=now,
+    )
+
+
+def _failure(job: ObservedJob) -> tuple[Reason, str]:
+    result = job.result
+    if job.failure_reason == "DeadlineExceeded" or job.pod_reason == "DeadlineExceeded":
+        return Reason.STAGE_TIMEOUT, f"stage {job.stage} exceeded its timeout"
+    detail = (result.error if result and result.error else None) or job.failure_message or ""
+    if result is not None and result.quality_failed:
+        return Reason.QUALITY_CHECK_FAILED, detail or f"stage {job.stage}: a quality check failed"
+    tries = f" after {job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+    return Reason.STAGE_FAILED, f"stage {job.stage} failed{tries}: {detail}".rstrip(": ")
+
+
+def _stage_events(old: PipelineRunStatus | None, new: PipelineRunStatus) -> list[Action]:
+    """A Kubernetes Event for every stage whose phase changed."""
+    events: list[Action] = []
+    for stage in new.stages:
+        before = old.stage(stage.name) if old else None
+        if before is not None and before.phase == stage.phase:
+            continue
+        if stage.phase == Phase.RUNNING:
+            events.append(
+                RecordEvent(
+                    "Normal", "StageStarted", f"Stage {stage.name} started (Job {stage.job_name})"
+                )
+            )
+        elif stage.phase == Phase.SUCCEEDED:
+            rows = f", {stage.records_out} records out" if stage.records_out is not None else ""
+            events.append(
+                RecordEvent("Normal", "StageSucceeded", f"Stage {stage.name} succeeded{rows}")
+            )
+        elif stage.phase == Phase.FAILED:
+            events.append(
+                RecordEvent(
+                    "Warning",
+                    stage.reason or "StageFailed",
+                    f"Stage {stage.name} failed: {stage.message or ''}".rstrip(": "),
+                )
+            )
+        elif stage.phase == Phase.CANCELLED:
+            events.append(RecordEvent("Normal", "StageCancelled", f"Stage {stage.name} cancelled"))
+    return events
+
+
+def _finish(
+    status: PipelineRunStatus,
+    phase: Phase,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[Action]:
+    status.phase = phase
+    status.completion_time = now
+    status.current_stage = None
+    cond = ConditionStatus.TRUE if phase == Phase.SUCCEEDED else ConditionStatus.FALSE
+    _set_succeeded(status, cond, reason, message, generation, now)
+    lineage: LineageEventType = {Phase.SUCCEEDED: "COMPLETE", Phase.FAILED: "FAIL"}.get(
+        phase, "ABORT"
+    )  # type: ignore[assignment]
+    kind: EventType = "Normal" if phase == Phase.SUCCEEDED else "Warning"
+    return [EmitRunEvent(lineage), RecordEvent(kind, reason.value, message)]
+
+
+def _ttl(
+    run: PipelineRun, status: PipelineRunStatus, now: datetime
+) -> tuple[list[Action], float | None]:
+    ttl = run.spec.ttl_seconds_after_finished
+    if ttl is None or status.completion_time is None:
+        return [], None
+    due = status.completion_time + timedelta(seconds=ttl)
+    if now >= due:
+        return [DeleteRun()], None
+    return [], (due - now).total_seconds()
+
+
+def decide(
+    run: PipelineRun,
+    jobs: Mapping[StageName, ObservedJob],
+    now: datetime,
+    ids: RunIds,
+) -> Decision:
+    """Compute the run's next status and the actions that get it there."""
+    old = run.status
+    generation = run.metadata.generation
+    if old is None or old.run_id is None:
+        # Persist ids before anything is emitted or created: a restart reuses them.
+        return Decision(_initial_status(run, ids, now), requeue_after=0)
+
+    status = old.model_copy(deep=True)
+    status.observed_generation = generation
+    if status.phase in TERMINAL_PHASES:
+        expiry, requeue = _ttl(run, status, now)
+        return Decision(status, expiry, requeue)
+
+    actions: list[Action] = []
+    if run.spec.cancel:
+        for stage in STAGES:
+            job = jobs.get(stage)
+            entry = _stage(status, stage)
+            if job is not None and job.state == JobState.ACTIVE:
+                if not job.deleting:
+                    actions.append(DeleteJob(stage, job.name))
+                entry.phase = Phase.CANCELLED
+                entry.completion_time = now
+            elif entry.phase in (Phase.PENDING, Phase.RUNNING):
+                entry.phase = Phase.CANCELLED
+        actions += _finish(
+            status,
+            Phase.CANCELLED,
+            Reason.CANCELLED,
+            "Run cancelled by spec.cancel",
+            generation,
+            now,
+        )
+        status.progress = progress(status.stages)
+        expiry, requeue = _ttl(run, status, now)
+        return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
+
+    for stage in STAGES:
+        entry = _stage(status, stage)
+        job = jobs.get(stage)
+        if job is None:
+            if entry.phase == Phase.SUCCEEDED:
+                continue  # its Job was removed after it finished
+            if run.spec.suspend:
+                status.current_stage = stage
+                _set_succeeded(
+                    status,
+                    ConditionStatus.UNKNOWN,
+                    Reason.SUSPENDED,
+                    f"Suspended before stage {stage}",
+                    generation,
+                    now,
+                )
+                before = old.condition()
+                if before is None or before.reason != Reason.SUSPENDED:
+                    actions.append(
+                        RecordEvent("Normal", "Suspended", f"Run suspended before stage {stage}")
+                    )
+                break
+            if stage == StageName.EXTRACT:
+                actions.append(EmitRunEvent("START"))
+            actions.append(CreateJob(stage))
+            entry.phase = Phase.RUNNING
+            entry.job_name = job_name(run.metadata.name or "", stage)
+            entry.start_time = entry.start_time or now
+            entry.attempts = max(entry.attempts, 1)
+            status.phase = Phase.RUNNING
+            status.current_stage = stage
+            _set_succeeded(
+                status,
+                ConditionStatus.UNKNOWN,
+                Reason.RUNNING,
+                f"Stage {stage} running",
+                generation,
+                now,
+            )
+            break
+        entry.job_name = job.name
+        entry.attempts = max(entry.attempts, job.attempts)
+        entry.start_time = entry.start_time or job.start_time or now
+        if job.state == JobState.ACTIVE:
+            entry.phase = Phase.RUNNING
+            status.phase = Phase.RUNNING
+            status.current_stage = stage
+            retrying = job.attempts > 1
+            reason = Reason.RETRYING if retrying else Reason.RUNNING
+            note = f" (attempt {job.attempts})" if retrying else ""
+            _set_succeeded(
+                status,
+                ConditionStatus.UNKNOWN,
+                reason,
+                f"Stage {stage} running{note}",
+                generation,
+                now,
+            )
+            break
+        if job.result is not None:
+            entry.records_in = job.result.records_in
+            entry.records_out = job.result.records_out
+        entry.completion_time = job.completion_time or now
+        if job.state == JobState.COMPLETE:
+            entry.phase = Phase.SUCCEEDED
+            entry.reason = None
+            entry.message = None
+            continue
+        reason, message = _failure(job)
+        entry.phase = Phase.FAILED
+        entry.reason = reason
+        entry.message = message
+        actions += _finish(status, Phase.FAILED, reason, message, generation, now)
+        break
+    else:
+        if status.phase not in TERMINAL_PHASES:
+            actions += _finish(
+                status,
+                Phase.SUCCEEDED,
+                Reason.SUCCEEDED,
+                f"Stages completed: {len(STAGES)}/{len(STAGES)}",
+                generation,
+                now,
+            )
+
+    status.progress = progress(status.stages)
+    requeue = None
+    if status.phase in TERMINAL_PHASES:
+        ttl_actions, requeue = _ttl(run, status, now)
+        actions += ttl_actions
+    return Decision(status, [*_stage_events(old, status), *actions], requeue)
+
+
+__all__ = [
+    "Action",
+    "CreateJob",
+    "Decision",
+    "DeleteJob",
+    "DeleteRun",
+    "EmitRunEvent",
+    "RecordEvent",
+    "RunIds",
+    "decide",
+    "format_time",
+]

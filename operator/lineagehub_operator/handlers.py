@@ -1,0 +1,269 @@
+"""kopf wiring: an index of stage Jobs, one daemon per unfinished run, Job events waking it.
+
+The daemon reads (spec, observed Jobs, status), asks `decide()` what to do,
+does it, writes the whole status, and sleeps until a Job or the run changes
+(or a fallback poll). No handler returns a value: a strict schema would prune it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+from datetime import UTC, datetime
+from logging import Logger, LoggerAdapter
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from lineagehub.api.pipelinerun import (
+    API_GROUP,
+    API_VERSION,
+    PLURAL,
+    TERMINAL_PHASES,
+    ConditionStatus,
+    Phase,
+    PipelineRun,
+    PipelineRunStatus,
+    Reason,
+    new_run_id,
+    set_condition,
+)
+from lineagehub_operator.config import OperatorConfig
+from lineagehub_operator.decide import (
+    CreateJob,
+    Decision,
+    DeleteJob,
+    DeleteRun,
+    EmitRunEvent,
+    RecordEvent,
+    RunIds,
+    decide,
+)
+from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
+from lineagehub_operator.manifests import config_map, stage_job, workspace_claim
+from lineagehub_operator.naming import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
+from lineagehub_operator.observed import JobState, ObservedJob, StageResult, observe_job, owner_uid
+from lineagehub_operator.run_telemetry import RunTelemetry
+
+JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+@kopf.on.startup()
+async def startup(
+    settings: kopf.OperatorSettings, memo: Any, logger: Logger | LoggerAdapter[Any], **_: Any
+) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    # Finite watch timeouts: a silently stuck watch is re-established.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+    settings.posting.level = logging.WARNING  # our own Events say what happened
+    config = OperatorConfig.from_env()
+    memo["config"] = config
+    memo["api"] = KubeApi()
+    memo["wakers"] = {}
+    memo["results"] = {}
+    telemetry = RunTelemetry(config)
+    await telemetry.start()
+    memo["telemetry"] = telemetry
+    logger.info("lineage-hub operator started: %s", config)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    await memo["telemetry"].stop()
+
+
+@kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
+def stage_jobs(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], ObservedJob] | None:
+    owner = owner_uid(body)
+    observed = observe_job(body)
+    if owner is None or observed is None:
+        return None
+    return {(namespace or "", owner): observed}
+
+
+def _wake(memo: Any, uid: str | None) -> None:
+    waker = memo.get("wakers", {}).get(uid)
+    if waker is not None:
+        waker.set()
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
+def job_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
+    _wake(memo, owner_uid(body))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+def run_changed(uid: str, memo: Any, **_: Any) -> None:
+    _wake(memo, uid)
+
+
+def _needs_daemon(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    phase = status.get("phase")
+    return (
+        phase not in {p.value for p in TERMINAL_PHASES}
+        or spec.get("ttlSecondsAfterFinished") is not None
+    )
+
+
+def _rv(obj: dict[str, Any] | kopf.Body) -> int:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _fresh_ids() -> RunIds:
+    return RunIds(run_id=new_run_id(), trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+
+
+async def _with_results(
+    api: KubeApi,
+    cache: dict[str, tuple[StageResult | None, str | None]],
+    namespace: str,
+    jobs: list[ObservedJob],
+) -> dict[Any, ObservedJob]:
+    """Attach each finished Job's stage result (from its pod's termination message)."""
+    out = {}
+    for job in jobs:
+        seen = job
+        if job.state != JobState.ACTIVE:
+            if job.uid not in cache:
+                pod = await api.latest_pod(namespace, job.name)
+                message, reason = pod_outcome(pod) if pod else (None, None)
+                cache[job.uid] = (StageResult.parse(message), reason)
+            result, reason = cache[job.uid]
+            seen = dataclasses.replace(job, result=result, pod_reason=reason)
+        out[job.stage] = seen
+    return out
+
+
+def _invalid(body: dict[str, Any], err: ValidationError, now: datetime) -> dict[str, Any]:
+    """Status for a run whose spec the models reject (the CRD schema let it through)."""
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in err.errors()[:5]
+    )
+    existing = body.get("status") or {}
+    conditions = set_condition(
+        [],
+        type_="Succeeded",
+        status=ConditionStatus.FALSE,
+        reason=Reason.INVALID_SPEC,
+        message=f"Invalid spec: {problems}",
+        at=now,
+    )
+    status = PipelineRunStatus(phase=Phase.FAILED, conditions=conditions, completion_time=now)
+    return {**existing, **status.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+
+async def _execute(
+    decision: Decision, run: PipelineRun, body: kopf.Body, memo: Any, now: datetime
+) -> dict[str, Any] | None:
+    api: KubeApi = memo["api"]
+    config: OperatorConfig = memo["config"]
+    namespace, name, uid = (
+        run.metadata.namespace or "",
+        run.metadata.name or "",
+        run.metadata.uid or "",
+    )
+    staged = run.model_copy(update={"status": decision.status})
+    for action in decision.actions:
+        if isinstance(action, CreateJob):
+            await api.create_owned(config_map(staged, config), uid)
+            if not config.workspace_host_path:
+                await api.create_owned(workspace_claim(staged, config), uid)
+            await api.create_owned(stage_job(staged, action.stage, config), uid)
+        elif isinstance(action, DeleteJob):
+            await api.delete_job(namespace, action.name)
+        elif isinstance(action, RecordEvent):
+            kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+        elif isinstance(action, EmitRunEvent):
+            await memo["telemetry"].emit(staged, action.event_type, now)
+        elif isinstance(action, DeleteRun):
+            await api.delete_run(namespace, name)
+            return None
+    wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
+    if decision.status != run.status:
+        return await api.patch_status(namespace, name, wire)
+    return None
+
+
+@kopf.daemon(API_GROUP, API_VERSION, PLURAL, when=_needs_daemon, cancellation_timeout=10)
+async def reconcile(
+    *,
+    body: kopf.Body,
+    uid: str,
+    namespace: str | None,
+    memo: Any,
+    stopped: kopf.DaemonStopped,
+    logger: Logger | LoggerAdapter[Any],
+    **kwargs: Any,
+) -> None:
+    stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
+    namespace = namespace or ""
+    waker = memo["wakers"].setdefault(uid, asyncio.Event())
+    config: OperatorConfig = memo["config"]
+    latest: dict[str, Any] = {}
+    try:
+        while not stopped:
+            waker.clear()
+            # The live body may lag behind our own last status write: use the newer one.
+            current: dict[str, Any] = dict(body) if _rv(body) >= _rv(latest) else latest
+            now = datetime.now(UTC)
+            try:
+                run = PipelineRun.model_validate(current)
+            except ValidationError as err:
+                if (current.get("status") or {}).get("phase") not in {
+                    p.value for p in TERMINAL_PHASES
+                }:
+                    await memo["api"].patch_status(
+                        namespace, body["metadata"]["name"], _invalid(current, err, now)
+                    )
+                    kopf.event(
+                        body, type="Warning", reason=Reason.INVALID_SPEC, message=str(err)[:1000]
+                    )
+                return
+            observed = await _with_results(
+                memo["api"], memo["results"], namespace, list(stage_jobs.get((namespace, uid), []))
+            )
+            decision = decide(run, observed, now, _fresh_ids())
+            try:
+                written = await _execute(decision, run, body, memo, now)
+            except NotOurs as err:
+                logger.error("%s", err)
+                kopf.event(body, type="Warning", reason="NameConflict", message=str(err))
+                written = None
+                decision.requeue_after = config.poll_seconds
+            if written is not None:
+                latest = written
+            if decision.terminal and run.spec.ttl_seconds_after_finished is None:
+                return
+            if decision.requeue_after == 0:
+                continue
+            timeout = (
+                config.poll_seconds if decision.requeue_after is None else decision.requeue_after
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    waker.wait(), timeout=max(0.05, min(timeout, config.poll_seconds))
+                )
+    finally:
+        memo["wakers"].pop(uid, None)
+
+
+@kopf.on.probe(id="runs")
+def probe_runs(memo: Any, **_: Any) -> int:
+    """Liveness detail: how many run daemons are active."""
+    return len(memo.get("wakers", {}))

@@ -1,0 +1,127 @@
+"""The few Kubernetes calls the operator makes, async over the official client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from lineagehub.api.pipelinerun import API_GROUP, API_VERSION, PLURAL
+from lineagehub_operator.observed import owner_uid
+
+
+class NotOurs(Exception):
+    """An object with our deterministic name exists but another owner controls it."""
+
+
+def load_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._client = api_client or load_config()
+        self.core = client.CoreV1Api(self._client)
+        self.batch = client.BatchV1Api(self._client)
+        self.custom = client.CustomObjectsApi(self._client)
+
+    async def create_owned(self, obj: dict[str, Any], owner: str) -> None:
+        """Create a namespaced ConfigMap/PVC/Job; an existing one of ours counts as created."""
+        kind, ns = obj["kind"], obj["metadata"]["namespace"]
+        create: Any
+        read: Any
+        create, read = {
+            "ConfigMap": (
+                self.core.create_namespaced_config_map,
+                self.core.read_namespaced_config_map,
+            ),
+            "PersistentVolumeClaim": (
+                self.core.create_namespaced_persistent_volume_claim,
+                self.core.read_namespaced_persistent_volume_claim,
+            ),
+            "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+        }[kind]
+        try:
+            await asyncio.to_thread(create, ns, obj)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            existing = await asyncio.to_thread(read, obj["metadata"]["name"], ns)
+            found = owner_uid(self._plain(existing))
+            if found != owner:
+                raise NotOurs(
+                    f"{kind} {ns}/{obj['metadata']['name']} already exists and is owned by "
+                    f"{found or 'nobody'}, not by this PipelineRun"
+                ) from err
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        """A client model as the plain camelCase dict the API server sent."""
+        return cast(dict[str, Any], self._client.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.batch.delete_namespaced_job,
+                name,
+                namespace,
+                propagation_policy="Background",
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    async def latest_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
+        pods = await asyncio.to_thread(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"batch.kubernetes.io/job-name={job}",
+        )
+        items = [self._plain(p) for p in pods.items]
+        if not items:
+            return None
+        return max(items, key=lambda p: p["metadata"].get("creationTimestamp", ""))
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        result = await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": status},
+        )
+        return cast(dict[str, Any], result)
+
+    async def delete_run(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+def pod_outcome(pod: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(termination message, pod-level reason such as DeadlineExceeded) of a finished pod."""
+    status = pod.get("status") or {}
+    message = None
+    for cs in status.get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if terminated.get("message"):
+            message = terminated["message"]
+    return message, status.get("reason")

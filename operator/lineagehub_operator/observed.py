@@ -1,0 +1,124 @@
+"""What the operator sees of a stage: its Job, read into a small immutable record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from lineagehub.api.pipelinerun import StageName
+from lineagehub_operator.naming import LABEL_STAGE
+
+
+class JobState(StrEnum):
+    ACTIVE = "Active"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """The JSON a stage writes to its termination message."""
+
+    records_in: int | None = None
+    records_out: int | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    quality_failed: bool = False
+    raw: Mapping[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, message: str | None) -> StageResult | None:
+        """Read a termination message; a non-JSON message becomes the error text."""
+        if not message:
+            return None
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return cls(error=message.strip()[-1024:])
+        if not isinstance(data, dict):
+            return cls(error=message.strip()[-1024:])
+        quality = data.get("quality") or []
+        quality_failed = any(
+            isinstance(q, dict) and not q.get("success", True) and q.get("severity") == "fail"
+            for q in quality
+        )
+        return cls(
+            records_in=_int(data.get("recordsIn", data.get("records_in"))),
+            records_out=_int(data.get("recordsOut", data.get("records_out"))),
+            error=data.get("error"),
+            error_kind=data.get("errorKind", data.get("error_kind")),
+            quality_failed=quality_failed or data.get("errorKind") == "QualityCheckFailed",
+            raw=data,
+        )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    stage: StageName
+    name: str
+    uid: str
+    state: JobState
+    attempts: int
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    deleting: bool = False
+    result: StageResult | None = None
+    pod_reason: str | None = None  # e.g. DeadlineExceeded on the last failed pod
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def observe_job(body: Mapping[str, Any]) -> ObservedJob | None:
+    """Read a Job body; None when it is not one of our stage Jobs."""
+    meta = body.get("metadata") or {}
+    try:
+        stage = StageName((meta.get("labels") or {}).get(LABEL_STAGE, ""))
+    except ValueError:
+        return None
+    status = body.get("status") or {}
+    conditions = {
+        c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"
+    }
+    # Complete/Failed appear only once every pod has stopped (Kubernetes >= 1.31);
+    # SuccessCriteriaMet/FailureTarget come earlier and are not terminal for us.
+    if "Complete" in conditions:
+        state = JobState.COMPLETE
+    elif "Failed" in conditions:
+        state = JobState.FAILED
+    else:
+        state = JobState.ACTIVE
+    failed = conditions.get("Failed") or {}
+    attempts = int(status.get("failed") or 0) + int(status.get("succeeded") or 0)
+    attempts += int(status.get("active") or 0)
+    return ObservedJob(
+        stage=stage,
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        state=state,
+        attempts=attempts,
+        start_time=_time(status.get("startTime")),
+        completion_time=_time(status.get("completionTime") or failed.get("lastTransitionTime")),
+        failure_reason=failed.get("reason"),
+        failure_message=failed.get("message"),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def owner_uid(body: Mapping[str, Any]) -> str | None:
+    """UID of the object's controller owner, if any."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None

@@ -1,0 +1,78 @@
+"""The run-level OpenLineage run and root span, published to Kafka by the operator."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun
+from lineagehub.datasets import dataset_of
+from lineagehub.telemetry.lineage import run_event
+from lineagehub.telemetry.publisher import KafkaPublisher
+from lineagehub.telemetry.spans import FixedSpan, encode, parse_traceparent
+from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
+from lineagehub_operator.config import OperatorConfig
+from lineagehub_operator.manifests import openlineage_names
+
+SERVICE = "lineage-hub-operator"
+log = logging.getLogger(__name__)
+
+
+class RunTelemetry:
+    def __init__(self, config: OperatorConfig) -> None:
+        self._config = config
+        self._publisher = (
+            KafkaPublisher(config.kafka_bootstrap, SERVICE) if config.kafka_bootstrap else None
+        )
+
+    async def start(self) -> None:
+        if self._publisher is None:
+            log.warning(
+                "KAFKA_BOOTSTRAP is not set: run-level lineage events and root spans are not published"
+            )
+            return
+        await self._publisher.start()
+
+    async def stop(self) -> None:
+        if self._publisher is not None:
+            await self._publisher.stop()
+
+    async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
+        """Publish the run's START/COMPLETE/FAIL/ABORT event; at the end also its root span."""
+        status = run.status
+        if self._publisher is None or status is None or status.run_id is None:
+            return
+        namespace, job = openlineage_names(run, self._config)
+        condition = status.condition(CONDITION_SUCCEEDED)
+        error = condition.message if event_type in {"FAIL", "ABORT"} and condition else None
+        payload = run_event(
+            event_type,
+            run_id=status.run_id,
+            namespace=namespace,
+            job=job,
+            event_time=now,
+            inputs=[dataset_of(run.spec.source.uri)],
+            outputs=[dataset_of(run.spec.sink.uri)],
+            error=error,
+        )
+        await self._publisher.send(LINEAGE_TOPIC, status.run_id, payload)
+        if event_type == "START" or not status.traceparent:
+            return
+        trace_id, span_id = parse_traceparent(status.traceparent)
+        span = FixedSpan(
+            name=f"PipelineRun {run.metadata.name}",
+            trace_id=trace_id,
+            span_id=span_id,
+            start=status.start_time or now,
+            end=now,
+            ok=event_type == "COMPLETE",
+            message=error or "",
+            attributes={
+                "lineagehub.run_id": status.run_id,
+                "lineagehub.pipeline": job,
+                "lineagehub.outcome": event_type,
+                "k8s.namespace.name": run.metadata.namespace or "",
+                "lineagehub.pipelinerun": run.metadata.name or "",
+            },
+        )
+        await self._publisher.send(SPANS_TOPIC, trace_id, encode([span], SERVICE))

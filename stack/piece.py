@@ -1,0 +1,137 @@
+"""The contract every stack piece fulfils, and helpers the pieces share.
+
+A piece is one server (etcd, kube-apiserver, Kafka, Marquez, ...). The
+supervisor calls, in order: `build()` (idempotent, cached outside the clone),
+`prepare()` (one-time set-up of its state dir: certificates, initdb, storage
+format), `command()` (the foreground process it runs), `ready()` (polled until
+True), then `after_ready()` (e.g. create topics). `env()` contributes the
+variables `lineage-hub stack env` prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stack import paths
+from stack.errors import StackError
+
+
+@dataclass
+class Launch:
+    """How to start a piece's foreground process."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    user: str | None = None  # run as this user (PostgreSQL refuses root)
+
+
+class Piece:
+    """Base class: override what the server needs."""
+
+    name: str = ""
+    version: str = ""
+    ports: tuple[int, ...] = ()
+    ready_timeout: float = 120.0
+    stop_timeout: float = 20.0
+
+    def build(self) -> None:
+        """Make the binaries/jars available in the cache (no-op when cached)."""
+
+    def prepare(self) -> None:
+        """One-time set-up of the state dir; must be idempotent."""
+
+    def command(self) -> Launch:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True once the server answers; polled by the supervisor."""
+        return all(port_open(p) for p in self.ports)
+
+    def after_ready(self) -> None:
+        """Work to do once the server is up (idempotent)."""
+
+    def env(self) -> dict[str, str]:
+        """Variables for `lineage-hub stack env`."""
+        return {}
+
+    @property
+    def log(self) -> Path:
+        return paths.log_path(self.name)
+
+    @property
+    def data(self) -> Path:
+        return paths.data_path(self.name)
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_holder(port: int) -> str:
+    """Describe which process listens on a TCP port (best effort, from /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    if not inodes:
+        return "unknown process"
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = str(fd.readlink())
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    return f"pid {proc.name} ({cmd.strip()[:120]})"
+        except OSError:
+            continue
+    return "a process this user cannot see"
+
+
+def run_step(piece: str, step: str, argv: list[str], log: Path, **kw: object) -> None:
+    """Run one build/set-up command; on failure name the step and its log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tool = argv[0]
+    if shutil.which(tool) is None and not Path(tool).exists():
+        raise StackError(piece, f"{step}: required tool {tool!r} is not installed", log)
+    with log.open("ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        started = time.monotonic()
+        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)  # type: ignore[call-overload]
+        out.write(f"# exit {proc.returncode} after {time.monotonic() - started:.1f}s\n".encode())
+    if proc.returncode != 0:
+        raise StackError(piece, f"{step} failed with exit code {proc.returncode}", log)
+
+
+def content_key(*files: Path, extra: str = "") -> str:
+    """A short hash of build inputs, used to key cached artifacts."""
+    digest = hashlib.sha256(extra.encode())
+    for f in files:
+        digest.update(f.name.encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def build_log(name: str) -> Path:
+    """Build logs live in the cache: builds outlive any one stack."""
+    return paths.cache_dir() / "logs" / f"build-{name}.log"

@@ -1,0 +1,247 @@
+"""The Kubernetes control plane: etcd, kube-apiserver, controller-manager, scheduler.
+
+All four run from one Go binary (`stack/controlplane`, built from the
+k8s.io/kubernetes modules) as separate processes; its `kubectl` symlink is the
+stack's kubectl.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+
+import httpx
+
+from stack import paths
+from stack.piece import Launch, Piece, build_log, content_key, run_step
+from stack.pki import ensure_pki
+
+SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
+KUBERNETES_VERSION = "v1.35.4"
+ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
+APISERVER_PORT = 16443
+APISERVER_URL = f"https://127.0.0.1:{APISERVER_PORT}"
+SERVICE_CIDR = "10.0.0.0/24"
+SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "ttl-after-finished-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller",
+    "cronjob-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "statefulset-controller",
+    "endpointslice-controller",
+)
+
+
+def pki_dir() -> Path:
+    return paths.state_dir() / "pki"
+
+
+def admin_kubeconfig() -> Path:
+    return pki_dir() / "admin.kubeconfig"
+
+
+def kcp_dir() -> Path:
+    """Cache folder of the control-plane binary, keyed by its build inputs."""
+    key = content_key(
+        *(SOURCE / f for f in ("go.mod", "go.sum", "main.go", "version.go")),
+        extra=KUBERNETES_VERSION,
+    )
+    return paths.cache_dir() / "bin" / f"kcp-{KUBERNETES_VERSION}-{key}"
+
+
+def kcp() -> Path:
+    return kcp_dir() / "kcp"
+
+
+def build_kcp() -> None:
+    """Build the binary once per input hash; a fresh machine builds it the same way."""
+    target = kcp()
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    run_step(
+        "controlplane",
+        "go build of stack/controlplane (k8s.io/kubernetes " + KUBERNETES_VERSION + ")",
+        ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
+        build_log("controlplane"),
+        cwd=SOURCE,
+        env={**os.environ, "GOFLAGS": "-buildvcs=false"},
+    )
+    partial.rename(target)
+    (target.parent / "kubectl").symlink_to("kcp")
+
+
+def admin_client(timeout: float = 5.0) -> httpx.Client:
+    """An httpx client that authenticates to the API server as the admin."""
+    pki = pki_dir()
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return httpx.Client(base_url=APISERVER_URL, verify=ctx, timeout=timeout)
+
+
+def _healthy(url: str, path: str) -> bool:
+    try:
+        with admin_client(2.0) as client:
+            if url != APISERVER_URL:
+                client.base_url = httpx.URL(url)
+            return client.get(path).status_code == 200
+    except (httpx.HTTPError, OSError, ssl.SSLError):
+        return False
+
+
+class _ControlPlanePiece(Piece):
+    version = KUBERNETES_VERSION
+
+    def build(self) -> None:
+        build_kcp()
+
+    def prepare(self) -> None:
+        ensure_pki(pki_dir(), APISERVER_URL)
+        self.data.mkdir(parents=True, exist_ok=True)
+
+
+class Etcd(_ControlPlanePiece):
+    name = "etcd"
+    version = "v3.6.5"
+    ports = (ETCD_PORT, ETCD_PEER_PORT)
+
+    def command(self) -> Launch:
+        return Launch(
+            [
+                str(kcp()),
+                "etcd",
+                str(self.data),
+                f"http://127.0.0.1:{ETCD_PORT}",
+                f"http://127.0.0.1:{ETCD_PEER_PORT}",
+            ]
+        )
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{ETCD_PORT}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class KubeAPIServer(_ControlPlanePiece):
+    name = "kube-apiserver"
+    ports = (APISERVER_PORT,)
+    ready_timeout = 180.0
+
+    def command(self) -> Launch:
+        pki = pki_dir()
+        return Launch(
+            [
+                str(kcp()),
+                "kube-apiserver",
+                f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={APISERVER_PORT}",
+                f"--cert-dir={self.data}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-account-issuer={SA_ISSUER}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--allow-privileged=true",
+                # A loopback address may not back the `kubernetes` Service's endpoints.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                "--watch-cache=true",
+            ]
+        )
+
+    def ready(self) -> bool:
+        return _healthy(APISERVER_URL, "/readyz")
+
+    def env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(admin_kubeconfig())}
+
+
+class KubeControllerManager(_ControlPlanePiece):
+    name = "kube-controller-manager"
+    ports = (10257,)
+
+    def command(self) -> Launch:
+        pki = pki_dir()
+        kubeconfig = pki / "controller-manager.kubeconfig"
+        return Launch(
+            [
+                str(kcp()),
+                "kube-controller-manager",
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=10257",
+                f"--cert-dir={self.data}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+                "--concurrent-job-syncs=10",
+            ]
+        )
+
+    def ready(self) -> bool:
+        return _healthy("https://127.0.0.1:10257", "/healthz")
+
+
+class KubeScheduler(_ControlPlanePiece):
+    name = "kube-scheduler"
+    ports = (10259,)
+
+    def command(self) -> Launch:
+        kubeconfig = pki_dir() / "scheduler.kubeconfig"
+        return Launch(
+            [
+                str(kcp()),
+                "kube-scheduler",
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=10259",
+                f"--cert-dir={self.data}",
+                "--leader-elect=false",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+            ]
+        )
+
+    def ready(self) -> bool:
+        return _healthy("https://127.0.0.1:10259", "/healthz")
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": f"{kcp_dir()}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+CONTROL_PLANE: tuple[Piece, ...] = (
+    Etcd(),
+    KubeAPIServer(),
+    KubeControllerManager(),
+    KubeScheduler(),
+)

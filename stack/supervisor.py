@@ -1,0 +1,172 @@
+"""Start, check and stop the stack's pieces as processes we own.
+
+Each piece runs in its own session (process group) so `down` can end it and
+everything it spawned, and nothing else. A pid file records the pid and the
+process start time, so a reused pid is never mistaken for our server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack import paths
+from stack.errors import StackError
+from stack.piece import Piece, port_holder, port_open
+
+POLL = 0.25
+
+
+@dataclass(frozen=True)
+class Running:
+    pid: int
+    started: str  # /proc/<pid>/stat start time, guards against pid reuse
+
+
+def _proc_start(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return fields[19]
+
+
+def running(piece: Piece) -> Running | None:
+    """The piece's live process, if the pid file points at one we started."""
+    try:
+        record = json.loads(paths.pid_path(piece.name).read_text())
+    except (OSError, ValueError):
+        return None
+    pid, started = int(record["pid"]), str(record["started"])
+    if _proc_start(pid) != started:
+        return None
+    return Running(pid, started)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def start(piece: Piece) -> Running:
+    """Start one piece and wait until it is ready, or raise naming it and its log."""
+    for port in piece.ports:
+        if port_open(port):
+            raise StackError(piece.name, f"port {port} is already in use by {port_holder(port)}")
+    launch = piece.command()
+    piece.log.parent.mkdir(parents=True, exist_ok=True)
+    paths.pid_path(piece.name).parent.mkdir(parents=True, exist_ok=True)
+    with piece.log.open("ab") as log:
+        log.write(
+            f"\n=== start {time.strftime('%Y-%m-%dT%H:%M:%S')}: {' '.join(launch.argv)}\n".encode()
+        )
+        log.flush()
+        proc = subprocess.Popen(
+            launch.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=launch.cwd,
+            env={**os.environ, **launch.env},
+            start_new_session=True,
+            user=launch.user,
+        )
+    started = _proc_start(proc.pid) or ""
+    paths.pid_path(piece.name).write_text(json.dumps({"pid": proc.pid, "started": started}))
+    deadline = time.monotonic() + piece.ready_timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            paths.pid_path(piece.name).unlink(missing_ok=True)
+            raise StackError(
+                piece.name,
+                f"exited with code {code} before it was ready; last lines:\n{_tail(piece.log)}",
+                piece.log,
+            )
+        if piece.ready():
+            return Running(proc.pid, started)
+        time.sleep(POLL)
+    _terminate(piece, Running(proc.pid, started))
+    raise StackError(
+        piece.name,
+        f"not ready after {piece.ready_timeout:.0f}s; last lines:\n{_tail(piece.log)}",
+        piece.log,
+    )
+
+
+def _terminate(piece: Piece, proc: Running) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + piece.stop_timeout
+    while time.monotonic() < deadline and _proc_start(proc.pid) == proc.started:
+        _reap(proc.pid)
+        time.sleep(POLL)
+    if _proc_start(proc.pid) == proc.started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    _reap(proc.pid)
+    paths.pid_path(piece.name).unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop(piece: Piece) -> bool:
+    """Stop a piece if it runs; True when something was stopped."""
+    proc = running(piece)
+    if proc is None:
+        paths.pid_path(piece.name).unlink(missing_ok=True)
+        return False
+    _terminate(piece, proc)
+    return True
+
+
+def up(pieces: Sequence[Piece]) -> list[str]:
+    """Bring pieces up in order; a piece already running and ready is left alone.
+
+    On failure everything this call started is stopped again, so a failed `up`
+    leaves nothing behind, and the error names the piece and its log.
+    """
+    started: list[Piece] = []
+    lines: list[str] = []
+    try:
+        for piece in pieces:
+            t0 = time.monotonic()
+            piece.build()
+            if not getattr(piece, "server", True):
+                piece.prepare()
+                lines.append(f"{piece.name}: ready (tool)")
+                continue
+            if running(piece) is not None and piece.ready():
+                lines.append(f"{piece.name}: already up")
+                continue
+            stop(piece)  # a stale, unready process of ours
+            piece.prepare()
+            start(piece)
+            started.append(piece)
+            piece.after_ready()
+            lines.append(f"{piece.name}: up in {time.monotonic() - t0:.1f}s")
+    except BaseException:
+        for piece in reversed(started):
+            stop(piece)
+        raise
+    return lines
+
+
+def down(pieces: Sequence[Piece]) -> list[str]:
+    return [f"{p.name}: stopped" for p in reversed(pieces) if stop(p)]

@@ -1,0 +1,85 @@
+"""Fixtures: one local stack per test session, a fresh namespace per test.
+
+The stack is the real thing (see stack/): `stack` brings up whatever is not
+running yet and hands out its endpoints. Pieces a test session started are
+left running for the next session unless LINEAGE_HUB_STACK_DOWN=1 (`.ci/run`
+stops the stack itself when it is done).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from stack import supervisor
+from stack.cli import stack_env
+from stack.registry import ALL, select
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclass
+class StackHandle:
+    env: dict[str, str]
+
+    def restart(self, piece_name: str) -> None:
+        (piece,) = select([piece_name])
+        supervisor.stop(piece)
+        supervisor.up([piece])
+
+    def stop(self, piece_name: str) -> None:
+        (piece,) = select([piece_name])
+        supervisor.stop(piece)
+
+    def start(self, piece_name: str) -> None:
+        supervisor.up(select([piece_name]))
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackHandle]:
+    supervisor.up(ALL)
+    env = stack_env()
+    os.environ.update(env)
+    yield StackHandle(env)
+    if os.environ.get("LINEAGE_HUB_STACK_DOWN") == "1":
+        supervisor.down(ALL)
+
+
+@pytest.fixture
+def kubectl(stack: StackHandle) -> Kubectl:
+    def run(
+        *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", *args],
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    # The serviceaccount controller creates `default`; pods are rejected until it exists.
+    kubectl(
+        "wait",
+        "--for=jsonpath={.metadata.name}=default",
+        "serviceaccount/default",
+        "-n",
+        name,
+        "--timeout=30s",
+    )
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
