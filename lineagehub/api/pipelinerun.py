@@ -1,0 +1,1031 @@
+"""The `PipelineRun` API (`lineagehub.io/v1alpha1`): spec, status and stage config.
+
+These pydantic models are the single source of the API. The CRD in `crds/` is
+generated from them (`python -m lineagehub.api.generate`), so every field's
+docstring becomes its `kubectl explain` text, and the `x-kubernetes-*` entries
+given through `json_schema_extra` end up in the CRD as they are.
+
+On the wire every field is camelCase (`ttlSecondsAfterFinished`); in Python the
+snake_case names work too (`populate_by_name`). Cross-field rules exist twice:
+as CEL (`x-kubernetes-validations`, enforced by the API server) and as pydantic
+validators (enforced by the operator, the runner and the tests). Keep them in step.
+
+This module imports only the standard library and pydantic: a stage Job imports
+it, and must not pull in the operator's dependencies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+JsonDict = dict[str, JsonValue]
+
+API_GROUP = "lineagehub.io"
+API_VERSION = "v1alpha1"
+API_GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+KIND = "PipelineRun"
+LIST_KIND = "PipelineRunList"
+PLURAL = "pipelineruns"
+SINGULAR = "pipelinerun"
+SHORT_NAMES: tuple[str, ...] = ("plr", "plrun")
+CATEGORIES: tuple[str, ...] = ("lineagehub",)
+
+#: The condition type that summarises a run (Unknown while it runs, then True/False).
+CONDITION_SUCCEEDED = "Succeeded"
+#: The environment variable through which a stage Job receives its `StageConfig` (JSON).
+STAGE_CONFIG_ENV = "LINEAGEHUB_STAGE_CONFIG"
+
+# Bounds. Every string and list that a CEL rule reads is bounded, so the API
+# server's cost estimate for the rules stays within its budget.
+MAX_URI = 2048
+MAX_NAME = 253
+MAX_COLUMN = 256
+MAX_EXPR = 4096
+MAX_COLUMNS = 256
+MAX_MAP_ENTRIES = 64
+MAX_DERIVED = 64
+MAX_CHECKS = 128
+MAX_ACCEPTED_VALUES = 256
+MAX_MESSAGE = 32768
+MAX_RETRIES = 10
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+SOURCE_URI_PATTERN = r"^(file|http|https|s3)://[^\s]+$"
+SINK_URI_PATTERN = r"^(file|s3|clickhouse)://[^\s]+$"
+HTTP_URL_PATTERN = r"^https?://[^\s]+$"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+PROGRESS_PATTERN = r"^[0-9]+/[0-9]+$"
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def cel(
+    rule: str,
+    message: str,
+    *,
+    field_path: str | None = None,
+    reason: str | None = None,
+) -> JsonDict:
+    """One `x-kubernetes-validations` entry."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    if reason is not None:
+        entry["reason"] = reason
+    return entry
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    dupes = [i for i in items if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"duplicate entries: {sorted(set(dupes))}")
+    return items
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes `metav1.Time`."""
+    return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now() -> datetime:
+    """The current time, truncated to seconds, in UTC."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def new_run_id(unix_ms: int | None = None) -> str:
+    """A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits."""
+    ms = int(time.time() * 1000) if unix_ms is None else unix_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76  # version
+    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
+    value |= 0b10 << 62  # variant
+    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
+    return str(uuid.UUID(int=value))
+
+
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COLUMN)]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_COLUMN, pattern=IDENTIFIER_PATTERN)
+]
+SqlExpr = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPR)]
+K8sName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Quantity = Annotated[
+    int | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)],
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+Time = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+ColumnSet = Annotated[
+    list[ColumnName],
+    AfterValidator(_unique),
+    Field(max_length=MAX_COLUMNS, json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
+
+
+class ApiModel(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, JSON types, no unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    """Status objects tolerate fields they don't know (written by a newer operator)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --------------------------------------------------------------------------- enums
+
+
+class StageName(StrEnum):
+    """The three stages of a run, in the order they run."""
+
+    EXTRACT = "extract"
+    TRANSFORM = "transform"
+    LOAD = "load"
+
+    @property
+    def position(self) -> int:
+        """0 for extract, 1 for transform, 2 for load."""
+        return STAGES.index(self)
+
+
+STAGES: tuple[StageName, ...] = (StageName.EXTRACT, StageName.TRANSFORM, StageName.LOAD)
+
+
+class SourceFormat(StrEnum):
+    """How the source is encoded."""
+
+    CSV = "csv"
+    JSON = "json"
+    NDJSON = "ndjson"
+    PARQUET = "parquet"
+
+
+class SinkFormat(StrEnum):
+    """How the sink is written."""
+
+    PARQUET = "parquet"
+    CSV = "csv"
+    NDJSON = "ndjson"
+    CLICKHOUSE = "clickhouse"
+
+
+class WriteMode(StrEnum):
+    """What happens to data already at the sink."""
+
+    APPEND = "append"
+    OVERWRITE = "overwrite"
+
+
+class CastType(StrEnum):
+    """Column types a cast can produce."""
+
+    STRING = "string"
+    INT32 = "int32"
+    INT64 = "int64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    BOOLEAN = "boolean"
+    DATE = "date"
+    DATETIME = "datetime"
+
+
+class KeepRow(StrEnum):
+    """Which row of a group of duplicates to keep."""
+
+    FIRST = "first"
+    LAST = "last"
+
+
+class CheckType(StrEnum):
+    """Data-quality check kinds."""
+
+    NOT_NULL = "not_null"
+    UNIQUE = "unique"
+    RANGE = "range"
+    ACCEPTED_VALUES = "accepted_values"
+    REGEX = "regex"
+
+
+class Severity(StrEnum):
+    """What a failing check does: `fail` fails the run, `warn` records it and goes on."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class PullPolicy(StrEnum):
+    """Image pull policy for the stage containers."""
+
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class Phase(StrEnum):
+    """Lifecycle phase of a run or of one stage."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+
+
+class ConditionStatus(StrEnum):
+    """metav1.ConditionStatus."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """CamelCase reasons the operator puts on the `Succeeded` condition and on stages."""
+
+    PENDING = "Pending"
+    STARTED = "Started"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    STAGE_FAILED = "StageFailed"
+    STAGE_TIMEOUT = "StageTimeout"
+    QUALITY_CHECK_FAILED = "QualityCheckFailed"
+    CANCELLED = "Cancelled"
+    INVALID_SPEC = "InvalidSpec"
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class SecretKeyRef(ApiModel):
+    """Where the S3 credentials are: keys of a Secret in the run's namespace."""
+
+    name: K8sName
+    """Name of the Secret."""
+    access_key_id_key: K8sName = "AWS_ACCESS_KEY_ID"
+    """Key of the Secret that holds the access key id."""
+    secret_access_key_key: K8sName = "AWS_SECRET_ACCESS_KEY"
+    """Key of the Secret that holds the secret access key."""
+    session_token_key: K8sName | None = None
+    """Key of the Secret that holds a session token, if the credentials are temporary."""
+
+
+class S3Options(ApiModel):
+    """Connection settings for `s3://` URIs."""
+
+    endpoint: (
+        Annotated[str, StringConstraints(max_length=MAX_URI, pattern=HTTP_URL_PATTERN)] | None
+    ) = None
+    """Endpoint URL of an S3-compatible store (e.g. MinIO); AWS when unset."""
+    region: Annotated[str, StringConstraints(max_length=64)] | None = None
+    """Region of the bucket."""
+    credentials_secret_ref: SecretKeyRef | None = None
+    """Secret holding the credentials; the stage's environment (e.g. IAM role) when unset."""
+
+
+_S3_ONLY = cel(
+    "!has(self.s3) || self.uri.startsWith('s3://')",
+    "s3 options apply only to s3:// URIs",
+    field_path=".s3",
+)
+
+
+class SourceSpec(ApiModel):
+    """The data a run reads."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_S3_ONLY]})
+
+    uri: Annotated[str, StringConstraints(max_length=MAX_URI, pattern=SOURCE_URI_PATTERN)]
+    """Where to read: `file://` (the run's workspace or a mounted volume), `http(s)://`,
+    or `s3://bucket/key`."""
+    format: SourceFormat
+    """Encoding of the source: csv, json (one array of objects), ndjson or parquet."""
+    s3: S3Options | None = None
+    """Endpoint, region and credentials for an `s3://` URI."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceSpec:
+        if self.s3 is not None and not self.uri.startswith("s3://"):
+            raise ValueError("s3 options apply only to s3:// URIs")
+        return self
+
+
+class SinkSpec(ApiModel):
+    """Where a run writes its result."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _S3_ONLY,
+                cel(
+                    "(self.format == 'clickhouse') == self.uri.startsWith('clickhouse://')",
+                    "format clickhouse goes with a clickhouse:// URI, and only with it",
+                    field_path=".format",
+                ),
+            ]
+        }
+    )
+
+    uri: Annotated[str, StringConstraints(max_length=MAX_URI, pattern=SINK_URI_PATTERN)]
+    """Where to write: `file://path`, `s3://bucket/key` or
+    `clickhouse://host:port/database/table`."""
+    format: SinkFormat
+    """Encoding of the result: parquet, csv, ndjson, or clickhouse (rows into a table)."""
+    mode: WriteMode = WriteMode.OVERWRITE
+    """`overwrite` replaces what is there (safe to retry); `append` adds to it."""
+    s3: S3Options | None = None
+    """Endpoint, region and credentials for an `s3://` URI."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SinkSpec:
+        if self.s3 is not None and not self.uri.startswith("s3://"):
+            raise ValueError("s3 options apply only to s3:// URIs")
+        if (self.format == SinkFormat.CLICKHOUSE) != self.uri.startswith("clickhouse://"):
+            raise ValueError("format clickhouse goes with a clickhouse:// URI, and only with it")
+        return self
+
+
+class DerivedColumn(ApiModel):
+    """A new column computed from a SQL expression over the row."""
+
+    name: Identifier
+    """Name of the new column (replaces a column of the same name)."""
+    expr: SqlExpr
+    """SQL expression, e.g. `amount * 1.2` or `upper(currency)`."""
+
+
+class Deduplicate(ApiModel):
+    """Drop repeated rows."""
+
+    columns: ColumnSet | None = None
+    """Columns that identify a row; all columns when unset."""
+    keep: KeepRow = KeepRow.FIRST
+    """Which row of each group of duplicates survives."""
+
+
+class QualityCheck(ApiModel):
+    """A data-quality check run on the transformed data before it is loaded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.type != 'range' || has(self.min) || has(self.max)",
+                    "a range check needs min, max or both",
+                ),
+                cel(
+                    "!has(self.min) || !has(self.max) || self.min <= self.max",
+                    "min must not exceed max",
+                    field_path=".min",
+                ),
+                cel(
+                    "(has(self.min) || has(self.max)) ? self.type == 'range' : true",
+                    "min and max apply only to range checks",
+                ),
+                cel(
+                    "(self.type == 'accepted_values') == has(self.values)",
+                    "values is required for accepted_values checks and applies only to them",
+                ),
+                cel(
+                    "(self.type == 'regex') == has(self.pattern)",
+                    "pattern is required for regex checks and applies only to them",
+                ),
+            ]
+        }
+    )
+
+    name: Annotated[str, StringConstraints(max_length=MAX_COLUMN)] | None = None
+    """A name for reports; `<type>_<column>` when unset."""
+    type: CheckType
+    """What to check: not_null, unique, range, accepted_values or regex."""
+    column: ColumnName
+    """The column checked."""
+    severity: Severity = Severity.FAIL
+    """`fail` fails the run when the check fails; `warn` only records it."""
+    min: float | None = None
+    """Lowest allowed value (inclusive), for range checks."""
+    max: float | None = None
+    """Highest allowed value (inclusive), for range checks."""
+    values: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=MAX_COLUMN)]],
+            Field(min_length=1, max_length=MAX_ACCEPTED_VALUES),
+        ]
+        | None
+    ) = None
+    """Allowed values, for accepted_values checks; compared with the column read as text."""
+    pattern: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = None
+    """Regular expression every non-null value must match, for regex checks."""
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.type.value}_{self.column}"
+
+    @model_validator(mode="after")
+    def _check(self) -> QualityCheck:
+        ranged = self.min is not None or self.max is not None
+        if self.type == CheckType.RANGE and not ranged:
+            raise ValueError("a range check needs min, max or both")
+        if ranged and self.type != CheckType.RANGE:
+            raise ValueError("min and max apply only to range checks")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        if (self.type == CheckType.ACCEPTED_VALUES) != (self.values is not None):
+            raise ValueError(
+                "values is required for accepted_values checks and applies only to them"
+            )
+        if (self.type == CheckType.REGEX) != (self.pattern is not None):
+            raise ValueError("pattern is required for regex checks and applies only to them")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return self
+
+
+_RENAME_UNIQUE = cel(
+    "self.all(k, self.all(j, k == j || self[k] != self[j]))",
+    "two columns cannot be renamed to the same name",
+)
+
+
+class TransformSpec(ApiModel):
+    """Declarative transform, applied in this fixed order: rename, cast, derived,
+    filter, dropNulls, deduplicate, select; then the quality checks run on the result.
+    Later steps see the names given by earlier ones."""
+
+    rename: (
+        Annotated[
+            dict[ColumnName, ColumnName],
+            Field(
+                max_length=MAX_MAP_ENTRIES,
+                json_schema_extra={"x-kubernetes-validations": [_RENAME_UNIQUE]},
+            ),
+        ]
+        | None
+    ) = None
+    """Old name to new name."""
+    cast: Annotated[dict[ColumnName, CastType], Field(max_length=MAX_MAP_ENTRIES)] | None = None
+    """Column to type; a value that does not convert fails the transform."""
+    derived: (
+        Annotated[
+            list[DerivedColumn],
+            Field(
+                max_length=MAX_DERIVED,
+                json_schema_extra={
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                },
+            ),
+        ]
+        | None
+    ) = None
+    """Columns computed from SQL expressions, in order (a later one may use an earlier one)."""
+    filter: SqlExpr | None = None
+    """SQL boolean expression; rows for which it is not true are dropped."""
+    drop_nulls: ColumnSet | None = None
+    """Rows with a null in any of these columns are dropped."""
+    deduplicate: Deduplicate | None = None
+    """Drop repeated rows."""
+    select: ColumnSet | None = None
+    """The output columns, in order; all columns when unset."""
+    quality: Annotated[list[QualityCheck], Field(max_length=MAX_CHECKS)] | None = None
+    """Data-quality checks run on the transformed data."""
+
+    @model_validator(mode="after")
+    def _check(self) -> TransformSpec:
+        if self.rename:
+            _unique(list(self.rename.values()))
+        if self.derived:
+            _unique([d.name for d in self.derived])
+        return self
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of a stage container (Kubernetes quantities)."""
+
+    requests: Annotated[dict[K8sName, Quantity], Field(max_length=8)] | None = None
+    """Minimum resources, e.g. `cpu: 100m`, `memory: 256Mi`."""
+    limits: Annotated[dict[K8sName, Quantity], Field(max_length=8)] | None = None
+    """Maximum resources, e.g. `memory: 1Gi`."""
+
+
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
+
+
+class StageDefaults(ApiModel):
+    """Retries and timeout for every stage that does not override them."""
+
+    retries: Retries = 1
+    """How many times a failed stage is retried (0 = no retry)."""
+    timeout_seconds: TimeoutSeconds = 1800
+    """Limit for one attempt of a stage, in seconds."""
+
+
+class StageOverride(ApiModel):
+    """Settings for one stage; unset fields fall back to `stages.defaults` and `spec.resources`."""
+
+    retries: Retries | None = None
+    """How many times this stage is retried when it fails."""
+    timeout_seconds: TimeoutSeconds | None = None
+    """Limit for one attempt of this stage, in seconds."""
+    resources: ResourceRequirements | None = None
+    """Resources of this stage's container."""
+
+
+class StagePolicy(BaseModel):
+    """The settings that apply to one stage (not part of the wire format)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    retries: int
+    timeout_seconds: int
+    resources: ResourceRequirements | None
+
+
+class StagesSpec(ApiModel):
+    """Per-stage retries and timeouts: defaults, then overrides per stage."""
+
+    defaults: StageDefaults = StageDefaults()
+    """Applies to every stage."""
+    extract: StageOverride | None = None
+    """Overrides for the extract stage."""
+    transform: StageOverride | None = None
+    """Overrides for the transform stage."""
+    load: StageOverride | None = None
+    """Overrides for the load stage."""
+
+
+class OpenLineageSpec(ApiModel):
+    """How the run is named in OpenLineage (and so in Marquez)."""
+
+    namespace: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)] | None = None
+    """OpenLineage job namespace; the operator's default namespace when unset."""
+    job: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)] | None = None
+    """OpenLineage job name; the PipelineRun's name when unset. Set it to keep one job
+    (and its history) across runs; each stage is the child job `<job>.<stage>`."""
+
+
+class PipelineRunSpec(ApiModel):
+    """Desired state of a PipelineRun: what to read, how to transform it, where to write it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.sink.uri != self.source.uri",
+                    "sink.uri must differ from source.uri",
+                    field_path=".sink.uri",
+                ),
+                cel(
+                    "!oldSelf.cancel || self.cancel",
+                    "cancel cannot be undone",
+                    field_path=".cancel",
+                ),
+            ]
+        }
+    )
+
+    source: SourceSpec
+    """The data to read."""
+    transform: TransformSpec = TransformSpec()
+    """What to do with the data, in this fixed order: rename, cast, derived, filter,
+    dropNulls, deduplicate, select; then the quality checks run on the result. Each step
+    sees the column names the earlier ones gave. When empty the data is copied as it is."""
+    sink: SinkSpec
+    """Where to write the result."""
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """Container image of the stage Jobs; the operator's runner image when unset."""
+    image_pull_policy: PullPolicy | None = None
+    """Pull policy of the stage containers; the Kubernetes default when unset."""
+    resources: ResourceRequirements | None = None
+    """Resources of every stage container, unless a stage overrides them."""
+    stages: StagesSpec = StagesSpec()
+    """Retries and timeouts, with per-stage overrides for extract, transform and load."""
+    openlineage: OpenLineageSpec = OpenLineageSpec()
+    """OpenLineage namespace and job name of the run."""
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+    """Delete the run this many seconds after it finished; kept until deleted when unset."""
+    suspend: bool = False
+    """While true no new stage starts (a running stage finishes); set false to go on."""
+    cancel: bool = False
+    """Set true to cancel the run: the running stage is stopped and the run ends Cancelled.
+    Cannot be undone."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineRunSpec:
+        if self.sink.uri == self.source.uri:
+            raise ValueError("sink.uri must differ from source.uri")
+        return self
+
+    def stage_policy(self, stage: StageName) -> StagePolicy:
+        """Retries, timeout and resources for `stage`, overrides applied."""
+        override: StageOverride | None = getattr(self.stages, stage.value)
+        d = self.stages.defaults
+        if override is None:
+            return StagePolicy(
+                retries=d.retries, timeout_seconds=d.timeout_seconds, resources=self.resources
+            )
+        return StagePolicy(
+            retries=d.retries if override.retries is None else override.retries,
+            timeout_seconds=(
+                d.timeout_seconds if override.timeout_seconds is None else override.timeout_seconds
+            ),
+            resources=self.resources if override.resources is None else override.resources,
+        )
+
+
+# --------------------------------------------------------------------------- status
+
+
+class Condition(StatusModel):
+    """A metav1.Condition."""
+
+    type: Annotated[str, StringConstraints(max_length=316, pattern=CONDITION_TYPE_PATTERN)]
+    """Type of condition in CamelCase, e.g. `Succeeded`."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `.metadata.generation` the condition was set for."""
+    last_transition_time: Time
+    """When the condition last changed from one status to another."""
+    reason: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)
+    ]
+    """Programmatic CamelCase identifier for the last transition, e.g. `StageTimeout`."""
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] = ""
+    """Human-readable details of the last transition."""
+
+
+class StageStatus(StatusModel):
+    """What happened in one stage."""
+
+    name: StageName
+    """The stage: extract, transform or load."""
+    job_name: K8sName | None = None
+    """Name of the stage's Job (of its latest attempt)."""
+    phase: Phase = Phase.PENDING
+    """Pending, Running, Succeeded, Failed or Cancelled."""
+    attempts: Annotated[int, Field(ge=0)] = 0
+    """Attempts started so far."""
+    start_time: Time | None = None
+    """When the first attempt started."""
+    completion_time: Time | None = None
+    """When the stage finished."""
+    records_in: Annotated[int, Field(ge=0)] | None = None
+    """Rows the stage read."""
+    records_out: Annotated[int, Field(ge=0)] | None = None
+    """Rows the stage wrote."""
+    reason: (
+        Annotated[str, StringConstraints(max_length=1024, pattern=CONDITION_REASON_PATTERN)] | None
+    ) = None
+    """CamelCase reason of the stage's last transition, e.g. `StageTimeout`."""
+    message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = None
+    """Human-readable details, e.g. the failure from the Job's termination message."""
+
+
+class DatasetRef(StatusModel):
+    """An OpenLineage dataset."""
+
+    namespace: str
+    """Dataset namespace, e.g. `file` or `s3://bucket`."""
+    name: str
+    """Dataset name, e.g. the path."""
+
+
+class LineageStatus(StatusModel):
+    """Where the run's lineage is."""
+
+    namespace: str | None = None
+    """OpenLineage job namespace."""
+    job: str | None = None
+    """OpenLineage job name."""
+    run_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)] | None = None
+    """OpenLineage run id (same as `status.runId`)."""
+    inputs: list[DatasetRef] = Field(default_factory=list)
+    """Datasets read."""
+    outputs: list[DatasetRef] = Field(default_factory=list)
+    """Datasets written."""
+    marquez_url: str | None = None
+    """Link to the run's job in the Marquez UI."""
+    in_marquez: bool | None = None
+    """Whether Marquez has the run (checked through its API)."""
+    column_lineage: bool | None = None
+    """Whether column-level lineage was emitted for the output."""
+
+
+class TraceStatus(StatusModel):
+    """Where the run's trace is."""
+
+    trace_id: Annotated[str, StringConstraints(pattern=TRACE_ID_PATTERN)] | None = None
+    """W3C trace id (same as `status.traceId`)."""
+    jaeger_url: str | None = None
+    """Link to the trace in the Jaeger UI."""
+    span_count: Annotated[int, Field(ge=0)] | None = None
+    """Spans of this trace seen in ClickHouse."""
+    all_stage_spans: bool | None = None
+    """Whether a span of every finished stage was seen."""
+
+
+class PipelineRunStatus(StatusModel):
+    """Observed state of a PipelineRun, written by the operator."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `.metadata.generation` this status reflects."""
+    phase: Phase | None = None
+    """Pending, Running, Succeeded, Failed or Cancelled (for people; tools should read the
+    `Succeeded` condition)."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    """Conditions; `Succeeded` is Unknown while the run goes on, then True or False."""
+    current_stage: StageName | None = None
+    """The stage running now, or the last one that ran."""
+    progress: Annotated[str, StringConstraints(pattern=PROGRESS_PATTERN)] | None = None
+    """Finished stages out of all, e.g. `2/3`."""
+    stages: Annotated[
+        list[StageStatus],
+        Field(
+            max_length=len(STAGES),
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    """One entry per stage that started."""
+    run_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)] | None = None
+    """OpenLineage run id (UUIDv7), assigned once."""
+    trace_id: Annotated[str, StringConstraints(pattern=TRACE_ID_PATTERN)] | None = None
+    """W3C trace id of the run's trace, assigned once."""
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
+    """W3C traceparent of the run's root span, so a restarted operator continues the trace."""
+    lineage: LineageStatus | None = None
+    """OpenLineage summary and Marquez link."""
+    trace: TraceStatus | None = None
+    """Trace summary and Jaeger link."""
+    start_time: Time | None = None
+    """When the run started."""
+    completion_time: Time | None = None
+    """When the run finished."""
+
+    def condition(self, type_: str = CONDITION_SUCCEEDED) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def stage(self, name: StageName) -> StageStatus | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    *,
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str = "",
+    observed_generation: int | None = None,
+    at: datetime | None = None,
+) -> list[Condition]:
+    """Upsert a condition by type; `lastTransitionTime` moves only when `status` changes.
+
+    Returns the whole new list (a merge patch replaces lists, so send all of it).
+    """
+    out: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            out.append(c)
+            continue
+        found = True
+        moved = c.status != status
+        out.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                observed_generation=observed_generation,
+                last_transition_time=(at or now()) if moved else c.last_transition_time,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=message,
+                observed_generation=observed_generation,
+                last_transition_time=at or now(),
+            )
+        )
+    return out
+
+
+def progress(stages: Iterable[StageStatus]) -> str:
+    """`done/total` over the three stages (succeeded ones count as done)."""
+    done = sum(1 for s in stages if s.phase == Phase.SUCCEEDED)
+    return f"{done}/{len(STAGES)}"
+
+
+# --------------------------------------------------------------------------- the object
+
+_TERMINAL = "['Succeeded', 'Failed', 'Cancelled']"
+
+
+class ObjectMeta(BaseModel):
+    """The fields of metav1.ObjectMeta the models read; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class PipelineRun(ApiModel):
+    """A PipelineRun reads a dataset, transforms it declaratively and writes it, as three
+    Jobs (extract, transform, load), with its lineage in OpenLineage and its trace in
+    OpenTelemetry linked from its status."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(oldSelf.status) || !has(oldSelf.status.phase)"
+                    f" || !(oldSelf.status.phase in {_TERMINAL})"
+                    " || self.spec == oldSelf.spec",
+                    "spec is immutable once the run has finished",
+                    field_path=".spec",
+                    reason="FieldValueForbidden",
+                ),
+                cel(
+                    "!has(oldSelf.status) || !has(oldSelf.status.phase)"
+                    " || oldSelf.status.phase == 'Pending'"
+                    " || (self.spec.source == oldSelf.spec.source"
+                    " && self.spec.transform == oldSelf.spec.transform"
+                    " && self.spec.sink == oldSelf.spec.sink)",
+                    "source, transform and sink cannot change once the run has started",
+                    field_path=".spec",
+                    reason="FieldValueForbidden",
+                ),
+            ]
+        },
+    )
+
+    api_version: Literal["lineagehub.io/v1alpha1"] = "lineagehub.io/v1alpha1"
+    """APIVersion of this representation of the object."""
+    kind: Literal["PipelineRun"] = "PipelineRun"
+    """Kind of the object."""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+    spec: PipelineRunSpec
+    """What the run should do."""
+    status: PipelineRunStatus | None = None
+    """What the run did (written by the operator)."""
+
+
+# --------------------------------------------------------------------------- stage config
+
+
+class ParentRun(ApiModel):
+    """The run-level OpenLineage run a stage's run belongs to (the parent run facet)."""
+
+    run_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
+    """Run id of the parent (the PipelineRun's runId)."""
+    namespace: str
+    """OpenLineage namespace of the parent job."""
+    job: str
+    """OpenLineage name of the parent job."""
+
+
+class RunRef(ApiModel):
+    """The PipelineRun a stage works for."""
+
+    namespace: str
+    """Kubernetes namespace of the PipelineRun."""
+    name: str
+    """Name of the PipelineRun."""
+    uid: str | None = None
+    """UID of the PipelineRun."""
+
+
+class StageConfig(ApiModel):
+    """Everything one stage Job needs. The operator writes it (env `LINEAGEHUB_STAGE_CONFIG`,
+    JSON); the runner reads it. The local CLI builds the same thing without a cluster."""
+
+    run_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
+    """OpenLineage run id of this stage's run."""
+    stage: StageName
+    """Which stage to run."""
+    attempt: Annotated[int, Field(ge=1)] = 1
+    """Attempt number, from 1."""
+    pipeline_run: RunRef
+    """The PipelineRun this stage belongs to."""
+    source: SourceSpec
+    """The run's source."""
+    transform: TransformSpec = TransformSpec()
+    """The run's transform."""
+    sink: SinkSpec
+    """The run's sink."""
+    workspace: Annotated[str, StringConstraints(min_length=1)]
+    """Directory shared by the run's stages; intermediate data lives here."""
+    openlineage_namespace: str
+    """OpenLineage namespace of the stage's job."""
+    openlineage_job: str
+    """OpenLineage name of the stage's job, e.g. `orders.extract`."""
+    parent: ParentRun | None = None
+    """The run-level OpenLineage run (parent run facet)."""
+    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
+    """W3C traceparent of the run's root span; the stage's spans are its children."""
+
+    def intermediate_path(self, stage: StageName) -> str:
+        """The Parquet file `stage` leaves in the workspace for the next one."""
+        return str(PurePosixPath(self.workspace) / f"{stage.value}.parquet")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> StageConfig:
+        env = os.environ if environ is None else environ
+        raw = env.get(STAGE_CONFIG_ENV)
+        if not raw:
+            raise ValueError(f"{STAGE_CONFIG_ENV} is not set")
+        return cls.model_validate_json(raw)
+
+    def to_env_value(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
