@@ -12,6 +12,9 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("lineagehub_operator.cli", "main"),
+    "stage": ("pipeline_runner.cli", "stage_main"),
+    "run": ("pipeline_runner.cli", "main"),
+    "consume": ("consumers.cli", "main"),
     "stack": ("stack.cli", "main"),
 }
 

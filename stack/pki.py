@@ -38,7 +38,20 @@ CLIENTS = (
     Client("scheduler", "system:kube-scheduler"),
     Client("node-local", "system:node:local", ("system:nodes",)),
     Client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)),
+    # The operator runs as its own user, bound to the generated least-privilege ClusterRole.
+    Client("operator", "lineage-hub-operator"),
+    # The aggregation layer's proxy identity (requestheader auth).
+    Client("front-proxy-client", "front-proxy-client"),
 )
+
+LOOPBACK_SANS = ("localhost", "127.0.0.1")
+#: Serving certificates: file name -> SANs.
+SERVERS: dict[str, tuple[str, ...]] = {
+    "apiserver": (),  # filled below
+    "kubelet": LOOPBACK_SANS,
+    "controller-manager-serving": LOOPBACK_SANS,
+    "scheduler-serving": LOOPBACK_SANS,
+}
 
 APISERVER_SANS = (
     "localhost",
@@ -174,7 +187,7 @@ def ensure_pki(pki_dir: Path, apiserver_url: str) -> None:
     _write(pki_dir / "ca.crt", ca_pem)
     _write(pki_dir / "ca.key", _pem_key(ca.key), private=True)
 
-    for name, sans in (("apiserver", APISERVER_SANS), ("kubelet", ("localhost", "127.0.0.1"))):
+    for name, sans in {**SERVERS, "apiserver": APISERVER_SANS}.items():
         key, cert = ca.issue(name, sans=sans, server=True)
         _write(pki_dir / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
         _write(pki_dir / f"{name}.key", _pem_key(key), private=True)

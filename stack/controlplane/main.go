@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/component-base/cli"
 	kubectlcmd "k8s.io/kubectl/pkg/cmd"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
@@ -54,7 +55,10 @@ func main() {
 	case "kubectl":
 		c := kubectlcmd.NewDefaultKubectlCommand()
 		c.SetArgs(args)
-		os.Exit(cli.RunNoErrOutput(c))
+		if err := cli.RunNoErrOutput(c); err != nil {
+			// Prints the error the way kubectl does and exits non-zero.
+			cmdutil.CheckErr(err)
+		}
 	case "version":
 		fmt.Println(kubernetesVersion)
 	default:

@@ -34,6 +34,9 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    # Removes the not-ready taint the API server puts on a new Node once it is Ready.
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
     "cronjob-controller",
     "replicaset-controller",
     "deployment-controller",
@@ -50,11 +53,26 @@ def admin_kubeconfig() -> Path:
     return pki_dir() / "admin.kubeconfig"
 
 
+def _ldflags() -> str:
+    """Stamp the release into the binary, as the Kubernetes release build does."""
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    stamps = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        stamps += [
+            f"-X {pkg}.gitVersion={KUBERNETES_VERSION}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+        ]
+    return " ".join(["-s", "-w", *stamps])
+
+
 def kcp_dir() -> Path:
     """Cache folder of the control-plane binary, keyed by its build inputs."""
     key = content_key(
         *(SOURCE / f for f in ("go.mod", "go.sum", "main.go", "version.go")),
-        extra=KUBERNETES_VERSION,
+        extra=KUBERNETES_VERSION + _ldflags(),
     )
     return paths.cache_dir() / "bin" / f"kcp-{KUBERNETES_VERSION}-{key}"
 
@@ -73,7 +91,7 @@ def build_kcp() -> None:
     run_step(
         "controlplane",
         "go build of stack/controlplane (k8s.io/kubernetes " + KUBERNETES_VERSION + ")",
-        ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
+        ["go", "build", "-trimpath", f"-ldflags={_ldflags()}", "-o", str(partial), "."],
         build_log("controlplane"),
         cwd=SOURCE,
         env={**os.environ, "GOFLAGS": "-buildvcs=false"},
@@ -159,6 +177,13 @@ class KubeAPIServer(_ControlPlanePiece):
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NodeRestriction",
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                 f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
                 f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                 f"--kubelet-certificate-authority={pki / 'ca.crt'}",
@@ -194,7 +219,8 @@ class KubeControllerManager(_ControlPlanePiece):
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
                 "--secure-port=10257",
-                f"--cert-dir={self.data}",
+                f"--tls-cert-file={pki / 'controller-manager-serving.crt'}",
+                f"--tls-private-key-file={pki / 'controller-manager-serving.key'}",
                 "--leader-elect=false",
                 "--use-service-account-credentials=true",
                 f"--controllers={','.join(CONTROLLERS)}",
@@ -215,7 +241,8 @@ class KubeScheduler(_ControlPlanePiece):
     ports = (10259,)
 
     def command(self) -> Launch:
-        kubeconfig = pki_dir() / "scheduler.kubeconfig"
+        pki = pki_dir()
+        kubeconfig = pki / "scheduler.kubeconfig"
         return Launch(
             [
                 str(kcp()),
@@ -225,7 +252,8 @@ class KubeScheduler(_ControlPlanePiece):
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
                 "--secure-port=10259",
-                f"--cert-dir={self.data}",
+                f"--tls-cert-file={pki / 'scheduler-serving.crt'}",
+                f"--tls-private-key-file={pki / 'scheduler-serving.key'}",
                 "--leader-elect=false",
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",

@@ -1,0 +1,105 @@
+"""lineage-hub itself on the local stack: the operator and the two consumers.
+
+They run from this checkout's virtualenv as the chart would run them in a
+cluster. The operator authenticates as its own user, bound to the generated
+least-privilege ClusterRole, so the local stack exercises our RBAC for real.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from stack import paths
+from stack.piece import Launch, Piece
+from stack.pieces import controlplane as cp
+
+REPO = paths.REPO_ROOT
+VENV_BIN = Path(sys.executable).parent
+OPERATOR_USER = "lineage-hub-operator"
+OPERATOR_HEALTH_PORT = 18080
+
+
+def data_volume() -> Path:
+    """The folder stage pods see at /data: the example data and the run outputs."""
+    return paths.state_dir() / "data-volume"
+
+
+def workspaces() -> Path:
+    return paths.state_dir() / "workspaces"
+
+
+def _kubectl(*args: str, stdin: str | None = None) -> None:
+    subprocess.run(
+        [str(cp.kcp_dir() / "kubectl"), f"--kubeconfig={cp.admin_kubeconfig()}", *args],
+        input=stdin,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _endpoint_env() -> dict[str, str]:
+    # Imported lazily: the data plane is optional for the operator.
+    from stack.registry import ALL  # noqa: PLC0415
+
+    env: dict[str, str] = {}
+    for piece in ALL:
+        if piece.name in {"kafka", "marquez", "jaeger", "chdb"}:
+            env.update(piece.env())
+    return env
+
+
+class Operator(Piece):
+    name = "operator"
+    version = "dev"
+    ports = (OPERATOR_HEALTH_PORT,)
+
+    def prepare(self) -> None:
+        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "lineagehub.io_pipelineruns.yaml"))
+        _kubectl("wait", "--for=condition=Established", "crd/pipelineruns.lineagehub.io", "--timeout=60s")
+        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "rbac" / "operator-clusterrole.yaml"))
+        binding = (
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+            f"metadata: {{name: {OPERATOR_USER}}}\n"
+            "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: lineage-hub-operator}\n"
+            f"subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {OPERATOR_USER}}}]\n"
+        )
+        _kubectl("apply", "--server-side", "-f", "-", stdin=binding)
+        data = data_volume()
+        (data / "output").mkdir(parents=True, exist_ok=True)
+        examples = data / "examples"
+        if not examples.exists():
+            examples.symlink_to(REPO / "examples" / "data")
+        workspaces().mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> Launch:
+        env = {
+            "KUBECONFIG": str(cp.pki_dir() / "operator.kubeconfig"),
+            "LINEAGEHUB_DATA_HOST_PATH": str(data_volume()),
+            "LINEAGEHUB_WORKSPACE_HOST_PATH": str(workspaces()),
+            "LINEAGEHUB_POLL_SECONDS": "10",
+            **_endpoint_env(),
+        }
+        return Launch(
+            [
+                str(VENV_BIN / "lineage-hub"),
+                "operator",
+                f"--liveness=http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz",
+            ],
+            env=env,
+            cwd=REPO,
+        )
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+APP: tuple[Piece, ...] = (Operator(),)
+
