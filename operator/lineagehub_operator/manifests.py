@@ -145,6 +145,8 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
         {"name": "TRACEPARENT", "value": status.traceparent or ""},
         {"name": "OPENLINEAGE_PARENT_RUN_ID", "value": status.run_id},
         {"name": "OTEL_SERVICE_NAME", "value": "lineage-hub-runner"},
+        # Said explicitly so that a runtime which maps container paths sees it.
+        {"name": "LINEAGEHUB_TERMINATION_LOG", "value": TERMINATION_LOG},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     if config.kafka_bootstrap:
@@ -171,7 +173,12 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
         container["resources"] = policy.resources.model_dump(exclude_none=True)
     volumes = [_workspace_volume(run, config)]
     if config.data_host_path:
-        volumes.append({"name": "data", "hostPath": {"path": config.data_host_path, "type": "DirectoryOrCreate"}})
+        volumes.append(
+            {
+                "name": "data",
+                "hostPath": {"path": config.data_host_path, "type": "DirectoryOrCreate"},
+            }
+        )
         container["volumeMounts"].append({"name": "data", "mountPath": config.data_mount_path})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

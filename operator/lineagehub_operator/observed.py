@@ -38,9 +38,9 @@ class StageResult:
         try:
             data = json.loads(message)
         except ValueError:
-            return cls(error=message.strip()[-1024:])
+            return cls(error=_last_line(message))
         if not isinstance(data, dict):
-            return cls(error=message.strip()[-1024:])
+            return cls(error=_last_line(message))
         quality = data.get("quality") or []
         quality_failed = any(
             isinstance(q, dict) and not q.get("success", True) and q.get("severity") == "fail"
@@ -54,6 +54,12 @@ class StageResult:
             quality_failed=quality_failed or data.get("errorKind") == "QualityCheckFailed",
             raw=data,
         )
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line (of a log tail: usually the exception), at most 1 KiB."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "")[-1024:]
 
 
 def _int(value: Any) -> int | None:

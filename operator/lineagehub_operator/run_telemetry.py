@@ -26,18 +26,29 @@ class RunTelemetry:
         )
 
     async def start(self) -> None:
+        """Say once when Kafka is not configured; connecting waits for the first event."""
         if self._publisher is None:
+            log.warning("KAFKA_BOOTSTRAP is not set: run-level lineage and root spans are off")
+
+    async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
+        """Publish, never blocking reconciliation: a Kafka outage is logged, the run goes on."""
+        try:
+            await self._emit(run, event_type, now)
+        except Exception as err:
             log.warning(
-                "KAFKA_BOOTSTRAP is not set: run-level lineage events and root spans are not published"
+                "could not publish the %s event of %s/%s to Kafka at %s: %s",
+                event_type,
+                run.metadata.namespace,
+                run.metadata.name,
+                self._config.kafka_bootstrap,
+                err,
             )
-            return
-        await self._publisher.start()
 
     async def stop(self) -> None:
         if self._publisher is not None:
             await self._publisher.stop()
 
-    async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
+    async def _emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
         """Publish the run's START/COMPLETE/FAIL/ABORT event; at the end also its root span."""
         status = run.status
         if self._publisher is None or status is None or status.run_id is None:
