@@ -10,7 +10,7 @@ import time
 
 from stack import paths, supervisor
 from stack.errors import StackError
-from stack.registry import ALL, select
+from stack.registry import ALL, GROUPS, OPTIONAL_GROUPS, select
 
 
 def _env() -> dict[str, str]:
@@ -47,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "up":
         t0 = time.monotonic()
-        try:
-            for line in supervisor.up(select(args.only.split(",") if args.only else None)):
-                print(line, flush=True)
-        except StackError as err:
-            print(f"stack up failed: {err}", file=sys.stderr)
-            return 1
+        groups = args.only.split(",") if args.only else list(GROUPS)
+        for group in groups:
+            try:
+                for line in supervisor.up(select([group])):
+                    print(line, flush=True)
+            except StackError as err:
+                if group in OPTIONAL_GROUPS and not args.only:
+                    print(f"warning: going on without {group}: {err}", file=sys.stderr)
+                    continue
+                print(f"stack up failed: {err}", file=sys.stderr)
+                return 1
         print(f"stack up in {time.monotonic() - t0:.1f}s; state in {paths.state_dir()}")
         return 0
     if args.cmd == "down":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -39,7 +40,11 @@ class Piece:
     version: str = ""
     ports: tuple[int, ...] = ()
     ready_timeout: float = 120.0
+    # False for a tool (Helm) or an in-process store (chdb): the supervisor only
+    # builds and prepares it, and never calls command()/ready().
+    server: bool = True
     stop_timeout: float = 20.0
+    stop_signal: signal.Signals = signal.SIGTERM  # PostgreSQL wants SIGINT (fast shutdown)
 
     def build(self) -> None:
         """Make the binaries/jars available in the cache (no-op when cached)."""
@@ -56,6 +61,9 @@ class Piece:
 
     def after_ready(self) -> None:
         """Work to do once the server is up (idempotent)."""
+
+    def after_stop(self) -> None:
+        """Clean-up after `down` (e.g. processes the piece started that outlive it)."""
 
     def env(self) -> dict[str, str]:
         """Variables for `lineage-hub stack env`."""

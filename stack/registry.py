@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stack.piece import Piece
+from stack.pieces import DATA_PLANE, LINEAGE_STORE
+from stack.pieces.app import APP
 from stack.pieces.controlplane import CONTROL_PLANE
+from stack.pieces.kubelet import Kubelet
 
 GROUPS: dict[str, tuple[Piece, ...]] = {
-    "controlplane": CONTROL_PLANE,
+    "controlplane": (*CONTROL_PLANE, Kubelet()),
+    "dataplane": tuple(DATA_PLANE),
+    "lineage-store": tuple(LINEAGE_STORE),
+    "app": APP,
 }
 ALL: tuple[Piece, ...] = tuple(p for group in GROUPS.values() for p in group)
+#: Groups whose failure `stack up` reports and goes on without.
+OPTIONAL_GROUPS = frozenset({"lineage-store"})
 
 
 def select(only: Sequence[str] | None) -> tuple[Piece, ...]:

@@ -108,7 +108,7 @@ def start(piece: Piece) -> Running:
 
 def _terminate(piece: Piece, proc: Running) -> None:
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, piece.stop_signal)
     deadline = time.monotonic() + piece.stop_timeout
     while time.monotonic() < deadline and _proc_start(proc.pid) == proc.started:
         _reap(proc.pid)
@@ -169,4 +169,9 @@ def up(pieces: Sequence[Piece]) -> list[str]:
 
 
 def down(pieces: Sequence[Piece]) -> list[str]:
-    return [f"{p.name}: stopped" for p in reversed(pieces) if stop(p)]
+    lines = []
+    for piece in reversed(pieces):
+        if stop(piece):
+            lines.append(f"{piece.name}: stopped")
+        piece.after_stop()
+    return lines

@@ -283,8 +283,9 @@ def build_operator_clusterrole() -> dict[str, Any]:
             "labels": {"app.kubernetes.io/part-of": "lineage-hub"},
         },
         "rules": [
-            # The runs themselves; update for kopf's finalizer and annotations.
-            _rule(API_GROUP, [PLURAL], ["get", "list", "watch", "patch", "update"]),
+            # The runs themselves; update for kopf's finalizer and annotations,
+            # delete for ttlSecondsAfterFinished.
+            _rule(API_GROUP, [PLURAL], ["get", "list", "watch", "patch", "update", "delete"]),
             _rule(API_GROUP, [f"{PLURAL}/status"], ["get", "patch", "update"]),
             # Owner references with blockOwnerDeletion need update on the owner's finalizers
             # where OwnerReferencesPermissionEnforcement is on.
@@ -296,6 +297,8 @@ def build_operator_clusterrole() -> dict[str, Any]:
             _rule("", ["pods/log"], ["get"]),
             # Per-run configuration handed to the stage Jobs.
             _rule("", ["configmaps"], ["create", "get", "delete", "patch"]),
+            # The run's workspace volume when the operator runs in a cluster.
+            _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
             # Kubernetes Events on the runs (kopf posts core/v1 events).
             _rule("", ["events"], ["create", "patch"]),
             # kopf observes namespaces and CRDs at runtime when it watches cluster-wide.

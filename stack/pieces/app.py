@@ -7,6 +7,7 @@ least-privilege ClusterRole, so the local stack exercises our RBAC for real.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,12 +44,13 @@ def _kubectl(*args: str, stdin: str | None = None) -> None:
 
 
 def _endpoint_env() -> dict[str, str]:
-    # Imported lazily: the data plane is optional for the operator.
-    from stack.registry import ALL  # noqa: PLC0415
+    """Endpoints of the data-plane pieces that are up (the operator runs without them)."""
+    from stack.pieces import DATA_PLANE
+    from stack.supervisor import running
 
     env: dict[str, str] = {}
-    for piece in ALL:
-        if piece.name in {"kafka", "marquez", "jaeger", "chdb"}:
+    for piece in DATA_PLANE:
+        if piece.name in {"kafka", "marquez", "jaeger"} and running(piece) is not None:
             env.update(piece.env())
     return env
 
@@ -59,16 +61,32 @@ class Operator(Piece):
     ports = (OPERATOR_HEALTH_PORT,)
 
     def prepare(self) -> None:
-        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "lineagehub.io_pipelineruns.yaml"))
-        _kubectl("wait", "--for=condition=Established", "crd/pipelineruns.lineagehub.io", "--timeout=60s")
-        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds" / "rbac" / "operator-clusterrole.yaml"))
-        binding = (
-            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
-            f"metadata: {{name: {OPERATOR_USER}}}\n"
-            "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: lineage-hub-operator}\n"
-            f"subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {OPERATOR_USER}}}]\n"
+        _kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds" / "lineagehub.io_pipelineruns.yaml"),
         )
-        _kubectl("apply", "--server-side", "-f", "-", stdin=binding)
+        _kubectl(
+            "wait", "--for=condition=Established", "crd/pipelineruns.lineagehub.io", "--timeout=60s"
+        )
+        _kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            str(REPO / "crds" / "rbac" / "operator-clusterrole.yaml"),
+        )
+        rbac = "rbac.authorization.k8s.io"
+        binding = {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": OPERATOR_USER},
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "lineage-hub-operator"},
+            "subjects": [{"apiGroup": rbac, "kind": "User", "name": OPERATOR_USER}],
+        }
+        _kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(binding))
         data = data_volume()
         (data / "output").mkdir(parents=True, exist_ok=True)
         examples = data / "examples"
@@ -96,10 +114,65 @@ class Operator(Piece):
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz", timeout=2).status_code == 200
+            return (
+                httpx.get(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz", timeout=2).status_code
+                == 200
+            )
         except httpx.HTTPError:
             return False
 
 
-APP: tuple[Piece, ...] = (Operator(),)
+class _Consumer(Piece):
+    """`lineage-hub consume KIND` with its health endpoint on a fixed port."""
 
+    kind = ""
+
+    def command(self) -> Launch:
+        from stack.pieces import DATA_PLANE, LINEAGE_STORE
+
+        env: dict[str, str] = {}
+        for piece in (*DATA_PLANE, *LINEAGE_STORE):
+            env.update(piece.env())
+        return Launch(
+            [
+                str(VENV_BIN / "lineage-hub"),
+                "consume",
+                self.kind,
+                f"--group=lineage-hub-{self.kind}",
+                f"--health-port={self.ports[0]}",
+                *self.extra_args(env),
+            ],
+            env=env,
+            cwd=REPO,
+        )
+
+    def extra_args(self, env: dict[str, str]) -> list[str]:
+        return []
+
+    def ready(self) -> bool:
+        """Up and answering; `degraded` (e.g. Marquez away) still counts as running."""
+        try:
+            code = httpx.get(f"http://127.0.0.1:{self.ports[0]}/healthz", timeout=2).status_code
+        except httpx.HTTPError:
+            return False
+        return code in {200, 503}
+
+
+class LineageConsumer(_Consumer):
+    name = "consume-lineage"
+    version = "dev"
+    kind = "lineage"
+    ports = (18081,)
+
+
+class OtelConsumer(_Consumer):
+    name = "consume-otel"
+    version = "dev"
+    kind = "otel"
+    ports = (18082,)
+
+    def extra_args(self, env: dict[str, str]) -> list[str]:
+        return ["--clickhouse-backend=chdb", f"--chdb-path={env['CLICKHOUSE_CHDB_PATH']}"]
+
+
+APP: tuple[Piece, ...] = (Operator(), LineageConsumer(), OtelConsumer())

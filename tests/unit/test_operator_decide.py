@@ -6,14 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from lineagehub.api.pipelinerun import (
-    CONDITION_SUCCEEDED,
-    ConditionStatus,
-    Phase,
-    PipelineRun,
-    Reason,
-    StageName,
-)
 from lineagehub_operator.decide import (
     CreateJob,
     Decision,
@@ -25,6 +17,15 @@ from lineagehub_operator.decide import (
     decide,
 )
 from lineagehub_operator.observed import JobState, ObservedJob, StageResult
+
+from lineagehub.api.pipelinerun import (
+    CONDITION_SUCCEEDED,
+    ConditionStatus,
+    Phase,
+    PipelineRun,
+    Reason,
+    StageName,
+)
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 IDS = RunIds(
@@ -53,10 +54,20 @@ def started(run: PipelineRun) -> PipelineRun:
 
 
 def job(stage: StageName, state: JobState, attempts: int = 1, **kw: Any) -> ObservedJob:
-    return ObservedJob(stage=stage, name=f"orders-{stage}", uid=f"j-{stage}", state=state, attempts=attempts, start_time=T0, **kw)
+    return ObservedJob(
+        stage=stage,
+        name=f"orders-{stage}",
+        uid=f"j-{stage}",
+        state=state,
+        attempts=attempts,
+        start_time=T0,
+        **kw,
+    )
 
 
-def step(run: PipelineRun, jobs: dict[StageName, ObservedJob], at: datetime = T0) -> tuple[PipelineRun, Decision]:
+def step(
+    run: PipelineRun, jobs: dict[StageName, ObservedJob], at: datetime = T0
+) -> tuple[PipelineRun, Decision]:
     decision = decide(run, jobs, at, IDS)
     return run.model_copy(update={"status": decision.status}), decision
 
@@ -85,14 +96,16 @@ def test_first_sight_persists_ids_before_any_action() -> None:
 
 def test_ids_are_never_regenerated() -> None:
     run = started(make_run())
-    other = RunIds(run_id="019ac0f0-0000-7000-8000-00000000ffff", trace_id="1" * 32, span_id="2" * 16)
+    other = RunIds(
+        run_id="019ac0f0-0000-7000-8000-00000000ffff", trace_id="1" * 32, span_id="2" * 16
+    )
     d = decide(run, {}, T0, other)
     assert d.status.run_id == IDS.run_id
     assert d.status.trace_id == IDS.trace_id
 
 
 def test_first_stage_created_with_start_event() -> None:
-    run, d = step(started(make_run()), {})
+    _, d = step(started(make_run()), {})
     assert CreateJob(E) in d.actions
     assert EmitRunEvent("START") in d.actions
     assert d.status.phase == Phase.RUNNING
@@ -116,9 +129,13 @@ def test_reconcile_is_idempotent_while_a_stage_runs() -> None:
     ("done", "next_stage", "progress"),
     [({E}, T, "1/3"), ({E, T}, L, "2/3")],
 )
-def test_next_stage_starts_only_after_previous_complete(done: set[StageName], next_stage: StageName, progress: str) -> None:
+def test_next_stage_starts_only_after_previous_complete(
+    done: set[StageName], next_stage: StageName, progress: str
+) -> None:
     run, _ = step(started(make_run()), {})
-    jobs = {s: job(s, JobState.COMPLETE, result=StageResult(records_in=10, records_out=9)) for s in done}
+    jobs = {
+        s: job(s, JobState.COMPLETE, result=StageResult(records_in=10, records_out=9)) for s in done
+    }
     _, d = step(run, jobs)
     assert [a for a in d.actions if isinstance(a, CreateJob)] == [CreateJob(next_stage)]
     assert d.status.progress == progress
@@ -132,7 +149,10 @@ def test_next_stage_starts_only_after_previous_complete(done: set[StageName], ne
 
 def test_success_after_three_stages() -> None:
     run, _ = step(started(make_run()), {})
-    jobs = {s: job(s, JobState.COMPLETE, result=StageResult(records_in=5, records_out=4)) for s in (E, T, L)}
+    jobs = {
+        s: job(s, JobState.COMPLETE, result=StageResult(records_in=5, records_out=4))
+        for s in (E, T, L)
+    }
     run, d = step(run, jobs, T0 + timedelta(seconds=30))
     assert d.status.phase == Phase.SUCCEEDED
     assert succeeded(d) == ("True", "Succeeded")
@@ -148,13 +168,48 @@ def test_success_after_three_stages() -> None:
 @pytest.mark.parametrize(
     ("observed", "reason", "message_part"),
     [
-        (job(T, JobState.FAILED, attempts=2, failure_reason="BackoffLimitExceeded", result=StageResult(error="cast failed: amount")), Reason.STAGE_FAILED, "cast failed: amount"),
-        (job(T, JobState.FAILED, failure_reason="DeadlineExceeded"), Reason.STAGE_TIMEOUT, "exceeded its timeout"),
-        (job(T, JobState.FAILED, failure_reason="BackoffLimitExceeded", pod_reason="DeadlineExceeded"), Reason.STAGE_TIMEOUT, "timeout"),
-        (job(T, JobState.FAILED, result=StageResult(error="range check on amount failed for 3 rows", quality_failed=True)), Reason.QUALITY_CHECK_FAILED, "3 rows"),
+        (
+            job(
+                T,
+                JobState.FAILED,
+                attempts=2,
+                failure_reason="BackoffLimitExceeded",
+                result=StageResult(error="cast failed: amount"),
+            ),
+            Reason.STAGE_FAILED,
+            "cast failed: amount",
+        ),
+        (
+            job(T, JobState.FAILED, failure_reason="DeadlineExceeded"),
+            Reason.STAGE_TIMEOUT,
+            "exceeded its timeout",
+        ),
+        (
+            job(
+                T,
+                JobState.FAILED,
+                failure_reason="BackoffLimitExceeded",
+                pod_reason="DeadlineExceeded",
+            ),
+            Reason.STAGE_TIMEOUT,
+            "timeout",
+        ),
+        (
+            job(
+                T,
+                JobState.FAILED,
+                result=StageResult(
+                    error="range check on amount failed for 3 rows", quality_failed=True
+                ),
+            ),
+            Reason.QUALITY_CHECK_FAILED,
+            "3 rows",
+        ),
     ],
 )
-def test_failed_stage_fails_the_run_with_reason(observed: ObservedJob, reason: Reason, message_part: str) -> None:
+def test_failed_stage_fails_the_run_with_reason(
+    observed: ObservedJob, reason: Reason, message_part: str
+) -> None:
     run, _ = step(started(make_run()), {})
     _, d = step(run, {E: job(E, JobState.COMPLETE), T: observed})
     assert d.status.phase == Phase.FAILED

@@ -1,0 +1,227 @@
+"""The three-stage pipeline (extract → transform → load) on generated orders.
+
+    python bench/bench_pipeline.py [--rows 1000000] [--rows 10000000] [--keep DIR]
+
+Variants, each in its own process so its peak memory (ru_maxrss) is its own:
+  pandas  the way the seed project did it: read the CSV whole, transform in memory,
+          write Parquet, stage by stage (skipped when pandas is not installed)
+  polars  bare polars: the same three stages as lazy scans streamed into Parquet,
+          no checks of our own and no telemetry
+  runner  our runner (`lineage-hub run`) with lineage and telemetry on, emitted to
+          the console (captured, not printed), no Kafka
+
+All variants apply the transform of examples/pipelinerun.yaml (rename, casts, two
+derived columns, filter, dropNulls, deduplicate, select, five quality checks).
+Prints rows/s (source rows over wall time of all three stages) and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def generate(rows: int, path: Path) -> None:
+    import polars as pl
+
+    customers = ["acme", "globex", "initech", "umbrella", "wayne", "stark", None]
+    statuses = ["completed", "cancelled", "refunded", "pending"]
+    idx = pl.int_range(0, rows, eager=True)
+    frame = pl.DataFrame(
+        {
+            # ~1% of ids repeat, so deduplicate has work.
+            "order_id": (idx - (idx % 100 == 99).cast(pl.Int64)),
+            "customer": pl.Series([customers[i % 7] for i in range(7)]).sample(
+                rows, with_replacement=True, seed=1
+            ),
+            "amount": ((idx * 7919) % 900_000 / 100).round(2),
+            "currency": pl.Series(["EUR", "USD", "GBP"]).sample(
+                rows, with_replacement=True, seed=2
+            ),
+            "status": pl.Series(statuses).sample(rows, with_replacement=True, seed=3),
+            "created_at": pl.repeat("2025-03-01T14:41:00Z", rows, eager=True),
+        }
+    )
+    frame.write_csv(path)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def run_pandas(src: Path, work: Path) -> int:
+    import pandas as pd
+
+    # extract
+    df = pd.read_csv(src)
+    df.to_parquet(work / "extract.parquet")
+    # transform
+    df = pd.read_parquet(work / "extract.parquet")
+    df = df.rename(columns={"created_at": "ordered_at"})
+    df["order_id"] = df["order_id"].astype("int64")
+    df["amount"] = df["amount"].astype("float64")
+    df["ordered_at"] = pd.to_datetime(df["ordered_at"], utc=True)
+    df["gross"] = df["amount"] * 1.2
+    df["customer_upper"] = df["customer"].str.upper()
+    df = df[df["status"] != "cancelled"]
+    df = df.dropna(subset=["customer", "amount"])
+    df = df.drop_duplicates(subset=["order_id"], keep="first")
+    cols = ["order_id", "customer", "customer_upper", "amount", "gross", "currency"]
+    df = df[[*cols, "status", "ordered_at"]]
+    failed = {
+        "not_null": int(df["order_id"].isna().sum()),
+        "unique": int(df["order_id"].duplicated(keep=False).sum()),
+        "range": int(((df["amount"] < 0) | (df["amount"] > 10000)).sum()),
+        "accepted": int((~df["currency"].isin(["EUR", "USD", "GBP"])).sum()),
+        "regex": int((~df["customer"].str.match(r"^[a-z]+$")).sum()),
+    }
+    assert failed["range"] == 0
+    df.to_parquet(work / "transform.parquet")
+    # load
+    pd.read_parquet(work / "transform.parquet").to_parquet(work / "sink.parquet")
+    return len(df)
+
+
+def run_polars(src: Path, work: Path) -> int:
+    import polars as pl
+
+    pl.scan_csv(src).sink_parquet(work / "extract.parquet")
+    lf = (
+        pl.scan_parquet(work / "extract.parquet")
+        .rename({"created_at": "ordered_at"})
+        .with_columns(
+            pl.col("order_id").cast(pl.Int64),
+            pl.col("amount").cast(pl.Float64),
+            pl.col("ordered_at").str.to_datetime(time_unit="us", time_zone="UTC"),
+        )
+        .with_columns(
+            (pl.col("amount") * 1.2).alias("gross"),
+            pl.col("customer").str.to_uppercase().alias("customer_upper"),
+        )
+        .filter(pl.col("status") != "cancelled")
+        .drop_nulls(["customer", "amount"])
+        .unique(subset=["order_id"], keep="first", maintain_order=True)
+        .select(
+            "order_id",
+            "customer",
+            "customer_upper",
+            "amount",
+            "gross",
+            "currency",
+            "status",
+            "ordered_at",
+        )
+    )
+    lf.sink_parquet(work / "transform.parquet")
+    out = pl.scan_parquet(work / "transform.parquet")
+    out.sink_parquet(work / "sink.parquet")
+    return int(out.select(pl.len()).collect().item())
+
+
+def run_runner(src: Path, work: Path) -> int:
+    import yaml
+
+    from pipeline_runner.cli import run_manifest
+    from pipeline_runner.emit import ConsoleEmitter
+
+    doc = yaml.safe_load((ROOT / "examples" / "pipelinerun.yaml").read_text())
+    doc["spec"]["source"]["uri"] = f"file://{src}"
+    doc["spec"]["sink"]["uri"] = f"file://{work / 'sink.parquet'}"
+    manifest = work / "run.yaml"
+    manifest.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    code = run_manifest(
+        str(manifest),
+        workspace=str(work / "ws"),
+        stdout=out,
+        stderr=sys.stderr,
+        emitter=ConsoleEmitter(io.StringIO()),
+    )
+    if code != 0:
+        raise SystemExit(out.getvalue())
+    import polars as pl
+
+    return int(pl.scan_parquet(work / "sink.parquet").select(pl.len()).collect().item())
+
+
+VARIANTS = {"pandas": run_pandas, "polars": run_polars, "runner": run_runner}
+
+
+def child(variant: str, src: Path, rows: int) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{variant}-") as tmp:
+        started = time.perf_counter()
+        out_rows = VARIANTS[variant](src, Path(tmp))
+        elapsed = time.perf_counter() - started
+    print(
+        json.dumps(
+            {"variant": variant, "rows": rows, "out": out_rows, "s": elapsed, "peak_mb": peak_mb()}
+        )
+    )
+
+
+def have_pandas() -> bool:
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, action="append", help="default 1000000")
+    parser.add_argument("--variant", choices=list(VARIANTS), action="append")
+    parser.add_argument("--keep", help="folder for the generated CSVs (reused when present)")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("VARIANT", "CSV", "ROWS"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return 0
+    variants = args.variant or list(VARIANTS)
+    if "pandas" in variants and not have_pandas():
+        print("pandas is not installed: variant (a) skipped")
+        variants.remove("pandas")
+    data = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-data-"))
+    data.mkdir(parents=True, exist_ok=True)
+    header = ("rows", "variant", "seconds", "rows/s", "peak MB", "rows out")
+    print("{:>10}  {:<8} {:>8} {:>12} {:>9} {:>10}".format(*header))
+    for rows in args.rows or [1_000_000]:
+        src = data / f"orders-{rows}.csv"
+        if not src.exists():
+            generate(rows, src)
+        for variant in variants:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", variant, str(src), str(rows)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                print(f"{rows:>10}  {variant:<8} failed: {proc.stderr.strip()[-500:]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(
+                f"{rows:>10,}  {variant:<8} {r['s']:>8.2f} {rows / r['s']:>12,.0f} "
+                f"{r['peak_mb']:>9.0f} {r['out']:>10,}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

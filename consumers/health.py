@@ -1,0 +1,108 @@
+"""A tiny HTTP server for `/healthz` and `/metrics` (Prometheus text), on asyncio streams.
+
+No web framework: two GET routes, one request per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumers.stats import Stats
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 8192
+
+
+@dataclass
+class Health:
+    """What `/healthz` reports. The consumer loop flips these flags."""
+
+    started: bool = False
+    stopping: bool = False
+    # A dependency (Marquez, ClickHouse) is failing; the consumer waits and retries.
+    degraded_reason: str = ""
+
+    def body(self) -> tuple[int, dict[str, object]]:
+        ok = self.started and not self.stopping
+        status = "ok" if ok and not self.degraded_reason else ("degraded" if ok else "down")
+        payload: dict[str, object] = {"status": status}
+        if self.degraded_reason:
+            payload["reason"] = self.degraded_reason
+        # Degraded is still alive: the consumer is paused on purpose, restarting it won't help.
+        return (200 if ok else 503), payload
+
+
+class HealthServer:
+    def __init__(
+        self,
+        stats: Stats,
+        health: Health,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        extra: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
+        self.stats = stats
+        self.health = health
+        self.host = host
+        self.port = port
+        self.extra = extra
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("health endpoint listening", extra={"host": self.host, "port": self.port})
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        try:
+            if len(head) > MAX_REQUEST_BYTES:
+                status, ctype, body = 431, "text/plain", b"request header too large\n"
+            else:
+                status, ctype, body = self._route(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1")
+                + body
+            )
+            await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _route(self, request_line: str) -> tuple[int, str, bytes]:
+        parts = request_line.split(" ")
+        if len(parts) != 3:
+            return 400, "text/plain", b"bad request\n"
+        method, target, _ = parts
+        path = target.split("?", 1)[0]
+        if method not in {"GET", "HEAD"}:
+            return 405, "text/plain", b"method not allowed\n"
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4", self.stats.prometheus().encode()
+        if path in {"/healthz", "/livez", "/readyz"}:
+            status, payload = self.health.body()
+            payload["lag"] = self.stats.total_lag()
+            if self.extra is not None:
+                payload.update(self.extra())
+            return status, "application/json", (json.dumps(payload) + "\n").encode()
+        return 404, "text/plain", b"not found\n"

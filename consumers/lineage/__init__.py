@@ -1,0 +1,1 @@
+"""`lineage-hub consume lineage`: OpenLineage events from Kafka into Marquez."""

@@ -1,0 +1,376 @@
+"""The lineage consumer loop: Kafka `openlineage-events` -> validate -> Marquez, or the DLQ.
+
+Ordering and concurrency: each partition fans out into `lanes` FIFO workers;
+a record goes to the lane chosen by its Kafka key (the producer's ordering key,
+the run id), or by its run id when it has no key. Events of one run therefore
+reach Marquez in offset order while different runs POST concurrently.
+
+Delivery: at-least-once. An offset is committed only when it and every earlier
+offset of its partition were stored in Marquez or dead-lettered (`OffsetTracker`).
+
+Marquez down: a POST that fails transiently is retried with exponential backoff
+and jitter. After `breaker_threshold` consecutive transient failures the gate
+closes: every assigned partition is paused (no fetching, no buffering), workers
+wait on the gate instead of retrying, and one prober pings Marquez with backoff
+until it answers; then the gate opens and the partitions resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumers.aio import wait_until
+from consumers.dlq import DeadLetterQueue, Record, Rejection
+from consumers.health import Health
+from consumers.kafka import Rebalance, make_consumer, make_producer, update_lag
+from consumers.lineage.marquez import MarquezClient, Outcome
+from consumers.lineage.validate import ValidEvent, validate
+from consumers.offsets import OffsetTracker
+from consumers.retry import Backoff
+from consumers.stats import Stats
+from lineagehub.topics import LINEAGE_TOPIC
+
+log = logging.getLogger(__name__)
+NAME = "lineage"
+
+
+@dataclass
+class LineageSettings:
+    bootstrap: str
+    marquez_url: str
+    group: str = "lineagehub-lineage"
+    topic: str = LINEAGE_TOPIC
+    lanes: int = 8
+    max_in_flight: int = 256
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, factor=2.0, cap=15.0))
+    breaker_threshold: int = 3
+    max_server_error_attempts: int = 8
+    commit_interval: float = 1.0
+    lag_interval: float = 5.0
+    shutdown_timeout: float = 30.0
+    revoke_timeout: float = 10.0
+    http_timeout: float = 10.0
+    max_connections: int = 32
+    fetch_max_records: int = 500
+    client_id: str = "lineagehub-lineage"
+
+
+class Gate:
+    """Marquez reachability as the workers see it: up (POST away) or down (wait)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.failures = 0
+        self._up = asyncio.Event()
+        self._up.set()
+
+    @property
+    def is_up(self) -> bool:
+        return self._up.is_set()
+
+    def success(self) -> None:
+        self.failures = 0
+
+    def failure(self) -> bool:
+        """Count one transient failure; True when this one closed the gate."""
+        self.failures += 1
+        if self.is_up and self.failures >= self.threshold:
+            self._up.clear()
+            return True
+        return False
+
+    def open(self) -> None:
+        self.failures = 0
+        self._up.set()
+
+    async def wait_up(self) -> None:
+        await self._up.wait()
+
+
+@dataclass
+class _Partition:
+    tp: TopicPartition
+    queues: list[asyncio.Queue[tuple[Record, ValidEvent | Rejection]]]
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    last_offset: int = -1
+
+
+class LineageConsumer:
+    def __init__(
+        self,
+        settings: LineageSettings,
+        stats: Stats | None = None,
+        health: Health | None = None,
+        marquez: MarquezClient | None = None,
+    ) -> None:
+        self.s = settings
+        self.stats = stats or Stats(NAME)
+        self.health = health or Health()
+        self.marquez = marquez or MarquezClient(
+            settings.marquez_url,
+            timeout=settings.http_timeout,
+            max_connections=settings.max_connections,
+        )
+        self.gate = Gate(settings.breaker_threshold)
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._paused: set[TopicPartition] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._dlq: DeadLetterQueue | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then finish in-flight work, commit, leave the group."""
+        self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
+        self._consumer = make_consumer(
+            self.s.bootstrap,
+            self.s.group,
+            [],
+            self.s.client_id,
+            max_poll_records=self.s.fetch_max_records,
+        )
+        self._dlq = DeadLetterQueue(self._producer, NAME)
+        await self._producer.start()
+        await self._consumer.start()
+        self._consumer.subscribe([self.s.topic], listener=Rebalance(self._revoked, self._assigned))
+        self.health.started = True
+        log.info("lineage consumer started", extra={"topic": self.s.topic, "group": self.s.group})
+        try:
+            await self._loop(stop)
+        finally:
+            await self._shutdown()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        next_commit = next_lag = 0.0
+        while not stop.is_set():
+            batches = await self._consumer.getmany(
+                timeout_ms=200, max_records=self.s.fetch_max_records
+            )
+            for records in batches.values():
+                for record in records:
+                    self._dispatch(record)
+            self._flow_control()
+            now = time.monotonic()
+            if now >= next_commit:
+                await self._commit()
+                next_commit = now + self.s.commit_interval
+            if now >= next_lag:
+                await update_lag(self._consumer, self.stats, self.tracker.last_committed)
+                next_lag = now + self.s.lag_interval
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        self.health.stopping = True
+        consumer = self._consumer
+        if consumer is not None and consumer.assignment():
+            consumer.pause(*consumer.assignment())
+        await wait_until(lambda: not self.tracker.total_in_flight(), self.s.shutdown_timeout)
+        if self.tracker.total_in_flight():
+            log.warning(
+                "shutdown timeout: unfinished events will be redelivered",
+                extra={"in_flight": self.tracker.total_in_flight()},
+            )
+        await self._commit()
+        for part in list(self._parts.values()):
+            await self._stop_workers(part)
+        if self._prober is not None:
+            self._prober.cancel()
+        if consumer is not None:
+            await consumer.stop()  # sends LeaveGroup: the partitions move on at once
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.marquez.aclose()
+        log.info("lineage consumer stopped")
+
+    # ---- dispatch ----------------------------------------------------------------------
+
+    def _partition(self, tp: TopicPartition) -> _Partition:
+        part = self._parts.get(tp)
+        if part is None:
+            part = _Partition(tp, [asyncio.Queue() for _ in range(self.s.lanes)])
+            part.workers = [
+                asyncio.create_task(self._worker(part, i), name=f"lineage-{tp.partition}-{i}")
+                for i in range(self.s.lanes)
+            ]
+            self._parts[tp] = part
+        return part
+
+    def _dispatch(self, record: Record) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        part = self._partition(tp)
+        if record.offset <= part.last_offset:
+            return  # refetched after a reset; already queued
+        part.last_offset = record.offset
+        verdict = validate(record.value)
+        if record.key:
+            key = record.key
+        elif isinstance(verdict, ValidEvent):
+            key = verdict.run_id.encode()
+        else:
+            key = str(record.offset).encode()
+        self.tracker.started(tp, record.offset)
+        part.queues[zlib.crc32(key) % self.s.lanes].put_nowait((record, verdict))
+
+    async def _worker(self, part: _Partition, lane: int) -> None:
+        queue = part.queues[lane]
+        while True:
+            record, verdict = await queue.get()
+            attempt = 0
+            while True:
+                try:
+                    await self._handle(record, verdict)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # A bug or an unforeseen error: never skip the event, retry it in place.
+                    attempt += 1
+                    log.exception("unexpected error", extra={"offset": record.offset})
+                    await asyncio.sleep(self.s.backoff.delay(attempt))
+            self.tracker.done(part.tp, record.offset)
+            self.stats.inc("processed", topic=record.topic)
+
+    async def _handle(self, record: Record, verdict: ValidEvent | Rejection) -> None:
+        if isinstance(verdict, Rejection):
+            await self._dead_letter(record, verdict)
+            return
+        body = record.value or b""
+        attempt = server_errors = 0
+        while True:
+            await self.gate.wait_up()
+            result = await self.marquez.post(body)
+            if result.outcome is Outcome.STORED:
+                self.gate.success()
+                self.stats.inc("posted", event_type=verdict.event_type or "none")
+                return
+            if result.outcome is Outcome.REJECTED:
+                await self._dead_letter(record, Rejection("http_4xx", result.detail))
+                return
+            attempt += 1
+            self.stats.inc("retried", cause=str(result.status or "network"))
+            if result.status is not None and result.status >= 500:
+                server_errors += 1
+                # Marquez answers its probe but keeps failing on this one event: poison.
+                if server_errors >= self.s.max_server_error_attempts and await self.marquez.ping():
+                    await self._dead_letter(record, Rejection("http_5xx", result.detail))
+                    return
+            log.info(
+                "marquez transient failure",
+                extra={"attempt": attempt, "detail": result.detail, "run_id": verdict.run_id},
+            )
+            if self.gate.failure():
+                self._on_marquez_down(result.detail)
+            if self.gate.is_up:
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+
+    async def _dead_letter(self, record: Record, rejection: Rejection) -> None:
+        assert self._dlq is not None
+        attempt = 0
+        while True:
+            try:
+                await self._dlq.send(record, rejection)
+                break
+            except KafkaError as exc:
+                attempt += 1
+                log.warning("DLQ publish failed, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+        self.stats.inc("dead_lettered", topic=record.topic, reason=rejection.reason)
+
+    # ---- Marquez down: pause, probe, resume -----------------------------------------------
+
+    def _on_marquez_down(self, detail: str) -> None:
+        log.warning("marquez unavailable: pausing partitions", extra={"detail": detail})
+        self.health.degraded_reason = f"marquez unavailable: {detail}"
+        self._flow_control()
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe(), name="marquez-prober")
+
+    async def _probe(self) -> None:
+        attempt = 0
+        while not await self.marquez.ping():
+            attempt += 1
+            await asyncio.sleep(self.s.backoff.delay(attempt))
+        log.info("marquez is back: resuming")
+        self.health.degraded_reason = ""
+        self.gate.open()
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        """Pause a partition when Marquez is down or too much of it is in flight."""
+        consumer = self._consumer
+        if consumer is None or self._stopping:
+            return
+        assigned = consumer.assignment()
+        pause, resume = set(), set()
+        for tp in assigned:
+            busy = self.tracker.in_flight(tp)
+            if not self.gate.is_up or busy >= self.s.max_in_flight:
+                pause.add(tp)
+            elif tp in self._paused and busy <= self.s.max_in_flight // 2:
+                resume.add(tp)
+        pause -= self._paused
+        if pause:
+            consumer.pause(*pause)
+            self._paused |= pause
+        if resume:
+            consumer.resume(*resume)
+            self._paused -= resume
+        self._paused &= assigned
+
+    # ---- offsets and rebalances -------------------------------------------------------------
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        offsets = {
+            tp: off
+            for tp, off in self.tracker.to_commit().items()
+            if tp in assigned and (only is None or tp in only)
+        }
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            log.warning("commit failed; will retry", extra={"error": str(exc)})
+            return
+        self.tracker.committed(offsets)
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Let in-flight events of the revoked partitions finish (bounded), commit, forget."""
+        await wait_until(
+            lambda: not any(self.tracker.in_flight(tp) for tp in revoked), self.s.revoke_timeout
+        )
+        await self._commit(revoked)
+        for tp in revoked:
+            part = self._parts.pop(tp, None)
+            if part is not None:
+                await self._stop_workers(part)
+            self.tracker.forget(tp)
+            self._paused.discard(tp)
+            self.stats.drop_lag(tp.topic, tp.partition)
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        self._flow_control()
+
+    async def _stop_workers(self, part: _Partition) -> None:
+        for task in part.workers:
+            task.cancel()
+        for task in part.workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,1 @@
+"""`lineage-hub consume otel`: OTLP spans and metrics from Kafka into ClickHouse."""

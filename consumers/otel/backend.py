@@ -1,0 +1,224 @@
+"""ClickHouse behind one interface: chdb (embedded, the local default) or a server.
+
+Both backends run the same DDL (`ddl.create_statements`) and the same
+`INSERT INTO db.table (columns)` with the same deduplication settings; they differ
+only in how the rows travel: chdb takes them inline as JSONEachRow, the native
+protocol takes typed columns from clickhouse-driver.
+
+Both clients are blocking, so calls run in a worker thread, one at a time per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+
+from chdb import session as _chdb_session
+from clickhouse_driver import Client, errors
+
+from consumers.otel.ddl import Table, create_statements, dedup_settings, insert_prefix
+
+Row = Mapping[str, Any]
+# chdb's session API is only partly annotated.
+_chdb: Any = _chdb_session
+
+
+class BackendError(Exception):
+    """A ClickHouse call failed. `transient` says whether retrying can help."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class Backend(Protocol):
+    @property
+    def database(self) -> str: ...
+
+    async def setup(self, ttl_days: int = 0) -> None: ...
+    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None: ...
+    async def query(self, sql: str) -> list[dict[str, Any]]: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+def _ns_text(ns: int) -> str:
+    """Integer nanoseconds as 'YYYY-MM-DD hh:mm:ss.nnnnnnnnn' (UTC), exact for DateTime64(9).
+
+    Plain 'seconds.fraction' is ambiguous to ClickHouse's parser for small values.
+    """
+    sec, frac = divmod(int(ns), 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec)) + f".{frac:09d}"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def to_json_each_row(table: Table, rows: Sequence[Row]) -> str:
+    lines = []
+    for row in rows:
+        out: dict[str, Any] = {}
+        for col in table.columns:
+            value = row[col]
+            if col in table.time_columns:
+                value = [_ns_text(v) for v in value] if isinstance(value, list) else _ns_text(value)
+            elif isinstance(value, float):
+                value = _json_value(value)
+            out[col] = value
+        lines.append(json.dumps(out, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines)
+
+
+def _settings_clause(settings: Mapping[str, str | int]) -> str:
+    parts = []
+    for key, value in settings.items():
+        rendered = str(value) if isinstance(value, int) else "'" + _escape(str(value)) + "'"
+        parts.append(f"{key} = {rendered}")
+    return "SETTINGS " + ", ".join(parts)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class ChdbBackend:
+    """Embedded ClickHouse through chdb's session API, with data kept under `path`.
+
+    chdb allows one open session per process; this object owns it.
+    """
+
+    def __init__(self, path: str, database: str = "otel") -> None:
+        self.path = path
+        self.database = database
+        self._session: Any = _chdb.Session(path)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, fmt: str = "CSV") -> str:
+        with self._lock:
+            try:
+                result = self._session.query(sql, fmt)
+            except Exception as exc:
+                # Embedded: there is no network to come back; errors are about the query,
+                # except resource exhaustion, which retrying after a while can fix.
+                text = str(exc)
+                transient = any(
+                    code in text for code in ("MEMORY_LIMIT_EXCEEDED", "TOO_MANY_PARTS", "TIMEOUT")
+                )
+                raise BackendError(text[:2000], transient=transient) from None
+        return str(result)
+
+    async def setup(self, ttl_days: int = 0) -> None:
+        for sql in create_statements(self.database, ttl_days):
+            await asyncio.to_thread(self._run, sql)
+
+    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:
+        if not rows:
+            return
+        sql = (
+            f"{insert_prefix(self.database, table)} "
+            f"{_settings_clause({**dedup_settings(token), 'session_timezone': 'UTC'})} "
+            f"FORMAT JSONEachRow\n{to_json_each_row(table, rows)}"
+        )
+        await asyncio.to_thread(self._run, sql)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        text = await asyncio.to_thread(self._run, sql, "JSONEachRow")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.to_thread(self._run, "SELECT 1")
+        except BackendError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class NativeBackend:
+    """A ClickHouse server over the native protocol (clickhouse-driver).
+
+    `url`: `clickhouse://user:password@host:9000/database?secure=false`.
+    """
+
+    def __init__(self, url: str, database: str | None = None) -> None:
+        parsed = urlparse(url)
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        self.database = database or (parsed.path.lstrip("/") or "otel")
+        self._client = Client(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 9000,
+            user=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            secure=options.get("secure", "false").lower() == "true",
+            connect_timeout=5,
+            send_receive_timeout=60,
+        )
+        self._lock = threading.Lock()
+
+    def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return self._client.execute(sql, *args, **kwargs)
+            except (errors.NetworkError, errors.SocketTimeoutError, OSError, EOFError) as exc:
+                self._client.disconnect()
+                raise BackendError(str(exc)[:2000], transient=True) from None
+            except errors.ServerException as exc:
+                # 159 timeout, 202 too many simultaneous queries, 241 memory, 252 too many parts
+                transient = getattr(exc, "code", None) in {159, 202, 241, 252, 209, 210}
+                raise BackendError(str(exc)[:2000], transient=transient) from None
+
+    async def setup(self, ttl_days: int = 0) -> None:
+        for sql in create_statements(self.database, ttl_days):
+            await asyncio.to_thread(self._execute, sql)
+
+    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:
+        if not rows:
+            return
+        data = [tuple(row[c] for c in table.columns) for row in rows]
+        await asyncio.to_thread(
+            self._execute,
+            f"{insert_prefix(self.database, table)} VALUES",
+            data,
+            settings=dedup_settings(token),
+        )
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        rows, columns = await asyncio.to_thread(self._execute, sql, with_column_types=True)
+        names = [c[0] for c in columns]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.to_thread(self._execute, "SELECT 1")
+        except BackendError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.disconnect)
+
+
+def open_backend(
+    kind: str, *, chdb_path: str = "", url: str = "", database: str = "otel"
+) -> Backend:
+    if kind == "chdb":
+        if not chdb_path:
+            raise ValueError("the chdb backend needs a path (--chdb-path / CLICKHOUSE_CHDB_PATH)")
+        return ChdbBackend(chdb_path, database)
+    if kind == "native":
+        if not url:
+            raise ValueError("the native backend needs --clickhouse-url")
+        return NativeBackend(url, database)
+    raise ValueError(f"unknown ClickHouse backend {kind!r}")

@@ -1,0 +1,495 @@
+"""The otel consumer loop: Kafka `otel-spans` / `otel-metrics` -> OTLP decode -> ClickHouse.
+
+Batches are per partition, bounded by rows, messages and time. Offsets are
+committed only after the batch's rows are inserted (and its undecodable records
+dead-lettered), so delivery is at-least-once.
+
+Idempotency (a redelivered batch adds no rows to query results):
+
+* Every insert carries `insert_deduplication_token = <topic>/<partition>/<first>-<last>/<table>`
+  and the tables keep a deduplication window (`ddl.DEDUP_WINDOW`), so ClickHouse
+  drops an insert whose token it has seen, the materialized view included
+  (`deduplicate_blocks_in_dependent_materialized_views`). No FINAL, no engine
+  change: Grafana and other OTel tools query the exporter's tables as they are.
+* A token only matches if the redelivered batch has the *same* boundaries. Before
+  inserting, the consumer records the batch's last offset in the partition's commit
+  metadata (`pending:<last>`, with the offset left at the batch's first). A consumer
+  that gets the partition after a crash reads that marker and rebuilds exactly that
+  batch before batching freely again. After the insert it commits `<last>+1`
+  with empty metadata.
+
+Time limits never cut a replayed batch, so the rebuilt batch and its token are
+identical whatever the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from consumers.aio import wait_until
+from consumers.dlq import DeadLetterQueue, Record, Rejection
+from consumers.health import Health
+from consumers.kafka import Rebalance, make_consumer, make_producer, update_lag
+from consumers.otel.backend import Backend, BackendError
+from consumers.otel.ddl import TABLES
+from consumers.otel.decode import DecodeError, Row, decode_metrics, decode_trace_tables
+from consumers.retry import Backoff
+from consumers.stats import Stats
+from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
+
+log = logging.getLogger(__name__)
+NAME = "otel"
+PENDING = "pending:"
+
+Decoder = Callable[[bytes | None], dict[str, list[Row]]]
+DECODERS: dict[str, Decoder] = {SPANS_TOPIC: decode_trace_tables, METRICS_TOPIC: decode_metrics}
+
+
+@dataclass
+class OtelSettings:
+    bootstrap: str
+    group: str = "lineagehub-otel"
+    topics: tuple[str, ...] = (SPANS_TOPIC, METRICS_TOPIC)
+    max_batch_rows: int = 10_000
+    max_batch_messages: int = 2_000
+    max_batch_wait: float = 1.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, factor=2.0, cap=15.0))
+    max_insert_attempts: int = 5
+    lag_interval: float = 5.0
+    shutdown_timeout: float = 30.0
+    revoke_timeout: float = 10.0
+    ttl_days: int = 0
+    fetch_max_records: int = 2_000
+    client_id: str = "lineagehub-otel"
+
+
+@dataclass
+class _Message:
+    record: Record
+    tables: dict[str, list[Row]] | None
+    rejection: Rejection | None
+
+
+@dataclass
+class _Batch:
+    tp: TopicPartition
+    replay_start: int | None = None  # set: rebuild exactly [replay_start, replay_end] first
+    replay_end: int | None = None
+    messages: list[_Message] = field(default_factory=list)
+    rows: int = 0
+    first_at: float = 0.0
+
+    @property
+    def start(self) -> int:
+        if self.replay_start is not None:
+            return self.replay_start
+        return self.messages[0].record.offset
+
+    @property
+    def end(self) -> int:
+        return self.replay_end if self.replay_end is not None else self.messages[-1].record.offset
+
+
+@dataclass
+class _Partition:
+    tp: TopicPartition
+    batch: _Batch
+    last_offset: int = -1
+    flushing: asyncio.Task[bool] | None = None
+    committed: int | None = None
+    broken: bool = False  # a flush failed: re-read from the committed offset
+
+
+class OtelConsumer:
+    def __init__(
+        self,
+        settings: OtelSettings,
+        backend: Backend,
+        stats: Stats | None = None,
+        health: Health | None = None,
+        decoders: dict[str, Decoder] | None = None,
+    ) -> None:
+        self.s = settings
+        self.backend = backend
+        self.stats = stats or Stats(NAME)
+        self.health = health or Health()
+        self.decoders = decoders or DECODERS
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._paused: set[TopicPartition] = set()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._dlq: DeadLetterQueue | None = None
+        self._stopping = False
+        self._aborted = False
+        self._recovery: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._retry("create tables", lambda: self.backend.setup(self.s.ttl_days))
+        self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.s.bootstrap, client_id=f"{self.s.client_id}-admin"
+        )
+        self._consumer = make_consumer(
+            self.s.bootstrap,
+            self.s.group,
+            [],
+            self.s.client_id,
+            max_poll_records=self.s.fetch_max_records,
+        )
+        self._dlq = DeadLetterQueue(self._producer, NAME)
+        await self._producer.start()
+        await self._admin.start()
+        await self._consumer.start()
+        listener = Rebalance(self._revoked, self._assigned)
+        self._consumer.subscribe(list(self.s.topics), listener=listener)
+        self.health.started = True
+        log.info("otel consumer started", extra={"topics": self.s.topics, "group": self.s.group})
+        try:
+            await self._loop(stop)
+        finally:
+            await self._shutdown()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        assert self._consumer is not None
+        next_lag = 0.0
+        while not stop.is_set() and not self._aborted:
+            batches = await self._consumer.getmany(
+                timeout_ms=100, max_records=self.s.fetch_max_records
+            )
+            for tp, records in batches.items():
+                for record in records:
+                    self._add(tp, record)
+            now = time.monotonic()
+            for part in list(self._parts.values()):
+                self._maybe_flush(part, now)
+            if now >= next_lag:
+                await update_lag(self._consumer, self.stats, self._committed)
+                next_lag = now + self.s.lag_interval
+
+    def abort(self) -> None:
+        """Stop like a crash: no flush, no commit (what a killed process leaves behind)."""
+        self._aborted = True
+        for part in self._parts.values():
+            if part.flushing is not None:
+                part.flushing.cancel()
+
+    async def _shutdown(self) -> None:
+        """Flush what is buffered, wait for in-flight inserts, commit, leave the group."""
+        self._stopping = True
+        self.health.stopping = True
+        consumer = self._consumer
+        if self._aborted:
+            self._parts.clear()
+        if consumer is not None and consumer.assignment():
+            consumer.pause(*consumer.assignment())
+        for part in list(self._parts.values()):
+            self._maybe_flush(part, time.monotonic(), force=True)
+        tasks = [p.flushing for p in self._parts.values() if p.flushing is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.s.shutdown_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("shutdown timeout: unflushed batches will be redelivered")
+        if consumer is not None:
+            await consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        log.info("otel consumer stopped")
+
+    # ---- batching ----------------------------------------------------------------------
+
+    def _part(self, tp: TopicPartition) -> _Partition:
+        part = self._parts.get(tp)
+        if part is None:
+            part = self._parts[tp] = _Partition(tp, _Batch(tp))
+        return part
+
+    def _committed(self, tp: TopicPartition) -> int | None:
+        part = self._parts.get(tp)
+        return part.committed if part else None
+
+    def _add(self, tp: TopicPartition, record: Record) -> None:
+        part = self._part(tp)
+        if record.offset <= part.last_offset:
+            return
+        part.last_offset = record.offset
+        batch = part.batch
+        if batch.replay_end is not None and record.offset > batch.replay_end:
+            # The replayed batch is complete even though its last offsets are gone.
+            self._seal(part)
+            batch = part.batch
+        decoder = self.decoders.get(record.topic)
+        try:
+            if decoder is None:
+                raise DecodeError("unknown_topic", f"no decoder for topic {record.topic}")
+            tables = decoder(record.value)
+            message = _Message(record, tables, None)
+            batch.rows += sum(len(rows) for rows in tables.values())
+        except DecodeError as exc:
+            message = _Message(record, None, Rejection(exc.reason, exc.detail))
+        if not batch.messages:
+            batch.first_at = time.monotonic()
+        batch.messages.append(message)
+        if batch.replay_end is None and (
+            batch.rows >= self.s.max_batch_rows or len(batch.messages) >= self.s.max_batch_messages
+        ):
+            self._seal(part)  # full: cut here, whatever else this fetch returned
+            self._pause(tp)  # resumed when the flush chain catches up
+
+    def _ready(self, part: _Partition, now: float) -> bool:
+        batch = part.batch
+        if not batch.messages:
+            return False
+        if batch.replay_end is not None:
+            if batch.messages[-1].record.offset >= batch.replay_end:
+                return True
+            # The rest of the replayed range no longer exists (retention): take what is there.
+            high = self._consumer.highwater(part.tp) if self._consumer is not None else None
+            stale = now - batch.first_at >= 10 * self.s.max_batch_wait
+            return stale and high is not None and high <= part.last_offset + 1
+        return (
+            batch.rows >= self.s.max_batch_rows
+            or len(batch.messages) >= self.s.max_batch_messages
+            or now - batch.first_at >= self.s.max_batch_wait
+        )
+
+    def _maybe_flush(self, part: _Partition, now: float, force: bool = False) -> None:
+        if not (self._ready(part, now) or (force and part.batch.messages)):
+            return
+        if part.flushing is not None and not part.flushing.done():
+            self._pause(part.tp)  # one batch in flight per partition; hold the next
+            return
+        self._seal(part)
+
+    def _seal(self, part: _Partition) -> None:
+        """Hand the current batch to a flush task (chained after the previous one)."""
+        batch = part.batch
+        part.batch = _Batch(part.tp)
+        previous = part.flushing
+        part.flushing = asyncio.create_task(
+            self._flush(part, batch, previous), name=f"flush-{part.tp.topic}-{part.tp.partition}"
+        )
+
+    # ---- flushing ----------------------------------------------------------------------
+
+    async def _flush(
+        self, part: _Partition, batch: _Batch, previous: asyncio.Task[bool] | None
+    ) -> bool:
+        """Commit the marker, dead-letter, insert, commit; True when the batch is committed."""
+        if previous is not None:
+            # asyncio.wait: our own cancellation still raises, the previous one's outcome doesn't.
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None or not previous.result():
+                # The batch before this one never got committed: committing this one's start
+                # would skip it. Leave both to the replay from the partition's marker.
+                self._broken(part)
+                return False
+        if self._aborted:
+            return False
+        consumer = self._consumer
+        assert consumer is not None
+        tp, start, end = batch.tp, batch.start, batch.end
+        try:
+            if batch.replay_end is None:
+                # Record the batch boundaries before inserting (see the module docstring).
+                await consumer.commit({tp: OffsetAndMetadata(start, f"{PENDING}{end}")})
+            for message in batch.messages:
+                if message.rejection is not None:
+                    await self._dead_letter(message.record, message.rejection)
+            await self._insert(batch, f"{tp.topic}/{tp.partition}/{start}-{end}")
+            await consumer.commit({tp: OffsetAndMetadata(end + 1, "")})
+        except (CommitFailedError, KafkaError) as exc:
+            # The partition moved to another member: it replays from the marker.
+            log.warning(
+                "commit failed; batch left to the next owner",
+                extra={"topic": tp.topic, "partition": tp.partition, "error": str(exc)},
+            )
+            self._broken(part)
+            return False
+        part.committed = end + 1
+        self.stats.inc("processed", len(batch.messages), topic=tp.topic)
+        self.stats.inc("batches", topic=tp.topic)
+        log.debug(
+            "batch flushed",
+            extra={"topic": tp.topic, "partition": tp.partition, "first": start, "last": end},
+        )
+        if part.flushing is asyncio.current_task():
+            self._resume(tp)  # the last batch in the chain is done: fetch again
+        return True
+
+    def _broken(self, part: _Partition) -> None:
+        """After a failed flush, rewind the partition to what Kafka has committed."""
+        if part.broken or self._aborted or self._stopping:
+            return
+        part.broken = True
+        self._pause(part.tp)  # nothing more from it until it is rewound
+        self._recovery = asyncio.create_task(self._recover(part))
+
+    async def _recover(self, part: _Partition) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        tp = part.tp
+        if part.flushing is not None:
+            await asyncio.wait([part.flushing])
+        if self._parts.get(tp) is not part or tp not in consumer.assignment():
+            return  # revoked meanwhile: the next owner starts from the commit
+        del self._parts[tp]
+        await self._assigned({tp})  # committed offset and replay marker, as on assignment
+        fresh = self._part(tp)
+        if fresh.committed is not None:
+            consumer.seek(tp, fresh.committed)
+        else:
+            await consumer.seek_to_committed(tp)
+        log.info(
+            "partition rewound to its committed offset", extra={"tp": f"{tp.topic}/{tp.partition}"}
+        )
+        self._resume(tp)
+
+    async def _insert(self, batch: _Batch, token: str) -> None:
+        merged: dict[str, list[Row]] = {}
+        for message in batch.messages:
+            for table, rows in (message.tables or {}).items():
+                merged.setdefault(table, []).extend(rows)
+        for table, rows in merged.items():
+            try:
+                await self._insert_table(table, rows, f"{token}/{table}")
+            except BackendError as exc:
+                # Not transient, and ClickHouse itself is fine: some record's rows are poison.
+                log.error("batch insert rejected; one by one now", extra={"error": str(exc)})
+                await self._insert_each(batch, table, f"{token}/{table}")
+
+    async def _insert_each(self, batch: _Batch, table: str, token: str) -> None:
+        for message in batch.messages:
+            rows = (message.tables or {}).get(table)
+            if not rows:
+                continue
+            try:
+                await self._insert_table(table, rows, f"{token}/{message.record.offset}")
+            except BackendError as exc:
+                await self._dead_letter(message.record, Rejection("insert_failed", str(exc)))
+
+    async def _insert_table(self, table: str, rows: list[Row], token: str) -> None:
+        """Insert with retries; raise BackendError only for a failure retrying can't fix."""
+        if not rows:
+            return
+        attempt = 0
+        while True:
+            try:
+                await self.backend.insert(TABLES[table], rows, token)
+                break
+            except BackendError as exc:
+                attempt += 1
+                alive = await self.backend.ping()
+                if not exc.transient and alive and attempt >= self.s.max_insert_attempts:
+                    raise
+                self.stats.inc("retried", cause="clickhouse")
+                self.health.degraded_reason = f"clickhouse insert failing: {str(exc)[:200]}"
+                log.warning(
+                    "insert failed, retrying",
+                    extra={"table": table, "attempt": attempt, "error": str(exc)[:500]},
+                )
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+        self.health.degraded_reason = ""
+        self.stats.inc("inserted_rows", len(rows), table=table)
+
+    async def _dead_letter(self, record: Record, rejection: Rejection) -> None:
+        assert self._dlq is not None
+        attempt = 0
+        while True:
+            try:
+                await self._dlq.send(record, rejection)
+                break
+            except KafkaError as exc:
+                attempt += 1
+                log.warning("DLQ publish failed, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+        self.stats.inc("dead_lettered", topic=record.topic, reason=rejection.reason)
+
+    async def _retry(self, what: str, call: Callable[[], object]) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = call()
+                if asyncio.iscoroutine(result):
+                    await result
+                return
+            except BackendError as exc:
+                attempt += 1
+                if not exc.transient and attempt >= self.s.max_insert_attempts:
+                    raise
+                log.warning(f"{what} failed, retrying", extra={"error": str(exc)[:500]})
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+
+    # ---- flow control and rebalances ---------------------------------------------------
+
+    def _pause(self, tp: TopicPartition) -> None:
+        if self._consumer is not None and tp not in self._paused and not self._stopping:
+            self._consumer.pause(tp)
+            self._paused.add(tp)
+
+    def _resume(self, tp: TopicPartition) -> None:
+        if self._consumer is not None and tp in self._paused and not self._stopping:
+            if tp in self._consumer.assignment():
+                self._consumer.resume(tp)
+            self._paused.discard(tp)
+
+    async def _assigned(self, assigned: set[TopicPartition]) -> None:
+        """Read each partition's commit metadata: a `pending:` marker means replay first."""
+        if not assigned or self._admin is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                committed = await self._admin.list_consumer_group_offsets(
+                    self.s.group, partitions=sorted(assigned)
+                )
+                break
+            except KafkaError as exc:
+                # Without the marker a replay could batch differently: never guess, retry.
+                attempt += 1
+                log.warning("cannot read committed offsets yet", extra={"error": str(exc)})
+                await asyncio.sleep(self.s.backoff.delay(attempt))
+        for tp in assigned:
+            part = self._part(tp)
+            meta = committed.get(tp)
+            if meta is None or meta.offset < 0:
+                continue
+            part.committed = meta.offset
+            if meta.metadata.startswith(PENDING):
+                end = int(meta.metadata[len(PENDING) :])
+                part.batch = _Batch(tp, replay_start=meta.offset, replay_end=end)
+                log.info(
+                    "replaying an unconfirmed batch",
+                    extra={"tp": f"{tp.topic}/{tp.partition}", "first": meta.offset, "last": end},
+                )
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Wait (bounded) for in-flight inserts; drop unflushed batches (the next owner
+        reads them again from the committed offset)."""
+        tasks = [
+            self._parts[tp].flushing
+            for tp in revoked
+            if tp in self._parts and self._parts[tp].flushing is not None
+        ]
+        await wait_until(lambda: all(t is None or t.done() for t in tasks), self.s.revoke_timeout)
+        for tp in revoked:
+            part = self._parts.pop(tp, None)
+            if part is not None and part.flushing is not None and not part.flushing.done():
+                part.flushing.cancel()
+            self._paused.discard(tp)
+            self.stats.drop_lag(tp.topic, tp.partition)

@@ -1,0 +1,122 @@
+"""The consumers' own counters: processed, retried, dead-lettered, inserted, lag.
+
+One `Stats` object is the source of truth. It feeds the Prometheus text at
+`/metrics` and mirrors every increment into OpenTelemetry instruments (no-ops
+unless the process installed a MeterProvider), so the numbers agree everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+Labels = tuple[tuple[str, str], ...]
+
+COUNTERS: dict[str, str] = {
+    "processed": "Messages fully handled (stored, inserted or dead-lettered) and committed.",
+    "retried": "Retries of a transient failure (Marquez or ClickHouse unavailable).",
+    "dead_lettered": "Messages sent to the dead-letter topic.",
+    "inserted_rows": "Rows inserted into ClickHouse tables.",
+    "posted": "OpenLineage events Marquez accepted.",
+    "batches": "Batches flushed to ClickHouse.",
+}
+PREFIX = "lineagehub_consumer"
+
+
+def _labels(values: Mapping[str, str | int]) -> Labels:
+    return tuple(sorted((k, str(v)) for k, v in values.items()))
+
+
+@dataclass
+class Stats:
+    """Thread-safe counters and gauges with labels."""
+
+    consumer: str
+    counters: dict[tuple[str, Labels], float] = field(default_factory=dict)
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        meter = otel_metrics.get_meter("lineagehub.consumers")
+        self._otel = {
+            name: meter.create_counter(f"{PREFIX}.{name}", description=text)
+            for name, text in COUNTERS.items()
+        }
+        meter.create_observable_gauge(
+            f"{PREFIX}.lag",
+            callbacks=[self._observe_lag],
+            description="Messages between the committed offset and the end of the partition.",
+        )
+
+    def inc(self, name: str, amount: float = 1, **labels: str | int) -> None:
+        if name not in COUNTERS:
+            raise KeyError(name)
+        key = (name, _labels({"consumer": self.consumer, **labels}))
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0) + amount
+        self._otel[name].add(amount, dict(key[1]))
+
+    def get(self, name: str, **labels: str | int) -> float:
+        """Sum of `name` over every label set that includes `labels`."""
+        want = set(_labels(labels))
+        with self._lock:
+            return sum(v for (n, lab), v in self.counters.items() if n == name and want <= set(lab))
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        with self._lock:
+            self.lag[(topic, partition)] = max(lag, 0)
+
+    def drop_lag(self, topic: str, partition: int) -> None:
+        with self._lock:
+            self.lag.pop((topic, partition), None)
+
+    def total_lag(self) -> int:
+        with self._lock:
+            return sum(self.lag.values())
+
+    def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self.lag.items())
+        for (topic, partition), lag in items:
+            yield Observation(
+                lag, {"consumer": self.consumer, "topic": topic, "partition": str(partition)}
+            )
+
+    def prometheus(self) -> str:
+        """The counters and lag in the Prometheus text exposition format (0.0.4)."""
+        with self._lock:
+            counters = dict(self.counters)
+            lag = dict(self.lag)
+        lines: list[str] = []
+        for name, text in COUNTERS.items():
+            metric = f"{PREFIX}_{name}_total"
+            lines.append(f"# HELP {metric} {text}")
+            lines.append(f"# TYPE {metric} counter")
+            for (n, labels), value in sorted(counters.items()):
+                if n == name:
+                    lines.append(f"{metric}{_render(labels)} {_number(value)}")
+        metric = f"{PREFIX}_lag"
+        lines.append(f"# HELP {metric} Messages between the committed offset and the end.")
+        lines.append(f"# TYPE {metric} gauge")
+        for (topic, partition), value in sorted(lag.items()):
+            labels = _labels({"consumer": self.consumer, "topic": topic, "partition": partition})
+            lines.append(f"{metric}{_render(labels)} {value}")
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _render(labels: Labels) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)

@@ -1,0 +1,391 @@
+"""Command line: `lineage-hub stage <name>` (inside a stage Job) and `lineage-hub run
+<manifest>` (a whole PipelineRun in one process, no cluster).
+
+`run` does what the operator does, locally: a run id (UUIDv7), a stage run id per
+stage, a fresh trace with a root span, the run-level START and COMPLETE/FAIL events,
+then the three stages in order against one workspace. Paths the manifest expects inside
+a pod (`file:///data/...`) are mapped to local folders with `--mount` (by default
+`/data/examples` → `<manifest dir>/data` and `/data/output` → `<workspace>/output`,
+whenever `/data` itself does not exist here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from lineagehub.api import (
+    STAGES,
+    ParentRun,
+    PipelineRun,
+    RunRef,
+    StageConfig,
+    StageName,
+    new_run_id,
+)
+from lineagehub.datasets import dataset_of
+from lineagehub.telemetry.lineage import run_event
+from lineagehub.telemetry.spans import FixedSpan, encode
+from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
+from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
+from pipeline_runner.errors import ErrorKind, one_line
+from pipeline_runner.result import StageResult
+from pipeline_runner.runner import Delivery, StageRun, run_stage, write_termination_message
+from pipeline_runner.settings import Settings
+
+DEFAULT_NAMESPACE = "lineage-hub"
+
+
+def _emitter(kind: str, settings: Settings, stderr: TextIO, stdout: TextIO) -> Emitter:
+    if kind == "console":
+        return ConsoleEmitter(stdout)
+    if kind == "none":
+        return NullEmitter()
+    if not settings.kafka_bootstrap:
+        print(
+            "warning: KAFKA_BOOTSTRAP is not set: lineage and telemetry are not published",
+            file=stderr,
+        )
+        return NullEmitter()
+    return KafkaEmitter(settings.kafka_bootstrap)
+
+
+# --------------------------------------------------------------------------- stage
+
+
+def stage_main(argv: Sequence[str] | None = None) -> int:
+    """`lineage-hub stage <extract|transform|load>`: run one stage from
+    `LINEAGEHUB_STAGE_CONFIG`; exit 0 on success, 1 when the stage failed, 2 when it could
+    not start (bad configuration)."""
+    parser = argparse.ArgumentParser(prog="lineage-hub stage", description=stage_main.__doc__)
+    parser.add_argument("stage", choices=[s.value for s in STAGES])
+    parser.add_argument(
+        "--emit",
+        choices=("kafka", "console", "none"),
+        default="kafka",
+        help="where lineage and telemetry go (kafka: KAFKA_BOOTSTRAP)",
+    )
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    stage = StageName(args.stage)
+    return _stage(stage, args.emit, sys.stdout, sys.stderr)
+
+
+def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
+    prefix = f"lineage-hub stage {stage.value}"
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"{prefix}: InternalError: {one_line(str(exc))}", file=stderr)
+        return 2
+    try:
+        cfg = StageConfig.from_env()
+        if cfg.stage is not stage:
+            raise ValueError(f"the stage config is for {cfg.stage.value}, not {stage.value}")
+    except (ValueError, ValidationError) as exc:
+        reason = one_line(f"invalid LINEAGEHUB_STAGE_CONFIG: {exc}", 600)
+        failed = StageResult(stage=stage, error=reason, error_kind=ErrorKind.INTERNAL_ERROR)
+        write_termination_message(settings.termination_log, failed, stderr)
+        print(f"{prefix}: InternalError: {reason}", file=stderr)
+        return 2
+    emitter = _emitter(emit, settings, stderr, stdout)
+    traceparent = os.environ.get("TRACEPARENT") or cfg.traceparent
+
+    delivery = Delivery(emitter, stderr=stderr)
+
+    async def go() -> StageRun:
+        try:
+            return await run_stage(
+                cfg,
+                delivery,
+                settings,
+                traceparent=traceparent,
+                termination_log=settings.termination_log,
+            )
+        finally:
+            await emitter.close()
+
+    outcome = asyncio.run(go())
+    result = outcome.result
+    if not result.ok:
+        kind = result.error_kind.value if result.error_kind else "InternalError"
+        print(f"{prefix}: {kind}: {result.error}", file=stderr)
+        return 1
+    if delivery.error and settings.telemetry_required:
+        print(f"{prefix}: InternalError: {delivery.error}", file=stderr)
+        return 1
+    print(
+        f"{prefix}: ok, {result.records_in} rows in, {result.records_out} rows out "
+        f"in {result.duration_seconds or 0:.2f}s",
+        file=stdout,
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- run
+
+
+def load_manifest(path: str) -> PipelineRun:
+    """The first PipelineRun in a YAML file."""
+    with Path(path).open() as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    for doc in docs:
+        if isinstance(doc, dict) and doc.get("kind") == "PipelineRun":
+            return PipelineRun.model_validate(doc)
+    raise ValueError(f"{path} holds no PipelineRun")
+
+
+def parse_mounts(values: Sequence[str]) -> dict[str, str]:
+    mounts: dict[str, str] = {}
+    for value in values:
+        src, sep, dst = value.partition("=")
+        if not sep or not src.startswith("/") or not dst:
+            raise ValueError(f"--mount wants /pod/path=local/dir, got {value!r}")
+        mounts[src.rstrip("/")] = str(Path(dst).resolve())
+    return mounts
+
+
+def map_uri(uri: str, mounts: dict[str, str]) -> str:
+    """A `file://` URI with its path moved to the local folder of the longest matching
+    mount; any other URI as it is."""
+    if not uri.startswith("file://"):
+        return uri
+    path = uri[len("file://") :]
+    for src in sorted(mounts, key=len, reverse=True):
+        if path == src or path.startswith(src + "/"):
+            return "file://" + mounts[src] + path[len(src) :]
+    return uri
+
+
+def _default_mounts(manifest: str, workspace: str) -> dict[str, str]:
+    if Path("/data").exists():
+        return {}
+    return {
+        "/data/examples": str(Path(manifest).resolve().parent / "data"),
+        "/data/output": str(Path(workspace) / "output"),
+    }
+
+
+def _fmt(value: int | float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def summary_table(runs: list[StageRun], run_id: str, trace_id: str) -> str:
+    header = ("stage", "status", "rows in", "rows out", "rejected", "duration", "output")
+    rows = [header]
+    for r in runs:
+        res = r.result
+        rows.append(
+            (
+                res.stage.value,
+                "ok" if res.ok else (res.error_kind.value if res.error_kind else "failed"),
+                _fmt(res.records_in),
+                _fmt(res.records_out),
+                _fmt(res.rejected),
+                _fmt(res.duration_seconds, "s"),
+                res.output_uri or "-",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"run id:   {run_id}")
+    lines.append(f"trace id: {trace_id}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`lineage-hub run MANIFEST`: run a PipelineRun's three stages in this process."""
+    parser = argparse.ArgumentParser(prog="lineage-hub run", description=main.__doc__)
+    parser.add_argument("manifest", help="a YAML file holding a PipelineRun")
+    parser.add_argument(
+        "--workspace", help="folder for the intermediate files (default: a new temporary folder)"
+    )
+    parser.add_argument(
+        "--emit",
+        choices=("kafka", "console", "none"),
+        default="kafka",
+        help="kafka (at KAFKA_BOOTSTRAP) publishes; console prints the events instead",
+    )
+    parser.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="POD_PATH=DIR",
+        help="read/write file:// paths under POD_PATH in DIR (repeatable)",
+    )
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return run_manifest(
+        args.manifest,
+        workspace=args.workspace,
+        emit=args.emit,
+        mounts=args.mount,
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+
+
+def run_manifest(
+    manifest: str,
+    *,
+    workspace: str | None = None,
+    emit: str = "kafka",
+    mounts: Sequence[str] = (),
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    emitter: Emitter | None = None,
+    settings: Settings | None = None,
+) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        run = load_manifest(manifest)
+        settings = settings or Settings.from_env()
+        mount_map = parse_mounts(mounts)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"lineage-hub run: {one_line(str(exc), 2000)}", file=err)
+        return 2
+    name = run.metadata.name or Path(manifest).stem
+    ws = str(
+        Path(workspace).resolve()
+        if workspace
+        else Path(tempfile.mkdtemp(prefix=f"lineage-hub-{name}-"))
+    )
+    if not mount_map:
+        mount_map = _default_mounts(manifest, ws)
+    spec = run.spec
+    source = spec.source.model_copy(update={"uri": map_uri(spec.source.uri, mount_map)})
+    sink = spec.sink.model_copy(update={"uri": map_uri(spec.sink.uri, mount_map)})
+    namespace = (
+        spec.openlineage.namespace
+        or os.environ.get("LINEAGEHUB_OPENLINEAGE_NAMESPACE")
+        or DEFAULT_NAMESPACE
+    )
+    job = spec.openlineage.job or name
+    run_id = new_run_id()
+    trace_id = secrets.token_hex(16)
+    root_span_id = secrets.token_hex(8)
+    traceparent = f"00-{trace_id}-{root_span_id}-01"
+    sink_emitter = emitter or _emitter(emit, settings, err, out)
+
+    print(f"PipelineRun {name}: run {run_id}, trace {trace_id}", file=out)
+    print(f"  workspace {ws}", file=out)
+    for src, dst in mount_map.items():
+        print(f"  mount {src} -> {dst}", file=out)
+    print(f"  publishing to {sink_emitter.description}", file=out)
+
+    def config(stage: StageName) -> StageConfig:
+        return StageConfig(
+            run_id=new_run_id(),
+            stage=stage,
+            pipeline_run=RunRef(namespace="local", name=name),
+            source=source,
+            transform=spec.transform,
+            sink=sink,
+            workspace=ws,
+            openlineage_namespace=namespace,
+            openlineage_job=f"{job}.{stage.value}",
+            parent=ParentRun(run_id=run_id, namespace=namespace, job=job),
+            traceparent=traceparent,
+        )
+
+    async def go() -> list[StageRun]:
+        delivery = Delivery(sink_emitter, stderr=err)
+        started = datetime.now(UTC)
+        datasets: dict[str, Any] = {
+            "inputs": [dataset_of(source.uri)],
+            "outputs": [dataset_of(sink.uri)],
+        }
+        runs: list[StageRun] = []
+        try:
+            await delivery.send(
+                LINEAGE_TOPIC,
+                run_id,
+                run_event(
+                    "START",
+                    run_id=run_id,
+                    namespace=namespace,
+                    job=job,
+                    event_time=started,
+                    **datasets,
+                ),
+            )
+            for i, stage in enumerate(STAGES, start=1):
+                print(f"[{i}/{len(STAGES)}] {stage.value} ...", file=out, flush=True)
+                stage_run = await run_stage(config(stage), delivery, settings)
+                runs.append(stage_run)
+                res = stage_run.result
+                if not res.ok:
+                    kind = res.error_kind.value if res.error_kind else "InternalError"
+                    print(
+                        f"[{i}/{len(STAGES)}] {stage.value} FAILED: {kind}: {res.error}", file=out
+                    )
+                    break
+                warned = [q for q in res.quality if not q.success]
+                for q in warned:
+                    print(f"      warning: check {q.name} ({q.severity}): {q.message}", file=out)
+                print(
+                    f"[{i}/{len(STAGES)}] {stage.value} ok: {_fmt(res.records_in)} rows in, "
+                    f"{_fmt(res.records_out)} rows out, {_fmt(res.duration_seconds, 's')}",
+                    file=out,
+                    flush=True,
+                )
+            ok = len(runs) == len(STAGES) and runs[-1].result.ok
+            ended = datetime.now(UTC)
+            error = None if ok else (runs[-1].result.error if runs else "not started")
+            await delivery.send(
+                LINEAGE_TOPIC,
+                run_id,
+                run_event(
+                    "COMPLETE" if ok else "FAIL",
+                    run_id=run_id,
+                    namespace=namespace,
+                    job=job,
+                    event_time=ended,
+                    error=error,
+                    **datasets,
+                ),
+            )
+            root = FixedSpan(
+                name=f"PipelineRun {name}",
+                trace_id=trace_id,
+                span_id=root_span_id,
+                start=started,
+                end=ended,
+                ok=ok,
+                message=error or "",
+                attributes={
+                    "lineagehub.run_id": run_id,
+                    "lineagehub.pipeline": job,
+                    "lineagehub.outcome": "COMPLETE" if ok else "FAIL",
+                    "lineagehub.pipelinerun": name,
+                },
+            )
+            await delivery.send(SPANS_TOPIC, trace_id, encode([root], settings.service_name))
+        finally:
+            await sink_emitter.close()
+        return runs
+
+    runs = asyncio.run(go())
+    print("", file=out)
+    print(summary_table(runs, run_id, trace_id), file=out)
+    ok = len(runs) == len(STAGES) and runs[-1].result.ok
+    if not ok and runs:
+        res = runs[-1].result
+        kind = res.error_kind.value if res.error_kind else "InternalError"
+        print(f"lineage-hub run: {res.stage.value}: {kind}: {res.error}", file=err)
+    return 0 if ok else 1

@@ -1,0 +1,162 @@
+"""Where a stage's lineage and telemetry go: Kafka (delivery confirmed), the console,
+a list in memory (tests, benchmarks), or nowhere."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from lineagehub.telemetry.publisher import KafkaPublisher
+from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
+
+
+class Emitter(Protocol):
+    """`send` returns once the record is delivered (or printed, or kept)."""
+
+    description: str
+
+    async def start(self) -> None: ...
+    async def send(self, topic: str, key: str, value: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+class KafkaEmitter:
+    def __init__(self, bootstrap: str) -> None:
+        self.description = f"kafka {bootstrap}"
+        self._publisher = KafkaPublisher(bootstrap, client_id="lineage-hub-runner")
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            await self._publisher.start()
+            self._started = True
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        await self.start()
+        await self._publisher.send(topic, key, value)
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            await self._publisher.stop()
+
+
+class NullEmitter:
+    description = "nowhere"
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class MemoryEmitter:
+    """Keeps every record: (topic, key, value)."""
+
+    records: list[tuple[str, str, bytes]] = field(default_factory=list)
+    description: str = "memory"
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        self.records.append((topic, key, value))
+
+    async def close(self) -> None:
+        return None
+
+    def lineage(self) -> list[dict[str, Any]]:
+        return [json.loads(v) for t, _, v in self.records if t == LINEAGE_TOPIC]
+
+    def spans(self) -> list[ExportTraceServiceRequest]:
+        return [
+            ExportTraceServiceRequest.FromString(v) for t, _, v in self.records if t == SPANS_TOPIC
+        ]
+
+    def metrics(self) -> list[ExportMetricsServiceRequest]:
+        return [
+            ExportMetricsServiceRequest.FromString(v)
+            for t, _, v in self.records
+            if t == METRICS_TOPIC
+        ]
+
+
+def describe_spans(value: bytes) -> list[str]:
+    """One line per span of an OTLP trace request."""
+    request = ExportTraceServiceRequest.FromString(value)
+    lines = []
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                attrs = {kv.key: _text(kv.value) for kv in span.attributes}
+                ms = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+                lines.append(
+                    f"span {span.name!r} trace={span.trace_id.hex()} span={span.span_id.hex()} "
+                    f"parent={span.parent_span_id.hex() or '-'} {ms:.1f}ms "
+                    f"status={span.status.code} {json.dumps(attrs, sort_keys=True)}"
+                )
+    return lines
+
+
+def describe_metrics(value: bytes) -> list[str]:
+    request = ExportMetricsServiceRequest.FromString(value)
+    lines = []
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                kind = metric.WhichOneof("data")
+                points = getattr(metric, kind).data_points if kind else []
+                values = []
+                for p in points:
+                    if kind == "histogram":
+                        values.append(f"count={p.count} sum={p.sum:.3f}")
+                    else:
+                        values.append(str(p.as_int if p.HasField("as_int") else p.as_double))
+                lines.append(f"metric {metric.name} ({kind}, {metric.unit}) {', '.join(values)}")
+    return lines
+
+
+def _text(value: object) -> object:
+    kind = value.WhichOneof("value")  # type: ignore[attr-defined]
+    return getattr(value, kind) if kind else None
+
+
+class ConsoleEmitter:
+    """Prints each record: lineage events as JSON, spans and metrics as one line each."""
+
+    description = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        out = self.stream
+        if topic == LINEAGE_TOPIC:
+            print(f"[{topic} key={key}] {value.decode()}", file=out)
+        elif topic == SPANS_TOPIC:
+            for line in describe_spans(value):
+                print(f"[{topic} key={key}] {line}", file=out)
+        elif topic == METRICS_TOPIC:
+            for line in describe_metrics(value):
+                print(f"[{topic} key={key}] {line}", file=out)
+        else:
+            print(f"[{topic} key={key}] {len(value)} bytes", file=out)
+        out.flush()
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,90 @@
+"""Quality results with samples of the failing rows, and per-column data metrics.
+
+`transform_plan.run_quality_checks` counts the failures; here the rows behind a failed
+check are sampled (a few offending values, for people and the termination message),
+and the null counts the `dataQualityMetrics` facet carries are computed in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+from polars.exceptions import PolarsError
+
+from lineagehub.api import CheckType, QualityCheck
+from pipeline_runner.result import SAMPLE_SIZE, QualityOutcome
+from pipeline_runner.transform_plan import CheckResult
+
+
+def violation_mask(check: QualityCheck) -> pl.Expr:
+    """True for the rows that violate `check` (nulls violate only not_null). Must agree
+    with `transform_plan.run_quality_checks`; a unit test holds them together."""
+    col = pl.col(check.column)
+    present = col.is_not_null()
+    if check.type is CheckType.NOT_NULL:
+        return col.is_null()
+    if check.type is CheckType.UNIQUE:
+        return present & col.is_duplicated()
+    if check.type is CheckType.RANGE:
+        bad = pl.lit(False)
+        if check.min is not None:
+            bad = bad | (col < check.min)
+        if check.max is not None:
+            bad = bad | (col > check.max)
+        return present & bad
+    if check.type is CheckType.ACCEPTED_VALUES:
+        return present & ~col.cast(pl.String).is_in(list(check.values or []))
+    return present & ~col.cast(pl.String).str.contains(check.pattern or "")
+
+
+def sample_failures(data: pl.LazyFrame, check: QualityCheck, size: int = SAMPLE_SIZE) -> list[str]:
+    """Up to `size` distinct offending values of a failed check, as text."""
+    try:
+        values = (
+            data.filter(violation_mask(check))
+            .select(pl.col(check.column).cast(pl.String).fill_null("null"))
+            .unique(maintain_order=True)
+            .head(size)
+            .collect()
+            .to_series()
+            .to_list()
+        )
+    except PolarsError:
+        return []
+    return [str(v) for v in values]
+
+
+def outcomes(
+    data: pl.LazyFrame, checks: Sequence[QualityCheck], results: Sequence[CheckResult]
+) -> list[QualityOutcome]:
+    out: list[QualityOutcome] = []
+    columns = set(data.collect_schema().names())
+    for check, result in zip(checks, results, strict=True):
+        sample: list[str] = []
+        if not result.passed and check.column in columns:
+            sample = sample_failures(data, check)
+        out.append(
+            QualityOutcome(
+                name=result.name,
+                type=result.type.value,
+                column=result.column,
+                severity=result.severity.value,
+                success=result.passed,
+                failed_rows=result.failed_rows,
+                message=result.message,
+                sample=sample,
+            )
+        )
+    return out
+
+
+def column_metrics(data: pl.LazyFrame) -> tuple[int, dict[str, int]]:
+    """(row count, null count per column) in one pass."""
+    names = data.collect_schema().names()
+    row = (
+        data.select(pl.len().alias("__rows__"), *(pl.col(n).null_count() for n in names))
+        .collect()
+        .row(0)
+    )
+    return int(row[0]), {n: int(v) for n, v in zip(names, row[1:], strict=True)}

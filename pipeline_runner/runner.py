@@ -1,0 +1,185 @@
+"""Run one stage end to end: START, the work, COMPLETE or FAIL, spans and metrics,
+the termination message.
+
+Publishing is confirmed per record. A broker that cannot be reached does not fail the
+data work: the stage warns (one line on stderr), stops trying for the rest of the
+stage, and reports it; with `LINEAGEHUB_TELEMETRY_REQUIRED=1` that makes the stage
+exit non-zero instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from openlineage.client.event_v2 import RunState
+
+from lineagehub.api import StageConfig
+from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
+from pipeline_runner import __version__
+from pipeline_runner.emit import Emitter
+from pipeline_runner.errors import ErrorKind, StageError, first_line, one_line
+from pipeline_runner.lineage import stage_event, to_json
+from pipeline_runner.result import StageResult
+from pipeline_runner.settings import Settings
+from pipeline_runner.stages import STAGE_FUNCTIONS
+from pipeline_runner.telemetry import (
+    ATTR_PIPELINE,
+    ATTR_RECORDS_IN,
+    ATTR_RECORDS_OUT,
+    ATTR_RUN_ID,
+    ATTR_STAGE,
+    ATTR_STAGE_RUN_ID,
+    StageTelemetry,
+    TelemetryBatch,
+)
+
+SEND_TIMEOUT = 30.0
+
+
+@dataclass
+class Delivery:
+    """Publishes through an emitter; after the first failure it only counts what is lost."""
+
+    emitter: Emitter
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    sent: int = 0
+    lost: int = 0
+    error: str | None = None
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        if self.error is not None:
+            self.lost += 1
+            return
+        try:
+            await asyncio.wait_for(self.emitter.send(topic, key, value), SEND_TIMEOUT)
+            self.sent += 1
+        except Exception as exc:  # any broker failure: warn once, keep the data result
+            self.lost += 1
+            self.error = one_line(
+                f"could not publish to {self.emitter.description} ({topic}): "
+                f"{type(exc).__name__}: {first_line(exc)}",
+                300,
+            )
+            print(
+                f"warning: {self.error}; lineage and telemetry of this stage are lost",
+                file=self.stderr,
+            )
+
+
+@dataclass
+class StageRun:
+    config: StageConfig
+    result: StageResult
+    telemetry: TelemetryBatch
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def execute(
+    cfg: StageConfig,
+    settings: Settings,
+    tel: StageTelemetry,
+    result: StageResult,
+) -> BaseException | None:
+    """The stage's work inside its span; returns the error (already put in `result`)."""
+    parent_run_id = cfg.parent.run_id if cfg.parent else cfg.run_id
+    pipeline = cfg.parent.job if cfg.parent else cfg.openlineage_job
+    attributes = {
+        ATTR_RUN_ID: parent_run_id,
+        ATTR_STAGE: cfg.stage.value,
+        ATTR_PIPELINE: pipeline,
+        ATTR_STAGE_RUN_ID: cfg.run_id,
+        "lineagehub.attempt": cfg.attempt,
+        "lineagehub.pipelinerun": cfg.pipeline_run.name,
+        "k8s.namespace.name": cfg.pipeline_run.namespace,
+    }
+    started = time.perf_counter()
+    error: BaseException | None = None
+    with tel.stage_span(f"stage {cfg.stage.value}", attributes) as span:
+        try:
+            STAGE_FUNCTIONS[cfg.stage](cfg, settings, tel, result)
+        except StageError as exc:
+            error = exc
+            result.error, result.error_kind = exc.reason, exc.kind
+        except Exception as exc:  # a bug or an unforeseen failure: still a clean FAIL
+            error = exc
+            result.error = one_line(
+                f"{cfg.stage.value} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}"
+            )
+            result.error_kind = ErrorKind.INTERNAL_ERROR
+        result.duration_seconds = time.perf_counter() - started
+        if result.records_in is not None:
+            span.set_attribute(ATTR_RECORDS_IN, result.records_in)
+        if result.records_out is not None:
+            span.set_attribute(ATTR_RECORDS_OUT, result.records_out)
+        if result.error is not None and result.error_kind is not None:
+            tel.fail(span, result.error_kind.value, result.error)
+    tel.record(
+        rows_out=result.records_out if result.ok else None,
+        rejected=result.rejected,
+        quality_failed=sum(q.failed_rows for q in result.quality if not q.success),
+        duration=result.duration_seconds or 0.0,
+        bytes_read=result.bytes_read,
+        bytes_written=result.bytes_written if result.ok else None,
+        ok=result.ok,
+    )
+    return error
+
+
+def write_termination_message(path: str, result: StageResult, stderr: TextIO) -> None:
+    try:
+        Path(path).write_text(result.termination_message())
+    except OSError as exc:
+        print(f"warning: cannot write the termination message to {path}: {exc}", file=stderr)
+
+
+async def run_stage(
+    cfg: StageConfig,
+    delivery: Delivery,
+    settings: Settings,
+    *,
+    traceparent: str | None = None,
+    termination_log: str | None = None,
+) -> StageRun:
+    """Run `cfg`'s stage; never raises for a stage failure (see `result.error`)."""
+    tel = StageTelemetry(
+        settings,
+        traceparent=traceparent or cfg.traceparent,
+        resource_attributes={
+            "service.version": __version__,
+            **({"k8s.pod.name": os.environ["POD_NAME"]} if os.environ.get("POD_NAME") else {}),
+        },
+        metric_attributes={
+            ATTR_RUN_ID: cfg.parent.run_id if cfg.parent else cfg.run_id,
+            ATTR_STAGE: cfg.stage.value,
+            ATTR_PIPELINE: cfg.parent.job if cfg.parent else cfg.openlineage_job,
+        },
+    )
+    await delivery.send(
+        LINEAGE_TOPIC, cfg.run_id, to_json(stage_event(RunState.START, cfg, _now()))
+    )
+    result = StageResult(stage=cfg.stage)
+    error = await asyncio.to_thread(execute, cfg, settings, tel, result)
+    event_type = RunState.COMPLETE if result.ok else RunState.FAIL
+    stack = None
+    if error is not None and not isinstance(error, StageError):
+        stack = "".join(traceback.format_exception(error))[-8000:]
+    event = stage_event(event_type, cfg, _now(), result=result, error=result.error, stack=stack)
+    await delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event))
+    batch = await asyncio.to_thread(tel.finish)
+    await delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans)
+    if batch.metrics is not None:
+        await delivery.send(METRICS_TOPIC, tel.service_name, batch.metrics)
+    if termination_log is not None:
+        write_termination_message(termination_log, result, delivery.stderr)
+    return StageRun(config=cfg, result=result, telemetry=batch)

@@ -1,0 +1,270 @@
+"""The work of each stage: extract, transform, load.
+
+Every stage streams (polars lazy scans into `sink_*`), writes its output to a
+temporary file next to the target and moves it into place only when the stage
+succeeded, so a failed stage leaves nothing half-written: neither in the workspace
+nor at the sink. Each fills in the `StageResult` it is given as it goes (a failure
+still reports what was known) and raises `StageError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+from polars.exceptions import PolarsError
+
+from lineagehub.api import StageConfig, StageName
+from lineagehub.datasets import dataset_of
+from pipeline_runner.column_lineage import column_lineage
+from pipeline_runner.errors import ErrorKind, StageError, first_line
+from pipeline_runner.lineage import planned_datasets, schema_fields, workspace_uri
+from pipeline_runner.quality import column_metrics, outcomes
+from pipeline_runner.result import StageResult
+from pipeline_runner.settings import Settings
+from pipeline_runner.sinks import count_rows, sink_for
+from pipeline_runner.sources import invalid_source, open_source
+from pipeline_runner.telemetry import ATTR_BYTES, ATTR_ROWS, StageTelemetry
+from pipeline_runner.transform_plan import (
+    TransformPlanError,
+    check_plan,
+    compile_transform,
+    run_quality_checks,
+)
+
+StageFn = Callable[[StageConfig, Settings, StageTelemetry, StageResult], None]
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _workspace(cfg: StageConfig) -> Path:
+    path = Path(cfg.workspace)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StageError(
+            ErrorKind.INTERNAL_ERROR,
+            f"workspace {path} cannot be created: {first_line(exc)}",
+            "mount a writable volume at the workspace",
+        ) from exc
+    return path
+
+
+def _intermediate(cfg: StageConfig, stage: StageName, needs: str) -> tuple[Path, pl.LazyFrame]:
+    """Open the Parquet file `stage` left in the workspace."""
+    path = Path(cfg.intermediate_path(stage))
+    if not path.is_file():
+        raise StageError(
+            ErrorKind.INPUT_NOT_FOUND,
+            f"{needs} input {path} not found in the workspace",
+            f"run the {stage.value} stage first, with the same workspace",
+        )
+    try:
+        frame = pl.scan_parquet(path)
+        frame.collect_schema()
+    except (PolarsError, OSError) as exc:
+        raise StageError(
+            ErrorKind.INPUT_INVALID,
+            f"{needs} input {path} is not readable Parquet: {first_line(exc)}",
+            f"re-run the {stage.value} stage",
+        ) from exc
+    return path, frame
+
+
+# --------------------------------------------------------------------------- extract
+
+
+def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: StageResult) -> None:
+    """Source → `<workspace>/extract.parquet`."""
+    inputs, outputs = planned_datasets(cfg)
+    result.inputs, result.outputs = inputs, outputs
+    source, output = inputs[0], outputs[0]
+    workspace = _workspace(cfg)
+    target = Path(cfg.intermediate_path(StageName.EXTRACT))
+    result.output_uri = workspace_uri(str(target))
+    tmp = _temp_beside(target)
+    try:
+        with tel.step("read", {"lineagehub.source": cfg.source.uri}) as span:
+            opened = open_source(
+                cfg.source,
+                str(workspace),
+                settings,
+                download_name=f".source-{cfg.run_id}",
+            )
+            try:
+                result.bytes_read = opened.bytes_read
+                source.schema = schema_fields(opened.schema)
+                source.size = opened.bytes_read
+                try:
+                    opened.frame.sink_parquet(tmp)
+                except (PolarsError, OSError, ValueError) as exc:
+                    raise invalid_source(cfg.source.uri, cfg.source.format, exc) from exc
+            finally:
+                opened.cleanup()
+            rows = count_rows(str(tmp))
+            span.set_attribute(ATTR_ROWS, rows)
+            if opened.bytes_read is not None:
+                span.set_attribute(ATTR_BYTES, opened.bytes_read)
+        result.records_in = rows
+        source.row_count = rows
+        with tel.step("write", {"lineagehub.target": str(target)}) as span:
+            if rows == 0:
+                raise StageError(
+                    ErrorKind.INPUT_INVALID,
+                    f"source {cfg.source.uri} has no data rows",
+                    "check that the source was written completely (an empty run loads nothing)",
+                )
+            tmp.replace(target)  # atomic (os.replace)
+            size = target.stat().st_size
+            span.set_attribute(ATTR_ROWS, rows)
+            span.set_attribute(ATTR_BYTES, size)
+    finally:
+        _unlink(tmp)
+    schema = pl.scan_parquet(target).collect_schema()
+    result.records_out = rows
+    result.bytes_written = size
+    result.output_schema = schema_fields(schema)
+    output.schema, output.row_count, output.size = result.output_schema, rows, size
+
+
+# --------------------------------------------------------------------------- transform
+
+
+def transform(
+    cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: StageResult
+) -> None:
+    """`extract.parquet` → the declarative transform → quality checks → `transform.parquet`."""
+    inputs, outputs = planned_datasets(cfg)
+    result.inputs, result.outputs = inputs, outputs
+    source, output = inputs[0], outputs[0]
+    target = Path(cfg.intermediate_path(StageName.TRANSFORM))
+    result.output_uri = workspace_uri(str(target))
+    origin = cfg.source.uri
+    with tel.step("read") as span:
+        path, frame = _intermediate(cfg, StageName.EXTRACT, "transform")
+        schema = frame.collect_schema()
+        rows_in, nulls = column_metrics(frame)
+        size_in = path.stat().st_size
+        source.schema, source.row_count, source.size = schema_fields(schema), rows_in, size_in
+        source.null_counts = nulls
+        result.records_in, result.bytes_read = rows_in, size_in
+        span.set_attribute(ATTR_ROWS, rows_in)
+        span.set_attribute(ATTR_BYTES, size_in)
+
+    spec = cfg.transform
+    tmp = _temp_beside(target)
+    try:
+        with tel.step("transform") as span:
+            try:
+                check_plan(spec, schema)
+                plan = compile_transform(frame, spec, schema)
+            except TransformPlanError as exc:
+                raise StageError(
+                    ErrorKind.TRANSFORM_ERROR,
+                    f"transform of {origin} is invalid: {exc}",
+                    "correct spec.transform to use the source's columns",
+                ) from exc
+            try:
+                plan.sink_parquet(tmp)
+            except (PolarsError, OSError) as exc:
+                raise StageError(
+                    ErrorKind.TRANSFORM_ERROR,
+                    f"transform of {origin} failed: {first_line(exc)}",
+                    "correct the data, or spec.transform (a cast the values do not fit, "
+                    "an expression on the wrong type)",
+                ) from exc
+            rows_out = count_rows(str(tmp))
+            result.records_out = rows_out
+            span.set_attribute(ATTR_ROWS, rows_out)
+            span.set_attribute("lineagehub.rows.rejected", max(rows_in - rows_out, 0))
+
+        checks = spec.quality or []
+        with tel.step("validate", {"lineagehub.checks": len(checks)}) as span:
+            checked = pl.scan_parquet(tmp)
+            try:
+                results = run_quality_checks(checked, checks)
+            except TransformPlanError as exc:
+                raise StageError(
+                    ErrorKind.TRANSFORM_ERROR,
+                    f"quality checks on {origin} could not run: {exc}",
+                    "correct spec.transform.quality",
+                ) from exc
+            result.quality = outcomes(checked, checks, results)
+            failed = [q for q in result.quality if not q.success]
+            span.set_attribute(ATTR_ROWS, rows_out)
+            span.set_attribute("lineagehub.checks.failed", len(failed))
+            blocking = [r for r in results if r.blocking]
+            if blocking:
+                detail = "; ".join(f"{r.name}: {r.message}" for r in blocking)
+                raise StageError(
+                    ErrorKind.QUALITY_CHECK_FAILED,
+                    f"{len(blocking)} quality check(s) of severity fail failed on data from "
+                    f"{origin}: {detail}",
+                    "correct the source data, or relax the check or set its severity to warn",
+                )
+
+        with tel.step("write", {"lineagehub.target": str(target)}) as span:
+            tmp.replace(target)  # atomic (os.replace)
+            size = target.stat().st_size
+            span.set_attribute(ATTR_ROWS, rows_out)
+            span.set_attribute(ATTR_BYTES, size)
+    finally:
+        _unlink(tmp)
+    out_schema = pl.scan_parquet(target).collect_schema()
+    result.bytes_written = size
+    result.output_schema = schema_fields(out_schema)
+    output.schema, output.row_count, output.size = result.output_schema, rows_out, size
+    output.column_lineage = column_lineage(spec, schema.names()).to_openlineage(
+        source.namespace, source.name
+    )
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: StageResult) -> None:
+    """`transform.parquet` → the sink, all or nothing."""
+    inputs, outputs = planned_datasets(cfg)
+    result.inputs, result.outputs = inputs, outputs
+    source, output = inputs[0], outputs[0]
+    result.output_uri = cfg.sink.uri
+    with tel.step("read") as span:
+        path, frame = _intermediate(cfg, StageName.TRANSFORM, "load")
+        schema = frame.collect_schema()
+        rows_in = count_rows(str(path))
+        size_in = path.stat().st_size
+        source.schema, source.row_count, source.size = schema_fields(schema), rows_in, size_in
+        result.records_in, result.bytes_read = rows_in, size_in
+        span.set_attribute(ATTR_ROWS, rows_in)
+        span.set_attribute(ATTR_BYTES, size_in)
+    with tel.step(
+        "write", {"lineagehub.sink": cfg.sink.uri, "lineagehub.mode": cfg.sink.mode.value}
+    ) as span:
+        sink = sink_for(cfg.sink, settings)
+        stats = sink.write(str(path), cfg.sink.mode)
+        span.set_attribute(ATTR_ROWS, stats.rows)
+        if stats.bytes is not None:
+            span.set_attribute(ATTR_BYTES, stats.bytes)
+    result.records_out = stats.rows
+    result.bytes_written = stats.bytes
+    result.output_schema = schema_fields(schema)
+    output.schema, output.row_count, output.size = result.output_schema, stats.rows, stats.bytes
+    namespace, name = dataset_of(cfg.sink.uri)
+    output.namespace, output.name = namespace, name
+
+
+STAGE_FUNCTIONS: dict[StageName, StageFn] = {
+    StageName.EXTRACT: extract,
+    StageName.TRANSFORM: transform,
+    StageName.LOAD: load,
+}

@@ -1,0 +1,53 @@
+"""Fetch a Java server's jars from Maven Central through a pom we own.
+
+The pom under `stack/maven/<name>/` lists the server artifact (its version a
+property); `mvn dependency:copy-dependencies` resolves the runtime closure into
+`<cache>/<name>-<version>/lib`. A marker holding a hash of the pom makes a
+complete lib dir a cache hit; a failed fetch never leaves a half lib dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from stack.errors import StackError
+from stack.piece import build_log, content_key, run_step
+
+
+def copy_dependencies(
+    piece: str, pom: Path, *, version_property: str, version: str, home: Path, main_jar: str
+) -> Path:
+    """Resolve `pom` into `home/lib` unless already complete; returns the lib dir."""
+    lib = home / "lib"
+    marker = home / ".complete"
+    key = content_key(pom, extra=version)
+    if marker.is_file() and marker.read_text().strip() == key and lib.is_dir():
+        return lib
+    home.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    staging = home / "lib.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    run_step(
+        piece,
+        f"fetching {pom.parent.name} {version} jars from Maven Central (mvn -f {pom})",
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-U",  # retry artifacts an earlier run found missing
+            "-f",
+            str(pom),
+            f"-D{version_property}={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        build_log(piece),
+    )
+    if not (staging / main_jar).is_file():
+        raise StackError(piece, f"Maven finished but {main_jar} is missing", build_log(piece))
+    shutil.rmtree(lib, ignore_errors=True)
+    staging.rename(lib)
+    marker.write_text(key + "\n")
+    return lib

@@ -1,0 +1,28 @@
+"""Small helpers shared by the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
+    """Poll `check` until it returns something truthy; fail with the last value."""
+    end = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < end:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
+
+
+def get(kubectl: Callable[..., Any], *args: str) -> Obj:
+    """`kubectl get ... -o json` as a dict."""
+    data: Obj = json.loads(kubectl("get", *args, "-o", "json").stdout)
+    return data

@@ -1,0 +1,310 @@
+"""`consume otel` against a real Kafka, into chdb (a real ClickHouse engine, in process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from consumers.dlq import header
+from consumers.otel.backend import ChdbBackend
+from consumers.otel.consumer import OtelConsumer, OtelSettings
+from consumers.otel.ddl import Table
+from consumers.otel.decode import decode_metrics, decode_trace_tables
+from consumers.samples import metrics_request, run_trace, span, traces_request
+from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
+from lineagehub.topics import dlq
+
+pytestmark = pytest.mark.dataplane
+
+
+@pytest.fixture(scope="module")
+def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The stack's endpoints (CONSUMERS_TEST_EXTERNAL=1: take them from the environment)."""
+    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
+        yield dict(os.environ)
+    else:
+        yield request.getfixturevalue("stack").env
+
+
+@dataclass
+class Topics:
+    spans: str
+    metrics: str
+    group: str
+
+
+@pytest.fixture
+async def topics(env: dict[str, str]) -> Topics:
+    t = Topics(unique("otel-spans"), unique("otel-metrics"), unique("otel-group"))
+    await create_topics(env["KAFKA_BOOTSTRAP"], [t.spans, t.metrics])
+    return t
+
+
+@pytest.fixture
+async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
+    backend = ChdbBackend(str(tmp_path / "chdb"))
+    yield backend
+    await backend.close()
+
+
+def settings(env: dict[str, str], t: Topics, **kw: Any) -> OtelSettings:
+    return OtelSettings(
+        bootstrap=env["KAFKA_BOOTSTRAP"],
+        group=t.group,
+        topics=(t.spans, t.metrics),
+        max_batch_wait=0.3,
+        **kw,
+    )
+
+
+def decoders(t: Topics) -> dict[str, Any]:
+    return {t.spans: decode_trace_tables, t.metrics: decode_metrics}
+
+
+async def start(consumer: OtelConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    return stop, task
+
+
+def trace_key(request: ExportTraceServiceRequest) -> bytes:
+    return request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex().encode()
+
+
+async def count(b: ChdbBackend, sql: str) -> int:
+    (row,) = await b.query(sql)
+    return int(next(iter(row.values())))
+
+
+async def test_spans_and_metrics_land_in_the_exporter_tables(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    runs = [str(uuid.uuid4()) for _ in range(5)]
+    requests = [run_trace(r, children=2) for r in runs]
+    await produce(
+        bootstrap,
+        topics.spans,
+        [
+            (
+                r.resource_spans[0].scope_spans[0].spans[0].trace_id.hex().encode(),
+                r.SerializeToString(),
+            )
+            for r in requests
+        ],
+    )
+    await produce(
+        bootstrap,
+        topics.metrics,
+        [(b"pipeline-runner", metrics_request(run_id=r).SerializeToString()) for r in runs],
+    )
+    consumer = OtelConsumer(settings(env, topics), chdb, decoders=decoders(topics))
+    stop, task = await start(consumer)
+    try:
+        await wait_drained(bootstrap, topics.group, [topics.spans, topics.metrics], within=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    for request in requests:
+        spans = request.resource_spans[0].scope_spans[0].spans
+        trace_id = spans[0].trace_id.hex()
+        rows = await chdb.query(
+            "SELECT SpanId, ParentSpanId, SpanKind FROM otel.otel_traces "
+            f"WHERE TraceId = '{trace_id}'"
+        )
+        got = {r["SpanId"]: r["ParentSpanId"] for r in rows}
+        want = {s.span_id.hex(): s.parent_span_id.hex() for s in spans}
+        assert got == want
+        assert (
+            await count(
+                chdb,
+                f"SELECT count() FROM otel.otel_traces_trace_id_ts WHERE TraceId = '{trace_id}'",
+            )
+            == 1
+        )
+    stages = await chdb.query(
+        "SELECT RunId, Stage, RecordsIn, Status FROM otel.pipeline_runs FINAL ORDER BY RunId, Stage"
+    )
+    assert len(stages) == len(runs) * 4
+    assert {(s["RunId"], s["Stage"]) for s in stages} == {
+        (r, st) for r in runs for st in ("", "extract", "transform", "load")
+    }
+    for table in ("gauge", "sum", "histogram"):
+        assert await count(chdb, f"SELECT count() FROM otel.otel_metrics_{table}") == len(runs)
+    assert consumer.stats.get("processed") == 2 * len(runs)
+    assert consumer.stats.get("inserted_rows", table="otel_traces") == len(runs) * 10
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: not an Exception, so nothing in the consumer catches it."""
+
+
+@dataclass
+class CrashingBackend:
+    """A chdb backend that dies right after the n-th otel_traces insert (before the commit)."""
+
+    inner: ChdbBackend
+    crash_after: int
+    tokens: list[str] = field(default_factory=list)
+    crashed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def database(self) -> str:
+        return self.inner.database
+
+    async def setup(self, ttl_days: int = 0) -> None:
+        await self.inner.setup(ttl_days)
+
+    async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
+        if self.crashed.is_set():
+            raise Crash  # a dead process inserts nothing more
+        await self.inner.insert(table, rows, token)
+        if table.name == "otel_traces":
+            self.tokens.append(token)
+            if len(self.tokens) == self.crash_after:
+                self.crashed.set()
+                raise Crash
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        return await self.inner.query(sql)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothing(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    requests = [run_trace(str(uuid.uuid4()), children=1) for _ in range(300)]
+    total_spans = sum(len(r.resource_spans[0].scope_spans[0].spans) for r in requests)
+    await produce(
+        bootstrap, topics.spans, [(os.urandom(8), r.SerializeToString()) for r in requests]
+    )
+
+    crashing = CrashingBackend(chdb, crash_after=2)
+    first = OtelConsumer(
+        settings(env, topics, max_batch_messages=40),
+        crashing,
+        decoders=decoders(topics),
+    )
+    stop, task = await start(first)
+    await asyncio.wait_for(crashing.crashed.wait(), 60)
+    first.abort()  # the process is gone: no flush, no commit
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    crashed_token = crashing.tokens[-1]
+    before = await count(chdb, "SELECT count() FROM otel.otel_traces")
+    assert 0 < before < total_spans
+
+    recording = CrashingBackend(chdb, crash_after=10**9)
+    second = OtelConsumer(
+        settings(env, topics, max_batch_messages=40),
+        recording,
+        decoders=decoders(topics),
+    )
+    stop, task = await start(second)
+    try:
+        await wait_drained(bootstrap, topics.group, [topics.spans], within=90)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    # The batch whose insert landed but whose commit never happened came back whole,
+    # under the same token, and ClickHouse dropped it.
+    assert crashed_token in recording.tokens
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == total_spans
+    assert await count(chdb, "SELECT count(DISTINCT SpanId) FROM otel.otel_traces") == total_spans
+    assert await count(chdb, "SELECT count() FROM otel.pipeline_runs FINAL") == 300 * 4
+
+
+async def test_undecodable_records_go_to_the_dlq_without_blocking_good_ones(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    good = run_trace(str(uuid.uuid4()), children=1).SerializeToString()
+    bad_id = traces_request([span(b"\x01" * 15, b"\x02" * 8, "x")]).SerializeToString()
+    junk: list[tuple[str, bytes]] = []
+    for i in range(60):
+        junk.append(("decode", good[: 10 + i]))  # truncated protobuf
+        junk.append(("decode", b'{"resourceSpans": "json, not protobuf"}'))
+        junk.append(("empty", b""))
+        junk.append(("invalid_span", bad_id))
+    junk.append(("decode", os.urandom(900_000)))  # huge and random
+    messages: list[tuple[bytes | None, bytes | None]] = []
+    goods = 0
+    for i, (_, value) in enumerate(junk):
+        messages.append((str(i).encode(), value))
+        if i % 4 == 0:
+            messages.append(
+                (str(i).encode(), run_trace(str(uuid.uuid4()), children=0).SerializeToString())
+            )
+            goods += 1
+    await produce(bootstrap, topics.spans, messages)
+    consumer = OtelConsumer(settings(env, topics), chdb, decoders=decoders(topics))
+    stop, task = await start(consumer)
+    try:
+        await wait_drained(bootstrap, topics.group, [topics.spans], within=90)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    dead = await read_all(bootstrap, dlq(topics.spans), expect=len(junk), within=30)
+    assert len(dead) == len(junk)
+    reasons = [header(r.headers, "dlq.reason") for r in dead]
+    assert all(reasons), "every dead letter names its reason"
+    assert sorted(r.decode() for r in reasons if r) == sorted(reason for reason, _ in junk)
+    assert all(header(r.headers, "dlq.error") for r in dead)
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == goods * 4
+    assert consumer.stats.get("dead_lettered") == len(junk)
+
+
+async def test_a_failed_commit_rewinds_the_partition_without_loss_or_duplicates(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    requests = [run_trace(str(uuid.uuid4()), children=0) for _ in range(200)]
+    await produce(
+        bootstrap, topics.spans, [(os.urandom(8), r.SerializeToString()) for r in requests]
+    )
+    consumer = OtelConsumer(
+        settings(env, topics, max_batch_messages=30), chdb, decoders=decoders(topics)
+    )
+    stop, task = await start(consumer)
+    for _ in range(200):
+        if consumer._consumer is not None:
+            break
+        await asyncio.sleep(0.05)
+    kafka = consumer._consumer
+    assert kafka is not None
+    real_commit = kafka.commit
+    failed: list[Any] = []
+
+    async def flaky_commit(offsets: Any) -> None:
+        # Fail the first "batch done" commit, as a coordinator hiccup would.
+        if not failed and all(getattr(m, "metadata", "x") == "" for m in offsets.values()):
+            failed.append(offsets)
+            raise KafkaError("injected commit failure")
+        await real_commit(offsets)
+
+    kafka.commit = flaky_commit
+    try:
+        await wait_drained(bootstrap, topics.group, [topics.spans], within=90)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert failed, "the injected failure happened"
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 200 * 4
+    assert await count(chdb, "SELECT count(DISTINCT SpanId) FROM otel.otel_traces") == 200 * 4

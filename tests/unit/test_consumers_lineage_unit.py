@@ -1,0 +1,203 @@
+"""The lineage consumer's decisions without Kafka: Marquez answers, retries, DLQ headers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+
+from consumers.dlq import DeadLetterQueue, Headers, Rejection, dlq_headers, header
+from consumers.lineage.consumer import Gate, LineageConsumer, LineageSettings
+from consumers.lineage.marquez import MarquezClient, Outcome, classify
+from consumers.lineage.validate import validate
+from consumers.retry import Backoff
+from consumers.samples import lineage_bytes
+
+
+@dataclass
+class Rec:
+    value: bytes | None
+    topic: str = "openlineage-events"
+    partition: int = 1
+    offset: int = 42
+    key: bytes | None = b"run-key"
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("trace", b"t1")])
+
+
+@dataclass
+class FakeProducer:
+    sent: list[tuple[str, bytes | None, bytes | None, Headers]] = field(default_factory=list)
+    too_large_once: bool = False
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: Headers | None = None,
+    ) -> None:
+        if self.too_large_once:
+            self.too_large_once = False
+            raise MessageSizeTooLargeError()
+        self.sent.append((topic, value, key, headers or []))
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (201, Outcome.STORED),
+        (200, Outcome.STORED),
+        (400, Outcome.REJECTED),
+        (422, Outcome.REJECTED),
+        (413, Outcome.REJECTED),
+        (404, Outcome.TRANSIENT),  # wrong URL: fix the deployment, don't drop events
+        (401, Outcome.TRANSIENT),
+        (429, Outcome.TRANSIENT),
+        (500, Outcome.TRANSIENT),
+        (503, Outcome.TRANSIENT),
+    ],
+)
+def test_classify(status: int, outcome: Outcome) -> None:
+    assert classify(status).outcome is outcome
+
+
+async def test_client_maps_network_errors_to_transient() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    for handler in (refuse, slow):
+        client = MarquezClient("http://127.0.0.1:1", transport=httpx.MockTransport(handler))
+        result = await client.post(b"{}")
+        assert result.outcome is Outcome.TRANSIENT and result.status is None
+        assert not await client.ping()
+        await client.aclose()
+
+
+def test_dlq_headers_name_the_error() -> None:
+    rec = Rec(value=b"{", headers=[("trace", b"t1"), ("dlq.reason", b"old")])
+    headers = dict(dlq_headers(rec, Rejection("invalid_json", "x" * 5000), "lineage", now_ms=7))
+    assert headers["dlq.reason"] == b"invalid_json"
+    assert len(headers["dlq.error"]) == 1000
+    assert headers["dlq.topic"] == b"openlineage-events"
+    assert (headers["dlq.partition"], headers["dlq.offset"]) == (b"1", b"42")
+    assert headers["dlq.consumer"] == b"lineage"
+    assert headers["dlq.timestamp"] == b"7"
+    assert headers["trace"] == b"t1"
+    assert header(dlq_headers(rec, Rejection("schema", "y"), "c"), "dlq.reason") == b"schema"
+
+
+async def test_dlq_truncates_what_does_not_fit() -> None:
+    producer = FakeProducer(too_large_once=True)
+    await DeadLetterQueue(producer, "otel").send(
+        Rec(value=b"a" * 100_000), Rejection("decode", "x")
+    )
+    ((topic, value, key, headers),) = producer.sent
+    assert topic == "openlineage-events.dlq"
+    assert value is not None and len(value) == 64 * 1024
+    assert key == b"run-key"
+    assert header(headers, "dlq.truncated") == b"100000"
+
+
+async def test_gate_closes_after_threshold_and_reopens() -> None:
+    gate = Gate(threshold=2)
+    assert not gate.failure()
+    assert gate.failure()
+    assert not gate.is_up
+    waiter = asyncio.create_task(gate.wait_up())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    gate.open()
+    await asyncio.wait_for(waiter, 1)
+
+
+def consumer_with(handler: httpx.MockTransport) -> tuple[LineageConsumer, FakeProducer]:
+    settings = LineageSettings(
+        bootstrap="unused",
+        marquez_url="http://marquez.test",
+        backoff=Backoff(base=0.001, factor=2, cap=0.01),
+        breaker_threshold=3,
+        max_server_error_attempts=3,
+    )
+    c = LineageConsumer(settings, marquez=MarquezClient("http://marquez.test", transport=handler))
+    producer = FakeProducer()
+    c._dlq = DeadLetterQueue(producer, "lineage")
+    return c, producer
+
+
+async def test_transient_failures_are_retried_until_stored() -> None:
+    answers = iter([503, 502, 201])
+    seen: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.content)
+        return httpx.Response(next(answers))
+
+    c, producer = consumer_with(httpx.MockTransport(handler))
+    body = lineage_bytes(str(uuid.uuid4()))
+    await asyncio.wait_for(c._handle(Rec(value=body), validate(body)), 5)
+    assert seen == [body, body, body]  # the exact bytes each time
+    assert c.stats.get("retried") == 2 and c.stats.get("posted") == 1
+    assert not producer.sent
+
+
+async def test_4xx_goes_to_the_dlq() -> None:
+    c, producer = consumer_with(
+        httpx.MockTransport(lambda r: httpx.Response(400, text="bad event"))
+    )
+    body = lineage_bytes(str(uuid.uuid4()))
+    await c._handle(Rec(value=body), validate(body))
+    ((topic, value, _, headers),) = producer.sent
+    assert topic == "openlineage-events.dlq" and value == body
+    assert header(headers, "dlq.reason") == b"http_4xx"
+    assert b"bad event" in (header(headers, "dlq.error") or b"")
+
+
+async def test_a_poison_500_is_dead_lettered_once_marquez_proves_healthy() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"namespaces": []})
+        return httpx.Response(500, text="NullPointerException")
+
+    c, producer = consumer_with(httpx.MockTransport(handler))
+    c.s.breaker_threshold = 100
+    c.gate = Gate(100)
+    body = lineage_bytes(str(uuid.uuid4()))
+    await asyncio.wait_for(c._handle(Rec(value=body), validate(body)), 5)
+    (sent,) = producer.sent
+    assert header(sent[3], "dlq.reason") == b"http_5xx"
+
+
+async def test_marquez_down_closes_the_gate_and_the_prober_reopens_it() -> None:
+    state = {"up": False, "posts": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not state["up"]:
+            raise httpx.ConnectError("refused", request=request)
+        if request.method == "POST":
+            state["posts"] += 1
+            return httpx.Response(201)
+        return httpx.Response(200, json={})
+
+    c, _ = consumer_with(httpx.MockTransport(handler))
+    body = lineage_bytes(str(uuid.uuid4()))
+    task = asyncio.create_task(c._handle(Rec(value=body), validate(body)))
+    for _ in range(200):
+        if not c.gate.is_up:
+            break
+        await asyncio.sleep(0.01)
+    assert not c.gate.is_up
+    assert c.health.degraded_reason.startswith("marquez unavailable")
+    posts_while_down = c.stats.get("retried")
+    await asyncio.sleep(0.1)
+    assert c.stats.get("retried") == posts_while_down  # waiting on the gate, not spinning
+    state["up"] = True
+    await asyncio.wait_for(task, 5)
+    assert state["posts"] == 1 and c.gate.is_up and not c.health.degraded_reason
