@@ -12,7 +12,7 @@ setup:
 ## The main job on the local stack (builds and starts what is missing).
 demo: setup
 	@$(BIN)/lineage-hub stack up
-	@scripts/demo.sh
+	@$(BIN)/python -m stack.demo
 
 ## Lint, type-check, then every test (unit, integration and end-to-end on the real local stack).
 test: setup lint
@@ -38,3 +38,39 @@ stack-down:
 
 stack-status:
 	$(BIN)/lineage-hub stack status
+
+## ---- kind (needs Docker and kind; the local stack above needs neither) ----
+IMAGE ?= lineage-hub:dev
+KIND_CLUSTER ?= lineage-hub
+HELM ?= helm
+RELEASE ?= hub
+RELEASE_NAMESPACE ?= lineage-hub
+
+.PHONY: images kind-up kind-load install demo-kind
+
+## The one project image (operator, consumers, stage runner).
+images:
+	docker build -t $(IMAGE) .
+
+## A kind cluster with the UI ports and the example data mounted (kind-config.yaml).
+kind-up:
+	mkdir -p .kind/output && chmod 0777 .kind/output
+	kind create cluster --config kind-config.yaml
+
+kind-load:
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+## The chart with the values for kind: NodePorts, the loaded image, the example data.
+install:
+	$(HELM) upgrade --install $(RELEASE) charts/lineage-hub \
+		--namespace $(RELEASE_NAMESPACE) --create-namespace \
+		-f charts/lineage-hub/values-kind.yaml \
+		--set image.repository=$(firstword $(subst :, ,$(IMAGE))) \
+		--set image.tag=$(lastword $(subst :, ,$(IMAGE))) \
+		--wait --timeout 10m
+
+## Everything on kind: cluster, image, chart, the example run until it succeeds.
+demo-kind: kind-up images kind-load install
+	kubectl apply -f examples/pipelinerun.yaml
+	kubectl wait --for=condition=Succeeded pipelinerun/orders-daily --timeout=10m
+	kubectl get pipelineruns

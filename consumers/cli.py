@@ -11,11 +11,12 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from consumers import logs
-from consumers.health import Health, HealthServer
+from consumers.health import ApiHandler, Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
-from consumers.otel.backend import open_backend
+from consumers.otel.backend import BackendError, open_backend
 from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.decode import decode_metrics, decode_trace_tables
+from consumers.otel.trace_summary import trace_summary
 from consumers.stats import Stats
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
@@ -121,13 +122,14 @@ async def serve(
     health: Health,
     host: str,
     port: int,
+    api: ApiHandler | None = None,
 ) -> None:
     """Run a consumer with its health endpoint until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = HealthServer(stats, health, host=host, port=port) if port >= 0 else None
+    server = HealthServer(stats, health, host=host, port=port, api=api) if port >= 0 else None
     if server is not None:
         await server.start()
     try:
@@ -190,5 +192,17 @@ def main(argv: list[str]) -> int:
         finally:
             await backend.close()
 
-    asyncio.run(serve(run, stats, health, args.health_host, args.health_port))
+    async def api(path: str) -> tuple[int, dict[str, object]]:
+        """`GET /api/v1/traces/{traceId}`: what ClickHouse holds of a trace."""
+        kind, _, trace_id = path.partition("/")
+        if kind != "traces" or not trace_id:
+            return 404, {"error": f"no such resource: {path}"}
+        try:
+            return 200, await trace_summary(backend, trace_id)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        except BackendError as exc:
+            return 503, {"error": f"ClickHouse: {exc}"}
+
+    asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api))
     return 0

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from consumers.stats import Stats
@@ -38,6 +38,11 @@ class Health:
         return (200 if ok else 503), payload
 
 
+#: Answers `GET /api/v1/...` (the path after that prefix) with a status and a JSON body.
+ApiHandler = Callable[[str], Awaitable[tuple[int, dict[str, object]]]]
+API_PREFIX = "/api/v1/"
+
+
 class HealthServer:
     def __init__(
         self,
@@ -46,12 +51,14 @@ class HealthServer:
         host: str = "127.0.0.1",
         port: int = 0,
         extra: Callable[[], dict[str, object]] | None = None,
+        api: ApiHandler | None = None,
     ) -> None:
         self.stats = stats
         self.health = health
         self.host = host
         self.port = port
         self.extra = extra
+        self.api = api
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -76,7 +83,9 @@ class HealthServer:
             if len(head) > MAX_REQUEST_BYTES:
                 status, ctype, body = 431, "text/plain", b"request header too large\n"
             else:
-                status, ctype, body = self._route(head.split(b"\r\n", 1)[0].decode("latin-1"))
+                status, ctype, body = await self._dispatch(
+                    head.split(b"\r\n", 1)[0].decode("latin-1")
+                )
             reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
@@ -88,6 +97,14 @@ class HealthServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _dispatch(self, request_line: str) -> tuple[int, str, bytes]:
+        parts = request_line.split(" ")
+        path = parts[1].split("?", 1)[0] if len(parts) == 3 else ""
+        if self.api is not None and parts[0] == "GET" and path.startswith(API_PREFIX):
+            status, payload = await self.api(path[len(API_PREFIX) :])
+            return status, "application/json", (json.dumps(payload) + "\n").encode()
+        return self._route(request_line)
 
     def _route(self, request_line: str) -> tuple[int, str, bytes]:
         parts = request_line.split(" ")

@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stage": ("pipeline_runner.cli", "stage_main"),
     "run": ("pipeline_runner.cli", "main"),
     "consume": ("consumers.cli", "main"),
+    "describe": ("pipeline_runner.describe", "main"),
+    "gateway": ("gateway.cli", "main"),
     "stack": ("stack.cli", "main"),
 }
 

@@ -22,6 +22,7 @@ from stack.errors import StackError
 from stack.piece import Piece, port_holder, port_open
 
 POLL = 0.25
+PORT_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ def _tail(log: Path, lines: int = 15) -> str:
 def start(piece: Piece) -> Running:
     """Start one piece and wait until it is ready, or raise naming it and its log."""
     for port in piece.ports:
+        # A process that was just killed may take a moment to release its sockets.
+        freed = time.monotonic() + PORT_GRACE
+        while port_open(port) and time.monotonic() < freed:
+            time.sleep(POLL)
         if port_open(port):
             raise StackError(piece.name, f"port {port} is already in use by {port_holder(port)}")
     launch = piece.command()
@@ -118,6 +123,10 @@ def _terminate(piece: Piece, proc: Running) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     _reap(proc.pid)
     paths.pid_path(piece.name).unlink(missing_ok=True)
+    # `down` returns once the ports are free again, so an `up` right after it works.
+    freed = time.monotonic() + PORT_GRACE
+    while any(port_open(p) for p in piece.ports) and time.monotonic() < freed:
+        time.sleep(POLL)
 
 
 def _reap(pid: int) -> None:

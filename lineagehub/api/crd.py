@@ -18,7 +18,9 @@ from lineagehub.api.pipelinerun import (
     API_GROUP,
     API_VERSION,
     CATEGORIES,
+    CONDITION_LINEAGE_RECORDED,
     CONDITION_SUCCEEDED,
+    CONDITION_TRACE_RECORDED,
     KIND,
     LIST_KIND,
     PLURAL,
@@ -210,6 +212,18 @@ def _printer_columns() -> list[dict[str, Any]]:
             "type": "string",
             "jsonPath": f"{succeeded}.reason",
             "description": "Reason of the Succeeded condition",
+        },
+        {
+            "name": "Lineage",
+            "type": "string",
+            "jsonPath": f'.status.conditions[?(@.type=="{CONDITION_LINEAGE_RECORDED}")].status',
+            "description": "Whether Marquez holds the run's lineage (LineageRecorded)",
+        },
+        {
+            "name": "Trace",
+            "type": "string",
+            "jsonPath": f'.status.conditions[?(@.type=="{CONDITION_TRACE_RECORDED}")].status',
+            "description": "Whether the run's trace reached ClickHouse and Jaeger (TraceRecorded)",
         },
         {
             "name": "Run-ID",

@@ -2,8 +2,11 @@
 
 Writes `crds/lineagehub.io_pipelineruns.yaml` (the CRD) and
 `crds/rbac/operator-clusterrole.yaml` (the operator's ClusterRole) under the
-project root. With `--check` nothing is written: the command prints a diff and
-exits 1 when a file is missing or differs from what the models give.
+project root, and the same two texts into the Helm chart (`charts/lineage-hub/crds/`,
+which Helm installs, and `charts/lineage-hub/files/`, from which the chart templates
+the upgradable CRD copy and the operator's ClusterRole rules). With `--check` nothing
+is written: the command prints a diff and exits 1 when a file is missing or differs
+from what the models give.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from lineagehub.api.crd import build_crd, build_operator_clusterrole
 
 CRD_PATH = Path("crds") / "lineagehub.io_pipelineruns.yaml"
 CLUSTERROLE_PATH = Path("crds") / "rbac" / "operator-clusterrole.yaml"
+CHART = Path("charts") / "lineage-hub"
+CHART_CRD_PATH = CHART / "crds" / "lineagehub.io_pipelineruns.yaml"
+CHART_CLUSTERROLE_PATH = CHART / "files" / "operator-clusterrole.yaml"
 
 HEADER = (
     "# Generated from the pydantic models in lineagehub/api by\n"
@@ -37,6 +43,8 @@ def render(obj: dict[str, Any]) -> str:
 OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
     CRD_PATH: build_crd,
     CLUSTERROLE_PATH: build_operator_clusterrole,
+    CHART_CRD_PATH: build_crd,
+    CHART_CLUSTERROLE_PATH: build_operator_clusterrole,
 }
 
 

@@ -52,6 +52,10 @@ CATEGORIES: tuple[str, ...] = ("lineagehub",)
 
 #: The condition type that summarises a run (Unknown while it runs, then True/False).
 CONDITION_SUCCEEDED = "Succeeded"
+#: Marquez holds the run (COMPLETED/FAILED) with its datasets: written after the run ends.
+CONDITION_LINEAGE_RECORDED = "LineageRecorded"
+#: The run's spans reached ClickHouse and Jaeger: written after the run ends.
+CONDITION_TRACE_RECORDED = "TraceRecorded"
 #: The environment variable through which a stage Job receives its `StageConfig` (JSON).
 STAGE_CONFIG_ENV = "LINEAGEHUB_STAGE_CONFIG"
 
@@ -315,6 +319,13 @@ class Reason(StrEnum):
     QUALITY_CHECK_FAILED = "QualityCheckFailed"
     CANCELLED = "Cancelled"
     INVALID_SPEC = "InvalidSpec"
+    # LineageRecorded / TraceRecorded
+    RECORDED = "Recorded"
+    WAITING = "Waiting"
+    MARQUEZ_UNAVAILABLE = "MarquezUnavailable"
+    MARQUEZ_NOT_CONFIGURED = "MarquezNotConfigured"
+    TRACE_STORE_UNAVAILABLE = "TraceStoreUnavailable"
+    NOT_RECORDED = "NotRecorded"
 
 
 # --------------------------------------------------------------------------- spec
@@ -722,6 +733,23 @@ class Condition(StatusModel):
     """Human-readable details of the last transition."""
 
 
+class QualityVerdict(StatusModel):
+    """The outcome of one data-quality check, as the transform stage reported it."""
+
+    name: Annotated[str, StringConstraints(max_length=MAX_COLUMN)] | None = None
+    """The check's name, when it has one."""
+    type: CheckType
+    """not_null, unique, range, accepted_values or regex."""
+    column: Annotated[str, StringConstraints(max_length=MAX_COLUMN)]
+    """The column checked."""
+    severity: Severity
+    """fail or warn."""
+    success: bool
+    """Whether every row passed."""
+    failed_rows: Annotated[int, Field(ge=0)] | None = None
+    """Rows that failed the check."""
+
+
 class StageStatus(StatusModel):
     """What happened in one stage."""
 
@@ -747,6 +775,16 @@ class StageStatus(StatusModel):
     """CamelCase reason of the stage's last transition, e.g. `StageTimeout`."""
     message: Annotated[str, StringConstraints(max_length=MAX_MESSAGE)] | None = None
     """Human-readable details, e.g. the failure from the Job's termination message."""
+    quality: Annotated[list[QualityVerdict], Field(max_length=MAX_CHECKS)] | None = None
+    """Data-quality verdicts of the transform stage."""
+    columns: (
+        Annotated[
+            list[Annotated[str, StringConstraints(max_length=MAX_COLUMN)]],
+            Field(max_length=MAX_COLUMNS),
+        ]
+        | None
+    ) = None
+    """Names of the columns the stage wrote, in order."""
 
 
 class DatasetRef(StatusModel):

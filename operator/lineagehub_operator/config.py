@@ -21,6 +21,9 @@ class OperatorConfig:
     data_host_path: str | None = None  # a node folder mounted into every stage pod
     data_mount_path: str = "/data"
     poll_seconds: float = 15.0
+    trace_store_url: str | None = None  # the otel consumer's query endpoint
+    jaeger_query_url: str | None = None
+    verify_timeout_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -46,4 +49,9 @@ class OperatorConfig:
             data_host_path=opt("LINEAGEHUB_DATA_HOST_PATH"),
             data_mount_path=opt("LINEAGEHUB_DATA_MOUNT_PATH") or cls.data_mount_path,
             poll_seconds=float(opt("LINEAGEHUB_POLL_SECONDS") or cls.poll_seconds),
+            trace_store_url=opt("LINEAGEHUB_TRACE_STORE_URL"),
+            jaeger_query_url=opt("JAEGER_QUERY_URL"),
+            verify_timeout_seconds=float(
+                opt("LINEAGEHUB_VERIFY_TIMEOUT_SECONDS") or cls.verify_timeout_seconds
+            ),
         )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from pydantic import ValidationError
+
 from lineagehub.api.pipelinerun import (
     CONDITION_SUCCEEDED,
     STAGES,
@@ -21,6 +23,7 @@ from lineagehub.api.pipelinerun import (
     Phase,
     PipelineRun,
     PipelineRunStatus,
+    QualityVerdict,
     Reason,
     StageName,
     StageStatus,
@@ -29,7 +32,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub_operator.naming import job_name
-from lineagehub_operator.observed import JobState, ObservedJob
+from lineagehub_operator.observed import JobState, ObservedJob, StageResult
 
 EventType = Literal["Normal", "Warning"]
 LineageEventType = Literal["START", "COMPLETE", "FAIL", "ABORT"]
@@ -148,6 +151,17 @@ def _failure(job: ObservedJob) -> tuple[Reason, str]:
         return Reason.QUALITY_CHECK_FAILED, detail or f"stage {job.stage}: a quality check failed"
     tries = f" after {job.attempts} attempt{'s' if job.attempts != 1 else ''}"
     return Reason.STAGE_FAILED, f"stage {job.stage} failed{tries}: {detail}".rstrip(": ")
+
+
+def _verdicts(result: StageResult) -> list[QualityVerdict] | None:
+    """The checks a stage reported, minus what the status does not keep (samples)."""
+    verdicts = []
+    for check in result.quality:
+        try:
+            verdicts.append(QualityVerdict.model_validate(check))
+        except ValidationError:
+            continue  # a newer runner's check kind: the termination message still has it
+    return verdicts or None
 
 
 def _stage_events(old: PipelineRunStatus | None, new: PipelineRunStatus) -> list[Action]:
@@ -318,6 +332,8 @@ def decide(
         if job.result is not None:
             entry.records_in = job.result.records_in
             entry.records_out = job.result.records_out
+            entry.quality = _verdicts(job.result) or entry.quality
+            entry.columns = list(job.result.columns) or entry.columns
         entry.completion_time = job.completion_time or now
         if job.state == JobState.COMPLETE:
             entry.phase = Phase.SUCCEEDED

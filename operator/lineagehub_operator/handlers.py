@@ -8,7 +8,6 @@ does it, writes the whole status, and sleeps until a Job or the run changes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import secrets
@@ -22,6 +21,8 @@ from pydantic import ValidationError
 from lineagehub.api.pipelinerun import (
     API_GROUP,
     API_VERSION,
+    CONDITION_LINEAGE_RECORDED,
+    CONDITION_TRACE_RECORDED,
     PLURAL,
     TERMINAL_PHASES,
     ConditionStatus,
@@ -32,6 +33,8 @@ from lineagehub.api.pipelinerun import (
     new_run_id,
     set_condition,
 )
+from lineagehub_operator import verify
+from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
     CreateJob,
@@ -75,12 +78,14 @@ async def startup(
     telemetry = RunTelemetry(config)
     await telemetry.start()
     memo["telemetry"] = telemetry
+    memo["checker"] = StoreChecker(config)
     logger.info("lineage-hub operator started: %s", config)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     await memo["telemetry"].stop()
+    await memo["checker"].close()
 
 
 @kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
@@ -111,10 +116,15 @@ def run_changed(uid: str, memo: Any, **_: Any) -> None:
 
 
 def _needs_daemon(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    phase = status.get("phase")
-    return (
-        phase not in {p.value for p in TERMINAL_PHASES}
-        or spec.get("ttlSecondsAfterFinished") is not None
+    """Unfinished, waiting for its TTL, or its stores not yet checked to a verdict."""
+    if status.get("phase") not in {p.value for p in TERMINAL_PHASES}:
+        return True
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        return True
+    verdicts = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    return any(
+        verdicts.get(kind, "Unknown") == "Unknown"
+        for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED)
     )
 
 
@@ -200,6 +210,17 @@ async def _execute(
     return None
 
 
+async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Until a Job or the run changes, the daemon is asked to stop, or `timeout`."""
+    woken = asyncio.ensure_future(waker.wait())
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, halted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        halted.cancel()
+
+
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, when=_needs_daemon, cancellation_timeout=10)
 async def reconcile(
     *,
@@ -216,6 +237,7 @@ async def reconcile(
     waker = memo["wakers"].setdefault(uid, asyncio.Event())
     config: OperatorConfig = memo["config"]
     latest: dict[str, Any] = {}
+    checks = 0
     try:
         while not stopped:
             waker.clear()
@@ -248,17 +270,26 @@ async def reconcile(
                 decision.requeue_after = config.poll_seconds
             if written is not None:
                 latest = written
-            if decision.terminal and run.spec.ttl_seconds_after_finished is None:
+            verifying = decision.terminal and verify.pending(decision.status)
+            if verifying:
+                finished = run.model_copy(update={"status": decision.status})
+                checked = await memo["checker"].check(finished, now)
+                if checked != decision.status:
+                    wire = checked.model_dump(mode="json", by_alias=True, exclude_none=False)
+                    latest = await memo["api"].patch_status(namespace, run.metadata.name, wire)
+                verifying = verify.pending(checked)
+                checks += 1
+            if decision.terminal and not verifying and run.spec.ttl_seconds_after_finished is None:
                 return
             if decision.requeue_after == 0:
                 continue
             timeout = (
                 config.poll_seconds if decision.requeue_after is None else decision.requeue_after
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    waker.wait(), timeout=max(0.05, min(timeout, config.poll_seconds))
-                )
+            if verifying:
+                # Back off while a store catches up or is down: 0.5 s doubling to 30 s.
+                timeout = min(timeout, 0.5 * 2 ** min(checks, 6))
+            await _sleep(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
     finally:
         memo["wakers"].pop(uid, None)
 

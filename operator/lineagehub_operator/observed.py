@@ -28,6 +28,8 @@ class StageResult:
     error: str | None = None
     error_kind: str | None = None
     quality_failed: bool = False
+    quality: tuple[Mapping[str, Any], ...] = ()
+    columns: tuple[str, ...] = ()
     raw: Mapping[str, Any] | None = None
 
     @classmethod
@@ -52,6 +54,12 @@ class StageResult:
             error=data.get("error"),
             error_kind=data.get("errorKind", data.get("error_kind")),
             quality_failed=quality_failed or data.get("errorKind") == "QualityCheckFailed",
+            quality=tuple(q for q in quality if isinstance(q, dict)),
+            columns=tuple(
+                str(f["name"])
+                for f in data.get("outputSchema") or []
+                if isinstance(f, dict) and "name" in f
+            )[:256],
             raw=data,
         )
 

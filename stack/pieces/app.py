@@ -22,6 +22,8 @@ REPO = paths.REPO_ROOT
 VENV_BIN = Path(sys.executable).parent
 OPERATOR_USER = "lineage-hub-operator"
 OPERATOR_HEALTH_PORT = 18080
+LINEAGE_CONSUMER_PORT = 18081
+OTEL_CONSUMER_PORT = 18082
 
 
 def data_volume() -> Path:
@@ -100,6 +102,8 @@ class Operator(Piece):
             "LINEAGEHUB_DATA_HOST_PATH": str(data_volume()),
             "LINEAGEHUB_WORKSPACE_HOST_PATH": str(workspaces()),
             "LINEAGEHUB_POLL_SECONDS": "10",
+            "LINEAGEHUB_TRACE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
+            "LINEAGEHUB_VERIFY_TIMEOUT_SECONDS": "120",
             **_endpoint_env(),
         }
         return Launch(
@@ -162,14 +166,14 @@ class LineageConsumer(_Consumer):
     name = "consume-lineage"
     version = "dev"
     kind = "lineage"
-    ports = (18081,)
+    ports = (LINEAGE_CONSUMER_PORT,)
 
 
 class OtelConsumer(_Consumer):
     name = "consume-otel"
     version = "dev"
     kind = "otel"
-    ports = (18082,)
+    ports = (OTEL_CONSUMER_PORT,)
 
     def extra_args(self, env: dict[str, str]) -> list[str]:
         return ["--clickhouse-backend=chdb", f"--chdb-path={env['CLICKHOUSE_CHDB_PATH']}"]

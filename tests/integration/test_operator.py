@@ -151,25 +151,20 @@ def test_printer_columns(operator: None, kubectl: Kubectl, namespace: str) -> No
     apply(kubectl, manifest("cols", namespace))
     status = wait_phase(kubectl, namespace, "cols", "Succeeded")
     header, row = kubectl("get", "pipelineruns", "-n", namespace).stdout.splitlines()
-    assert header.split() == [
-        "NAME",
-        "PHASE",
-        "STAGE",
-        "PROGRESS",
-        "RECORDS",
-        "REASON",
-        "RUN-ID",
-        "AGE",
-    ]
+    columns = "NAME PHASE STAGE PROGRESS RECORDS REASON LINEAGE TRACE RUN-ID AGE"
+    assert header.split() == columns.split()
     cells = row.split()
     load = next(s for s in status["stages"] if s["name"] == "load")
+    verdicts = {c["type"]: c["status"] for c in status["conditions"]}
     # STAGE is empty once finished, so the row has one cell fewer than the header.
-    assert cells[:6] == [
+    assert cells[:8] == [
         "cols",
         "Succeeded",
         "3/3",
         str(load["recordsOut"]),
         "Succeeded",
+        verdicts.get("LineageRecorded", "<none>"),
+        verdicts.get("TraceRecorded", "<none>"),
         status["runId"],
     ]
     by_category = kubectl("get", "lineagehub", "-n", namespace, "-o", "name").stdout

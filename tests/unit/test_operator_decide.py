@@ -283,3 +283,23 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
     assert c1 is not None and c2 is not None
     assert c1.last_transition_time == c2.last_transition_time, "Unknown -> Unknown keeps the time"
     assert c2.status == ConditionStatus.UNKNOWN
+
+
+def test_quality_verdicts_are_kept_without_samples() -> None:
+    run, _ = step(started(make_run()), {})
+    checks = (
+        {"name": "amount_ok", "type": "range", "column": "amount", "severity": "warn",
+         "success": False, "failedRows": 3, "sample": ["-1", "-5"]},
+        {"type": "not_null", "column": "id", "severity": "fail", "success": True, "failedRows": 0},
+        {"type": "future_check", "column": "id", "severity": "fail", "success": True},
+    )  # fmt: skip
+    result = StageResult(records_in=10, records_out=10, quality=checks)
+    _, d = step(run, {E: job(E, JobState.COMPLETE), T: job(T, JobState.COMPLETE, result=result)})
+    entry = d.status.stage(T)
+    assert entry is not None and entry.quality is not None
+    assert [(q.column, q.success, q.failed_rows) for q in entry.quality] == [
+        ("amount", False, 3),
+        ("id", True, 0),
+    ]
+    wire = d.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert "sample" not in str(wire)

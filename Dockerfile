@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# The one lineage-hub image: `lineage-hub operator`, `lineage-hub consume lineage|otel`,
+# and the stage runner `lineage-hub stage <name>` are its commands.
+#   docker build -t lineage-hub:dev .      (or: make images)
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: the project wheel and the wheels of its dependencies
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY lineagehub ./lineagehub
+COPY operator ./operator
+COPY pipeline_runner ./pipeline_runner
+COPY consumers ./consumers
+COPY gateway ./gateway
+# stack/ (the local test stack) is dev tooling: no product module imports it.
+RUN pip wheel --wheel-dir /wheels .
+
+# ---- runtime: a virtualenv with the wheels, run as a non-root user
+FROM ${PYTHON_IMAGE}
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    VIRTUAL_ENV=/opt/lineage-hub PATH=/opt/lineage-hub/bin:$PATH \
+    HOME=/tmp
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/lineage-hub \
+ && /opt/lineage-hub/bin/pip install --no-index --find-links /wheels lineage-hub \
+ && groupadd --gid 10001 lineagehub \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lineagehub
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["lineage-hub"]
+CMD ["--help"]

@@ -1,0 +1,626 @@
+"""The FastAPI application: routes, auth, limits; dependencies injected by `create_app`."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import StringConstraints
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway import clickhouse, health, lineage
+from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
+from gateway.body import (
+    BadEncoding,
+    BodyLimit,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    decode,
+    parse_json,
+)
+from gateway.config import Settings
+from gateway.logs import AccessLog
+from gateway.promtext import GatewayMetrics
+from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
+from lineagehub.api.pipelinerun import MAX_NAME, Phase, PipelineRunSpec
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+ObjectName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
+]
+MAX_RUN_ID_WAIT_S = 10.0
+
+
+class RunRequest(PipelineRunSpec):
+    """A PipelineRun spec, plus where to create it. Without a name the API server
+    generates one (`run-xxxxx`); without a namespace the gateway's default is used."""
+
+    name: ObjectName | None = None
+    """Name of the PipelineRun (DNS subdomain)."""
+    namespace: NamespaceName | None = None
+    """Namespace of the PipelineRun."""
+
+
+_LINEAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "One OpenLineage RunEvent, DatasetEvent or JobEvent (spec 2-0-2), or a JSON "
+            "array of them (a batch). `Content-Encoding: gzip` is accepted."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"type": "object"},
+                        {"type": "array", "items": {"type": "object"}},
+                    ]
+                },
+                "example": {
+                    "eventType": "START",
+                    "eventTime": "2025-01-02T03:04:05.000Z",
+                    "producer": "https://example.com/my-producer",
+                    "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+                    "run": {"runId": "0190f3b0-7c1a-7d2e-8f00-0123456789ab"},
+                    "job": {"namespace": "example", "name": "daily"},
+                },
+            }
+        },
+    }
+}
+
+
+@dataclass
+class Deps:
+    """What the routes reach: settings, and each backend (None when not configured)."""
+
+    settings: Settings
+    sink: lineage.Sink | None
+    runs: RunStore | None
+    metrics_store: clickhouse.MetricsStore | None
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    limiter: RateLimiter = field(init=False)
+    metrics_source: str = ""
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_per_s, self.settings.rate_burst)
+
+
+def _default_sink(settings: Settings) -> lineage.Sink | None:
+    if not settings.kafka_bootstrap:
+        return None
+    from lineagehub.telemetry.publisher import KafkaPublisher
+
+    publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="lineage-hub-gateway")
+    return lineage.Sink(
+        publisher, settings.lineage_topic, settings.kafka_timeout_s, settings.retry_after_s
+    )
+
+
+def _default_metrics_store(settings: Settings) -> tuple[clickhouse.MetricsStore | None, str]:
+    if settings.clickhouse_url:
+        return clickhouse.NativeStore(settings.clickhouse_url, settings.clickhouse_database), (
+            "clickhouse"
+        )
+    if settings.chdb_path:
+        return clickhouse.ChdbStore(settings.chdb_path, settings.clickhouse_database), "chdb"
+    return None, ""
+
+
+_AUTO: Any = object()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    publisher: lineage.Publisher | None = _AUTO,
+    runs: RunStore | None = _AUTO,
+    metrics_store: clickhouse.MetricsStore | None = _AUTO,
+) -> FastAPI:
+    """The app. Backends default to the real ones built from `settings`; pass None to
+    leave one out, or an object to use instead (tests)."""
+    if publisher is _AUTO:
+        sink = _default_sink(settings)
+    elif publisher is None:
+        sink = None
+    else:
+        sink = lineage.Sink(
+            publisher, settings.lineage_topic, settings.kafka_timeout_s, settings.retry_after_s
+        )
+    if runs is _AUTO:
+        if settings.kubeconfig or _in_cluster():
+            runs = KubeRuns(settings.kubeconfig, settings.namespace)
+        else:
+            runs = None
+    source = ""
+    if metrics_store is _AUTO:
+        metrics_store, source = _default_metrics_store(settings)
+    elif metrics_store is not None:
+        source = "injected"
+    deps = Deps(settings, sink, runs, metrics_store, metrics_source=source)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warm: asyncio.Task[None] | None = None
+        if deps.sink is not None:
+            warm = asyncio.create_task(_warm_up(deps.sink))
+        try:
+            yield
+        finally:
+            if warm is not None:
+                warm.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await warm
+            if deps.sink is not None:
+                await deps.sink.close()
+            if deps.runs is not None:
+                deps.runs.close()
+            if deps.metrics_store is not None:
+                deps.metrics_store.close()
+
+    app = FastAPI(
+        title="lineage-hub gateway",
+        version="0.1.0",
+        description=(
+            "OpenLineage ingestion onto Kafka, PipelineRuns over HTTP, pipeline metrics "
+            "and dependency health. Authenticate with `Authorization: Bearer <token>`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.deps = deps
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(AccessLog, metrics=deps.metrics)
+    _routes(app, deps)
+    return app
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+async def _warm_up(sink: lineage.Sink) -> None:
+    """Connect the producer at start-up so the first event doesn't pay for it."""
+    with contextlib.suppress(lineage.KafkaUnavailable):
+        await sink.ready()
+
+
+bearer = HTTPBearer(auto_error=False, description="A gateway token (or an OpenLineage api_key).")
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    async def authorize(
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        store = deps.settings.tokens
+        principal = store.authenticate(request.headers.get("authorization"))
+        if principal is None and store.anonymous:
+            client = request.client.host if request.client else "unknown"
+            principal = Principal(id=f"anonymous:{client}", scopes=frozenset(Scope))
+        if principal is None:
+            deps.metrics.rejected.inc("unauthenticated")
+            raise HTTPException(
+                401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
+            )
+        request.state.principal = principal.id
+        if scope not in principal.scopes:
+            deps.metrics.rejected.inc("forbidden")
+            raise HTTPException(403, f"this token lacks the scope {scope.value!r}")
+        wait = deps.limiter.acquire(principal.id)
+        if wait > 0:
+            deps.metrics.rejected.inc("rate_limited")
+            raise HTTPException(
+                429, "rate limit exceeded", {"Retry-After": retry_after_header(wait)}
+            )
+        return principal
+
+    return authorize
+
+
+def _routes(app: FastAPI, deps: Deps) -> None:
+    settings = deps.settings
+    lineage_writer = _authorizer(deps, Scope.LINEAGE_WRITE)
+    runs_writer = _authorizer(deps, Scope.RUNS_WRITE)
+    runs_reader = _authorizer(deps, Scope.RUNS_READ)
+
+    # ---------------------------------------------------------------- lineage
+
+    async def post_lineage(
+        request: Request, principal: Annotated[Principal, Depends(lineage_writer)]
+    ) -> JSONResponse:
+        raw = await request.body()
+        try:
+            data = decode(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
+        except UnsupportedEncoding as exc:
+            return _error(415, str(exc))
+        except BadEncoding as exc:
+            return _error(400, str(exc))
+        except BodyTooLarge as exc:
+            return _error(413, str(exc))
+        value, problem = parse_json(data)
+        if problem is not None:
+            deps.metrics.events.inc("invalid")
+            errors = [{"path": "$", "message": problem}]
+            return _error(400, {"message": "the body is not JSON", "errors": errors})
+        if isinstance(value, list):
+            return await _batch(deps, value)
+        return await _single(deps, value)
+
+    for path in (f"{API}/lineage", f"{API}/webhook/lineage"):
+        app.add_api_route(
+            path,
+            post_lineage,
+            methods=["POST"],
+            status_code=201,
+            tags=["lineage"],
+            summary="Receive OpenLineage events (one, or a batch as a JSON array)",
+            openapi_extra=_LINEAGE_BODY,
+            include_in_schema=True,
+            name="lineage" if path.endswith("/v1/lineage") else "webhook_lineage",
+            responses={
+                200: {"description": "A batch: one result per item"},
+                201: {"description": "The event was acknowledged by Kafka"},
+                400: {"description": "Invalid JSON or event; `errors` name the failing paths"},
+                401: {"description": "No valid bearer token"},
+                403: {"description": "The token lacks `lineage:write`"},
+                413: {"description": "The body (or, decompressed, the event) is too large"},
+                415: {"description": "A Content-Encoding other than gzip"},
+                429: {"description": "Rate limit exceeded; see Retry-After"},
+                503: {"description": "Kafka is unavailable; see Retry-After"},
+            },
+        )
+
+    # ---------------------------------------------------------------- runs
+
+    @app.post(
+        f"{API}/pipeline/run",
+        status_code=201,
+        tags=["runs"],
+        summary="Create a PipelineRun",
+        responses={503: {"description": "The Kubernetes API is unavailable"}},
+    )
+    async def create_run(
+        request: Request,
+        body: RunRequest,
+        principal: Annotated[Principal, Depends(runs_writer)],
+        wait: Annotated[
+            float,
+            Query(ge=0, le=MAX_RUN_ID_WAIT_S, description="Seconds to wait for the run id"),
+        ] = 0.0,
+    ) -> JSONResponse:
+        store = _need_runs(deps)
+        namespace = body.namespace or settings.namespace
+        spec = body.model_dump(mode="json", by_alias=True, exclude_none=True)
+        spec.pop("name", None)
+        spec.pop("namespace", None)
+        obj = manifest(spec, body.name, namespace, request.state.request_id)
+        try:
+            created = await store.create(namespace, obj)
+            name = str(created["metadata"]["name"])
+            if wait > 0:
+                created = await _wait_for_run_id(store, namespace, name, created, wait)
+        except KubeError as exc:
+            return _kube_error(exc)
+        deps.metrics.runs_created.inc()
+        log.info(
+            "pipelinerun created",
+            extra={"namespace": namespace, "name": name, "principal": principal.id},
+        )
+        url = _status_url(request, name, namespace)
+        out = view(created, url)
+        return JSONResponse(
+            {
+                "name": out["name"],
+                "namespace": out["namespace"],
+                "uid": out["uid"],
+                "runId": out["runId"],
+                "statusUrl": url,
+            },
+            status_code=201,
+            headers={"Location": url},
+        )
+
+    @app.get(f"{API}/pipeline/run/{{name}}", tags=["runs"], summary="A PipelineRun's status")
+    async def get_run(
+        request: Request,
+        name: Annotated[str, Path(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)],
+        principal: Annotated[Principal, Depends(runs_reader)],
+        namespace: Annotated[
+            str | None, Query(min_length=1, max_length=63, pattern=DNS_LABEL)
+        ] = None,
+    ) -> JSONResponse:
+        store = _need_runs(deps)
+        ns = namespace or settings.namespace
+        try:
+            obj = await store.get(ns, name)
+        except KubeError as exc:
+            return _kube_error(exc)
+        return JSONResponse(view(obj, _status_url(request, name, ns)))
+
+    @app.get(f"{API}/pipeline/runs", tags=["runs"], summary="List PipelineRuns")
+    async def list_runs(
+        request: Request,
+        principal: Annotated[Principal, Depends(runs_reader)],
+        phase: Phase | None = None,
+        namespace: Annotated[
+            str | None, Query(min_length=1, max_length=63, pattern=DNS_LABEL)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> JSONResponse:
+        store = _need_runs(deps)
+        ns = namespace or settings.namespace
+        try:
+            items = await store.list(ns, limit)
+        except KubeError as exc:
+            return _kube_error(exc)
+        views = []
+        for obj in items:
+            run_phase = (obj.get("status") or {}).get("phase") or Phase.PENDING.value
+            if phase is not None and run_phase != phase.value:
+                continue
+            name = str(obj.get("metadata", {}).get("name", ""))
+            views.append(view(obj, _status_url(request, name, ns)))
+        return JSONResponse({"namespace": ns, "count": len(views), "items": views})
+
+    # ---------------------------------------------------------------- metrics
+
+    @app.get(f"{API}/metrics", tags=["metrics"], summary="Success rate, durations and records")
+    async def pipeline_metrics(
+        principal: Annotated[Principal, Depends(runs_reader)],
+        window: Annotated[
+            int, Query(ge=60, le=90 * 86400, description="Look-back window in seconds")
+        ] = 86400,
+        pipeline: Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)] = None,
+    ) -> JSONResponse:
+        store = deps.metrics_store
+        if store is None:
+            return _error(
+                503, clickhouse.UNCONFIGURED, {"Retry-After": str(settings.retry_after_s)}
+            )
+        try:
+            rows = await store.pipeline_metrics(window, pipeline)
+        except clickhouse.MetricsUnavailable as exc:
+            return _error(503, str(exc), {"Retry-After": str(settings.retry_after_s)})
+        return JSONResponse(
+            {"windowSeconds": window, "source": deps.metrics_source, "pipelines": rows}
+        )
+
+    @app.get(
+        "/metrics",
+        tags=["metrics"],
+        summary="The gateway's own metrics (Prometheus text)",
+        response_class=PlainTextResponse,
+    )
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(
+            deps.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    # ---------------------------------------------------------------- health
+
+    @app.get(f"{API}/health", tags=["health"], summary="Each dependency's status and latency")
+    async def get_health() -> JSONResponse:
+        checks = await _health(deps)
+        status, word = health.overall(checks)
+        return JSONResponse(
+            {"status": word, "dependencies": {c.name: c.wire() for c in checks}},
+            status_code=status,
+        )
+
+
+def _need_runs(deps: Deps) -> RunStore:
+    if deps.runs is None:
+        raise HTTPException(
+            503,
+            "no Kubernetes API configured (set KUBECONFIG or run in a pod)",
+            {"Retry-After": str(deps.settings.retry_after_s)},
+        )
+    return deps.runs
+
+
+def _kube_error(exc: KubeError) -> JSONResponse:
+    headers = {"Retry-After": retry_after_header(exc.retry_after)} if exc.retry_after else None
+    return _error(exc.status, exc.message, headers)
+
+
+def _status_url(request: Request, name: str, namespace: str) -> str:
+    url = request.url_for("get_run", name=name).include_query_params(namespace=namespace)
+    return str(url)
+
+
+async def _wait_for_run_id(
+    store: RunStore, namespace: str, name: str, obj: dict[str, Any], wait: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while not (obj.get("status") or {}).get("runId") and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        obj = await store.get(namespace, name)
+    return obj
+
+
+# -------------------------------------------------------------------- lineage helpers
+
+
+def _unavailable(deps: Deps, reason: str, retry_after: float) -> JSONResponse:
+    deps.metrics.events.inc("unavailable")
+    return _error(503, reason, {"Retry-After": retry_after_header(retry_after)})
+
+
+def _errors(invalid: lineage.Invalid) -> list[dict[str, str]]:
+    return [{"path": e.path, "message": e.message} for e in invalid.errors]
+
+
+def _accepted(deps: Deps, checked: lineage.Checked) -> dict[str, Any]:
+    return {
+        "kind": checked.kind.value,
+        "key": checked.key,
+        "runId": checked.run_id,
+        "eventType": checked.event_type,
+        "topic": deps.settings.lineage_topic,
+    }
+
+
+async def _publish(deps: Deps, checked: lineage.Checked) -> None:
+    assert deps.sink is not None
+    started = time.perf_counter()
+    await deps.sink.publish(checked.key, checked.value)
+    deps.metrics.publish.observe(time.perf_counter() - started)
+
+
+async def _single(deps: Deps, value: object) -> JSONResponse:
+    verdict = lineage.check(value, deps.settings.max_event_bytes)
+    if isinstance(verdict, lineage.Invalid):
+        deps.metrics.events.inc("invalid" if verdict.status == 400 else "too_large")
+        message = "invalid OpenLineage event" if verdict.status == 400 else "event too large"
+        return _error(verdict.status, {"message": message, "errors": _errors(verdict)})
+    if deps.sink is None:
+        return _unavailable(deps, "Kafka is not configured (KAFKA_BOOTSTRAP)", 30)
+    try:
+        await _publish(deps, verdict)
+    except lineage.KafkaUnavailable as exc:
+        return _unavailable(deps, exc.reason, exc.retry_after)
+    deps.metrics.events.inc("accepted")
+    return JSONResponse({"status": "accepted", **_accepted(deps, verdict)}, status_code=201)
+
+
+async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
+    if not items:
+        return _error(400, {"message": "the batch is empty", "errors": []})
+    if len(items) > deps.settings.max_batch_items:
+        limit = deps.settings.max_batch_items
+        return _error(413, f"the batch has {len(items)} events, the limit is {limit}")
+    results: list[dict[str, Any]] = [{} for _ in items]
+    by_key: dict[str, list[tuple[int, lineage.Checked]]] = defaultdict(list)
+    for index, item in enumerate(items):
+        verdict = lineage.check(item, deps.settings.max_event_bytes)
+        if isinstance(verdict, lineage.Invalid):
+            deps.metrics.events.inc("invalid" if verdict.status == 400 else "too_large")
+            results[index] = {"index": index, "status": verdict.status, "errors": _errors(verdict)}
+        else:
+            by_key[verdict.key].append((index, verdict))
+    retry_after = 0.0
+
+    async def publish_in_order(group: list[tuple[int, lineage.Checked]]) -> None:
+        # One key's events go one after another: Kafka keeps them in this order.
+        nonlocal retry_after
+        failed: lineage.KafkaUnavailable | None = None
+        for index, checked in group:
+            if failed is None:
+                try:
+                    await _publish(deps, checked)
+                except lineage.KafkaUnavailable as exc:
+                    failed = exc
+            if failed is None:
+                deps.metrics.events.inc("accepted")
+                results[index] = {"index": index, "status": 201, **_accepted(deps, checked)}
+            else:
+                # Later events of the key are not sent: they must not overtake the failed one.
+                deps.metrics.events.inc("unavailable")
+                retry_after = max(retry_after, failed.retry_after)
+                results[index] = {"index": index, "status": 503, "error": failed.reason}
+
+    if by_key and deps.sink is None:
+        for group in by_key.values():
+            for index, _ in group:
+                deps.metrics.events.inc("unavailable")
+                results[index] = {"index": index, "status": 503, "error": "Kafka is not configured"}
+        retry_after = 30.0
+    elif by_key:
+        await asyncio.gather(*(publish_in_order(g) for g in by_key.values()))
+    accepted = sum(1 for r in results if r["status"] == 201)
+    unavailable = sum(1 for r in results if r["status"] == 503)
+    body = {
+        "accepted": accepted,
+        "rejected": len(results) - accepted - unavailable,
+        "unavailable": unavailable,
+        "results": results,
+    }
+    if unavailable and not accepted:
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": retry_after_header(retry_after)}
+        )
+    headers = {"Retry-After": retry_after_header(retry_after)} if unavailable else None
+    return JSONResponse(body, status_code=200, headers=headers)
+
+
+async def _health(deps: Deps) -> list[health.Check]:
+    s = deps.settings
+    required = s.required
+    timeout = s.health_timeout_s
+
+    kafka_probe: Callable[[], Awaitable[str]] | None = None
+    if s.kafka_bootstrap:
+
+        async def kafka_probe() -> str:
+            detail = await health.tcp_probe(s.kafka_bootstrap)
+            if deps.sink is not None and deps.sink.last_error and not deps.sink.started:
+                raise ConnectionError(f"{detail}, but the producer failed: {deps.sink.last_error}")
+            return detail
+
+    kube_probe: Callable[[], Awaitable[str]] | None = None
+    if deps.runs is not None:
+        store = deps.runs
+
+        async def kube_probe() -> str:
+            try:
+                await store.ping()
+            except KubeError as exc:
+                raise ConnectionError(exc.message) from None
+            return "PipelineRuns readable"
+
+    ch_probe: Callable[[], Awaitable[str]] | None = None
+    if deps.metrics_store is not None:
+        metrics_store = deps.metrics_store
+
+        async def ch_probe() -> str:
+            await metrics_store.ping()
+            return f"{deps.metrics_source}: SELECT 1"
+
+    marquez_probe: Callable[[], Awaitable[str]] | None = None
+    if s.marquez_url:
+
+        async def marquez_probe() -> str:
+            return await health.marquez_probe(s.marquez_url, timeout)
+
+    return list(
+        await asyncio.gather(
+            health.run_check("kafka", kafka_probe, "kafka" in required, timeout),
+            health.run_check("kubernetes", kube_probe, "kubernetes" in required, timeout),
+            health.run_check(
+                "clickhouse",
+                ch_probe,
+                "clickhouse" in required,
+                timeout,
+                "not configured (set CLICKHOUSE_URL)",
+            ),
+            health.run_check("marquez", marquez_probe, "marquez" in required, timeout),
+        )
+    )
+
+
+__all__ = ["Deps", "RunRequest", "Settings", "create_app"]

@@ -1,0 +1,69 @@
+"""`lineage-hub gateway`: serve the HTTP gateway with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from gateway import config, logs
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lineage-hub gateway",
+        description=(
+            "The HTTP gateway: OpenLineage ingestion onto Kafka, PipelineRuns over HTTP, "
+            "metrics and health. Configured from the environment (KAFKA_BOOTSTRAP, "
+            "KUBECONFIG, CLICKHOUSE_URL, MARQUEZ_URL, LINEAGEHUB_GATEWAY_TOKENS[_FILE], "
+            "LINEAGEHUB_GATEWAY_*; see gateway/README.md)."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="read the configuration, print a summary and exit",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logs.configure(args.log_level)
+    try:
+        settings = config.from_env()
+    except (ValueError, OSError) as exc:
+        print(f"lineage-hub gateway: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    if not len(settings.tokens) and not settings.tokens.anonymous:
+        log.warning(
+            "no tokens configured: every authenticated endpoint answers 401 "
+            "(set LINEAGEHUB_GATEWAY_TOKENS or LINEAGEHUB_GATEWAY_TOKENS_FILE)"
+        )
+    if args.check_config:
+        print(
+            f"tokens={len(settings.tokens)} anonymous={settings.tokens.anonymous} "
+            f"kafka={settings.kafka_bootstrap or '-'} kubeconfig={settings.kubeconfig or '-'} "
+            f"clickhouse={'url' if settings.clickhouse_url else '-'} "
+            f"marquez={settings.marquez_url or '-'} cors={list(settings.cors_origins)}"
+        )
+        return 0
+    import uvicorn
+
+    from gateway.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,  # ours is structured, with the request id
+        proxy_headers=False,
+    )
+    return 0

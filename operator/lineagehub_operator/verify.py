@@ -1,0 +1,207 @@
+"""After a run ends: is its lineage in Marquez and its trace in ClickHouse and Jaeger?
+
+Pure: the daemon looks the run up in the stores and hands the answers here;
+this turns them into `status.lineage`, `status.trace` and the conditions
+`LineageRecorded` / `TraceRecorded` (Unknown while waiting, True once seen,
+False with a reason once the deadline passed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from lineagehub.api.pipelinerun import (
+    CONDITION_LINEAGE_RECORDED,
+    CONDITION_TRACE_RECORDED,
+    ConditionStatus,
+    DatasetRef,
+    LineageStatus,
+    Phase,
+    PipelineRun,
+    PipelineRunStatus,
+    Reason,
+    TraceStatus,
+    set_condition,
+)
+from lineagehub.datasets import dataset_of
+from lineagehub_operator.stores import MarquezRun, TraceCount
+
+T = TypeVar("T")
+#: Marquez's run state for each terminal phase.
+MARQUEZ_STATE = {Phase.SUCCEEDED: "COMPLETED", Phase.FAILED: "FAILED", Phase.CANCELLED: "ABORTED"}
+
+
+@dataclass(frozen=True)
+class Lookup(Generic[T]):
+    """One store's answer: not configured, unavailable (error), not found (None) or found."""
+
+    configured: bool = True
+    value: T | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Links:
+    namespace: str
+    job: str
+    marquez_url: str | None
+    jaeger_url: str | None
+
+
+def expected_spans(run: PipelineRun) -> frozenset[str]:
+    """The root span and one span per stage that ran."""
+    status = run.status
+    assert status is not None
+    ran = {s.name.value for s in status.stages if s.phase in {Phase.SUCCEEDED, Phase.FAILED}}
+    return frozenset({f"PipelineRun {run.metadata.name}", *(f"stage {s}" for s in ran)})
+
+
+def pending(status: PipelineRunStatus) -> bool:
+    """A finished run whose stores have not all been checked to a verdict."""
+    if status.phase not in MARQUEZ_STATE:
+        return False
+    for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED):
+        cond = status.condition(kind)
+        if cond is None or cond.status == ConditionStatus.UNKNOWN:
+            return True
+    return False
+
+
+def _lineage(
+    run: PipelineRun,
+    status: PipelineRunStatus,
+    links: Links,
+    marquez: Lookup[MarquezRun],
+    column_lineage: bool | None,
+    expired: bool,
+) -> tuple[LineageStatus, ConditionStatus, str, str]:
+    src, sink = dataset_of(run.spec.source.uri), dataset_of(run.spec.sink.uri)
+    found = marquez.value
+    wanted = MARQUEZ_STATE[status.phase]  # type: ignore[index]
+    recorded = found is not None and found.state == wanted
+    lineage = LineageStatus(
+        namespace=links.namespace,
+        job=links.job,
+        run_id=status.run_id,
+        inputs=[
+            DatasetRef(namespace=ns, name=n)
+            for ns, n in (found.inputs if found and found.inputs else [src])
+        ],
+        outputs=[
+            DatasetRef(namespace=ns, name=n)
+            for ns, n in (found.outputs if found and found.outputs else [sink])
+        ],
+        marquez_url=links.marquez_url,
+        in_marquez=recorded,
+        column_lineage=column_lineage,
+    )
+    late = ConditionStatus.FALSE if expired else ConditionStatus.UNKNOWN
+    if not marquez.configured:
+        return (
+            lineage,
+            ConditionStatus.FALSE,
+            Reason.MARQUEZ_NOT_CONFIGURED,
+            "MARQUEZ_URL is not set on the operator",
+        )
+    if marquez.error:
+        return lineage, late, Reason.MARQUEZ_UNAVAILABLE, f"Marquez did not answer: {marquez.error}"
+    if recorded:
+        return (
+            lineage,
+            ConditionStatus.TRUE,
+            Reason.RECORDED,
+            f"Marquez has run {status.run_id} {wanted}",
+        )
+    seen = f"in state {found.state}" if found else "not yet"
+    reason = Reason.NOT_RECORDED if expired else Reason.WAITING
+    return lineage, late, reason, f"Marquez has run {status.run_id} {seen}; expected {wanted}"
+
+
+def _trace(
+    run: PipelineRun,
+    status: PipelineRunStatus,
+    links: Links,
+    clickhouse: Lookup[TraceCount],
+    jaeger: Lookup[TraceCount],
+    expired: bool,
+) -> tuple[TraceStatus, ConditionStatus, str, str]:
+    want = expected_spans(run)
+    in_ch = clickhouse.value or TraceCount(0, frozenset())
+    in_jaeger = jaeger.value or TraceCount(0, frozenset())
+    ch_complete = want <= in_ch.names
+    jaeger_complete = (not jaeger.configured) or want <= in_jaeger.names
+    trace = TraceStatus(
+        trace_id=status.trace_id,
+        jaeger_url=links.jaeger_url,
+        span_count=in_ch.spans if clickhouse.configured else None,
+        all_stage_spans=ch_complete if clickhouse.configured else None,
+    )
+    late = ConditionStatus.FALSE if expired else ConditionStatus.UNKNOWN
+    if not clickhouse.configured:
+        return (
+            trace,
+            ConditionStatus.FALSE,
+            Reason.TRACE_STORE_UNAVAILABLE,
+            "no trace store is configured on the operator",
+        )
+    for name, lookup in (("ClickHouse", clickhouse), ("Jaeger", jaeger)):
+        if lookup.error:
+            return (
+                trace,
+                late,
+                Reason.TRACE_STORE_UNAVAILABLE,
+                f"{name} did not answer: {lookup.error}",
+            )
+    if ch_complete and jaeger_complete:
+        where = "ClickHouse and Jaeger" if jaeger.configured else "ClickHouse"
+        return (
+            trace,
+            ConditionStatus.TRUE,
+            Reason.RECORDED,
+            f"{in_ch.spans} spans in {where}, every stage's span among them",
+        )
+    missing = sorted(want - in_ch.names) or sorted(want - in_jaeger.names)
+    reason = Reason.NOT_RECORDED if expired else Reason.WAITING
+    return trace, late, reason, f"{in_ch.spans} spans so far; missing {', '.join(missing)}"
+
+
+def verified_status(
+    run: PipelineRun,
+    links: Links,
+    marquez: Lookup[MarquezRun],
+    column_lineage: bool | None,
+    clickhouse: Lookup[TraceCount],
+    jaeger: Lookup[TraceCount],
+    expired: bool,
+    now: datetime,
+) -> PipelineRunStatus:
+    """The run's status with lineage, trace and their two conditions filled in."""
+    assert run.status is not None
+    status = run.status.model_copy(deep=True)
+    gen = run.metadata.generation
+    lineage, l_status, l_reason, l_message = _lineage(
+        run, status, links, marquez, column_lineage, expired
+    )
+    trace, t_status, t_reason, t_message = _trace(run, status, links, clickhouse, jaeger, expired)
+    status.lineage, status.trace = lineage, trace
+    status.conditions = set_condition(
+        status.conditions,
+        type_=CONDITION_LINEAGE_RECORDED,
+        status=l_status,
+        reason=l_reason,
+        message=l_message,
+        observed_generation=gen,
+        at=now,
+    )
+    status.conditions = set_condition(
+        status.conditions,
+        type_=CONDITION_TRACE_RECORDED,
+        status=t_status,
+        reason=t_reason,
+        message=t_message,
+        observed_generation=gen,
+        at=now,
+    )
+    return status

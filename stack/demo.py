@@ -1,0 +1,128 @@
+"""The main job on the local stack: apply the example run, watch it, say where to look.
+
+`make demo` runs this after `lineage-hub stack up`. A second run deletes the
+previous example run and applies it again; the stack itself is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from stack import paths
+from stack.cli import stack_env
+from stack.pieces import controlplane as cp
+
+EXAMPLE = paths.REPO_ROOT / "examples" / "pipelinerun.yaml"
+NAME = "orders-daily"
+TIMEOUT = 300.0
+
+
+def _kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cp.kcp_dir() / "kubectl"), f"--kubeconfig={cp.admin_kubeconfig()}", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+def _run() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_kubectl("get", "pipelinerun", NAME, "-o", "json").stdout)
+    return data
+
+
+def _watch() -> dict[str, Any]:
+    """Print each change of `kubectl get pipelineruns` until the run finishes."""
+    deadline = time.monotonic() + TIMEOUT
+    last = ""
+    while time.monotonic() < deadline:
+        table = _kubectl("get", "pipelineruns", NAME).stdout.strip()
+        if table != last:
+            lines = table.splitlines()
+            print(lines[-1] if last else table, flush=True)
+            last = table
+        run = _run()
+        if (run.get("status") or {}).get("phase") in {"Succeeded", "Failed", "Cancelled"}:
+            return run
+        time.sleep(0.5)
+    raise SystemExit(
+        f"demo: {NAME} did not finish within {TIMEOUT:.0f}s; "
+        f"see `kubectl describe pipelinerun {NAME}`"
+    )
+
+
+def _jaeger_spans(env: dict[str, str], trace_id: str) -> int | None:
+    try:
+        reply = httpx.get(f"{env['JAEGER_QUERY_URL']}/api/traces/{trace_id}", timeout=5)
+        return len(reply.json()["data"][0]["spans"]) if reply.status_code == 200 else None
+    except (httpx.HTTPError, KeyError, IndexError, ValueError):
+        return None
+
+
+def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
+    status = run["status"]
+    succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    print(f"\n{NAME}: {status['phase']} ({succeeded['reason']}: {succeeded['message']})")
+    print(f"  run id   {status['runId']}\n  trace id {status['traceId']}")
+    print(f"  {'stage':<10}{'phase':<11}{'in':>7}{'out':>7}  duration")
+    for stage in status["stages"]:
+        start, end = stage.get("startTime"), stage.get("completionTime")
+        took = ""
+        if start and end:
+            from datetime import datetime
+
+            seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+            took = f"{seconds:.0f}s"
+        print(
+            f"  {stage['name']:<10}{stage['phase']:<11}{stage.get('recordsIn', '-')!s:>7}"
+            f"{stage.get('recordsOut', '-')!s:>7}  {took}"
+        )
+    spans = _jaeger_spans(env, status["traceId"])
+    print("\nWhere to look:")
+    print(
+        f"  Jaeger trace     {env['JAEGER_QUERY_URL']}/api/traces/{status['traceId']}"
+        f"  ({spans} spans)"
+    )
+    marquez = env.get("MARQUEZ_URL", "")
+    try:
+        marquez_up = httpx.get(f"{marquez}/api/v1/namespaces", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        marquez_up = False
+    if marquez_up:
+        print(f"  Marquez run      {marquez}/api/v1/jobs/runs/{status['runId']}")
+    else:
+        print(
+            "  Marquez          not running on this stack (`lineage-hub stack status`);"
+            " lineage events wait in Kafka"
+        )
+    print(
+        "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
+        f"WHERE TraceId = '{status['traceId']}'  (chdb at {env.get('CLICKHOUSE_CHDB_PATH')})"
+    )
+    print(f"  Operator events  kubectl describe pipelinerun {NAME}")
+    print(f'  Environment      eval "$({sys.executable.rsplit("/", 1)[0]}/lineage-hub stack env)"')
+
+
+def main() -> int:
+    env = stack_env()
+    os.environ.update(env)
+    _kubectl("delete", "pipelinerun", NAME, "--ignore-not-found", "--wait=true")
+    _kubectl("apply", "-f", str(EXAMPLE))
+    print(
+        f"applied {EXAMPLE.relative_to(paths.REPO_ROOT)}; watching kubectl get pipelineruns\n",
+        flush=True,
+    )
+    run = _watch()
+    _summary(run, env)
+    return 0 if run["status"]["phase"] == "Succeeded" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The whole flow on the local stack: operator, stage Jobs, Kafka, consumers, stores.
+
+A PipelineRun is applied with kubectl; its stages run as Jobs through the real
+Job controller; their spans go to Kafka, from there to ClickHouse (the otel
+consumer) and Jaeger (its Kafka receiver); the operator checks the stores and
+writes the verdicts back onto the run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from stack import supervisor
+from stack.paths import REPO_ROOT
+from stack.registry import select
+from tests.helpers import Obj, get, wait_until
+
+pytestmark = pytest.mark.e2e
+Kubectl = Callable[..., Any]
+EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text())
+STAGE_SPANS = {"stage extract", "stage transform", "stage load"}
+
+
+def apply_example(kubectl: Kubectl, ns: str, name: str, source: str = "pipelinerun.yaml") -> None:
+    doc: Obj = copy.deepcopy(yaml.safe_load((REPO_ROOT / "examples" / source).read_text()))
+    doc["metadata"] = {"name": name, "namespace": ns}
+    doc["spec"]["sink"]["uri"] = f"file:///data/output/{ns}/{name}.parquet"
+    doc["spec"]["openlineage"] = {"namespace": ns, "job": name}
+    kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+
+def status_of(kubectl: Kubectl, ns: str, name: str) -> Obj:
+    status: Obj = get(kubectl, "pipelinerun", name, "-n", ns).get("status") or {}
+    return status
+
+
+def verdict(status: Obj, kind: str) -> Obj | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), None)
+
+
+def wait_verified(kubectl: Kubectl, ns: str, name: str, timeout: float = 180) -> Obj:
+    """Until the run finished and TraceRecorded reached a verdict."""
+
+    def check() -> Obj | None:
+        status = status_of(kubectl, ns, name)
+        trace = verdict(status, "TraceRecorded")
+        return status if trace is not None and trace["status"] != "Unknown" else None
+
+    result: Obj = wait_until(check, timeout=timeout, every=1.0)
+    return result
+
+
+def jaeger_spans(env: dict[str, str], trace_id: str) -> list[Obj]:
+    reply = httpx.get(f"{env['JAEGER_QUERY_URL']}/api/traces/{trace_id}", timeout=10)
+    reply.raise_for_status()
+    spans: list[Obj] = reply.json()["data"][0]["spans"]
+    return spans
+
+
+def test_run_is_one_trace_in_clickhouse_and_jaeger(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_example(kubectl, namespace, "orders")
+    status = wait_verified(kubectl, namespace, "orders")
+    assert status["phase"] == "Succeeded"
+    trace = verdict(status, "TraceRecorded")
+    assert trace is not None and (trace["status"], trace["reason"]) == ("True", "Recorded"), trace
+    assert status["trace"]["traceId"] == status["traceId"]
+    assert status["trace"]["allStageSpans"] is True
+    # Root + 3 stage spans + read/transform/validate/write children.
+    assert status["trace"]["spanCount"] >= 10
+    spans = jaeger_spans(stack.env, status["traceId"])
+    assert len(spans) == status["trace"]["spanCount"], "ClickHouse and Jaeger hold the same spans"
+    by_id = {s["spanID"]: s for s in spans}
+    root_span_id = status["traceparent"].split("-")[2]
+    root = by_id[root_span_id]
+    assert root["operationName"] == "PipelineRun orders"
+    stages = [s for s in spans if s["operationName"] in STAGE_SPANS]
+    assert {s["operationName"] for s in stages} == STAGE_SPANS
+    for span in stages:
+        parents = [r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF"]
+        assert parents == [root_span_id], (
+            f"{span['operationName']} is a child of the run's root span"
+        )
+    children = [
+        s for s in spans if s["operationName"] in {"read", "transform", "validate", "write"}
+    ]
+    stage_ids = {s["spanID"] for s in stages}
+    assert children and all(c["references"][0]["spanID"] in stage_ids for c in children)
+    lineage = verdict(status, "LineageRecorded")
+    assert lineage is not None and lineage["status"] in {"True", "False", "Unknown"}
+    assert status["lineage"]["runId"] == status["runId"]
+    assert status["lineage"]["outputs"][0]["name"] == f"/data/output/{namespace}/orders.parquet"
+
+
+def test_failed_quality_check_is_a_failed_span(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_example(kubectl, namespace, "badq", "pipelinerun-quality-fail.yaml")
+    status = wait_verified(kubectl, namespace, "badq")
+    assert status["phase"] == "Failed"
+    assert verdict(status, "Succeeded")["reason"] == "QualityCheckFailed"  # type: ignore[index]
+    spans = {s["operationName"]: s for s in jaeger_spans(stack.env, status["traceId"])}
+    tags = {t["key"]: t["value"] for t in spans["stage transform"]["tags"]}
+    assert tags.get("otel.status_code") == "ERROR" or tags.get("error") is True
+    root_tags = {t["key"]: t["value"] for t in spans["PipelineRun badq"]["tags"]}
+    assert root_tags.get("otel.status_code") == "ERROR" or root_tags.get("error") is True
+    assert "stage load" not in spans, "load never ran"
+
+
+def test_ten_runs_at_once(stack: Any, kubectl: Kubectl, namespace: str) -> None:
+    names = [f"many-{i}" for i in range(10)]
+    for name in names:
+        apply_example(kubectl, namespace, name)
+
+    def all_done() -> bool:
+        items = get(kubectl, "pipelineruns", "-n", namespace)["items"]
+        return len(items) == 10 and all(
+            (i.get("status") or {}).get("phase") == "Succeeded" for i in items
+        )
+
+    wait_until(all_done, timeout=400, every=2.0)
+    items = get(kubectl, "pipelineruns", "-n", namespace)["items"]
+    assert len({i["status"]["traceId"] for i in items}) == 10
+    assert len({i["status"]["runId"] for i in items}) == 10
+    jobs = get(kubectl, "jobs", "-n", namespace)["items"]
+    assert len(jobs) == 30, "exactly three Jobs per run"
+    assert all(j["status"].get("succeeded") == 1 for j in jobs)
+
+
+def test_consumer_restart_mid_run_loses_and_duplicates_nothing(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_example(kubectl, namespace, "steady")
+    baseline = wait_verified(kubectl, namespace, "steady")
+    apply_example(kubectl, namespace, "bumpy")
+    wait_until(lambda: status_of(kubectl, namespace, "bumpy").get("progress") == "1/3", timeout=120)
+    (consumer,) = select(["consume-otel"])
+    supervisor.stop(consumer)
+    supervisor.up([consumer])
+    status = wait_verified(kubectl, namespace, "bumpy")
+    assert verdict(status, "TraceRecorded")["status"] == "True"  # type: ignore[index]
+    assert status["trace"]["spanCount"] == baseline["trace"]["spanCount"], "no span lost or doubled"

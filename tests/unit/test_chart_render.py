@@ -1,0 +1,504 @@
+"""The Helm chart, rendered by the real `helm` (built by the stack) for each switch.
+
+No API server: `helm lint` and `helm template` only. What a cluster says about the
+objects is in tests/integration/test_chart_install.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lineagehub.api.crd import build_crd, build_operator_clusterrole
+from lineagehub.api.generate import CHART_CLUSTERROLE_PATH, CHART_CRD_PATH, CRD_PATH, render
+from lineagehub.topics import ALL_TOPICS, PARTITIONS
+from stack.pieces.helm import Helm
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "lineage-hub"
+KIND_CONFIG = ROOT / "kind-config.yaml"
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    piece = Helm()
+    if not piece.ready():
+        piece.build()  # cached: a no-op once the stack has built it
+    return piece.binary
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def template(helm: Path, *sets: str, values: Path | None = None) -> list[Manifest]:
+    args = ["template", "hub", str(CHART), "--namespace", "lh"]
+    if values is not None:
+        args += ["-f", str(values)]
+    for item in sets:
+        args += ["--set", item]
+    done = run_helm(helm, *args)
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def find(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    for doc in docs:
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(
+        f"no {kind}/{name} in {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    )
+
+
+def names(docs: list[Manifest], kind: str) -> set[str]:
+    return {d["metadata"]["name"] for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            yield f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+EXTERNAL = (
+    "kafka.enabled=false",
+    "kafka.bootstrap=kafka.data.svc:9092",
+    "marquez.enabled=false",
+    "marquez.url=http://marquez.data.svc:5000",
+    "clickhouse.enabled=false",
+    "clickhouse.url=clickhouse://reader:s3cret@ch.data.svc:9000/otel",
+    "jaeger.enabled=false",
+    "jaeger.url=https://jaeger.example.com",
+)
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def test_helm_lint_strict(helm: Path) -> None:
+    done = run_helm(helm, "lint", "--strict", str(CHART))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 chart(s) failed" in done.stdout
+    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout
+
+
+def test_helm_lint_kind_values(helm: Path) -> None:
+    done = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(CHART / "values-kind.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_defaults_render_every_piece(helm: Path) -> None:
+    docs = template(helm)
+    assert names(docs, "Deployment") == {
+        "hub-lineage-hub-operator",
+        "hub-lineage-hub-consume-lineage",
+        "hub-lineage-hub-consume-otel",
+        "hub-lineage-hub-marquez",
+        "hub-lineage-hub-marquez-web",
+        "hub-lineage-hub-jaeger",
+        "hub-lineage-hub-grafana",
+    }
+    assert names(docs, "StatefulSet") == {
+        "hub-lineage-hub-kafka",
+        "hub-lineage-hub-postgresql",
+        "hub-lineage-hub-clickhouse",
+    }
+    assert names(docs, "Job") == {"hub-lineage-hub-kafka-topics"}
+    # crds/ is Helm's; the templated copy is off by default, NodePorts too.
+    assert not names(docs, "CustomResourceDefinition")
+    assert all(d["spec"].get("type") != "NodePort" for d in docs if d["kind"] == "Service")
+
+
+def test_operator_deployment(helm: Path) -> None:
+    docs = template(helm)
+    deploy = find(docs, "Deployment", "hub-lineage-hub-operator")
+    assert deploy["spec"]["replicas"] == 1
+    assert deploy["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "hub-lineage-hub-operator"
+    (container,) = pod["containers"]
+    assert container["command"] == ["lineage-hub"]
+    assert container["args"][0] == "operator"
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = env_of(container)
+    assert env["KAFKA_BOOTSTRAP"] == "hub-lineage-hub-kafka.lh.svc:9092"
+    assert env["MARQUEZ_URL"] == "http://hub-lineage-hub-marquez.lh.svc:5000"
+    assert env["JAEGER_QUERY_URL"] == "http://hub-lineage-hub-jaeger.lh.svc:16686"
+    assert "JAEGER_PUBLIC_URL" not in env  # the operator falls back to the query URL
+    assert env["LINEAGEHUB_TRACE_STORE_URL"] == "http://hub-lineage-hub-consume-otel.lh.svc:8082"
+    assert env["LINEAGEHUB_RUNNER_IMAGE"] == "ghcr.io/lineage-hub/lineage-hub:0.1.0"
+    assert container["image"] == "ghcr.io/lineage-hub/lineage-hub:0.1.0"
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_operator_rbac_is_the_generated_clusterrole(helm: Path) -> None:
+    docs = template(helm)
+    role = find(docs, "ClusterRole", "hub-lineage-hub-operator")
+    assert role["rules"] == build_operator_clusterrole()["rules"]
+    binding = find(docs, "ClusterRoleBinding", "hub-lineage-hub-operator")
+    assert binding["roleRef"]["name"] == "hub-lineage-hub-operator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub-lineage-hub-operator", "namespace": "lh"}
+    ]
+    assert find(docs, "ServiceAccount", "hub-lineage-hub-operator")
+
+
+def test_operator_watch_namespaces_and_paths(helm: Path) -> None:
+    docs = template(
+        helm,
+        "operator.watchNamespaces={a,b}",
+        "operator.data.hostPath=/data",
+        "operator.workspace.storageClass=fast",
+        "operator.runnerImage=registry.example/runner:1",
+    )
+    (container,) = find(docs, "Deployment", "hub-lineage-hub-operator")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "--namespace=a" in container["args"] and "--namespace=b" in container["args"]
+    env = env_of(container)
+    assert env["LINEAGEHUB_DATA_HOST_PATH"] == "/data"
+    assert env["LINEAGEHUB_WORKSPACE_STORAGE_CLASS"] == "fast"
+    assert env["LINEAGEHUB_RUNNER_IMAGE"] == "registry.example/runner:1"
+
+
+def test_consumers(helm: Path) -> None:
+    docs = template(helm)
+    for kind, port in (("lineage", 8081), ("otel", 8082)):
+        deploy = find(docs, "Deployment", f"hub-lineage-hub-consume-{kind}")
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        assert container["args"][:2] == ["consume", kind]
+        assert f"--health-port={port}" in container["args"]
+        assert "--health-host=0.0.0.0" in container["args"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert find(docs, "Service", f"hub-lineage-hub-consume-{kind}")["spec"]["ports"]
+    otel = find(docs, "Deployment", "hub-lineage-hub-consume-otel")
+    (container,) = otel["spec"]["template"]["spec"]["containers"]
+    assert "--clickhouse-backend=native" in container["args"]
+    env = env_of(container)
+    assert env["CLICKHOUSE_URL"] == (
+        "clickhouse://lineagehub:$(CLICKHOUSE_PASSWORD)@hub-lineage-hub-clickhouse.lh.svc:9000/otel"
+    )
+    # $(VAR) expansion needs the password defined before the URL.
+    order = [e["name"] for e in container["env"]]
+    assert order.index("CLICKHOUSE_PASSWORD") < order.index("CLICKHOUSE_URL")
+
+
+# --------------------------------------------------------------------------- switches
+
+
+def test_every_service_switched_off_and_pointed_elsewhere(helm: Path) -> None:
+    docs = template(helm, *EXTERNAL, "grafana.enabled=false")
+    assert names(docs, "StatefulSet") == set()
+    assert names(docs, "Deployment") == {
+        "hub-lineage-hub-operator",
+        "hub-lineage-hub-consume-lineage",
+        "hub-lineage-hub-consume-otel",
+    }
+    operator = find(docs, "Deployment", "hub-lineage-hub-operator")
+    env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
+    assert env["KAFKA_BOOTSTRAP"] == "kafka.data.svc:9092"
+    assert env["MARQUEZ_URL"] == "http://marquez.data.svc:5000"
+    assert env["JAEGER_QUERY_URL"] == "https://jaeger.example.com"
+    otel = find(docs, "Deployment", "hub-lineage-hub-consume-otel")
+    env = env_of(otel["spec"]["template"]["spec"]["containers"][0])
+    assert env["CLICKHOUSE_URL"] == {
+        "secretKeyRef": {"name": "hub-lineage-hub-clickhouse", "key": "url"}
+    }
+    secret = find(docs, "Secret", "hub-lineage-hub-clickhouse")
+    assert set(secret["data"]) == {"url", "password"}
+    lineage = find(docs, "Deployment", "hub-lineage-hub-consume-lineage")
+    assert env_of(lineage["spec"]["template"]["spec"]["containers"][0])["MARQUEZ_URL"] == (
+        "http://marquez.data.svc:5000"
+    )
+    # The topics Job still runs, against the given Kafka.
+    job = find(docs, "Job", "hub-lineage-hub-kafka-topics")
+    assert env_of(job["spec"]["template"]["spec"]["containers"][0])["KAFKA_BOOTSTRAP"] == (
+        "kafka.data.svc:9092"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("kafka.enabled=false",), "kafka.bootstrap"),
+        (("marquez.enabled=false",), "marquez.url"),
+        (("clickhouse.enabled=false",), "clickhouse.url"),
+        (("postgresql.enabled=false",), "marquez.externalDatabase.host"),
+    ],
+)
+def test_switched_off_without_an_address_fails_naming_it(
+    helm: Path, sets: tuple[str, ...], message: str
+) -> None:
+    args = ["template", "hub", str(CHART)]
+    for item in sets:
+        args += ["--set", item]
+    done = run_helm(helm, *args)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    "piece", ["kafka", "postgresql", "marquez", "clickhouse", "jaeger", "grafana"]
+)
+def test_each_piece_switches_off_alone(helm: Path, piece: str) -> None:
+    address = {
+        "kafka": ("kafka.bootstrap=k:9092",),
+        "marquez": ("marquez.url=http://m:5000",),
+        "clickhouse": ("clickhouse.url=clickhouse://u:p@c:9000/otel",),
+        "postgresql": ("marquez.externalDatabase.host=pg.example",),
+    }.get(piece, ())
+    docs = template(helm, f"{piece}.enabled=false", *address)
+    workload_names = names(docs, "Deployment") | names(docs, "StatefulSet")
+    assert f"hub-lineage-hub-{piece}" not in workload_names
+    others = {"operator", "consume-lineage", "consume-otel"}
+    assert {f"hub-lineage-hub-{o}" for o in others} <= workload_names
+
+
+def test_operator_and_consumers_switch_off(helm: Path) -> None:
+    docs = template(
+        helm,
+        "operator.enabled=false",
+        "consumers.lineage.enabled=false",
+        "consumers.otel.enabled=false",
+    )
+    deployments = names(docs, "Deployment")
+    assert not any("operator" in n or "consume" in n for n in deployments)
+    assert not names(docs, "ClusterRole")
+    assert "hub-lineage-hub-kafka" in names(docs, "StatefulSet")
+
+
+def test_topics_job(helm: Path) -> None:
+    docs = template(helm)
+    job = find(docs, "Job", "hub-lineage-hub-kafka-topics")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert sorted(env["TOPICS"].split()) == sorted(ALL_TOPICS)
+    assert env["PARTITIONS"] == str(PARTITIONS)
+    assert not names(template(helm, "kafka.topics.create=false"), "Job")
+
+
+def test_crds_create_templates_a_kept_copy_of_the_generated_crd(helm: Path) -> None:
+    docs = template(helm, "crds.create=true")
+    crd = find(docs, "CustomResourceDefinition", "pipelineruns.lineagehub.io")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    generated = build_crd()
+    assert crd["spec"] == generated["spec"]
+    stripped = {k: v for k, v in crd["metadata"].items() if k not in {"annotations", "labels"}}
+    assert stripped == {
+        k: v for k, v in generated["metadata"].items() if k not in {"annotations", "labels"}
+    }
+
+
+def test_chart_copies_are_written_by_the_generator() -> None:
+    """crds/, the chart's crds/ and files/ come from one `python -m lineagehub.api.generate`."""
+    assert (ROOT / CHART_CRD_PATH).read_text() == render(build_crd())
+    assert (ROOT / CHART_CRD_PATH).read_text() == (ROOT / CRD_PATH).read_text()
+    assert (ROOT / CHART_CLUSTERROLE_PATH).read_text() == render(build_operator_clusterrole())
+
+
+def test_node_ports_match_kind_config(helm: Path) -> None:
+    docs = template(helm, "nodePorts.enabled=true")
+    node_ports = {
+        p["nodePort"]
+        for d in docs
+        if d["kind"] == "Service" and d["spec"].get("type") == "NodePort"
+        for p in d["spec"]["ports"]
+    }
+    kind = yaml.safe_load(KIND_CONFIG.read_text())
+    mapped = {m["containerPort"] for m in kind["nodes"][0]["extraPortMappings"]}
+    assert node_ports == mapped == {30500, 30300, 30686, 30030}
+    mounts = {m["containerPath"] for m in kind["nodes"][0]["extraMounts"]}
+    assert "/data/examples" in mounts
+
+
+def test_kind_values(helm: Path) -> None:
+    docs = template(helm, values=CHART / "values-kind.yaml")
+    operator = find(docs, "Deployment", "hub-lineage-hub-operator")
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "lineage-hub:dev"
+    assert container["imagePullPolicy"] == "Never"
+    env = env_of(container)
+    assert env["LINEAGEHUB_DATA_HOST_PATH"] == "/data"
+    assert env["LINEAGEHUB_RUNNER_IMAGE"] == "lineage-hub:dev"
+    assert any(d["spec"].get("type") == "NodePort" for d in docs if d["kind"] == "Service")
+
+
+@pytest.mark.parametrize("piece", ["kafka", "postgresql", "clickhouse"])
+def test_persistence_switch(helm: Path, piece: str) -> None:
+    name = f"hub-lineage-hub-{piece}"
+    plain = find(template(helm), "StatefulSet", name)
+    assert "volumeClaimTemplates" not in plain["spec"]
+    volumes = {v["name"]: v for v in plain["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    kept = find(
+        template(
+            helm,
+            f"{piece}.persistence.enabled=true",
+            f"{piece}.persistence.storageClass=fast",
+        ),
+        "StatefulSet",
+        name,
+    )
+    (claim,) = kept["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert "data" not in {v["name"] for v in kept["spec"]["template"]["spec"]["volumes"]}
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ("operator.healthPort=abc", "/operator/healthPort"),
+        ("kafka.enabled=maybe", "/kafka/enabled"),
+        ("operator.watchNamespaces=ns", "/operator/watchNamespaces"),
+        ("consumers.otel.batchRows=many", "/consumers/otel/batchRows"),
+        ("grafana.image.tag=null", "/grafana/image"),
+        ("nodePorts.grafana=80", "/nodePorts/grafana"),
+        ("operator.logFormat=xml", "/operator/logFormat"),
+    ],
+)
+def test_schema_names_the_wrong_field(helm: Path, item: str, field: str) -> None:
+    done = run_helm(helm, "template", "hub", str(CHART), "--set", item)
+    assert done.returncode != 0
+    assert field in done.stderr, done.stderr
+
+
+def test_schema_rejects_unknown_top_level_keys(helm: Path) -> None:
+    done = run_helm(helm, "template", "hub", str(CHART), "--set", "kafak.enabled=false")
+    assert done.returncode != 0
+    assert "kafak" in done.stderr
+
+
+def test_schema_is_valid_json_schema() -> None:
+    from jsonschema import Draft7Validator
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    Draft7Validator.check_schema(schema)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    Draft7Validator(schema).validate(values)
+    Draft7Validator(schema).validate(
+        {**values, **yaml.safe_load((CHART / "values-kind.yaml").read_text())}
+    )
+
+
+# --------------------------------------------------------------------------- pod security
+
+
+def test_pods_are_restricted(helm: Path) -> None:
+    """Pod Security "restricted" for every pod; read-only root filesystems too."""
+    docs = template(helm, "nodePorts.enabled=true")
+    seen = 0
+    for where, pod in pod_specs(docs):
+        seen += 1
+        ctx = pod["securityContext"]
+        assert ctx["runAsNonRoot"] is True, where
+        assert ctx["runAsUser"] != 0, where
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for volume in pod.get("volumes", []):
+            assert "hostPath" not in volume, where
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), where
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"] == {"drop": ["ALL"]}, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["runAsNonRoot"] is True, where
+            assert container["resources"]["requests"], where
+            assert container["resources"]["limits"]["memory"], where
+            assert ":" in container["image"] and not container["image"].endswith(":latest")
+    assert seen == 11
+
+
+def test_upstream_images_are_official_and_pinned(helm: Path) -> None:
+    docs = template(helm)
+    images = {
+        c["image"]
+        for _, pod in pod_specs(docs)
+        for c in pod.get("initContainers", []) + pod["containers"]
+    }
+    repositories = {image.rsplit(":", 1)[0] for image in images}
+    assert repositories == {
+        "ghcr.io/lineage-hub/lineage-hub",
+        "apache/kafka",
+        "postgres",
+        "marquezproject/marquez",
+        "marquezproject/marquez-web",
+        "clickhouse/clickhouse-server",
+        "jaegertracing/jaeger",
+        "grafana/grafana",
+    }
+    for image in images:
+        tag = image.rsplit(":", 1)[1]
+        assert tag[0].isdigit(), image
+
+
+# --------------------------------------------------------------------------- config files
+
+
+def test_grafana_provisions_the_clickhouse_datasource_and_dashboards(helm: Path) -> None:
+    docs = template(helm)
+    provisioning = find(docs, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
+    datasources = yaml.safe_load(provisioning["data"]["datasources.yaml"])
+    (source,) = datasources["datasources"]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert source["uid"] == "lineagehub-clickhouse"
+    assert source["jsonData"]["host"] == "hub-lineage-hub-clickhouse.lh.svc"
+    assert source["jsonData"]["port"] == 9000
+    assert source["jsonData"]["protocol"] == "native"
+    dashboards = find(docs, "ConfigMap", "hub-lineage-hub-grafana-dashboards")
+    assert set(dashboards["data"]) == {p.name for p in (ROOT / "dashboards").glob("*.json")}
+    for name, text in dashboards["data"].items():
+        assert json.loads(text) == json.loads((ROOT / "dashboards" / name).read_text())
+    external = template(helm, *EXTERNAL)
+    provisioning = find(external, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
+    (source,) = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]
+    assert source["jsonData"]["host"] == "ch.data.svc"
+    assert source["jsonData"]["username"] == "reader"
+
+
+def test_jaeger_reads_the_spans_topic(helm: Path) -> None:
+    docs = template(helm)
+    config = yaml.safe_load(
+        find(docs, "ConfigMap", "hub-lineage-hub-jaeger")["data"]["config.yaml"]
+    )
+    kafka = config["receivers"]["kafka"]
+    assert kafka["brokers"] == ["hub-lineage-hub-kafka.lh.svc:9092"]
+    assert kafka["traces"] == {"topic": "otel-spans", "encoding": "otlp_proto"}
+    assert config["service"]["pipelines"]["traces"]["receivers"] == ["otlp", "kafka"]
+
+
+def test_kafka_is_single_node_kraft(helm: Path) -> None:
+    docs = template(helm)
+    props = find(docs, "ConfigMap", "hub-lineage-hub-kafka")["data"]["server.properties"]
+    settings = dict(
+        line.split("=", 1) for line in props.splitlines() if line and not line.startswith("#")
+    )
+    assert settings["process.roles"] == "broker,controller"
+    assert settings["advertised.listeners"] == "PLAINTEXT://hub-lineage-hub-kafka.lh.svc:9092"
+    assert settings["num.partitions"] == str(PARTITIONS)

@@ -1,0 +1,156 @@
+"""Table-driven tests of the lineage/trace verdicts written after a run ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from lineagehub_operator.decide import RunIds, decide
+from lineagehub_operator.observed import JobState, ObservedJob
+from lineagehub_operator.stores import MarquezRun, TraceCount
+from lineagehub_operator.verify import Links, Lookup, expected_spans, pending, verified_status
+
+from lineagehub.api.pipelinerun import STAGES, ConditionStatus, PipelineRun
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+IDS = RunIds(
+    "019ac0f0-0000-7000-8000-000000000001", "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+)
+LINKS = Links("ns", "orders", "http://marquez/api/v1/jobs/runs/x", "http://jaeger/trace/y")
+ALL_SPANS = frozenset({"PipelineRun orders", "stage extract", "stage transform", "stage load"})
+
+
+def finished_run() -> PipelineRun:
+    run = PipelineRun.model_validate(
+        {
+            "metadata": {"name": "orders", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {
+                "source": {"uri": "file:///data/in.csv", "format": "csv"},
+                "sink": {"uri": "file:///data/out.parquet", "format": "parquet"},
+            },
+        }
+    )
+    jobs = {
+        s: ObservedJob(stage=s, name=f"orders-{s}", uid=s, state=JobState.COMPLETE, attempts=1)
+        for s in STAGES
+    }
+    for _ in range(3):
+        run = run.model_copy(update={"status": decide(run, jobs, T0, IDS).status})
+    assert run.status is not None and run.status.phase == "Succeeded"
+    return run
+
+
+def verdicts(run: PipelineRun, **lookups: object) -> dict[str, tuple[str, str]]:
+    args = {
+        "marquez": Lookup(
+            value=MarquezRun(
+                "COMPLETED", [("file", "/data/in.csv")], [("file", "/data/out.parquet")]
+            )
+        ),
+        "column_lineage": True,
+        "clickhouse": Lookup(value=TraceCount(12, ALL_SPANS)),
+        "jaeger": Lookup(value=TraceCount(12, ALL_SPANS)),
+        "expired": False,
+    } | lookups
+    status = verified_status(run, LINKS, now=T0, **args)  # type: ignore[arg-type]
+    return {c.type: (c.status.value, c.reason) for c in status.conditions if c.type != "Succeeded"}
+
+
+def test_expected_spans_are_root_plus_stages_that_ran() -> None:
+    assert expected_spans(finished_run()) == ALL_SPANS
+
+
+def test_all_recorded() -> None:
+    run = finished_run()
+    assert pending(run.status)  # type: ignore[arg-type]
+    assert verdicts(run) == {
+        "LineageRecorded": ("True", "Recorded"),
+        "TraceRecorded": ("True", "Recorded"),
+    }
+    status = verified_status(
+        run, LINKS, Lookup(value=MarquezRun("COMPLETED", [], [])), True,
+        Lookup(value=TraceCount(12, ALL_SPANS)), Lookup(value=TraceCount(12, ALL_SPANS)), False, T0,
+    )  # fmt: skip
+    assert not pending(status)
+    assert (
+        status.trace is not None and status.trace.span_count == 12 and status.trace.all_stage_spans
+    )
+    assert status.lineage is not None and status.lineage.in_marquez
+    assert status.lineage.outputs[0].name == "/data/out.parquet", (
+        "falls back to the spec's datasets"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "lineage", "trace"),
+    [
+        (
+            {"marquez": Lookup(error="ConnectError")},
+            ("Unknown", "MarquezUnavailable"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"marquez": Lookup(error="ConnectError"), "expired": True},
+            ("False", "MarquezUnavailable"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"marquez": Lookup(configured=False)},
+            ("False", "MarquezNotConfigured"),
+            ("True", "Recorded"),
+        ),
+        ({"marquez": Lookup(value=None)}, ("Unknown", "Waiting"), ("True", "Recorded")),
+        (
+            {"marquez": Lookup(value=MarquezRun("RUNNING", [], []))},
+            ("Unknown", "Waiting"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"marquez": Lookup(value=None), "expired": True},
+            ("False", "NotRecorded"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"clickhouse": Lookup(value=TraceCount(3, frozenset({"stage extract"})))},
+            ("True", "Recorded"),
+            ("Unknown", "Waiting"),
+        ),
+        (
+            {"jaeger": Lookup(value=TraceCount(0, frozenset()))},
+            ("True", "Recorded"),
+            ("Unknown", "Waiting"),
+        ),
+        ({"jaeger": Lookup(configured=False)}, ("True", "Recorded"), ("True", "Recorded")),
+        (
+            {"clickhouse": Lookup(error="HTTP 503")},
+            ("True", "Recorded"),
+            ("Unknown", "TraceStoreUnavailable"),
+        ),
+        (
+            {"clickhouse": Lookup(configured=False)},
+            ("True", "Recorded"),
+            ("False", "TraceStoreUnavailable"),
+        ),
+        (
+            {"clickhouse": Lookup(value=TraceCount(1, frozenset())), "expired": True},
+            ("True", "Recorded"),
+            ("False", "NotRecorded"),
+        ),
+    ],
+)
+def test_verdicts(
+    changes: dict[str, object], lineage: tuple[str, str], trace: tuple[str, str]
+) -> None:
+    got = verdicts(finished_run(), **changes)
+    assert got == {"LineageRecorded": lineage, "TraceRecorded": trace}
+
+
+def test_unknown_keeps_the_daemon_checking() -> None:
+    run = finished_run()
+    status = verified_status(
+        run, LINKS, Lookup(error="down"), None, Lookup(value=TraceCount(12, ALL_SPANS)),
+        Lookup(value=TraceCount(12, ALL_SPANS)), False, T0,
+    )  # fmt: skip
+    assert pending(status)
+    lineage = status.condition("LineageRecorded")
+    assert lineage is not None and lineage.status == ConditionStatus.UNKNOWN
