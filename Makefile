@@ -16,7 +16,7 @@ demo: setup
 
 ## Lint, type-check, then every test (unit, integration and end-to-end on the real local stack).
 test: setup lint
-	$(BIN)/pytest -ra -q tests
+	$(BIN)/pytest -ra -q --durations=15 tests
 
 lint:
 	$(BIN)/ruff check .

@@ -7,12 +7,19 @@
   the operator and consumers on, into a namespace that *enforces* "restricted": the
   project image is mapped to this checkout by the process kubelet, so the operator
   pod really runs under the chart's ServiceAccount and ClusterRole;
-* `helm upgrade` changes the Deployment, `helm uninstall` leaves nothing behind;
+* the gateway pod of that install answers on loopback and reads PipelineRuns through
+  the chart's Role with the chart's generated token;
+* `helm upgrade` changes the Deployment (and keeps the generated token), `helm uninstall`
+  leaves nothing behind;
+* a PipelineRun applied to a namespace of its own reaches Succeeded through the
+  Helm-installed operator (the stack's own operator stopped meanwhile), its stage pods
+  run by the process kubelet from the project image, on the stack's data volume;
 * a wrong value type makes `helm install` fail naming the field, installing nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -24,8 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import yaml
 
+from stack import supervisor
+from stack.pieces import app
 from stack.pieces.helm import Helm
+from stack.registry import select
 
 if TYPE_CHECKING:
     from tests.conftest import Kubectl, StackHandle
@@ -109,7 +120,26 @@ def external_values(stack: StackHandle, namespace: str) -> dict[str, str]:
         "consumers.healthHost": "127.0.0.1",
         "consumers.lineage.healthPort": str(free_port()),
         "consumers.otel.healthPort": str(free_port()),
+        # The gateway on loopback too (a pod's 0.0.0.0 is the host's here).
+        "gateway.host": "127.0.0.1",
+        "gateway.port": str(free_port()),
     }
+
+
+def gateway_token(kubectl: Kubectl, namespace: str, secret: str) -> str:
+    """The token of the chart's generated gateway Secret (`token:scopes`)."""
+    data = get_json(kubectl, "secret", secret, "-n", namespace)["data"]["tokens"]
+    return base64.b64decode(data).decode().split(":", 1)[0]
+
+
+def gateway_dependency(base: str, name: str) -> dict[str, Any] | None:
+    """One dependency of the gateway's /api/v1/health, None until it answers."""
+    try:
+        reply = httpx.get(f"{base}/api/v1/health", timeout=10)
+    except httpx.HTTPError:
+        return None
+    found: dict[str, Any] | None = reply.json().get("dependencies", {}).get(name)
+    return found
 
 
 def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
@@ -139,19 +169,83 @@ def restricted(kubectl: Kubectl, namespace: str, mode: str) -> None:
     )
 
 
-def test_full_chart_is_accepted_by_the_api_server(
-    helm: HelmRunner, kubectl: Kubectl, namespace: str
+# Every switch of values.yaml in some combination: each object is checked by the API
+# server (schemas, defaulting, admission incl. Pod Security "restricted" warnings).
+COMBINATIONS = {
+    "defaults": [],
+    "crds-and-nodeports": ["crds.create=true", "nodePorts.enabled=true"],
+    "kind": ["-f", "values-kind.yaml"],
+    "external-services": [
+        "kafka.enabled=false",
+        "kafka.bootstrap=kafka.data.svc:9092",
+        "postgresql.enabled=false",
+        "marquez.enabled=false",
+        "marquez.url=http://marquez.data.svc:5000",
+        "clickhouse.enabled=false",
+        "clickhouse.url=clickhouse://reader:s3cret@ch.data.svc:9000/otel",
+        "jaeger.enabled=false",
+        "jaeger.url=https://jaeger.example.com",
+        "grafana.enabled=false",
+    ],
+    "persistence": [
+        "kafka.persistence.enabled=true",
+        "postgresql.persistence.enabled=true",
+        "clickhouse.persistence.enabled=true",
+        "kafka.topics.create=false",
+        "marquez.web.enabled=false",
+    ],
+    "app-off": [
+        "operator.enabled=false",
+        "consumers.lineage.enabled=false",
+        "consumers.otel.enabled=false",
+        "gateway.enabled=false",
+    ],
+    "gateway-cluster-wide": [
+        "gateway.rbac.clusterWide=true",
+        "gateway.auth.existingSecret=my-gateway-tokens",
+        "gateway.serviceAccount.name=gw",
+        "nodePorts.enabled=true",
+    ],
+    "gateway-open-no-rbac": [
+        "gateway.auth.enabled=false",
+        "gateway.rbac.create=false",
+        "gateway.corsOrigins={https://a.example}",
+        "operator.watchNamespaces={a,b}",
+        "operator.workspace.hostPath=/var/lib/runs",
+        "operator.data.hostPath=/data",
+    ],
+}
+
+
+@pytest.mark.parametrize("combination", list(COMBINATIONS))
+def test_chart_is_accepted_by_the_api_server(
+    helm: HelmRunner, kubectl: Kubectl, namespace: str, combination: str
 ) -> None:
-    """All pieces on (and the templated CRD, NodePorts): server-side dry run, no PSA warning."""
+    """Server-side dry run of `helm template` for each combination, no PSA warning."""
     restricted(kubectl, namespace, "warn")
-    for extra in ([], ["--set", "crds.create=true", "--set", "nodePorts.enabled=true"]):
-        rendered = helm("template", "hub", str(CHART), "--namespace", namespace, *extra).stdout
-        done = kubectl(
-            "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False
-        )
-        assert done.returncode == 0, done.stderr
-        assert "would violate PodSecurity" not in done.stderr, done.stderr
+    args: list[str] = []
+    for item in COMBINATIONS[combination]:
+        if item == "-f":
+            args.append(item)
+        elif item.endswith(".yaml"):
+            args.append(str(CHART / item))
+        else:
+            args += ["--set", item]
+    rendered = helm("template", "hub", str(CHART), "--namespace", namespace, *args).stdout
+    done = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "would violate PodSecurity" not in done.stderr, done.stderr
+    kinds = {line.split("/", 1)[0] for line in done.stdout.splitlines()}
+    if combination != "app-off":
         assert "deployment.apps/hub-lineage-hub-operator created (server dry run)" in done.stdout
+        assert "deployment.apps/hub-lineage-hub-gateway created (server dry run)" in done.stdout
+    if combination == "gateway-cluster-wide":
+        assert "clusterrole.rbac.authorization.k8s.io/hub-lineage-hub-gateway" in done.stdout
+    elif combination not in {"app-off", "gateway-open-no-rbac"}:
+        assert "role.rbac.authorization.k8s.io/hub-lineage-hub-gateway" in done.stdout
+    assert kinds, done.stdout
 
 
 def test_install_upgrade_uninstall(
@@ -179,6 +273,7 @@ def test_install_upgrade_uninstall(
         f"{prefix}-operator",
         f"{prefix}-consume-lineage",
         f"{prefix}-consume-otel",
+        f"{prefix}-gateway",
     }
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
@@ -190,7 +285,16 @@ def test_install_upgrade_uninstall(
     services = {
         s["metadata"]["name"] for s in get_json(kubectl, "services", "-n", namespace)["items"]
     }
-    assert services == {f"{prefix}-consume-lineage", f"{prefix}-consume-otel"}
+    assert services == {f"{prefix}-consume-lineage", f"{prefix}-consume-otel", f"{prefix}-gateway"}
+    gateway_role = get_json(kubectl, "role", f"{prefix}-gateway", "-n", namespace)
+    assert gateway_role["rules"] == [
+        {
+            "apiGroups": ["lineagehub.io"],
+            "resources": ["pipelineruns"],
+            "verbs": ["create", "get", "list"],
+        }
+    ]
+    token = gateway_token(kubectl, namespace, f"{prefix}-gateway")
 
     # Pod Security "restricted" is enforced here: the pods exist only if they comply.
     def pods_created() -> set[str]:
@@ -198,8 +302,8 @@ def test_install_upgrade_uninstall(
         return {p["metadata"]["labels"]["app.kubernetes.io/component"] for p in items}
 
     wait_for(
-        "the operator and consumer pods",
-        lambda: pods_created() >= {"operator", "consume-lineage", "consume-otel"},
+        "the operator, consumer and gateway pods",
+        lambda: pods_created() >= {"operator", "consume-lineage", "consume-otel", "gateway"},
     )
 
     # The operator pod runs (process kubelet, project image = this checkout) with the
@@ -213,6 +317,24 @@ def test_install_upgrade_uninstall(
             return False
 
     wait_for(f"the operator's liveness endpoint {health}", operator_alive, timeout=120)
+
+    # The gateway pod: its ServiceAccount lists PipelineRuns through the chart's Role (its
+    # Kubernetes health check), the generated token is accepted, no token is not.
+    gateway = f"http://127.0.0.1:{values['gateway.port']}"
+    kube = wait_for(
+        "the gateway's Kubernetes check", lambda: gateway_dependency(gateway, "kubernetes")
+    )
+    assert kube["status"] == "ok", kube
+    kafka = gateway_dependency(gateway, "kafka")
+    assert kafka is not None and kafka["status"] == "down"  # the closed port given above
+    runs = httpx.get(
+        f"{gateway}/api/v1/pipeline/runs",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert runs.status_code == 200, runs.text
+    assert runs.json()["namespace"] == namespace
+    assert httpx.get(f"{gateway}/api/v1/pipeline/runs", timeout=10).status_code == 401
 
     # helm upgrade: a changed value reaches the Deployment.
     upgraded = helm(
@@ -232,6 +354,8 @@ def test_install_upgrade_uninstall(
         for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert env["LINEAGEHUB_POLL_SECONDS"] == "5"
+    # The generated gateway token is kept across upgrades (`lookup`).
+    assert gateway_token(kubectl, namespace, f"{prefix}-gateway") == token
 
     # helm uninstall: nothing of the release is left, the CRD stays.
     helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "2m")
@@ -240,7 +364,8 @@ def test_install_upgrade_uninstall(
     def leftovers() -> str:
         namespaced = kubectl(
             "get",
-            "deployments,replicasets,services,serviceaccounts,secrets,configmaps,jobs",
+            "deployments,replicasets,services,serviceaccounts,secrets,configmaps,jobs,"
+            "roles,rolebindings",
             "-n",
             namespace,
             "-l",
@@ -281,3 +406,191 @@ def test_wrong_value_type_fails_naming_the_field(
     assert field in done.stderr, done.stderr
     assert release not in helm("list", "--namespace", namespace, "--all").stdout
     assert not get_json(kubectl, "deployments", "-n", namespace)["items"]
+
+
+EXAMPLE = ROOT / "examples" / "pipelinerun.yaml"
+
+
+def example_run(namespace: str) -> dict[str, Any]:
+    """examples/pipelinerun.yaml in `namespace`, its sink in a folder of that namespace
+    (the stack's data volume is shared with every other run)."""
+    run: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    run["metadata"]["namespace"] = namespace
+    sink = run["spec"]["sink"]
+    assert sink["uri"].startswith("file:///data/output/"), sink
+    sink["uri"] = sink["uri"].replace("/data/output/", f"/data/output/{namespace}/", 1)
+    return run
+
+
+@pytest.mark.dataplane
+def test_pipelinerun_succeeds_through_the_helm_installed_operator(
+    stack: StackHandle, helm: HelmRunner, kubectl: Kubectl, namespace: str
+) -> None:
+    """The user's path on the local cluster: `helm install` the operator (data plane
+    pointed at the stack's loopback services), apply the example, wait for Succeeded."""
+    release = f"r{uuid.uuid4().hex[:8]}"
+    prefix = f"{release}-lineage-hub"
+    gateway_port = free_port()
+    values = {
+        "image.repository": "lineage-hub",  # stack/kubelet/images.yaml: this checkout
+        "image.tag": "dev",
+        "image.pullPolicy": "Never",
+        "kafka.enabled": "false",
+        "kafka.bootstrap": stack.env["KAFKA_BOOTSTRAP"],
+        "kafka.topics.create": "false",  # the stack made them
+        "postgresql.enabled": "false",
+        "marquez.enabled": "false",
+        "marquez.url": stack.env.get("MARQUEZ_URL", "http://127.0.0.1:5000"),
+        "clickhouse.enabled": "false",
+        "jaeger.enabled": "false",
+        "jaeger.url": stack.env.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
+        "grafana.enabled": "false",
+        # The stack's own consumers read the topics; two groups would split the work.
+        "consumers.lineage.enabled": "false",
+        "consumers.otel.enabled": "false",
+        "operator.watchNamespaces": "{" + namespace + "}",
+        "operator.healthHost": "127.0.0.1",
+        "operator.healthPort": str(free_port()),
+        "operator.pollSeconds": "5",
+        "operator.verifyTimeoutSeconds": "60",
+        "operator.runnerImage": "lineage-hub:dev",
+        "operator.data.hostPath": str(app.data_volume()),
+        "operator.data.mountPath": "/data",
+        "operator.workspace.hostPath": str(app.workspaces()),
+        "gateway.host": "127.0.0.1",
+        "gateway.port": str(gateway_port),
+    }
+    # What the stack's otel consumer holds of a run's trace, for the operator's check.
+    extra_env = [
+        "--set",
+        "operator.extraEnv[0].name=LINEAGEHUB_TRACE_STORE_URL",
+        "--set",
+        f"operator.extraEnv[0].value=http://127.0.0.1:{app.OTEL_CONSUMER_PORT}",
+    ]
+    (stack_operator,) = select(["operator"])
+    supervisor.stop(stack_operator)  # it watches every namespace: it would take the run
+    try:
+        helm(
+            "install",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            *sets(values),
+            *extra_env,
+            "--timeout",
+            "3m",
+        )
+        deployment = get_json(kubectl, "deployment", f"{prefix}-operator", "-n", namespace)
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["LINEAGEHUB_DATA_HOST_PATH"] == str(app.data_volume())
+        assert env["LINEAGEHUB_WORKSPACE_HOST_PATH"] == str(app.workspaces())
+        assert env["LINEAGEHUB_RUNNER_IMAGE"] == "lineage-hub:dev"
+        health = f"http://127.0.0.1:{values['operator.healthPort']}/healthz"
+
+        def operator_alive() -> bool:
+            try:
+                return httpx.get(health, timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(f"the Helm-installed operator at {health}", operator_alive, timeout=120)
+
+        run = example_run(namespace)
+        name = run["metadata"]["name"]
+        kubectl("apply", "-f", "-", input=json.dumps(run))
+        waited = kubectl(
+            "wait",
+            "--for=condition=Succeeded",
+            f"pipelinerun/{name}",
+            "-n",
+            namespace,
+            "--timeout=300s",
+            check=False,
+            timeout=320,
+        )
+        if waited.returncode != 0:
+            status = get_json(kubectl, "pipelinerun", name, "-n", namespace).get("status")
+            logs = kubectl(
+                "logs", f"deployment/{prefix}-operator", "-n", namespace, "--tail=60", check=False
+            )
+            raise AssertionError(
+                f"{name} did not succeed: {waited.stderr}\nstatus: {json.dumps(status)}\n"
+                f"operator log:\n{logs.stdout}{logs.stderr}"
+            )
+        status = get_json(kubectl, "pipelinerun", name, "-n", namespace)["status"]
+        assert status["phase"] == "Succeeded"
+        assert status["runId"]
+        # The stage Jobs ran in the run's namespace, as the project image (this checkout).
+        jobs = get_json(kubectl, "jobs", "-n", namespace)["items"]
+        assert len(jobs) >= 3
+        images = {c["image"] for j in jobs for c in j["spec"]["template"]["spec"]["containers"]}
+        assert images == {"lineage-hub:dev"}
+        sink = app.data_volume() / "output" / namespace / "orders-daily.parquet"
+        assert sink.is_file() and sink.stat().st_size > 0
+
+        # The same run through the Helm-installed gateway, with the chart's token.
+        token = gateway_token(kubectl, namespace, f"{prefix}-gateway")
+        gateway = f"http://127.0.0.1:{gateway_port}"
+
+        def gateway_view() -> dict[str, Any] | None:
+            try:
+                reply = httpx.get(
+                    f"{gateway}/api/v1/pipeline/run/{name}",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                )
+            except httpx.HTTPError:
+                return None
+            found: dict[str, Any] | None = reply.json() if reply.status_code == 200 else None
+            return found
+
+        seen = wait_for("the gateway's view of the run", gateway_view, timeout=90)
+        assert (seen["phase"], seen["runId"]) == ("Succeeded", status["runId"])
+
+        # helm upgrade: the release changes in place.
+        upgraded = helm(
+            "upgrade",
+            release,
+            str(CHART),
+            "--namespace",
+            namespace,
+            *sets(values),
+            *extra_env,
+            "--set",
+            "operator.pollSeconds=7",
+        )
+        assert "REVISION: 2" in upgraded.stdout
+        # The run's objects are the operator's to clean up (finalizer, stage Jobs): delete
+        # the run while it still runs.
+        kubectl("delete", "pipelinerun", name, "-n", namespace, "--timeout=120s", timeout=150)
+
+        # helm uninstall: no object of the release left, the CRD kept.
+        helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "2m")
+        selector = f"app.kubernetes.io/instance={release}"
+
+        def leftovers() -> str:
+            namespaced = kubectl(
+                "get",
+                "deployments,replicasets,pods,services,serviceaccounts,secrets,configmaps,"
+                "roles,rolebindings",
+                "-n",
+                namespace,
+                "-o",
+                "name",
+            ).stdout.split()
+            ours = [n for n in namespaced if n.split("/", 1)[1].startswith(release)]
+            cluster = kubectl(
+                "get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name"
+            ).stdout.split()
+            return " ".join(ours + cluster)
+
+        wait_for("the release's objects to be gone", lambda: leftovers() == "" or None, 90)
+        kubectl("get", "crd", "pipelineruns.lineagehub.io")
+        assert release not in helm("list", "--namespace", namespace, "--all").stdout
+    finally:
+        helm("uninstall", release, "--namespace", namespace, "--wait", check=False)
+        supervisor.up([stack_operator])

@@ -1,4 +1,4 @@
-"""ClickHouse through chdb on the stack's data dir: the column types the OTel tables use."""
+"""ClickHouse through chdb in the stack's state dir: the column types the OTel tables use."""
 
 from __future__ import annotations
 
@@ -28,8 +28,11 @@ def _rows(sess: Any, sql: str) -> list[dict[str, object]]:
 
 def test_mergetree_roundtrip_persists_across_sessions(stack: StackHandle) -> None:
     assert stack.env["CLICKHOUSE_BACKEND"] == "chdb"
-    path = Path(stack.env["CLICKHOUSE_CHDB_PATH"])
-    assert path.is_dir()
+    assert Path(stack.env["CLICKHOUSE_CHDB_PATH"]).is_dir()
+    # A folder of its own beside the stack's: the otel consumer, when it runs, holds
+    # the stack's folder, and chdb admits one process per folder.
+    path = Path(stack.env["LINEAGE_HUB_STATE"]) / "data" / f"chdb-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
     db = f"t_{uuid.uuid4().hex[:10]}"
 
     first = _open(path)

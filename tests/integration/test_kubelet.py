@@ -18,6 +18,7 @@ import pytest
 
 from stack import supervisor
 from stack.registry import select
+from tests.helpers import get, wait_until
 
 pytestmark = pytest.mark.controlplane
 
@@ -45,26 +46,9 @@ def job_manifest(name: str, code: str, **spec: Any) -> str:
     return json.dumps(doc)
 
 
-def get(kubectl: Callable[..., Any], *args: str) -> Obj:
-    out = kubectl("get", *args, "-o", "json")
-    data: Obj = json.loads(out.stdout)
-    return data
-
-
 def job_pods(kubectl: Callable[..., Any], ns: str, job: str) -> list[Obj]:
     items: list[Obj] = get(kubectl, "pods", "-n", ns, "-l", f"job-name={job}")["items"]
     return items
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
-    end = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < end:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
 
 
 def _alive(pid: int) -> bool:

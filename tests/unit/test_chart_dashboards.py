@@ -1,11 +1,14 @@
 """The Grafana dashboards: valid JSON bound to the provisioned ClickHouse datasource, and
-every panel's SQL run for real (chdb) on the tables the otel consumer writes."""
+every panel's SQL run for real (chdb) on the tables the otel consumer writes: sample
+traces, and a real run of the three stages whose spans and metrics the consumer's
+decoder turns into rows (the run-detail dashboard is checked on that run)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,15 @@ import pytest
 
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.ddl import TABLES
-from consumers.otel.decode import decode_trace_tables
+from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, run_trace
+from lineagehub.api import QualityCheck, SourceSpec, StageName, TransformSpec, new_run_id
+from lineagehub.telemetry.spans import FixedSpan, encode
+from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
+from pipeline_runner.emit import MemoryEmitter
+from pipeline_runner.runner import Delivery, run_stage
+from pipeline_runner.settings import Settings
+from tests.unit.test_runner_stages import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
@@ -53,7 +63,11 @@ def expand(sql: str, variables: dict[str, str]) -> str:
 
 
 def test_dashboards_exist() -> None:
-    assert {p.name for p in DASHBOARDS} == {"pipeline-runs.json", "traces.json"}
+    assert {p.name for p in DASHBOARDS} == {
+        "pipeline-runs.json",
+        "run-detail.json",
+        "traces.json",
+    }
     assert (ROOT / "charts" / "lineage-hub" / "dashboards").resolve() == (
         ROOT / "dashboards"
     ).resolve()
@@ -75,8 +89,65 @@ def test_dashboard_json_shape(path: Path) -> None:
             assert target["datasource"] == DATASOURCE
             assert target["editorType"] == "sql" and target["rawSql"].strip()
     for var in dash["templating"]["list"]:
-        assert var["datasource"] == DATASOURCE
-        assert var["allValue"] == "__all"
+        if var["type"] == "query":
+            assert var["datasource"] == DATASOURCE
+        else:  # the hidden base URLs of links, set by the chart
+            assert var["type"] == "constant" and var["hide"] == 2
+            assert var["name"] in {"marquez_url", "jaeger_url"}
+            assert var["query"].startswith("http")
+        if var.get("includeAll"):
+            assert var["allValue"] == "__all"
+    used = {m for text in _variable_uses(dash) for m in re.findall(r"\$\{(\w+)", text)}
+    declared = {v["name"] for v in dash["templating"]["list"]}
+    assert used - BUILTIN <= declared, used - BUILTIN - declared
+
+
+BUILTIN = {"__value", "__url_time_range"}
+
+
+def _variable_uses(dash: dict[str, Any]) -> Iterator[str]:
+    """Every text Grafana interpolates: SQL, variable queries, dashboard and data links."""
+    for var in dash["templating"]["list"]:
+        yield str(var.get("query", ""))
+    for link in dash["links"]:
+        yield link["url"]
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            yield target["rawSql"]
+        for override in panel["fieldConfig"]["overrides"]:
+            for prop in override["properties"]:
+                if prop["id"] == "links":
+                    yield from (link["url"] for link in prop["value"])
+
+
+def test_run_detail_links_to_marquez_and_jaeger() -> None:
+    dash = load(ROOT / "dashboards" / "run-detail.json")
+    (run_id,) = [v for v in dash["templating"]["list"] if v["name"] == "run_id"]
+    assert run_id["type"] == "query" and not run_id["multi"] and not run_id["includeAll"]
+    urls = {link["title"]: link["url"] for link in dash["links"]}
+    # The same links the operator writes into status.lineage / status.trace.
+    assert urls["Lineage in Marquez"] == "${marquez_url}/api/v1/jobs/runs/${run_id}"
+    assert urls["Trace in Jaeger"] == "${jaeger_url}/trace/${trace_id}"
+    data_links = {
+        (panel["title"], override["matcher"]["options"]): prop["value"][0]["url"]
+        for panel in dash["panels"]
+        for override in panel["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if prop["id"] == "links"
+    }
+    assert data_links[("Run", "TraceId")] == "${jaeger_url}/trace/${__value.raw}"
+    assert data_links[("Run", "RunId")] == "${marquez_url}/api/v1/jobs/runs/${__value.raw}"
+    assert data_links[("Spans", "SpanId")].startswith("${jaeger_url}/trace/${trace_id}")
+    # The runs overview links each run here.
+    overview = load(ROOT / "dashboards" / "pipeline-runs.json")
+    recent = next(p for p in overview["panels"] if p["title"] == "Recent runs")
+    (link,) = [
+        prop["value"][0]
+        for o in recent["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "RunId"
+        for prop in o["properties"]
+    ]
+    assert link["url"].startswith(f"/d/{dash['uid']}/run-detail?var-run_id=${{__value.raw}}")
 
 
 def test_panels_cover_the_issue() -> None:
@@ -90,8 +161,19 @@ def test_panels_cover_the_issue() -> None:
         "Spans per service",
         "Slowest spans",
         "Error spans",
+        "Stage duration p50 / p95",
+        "Rows rejected and failing quality checks",
+        "Peak memory per stage",
+        # run-detail
+        "Run",
+        "Stages",
+        "Spans",
+        "Trace",
+        "Quality verdicts",
+        "Rows per stage: processed, rejected, failing quality checks",
+        "Resources per stage: peak memory, bytes read and written",
     ):
-        assert wanted in titles
+        assert wanted in titles, wanted
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +214,70 @@ async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChdbB
     await backend.close()
 
 
+EXAMPLE_DATA = ROOT / "examples" / "data" / "orders.csv"
+TRACE_ID, ROOT_SPAN = "ab" * 16, "cd" * 8  # make_config's traceparent
+
+
+@pytest.fixture(scope="module")
+async def real_run(store: ChdbBackend, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The three stages run for real on the example orders (with quality checks, one of
+    which warns: the GBP orders), their spans and metrics decoded as the otel consumer
+    does, plus the run's root span as the operator emits it. Returns the run id."""
+    tmp = tmp_path_factory.mktemp("run")
+    emitter = MemoryEmitter()
+    delivery = Delivery(emitter)
+    run_id = new_run_id()
+    spec = TransformSpec.model_validate(
+        {
+            "cast": {"order_id": "int64", "amount": "float64"},
+            "filter": "status <> 'cancelled'",
+            "dropNulls": ["customer", "amount"],
+            "deduplicate": {"columns": ["order_id"], "keep": "first"},
+            "quality": [
+                QualityCheck.model_validate({"type": "not_null", "column": "order_id"}),
+                QualityCheck.model_validate(
+                    {
+                        "type": "accepted_values",
+                        "column": "currency",
+                        "values": ["EUR", "USD"],
+                        "severity": "warn",
+                    }
+                ),
+            ],
+        }
+    )
+    started = datetime.now(UTC)
+    for stage in StageName:
+        cfg = make_config(
+            tmp,
+            stage,
+            source=SourceSpec(uri=f"file://{EXAMPLE_DATA}", format="csv"),
+            transform=spec,
+            parent_run_id=run_id,
+        )
+        done = await run_stage(cfg, delivery, Settings())
+        assert done.result.ok, done.result.error
+    root = FixedSpan(
+        name="PipelineRun orders",
+        trace_id=TRACE_ID,
+        span_id=ROOT_SPAN,
+        start=started,
+        end=datetime.now(UTC),
+        attributes={"lineagehub.run_id": run_id, "lineagehub.pipeline": "orders"},
+    )
+    records = [*emitter.records, (SPANS_TOPIC, TRACE_ID, encode([root], "lineage-hub-operator"))]
+    for i, (topic, _, value) in enumerate(records):
+        if topic == SPANS_TOPIC:
+            tables = decode_trace_tables(value)
+        elif topic == METRICS_TOPIC:
+            tables = {k: v for k, v in decode_metrics(value).items() if k in TABLES}
+        else:
+            continue
+        for name, rows in tables.items():
+            await store.insert(TABLES[name], rows, f"real-{i}/{name}")
+    return run_id
+
+
 def in_db(sql: str) -> str:
     """The datasource's default database is `otel`; name it where the panel leaves it out."""
     return re.sub(
@@ -144,9 +290,9 @@ def in_db(sql: str) -> str:
 @pytest.mark.parametrize(("title", "panel"), list(panels()), ids=[t for t, _ in panels()])
 @pytest.mark.parametrize("selection", ["__all", "orders-0"])
 async def test_panel_sql_runs_and_returns_rows(
-    store: ChdbBackend, title: str, panel: dict[str, Any], selection: str
+    store: ChdbBackend, real_run: str, title: str, panel: dict[str, Any], selection: str
 ) -> None:
-    variables = {"pipeline": selection, "service": "__all"}
+    variables = {"pipeline": selection, "service": "__all", "run_id": real_run}
     if selection != "__all":
         variables["service"] = "lineage-hub-runner" if "traces" in title else "__all"
     for target in panel["targets"]:
@@ -156,8 +302,128 @@ async def test_panel_sql_runs_and_returns_rows(
             assert next(iter(rows[0])) == "time", title
 
 
-async def test_variable_queries(store: ChdbBackend) -> None:
+async def test_variable_queries(store: ChdbBackend, real_run: str) -> None:
     for path in DASHBOARDS:
         for var in load(path)["templating"]["list"]:
-            rows = await store.query(in_db(var["query"]))
+            if var["type"] != "query":
+                continue
+            rows = await store.query(in_db(expand(var["query"], {"run_id": real_run})))
             assert rows, var["name"]
+    run_ids = next(v for v in run_detail()["templating"]["list"] if v["name"] == "run_id")
+    newest = (await store.query(in_db(run_ids["query"])))[0]
+    assert newest == {"RunId": real_run}  # the newest run first
+    trace_var = next(v for v in run_detail()["templating"]["list"] if v["name"] == "trace_id")
+    (trace,) = await store.query(in_db(expand(trace_var["query"], {"run_id": real_run})))
+    assert trace == {"TraceId": TRACE_ID}
+
+
+def run_detail() -> dict[str, Any]:
+    return load(ROOT / "dashboards" / "run-detail.json")
+
+
+RUN_DETAIL_COLUMNS = {
+    "Run": [
+        "RunId",
+        "Pipeline",
+        "Status",
+        "StartTime",
+        "EndTime",
+        "duration_s",
+        "TraceId",
+        "StatusMessage",
+    ],
+    "Stages": [
+        "Stage",
+        "Status",
+        "StartTime",
+        "EndTime",
+        "duration_s",
+        "records_in",
+        "records_out",
+        "attempt",
+        "stage_run_id",
+        "StatusMessage",
+        "SpanId",
+    ],
+    "Stage durations": ["Stage", "duration_s"],
+    "Trace": [
+        "traceID",
+        "spanID",
+        "parentSpanID",
+        "serviceName",
+        "operationName",
+        "startTime",
+        "duration",
+        "tags",
+        "serviceTags",
+    ],
+    "Spans": [
+        "Timestamp",
+        "ServiceName",
+        "SpanName",
+        "stage",
+        "duration_ms",
+        "StatusCode",
+        "StatusMessage",
+        "rows",
+        "bytes",
+        "SpanId",
+        "ParentSpanId",
+    ],
+    "Quality verdicts": ["Timestamp", "checks", "failed", "verdict", "StatusMessage"],
+    "Rows per stage: processed, rejected, failing quality checks": ["stage", "metric", "rows"],
+    "Resources per stage: peak memory, bytes read and written": ["stage", "metric", "value"],
+}
+
+
+async def run_detail_rows(store: ChdbBackend, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for panel in run_detail()["panels"]:
+        (target,) = panel["targets"]
+        out[panel["title"]] = await store.query(in_db(expand(target["rawSql"], {"run_id": run_id})))
+    return out
+
+
+async def test_run_detail_panels_on_a_real_run(store: ChdbBackend, real_run: str) -> None:
+    rows = await run_detail_rows(store, real_run)
+    assert set(rows) == set(RUN_DETAIL_COLUMNS)
+    for title, columns in RUN_DETAIL_COLUMNS.items():
+        assert rows[title], f"{title}: no rows"
+        assert list(rows[title][0]) == columns, title
+
+    (run,) = rows["Run"]
+    assert (run["RunId"], run["Pipeline"], run["TraceId"]) == (real_run, "orders", TRACE_ID)
+    assert run["Status"] == "Ok"
+    stages = rows["Stages"]
+    assert [s["Stage"] for s in stages] == ["extract", "transform", "load"]
+    assert all(s["Status"] != "Error" for s in stages)
+    extract, transform, load = stages
+    assert extract["records_out"] == transform["records_in"]
+    assert transform["records_out"] == load["records_in"] == load["records_out"]
+    assert transform["records_out"] < transform["records_in"]  # filtered, deduplicated
+    spans = {(s["stage"], s["SpanName"]) for s in rows["Spans"]}
+    assert ("", "PipelineRun orders") in spans
+    assert {("transform", "stage transform"), ("", "validate"), ("", "write")} <= spans
+    assert {t["traceID"] for t in rows["Trace"]} == {TRACE_ID}
+    (verdict,) = rows["Quality verdicts"]
+    assert (verdict["checks"], verdict["verdict"]) == (2, "warn")
+    assert verdict["failed"] == 1
+    counters = {
+        (r["stage"], r["metric"]): r["rows"]
+        for r in rows["Rows per stage: processed, rejected, failing quality checks"]
+    }
+    assert counters[("transform", "lineagehub.rows.rejected")] > 0
+    assert counters[("transform", "lineagehub.quality.failed_rows")] > 0
+    assert counters[("load", "lineagehub.rows.processed")] == load["records_out"]
+    resources = {
+        (r["stage"], r["metric"])
+        for r in rows["Resources per stage: peak memory, bytes read and written"]
+    }
+    for stage in ("extract", "transform", "load"):
+        assert (stage, "lineagehub.process.memory.peak") in resources
+        assert (stage, "lineagehub.bytes.read") in resources
+
+
+async def test_run_detail_of_an_unknown_run_is_empty(store: ChdbBackend, real_run: str) -> None:
+    rows = await run_detail_rows(store, "no-such-run")
+    assert not any(rows.values()), {k: v for k, v in rows.items() if v}

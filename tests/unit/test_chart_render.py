@@ -7,6 +7,7 @@ objects is in tests/integration/test_chart_install.py.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,6 +76,16 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
+GATEWAY = "hub-lineage-hub-gateway"
+GATEWAY_NODE_PORT = 30800
+GATEWAY_RULES = [
+    {
+        "apiGroups": ["lineagehub.io"],
+        "resources": ["pipelineruns"],
+        "verbs": ["create", "get", "list"],
+    }
+]
+
 EXTERNAL = (
     "kafka.enabled=false",
     "kafka.bootstrap=kafka.data.svc:9092",
@@ -111,6 +122,7 @@ def test_defaults_render_every_piece(helm: Path) -> None:
         "hub-lineage-hub-operator",
         "hub-lineage-hub-consume-lineage",
         "hub-lineage-hub-consume-otel",
+        "hub-lineage-hub-gateway",
         "hub-lineage-hub-marquez",
         "hub-lineage-hub-marquez-web",
         "hub-lineage-hub-jaeger",
@@ -213,6 +225,7 @@ def test_every_service_switched_off_and_pointed_elsewhere(helm: Path) -> None:
         "hub-lineage-hub-operator",
         "hub-lineage-hub-consume-lineage",
         "hub-lineage-hub-consume-otel",
+        "hub-lineage-hub-gateway",
     }
     operator = find(docs, "Deployment", "hub-lineage-hub-operator")
     env = env_of(operator["spec"]["template"]["spec"]["containers"][0])
@@ -270,7 +283,7 @@ def test_each_piece_switches_off_alone(helm: Path, piece: str) -> None:
     docs = template(helm, f"{piece}.enabled=false", *address)
     workload_names = names(docs, "Deployment") | names(docs, "StatefulSet")
     assert f"hub-lineage-hub-{piece}" not in workload_names
-    others = {"operator", "consume-lineage", "consume-otel"}
+    others = {"operator", "consume-lineage", "consume-otel", "gateway"}
     assert {f"hub-lineage-hub-{o}" for o in others} <= workload_names
 
 
@@ -329,7 +342,10 @@ def test_node_ports_match_kind_config(helm: Path) -> None:
     }
     kind = yaml.safe_load(KIND_CONFIG.read_text())
     mapped = {m["containerPort"] for m in kind["nodes"][0]["extraPortMappings"]}
-    assert node_ports == mapped == {30500, 30300, 30686, 30030}
+    assert node_ports == {30500, 30300, 30686, 30030, GATEWAY_NODE_PORT}
+    # Every UI's node port reaches the host; the gateway's when kind-config maps it.
+    assert {30500, 30300, 30686, 30030} <= mapped
+    assert mapped <= node_ports
     mounts = {m["containerPath"] for m in kind["nodes"][0]["extraMounts"]}
     assert "/data/examples" in mounts
 
@@ -368,6 +384,283 @@ def test_persistence_switch(helm: Path, piece: str) -> None:
     assert "data" not in {v["name"] for v in kept["spec"]["template"]["spec"]["volumes"]}
 
 
+# --------------------------------------------------------------------------- gateway
+
+
+def of_component(docs: list[Manifest], component: str) -> list[tuple[str, str]]:
+    return [
+        (d["kind"], d["metadata"]["name"])
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
+    ]
+
+
+def gateway_container(docs: list[Manifest]) -> dict[str, Any]:
+    pod = find(docs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return dict(container)
+
+
+def test_gateway_deployment_and_service(helm: Path) -> None:
+    docs = template(helm)
+    deploy = find(docs, "Deployment", GATEWAY)
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == GATEWAY
+    container = gateway_container(docs)
+    assert container["image"] == "ghcr.io/lineage-hub/lineage-hub:0.1.0"
+    assert container["command"] == ["lineage-hub"]
+    assert container["args"][:3] == ["gateway", "--host=0.0.0.0", "--port=8000"]
+    # The flags are the gateway's own: its parser takes them.
+    from gateway.cli import parser
+
+    parsed = parser().parse_args(container["args"][1:])
+    assert (parsed.host, parsed.port) == ("0.0.0.0", 8000)
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": 8000}
+    # Probes on an endpoint that answers while Kafka or the API server is away
+    # (/api/v1/health is 503 then: restarting or unlisting the pod would not help).
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "http"}, probe
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    env = env_of(container)
+    assert env["KAFKA_BOOTSTRAP"] == "hub-lineage-hub-kafka.lh.svc:9092"
+    assert env["MARQUEZ_URL"] == "http://hub-lineage-hub-marquez.lh.svc:5000"
+    assert env["CLICKHOUSE_URL"] == (
+        "clickhouse://lineagehub:$(CLICKHOUSE_PASSWORD)@hub-lineage-hub-clickhouse.lh.svc:9000/otel"
+    )
+    order = [e["name"] for e in container["env"]]
+    assert order.index("CLICKHOUSE_PASSWORD") < order.index("CLICKHOUSE_URL")
+    assert env["LINEAGEHUB_GATEWAY_NAMESPACE"] == "lh"
+    assert env["LINEAGEHUB_GATEWAY_REQUIRED"] == "kafka,kubernetes"
+    assert "LINEAGEHUB_GATEWAY_AUTH" not in env and "LINEAGEHUB_GATEWAY_TOKENS" not in env
+    # What the gateway reads from that environment (secrets aside).
+    from gateway.config import from_env
+
+    plain = {k: v for k, v in env.items() if isinstance(v, str) and "TOKENS" not in k}
+    settings = from_env(plain)
+    assert settings.kafka_bootstrap == "hub-lineage-hub-kafka.lh.svc:9092"
+    assert settings.namespace == "lh"
+    assert settings.required == frozenset({"kafka", "kubernetes"})
+    assert settings.rate_per_s == 100.0 and settings.rate_burst == 200
+
+    service = find(docs, "Service", GATEWAY)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert deploy["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+
+def test_gateway_pod_is_restricted(helm: Path) -> None:
+    pod = find(template(helm), "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # Writable: /tmp only; the tokens come read-only from the Secret.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert set(mounts) == {"/tmp", "/var/run/secrets/lineagehub-gateway"}
+    assert mounts["/var/run/secrets/lineagehub-gateway"]["readOnly"] is True
+    assert all("hostPath" not in v for v in pod["volumes"])
+
+
+def test_gateway_switch(helm: Path) -> None:
+    assert len(of_component(template(helm), "gateway")) == 6  # SA Role RB Secret Deploy Svc
+    off = template(helm, "gateway.enabled=false", "nodePorts.enabled=true")
+    assert of_component(off, "gateway") == []
+    assert GATEWAY not in names(off, "Deployment")
+    # The rest of the release does not depend on it.
+    assert {"hub-lineage-hub-operator", "hub-lineage-hub-consume-otel"} <= names(off, "Deployment")
+
+
+def test_gateway_rbac_is_minimal_and_namespaced(helm: Path) -> None:
+    docs = template(helm)
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == GATEWAY]
+    assert role["metadata"]["namespace"] == "lh"
+    # create / get / list PipelineRuns and nothing else: the list is also its
+    # Kubernetes health check (gateway/runs.py `ping`).
+    assert role["rules"] == GATEWAY_RULES
+    binding = find(docs, "RoleBinding", GATEWAY)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": GATEWAY,
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": GATEWAY, "namespace": "lh"}]
+    assert GATEWAY not in names(docs, "ClusterRole") | names(docs, "ClusterRoleBinding")
+    sa = find(docs, "ServiceAccount", GATEWAY)
+    assert sa["automountServiceAccountToken"] is True
+
+
+def test_gateway_rbac_other_namespaces_and_cluster_wide(helm: Path) -> None:
+    docs = template(helm, "gateway.runsNamespace=runs", "gateway.rbac.namespaces={extra,runs}")
+    roles = {
+        d["metadata"]["namespace"]: d
+        for d in docs
+        if d["kind"] == "Role" and "gateway" in d["metadata"]["name"]
+    }
+    assert set(roles) == {"runs", "extra"}
+    assert all(r["rules"] == GATEWAY_RULES for r in roles.values())
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == GATEWAY]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"runs", "extra"}
+    assert all(b["subjects"][0]["namespace"] == "lh" for b in bindings)
+    assert env_of(gateway_container(docs))["LINEAGEHUB_GATEWAY_NAMESPACE"] == "runs"
+
+    wide = template(helm, "gateway.rbac.clusterWide=true")
+    assert not [
+        d
+        for d in wide
+        if d["kind"] in {"Role", "RoleBinding"} and "gateway" in d["metadata"]["name"]
+    ]
+    assert find(wide, "ClusterRole", GATEWAY)["rules"] == GATEWAY_RULES
+    binding = find(wide, "ClusterRoleBinding", GATEWAY)
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": GATEWAY, "namespace": "lh"}]
+
+    none = template(
+        helm,
+        "gateway.rbac.create=false",
+        "gateway.serviceAccount.create=false",
+        "gateway.serviceAccount.name=mine",
+    )
+    kinds = {k for k, _ in of_component(none, "gateway")}
+    assert kinds == {"Secret", "Deployment", "Service"}
+    assert (
+        find(none, "Deployment", GATEWAY)["spec"]["template"]["spec"]["serviceAccountName"]
+        == "mine"
+    )
+
+
+def test_gateway_generated_token(helm: Path) -> None:
+    import base64
+
+    from gateway.auth import ALL_SCOPES
+    from gateway.config import load_tokens
+
+    docs = template(helm)
+    secret = find(docs, "Secret", GATEWAY)
+    text = base64.b64decode(secret["data"]["tokens"]).decode()
+    token, _, scopes = text.partition(":")
+    assert len(token) >= 32 and token.isalnum()
+    store = load_tokens({"LINEAGEHUB_GATEWAY_TOKENS": text})
+    assert len(store) == 1
+    principal = store.authenticate(f"Bearer {token}")
+    assert principal is not None and principal.scopes == ALL_SCOPES
+    assert set(scopes.split(",")) == {s.value for s in ALL_SCOPES}
+    container = gateway_container(docs)
+    assert env_of(container)["LINEAGEHUB_GATEWAY_TOKENS_FILE"] == (
+        "/var/run/secrets/lineagehub-gateway/tokens"
+    )
+    volumes = {
+        v["name"]: v
+        for v in find(docs, "Deployment", GATEWAY)["spec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["tokens"]["secret"] == {
+        "secretName": GATEWAY,
+        "items": [{"key": "tokens", "path": "tokens"}],
+    }
+    # A second render (no cluster to look the Secret up in) makes a new one: on a
+    # cluster `lookup` keeps the first; see tests/integration/test_chart_install.py.
+    again = base64.b64decode(find(template(helm), "Secret", GATEWAY)["data"]["tokens"]).decode()
+    assert again != text
+
+
+def test_gateway_existing_secret_and_no_auth(helm: Path) -> None:
+    docs = template(
+        helm, "gateway.auth.existingSecret=my-tokens", "gateway.auth.existingSecretKey=list"
+    )
+    assert ("Secret", GATEWAY) not in of_component(docs, "gateway")
+    container = gateway_container(docs)
+    assert env_of(container)["LINEAGEHUB_GATEWAY_TOKENS_FILE"] == (
+        "/var/run/secrets/lineagehub-gateway/list"
+    )
+    pod = find(docs, "Deployment", GATEWAY)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tokens"]["secret"]["secretName"] == "my-tokens"
+
+    open_docs = template(helm, "gateway.auth.enabled=false")
+    assert ("Secret", GATEWAY) not in of_component(open_docs, "gateway")
+    container = gateway_container(open_docs)
+    env = env_of(container)
+    assert env["LINEAGEHUB_GATEWAY_AUTH"] == "none"
+    assert "LINEAGEHUB_GATEWAY_TOKENS_FILE" not in env
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+
+
+def test_gateway_with_external_services(helm: Path) -> None:
+    docs = template(helm, *EXTERNAL, "grafana.enabled=false", "consumers.otel.enabled=false")
+    env = env_of(gateway_container(docs))
+    assert env["KAFKA_BOOTSTRAP"] == "kafka.data.svc:9092"
+    assert env["MARQUEZ_URL"] == "http://marquez.data.svc:5000"
+    assert env["CLICKHOUSE_URL"] == {
+        "secretKeyRef": {"name": "hub-lineage-hub-clickhouse", "key": "url"}
+    }
+    # The Secret with the URL exists for the gateway alone.
+    assert set(find(docs, "Secret", "hub-lineage-hub-clickhouse")["data"]) == {"url", "password"}
+    # Without a ClickHouse or a Marquez at all, the gateway leaves them out (metrics 503).
+    bare = template(
+        helm,
+        "operator.enabled=false",
+        "consumers.lineage.enabled=false",
+        "consumers.otel.enabled=false",
+        "grafana.enabled=false",
+        "marquez.enabled=false",
+        "clickhouse.enabled=false",
+        "kafka.enabled=false",
+        "kafka.bootstrap=k:9092",
+    )
+    env = env_of(gateway_container(bare))
+    assert "CLICKHOUSE_URL" not in env and "MARQUEZ_URL" not in env
+    assert "hub-lineage-hub-clickhouse" not in names(bare, "Secret")
+
+
+def test_gateway_node_port(helm: Path) -> None:
+    docs = template(helm, "nodePorts.enabled=true", "gateway.port=8088")
+    service = find(docs, "Service", f"{GATEWAY}-nodeport")
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8088, "targetPort": 8088, "nodePort": GATEWAY_NODE_PORT}
+    ]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
+    assert find(docs, "Service", GATEWAY)["spec"]["type"] == "ClusterIP"
+    assert f"{GATEWAY}-nodeport" not in names(template(helm), "Service")
+
+
+def notes(helm: Path, tmp_path: Path, *sets: str) -> str:
+    """NOTES.txt as `helm install` prints it. `helm template` leaves it out and an install
+    dry run needs a cluster, so a copy of the chart renders it through `tpl`."""
+    copy = tmp_path / "chart"
+    shutil.copytree(CHART, copy)
+    (copy / "notes.tmpl").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (copy / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n"
+        '  notes: {{ tpl (.Files.Get "notes.tmpl") . | toJson }}\n'
+    )
+    args = ["template", "hub", str(copy), "-n", "lh", "--show-only", "templates/notes.yaml"]
+    for item in sets:
+        args += ["--set", item]
+    done = run_helm(helm, *args)
+    assert done.returncode == 0, done.stderr
+    text: str = yaml.safe_load(done.stdout)["data"]["notes"]
+    return text
+
+
+def test_gateway_notes(helm: Path, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path)
+    assert "kubectl -n lh port-forward svc/hub-lineage-hub-gateway 8000:8000" in text
+    assert "get secret hub-lineage-hub-gateway -o jsonpath='{.data.tokens}'" in text
+    assert "node port 30800" in notes(helm, tmp_path / "np", "nodePorts.enabled=true")
+    assert "Authentication is off" in notes(helm, tmp_path / "open", "gateway.auth.enabled=false")
+    assert "gateway" not in notes(helm, tmp_path / "off", "gateway.enabled=false")
+
+
 # --------------------------------------------------------------------------- schema
 
 
@@ -381,6 +674,11 @@ def test_persistence_switch(helm: Path, piece: str) -> None:
         ("grafana.image.tag=null", "/grafana/image"),
         ("nodePorts.grafana=80", "/nodePorts/grafana"),
         ("operator.logFormat=xml", "/operator/logFormat"),
+        ("gateway.port=http", "/gateway/port"),
+        ("gateway.enabled=sometimes", "/gateway/enabled"),
+        ("gateway.rbac.clusterWide=maybe", "/gateway/rbac/clusterWide"),
+        ("gateway.required={kafka,redis}", "/gateway/required"),
+        ("nodePorts.gateway=8000", "/nodePorts/gateway"),
     ],
 )
 def test_schema_names_the_wrong_field(helm: Path, item: str, field: str) -> None:
@@ -432,7 +730,7 @@ def test_pods_are_restricted(helm: Path) -> None:
             assert container["resources"]["requests"], where
             assert container["resources"]["limits"]["memory"], where
             assert ":" in container["image"] and not container["image"].endswith(":latest")
-    assert seen == 11
+    assert seen == 12
 
 
 def test_upstream_images_are_official_and_pinned(helm: Path) -> None:
@@ -461,6 +759,42 @@ def test_upstream_images_are_official_and_pinned(helm: Path) -> None:
 # --------------------------------------------------------------------------- config files
 
 
+def link_urls(dashboard: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's hidden constants holding the base URLs of its links."""
+    return {
+        v["name"]: v["query"] for v in dashboard["templating"]["list"] if v["type"] == "constant"
+    }
+
+
+def without_link_urls(dashboard: dict[str, Any]) -> dict[str, Any]:
+    variables = [v for v in dashboard["templating"]["list"] if v["type"] != "constant"]
+    return {**dashboard, "templating": {**dashboard["templating"], "list": variables}}
+
+
+def dashboard_links(helm: Path, *sets: str) -> dict[str, str]:
+    docs = template(helm, *sets)
+    dashboards = find(docs, "ConfigMap", "hub-lineage-hub-grafana-dashboards")
+    return link_urls(json.loads(dashboards["data"]["run-detail.json"]))
+
+
+def test_dashboard_links_follow_the_public_urls(helm: Path) -> None:
+    kind = template(helm, values=CHART / "values-kind.yaml")
+    text = find(kind, "ConfigMap", "hub-lineage-hub-grafana-dashboards")["data"]["run-detail.json"]
+    assert link_urls(json.loads(text)) == {
+        "marquez_url": "http://localhost:5000",
+        "jaeger_url": "http://localhost:16686",
+    }
+    assert dashboard_links(
+        helm,
+        "grafana.links.marquezUrl=https://m.example/",
+        "grafana.links.jaegerUrl=https://j.example",
+    ) == {"marquez_url": "https://m.example", "jaeger_url": "https://j.example"}
+    assert dashboard_links(helm, *EXTERNAL) == {
+        "marquez_url": "http://marquez.data.svc:5000",
+        "jaeger_url": "https://jaeger.example.com",
+    }
+
+
 def test_grafana_provisions_the_clickhouse_datasource_and_dashboards(helm: Path) -> None:
     docs = template(helm)
     provisioning = find(docs, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
@@ -473,8 +807,17 @@ def test_grafana_provisions_the_clickhouse_datasource_and_dashboards(helm: Path)
     assert source["jsonData"]["protocol"] == "native"
     dashboards = find(docs, "ConfigMap", "hub-lineage-hub-grafana-dashboards")
     assert set(dashboards["data"]) == {p.name for p in (ROOT / "dashboards").glob("*.json")}
+    assert "run-detail.json" in dashboards["data"]
+    links = {
+        "marquez_url": "http://hub-lineage-hub-marquez.lh.svc:5000",
+        "jaeger_url": "http://hub-lineage-hub-jaeger.lh.svc:16686",
+    }
     for name, text in dashboards["data"].items():
-        assert json.loads(text) == json.loads((ROOT / "dashboards" / name).read_text())
+        assert without_link_urls(json.loads(text)) == without_link_urls(
+            json.loads((ROOT / "dashboards" / name).read_text())
+        )
+        assert link_urls(json.loads(text)).items() <= links.items(), name
+    assert link_urls(json.loads(dashboards["data"]["run-detail.json"])) == links
     external = template(helm, *EXTERNAL)
     provisioning = find(external, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
     (source,) = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]

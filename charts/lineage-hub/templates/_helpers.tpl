@@ -190,3 +190,26 @@ volumeClaimTemplates:
   emptyDir: {}
 {{- end }}
 {{- end -}}
+
+{{/* CLICKHOUSE_URL (+ CLICKHOUSE_PASSWORD before it, for `$(VAR)` expansion) and
+     CLICKHOUSE_DATABASE: the bundled server, or the URL in the Secret for yours. */}}
+{{- define "lh.clickhouseEnv" -}}
+{{- if .Values.clickhouse.enabled }}
+- name: CLICKHOUSE_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "lh.clickhouseSecret" . }}
+      key: password
+- name: CLICKHOUSE_URL
+  value: {{ printf "clickhouse://%s:$(CLICKHOUSE_PASSWORD)@%s:9000/%s" .Values.clickhouse.username (include "lh.svcHost" (list . "clickhouse")) .Values.clickhouse.database | quote }}
+{{- else }}
+{{- $_ := include "lh.clickhouseExternal" . }}
+- name: CLICKHOUSE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "lh.clickhouseSecret" . }}
+      key: url
+{{- end }}
+- name: CLICKHOUSE_DATABASE
+  value: {{ .Values.clickhouse.database | quote }}
+{{- end -}}
