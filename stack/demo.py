@@ -44,10 +44,10 @@ def _watch() -> dict[str, Any]:
     last = ""
     while time.monotonic() < deadline:
         table = _kubectl("get", "pipelineruns", NAME).stdout.strip()
-        if table != last:
-            lines = table.splitlines()
-            print(lines[-1] if last else table, flush=True)
-            last = table
+        row = table.splitlines()[-1].rsplit(maxsplit=1)[0]  # AGE alone is no change
+        if row != last:
+            print(table.splitlines()[-1] if last else table, flush=True)
+            last = row
         run = _run()
         if (run.get("status") or {}).get("phase") in {"Succeeded", "Failed", "Cancelled"}:
             return run
@@ -107,6 +107,7 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
         f"WHERE TraceId = '{status['traceId']}'  (chdb at {env.get('CLICKHOUSE_CHDB_PATH')})"
     )
     print(f"  Operator events  kubectl describe pipelinerun {NAME}")
+    print(f"  The whole story  lineage-hub describe {NAME}   (timeline, column lineage, quality)")
     print(f'  Environment      eval "$({sys.executable.rsplit("/", 1)[0]}/lineage-hub stack env)"')
 
 

@@ -46,14 +46,19 @@ def _kubectl(*args: str, stdin: str | None = None) -> None:
 
 
 def _endpoint_env() -> dict[str, str]:
-    """Endpoints of the data-plane pieces that are up (the operator runs without them)."""
-    from stack.pieces import DATA_PLANE
+    """Endpoints of the data-plane pieces that are up (the operator runs without them).
+
+    Those that are down are set empty, so that an endpoint in the caller's own
+    environment (a test session's, say) does not leak into the operator's.
+    """
+    from stack.pieces import DATA_PLANE, LINEAGE_STORE
     from stack.supervisor import running
 
     env: dict[str, str] = {}
-    for piece in DATA_PLANE:
-        if piece.name in {"kafka", "marquez", "jaeger"} and running(piece) is not None:
-            env.update(piece.env())
+    for piece in (*DATA_PLANE, *LINEAGE_STORE):
+        if piece.name in {"kafka", "marquez", "jaeger"}:
+            up = running(piece) is not None
+            env.update({k: (v if up else "") for k, v in piece.env().items() if k != "PATH"})
     return env
 
 
