@@ -422,7 +422,18 @@ def example_run(namespace: str) -> dict[str, Any]:
     return run
 
 
+def host_path_for_the_operator_pod(path: Path) -> str:
+    """`path` as the Helm-installed operator must receive it on the local stack.
+
+    The process kubelet rewrites env values that start with one of the container's mount
+    paths (stack/kubelet/mounts.py); the operator pod mounts an emptyDir at /tmp and the
+    stack's state lives under /tmp by default, so `/tmp/...` would be redirected into
+    that emptyDir. A leading `//` names the same folder (POSIX) and is left alone."""
+    return "/" + str(path) if str(path).startswith("/tmp/") else str(path)
+
+
 @pytest.mark.dataplane
+@pytest.mark.timeout(900)
 def test_pipelinerun_succeeds_through_the_helm_installed_operator(
     stack: StackHandle, helm: HelmRunner, kubectl: Kubectl, namespace: str
 ) -> None:
@@ -454,9 +465,9 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         "operator.pollSeconds": "5",
         "operator.verifyTimeoutSeconds": "60",
         "operator.runnerImage": "lineage-hub:dev",
-        "operator.data.hostPath": str(app.data_volume()),
+        "operator.data.hostPath": host_path_for_the_operator_pod(app.data_volume()),
         "operator.data.mountPath": "/data",
-        "operator.workspace.hostPath": str(app.workspaces()),
+        "operator.workspace.hostPath": host_path_for_the_operator_pod(app.workspaces()),
         "gateway.host": "127.0.0.1",
         "gateway.port": str(gateway_port),
     }
@@ -486,8 +497,8 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
             e["name"]: e.get("value")
             for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         }
-        assert env["LINEAGEHUB_DATA_HOST_PATH"] == str(app.data_volume())
-        assert env["LINEAGEHUB_WORKSPACE_HOST_PATH"] == str(app.workspaces())
+        assert Path(env["LINEAGEHUB_DATA_HOST_PATH"]).samefile(app.data_volume())
+        assert Path(env["LINEAGEHUB_WORKSPACE_HOST_PATH"]).samefile(app.workspaces())
         assert env["LINEAGEHUB_RUNNER_IMAGE"] == "lineage-hub:dev"
         health = f"http://127.0.0.1:{values['operator.healthPort']}/healthz"
 
@@ -502,15 +513,22 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         run = example_run(namespace)
         name = run["metadata"]["name"]
         kubectl("apply", "-f", "-", input=json.dumps(run))
+
+        def finished() -> str | None:
+            obj = get_json(kubectl, "pipelinerun", name, "-n", namespace)
+            phase = (obj.get("status") or {}).get("phase")
+            return phase if phase in {"Succeeded", "Failed", "Cancelled"} else None
+
+        # A failed run never meets condition=Succeeded: wait for any end, then for it.
+        wait_for(f"{name} to finish", finished, timeout=300)
         waited = kubectl(
             "wait",
             "--for=condition=Succeeded",
             f"pipelinerun/{name}",
             "-n",
             namespace,
-            "--timeout=300s",
+            "--timeout=10s",
             check=False,
-            timeout=320,
         )
         if waited.returncode != 0:
             status = get_json(kubectl, "pipelinerun", name, "-n", namespace).get("status")
