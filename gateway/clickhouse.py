@@ -100,7 +100,23 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number  # NaN when there are no rows
 
 
-class NativeStore:
+class _SqlStore:
+    """The metrics queries, over whichever ClickHouse a subclass talks to."""
+
+    database: str
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def pipeline_metrics(self, window_s: int, pipeline: str | None) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self._query, metrics_sql(self.database, window_s, pipeline))
+        return shape(rows)
+
+    async def ping(self) -> None:
+        await asyncio.to_thread(self._query, "SELECT 1")
+
+
+class NativeStore(_SqlStore):
     """`clickhouse://user:password@host:9000/database?secure=false`."""
 
     def __init__(self, url: str, database: str = "otel", timeout_s: float = 10.0) -> None:
@@ -132,19 +148,12 @@ class NativeStore:
         names = [c[0] for c in columns]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    async def pipeline_metrics(self, window_s: int, pipeline: str | None) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(self._query, metrics_sql(self.database, window_s, pipeline))
-        return shape(rows)
-
-    async def ping(self) -> None:
-        await asyncio.to_thread(self._query, "SELECT 1")
-
     def close(self) -> None:
         with self._lock:
             self._client.disconnect()
 
 
-class ChdbStore:
+class ChdbStore(_SqlStore):
     """An embedded ClickHouse folder owned by this process."""
 
     def __init__(self, path: str, database: str = "otel") -> None:
@@ -161,13 +170,6 @@ class ChdbStore:
             except Exception as exc:
                 raise MetricsUnavailable(f"chdb: {exc}"[:1000]) from None
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    async def pipeline_metrics(self, window_s: int, pipeline: str | None) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(self._query, metrics_sql(self.database, window_s, pipeline))
-        return shape(rows)
-
-    async def ping(self) -> None:
-        await asyncio.to_thread(self._query, "SELECT 1")
 
     def close(self) -> None:
         with self._lock:
