@@ -149,8 +149,21 @@ def test_happy_path_runs_three_jobs_in_order(
 
 def test_printer_columns(operator: None, kubectl: Kubectl, namespace: str) -> None:
     apply(kubectl, manifest("cols", namespace))
-    status = wait_phase(kubectl, namespace, "cols", "Succeeded")
-    header, row = kubectl("get", "pipelineruns", "-n", namespace).stdout.splitlines()
+    wait_phase(kubectl, namespace, "cols", "Succeeded")
+
+    def consistent() -> tuple[str, Obj] | None:
+        """The table and the status read while the operator wrote nothing in between."""
+        before = kubectl("get", "pipelineruns", "-n", namespace).stdout
+        status = run_status(kubectl, namespace, "cols")
+        after = kubectl("get", "pipelineruns", "-n", namespace).stdout
+
+        def without_age(text: str) -> list[str]:
+            return [line.rsplit(maxsplit=1)[0] for line in text.splitlines()]
+
+        return (after, status) if without_age(before) == without_age(after) else None
+
+    table, status = wait_until(consistent, timeout=30)
+    header, row = table.splitlines()
     columns = "NAME PHASE STAGE PROGRESS RECORDS REASON LINEAGE TRACE RUN-ID AGE"
     assert header.split() == columns.split()
     cells = row.split()
