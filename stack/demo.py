@@ -17,6 +17,7 @@ import httpx
 
 from stack import paths
 from stack.cli import stack_env
+from stack.piece import http_ok
 from stack.pieces import controlplane as cp
 
 EXAMPLE = paths.REPO_ROOT / "examples" / "pipelinerun.yaml"
@@ -91,11 +92,7 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
         f"  ({spans} spans)"
     )
     marquez = env.get("MARQUEZ_URL", "")
-    try:
-        marquez_up = httpx.get(f"{marquez}/api/v1/namespaces", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        marquez_up = False
-    if marquez_up:
+    if marquez and http_ok(f"{marquez}/api/v1/namespaces"):
         print(f"  Marquez run      {marquez}/api/v1/jobs/runs/{status['runId']}")
     else:
         print(

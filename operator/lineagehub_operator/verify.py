@@ -186,22 +186,17 @@ def verified_status(
     )
     trace, t_status, t_reason, t_message = _trace(run, status, links, clickhouse, jaeger, expired)
     status.lineage, status.trace = lineage, trace
-    status.conditions = set_condition(
-        status.conditions,
-        type_=CONDITION_LINEAGE_RECORDED,
-        status=l_status,
-        reason=l_reason,
-        message=l_message,
-        observed_generation=gen,
-        at=now,
-    )
-    status.conditions = set_condition(
-        status.conditions,
-        type_=CONDITION_TRACE_RECORDED,
-        status=t_status,
-        reason=t_reason,
-        message=t_message,
-        observed_generation=gen,
-        at=now,
-    )
+    for kind, cond, reason, message in (
+        (CONDITION_LINEAGE_RECORDED, l_status, l_reason, l_message),
+        (CONDITION_TRACE_RECORDED, t_status, t_reason, t_message),
+    ):
+        status.conditions = set_condition(
+            status.conditions,
+            type_=kind,
+            status=cond,
+            reason=reason,
+            message=message,
+            observed_generation=gen,
+            at=now,
+        )
     return status

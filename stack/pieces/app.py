@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from stack import paths
-from stack.piece import Launch, Piece
+from stack.piece import Launch, Piece, http_ok
 from stack.pieces import controlplane as cp
 
 REPO = paths.REPO_ROOT
@@ -122,13 +122,7 @@ class Operator(Piece):
         )
 
     def ready(self) -> bool:
-        try:
-            return (
-                httpx.get(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz", timeout=2).status_code
-                == 200
-            )
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz")
 
 
 class _Consumer(Piece):

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from stack import paths
-from stack.piece import Launch, Piece, build_log, content_key, run_step
+from stack.piece import Launch, Piece, build_log, content_key, http_ok, run_step
 from stack.pki import ensure_pki
 
 SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
@@ -146,10 +146,7 @@ class Etcd(_ControlPlanePiece):
         )
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{ETCD_PORT}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"http://127.0.0.1:{ETCD_PORT}/health")
 
 
 class KubeAPIServer(_ControlPlanePiece):

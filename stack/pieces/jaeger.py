@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import yaml
 
 from lineagehub.topics import SPANS_TOPIC
 from stack import paths
-from stack.piece import Launch, Piece
+from stack.piece import Launch, Piece, http_ok
 from stack.pieces._gobuild import binary_path, go_build
 from stack.pieces.kafka import BOOTSTRAP
 
@@ -121,10 +120,7 @@ class Jaeger(Piece):
         )
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(f"{QUERY_URL}/api/services", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{QUERY_URL}/api/services", timeout=1.0)
 
     def env(self) -> dict[str, str]:
         return {

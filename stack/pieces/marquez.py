@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import yaml
 
 from stack import paths
-from stack.piece import Launch, Piece
+from stack.piece import Launch, Piece, http_ok
 from stack.pieces import postgres
 from stack.pieces._maven import copy_dependencies
 
@@ -91,13 +90,7 @@ class Marquez(Piece):
         )
 
     def ready(self) -> bool:
-        try:
-            health = httpx.get(f"{ADMIN_URL}/healthcheck", timeout=2.0)
-            if health.status_code != 200:
-                return False
-            return httpx.get(f"{API_URL}/api/v1/namespaces", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{ADMIN_URL}/healthcheck") and http_ok(f"{API_URL}/api/v1/namespaces")
 
     def env(self) -> dict[str, str]:
         return {"MARQUEZ_URL": API_URL}

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ import pytest
 import yaml
 
 from stack import supervisor
+from stack.piece import http_ok
 from stack.pieces import app
 from stack.pieces.helm import Helm
 from stack.registry import select
@@ -310,13 +312,7 @@ def test_install_upgrade_uninstall(
     # chart's ServiceAccount and ClusterRole; kopf answers its liveness endpoint.
     health = f"http://127.0.0.1:{values['operator.healthPort']}/healthz"
 
-    def operator_alive() -> bool:
-        try:
-            return httpx.get(health, timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(f"the operator's liveness endpoint {health}", operator_alive, timeout=120)
+    wait_for(f"the operator's liveness endpoint {health}", partial(http_ok, health), timeout=120)
 
     # The gateway pod: its ServiceAccount lists PipelineRuns through the chart's Role (its
     # Kubernetes health check), the generated token is accepted, no token is not.
@@ -502,13 +498,7 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         assert env["LINEAGEHUB_RUNNER_IMAGE"] == "lineage-hub:dev"
         health = f"http://127.0.0.1:{values['operator.healthPort']}/healthz"
 
-        def operator_alive() -> bool:
-            try:
-                return httpx.get(health, timeout=2.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(f"the Helm-installed operator at {health}", operator_alive, timeout=120)
+        wait_for(f"the Helm-installed operator at {health}", partial(http_ok, health), timeout=120)
 
         run = example_run(namespace)
         name = run["metadata"]["name"]
