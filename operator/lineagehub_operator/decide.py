@@ -27,7 +27,6 @@ from lineagehub.api.pipelinerun import (
     Reason,
     StageName,
     StageStatus,
-    format_time,
     progress,
     set_condition,
 )
@@ -375,5 +374,4 @@ __all__ = [
     "RecordEvent",
     "RunIds",
     "decide",
-    "format_time",
 ]
