@@ -33,6 +33,7 @@ def _note(signum: int, _frame: FrameType | None) -> None:
 for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(_sig, _note)
 
+import contextlib
 import json
 import os
 import selectors
@@ -108,6 +109,12 @@ def main(argv: list[str]) -> int:
             stderr=subprocess.PIPE,
             close_fds=True,
         )
+        # A signal to the group while the child was between fork and exec reached it
+        # while our handler was still installed there, and was lost with the exec.
+        # We noted it too: hand it on, now that the child has its own dispositions.
+        for signum in _received:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
     except OSError as exc:
         message = f"failed to start container process {command[0]!r}: {exc.strerror or exc}"
         log.feed("stderr", message.encode() + b"\n")
