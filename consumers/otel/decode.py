@@ -5,11 +5,15 @@ conventions, checked against its source and integration tests:
 
 * ids are lower-case hex (`TraceId` 32 chars, `SpanId` 16), an all-empty id is `""`;
 * `SpanKind` and `StatusCode` are pdata's names: `Unspecified`, `Internal`, `Server`,
-  `Client`, `Producer`, `Consumer`; `Unset`, `Ok`, `Error`;
+  `Client`, `Producer`, `Consumer`; `Unset`, `Ok`, `Error`. A value outside the enum
+  (proto3 enums are open: any int32, negative ones included, can arrive) is `""`,
+  as pdata's `String()` gives for it;
 * `Duration` is end minus start in nanoseconds; `ServiceName` is the resource's
   `service.name`; attribute values are flattened to strings the way pdata's
   `Value.AsString` does (ints and bools as text, arrays and maps as JSON);
-* time columns hold integer nanoseconds here; the backend renders them.
+* time columns hold integer nanoseconds here; the backend renders them. `DateTime64(9)`
+  is a signed 64-bit count, so a wire time past 2262 (`fixed64` allows it) is rejected
+  here rather than failing, or wrapping in, the insert.
 
 Anything that is not a well-formed request raises `DecodeError` with a reason code,
 and the consumer dead-letters the whole record.
@@ -49,6 +53,8 @@ ATTR_RECORDS_OUT = "lineagehub.records_out"
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# The largest value of a DateTime64(9) / Int64 column.
+INT64_MAX = 2**63 - 1
 
 
 class DecodeError(Exception):
@@ -114,8 +120,23 @@ def attrs(kvs: Iterable[KeyValue]) -> dict[str, str]:
     return {kv.key: value_to_str(kv.value) for kv in kvs}
 
 
+def _enum_name(names: tuple[str, ...], value: int) -> str:
+    """The name of a wire enum value, `""` for one the enum does not define.
+
+    Only `0 <= value < len(names)` indexes the table: a negative value must not
+    wrap around to the end of it (or raise `IndexError` past the caller's handler).
+    """
+    return names[value] if 0 <= value < len(names) else ""
+
+
 def _hex(raw: bytes) -> str:
     return raw.hex() if any(raw) else ""
+
+
+def _check_times(times: Iterable[int], reason: str, where: str) -> None:
+    for ns in times:
+        if ns > INT64_MAX:
+            raise DecodeError(reason, f"{where}: time {ns} ns is past what DateTime64(9) holds")
 
 
 def _check_known(msg: Message, where: str) -> None:
@@ -147,6 +168,8 @@ def _check_span(span: trace_pb2.Span) -> None:
     if len(span.parent_span_id) not in (0, 8):
         raise DecodeError("invalid_span", f"parent span id must be 8 bytes: {span.name!r}")
     _check_known(span, "Span")
+    times = (span.start_time_unix_nano, span.end_time_unix_nano)
+    _check_times((*times, *(e.time_unix_nano for e in span.events)), "invalid_span", span.name)
 
 
 def decode_spans(raw: bytes | None) -> list[Row]:
@@ -172,16 +195,14 @@ def decode_spans(raw: bytes | None) -> list[Row]:
                         "ParentSpanId": _hex(span.parent_span_id),
                         "TraceState": span.trace_state,
                         "SpanName": span.name,
-                        "SpanKind": SPAN_KINDS[span.kind] if span.kind < 6 else "",
+                        "SpanKind": _enum_name(SPAN_KINDS, span.kind),
                         "ServiceName": service,
                         "ResourceAttributes": res_attrs,
                         "ScopeName": scope.name,
                         "ScopeVersion": scope.version,
                         "SpanAttributes": attrs(span.attributes),
                         "Duration": max(end - start, 0),
-                        "StatusCode": STATUS_CODES[span.status.code]
-                        if span.status.code < 3
-                        else "",
+                        "StatusCode": _enum_name(STATUS_CODES, span.status.code),
                         "StatusMessage": span.status.message,
                         "Events.Timestamp": [e.time_unix_nano for e in span.events],
                         "Events.Name": [e.name for e in span.events],
@@ -198,15 +219,20 @@ def decode_spans(raw: bytes | None) -> list[Row]:
 
 
 def _int_or_none(text: str | None) -> int | None:
+    """A count attribute as the Nullable(Int64) column takes it: None if it is not one.
+
+    ClickHouse would wrap a value outside Int64 silently, so such a value is None too.
+    """
     if text is None or text == "":
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         try:
-            return int(float(text))
+            value = int(float(text))
         except (ValueError, OverflowError):
             return None
+    return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
 
 
 def pipeline_run_rows(spans: Iterable[Mapping[str, Any]]) -> list[Row]:
@@ -364,6 +390,8 @@ def _metric_rows(metric: metrics_pb2.Metric, head: Row, out: dict[str, list[Row]
 
 
 def _point(p: Any) -> Row:
+    times = (p.start_time_unix_nano, p.time_unix_nano, *(e.time_unix_nano for e in p.exemplars))
+    _check_times(times, "invalid_metric", "data point")
     return {
         "Attributes": attrs(p.attributes),
         "StartTimeUnix": p.start_time_unix_nano,

@@ -84,6 +84,91 @@ def test_every_kind_and_status_name() -> None:
     assert codes == ["Unset", "Ok", "Error"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [(-1, -1), (-3, -3), (-6, -2), (-7, -4), (-(2**31), -(2**31)), (6, 3), (2**31 - 1, 2**31 - 1)],
+)
+def test_enum_values_outside_the_enum_have_no_name(kind: int, status: int) -> None:
+    # proto3 enums are open: any int32 arrives as is. A negative one used to index the
+    # name table from its end ("Consumer" for -1) or raise IndexError (-7), which is no
+    # DecodeError and took the consumer down.
+    s = span(TRACE_ID, ROOT, "x", kind=kind, status=status)
+    (row,) = decode_spans(traces_request([s]).SerializeToString())
+    assert (row["SpanKind"], row["StatusCode"]) == ("", "")
+    assert row["SpanId"] == ROOT.hex()  # the span is kept, only the name is empty
+
+
+def test_metric_temporality_is_kept_as_the_wire_int32() -> None:
+    request = metrics_request()
+    for metric in request.resource_metrics[0].scope_metrics[0].metrics:
+        if metric.WhichOneof("data") == "sum":
+            metric.sum.aggregation_temporality = -(2**31)  # type: ignore[assignment]
+        if metric.WhichOneof("data") == "histogram":
+            metric.histogram.aggregation_temporality = 7  # type: ignore[assignment]
+    tables = decode_metrics(request.SerializeToString())
+    assert tables[SUM.name][0]["AggregationTemporality"] == -(2**31)
+    assert tables[HISTOGRAM.name][0]["AggregationTemporality"] == 7
+
+
+@pytest.mark.parametrize("field", ["start", "end", "event"])
+def test_span_times_past_datetime64_are_rejected(field: str) -> None:
+    s = span(TRACE_ID, ROOT, "late")
+    late = 2**63  # one past what DateTime64(9) holds; ClickHouse fails the whole batch on it
+    if field == "start":
+        s.start_time_unix_nano = late
+    elif field == "end":
+        s.end_time_unix_nano = late
+    else:
+        s.events.append(trace_pb2.Span.Event(time_unix_nano=late, name="e"))
+    with pytest.raises(DecodeError) as info:
+        decode_spans(traces_request([s]).SerializeToString())
+    assert info.value.reason == "invalid_span"
+    s.start_time_unix_nano = s.end_time_unix_nano = 2**63 - 1
+    del s.events[:]
+    (row,) = decode_spans(traces_request([s]).SerializeToString())
+    assert (row["Timestamp"], row["Duration"]) == (2**63 - 1, 0)
+
+
+@pytest.mark.parametrize("where", ["start", "time", "exemplar"])
+def test_metric_times_past_datetime64_are_rejected(where: str) -> None:
+    request = metrics_request()
+    hist = request.resource_metrics[0].scope_metrics[0].metrics[2]
+    point = hist.histogram.data_points[0]
+    if where == "start":
+        point.start_time_unix_nano = 2**64 - 1
+    elif where == "time":
+        point.time_unix_nano = 2**63
+    else:
+        point.exemplars[0].time_unix_nano = 2**63
+    with pytest.raises(DecodeError) as info:
+        decode_metrics(request.SerializeToString())
+    assert info.value.reason == "invalid_metric"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775808", -(2**63)),
+        ("9223372036854775808", None),  # ClickHouse would store -2**63
+        ("1e30", None),
+        ("12.9", 12),
+        ("inf", None),
+        ("nan", None),
+        ("many", None),
+    ],
+)
+def test_record_counts_outside_int64_are_null(text: str, expected: int | None) -> None:
+    s = span(
+        TRACE_ID,
+        ROOT,
+        "stage",
+        attributes={"lineagehub.run_id": "r", "lineagehub.records_in": text},
+    )
+    (row,) = decode_trace_tables(traces_request([s]).SerializeToString())[PIPELINE_RUNS.name]
+    assert row["RecordsIn"] == expected
+
+
 def test_attribute_values_flatten_like_pdata() -> None:
     assert value_to_str(AnyValue(double_value=1.0)) == "1"
     assert value_to_str(AnyValue(double_value=1e-7)) == "0.0000001"
