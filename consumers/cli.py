@@ -13,11 +13,15 @@ from collections.abc import Awaitable, Callable
 from consumers import logs
 from consumers.health import ApiHandler, Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
-from consumers.otel.backend import BackendError, open_backend
+from consumers.otel.backend import Backend, BackendError, ChdbBackend, open_backend
 from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.otel.trace_summary import trace_summary
+from consumers.sql_http import Runner
 from consumers.stats import Stats
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
+from consumers.warehouse.run_summary import run_summary
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -53,28 +57,51 @@ def _parser() -> argparse.ArgumentParser:
     lineage.add_argument("--lanes", type=int, default=8, help="concurrent POSTs per partition")
     lineage.add_argument("--topic", default=LINEAGE_TOPIC)
 
-    otel = sub.add_parser("otel", parents=[common], help="OTLP spans and metrics -> ClickHouse")
-    otel.add_argument(
+    clickhouse = argparse.ArgumentParser(add_help=False)
+    clickhouse.add_argument(
         "--clickhouse-backend",
         choices=("chdb", "native"),
         default=env("CLICKHOUSE_BACKEND", "chdb"),
     )
-    otel.add_argument(
+    clickhouse.add_argument(
         "--chdb-path",
         default=env("CLICKHOUSE_CHDB_PATH", ""),
         help="chdb data folder (env CLICKHOUSE_CHDB_PATH)",
     )
-    otel.add_argument(
+    clickhouse.add_argument(
         "--clickhouse-url",
         default=env("CLICKHOUSE_URL", ""),
         help="clickhouse://user:password@host:9000/database (env CLICKHOUSE_URL)",
     )
-    otel.add_argument("--clickhouse-database", default=env("CLICKHOUSE_DATABASE", "otel"))
-    otel.add_argument("--batch-rows", type=int, default=10_000)
-    otel.add_argument("--batch-wait", type=float, default=1.0, help="seconds")
-    otel.add_argument("--ttl-days", type=int, default=0)
+    clickhouse.add_argument("--clickhouse-database", default=env("CLICKHOUSE_DATABASE", "otel"))
+    clickhouse.add_argument("--batch-rows", type=int, default=10_000)
+    clickhouse.add_argument("--batch-wait", type=float, default=1.0, help="seconds")
+    clickhouse.add_argument("--ttl-days", type=int, default=0)
+    clickhouse.add_argument("--lineage-topic", default=LINEAGE_TOPIC)
+    clickhouse.add_argument(
+        "--warehouse-group",
+        default=env("LINEAGEHUB_WAREHOUSE_GROUP", "lineagehub-warehouse"),
+        help="consumer group of the lineage warehouse writer",
+    )
+
+    otel = sub.add_parser(
+        "otel",
+        parents=[common, clickhouse],
+        help="OTLP spans and metrics (and, unless --no-lineage, OpenLineage) -> ClickHouse",
+    )
     otel.add_argument("--spans-topic", default=SPANS_TOPIC)
     otel.add_argument("--metrics-topic", default=METRICS_TOPIC)
+    otel.add_argument(
+        "--lineage",
+        action=argparse.BooleanOptionalAction,
+        default=env("LINEAGEHUB_WAREHOUSE", "1") != "0",
+        help="also write OpenLineage events into the lineage warehouse (env LINEAGEHUB_WAREHOUSE)",
+    )
+    sub.add_parser(
+        "warehouse",
+        parents=[common, clickhouse],
+        help="OpenLineage events -> the ClickHouse lineage warehouse (alone)",
+    )
     return parser
 
 
@@ -123,13 +150,16 @@ async def serve(
     host: str,
     port: int,
     api: ApiHandler | None = None,
+    sql: Runner | None = None,
 ) -> None:
     """Run a consumer with its health endpoint until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = HealthServer(stats, health, host=host, port=port, api=api) if port >= 0 else None
+    server = (
+        HealthServer(stats, health, host=host, port=port, api=api, sql=sql) if port >= 0 else None
+    )
     if server is not None:
         await server.start()
     try:
@@ -159,7 +189,55 @@ def main(argv: list[str]) -> int:
         consumer = LineageConsumer(lineage_settings, stats=stats, health=health)
         asyncio.run(serve(consumer.run, stats, health, args.health_host, args.health_port))
         return 0
-    stats = Stats("otel")
+    return _clickhouse_main(args, health)
+
+
+def _batch_consumers(
+    args: argparse.Namespace, backend: Backend, stats: Stats, health: Health
+) -> list[OtelConsumer]:
+    """The otel consumer and/or the lineage warehouse writer, sharing one backend."""
+    common = {
+        "bootstrap": args.bootstrap,
+        "max_batch_rows": args.batch_rows,
+        "max_batch_wait": args.batch_wait,
+        "ttl_days": args.ttl_days,
+    }
+    out = []
+    if args.command == "otel":
+        settings = OtelSettings(
+            group=args.group or "lineagehub-otel",
+            topics=(args.spans_topic, args.metrics_topic),
+            **common,
+        )
+        decoders: dict[str, Decoder] = {
+            args.spans_topic: decode_trace_tables,
+            args.metrics_topic: decode_metrics,
+        }
+        out.append(OtelConsumer(settings, backend, stats=stats, health=health, decoders=decoders))
+    if args.command == "warehouse" or args.lineage:
+        group = args.warehouse_group if args.command == "otel" else args.group
+        settings = OtelSettings(
+            group=group or args.warehouse_group,
+            topics=(args.lineage_topic,),
+            client_id="lineagehub-warehouse",
+            name="warehouse",
+            **common,
+        )
+        out.append(
+            OtelConsumer(
+                settings,
+                backend,
+                stats=stats,
+                health=health,
+                decoders={args.lineage_topic: decode_lineage},
+                schema=LINEAGE_SCHEMA,
+            )
+        )
+    return out
+
+
+def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
+    stats = Stats(args.command)
     try:
         backend = open_backend(
             args.clickhouse_backend,
@@ -170,39 +248,31 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         log.error(str(exc))
         return 2
-    otel_settings = OtelSettings(
-        bootstrap=args.bootstrap,
-        group=args.group or "lineagehub-otel",
-        max_batch_rows=args.batch_rows,
-        max_batch_wait=args.batch_wait,
-        ttl_days=args.ttl_days,
-        topics=(args.spans_topic, args.metrics_topic),
-    )
-    decoders: dict[str, Decoder] = {
-        args.spans_topic: decode_trace_tables,
-        args.metrics_topic: decode_metrics,
-    }
-    otel_consumer = OtelConsumer(
-        otel_settings, backend, stats=stats, health=health, decoders=decoders
-    )
+    consumers = _batch_consumers(args, backend, stats, health)
 
     async def run(stop: asyncio.Event) -> None:
         try:
-            await otel_consumer.run(stop)
+            await asyncio.gather(*(c.run(stop) for c in consumers))
         finally:
             await backend.close()
 
     async def api(path: str) -> tuple[int, dict[str, object]]:
-        """`GET /api/v1/traces/{traceId}`: what ClickHouse holds of a trace."""
-        kind, _, trace_id = path.partition("/")
-        if kind != "traces" or not trace_id:
-            return 404, {"error": f"no such resource: {path}"}
+        """`GET /api/v1/traces/{traceId}` and `/api/v1/lineage/runs/{runId}`: what
+        ClickHouse holds of a trace or of a run's lineage."""
         try:
-            return 200, await trace_summary(backend, trace_id)
+            if path.startswith("traces/") and len(path) > len("traces/"):
+                return 200, await trace_summary(backend, path.removeprefix("traces/"))
+            if path.startswith("lineage/runs/") and len(path) > len("lineage/runs/"):
+                found = await run_summary(backend, path.removeprefix("lineage/runs/"))
+                if found is None:
+                    return 404, {"error": "the lineage warehouse has no event of this run"}
+                return 200, found
         except ValueError as exc:
             return 400, {"error": str(exc)}
         except BackendError as exc:
             return 503, {"error": f"ClickHouse: {exc}"}
+        return 404, {"error": f"no such resource: {path}"}
 
-    asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api))
+    sql = backend.query_text if isinstance(backend, ChdbBackend) else None
+    asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api, sql))
     return 0

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from consumers.sql_http import MAX_QUERY_BYTES, QueryRefused, Runner, guarded
 from consumers.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class HealthServer:
         port: int = 0,
         extra: Callable[[], dict[str, object]] | None = None,
         api: ApiHandler | None = None,
+        sql: Runner | None = None,
     ) -> None:
         self.stats = stats
         self.health = health
@@ -59,6 +61,7 @@ class HealthServer:
         self.port = port
         self.extra = extra
         self.api = api
+        self.sql = sql  # read-only SQL on `POST /` (consumers/sql_http.py)
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -83,10 +86,13 @@ class HealthServer:
             if len(head) > MAX_REQUEST_BYTES:
                 status, ctype, body = 431, "text/plain", b"request header too large\n"
             else:
-                status, ctype, body = await self._dispatch(
-                    head.split(b"\r\n", 1)[0].decode("latin-1")
-                )
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(status, "Error")
+                request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+                if self.sql is not None and request_line.startswith(("POST / ", "POST /? ")):
+                    status, ctype, body = await self._query(head, reader)
+                else:
+                    status, ctype, body = await self._dispatch(request_line)
+            reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+            reason = reasons.get(status, "Error")
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1")
@@ -97,6 +103,31 @@ class HealthServer:
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _query(self, head: bytes, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+        """`POST /` with a SELECT as the body: JSONEachRow lines, or the error as text."""
+        assert self.sql is not None
+        length = -1
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if length < 0:
+            return 411, "text/plain", b"Content-Length required\n"
+        if length > MAX_QUERY_BYTES:
+            return 413, "text/plain", f"query over {MAX_QUERY_BYTES} bytes\n".encode()
+        try:
+            raw = await asyncio.wait_for(reader.readexactly(length), timeout=10)
+            query = guarded(raw.decode("utf-8"))
+        except (asyncio.IncompleteReadError, TimeoutError):
+            return 400, "text/plain", b"incomplete body\n"
+        except (UnicodeDecodeError, QueryRefused) as exc:
+            return 400, "text/plain", f"refused: {exc}\n".encode()
+        try:
+            text = await self.sql(query)
+        except Exception as exc:  # the store's own error text, as ClickHouse answers
+            return 500, "text/plain", (str(exc)[:4000] + "\n").encode()
+        return 200, "application/x-ndjson", text.encode()
 
     async def _dispatch(self, request_line: str) -> tuple[int, str, bytes]:
         parts = request_line.split(" ")

@@ -1,6 +1,6 @@
 """ClickHouse behind one interface: chdb (embedded, the local default) or a server.
 
-Both backends run the same DDL (`ddl.create_statements`) and the same
+Both backends run the same DDL (a `ddl.Schema`'s statements) and the same
 `INSERT INTO db.table (columns)` with the same deduplication settings; they differ
 only in how the rows travel: chdb takes them inline as JSONEachRow, the native
 protocol takes typed columns from clickhouse-driver.
@@ -41,7 +41,7 @@ class Backend(Protocol):
     @property
     def database(self) -> str: ...
 
-    async def setup(self, ttl_days: int = 0) -> None: ...
+    async def setup(self, statements: Sequence[str] | None = None) -> None: ...
     async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None: ...
     async def query(self, sql: str) -> list[dict[str, Any]]: ...
     async def ping(self) -> bool: ...
@@ -116,8 +116,9 @@ class ChdbBackend:
                 raise BackendError(text[:2000], transient=transient) from None
         return str(result)
 
-    async def setup(self, ttl_days: int = 0) -> None:
-        for sql in create_statements(self.database, ttl_days):
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        """Run `statements` (default: the otel tables' DDL)."""
+        for sql in statements if statements is not None else create_statements(self.database):
             await asyncio.to_thread(self._run, sql)
 
     async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:
@@ -131,8 +132,12 @@ class ChdbBackend:
         await asyncio.to_thread(self._run, sql)
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
-        text = await asyncio.to_thread(self._run, sql, "JSONEachRow")
+        text = await self.query_text(sql)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    async def query_text(self, sql: str) -> str:
+        """The answer as JSONEachRow text (what the read-only SQL endpoint serves)."""
+        return await asyncio.to_thread(self._run, sql, "JSONEachRow")
 
     async def ping(self) -> bool:
         try:
@@ -179,8 +184,8 @@ class NativeBackend:
                 transient = getattr(exc, "code", None) in {159, 202, 241, 252, 209, 210}
                 raise BackendError(str(exc)[:2000], transient=transient) from None
 
-    async def setup(self, ttl_days: int = 0) -> None:
-        for sql in create_statements(self.database, ttl_days):
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        for sql in statements if statements is not None else create_statements(self.database):
             await asyncio.to_thread(self._execute, sql)
 
     async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:

@@ -40,7 +40,7 @@ from consumers.dlq import DeadLetterQueue, Record, Rejection
 from consumers.health import Health
 from consumers.kafka import Rebalance, make_consumer, make_producer, update_lag
 from consumers.otel.backend import Backend, BackendError
-from consumers.otel.ddl import TABLES
+from consumers.otel.ddl import OTEL_SCHEMA, Schema
 from consumers.otel.decode import DecodeError, Row, decode_metrics, decode_trace_tables
 from consumers.retry import Backoff
 from consumers.stats import Stats
@@ -70,6 +70,7 @@ class OtelSettings:
     ttl_days: int = 0
     fetch_max_records: int = 2_000
     client_id: str = "lineagehub-otel"
+    name: str = NAME  # the consumer's name in metrics, logs and dead letters
 
 
 @dataclass
@@ -117,12 +118,14 @@ class OtelConsumer:
         stats: Stats | None = None,
         health: Health | None = None,
         decoders: dict[str, Decoder] | None = None,
+        schema: Schema = OTEL_SCHEMA,
     ) -> None:
         self.s = settings
         self.backend = backend
-        self.stats = stats or Stats(NAME)
+        self.stats = stats or Stats(settings.name)
         self.health = health or Health()
         self.decoders = decoders or DECODERS
+        self.schema = schema
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
         self._consumer: AIOKafkaConsumer | None = None
@@ -136,7 +139,8 @@ class OtelConsumer:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._retry("create tables", lambda: self.backend.setup(self.s.ttl_days))
+        statements = self.schema.create(self.backend.database, self.s.ttl_days)
+        await self._retry("create tables", lambda: self.backend.setup(statements))
         self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=self.s.bootstrap, client_id=f"{self.s.client_id}-admin"
@@ -148,14 +152,17 @@ class OtelConsumer:
             self.s.client_id,
             max_poll_records=self.s.fetch_max_records,
         )
-        self._dlq = DeadLetterQueue(self._producer, NAME)
+        self._dlq = DeadLetterQueue(self._producer, self.s.name)
         await self._producer.start()
         await self._admin.start()
         await self._consumer.start()
         listener = Rebalance(self._revoked, self._assigned)
         self._consumer.subscribe(list(self.s.topics), listener=listener)
         self.health.started = True
-        log.info("otel consumer started", extra={"topics": self.s.topics, "group": self.s.group})
+        log.info(
+            f"{self.s.name} consumer started",
+            extra={"topics": self.s.topics, "group": self.s.group},
+        )
         try:
             await self._loop(stop)
         finally:
@@ -209,7 +216,7 @@ class OtelConsumer:
             await self._producer.stop()
         if self._admin is not None:
             await self._admin.close()
-        log.info("otel consumer stopped")
+        log.info(f"{self.s.name} consumer stopped")
 
     # ---- batching ----------------------------------------------------------------------
 
@@ -390,7 +397,7 @@ class OtelConsumer:
         attempt = 0
         while True:
             try:
-                await self.backend.insert(TABLES[table], rows, token)
+                await self.backend.insert(self.schema.tables[table], rows, token)
                 break
             except BackendError as exc:
                 attempt += 1

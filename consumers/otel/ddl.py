@@ -21,6 +21,7 @@ The same statements run on chdb and on a ClickHouse server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 DEDUP_WINDOW = 1000
@@ -317,11 +318,11 @@ def _quote_ident(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
-    """Every statement, in order, to create the database and tables (idempotent)."""
+def render_statements(templates: Sequence[str], database: str, ttl_days: int) -> list[str]:
+    """`CREATE DATABASE` then each template with `{db}` and `{ttl:<column>}` filled in."""
     db = _quote_ident(database)
     out = [f"CREATE DATABASE IF NOT EXISTS {db}"]
-    for template in _ORDERED:
+    for template in templates:
         sql = template.replace("{db}", db)
         while "{ttl:" in sql:
             start = sql.index("{ttl:")
@@ -331,6 +332,22 @@ def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
             sql = sql[:start] + ttl + sql[end + 1 :]
         out.append(sql.strip())
     return out
+
+
+def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
+    """Every statement, in order, to create the database and tables (idempotent)."""
+    return render_statements(_ORDERED, database, ttl_days)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What a batch consumer writes: its tables and the statements that create them."""
+
+    tables: Mapping[str, Table]
+    create: Callable[[str, int], list[str]]
+
+
+OTEL_SCHEMA = Schema(TABLES, create_statements)
 
 
 def insert_prefix(database: str, table: Table) -> str:

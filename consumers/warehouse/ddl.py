@@ -1,0 +1,235 @@
+"""The lineage warehouse: OpenLineage events in ClickHouse, beside the traces.
+
+Every table is written only by appending rows derived from one event, so a batch
+can be inserted again with the same `insert_deduplication_token` (redelivery) and
+dropped, and an exact duplicate event (same canonical JSON, so the same
+`EventHash`) lands on the same sorting key and collapses (ReplacingMergeTree).
+Nothing is counted at write time: every derived fact (a run's state, its inputs,
+an edge's first and last sighting) is an idempotent aggregate over these rows
+(`min`, `max`, `argMax`), so neither a replayed batch nor a duplicate event can
+double anything, and arrival order never matters: a run's state is derived from
+`EventTime` (see `RUNS_SQL`).
+
+* `lineage_events`: every event as received (`Payload` is its canonical JSON),
+  with the columns queries filter on pulled out.
+* `lineage_io`: one row per (event, dataset, direction): `input` / `output` of a run
+  or of a JobEvent, `declared` for a DatasetEvent; schema, its hash and statistics.
+* `lineage_edges` / `lineage_edges_rev`: the same edge rows sorted by source and by
+  destination, so a hop up or down the graph is a range read. Node ids are
+  Marquez's: `dataset:<ns>:<name>`, `job:<ns>:<name>`, `datasetField:<ns>:<name>:<field>`.
+  `Kind` is `io` (job↔dataset), `column` (field→field, or field→dataset for
+  indirect dependencies) or `static` (from a JobEvent, tied to no run).
+* `lineage_runs` (a view): the runs' state, times, parent and root, by eventTime.
+"""
+
+from __future__ import annotations
+
+from consumers.otel.ddl import DEDUP_WINDOW, Schema, Table, render_statements
+
+_TIME = frozenset({"EventTime"})
+
+EVENTS = Table(
+    "lineage_events",
+    (
+        "EventHash",
+        "Kind",
+        "EventType",
+        "EventTime",
+        "RunId",
+        "JobNamespace",
+        "JobName",
+        "ParentRunId",
+        "ParentJobNamespace",
+        "ParentJobName",
+        "RootRunId",
+        "RootJobNamespace",
+        "RootJobName",
+        "TraceId",
+        "Producer",
+        "SchemaURL",
+        "ErrorMessage",
+        "Payload",
+    ),
+    _TIME,
+)
+IO = Table(
+    "lineage_io",
+    (
+        "EventHash",
+        "EventTime",
+        "EventType",
+        "RunId",
+        "JobNamespace",
+        "JobName",
+        "Direction",
+        "DatasetNamespace",
+        "DatasetName",
+        "SchemaHash",
+        "FieldNames",
+        "FieldTypes",
+        "RowCount",
+        "Bytes",
+        "FileCount",
+        "Facets",
+    ),
+    _TIME,
+)
+_EDGE_COLUMNS = (
+    "Src",
+    "Dst",
+    "Kind",
+    "RunId",
+    "EventTime",
+    "EventHash",
+    "JobNamespace",
+    "JobName",
+    "TransformType",
+    "TransformSubtype",
+    "TransformDescription",
+    "Masking",
+)
+EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME)
+EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME)
+TABLES = {t.name: t for t in (EVENTS, IO, EDGES, EDGES_REV)}
+
+TERMINAL_STATES = ("COMPLETE", "FAIL", "ABORT")
+
+_SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+_EVENTS_SQL = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.lineage_events (
+    EventHash String CODEC(ZSTD(1)),
+    Kind LowCardinality(String),
+    EventType LowCardinality(String),
+    EventTime DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    RunId String CODEC(ZSTD(1)),
+    JobNamespace String CODEC(ZSTD(1)),
+    JobName String CODEC(ZSTD(1)),
+    ParentRunId String CODEC(ZSTD(1)),
+    ParentJobNamespace String CODEC(ZSTD(1)),
+    ParentJobName String CODEC(ZSTD(1)),
+    RootRunId String CODEC(ZSTD(1)),
+    RootJobNamespace String CODEC(ZSTD(1)),
+    RootJobName String CODEC(ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    Producer LowCardinality(String),
+    SchemaURL LowCardinality(String),
+    ErrorMessage String CODEC(ZSTD(3)),
+    Payload String CODEC(ZSTD(3)),
+    INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_parent ParentRunId TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(EventTime)
+ORDER BY (JobNamespace, JobName, RunId, EventHash)
+{{ttl:toDateTime(EventTime)}}
+{_SETTINGS}
+"""
+
+_IO_SQL = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.lineage_io (
+    EventHash String CODEC(ZSTD(1)),
+    EventTime DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    EventType LowCardinality(String),
+    RunId String CODEC(ZSTD(1)),
+    JobNamespace String CODEC(ZSTD(1)),
+    JobName String CODEC(ZSTD(1)),
+    Direction LowCardinality(String),
+    DatasetNamespace String CODEC(ZSTD(1)),
+    DatasetName String CODEC(ZSTD(1)),
+    SchemaHash String CODEC(ZSTD(1)),
+    FieldNames Array(String) CODEC(ZSTD(1)),
+    FieldTypes Array(String) CODEC(ZSTD(1)),
+    RowCount Nullable(Int64),
+    Bytes Nullable(Int64),
+    FileCount Nullable(Int64),
+    Facets String CODEC(ZSTD(3)),
+    INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(EventTime)
+ORDER BY (DatasetNamespace, DatasetName, Direction, RunId, EventHash)
+{{ttl:toDateTime(EventTime)}}
+{_SETTINGS}
+"""
+
+_EDGES_BODY = """(
+    Src String CODEC(ZSTD(1)),
+    Dst String CODEC(ZSTD(1)),
+    Kind LowCardinality(String),
+    RunId String CODEC(ZSTD(1)),
+    EventTime DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    EventHash String CODEC(ZSTD(1)),
+    JobNamespace String CODEC(ZSTD(1)),
+    JobName String CODEC(ZSTD(1)),
+    TransformType LowCardinality(String),
+    TransformSubtype LowCardinality(String),
+    TransformDescription String CODEC(ZSTD(1)),
+    Masking UInt8
+) ENGINE = ReplacingMergeTree"""
+
+_EDGES_SQL = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges {_EDGES_BODY}
+ORDER BY (Src, Kind, Dst, RunId, EventHash, TransformType, TransformSubtype)
+{{ttl:toDateTime(EventTime)}}
+{_SETTINGS}
+"""
+
+_EDGES_REV_SQL = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges_rev {_EDGES_BODY}
+ORDER BY (Dst, Kind, Src, RunId, EventHash, TransformType, TransformSubtype)
+{{ttl:toDateTime(EventTime)}}
+{_SETTINGS}
+"""
+
+
+def runs_select(db: str, where: str = "1") -> str:
+    """One row per run, derived from its events by eventTime, never by arrival.
+
+    State: a terminal event (COMPLETE, FAIL, ABORT) beats START and RUNNING whatever
+    their times; among terminals the latest eventTime wins; OTHER never sets the state
+    (a run with only OTHER events is `OTHER`). Start = earliest START (earliest event
+    when no START came), end = latest terminal. Facet-derived columns take the latest
+    event that carries them. `where` filters events before grouping.
+    """
+    terminal = "e.EventType IN ('COMPLETE', 'FAIL', 'ABORT')"
+    # Arguments are qualified (`e.`): ClickHouse resolves a bare name to a same-named
+    # alias first, which would nest aggregates.
+    return f"""
+SELECT
+    e.RunId AS RunId,
+    argMax(e.JobNamespace, e.EventTime) AS JobNamespace,
+    argMax(e.JobName, e.EventTime) AS JobName,
+    argMax(
+        e.EventType,
+        ({terminal}, e.EventType != 'OTHER', e.EventTime, e.EventType = 'RUNNING')
+    ) AS State,
+    if(
+        countIf(e.EventType = 'START') > 0,
+        minIf(e.EventTime, e.EventType = 'START'),
+        min(e.EventTime)
+    ) AS StartTime,
+    if(countIf({terminal}) > 0, maxIf(e.EventTime, {terminal}), NULL) AS EndTime,
+    max(e.EventTime) AS LastEventTime,
+    argMaxIf(e.ParentRunId, e.EventTime, e.ParentRunId != '') AS ParentRunId,
+    argMaxIf(e.ParentJobNamespace, e.EventTime, e.ParentRunId != '') AS ParentJobNamespace,
+    argMaxIf(e.ParentJobName, e.EventTime, e.ParentRunId != '') AS ParentJobName,
+    argMaxIf(e.RootRunId, e.EventTime, e.RootRunId != '') AS RootRunId,
+    argMaxIf(e.TraceId, e.EventTime, e.TraceId != '') AS TraceId,
+    argMaxIf(e.ErrorMessage, e.EventTime, e.ErrorMessage != '') AS ErrorMessage,
+    uniqExact(e.EventHash) AS Events
+FROM {db}.lineage_events AS e
+WHERE e.Kind = 'run' AND ({where})
+GROUP BY e.RunId"""
+
+
+def _runs_view(db: str) -> str:
+    return f"CREATE VIEW IF NOT EXISTS {db}.lineage_runs AS {runs_select(db)}"
+
+
+def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
+    """The warehouse's tables and view (idempotent), in the otel database by default so
+    one query can join lineage with `otel_traces` and `pipeline_runs`."""
+    out = render_statements((_EVENTS_SQL, _IO_SQL, _EDGES_SQL, _EDGES_REV_SQL), database, ttl_days)
+    return [*out, _runs_view(out[0].removeprefix("CREATE DATABASE IF NOT EXISTS "))]
+
+
+LINEAGE_SCHEMA = Schema(TABLES, create_statements)
