@@ -87,7 +87,9 @@ class HealthServer:
                 status, ctype, body = 431, "text/plain", b"request header too large\n"
             else:
                 request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-                if self.sql is not None and request_line.startswith(("POST / ", "POST /? ")):
+                method, _, rest = request_line.partition(" ")
+                target = rest.split(" ", 1)[0].split("?", 1)[0]
+                if self.sql is not None and method == "POST" and target == "/":
                     status, ctype, body = await self._query(head, reader)
                 else:
                     status, ctype, body = await self._dispatch(request_line)

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway import clickhouse, health, lineage
+from gateway import clickhouse, health, lineage, lineage_api
 from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
 from gateway.body import (
     BadEncoding,
@@ -115,6 +115,9 @@ def _default_metrics_store(settings: Settings) -> tuple[clickhouse.MetricsStore 
         return clickhouse.NativeStore(settings.clickhouse_url, settings.clickhouse_database), (
             "clickhouse"
         )
+    if settings.clickhouse_http_url:
+        store = clickhouse.HttpStore(settings.clickhouse_http_url, settings.clickhouse_database)
+        return store, "clickhouse-http"
     if settings.chdb_path:
         return clickhouse.ChdbStore(settings.chdb_path, settings.clickhouse_database), "chdb"
     return None, ""
@@ -247,6 +250,14 @@ def _routes(app: FastAPI, deps: Deps) -> None:
     lineage_writer = _authorizer(deps, Scope.LINEAGE_WRITE)
     runs_writer = _authorizer(deps, Scope.RUNS_WRITE)
     runs_reader = _authorizer(deps, Scope.RUNS_READ)
+    app.include_router(
+        lineage_api.router(
+            lambda: deps.metrics_store,
+            settings.clickhouse_database,
+            _authorizer(deps, Scope.LINEAGE_READ),
+            settings.retry_after_s,
+        )
+    )
 
     # ---------------------------------------------------------------- lineage
 

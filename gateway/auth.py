@@ -26,6 +26,7 @@ class Scope(StrEnum):
     LINEAGE_WRITE = "lineage:write"
     RUNS_WRITE = "runs:write"
     RUNS_READ = "runs:read"
+    LINEAGE_READ = "lineage:read"
 
 
 ALL_SCOPES = frozenset(Scope)

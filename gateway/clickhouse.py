@@ -33,6 +33,7 @@ class MetricsStore(Protocol):
         self, window_s: int, pipeline: str | None
     ) -> list[dict[str, Any]]: ...
     async def ping(self) -> None: ...
+    async def rows(self, sql: str) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
 
@@ -115,6 +116,10 @@ class _SqlStore:
     async def ping(self) -> None:
         await asyncio.to_thread(self._query, "SELECT 1")
 
+    async def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Any read query's rows (the lineage API's queries)."""
+        return await asyncio.to_thread(self._query, sql)
+
 
 class NativeStore(_SqlStore):
     """`clickhouse://user:password@host:9000/database?secure=false`."""
@@ -176,8 +181,47 @@ class ChdbStore(_SqlStore):
             self._session.close()
 
 
+class HttpStore(_SqlStore):
+    """ClickHouse's HTTP interface: a ClickHouse server (`http://user:pw@host:8123/?database=otel`)
+    or, on the local stack, the chdb folder's owner answering the same protocol
+    (`consumers/sql_http.py`). Queries are sent read-only."""
+
+    def __init__(self, url: str, database: str = "otel", timeout_s: float = 15.0) -> None:
+        import httpx
+
+        parsed = urlparse(url)
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        self.database = options.get("database") or database
+        auth = (
+            (unquote(parsed.username), unquote(parsed.password or "")) if parsed.username else None
+        )
+        base = parsed._replace(netloc=parsed.hostname or "", query="", fragment="")
+        if parsed.port:
+            base = base._replace(netloc=f"{parsed.hostname}:{parsed.port}")
+        self._url = base.geturl() or url
+        self._client = httpx.Client(timeout=timeout_s, auth=auth)
+        self._lock = threading.Lock()
+
+    def _query(self, sql: str) -> list[dict[str, Any]]:
+        params = {"default_format": "JSONEachRow", "readonly": "1", "database": self.database}
+        with self._lock:
+            try:
+                reply = self._client.post(self._url, params=params, content=sql.encode())
+            except Exception as exc:
+                raise MetricsUnavailable(f"ClickHouse HTTP: {type(exc).__name__}: {exc}") from None
+        if reply.status_code != 200:
+            raise MetricsUnavailable(f"ClickHouse HTTP {reply.status_code}: {reply.text[:1000]}")
+        return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
 UNCONFIGURED = (
-    "no ClickHouse server configured: set CLICKHOUSE_URL (clickhouse://host:9000/otel). "
+    "no ClickHouse configured: set CLICKHOUSE_URL (clickhouse://host:9000/otel) or "
+    "CLICKHOUSE_HTTP_URL (http://host:8123/?database=otel, or the otel consumer's health port "
+    "on the local stack). "
     "The local stack's embedded ClickHouse (chdb) is held by the otel consumer and "
     "cannot be opened by a second process."
 )

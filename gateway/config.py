@@ -34,6 +34,9 @@ class Settings:
     """Namespace of runs when a request names none."""
     clickhouse_url: str = ""
     """`clickhouse://user:pass@host:9000/db` (native protocol)."""
+    clickhouse_http_url: str = ""
+    """ClickHouse's HTTP interface (`http://host:8123/?database=otel`), or on the local
+    stack the otel consumer's health port, which owns the chdb folder and answers it."""
     chdb_path: str = ""
     """An embedded ClickHouse (chdb) folder this process may open itself; only for
     a folder no other process holds (chdb allows one owner)."""
@@ -90,6 +93,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         kubeconfig=e.get("KUBECONFIG", "").strip(),
         namespace=e.get("LINEAGEHUB_GATEWAY_NAMESPACE", "").strip() or "default",
         clickhouse_url=e.get("CLICKHOUSE_URL", "").strip(),
+        clickhouse_http_url=e.get("CLICKHOUSE_HTTP_URL", "").strip(),
         chdb_path=e.get("LINEAGEHUB_GATEWAY_CHDB_PATH", "").strip(),
         clickhouse_database=e.get("CLICKHOUSE_DATABASE", "").strip() or "otel",
         marquez_url=e.get("MARQUEZ_URL", "").strip(),

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from consumers.otel.backend import Backend
-from consumers.warehouse.ddl import runs_select
+from lineagehub.warehouse_sql import runs_select
 
 RUN_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

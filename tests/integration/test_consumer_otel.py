@@ -162,8 +162,8 @@ class CrashingBackend:
     def database(self) -> str:
         return self.inner.database
 
-    async def setup(self, ttl_days: int = 0) -> None:
-        await self.inner.setup(ttl_days)
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        await self.inner.setup(statements)
 
     async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
         if self.crashed.is_set():
