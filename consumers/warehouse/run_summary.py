@@ -34,9 +34,11 @@ async def run_summary(backend: Backend, run_id: str) -> dict[str, Any] | None:
         "GROUP BY Direction, DatasetNamespace, DatasetName "
         "ORDER BY Direction, DatasetNamespace, DatasetName"
     )
+    # The run's own column edges and its child runs' (a PipelineRun's stages).
     columns = await backend.query(
         "SELECT uniqExact(Src, Dst) AS edges "
-        f"FROM {db}.lineage_edges WHERE RunId = '{run_id}' AND Kind = 'column'"
+        f"FROM {db}.lineage_edges WHERE Kind = 'column' AND (RunId = '{run_id}' OR RunId IN ("
+        f"SELECT DISTINCT RunId FROM {db}.lineage_events WHERE ParentRunId = '{run_id}'))"
     )
 
     def datasets(direction: str) -> list[dict[str, Any]]:

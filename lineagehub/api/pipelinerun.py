@@ -324,6 +324,8 @@ class Reason(StrEnum):
     WAITING = "Waiting"
     MARQUEZ_UNAVAILABLE = "MarquezUnavailable"
     MARQUEZ_NOT_CONFIGURED = "MarquezNotConfigured"
+    LINEAGE_STORE_UNAVAILABLE = "LineageStoreUnavailable"
+    NO_LINEAGE_STORE = "NoLineageStore"
     TRACE_STORE_UNAVAILABLE = "TraceStoreUnavailable"
     NOT_RECORDED = "NotRecorded"
 
@@ -812,9 +814,14 @@ class LineageStatus(StatusModel):
     marquez_url: str | None = None
     """Link to the run's job in the Marquez UI."""
     in_marquez: bool | None = None
-    """Whether Marquez has the run (checked through its API)."""
+    """Whether Marquez has the run (checked through its API; null: no Marquez configured)."""
+    in_clickhouse: bool | None = None
+    """Whether the ClickHouse lineage warehouse has the run in its final state (null: not
+    configured)."""
+    stores: list[str] = Field(default_factory=list)
+    """The lineage stores that hold the run in its final state (`ClickHouse`, `Marquez`)."""
     column_lineage: bool | None = None
-    """Whether column-level lineage was emitted for the output."""
+    """Whether column-level lineage was recorded for the run (in any store)."""
 
 
 class TraceStatus(StatusModel):

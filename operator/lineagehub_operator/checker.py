@@ -18,6 +18,7 @@ from lineagehub_operator.stores import (
     jaeger_trace,
     marquez_column_lineage,
     marquez_run,
+    warehouse_run,
 )
 from lineagehub_operator.verify import Links, Lookup, verified_status
 
@@ -69,6 +70,9 @@ class StoreChecker:
                 )
             except StoreUnavailable:
                 column_lineage = None
+        warehouse = await _lookup(
+            self._config.lineage_store_url, lambda url: warehouse_run(c, url, run_id)
+        )
         clickhouse = await _lookup(
             self._config.trace_store_url, lambda url: clickhouse_trace(c, url, trace_id)
         )
@@ -78,5 +82,13 @@ class StoreChecker:
         finished = status.completion_time or now
         expired = now > finished + timedelta(seconds=self._config.verify_timeout_seconds)
         return verified_status(
-            run, self.links(run), marquez, column_lineage, clickhouse, jaeger, expired, now
+            run,
+            self.links(run),
+            marquez,
+            column_lineage,
+            clickhouse,
+            jaeger,
+            expired,
+            now,
+            warehouse=warehouse,
         )

@@ -22,6 +22,9 @@ class OperatorConfig:
     data_mount_path: str = "/data"
     poll_seconds: float = 15.0
     trace_store_url: str | None = None  # the otel consumer's query endpoint
+    # The lineage warehouse's query endpoint; the otel consumer hosts it unless run
+    # with --no-lineage, so it defaults to the trace store's.
+    lineage_store_url: str | None = None
     jaeger_query_url: str | None = None
     verify_timeout_seconds: float = 300.0
 
@@ -50,6 +53,8 @@ class OperatorConfig:
             data_mount_path=opt("LINEAGEHUB_DATA_MOUNT_PATH") or cls.data_mount_path,
             poll_seconds=float(opt("LINEAGEHUB_POLL_SECONDS") or cls.poll_seconds),
             trace_store_url=opt("LINEAGEHUB_TRACE_STORE_URL"),
+            lineage_store_url=opt("LINEAGEHUB_LINEAGE_STORE_URL")
+            or opt("LINEAGEHUB_TRACE_STORE_URL"),
             jaeger_query_url=opt("JAEGER_QUERY_URL"),
             verify_timeout_seconds=float(
                 opt("LINEAGEHUB_VERIFY_TIMEOUT_SECONDS") or cls.verify_timeout_seconds

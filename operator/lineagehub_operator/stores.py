@@ -30,6 +30,16 @@ class MarquezRun:
 
 
 @dataclass(frozen=True)
+class WarehouseRun:
+    """A run as the ClickHouse lineage warehouse holds it (OpenLineage states)."""
+
+    state: str
+    inputs: list[tuple[str, str]]
+    outputs: list[tuple[str, str]]
+    column_edges: int
+
+
+@dataclass(frozen=True)
 class TraceCount:
     spans: int
     names: frozenset[str]
@@ -76,6 +86,24 @@ async def marquez_column_lineage(
     url = f"{base.rstrip('/')}/api/v1/namespaces/{ns}/datasets/{ds}"
     reply = await _get("Marquez", client, url)
     return bool(reply is not None and reply.json().get("columnLineage"))
+
+
+async def warehouse_run(client: httpx.AsyncClient, base: str, run_id: str) -> WarehouseRun | None:
+    """A run in the lineage warehouse, through the consumer's query endpoint."""
+    url = f"{base.rstrip('/')}/api/v1/lineage/runs/{run_id}"
+    reply = await _get("ClickHouse", client, url)
+    if reply is None:
+        return None
+    try:
+        body = reply.json()
+        return WarehouseRun(
+            state=str(body.get("state", "")),
+            inputs=_datasets(body.get("inputs") or []),
+            outputs=_datasets(body.get("outputs") or []),
+            column_edges=int(body.get("columnEdges") or 0),
+        )
+    except (ValueError, TypeError, AttributeError) as err:
+        raise StoreUnavailable("ClickHouse", f"an answer that is not a run at {url}") from err
 
 
 async def clickhouse_trace(client: httpx.AsyncClient, base: str, trace_id: str) -> TraceCount:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lineagehub.api.pipelinerun import (
     CONDITION_LINEAGE_RECORDED,
@@ -26,7 +26,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import dataset_of
-from lineagehub_operator.stores import MarquezRun, TraceCount
+from lineagehub_operator.stores import MarquezRun, TraceCount, WarehouseRun
 
 T = TypeVar("T")
 #: Marquez's run state for each terminal phase.
@@ -69,54 +69,90 @@ def pending(status: PipelineRunStatus) -> bool:
     return False
 
 
+#: The OpenLineage state the lineage warehouse derives for each terminal phase.
+WAREHOUSE_STATE = {Phase.SUCCEEDED: "COMPLETE", Phase.FAILED: "FAIL", Phase.CANCELLED: "ABORT"}
+
+
 def _lineage(
     run: PipelineRun,
     status: PipelineRunStatus,
     links: Links,
     marquez: Lookup[MarquezRun],
     column_lineage: bool | None,
+    warehouse: Lookup[WarehouseRun],
     expired: bool,
 ) -> tuple[LineageStatus, ConditionStatus, str, str]:
+    """Checked against every configured lineage store: True once each holds the run in
+    its final state; False with a reason only when a configured store lacks it (or none
+    is configured); Unknown while waiting."""
     src, sink = dataset_of(run.spec.source.uri), dataset_of(run.spec.sink.uri)
-    found = marquez.value
-    wanted = MARQUEZ_STATE[status.phase]  # type: ignore[index]
-    recorded = found is not None and found.state == wanted
+    phase = status.phase
+    assert phase in MARQUEZ_STATE
+    checks: list[tuple[str, Lookup[Any], str, str | None]] = []  # store, lookup, wanted, found
+    if warehouse.configured:
+        wh = warehouse.value
+        checks.append(("ClickHouse", warehouse, WAREHOUSE_STATE[phase], wh.state if wh else None))
+    if marquez.configured:
+        mq = marquez.value
+        checks.append(("Marquez", marquez, MARQUEZ_STATE[phase], mq.state if mq else None))
+    holding = [name for name, _, wanted, found in checks if found == wanted]
+    known = marquez.value or warehouse.value
+    columns = column_lineage
+    if warehouse.value is not None and warehouse.value.column_edges > 0:
+        columns = True
+    elif columns is None and warehouse.value is not None:
+        columns = False
     lineage = LineageStatus(
         namespace=links.namespace,
         job=links.job,
         run_id=status.run_id,
         inputs=[
             DatasetRef(namespace=ns, name=n)
-            for ns, n in (found.inputs if found and found.inputs else [src])
+            for ns, n in (known.inputs if known and known.inputs else [src])
         ],
         outputs=[
             DatasetRef(namespace=ns, name=n)
-            for ns, n in (found.outputs if found and found.outputs else [sink])
+            for ns, n in (known.outputs if known and known.outputs else [sink])
         ],
         marquez_url=links.marquez_url,
-        in_marquez=recorded,
-        column_lineage=column_lineage,
+        in_marquez="Marquez" in holding if marquez.configured else None,
+        in_clickhouse="ClickHouse" in holding if warehouse.configured else None,
+        stores=holding,
+        column_lineage=columns,
     )
     late = ConditionStatus.FALSE if expired else ConditionStatus.UNKNOWN
-    if not marquez.configured:
+    if not checks:
         return (
             lineage,
             ConditionStatus.FALSE,
-            Reason.MARQUEZ_NOT_CONFIGURED,
-            "MARQUEZ_URL is not set on the operator",
+            Reason.NO_LINEAGE_STORE,
+            "no lineage store is configured on the operator "
+            "(LINEAGEHUB_LINEAGE_STORE_URL for ClickHouse, MARQUEZ_URL for Marquez)",
         )
-    if marquez.error:
-        return lineage, late, Reason.MARQUEZ_UNAVAILABLE, f"Marquez did not answer: {marquez.error}"
-    if recorded:
+    for name, lookup, _, _ in checks:
+        if lookup.error:
+            reason = (
+                Reason.MARQUEZ_UNAVAILABLE
+                if name == "Marquez"
+                else Reason.LINEAGE_STORE_UNAVAILABLE
+            )
+            return lineage, late, reason, f"{name} did not answer: {lookup.error}"
+    if len(holding) == len(checks):
+        wanted = WAREHOUSE_STATE[phase]
         return (
             lineage,
             ConditionStatus.TRUE,
             Reason.RECORDED,
-            f"Marquez has run {status.run_id} {wanted}",
+            f"{' and '.join(holding)} hold run {status.run_id} {wanted}",
         )
-    seen = f"in state {found.state}" if found else "not yet"
+    missing = [
+        f"{name} has it {found}" if found else f"{name} has no event of it yet"
+        for name, _, wanted, found in checks
+        if found != wanted
+    ]
     reason = Reason.NOT_RECORDED if expired else Reason.WAITING
-    return lineage, late, reason, f"Marquez has run {status.run_id} {seen}; expected {wanted}"
+    wanted = WAREHOUSE_STATE[phase]
+    return lineage, late, reason, f"run {status.run_id} should be {wanted}: {'; '.join(missing)}"
 
 
 def _trace(
@@ -176,13 +212,20 @@ def verified_status(
     jaeger: Lookup[TraceCount],
     expired: bool,
     now: datetime,
+    warehouse: Lookup[WarehouseRun] | None = None,
 ) -> PipelineRunStatus:
     """The run's status with lineage, trace and their two conditions filled in."""
     assert run.status is not None
     status = run.status.model_copy(deep=True)
     gen = run.metadata.generation
     lineage, l_status, l_reason, l_message = _lineage(
-        run, status, links, marquez, column_lineage, expired
+        run,
+        status,
+        links,
+        marquez,
+        column_lineage,
+        warehouse or Lookup(configured=False),
+        expired,
     )
     trace, t_status, t_reason, t_message = _trace(run, status, links, clickhouse, jaeger, expired)
     status.lineage, status.trace = lineage, trace

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from lineagehub_operator.decide import RunIds, decide
 from lineagehub_operator.observed import JobState, ObservedJob
-from lineagehub_operator.stores import MarquezRun, TraceCount
+from lineagehub_operator.stores import MarquezRun, TraceCount, WarehouseRun
 from lineagehub_operator.verify import Links, Lookup, expected_spans, pending, verified_status
 
 from lineagehub.api.pipelinerun import STAGES, ConditionStatus, PipelineRun
@@ -18,6 +18,12 @@ IDS = RunIds(
 )
 LINKS = Links("ns", "orders", "http://marquez/api/v1/jobs/runs/x", "http://jaeger/trace/y")
 ALL_SPANS = frozenset({"PipelineRun orders", "stage extract", "stage transform", "stage load"})
+
+
+def wh(state: str, column_edges: int = 0) -> WarehouseRun:
+    return WarehouseRun(
+        state, [("file", "/data/in.csv")], [("file", "/data/out.parquet")], column_edges
+    )
 
 
 def finished_run() -> PipelineRun:
@@ -96,7 +102,30 @@ def test_all_recorded() -> None:
         ),
         (
             {"marquez": Lookup(configured=False)},
-            ("False", "MarquezNotConfigured"),
+            ("False", "NoLineageStore"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"marquez": Lookup(configured=False), "warehouse": Lookup(value=wh("COMPLETE"))},
+            ("True", "Recorded"),
+            ("True", "Recorded"),
+        ),
+        ({"warehouse": Lookup(value=wh("COMPLETE"))}, ("True", "Recorded"), ("True", "Recorded")),
+        ({"warehouse": Lookup(value=None)}, ("Unknown", "Waiting"), ("True", "Recorded")),
+        ({"warehouse": Lookup(value=wh("START"))}, ("Unknown", "Waiting"), ("True", "Recorded")),
+        (
+            {"warehouse": Lookup(value=None), "expired": True},
+            ("False", "NotRecorded"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"warehouse": Lookup(error="HTTP 503"), "marquez": Lookup(configured=False)},
+            ("Unknown", "LineageStoreUnavailable"),
+            ("True", "Recorded"),
+        ),
+        (
+            {"warehouse": Lookup(value=wh("COMPLETE")), "marquez": Lookup(value=None)},
+            ("Unknown", "Waiting"),
             ("True", "Recorded"),
         ),
         ({"marquez": Lookup(value=None)}, ("Unknown", "Waiting"), ("True", "Recorded")),
@@ -154,3 +183,35 @@ def test_unknown_keeps_the_daemon_checking() -> None:
     assert pending(status)
     lineage = status.condition("LineageRecorded")
     assert lineage is not None and lineage.status == ConditionStatus.UNKNOWN
+
+
+def test_the_warehouse_alone_records_lineage_and_says_where() -> None:
+    run = finished_run()
+    status = verified_status(
+        run, LINKS, Lookup(configured=False), None,
+        Lookup(value=TraceCount(12, ALL_SPANS)), Lookup(value=TraceCount(12, ALL_SPANS)), False, T0,
+        warehouse=Lookup(value=wh("COMPLETE", column_edges=4)),
+    )  # fmt: skip
+    lineage = status.lineage
+    assert lineage is not None
+    assert (lineage.in_clickhouse, lineage.in_marquez, lineage.stores) == (
+        True,
+        None,
+        ["ClickHouse"],
+    )
+    assert lineage.column_lineage is True
+    cond = status.condition("LineageRecorded")
+    assert cond is not None and "ClickHouse" in cond.message
+
+
+def test_a_store_that_lacks_the_run_is_named() -> None:
+    run = finished_run()
+    status = verified_status(
+        run, LINKS, Lookup(value=MarquezRun("COMPLETED", [], [])), True,
+        Lookup(value=TraceCount(12, ALL_SPANS)), Lookup(value=TraceCount(12, ALL_SPANS)), True, T0,
+        warehouse=Lookup(value=wh("FAIL")),
+    )  # fmt: skip
+    cond = status.condition("LineageRecorded")
+    assert cond is not None and cond.status == ConditionStatus.FALSE
+    assert "ClickHouse has it FAIL" in cond.message
+    assert status.lineage is not None and status.lineage.stores == ["Marquez"]
