@@ -21,6 +21,8 @@ import threading
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
+from lineagehub.clickhouse_http import QueryFailed, query_rows
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -187,35 +189,19 @@ class HttpStore(_SqlStore):
     (`consumers/sql_http.py`). Queries are sent read-only."""
 
     def __init__(self, url: str, database: str = "otel", timeout_s: float = 15.0) -> None:
-        import httpx
-
-        parsed = urlparse(url)
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        options = {k: v[-1] for k, v in parse_qs(urlparse(url).query).items()}
         self.database = options.get("database") or database
-        auth = (
-            (unquote(parsed.username), unquote(parsed.password or "")) if parsed.username else None
-        )
-        base = parsed._replace(netloc=parsed.hostname or "", query="", fragment="")
-        if parsed.port:
-            base = base._replace(netloc=f"{parsed.hostname}:{parsed.port}")
-        self._url = base.geturl() or url
-        self._client = httpx.Client(timeout=timeout_s, auth=auth)
-        self._lock = threading.Lock()
+        self._url = url
+        self._timeout_s = timeout_s
 
     def _query(self, sql: str) -> list[dict[str, Any]]:
-        params = {"default_format": "JSONEachRow", "readonly": "1", "database": self.database}
-        with self._lock:
-            try:
-                reply = self._client.post(self._url, params=params, content=sql.encode())
-            except Exception as exc:
-                raise MetricsUnavailable(f"ClickHouse HTTP: {type(exc).__name__}: {exc}") from None
-        if reply.status_code != 200:
-            raise MetricsUnavailable(f"ClickHouse HTTP {reply.status_code}: {reply.text[:1000]}")
-        return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+        try:
+            return query_rows(self._url, sql, self.database, self._timeout_s)
+        except QueryFailed as exc:
+            raise MetricsUnavailable(str(exc)[:1000]) from None
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        pass
 
 
 UNCONFIGURED = (

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 
 from gateway import clickhouse
 from gateway.auth import Principal
-from gateway.warehouse import (
+from lineagehub.lineage_ids import NodeIdError, parse_node
+from lineagehub.warehouse_reader import (
     DEFAULT_NODES,
     MAX_DEPTH,
     MAX_NODES,
@@ -29,7 +30,6 @@ from gateway.warehouse import (
     check_nodes,
     parse_time,
 )
-from lineagehub.lineage_ids import NodeIdError, parse_node
 
 API = "/api/v1"
 NODE_ID_DOC = (

@@ -1,11 +1,21 @@
-"""Is this JSON value an OpenLineage event Marquez can store? Pure, no I/O.
+"""Would Marquez store this OpenLineage event? Pure, no I/O.
 
 Shared by the lineage consumer (what it reads from Kafka) and the gateway (what it
-accepts over HTTP), so both doors enforce the same rules. The schema
-(`openlineage.schema.json`, beside this module) is our hand-written subset of the
-OpenLineage 2-0-2 spec (see its `$comment`). Formats are checked by our own
-functions, not by optional jsonschema extras, so the result doesn't depend on what
-is installed.
+accepts over HTTP), so both doors enforce the same rules. The rules are Marquez's
+(0.50+, `POST /api/v1/lineage`), not the letter of the OpenLineage spec: an event
+Marquez stores must never be refused here, and what is refused is what Marquez
+refuses (HTTP 400/422) or fails on (HTTP 500), each with its JSON path and a fix.
+
+* `openlineage.schema.json` (beside this module) holds the shape: required fields,
+  JSON types, the facets Marquez reads into typed classes. Its two formats are
+  implemented here: `marquez-date-time` (Marquez's FlexibleDateTimeDeserializer) and
+  `java-uri` (what `java.net.URI` parses).
+* `event_kind` picks RunEvent / DatasetEvent / JobEvent the way Marquez does: by the
+  end of `schemaURL` (Marquez's EventTypeResolver), RunEvent otherwise.
+* `_name_errors` adds Marquez's namespace and name rules (NamespaceName, DatasetName,
+  JobName), which apply to some datasets depending on the event type.
+* `loads` parses bytes with the limits of Marquez's JSON parser (Jackson 2.15+:
+  numbers of at most 1000 digits, no NaN/Infinity), and never raises.
 
 This module imports nothing else of ours, so any component may import it.
 """
@@ -14,12 +24,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -27,13 +36,15 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 SCHEMA_FILE = "openlineage.schema.json"
 MAX_REPORTED_ERRORS = 5
-MAX_MESSAGE_CHARS = 200
+MAX_MESSAGE_CHARS = 300
 
-_DATE_TIME = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S*$")
+# Jackson's StreamReadConstraints defaults (2.15+), which Marquez's Dropwizard uses.
+MAX_NUMBER_DIGITS = 1000
+# PostgreSQL's timestamp range, the years Marquez can store an event time in.
+MIN_YEAR, MAX_YEAR = -4712, 294276
+
+_TERMINAL_EVENT_TYPES = frozenset({"complete", "fail", "abort"})
+_JAVA_BLANK = "".join(chr(c) for c in range(0x21))  # what Java's String.trim() strips
 
 
 class EventKind(StrEnum):
@@ -55,29 +66,198 @@ class SchemaError:
         return f"{self.path}: {self.message}"
 
 
-def _is_date_time(value: object) -> bool:
-    """RFC 3339 date-time with an explicit offset (Marquez parses it as a ZonedDateTime)."""
-    if not isinstance(value, str) or not _DATE_TIME.match(value):
-        return False
-    text = value.upper().replace("Z", "+00:00")
-    # fromisoformat takes at most 6 fraction digits: trim nanoseconds for the range check.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+# ---- event time: Marquez's FlexibleDateTimeDeserializer ------------------------------------
+
+# ISO_LOCAL_DATE_TIME (seconds and fraction optional, `T` in any case), then an optional
+# offset `Z`, `+HH`, `+HH:MM` or `+HH:MM:SS`. Years: 4 digits, or a sign and up to 10.
+_DATE_TIME = re.compile(
+    r"(?P<year>[0-9]{4}|\+[0-9]{5,10}|-[0-9]{4,10})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
+    r"[Tt](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})"
+    r"(?::(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]{0,9}))?)?"
+    r"(?P<offset>[Zz]|[+-](?P<oh>[0-9]{2})(?::(?P<om>[0-9]{2})(?::(?P<os>[0-9]{2}))?)?)?",
+    re.ASCII,
+)
+_TIME_FIX = "write it like 2025-01-02T03:04:05.123Z or 2025-01-02T03:04:05+02:00"
+
+
+def date_time_problem(value: str) -> str | None:
+    """Why Marquez cannot read `value` as an event time, or None if it can.
+
+    Marquez trims the text, parses it with ISO_LOCAL_DATE_TIME plus an optional
+    offset (no offset: the server's zone), and resolves it in SMART mode: a day past
+    the month's end is clamped (02-30 is read as 02-28) and 24:00 is the next midnight.
+    """
+    text = value.strip(_JAVA_BLANK)
+    if not text:
+        return "is empty, which Marquez reads as null: send an ISO-8601 date-time"
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        return f"{_short(value)} is not an ISO-8601 date-time Marquez can read: {_TIME_FIX}"
+    year, month, day = int(match["year"]), int(match["month"]), int(match["day"])
+    hour, minute = int(match["hour"]), int(match["minute"])
+    second = int(match["second"] or 0)
+    fraction = match["fraction"] or ""
+    if match["year"] == "-0000":
+        return "year -0000 is not a year: use 0000"
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return f"year {year} is outside what Marquez's PostgreSQL stores (4713 BC to 294276 AD)"
+    if not 1 <= month <= 12:
+        return f"month {match['month']} is not 01-12"
+    if not 1 <= day <= 31:
+        return f"day {match['day']} is not 01-31"
+    end_of_day = hour == 24 and minute == 0 and second == 0 and not fraction.strip("0")
+    if hour > 23 and not end_of_day:
+        return f"hour {match['hour']} is not 00-23 (24:00 alone means the next midnight)"
+    if minute > 59 or second > 59:
+        return "minutes and seconds must be 00-59"
+    if match["oh"] is not None:
+        oh, om, os_ = int(match["oh"]), int(match["om"] or 0), int(match["os"] or 0)
+        if oh > 23 or om > 59 or os_ > 59 or oh * 3600 + om * 60 + os_ > 18 * 3600:
+            return f"offset {match['offset']} is outside -18:00..+18:00"
+    return None
+
+
+def _check_date_time(value: object) -> bool:
+    if isinstance(value, str):
+        problem = date_time_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return True
+
+
+def _check_date_time_or_empty(value: object) -> bool:
+    if isinstance(value, str) and value.strip(_JAVA_BLANK):
+        return _check_date_time(value)
+    return True
+
+
+# ---- URIs: what java.net.URI parses ---------------------------------------------------------
+
+# Never allowed unescaped: controls, space and Unicode spaces, and "<>\^`{|}.
+_URI_ILLEGAL = re.compile(
+    "[\x00-\x20\x7f-\x9f\"<>\\\\^`{|}\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+_BAD_ESCAPE = re.compile("%(?![0-9A-Fa-f]{2})")
+_SCHEME = re.compile("[A-Za-z][A-Za-z0-9+.-]*", re.ASCII)
+_URI_DELIMS = re.compile("[:/?#]")
+
+
+@lru_cache(maxsize=4096)
+def uri_problem(value: str) -> str | None:
+    """Why `java.net.URI` (so Marquez) would refuse `value`, or None if it parses.
+
+    Covers what that parser always refuses: illegal characters, a `%` that is not an
+    escape, a second `#`, a malformed scheme, an empty scheme-specific part or
+    authority, and brackets in a path. Anything subtler is let through.
+    """
+    text = value.strip(_JAVA_BLANK)  # Jackson trims before parsing
+    bad = _URI_ILLEGAL.search(text)
+    if bad:
+        return (
+            f"{bad.group()!r} at index {bad.start()} is not allowed in a URI: percent-encode it"
+        )
+    bad = _BAD_ESCAPE.search(text)
+    if bad:
+        return f"'%' at index {bad.start()} is not followed by two hex digits: write it as %25"
+    if text.count("#") > 1:
+        return f"a second '#' at index {text.index('#', text.index('#') + 1)}: encode it as %23"
+    rest = text
+    delim = _URI_DELIMS.search(text)
+    if delim and delim.group() == ":":
+        scheme, rest = text[: delim.start()], text[delim.end() :]
+        if not _SCHEME.fullmatch(scheme):
+            return f"{_short(scheme)} is not a URI scheme (a letter, then letters, digits, + - .)"
+        if not rest:
+            return f"nothing follows the scheme '{scheme}:'"
+        if not rest.startswith("/"):
+            return None  # opaque, like urn:x or mailto:a@b: brackets are fine there
+    path = re.split("[?#]", rest, maxsplit=1)[0]
+    if path.startswith("//"):
+        authority_end = path.find("/", 2)
+        if authority_end < 0 and len(path) == 2 and len(rest) == 2:
+            return "'//' is not followed by an authority"
+        path = path[authority_end:] if authority_end >= 0 else ""
+    for bracket in "[]":
+        if bracket in path:
+            return f"{bracket!r} is not allowed in a URI path: encode it as {_PCT[bracket]}"
+    return None
+
+
+_PCT = {"[": "%5B", "]": "%5D"}
+
+
+def _check_uri(value: object) -> bool:
+    if isinstance(value, str):
+        problem = uri_problem(value)
+        if problem:
+            raise ValueError(problem)
+    return True
+
+
+# ---- parsing bytes the way Marquez's Jackson does -------------------------------------------
+
+
+class _JsonLimit(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_NUMBER_DIGITS:
+        raise _JsonLimit(
+            f"a number has {digits} digits; Marquez's JSON parser refuses more than "
+            f"{MAX_NUMBER_DIGITS}: send it as a string"
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    digits = sum(c.isdigit() for c in text)
+    if digits > MAX_NUMBER_DIGITS:
+        raise _JsonLimit(
+            f"a number has {digits} digits; Marquez's JSON parser refuses more than "
+            f"{MAX_NUMBER_DIGITS}: send it as a string"
+        )
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _JsonLimit(f"{_short(text)} is too large for a 64-bit float: send it as a string")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _JsonLimit(f"{name} is not valid JSON (Marquez refuses it): send null or a string")
+
+
+def loads(data: bytes | str) -> tuple[Any, str | None]:
+    """`(value, None)`, or `(None, reason)` when Marquez could not parse `data` as JSON.
+
+    Never raises: NaN/Infinity, numbers longer than Jackson's 1000 digits (Python
+    itself raises on 4300), invalid UTF-8, and nesting deeper than the interpreter's
+    recursion limit (about 1000, Jackson's limit too) are reasons.
+    """
     try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
+        return (
+            json.loads(
+                data,
+                parse_int=_parse_int,
+                parse_float=_parse_float,
+                parse_constant=_no_constant,
+            ),
+            None,
+        )
+    except _JsonLimit as exc:
+        return None, str(exc)
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8: {exc.reason} at byte {exc.start}"
+    except json.JSONDecodeError as exc:
+        return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        return None, "nesting too deep"
+    except ValueError as exc:  # anything else the decoder refuses (never raise)
+        return None, f"not JSON: {str(exc)[:100]}"
 
 
-def _is_uuid(value: object) -> bool:
-    if not isinstance(value, str) or not _UUID.match(value):
-        return False
-    uuid.UUID(value)
-    return True
-
-
-def _is_uri(value: object) -> bool:
-    return isinstance(value, str) and bool(_URI.match(value))
+# ---- the schema -------------------------------------------------------------------------------
 
 
 @cache
@@ -92,76 +272,330 @@ def _schema() -> dict[str, Any]:
 def _validator(kind: EventKind) -> Draft202012Validator:
     schema = {**_schema(), "$ref": f"#/$defs/{kind.value}"}
     checker = FormatChecker(formats=())
-    checker.checks("date-time")(_is_date_time)
-    checker.checks("uuid")(_is_uuid)
-    checker.checks("uri")(_is_uri)
+    checker.checks("marquez-date-time", raises=ValueError)(_check_date_time)
+    checker.checks("marquez-date-time-or-empty", raises=ValueError)(_check_date_time_or_empty)
+    checker.checks("java-uri", raises=ValueError)(_check_uri)
     return Draft202012Validator(schema, format_checker=checker)
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+
+
 def json_path(parts: Iterable[Any]) -> str:
-    """`$.run.facets.parent.run.runId`, `$.inputs[0].name`."""
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+    """`$.run.facets.parent.run.runId`, `$.inputs[0].name`, `$.run.facets["spark.plan"]`."""
+    out = ["$"]
+    for part in parts:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif _IDENTIFIER.fullmatch(part):
+            out.append(f".{part}")
+        else:
+            out.append(f"[{json.dumps(part)}]")
+    return "".join(out)
 
 
 def event_kind(event: dict[str, Any]) -> EventKind:
-    """Which event type `event` claims to be, by its top-level keys (as Marquez decides).
+    """Which event type Marquez reads `event` as.
 
-    A `run` makes it a RunEvent; otherwise a `dataset` a DatasetEvent; otherwise a
-    `job` a JobEvent; anything else is judged as a RunEvent (whose errors then name
-    the missing `run`).
+    Marquez decides by `schemaURL` alone (its EventTypeResolver): the part from the
+    last `/` on, so `.../OpenLineage.json#/$defs/DatasetEvent` (or `#/definitions/...`)
+    is a DatasetEvent, `.../JobEvent` a JobEvent; anything else, or no schemaURL, is a
+    RunEvent. A DatasetEvent without such a schemaURL is therefore judged as a
+    RunEvent, and its errors name the missing `run` and `job`.
     """
-    if "run" in event:
-        return EventKind.RUN
-    if "dataset" in event:
-        return EventKind.DATASET
-    if "job" in event:
-        return EventKind.JOB
+    url = event.get("schemaURL") if isinstance(event, dict) else None
+    if isinstance(url, str) and "/" in url:
+        suffix = url[url.rindex("/") :]
+        if suffix == "/DatasetEvent":
+            return EventKind.DATASET
+        if suffix == "/JobEvent":
+            return EventKind.JOB
     return EventKind.RUN
 
 
-def _leaves(errors: list[Any]) -> list[Any]:
-    """Expand `allOf`/`anyOf` wrappers into the concrete errors underneath them."""
-    out: list[Any] = []
-    for error in errors:
-        if error.context:
-            out.extend(_leaves(sorted(error.context, key=lambda e: list(e.absolute_path))))
-        else:
-            out.append(error)
-    return out
+def record_key(event: dict[str, Any], kind: EventKind) -> str:
+    """The Kafka key of a valid event: the run id in lower case (what the runner and the
+    consumer use, so one run stays in order) for a RunEvent; `dataset:<ns>/<name>` or
+    `job:<ns>/<name>` for static lineage events."""
+    if kind is EventKind.RUN:
+        return _text(event["run"]["runId"]).lower()
+    if kind is EventKind.DATASET:
+        dataset = event["dataset"]
+        return f"dataset:{_text(dataset['namespace'])}/{_text(dataset['name'])}"
+    job = event["job"]
+    return f"job:{_text(job['namespace'])}/{_text(job['name'])}"
 
 
 def schema_errors(event: object, kind: EventKind = EventKind.RUN) -> list[SchemaError]:
-    """What is wrong with `event` as a `kind`, deepest causes first in path order; [] if valid.
+    """What Marquez would refuse in `event` read as a `kind`, in path order; [] if nothing.
 
     At most `MAX_REPORTED_ERRORS` entries, each message cut to `MAX_MESSAGE_CHARS`.
     """
     if not isinstance(event, dict):
-        return [SchemaError("$", f"expected an object, got {type(event).__name__}")]
-    errors = sorted(_validator(kind).iter_errors(event), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return []
-    leaves = _leaves(errors)[:MAX_REPORTED_ERRORS]
-    if not leaves:
-        first = errors[0]
-        return [SchemaError(json_path(first.absolute_path), first.message)]
-    return [SchemaError(_where(e), e.message[:MAX_MESSAGE_CHARS]) for e in leaves]
-
-
-def _where(error: Any) -> str:
-    """The failing path; for a missing property, the path where it should be."""
-    parts = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
-        # jsonschema reports each missing property in its own error: "'name' is a required ..."
-        named = [
-            p
-            for p in error.validator_value
-            if p not in error.instance and error.message.startswith(repr(p))
-        ]
-        if named:
-            parts.append(named[0])
-    return json_path(parts)
+        return [SchemaError("$", f"expected a JSON object, got {_type(event)}")]
+    found: list[tuple[list[Any], str]] = []
+    for error in _leaves(_validator(kind).iter_errors(event)):
+        found.append(_explain(error, event, kind))
+        if len(found) >= 4 * MAX_REPORTED_ERRORS:
+            break
+    found.extend(_name_errors(event, kind))
+    found.sort(key=lambda item: _path_key(item[0]))
+    out: list[SchemaError] = []
+    seen: set[tuple[str, str]] = set()
+    for parts, message in found:
+        error = SchemaError(json_path(parts), message[:MAX_MESSAGE_CHARS])
+        if (error.path, error.message) not in seen:
+            seen.add((error.path, error.message))
+            out.append(error)
+    return out[:MAX_REPORTED_ERRORS]
 
 
 def describe(errors: list[SchemaError]) -> str:
     """One line for logs and DLQ headers: `path: message; path: message`."""
     return "; ".join(str(e) for e in errors)
+
+
+# ---- explaining jsonschema's errors ------------------------------------------------------------
+
+
+def _leaves(errors: Iterable[Any]) -> Iterator[Any]:
+    """Expand combinator wrappers into the concrete errors underneath them."""
+    for error in errors:
+        if error.context:
+            yield from _leaves(error.context)
+        else:
+            yield error
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "number": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+    "object": "an object",
+    "array": "an array",
+    "integer": "an integer",
+}
+
+
+def _expected(types: object) -> str:
+    names = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
+    if "string" in names and "boolean" in names:  # a Java String: text, number or boolean
+        names = [n for n in names if n not in {"number", "boolean"}]
+    if names[:2] == ["string", "number"]:
+        return "an ISO-8601 date-time string or a number of seconds since the epoch" + (
+            " or null" if "null" in names else ""
+        )
+    words = [_TYPE_NAMES.get(n, n) for n in names]
+    return " or ".join(words)
+
+
+def _explain(error: Any, event: dict[str, Any], kind: EventKind) -> tuple[list[Any], str]:
+    parts = list(error.absolute_path)
+    validator = error.validator
+    instance = error.instance
+    if validator == "required" and isinstance(instance, dict):
+        missing = next(
+            (p for p in error.validator_value if p not in instance and repr(p) in error.message),
+            None,
+        )
+        if missing is not None:
+            parts.append(missing)
+            return parts, _missing(parts, event, kind)
+    if validator == "type":
+        got = _type(instance)
+        if instance is None:
+            return parts, f"is null; Marquez requires {_expected(error.validator_value)} here"
+        return parts, f"expected {_expected(error.validator_value)}, got {got}"
+    if validator == "format" and error.cause is not None:
+        return parts, str(error.cause)
+    if validator in {"minimum", "exclusiveMaximum"}:
+        return parts, (
+            f"{_short(instance)} seconds since the epoch is outside what Marquez's PostgreSQL "
+            "stores (4713 BC to 294276 AD)"
+        )
+    return parts, error.message
+
+
+def _missing(parts: list[Any], event: dict[str, Any], kind: EventKind) -> str:
+    name = parts[-1]
+    if len(parts) == 1 and kind is EventKind.RUN and name in {"run", "job"}:
+        url = event.get("schemaURL")
+        if "dataset" in event or ("job" in event and name == "run"):
+            return (
+                f"missing: Marquez reads this as a RunEvent, which needs '{name}', as its "
+                f"schemaURL ({_short(url)}) does not end in /DatasetEvent or /JobEvent; for "
+                "static lineage end schemaURL in #/$defs/DatasetEvent or #/$defs/JobEvent"
+            )
+    if name in {"_producer", "_schemaURL"}:
+        return (
+            f"missing: Marquez reads this facet into a typed class that requires {name} "
+            "(a URI); add it"
+        )
+    return f"missing: Marquez requires '{name}' here; add it"
+
+
+# ---- Marquez's namespace and name rules --------------------------------------------------------
+
+_NAMESPACE = re.compile(r"[a-zA-Z:;=/0-9_\-.@+]{1,1024}", re.ASCII)
+_NAMESPACE_CHAR = re.compile(r"[^a-zA-Z:;=/0-9_\-.@+]", re.ASCII)
+
+
+def _text(value: object) -> str:
+    """The text Jackson makes of a scalar read into a Java String."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # an int beyond Python's digit limit
+        return "9" * (MAX_NUMBER_DIGITS + 1)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str | int | float)  # bool is an int
+
+
+def _namespace_problem(value: object) -> str | None:
+    text = _text(value)
+    if _NAMESPACE.fullmatch(text):
+        return None
+    if not text:
+        return "is empty"
+    if len(text) > 1024:
+        return f"is {len(text)} characters long"
+    bad = _NAMESPACE_CHAR.search(text)
+    assert bad is not None
+    return f"has {bad.group()!r} at index {bad.start()}"
+
+
+def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any], str]]:
+    """Marquez's NamespaceName, DatasetName and JobName checks (an HTTP 400 there).
+
+    Marquez applies them while it builds its model: to the input datasets of every
+    RunEvent; to the outputs and the job too when a RunEvent is COMPLETE, FAIL or ABORT
+    or its job is streaming (a job version is written); to the job of a RunEvent with
+    an eventType and inputs; and to the job and every dataset of a JobEvent. A
+    DatasetEvent is stored without them.
+    """
+    if kind is EventKind.DATASET:
+        return []
+    job = event.get("job")
+    job = job if isinstance(job, dict) else {}
+    if kind is EventKind.JOB:
+        why = "in a JobEvent"
+        check_outputs = check_job = True
+    else:
+        event_type = event.get("eventType")
+        terminal = _is_text(event_type) and _text(event_type).lower() in _TERMINAL_EVENT_TYPES
+        streaming = _processing_type(job).lower() == "streaming"
+        inputs = event.get("inputs")
+        why = "in a COMPLETE/FAIL/ABORT event" if terminal else "for a streaming job"
+        check_outputs = terminal or streaming
+        check_job = check_outputs or (event_type is not None and bool(inputs))
+        if check_job and not check_outputs:
+            why = "in an event with an eventType and inputs"
+    out: list[tuple[list[Any], str]] = []
+    sides = ("inputs", "outputs") if check_outputs else ("inputs",)
+    for side in sides:
+        items = event.get(side)
+        for index, dataset in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(dataset, dict):
+                continue
+            where = "an input" if side == "inputs" else "an output"
+            context = "" if side == "inputs" and kind is EventKind.RUN else f" {why}"
+            namespace = dataset.get("namespace")
+            problem = _namespace_problem(namespace) if _is_text(namespace) else None
+            if problem:
+                out.append(
+                    (
+                        [side, index, "namespace"],
+                        f"{problem}; Marquez (NamespaceName) accepts only letters, digits and "
+                        f"_ - . : ; = / @ + (1 to 1024 characters) in the namespace of {where} "
+                        f"dataset{context}",
+                    )
+                )
+            name = dataset.get("name")
+            if _is_text(name) and not _text(name).strip(_JAVA_BLANK):
+                out.append(([side, index, "name"], "is blank; Marquez (DatasetName) refuses it"))
+    if check_job:
+        namespace, name = job.get("namespace"), job.get("name")
+        if _is_text(namespace) and not 1 <= len(_text(namespace)) <= 1024:
+            out.append(
+                (
+                    ["job", "namespace"],
+                    f"must be 1 to 1024 characters {why} (Marquez's NamespaceName)",
+                )
+            )
+        if _is_text(name) and not _text(name).strip(_JAVA_BLANK):
+            out.append((["job", "name"], f"is blank; Marquez (JobName) refuses it {why}"))
+    return out
+
+
+def _processing_type(job: dict[str, Any]) -> str:
+    facets = job.get("facets")
+    job_type = facets.get("jobType") if isinstance(facets, dict) else None
+    value = job_type.get("processingType") if isinstance(job_type, dict) else None
+    return _text(value) if _is_text(value) else ""
+
+
+# ---- small helpers ------------------------------------------------------------------------------
+
+
+def _type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: object, limit: int = 60) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return "<a very long number>"
+    text = repr(value) if isinstance(value, str) else _text(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path_key(parts: list[Any]) -> list[tuple[int, Any]]:
+    return [(0, p) if isinstance(p, int) else (1, str(p)) for p in parts]
+
+
+def _walk(value: object) -> Iterator[tuple[list[Any], object]]:
+    """Every (path, value) and (path, key) in `value`, without recursion."""
+    stack: deque[tuple[list[Any], object]] = deque([([], value)])
+    while stack:
+        parts, node = stack.pop()
+        yield parts, node
+        if isinstance(node, dict):
+            for key, child in node.items():
+                yield [*parts, key], key
+                stack.append(([*parts, key], child))
+        elif isinstance(node, list):
+            stack.extend(([*parts, i], child) for i, child in enumerate(node))
+
+
+def lone_surrogate_path(value: object) -> str | None:
+    """The path of the first string (or key) holding a lone UTF-16 surrogate, if any.
+
+    Python's JSON parser accepts `"\\ud800"`, but such a string is not Unicode and
+    cannot be written as UTF-8.
+    """
+    for parts, node in _walk(value):
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return json_path(parts)
+    return None

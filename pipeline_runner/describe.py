@@ -1,9 +1,11 @@
 """`lineage-hub describe RUN`: a PipelineRun as people want to see it in a terminal.
 
-The stage timeline (a Gantt of the run's spans from Jaeger), the dataset ->
-dataset lineage with each output column's origin (derived from the transform
-spec, as the runner reports it to OpenLineage), and the quality verdicts.
-Reads the run through the Kubernetes API and its trace from Jaeger's query API.
+The stage timeline (a Gantt of the run's spans from Jaeger), the lineage as the
+lineage warehouse recorded it (the stage runs and their states, the graph around
+the sink, each output column's origin with its transformation), and the quality
+verdicts. Reads the run through the Kubernetes API, its trace from Jaeger's query
+API and its lineage from ClickHouse's HTTP interface (`CLICKHOUSE_HTTP_URL`); with no
+warehouse it derives the column lineage from the transform spec as the runner does.
 """
 
 from __future__ import annotations
@@ -107,6 +109,65 @@ def lineage_lines(run: PipelineRun) -> list[str]:
     return lines
 
 
+def warehouse_lines(run: PipelineRun, url: str) -> list[str] | None:
+    """The run's lineage as the warehouse holds it; None when it holds nothing yet."""
+    import asyncio
+
+    from lineagehub.clickhouse_http import QueryFailed, query_rows
+    from lineagehub.lineage_ids import NodeId
+    from lineagehub.warehouse_reader import LineageReader, NotFound, Walk
+
+    status = run.status
+    if status is None or not status.run_id:
+        return None
+
+    async def rows(sql: str) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(query_rows, url, sql)
+
+    reader = LineageReader(rows, "otel")
+    ns, name = dataset_of(run.spec.sink.uri)
+
+    async def read() -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+        found = await reader.run(status.run_id or "")
+        stages = [await reader.run(child["runId"]) for child in found["children"]]
+        try:
+            columns = await reader.column_lineage(Walk(NodeId("dataset", ns, name), 1, 0))
+        except NotFound:
+            columns = None
+        return found, stages, columns
+
+    try:
+        found, stages, columns = asyncio.run(read())
+    except (NotFound, QueryFailed):
+        return None
+    lines = [f"  run {found['runId']} {found['state']} ({found['job']})"]
+    for child in found["children"]:
+        took = "" if child["durationSeconds"] is None else f"{child['durationSeconds']:.2f}s"
+        lines.append(f"    {child['job']:<44} {child['state']:<9} {took}")
+    for stage in stages:
+        ins = ", ".join(f"{d['namespace']}:{d['name']}" for d in stage["inputs"]) or "-"
+        outs = (
+            ", ".join(
+                f"{d['namespace']}:{d['name']}"
+                + ("" if d["rowCount"] is None else f" ({d['rowCount']} rows)")
+                for d in stage["outputs"]
+            )
+            or "-"
+        )
+        lines.append(f"  {ins}\n    -> {stage['job']} ->\n  {outs}")
+    if columns is not None:
+        lines.append("")
+        for edge in columns["edges"]:
+            kinds = ", ".join(
+                f"{t['type']}/{t['subtype']}" if t["subtype"] else t["type"]
+                for t in edge.get("transformations") or []
+            )
+            dst = edge["destination"].rsplit(":", 1)[-1]
+            src = edge["origin"].removeprefix("datasetField:")
+            lines.append(f"  {dst:<20} <- {src:<40} {kinds}")
+    return lines
+
+
 def quality_lines(run: PipelineRun) -> list[str]:
     transform = run.status.stage(StageName.TRANSFORM) if run.status else None
     if transform is None or not transform.quality:
@@ -120,7 +181,9 @@ def quality_lines(run: PipelineRun) -> list[str]:
     return lines
 
 
-def render(body: dict[str, Any], spans: list[Span], width: int) -> str:
+def render(
+    body: dict[str, Any], spans: list[Span], width: int, warehouse: list[str] | None = None
+) -> str:
     run = PipelineRun.model_validate(body)
     status = run.status
     head = f"PipelineRun {run.metadata.namespace}/{run.metadata.name}"
@@ -141,8 +204,8 @@ def render(body: dict[str, Any], spans: list[Span], width: int) -> str:
         "Timeline",
         *gantt(spans, width),
         "",
-        "Lineage",
-        *lineage_lines(run),
+        "Lineage" + (" (lineage warehouse)" if warehouse else " (from the spec)"),
+        *(warehouse or lineage_lines(run)),
         "",
         "Quality",
         *quality_lines(run),
@@ -157,6 +220,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--jaeger", default=os.environ.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686")
     )
+    parser.add_argument(
+        "--clickhouse-http",
+        default=os.environ.get("CLICKHOUSE_HTTP_URL", ""),
+        help="the lineage warehouse's ClickHouse HTTP URL (env CLICKHOUSE_HTTP_URL)",
+    )
     args = parser.parse_args(argv)
     try:
         body = _fetch_run(args.run, args.namespace)
@@ -167,5 +235,8 @@ def main(argv: list[str]) -> int:
         return 1
     trace_id = (body.get("status") or {}).get("traceId")
     spans = _fetch_spans(args.jaeger, trace_id) if trace_id else []
-    print(render(body, spans, shutil.get_terminal_size((120, 40)).columns))
+    warehouse = None
+    if args.clickhouse_http:
+        warehouse = warehouse_lines(PipelineRun.model_validate(body), args.clickhouse_http)
+    print(render(body, spans, shutil.get_terminal_size((120, 40)).columns, warehouse))
     return 0

@@ -108,6 +108,7 @@ class Operator(Piece):
             "LINEAGEHUB_WORKSPACE_HOST_PATH": str(workspaces()),
             "LINEAGEHUB_POLL_SECONDS": "10",
             "LINEAGEHUB_TRACE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
+            "LINEAGEHUB_LINEAGE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
             "LINEAGEHUB_VERIFY_TIMEOUT_SECONDS": "120",
             **_endpoint_env(),
         }
@@ -175,7 +176,20 @@ class OtelConsumer(_Consumer):
     ports = (OTEL_CONSUMER_PORT,)
 
     def extra_args(self, env: dict[str, str]) -> list[str]:
+        # It also writes the lineage warehouse (its own consumer group on
+        # openlineage-events): chdb admits one process per folder, so the one owner
+        # writes traces and lineage and answers reads for everyone else.
         return ["--clickhouse-backend=chdb", f"--chdb-path={env['CLICKHOUSE_CHDB_PATH']}"]
+
+    def env(self) -> dict[str, str]:
+        """How readers reach what this piece owns: ClickHouse's HTTP protocol (the
+        gateway) and the trace and lineage lookups (the operator)."""
+        url = f"http://127.0.0.1:{OTEL_CONSUMER_PORT}"
+        return {
+            "CLICKHOUSE_HTTP_URL": f"{url}/",
+            "LINEAGEHUB_TRACE_STORE_URL": url,
+            "LINEAGEHUB_LINEAGE_STORE_URL": url,
+        }
 
 
 APP: tuple[Piece, ...] = (Operator(), LineageConsumer(), OtelConsumer())

@@ -21,8 +21,8 @@ from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage, event_time_ns
 from consumers.warehouse.run_summary import run_summary
 from gateway.clickhouse import HttpStore, MetricsUnavailable
-from gateway.warehouse import BadParameter, LineageReader, NotFound, Walk, check_depth
 from lineagehub.lineage_ids import parse_node
+from lineagehub.warehouse_reader import BadParameter, LineageReader, NotFound, Walk, check_depth
 from tests.warehouse_events import (
     dataset_event,
     dataset_in,

@@ -1,4 +1,7 @@
-"""Reading the lineage warehouse (the tables of `consumers/warehouse/ddl.py`).
+"""Reading the lineage warehouse (the tables of `consumers/warehouse/ddl.py`), for the
+gateway's lineage API and `lineage-hub describe`. Stdlib only: it is handed a
+function that runs one SQL query and returns its rows (ClickHouse's HTTP or native
+protocol, or chdb), so the same reads run against every ClickHouse we have.
 
 Graph walks are breadth-first in the application, one query per hop with a visited
 set, each hop a range read on the edge table sorted the way the hop goes
