@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from consumers.dlq import header
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings
-from consumers.otel.ddl import Table
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import metrics_request, run_trace, span, traces_request
 from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
 from lineagehub.topics import dlq
+from tests.crashing import CrashingBackend
 
 pytestmark = pytest.mark.dataplane
 
@@ -143,46 +143,6 @@ async def test_spans_and_metrics_land_in_the_exporter_tables(
         assert await count(chdb, f"SELECT count() FROM otel.otel_metrics_{table}") == len(runs)
     assert consumer.stats.get("processed") == 2 * len(runs)
     assert consumer.stats.get("inserted_rows", table="otel_traces") == len(runs) * 10
-
-
-class Crash(BaseException):
-    """Stands in for SIGKILL: not an Exception, so nothing in the consumer catches it."""
-
-
-@dataclass
-class CrashingBackend:
-    """A chdb backend that dies right after the n-th otel_traces insert (before the commit)."""
-
-    inner: ChdbBackend
-    crash_after: int
-    tokens: list[str] = field(default_factory=list)
-    crashed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def database(self) -> str:
-        return self.inner.database
-
-    async def setup(self, statements: Sequence[str] | None = None) -> None:
-        await self.inner.setup(statements)
-
-    async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
-        if self.crashed.is_set():
-            raise Crash  # a dead process inserts nothing more
-        await self.inner.insert(table, rows, token)
-        if table.name == "otel_traces":
-            self.tokens.append(token)
-            if len(self.tokens) == self.crash_after:
-                self.crashed.set()
-                raise Crash
-
-    async def query(self, sql: str) -> list[dict[str, Any]]:
-        return await self.inner.query(sql)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothing(
