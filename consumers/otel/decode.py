@@ -309,8 +309,8 @@ def _exemplars(point: Any) -> Row:
 def decode_metrics(raw: bytes | None) -> dict[str, list[Row]]:
     """Rows per table (gauge, sum, histogram) of an `ExportMetricsServiceRequest`.
 
-    Summary and exponential-histogram points are not stored (no table for them yet);
-    they are counted under the `skipped` key so the caller can report them.
+    Summary and exponential-histogram points are not stored (no table for them yet):
+    a request that carries only those gives no rows, and is no error.
     """
     request: ExportMetricsServiceRequest = _parse(
         ExportMetricsServiceRequest, raw, "ExportMetricsServiceRequest"
