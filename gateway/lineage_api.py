@@ -7,8 +7,9 @@ and downstream depth, time travel, edges with first/last seen and the last run, 
 with their trace ids) is added beside it.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the parameters' annotations at
+# run time, and those naming this module's locals (`Depth`, `Nodes`) resolve only when
+# they are evaluated where they are written.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -48,7 +49,8 @@ def router(
     reader_auth: Callable[..., Awaitable[Principal]],
     retry_after_s: int,
 ) -> APIRouter:
-    routes = APIRouter(tags=["lineage"])
+    # Auth on the router, so that every route on it, a later one too, needs the scope.
+    routes = APIRouter(tags=["lineage"], dependencies=[Depends(reader_auth)])
 
     async def answer(call: Callable[[LineageReader], Awaitable[Any]]) -> JSONResponse:
         source = store()
@@ -92,7 +94,6 @@ def router(
 
     @routes.get(f"{API}/lineage", summary="The job/dataset graph around a node")
     async def lineage_graph(
-        _principal: Annotated[Principal, Depends(reader_auth)],
         node_id: Annotated[str, Query(alias="nodeId", description=NODE_ID_DOC)],
         depth: Depth = None,
         upstream_depth: Annotated[int | None, Query(alias="upstreamDepth")] = None,
@@ -114,7 +115,6 @@ def router(
 
     @routes.get(f"{API}/column-lineage", summary="Column lineage of a field or a dataset")
     async def column_lineage(
-        _principal: Annotated[Principal, Depends(reader_auth)],
         node_id: Annotated[str, Query(alias="nodeId", description=NODE_ID_DOC)],
         depth: Depth = None,
         upstream_depth: Annotated[int | None, Query(alias="upstreamDepth")] = None,
@@ -137,13 +137,12 @@ def router(
 
     @routes.get(f"{API}/lineage/runs/{{run_id}}", summary="A run: state, inputs, outputs, facets")
     async def lineage_run(
-        _principal: Annotated[Principal, Depends(reader_auth)], run_id: str
+        run_id: str,
     ) -> JSONResponse:
         return await answer(lambda reader: reader.run(run_id))
 
     @routes.get(f"{API}/lineage/job", summary="A job's run history")
     async def lineage_job(
-        _principal: Annotated[Principal, Depends(reader_auth)],
         namespace: str,
         name: str,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -152,7 +151,6 @@ def router(
 
     @routes.get(f"{API}/lineage/dataset", summary="A dataset: schema versions, writers, readers")
     async def lineage_dataset(
-        _principal: Annotated[Principal, Depends(reader_auth)],
         namespace: str,
         name: str,
     ) -> JSONResponse:
@@ -160,7 +158,6 @@ def router(
 
     @routes.get(f"{API}/lineage/search", summary="Jobs and datasets whose name contains q")
     async def lineage_search(
-        _principal: Annotated[Principal, Depends(reader_auth)],
         q: Annotated[str, Query(min_length=1, max_length=256)],
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
     ) -> JSONResponse:
