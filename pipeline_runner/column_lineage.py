@@ -172,3 +172,26 @@ def column_lineage(spec: TransformSpec, input_columns: Sequence[str]) -> ColumnL
 def _roots(expr: str, where: str) -> list[str]:
     parsed: pl.Expr = sql(expr, where)
     return parsed.meta.root_names()
+
+
+def identity_lineage(columns: Sequence[str], namespace: str, name: str) -> dict[str, Any]:
+    """Column lineage of a stage that copies its input (extract, load): every output
+    field comes unchanged from the input field of the same name, so the field graph runs
+    unbroken from the source through the intermediates to the sink."""
+    return {
+        "fields": {
+            c: {
+                "inputFields": [
+                    {
+                        "namespace": namespace,
+                        "name": name,
+                        "field": c,
+                        "transformations": [
+                            {"type": "DIRECT", "subtype": "IDENTITY", "masking": False}
+                        ],
+                    }
+                ]
+            }
+            for c in columns
+        }
+    }

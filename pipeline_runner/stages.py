@@ -19,7 +19,7 @@ from polars.exceptions import PolarsError
 
 from lineagehub.api import StageConfig, StageName
 from lineagehub.datasets import dataset_of
-from pipeline_runner.column_lineage import column_lineage
+from pipeline_runner.column_lineage import column_lineage, identity_lineage
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.lineage import planned_datasets, schema_fields, workspace_uri
 from pipeline_runner.quality import column_metrics, outcomes
@@ -135,6 +135,7 @@ def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: S
     result.bytes_written = size
     result.output_schema = schema_fields(schema)
     output.schema, output.row_count, output.size = result.output_schema, rows, size
+    output.column_lineage = identity_lineage(schema.names(), source.namespace, source.name)
 
 
 # --------------------------------------------------------------------------- transform
@@ -261,6 +262,7 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
     output.schema, output.row_count, output.size = result.output_schema, stats.rows, stats.bytes
     namespace, name = dataset_of(cfg.sink.uri)
     output.namespace, output.name = namespace, name
+    output.column_lineage = identity_lineage(schema.names(), source.namespace, source.name)
 
 
 STAGE_FUNCTIONS: dict[StageName, StageFn] = {

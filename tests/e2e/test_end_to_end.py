@@ -46,12 +46,13 @@ def verdict(status: Obj, kind: str) -> Obj | None:
 
 
 def wait_verified(kubectl: Kubectl, ns: str, name: str, timeout: float = 180) -> Obj:
-    """Until the run finished and TraceRecorded reached a verdict."""
+    """Until the run finished and both LineageRecorded and TraceRecorded reached a verdict."""
 
     def check() -> Obj | None:
         status = status_of(kubectl, ns, name)
-        trace = verdict(status, "TraceRecorded")
-        return status if trace is not None and trace["status"] != "Unknown" else None
+        verdicts = [verdict(status, k) for k in ("TraceRecorded", "LineageRecorded")]
+        done = all(v is not None and v["status"] != "Unknown" for v in verdicts)
+        return status if done else None
 
     result: Obj = wait_until(check, timeout=timeout, every=1.0)
     return result
@@ -95,9 +96,72 @@ def test_run_is_one_trace_in_clickhouse_and_jaeger(
     stage_ids = {s["spanID"] for s in stages}
     assert children and all(c["references"][0]["spanID"] in stage_ids for c in children)
     lineage = verdict(status, "LineageRecorded")
-    assert lineage is not None and lineage["status"] in {"True", "False", "Unknown"}
+    assert lineage is not None and (lineage["status"], lineage["reason"]) == ("True", "Recorded")
+    assert "ClickHouse" in lineage["message"]
     assert status["lineage"]["runId"] == status["runId"]
+    assert status["lineage"]["inClickhouse"] is True
+    assert "ClickHouse" in status["lineage"]["stores"]
+    assert status["lineage"]["columnLineage"] is True
     assert status["lineage"]["outputs"][0]["name"] == f"/data/output/{namespace}/orders.parquet"
+
+
+def lineage_api(stack: Any, path: str, **params: Any) -> Obj:
+    """The gateway's lineage API (the real app, in process) over the stack's warehouse."""
+    from fastapi.testclient import TestClient
+
+    from gateway.app import create_app
+    from gateway.auth import parse_tokens
+    from gateway.config import Settings
+
+    token = "e2e-reader-token-0123456789"
+    settings = Settings(
+        tokens=parse_tokens(f"{token}:lineage:read"),
+        clickhouse_http_url=stack.env["CLICKHOUSE_HTTP_URL"],
+    )
+    app = create_app(settings, publisher=None, runs=None)
+    with TestClient(app) as client:
+        reply = client.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 200, reply.text
+    body: Obj = reply.json()
+    return body
+
+
+def test_lineage_graph_and_column_lineage_read_back_through_the_api(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_example(kubectl, namespace, "graph")
+    status = wait_verified(kubectl, namespace, "graph")
+    assert status["phase"] == "Succeeded"
+    assert verdict(status, "LineageRecorded")["status"] == "True"  # type: ignore[index]
+    sink = f"dataset:file:/data/output/{namespace}/graph.parquet"
+    source = "dataset:file:/data/examples/orders.csv"
+    graph = lineage_api(stack, "/api/v1/lineage", nodeId=sink, upstreamDepth=5, downstreamDepth=0)
+    ids = {n["id"] for n in graph["graph"]}
+    stage_jobs = {f"job:{namespace}:graph.{s}" for s in ("extract", "transform", "load")}
+    assert source in ids and stage_jobs <= ids, ids
+    load = next(n for n in graph["graph"] if n["id"] == f"job:{namespace}:graph.load")
+    assert load["data"]["latestRun"]["state"] == "COMPLETE"
+    assert [e["destination"] for e in load["outEdges"]] == [sink]
+    # Column lineage: every output field of the sink has an upstream field.
+    columns = lineage_api(stack, "/api/v1/column-lineage", nodeId=sink, depth=1)
+    assert columns["edges"] and all(
+        e["destination"].startswith(f"datasetField:file:/data/output/{namespace}/graph.parquet:")
+        for e in columns["edges"]
+        if e["destination"].startswith(f"datasetField:file:/data/output/{namespace}/")
+    )
+    assert any(t["type"] for e in columns["edges"] for t in e.get("transformations") or [])
+    # The run, its stages as children, each with its trace.
+    run = lineage_api(stack, f"/api/v1/lineage/runs/{status['runId']}")
+    assert run["state"] == "COMPLETE"
+    assert [c["job"] for c in run["children"]] == sorted(
+        stage_jobs, key=lambda j: ["extract", "transform", "load"].index(j.rsplit(".", 1)[1])
+    )
+    assert run["traceId"] == status["traceId"]
+    history = lineage_api(
+        stack, "/api/v1/lineage/job", namespace=namespace, name="graph.load", limit=5
+    )
+    assert history["runs"][0]["state"] == "COMPLETE"
+    assert history["runs"][0]["rowsOutput"] == status["stages"][2]["recordsOut"]
 
 
 def test_failed_quality_check_is_a_failed_span(
@@ -113,6 +177,14 @@ def test_failed_quality_check_is_a_failed_span(
     root_tags = {t["key"]: t["value"] for t in spans["PipelineRun badq"]["tags"]}
     assert root_tags.get("otel.status_code") == "ERROR" or root_tags.get("error") is True
     assert "stage load" not in spans, "load never ran"
+    assert verdict(status, "LineageRecorded")["status"] == "True"  # type: ignore[index]
+    history = lineage_api(
+        stack, "/api/v1/lineage/job", namespace=namespace, name="badq.transform", limit=5
+    )
+    assert [r["state"] for r in history["runs"]] == ["FAIL"]
+    assert history["runs"][0]["errorMessage"]
+    run = lineage_api(stack, f"/api/v1/lineage/runs/{status['runId']}")
+    assert run["state"] == "FAIL"
 
 
 def test_ten_runs_at_once(stack: Any, kubectl: Kubectl, namespace: str) -> None:

@@ -18,9 +18,12 @@ from consumers.otel.backend import ChdbBackend
 from consumers.otel.ddl import TABLES
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, run_trace
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
 from lineagehub.api import QualityCheck, SourceSpec, StageName, TransformSpec, new_run_id
+from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.spans import FixedSpan, encode
-from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
+from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import MemoryEmitter
 from pipeline_runner.runner import Delivery, run_stage
 from pipeline_runner.settings import Settings
@@ -64,6 +67,7 @@ def expand(sql: str, variables: dict[str, str]) -> str:
 
 def test_dashboards_exist() -> None:
     assert {p.name for p in DASHBOARDS} == {
+        "lineage.json",
         "pipeline-runs.json",
         "run-detail.json",
         "traces.json",
@@ -172,6 +176,13 @@ def test_panels_cover_the_issue() -> None:
         "Quality verdicts",
         "Rows per stage: processed, rejected, failing quality checks",
         "Resources per stage: peak memory, bytes read and written",
+        # lineage
+        "Datasets written per hour",
+        "Dataset freshness",
+        "Failed runs by job",
+        "Schema changes",
+        "Column lineage of the chosen dataset",
+        "Runs and their traces",
     ):
         assert wanted in titles, wanted
 
@@ -181,6 +192,7 @@ async def store(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ChdbB
     """chdb with the consumer's tables and two decoded runs plus runner metrics."""
     backend = ChdbBackend(str(tmp_path_factory.mktemp("chdb")), database="otel")
     await backend.setup()
+    await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
     for i, run_id in enumerate(("run-ok", "run-2")):
         tables = decode_trace_tables(run_trace(run_id, pipeline=f"orders-{i}").SerializeToString())
         for name, rows in tables.items():
@@ -265,26 +277,49 @@ async def real_run(store: ChdbBackend, tmp_path_factory: pytest.TempPathFactory)
         end=datetime.now(UTC),
         attributes={"lineagehub.run_id": run_id, "lineagehub.pipeline": "orders"},
     )
-    records = [*emitter.records, (SPANS_TOPIC, TRACE_ID, encode([root], "lineage-hub-operator"))]
+    run_level = [
+        run_event(state, run_id=run_id, namespace="lineage-hub", job="orders", event_time=at)
+        for state, at in (("START", started), ("COMPLETE", datetime.now(UTC)))
+    ]
+    records = [
+        *emitter.records,
+        (SPANS_TOPIC, TRACE_ID, encode([root], "lineage-hub-operator")),
+        *((LINEAGE_TOPIC, run_id, event) for event in run_level),
+    ]
+    lineage_records = 0
     for i, (topic, _, value) in enumerate(records):
+        schema = TABLES
         if topic == SPANS_TOPIC:
             tables = decode_trace_tables(value)
         elif topic == METRICS_TOPIC:
             tables = {k: v for k, v in decode_metrics(value).items() if k in TABLES}
+        elif topic == LINEAGE_TOPIC:  # the stages' own OpenLineage events, as emitted
+            tables, schema = decode_lineage(value), LINEAGE_SCHEMA.tables
+            lineage_records += 1
         else:
             continue
         for name, rows in tables.items():
-            await store.insert(TABLES[name], rows, f"real-{i}/{name}")
+            await store.insert(schema[name], rows, f"real-{i}/{name}")
+    assert lineage_records == 2 * 3 + 2  # START + COMPLETE per stage, and the run's own
     return run_id
 
 
 def in_db(sql: str) -> str:
     """The datasource's default database is `otel`; name it where the panel leaves it out."""
     return re.sub(
-        r"\b(FROM|JOIN)\s+(pipeline_runs|otel_\w+)\b",
+        r"\b(FROM|JOIN)\s+(pipeline_runs|otel_\w+|lineage_\w+)\b",
         lambda m: f"{m[1]} otel.{m[2]}",
         sql,
     )
+
+
+async def sink_of(store: ChdbBackend) -> str:
+    """The real run's sink dataset (`ns:name`), as the dashboard's variable offers it."""
+    (row,) = await store.query(
+        "SELECT DISTINCT concat(DatasetNamespace, ':', DatasetName) AS d FROM otel.lineage_io "
+        "WHERE Direction = 'output' AND endsWith(DatasetName, '/out/orders.parquet')"
+    )
+    return str(row["d"])
 
 
 @pytest.mark.parametrize(("title", "panel"), list(panels()), ids=[t for t, _ in panels()])
@@ -292,7 +327,12 @@ def in_db(sql: str) -> str:
 async def test_panel_sql_runs_and_returns_rows(
     store: ChdbBackend, real_run: str, title: str, panel: dict[str, Any], selection: str
 ) -> None:
-    variables = {"pipeline": selection, "service": "__all", "run_id": real_run}
+    variables = {
+        "pipeline": selection,
+        "service": "__all",
+        "run_id": real_run,
+        "dataset": await sink_of(store),
+    }
     if selection != "__all":
         variables["service"] = "lineage-hub-runner" if "traces" in title else "__all"
     for target in panel["targets"]:

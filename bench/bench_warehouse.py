@@ -1,0 +1,247 @@
+"""The lineage warehouse on this machine: ingest, graph reads, storage.
+
+    KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_warehouse.py \\
+        [--events 50000] [--datasets 100000] [--edges 1000000] [--queries 40]
+
+* ingest: OpenLineage RunEvents as a stage emits them (schema, column lineage and
+  statistics facets; START + COMPLETE per run) produced to a private topic, then the
+  warehouse writer (one process, one core for Python) from its start to its last
+  commit. Baseline in the same run: a bare aiokafka consumer that reads the same
+  records and only parses their JSON (the floor any consumer of this topic pays).
+* graph: a synthetic graph of `--datasets` datasets and `--edges` job<->dataset edges
+  (each job writes one dataset and reads from earlier ones), read at depth 5 up and 5
+  down from random datasets through the gateway's reader (breadth-first, one query per
+  hop). Baseline in the same run: the same walk as one recursive CTE over the edge
+  table (`WITH RECURSIVE`, how Marquez's LineageDao walks its graph).
+* storage: bytes on disk of the warehouse tables per million events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer
+
+from consumers.otel.backend import ChdbBackend
+from consumers.otel.consumer import OtelConsumer, OtelSettings
+from consumers.testkit import create_topics, produce, unique, wait_drained
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
+from lineagehub.lineage_ids import NodeId
+from lineagehub.warehouse_reader import LineageReader, Walk
+from tests.warehouse_events import dataset_in, dataset_out, later, new_run_id, run_event
+
+FIELDS = [(f"col_{i}", "double" if i % 2 else "string") for i in range(12)]
+
+
+def stage_events(n_runs: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n_runs):
+        run, job = new_run_id(), ("lineage-hub", f"pipeline_{i % 500}.transform")
+        src, dst = f"raw/orders_{i % 500}.csv", f"clean/orders_{i % 500}.parquet"
+        columns = {f: [("file", src, f)] for f, _ in FIELDS}
+        out.append(
+            (
+                run.encode(),
+                run_event("START", run, job, later(i), inputs=[dataset_in("file", src, *FIELDS)]),
+            )
+        )
+        out.append(
+            (
+                run.encode(),
+                run_event(
+                    "COMPLETE",
+                    run,
+                    job,
+                    later(i + 1),
+                    inputs=[dataset_in("file", src, *FIELDS)],
+                    outputs=[dataset_out("file", dst, *FIELDS, rows=10_000, columns=columns)],
+                ),
+            )
+        )
+    return out
+
+
+async def bare_consume(bootstrap: str, topic: str, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    seen, started = 0, time.perf_counter()
+    try:
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    json.loads(record.value or b"null")
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - started
+
+
+async def bench_ingest(bootstrap: str, n_events: int, backend: ChdbBackend) -> None:
+    events = stage_events(n_events // 2)
+    size = sum(len(v) for _, v in events) / len(events)
+    topic = unique("bench-openlineage")
+    await create_topics(bootstrap, [topic])
+    await produce(bootstrap, topic, events)
+
+    started = time.perf_counter()
+    for _, value in events[:5000]:
+        decode_lineage(value)
+    decode_rate = 5000 / (time.perf_counter() - started)
+
+    baseline_s = await bare_consume(bootstrap, topic, len(events))
+    group = unique("bench-warehouse")
+    settings = OtelSettings(
+        bootstrap=bootstrap,
+        group=group,
+        topics=(topic,),
+        max_batch_rows=20_000,
+        max_batch_messages=5_000,
+        max_batch_wait=0.5,
+        fetch_max_records=5_000,
+        name="warehouse",
+    )
+    consumer = OtelConsumer(
+        settings, backend, decoders={topic: decode_lineage}, schema=LINEAGE_SCHEMA
+    )
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(consumer.run(stop))
+    await wait_drained(bootstrap, group, [topic], within=1800)
+    ours_s = time.perf_counter() - started
+    stop.set()
+    await asyncio.wait_for(task, 60)
+    ours, base = len(events) / ours_s, len(events) / baseline_s
+    print(f"ingest: {len(events)} events of {size:.0f} bytes (schema, column lineage, stats)")
+    print(f"  decode only                {decode_rate:10.0f} events/s")
+    print(f"  warehouse writer           {ours:10.0f} events/s  (Kafka -> 4 tables, committed)")
+    print(f"  baseline: consume + parse  {base:10.0f} events/s")
+    print(f"  ratio ours/baseline        {ours / base:10.2f}   (goal: >= 20000 events/s)")
+
+    parts = await backend.query(
+        "SELECT table, sum(bytes_on_disk) AS bytes, sum(rows) AS rows FROM system.parts "
+        "WHERE database = 'otel' AND active AND startsWith(table, 'lineage_') GROUP BY table"
+    )
+    total = sum(int(p["bytes"]) for p in parts)
+    raw = size * len(events)
+    print(
+        f"storage: {total / 1e6:.1f} MB on disk for {len(events)} events "
+        f"({total / len(events) * 1e6 / 1e9:.2f} GB per million events; "
+        f"{raw / total:.1f}x smaller than the raw JSON)"
+    )
+    for p in sorted(parts, key=lambda p: p["table"]):
+        print(f"  {p['table']:<20} {int(p['bytes']) / 1e6:8.1f} MB  {int(p['rows']):>10} rows")
+
+
+async def build_graph(backend: ChdbBackend, datasets: int, edges: int) -> None:
+    """Job j writes dataset j and reads k earlier datasets: `edges` rows in each order."""
+    fan_in = max(1, edges // datasets - 1)
+    db = backend.database
+    for table in ("lineage_edges", "lineage_edges_rev"):
+        await backend.query(f"TRUNCATE TABLE {db}.{table}")
+        # outputs: job j -> dataset j
+        await backend.query(
+            f"INSERT INTO {db}.{table} (Src, Dst, Kind, RunId, EventTime, EventHash, JobNamespace, JobName) "
+            f"SELECT concat('job:bench:j', toString(number)), concat('dataset:s3://lake:d', toString(number)), "
+            f"'io', toString(generateUUIDv4()), now64(9), toString(number), 'bench', "
+            f"concat('j', toString(number)) FROM numbers({datasets})"
+        )
+        # inputs: dataset (j - 1 - h % min(j, 1000)) -> job j, fan_in per job
+        await backend.query(
+            f"INSERT INTO {db}.{table} (Src, Dst, Kind, RunId, EventTime, EventHash, JobNamespace, JobName) "
+            f"SELECT concat('dataset:s3://lake:d', toString(j - 1 - (cityHash64(j, i) % least(j, 1000)))), "
+            f"concat('job:bench:j', toString(j)), 'io', '', now64(9), toString(j * 100 + i), 'bench', "
+            f"concat('j', toString(j)) FROM (SELECT number % {datasets} + 1 AS j, "
+            f"intDiv(number, {datasets}) AS i FROM numbers({(datasets - 1) * fan_in})) WHERE j < {datasets}"
+        )
+        await backend.query(f"OPTIMIZE TABLE {db}.{table} FINAL")
+    (row,) = await backend.query(f"SELECT count() AS n FROM {db}.lineage_edges")
+    print(f"graph: {datasets} datasets, {datasets} jobs, {int(row['n'])} edges (fan-in {fan_in})")
+
+
+def recursive_sql(db: str, start: str, hops: int, table: str, key: str, other: str) -> str:
+    return f"""
+WITH RECURSIVE walk AS (
+    SELECT {start!r} AS node, 0 AS hop
+    UNION ALL
+    SELECT e.{other} AS node, w.hop + 1 AS hop
+    FROM walk AS w JOIN {db}.{table} AS e ON e.{key} = w.node
+    WHERE w.hop < {hops} AND e.Kind IN ('io', 'static')
+)
+SELECT count(DISTINCT node) AS n FROM (SELECT node FROM walk LIMIT 1000000)
+SETTINGS allow_experimental_analyzer = 1, max_recursive_cte_evaluation_depth = 100
+"""
+
+
+async def bench_graph(backend: ChdbBackend, datasets: int, edges: int, queries: int) -> None:
+    await build_graph(backend, datasets, edges)
+    reader = LineageReader(backend.query, backend.database)
+    rng = random.Random(7)
+    starts = [rng.randrange(datasets // 2, datasets) for _ in range(queries)]
+    for max_nodes in (1_000, 10_000):
+        times, nodes, cut = [], [], 0
+        for d in starts:
+            node = NodeId("dataset", "s3://lake", f"d{d}")
+            t0 = time.perf_counter()
+            graph = await reader.graph(Walk(node, 5, 5, max_nodes=max_nodes))
+            times.append(time.perf_counter() - t0)
+            nodes.append(len(graph["graph"]))
+            cut += graph["truncated"]
+        times.sort()
+        p95 = times[int(len(times) * 0.95) - 1]
+        print(
+            f"  ours, depth 5 up + 5 down, maxNodes {max_nodes:>6}: p50 {statistics.median(times) * 1e3:7.1f} ms"
+            f"  p95 {p95 * 1e3:7.1f} ms  nodes {statistics.median(nodes):.0f} (truncated {cut}/{len(times)})"
+        )
+    base = []
+    for d in starts[: max(3, queries // 8)]:
+        t0 = time.perf_counter()
+        for table, key, other in (
+            ("lineage_edges_rev", "Dst", "Src"),
+            ("lineage_edges", "Src", "Dst"),
+        ):
+            await backend.query(
+                recursive_sql(backend.database, f"dataset:s3://lake:d{d}", 10, table, key, other)
+            )
+        base.append(time.perf_counter() - t0)
+    base.sort()
+    print(
+        f"  baseline: WITH RECURSIVE, same walk, unbounded: p50 {statistics.median(base) * 1e3:7.1f} ms "
+        f"(n={len(base)})"
+    )
+    print(f"  ratio baseline/ours (p50, maxNodes 1000): see above; goal p95 <= 100 ms")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--datasets", type=int, default=100_000)
+    parser.add_argument("--edges", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=40)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = ChdbBackend(str(Path(tmp) / "chdb"))
+        await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
+        await bench_ingest(bootstrap, args.events, backend)
+        await bench_graph(backend, args.datasets, args.edges, args.queries)
+        await backend.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
