@@ -1,9 +1,13 @@
 """The lineage consumer loop: Kafka `openlineage-events` -> validate -> Marquez, or the DLQ.
 
+RunEvents, DatasetEvents and JobEvents are all forwarded: Marquez (0.43+) stores the
+three at `POST /api/v1/lineage`, telling them apart by `schemaURL`.
+
 Ordering and concurrency: each partition fans out into `lanes` FIFO workers;
 a record goes to the lane chosen by its Kafka key (the producer's ordering key,
-the run id), or by its run id when it has no key. Events of one run therefore
-reach Marquez in offset order while different runs POST concurrently.
+the run id), or, when it has no key, by the event's own key (its run id, or
+`dataset:<ns>/<name>` / `job:<ns>/<name>` for static events). Events of one run
+therefore reach Marquez in offset order while different runs POST concurrently.
 
 Delivery: at-least-once. An offset is committed only when it and every earlier
 offset of its partition were stored in Marquez or dead-lettered (`OffsetTracker`).
@@ -36,6 +40,7 @@ from consumers.lineage.validate import ValidEvent, validate
 from consumers.offsets import OffsetTracker
 from consumers.retry import Backoff
 from consumers.stats import Stats
+from lineagehub.openlineage_schema import EventKind
 from lineagehub.topics import LINEAGE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,11 @@ class LineageSettings:
     max_connections: int = 32
     fetch_max_records: int = 500
     client_id: str = "lineagehub-lineage"
+
+
+def _no_type(verdict: ValidEvent) -> str:
+    """The `event_type` label of an event without one: its kind for static events."""
+    return "none" if verdict.kind is EventKind.RUN else verdict.kind.value
 
 
 class Gate:
@@ -218,7 +228,7 @@ class LineageConsumer:
         if record.key:
             key = record.key
         elif isinstance(verdict, ValidEvent):
-            key = verdict.run_id.encode()
+            key = verdict.key.encode("utf-8", "surrogatepass")
         else:
             key = str(record.offset).encode()
         self.tracker.started(tp, record.offset)
@@ -254,7 +264,7 @@ class LineageConsumer:
             result = await self.marquez.post(body)
             if result.outcome is Outcome.STORED:
                 self.gate.success()
-                self.stats.inc("posted", event_type=verdict.event_type or "none")
+                self.stats.inc("posted", event_type=verdict.event_type or _no_type(verdict))
                 return
             if result.outcome is Outcome.REJECTED:
                 await self._dead_letter(record, Rejection("http_4xx", result.detail))
@@ -269,7 +279,7 @@ class LineageConsumer:
                     return
             log.info(
                 "marquez transient failure",
-                extra={"attempt": attempt, "detail": result.detail, "run_id": verdict.run_id},
+                extra={"attempt": attempt, "detail": result.detail, "key": verdict.key},
             )
             if self.gate.failure():
                 self._on_marquez_down(result.detail)

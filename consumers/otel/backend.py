@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
+import orjson
 from chdb import session as _chdb_session
 from clickhouse_driver import Client, errors
 
@@ -74,8 +75,11 @@ def to_json_each_row(table: Table, rows: Sequence[Row]) -> str:
             elif isinstance(value, float):
                 value = _json_value(value)
             out[col] = value
-        lines.append(json.dumps(out, ensure_ascii=False, separators=(",", ":")))
-    return "\n".join(lines)
+        try:
+            lines.append(orjson.dumps(out))
+        except orjson.JSONEncodeError:  # ints past 64 bits: let ClickHouse judge them
+            lines.append(json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode())
+    return b"\n".join(lines).decode()
 
 
 def _settings_clause(settings: Mapping[str, str | int]) -> str:

@@ -13,9 +13,12 @@ double anything, and arrival order never matters: a run's state is derived from
 * `lineage_events`: every event as received (`Payload` is its canonical JSON),
   with the columns queries filter on pulled out.
 * `lineage_io`: one row per (event, dataset, direction): `input` / `output` of a run
-  or of a JobEvent, `declared` for a DatasetEvent; schema, its hash and statistics.
+  or of a JobEvent, `declared` for a DatasetEvent; schema, its hash and statistics
+  (the dataset's other facets are in the event's `Payload`).
 * `lineage_edges` / `lineage_edges_rev`: the same edge rows sorted by source and by
-  destination, so a hop up or down the graph is a range read. Node ids are
+  destination, so a hop up or down the graph is a range read; the writer inserts the
+  first and a materialized view copies each block into the second (deduplicated with
+  it on a replay: `deduplicate_blocks_in_dependent_materialized_views`). Node ids are
   Marquez's: `dataset:<ns>:<name>`, `job:<ns>:<name>`, `datasetField:<ns>:<name>:<field>`.
   `Kind` is `io` (job↔dataset), `column` (field→field, or field→dataset for
   indirect dependencies) or `static` (from a JobEvent, tied to no run).
@@ -71,7 +74,6 @@ IO = Table(
         "RowCount",
         "Bytes",
         "FileCount",
-        "Facets",
     ),
     _TIME,
 )
@@ -91,7 +93,8 @@ _EDGE_COLUMNS = (
 )
 EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME)
 EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME)
-TABLES = {t.name: t for t in (EVENTS, IO, EDGES, EDGES_REV)}
+#: What the writer inserts; `lineage_edges_rev` is filled by a materialized view.
+TABLES = {t.name: t for t in (EVENTS, IO, EDGES)}
 
 _SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 
@@ -141,7 +144,6 @@ CREATE TABLE IF NOT EXISTS {{db}}.lineage_io (
     RowCount Nullable(Int64),
     Bytes Nullable(Int64),
     FileCount Nullable(Int64),
-    Facets String CODEC(ZSTD(3)),
     INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(EventTime)
@@ -180,6 +182,12 @@ ORDER BY (Dst, Kind, Src, RunId, EventHash, TransformType, TransformSubtype)
 """
 
 
+_EDGES_REV_MV_SQL = """
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.lineage_edges_rev_mv TO {db}.lineage_edges_rev
+AS SELECT * FROM {db}.lineage_edges
+"""
+
+
 def _runs_view(db: str) -> str:
     return f"CREATE VIEW IF NOT EXISTS {db}.lineage_runs AS {runs_select(db)}"
 
@@ -187,7 +195,9 @@ def _runs_view(db: str) -> str:
 def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
     """The warehouse's tables and view (idempotent), in the otel database by default so
     one query can join lineage with `otel_traces` and `pipeline_runs`."""
-    out = render_statements((_EVENTS_SQL, _IO_SQL, _EDGES_SQL, _EDGES_REV_SQL), database, ttl_days)
+    out = render_statements(
+        (_EVENTS_SQL, _IO_SQL, _EDGES_SQL, _EDGES_REV_SQL, _EDGES_REV_MV_SQL), database, ttl_days
+    )
     return [*out, _runs_view(out[0].removeprefix("CREATE DATABASE IF NOT EXISTS "))]
 
 

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from consumers.otel.decode import DecodeError, Row
-from consumers.warehouse.ddl import EDGES, EDGES_REV, EVENTS, IO
+from consumers.warehouse.ddl import EDGES, EVENTS, IO
 from lineagehub.lineage_ids import dataset_node, field_node, job_node
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
@@ -163,9 +165,8 @@ def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
     fields = list(_fields(_obj(dataset.get("facets")).get("schema")))
     names = [n for n, _ in fields]
     types = [t for _, t in fields]
-    schema_hash = _digest(json.dumps(fields).encode()) if fields else ""
+    schema_hash = _digest(orjson.dumps(fields)) if fields else ""
     rows, size, files = _statistics(dataset)
-    facets = {k: dataset[k] for k in ("facets", "inputFacets", "outputFacets") if dataset.get(k)}
     return {
         "EventHash": ev.hash,
         "EventTime": ev.time,
@@ -182,7 +183,6 @@ def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
         "RowCount": rows,
         "Bytes": size,
         "FileCount": files,
-        "Facets": json.dumps(facets, ensure_ascii=False, separators=(",", ":")) if facets else "",
     }
 
 
@@ -248,9 +248,14 @@ def _parse(value: bytes | None) -> dict[str, Any]:
     if len(value) > MAX_RECORD_BYTES:
         raise DecodeError("too_large", f"{len(value)} bytes, the limit is {MAX_RECORD_BYTES}")
     try:
-        event = json.loads(value)
-    except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError
-        raise DecodeError("invalid_json", str(exc)[:300]) from None
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        # orjson refuses integers past 64 bits, which Marquez (Jackson) stores: parse
+        # those (rare) events the slow way; what neither takes is not JSON.
+        try:
+            event = json.loads(value)
+        except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError
+            raise DecodeError("invalid_json", str(exc)[:300]) from None
     if not isinstance(event, dict):
         raise DecodeError("invalid_event", f"$: expected an object, got {type(event).__name__}")
     return event
@@ -271,9 +276,13 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
     event = _parse(value)
     kind = _kind(event)
     try:
-        canonical = json.dumps(event, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    except (ValueError, UnicodeEncodeError) as exc:  # lone surrogates, huge ints
-        raise DecodeError("invalid_json", str(exc)[:300]) from None
+        canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        try:
+            text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            canonical = text.encode("utf-8")
+        except (ValueError, RecursionError) as exc:  # lone surrogates, ints past 4300 digits
+            raise DecodeError("invalid_json", str(exc)[:300]) from None
     ev = _Event(event, canonical, kind)
     run_facets = _obj(_obj(event.get("run")).get("facets"))
     parent = _obj(run_facets.get("parent"))
@@ -316,4 +325,4 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         "ErrorMessage": error[:4000] if isinstance(error, str) else "",
         "Payload": canonical.decode("utf-8"),
     }
-    return {EVENTS.name: [row], IO.name: io, EDGES.name: edges, EDGES_REV.name: list(edges)}
+    return {EVENTS.name: [row], IO.name: io, EDGES.name: edges}
