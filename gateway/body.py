@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lineagehub.openlineage_schema import loads
+
 CHUNK = 64 * 1024
 
 
@@ -134,25 +136,14 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-class _NonFinite(ValueError):
-    pass
-
-
-def _no_constant(name: str) -> Any:
-    raise _NonFinite(name)
-
-
 def parse_json(data: bytes) -> tuple[Any, str | None]:
-    """`(value, None)`, or `(None, reason)` for a body that is not JSON."""
+    """`(value, None)`, or `(None, reason)` for a body that is not JSON Marquez could read.
+
+    Never raises: the parsing (and its limits: NaN/Infinity, numbers over 1000 digits,
+    invalid UTF-8, too deep nesting) is `lineagehub.openlineage_schema.loads`, the same
+    the lineage consumer uses. Lone surrogates (`"\\ud800"`) are caught per event by
+    `gateway.lineage.check`, which can name their path.
+    """
     if not data.strip():
         return None, "the body is empty"
-    try:
-        return json.loads(data, parse_constant=_no_constant), None
-    except _NonFinite as exc:
-        return None, f"{exc} is not valid JSON"
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8: {exc.reason}"
-    except json.JSONDecodeError as exc:
-        return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except RecursionError:
-        return None, "nesting too deep"
+    return loads(data)

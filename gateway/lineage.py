@@ -1,5 +1,8 @@
 """OpenLineage events in, Kafka records out: validation, keys, and publishing with acks.
 
+Validation and keys are `lineagehub.openlineage_schema`'s (Marquez's rules, shared with
+the lineage consumer); `record_key` is re-exported from there.
+
 Pure except for `Sink.publish`, which awaits the broker's acknowledgement.
 """
 
@@ -10,11 +13,20 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from lineagehub.openlineage_schema import EventKind, SchemaError, event_kind, schema_errors
+from lineagehub.openlineage_schema import (
+    EventKind,
+    SchemaError,
+    event_kind,
+    lone_surrogate_path,
+    record_key,
+    schema_errors,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Checked", "Invalid", "KafkaUnavailable", "Publisher", "Sink", "check", "record_key"]
 
 
 class Publisher(Protocol):
@@ -42,35 +54,43 @@ class Invalid:
     errors: list[SchemaError]
 
 
-def record_key(event: dict[str, Any], kind: EventKind) -> str:
-    """The Kafka key: the run id (lower case, as the runner and consumer use it) for a
-    RunEvent; `dataset:<ns>/<name>` or `job:<ns>/<name>` for static lineage events."""
-    if kind is EventKind.RUN:
-        return str(event["run"]["runId"]).lower()
-    if kind is EventKind.DATASET:
-        return f"dataset:{event['dataset']['namespace']}/{event['dataset']['name']}"
-    return f"job:{event['job']['namespace']}/{event['job']['name']}"
-
-
 def check(event: object, max_event_bytes: int) -> Checked | Invalid:
-    """Validate one event against the shared OpenLineage schema and size it for Kafka."""
+    """Validate one event with Marquez's rules (shared with the consumer), size it for Kafka.
+
+    Never raises: what cannot be re-encoded as UTF-8 JSON (a lone surrogate such as
+    `"\\ud800"`, nesting too deep to encode) is a 400 naming the problem.
+    """
     if not isinstance(event, dict):
-        return Invalid(400, [SchemaError("$", f"expected an object, got {type(event).__name__}")])
+        return Invalid(400, schema_errors(event))
     kind = event_kind(event)
     errors = schema_errors(event, kind)
     if errors:
         return Invalid(400, errors)
-    value = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        value = text.encode()
+    except UnicodeEncodeError:
+        path = lone_surrogate_path(event) or "$"
+        message = (
+            "contains a lone UTF-16 surrogate (such as \\ud800), which is not Unicode and "
+            "cannot be stored as UTF-8: escape the character as a surrogate pair or send it "
+            "as UTF-8"
+        )
+        return Invalid(400, [SchemaError(path, message)])
+    except RecursionError:
+        return Invalid(400, [SchemaError("$", "nesting too deep to re-encode the event")])
+    except ValueError as exc:  # a non-finite float from a caller that did not use loads
+        return Invalid(400, [SchemaError("$", f"not encodable as JSON: {exc}")])
     if len(value) > max_event_bytes:
         message = f"the event is {len(value)} bytes, the limit is {max_event_bytes}"
         return Invalid(413, [SchemaError("$", message)])
-    run_id = record_key(event, kind) if kind is EventKind.RUN else None
+    key = record_key(event, kind)
     event_type = event.get("eventType") if kind is EventKind.RUN else None
     return Checked(
         kind=kind,
-        key=record_key(event, kind),
+        key=key,
         value=value,
-        run_id=run_id,
+        run_id=key if kind is EventKind.RUN else None,
         event_type=str(event_type) if event_type is not None else None,
     )
 
