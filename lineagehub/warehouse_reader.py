@@ -118,9 +118,9 @@ class LineageReader:
 
     # ---- graph -------------------------------------------------------------------
 
-    async def _hop(
+    def _hop_sql(
         self, frontier: set[str], direction: Direction, kinds: tuple[str, ...], walk: Walk
-    ) -> list[dict[str, Any]]:
+    ) -> str:
         table, key, other = (
             ("lineage_edges_rev", "Dst", "Src")
             if direction == "up"
@@ -129,40 +129,48 @@ class LineageReader:
         where = f"{key} IN {_in_list(sorted(frontier))} AND Kind IN {_in_list(kinds)}"
         if walk.as_of_ns is not None:
             where += f" AND EventTime <= {_time_literal(walk.as_of_ns)}"
-        return await self._rows(
-            f"SELECT Src, Dst, min(EventTime) AS FirstSeen, max(EventTime) AS LastSeen, "
+        return (
+            f"SELECT * FROM (SELECT '{direction}' AS Dir, Src, Dst, "
+            f"min(EventTime) AS FirstSeen, max(EventTime) AS LastSeen, "
             f"argMax(RunId, EventTime) AS LastRunId, "
             f"groupUniqArray((TransformType, TransformSubtype, TransformDescription, Masking)) "
             f"AS Transformations "
             f"FROM {self.db}.{table} WHERE {where} GROUP BY Src, Dst "
-            f"ORDER BY {other}, {key} LIMIT {walk.max_nodes * 4 + 1}"
+            f"ORDER BY {other}, {key} LIMIT {walk.max_nodes * 4 + 1})"
         )
 
     async def _walk(
         self, walk: Walk, kinds: tuple[str, ...], hops_per_level: int, starts: set[str]
     ) -> tuple[set[str], dict[tuple[str, str], dict[str, Any]], bool]:
+        """Both directions at once: one query per level (a UNION ALL of the up and the
+        down hop), so a walk costs `max(up, down)` round trips, not their sum."""
         nodes = set(starts)
         edges: dict[tuple[str, str], dict[str, Any]] = {}
         truncated = False
-        for direction, depth in (("up", walk.up), ("down", walk.down)):
-            frontier, seen = set(starts), set(starts)
-            for _ in range(depth * hops_per_level):
-                if not frontier:
-                    break
-                found = await self._hop(frontier, direction, kinds, walk)  # type: ignore[arg-type]
-                frontier = set()
-                for edge in found:
-                    nxt = edge["Src"] if direction == "up" else edge["Dst"]
-                    if nxt not in nodes and len(nodes) >= walk.max_nodes:
-                        truncated = True
-                        continue
-                    edges[(edge["Src"], edge["Dst"])] = edge
-                    nodes.add(nxt)
-                    if nxt not in seen:
-                        seen.add(nxt)
-                        frontier.add(nxt)
-                if truncated:
-                    break
+        depth: dict[Direction, int] = {"up": walk.up, "down": walk.down}
+        frontier: dict[Direction, set[str]] = {"up": set(starts), "down": set(starts)}
+        seen: dict[Direction, set[str]] = {"up": set(starts), "down": set(starts)}
+        for level in range(max(walk.up, walk.down) * hops_per_level):
+            parts = [
+                self._hop_sql(frontier[d], d, kinds, walk)
+                for d in ("up", "down")
+                if frontier[d] and level < depth[d] * hops_per_level
+            ]
+            if not parts or truncated:
+                break
+            found = await self._rows(" UNION ALL ".join(parts))
+            frontier = {"up": set(), "down": set()}
+            for edge in found:
+                direction: Direction = "up" if edge["Dir"] == "up" else "down"
+                nxt = edge["Src"] if direction == "up" else edge["Dst"]
+                if nxt not in nodes and len(nodes) >= walk.max_nodes:
+                    truncated = True
+                    continue
+                edges[(edge["Src"], edge["Dst"])] = edge
+                nodes.add(nxt)
+                if nxt not in seen[direction]:
+                    seen[direction].add(nxt)
+                    frontier[direction].add(nxt)
         return nodes, edges, truncated
 
     async def graph(self, walk: Walk) -> dict[str, Any]:

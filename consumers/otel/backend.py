@@ -11,6 +11,7 @@ Both clients are blocking, so calls run in a worker thread, one at a time per ba
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
@@ -55,7 +56,13 @@ def _ns_text(ns: int) -> str:
     Plain 'seconds.fraction' is ambiguous to ClickHouse's parser for small values.
     """
     sec, frac = divmod(int(ns), 1_000_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec)) + f".{frac:09d}"
+    return _second_text(sec) + f".{frac:09d}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(sec: int) -> str:
+    """A batch's rows share few distinct seconds: format each once."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(sec))
 
 
 def _json_value(value: Any) -> Any:
@@ -66,15 +73,15 @@ def _json_value(value: Any) -> Any:
 
 def to_json_each_row(table: Table, rows: Sequence[Row]) -> str:
     lines = []
+    columns, times = table.columns, [c for c in table.columns if c in table.time_columns]
     for row in rows:
-        out: dict[str, Any] = {}
-        for col in table.columns:
-            value = row[col]
-            if col in table.time_columns:
-                value = [_ns_text(v) for v in value] if isinstance(value, list) else _ns_text(value)
-            elif isinstance(value, float):
-                value = _json_value(value)
-            out[col] = value
+        out = {col: row[col] for col in columns}
+        for col in times:
+            value = out[col]
+            out[col] = [_ns_text(v) for v in value] if isinstance(value, list) else _ns_text(value)
+        for col, value in out.items():
+            if type(value) is float and not math.isfinite(value):
+                out[col] = _json_value(value)
         try:
             lines.append(orjson.dumps(out))
         except orjson.JSONEncodeError:  # ints past 64 bits: let ClickHouse judge them

@@ -97,6 +97,8 @@ EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME)
 TABLES = {t.name: t for t in (EVENTS, IO, EDGES)}
 
 _SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+# A graph hop looks up a few hundred keys: small granules make each a short read.
+_EDGE_SETTINGS = f"{_SETTINGS}, index_granularity = 256"
 
 _EVENTS_SQL = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.lineage_events (
@@ -171,14 +173,14 @@ _EDGES_SQL = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges {_EDGES_BODY}
 ORDER BY (Src, Kind, Dst, RunId, EventHash, TransformType, TransformSubtype)
 {{ttl:toDateTime(EventTime)}}
-{_SETTINGS}
+{_EDGE_SETTINGS}
 """
 
 _EDGES_REV_SQL = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges_rev {_EDGES_BODY}
 ORDER BY (Dst, Kind, Src, RunId, EventHash, TransformType, TransformSubtype)
 {{ttl:toDateTime(EventTime)}}
-{_SETTINGS}
+{_EDGE_SETTINGS}
 """
 
 
