@@ -41,6 +41,11 @@ async def run_summary(backend: Backend, run_id: str) -> dict[str, Any] | None:
         f"SELECT DISTINCT RunId FROM {db}.lineage_events WHERE ParentRunId = '{run_id}'))"
     )
 
+    of_parent = runs_select(db, f"e.ParentRunId = '{run_id}'")
+    children = await backend.query(
+        f"SELECT RunId, JobName, State FROM ({of_parent}) ORDER BY StartTime"
+    )
+
     def datasets(direction: str) -> list[dict[str, Any]]:
         return [
             {
@@ -63,4 +68,7 @@ async def run_summary(backend: Backend, run_id: str) -> dict[str, Any] | None:
         "inputs": datasets("input"),
         "outputs": datasets("output"),
         "columnEdges": int(columns[0]["edges"]) if columns else 0,
+        "children": [
+            {"runId": c["RunId"], "job": c["JobName"], "state": c["State"]} for c in children
+        ],
     }

@@ -37,6 +37,7 @@ class WarehouseRun:
     inputs: list[tuple[str, str]]
     outputs: list[tuple[str, str]]
     column_edges: int
+    finished_children: int = 0  # child runs (a PipelineRun's stages) in a terminal state
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ async def warehouse_run(client: httpx.AsyncClient, base: str, run_id: str) -> Wa
             inputs=_datasets(body.get("inputs") or []),
             outputs=_datasets(body.get("outputs") or []),
             column_edges=int(body.get("columnEdges") or 0),
+            finished_children=sum(
+                1
+                for c in body.get("children") or []
+                if c.get("state") in {"COMPLETE", "FAIL", "ABORT"}
+            ),
         )
     except (ValueError, TypeError, AttributeError) as err:
         raise StoreUnavailable("ClickHouse", f"an answer that is not a run at {url}") from err

@@ -91,7 +91,12 @@ def _lineage(
     checks: list[tuple[str, Lookup[Any], str, str | None]] = []  # store, lookup, wanted, found
     if warehouse.configured:
         wh = warehouse.value
-        checks.append(("ClickHouse", warehouse, WAREHOUSE_STATE[phase], wh.state if wh else None))
+        found = wh.state if wh else None
+        ran = sum(1 for s in status.stages if s.phase in {Phase.SUCCEEDED, Phase.FAILED})
+        if wh is not None and found == WAREHOUSE_STATE[phase] and wh.finished_children < ran:
+            # The run's own events are in, its stages' not all yet: not the whole lineage.
+            found = f"{found} with {wh.finished_children} of {ran} stage runs finished"
+        checks.append(("ClickHouse", warehouse, WAREHOUSE_STATE[phase], found))
     if marquez.configured:
         mq = marquez.value
         checks.append(("Marquez", marquez, MARQUEZ_STATE[phase], mq.state if mq else None))

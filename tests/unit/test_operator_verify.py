@@ -20,9 +20,9 @@ LINKS = Links("ns", "orders", "http://marquez/api/v1/jobs/runs/x", "http://jaege
 ALL_SPANS = frozenset({"PipelineRun orders", "stage extract", "stage transform", "stage load"})
 
 
-def wh(state: str, column_edges: int = 0) -> WarehouseRun:
+def wh(state: str, column_edges: int = 0, stages: int = 3) -> WarehouseRun:
     return WarehouseRun(
-        state, [("file", "/data/in.csv")], [("file", "/data/out.parquet")], column_edges
+        state, [("file", "/data/in.csv")], [("file", "/data/out.parquet")], column_edges, stages
     )
 
 
@@ -113,6 +113,11 @@ def test_all_recorded() -> None:
         ({"warehouse": Lookup(value=wh("COMPLETE"))}, ("True", "Recorded"), ("True", "Recorded")),
         ({"warehouse": Lookup(value=None)}, ("Unknown", "Waiting"), ("True", "Recorded")),
         ({"warehouse": Lookup(value=wh("START"))}, ("Unknown", "Waiting"), ("True", "Recorded")),
+        (
+            {"warehouse": Lookup(value=wh("COMPLETE", stages=2))},
+            ("Unknown", "Waiting"),
+            ("True", "Recorded"),
+        ),
         (
             {"warehouse": Lookup(value=None), "expired": True},
             ("False", "NotRecorded"),
