@@ -9,6 +9,9 @@ source → extract → transform → load → sink as one graph.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 from datetime import datetime
 from typing import Any
 
@@ -45,8 +48,38 @@ def workspace_uri(path: str) -> str:
     return f"file://{path}"
 
 
+#: Set by a runner that cannot mount (the local stack's process kubelet): JSON
+#: {host folder: path in the container}. Absent in a real pod.
+CONTAINER_PATHS_ENV = "LINEAGEHUB_CONTAINER_PATHS"
+
+
+@functools.cache
+def _container_paths() -> tuple[tuple[str, str], ...]:
+    try:
+        mapping = json.loads(os.environ.get(CONTAINER_PATHS_ENV) or "{}")
+    except ValueError:
+        return ()
+    if not isinstance(mapping, dict):
+        return ()
+    pairs = [(h, c) for h, c in mapping.items() if isinstance(h, str) and isinstance(c, str)]
+    return tuple(sorted(pairs, key=lambda p: -len(p[0])))  # the deepest folder first
+
+
+def dataset_name(uri: str) -> tuple[str, str]:
+    """(namespace, name) of a dataset as the pod sees it: a `file://` path that a
+    process runner reached through a host folder is named by its container path, so
+    the stages' datasets are the ones the PipelineRun names."""
+    if uri.startswith("file://"):
+        path = uri[len("file://") :]
+        for host, mount in _container_paths():
+            if path == host or path.startswith(host.rstrip("/") + "/"):
+                uri = "file://" + mount.rstrip("/") + path[len(host.rstrip("/")) :]
+                break
+    return dataset_of(uri)
+
+
 def _info(uri: str) -> DatasetInfo:
-    namespace, name = dataset_of(uri)
+    namespace, name = dataset_name(uri)
     return DatasetInfo(namespace=namespace, name=name, uri=uri)
 
 

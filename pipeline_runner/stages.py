@@ -18,10 +18,9 @@ import polars as pl
 from polars.exceptions import PolarsError
 
 from lineagehub.api import StageConfig, StageName
-from lineagehub.datasets import dataset_of
 from pipeline_runner.column_lineage import column_lineage, identity_lineage
 from pipeline_runner.errors import ErrorKind, StageError, first_line
-from pipeline_runner.lineage import planned_datasets, schema_fields, workspace_uri
+from pipeline_runner.lineage import dataset_name, planned_datasets, schema_fields, workspace_uri
 from pipeline_runner.quality import column_metrics, outcomes
 from pipeline_runner.result import StageResult
 from pipeline_runner.settings import Settings
@@ -260,7 +259,7 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
     result.bytes_written = stats.bytes
     result.output_schema = schema_fields(schema)
     output.schema, output.row_count, output.size = result.output_schema, stats.rows, stats.bytes
-    namespace, name = dataset_of(cfg.sink.uri)
+    namespace, name = dataset_name(cfg.sink.uri)
     output.namespace, output.name = namespace, name
     output.column_lineage = identity_lineage(schema.names(), source.namespace, source.name)
 

@@ -25,6 +25,9 @@ class Process:
     cwd: Path
 
 
+CONTAINER_PATHS_ENV = "LINEAGEHUB_CONTAINER_PATHS"
+
+
 def path_map(
     container: Obj,
     volumes: dict[str, Path],
@@ -107,6 +110,12 @@ def build(
     args = expand_args(list(container.get("args") or []), own_env)
     argv = runtime.argv(command, args, where)
     env = {**base, **pm.rewrite_env(own_env)}
+    if pm.mounts:
+        # What a pod would see: lets the process name things (datasets in lineage) by
+        # their path in the container rather than the host folder it reads them from.
+        env[CONTAINER_PATHS_ENV] = json.dumps(
+            {host: mount for mount, host in sorted(pm.mounts.items())}, sort_keys=True
+        )
     argv = pm.rewrite_all(argv)
     workdir = container.get("workingDir") or ""
     cwd = Path(pm.host(posixpath.normpath(workdir))) if workdir else pm.root
