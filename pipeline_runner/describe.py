@@ -131,7 +131,8 @@ def warehouse_lines(run: PipelineRun, url: str) -> list[str] | None:
         found = await reader.run(status.run_id or "")
         stages = [await reader.run(child["runId"]) for child in found["children"]]
         try:
-            columns = await reader.column_lineage(Walk(NodeId("dataset", ns, name), 1, 0))
+            # Sink <- load <- transform <- extract <- source: three field hops.
+            columns = await reader.column_lineage(Walk(NodeId("dataset", ns, name), 3, 0))
         except NotFound:
             columns = None
         return found, stages, columns
@@ -157,14 +158,39 @@ def warehouse_lines(run: PipelineRun, url: str) -> list[str] | None:
         lines.append(f"  {ins}\n    -> {stage['job']} ->\n  {outs}")
     if columns is not None:
         lines.append("")
-        for edge in columns["edges"]:
-            kinds = ", ".join(
-                f"{t['type']}/{t['subtype']}" if t["subtype"] else t["type"]
-                for t in edge.get("transformations") or []
-            )
-            dst = edge["destination"].rsplit(":", 1)[-1]
-            src = edge["origin"].removeprefix("datasetField:")
-            lines.append(f"  {dst:<20} <- {src:<40} {kinds}")
+        lines += column_origins(columns["edges"], f"datasetField:{ns}:{name}:")
+    return lines
+
+
+def column_origins(edges: list[dict[str, Any]], sink_prefix: str) -> list[str]:
+    """For each field of the sink, the fields it comes from at the far end of the
+    column graph (the source), with every transformation on the way that is not a
+    plain copy."""
+    into: dict[str, list[dict[str, Any]]] = {}
+    for edge in edges:
+        into.setdefault(edge["destination"], []).append(edge)
+    lines = []
+    for field in sorted(d for d in into if d.startswith(sink_prefix)):
+        origins: set[str] = set()
+        kinds: list[str] = []
+        todo, seen = [field], {field}
+        while todo:
+            node = todo.pop()
+            if node not in into:
+                origins.add(node.removeprefix("datasetField:"))
+                continue
+            for edge in into[node]:
+                for t in edge.get("transformations") or []:
+                    kind = f"{t['type']}/{t['subtype']}" if t.get("subtype") else t["type"]
+                    label = f"{kind}: {t['description']}" if t.get("description") else kind
+                    if t.get("subtype") != "IDENTITY" and label not in kinds:
+                        kinds.append(label)
+                if edge["origin"] not in seen:
+                    seen.add(edge["origin"])
+                    todo.append(edge["origin"])
+        short = field.removeprefix(sink_prefix)
+        how = "; ".join(kinds) or "DIRECT/IDENTITY"
+        lines.append(f"  {short:<20} <- {', '.join(sorted(origins)):<40} {how}")
     return lines
 
 

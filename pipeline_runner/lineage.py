@@ -37,7 +37,7 @@ from openlineage.client.serde import Serde
 
 from lineagehub.api import StageConfig, StageName
 from lineagehub.datasets import dataset_of
-from lineagehub.telemetry.lineage import INTEGRATION, PRODUCER
+from lineagehub.telemetry.lineage import INTEGRATION, PRODUCER, trace_facet
 from pipeline_runner import __version__
 from pipeline_runner.result import DatasetInfo, StageResult
 
@@ -83,15 +83,31 @@ def _info(uri: str) -> DatasetInfo:
     return DatasetInfo(namespace=namespace, name=name, uri=uri)
 
 
+#: The namespace of the intermediate datasets between stages.
+WORKSPACE_NAMESPACE = "lineage-hub-workspace"
+
+
+def _intermediate(cfg: StageConfig, stage: StageName) -> DatasetInfo:
+    """A stage's intermediate file, named by the pipeline, not by its path: every run's
+    workspace has the same paths (`/workspace/extract.parquet`), so a path would join
+    the graphs of unrelated pipelines into one."""
+    job = cfg.parent.job if cfg.parent is not None else cfg.openlineage_job.rsplit(".", 1)[0]
+    return DatasetInfo(
+        namespace=WORKSPACE_NAMESPACE,
+        name=f"{cfg.openlineage_namespace}/{job}/{stage.value}",
+        uri=workspace_uri(cfg.intermediate_path(stage)),
+    )
+
+
 def planned_datasets(cfg: StageConfig) -> tuple[list[DatasetInfo], list[DatasetInfo]]:
     """(inputs, outputs) of a stage, named before anything is read."""
-    extracted = workspace_uri(cfg.intermediate_path(StageName.EXTRACT))
-    transformed = workspace_uri(cfg.intermediate_path(StageName.TRANSFORM))
+    extracted = _intermediate(cfg, StageName.EXTRACT)
+    transformed = _intermediate(cfg, StageName.TRANSFORM)
     if cfg.stage is StageName.EXTRACT:
-        return [_info(cfg.source.uri)], [_info(extracted)]
+        return [_info(cfg.source.uri)], [extracted]
     if cfg.stage is StageName.TRANSFORM:
-        return [_info(extracted)], [_info(transformed)]
-    return [_info(transformed)], [_info(cfg.sink.uri)]
+        return [extracted], [transformed]
+    return [transformed], [_info(cfg.sink.uri)]
 
 
 def schema_fields(schema: pl.Schema) -> list[tuple[str, str]]:
@@ -224,6 +240,7 @@ def stage_event(
             ),
             producer=PRODUCER,
         )
+    run_facets.update(trace_facet(cfg.traceparent))
     if error is not None:
         run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
             message=error, programmingLanguage="python", stackTrace=stack, producer=PRODUCER

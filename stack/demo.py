@@ -23,6 +23,7 @@ from stack.pieces import controlplane as cp
 EXAMPLE = paths.REPO_ROOT / "examples" / "pipelinerun.yaml"
 NAME = "orders-daily"
 TIMEOUT = 300.0
+VERDICTS = ("LineageRecorded", "TraceRecorded")
 
 
 def _kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -39,8 +40,15 @@ def _run() -> dict[str, Any]:
     return data
 
 
+def _verdicts_in(status: dict[str, Any]) -> bool:
+    """Both store verdicts reached (LINEAGE and TRACE no longer Unknown)."""
+    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return all(conditions.get(k, "Unknown") != "Unknown" for k in VERDICTS)
+
+
 def _watch() -> dict[str, Any]:
-    """Print each change of `kubectl get pipelineruns` until the run finishes."""
+    """Print each change of `kubectl get pipelineruns` until the run finished and the
+    operator has checked the stores (the LINEAGE and TRACE columns have their verdict)."""
     deadline = time.monotonic() + TIMEOUT
     last = ""
     while time.monotonic() < deadline:
@@ -50,7 +58,8 @@ def _watch() -> dict[str, Any]:
             print(table.splitlines()[-1] if last else table, flush=True)
             last = row
         run = _run()
-        if (run.get("status") or {}).get("phase") in {"Succeeded", "Failed", "Cancelled"}:
+        status = run.get("status") or {}
+        if status.get("phase") in {"Succeeded", "Failed", "Cancelled"} and _verdicts_in(status):
             return run
         time.sleep(0.5)
     raise SystemExit(
@@ -85,7 +94,12 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
             f"  {stage['name']:<10}{stage['phase']:<11}{stage.get('recordsIn', '-')!s:>7}"
             f"{stage.get('recordsOut', '-')!s:>7}  {took}"
         )
+    for kind in VERDICTS:
+        cond = next((c for c in status["conditions"] if c["type"] == kind), None)
+        if cond is not None:
+            print(f"  {kind:<16} {cond['status']:<6} {cond['reason']}: {cond['message']}")
     spans = _jaeger_spans(env, status["traceId"])
+    namespace, job = status["lineage"]["namespace"], status["lineage"]["job"]
     print("\nWhere to look:")
     print(
         f"  Jaeger trace     {env['JAEGER_QUERY_URL']}/api/traces/{status['traceId']}"
@@ -97,11 +111,19 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
     else:
         print(
             "  Marquez          not running on this stack (`lineage-hub stack status`);"
-            " lineage events wait in Kafka"
+            " the lineage is in ClickHouse (below)"
         )
     print(
         "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
         f"WHERE TraceId = '{status['traceId']}'  (chdb at {env.get('CLICKHOUSE_CHDB_PATH')})"
+    )
+    print(
+        f"  Lineage          SELECT * FROM lineage_runs WHERE RunId = '{status['runId']}'"
+        f"  (curl --data-binary @- '{env.get('CLICKHOUSE_HTTP_URL')}')"
+    )
+    print(
+        "  Lineage graph    lineage-hub gateway, then GET /api/v1/lineage"
+        f"?nodeId=job:{namespace}:{job}&depth=2"
     )
     print(f"  Operator events  kubectl describe pipelinerun {NAME}")
     print(f"  The whole story  lineage-hub describe {NAME}   (timeline, column lineage, quality)")

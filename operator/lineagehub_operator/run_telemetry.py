@@ -65,6 +65,7 @@ class RunTelemetry:
             inputs=[dataset_of(run.spec.source.uri)],
             outputs=[dataset_of(run.spec.sink.uri)],
             error=error,
+            traceparent=status.traceparent,
         )
         await self._publisher.send(LINEAGE_TOPIC, status.run_id, payload)
         if event_type == "START" or not status.traceparent:

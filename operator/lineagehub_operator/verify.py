@@ -148,7 +148,8 @@ def _lineage(
             lineage,
             ConditionStatus.TRUE,
             Reason.RECORDED,
-            f"{' and '.join(holding)} hold run {status.run_id} {wanted}",
+            f"{' and '.join(holding)} {'hold' if len(holding) > 1 else 'holds'} "
+            f"run {status.run_id} {wanted}",
         )
     missing = [
         f"{name} has it {found}" if found else f"{name} has no event of it yet"

@@ -169,7 +169,13 @@ def test_three_stages_in_a_row(tmp_path: Path, run: RunStage) -> None:
     assert ext.termination["recordsIn"] == ext.termination["recordsOut"] == 5
     assert ext.last["inputs"][0]["namespace"] == "file"
     assert ext.last["inputs"][0]["name"] == str(tmp_path / "in" / "orders.csv")
-    assert ext.last["outputs"][0]["name"] == str(tmp_path / "ws" / "extract.parquet")
+    # The intermediate is named by the pipeline (every run's workspace has the same path).
+    out = ext.last["outputs"][0]
+    assert (out["namespace"], out["name"]) == ("lineage-hub-workspace", "tests/orders/extract")
+    tr_in = outs[StageName.TRANSFORM].last["inputs"][0]
+    assert (tr_in["namespace"], tr_in["name"]) == (out["namespace"], out["name"])
+    # Each stage event carries the run's trace (make_config's traceparent).
+    assert ext.last["run"]["facets"]["lineagehub_trace"]["traceId"] == "ab" * 16
 
     tr = outs[StageName.TRANSFORM]
     assert tr.termination["recordsIn"] == 5
