@@ -84,8 +84,8 @@ def to_json_each_row(table: Table, rows: Sequence[Row]) -> str:
                 out[col] = _json_value(value)
         try:
             lines.append(orjson.dumps(out))
-        except orjson.JSONEncodeError:  # ints past 64 bits: let ClickHouse judge them
-            lines.append(json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode())
+        except orjson.JSONEncodeError:  # ints past 64 bits, lone surrogates: escaped
+            lines.append(json.dumps(out, separators=(",", ":")).encode())
     return b"\n".join(lines).decode()
 
 
@@ -194,6 +194,12 @@ class NativeBackend:
                 # 159 timeout, 202 too many simultaneous queries, 241 memory, 252 too many parts
                 transient = getattr(exc, "code", None) in {159, 202, 241, 252, 209, 210}
                 raise BackendError(str(exc)[:2000], transient=transient) from None
+            except Exception as exc:
+                # The driver refusing the rows themselves (a value its column type cannot
+                # encode, text that is not UTF-8): the data, not the server, so not
+                # transient; the consumer retries record by record, then dead-letters.
+                self._client.disconnect()
+                raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from None
 
     async def setup(self, statements: Sequence[str] | None = None) -> None:
         for sql in statements if statements is not None else create_statements(self.database):

@@ -10,8 +10,10 @@ to refuse an event that Marquez would store. What cannot be stored raises
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,11 +24,14 @@ import orjson
 from consumers.otel.decode import DecodeError, Row
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
 from lineagehub.lineage_ids import dataset_node, field_node, job_node
+from lineagehub.openlineage_schema import EventKind, event_kind
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+# What Marquez's FlexibleDateTimeDeserializer reads (`lineagehub/openlineage_schema.py`):
+# seconds and fraction optional, `T` in any case, offset `Z`, `+HH`, `+HH:MM`, `+HH:MM:SS`.
 _TIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9})\d*)?"
-    r"\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$"
+    r"^([+-]?\d{4,10})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{0,9})\d*)?)?"
+    r"\s*([Zz]|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)?$"
 )
 # DateTime64(9) holds 1900-01-01 .. 2262-04-11.
 _MIN_NS, _MAX_NS = -2_208_988_800 * 10**9, 9_223_372_036 * 10**9
@@ -35,46 +40,87 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 
 
 def event_time_ns(value: object, path: str = "$.eventTime") -> int:
-    """RFC 3339 / ISO 8601 with up to nanoseconds; no offset means UTC (as naive
-    datetimes from openlineage-python are meant)."""
-    if not isinstance(value, str):
+    """An event time as Marquez reads it, in nanoseconds: ISO 8601 with optional
+    seconds and up to nanoseconds; no offset means UTC (naive datetimes from
+    openlineage-python mean it); a day past the month's end is its last day and 24:00
+    the next midnight (Java's SMART resolution); a number is seconds since the epoch."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or abs(value) > 9e9:  # past what DateTime64 holds
+            raise DecodeError("invalid_event", f"{path}: {value!r} is outside 1900..2262")
+        ns = int(value * 10**9)
+    elif isinstance(value, str):
+        ns = _iso_ns(value, path)
+    else:
         raise DecodeError("invalid_event", f"{path}: expected a date-time string")
+    if not _MIN_NS <= ns < _MAX_NS:
+        raise DecodeError("invalid_event", f"{path}: {str(value)[:64]!r} is outside 1900..2262")
+    return ns
+
+
+def _iso_ns(value: str, path: str) -> int:
     m = _TIME.match(value.strip())
     if m is None:
         raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is not an ISO 8601 date-time")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac, zone = m.group(7) or "", m.group(8) or "Z"
-    try:
-        base = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
-    except ValueError as exc:
-        raise DecodeError("invalid_event", f"{path}: {exc}") from None
+    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
+    if not 1899 <= year <= 2262:
+        raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is outside 1900..2262")
+    second, frac, zone = int(m.group(6) or 0), m.group(7) or "", m.group(8) or "Z"
+    if not 1 <= month <= 12 or not 1 <= day <= 31 or minute > 59 or second > 59:
+        raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is not a date-time")
+    next_midnight = hour == 24 and minute == second == 0 and not frac.strip("0")
+    if hour > 23 and not next_midnight:
+        raise DecodeError("invalid_event", f"{path}: hour {hour} is not 00-23")
+    day = min(day, calendar.monthrange(year, month)[1])
+    base = datetime(year, month, day, 0 if next_midnight else hour, minute, second, tzinfo=UTC)
     offset = 0
     if zone not in {"Z", "z"}:
+        digits = zone[1:].replace(":", "").ljust(6, "0")
         sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60 + int(digits[4:6]))
     seconds = int((base - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) - offset
-    ns = seconds * 10**9 + int(frac.ljust(9, "0"))
-    if not _MIN_NS <= ns < _MAX_NS:
-        raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is outside 1900..2262")
-    return ns
+    seconds += 86_400 if next_midnight else 0
+    return seconds * 10**9 + int(frac.ljust(9, "0"))
 
 
 def _obj(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _storable(text: str) -> str:
+    """`text` with lone surrogates (valid JSON escapes, not UTF-8) as U+FFFD; the event's
+    `Payload` keeps them as sent."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
+
+
+def _scalar_text(node: object) -> str | None:
+    """A scalar as the text Jackson reads into a Java String; None for anything else."""
+    if isinstance(node, bool):
+        return "true" if node else "false"
+    if isinstance(node, str):
+        return _storable(node)
+    if isinstance(node, int | float):
+        try:
+            return str(node)
+        except ValueError:  # an int past Python's digit limit
+            return None
+    return None
+
+
 def _text(event: dict[str, Any], *path: str, required: bool = False) -> str:
     node: object = event
     for key in path:
         node = node.get(key) if isinstance(node, dict) else None
-    if isinstance(node, str) and (node or not required):
-        return node
-    if required or node is not None:
-        where = "$." + ".".join(path)
+    text = _scalar_text(node)
+    if text is None or (required and not text.strip()):
         if required:
+            where = "$." + ".".join(path)
             raise DecodeError("invalid_event", f"{where}: required, a non-empty string")
-    return ""
+        return ""
+    return text
 
 
 def _count(value: object) -> int | None:
@@ -136,13 +182,20 @@ class _Event:
         self.hash = _digest(canonical)
         self.time = event_time_ns(event.get("eventTime"))
         self.event_type = _text(event, "eventType").upper() if kind == "run" else ""
-        self.run_id = _text(event, "run", "runId", required=kind == "run").lower()
-        if kind == "dataset":
-            self.job_ns = self.job_name = ""
-        else:
-            self.job_ns = _text(event, "job", "namespace", required=True)
-            self.job_name = _text(event, "job", "name", required=True)
-        self.job = job_node(self.job_ns, self.job_name) if self.job_name else ""
+        if kind == "run" and _scalar_text(_obj(event.get("run")).get("runId")) is None:
+            raise DecodeError("invalid_event", "$.run.runId: required, a string")
+        self.run_id = _text(event, "run", "runId").lower()  # any string, "" too (Marquez)
+        # Marquez takes a blank job name on some events (its rules follow the event
+        # type): stored as given, such a job has no node and no edges in the graph.
+        if kind != "dataset":
+            job = _obj(event.get("job"))
+            for part in ("namespace", "name"):
+                if _scalar_text(job.get(part)) is None:
+                    raise DecodeError("invalid_event", f"$.job.{part}: required, a string")
+        self.job_ns = _text(event, "job", "namespace") if kind != "dataset" else ""
+        self.job_name = _text(event, "job", "name") if kind != "dataset" else ""
+        has_job = self.job_ns.strip() and self.job_name.strip()
+        self.job = job_node(self.job_ns, self.job_name) if has_job else ""
 
     def edge(self, src: str, dst: str, kind: str) -> Row:
         return {
@@ -230,14 +283,15 @@ def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise DecodeError("invalid_event", f"$.{key}: expected an array")
     out = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
             raise DecodeError("invalid_event", f"$.{key}[{i}]: expected an object")
+        item = dict(entry)
         for part in ("namespace", "name"):
-            if not isinstance(item.get(part), str) or not item[part]:
-                raise DecodeError(
-                    "invalid_event", f"$.{key}[{i}].{part}: required, a non-empty string"
-                )
+            text = _scalar_text(item.get(part))
+            if text is None:
+                raise DecodeError("invalid_event", f"$.{key}[{i}].{part}: required, a string")
+            item[part] = text
         out.append(item)
     return out
 
@@ -261,14 +315,12 @@ def _parse(value: bytes | None) -> dict[str, Any]:
     return event
 
 
+_KINDS = {EventKind.RUN: "run", EventKind.DATASET: "dataset", EventKind.JOB: "job"}
+
+
 def _kind(event: dict[str, Any]) -> str:
-    if "run" in event:
-        return "run"
-    if "dataset" in event:
-        return "dataset"
-    if "job" in event:
-        return "job"
-    raise DecodeError("invalid_event", "$: none of run, job or dataset: not an OpenLineage event")
+    """As Marquez decides (by `schemaURL`, `lineagehub.openlineage_schema.event_kind`)."""
+    return _KINDS[event_kind(event)]
 
 
 def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
@@ -279,8 +331,9 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         try:
-            text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            canonical = text.encode("utf-8")
+            # ASCII escapes: a lone surrogate (which Marquez's parser takes) stays as sent.
+            text = json.dumps(event, sort_keys=True, separators=(",", ":"))
+            canonical = text.encode("ascii")
         except (ValueError, RecursionError) as exc:  # lone surrogates, ints past 4300 digits
             raise DecodeError("invalid_json", str(exc)[:300]) from None
     ev = _Event(event, canonical, kind)
@@ -298,12 +351,14 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         edge_kind = "io" if kind == "run" else "static"
         for dataset in _datasets(event, "inputs"):
             io.append(_io_row(ev, dataset, "input"))
-            node = dataset_node(dataset["namespace"], dataset["name"])
-            edges.append(ev.edge(node, ev.job, edge_kind))
+            if ev.job:
+                node = dataset_node(dataset["namespace"], dataset["name"])
+                edges.append(ev.edge(node, ev.job, edge_kind))
         for dataset in _datasets(event, "outputs"):
             io.append(_io_row(ev, dataset, "output"))
-            node = dataset_node(dataset["namespace"], dataset["name"])
-            edges.append(ev.edge(ev.job, node, edge_kind))
+            if ev.job:
+                node = dataset_node(dataset["namespace"], dataset["name"])
+                edges.append(ev.edge(ev.job, node, edge_kind))
             edges.extend(_column_edges(ev, dataset))
     row = {
         "EventHash": ev.hash,
@@ -323,6 +378,6 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         "Producer": _text(event, "producer")[:512],
         "SchemaURL": _text(event, "schemaURL")[:512],
         "ErrorMessage": error[:4000] if isinstance(error, str) else "",
-        "Payload": canonical.decode("utf-8"),
+        "Payload": canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
     }
     return {EVENTS.name: [row], IO.name: io, EDGES.name: edges}

@@ -57,6 +57,8 @@ from openlineage.client.uuid import generate_new_uuid
 
 from consumers.dlq import Rejection
 from consumers.lineage.validate import ValidEvent, validate
+from consumers.otel.decode import DecodeError
+from consumers.warehouse.decode import decode_lineage
 from gateway.lineage import Checked, Invalid, check
 from lineagehub.openlineage_schema import EventKind, event_kind
 
@@ -74,6 +76,17 @@ def accepted(event: dict[str, Any]) -> tuple[Checked, ValidEvent]:
     assert (verdict.kind, verdict.key) == (checked.kind, checked.key)
     # The gateway forwards the event unchanged (only re-encoded).
     assert json.loads(checked.value) == event
+    # The lineage warehouse stores it too, as the same kind (only an eventTime outside
+    # what ClickHouse's DateTime64 holds, 1900..2262, is beyond it: dead-lettered).
+    try:
+        rows = decode_lineage(checked.value)
+    except DecodeError as exc:
+        assert "1900..2262" in exc.detail, exc
+    else:
+        (stored,) = rows["lineage_events"]
+        assert stored["Kind"] == {"RunEvent": "run", "DatasetEvent": "dataset"}.get(
+            checked.kind.value, "job"
+        )
     return checked, verdict
 
 

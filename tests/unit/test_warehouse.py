@@ -191,7 +191,8 @@ async def test_dataset_and_job_events_are_stored(wh: Warehouse) -> None:
     [
         (b"{not json", "invalid_json", ""),
         (b"[]", "invalid_event", "$"),
-        (b'{"eventTime": "2026-01-01T00:00:00Z"}', "invalid_event", "none of run"),
+        # No schemaURL naming another kind: a RunEvent, as Marquez reads it.
+        (b'{"eventTime": "2026-01-01T00:00:00Z"}', "invalid_event", "$.run.runId"),
         (
             b'{"eventTime": "yesterday", "run": {"runId": "x"}, '
             b'"job": {"namespace": "n", "name": "j"}}',
@@ -240,6 +241,12 @@ def test_event_times_as_producers_send_them() -> None:
     assert event_time_ns("2026-11-01T13:00:00+01:00") == base
     assert event_time_ns("2026-11-01T12:00:00.123456789Z") == base + 123_456_789
     assert event_time_ns("2026-11-01T12:00:00.5-0030") == base + 1_800 * 10**9 + 500_000_000
+    # What else Marquez's FlexibleDateTimeDeserializer reads:
+    assert event_time_ns("2026-11-01t12:00z") == base  # no seconds, lower case
+    assert event_time_ns("2026-11-01T14:00:00+02") == base  # an hours-only offset
+    assert event_time_ns("2026-10-31T24:00:00Z") == event_time_ns("2026-11-01T00:00:00Z")
+    assert event_time_ns("2026-02-30T00:00:00Z") == event_time_ns("2026-02-28T00:00:00Z")
+    assert event_time_ns(base // 10**9) == base  # seconds since the epoch
 
 
 # ---- graph reads --------------------------------------------------------------------
@@ -423,3 +430,17 @@ async def test_the_store_being_unreachable_is_unavailable() -> None:
             await asyncio.wait_for(store.rows("SELECT 1"), 10)
     finally:
         store.close()
+
+
+async def test_an_event_with_a_lone_surrogate_is_stored(wh: Warehouse) -> None:
+    """Marquez's parser takes `\\ud800` (the lineage consumer forwards such events);
+    the warehouse stores it too instead of failing the batch."""
+    run = new_run_id()
+    event = run_event("COMPLETE", run, ("etl", "odd"), later(1)).replace(
+        b'"name": "odd"', b'"name": "odd\\ud800"'
+    )
+    assert b"\\ud800" in event
+    await wh.store(event)
+    found = await run_summary(wh.backend, run)
+    assert found is not None and found["state"] == "COMPLETE"
+    assert found["job"]["name"].startswith("odd")
