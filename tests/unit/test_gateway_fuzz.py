@@ -14,17 +14,23 @@ import json
 import random
 import string
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
+from consumers.otel.backend import to_json_each_row
 from consumers.samples import lineage_event
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
 from gateway.app import create_app
 from gateway.auth import parse_tokens
+from gateway.clickhouse import ChdbStore
 from gateway.config import Settings
 from gateway.runs import KubeError
+from tests.warehouse_events import dataset_in, dataset_out, later, new_run_id, run_event
 
 TOKEN = "fuzz-token-with-all-scopes-01"
 SEED = 20250102
@@ -158,14 +164,35 @@ def param_value(rng: random.Random, schema: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
+def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
-        tokens=parse_tokens(f"{TOKEN}:lineage:write,runs:write,runs:read"),
+        tokens=parse_tokens(f"{TOKEN}:lineage:write,lineage:read,runs:write,runs:read"),
         kafka_bootstrap="127.0.0.1:1",
         rate_per_s=0,
         health_timeout_s=0.5,
     )
-    app = create_app(settings, publisher=Publisher(), runs=Runs(), metrics_store=None)
+    # A real (embedded) warehouse with one run in it, so the lineage reads run their SQL.
+    store = ChdbStore(str(tmp_path / "chdb"))
+    for sql in LINEAGE_SCHEMA.create("otel", 0):
+        store._query(sql)
+    run = run_event(
+        "COMPLETE",
+        new_run_id(),
+        ("fuzz", "job"),
+        later(1),
+        inputs=[dataset_in("s3://fuzz", "in", ("id", "int"))],
+        outputs=[
+            dataset_out(
+                "s3://fuzz", "out", ("id", "int"), columns={"id": [("s3://fuzz", "in", "id")]}
+            )
+        ],
+    )
+    for table, rows in decode_lineage(run).items():
+        store._query(
+            f"INSERT INTO otel.{table} FORMAT JSONEachRow\n"
+            + to_json_each_row(LINEAGE_SCHEMA.tables[table], rows)
+        )
+    app = create_app(settings, publisher=Publisher(), runs=Runs(), metrics_store=store)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -181,7 +208,7 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def test_no_request_built_from_the_openapi_spec_gets_a_500(client: TestClient) -> None:
     rng = random.Random(SEED)
     ops = operations(client.get("/openapi.json").json())
-    assert len(ops) == 8
+    assert len(ops) == 14
     seen: dict[int, int] = {}
     for _ in range(ROUNDS):
         path, method, op = rng.choice(ops)
