@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stack.kubelet import images
+from stack.kubelet import images, runtime
 from stack.kubelet.kubelet import Kubelet, stop_all_pods
 from stack.kubelet.logs import read
 from stack.kubelet.logserver import KubeletHTTPServer, LogSource, tls_context
@@ -87,6 +87,12 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def logged(k: Kubelet, name: str, container: str = "main") -> bytes:
+    """What the container has written so far (b"" before its log exists)."""
+    source = k.locate("ns", name, container, False)
+    return b"" if isinstance(source, str) else read(source.path)[0]
 
 
 def phase_is(api: FakeApi, name: str, *phases: str) -> Callable[[], bool]:
@@ -212,17 +218,25 @@ def test_graceful_deletion(env: tuple[FakeApi, Kubelet]) -> None:
     p = pod("del", [py("main", "import time; print('up', flush=True); time.sleep(60)")])
     k.sync(p)
     wait_for(phase_is(api, "del", "Running"))
+    # Running is reported once the shim is launched; wait for the command itself, so the
+    # SIGTERM meets the command and not a shim still starting up.
+    wait_for(lambda: logged(k, "del") == b"up\n")
     deleting = copy.deepcopy(p)
     deleting["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
     deleting["metadata"]["deletionGracePeriodSeconds"] = 5
-    started = time.monotonic()
     k.sync(deleting)
     wait_for(phase_is(api, "del", "Failed", "Succeeded"))
-    assert time.monotonic() - started < 4  # SIGTERM ended it; no need for SIGKILL
+    # SIGTERM ended it: 128 + 15, written by the shim. A SIGKILL after the grace period
+    # takes the shim down too, which leaves 137 and "stopped by the kubelet".
+    assert api.last("del")["phase"] == "Failed"
     term = api.last("del")["containerStatuses"][0]["state"]["terminated"]
-    assert term["exitCode"] == 143
+    assert (term["exitCode"], term["reason"]) == (143, "Error"), term
+    assert term.get("message", "") != "stopped by the kubelet"
+    wait_for(lambda: any(e["reason"] == "Killing" for e in api.events))
+    (killing,) = [e for e in api.events if e["reason"] == "Killing"]
+    assert killing["involvedObject"]["fieldPath"] == "spec.containers{main}"
     wait_for(lambda: bool(api.deleted))
-    assert api.deleted[0][2] == p["metadata"]["uid"]
+    assert api.deleted == [("ns", "del", p["metadata"]["uid"])]
 
 
 def test_active_deadline(env: tuple[FakeApi, Kubelet]) -> None:
@@ -233,29 +247,100 @@ def test_active_deadline(env: tuple[FakeApi, Kubelet]) -> None:
     assert api.last("dl")["reason"] == "DeadlineExceeded"
 
 
+def wait_for_file(path: Path, then: str) -> str:
+    """Python code for a container that waits until `path` exists, then prints `then`."""
+    return (
+        "import os, time\n"
+        f"while not os.path.exists({str(path)!r}): time.sleep(0.02)\n"
+        f"print({then!r})"
+    )
+
+
 def test_restart_adopts_running_and_finished_containers(tmp_path: Path) -> None:
     api = FakeApi()
     state = tmp_path / "state"
+    release = tmp_path / "release"
+    kubelets = [make_kubelet(api, state)]
+    try:
+        first = kubelets[0]
+        p = pod("adopt", [py("main", wait_for_file(release, "done"))])
+        first.sync(p)
+        wait_for(phase_is(api, "adopt", "Running"))
+        first.stopping.set()  # the kubelet "dies": its worker stops, the process goes on
+        wait_for(lambda: not first.workers)  # the worker thread has returned
+        pid = api.last("adopt")["containerStatuses"][0]["containerID"]
+        (attempt,) = runtime.attempts(first.pod_dir(p) / "containers" / "main")
+        assert attempt.running()
+        # A new kubelet takes the running container over, and sees it end.
+        second = make_kubelet(api, state)
+        kubelets.append(second)
+        api.statuses.clear()
+        second.sync(p)
+        wait_for(phase_is(api, "adopt", "Running"))
+        assert api.last("adopt")["containerStatuses"][0]["containerID"] == pid
+        release.touch()
+        wait_for(phase_is(api, "adopt", "Succeeded", "Failed"))
+        cs = api.last("adopt")["containerStatuses"][0]
+        assert api.last("adopt")["phase"] == "Succeeded"
+        assert cs["containerID"] == pid and cs["restartCount"] == 0
+        second.stopping.set()
+        wait_for(lambda: not second.workers)
+        # And once more: a kubelet that finds the pod finished (its verdict on disk)
+        # reports that verdict and the same container, and runs nothing again.
+        third = make_kubelet(api, state)
+        kubelets.append(third)
+        api.statuses.clear()
+        third.sync(p)
+        wait_for(phase_is(api, "adopt", "Succeeded", "Failed"))
+        status = api.last("adopt")
+        assert status["phase"] == "Succeeded"
+        (cs,) = status["containerStatuses"]
+        assert cs["containerID"] == pid and cs["restartCount"] == 0
+        assert cs["state"]["terminated"]["exitCode"] == 0
+        runs = runtime.attempts(third.pod_dir(p) / "containers" / "main")
+        assert [a.dir.name for a in runs] == ["0"]
+        assert logged(third, "adopt") == b"done\n"
+    finally:
+        release.touch()
+        for k in kubelets:
+            k.stopping.set()
+        stop_all_pods(state)
+
+
+def test_restart_adopts_a_container_that_ended_while_no_kubelet_ran(tmp_path: Path) -> None:
+    api = FakeApi()
+    state = tmp_path / "state"
+    release = tmp_path / "release"
     first = make_kubelet(api, state)
-    p = pod("adopt", [py("main", "import time; time.sleep(1.5); print('done')")])
-    first.sync(p)
-    wait_for(phase_is(api, "adopt", "Running"))
-    first.stopping.set()  # the kubelet "dies": its worker stops, the process goes on
-    time.sleep(0.2)
-    pid = api.last("adopt")["containerStatuses"][0]["containerID"]
-    second = make_kubelet(api, state)
-    second.sync(p)
-    wait_for(phase_is(api, "adopt", "Succeeded", "Failed"))
-    cs = api.last("adopt")["containerStatuses"][0]
-    assert api.last("adopt")["phase"] == "Succeeded"
-    assert cs["containerID"] == pid and cs["restartCount"] == 0
-    # And once more, after the process ended while no kubelet ran.
-    third = make_kubelet(api, state)
-    api.statuses.clear()
-    third.sync(p)
-    wait_for(phase_is(api, "adopt", "Succeeded", "Failed"))
-    second.stopping.set()
-    third.stopping.set()
+    second: Kubelet | None = None
+    try:
+        p = pod("alone", [py("main", wait_for_file(release, "finished alone"))])
+        first.sync(p)
+        wait_for(phase_is(api, "alone", "Running"))
+        pid = api.last("alone")["containerStatuses"][0]["containerID"]
+        first.stopping.set()
+        wait_for(lambda: not first.workers)
+        release.touch()  # the container ends now, with no kubelet watching it
+        (attempt,) = runtime.attempts(first.pod_dir(p) / "containers" / "main")
+        wait_for((attempt.dir / "exit.json").exists)
+        assert api.last("alone")["phase"] == "Running"  # nobody has reported the end yet
+        second = make_kubelet(api, state)
+        second.sync(p)
+        wait_for(phase_is(api, "alone", "Succeeded", "Failed"))
+        status = api.last("alone")
+        assert status["phase"] == "Succeeded"
+        (cs,) = status["containerStatuses"]
+        assert cs["containerID"] == pid and cs["restartCount"] == 0
+        term = cs["state"]["terminated"]
+        assert (term["exitCode"], term["reason"]) == (0, "Completed")
+        assert len(runtime.attempts(second.pod_dir(p) / "containers" / "main")) == 1
+        assert logged(second, "alone") == b"finished alone\n"
+    finally:
+        release.touch()
+        first.stopping.set()
+        if second is not None:
+            second.stopping.set()
+        stop_all_pods(state)
 
 
 def test_python_is_the_checkout_interpreter(env: tuple[FakeApi, Kubelet]) -> None:
@@ -298,17 +383,21 @@ def test_log_server_over_tls(tmp_path: Path) -> None:
             assert stamped == "2025-01-01T00:00:00Z one"
             assert client.get("/containerLogs/ns/p/c?previous=true").status_code == 404
 
-            def finish() -> None:
-                time.sleep(0.5)
+            # Follow: what is there, then a line written while following, then the end of
+            # the stream once the container is no longer active. Each step waits for the
+            # previous one to arrive (a stalled stream fails on the client's read timeout).
+            body = b""
+            with client.stream("GET", "/containerLogs/ns/p/c?follow=true") as resp:
+                chunks = resp.iter_bytes()
+                while body != b"one\ntwo\n":
+                    body += next(chunks)
                 with log.open("ab") as f:
                     f.write(b"2025-01-01T00:00:02Z stdout F three\n")
-                time.sleep(0.5)
+                while body == b"one\ntwo\n":
+                    body += next(chunks)
+                assert body == b"one\ntwo\nthree\n"
                 active["on"] = False
-
-            threading.Thread(target=finish).start()
-            with client.stream("GET", "/containerLogs/ns/p/c?follow=true") as resp:
-                body = b"".join(resp.iter_bytes())
-            assert body == b"one\ntwo\nthree\n"
+                assert list(chunks) == []  # the stream ends, with nothing more
         bare = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         with pytest.raises((httpx.HTTPError, ssl.SSLError)):
             httpx.get(base + "/healthz", verify=bare, timeout=5)
