@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from consumers.otel.backend import ChdbBackend
-from consumers.otel.ddl import TABLES
+from consumers.otel.ddl import TABLES, Table
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, run_trace
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
@@ -288,7 +288,7 @@ async def real_run(store: ChdbBackend, tmp_path_factory: pytest.TempPathFactory)
     ]
     lineage_records = 0
     for i, (topic, _, value) in enumerate(records):
-        schema = TABLES
+        schema: Mapping[str, Table] = TABLES
         if topic == SPANS_TOPIC:
             tables = decode_trace_tables(value)
         elif topic == METRICS_TOPIC:
