@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chdb import session as _chdb_session
+from clickhouse_driver.block import RowOrientedBlock
+from clickhouse_driver.bufferedwriter import BufferedSocketWriter
+from clickhouse_driver.connection import ServerInfo
+from clickhouse_driver.context import Context
+from clickhouse_driver.streams.native import BlockOutputStream
 
 from consumers.otel import backend as backend_mod
 from consumers.otel.backend import ChdbBackend, NativeBackend, to_json_each_row
@@ -21,6 +30,9 @@ from consumers.otel.ddl import (
 )
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, metrics_request, run_trace
+
+# chdb's session API is only partly annotated.
+chdb_session: Any = _chdb_session
 
 
 @pytest.fixture
@@ -176,41 +188,175 @@ def test_ttl_is_rendered_when_asked() -> None:
     assert not any("TTL" in s for s in create_statements("otel"))
 
 
-class FakeClient:
-    calls: list[tuple[Any, ...]]
+class ChdbNativeClient:
+    """Stands in for `clickhouse_driver.Client`, answered by ClickHouse itself (chdb).
 
-    def __init__(self, **kwargs: Any) -> None:
+    An INSERT's rows go through clickhouse-driver's own Native block writer, for the
+    column types the table really has (what a server sends back as the sample block),
+    and ClickHouse reads that block as the Native format, with the settings the driver
+    would send along. Everything else is run as it is. So what NativeBackend hands the
+    driver must be what the tables take: integer nanoseconds for DateTime64(9), dicts
+    for the maps, equal-length lists for a Nested column.
+    """
+
+    def __init__(self, session: Any, folder: Path, **kwargs: Any) -> None:
+        self.session = session
+        self.folder = folder
         self.kwargs = kwargs
-        self.calls = []
+        self.inserts: list[tuple[str, int]] = []
+        context = Context()
+        context.server_info = ServerInfo("chdb", 0, 0, 0, 0, "UTC", "chdb", 0)
+        context.settings = {}
+        context.client_settings = {
+            "strings_as_bytes": False,
+            "strings_encoding": "utf-8",
+            "use_numpy": False,
+        }
+        self.context = context
 
-    def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
-        self.calls.append((sql, args, kwargs))
-        if kwargs.get("with_column_types"):
-            return [(1, "a")], [("n", "UInt8"), ("s", "String")]
+    @staticmethod
+    def _settings(settings: dict[str, Any] | None) -> str:
+        if not settings:
+            return ""
+        parts = [
+            f"{k} = {v}" if isinstance(v, int) else f"{k} = '{v}'" for k, v in settings.items()
+        ]
+        return " SETTINGS " + ", ".join(parts)
+
+    def _rows(self, sql: str) -> list[list[Any]]:
+        text = str(self.session.query(sql, "JSONCompactEachRow"))
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def execute(
+        self,
+        sql: str,
+        data: list[tuple[Any, ...]] | None = None,
+        settings: dict[str, Any] | None = None,
+        with_column_types: bool = False,
+    ) -> Any:
+        if data is not None:
+            return self._insert(sql, data, settings)
+        if with_column_types:
+            text = str(self.session.query(sql, "JSONCompactEachRowWithNamesAndTypes"))
+            names, types, *rows = (json.loads(line) for line in text.splitlines())
+            return [tuple(r) for r in rows], list(zip(names, types, strict=True))
+        self.session.query(sql + self._settings(settings))
         return []
+
+    def _insert(
+        self, sql: str, data: list[tuple[Any, ...]], settings: dict[str, Any] | None
+    ) -> int:
+        head = re.fullmatch(r"INSERT INTO `(\w+)`\.`(\w+)` \((.*)\) VALUES", sql)
+        assert head is not None, sql
+        database, table, column_list = head.groups()
+        names = [c.strip().strip("`") for c in column_list.split(",")]
+        types = dict(
+            self._rows(
+                "SELECT name, type FROM system.columns "
+                f"WHERE database = '{database}' AND table = '{table}'"
+            )
+        )
+        block = RowOrientedBlock([(n, types[n]) for n in names], list(data))
+        sink = _Bytes()
+        writer = BufferedSocketWriter(sink, 1 << 16)
+        BlockOutputStream(writer, self.context).write(block)
+        path = self.folder / f"block-{len(self.inserts)}.native"
+        path.write_bytes(sink.data.getvalue())
+        self.session.query(
+            f"{sql.removesuffix(' VALUES')} SELECT * FROM file('{path}', 'Native')"
+            + self._settings(settings)
+        )
+        self.inserts.append((table, len(data)))
+        return len(data)
 
     def disconnect(self) -> None:
         pass
 
 
-async def test_native_backend_sends_the_same_sql(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend_mod, "Client", FakeClient)
-    b = NativeBackend("clickhouse://u:p%40ss@ch.local:9440/telemetry?secure=true")
-    client: FakeClient = b._client
-    assert client.kwargs["host"] == "ch.local" and client.kwargs["port"] == 9440
-    assert client.kwargs["password"] == "p@ss" and client.kwargs["secure"] is True
-    assert b.database == "telemetry"
-    await b.setup()
-    assert [c[0] for c in client.calls] == create_statements("telemetry")
-    rows = decode_trace_tables(run_trace("r").SerializeToString())[TRACES.name]
-    client.calls.clear()
-    await b.insert(TRACES, rows, "tok")
-    ((sql, args, kwargs),) = client.calls
-    assert sql.startswith("INSERT INTO `telemetry`.`otel_traces` (`Timestamp`, `TraceId`")
-    assert sql.endswith(") VALUES")
-    assert kwargs["settings"]["insert_deduplication_token"] == "tok"
-    assert kwargs["settings"]["deduplicate_blocks_in_dependent_materialized_views"] == 1
-    first = args[0][0]
-    assert len(first) == len(TRACES.columns)
-    assert first[0] == T0  # DateTime64(9) as integer ticks
-    assert await b.query("SELECT 1") == [{"n": 1, "s": "a"}]
+class _Bytes:
+    """The socket BufferedSocketWriter flushes into."""
+
+    def __init__(self) -> None:
+        self.data = io.BytesIO()
+
+    def sendall(self, chunk: bytes) -> None:
+        self.data.write(chunk)
+
+
+async def test_native_backend_rows_land_in_clickhouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = chdb_session.Session(str(tmp_path / "chdb"))
+    clients: list[ChdbNativeClient] = []
+
+    def client(**kwargs: Any) -> ChdbNativeClient:
+        clients.append(ChdbNativeClient(session, tmp_path, **kwargs))
+        return clients[-1]
+
+    monkeypatch.setattr(backend_mod, "Client", client)
+    try:
+        b = NativeBackend("clickhouse://u:p%40ss@ch.local:9440/telemetry?secure=true")
+        (driver,) = clients
+        assert driver.kwargs["host"] == "ch.local" and driver.kwargs["port"] == 9440
+        assert driver.kwargs["user"] == "u" and driver.kwargs["password"] == "p@ss"
+        assert driver.kwargs["secure"] is True
+        assert b.database == "telemetry"
+        await b.setup()
+        tables = await b.query("SELECT name FROM system.tables WHERE database = 'telemetry'")
+        assert {r["name"] for r in tables} >= {t.name for t in TABLES.values()}
+
+        request = run_trace("run-n", children=1)
+        root_span = request.resource_spans[0].scope_spans[0].spans[0]
+        traces = decode_trace_tables(request.SerializeToString())
+        metrics = decode_metrics(metrics_request(run_id="run-n").SerializeToString())
+        for _ in range(2):  # the second time is a redelivery: the same tokens
+            for name, rows in {**traces, **metrics}.items():
+                await b.insert(TABLES[name], rows, f"native/{name}")
+        assert len(driver.inserts) == 2 * 5
+
+        (root,) = await b.query(
+            "SELECT toUnixTimestamp64Nano(Timestamp) AS ns, SpanKind, SpanAttributes, "
+            "Duration, ParentSpanId FROM telemetry.otel_traces "
+            f"WHERE SpanId = '{root_span.span_id.hex()}'"
+        )
+        assert int(root["ns"]) == T0  # integer nanoseconds, not seconds or microseconds
+        assert (root["SpanKind"], root["ParentSpanId"]) == ("Server", "")
+        assert int(root["Duration"]) == 40_000_000
+        assert root["SpanAttributes"] == {
+            "lineagehub.run_id": "run-n",
+            "lineagehub.pipeline": "orders",
+        }
+        counts = await b.query(
+            "SELECT (SELECT count() FROM telemetry.otel_traces) AS spans, "
+            "(SELECT count() FROM telemetry.otel_traces_trace_id_ts) AS lookups, "
+            "(SELECT count() FROM telemetry.pipeline_runs) AS runs, "
+            "(SELECT count() FROM telemetry.otel_metrics_histogram) AS histograms"
+        )
+        assert {k: int(v) for k, v in counts[0].items()} == {
+            "spans": 1 + 3 * 2,
+            "lookups": 1,
+            "runs": 4,
+            "histograms": 1,
+        }
+        (transform,) = await b.query(
+            "SELECT SpanName, RecordsIn, RecordsOut, Status, "
+            "toUnixTimestamp64Nano(EndTime) - toUnixTimestamp64Nano(StartTime) AS ns "
+            "FROM telemetry.pipeline_runs FINAL WHERE RunId = 'run-n' AND Stage = 'transform'"
+        )
+        assert transform["SpanName"] == "stage transform"
+        assert (transform["RecordsIn"], transform["RecordsOut"]) == (200, 199)
+        assert (transform["Status"], int(transform["ns"])) == ("Ok", 9_000_000)
+        (h,) = await b.query(
+            "SELECT Count, Sum, BucketCounts, ExplicitBounds, Min, Max, "
+            "`Exemplars.TraceId` AS ex, toUnixTimestamp64Nano(TimeUnix) AS ns, "
+            "AggregationTemporality FROM telemetry.otel_metrics_histogram"
+        )
+        assert (int(h["Count"]), h["Sum"], h["Min"], h["Max"]) == (3, 4.5, 0.5, 2.0)
+        assert [int(c) for c in h["BucketCounts"]] == [1, 2, 0]
+        assert h["ExplicitBounds"] == [1, 2]
+        assert h["ex"] == ["0102030405060708090a0b0c0d0e0f10"]
+        assert (int(h["ns"]), h["AggregationTemporality"]) == (T0, 1)
+        (s,) = await b.query("SELECT Value, IsMonotonic FROM telemetry.otel_metrics_sum")
+        assert s == {"Value": 99.5, "IsMonotonic": True}
+    finally:
+        session.close()
