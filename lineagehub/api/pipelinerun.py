@@ -319,6 +319,7 @@ class Reason(StrEnum):
     QUALITY_CHECK_FAILED = "QualityCheckFailed"
     CANCELLED = "Cancelled"
     INVALID_SPEC = "InvalidSpec"
+    POLICY_VIOLATION = "PolicyViolation"
     # LineageRecorded / TraceRecorded
     RECORDED = "Recorded"
     WAITING = "Waiting"
@@ -515,7 +516,8 @@ class QualityCheck(ApiModel):
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
+                # e.g. `a{99999999999}`: the repetition count overflows the compiler.
                 raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
         return self
 
