@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway import clickhouse, health, lineage, lineage_api
+from gateway import clickhouse, console_api, console_pages, health, lineage, lineage_api
 from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
 from gateway.body import (
     BadEncoding,
@@ -250,6 +250,17 @@ def _routes(app: FastAPI, deps: Deps) -> None:
     lineage_writer = _authorizer(deps, Scope.LINEAGE_WRITE)
     runs_writer = _authorizer(deps, Scope.RUNS_WRITE)
     runs_reader = _authorizer(deps, Scope.RUNS_READ)
+    app.include_router(
+        console_api.router(
+            lambda: deps.runs,
+            lambda: deps.metrics_store,
+            settings.clickhouse_database,
+            runs_reader,
+            settings.namespace,
+            settings.console_links,
+        )
+    )
+    app.include_router(console_pages.router())
     app.include_router(
         lineage_api.router(
             lambda: deps.metrics_store,

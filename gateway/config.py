@@ -55,6 +55,8 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Empty: no CORS headers at all (the default)."""
     health_timeout_s: float = 3.0
+    console_links: dict[str, str] = field(default_factory=dict)
+    """Base URLs the console links runs to: `marquez`, `jaeger`, `grafana` (public URLs)."""
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -104,4 +106,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         rate_per_s=_float(e, "LINEAGEHUB_GATEWAY_RATE", 100.0),
         rate_burst=_int(e, "LINEAGEHUB_GATEWAY_BURST", 200),
         cors_origins=_list(e.get("LINEAGEHUB_GATEWAY_CORS_ORIGINS", "")),
+        console_links={
+            key: url.rstrip("/")
+            for key, url in (
+                ("marquez", e.get("MARQUEZ_PUBLIC_URL", "") or e.get("MARQUEZ_URL", "")),
+                ("jaeger", e.get("JAEGER_PUBLIC_URL", "") or e.get("JAEGER_QUERY_URL", "")),
+                ("grafana", e.get("GRAFANA_PUBLIC_URL", "")),
+            )
+            if url.strip()
+        },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import os
 import threading
@@ -131,6 +132,38 @@ class KubeRuns:
         items: list[Obj] = found.get("items", [])
         return items
 
+    async def events(self, namespace: str, name: str) -> builtins.list[Obj]:
+        """The Kubernetes Events of one PipelineRun, oldest first (needs `list` on events)."""
+
+        def run() -> builtins.list[Obj]:
+            from kubernetes import client
+
+            self._custom()
+            core = client.CoreV1Api(self._client)
+            found = core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=PipelineRun,involvedObject.name={name}",
+                _request_timeout=self.timeout,
+            )
+            out = [
+                {
+                    "type": e.type,
+                    "reason": e.reason,
+                    "message": e.message,
+                    "count": e.count,
+                    "time": _iso(e.last_timestamp or e.event_time or e.first_timestamp),
+                }
+                for e in found.items
+            ]
+            return sorted(out, key=lambda e: str(e["time"] or ""))
+
+        try:
+            return await asyncio.to_thread(run)
+        except KubeError:
+            raise
+        except Exception as exc:
+            raise _translate(exc) from None
+
     async def ping(self) -> None:
         """One cheap authorised read: at most one PipelineRun of the default namespace
         (namespaced, so a Role is enough)."""
@@ -144,6 +177,10 @@ class KubeRuns:
                 self._client.close()
                 self._client = None
                 self._api = None
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else None
 
 
 def _translate(exc: Exception) -> KubeError:

@@ -1,0 +1,236 @@
+"""What the console reads beyond the runs and lineage APIs: a live run list (server-sent
+events), a run's Kubernetes Events, a trace's spans, the dashboards' panels (the same
+SQL as the Grafana dashboards), and the links to configure. JSON only; the pages are
+`gateway/console_pages.py`."""
+
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Protocol, runtime_checkable
+
+from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from gateway import clickhouse
+from gateway.auth import Principal
+from gateway.runs import KubeError, RunStore, view
+
+API = "/api/v1"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+TRACE_ID = r"^[0-9a-f]{32}$"
+MAX_SPANS = 5000
+STREAM_EVERY_S = 1.0
+STREAM_FOR_S = 600.0  # a client reconnects after this; bounds a forgotten tab's cost
+#: The Grafana dashboards (the chart provisions the same files).
+DASHBOARDS_DIR = Path(
+    os.environ.get("LINEAGEHUB_DASHBOARDS_DIR")
+    or Path(__file__).resolve().parent.parent / "charts" / "lineage-hub" / "dashboards"
+)
+
+
+@runtime_checkable
+class HasEvents(Protocol):
+    async def events(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
+
+
+def expand_macros(sql: str, start_s: int, end_s: int, variables: dict[str, str]) -> str:
+    """Grafana's ClickHouse-plugin macros and `${var:singlequote}` variables, as Grafana
+    expands them, so a panel's SQL runs here unchanged."""
+    sql = re.sub(
+        r"\$__timeFilter\(([\w.]+)\)",
+        lambda m: f"{m[1]} >= toDateTime({start_s}) AND {m[1]} <= toDateTime({end_s})",
+        sql,
+    )
+    step = max(60, (end_s - start_s) // 200)
+    sql = re.sub(
+        r"\$__timeInterval\(([\w.]+)\)",
+        lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {step} second)",
+        sql,
+    )
+    for name, value in variables.items():
+        quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        sql = sql.replace(f"${{{name}:singlequote}}", quoted).replace(f"${{{name}}}", quoted)
+    return sql
+
+
+def _in_db(sql: str, database: str) -> str:
+    """Grafana's datasource names the default database; name it where a panel leaves it out."""
+    return re.sub(
+        r"\b(FROM|JOIN)\s+(pipeline_runs|otel_\w+|lineage_\w+)\b",
+        lambda m: f"{m[1]} {database}.{m[2]}",
+        sql,
+    )
+
+
+def _dashboards() -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted(DASHBOARDS_DIR.glob("*.json")):
+        dash = json.loads(path.read_text())
+        out[str(dash["uid"])] = dash
+    return out
+
+
+def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return json.loads(json.dumps(rows, default=str))  # type: ignore[no-any-return]
+
+
+def router(
+    runs: Callable[[], RunStore | None],
+    store: Callable[[], clickhouse.MetricsStore | None],
+    database: str,
+    runs_auth: Callable[..., Awaitable[Principal]],
+    default_namespace: str,
+    links: dict[str, str],
+) -> APIRouter:
+    routes = APIRouter(tags=["console"])
+
+    def unavailable(what: str, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail, "store": what}, status_code=503)
+
+    @routes.get(f"{API}/console/config", summary="Links the console shows (no secrets)")
+    async def console_config() -> JSONResponse:
+        return JSONResponse({"links": links, "defaultNamespace": default_namespace})
+
+    @routes.get(f"{API}/pipeline/runs/stream", summary="Runs of a namespace, live (SSE)")
+    async def runs_stream(
+        _principal: Annotated[Principal, Depends(runs_auth)],
+        namespace: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
+    ) -> StreamingResponse:
+        ns = namespace or default_namespace
+
+        async def events() -> AsyncIterator[bytes]:
+            last = ""
+            deadline = time.monotonic() + STREAM_FOR_S
+            while time.monotonic() < deadline:
+                source = runs()
+                try:
+                    if source is None:
+                        raise KubeError(503, "no Kubernetes API configured")
+                    items = [view(o, "") for o in await source.list(ns, 500)]
+                    body = json.dumps({"namespace": ns, "items": items}, default=str)
+                    kind = "runs"
+                except KubeError as exc:
+                    body, kind = json.dumps({"detail": str(exc), "store": "kubernetes"}), "error"
+                digest = hashlib.sha256(body.encode()).hexdigest()
+                if digest != last:
+                    last = digest
+                    yield f"event: {kind}\ndata: {body}\n\n".encode()
+                else:
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(STREAM_EVERY_S)
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @routes.get(f"{API}/pipeline/run/{{name}}/events", summary="A run's Kubernetes Events")
+    async def run_events(
+        _principal: Annotated[Principal, Depends(runs_auth)],
+        name: Annotated[str, PathParam(max_length=253)],
+        namespace: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
+    ) -> JSONResponse:
+        source = runs()
+        if not isinstance(source, HasEvents):
+            return unavailable("kubernetes", "no Kubernetes API configured")
+        try:
+            items = await source.events(namespace or default_namespace, name)
+        except KubeError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"items": items})
+
+    @routes.get(f"{API}/traces/{{trace_id}}/spans", summary="A trace's spans from ClickHouse")
+    async def trace_spans(
+        _principal: Annotated[Principal, Depends(runs_auth)],
+        trace_id: Annotated[str, PathParam(pattern=TRACE_ID)],
+    ) -> JSONResponse:
+        source = store()
+        if source is None:
+            return unavailable("clickhouse", clickhouse.UNCONFIGURED)
+        try:
+            rows = await source.rows(
+                "SELECT SpanId AS spanId, ParentSpanId AS parentSpanId, SpanName AS name, "
+                "ServiceName AS service, toUnixTimestamp64Nano(Timestamp) AS startNs, "
+                "Duration AS durationNs, StatusCode AS status, StatusMessage AS message, "
+                "SpanAttributes AS attributes "
+                f"FROM {database}.otel_traces WHERE TraceId = '{trace_id}' "
+                f"ORDER BY Timestamp LIMIT {MAX_SPANS}"
+            )
+        except clickhouse.MetricsUnavailable as exc:
+            return unavailable("clickhouse", str(exc))
+        for row in rows:
+            row["startNs"], row["durationNs"] = int(row["startNs"]), int(row["durationNs"])
+        return JSONResponse({"traceId": trace_id, "spans": _json_safe(rows)})
+
+    @routes.get(f"{API}/dashboards", summary="The dashboards and their panels")
+    async def dashboards(_principal: Annotated[Principal, Depends(runs_auth)]) -> JSONResponse:
+        return JSONResponse(
+            {
+                "dashboards": [
+                    {
+                        "uid": uid,
+                        "title": d["title"],
+                        "panels": [
+                            {"id": p["id"], "title": p["title"], "type": p["type"]}
+                            for p in d["panels"]
+                        ],
+                        "variables": [
+                            v["name"] for v in d["templating"]["list"] if v["type"] == "query"
+                        ],
+                    }
+                    for uid, d in _dashboards().items()
+                ]
+            }
+        )
+
+    @routes.get(f"{API}/dashboards/{{uid}}/panels/{{panel_id}}", summary="One panel's rows")
+    async def panel_rows(
+        _principal: Annotated[Principal, Depends(runs_auth)],
+        uid: Annotated[str, PathParam(max_length=64)],
+        panel_id: int,
+        hours: Annotated[int, Query(ge=1, le=24 * 90)] = 24,
+        pipeline: Annotated[str, Query(max_length=256)] = "__all",
+        service: Annotated[str, Query(max_length=256)] = "__all",
+        run_id: Annotated[str, Query(alias="runId", max_length=64)] = "",
+        dataset: Annotated[str, Query(max_length=2048)] = "",
+    ) -> JSONResponse:
+        dash = _dashboards().get(uid)
+        panel = next((p for p in (dash or {}).get("panels", []) if p["id"] == panel_id), None)
+        if dash is None or panel is None:
+            return JSONResponse({"detail": f"no panel {panel_id} in dashboard {uid}"}, 404)
+        source = store()
+        if source is None:
+            return unavailable("clickhouse", clickhouse.UNCONFIGURED)
+        end = int(time.time()) + 60
+        variables = {"pipeline": pipeline, "service": service, "run_id": run_id}
+        variables.update(
+            {"dataset": dataset, "trace_id": "", "jaeger_url": links.get("jaeger", "")}
+        )
+        out = []
+        for target in panel["targets"]:
+            sql = _in_db(
+                expand_macros(target["rawSql"], end - hours * 3600, end, variables), database
+            )
+            try:
+                out.append(_json_safe(await source.rows(sql)))
+            except clickhouse.MetricsUnavailable as exc:
+                return unavailable("clickhouse", str(exc))
+        return JSONResponse(
+            {
+                "uid": uid,
+                "id": panel_id,
+                "title": panel["title"],
+                "type": panel["type"],
+                "rows": out,
+            }
+        )
+
+    return routes
