@@ -215,6 +215,9 @@ def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+READ_SCOPES = frozenset({Scope.RUNS_READ, Scope.LINEAGE_READ})
+
+
 def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]:
     async def authorize(
         request: Request,
@@ -225,6 +228,9 @@ def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]
         if principal is None and store.anonymous:
             client = request.client.host if request.client else "unknown"
             principal = Principal(id=f"anonymous:{client}", scopes=frozenset(Scope))
+        elif principal is None and deps.settings.public_read and scope in READ_SCOPES:
+            client = request.client.host if request.client else "unknown"
+            principal = Principal(id=f"anonymous:{client}", scopes=READ_SCOPES)
         if principal is None:
             deps.metrics.rejected.inc("unauthenticated")
             raise HTTPException(

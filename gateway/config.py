@@ -55,6 +55,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Empty: no CORS headers at all (the default)."""
     health_timeout_s: float = 3.0
+    public_read: bool = False
+    """Callers without a token may read (`runs:read`, `lineage:read`): the console and
+    the read API open to whoever reaches the gateway; writes still need a token."""
     console_links: dict[str, str] = field(default_factory=dict)
     """Base URLs the console links runs to: `marquez`, `jaeger`, `grafana` (public URLs)."""
 
@@ -106,6 +109,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         rate_per_s=_float(e, "LINEAGEHUB_GATEWAY_RATE", 100.0),
         rate_burst=_int(e, "LINEAGEHUB_GATEWAY_BURST", 200),
         cors_origins=_list(e.get("LINEAGEHUB_GATEWAY_CORS_ORIGINS", "")),
+        public_read=e.get("LINEAGEHUB_GATEWAY_PUBLIC_READ", "").strip().lower()
+        in {"1", "true", "yes"},
         console_links={
             key: url.rstrip("/")
             for key, url in (

@@ -101,6 +101,10 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
     spans = _jaeger_spans(env, status["traceId"])
     namespace, job = status["lineage"]["namespace"], status["lineage"]["job"]
     print("\nWhere to look:")
+    gateway = env.get("LINEAGEHUB_GATEWAY_URL", "")
+    if gateway and http_ok(f"{gateway}/api/v1/console/config"):
+        namespace_of_run = run["metadata"]["namespace"]
+        print(f"  Console          {gateway}/console/run/{namespace_of_run}/{NAME}")
     print(
         f"  Jaeger trace     {env['JAEGER_QUERY_URL']}/api/traces/{status['traceId']}"
         f"  ({spans} spans)"
@@ -121,10 +125,8 @@ def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
         f"  Lineage          SELECT * FROM lineage_runs WHERE RunId = '{status['runId']}'"
         f"  (curl --data-binary @- '{env.get('CLICKHOUSE_HTTP_URL')}')"
     )
-    print(
-        "  Lineage graph    lineage-hub gateway, then GET /api/v1/lineage"
-        f"?nodeId=job:{namespace}:{job}&depth=2"
-    )
+    graph = f"/api/v1/lineage?nodeId=job:{namespace}:{job}&depth=2"
+    print(f"  Lineage graph    {gateway or '<gateway>'}{graph}")
     print(f"  Operator events  kubectl describe pipelinerun {NAME}")
     print(f"  The whole story  lineage-hub describe {NAME}   (timeline, column lineage, quality)")
     print(f'  Environment      eval "$({sys.executable.rsplit("/", 1)[0]}/lineage-hub stack env)"')

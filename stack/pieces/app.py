@@ -24,6 +24,7 @@ OPERATOR_USER = "lineage-hub-operator"
 OPERATOR_HEALTH_PORT = 18080
 LINEAGE_CONSUMER_PORT = 18081
 OTEL_CONSUMER_PORT = 18082
+GATEWAY_PORT = 18083
 
 
 def data_volume() -> Path:
@@ -192,4 +193,58 @@ class OtelConsumer(_Consumer):
         }
 
 
-APP: tuple[Piece, ...] = (Operator(), LineageConsumer(), OtelConsumer())
+def gateway_token() -> str:
+    """The local gateway's write token (all scopes), made once per stack state."""
+    path = paths.state_dir() / "gateway" / "token"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Gateway(Piece):
+    """`lineage-hub gateway`: the HTTP API and the console, reading the stack's stores.
+
+    Reads need no token on this loopback stack (`LINEAGEHUB_GATEWAY_PUBLIC_READ`), as a
+    console opened in a browser has none; writes need the token `stack env` exports."""
+
+    name = "gateway"
+    version = "dev"
+    ports = (GATEWAY_PORT,)
+
+    def command(self) -> Launch:
+        from stack.pieces import DATA_PLANE
+
+        token_file = paths.state_dir() / "gateway" / "tokens"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(
+            f"{gateway_token()}:lineage:write,lineage:read,runs:write,runs:read\n"
+        )
+        token_file.chmod(0o600)
+        env = {k: v for piece in DATA_PLANE for k, v in piece.env().items() if k != "PATH"}
+        env |= {
+            **_endpoint_env(),
+            **OtelConsumer().env(),
+            "KUBECONFIG": str(cp.admin_kubeconfig()),
+            "LINEAGEHUB_GATEWAY_TOKENS_FILE": str(token_file),
+            "LINEAGEHUB_GATEWAY_PUBLIC_READ": "1",
+            "LINEAGEHUB_GATEWAY_REQUIRED": "kafka,kubernetes,clickhouse",
+        }
+        return Launch(
+            [str(VENV_BIN / "lineage-hub"), "gateway", f"--port={GATEWAY_PORT}"], env=env, cwd=REPO
+        )
+
+    def ready(self) -> bool:
+        return http_ok(f"http://127.0.0.1:{GATEWAY_PORT}/api/v1/console/config")
+
+    def env(self) -> dict[str, str]:
+        return {
+            "LINEAGEHUB_GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_PORT}",
+            "LINEAGEHUB_GATEWAY_TOKEN_FILE": str(paths.state_dir() / "gateway" / "token"),
+        }
+
+
+APP: tuple[Piece, ...] = (Operator(), LineageConsumer(), OtelConsumer(), Gateway())
