@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -111,11 +112,19 @@ async def test_gate_closes_after_threshold_and_reopens() -> None:
     assert not gate.failure()
     assert gate.failure()
     assert not gate.is_up
-    waiter = asyncio.create_task(gate.wait_up())
-    await asyncio.sleep(0)
-    assert not waiter.done()
+    assert not gate.failure()  # already closed: only the closing failure says so
+    # Step the waiter by hand: while the gate is down it must stop at a pending future.
+    waiter = gate.wait_up()
+    try:
+        blocked_on = waiter.send(None)
+    except StopIteration:
+        pytest.fail("wait_up() went through a closed gate")
+    assert isinstance(blocked_on, asyncio.Future) and not blocked_on.done()
     gate.open()
-    await asyncio.wait_for(waiter, 1)
+    assert gate.is_up and gate.failures == 0
+    assert blocked_on.done()  # opening the gate is what wakes the waiter
+    with pytest.raises(StopIteration):
+        waiter.send(None)
 
 
 def consumer_with(handler: httpx.MockTransport) -> tuple[LineageConsumer, FakeProducer]:
@@ -175,29 +184,54 @@ async def test_a_poison_500_is_dead_lettered_once_marquez_proves_healthy() -> No
     assert header(sent[3], "dlq.reason") == b"http_5xx"
 
 
+class Calls:
+    """The method of each request Marquez got, in order; awaitable as it grows."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self._grew = asyncio.Event()
+
+    def record(self, method: str) -> None:
+        self.methods.append(method)
+        self._grew.set()
+
+    def count(self, method: str) -> int:
+        return self.methods.count(method)
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(5):
+            while not check():
+                self._grew.clear()
+                await self._grew.wait()
+
+
 async def test_marquez_down_closes_the_gate_and_the_prober_reopens_it() -> None:
-    state = {"up": False, "posts": 0}
+    up = False
+    calls = Calls()  # POSTs are events, GETs the prober's pings
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if not state["up"]:
+        calls.record(request.method)
+        if not up:
             raise httpx.ConnectError("refused", request=request)
         if request.method == "POST":
-            state["posts"] += 1
             return httpx.Response(201)
         return httpx.Response(200, json={})
 
     c, _ = consumer_with(httpx.MockTransport(handler))
     body = lineage_bytes(str(uuid.uuid4()))
     task = asyncio.create_task(c._handle(Rec(value=body), validate(body)))
-    for _ in range(200):
-        if not c.gate.is_up:
-            break
-        await asyncio.sleep(0.01)
+    await calls.until(lambda: calls.count("GET") > 0)  # the prober starts when the gate closes
     assert not c.gate.is_up
     assert c.health.degraded_reason.startswith("marquez unavailable")
-    posts_while_down = c.stats.get("retried")
-    await asyncio.sleep(0.1)
-    assert c.stats.get("retried") == posts_while_down  # waiting on the gate, not spinning
-    state["up"] = True
+    # The gate closed on the threshold's failure: that many POSTs, no more.
+    assert calls.count("POST") == c.s.breaker_threshold == c.stats.get("retried")
+    # While it is down only the prober calls Marquez: let it probe a few more times,
+    # and no POST may come in between (the worker waits on the gate, it does not spin).
+    await calls.until(lambda: calls.count("GET") >= 6)
+    assert calls.count("POST") == c.s.breaker_threshold
+    assert not task.done()
+    up = True
     await asyncio.wait_for(task, 5)
-    assert state["posts"] == 1 and c.gate.is_up and not c.health.degraded_reason
+    assert calls.count("POST") == c.s.breaker_threshold + 1  # the one that was stored
+    assert c.stats.get("posted") == 1
+    assert c.gate.is_up and not c.health.degraded_reason
