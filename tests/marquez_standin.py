@@ -1,0 +1,181 @@
+"""A Marquez stand-in on loopback for the consumer tests: `POST /api/v1/lineage` and
+`GET /api/v1/namespaces` answered as Marquez answers them, with failures and slowness
+on command.
+
+Marquez answers a stored event with 201 and its probe with 200. What the tests switch:
+
+* `post_status` / `get_status`: answer every POST / GET with this status instead
+  (500 on POST with 200 on GET is Marquez whose database went read-only).
+* `status_for`: a per-event status (a poison event), checked before `post_status`.
+* `hold(run_id)` / `release(run_id)`: a POST for that run is received but not answered
+  until released ("slow on command"; `hold_all()` holds every POST).
+* `delay`: seconds each POST takes to answer (a slow Marquez, not a test's clock).
+
+Every POST is recorded with the status it got (`posts`); the 201s are `stored`, in the
+order they were answered. `until()` waits for a condition on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+LINEAGE = "/api/v1/lineage"
+NAMESPACES = "/api/v1/namespaces"
+_REASONS = {200: "OK", 201: "Created", 404: "Not Found", 500: "Internal Server Error"}
+
+
+@dataclass
+class Post:
+    run_id: str
+    event_type: str
+    status: int
+    event: dict[str, Any]
+
+
+@dataclass
+class MarquezStandin:
+    host: str = "127.0.0.1"
+    url: str = ""
+    post_status: int | None = None
+    get_status: int = 200
+    status_for: Callable[[dict[str, Any]], int | None] | None = None
+    delay: float = 0.0
+    posts: list[Post] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)  # run ids of POSTs as they arrive
+    gets: int = 0
+    _held: dict[str, asyncio.Event] = field(default_factory=dict)
+    _hold_all: asyncio.Event | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    # ---- control ------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        self.release_all()
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def hold(self, run_id: str) -> None:
+        self._held.setdefault(run_id, asyncio.Event())
+
+    def release(self, run_id: str) -> None:
+        event = self._held.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    def hold_all(self) -> None:
+        if self._hold_all is None:
+            self._hold_all = asyncio.Event()
+
+    def release_all(self) -> None:
+        for run_id in list(self._held):
+            self.release(run_id)
+        if self._hold_all is not None:
+            self._hold_all.set()
+            self._hold_all = None
+
+    @property
+    def stored(self) -> list[Post]:
+        return [p for p in self.posts if 200 <= p.status < 300]
+
+    def stored_count(self) -> Counter[tuple[str, str]]:
+        """How many times each (run id, event type) was stored."""
+        return Counter((p.run_id, p.event_type) for p in self.stored)
+
+    def attempts(self, run_id: str) -> int:
+        return sum(1 for p in self.posts if p.run_id == run_id)
+
+    async def until(self, check: Callable[[], bool], within: float = 30.0) -> None:
+        """Wait until `check()` holds; it is checked again after every request."""
+        deadline = time.monotonic() + within
+        while not check():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"stand-in: condition not met; {len(self.posts)} POSTs answered, "
+                    f"{len(self.stored)} stored, {self.gets} GETs"
+                )
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    # ---- HTTP ---------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                body = await reader.readexactly(length) if length else b""
+                status, payload = await self._answer(method, target.split("?", 1)[0], body)
+                data = json.dumps(payload).encode()
+                writer.write(
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                    "\r\n".encode("latin-1")
+                    + data
+                )
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _answer(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        if method == "GET" and path == NAMESPACES:
+            self.gets += 1
+            self._changed.set()
+            return self.get_status, {"namespaces": []}
+        if method != "POST" or path != LINEAGE:
+            return 404, {"error": f"no route {method} {path}"}
+        event = json.loads(body)
+        run_id = str((event.get("run") or {}).get("runId", ""))
+        self.received.append(run_id)
+        self._changed.set()
+        held = self._held.get(run_id)
+        if held is not None:
+            await held.wait()
+        if self._hold_all is not None:
+            await self._hold_all.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)  # a slow Marquez
+        status = self.status_for(event) if self.status_for is not None else None
+        if status is None:
+            status = self.post_status if self.post_status is not None else 201
+        self.posts.append(Post(run_id, str(event.get("eventType", "")), status, event))
+        self._changed.set()
+        if status >= 500:
+            return status, {
+                "code": status,
+                "message": "ERROR: cannot execute INSERT in a read-only transaction",
+            }
+        return status, {}
