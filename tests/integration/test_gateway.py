@@ -151,10 +151,11 @@ def test_invalid_event_is_400_with_the_path(gateway: ServerThread) -> None:
     from openlineage.client.serde import Serde
 
     event = json.loads(Serde.to_json(_event(str(uuid.uuid4()), RunState.START, "gw-bad")))
-    event["run"]["runId"] = "not-a-uuid"
+    # Marquez stores any run id (it hashes a non-UUID), but no event without a time.
+    event["eventTime"] = "yesterday"
     r = httpx.post(f"{gateway.url}/api/v1/lineage", json=event, headers=AUTH, timeout=10)
     assert r.status_code == 400
-    assert r.json()["detail"]["errors"][0]["path"] == "$.run.runId"
+    assert r.json()["detail"]["errors"][0]["path"] == "$.eventTime"
 
 
 def test_kafka_unreachable_is_503_with_retry_after(stack: Any) -> None:

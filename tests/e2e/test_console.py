@@ -1,0 +1,213 @@
+"""The console in a real browser (Debian's headless Chromium through Selenium), as a
+person uses it after a demo run: the run is listed, its page shows the waterfall and
+the lineage graph, a column's upstream columns appear on a click, a failed quality
+check shows its samples, a hostile name stays text, unknown things are a not-found
+page, and no page logs a JavaScript error. Screenshots land in `.artifacts/console/`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stack.paths import REPO_ROOT
+from tests.e2e.test_end_to_end import Kubectl, apply_example, wait_verified
+from tests.helpers import wait_until
+from tests.warehouse_events import dataset_out, later, new_run_id, run_event
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(os.environ.get("LINEAGE_HUB_ARTIFACTS", REPO_ROOT / ".artifacts")) / "console"
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+HOSTILE = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert shutil.which(CHROMIUM) and shutil.which(DRIVER), "scripts/setup.sh installs chromium"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+class Page:
+    def __init__(self, driver: Any, base: str) -> None:
+        self.driver, self.base = driver, base
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+        wait_until(
+            lambda: self.driver.execute_script("return document.body.dataset.ready === '1'"),
+            timeout=30,
+        )
+
+    def find(self, css: str, timeout: float = 30) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return wait_until(
+            lambda: (self.driver.find_elements(By.CSS_SELECTOR, css) or [None])[0],
+            timeout=timeout,
+            every=0.2,
+        )
+
+    def all(self, css: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def shot(self, name: str) -> None:
+        self.driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+    def errors(self, allow: tuple[str, ...] = ()) -> list[str]:
+        """JavaScript errors (and failed loads) the page logged, minus the expected ones."""
+        return [
+            e["message"]
+            for e in self.driver.get_log("browser")
+            if e["level"] == "SEVERE" and not any(a in e["message"] for a in allow)
+        ]
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, stack: Any) -> Page:
+    base = stack.env["LINEAGEHUB_GATEWAY_URL"]
+    httpx.get(f"{base}/api/v1/console/config", timeout=10).raise_for_status()
+    return Page(browser, base)
+
+
+def test_a_run_as_a_person_sees_it(page: Page, kubectl: Kubectl, namespace: str) -> None:
+    apply_example(kubectl, namespace, "orders")
+    status = wait_verified(kubectl, namespace, "orders")
+    assert status["phase"] == "Succeeded"
+
+    page.open(f"/console/?namespace={namespace}")
+    row = page.find('tr[data-run="orders"]')
+    wait_until(lambda: "Succeeded" in row.text, timeout=20)
+    page.shot("runs")
+    assert page.errors() == []
+
+    row.find_element("css selector", "a").click()
+    page.find('.wf-row[data-span="stage load"]')
+    stages = {e.get_attribute("data-span") for e in page.all(".wf-row")}
+    assert {"stage extract", "stage transform", "stage load"} <= stages
+    assert "PipelineRun orders" in stages
+    graph = page.find("#lineage-graph svg")
+    ids = {g.get_attribute("data-id") for g in graph.find_elements("css selector", ".node")}
+    sink = f"dataset:file:/data/output/{namespace}/orders.parquet"
+    assert "dataset:file:/data/examples/orders.csv" in ids and sink in ids
+    assert {f"job:{namespace}:orders.{s}" for s in ("extract", "transform", "load")} <= ids
+    page.driver.execute_script(
+        "document.querySelector(`.node[data-id='${arguments[0]}']`)"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true}))",
+        sink,
+    )
+    page.find('#fields button[data-field="gross"]').click()
+    upstream = page.find("#upstream-columns")
+    columns = [
+        li.get_attribute("data-column") for li in upstream.find_elements("css selector", "li")
+    ]
+    assert "/data/examples/orders.csv:amount" in columns, columns
+    assert page.find('#quality tr[data-check="not_null_order_id"]').text.startswith("PASS")
+    assert "kubectl describe pipelinerun orders" in page.find("pre").text
+    page.shot("run")
+    assert page.errors() == []
+
+    page.open(f"/console/dataset?namespace=file&name=/data/output/{namespace}/orders.parquet")
+    page.find("#dataset-graph svg")
+    assert "order_id" in page.find("#schema").text
+    page.shot("dataset")
+    page.open(f"/console/job?namespace={namespace}&name=orders.transform")
+    assert "COMPLETE" in page.find("#job-runs").text
+    page.find("#job-graph svg")
+    page.shot("job")
+    page.open("/console/dashboards")
+    page.find('[data-panel="Failed runs by job"]')
+    page.shot("dashboards")
+    assert page.errors() == []
+
+
+def test_a_failed_quality_check_shows_its_samples(
+    page: Page, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_example(kubectl, namespace, "badq", "pipelinerun-quality-fail.yaml")
+    status = wait_verified(kubectl, namespace, "badq")
+    assert status["phase"] == "Failed"
+    page.open(f"/console/run/{namespace}/badq")
+    failed = [
+        tr
+        for tr in page.find("#quality").find_elements("css selector", "tbody tr")
+        if tr.text.startswith("FAIL")
+    ]
+    assert failed, page.find("#quality").text
+    samples = failed[0].find_elements("css selector", "td:last-child code")
+    assert samples and all(s.text for s in samples)
+    assert "QualityCheckFailed" in page.find("#run-reason").text
+    page.shot("run-quality-failed")
+    assert page.errors() == []
+
+
+def test_hostile_names_stay_text_and_unknowns_are_not_found(
+    page: Page, stack: Any, namespace: str
+) -> None:
+    base, token_file = (
+        stack.env["LINEAGEHUB_GATEWAY_URL"],
+        stack.env["LINEAGEHUB_GATEWAY_TOKEN_FILE"],
+    )
+    token = Path(token_file).read_text().strip()
+    event = run_event(
+        "COMPLETE",
+        new_run_id(),
+        (namespace, HOSTILE),
+        later(1),
+        outputs=[dataset_out("s3://hostile", HOSTILE, (HOSTILE, "string"))],
+    )
+    reply = httpx.post(
+        f"{base}/api/v1/lineage",
+        content=event,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=20,
+    )
+    assert reply.status_code == 201, reply.text
+    wait_until(
+        lambda: (
+            httpx.get(
+                f"{base}/api/v1/lineage/job",
+                params={"namespace": namespace, "name": HOSTILE},
+                timeout=10,
+            ).status_code
+            == 200
+        ),
+        timeout=60,
+    )
+    page.open(f"/console/job?{httpx.QueryParams({'namespace': namespace, 'name': HOSTILE})}")
+    assert page.find("h1").text == HOSTILE
+    page.find("#job-graph svg")
+    page.open(
+        f"/console/dataset?{httpx.QueryParams({'namespace': 's3://hostile', 'name': HOSTILE})}"
+    )
+    assert page.find("h1").text == HOSTILE
+    assert HOSTILE in page.find("#schema").text
+    assert page.driver.execute_script("return window.__pwned") is None
+    assert not page.all("main img")
+    page.shot("hostile")
+
+    page.open(f"/console/run/{namespace}/no-such-run")
+    assert "no PipelineRun" in page.find("#not-found").text
+    page.open("/console/dataset?namespace=s3://nowhere&name=nothing")
+    assert "knows no dataset" in page.find("#not-found").text
+    page.shot("not-found")
+    # The only errors: the not-found answers the pages asked for.
+    assert page.errors(allow=("404 (Not Found)",)) == []
