@@ -5,6 +5,12 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# ---- console: the browser libraries the gateway serves (pinned by package-lock.json)
+FROM node:20-slim AS console
+WORKDIR /console
+COPY gateway/console/package.json gateway/console/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # ---- build: the project wheel and the wheels of its dependencies
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -15,6 +21,7 @@ COPY operator ./operator
 COPY pipeline_runner ./pipeline_runner
 COPY consumers ./consumers
 COPY gateway ./gateway
+COPY --from=console /console/node_modules ./gateway/console/node_modules
 # stack/ (the local test stack) is dev tooling: no product module imports it.
 RUN pip wheel --wheel-dir /wheels .
 
@@ -29,6 +36,9 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
  && /opt/lineage-hub/bin/pip install --no-index --find-links /wheels lineage-hub \
  && groupadd --gid 10001 lineagehub \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lineagehub
+# The Grafana dashboards' panels, which the console renders with the same SQL.
+COPY charts/lineage-hub/dashboards /opt/lineage-hub/dashboards
+ENV LINEAGEHUB_DASHBOARDS_DIR=/opt/lineage-hub/dashboards
 USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["lineage-hub"]

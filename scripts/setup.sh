@@ -12,6 +12,10 @@ command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v psql >/dev/null || need_apt+=(postgresql-client)
+# The console's browser tests drive Debian's headless Chromium.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -25,4 +29,14 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
+fi
+
+# The console's browser libraries (a graph layout engine, a chart library), from npm,
+# pinned by gateway/console/package-lock.json; the gateway serves them itself.
+console=gateway/console
+console_stamp=$console/node_modules/.installed-$(sha256sum $console/package-lock.json | cut -c1-12)
+if [ ! -f "$console_stamp" ]; then
+  echo "setup: installing the console's browser libraries (npm ci)"
+  (cd $console && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$console_stamp"
 fi
