@@ -135,7 +135,7 @@ const jobHref = (ns, name) => `/console/job?${q({ namespace: ns, name })}`;
 const elk = typeof ELK === "function" ? new ELK() : null;
 
 function nodeSize(label, sub) {
-  const chars = Math.max(label.length, (sub || "").length * 0.85);
+  const chars = Math.max(label.length, (sub || "").length);
   return { width: Math.min(340, Math.max(90, 14 + chars * 6.9)), height: sub ? 40 : 28 };
 }
 
@@ -159,7 +159,13 @@ async function drawGraph(container, nodes, edges, onClick) {
   };
   const laid = await elk.layout(graph);
   const byId = new Map(nodes.map((n) => [n.id, n]));
-  const root = svg("svg", { width: laid.width + 20, height: laid.height + 20, role: "img" });
+  const width = laid.width + 20;
+  const height = laid.height + 20;
+  // Fit a graph up to twice the box's width (text stays readable); scroll a bigger one.
+  const room = Math.max(container.clientWidth - 4, 600);
+  const scale = width <= 2 * room ? Math.min(1, room / width) : 1;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
+    width: Math.round(width * scale), height: Math.round(height * scale) });
   const g = svg("g", { transform: "translate(10,10)" });
   root.append(svg("defs", {}, svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" },
     svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#94a3b8" }))));
