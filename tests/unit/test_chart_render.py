@@ -83,7 +83,9 @@ GATEWAY_RULES = [
         "apiGroups": ["lineagehub.io"],
         "resources": ["pipelineruns"],
         "verbs": ["create", "get", "list"],
-    }
+    },
+    # A run's Kubernetes Events on its console page (gateway/runs.py `events`).
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
 ]
 
 EXTERNAL = (
@@ -483,8 +485,8 @@ def test_gateway_rbac_is_minimal_and_namespaced(helm: Path) -> None:
     docs = template(helm)
     (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == GATEWAY]
     assert role["metadata"]["namespace"] == "lh"
-    # create / get / list PipelineRuns and nothing else: the list is also its
-    # Kubernetes health check (gateway/runs.py `ping`).
+    # create / get / list PipelineRuns and list Events, nothing else: the list of runs
+    # is also its Kubernetes health check (gateway/runs.py `ping`).
     assert role["rules"] == GATEWAY_RULES
     binding = find(docs, "RoleBinding", GATEWAY)
     assert binding["roleRef"] == {
