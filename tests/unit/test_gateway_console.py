@@ -1,0 +1,149 @@
+"""The console's server side: pages and libraries served from the gateway with a strict
+content security policy, public reads that never open writes, the dashboards' SQL
+expanded as Grafana does (a variable's value stays a literal), and the JSON the pages
+read, against a real embedded warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from consumers.otel.backend import to_json_each_row
+from consumers.otel.ddl import create_statements
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
+from gateway.app import create_app
+from gateway.auth import parse_tokens
+from gateway.clickhouse import ChdbStore
+from gateway.config import Settings
+from gateway.console_api import expand_macros
+from tests.warehouse_events import dataset_in, dataset_out, later, new_run_id, run_event
+
+TOKEN = "console-test-token-0123456789"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ChdbStore]:
+    """A real embedded warehouse with one run (the app closes it when it stops)."""
+    chdb = ChdbStore(str(tmp_path / "chdb"))
+    for sql in [*create_statements("otel"), *LINEAGE_SCHEMA.create("otel", 0)]:
+        chdb._query(sql)
+    event = run_event(
+        "COMPLETE",
+        new_run_id(),
+        ("ns", "job"),
+        later(1),
+        inputs=[dataset_in("s3://b", "in", ("id", "int"))],
+        outputs=[
+            dataset_out("s3://b", "out", ("id", "int"), columns={"id": [("s3://b", "in", "id")]})
+        ],
+    )
+    for table, rows in decode_lineage(event).items():
+        chdb._query(
+            f"INSERT INTO otel.{table} FORMAT JSONEachRow\n"
+            + to_json_each_row(LINEAGE_SCHEMA.tables[table], rows)
+        )
+    yield chdb
+
+
+def client_for(store: ChdbStore, public_read: bool) -> TestClient:
+    settings = Settings(
+        tokens=parse_tokens(f"{TOKEN}:lineage:read,runs:read"),
+        public_read=public_read,
+        console_links={"jaeger": "http://jaeger.test"},
+    )
+    return TestClient(create_app(settings, publisher=None, runs=None, metrics_store=store))
+
+
+def test_pages_and_libraries_come_from_the_gateway_with_a_strict_policy(store: ChdbStore) -> None:
+    with client_for(store, public_read=False) as client:
+        for path in ("/console/", "/console/run/ns/name", "/console/dataset?namespace=a&name=b"):
+            page = client.get(path)
+            assert page.status_code == 200 and '<main id="main">' in page.text
+            csp = page.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "default-src 'self'" in csp
+        scripts = client.get("/console/").text
+        assert "http://" not in scripts and "https://" not in scripts, "nothing from outside"
+        lib = client.get("/console/lib/elk.js")
+        assert lib.status_code == 200 and "ELK" in lib.text[:200_000]
+        assert client.get("/console/lib/chart.js").status_code == 200
+        for bad in (
+            "/console/lib/../../pyproject.toml",
+            "/console/lib/lodash.js",
+            "/console/static/index.html.bak",
+            "/console/static/..%2F..%2Fapp.py",
+        ):
+            reply = client.get(bad)
+            # Not found, or the page shell (whose script shows its not-found page): never
+            # a file from elsewhere in the package.
+            assert reply.status_code == 404 or '<main id="main">' in reply.text, bad
+            assert "[project]" not in reply.text and "import " not in reply.text, bad
+
+
+def test_public_read_opens_reads_and_never_writes(store: ChdbStore) -> None:
+    app_open = client_for(store, public_read=True)
+    with app_open as client:
+        assert client.get("/api/v1/lineage/search", params={"q": "job"}).status_code == 200
+        assert client.get("/api/v1/dashboards").status_code == 200
+        assert client.post("/api/v1/lineage", json={}).status_code == 401
+        assert client.post("/api/v1/pipeline/run", json={}).status_code == 401
+
+
+def test_without_public_read_reads_need_a_token(store: ChdbStore) -> None:
+    with client_for(store, public_read=False) as client:
+        assert client.get("/api/v1/lineage/search", params={"q": "job"}).status_code == 401
+        assert client.get("/api/v1/console/config").json()["links"] == {
+            "jaeger": "http://jaeger.test"
+        }
+
+
+def test_a_variable_value_stays_a_literal_in_panel_sql() -> None:
+    hostile = "x' OR 1=1) --"
+    sql = expand_macros(
+        "SELECT 1 FROM t WHERE $__timeFilter(r.StartTime) AND name = ${dataset:singlequote}",
+        100,
+        200,
+        {"dataset": hostile},
+    )
+    assert "r.StartTime >= toDateTime(100) AND r.StartTime <= toDateTime(200)" in sql
+    assert sql.endswith("name = 'x\\' OR 1=1) --'")
+
+
+def test_every_dashboard_panel_runs_through_the_console(store: ChdbStore) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with client_for(store, public_read=False) as client:
+        dashboards = client.get("/api/v1/dashboards", headers=headers).json()["dashboards"]
+        assert {d["uid"] for d in dashboards} >= {"lineagehub-lineage", "lineagehub-pipeline-runs"}
+        lineage = next(d for d in dashboards if d["uid"] == "lineagehub-lineage")
+        for panel in lineage["panels"]:
+            reply = client.get(
+                f"/api/v1/dashboards/lineagehub-lineage/panels/{panel['id']}",
+                params={"hours": 24 * 90, "dataset": "s3://b:out"},
+                headers=headers,
+            )
+            assert reply.status_code == 200, (panel["title"], reply.text)
+        column = next(p for p in lineage["panels"] if p["title"].startswith("Column lineage"))
+        rows = client.get(
+            f"/api/v1/dashboards/lineagehub-lineage/panels/{column['id']}",
+            params={"hours": 24 * 90, "dataset": "s3://b:out"},
+            headers=headers,
+        ).json()["rows"][0]
+        assert [(r["field"], r["upstream_field"]) for r in rows] == [("id", "s3://b:in:id")]
+        assert client.get("/api/v1/dashboards/nope/panels/1", headers=headers).status_code == 404
+
+
+def test_spans_of_a_trace_and_bad_input(store: ChdbStore) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with client_for(store, public_read=False) as client:
+        reply = client.get(f"/api/v1/traces/{'ab' * 16}/spans", headers=headers)
+        assert reply.status_code == 200 and reply.json()["spans"] == []
+        assert client.get("/api/v1/traces/not-hex/spans", headers=headers).status_code == 422
+    settings = Settings(tokens=parse_tokens(f"{TOKEN}:runs:read"))
+    with TestClient(create_app(settings, publisher=None, runs=None, metrics_store=None)) as client:
+        down = client.get(f"/api/v1/traces/{'ab' * 16}/spans", headers=headers)
+        assert down.status_code == 503 and down.json()["store"] == "clickhouse"
+        events = client.get("/api/v1/pipeline/run/x/events", headers=headers)
+        assert events.status_code == 503 and events.json()["store"] == "kubernetes"
