@@ -3,7 +3,6 @@ events), a run's Kubernetes Events, a trace's spans, the dashboards' panels (the
 SQL as the Grafana dashboards), and the links to configure. JSON only; the pages are
 `gateway/console_pages.py`."""
 
-
 import asyncio
 import hashlib
 import json
