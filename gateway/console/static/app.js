@@ -463,14 +463,15 @@ async function runPage(ns, name) {
 
 // ---------------------------------------------------------------- dataset and job
 
-async function datasetPage(ns, name) {
+async function datasetPage(ns, name, params) {
   if (!ns || !name) { notFound("A dataset page needs ?namespace= and ?name=."); return; }
   const reply = await api(`${API}/lineage/dataset?${q({ namespace: ns, name })}`);
   if (reply.status === 404) { notFound(`The lineage warehouse knows no dataset ${ns}:${name}.`); return; }
   if (!reply.ok) { show(el("h1", {}, name), problem("Dataset", reply)); return; }
   const d = reply.body;
-  const up = el("select", { id: "up-depth" }, [0, 1, 2, 3, 5, 10].map((v) => el("option", { value: v, selected: v === 3 }, `${v} up`)));
-  const down = el("select", { id: "down-depth" }, [0, 1, 2, 3, 5, 10].map((v) => el("option", { value: v, selected: v === 3 }, `${v} down`)));
+  const depth = (key) => { const v = Number(params.get(key) ?? 3); return [0, 1, 2, 3, 5, 10].includes(v) ? v : 3; };
+  const up = el("select", { id: "up-depth" }, [0, 1, 2, 3, 5, 10].map((v) => el("option", { value: v, selected: v === depth("up") }, `${v} up`)));
+  const down = el("select", { id: "down-depth" }, [0, 1, 2, 3, 5, 10].map((v) => el("option", { value: v, selected: v === depth("down") }, `${v} down`)));
   const graphBox = el("div", { class: "graph", id: "dataset-graph" });
   const runsTable = (runs) => runs.length ? el("table", {}, el("tbody", {}, runs.map((r) => el("tr", {},
     el("td", {}, badge(r.state)), el("td", {}, r.job ? link(jobHref(parseNode(r.job).namespace, parseNode(r.job).name), parseNode(r.job).name) : ""),
@@ -612,7 +613,7 @@ async function route() {
   const run = path.match(/^\/console\/run\/([^/]+)\/([^/]+)$/);
   if (path === "/console") return runsPage();
   if (run) return runPage(decodeURIComponent(run[1]), decodeURIComponent(run[2]));
-  if (path === "/console/dataset") return datasetPage(params.get("namespace"), params.get("name"));
+  if (path === "/console/dataset") return datasetPage(params.get("namespace"), params.get("name"), params);
   if (path === "/console/job") return jobPage(params.get("namespace"), params.get("name"));
   if (path === "/console/dashboards") return dashboardsPage();
   return notFound(`No console page at ${location.pathname}.`);
