@@ -203,7 +203,8 @@ def quality_lines(run: PipelineRun) -> list[str]:
         mark = "PASS" if q.success else ("FAIL" if q.severity == "fail" else "WARN")
         name = q.name or f"{q.type.value}({q.column})"
         failed = "" if q.failed_rows is None else f"{q.failed_rows} failed rows"
-        lines.append(f"  {mark:<5} {name:<32} severity={q.severity.value:<5} {failed}")
+        sample = f"  e.g. {', '.join(q.sample)}" if q.sample and not q.success else ""
+        lines.append(f"  {mark:<5} {name:<32} severity={q.severity.value:<5} {failed}{sample}")
     return lines
 
 

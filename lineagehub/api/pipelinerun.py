@@ -34,6 +34,7 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -737,6 +738,10 @@ class Condition(StatusModel):
     """Human-readable details of the last transition."""
 
 
+MAX_SAMPLE_VALUES = 5
+MAX_SAMPLE_CHARS = 200
+
+
 class QualityVerdict(StatusModel):
     """The outcome of one data-quality check, as the transform stage reported it."""
 
@@ -752,6 +757,19 @@ class QualityVerdict(StatusModel):
     """Whether every row passed."""
     failed_rows: Annotated[int, Field(ge=0)] | None = None
     """Rows that failed the check."""
+    sample: Annotated[
+        list[Annotated[str, StringConstraints(max_length=MAX_SAMPLE_CHARS)]],
+        Field(max_length=MAX_SAMPLE_VALUES),
+    ] = Field(default_factory=list)
+    """A few of the values that failed it (for people; trimmed by the stage)."""
+
+    @field_validator("sample", mode="before")
+    @classmethod
+    def _trim_sample(cls, value: object) -> object:
+        """Keep the first values, each cut to size: a longer sample never costs the verdict."""
+        if isinstance(value, list):
+            return [str(v)[:MAX_SAMPLE_CHARS] for v in value[:MAX_SAMPLE_VALUES]]
+        return value
 
 
 class StageStatus(StatusModel):

@@ -285,7 +285,7 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
     assert c2.status == ConditionStatus.UNKNOWN
 
 
-def test_quality_verdicts_are_kept_without_samples() -> None:
+def test_quality_verdicts_are_kept_with_their_samples() -> None:
     run, _ = step(started(make_run()), {})
     checks = (
         {"name": "amount_ok", "type": "range", "column": "amount", "severity": "warn",
@@ -301,5 +301,17 @@ def test_quality_verdicts_are_kept_without_samples() -> None:
         ("amount", False, 3),
         ("id", True, 0),
     ]
+    # The failing values stay (the console and describe show them), bounded in size.
+    assert [q.sample for q in entry.quality] == [["-1", "-5"], []]
     wire = d.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert "sample" not in str(wire)
+    assert wire["stages"][1]["quality"][0]["sample"] == ["-1", "-5"]
+
+
+def test_a_long_sample_is_trimmed_not_dropped() -> None:
+    from lineagehub.api.pipelinerun import QualityVerdict
+
+    verdict = QualityVerdict.model_validate(
+        {"type": "unique", "column": "id", "severity": "fail", "success": False,
+         "sample": ["x" * 1000] * 50}
+    )  # fmt: skip
+    assert len(verdict.sample) == 5 and all(len(v) == 200 for v in verdict.sample)
