@@ -96,7 +96,9 @@ function fmtSeconds(s) {
   if (s === null || s === undefined || Number.isNaN(s)) return "–";
   if (s < 1) return `${Math.round(s * 1000)} ms`;
   if (s < 120) return `${s.toFixed(1)} s`;
-  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  if (s < 7200) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  if (s < 172800) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} days ${Math.round((s % 86400) / 3600)} h`;
 }
 
 function age(iso) {
