@@ -266,17 +266,21 @@ class LineageReader:
         limit = f" AND EventTime <= {_time_literal(as_of_ns)}" if as_of_ns is not None else ""
         if jobs:
             pairs = ", ".join(f"({quote(j.namespace)}, {quote(j.name)})" for j in jobs)
-            latest = await self._rows(
-                f"SELECT JobNamespace, JobName, argMax(RunId, EventTime) AS RunId "
-                f"FROM {self.db}.lineage_events WHERE Kind = 'run' "
-                f"AND (JobNamespace, JobName) IN ({pairs}){limit} GROUP BY JobNamespace, JobName"
+            # Each job's latest run, its state derived, in one round trip.
+            latest = (
+                f"SELECT argMax(RunId, EventTime) FROM {self.db}.lineage_events "
+                f"WHERE Kind = 'run' AND (JobNamespace, JobName) IN ({pairs}){limit} "
+                "GROUP BY JobNamespace, JobName"
             )
-            runs = await self.runs_by_id([r["RunId"] for r in latest], as_of_ns)
+            where = f"e.RunId IN ({latest})"
+            if as_of_ns is not None:
+                where += f" AND e.EventTime <= {_time_literal(as_of_ns)}"
             for j in jobs:
                 out[str(j)] = {"namespace": j.namespace, "name": j.name, "latestRun": None}
-            for r in latest:
-                run = runs.get(r["RunId"])
-                out[job_node(r["JobNamespace"], r["JobName"])]["latestRun"] = run
+            for r in await self._rows(runs_select(self.db, where)):
+                node = job_node(r["JobNamespace"], r["JobName"])
+                if node in out:
+                    out[node]["latestRun"] = _run(r)
         if datasets:
             pairs = ", ".join(f"({quote(d.namespace)}, {quote(d.name)})" for d in datasets)
             rows = await self._rows(
