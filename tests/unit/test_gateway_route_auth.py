@@ -1,9 +1,11 @@
 """Every gateway route needs a token and a scope: checked on the app's own route table.
 
 The routes come from `app.routes`, so a route added later is checked without
-touching this file. Only the small allow-list below is public (the README's
-"need no token" list: the health probe, the Prometheus scrape, the API docs), and
-each of those is checked to really answer without a token.
+touching this file. Only the small allow-list below is public, each entry with its
+reason: the README's "need no token" list (the health probe, the Prometheus scrape,
+the API docs) and the console's static shell with the links it starts from (the page
+asks the user for a token for everything else). Each of those is checked to really
+answer without a token.
 
 For every other route and method:
 
@@ -33,8 +35,19 @@ from gateway.app import create_app
 from gateway.auth import Scope, TokenStore, parse_tokens
 from gateway.config import Settings
 
-# Public on purpose (gateway/README.md, "Security"): probes and scrapers.
-PUBLIC_API = {("GET", "/api/v1/health"), ("GET", "/metrics")}
+# Public on purpose: (method, path template) -> a URL to try it with, and why.
+PUBLIC: dict[tuple[str, str], tuple[str, str]] = {
+    ("GET", "/api/v1/health"): ("/api/v1/health", "probes (README, Security)"),
+    ("GET", "/metrics"): ("/metrics", "the Prometheus scrape (README, Security)"),
+    ("GET", "/console"): ("/console", "the console's HTML shell: no data"),
+    ("GET", "/console/{page:path}"): ("/console/runs", "the console's HTML shell: no data"),
+    ("GET", "/console/static/{name}"): ("/console/static/app.js", "the console's own script"),
+    ("GET", "/console/lib/{name}"): ("/console/lib/elk.js", "a library the console loads"),
+    ("GET", "/api/v1/console/config"): (
+        "/api/v1/console/config",
+        "the links and default namespace the console starts from, no secrets",
+    ),
+}
 
 ALL = "route-auth-token-with-every-scope"
 BAD_HEADERS = ("", "Bearer", "Basic dXNlcjpwYXNz", "Bearer not-a-known-token-000000")
@@ -48,17 +61,18 @@ def _only(scope: Scope) -> str:
     return f"route-auth-token-only-{scope.name.lower()}"
 
 
-def _settings() -> Settings:
+def _settings(public_read: bool = False) -> Settings:
     entries = [f"{ALL}:{','.join(s.value for s in Scope)}"]
     for scope in Scope:
         entries.append(f"{_without(scope)}:{','.join(s.value for s in Scope if s != scope)}")
         entries.append(f"{_only(scope)}:{scope.value}")
-    return Settings(tokens=parse_tokens(";".join(entries)), rate_per_s=0)
+    tokens = parse_tokens(";".join(entries))
+    return Settings(tokens=tokens, rate_per_s=0, public_read=public_read)
 
 
-def _app() -> FastAPI:
+def _app(public_read: bool = False) -> FastAPI:
     # No Kafka, no Kubernetes, no ClickHouse: nothing past auth can do real work.
-    return create_app(_settings(), publisher=None, runs=None, metrics_store=None)
+    return create_app(_settings(public_read), publisher=None, runs=None, metrics_store=None)
 
 
 def _docs_paths(app: FastAPI) -> set[str]:
@@ -99,33 +113,42 @@ def _url(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "x1", path)
 
 
+def status(
+    client: TestClient, method: str, path: str, token: str | None = None, header: str | None = None
+) -> int:
+    headers = {}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if header is not None:
+        headers["Authorization"] = header
+    # Streamed: only the status is read (a live stream, SSE, would not end).
+    with client.stream(method, _url(path), headers=headers) as reply:
+        return reply.status_code
+
+
+def needed_scopes(client: TestClient, method: str, path: str) -> list[Scope]:
+    """The scopes whose absence from a token makes the route answer 403."""
+    return [s for s in Scope if status(client, method, path, _without(s)) == 403]
+
+
 def auth_problems(client: TestClient, method: str, path: str, route: BaseRoute) -> list[str]:
     """What is wrong with the route's authentication; [] when nothing is."""
     if not isinstance(route, APIRoute):
         return [f"{method} {path}: a {type(route).__name__}, not an APIRoute: check its auth"]
-    url = _url(path)
-
-    def status(token: str | None = None, header: str | None = None) -> int:
-        headers = {}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        if header is not None:
-            headers["Authorization"] = header
-        return client.request(method, url, headers=headers).status_code
 
     problems = []
     for header in (None, *BAD_HEADERS):
-        got = status(header=header)
+        got = status(client, method, path, header=header)
         if got != 401:
             problems.append(f"{method} {path}: Authorization {header!r} gave {got}, not 401")
-    needed = [scope for scope in Scope if status(_without(scope)) == 403]
+    needed = needed_scopes(client, method, path)
     if not needed:
         problems.append(f"{method} {path}: no token lacking a scope is refused with 403")
     for scope in needed:
-        got = status(_only(scope))
+        got = status(client, method, path, _only(scope))
         if len(needed) == 1 and got in (401, 403):
             problems.append(f"{method} {path}: a {scope.value} token gave {got}")
-    got = status(ALL)
+    got = status(client, method, path, ALL)
     if got in (401, 403):
         problems.append(f"{method} {path}: a token with every scope gave {got}")
     return problems
@@ -141,7 +164,7 @@ _APP = _app()
 PROTECTED = [
     pytest.param(m, p, id=f"{m} {p}")
     for m, p, _ in endpoints(_APP)
-    if (m, p) not in PUBLIC_API and p not in _docs_paths(_APP)
+    if (m, p) not in PUBLIC and p not in _docs_paths(_APP)
 ]
 
 
@@ -153,25 +176,47 @@ def test_route_needs_a_token_and_its_scope(client: TestClient, method: str, path
     assert auth_problems(client, method, path, route) == []
 
 
+@pytest.fixture(scope="module")
+def open_client() -> Iterator[TestClient]:
+    with TestClient(_app(public_read=True)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_public_read_opens_the_reads_and_no_write(
+    client: TestClient, open_client: TestClient, method: str, path: str
+) -> None:
+    needed = needed_scopes(client, method, path)
+    assert needed, f"{method} {path} needs no scope"
+    got = status(open_client, method, path)
+    if all(s.value.endswith(":read") for s in needed):
+        assert got not in (401, 403), f"{method} {path} is a read, refused with {got}"
+    else:
+        assert got == 401, f"{method} {path} needs {needed}: without a token it gave {got}"
+
+
 def test_the_route_table_is_read() -> None:
     # Guards the parametrisation itself: an empty or mangled route list would pass.
     found = {(p.values[0], p.values[1]) for p in PROTECTED}
     assert ("POST", "/api/v1/lineage") in found
     assert ("GET", "/api/v1/pipeline/run/{name}") in found
     assert len(found) == len(PROTECTED)
+    assert len(PUBLIC) + 4 < len(PROTECTED)  # the allow-list stays the exception
 
 
 def test_the_allow_list_is_small_and_real(client: TestClient) -> None:
     app = client.app
     assert isinstance(app, FastAPI)
     routes = {(m, p) for m, p, _ in endpoints(app)}
-    assert routes >= PUBLIC_API, "an allow-listed route is gone: drop it from the list"
+    assert routes >= set(PUBLIC), "an allow-listed route is gone: drop it from the list"
     docs = _docs_paths(app)
     assert docs == {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-    for method, path in sorted(PUBLIC_API) + [("GET", p) for p in sorted(docs)]:
-        got = client.request(method, path).status_code
-        assert got not in (401, 403), f"{method} {path} is public but answered {got}"
-        assert got in (200, 503), f"{method} {path}: {got}"
+    urls = [(m, url) for (m, _), (url, _) in sorted(PUBLIC.items())]
+    for method, url in urls + [("GET", p) for p in sorted(docs)]:
+        got = client.request(method, url).status_code
+        assert got not in (401, 403), f"{method} {url} is public but answered {got}"
+        # 503: health with its dependencies down, or the console's libraries not installed.
+        assert got in (200, 503), f"{method} {url}: {got}"
     # The docs routes are Starlette's plain routes, and the only ones that are.
     plain = {p: r for p, _, r in _flat_routes(app) if not isinstance(r, APIRoute)}
     assert set(plain) == docs
