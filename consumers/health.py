@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from consumers.sql_http import MAX_QUERY_BYTES, QueryRefused, Runner, guarded
 from consumers.stats import Stats
@@ -22,12 +22,36 @@ MAX_REQUEST_BYTES = 8192
 
 @dataclass
 class Health:
-    """What `/healthz` reports. The consumer loop flips these flags."""
+    """What `/healthz` reports. The consumer loops flip these flags."""
 
     started: bool = False
     stopping: bool = False
-    # A dependency (Marquez, ClickHouse) is failing; the consumer waits and retries.
-    degraded_reason: str = ""
+    # A dependency (Marquez, ClickHouse) is failing and the consumer waits and retries,
+    # by who reports it (a partition's flush, an event, the Marquez gate): several
+    # consumers and partitions share one Health, and one recovering must not hide another
+    # that still fails.
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def degrade(self, source: str, reason: str) -> None:
+        self.reasons[source] = reason
+
+    def recover(self, source: str) -> None:
+        self.reasons.pop(source, None)
+
+    @property
+    def degraded_reason(self) -> str:
+        if not self.reasons:
+            return ""
+        first = next(iter(self.reasons.values()))  # the first reported of those left
+        more = len(self.reasons) - 1
+        return f"{first} (and {more} more)" if more else first
+
+    @degraded_reason.setter
+    def degraded_reason(self, reason: str) -> None:
+        if reason:
+            self.degrade("", reason)
+        else:
+            self.recover("")
 
     def body(self) -> tuple[int, dict[str, object]]:
         ok = self.started and not self.stopping
