@@ -26,6 +26,19 @@ from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
 log = logging.getLogger(__name__)
 
+# SIGTERM to exit, as a pod sees it. Kubernetes sends SIGTERM, waits the pod's
+# terminationGracePeriodSeconds (30 unless set; the chart sets 45 for the consumers,
+# `consumers.terminationGracePeriodSeconds`), then SIGKILLs. Within that a consumer:
+# * waits for in-flight POSTs / inserts, at most SHUTDOWN_TIMEOUT (20 s): during an
+#   outage they never finish, and this wait is all used up;
+# * then commits what was stored, leaves the group and flushes the DLQ producer: a few
+#   Kafka round trips, SHUTDOWN_TAIL (15 s) of room even against a slow broker.
+# 20 + 15 = 35 < 45: the final commit happens before SIGKILL, so what was stored is not
+# delivered again. (Were the wait 30 s with the default 30 s grace, the commit after it
+# would always be cut during an outage.)
+SHUTDOWN_TIMEOUT = 20.0
+SHUTDOWN_TAIL = 15.0
+
 
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
@@ -185,6 +198,7 @@ def main(argv: list[str]) -> int:
             group=args.group or "lineagehub-lineage",
             topic=args.topic,
             lanes=args.lanes,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         consumer = LineageConsumer(lineage_settings, stats=stats, health=health)
         asyncio.run(serve(consumer.run, stats, health, args.health_host, args.health_port))
@@ -201,6 +215,7 @@ def _batch_consumers(
         "max_batch_rows": args.batch_rows,
         "max_batch_wait": args.batch_wait,
         "ttl_days": args.ttl_days,
+        "shutdown_timeout": SHUTDOWN_TIMEOUT,
     }
     out = []
     if args.command == "otel":

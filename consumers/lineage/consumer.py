@@ -60,7 +60,9 @@ class LineageSettings:
     max_server_error_attempts: int = 8
     commit_interval: float = 1.0
     lag_interval: float = 5.0
-    shutdown_timeout: float = 30.0
+    # In-flight POSTs get this long after SIGTERM, well inside the pod's grace period (see
+    # consumers/cli.py), so the final commit and LeaveGroup are never cut by SIGKILL.
+    shutdown_timeout: float = 20.0
     revoke_timeout: float = 10.0
     http_timeout: float = 10.0
     max_connections: int = 32

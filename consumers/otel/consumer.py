@@ -65,7 +65,9 @@ class OtelSettings:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, factor=2.0, cap=15.0))
     max_insert_attempts: int = 5
     lag_interval: float = 5.0
-    shutdown_timeout: float = 30.0
+    # In-flight inserts get this long after SIGTERM, well inside the pod's grace period
+    # (see consumers/cli.py); what is cut is replayed from the `pending:` marker.
+    shutdown_timeout: float = 20.0
     revoke_timeout: float = 10.0
     ttl_days: int = 0
     fetch_max_records: int = 2_000
