@@ -13,10 +13,17 @@ Delivery: at-least-once. An offset is committed only when it and every earlier
 offset of its partition were stored in Marquez or dead-lettered (`OffsetTracker`).
 
 Marquez down: a POST that fails transiently is retried with exponential backoff
-and jitter. After `breaker_threshold` consecutive transient failures the gate
-closes: every assigned partition is paused (no fetching, no buffering), workers
-wait on the gate instead of retrying, and one prober pings Marquez with backoff
-until it answers; then the gate opens and the partitions resume.
+and jitter. After `breaker_threshold` transient failures in a row (network errors,
+timeouts, or 5xx of different events) the gate closes: every assigned partition is
+paused (no fetching, no buffering), workers wait on the gate instead of retrying, and
+one prober pings Marquez with backoff. A ping only shows that Marquez answers, not that
+it can store (its database may be read-only): when it answers, one waiting event is let
+through as a test, and only if Marquez stores it does the gate open and the partitions
+resume.
+
+Poison: a 5xx is the event's own only when other events were stored between its
+failures; then, after `max_server_error_attempts`, it is dead-lettered. A 5xx for every
+event is an outage, however long it lasts: nothing is dead-lettered for it.
 """
 
 from __future__ import annotations
@@ -76,23 +83,42 @@ def _no_type(verdict: ValidEvent) -> str:
 
 
 class Gate:
-    """Marquez reachability as the workers see it: up (POST away) or down (wait)."""
+    """Marquez as the workers see it: up (POST away), or down (wait; the prober lets one
+    POST through at a time to test whether Marquez stores again)."""
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
         self.failures = 0
+        self._failed: set[str] = set()  # events with a 5xx since the last success
         self._up = asyncio.Event()
         self._up.set()
+        self._wake = asyncio.Event()  # the gate opened or a test POST may go
+        self._decided = asyncio.Event()  # the test POST's outcome is in
+        self._tests = 0  # test POSTs that may go through the closed gate
+        self._waiting = 0
 
     @property
     def is_up(self) -> bool:
         return self._up.is_set()
 
     def success(self) -> None:
+        """A POST was stored: Marquez stores, whatever the gate thought."""
+        if not self.is_up:
+            self.open()
         self.failures = 0
+        self._failed.clear()
 
-    def failure(self) -> bool:
-        """Count one transient failure; True when this one closed the gate."""
+    def failure(self, event: str | None = None) -> bool:
+        """Count one transient failure; True when this one closed the gate.
+
+        `event`: the event a 5xx answered. Such a failure counts once per event, so one
+        event failing again and again (poison) cannot close the gate on its own; network
+        errors and timeouts (no `event`) all count.
+        """
+        if event is not None:
+            if event in self._failed:
+                return False
+            self._failed.add(event)
         self.failures += 1
         if self.is_up and self.failures >= self.threshold:
             self._up.clear()
@@ -101,10 +127,54 @@ class Gate:
 
     def open(self) -> None:
         self.failures = 0
+        self._failed.clear()
+        self._tests = 0
         self._up.set()
+        self._wake.set()
+        self._decided.set()
 
-    async def wait_up(self) -> None:
-        await self._up.wait()
+    async def wait_up(self) -> bool:
+        """Wait until the gate is up (False), or until this caller may send the POST that
+        tests Marquez while the gate is down (True: report its outcome with `tested`)."""
+        self._waiting += 1
+        try:
+            while not self._up.is_set():
+                if self._tests:
+                    self._tests -= 1
+                    return True
+                self._wake.clear()
+                await self._wake.wait()
+            return False
+        finally:
+            self._waiting -= 1
+            if self._tests and not self._waiting:
+                self._decided.set()  # nobody is left to test: the prober decides
+
+    def tested(self, stored: bool | None) -> None:
+        """The test POST's outcome: stored (open), failed (stay closed), or None (a 4xx,
+        or the POST was cancelled: let another waiting event test instead)."""
+        if stored:
+            self.open()
+        elif stored is None and not self._up.is_set() and self._waiting:
+            self._tests += 1
+            self._wake.set()
+        else:
+            self._decided.set()
+
+    async def test(self) -> bool:
+        """Marquez answers its probe: let one waiting POST through and wait for its outcome.
+        True when the gate is up (also when no event waits to test it)."""
+        if self._up.is_set():
+            return True
+        if not self._waiting:
+            self.open()
+            return True
+        self._decided.clear()
+        self._tests = 1
+        self._wake.set()
+        await self._decided.wait()
+        self._tests = 0
+        return self._up.is_set()
 
 
 @dataclass
@@ -140,6 +210,7 @@ class LineageConsumer:
         self._dlq: DeadLetterQueue | None = None
         self._prober: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stored = 0  # events Marquez stored: the evidence that a 5xx is an event's own
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -259,33 +330,60 @@ class LineageConsumer:
         if isinstance(verdict, Rejection):
             await self._dead_letter(record, verdict)
             return
+        source = f"lineage {record.topic}/{record.partition}@{record.offset}"
+        try:
+            await self._post(record, verdict, source)
+        finally:
+            self.health.recover(source)
+
+    async def _post(self, record: Record, verdict: ValidEvent, source: str) -> None:
         body = record.value or b""
+        event = f"{record.partition}@{record.offset}"
         attempt = server_errors = 0
+        stored_at_failure: int | None = None  # self._stored when this event last failed
         while True:
-            await self.gate.wait_up()
-            result = await self.marquez.post(body)
+            test = await self.gate.wait_up()
+            try:
+                result = await self.marquez.post(body)
+            except BaseException:
+                if test:
+                    self.gate.tested(None)
+                raise
             if result.outcome is Outcome.STORED:
+                self._stored += 1
                 self.gate.success()
                 self.stats.inc("posted", event_type=verdict.event_type or _no_type(verdict))
                 return
             if result.outcome is Outcome.REJECTED:
+                if test:
+                    self.gate.tested(None)
                 await self._dead_letter(record, Rejection("http_4xx", result.detail))
                 return
             attempt += 1
             self.stats.inc("retried", cause=str(result.status or "network"))
-            if result.status is not None and result.status >= 500:
+            server_error = result.status is not None and result.status >= 500
+            if server_error:
                 server_errors += 1
-                # Marquez answers its probe but keeps failing on this one event: poison.
-                if server_errors >= self.s.max_server_error_attempts and await self.marquez.ping():
+                # Poison only if Marquez stored other events since this one last failed:
+                # the same 5xx for every event is Marquez's (a read-only database), not theirs.
+                proven = stored_at_failure is not None and self._stored > stored_at_failure
+                stored_at_failure = self._stored
+                if proven and server_errors >= self.s.max_server_error_attempts:
+                    if test:
+                        self.gate.tested(False)
                     await self._dead_letter(record, Rejection("http_5xx", result.detail))
                     return
             log.info(
                 "marquez transient failure",
                 extra={"attempt": attempt, "detail": result.detail, "key": verdict.key},
             )
-            if self.gate.failure():
+            if test:
+                self.gate.tested(False)
+            elif self.gate.failure(event if server_error else None):
                 self._on_marquez_down(result.detail)
             if self.gate.is_up:
+                if attempt >= self.s.breaker_threshold:  # failing alone: the gate stays up
+                    self.health.degrade(source, f"an event keeps failing: {result.detail}"[:300])
                 await asyncio.sleep(self.s.backoff.delay(attempt))
 
     async def _dead_letter(self, record: Record, rejection: Rejection) -> None:
@@ -305,19 +403,19 @@ class LineageConsumer:
 
     def _on_marquez_down(self, detail: str) -> None:
         log.warning("marquez unavailable: pausing partitions", extra={"detail": detail})
-        self.health.degraded_reason = f"marquez unavailable: {detail}"
+        self.health.degrade("marquez", f"marquez unavailable: {detail}")
         self._flow_control()
         if self._prober is None or self._prober.done():
             self._prober = asyncio.create_task(self._probe(), name="marquez-prober")
 
     async def _probe(self) -> None:
+        """Until Marquez stores again: ping it, and when it answers let one event test it."""
         attempt = 0
-        while not await self.marquez.ping():
+        while not (await self.marquez.ping() and await self.gate.test()):
             attempt += 1
             await asyncio.sleep(self.s.backoff.delay(attempt))
         log.info("marquez is back: resuming")
-        self.health.degraded_reason = ""
-        self.gate.open()
+        self.health.recover("marquez")
         self._flow_control()
 
     def _flow_control(self) -> None:

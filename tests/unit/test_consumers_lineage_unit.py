@@ -169,19 +169,59 @@ async def test_4xx_goes_to_the_dlq() -> None:
     assert b"bad event" in (header(headers, "dlq.error") or b"")
 
 
-async def test_a_poison_500_is_dead_lettered_once_marquez_proves_healthy() -> None:
+async def test_a_poison_500_is_dead_lettered_once_another_event_is_stored_between_failures() -> (
+    None
+):
+    poison = lineage_bytes(str(uuid.uuid4()))
+    good = lineage_bytes(str(uuid.uuid4()))
+    calls = Calls()
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.method == "GET":
-            return httpx.Response(200, json={"namespaces": []})
-        return httpx.Response(500, text="NullPointerException")
+            return httpx.Response(200, json={"namespaces": []})  # Marquez answers its probe
+        calls.record("poison" if request.content == poison else "POST")
+        if request.content == poison:
+            return httpx.Response(500, text="NullPointerException")
+        return httpx.Response(201)
 
     c, producer = consumer_with(httpx.MockTransport(handler))
-    c.s.breaker_threshold = 100
-    c.gate = Gate(100)
-    body = lineage_bytes(str(uuid.uuid4()))
-    await asyncio.wait_for(c._handle(Rec(value=body), validate(body)), 5)
+    task = asyncio.create_task(c._handle(Rec(value=poison), validate(poison)))
+    # Past the attempt limit, and the probe answers: still no proof it is the event's own.
+    await calls.until(lambda: calls.count("poison") > c.s.max_server_error_attempts)
+    assert not producer.sent and c.gate.is_up
+    await c._handle(Rec(value=good, offset=43), validate(good))  # Marquez stores another
+    await asyncio.wait_for(task, 5)
     (sent,) = producer.sent
     assert header(sent[3], "dlq.reason") == b"http_5xx"
+
+
+async def test_a_500_for_every_event_dead_letters_none_however_long() -> None:
+    stores = False
+    calls = Calls()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"namespaces": []})  # its probe still answers
+        calls.record("POST")
+        if not stores:  # the database is read-only
+            return httpx.Response(500, text="cannot execute INSERT in a read-only transaction")
+        return httpx.Response(201)
+
+    c, producer = consumer_with(httpx.MockTransport(handler))
+    c.gate = Gate(2)
+    bodies = [lineage_bytes(str(uuid.uuid4())) for _ in range(2)]
+    tasks = [
+        asyncio.create_task(c._handle(Rec(value=b, offset=i), validate(b)))
+        for i, b in enumerate(bodies)
+    ]
+    # The gate closed on two events' 5xx; the prober lets one event test Marquez at a time.
+    await calls.until(lambda: calls.count("POST") > 4 * c.s.max_server_error_attempts)
+    assert not producer.sent
+    assert not c.gate.is_up and c.health.degraded_reason.startswith("marquez unavailable")
+    stores = True
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert not producer.sent and c.stats.get("posted") == 2
+    assert c.gate.is_up and not c.health.degraded_reason
 
 
 class Calls:
