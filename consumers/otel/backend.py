@@ -14,6 +14,7 @@ import asyncio
 import functools
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -32,11 +33,60 @@ _chdb: Any = _chdb_session
 
 
 class BackendError(Exception):
-    """A ClickHouse call failed. `transient` says whether retrying can help."""
+    """A ClickHouse call failed. `transient`: the store failed, not the rows (retrying
+    later can help, dead-lettering never does). A failure that is not transient may still
+    be the store's: the consumer tells by whether other rows are accepted meanwhile."""
 
-    def __init__(self, message: str, transient: bool) -> None:
+    def __init__(self, message: str, transient: bool, code: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.code = code
+
+
+# ClickHouse error codes that say "the server cannot take writes now", whatever the rows:
+# any record would fail the same way, so none of them may be dead-lettered for it.
+STORE_SIDE_CODES = frozenset(
+    {
+        16,  # NO_SUCH_COLUMN_IN_TABLE: the table was changed under us
+        47,  # UNKNOWN_IDENTIFIER
+        60,  # UNKNOWN_TABLE: dropped, or not created yet
+        75,  # CANNOT_WRITE_TO_FILE_DESCRIPTOR: disk full, I/O error
+        76,  # CANNOT_OPEN_FILE
+        81,  # UNKNOWN_DATABASE
+        159,  # TIMEOUT_EXCEEDED
+        164,  # READONLY: a read-only user or profile
+        173,  # CANNOT_ALLOCATE_MEMORY
+        192,  # UNKNOWN_USER
+        201,  # QUOTA_EXCEEDED
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        225,  # NO_ZOOKEEPER
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY: replica lost its coordination, read-only disk
+        243,  # NOT_ENOUGH_SPACE: disk full (or under min_free_disk_bytes_to_perform_insert)
+        252,  # TOO_MANY_PARTS: merges fall behind
+        285,  # TOO_FEW_LIVE_REPLICAS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        394,  # QUERY_WAS_CANCELLED
+        425,  # SYSTEM_ERROR: an errno from the OS (ENOSPC, EROFS, ...)
+        439,  # CANNOT_SCHEDULE_TASK
+        497,  # ACCESS_DENIED: grants changed
+        516,  # AUTHENTICATION_FAILED
+        774,  # TABLE_IS_PERMANENTLY_READ_ONLY: table_readonly, a read-only disk
+        999,  # KEEPER_EXCEPTION
+        1000,  # POCO_EXCEPTION: network and file errors below ClickHouse
+    }
+)
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def error_code(text: str) -> int | None:
+    """The ClickHouse error code in an exception's text (`Code: 243. DB::Exception: ...`)."""
+    match = _CODE.search(text)
+    return int(match.group(1)) if match else None
 
 
 class Backend(Protocol):
@@ -118,13 +168,12 @@ class ChdbBackend:
             try:
                 result = self._session.query(sql, fmt)
             except Exception as exc:
-                # Embedded: there is no network to come back; errors are about the query,
-                # except resource exhaustion, which retrying after a while can fix.
+                # Embedded: no network, but the same engine: a read-only table, a full disk,
+                # too many parts, memory are the store's, whatever the rows.
                 text = str(exc)
-                transient = any(
-                    code in text for code in ("MEMORY_LIMIT_EXCEEDED", "TOO_MANY_PARTS", "TIMEOUT")
-                )
-                raise BackendError(text[:2000], transient=transient) from None
+                code = error_code(text)
+                transient = code in STORE_SIDE_CODES
+                raise BackendError(text[:2000], transient=transient, code=code) from None
         return str(result)
 
     async def setup(self, statements: Sequence[str] | None = None) -> None:
@@ -191,13 +240,14 @@ class NativeBackend:
                 self._client.disconnect()
                 raise BackendError(str(exc)[:2000], transient=True) from None
             except errors.ServerException as exc:
-                # 159 timeout, 202 too many simultaneous queries, 241 memory, 252 too many parts
-                transient = getattr(exc, "code", None) in {159, 202, 241, 252, 209, 210}
-                raise BackendError(str(exc)[:2000], transient=transient) from None
+                code = getattr(exc, "code", None)
+                transient = code in STORE_SIDE_CODES
+                raise BackendError(str(exc)[:2000], transient=transient, code=code) from None
             except Exception as exc:
                 # The driver refusing the rows themselves (a value its column type cannot
                 # encode, text that is not UTF-8): the data, not the server, so not
-                # transient; the consumer retries record by record, then dead-letters.
+                # transient; the consumer retries record by record and dead-letters only
+                # a record whose rows fail while other rows are accepted.
                 self._client.disconnect()
                 raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from None
 

@@ -20,6 +20,14 @@ Idempotency (a redelivered batch adds no rows to query results):
 
 Time limits never cut a replayed batch, so the rebuilt batch and its token are
 identical whatever the timing.
+
+Store failures against poison (see `_insert_table` and `_isolate`): an error ClickHouse
+gives whatever the rows (read-only, disk full, too many parts, memory, timeouts:
+`backend.STORE_SIDE_CODES`), or any error while nothing else is accepted, is an outage:
+the batch waits and retries (the partition fetches no further than its next batch),
+`/healthz` says degraded, nothing is dead-lettered or committed past it. A record is
+dead-lettered only when its rows fail, then other rows of the same table are accepted,
+then its rows fail again.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ class OtelSettings:
     max_batch_messages: int = 2_000
     max_batch_wait: float = 1.0
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, factor=2.0, cap=15.0))
-    max_insert_attempts: int = 5
+    max_insert_attempts: int = 5  # creating the tables
     lag_interval: float = 5.0
     # In-flight inserts get this long after SIGTERM, well inside the pod's grace period
     # (see consumers/cli.py); what is cut is replayed from the `pending:` marker.
@@ -112,6 +120,18 @@ class _Partition:
     broken: bool = False  # a flush failed: re-read from the committed offset
 
 
+@dataclass
+class _Table:
+    """Inserts into one table as this consumer saw them: how many were accepted, and
+    the last accepted one (its first row and its token) to send again as a probe: an
+    insert ClickHouse has seen is dropped by its token, so the probe never adds a row,
+    yet it goes through every check a new insert does (read-only, disk space, parts,
+    constraints, the materialized views' targets)."""
+
+    accepted: int = 0
+    probe: tuple[list[Row], str] | None = None
+
+
 class OtelConsumer:
     def __init__(
         self,
@@ -130,6 +150,8 @@ class OtelConsumer:
         self.schema = schema
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
+        self._tables: dict[str, _Table] = {}
+        self._rewinds: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -320,7 +342,7 @@ class OtelConsumer:
             for message in batch.messages:
                 if message.rejection is not None:
                     await self._dead_letter(message.record, message.rejection)
-            await self._insert(batch, f"{tp.topic}/{tp.partition}/{start}-{end}")
+            await self._insert(part, batch, self._token(batch))
             await consumer.commit({tp: OffsetAndMetadata(end + 1, "")})
         except (CommitFailedError, KafkaError) as exc:
             # The partition moved to another member: it replays from the marker.
@@ -330,7 +352,15 @@ class OtelConsumer:
             )
             self._broken(part)
             return False
+        except Exception as exc:
+            # A bug, not a store or a record: never skip the batch, never spin on it silently.
+            log.exception("flush failed; the partition rewinds to its commit")
+            self.health.degrade(self._source(tp), f"{self.s.name}: flush failing: {exc!r}"[:300])
+            self._broken(part)
+            return False
         part.committed = end + 1
+        self._rewinds.pop(tp, None)
+        self.health.recover(self._source(tp))
         self.stats.inc("processed", len(batch.messages), topic=tp.topic)
         self.stats.inc("batches", topic=tp.topic)
         log.debug(
@@ -341,12 +371,21 @@ class OtelConsumer:
             self._resume(tp)  # the last batch in the chain is done: fetch again
         return True
 
+    def _token(self, batch: _Batch) -> str:
+        tp = batch.tp
+        return f"{tp.topic}/{tp.partition}/{batch.start}-{batch.end}"
+
+    def _source(self, tp: TopicPartition) -> str:
+        """Who reports a partition's trouble to the shared Health."""
+        return f"{self.s.name} {tp.topic}/{tp.partition}"
+
     def _broken(self, part: _Partition) -> None:
         """After a failed flush, rewind the partition to what Kafka has committed."""
         if part.broken or self._aborted or self._stopping:
             return
         part.broken = True
         self._pause(part.tp)  # nothing more from it until it is rewound
+        self._rewinds[part.tp] = self._rewinds.get(part.tp, 0) + 1
         self._recovery = asyncio.create_task(self._recover(part))
 
     async def _recover(self, part: _Partition) -> None:
@@ -355,7 +394,9 @@ class OtelConsumer:
         tp = part.tp
         if part.flushing is not None:
             await asyncio.wait([part.flushing])
-        if self._parts.get(tp) is not part or tp not in consumer.assignment():
+        # A batch that fails again and again is retried ever more slowly, not in a tight loop.
+        await asyncio.sleep(self.s.backoff.delay(self._rewinds.get(tp, 1)))
+        if self._parts.get(tp) is not part or tp not in consumer.assignment() or self._stopping:
             return  # revoked meanwhile: the next owner starts from the commit
         del self._parts[tp]
         await self._assigned({tp})  # committed offset and replay marker, as on assignment
@@ -369,52 +410,156 @@ class OtelConsumer:
         )
         self._resume(tp)
 
-    async def _insert(self, batch: _Batch, token: str) -> None:
+    # ---- inserting: outages against poison -----------------------------------------------
+
+    def _table(self, name: str) -> _Table:
+        return self._tables.setdefault(name, _Table())
+
+    async def _insert(self, part: _Partition, batch: _Batch, token: str) -> None:
         merged: dict[str, list[Row]] = {}
         for message in batch.messages:
             for table, rows in (message.tables or {}).items():
                 merged.setdefault(table, []).extend(rows)
         for table, rows in merged.items():
-            try:
-                await self._insert_table(table, rows, f"{token}/{table}")
-            except BackendError as exc:
-                # Not transient, and ClickHouse itself is fine: some record's rows are poison.
-                log.error("batch insert rejected; one by one now", extra={"error": str(exc)})
-                await self._insert_each(batch, table, f"{token}/{table}")
+            failed_at: dict[int, int] = {}  # offset -> accepted inserts when its rows failed
+            rounds = 0
+            while True:
+                try:
+                    await self._insert_table(part, table, rows, f"{token}/{table}")
+                    break
+                except BackendError as exc:
+                    log.warning(
+                        "batch insert refused; record by record now",
+                        extra={"table": table, "error": str(exc)[:500]},
+                    )
+                    rounds += 1
+                    done = await self._isolate(
+                        part, batch, table, f"{token}/{table}", failed_at, rounds
+                    )
+                    if done:
+                        break
 
-    async def _insert_each(self, batch: _Batch, table: str, token: str) -> None:
-        for message in batch.messages:
-            rows = (message.tables or {}).get(table)
-            if not rows:
-                continue
-            try:
-                await self._insert_table(table, rows, f"{token}/{message.record.offset}")
-            except BackendError as exc:
-                await self._dead_letter(message.record, Rejection("insert_failed", str(exc)))
-
-    async def _insert_table(self, table: str, rows: list[Row], token: str) -> None:
-        """Insert with retries; raise BackendError only for a failure retrying can't fix."""
+    async def _insert_table(
+        self, part: _Partition, table: str, rows: list[Row], token: str
+    ) -> None:
+        """Insert; wait out what the store fails on, whatever the rows (it says so, or it
+        stops answering). Raise BackendError for anything else: `_isolate` tells whether
+        the rows or the store are at fault."""
         if not rows:
             return
         attempt = 0
         while True:
             try:
-                await self.backend.insert(self.schema.tables[table], rows, token)
-                break
+                await self._send(table, rows, token)
+                return
             except BackendError as exc:
-                attempt += 1
-                alive = await self.backend.ping()
-                if not exc.transient and alive and attempt >= self.s.max_insert_attempts:
+                if not exc.transient and await self.backend.ping():
                     raise
-                self.stats.inc("retried", cause="clickhouse")
-                self.health.degraded_reason = f"clickhouse insert failing: {str(exc)[:200]}"
-                log.warning(
-                    "insert failed, retrying",
-                    extra={"table": table, "attempt": attempt, "error": str(exc)[:500]},
-                )
+                attempt += 1
+                self._outage(part, table, exc, attempt)
                 await asyncio.sleep(self.s.backoff.delay(attempt))
-        self.health.degraded_reason = ""
-        self.stats.inc("inserted_rows", len(rows), table=table)
+
+    async def _isolate(
+        self,
+        part: _Partition,
+        batch: _Batch,
+        table: str,
+        token: str,
+        failed_at: dict[int, int],
+        rounds: int,
+    ) -> bool:
+        """The batch's insert into `table` was refused: insert record by record.
+
+        A record whose rows fail is dead-lettered only once its rows failed, then an
+        insert of other rows into the table was accepted (another record of this batch,
+        another partition's batch, or the table's probe), then its rows failed again.
+        When every record fails and nothing else is accepted, the store is at fault:
+        wait for it, dead-letter nothing, and (if no record was settled one by one) return
+        False: the caller tries the whole batch again, under the token a replay would use.
+        """
+        tally = self._table(table)
+        todo = [(m, rows) for m in batch.messages if (rows := (m.tables or {}).get(table))]
+        settled = False
+        self.health.degrade(
+            self._source(part.tp), f"{self.s.name}: {table} refused a batch; record by record"
+        )
+        while todo:
+            left: list[tuple[_Message, list[Row]]] = []
+            error: BackendError | None = None
+            for message, rows in todo:
+                offset = message.record.offset
+                try:
+                    await self._insert_table(part, table, rows, f"{token}/{offset}")
+                    settled = True
+                    continue
+                except BackendError as exc:
+                    error = exc
+                    seen = failed_at.get(offset)
+                    if seen is not None and tally.accepted > seen:
+                        await self._dead_letter(
+                            message.record, Rejection("insert_failed", str(exc))
+                        )
+                        settled = True
+                        continue
+                    failed_at[offset] = tally.accepted
+                    left.append((message, rows))
+            todo = left
+            if not todo or error is None:
+                break
+            if any(tally.accepted > failed_at[m.record.offset] for m, _ in todo):
+                continue  # rows were accepted since they failed: their next failure decides
+            # Nothing accepted since: the same failure for different records is the store's.
+            await self._await_table(part, table, error, rounds)
+            if not settled:
+                return False
+            rounds += 1
+        return True
+
+    async def _await_table(
+        self, part: _Partition, table: str, error: BackendError, rounds: int
+    ) -> None:
+        """Every insert into `table` fails: back off, then send the table's probe until it
+        is accepted (without a probe, the records themselves probe on the next round)."""
+        tally = self._table(table)
+        attempt = rounds
+        while True:
+            self._outage(part, table, error, attempt)
+            await asyncio.sleep(self.s.backoff.delay(attempt))
+            if tally.probe is None:
+                return
+            rows, token = tally.probe
+            try:
+                await self._send(table, rows, token, probe=True)
+                return
+            except BackendError as exc:
+                error = exc
+                attempt += 1
+
+    async def _send(self, table: str, rows: list[Row], token: str, probe: bool = False) -> None:
+        """One insert. Whatever goes wrong comes out as BackendError: an unexpected error
+        (a driver's, a row missing a column) must go through `_isolate` like the others."""
+        try:
+            await self.backend.insert(self.schema.tables[table], rows, token)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from exc
+        tally = self._table(table)
+        tally.accepted += 1
+        tally.probe = (rows[:1], token)
+        if not probe:
+            self.stats.inc("inserted_rows", len(rows), table=table)
+
+    def _outage(self, part: _Partition, table: str, error: BackendError, attempt: int) -> None:
+        self.stats.inc("retried", cause="clickhouse")
+        self.health.degrade(
+            self._source(part.tp),
+            f"{self.s.name}: clickhouse refuses inserts into {table}: {str(error)[:200]}",
+        )
+        log.warning(
+            "insert failing for every record; waiting",
+            extra={"table": table, "attempt": attempt, "error": str(error)[:500]},
+        )
 
     async def _dead_letter(self, record: Record, rejection: Rejection) -> None:
         assert self._dlq is not None
@@ -501,4 +646,6 @@ class OtelConsumer:
             if part is not None and part.flushing is not None and not part.flushing.done():
                 part.flushing.cancel()
             self._paused.discard(tp)
+            self._rewinds.pop(tp, None)
+            self.health.recover(self._source(tp))
             self.stats.drop_lag(tp.topic, tp.partition)

@@ -1,4 +1,5 @@
-"""Outages against poison, on real Kafka with real stores: Marquez (a stand-in on
+"""Outages against poison, on real Kafka with real stores: ClickHouse (chdb) made
+read-only, full, over its parts limit or refusing every row; Marquez (a stand-in on
 loopback, tests/marquez_standin.py) failing every POST while its probe answers.
 
 A store that fails every record dead-letters nothing and commits nothing past what it
@@ -16,21 +17,29 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import yaml
 from aiokafka import TopicPartition
+from clickhouse_driver import Client
+from clickhouse_driver.bufferedwriter import BufferedSocketWriter
+from clickhouse_driver.columns.service import write_column
+from clickhouse_driver.connection import ServerInfo
 
 from consumers import cli
 from consumers.dlq import header
 from consumers.health import Health
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
-from consumers.otel.backend import Backend
+from consumers.otel.backend import Backend, ChdbBackend, NativeBackend
+from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
+from consumers.otel.ddl import OTEL_SCHEMA, Schema, Table
+from consumers.otel.decode import Row, decode_trace_tables
 from consumers.retry import Backoff
-from consumers.samples import lineage_bytes
+from consumers.samples import lineage_bytes, run_trace, span, traces_request
 from consumers.stats import Stats
 from consumers.testkit import (
     committed,
@@ -41,6 +50,8 @@ from consumers.testkit import (
     unique,
     wait_drained,
 )
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
 from lineagehub.topics import dlq
 from stack.pieces.helm import Helm
 from tests.marquez_standin import MarquezStandin
@@ -57,6 +68,13 @@ def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield dict(os.environ)
     else:
         yield request.getfixturevalue("stack").env
+
+
+@pytest.fixture
+async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
+    backend = ChdbBackend(str(tmp_path / "chdb"))
+    yield backend
+    await backend.close()
 
 
 @pytest.fixture
@@ -80,7 +98,83 @@ async def dead_letters(bootstrap: str, topic: str) -> int:
     return sum((await end_offsets(bootstrap, [dlq(topic)])).values())
 
 
-def start(consumer: LineageConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
+@dataclass
+class Counting:
+    """A backend that counts the inserts that failed, per table: the sign that a fault is
+    being hit (and how often) without looking at the clock."""
+
+    inner: Backend
+    failures: Counter[str] = field(default_factory=Counter)
+    tokens: list[str] = field(default_factory=list)
+
+    @property
+    def database(self) -> str:
+        return self.inner.database
+
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        await self.inner.setup(statements)
+
+    async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
+        try:
+            await self.inner.insert(table, rows, token)
+        except BaseException:
+            self.failures[table.name] += 1
+            raise
+        self.tokens.append(token)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        return await self.inner.query(sql)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        pass  # the fixture closes the inner backend
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The otel consumer or the lineage warehouse writer: same loop, other tables."""
+
+    name: str
+    table: str
+    identity: str  # a column that is unique per row
+    rows: int  # rows per record in `table`
+    schema: Schema
+    decoder: Decoder
+
+    def record(self) -> bytes:
+        if self.name == "otel":
+            return run_trace(str(uuid.uuid4()), children=0).SerializeToString()
+        return lineage_bytes(str(uuid.uuid4()), "START", namespace="outage", job="outage.job")
+
+    def records(self, n: int) -> Pairs:
+        return [(os.urandom(8), self.record()) for _ in range(n)]
+
+
+KINDS = {
+    "otel": Kind("otel", "otel_traces", "SpanId", 4, OTEL_SCHEMA, decode_trace_tables),
+    "warehouse": Kind(
+        "warehouse", "lineage_events", "EventHash", 1, LINEAGE_SCHEMA, decode_lineage
+    ),
+}
+
+
+def batch_consumer(
+    env: dict[str, str], kind: Kind, topic: str, group: str, backend: Backend, **kw: Any
+) -> OtelConsumer:
+    settings = OtelSettings(
+        bootstrap=env["KAFKA_BOOTSTRAP"],
+        group=group,
+        topics=(topic,),
+        client_id=f"test-{kind.name}",
+        name=kind.name,
+        **{"max_batch_wait": 0.3, "backoff": FAST, **kw},
+    )
+    return OtelConsumer(settings, backend, decoders={topic: kind.decoder}, schema=kind.schema)
+
+
+def start(consumer: OtelConsumer | LineageConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
     stop = asyncio.Event()
     return stop, asyncio.create_task(consumer.run(stop))
 
@@ -88,6 +182,136 @@ def start(consumer: LineageConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]
 async def finish(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
     stop.set()
     await asyncio.wait_for(task, 60)
+
+
+async def stored(b: Backend, kind: Kind) -> tuple[int, int]:
+    (row,) = await b.query(
+        f"SELECT count() AS n, uniqExact({kind.identity}) AS d FROM otel.{kind.table}"
+    )
+    return int(row["n"]), int(row["d"])
+
+
+# ---- 1. ClickHouse failing every record -----------------------------------------------------
+
+# What makes the table fail every insert while `SELECT 1` keeps answering, and undoes it.
+FAULTS: dict[str, tuple[list[str], list[str]]] = {
+    "read_only": (
+        ["ALTER TABLE {t} MODIFY SETTING table_readonly = 1"],
+        ["ALTER TABLE {t} MODIFY SETTING table_readonly = 0"],
+    ),
+    "disk_full": (
+        ["ALTER TABLE {t} MODIFY SETTING min_free_disk_bytes_to_perform_insert = " + str(10**18)],
+        ["ALTER TABLE {t} RESET SETTING min_free_disk_bytes_to_perform_insert"],
+    ),
+    "too_many_parts": (
+        ["SYSTEM STOP MERGES {t}", "ALTER TABLE {t} MODIFY SETTING parts_to_throw_insert = 1"],
+        ["ALTER TABLE {t} RESET SETTING parts_to_throw_insert", "SYSTEM START MERGES {t}"],
+    ),
+    # An error ClickHouse also gives for one bad row (VIOLATED_CONSTRAINT), here for all:
+    # only the consumer's evidence (no other rows accepted either) says it is an outage.
+    "rejects_every_row": (
+        ["ALTER TABLE {t} ADD CONSTRAINT outage CHECK 0"],
+        ["ALTER TABLE {t} DROP CONSTRAINT outage"],
+    ),
+}
+CELLS = [
+    ("otel", "read_only", "in_place"),
+    ("otel", "disk_full", "in_place"),
+    ("otel", "rejects_every_row", "in_place"),
+    ("otel", "too_many_parts", "restart"),
+    ("warehouse", "read_only", "restart"),
+]
+PARTITIONS = 3
+MAX_ATTEMPTS = 5
+
+
+@pytest.mark.parametrize(("kind_name", "fault", "recovery"), CELLS)
+async def test_clickhouse_failing_every_record_dead_letters_nothing_and_loses_nothing(
+    env: dict[str, str], chdb: ChdbBackend, kind_name: str, fault: str, recovery: str
+) -> None:
+    kind = KINDS[kind_name]
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique(f"outage-{kind.name}"), unique("outage-group")
+    await create_topics(bootstrap, [topic], partitions=PARTITIONS)
+    table = f"otel.{kind.table}"
+    backend = Counting(chdb)
+
+    def make() -> OtelConsumer:
+        return batch_consumer(
+            env, kind, topic, group, backend, max_insert_attempts=MAX_ATTEMPTS, shutdown_timeout=1
+        )
+
+    consumer = make()
+    await produce(bootstrap, topic, kind.records(15))
+    stop, task = start(consumer)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=30)
+        await chdb.query(f"SYSTEM STOP MERGES {table}")  # no merge hides a row stored twice
+        before = await end_offsets(bootstrap, [topic])
+        for sql in FAULTS[fault][0]:
+            await chdb.query(sql.format(t=table))
+        await produce(bootstrap, topic, kind.records(15))
+        # Enough failures that the old rule (MAX_ATTEMPTS while ClickHouse answers a
+        # ping, then as many per record, then the DLQ) had dead-lettered a record in at
+        # least one partition.
+        await wait_for(
+            lambda: (
+                backend.failures[kind.table] > PARTITIONS * 2 * MAX_ATTEMPTS
+                or consumer.stats.get("dead_lettered") > 0
+            ),
+            "the fault was never hit",
+        )
+        assert await dead_letters(bootstrap, topic) == 0
+        assert not consumer.stats.get("dead_lettered")
+        done = await committed(bootstrap, group)
+        assert all(done.get(tp, 0) <= end for tp, end in before.items()), "committed past"
+        assert consumer.health.body()[1]["status"] == "degraded"
+        if recovery == "restart":
+            await finish(stop, task)  # stopped mid-outage: the unfinished batches wait
+            assert all(off <= before[tp] for tp, off in (await committed(bootstrap, group)).items())
+        for sql in FAULTS[fault][1]:
+            await chdb.query(sql.format(t=table))
+        if recovery == "restart":
+            consumer = make()
+            stop, task = start(consumer)
+        await wait_drained(bootstrap, group, [topic], within=30)
+        assert consumer.health.body()[1]["status"] == "ok"
+    finally:
+        if not task.done():
+            await finish(stop, task)
+    assert await stored(chdb, kind) == (30 * kind.rows, 30 * kind.rows)
+    assert await dead_letters(bootstrap, topic) == 0
+
+
+async def test_a_row_the_table_cannot_take_is_dead_lettered_alone(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    kind = KINDS["otel"]
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("poison-otel"), unique("poison-group")
+    await create_topics(bootstrap, [topic], partitions=PARTITIONS)
+    await chdb.setup(OTEL_SCHEMA.create(chdb.database, 0))
+    await chdb.query(
+        "ALTER TABLE otel.otel_traces ADD CONSTRAINT no_poison CHECK SpanName != 'poison'"
+    )
+    poison = traces_request([span(os.urandom(16), os.urandom(8), "poison")]).SerializeToString()
+    good = kind.records(30)
+    await produce(bootstrap, topic, [*good[:15], (b"p", poison), *good[15:]])
+    consumer = batch_consumer(env, kind, topic, group, chdb)
+    stop, task = start(consumer)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=30)
+        assert await dead_letters(bootstrap, topic) == 1
+        # Alone in its batch, the only evidence that the table takes rows is another
+        # insert of the table accepted meanwhile.
+        await produce(bootstrap, topic, [(b"p", poison)])
+        await wait_drained(bootstrap, group, [topic], within=30)
+    finally:
+        await finish(stop, task)
+    dead = await read_all(bootstrap, dlq(topic), expect=2, within=10)
+    assert [header(r.headers, "dlq.reason") for r in dead] == [b"insert_failed"] * 2
+    assert all(b"VIOLATED_CONSTRAINT" in (header(r.headers, "dlq.error") or b"") for r in dead)
+    assert await stored(chdb, kind) == (30 * kind.rows, 30 * kind.rows)
 
 
 # ---- 1. Marquez failing every POST while its probe answers ---------------------------------
@@ -180,6 +404,130 @@ async def test_a_5xx_for_one_event_while_others_are_stored_is_dead_lettered_alon
     (dead,) = await read_all(bootstrap, dlq(topic), expect=1, within=10)
     assert header(dead.headers, "dlq.reason") == b"http_5xx"
     assert standin.stored_count() == Counter({(r, "START"): 1 for r in runs + later})
+
+
+# ---- 2. clickhouse-driver refusing a record's values ------------------------------------------
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+
+class DriverOverChdb:
+    """Stands in for `clickhouse_driver.Client` inside a real `NativeBackend`: every insert
+    is encoded by the driver's own column writers (so a value it cannot encode fails as it
+    does against a server), then chdb stores the rows. No ClickHouse server needed."""
+
+    def __init__(self, chdb: ChdbBackend, loop: asyncio.AbstractEventLoop, health: Any) -> None:
+        self.chdb = chdb
+        self.loop = loop
+        self.health = health
+        self.context = Client("127.0.0.1", port=1).connection.context
+        self.context.server_info = ServerInfo("ClickHouse", 24, 8, 0, 54470, "UTC", "x", 54470)
+        self.tables = {**OTEL_SCHEMA.tables, **LINEAGE_SCHEMA.tables}
+        self.seen: list[tuple[str, int, str]] = []  # (token, rows, /healthz status) per insert
+
+    def _await(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def execute(
+        self,
+        query: str,
+        params: list[tuple[Any, ...]] | None = None,
+        *,
+        settings: dict[str, Any] | None = None,
+        with_column_types: bool = False,
+    ) -> Any:
+        if params is None:
+            if not query.lstrip().upper().startswith("SELECT"):
+                self._await(self.chdb.setup([query]))  # DDL
+                return []
+            rows = self._await(self.chdb.query(query))
+            values = [tuple(r.values()) for r in rows]
+            if with_column_types:
+                return values, [(n, "String") for n in (rows[0] if rows else {})]
+            return values
+        name = query.split("(", 1)[0].rsplit(".", maxsplit=1)[-1].strip().strip("`")
+        table = self.tables[name]
+        token = str((settings or {}).get("insert_deduplication_token", ""))
+        self.seen.append((token, len(params), str(self.health.body()[1]["status"])))
+        types = {
+            r["name"]: r["type"]
+            for r in self._await(
+                self.chdb.query(
+                    "SELECT name, type FROM system.columns "
+                    f"WHERE database = 'otel' AND table = '{name}'"
+                )
+            )
+        }
+        for i, column in enumerate(table.columns):
+            writer = BufferedSocketWriter(Sink(), 1 << 16)
+            write_column(self.context, column, types[column], [row[i] for row in params], writer)
+            writer.flush()
+        rows = [dict(zip(table.columns, row, strict=True)) for row in params]
+        self._await(self.chdb.insert(table, rows, token))
+        return None
+
+    def disconnect(self) -> None:
+        pass
+
+
+async def test_native_driver_refusing_a_record_dead_letters_only_it(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    kind = KINDS["warehouse"]
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("driver-wh"), unique("driver-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    unencodable, incomplete = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def decoder(value: bytes | None) -> dict[str, list[Row]]:
+        """The warehouse decoder with two gaps it does not have (yet): a lone surrogate in
+        a column (the driver cannot encode it as UTF-8) and a row missing a column."""
+        tables = decode_lineage(value)
+        (event,) = tables["lineage_events"]
+        if event["RunId"] == unencodable:
+            tables["lineage_events"] = [{**event, "JobName": "bad \ud800 name"}]
+        if event["RunId"] == incomplete:
+            tables["lineage_events"] = [{k: v for k, v in event.items() if k != "Payload"}]
+        return tables
+
+    await chdb.setup(LINEAGE_SCHEMA.create(chdb.database, 0))
+    native = NativeBackend("clickhouse://127.0.0.1:1/otel")
+    settings = OtelSettings(
+        bootstrap=bootstrap,
+        group=group,
+        topics=(topic,),
+        max_batch_wait=0.3,
+        backoff=FAST,
+        client_id="test-driver",
+        name="warehouse",
+    )
+    consumer = OtelConsumer(settings, native, decoders={topic: decoder}, schema=LINEAGE_SCHEMA)
+    driver = DriverOverChdb(chdb, asyncio.get_running_loop(), consumer.health)
+    native._client = driver
+    runs = [str(uuid.uuid4()) for _ in range(20)]
+    await produce(
+        bootstrap, topic, lineage_events([*runs[:10], unencodable, incomplete, *runs[10:]])
+    )
+    stop, task = start(consumer)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=30)
+        assert consumer.health.body()[1]["status"] == "ok"
+    finally:
+        await finish(stop, task)
+    dead = await read_all(bootstrap, dlq(topic), expect=2, within=10)
+    errors = sorted((header(r.headers, "dlq.error") or b"").decode() for r in dead)
+    assert "KeyError" in errors[0] and "UnicodeEncodeError" in errors[1]
+    assert {header(r.headers, "dlq.reason") for r in dead} == {b"insert_failed"}
+    assert await stored(chdb, kind) == (20, 20)
+    # Record by record once the batch was refused, and /healthz said so meanwhile.
+    singles = [status for token, _, status in driver.seen if "/lineage_events/" in token]
+    assert singles and set(singles) == {"degraded"}
 
 
 # ---- 5. shutdown inside the pod's grace period ------------------------------------------------
