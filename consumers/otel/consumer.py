@@ -150,6 +150,10 @@ class OtelConsumer:
         self.schema = schema
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
+        # Assigned, but the listener is still reading their commit metadata: their records
+        # wait in `_early` until it knows where each partition starts (see `_assigned`).
+        self._installing: set[TopicPartition] = set()
+        self._early: dict[TopicPartition, list[Record]] = {}
         self._tables: dict[str, _Table] = {}
         self._rewinds: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -200,6 +204,9 @@ class OtelConsumer:
                 timeout_ms=100, max_records=self.s.fetch_max_records
             )
             for tp, records in batches.items():
+                if tp in self._installing:
+                    self._early.setdefault(tp, []).extend(records)  # `_assigned` decides
+                    continue
                 for record in records:
                     self._add(tp, record)
             now = time.monotonic()
@@ -399,12 +406,11 @@ class OtelConsumer:
         if self._parts.get(tp) is not part or tp not in consumer.assignment() or self._stopping:
             return  # revoked meanwhile: the next owner starts from the commit
         del self._parts[tp]
-        await self._assigned({tp})  # committed offset and replay marker, as on assignment
-        fresh = self._part(tp)
-        if fresh.committed is not None:
-            consumer.seek(tp, fresh.committed)
-        else:
-            await consumer.seek_to_committed(tp)
+        await self._assigned({tp})  # marker, replay batch, seek to the committed offset
+        fresh = self._parts.get(tp)
+        if fresh is not None and fresh.committed is None and tp in consumer.assignment():
+            # Nothing committed yet: from where the reset policy (earliest) starts.
+            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
         log.info(
             "partition rewound to its committed offset", extra={"tp": f"{tp.topic}/{tp.partition}"}
         )
@@ -603,34 +609,59 @@ class OtelConsumer:
             self._paused.discard(tp)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """Read each partition's commit metadata: a `pending:` marker means replay first."""
-        if not assigned or self._admin is None:
+        """Read each partition's commit metadata (a `pending:` marker means replay first).
+
+        aiokafka installs the assignment before it calls this listener and may hand out
+        records of these partitions while the metadata is on its way. Those wait in
+        `_early`: a partition with a commit is then sought back to it and they are
+        dropped (read again into the replayed batch, never batched outside it and
+        committed past); a partition without one started where the reset policy put it,
+        and they are batched as they came.
+        """
+        consumer = self._consumer
+        if not assigned or self._admin is None or consumer is None:
             return
-        attempt = 0
-        while True:
-            try:
-                committed = await self._admin.list_consumer_group_offsets(
-                    self.s.group, partitions=sorted(assigned)
-                )
-                break
-            except KafkaError as exc:
-                # Without the marker a replay could batch differently: never guess, retry.
-                attempt += 1
-                log.warning("cannot read committed offsets yet", extra={"error": str(exc)})
-                await asyncio.sleep(self.s.backoff.delay(attempt))
-        for tp in assigned:
-            part = self._part(tp)
-            meta = committed.get(tp)
-            if meta is None or meta.offset < 0:
-                continue
-            part.committed = meta.offset
-            if meta.metadata.startswith(PENDING):
-                end = int(meta.metadata[len(PENDING) :])
-                part.batch = _Batch(tp, replay_start=meta.offset, replay_end=end)
-                log.info(
-                    "replaying an unconfirmed batch",
-                    extra={"tp": f"{tp.topic}/{tp.partition}", "first": meta.offset, "last": end},
-                )
+        self._installing |= assigned
+        try:
+            attempt = 0
+            while True:
+                try:
+                    committed = await self._admin.list_consumer_group_offsets(
+                        self.s.group, partitions=sorted(assigned)
+                    )
+                    break
+                except KafkaError as exc:
+                    # Without the marker a replay could batch differently: never guess, retry.
+                    attempt += 1
+                    log.warning("cannot read committed offsets yet", extra={"error": str(exc)})
+                    await asyncio.sleep(self.s.backoff.delay(attempt))
+            # From here on no await: the loop must not add records before this is done.
+            for tp in assigned:
+                part = self._parts[tp] = _Partition(tp, _Batch(tp))
+                early = self._early.pop(tp, [])
+                meta = committed.get(tp)
+                if meta is None or meta.offset < 0:
+                    for record in early:
+                        self._add(tp, record)
+                    continue
+                part.committed = meta.offset
+                if tp in consumer.assignment():
+                    consumer.seek(tp, meta.offset)
+                if meta.metadata.startswith(PENDING):
+                    end = int(meta.metadata[len(PENDING) :])
+                    part.batch = _Batch(tp, replay_start=meta.offset, replay_end=end)
+                    log.info(
+                        "replaying an unconfirmed batch",
+                        extra={
+                            "tp": f"{tp.topic}/{tp.partition}",
+                            "first": meta.offset,
+                            "last": end,
+                        },
+                    )
+        finally:
+            self._installing -= assigned
+            for tp in assigned:
+                self._early.pop(tp, None)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """Wait (bounded) for in-flight inserts; drop unflushed batches (the next owner

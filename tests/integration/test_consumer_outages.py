@@ -4,8 +4,9 @@ loopback, tests/marquez_standin.py) failing every POST while its probe answers.
 
 A store that fails every record dead-letters nothing and commits nothing past what it
 stored, and once it recovers every record is stored exactly once. A record that fails
-while other records are stored is dead-lettered alone. Also: the consumers' shutdown
-against the pod's grace period.
+while other records are stored is dead-lettered alone. Also: the race between fetching
+and installing an assignment, and the consumers' shutdown against the pod's grace
+period.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, cast
 
 import pytest
 import yaml
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_driver import Client
 from clickhouse_driver.bufferedwriter import BufferedSocketWriter
 from clickhouse_driver.columns.service import write_column
@@ -54,6 +56,7 @@ from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
 from lineagehub.topics import dlq
 from stack.pieces.helm import Helm
+from tests.crashing import CrashingBackend
 from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
@@ -528,6 +531,55 @@ async def test_native_driver_refusing_a_record_dead_letters_only_it(
     # Record by record once the batch was refused, and /healthz said so meanwhile.
     singles = [status for token, _, status in driver.seen if "/lineage_events/" in token]
     assert singles and set(singles) == {"degraded"}
+
+
+# ---- 3. records fetched while the assignment is being installed ------------------------------
+
+
+async def test_records_fetched_while_the_assignment_is_installed_are_not_dropped(
+    env: dict[str, str], chdb: ChdbBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kind = KINDS["otel"]
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("assign-otel"), unique("assign-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, kind.records(30))
+    # A first consumer dies after inserting its first batch: the commit says `pending:`.
+    crashing = CrashingBackend(chdb, crash_after=1)
+    first = batch_consumer(env, kind, topic, group, crashing, max_batch_messages=10)
+    stop, task = start(first)
+    await asyncio.wait_for(crashing.crashed.wait(), 30)
+    first.abort()
+    await finish(stop, task)
+
+    # The next one gets the partition; its assignment listener reads the marker through
+    # the admin client, and that answer comes only once aiokafka has handed out records.
+    fetched = asyncio.Event()
+    real_getmany = AIOKafkaConsumer.getmany
+    real_list = AIOKafkaAdminClient.list_consumer_group_offsets
+
+    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
+        out = await real_getmany(self, *tps, **kw)
+        if any(tp.topic == topic and records for tp, records in out.items()):
+            fetched.set()
+        return out
+
+    async def list_offsets(self: AIOKafkaAdminClient, group_id: str, *a: Any, **kw: Any) -> Any:
+        if group_id == group:
+            await asyncio.wait_for(fetched.wait(), 20)
+        return await real_list(self, group_id, *a, **kw)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", list_offsets)
+    second = batch_consumer(env, kind, topic, group, chdb, max_batch_wait=2.0)
+    stop, task = start(second)
+    try:
+        await asyncio.wait_for(fetched.wait(), 30)
+        await produce(bootstrap, topic, kind.records(10))
+        await wait_drained(bootstrap, group, [topic], within=20)
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, kind) == (40 * kind.rows, 40 * kind.rows)
 
 
 # ---- 5. shutdown inside the pod's grace period ------------------------------------------------
