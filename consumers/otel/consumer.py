@@ -6,17 +6,21 @@ dead-lettered), so delivery is at-least-once.
 
 Idempotency (a redelivered batch adds no rows to query results):
 
-* Every insert carries `insert_deduplication_token = <topic>/<partition>/<first>-<last>/<table>`
-  and the tables keep a deduplication window (`ddl.DEDUP_WINDOW`), so ClickHouse
-  drops an insert whose token it has seen, the materialized view included
-  (`deduplicate_blocks_in_dependent_materialized_views`). No FINAL, no engine
-  change: Grafana and other OTel tools query the exporter's tables as they are.
+* Every insert carries `insert_deduplication_token =
+  <group>/<topic>/<partition>/<first>-<last>/<digest>/<table>` (`<digest>`: a hash of the
+  batch's records, offsets, timestamps, keys and values) and the tables keep a
+  deduplication window (`ddl.DEDUP_WINDOW`), so ClickHouse drops an insert whose token it
+  has seen, the materialized view included
+  (`deduplicate_blocks_in_dependent_materialized_views`). No FINAL, no engine change:
+  Grafana and other OTel tools query the exporter's tables as they are. The group and the
+  digest keep apart batches that only share a topic name and offsets: another release
+  writing the same database, a topic deleted and created again.
 * A token only matches if the redelivered batch has the *same* boundaries. Before
-  inserting, the consumer records the batch's last offset in the partition's commit
-  metadata (`pending:<last>`, with the offset left at the batch's first). A consumer
-  that gets the partition after a crash reads that marker and rebuilds exactly that
-  batch before batching freely again. After the insert it commits `<last>+1`
-  with empty metadata.
+  inserting, the consumer records the batch's last offset and digest in the partition's
+  commit metadata (`pending:<last>/<digest>`, with the offset left at the batch's first).
+  A consumer that gets the partition after a crash reads that marker and rebuilds exactly
+  that batch, under that digest, before batching freely again. After the insert it
+  commits `<last>+1` with empty metadata.
 
 Time limits never cut a replayed batch, so the rebuilt batch and its token are
 identical whatever the timing.
@@ -33,9 +37,10 @@ then its rows fail again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -95,6 +100,8 @@ class _Batch:
     tp: TopicPartition
     replay_start: int | None = None  # set: rebuild exactly [replay_start, replay_end] first
     replay_end: int | None = None
+    digest: str | None = None  # of the records; a replayed batch takes its marker's
+    legacy: bool = False  # replaying a marker written before tokens had a group and digest
     messages: list[_Message] = field(default_factory=list)
     rows: int = 0
     first_at: float = 0.0
@@ -130,6 +137,20 @@ class _Table:
 
     accepted: int = 0
     probe: tuple[list[Row], str] | None = None
+
+
+def batch_digest(records: Sequence[Record]) -> str:
+    """A hash of what a batch holds: the same records give the same digest (a redelivered
+    batch keeps its token), a topic created again under the same name does not."""
+    h = hashlib.blake2b(digest_size=12)
+    for r in records:
+        key, value = r.key, r.value
+        stamp = getattr(r, "timestamp", 0)
+        sizes = f"{-1 if key is None else len(key)}:{-1 if value is None else len(value)}"
+        h.update(f"{r.offset}:{stamp}:{sizes}:".encode())
+        h.update(key or b"")
+        h.update(value or b"")
+    return h.hexdigest()
 
 
 class OtelConsumer:
@@ -342,10 +363,13 @@ class OtelConsumer:
         consumer = self._consumer
         assert consumer is not None
         tp, start, end = batch.tp, batch.start, batch.end
+        if batch.digest is None:
+            batch.digest = batch_digest([m.record for m in batch.messages])
         try:
             if batch.replay_end is None:
                 # Record the batch boundaries before inserting (see the module docstring).
-                await consumer.commit({tp: OffsetAndMetadata(start, f"{PENDING}{end}")})
+                marker = f"{PENDING}{end}/{batch.digest}"
+                await consumer.commit({tp: OffsetAndMetadata(start, marker)})
             for message in batch.messages:
                 if message.rejection is not None:
                     await self._dead_letter(message.record, message.rejection)
@@ -380,7 +404,9 @@ class OtelConsumer:
 
     def _token(self, batch: _Batch) -> str:
         tp = batch.tp
-        return f"{tp.topic}/{tp.partition}/{batch.start}-{batch.end}"
+        if batch.legacy:  # the token the marker's writer inserted under
+            return f"{tp.topic}/{tp.partition}/{batch.start}-{batch.end}"
+        return f"{self.s.group}/{tp.topic}/{tp.partition}/{batch.start}-{batch.end}/{batch.digest}"
 
     def _source(self, tp: TopicPartition) -> str:
         """Who reports a partition's trouble to the shared Health."""
@@ -648,14 +674,20 @@ class OtelConsumer:
                 if tp in consumer.assignment():
                     consumer.seek(tp, meta.offset)
                 if meta.metadata.startswith(PENDING):
-                    end = int(meta.metadata[len(PENDING) :])
-                    part.batch = _Batch(tp, replay_start=meta.offset, replay_end=end)
+                    last, _, digest = meta.metadata[len(PENDING) :].partition("/")
+                    part.batch = _Batch(
+                        tp,
+                        replay_start=meta.offset,
+                        replay_end=int(last),
+                        digest=digest or None,
+                        legacy=not digest,
+                    )
                     log.info(
                         "replaying an unconfirmed batch",
                         extra={
                             "tp": f"{tp.topic}/{tp.partition}",
                             "first": meta.offset,
-                            "last": end,
+                            "last": int(last),
                         },
                     )
         finally:

@@ -5,8 +5,8 @@ loopback, tests/marquez_standin.py) failing every POST while its probe answers.
 A store that fails every record dead-letters nothing and commits nothing past what it
 stored, and once it recovers every record is stored exactly once. A record that fails
 while other records are stored is dead-lettered alone. Also: the race between fetching
-and installing an assignment, and the consumers' shutdown against the pod's grace
-period.
+and installing an assignment, deduplication tokens across recreated topics and
+releases, and the consumers' shutdown against the pod's grace period.
 """
 
 from __future__ import annotations
@@ -580,6 +580,55 @@ async def test_records_fetched_while_the_assignment_is_installed_are_not_dropped
     finally:
         await finish(stop, task)
     assert await stored(chdb, kind) == (40 * kind.rows, 40 * kind.rows)
+
+
+# ---- 4. deduplication tokens: recreated topics, other releases --------------------------------
+
+
+async def recreate(bootstrap: str, topic: str, group: str) -> None:
+    """Delete `topic` (and its DLQ), wait until Kafka forgot it and the group's offsets of
+    it, then create it again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic, dlq(topic)])
+        deadline = time.monotonic() + 30
+        while True:
+            (described,) = await admin.describe_topics([topic])
+            offsets = await admin.list_consumer_group_offsets(group)
+            if described.get("error_code") and not any(tp.topic == topic for tp in offsets):
+                break
+            assert time.monotonic() < deadline, "the topic was never deleted"
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+    await create_topics(bootstrap, [topic], partitions=1)
+
+
+async def test_a_recreated_topic_or_another_release_on_the_same_database_drops_no_rows(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    kind = KINDS["otel"]
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group, other_release = unique("token-otel"), unique("token-group"), unique("release")
+    await create_topics(bootstrap, [topic], partitions=1)
+    backend = Counting(chdb)
+    for wave, consumer_group in enumerate([group, group, other_release]):
+        if wave:
+            await recreate(bootstrap, topic, group)
+        # Same topic name, same partition, same offsets, same batch boundaries each time.
+        await produce(bootstrap, topic, kind.records(10))
+        consumer = batch_consumer(
+            env, kind, topic, consumer_group, backend, max_batch_messages=10, max_batch_wait=30
+        )
+        stop, task = start(consumer)
+        try:
+            await wait_drained(bootstrap, consumer_group, [topic], within=30)
+        finally:
+            await finish(stop, task)
+        assert await stored(chdb, kind) == (10 * (wave + 1) * kind.rows,) * 2, f"wave {wave}"
+    traces = [t for t in backend.tokens if t.endswith("/otel_traces")]
+    assert len(traces) == 3 and len(set(traces)) == 3
 
 
 # ---- 5. shutdown inside the pod's grace period ------------------------------------------------
