@@ -30,9 +30,10 @@ from polars.datatypes import DataTypeClass
 from polars.exceptions import PolarsError
 
 from lineagehub.api import SinkFormat, SinkSpec, WriteMode
+from lineagehub.datasets import redact_text, redact_uri
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings
-from pipeline_runner.sources import file_path, s3_storage_options
+from pipeline_runner.sources import check_target, file_path, s3_storage_options
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -52,7 +53,7 @@ class Sink(Protocol):
 
 
 def _sink_error(uri: str, what: str, fix: str) -> StageError:
-    return StageError(ErrorKind.SINK_ERROR, f"sink {uri}: {what}", fix)
+    return StageError(ErrorKind.SINK_ERROR, f"sink {redact_uri(uri)}: {redact_text(what)}", fix)
 
 
 def count_rows(parquet_path: str) -> int:
@@ -232,7 +233,16 @@ class ClickHouseTarget:
 
     @property
     def qualified(self) -> str:
-        return f"`{self.database}`.`{self.table}`"
+        return f"{ident(self.database)}.{ident(self.table)}"
+
+
+def ident(name: str) -> str:
+    """`name` as a ClickHouse identifier: backquoted, with every backslash and backquote
+    in it escaped, so a column named by a CSV header (`` a` String) ENGINE = ... ``)
+    stays one identifier and can never end the quoting and write SQL of its own."""
+    if "\x00" in name:
+        raise ValueError(f"identifier {name!r} holds a NUL character")
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def parse_clickhouse_uri(uri: str) -> ClickHouseTarget:
@@ -261,7 +271,7 @@ def clickhouse_type(dtype: pl.DataType | DataTypeClass) -> str:
     if isinstance(dtype, pl.List | pl.Array):
         return f"Array({clickhouse_type(dtype.inner)})"
     if isinstance(dtype, pl.Struct):
-        inner = ", ".join(f"`{f.name}` {clickhouse_type(f.dtype)}" for f in dtype.fields)
+        inner = ", ".join(f"{ident(f.name)} {clickhouse_type(f.dtype)}" for f in dtype.fields)
         return f"Tuple({inner})"
     return f"Nullable({_scalar_type(dtype)})"
 
@@ -287,7 +297,7 @@ def _scalar_type(dtype: pl.DataType | DataTypeClass) -> str:
             return name
     if isinstance(dtype, pl.Datetime):
         precision = {"ms": 3, "us": 6, "ns": 9}[dtype.time_unit or "us"]
-        zone = f", '{dtype.time_zone}'" if dtype.time_zone else ""
+        zone = f", {_quote(dtype.time_zone)}" if dtype.time_zone else ""
         return f"DateTime64({precision}{zone})"
     if isinstance(dtype, pl.Decimal):
         return f"Decimal({dtype.precision or 38}, {dtype.scale or 0})"
@@ -322,7 +332,7 @@ class ChdbBackend:
         return [tuple(line.split("\t")) for line in text.splitlines() if line]
 
     def load_parquet(self, table: str, columns: Sequence[str], parquet_path: str) -> None:
-        cols = ", ".join(f"`{c}`" for c in columns)
+        cols = ", ".join(ident(c) for c in columns)
         self._session.query(
             f"INSERT INTO {table} ({cols}) SELECT {cols} "
             f"FROM file({_quote(str(Path(parquet_path).resolve()))}, Parquet)"
@@ -353,7 +363,7 @@ class DriverBackend:
         return [tuple(r) for r in self._client.execute(sql)]
 
     def load_parquet(self, table: str, columns: Sequence[str], parquet_path: str) -> None:
-        cols = ", ".join(f"`{c}`" for c in columns)
+        cols = ", ".join(ident(c) for c in columns)
         frame = pl.read_parquet(parquet_path, columns=list(columns))
         for chunk in frame.iter_slices(self.BATCH):
             data = [series.to_list() for series in chunk.iter_columns()]
@@ -379,6 +389,8 @@ class ClickHouseSink:
             return self._backend
         if self._chdb_path:
             return ChdbBackend(self._chdb_path)
+        # A server over the network: only one the operator's policy lets a stage reach.
+        check_target(self.uri, "sink", ErrorKind.SINK_ERROR)
         return DriverBackend(self.target)
 
     def write(self, parquet_path: str, mode: WriteMode) -> WriteStats:
@@ -386,10 +398,12 @@ class ClickHouseSink:
         schema = pl.scan_parquet(parquet_path).collect_schema()
         columns = schema.names()
         staging_name = f"{t.table}__staging_{uuid.uuid4().hex[:12]}"
-        staging = f"`{t.database}`.`{staging_name}`"
+        staging = f"{ident(t.database)}.{ident(staging_name)}"
         in_staging = f"database = {_quote(t.database)} AND table = {_quote(staging_name)}"
         try:
             backend = self._open()
+        except StageError:
+            raise
         except Exception as exc:
             raise _sink_error(
                 self.uri,
@@ -398,12 +412,12 @@ class ClickHouseSink:
             ) from exc
         created = False
         try:
-            backend.execute(f"CREATE DATABASE IF NOT EXISTS `{t.database}`")
+            backend.execute(f"CREATE DATABASE IF NOT EXISTS {ident(t.database)}")
             exists = backend.rows(f"EXISTS TABLE {t.qualified}")[0][0] in ("1", 1)
             # The staging table always has the result's own types: appending then needs
             # a target of the same structure (ATTACH PARTITION checks it), so a value is
             # never silently converted (or nulled) on its way into an existing table.
-            ddl = ", ".join(f"`{n}` {clickhouse_type(d)}" for n, d in schema.items())
+            ddl = ", ".join(f"{ident(n)} {clickhouse_type(d)}" for n, d in schema.items())
             backend.execute(f"CREATE TABLE {staging} ({ddl}) ENGINE = MergeTree ORDER BY tuple()")
             created = True
             backend.load_parquet(staging, columns, parquet_path)
@@ -447,5 +461,7 @@ def sink_for(spec: SinkSpec, settings: Settings) -> Sink:
     if spec.format is SinkFormat.CLICKHOUSE:
         return ClickHouseSink(spec.uri, chdb_path=settings.chdb_path)
     if scheme == "s3":
+        if spec.s3 is not None and spec.s3.endpoint:
+            check_target(spec.s3.endpoint, "spec.sink.s3.endpoint", ErrorKind.SINK_ERROR)
         return ObjectStoreSink(spec.uri, spec.format, s3_storage_options(spec.s3))
     return FileSink(spec.uri, spec.format)

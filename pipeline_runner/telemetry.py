@@ -10,6 +10,9 @@ metrics also go straight to an OTLP collector, flushed before the stage exits.
 
 Providers are created per stage and never installed globally, so the local CLI can run
 three stages in one process.
+
+No credentials leave in a span: `user:password@` is dropped from every URI in the
+attributes the stage gives, in status descriptions and in recorded exceptions.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from lineagehub.datasets import redact_text
 from pipeline_runner.settings import Settings
 
 SCOPE = "pipeline_runner"
@@ -54,6 +59,31 @@ ATTR_ROWS = "lineagehub.rows"
 ATTR_BYTES = "lineagehub.bytes"
 
 Attributes = Mapping[str, AttributeValue]
+
+
+def redacted(attributes: Attributes | None) -> dict[str, AttributeValue]:
+    """`attributes` with the credentials of every URI in a text value dropped."""
+    out: dict[str, AttributeValue] = {}
+    for key, value in (attributes or {}).items():
+        if isinstance(value, str):
+            out[key] = redact_text(value)
+        elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            out[key] = [redact_text(str(v)) for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """Record `exc` on `span` with its message and stack trace redacted."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": redact_text(str(exc)),
+            "exception.stacktrace": redact_text(text),
+        },
+    )
 
 
 def peak_memory_bytes() -> int:
@@ -169,7 +199,7 @@ class StageTelemetry:
             name,
             context=self._parent,
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=redacted(attributes),
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
@@ -180,12 +210,21 @@ class StageTelemetry:
     def step(self, name: str, attributes: Attributes | None = None) -> Iterator[Span]:
         """A child span of the stage span (read / transform / validate / write)."""
         with self.tracer.start_as_current_span(
-            name, attributes=attributes or {}, record_exception=True
+            name,
+            attributes=redacted(attributes),
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            yield span
+            try:
+                yield span
+            except BaseException as exc:
+                record_exception(span, exc)
+                description = f"{type(exc).__name__}: {redact_text(str(exc))}"
+                span.set_status(Status(StatusCode.ERROR, description))
+                raise
 
     def fail(self, span: Span, kind: str, reason: str) -> None:
-        span.set_status(Status(StatusCode.ERROR, f"{kind}: {reason}"))
+        span.set_status(Status(StatusCode.ERROR, f"{kind}: {redact_text(reason)}"))
         span.set_attribute("error.type", kind)
 
     def record(

@@ -287,36 +287,68 @@ def _rule(group: str, resources: list[str], verbs: list[str]) -> dict[str, Any]:
     return {"apiGroups": [group], "resources": resources, "verbs": verbs}
 
 
-def build_operator_clusterrole() -> dict[str, Any]:
-    """Least-privilege ClusterRole of the operator (kopf + the stage Jobs it owns)."""
+def operator_namespaced_rules() -> list[dict[str, Any]]:
+    """What the operator does in a namespace it watches: every verb is one the code
+    calls (operator/lineagehub_operator/kube.py, handlers.py) or kopf does for it."""
+    return [
+        # The runs: kopf lists and watches them and merge-patches its finalizer and
+        # annotations; delete for ttlSecondsAfterFinished.
+        _rule(API_GROUP, [PLURAL], ["list", "watch", "patch", "delete"]),
+        # The status, written with a merge patch.
+        _rule(API_GROUP, [f"{PLURAL}/status"], ["patch"]),
+        # Owner references with blockOwnerDeletion need update on the owner's finalizers
+        # where OwnerReferencesPermissionEnforcement is on.
+        _rule(API_GROUP, [f"{PLURAL}/finalizers"], ["update"]),
+        # One Job per stage: created, read back on a name conflict, watched (index and
+        # events), deleted on cancel.
+        _rule("batch", ["jobs"], ["create", "get", "list", "watch", "delete"]),
+        # The stage pods' termination messages.
+        _rule("", ["pods"], ["list"]),
+        # The per-run stage configuration: created, read back on a name conflict.
+        _rule("", ["configmaps"], ["create", "get"]),
+        # The run's workspace volume: created, read back, deleted when the run ends.
+        _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
+        # Kubernetes Events on the runs (kopf posts core/v1 events).
+        _rule("", ["events"], ["create"]),
+    ]
+
+
+def operator_discovery_rules(*, namespaced: bool) -> list[dict[str, Any]]:
+    """Cluster-scoped reads kopf makes: it watches CRDs (to notice its resource change),
+    and, when it watches chosen namespaces only, lists and watches namespaces."""
+    rules = [_rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])]
+    if namespaced:
+        rules.append(_rule("", ["namespaces"], ["list", "watch"]))
+    return rules
+
+
+def _role(kind: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {
-            "name": OPERATOR_CLUSTERROLE,
-            "labels": {"app.kubernetes.io/part-of": "lineage-hub"},
-        },
-        "rules": [
-            # The runs themselves; update for kopf's finalizer and annotations,
-            # delete for ttlSecondsAfterFinished.
-            _rule(API_GROUP, [PLURAL], ["get", "list", "watch", "patch", "update", "delete"]),
-            _rule(API_GROUP, [f"{PLURAL}/status"], ["get", "patch", "update"]),
-            # Owner references with blockOwnerDeletion need update on the owner's finalizers
-            # where OwnerReferencesPermissionEnforcement is on.
-            _rule(API_GROUP, [f"{PLURAL}/finalizers"], ["update"]),
-            # One Job per stage attempt.
-            _rule("batch", ["jobs"], ["create", "get", "list", "watch", "delete", "patch"]),
-            # Pods of the stage Jobs: termination messages and log links.
-            _rule("", ["pods"], ["get", "list", "watch"]),
-            _rule("", ["pods/log"], ["get"]),
-            # Per-run configuration handed to the stage Jobs.
-            _rule("", ["configmaps"], ["create", "get", "delete", "patch"]),
-            # The run's workspace volume when the operator runs in a cluster.
-            _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
-            # Kubernetes Events on the runs (kopf posts core/v1 events).
-            _rule("", ["events"], ["create", "patch"]),
-            # kopf observes namespaces and CRDs at runtime when it watches cluster-wide.
-            _rule("", ["namespaces"], ["list", "watch"]),
-            _rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"]),
-        ],
+        "kind": kind,
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "lineage-hub"}},
+        "rules": rules,
     }
+
+
+def build_operator_clusterrole() -> dict[str, Any]:
+    """Least-privilege ClusterRole of an operator that watches the whole cluster."""
+    return _role(
+        "ClusterRole",
+        OPERATOR_CLUSTERROLE,
+        [*operator_namespaced_rules(), *operator_discovery_rules(namespaced=False)],
+    )
+
+
+def build_operator_role() -> dict[str, Any]:
+    """The Role bound in each namespace an operator with `--namespace` watches."""
+    return _role("Role", OPERATOR_CLUSTERROLE, operator_namespaced_rules())
+
+
+def build_operator_discovery_clusterrole() -> dict[str, Any]:
+    """The only cluster-wide grant of an operator that watches chosen namespaces."""
+    return _role(
+        "ClusterRole",
+        f"{OPERATOR_CLUSTERROLE}-discovery",
+        operator_discovery_rules(namespaced=True),
+    )

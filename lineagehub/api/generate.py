@@ -1,10 +1,12 @@
 """Write the generated manifests: `python -m lineagehub.api.generate [--check] [--root DIR]`.
 
-Writes `crds/lineagehub.io_pipelineruns.yaml` (the CRD) and
-`crds/rbac/operator-clusterrole.yaml` (the operator's ClusterRole) under the
-project root, and the same two texts into the Helm chart (`charts/lineage-hub/crds/`,
+Writes `crds/lineagehub.io_pipelineruns.yaml` (the CRD) and, under `crds/rbac/`, the
+operator's RBAC: `operator-clusterrole.yaml` (watching the whole cluster),
+`operator-role.yaml` (bound in each namespace when it watches chosen ones) and
+`operator-discovery-clusterrole.yaml` (its only cluster-wide grant then), under the
+project root, and the same texts into the Helm chart (`charts/lineage-hub/crds/`,
 which Helm installs, and `charts/lineage-hub/files/`, from which the chart templates
-the upgradable CRD copy and the operator's ClusterRole rules). With `--check` nothing
+the upgradable CRD copy and the operator's RBAC rules). With `--check` nothing
 is written: the command prints a diff and exits 1 when a file is missing or differs
 from what the models give.
 """
@@ -20,13 +22,22 @@ from typing import Any
 
 import yaml
 
-from lineagehub.api.crd import build_crd, build_operator_clusterrole
+from lineagehub.api.crd import (
+    build_crd,
+    build_operator_clusterrole,
+    build_operator_discovery_clusterrole,
+    build_operator_role,
+)
 
 CRD_PATH = Path("crds") / "lineagehub.io_pipelineruns.yaml"
 CLUSTERROLE_PATH = Path("crds") / "rbac" / "operator-clusterrole.yaml"
+ROLE_PATH = Path("crds") / "rbac" / "operator-role.yaml"
+DISCOVERY_PATH = Path("crds") / "rbac" / "operator-discovery-clusterrole.yaml"
 CHART = Path("charts") / "lineage-hub"
 CHART_CRD_PATH = CHART / "crds" / "lineagehub.io_pipelineruns.yaml"
 CHART_CLUSTERROLE_PATH = CHART / "files" / "operator-clusterrole.yaml"
+CHART_ROLE_PATH = CHART / "files" / "operator-role.yaml"
+CHART_DISCOVERY_PATH = CHART / "files" / "operator-discovery-clusterrole.yaml"
 
 HEADER = (
     "# Generated from the pydantic models in lineagehub/api by\n"
@@ -45,6 +56,10 @@ OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
     CLUSTERROLE_PATH: build_operator_clusterrole,
     CHART_CRD_PATH: build_crd,
     CHART_CLUSTERROLE_PATH: build_operator_clusterrole,
+    ROLE_PATH: build_operator_role,
+    DISCOVERY_PATH: build_operator_discovery_clusterrole,
+    CHART_ROLE_PATH: build_operator_role,
+    CHART_DISCOVERY_PATH: build_operator_discovery_clusterrole,
 }
 
 

@@ -35,9 +35,11 @@ async def _lookup(url: str | None, fetch: Callable[[str], Awaitable[T | None]]) 
 
 
 class StoreChecker:
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(
+        self, config: OperatorConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._config = config
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0), transport=transport)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,9 +1,29 @@
-"""Operator settings, from the environment (the chart sets them on the Deployment)."""
+"""Operator settings, from the environment (the chart sets them on the Deployment).
+
+The run policy (`policy.py`) reads four of them:
+
+- `LINEAGEHUB_RUNNER_IMAGE` and `LINEAGEHUB_ALLOWED_IMAGES`: the images `spec.image` may
+  name (comma-separated, exact or a prefix ending in `*`); the runner image only when
+  unset.
+- `LINEAGEHUB_ALLOWED_URI_PREFIXES`: prefixes every source and sink URI must start with
+  (comma-separated; any URI the other rules allow when unset).
+- `LINEAGEHUB_ALLOWED_PRIVATE_TARGETS`: loopback, private or link-local targets that
+  http(s) sources, s3 endpoints and clickhouse sinks may reach anyway (CIDRs or host
+  names, comma-separated; none when unset). Also handed to every stage Job.
+- `file://` URIs may name only the data mount (`LINEAGEHUB_DATA_MOUNT_PATH`, when a data
+  volume is configured) and the run's workspace.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lineagehub.api.egress import ALLOWED_PRIVATE_TARGETS_ENV, TargetPolicy
+
+
+def _list(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,14 @@ class OperatorConfig:
     lineage_store_url: str | None = None
     jaeger_query_url: str | None = None
     verify_timeout_seconds: float = 300.0
+    # Images spec.image may name besides runner_image (exact, or a prefix ending in *).
+    allowed_images: tuple[str, ...] = ()
+    # Prefixes every source and sink URI must start with (empty: no prefix rule).
+    allowed_uri_prefixes: tuple[str, ...] = ()
+    # Private targets http(s) sources, s3 endpoints and clickhouse sinks may reach.
+    private_targets: TargetPolicy = field(default_factory=TargetPolicy)
+    # Read timeout of every Kubernetes API call the operator makes itself.
+    api_timeout_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -58,5 +86,11 @@ class OperatorConfig:
             jaeger_query_url=opt("JAEGER_QUERY_URL"),
             verify_timeout_seconds=float(
                 opt("LINEAGEHUB_VERIFY_TIMEOUT_SECONDS") or cls.verify_timeout_seconds
+            ),
+            allowed_images=_list(opt("LINEAGEHUB_ALLOWED_IMAGES")),
+            allowed_uri_prefixes=_list(opt("LINEAGEHUB_ALLOWED_URI_PREFIXES")),
+            private_targets=TargetPolicy.from_text(opt(ALLOWED_PRIVATE_TARGETS_ENV)),
+            api_timeout_seconds=float(
+                opt("LINEAGEHUB_API_TIMEOUT_SECONDS") or cls.api_timeout_seconds
             ),
         )

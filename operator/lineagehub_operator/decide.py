@@ -16,7 +16,9 @@ from typing import Literal
 from pydantic import ValidationError
 
 from lineagehub.api.pipelinerun import (
+    CONDITION_LINEAGE_RECORDED,
     CONDITION_SUCCEEDED,
+    CONDITION_TRACE_RECORDED,
     STAGES,
     TERMINAL_PHASES,
     ConditionStatus,
@@ -30,6 +32,7 @@ from lineagehub.api.pipelinerun import (
     progress,
     set_condition,
 )
+from lineagehub.datasets import redact_text
 from lineagehub_operator.naming import job_name
 from lineagehub_operator.observed import JobState, ObservedJob, StageResult
 
@@ -146,6 +149,7 @@ def _failure(job: ObservedJob) -> tuple[Reason, str]:
     if job.failure_reason == "DeadlineExceeded" or job.pod_reason == "DeadlineExceeded":
         return Reason.STAGE_TIMEOUT, f"stage {job.stage} exceeded its timeout"
     detail = (result.error if result and result.error else None) or job.failure_message or ""
+    detail = redact_text(detail)  # a stage's error may quote a URI with its credentials
     if result is not None and result.quality_failed:
         return Reason.QUALITY_CHECK_FAILED, detail or f"stage {job.stage}: a quality check failed"
     tries = f" after {job.attempts} attempt{'s' if job.attempts != 1 else ''}"
@@ -364,6 +368,35 @@ def decide(
     return Decision(status, [*_stage_events(old, status), *actions], requeue)
 
 
+def refuse(run: PipelineRun, message: str, now: datetime) -> Decision:
+    """The run ends `Failed` with reason `PolicyViolation` instead of starting its next
+    stage: no Job is created. A run refused before any stage ran has produced no lineage
+    and no trace, so both are recorded as not expected rather than waited for."""
+    old = run.status
+    assert old is not None and old.run_id is not None, "status is initialised first"
+    status = old.model_copy(deep=True)
+    generation = run.metadata.generation
+    status.observed_generation = generation
+    started = any(s.phase != Phase.PENDING for s in status.stages)
+    actions = _finish(status, Phase.FAILED, Reason.POLICY_VIOLATION, message, generation, now)
+    if not started:
+        actions = [a for a in actions if not isinstance(a, EmitRunEvent)]
+        for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED):
+            status.conditions = set_condition(
+                status.conditions,
+                type_=kind,
+                status=ConditionStatus.FALSE,
+                reason=Reason.POLICY_VIOLATION,
+                message="The run was refused before any stage ran: it has no lineage "
+                "or trace to record",
+                observed_generation=generation,
+                at=now,
+            )
+    status.progress = progress(status.stages)
+    expiry, requeue = _ttl(run, status, now)
+    return Decision(status, [*actions, *expiry], requeue)
+
+
 __all__ = [
     "Action",
     "CreateJob",
@@ -374,4 +407,5 @@ __all__ = [
     "RecordEvent",
     "RunIds",
     "decide",
+    "refuse",
 ]

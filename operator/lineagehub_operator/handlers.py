@@ -33,7 +33,8 @@ from lineagehub.api.pipelinerun import (
     new_run_id,
     set_condition,
 )
-from lineagehub_operator import verify
+from lineagehub.datasets import redact_text
+from lineagehub_operator import policy, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -45,11 +46,23 @@ from lineagehub_operator.decide import (
     RecordEvent,
     RunIds,
     decide,
+    refuse,
 )
 from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
-from lineagehub_operator.manifests import config_map, stage_job, workspace_claim
+from lineagehub_operator.manifests import (
+    config_map,
+    stage_job,
+    workspace_claim,
+    workspace_claim_name,
+)
 from lineagehub_operator.naming import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
-from lineagehub_operator.observed import JobState, ObservedJob, StageResult, observe_job, owner_uid
+from lineagehub_operator.observed import (
+    JobState,
+    ObservedJob,
+    ResultCache,
+    observe_job,
+    owner_uid,
+)
 from lineagehub_operator.run_telemetry import RunTelemetry
 
 JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -72,9 +85,9 @@ async def startup(
     settings.posting.level = logging.WARNING  # our own Events say what happened
     config = OperatorConfig.from_env()
     memo["config"] = config
-    memo["api"] = KubeApi()
+    memo["api"] = KubeApi(timeout=config.api_timeout_seconds)
     memo["wakers"] = {}
-    memo["results"] = {}
+    memo["results"] = ResultCache()
     telemetry = RunTelemetry(config)
     await telemetry.start()
     memo["telemetry"] = telemetry
@@ -141,7 +154,8 @@ def _fresh_ids() -> RunIds:
 
 async def _with_results(
     api: KubeApi,
-    cache: dict[str, tuple[StageResult | None, str | None]],
+    cache: ResultCache,
+    run_uid: str,
     namespace: str,
     jobs: list[ObservedJob],
 ) -> dict[Any, ObservedJob]:
@@ -150,11 +164,12 @@ async def _with_results(
     for job in jobs:
         seen = job
         if job.state != JobState.ACTIVE:
-            if job.uid not in cache:
+            known = cache.get(run_uid, job.uid)
+            if known is None:
                 pod = await api.latest_pod(namespace, job.name)
                 message, reason = pod_outcome(pod) if pod else (None, None)
-                cache[job.uid] = (StageResult.parse(message), reason)
-            result, reason = cache[job.uid]
+                known = cache.put(run_uid, job.uid, message, reason)
+            result, reason = known
             seen = dataclasses.replace(job, result=result, pod_reason=reason)
         out[job.stage] = seen
     return out
@@ -210,6 +225,19 @@ async def _execute(
     return None
 
 
+async def _release_workspace(api: KubeApi, config: OperatorConfig, run: PipelineRun) -> None:
+    """Delete the run's workspace claim (a host-path workspace is the node's to clean)."""
+    if config.workspace_host_path:
+        return
+    name = workspace_claim_name(run)
+    try:
+        await api.delete_claim(run.metadata.namespace or "", name)
+    except Exception as err:  # best effort: the owner reference still collects it
+        logging.getLogger(__name__).warning(
+            "could not delete workspace claim %s/%s: %s", run.metadata.namespace, name, err
+        )
+
+
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
     """Until a Job or the run changes, the daemon is asked to stop, or `timeout`."""
     woken = asyncio.ensure_future(waker.wait())
@@ -238,6 +266,7 @@ async def reconcile(
     config: OperatorConfig = memo["config"]
     latest: dict[str, Any] = {}
     checks = 0
+    claim_released = False
     try:
         while not stopped:
             waker.clear()
@@ -254,13 +283,27 @@ async def reconcile(
                         namespace, body["metadata"]["name"], _invalid(current, err, now)
                     )
                     kopf.event(
-                        body, type="Warning", reason=Reason.INVALID_SPEC, message=str(err)[:1000]
+                        body,
+                        type="Warning",
+                        reason=Reason.INVALID_SPEC,
+                        message=redact_text(str(err))[:1000],
                     )
                 return
             observed = await _with_results(
-                memo["api"], memo["results"], namespace, list(stage_jobs.get((namespace, uid), []))
+                memo["api"],
+                memo["results"],
+                uid,
+                namespace,
+                list(stage_jobs.get((namespace, uid), [])),
             )
             decision = decide(run, observed, now, _fresh_ids())
+            if any(isinstance(a, CreateJob) for a in decision.actions):
+                # Checked (hosts resolved anew) before each Job: nothing runs that the
+                # policy refuses, even when DNS or the policy changed since the last stage.
+                violations = await policy.check(run.spec, config)
+                if violations:
+                    logger.warning("run refused: %s", policy.message(violations))
+                    decision = refuse(run, policy.message(violations), now)
             try:
                 written = await _execute(decision, run, body, memo, now)
             except NotOurs as err:
@@ -270,6 +313,12 @@ async def reconcile(
                 decision.requeue_after = config.poll_seconds
             if written is not None:
                 latest = written
+            if decision.terminal and not claim_released:
+                # Nothing reads the workspace once the run has ended (a finished run is
+                # never resumed: its spec is immutable): give its volume back now rather
+                # than when the PipelineRun is deleted.
+                await _release_workspace(memo["api"], config, run)
+                claim_released = True
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:
                 finished = run.model_copy(update={"status": decision.status})
@@ -292,6 +341,8 @@ async def reconcile(
             await _sleep(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
     finally:
         memo["wakers"].pop(uid, None)
+        # The results are read again from the pods if the run's daemon ever comes back.
+        memo["results"].forget(uid)
 
 
 @kopf.on.probe(id="runs")

@@ -24,12 +24,23 @@ def load_config() -> client.ApiClient:
     return client.ApiClient()
 
 
+#: (connect, read) seconds of every call: a silent API server cannot hang a run's daemon.
+DEFAULT_TIMEOUT = 30.0
+
+
 class KubeApi:
-    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+    def __init__(
+        self, api_client: client.ApiClient | None = None, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self._client = api_client or load_config()
         self.core = client.CoreV1Api(self._client)
         self.batch = client.BatchV1Api(self._client)
         self.custom = client.CustomObjectsApi(self._client)
+        self._timeout = (min(timeout, 10.0), timeout)
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """One API call in a worker thread, always with a request timeout."""
+        return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
 
     async def create_owned(self, obj: dict[str, Any], owner: str) -> None:
         """Create a namespaced ConfigMap/PVC/Job; an existing one of ours counts as created."""
@@ -48,11 +59,11 @@ class KubeApi:
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
         }[kind]
         try:
-            await asyncio.to_thread(create, ns, obj)
+            await self._call(create, ns, obj)
         except ApiException as err:
             if err.status != 409:
                 raise
-            existing = await asyncio.to_thread(read, obj["metadata"]["name"], ns)
+            existing = await self._call(read, obj["metadata"]["name"], ns)
             found = owner_uid(self._plain(existing))
             if found != owner:
                 raise NotOurs(
@@ -66,7 +77,7 @@ class KubeApi:
 
     async def delete_job(self, namespace: str, name: str) -> None:
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.batch.delete_namespaced_job,
                 name,
                 namespace,
@@ -76,8 +87,16 @@ class KubeApi:
             if err.status != 404:
                 raise
 
+    async def delete_claim(self, namespace: str, name: str) -> None:
+        """Delete a PersistentVolumeClaim (gone already counts as deleted)."""
+        try:
+            await self._call(self.core.delete_namespaced_persistent_volume_claim, name, namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
     async def latest_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
-        pods = await asyncio.to_thread(
+        pods = await self._call(
             self.core.list_namespaced_pod,
             namespace,
             label_selector=f"batch.kubernetes.io/job-name={job}",
@@ -90,7 +109,7 @@ class KubeApi:
     async def patch_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        result = await asyncio.to_thread(
+        result = await self._call(
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
             API_VERSION,
@@ -103,7 +122,7 @@ class KubeApi:
 
     async def delete_run(self, namespace: str, name: str) -> None:
         try:
-            await asyncio.to_thread(
+            await self._call(
                 self.custom.delete_namespaced_custom_object,
                 API_GROUP,
                 API_VERSION,

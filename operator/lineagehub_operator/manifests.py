@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from typing import Any
 
+from lineagehub.api.egress import ALLOWED_PRIVATE_TARGETS_ENV
 from lineagehub.api.pipelinerun import (
     API_GROUP_VERSION,
     KIND,
@@ -14,6 +15,7 @@ from lineagehub.api.pipelinerun import (
     ParentRun,
     PipelineRun,
     RunRef,
+    S3Options,
     StageConfig,
     StageName,
 )
@@ -128,6 +130,35 @@ def _workspace_volume(run: PipelineRun, config: OperatorConfig) -> dict[str, Any
     return {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_claim_name(run)}}
 
 
+def _s3_options(run: PipelineRun, stage: StageName) -> S3Options | None:
+    """The s3 options of what `stage` touches: extract reads the source, load writes the
+    sink, transform works in the workspace only (and so gets no credentials)."""
+    if stage is StageName.EXTRACT:
+        return run.spec.source.s3
+    if stage is StageName.LOAD:
+        return run.spec.sink.s3
+    return None
+
+
+def s3_credentials_env(run: PipelineRun, stage: StageName) -> list[dict[str, Any]]:
+    """`AWS_*` variables from `s3.credentialsSecretRef`, as secretKeyRefs: the values stay
+    in the Secret, and the runner's object-store client reads them from its env."""
+    options = _s3_options(run, stage)
+    ref = options.credentials_secret_ref if options is not None else None
+    if ref is None:
+        return []
+    keys = [
+        ("AWS_ACCESS_KEY_ID", ref.access_key_id_key),
+        ("AWS_SECRET_ACCESS_KEY", ref.secret_access_key_key),
+    ]
+    if ref.session_token_key:
+        keys.append(("AWS_SESSION_TOKEN", ref.session_token_key))
+    return [
+        {"name": env, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": key}}}
+        for env, key in keys
+    ]
+
+
 def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dict[str, Any]:
     """The Job of one stage: retries and the per-attempt timeout come from the spec."""
     status = run.status
@@ -151,6 +182,10 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
     ]
     if config.kafka_bootstrap:
         env.append({"name": "KAFKA_BOOTSTRAP", "value": config.kafka_bootstrap})
+    # The runner checks every hop of a download (and each address it connects to)
+    # against the same private targets the operator allowed.
+    env.append({"name": ALLOWED_PRIVATE_TARGETS_ENV, "value": config.private_targets.to_text()})
+    env += s3_credentials_env(run, stage)
     container: dict[str, Any] = {
         "name": "stage",
         "image": run.spec.image or config.runner_image,

@@ -64,6 +64,37 @@ class StageResult:
         )
 
 
+class ResultCache:
+    """Stage results read from finished pods, per run, so a pod is read once.
+
+    Entries are dropped when the run's daemon ends (`forget`), and the oldest are
+    evicted beyond `limit` entries, so an operator that runs for months does not
+    keep every Job it ever saw."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._entries: dict[tuple[str, str], tuple[StageResult | None, str | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, run_uid: str, job_uid: str) -> tuple[StageResult | None, str | None] | None:
+        return self._entries.get((run_uid, job_uid))
+
+    def put(
+        self, run_uid: str, job_uid: str, message: str | None, pod_reason: str | None
+    ) -> tuple[StageResult | None, str | None]:
+        entry = (StageResult.parse(message), pod_reason)
+        self._entries[(run_uid, job_uid)] = entry
+        while len(self._entries) > self.limit:
+            del self._entries[next(iter(self._entries))]  # insertion order: the oldest
+        return entry
+
+    def forget(self, run_uid: str) -> None:
+        for key in [k for k in self._entries if k[0] == run_uid]:
+            del self._entries[key]
+
+
 def _last_line(text: str) -> str:
     """The last non-empty line (of a log tail: usually the exception), at most 1 KiB."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -2,7 +2,9 @@
 
 Each call returns what the store holds, or raises `StoreUnavailable` naming the
 store when it cannot answer (down, refusing, 5xx), so the caller can wait and
-retry instead of concluding "not recorded".
+retry instead of concluding "not recorded". An answer that is no answer (a 4xx
+other than 404, a body that is not the JSON asked for) is the same: the store's
+verdict says what came back; it never becomes an exception that ends the caller.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from lineagehub.datasets import redact_uri
 
 TIMEOUT = httpx.Timeout(5.0)
 
@@ -47,35 +51,62 @@ class TraceCount:
 
 
 async def _get(store: str, client: httpx.AsyncClient, url: str) -> httpx.Response | None:
+    shown = redact_uri(url)
     try:
         reply = await client.get(url)
     except httpx.HTTPError as err:
-        raise StoreUnavailable(store, f"{type(err).__name__} at {url}") from err
+        raise StoreUnavailable(store, f"{type(err).__name__} at {shown}") from err
     if reply.status_code == 404:
         return None
-    if reply.status_code >= 500:
-        raise StoreUnavailable(store, f"HTTP {reply.status_code} at {url}")
-    reply.raise_for_status()
+    if reply.status_code >= 400:
+        raise StoreUnavailable(store, f"HTTP {reply.status_code} at {shown}")
+    if reply.status_code >= 300:  # redirects are not followed: the URL is misconfigured
+        raise StoreUnavailable(store, f"HTTP {reply.status_code} (a redirect) at {shown}")
     return reply
 
 
-def _datasets(versions: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _json(store: str, reply: httpx.Response) -> dict[str, Any]:
+    """The reply's JSON object, or StoreUnavailable naming what came instead."""
+    shown = redact_uri(str(reply.request.url))
+    try:
+        body = reply.json()
+    except ValueError as err:
+        raise StoreUnavailable(store, f"an answer that is not JSON at {shown}") from err
+    if not isinstance(body, dict):
+        raise StoreUnavailable(store, f"an answer that is not a JSON object at {shown}")
+    return body
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _datasets(versions: Any) -> list[tuple[str, str]]:
     out = []
-    for v in versions:
+    for v in _objects(versions):
         ident = v.get("datasetVersionId") or v
+        if not isinstance(ident, dict):
+            continue
         out.append((str(ident.get("namespace", "")), str(ident.get("name", ""))))
     return out
+
+
+def _int(store: str, value: Any, what: str) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError) as err:
+        raise StoreUnavailable(store, f"{what} is not a number: {str(value)[:64]!r}") from err
 
 
 async def marquez_run(client: httpx.AsyncClient, base: str, run_id: str) -> MarquezRun | None:
     reply = await _get("Marquez", client, f"{base.rstrip('/')}/api/v1/jobs/runs/{run_id}")
     if reply is None:
         return None
-    body = reply.json()
+    body = _json("Marquez", reply)
     return MarquezRun(
         state=str(body.get("state", "")),
-        inputs=_datasets(body.get("inputDatasetVersions") or []),
-        outputs=_datasets(body.get("outputDatasetVersions") or []),
+        inputs=_datasets(body.get("inputDatasetVersions")),
+        outputs=_datasets(body.get("outputDatasetVersions")),
     )
 
 
@@ -86,7 +117,7 @@ async def marquez_column_lineage(
     ns, ds = quote(namespace, safe=""), quote(name, safe="")
     url = f"{base.rstrip('/')}/api/v1/namespaces/{ns}/datasets/{ds}"
     reply = await _get("Marquez", client, url)
-    return bool(reply is not None and reply.json().get("columnLineage"))
+    return bool(reply is not None and _json("Marquez", reply).get("columnLineage"))
 
 
 async def warehouse_run(client: httpx.AsyncClient, base: str, run_id: str) -> WarehouseRun | None:
@@ -95,21 +126,18 @@ async def warehouse_run(client: httpx.AsyncClient, base: str, run_id: str) -> Wa
     reply = await _get("ClickHouse", client, url)
     if reply is None:
         return None
-    try:
-        body = reply.json()
-        return WarehouseRun(
-            state=str(body.get("state", "")),
-            inputs=_datasets(body.get("inputs") or []),
-            outputs=_datasets(body.get("outputs") or []),
-            column_edges=int(body.get("columnEdges") or 0),
-            finished_children=sum(
-                1
-                for c in body.get("children") or []
-                if c.get("state") in {"COMPLETE", "FAIL", "ABORT"}
-            ),
-        )
-    except (ValueError, TypeError, AttributeError) as err:
-        raise StoreUnavailable("ClickHouse", f"an answer that is not a run at {url}") from err
+    body = _json("ClickHouse", reply)
+    return WarehouseRun(
+        state=str(body.get("state", "")),
+        inputs=_datasets(body.get("inputs")),
+        outputs=_datasets(body.get("outputs")),
+        column_edges=_int("ClickHouse", body.get("columnEdges"), "columnEdges"),
+        finished_children=sum(
+            1
+            for c in _objects(body.get("children"))
+            if c.get("state") in {"COMPLETE", "FAIL", "ABORT"}
+        ),
+    )
 
 
 async def clickhouse_trace(client: httpx.AsyncClient, base: str, trace_id: str) -> TraceCount:
@@ -117,13 +145,18 @@ async def clickhouse_trace(client: httpx.AsyncClient, base: str, trace_id: str) 
     reply = await _get("ClickHouse", client, f"{base.rstrip('/')}/api/v1/traces/{trace_id}")
     if reply is None:
         return TraceCount(0, frozenset())
-    body = reply.json()
-    return TraceCount(int(body.get("spanCount", 0)), frozenset(body.get("spanNames") or []))
+    body = _json("ClickHouse", reply)
+    names = body.get("spanNames")
+    return TraceCount(
+        _int("ClickHouse", body.get("spanCount"), "spanCount"),
+        frozenset(str(n) for n in names) if isinstance(names, list) else frozenset(),
+    )
 
 
 async def jaeger_trace(client: httpx.AsyncClient, base: str, trace_id: str) -> TraceCount:
     reply = await _get("Jaeger", client, f"{base.rstrip('/')}/api/traces/{trace_id}")
     if reply is None:
         return TraceCount(0, frozenset())
-    spans = [s for trace in reply.json().get("data") or [] for s in trace.get("spans") or []]
+    traces = _objects(_json("Jaeger", reply).get("data"))
+    spans = [s for trace in traces for s in _objects(trace.get("spans"))]
     return TraceCount(len(spans), frozenset(str(s.get("operationName", "")) for s in spans))

@@ -111,6 +111,11 @@ class Operator(Piece):
             "LINEAGEHUB_TRACE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
             "LINEAGEHUB_LINEAGE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
             "LINEAGEHUB_VERIFY_TIMEOUT_SECONDS": "120",
+            # The run policy, said explicitly for what the local stack needs: stage pods
+            # read /data (LINEAGEHUB_DATA_HOST_PATH above) and tests serve sources on
+            # 127.0.0.1; every other loopback or private target stays refused.
+            "LINEAGEHUB_RUNNER_IMAGE": "lineage-hub:dev",
+            "LINEAGEHUB_ALLOWED_PRIVATE_TARGETS": "127.0.0.1/32,::1/128",
             **_endpoint_env(),
         }
         return Launch(

@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from lineagehub.api import PipelineRunSpec
-from lineagehub.api.crd import SchemaError, _structural, build_crd, build_operator_clusterrole
+from lineagehub.api.crd import (
+    SchemaError,
+    _structural,
+    build_crd,
+    build_operator_clusterrole,
+    build_operator_discovery_clusterrole,
+    build_operator_role,
+)
 from lineagehub.api.generate import CLUSTERROLE_PATH, CRD_PATH, check, main, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -277,25 +284,76 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- RBAC
 
 
-def test_operator_clusterrole() -> None:
-    role = build_operator_clusterrole()
-    grants = {
+def _grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    return {
         (g, r): set(rule["verbs"])
         for rule in role["rules"]
         for g in rule["apiGroups"]
         for r in rule["resources"]
     }
-    assert grants[("lineagehub.io", "pipelineruns")] >= {"get", "list", "watch", "patch"}
-    assert grants[("lineagehub.io", "pipelineruns/status")] >= {"patch", "update"}
-    assert ("lineagehub.io", "pipelineruns/finalizers") in grants
-    assert grants[("batch", "jobs")] >= {"create", "get", "list", "watch", "delete"}
-    assert grants[("", "pods/log")] == {"get"}
-    assert grants[("", "events")] >= {"create"}
-    # Least privilege: no wildcards, no secrets, nothing cluster-mutating beyond the above.
+
+
+#: Exactly the verbs the operator's code (and kopf for it) uses in a namespace: each one is
+#: named by a call in operator/lineagehub_operator/kube.py or handlers.py, or kopf's
+#: list/watch/merge-patch/event posting. Anything more is a grant nobody uses.
+NAMESPACED_GRANTS = {
+    ("lineagehub.io", "pipelineruns"): {"list", "watch", "patch", "delete"},
+    ("lineagehub.io", "pipelineruns/status"): {"patch"},
+    ("lineagehub.io", "pipelineruns/finalizers"): {"update"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("", "pods"): {"list"},
+    ("", "configmaps"): {"create", "get"},
+    ("", "persistentvolumeclaims"): {"create", "get", "delete"},
+    ("", "events"): {"create"},
+}
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def test_operator_clusterrole_grants_exactly_what_the_code_uses() -> None:
+    role = build_operator_clusterrole()
+    assert role["kind"] == "ClusterRole"
+    # Cluster-wide, kopf also watches CRDs; it does not list namespaces then.
+    assert _grants(role) == {**NAMESPACED_GRANTS, CRDS: {"list", "watch"}}
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-    assert ("", "secrets") not in grants
-    assert grants[("", "namespaces")] == {"list", "watch"}
+
+
+def test_operator_role_and_discovery_clusterrole_for_chosen_namespaces() -> None:
+    role = build_operator_role()
+    assert role["kind"] == "Role"
+    assert _grants(role) == NAMESPACED_GRANTS
+    discovery = build_operator_discovery_clusterrole()
+    assert discovery["kind"] == "ClusterRole"
+    # The only cluster-wide grants then: read-only discovery kopf does.
+    assert _grants(discovery) == {CRDS: {"list", "watch"}, ("", "namespaces"): {"list", "watch"}}
+
+
+def test_operator_uses_no_verb_the_role_does_not_grant() -> None:
+    """Every Kubernetes client method the operator calls maps to a granted verb."""
+    import re
+
+    source = "\n".join(
+        p.read_text() for p in (ROOT / "operator" / "lineagehub_operator").glob("*.py")
+    )
+    calls = set(
+        re.findall(r"\.(create|read|patch|delete|list|replace)_namespaced_(\w+?)\b", source)
+    )
+    verb = {"create": "create", "read": "get", "patch": "patch", "delete": "delete"}
+    verb |= {"list": "list", "replace": "update"}
+    resource = {
+        "config_map": ("", "configmaps"),
+        "persistent_volume_claim": ("", "persistentvolumeclaims"),
+        "job": ("batch", "jobs"),
+        "pod": ("", "pods"),
+        "custom_object_status": ("lineagehub.io", "pipelineruns/status"),
+        "custom_object": ("lineagehub.io", "pipelineruns"),
+    }
+    used: dict[tuple[str, str], set[str]] = {}
+    for action, kind in calls:
+        used.setdefault(resource[kind], set()).add(verb[action])
+    grants = _grants(build_operator_role())
+    for key, verbs in used.items():
+        assert verbs <= grants[key], f"{key}: the code calls {verbs - grants[key]}"
 
 
 # --------------------------------------------------------------------------- converter
