@@ -264,6 +264,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             runs_reader,
             settings.namespace,
             settings.console_links,
+            settings.stream_seconds,
         )
     )
     app.include_router(console_pages.router())

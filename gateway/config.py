@@ -55,6 +55,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Empty: no CORS headers at all (the default)."""
     health_timeout_s: float = 3.0
+    stream_seconds: float = 600.0
+    """How long one live stream (SSE) runs before the client reconnects: bounds what a
+    forgotten tab costs. At least one event is always sent."""
     public_read: bool = False
     """Callers without a token may read (`runs:read`, `lineage:read`): the console and
     the read API open to whoever reaches the gateway; writes still need a token."""

@@ -26,7 +26,6 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TRACE_ID = r"^[0-9a-f]{32}$"
 MAX_SPANS = 5000
 STREAM_EVERY_S = 1.0
-STREAM_FOR_S = 600.0  # a client reconnects after this; bounds a forgotten tab's cost
 #: The Grafana dashboards (the chart provisions the same files).
 DASHBOARDS_DIR = Path(
     os.environ.get("LINEAGEHUB_DASHBOARDS_DIR")
@@ -87,6 +86,7 @@ def router(
     runs_auth: Callable[..., Awaitable[Principal]],
     default_namespace: str,
     links: dict[str, str],
+    stream_seconds: float = 600.0,
 ) -> APIRouter:
     routes = APIRouter(tags=["console"])
 
@@ -106,8 +106,10 @@ def router(
 
         async def events() -> AsyncIterator[bytes]:
             last = ""
-            deadline = time.monotonic() + STREAM_FOR_S
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + stream_seconds
+            first = True
+            while first or time.monotonic() < deadline:
+                first = False
                 source = runs()
                 try:
                     if source is None:
@@ -123,7 +125,8 @@ def router(
                     yield f"event: {kind}\ndata: {body}\n\n".encode()
                 else:
                     yield b": keep-alive\n\n"
-                await asyncio.sleep(STREAM_EVERY_S)
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(STREAM_EVERY_S)
 
         return StreamingResponse(
             events(),

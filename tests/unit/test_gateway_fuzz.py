@@ -166,6 +166,7 @@ def param_value(rng: random.Random, schema: dict[str, Any]) -> str:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(
+        stream_seconds=0,  # the live stream sends one event and ends
         tokens=parse_tokens(f"{TOKEN}:lineage:write,lineage:read,runs:write,runs:read"),
         kafka_bootstrap="127.0.0.1:1",
         rate_per_s=0,
@@ -208,7 +209,15 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def test_no_request_built_from_the_openapi_spec_gets_a_500(client: TestClient) -> None:
     rng = random.Random(SEED)
     ops = operations(client.get("/openapi.json").json())
-    assert len(ops) == 14
+    paths = {path for path, _, _ in ops}
+    assert {
+        "/api/v1/lineage",
+        "/api/v1/pipeline/run",
+        "/api/v1/column-lineage",
+        "/api/v1/lineage/dataset",
+        "/api/v1/dashboards/{uid}/panels/{panel_id}",
+        "/api/v1/traces/{trace_id}/spans",
+    } <= paths, paths
     seen: dict[int, int] = {}
     for _ in range(ROUNDS):
         path, method, op = rng.choice(ops)

@@ -67,7 +67,8 @@ def _settings(public_read: bool = False) -> Settings:
         entries.append(f"{_without(scope)}:{','.join(s.value for s in Scope if s != scope)}")
         entries.append(f"{_only(scope)}:{scope.value}")
     tokens = parse_tokens(";".join(entries))
-    return Settings(tokens=tokens, rate_per_s=0, public_read=public_read)
+    # One event per live stream, then it ends (a test client reads a body to its end).
+    return Settings(tokens=tokens, rate_per_s=0, public_read=public_read, stream_seconds=0)
 
 
 def _app(public_read: bool = False) -> FastAPI:
