@@ -18,11 +18,11 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -908,3 +908,152 @@ def test_a_store_answer_that_is_no_answer_becomes_a_verdict(
     assert lineage.status == trace.status == "Unknown"  # waited for, until the deadline
     assert lineage.reason.endswith("Unavailable") and trace.reason.endswith("Unavailable")
     assert words in lineage.message + trace.message
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+class FakeApi:
+    """The operator's KubeApi, recording what the daemon asks of the API server."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.calls: list[tuple[str, str, str]] = []
+        self.version = 1
+
+    async def create_owned(self, obj: dict[str, Any], owner: str) -> None:
+        self.calls.append(("create", obj["kind"], obj["metadata"]["name"]))
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete", "Job", name))
+
+    async def delete_claim(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete", "PersistentVolumeClaim", name))
+
+    async def latest_pod(self, namespace: str, job: str) -> dict[str, Any]:
+        message = '{"recordsIn": 3, "recordsOut": 3}'
+        return {"status": {"containerStatuses": [{"state": {"terminated": {"message": message}}}]}}
+
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.version += 1
+        meta = {**self.body["metadata"], "resourceVersion": str(self.version)}
+        self.body = {**self.body, "metadata": meta, "status": status}
+        return self.body
+
+    async def delete_run(self, namespace: str, name: str) -> None:
+        self.calls.append(("delete", "PipelineRun", name))
+
+
+class FakeTelemetry:
+    async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
+        return
+
+
+class FakeChecker:
+    """Every store holds the run at once."""
+
+    async def check(self, run: PipelineRun, now: datetime) -> Any:
+        from lineagehub.api.pipelinerun import ConditionStatus, set_condition
+
+        status = run.status
+        assert status is not None
+        status = status.model_copy(deep=True)
+        for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED):
+            status.conditions = set_condition(
+                status.conditions, type_=kind, status=ConditionStatus.TRUE, reason="Recorded"
+            )
+        return status
+
+
+class NeverStopped:
+    def __bool__(self) -> bool:
+        return False
+
+    async def wait(self) -> None:
+        await asyncio.Event().wait()
+
+
+def _daemon(
+    run: PipelineRun,
+    jobs: list[ObservedJob],
+    config: OperatorConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[FakeApi, dict[str, Any], list[tuple[str, str]]]:
+    import logging
+
+    import kopf
+    from lineagehub_operator import handlers
+
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        kopf,
+        "event",
+        lambda body, *, type, reason, message: events.append((reason, message)),
+    )
+    body = {"apiVersion": "lineagehub.io/v1alpha1", "kind": "PipelineRun", **run.wire()}
+    body["metadata"] = {**body["metadata"], "resourceVersion": "1"}
+    api = FakeApi(body)
+    memo: dict[str, Any] = {
+        "config": config,
+        "api": api,
+        "wakers": {},
+        "results": ResultCache(),
+        "telemetry": FakeTelemetry(),
+        "checker": FakeChecker(),
+    }
+    reconcile = cast(Callable[..., Coroutine[Any, Any, None]], handlers.reconcile)
+    asyncio.run(
+        reconcile(
+            body=body,
+            uid="u",
+            namespace="ns",
+            memo=memo,
+            stopped=NeverStopped(),
+            logger=logging.getLogger("test"),
+            stage_jobs={("ns", "u"): jobs},
+        )
+    )
+    return api, memo, events
+
+
+def test_the_workspace_claim_goes_when_the_run_ends_and_its_results_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = started_run(spec())
+
+    def job(stage: StageName, state: JobState) -> ObservedJob:
+        return ObservedJob(
+            stage=stage, name=f"orders-{stage}", uid=f"j-{stage}", state=state, attempts=1
+        )
+
+    running = {s: job(s, JobState.COMPLETE) for s in (StageName.EXTRACT, StageName.TRANSFORM)}
+    running[StageName.LOAD] = job(StageName.LOAD, JobState.ACTIVE)
+    for _ in range(3):
+        run = run.model_copy(update={"status": decide(run, running, T0, IDS).status})
+    assert run.status is not None and run.status.phase == Phase.RUNNING
+    done = [job(s, JobState.COMPLETE) for s in StageName]
+    api, memo, _ = _daemon(run, done, CONFIG, monkeypatch)
+    assert api.body["status"]["phase"] == "Succeeded"
+    assert api.calls == [("delete", "PersistentVolumeClaim", "orders-workspace")]
+    assert len(memo["results"]) == 0, "the ended run's results are forgotten"
+    # A host-path workspace is the node's: nothing to delete.
+    host_path = OperatorConfig(
+        runner_image=RUNNER, data_host_path="/srv/data", workspace_host_path="/srv/ws"
+    )
+    api, _, _ = _daemon(run, done, host_path, monkeypatch)
+    assert api.calls == []
+
+
+def test_the_daemon_refuses_a_hostile_run_without_creating_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run = started_run(spec(image="docker.io/evil/miner:1"))
+    api, _, events = _daemon(run, [], CONFIG, monkeypatch)
+    assert not [c for c in api.calls if c[0] == "create"], api.calls
+    status = api.body["status"]
+    assert status["phase"] == "Failed"
+    succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    assert succeeded["reason"] == "PolicyViolation" and "spec.image" in succeeded["message"]
+    assert [reason for reason, _ in events] == ["PolicyViolation"]
