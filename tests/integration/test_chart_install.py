@@ -212,7 +212,9 @@ COMBINATIONS = {
         "gateway.auth.enabled=false",
         "gateway.rbac.create=false",
         "gateway.corsOrigins={https://a.example}",
-        "operator.watchNamespaces={a,b}",
+        # The operator's Role, RoleBinding and stage NetworkPolicy go into each watched
+        # namespace: the test's own (a dry run applies into one namespace).
+        "operator.watchNamespaces={NAMESPACE}",
         "operator.workspace.hostPath=/var/lib/runs",
         "operator.data.hostPath=/data",
     ],
@@ -232,7 +234,7 @@ def test_chart_is_accepted_by_the_api_server(
         elif item.endswith(".yaml"):
             args.append(str(CHART / item))
         else:
-            args += ["--set", item]
+            args += ["--set", item.replace("NAMESPACE", namespace)]
     rendered = helm("template", "hub", str(CHART), "--namespace", namespace, *args).stdout
     done = kubectl(
         "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=rendered, check=False
@@ -247,6 +249,9 @@ def test_chart_is_accepted_by_the_api_server(
         assert "clusterrole.rbac.authorization.k8s.io/hub-lineage-hub-gateway" in done.stdout
     elif combination not in {"app-off", "gateway-open-no-rbac"}:
         assert "role.rbac.authorization.k8s.io/hub-lineage-hub-gateway" in done.stdout
+    if combination == "gateway-open-no-rbac":
+        assert "role.rbac.authorization.k8s.io/hub-lineage-hub-operator" in done.stdout
+        assert "networkpolicy.networking.k8s.io/hub-lineage-hub-stage-egress" in done.stdout
     assert kinds, done.stdout
 
 
@@ -265,8 +270,17 @@ def test_install_upgrade_uninstall(
 
     # The CRD (from crds/, or already there), the RBAC, the workloads and their Services.
     kubectl("get", "crd", "pipelineruns.lineagehub.io")
-    role = get_json(kubectl, "clusterrole", f"{prefix}-operator")
+    # Watching the test namespace only: the operator's rights on runs are a Role there,
+    # and cluster-wide it may only list and watch CRDs and namespaces.
+    role = get_json(kubectl, "role", f"{prefix}-operator", "-n", namespace)
     assert any("pipelineruns/status" in rule["resources"] for rule in role["rules"])
+    binding = get_json(kubectl, "rolebinding", f"{prefix}-operator", "-n", namespace)
+    assert binding["subjects"][0]["namespace"] == namespace
+    cluster_role = get_json(kubectl, "clusterrole", f"{prefix}-operator")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
     binding = get_json(kubectl, "clusterrolebinding", f"{prefix}-operator")
     assert binding["subjects"][0]["namespace"] == namespace
     kubectl("get", "serviceaccount", f"{prefix}-operator", "-n", namespace)

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 
 from lineagehub.api.crd import build_crd, build_operator_clusterrole
 from lineagehub.api.generate import CHART_CLUSTERROLE_PATH, CHART_CRD_PATH, CRD_PATH, render
+from lineagehub.api.pipelinerun import StageName
 from lineagehub.topics import ALL_TOPICS, PARTITIONS
 from stack.pieces.helm import Helm
 
@@ -174,6 +176,152 @@ def test_operator_rbac_is_the_generated_clusterrole(helm: Path) -> None:
         {"kind": "ServiceAccount", "name": "hub-lineage-hub-operator", "namespace": "lh"}
     ]
     assert find(docs, "ServiceAccount", "hub-lineage-hub-operator")
+
+
+def test_operator_watching_namespaces_gets_roles_there_and_no_cluster_wide_rights(
+    helm: Path,
+) -> None:
+    from lineagehub.api.crd import build_operator_discovery_clusterrole, build_operator_role
+
+    docs = template(helm, "operator.watchNamespaces={a,b}")
+    name = "hub-lineage-hub-operator"
+    roles = {
+        d["metadata"]["namespace"]: d
+        for d in docs
+        if d["kind"] == "Role" and d["metadata"]["name"] == name
+    }
+    assert set(roles) == {"a", "b"}
+    assert all(r["rules"] == build_operator_role()["rules"] for r in roles.values())
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == name]
+    assert {b["metadata"]["namespace"] for b in bindings} == {"a", "b"}
+    for binding in bindings:
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": name,
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "lh"}]
+    # Cluster-wide: only the read-only discovery kopf does; nothing on runs, Jobs or pods.
+    cluster = find(docs, "ClusterRole", name)
+    assert cluster["rules"] == build_operator_discovery_clusterrole()["rules"]
+    assert {r for rule in cluster["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    assert all(set(rule["verbs"]) == {"list", "watch"} for rule in cluster["rules"])
+
+
+def test_run_policy_settings_reach_the_operator(helm: Path) -> None:
+    from lineagehub_operator.config import OperatorConfig
+
+    def operator_env(*sets: str) -> dict[str, Any]:
+        docs = template(helm, *sets)
+        pod = find(docs, "Deployment", "hub-lineage-hub-operator")["spec"]["template"]["spec"]
+        return env_of(pod["containers"][0])
+
+    env = operator_env()
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    # By default the chart's own image is the only one a run may name, no private target
+    # is reachable, and no prefix rule applies.
+    assert config.runner_image == "ghcr.io/lineage-hub/lineage-hub:0.1.0"
+    assert config.allowed_images == ()
+    assert config.allowed_uri_prefixes == ()
+    assert config.private_targets.to_text() == ""
+    env = operator_env(
+        "operator.policy.allowedImages={registry.example/runner:*}",
+        "operator.policy.allowedUriPrefixes={https://data.example.com/exports/,s3://lake/}",
+        "operator.policy.allowedPrivateTargets={10.1.0.0/16,minio.data.svc}",
+    )
+    config = OperatorConfig.from_env({k: v for k, v in env.items() if isinstance(v, str)})
+    assert config.allowed_images == ("registry.example/runner:*",)
+    assert config.allowed_uri_prefixes == ("https://data.example.com/exports/", "s3://lake/")
+    assert config.private_targets.to_text() == "10.1.0.0/16,minio.data.svc"
+
+
+def _stage_egress(docs: list[Manifest]) -> dict[str, Manifest]:
+    return {
+        d["metadata"]["namespace"]: d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hub-lineage-hub-stage-egress"
+    }
+
+
+def test_stage_pods_egress_is_public_dns_and_kafka_only(helm: Path) -> None:
+    import ipaddress
+
+    policies = _stage_egress(template(helm))
+    assert set(policies) == {"lh"}
+    spec = policies["lh"]["spec"]
+    assert spec["policyTypes"] == ["Egress"]
+    # It selects exactly the stage pods the operator labels.
+    from lineagehub_operator.config import OperatorConfig
+    from lineagehub_operator.decide import RunIds, decide
+    from lineagehub_operator.manifests import stage_job
+
+    from lineagehub.api.pipelinerun import PipelineRun
+
+    run = PipelineRun.model_validate(
+        {
+            "metadata": {"name": "r", "namespace": "lh", "uid": "u"},
+            "spec": {
+                "source": {"uri": "file:///data/in.csv", "format": "csv"},
+                "sink": {"uri": "file:///data/out.csv", "format": "csv"},
+            },
+        }
+    )
+    ids = RunIds("019ac0f0-0000-7000-8000-000000000001", "0" * 31 + "1", "0" * 15 + "1")
+    run = run.model_copy(update={"status": decide(run, {}, datetime.now(UTC), ids).status})
+    pod_labels = stage_job(run, StageName.EXTRACT, OperatorConfig())["spec"]["template"][
+        "metadata"
+    ]["labels"]
+    selector = spec["podSelector"]
+    assert selector["matchLabels"].items() <= pod_labels.items()
+    assert all(e["key"] in pod_labels for e in selector["matchExpressions"])
+    # Every ipBlock that opens the whole internet closes the private, loopback and
+    # link-local ranges the run policy refuses.
+    blocks = [p["ipBlock"] for rule in spec["egress"] for p in rule["to"] if "ipBlock" in p]
+    closed = {ipaddress.ip_network(c) for block in blocks for c in block.get("except", [])}
+    for address in (
+        "169.254.169.254",
+        "10.0.0.1",
+        "127.0.0.1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "100.64.0.1",
+    ):
+        ip = ipaddress.ip_address(address)
+        assert any(ip in net for net in closed), address
+        opened = [b for b in blocks if ip in ipaddress.ip_network(b["cidr"])]
+        assert all(
+            any(ip in ipaddress.ip_network(c) for c in b.get("except", [])) for b in opened
+        ), address
+    ports = {
+        (p.get("protocol"), p["port"]) for rule in spec["egress"] for p in rule.get("ports", [])
+    }
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 9092)}
+
+
+def test_stage_egress_follows_watched_namespaces_and_allowed_targets(helm: Path) -> None:
+    docs = template(
+        helm,
+        "operator.watchNamespaces={runs,more}",
+        "operator.policy.allowedPrivateTargets={10.1.0.0/16,192.168.5.5,minio.data.svc}",
+    )
+    policies = _stage_egress(docs)
+    assert set(policies) == {"runs", "more"}
+    cidrs = [
+        p["ipBlock"]["cidr"]
+        for rule in policies["runs"]["spec"]["egress"]
+        for p in rule["to"]
+        if "ipBlock" in p and "except" not in p["ipBlock"]
+    ]
+    assert cidrs == ["10.1.0.0/16", "192.168.5.5/32"]
+    wide = _stage_egress(template(helm, "operator.stageNetworkPolicy.namespaces={team-a}"))
+    assert set(wide) == {"lh", "team-a"}
+    assert not _stage_egress(template(helm, "operator.stageNetworkPolicy.enabled=false"))
 
 
 def test_operator_watch_namespaces_and_paths(helm: Path) -> None:
