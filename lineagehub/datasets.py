@@ -19,7 +19,8 @@ import re
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 # `scheme://userinfo@` inside free text: the userinfo is what gets dropped.
-_USERINFO_IN_TEXT = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#@]+@")
+# Greedy up to the authority's last `@`: a password may hold a raw `@` of its own.
+_USERINFO_IN_TEXT = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#]*@")
 
 
 def _authority(parts: SplitResult) -> str:

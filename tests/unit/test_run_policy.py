@@ -720,6 +720,7 @@ def test_a_hostile_csv_header_cannot_rewrite_the_clickhouse_statement(tmp_path: 
         (f"clickhouse://admin:{SECRET}@ch:9000/db.t", ("clickhouse://ch:9000", "db.t")),
         (f"s3://AKIA:{SECRET}@bucket/key.parquet", ("s3://bucket", "key.parquet")),
         (f"http://{SECRET}@h/x", ("http://h", "/x")),
+        (f"https://u:{SECRET}@{SECRET}@h/x", ("https://h", "/x")),
     ],
 )
 def test_credentials_are_no_part_of_a_dataset_name(uri: str, dataset: tuple[str, str]) -> None:
