@@ -582,6 +582,36 @@ def test_the_stage_takes_its_allowed_targets_from_the_job_env(
     opened.cleanup()
 
 
+def test_the_stage_checks_s3_endpoints_and_clickhouse_servers_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Object stores and ClickHouse servers are reached by clients of their own: the
+    stage checks their host against its policy before handing it over."""
+    import polars as pl
+
+    from lineagehub.api.pipelinerun import SinkSpec, WriteMode
+    from pipeline_runner.sinks import ClickHouseSink, sink_for
+
+    monkeypatch.delenv(ALLOWED_PRIVATE_TARGETS_ENV, raising=False)
+    source = SourceSpec.model_validate(
+        {"uri": "s3://b/x.csv", "format": "csv", "s3": {"endpoint": "http://169.254.169.254"}}
+    )
+    with pytest.raises(StageError, match=r"spec\.source\.s3\.endpoint .* link-local"):
+        open_source(source, str(tmp_path), _settings())
+    sink = SinkSpec.model_validate(
+        {"uri": "s3://b/y.csv", "format": "csv", "s3": {"endpoint": "http://[::1]:9000"}}
+    )
+    with pytest.raises(StageError, match=r"spec\.sink\.s3\.endpoint .* loopback"):
+        sink_for(sink, _settings())
+    parquet = tmp_path / "t.parquet"
+    pl.DataFrame({"a": [1]}).write_parquet(parquet)
+    server = ClickHouseSink(f"clickhouse://admin:{SECRET}@10.0.0.9:9000/db.t")
+    with pytest.raises(StageError) as err:
+        server.write(str(parquet), WriteMode.OVERWRITE)
+    assert "10.0.0.9 is a private address" in err.value.reason
+    assert SECRET not in err.value.reason
+
+
 class _Csv(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"a,b\n1,2\n"
