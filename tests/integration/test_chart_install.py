@@ -308,7 +308,8 @@ def test_install_upgrade_uninstall(
             "apiGroups": ["lineagehub.io"],
             "resources": ["pipelineruns"],
             "verbs": ["create", "get", "list"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},  # the console
     ]
     token = gateway_token(kubectl, namespace, f"{prefix}-gateway")
 
