@@ -262,6 +262,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             lambda: deps.metrics_store,
             settings.clickhouse_database,
             runs_reader,
+            runs_writer,
             settings.namespace,
             settings.console_links,
             settings.stream_seconds,

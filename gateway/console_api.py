@@ -34,6 +34,11 @@ DASHBOARDS_DIR = Path(
 
 
 @runtime_checkable
+class CanCancel(Protocol):
+    async def cancel(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class HasEvents(Protocol):
     async def events(self, namespace: str, name: str) -> list[dict[str, Any]]: ...
 
@@ -84,6 +89,7 @@ def router(
     store: Callable[[], clickhouse.MetricsStore | None],
     database: str,
     runs_auth: Callable[..., Awaitable[Principal]],
+    runs_write_auth: Callable[..., Awaitable[Principal]],
     default_namespace: str,
     links: dict[str, str],
     stream_seconds: float = 600.0,
@@ -133,6 +139,21 @@ def router(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    @routes.post(f"{API}/pipeline/run/{{name}}/cancel", summary="Cancel a run (spec.cancel)")
+    async def cancel_run(
+        _principal: Annotated[Principal, Depends(runs_write_auth)],
+        name: Annotated[str, PathParam(max_length=253)],
+        namespace: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
+    ) -> JSONResponse:
+        source = runs()
+        if not isinstance(source, CanCancel):
+            return unavailable("kubernetes", "no Kubernetes API configured")
+        try:
+            patched = await source.cancel(namespace or default_namespace, name)
+        except KubeError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse(view(patched, ""), status_code=202)
 
     @routes.get(f"{API}/pipeline/run/{{name}}/events", summary="A run's Kubernetes Events")
     async def run_events(

@@ -132,6 +132,19 @@ class KubeRuns:
         items: list[Obj] = found.get("items", [])
         return items
 
+    async def cancel(self, namespace: str, name: str) -> Obj:
+        """Set `spec.cancel` (a merge patch): the operator stops the run at once."""
+        patched: Obj = await self._call(
+            "patch_namespaced_custom_object",
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"spec": {"cancel": True}},
+        )
+        return patched
+
     async def events(self, namespace: str, name: str) -> builtins.list[Obj]:
         """The Kubernetes Events of one PipelineRun, oldest first (needs `list` on events)."""
 
@@ -214,5 +227,6 @@ def view(obj: Obj, status_url: str) -> Obj:
         "runId": status.get("runId"),
         "phase": status.get("phase"),
         "statusUrl": status_url,
+        "spec": obj.get("spec") or {},
         "status": status,
     }

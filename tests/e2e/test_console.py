@@ -6,6 +6,7 @@ page, and no page logs a JavaScript error. Screenshots land in `.artifacts/conso
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from stack.paths import REPO_ROOT
 from tests.e2e.test_end_to_end import Kubectl, apply_example, wait_verified
@@ -211,3 +213,42 @@ def test_hostile_names_stay_text_and_unknowns_are_not_found(
     page.shot("not-found")
     # The only errors: the not-found answers the pages asked for.
     assert page.errors(allow=("404 (Not Found)",)) == []
+
+
+def test_cancel_and_run_again_from_the_console(
+    page: Page, stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    # A suspended run waits before its next stage: it is still running when cancelled.
+    doc = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text())
+    doc["metadata"] = {"name": "held", "namespace": namespace}
+    doc["spec"]["sink"]["uri"] = f"file:///data/output/{namespace}/held.parquet"
+    doc["spec"]["suspend"] = True
+    kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+    def phase(name: str) -> str:
+        got = kubectl("get", "pipelinerun", name, "-n", namespace, "-o", "json")
+        return str((json.loads(got.stdout).get("status") or {}).get("phase") or "")
+
+    page.open(f"/console/run/{namespace}/held")
+    page.driver.execute_script("window.confirm = () => true")
+    page.find("#cancel-run").click()
+    # Without a token the console says what it needs, and changes nothing.
+    assert "token" in page.find("#action-result .error-box").text
+    assert phase("held") != "Cancelled"
+    token = Path(stack.env["LINEAGEHUB_GATEWAY_TOKEN_FILE"]).read_text().strip()
+    page.driver.execute_script("sessionStorage.setItem('lh-token', arguments[0])", token)
+    page.find("#cancel-run").click()
+    wait_until(lambda: phase("held") == "Cancelled", timeout=60)
+
+    page.open(f"/console/run/{namespace}/held")
+    page.find("#run-again").click()
+    wait_until(lambda: not page.driver.current_url.endswith("/held"), timeout=30)
+    again = page.driver.current_url.rsplit("/", 1)[1]
+    spec = json.loads(kubectl("get", "pipelinerun", again, "-n", namespace, "-o", "json").stdout)[
+        "spec"
+    ]
+    assert (
+        spec["sink"] == doc["spec"]["sink"] and not spec.get("suspend") and not spec.get("cancel")
+    )
+    page.driver.execute_script("sessionStorage.removeItem('lh-token')")
+    assert page.errors(allow=("401 (Unauthorized)",)) == []

@@ -307,7 +307,7 @@ def test_install_upgrade_uninstall(
         {
             "apiGroups": ["lineagehub.io"],
             "resources": ["pipelineruns"],
-            "verbs": ["create", "get", "list"],
+            "verbs": ["create", "get", "list", "patch"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},  # the console
     ]

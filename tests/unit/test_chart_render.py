@@ -84,7 +84,7 @@ GATEWAY_RULES = [
     {
         "apiGroups": ["lineagehub.io"],
         "resources": ["pipelineruns"],
-        "verbs": ["create", "get", "list"],
+        "verbs": ["create", "get", "list", "patch"],  # patch: spec.cancel
     },
     # A run's Kubernetes Events on its console page (gateway/runs.py `events`).
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},

@@ -147,3 +147,49 @@ def test_spans_of_a_trace_and_bad_input(store: ChdbStore) -> None:
         assert down.status_code == 503 and down.json()["store"] == "clickhouse"
         events = client.get("/api/v1/pipeline/run/x/events", headers=headers)
         assert events.status_code == 503 and events.json()["store"] == "kubernetes"
+
+
+class Runs:
+    """A run store that records what the console asked of it."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[tuple[str, str]] = []
+
+    async def create(self, namespace: str, body: dict[str, object]) -> dict[str, object]:
+        raise AssertionError("not used")
+
+    async def get(self, namespace: str, name: str) -> dict[str, object]:
+        raise AssertionError("not used")
+
+    async def list(self, namespace: str, limit: int) -> list[dict[str, object]]:
+        return []
+
+    async def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    async def cancel(self, namespace: str, name: str) -> dict[str, object]:
+        self.cancelled.append((namespace, name))
+        return {"metadata": {"name": name, "namespace": namespace}, "spec": {"cancel": True}}
+
+
+def test_cancel_needs_a_write_token_even_with_public_read() -> None:
+    runs = Runs()
+    settings = Settings(
+        tokens=parse_tokens(f"{TOKEN}:runs:read;writer-token-0123456789:runs:write"),
+        public_read=True,
+    )
+    with TestClient(create_app(settings, publisher=None, runs=runs, metrics_store=None)) as client:
+        path = "/api/v1/pipeline/run/orders/cancel?namespace=team-a"
+        assert client.post(path).status_code == 401
+        reader = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.post(path, headers=reader).status_code == 403
+        assert runs.cancelled == []
+        writer = {"Authorization": "Bearer writer-token-0123456789"}
+        reply = client.post(path, headers=writer)
+        assert reply.status_code == 202 and reply.json()["spec"] == {"cancel": True}
+        assert runs.cancelled == [("team-a", "orders")]
+        bad = client.post("/api/v1/pipeline/run/x/cancel?namespace=Not_A_Label", headers=writer)
+        assert bad.status_code == 422

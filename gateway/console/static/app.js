@@ -46,12 +46,12 @@ function show(...nodes) {
   main.replaceChildren(...nodes);
 }
 
-async function api(path) {
-  const headers = {};
+async function api(path, init) {
+  const headers = { ...((init && init.headers) || {}) };
   const token = sessionStorage.getItem("lh-token");
   if (token) headers.Authorization = `Bearer ${token}`;
   try {
-    const reply = await fetch(path, { headers });
+    const reply = await fetch(path, { ...(init || {}), headers });
     let body = null;
     try { body = await reply.json(); } catch (e) { body = null; }
     return { ok: reply.ok, status: reply.status, body };
@@ -64,6 +64,10 @@ function detail(reply) {
   const d = reply.body && reply.body.detail;
   if (Array.isArray(d)) return d.map((x) => `${x.param || x.loc || ""}: ${x.message || x.msg}`).join("; ");
   return d || `HTTP ${reply.status}`;
+}
+
+function post(path, body) {
+  return api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {}) });
 }
 
 function problem(what, reply) {
@@ -429,6 +433,26 @@ async function runPage(ns, name) {
   if (links.jaeger && s.traceId) outLinks.push(link(`${links.jaeger}/trace/${s.traceId}`, "Jaeger"));
   if (links.grafana && s.runId) outLinks.push(link(`${links.grafana}/d/lineagehub-run-detail/run-detail?var-run_id=${s.runId}`, "Grafana"));
   const jobs = (s.stages || []).map((st) => st.jobName).filter(Boolean);
+  const actionBox = el("div", { id: "action-result" });
+  const act = async (what, call) => {
+    const r = await call();
+    if (r.ok) return r;
+    actionBox.replaceChildren(problem(what, r));
+    return null;
+  };
+  const running = ["Pending", "Running", undefined, null].includes(reply.body.phase);
+  const actions = el("div", { class: "filters", id: "actions" },
+    running ? el("button", { type: "button", id: "cancel-run", onclick: async () => {
+      if (!window.confirm(`Cancel ${ns}/${name}?`)) return;
+      if (await act("Cancel", () => post(`${API}/pipeline/run/${encodeURIComponent(name)}/cancel?${q({ namespace: ns })}`))) route();
+    } }, "Cancel run") : null,
+    el("button", { type: "button", id: "run-again", onclick: async () => {
+      const spec = { ...(reply.body.spec || {}) };
+      delete spec.cancel; delete spec.suspend;
+      const r = await act("Run again", () => post(`${API}/pipeline/run`, { ...spec, namespace: ns }));
+      if (r) { window.history.pushState({}, "", `/console/run/${encodeURIComponent(r.body.namespace)}/${encodeURIComponent(r.body.name)}`); route(); }
+    } }, "Run again"),
+    el("span", { class: "muted" }, "(needs a token with runs:write)"));
   show(
     el("h1", {}, `${name} `, badge(reply.body.phase || "Pending")),
     el("div", { class: "card" },
@@ -438,6 +462,7 @@ async function runPage(ns, name) {
       el("div", {}, "Lineage ", badge(lineage ? lineage.status : "Unknown"), lineage ? ` ${lineage.message}` : "",
         el("br"), "Trace ", badge(trace ? trace.status : "Unknown"), trace ? ` ${trace.message}` : ""),
       outLinks.length ? el("div", { class: "links" }, "Open in ", outLinks) : null),
+    actions, actionBox,
     el("h2", {}, "Stages"),
     el("table", { id: "stages" }, el("thead", {}, el("tr", {}, ["Stage", "Phase", "Attempts", "Rows in", "Rows out", "Duration", "Message"].map((h, i) => el("th", { class: i >= 2 && i <= 5 ? "num" : null }, h)))),
       el("tbody", {}, (s.stages || []).map((st) => el("tr", {}, el("td", {}, st.name), el("td", {}, badge(st.phase)), el("td", { class: "num" }, st.attempts ?? ""),
@@ -620,6 +645,8 @@ async function route() {
   if (path === "/console/dashboards") return dashboardsPage();
   return notFound(`No console page at ${location.pathname}.`);
 }
+
+window.addEventListener("popstate", () => route());
 
 (async () => {
   const config = await api(`${API}/console/config`);
