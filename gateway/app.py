@@ -18,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gateway import clickhouse, console_api, console_pages, health, lineage, lineage_api
 from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
+from gateway.auth_first import AuthFirst
 from gateway.body import (
     BadEncoding,
     BodyLimit,
@@ -184,6 +185,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.deps = deps
+    app.add_middleware(
+        AuthFirst,
+        tokens=settings.tokens,
+        route_limits={f"{API}/pipeline/run": MAX_RUN_BODY_BYTES},
+        on_reject=lambda: deps.metrics.rejected.inc("unauthenticated"),
+    )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -215,6 +222,8 @@ def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+#: A PipelineRun spec is a few KiB; its route takes no more than this (before parsing).
+MAX_RUN_BODY_BYTES = 256 * 1024
 READ_SCOPES = frozenset({Scope.RUNS_READ, Scope.LINEAGE_READ})
 
 

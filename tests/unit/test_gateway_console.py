@@ -193,3 +193,47 @@ def test_cancel_needs_a_write_token_even_with_public_read() -> None:
         assert runs.cancelled == [("team-a", "orders")]
         bad = client.post("/api/v1/pipeline/run/x/cancel?namespace=Not_A_Label", headers=writer)
         assert bad.status_code == 422
+
+
+def test_a_write_without_a_token_is_refused_before_its_body_is_read() -> None:
+    """5 MiB of JSON parse to ~130 MB of Python objects: no unauthenticated caller may
+    make the gateway read one (the body is never pulled from the connection)."""
+    import asyncio
+
+    from gateway.auth_first import AuthFirst
+
+    reached: list[str] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        reached.append("app")
+
+    guard = AuthFirst(app, parse_tokens(f"{TOKEN}:runs:write"), {"/api/v1/pipeline/run": 100})
+    pulled: list[int] = []
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        pulled.append(1)
+        return {"type": "http.request", "body": b"x" * 5_000_000, "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    def request(headers: list[tuple[bytes, bytes]], method: str = "POST") -> None:
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": "/api/v1/pipeline/run",
+            "headers": headers,
+        }
+        asyncio.run(guard(scope, receive, send))  # type: ignore[arg-type]
+
+    request([])
+    request([(b"authorization", b"Bearer not-a-known-token-at-all")])
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [401, 401]
+    assert pulled == [] and reached == []
+    sent.clear()
+    request([(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-length", b"5000000")])
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
+    assert reached == []
+    request([], method="GET")  # reads are the routes' business
+    assert reached == ["app"]
