@@ -315,3 +315,31 @@ def test_a_long_sample_is_trimmed_not_dropped() -> None:
          "sample": ["x" * 1000] * 50}
     )  # fmt: skip
     assert len(verdict.sample) == 5 and all(len(v) == 200 for v in verdict.sample)
+
+
+def test_a_stage_whose_job_vanished_after_it_succeeded_is_not_run_again() -> None:
+    """The Job of a finished stage may be deleted (TTL, a person, garbage collection):
+    the status already holds its result, so the run goes on from there, never re-running
+    the stage (which would re-read the source and emit its lineage twice)."""
+    run, _ = step(started(make_run()), {})
+    run, _ = step(run, {E: job(E, JobState.ACTIVE)})
+    run, d = step(
+        run, {E: job(E, JobState.COMPLETE, result=StageResult(records_in=5, records_out=5))}
+    )
+    assert [a.stage for a in d.actions if isinstance(a, CreateJob)] == [T]
+    entry = d.status.stage(E)
+    assert entry is not None and entry.phase == Phase.SUCCEEDED
+    # The extract Job is gone; transform's is running.
+    run, d = step(run, {T: job(T, JobState.ACTIVE)})
+    assert not [a for a in d.actions if isinstance(a, CreateJob)]
+    again = d.status.stage(E)
+    assert again is not None and (again.phase, again.records_out) == (Phase.SUCCEEDED, 5)
+    # Both earlier Jobs gone, load's done: the run succeeds with nothing re-created.
+    run, d = step(
+        run, {T: job(T, JobState.COMPLETE, result=StageResult(records_in=5, records_out=4))}
+    )
+    run, d = step(
+        run, {L: job(L, JobState.COMPLETE, result=StageResult(records_in=4, records_out=4))}
+    )
+    assert not [a for a in d.actions if isinstance(a, CreateJob)]
+    assert succeeded(d) == ("True", Reason.SUCCEEDED)
