@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from datetime import datetime
 
 from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun
@@ -18,12 +20,21 @@ SERVICE = "lineage-hub-operator"
 log = logging.getLogger(__name__)
 
 
+#: How long one publish may hold a reconcile step; Kafka down or slow costs at most this.
+PUBLISH_TIMEOUT_S = 10.0
+
+
 class RunTelemetry:
-    def __init__(self, config: OperatorConfig) -> None:
+    def __init__(
+        self, config: OperatorConfig, publish_timeout_s: float = PUBLISH_TIMEOUT_S
+    ) -> None:
         self._config = config
         self._publisher = (
             KafkaPublisher(config.kafka_bootstrap, SERVICE) if config.kafka_bootstrap else None
         )
+        self.publish_timeout_s = publish_timeout_s
+        #: Run-level events that never reached Kafka, by event type (said in the log too).
+        self.lost: Counter[str] = Counter()
 
     async def start(self) -> None:
         """Say once when Kafka is not configured; connecting waits for the first event."""
@@ -33,15 +44,22 @@ class RunTelemetry:
     async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
         """Publish, never blocking reconciliation: a Kafka outage is logged, the run goes on."""
         try:
-            await self._emit(run, event_type, now)
-        except Exception as err:
+            await asyncio.wait_for(self._emit(run, event_type, now), self.publish_timeout_s)
+        except Exception as err:  # TimeoutError included: a hanging broker
+            self.lost[event_type] += 1
+            what = "its root span too" if event_type != "START" else "no span yet"
             log.warning(
-                "could not publish the %s event of %s/%s to Kafka at %s: %s",
+                "could not publish the %s event of %s/%s to Kafka at %s within %.0f s (%s); "
+                "lost: the run-level %s event (%s); %d run-level events lost so far",
                 event_type,
                 run.metadata.namespace,
                 run.metadata.name,
                 self._config.kafka_bootstrap,
-                err,
+                self.publish_timeout_s,
+                f"{type(err).__name__}: {err}",
+                event_type,
+                what,
+                sum(self.lost.values()),
             )
 
     async def stop(self) -> None:
