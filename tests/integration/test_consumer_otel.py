@@ -268,3 +268,54 @@ async def test_a_failed_commit_rewinds_the_partition_without_loss_or_duplicates(
     assert failed, "the injected failure happened"
     assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 200 * 4
     assert await count(chdb, "SELECT count(DISTINCT SpanId) FROM otel.otel_traces") == 200 * 4
+
+
+async def test_a_batch_cut_by_time_is_replayed_with_the_same_bounds(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    """The `pending:` marker is what makes a replay repeat the crashed batch's bounds:
+    a batch cut by time holds only what had arrived; by the restart more records wait
+    behind it, and batching freely would cut a bigger batch under another token, which
+    ClickHouse would store again (every span of the crashed batch twice)."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    first = [run_trace(str(uuid.uuid4()), children=0) for _ in range(5)]
+    later_ones = [run_trace(str(uuid.uuid4()), children=0) for _ in range(40)]
+    spans_per = len(first[0].resource_spans[0].scope_spans[0].spans)
+    # One partition, so the later records queue right behind the crashed batch.
+    single = Topics(unique("otel-spans-1p"), unique("otel-metrics-1p"), unique("g"))
+    await create_topics(bootstrap, [single.spans, single.metrics], partitions=1)
+    await produce(bootstrap, single.spans, [(b"k", r.SerializeToString()) for r in first])
+
+    crashing = CrashingBackend(chdb, crash_after=1)
+    consumer = OtelConsumer(
+        settings(env, single, max_batch_messages=1000, max_batch_rows=100_000),
+        crashing,
+        decoders=decoders(single),
+    )
+    stop, task = await start(consumer)
+    await asyncio.wait_for(crashing.crashed.wait(), 60)  # the time-cut batch is inserted
+    consumer.abort()
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    (crashed_token,) = crashing.tokens
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 5 * spans_per
+
+    await produce(bootstrap, single.spans, [(b"k", r.SerializeToString()) for r in later_ones])
+    recording = CrashingBackend(chdb, crash_after=10**9)
+    second = OtelConsumer(
+        settings(env, single, max_batch_messages=1000, max_batch_rows=100_000),
+        recording,
+        decoders=decoders(single),
+    )
+    stop, task = await start(second)
+    try:
+        await wait_drained(bootstrap, single.group, [single.spans], within=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    # The replay was exactly the crashed batch (same token, dropped by ClickHouse) and
+    # the later records came in a batch of their own.
+    assert recording.tokens[0] == crashed_token
+    total = (5 + 40) * spans_per
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == total
+    assert await count(chdb, "SELECT count(DISTINCT SpanId) FROM otel.otel_traces") == total
