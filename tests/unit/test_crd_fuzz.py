@@ -104,6 +104,7 @@ FUZZ = settings(
     max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    derandomize=True,  # the same cases on every run: CI never flakes on a draw
 )
 
 
