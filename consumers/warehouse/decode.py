@@ -35,6 +35,7 @@ _TIME = re.compile(
 )
 # DateTime64(9) holds 1900-01-01 .. 2262-04-11.
 _MIN_NS, _MAX_NS = -2_208_988_800 * 10**9, 9_223_372_036 * 10**9
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -92,7 +93,7 @@ def _storable(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)
     return text
 
 
@@ -135,9 +136,9 @@ def _fields(schema: object, prefix: str = "") -> Iterator[tuple[str, str]]:
     for field in _obj(schema).get("fields") or []:
         if not isinstance(field, dict) or not isinstance(field.get("name"), str):
             continue
-        name = prefix + field["name"]
+        name = prefix + _storable(field["name"])
         kind = field.get("type")
-        yield name, kind if isinstance(kind, str) else ""
+        yield name, _storable(kind) if isinstance(kind, str) else ""
         if isinstance(field.get("fields"), list):
             yield from _fields(field, name + ".")
 
@@ -248,7 +249,7 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
         spec = _obj(value)
         inputs = spec.get("inputFields")
         if isinstance(inputs, list):
-            targets.append((field_node(ns, name, out_field), inputs, spec))
+            targets.append((field_node(ns, name, _storable(out_field)), inputs, spec))
     indirect = facet.get("dataset")
     if isinstance(indirect, list):
         targets.append((dataset_node(ns, name), indirect, {}))
@@ -258,7 +259,9 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
             src_ns, src_name, src_field = (item.get(k) for k in ("namespace", "name", "field"))
             if not all(isinstance(v, str) and v for v in (src_ns, src_name, src_field)):
                 continue
-            src = field_node(str(src_ns), str(src_name), str(src_field))
+            src = field_node(
+                _storable(str(src_ns)), _storable(str(src_name)), _storable(str(src_field))
+            )
             transformations = [t for t in item.get("transformations") or [] if isinstance(t, dict)]
             if not transformations:  # the deprecated per-field form
                 transformations = [
@@ -269,9 +272,9 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
                 ]
             for t in transformations:
                 row = ev.edge(src, dst, "column")
-                row["TransformType"] = str(t.get("type") or "")[:64]
-                row["TransformSubtype"] = str(t.get("subtype") or "")[:64]
-                row["TransformDescription"] = str(t.get("description") or "")[:2000]
+                row["TransformType"] = _storable(str(t.get("type") or "")[:64])
+                row["TransformSubtype"] = _storable(str(t.get("subtype") or "")[:64])
+                row["TransformDescription"] = _storable(str(t.get("description") or "")[:2000])
                 row["Masking"] = 1 if t.get("masking") is True else 0
                 yield row
 
@@ -377,7 +380,7 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         "TraceId": _trace_id(run_facets),
         "Producer": _text(event, "producer")[:512],
         "SchemaURL": _text(event, "schemaURL")[:512],
-        "ErrorMessage": error[:4000] if isinstance(error, str) else "",
+        "ErrorMessage": _storable(error[:4000]) if isinstance(error, str) else "",
         "Payload": canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
     }
     return {EVENTS.name: [row], IO.name: io, EDGES.name: edges}

@@ -35,6 +35,11 @@ def test_any_record_is_rows_or_one_decode_error(raw: bytes) -> None:
         columns = set(LINEAGE_SCHEMA.tables[name].columns)
         for row in rows:
             assert set(row) == columns, name
+            # Every text can be sent to ClickHouse as UTF-8 (a lone surrogate cannot).
+            for value in row.values():
+                for text in value if isinstance(value, list) else [value]:
+                    if isinstance(text, str):
+                        text.encode("utf-8")
     assert len(event_row["EventHash"]) == 32
 
 
@@ -50,3 +55,16 @@ def test_what_the_gateway_accepts_the_warehouse_stores(event: dict[str, Any]) ->
         assert "1900..2262" in exc.detail, (exc, event)
         return
     assert len(tables["lineage_events"]) == 1
+
+
+def test_a_lone_surrogate_in_a_schema_type_is_stored() -> None:
+    """Found by the fuzzer: the schema hash's JSON encoder refused a lone surrogate."""
+    raw = (
+        b'{"eventTime": "2000-01-01T00:00:00", "producer": "", "schemaURL": '
+        b'"https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent", '
+        b'"dataset": {"namespace": "s3://bucket", "name": "t", "facets": {"schema": '
+        b'{"fields": [{"name": "a"}, {"name": "b", "type": "\\ud800"}]}}}}'
+    )
+    (row,) = decode_lineage(raw)["lineage_io"]
+    assert row["FieldNames"] == ["a", "b"] and row["FieldTypes"] == ["", "\ufffd"]
+    assert row["SchemaHash"]
