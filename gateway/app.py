@@ -368,7 +368,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
         deps.metrics.runs_created.inc()
         log.info(
             "pipelinerun created",
-            extra={"namespace": namespace, "name": name, "principal": principal.id},
+            extra={"namespace": namespace, "run": name, "principal": principal.id},
         )
         url = _status_url(request, name, namespace)
         out = view(created, url)

@@ -237,3 +237,28 @@ def test_a_write_without_a_token_is_refused_before_its_body_is_read() -> None:
     assert reached == []
     request([], method="GET")  # reads are the routes' business
     assert reached == ["app"]
+
+
+def test_creating_a_run_with_info_logging_on_answers_201(caplog: pytest.LogCaptureFixture) -> None:
+    """With INFO logging on (as the gateway runs), logging the created run must not
+    collide with a LogRecord attribute (`name`): that turned every create into a 500."""
+    import logging
+
+    class Creates(Runs):
+        async def create(self, namespace: str, body: dict[str, object]) -> dict[str, object]:
+            return {**body, "metadata": {"name": "run-x", "namespace": namespace, "uid": "u"}}
+
+    settings = Settings(tokens=parse_tokens("writer-token-0123456789:runs:write"))
+    spec = {
+        "source": {"uri": "file:///data/in.csv", "format": "csv"},
+        "sink": {"uri": "file:///data/out.parquet", "format": "parquet"},
+    }
+    app = create_app(settings, publisher=None, runs=Creates(), metrics_store=None)
+    with caplog.at_level(logging.INFO), TestClient(app) as client:
+        reply = client.post(
+            "/api/v1/pipeline/run",
+            json={**spec, "namespace": "team-a"},
+            headers={"Authorization": "Bearer writer-token-0123456789"},
+        )
+    assert reply.status_code == 201, reply.text
+    assert any(r.getMessage() == "pipelinerun created" for r in caplog.records)
