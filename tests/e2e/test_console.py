@@ -251,4 +251,6 @@ def test_cancel_and_run_again_from_the_console(
         spec["sink"] == doc["spec"]["sink"] and not spec.get("suspend") and not spec.get("cancel")
     )
     page.driver.execute_script("sessionStorage.removeItem('lh-token')")
-    assert page.errors(allow=("401 (Unauthorized)",)) == []
+    # Expected: the 401 provoked above, and the warehouse not knowing the brand-new run's
+    # lineage yet (its page says so and shows everything else).
+    assert page.errors(allow=("401 (Unauthorized)", "/api/v1/lineage/runs/")) == []
