@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 from lineagehub.clickhouse_http import QueryFailed, query_rows
+from lineagehub.warehouse_sql import quote
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,8 +46,7 @@ def metrics_sql(database: str, window_s: int, pipeline: str | None) -> str:
         raise ValueError(f"bad database name {database!r}")
     where = f"StartTime >= now64(9) - toIntervalSecond({int(window_s)})"
     if pipeline is not None:
-        escaped = pipeline.replace("\\", "\\\\").replace("'", "\\'")
-        where += f" AND Pipeline = '{escaped}'"
+        where += f" AND Pipeline = {quote(pipeline)}"
     run = "Stage = ''"
     return f"""
 SELECT

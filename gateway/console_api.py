@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway import clickhouse
 from gateway.auth import Principal
 from gateway.runs import KubeError, RunStore, view
+from lineagehub.warehouse_sql import quote
 
 API = "/api/v1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -58,8 +59,8 @@ def expand_macros(sql: str, start_s: int, end_s: int, variables: dict[str, str])
         sql,
     )
     for name, value in variables.items():
-        quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        sql = sql.replace(f"${{{name}:singlequote}}", quoted).replace(f"${{{name}}}", quoted)
+        literal = quote(value)
+        sql = sql.replace(f"${{{name}:singlequote}}", literal).replace(f"${{{name}}}", literal)
     return sql
 
 

@@ -6,12 +6,11 @@ and shutdown commits what was stored and leaves the group."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +27,6 @@ from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
 NS = "standin"
-
-
-@pytest.fixture(scope="module")
-def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
-        yield dict(os.environ)
-    else:
-        yield request.getfixturevalue("stack").env
 
 
 @dataclass

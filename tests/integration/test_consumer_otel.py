@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,15 +24,6 @@ from lineagehub.topics import dlq
 from tests.crashing import CrashingBackend
 
 pytestmark = pytest.mark.dataplane
-
-
-@pytest.fixture(scope="module")
-def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The stack's endpoints (CONSUMERS_TEST_EXTERNAL=1: take them from the environment)."""
-    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
-        yield dict(os.environ)
-    else:
-        yield request.getfixturevalue("stack").env
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -63,14 +63,6 @@ pytestmark = pytest.mark.dataplane
 ROOT = Path(__file__).resolve().parents[2]
 FAST = Backoff(base=0.02, factor=2.0, cap=0.1)
 Pairs = list[tuple[bytes | None, bytes | None]]
-
-
-@pytest.fixture(scope="module")
-def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
-        yield dict(os.environ)
-    else:
-        yield request.getfixturevalue("stack").env
 
 
 @pytest.fixture

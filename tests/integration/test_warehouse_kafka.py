@@ -5,9 +5,8 @@ writer killed mid-batch losing nothing and doubling nothing."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from tests.warehouse_events import (
 
 pytestmark = pytest.mark.dataplane
 S3 = "s3://lake"
-
-
-@pytest.fixture(scope="module")
-def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
-        yield dict(os.environ)
-    else:
-        yield request.getfixturevalue("stack").env
 
 
 @pytest.fixture
