@@ -13,6 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.metric_labels import method_label, route_label, status_label
 from gateway.promtext import GatewayMetrics
 
 ACCESS_LOGGER = "lineagehub.gateway.access"
@@ -90,18 +91,18 @@ class AccessLog:
             await self.app(scope, receive, wrapped_send)
         finally:
             elapsed = time.perf_counter() - started
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or "unmatched"
+            route = route_label(scope)
             method = str(scope.get("method", ""))
-            self.metrics.requests.inc(method, route, str(status))
-            self.metrics.latency.observe(elapsed, method, route)
+            # Labels from a closed set: a caller must not be able to mint series.
+            self.metrics.requests.inc(method_label(method), route, status_label(status))
+            self.metrics.latency.observe(elapsed, method_label(method), route)
             client = scope.get("client")
             state = scope.get("state", {})
             self.log.info(
                 "request",
                 extra={
                     "request_id": request_id,
-                    "method": method,
+                    "method": method[:32],
                     "path": scope.get("path", ""),
                     "route": route,
                     "status": status,

@@ -1,0 +1,133 @@
+"""The gateway's metrics take no label value from the request.
+
+A real uvicorn server (h11 passes any method token through to the app, as a proxy
+in front of the gateway may) gets a flood of requests with random methods and
+random paths; `/metrics` as a scraper reads it then holds a bounded number of series,
+every method label is a standard method or `other`, every route label is one of the
+app's route templates or `unmatched`, and none of the random text appears anywhere.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import string
+from collections.abc import Iterator
+
+import fastapi.routing
+import httpx
+import pytest
+from starlette.routing import BaseRoute
+
+from gateway.app import create_app
+from gateway.auth import parse_tokens
+from gateway.config import Settings
+from gateway.metric_labels import (
+    KNOWN_METHODS,
+    OTHER,
+    UNMATCHED,
+    method_label,
+    route_label,
+    status_label,
+)
+from gateway.serve import ServerThread
+
+TOKEN = "metric-labels-token-00001"
+FLOOD = 400
+SERIES = re.compile(r"^(lineagehub_gateway_\w+?)(?:_bucket|_sum|_count)?\{(.*)\} \S+$")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _templates(routes: list[BaseRoute]) -> set[str]:
+    """Every route template, included routers opened (newer FastAPI nests them)."""
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_contexts is None:
+        return {str(getattr(r, "path", "")) for r in routes}
+    return {str(ctx.path) for ctx in iter_contexts(routes)}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    settings = Settings(tokens=parse_tokens(f"{TOKEN}:runs:read"), rate_per_s=0)
+    app = create_app(settings, publisher=None, runs=None, metrics_store=None)
+    with ServerThread(app) as running:
+        running.templates = _templates(app.routes)  # type: ignore[attr-defined]
+        yield running
+
+
+def _word(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.ascii_letters) for _ in range(n))
+
+
+def _series(text: str) -> list[tuple[str, dict[str, str]]]:
+    out = []
+    for line in text.splitlines():
+        match = SERIES.match(line)
+        if match:
+            labels = dict(LABEL.findall(match.group(2)))
+            labels.pop("le", None)
+            out.append((match.group(1), labels))
+    return out
+
+
+def test_a_flood_of_random_methods_and_paths_mints_no_series(server: ServerThread) -> None:
+    rng = random.Random(17)
+    sent: list[str] = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        baseline = _series(client.get("/metrics").text)
+        for i in range(FLOOD):
+            method = rng.choice([_word(rng, 8).upper(), _word(rng, 6), "GET", "POST", "get"])
+            path = rng.choice(
+                [
+                    f"/{_word(rng, 12)}",
+                    f"/api/v1/{_word(rng, 12)}",
+                    f"/api/v1/pipeline/run/{_word(rng, 10).lower()}",
+                    f"/console/{_word(rng, 12)}",
+                    f"/api/v1/pipeline/run/{i}%20{_word(rng, 4)}",
+                ]
+            )
+            sent.extend([method, path])
+            headers = {"Authorization": f"Bearer {TOKEN}"} if i % 3 == 0 else {}
+            response = client.request(method, path, headers=headers)
+            assert 200 <= response.status_code < 600
+        text = client.get("/metrics").text
+    series = _series(text)
+    families = {name for name, _ in series}
+    assert "lineagehub_gateway_http_requests_total" in families
+    methods = {labels["method"] for _, labels in series if "method" in labels}
+    routes = {labels["route"] for _, labels in series if "route" in labels}
+    assert OTHER in methods and "GET" in methods
+    assert methods <= KNOWN_METHODS | {OTHER}, methods
+    templates: set[str] = server.templates  # type: ignore[attr-defined]
+    assert routes <= templates | {UNMATCHED}, routes - templates
+    assert "/api/v1/pipeline/run/{name}" in routes and UNMATCHED in routes
+    # Bounded: method x route x status from closed sets, far below one series a request.
+    distinct = {(name, tuple(sorted(labels.items()))) for name, labels in series}
+    assert len(distinct) - len(set(baseline)) < 60, sorted(distinct)
+    for token in sent:
+        if len(token) >= 6 and token not in KNOWN_METHODS and token != "get":
+            assert token not in text, token
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [("GET", "GET"), ("DELETE", "DELETE"), ("get", OTHER), ("PROPFIND", OTHER), ("", OTHER)],
+)
+def test_method_label(method: str, expected: str) -> None:
+    assert method_label(method) == expected
+
+
+def test_route_and_status_labels() -> None:
+    class Route:
+        path = "/api/v1/pipeline/run/{name}"
+
+    assert route_label({"route": Route(), "path": "/api/v1/pipeline/run/abc"}) == Route.path
+    assert route_label({"path": "/anything"}) == UNMATCHED
+    assert [status_label(s) for s in (200, 404, 599, 600, 99, 1234)] == [
+        "200",
+        "404",
+        "599",
+        OTHER,
+        OTHER,
+        OTHER,
+    ]
