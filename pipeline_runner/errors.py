@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
+from lineagehub.datasets import redact_text
+
 MAX_REASON = 1000
 
 
@@ -36,7 +38,7 @@ def first_line(exc: BaseException) -> str:
 
 class StageError(Exception):
     """A failure with a known cause. `str()` is the one-line reason: what failed, on which
-    input, and how to fix it."""
+    input, and how to fix it. A URI quoted in it is shown without its credentials."""
 
     def __init__(self, kind: ErrorKind, message: str, fix: str | None = None) -> None:
         self.kind = kind
@@ -47,4 +49,4 @@ class StageError(Exception):
     @property
     def reason(self) -> str:
         text = self.message if not self.fix else f"{self.message}; fix: {self.fix}"
-        return one_line(text)
+        return one_line(redact_text(text))

@@ -36,7 +36,7 @@ from openlineage.client.facet_v2 import (
 from openlineage.client.serde import Serde
 
 from lineagehub.api import StageConfig, StageName
-from lineagehub.datasets import dataset_of
+from lineagehub.datasets import dataset_of, redact_text
 from lineagehub.telemetry.lineage import INTEGRATION, PRODUCER, trace_facet
 from pipeline_runner import __version__
 from pipeline_runner.result import DatasetInfo, StageResult
@@ -220,7 +220,8 @@ def stage_event(
     error: str | None = None,
     stack: str | None = None,
 ) -> RunEvent:
-    """One RunEvent of the stage run `cfg.run_id`."""
+    """One RunEvent of the stage run `cfg.run_id`; the error and its stack trace are shown
+    without the credentials of any URI they quote."""
     run_facets: dict[str, RunFacet] = {
         "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
             version=pl.__version__,
@@ -243,7 +244,10 @@ def stage_event(
     run_facets.update(trace_facet(cfg.traceparent))
     if error is not None:
         run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=error, programmingLanguage="python", stackTrace=stack, producer=PRODUCER
+            message=redact_text(error),
+            programmingLanguage="python",
+            stackTrace=None if stack is None else redact_text(stack),
+            producer=PRODUCER,
         )
     job_facets: dict[str, JobFacet] = {
         "jobType": job_type_job.JobTypeJobFacet(

@@ -104,25 +104,33 @@ class StageResult:
         }
 
     def termination_message(self, limit: int = MAX_TERMINATION_BYTES) -> str:
-        """The result as compact JSON of at most `limit` bytes: samples are trimmed first,
-        then passing checks, then the schema, then the error text."""
+        """The result as compact JSON of at most `limit` bytes. What goes first when it
+        is too long: samples, then passing checks, then the schema, then failed checks of
+        severity warn, then the error's length; the failed checks of severity fail (the
+        ones that failed the stage) go last."""
 
         def encode(data: dict[str, Any]) -> str:
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
+        def fits(data: dict[str, Any]) -> bool:
+            return len(encode(data).encode()) <= limit
+
         for sample in (SAMPLE_SIZE, 2, 0):
-            text = encode(self.wire(sample))
-            if len(text.encode()) <= limit:
-                return text
-        data = self.wire(0)
-        # Keep failed checks before passing ones, then drop from the end.
-        data["quality"] = sorted(data["quality"], key=lambda q: bool(q["success"]))
-        while data["quality"] and len(encode(data).encode()) > limit:
-            data["quality"].pop()
-        while data["outputSchema"] and len(encode(data).encode()) > limit:
+            data = self.wire(sample)
+            if fits(data):
+                return encode(data)
+        data["quality"] = [q for q in data["quality"] if not q["success"]]
+        while data["outputSchema"] and not fits(data):
             data["outputSchema"].pop()
-        if len(encode(data).encode()) > limit and data["error"]:
+        blocking = [q for q in data["quality"] if q["severity"] == "fail"]
+        warned = [q for q in data["quality"] if q["severity"] != "fail"]
+        while warned and not fits({**data, "quality": blocking + warned}):
+            warned.pop()
+        data["quality"] = blocking + warned
+        if not fits(data) and data["error"]:
             data["error"] = one_line(str(data["error"]), 512)
+        while data["quality"] and not fits(data):
+            data["quality"].pop()
         text = encode(data)
         if len(text.encode()) > limit:  # pragma: no cover - every field left is short
             text = encode({"stage": self.stage.value, "error": data["error"]})

@@ -22,6 +22,7 @@ from typing import TextIO
 from openlineage.client.event_v2 import RunState
 
 from lineagehub.api import StageConfig
+from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from pipeline_runner import __version__
 from pipeline_runner.emit import Emitter
@@ -114,7 +115,8 @@ def execute(
         except Exception as exc:  # a bug or an unforeseen failure: still a clean FAIL
             error = exc
             result.error = one_line(
-                f"{cfg.stage.value} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}"
+                f"{cfg.stage.value} failed unexpectedly: {type(exc).__name__}: "
+                f"{redact_text(first_line(exc))}"
             )
             result.error_kind = ErrorKind.INTERNAL_ERROR
         result.duration_seconds = time.perf_counter() - started

@@ -462,4 +462,4 @@ def _open(
 
 def invalid_source(uri: str, fmt: SourceFormat, exc: BaseException) -> StageError:
     """The error for a source that fails while it is streamed (bad rows found late)."""
-    return _invalid(uri, fmt, exc)
+    return _invalid(redact_uri(uri), fmt, exc)

@@ -18,6 +18,7 @@ import polars as pl
 from polars.exceptions import PolarsError
 
 from lineagehub.api import StageConfig, StageName
+from lineagehub.datasets import redact_uri
 from pipeline_runner.column_lineage import column_lineage, identity_lineage
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.lineage import dataset_name, planned_datasets, schema_fields, workspace_uri
@@ -93,7 +94,7 @@ def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: S
     result.output_uri = workspace_uri(str(target))
     tmp = _temp_beside(target)
     try:
-        with tel.step("read", {"lineagehub.source": cfg.source.uri}) as span:
+        with tel.step("read", {"lineagehub.source": redact_uri(cfg.source.uri)}) as span:
             opened = open_source(
                 cfg.source,
                 str(workspace),
@@ -120,7 +121,7 @@ def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: S
             if rows == 0:
                 raise StageError(
                     ErrorKind.INPUT_INVALID,
-                    f"source {cfg.source.uri} has no data rows",
+                    f"source {redact_uri(cfg.source.uri)} has no data rows",
                     "check that the source was written completely (an empty run loads nothing)",
                 )
             tmp.replace(target)  # atomic (os.replace)
@@ -149,7 +150,7 @@ def transform(
     source, output = inputs[0], outputs[0]
     target = Path(cfg.intermediate_path(StageName.TRANSFORM))
     result.output_uri = workspace_uri(str(target))
-    origin = cfg.source.uri
+    origin = redact_uri(cfg.source.uri)  # as messages show it
     with tel.step("read") as span:
         path, frame = _intermediate(cfg, StageName.EXTRACT, "transform")
         schema = frame.collect_schema()
@@ -237,7 +238,7 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
     inputs, outputs = planned_datasets(cfg)
     result.inputs, result.outputs = inputs, outputs
     source, output = inputs[0], outputs[0]
-    result.output_uri = cfg.sink.uri
+    result.output_uri = redact_uri(cfg.sink.uri)
     with tel.step("read") as span:
         path, frame = _intermediate(cfg, StageName.TRANSFORM, "load")
         schema = frame.collect_schema()
@@ -248,7 +249,8 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
         span.set_attribute(ATTR_ROWS, rows_in)
         span.set_attribute(ATTR_BYTES, size_in)
     with tel.step(
-        "write", {"lineagehub.sink": cfg.sink.uri, "lineagehub.mode": cfg.sink.mode.value}
+        "write",
+        {"lineagehub.sink": redact_uri(cfg.sink.uri), "lineagehub.mode": cfg.sink.mode.value},
     ) as span:
         sink = sink_for(cfg.sink, settings)
         stats = sink.write(str(path), cfg.sink.mode)

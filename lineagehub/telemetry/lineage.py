@@ -10,6 +10,8 @@ from openlineage.client.facet_v2 import error_message_run, job_type_job
 from openlineage.client.generated.base import RunFacet
 from openlineage.client.serde import Serde
 
+from lineagehub.datasets import redact_text
+
 PRODUCER = "https://github.com/lineage-hub/lineage-hub"
 INTEGRATION = "LINEAGE_HUB"
 TRACE_FACET = "lineagehub_trace"
@@ -56,7 +58,7 @@ def run_event(
     run_facets: dict[str, RunFacet] = dict(trace_facet(traceparent))
     if error:
         run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=error, programmingLanguage="python", producer=PRODUCER
+            message=redact_text(error), programmingLanguage="python", producer=PRODUCER
         )
     event = RunEvent(
         eventType=RunState[event_type],

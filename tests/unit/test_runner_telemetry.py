@@ -187,12 +187,6 @@ def test_termination_message_stays_under_4096_bytes() -> None:
     assert all(q["sample"] == [] and q["success"] is False for q in data["quality"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StageResult.termination_message drops every quality outcome, the failed one "
-    "that failed the stage included, before it trims the schema or the error: its "
-    "docstring trims samples, then passing checks, then the schema, then the error",
-)
 def test_termination_message_keeps_the_check_that_failed_the_stage() -> None:
     data = json.loads(_oversized_result(passing=3).termination_message())
     kept = {q["name"]: q for q in data["quality"]}
@@ -201,6 +195,21 @@ def test_termination_message_keeps_the_check_that_failed_the_stage() -> None:
     assert not any(name.startswith("ok_") for name in kept)
     # Failed checks outrank the schema: the schema goes first.
     assert data["outputSchema"] == [] or len(kept) == 100
+
+
+def test_a_long_error_is_cut_before_the_check_that_failed_the_stage_is_dropped() -> None:
+    blocking = QualityOutcome("amount_positive", "range", "amount", "fail", False, 7, "m", [])
+    result = StageResult(
+        stage=StageName.TRANSFORM,
+        quality=[blocking],
+        error="x" * 5000,
+        error_kind=ErrorKind.QUALITY_CHECK_FAILED,
+    )
+    text = result.termination_message()
+    assert len(text.encode()) <= 4096
+    data = json.loads(text)
+    assert [q["name"] for q in data["quality"]] == ["amount_positive"]
+    assert 0 < len(data["error"]) <= 512
 
 
 def test_small_message_keeps_samples() -> None:
