@@ -28,6 +28,7 @@ from gateway.body import (
     parse_json,
 )
 from gateway.config import Settings
+from gateway.health_cache import HealthCache
 from gateway.logs import AccessLog
 from gateway.promtext import GatewayMetrics
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
@@ -95,9 +96,15 @@ class Deps:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     limiter: RateLimiter = field(init=False)
     metrics_source: str = ""
+    health_cache: HealthCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_per_s, self.settings.rate_burst)
+        self.health_cache = HealthCache(self._probe_all, self.settings.health_interval_s)
+
+    async def _probe_all(self) -> list[health.Check]:
+        self.metrics.health_probe_runs.inc()
+        return await _health(self)
 
 
 def _default_sink(settings: Settings) -> lineage.Sink | None:
@@ -462,14 +469,29 @@ def _routes(app: FastAPI, deps: Deps) -> None:
 
     # ---------------------------------------------------------------- health
 
-    @app.get(f"{API}/health", tags=["health"], summary="Each dependency's status and latency")
-    async def get_health() -> JSONResponse:
-        checks = await _health(deps)
+    @app.get(
+        f"{API}/health",
+        tags=["health"],
+        summary="The overall verdict; with a token, each dependency's status and latency",
+        description=(
+            "The stores are probed at most once per `LINEAGEHUB_GATEWAY_HEALTH_INTERVAL` "
+            "seconds (5), by one run shared by every caller; `ageSeconds` says how old the "
+            "answer is. Without a token the answer is the verdict alone; any valid token "
+            "adds `dependencies` (status, latency, required, detail of each)."
+        ),
+        responses={
+            200: {"description": "ok, or degraded (an optional dependency is down)"},
+            503: {"description": "A required dependency is down"},
+        },
+    )
+    async def get_health(request: Request) -> JSONResponse:
+        checks, age = await deps.health_cache.get()
         status, word = health.overall(checks)
-        return JSONResponse(
-            {"status": word, "dependencies": {c.name: c.wire() for c in checks}},
-            status_code=status,
-        )
+        body: dict[str, Any] = {"status": word, "ageSeconds": round(age, 3)}
+        tokens = settings.tokens
+        if tokens.anonymous or tokens.authenticate(request.headers.get("authorization")):
+            body["dependencies"] = {c.name: c.wire() for c in checks}
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def _need_runs(deps: Deps) -> RunStore:

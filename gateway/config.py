@@ -55,6 +55,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Empty: no CORS headers at all (the default)."""
     health_timeout_s: float = 3.0
+    health_interval_s: float = 5.0
+    """The stores are probed at most once per this many seconds; /api/v1/health answers
+    from the last run in between (it needs no token, so callers must not drive probes)."""
     stream_seconds: float = 600.0
     """How long one live stream (SSE) runs before the client reconnects: bounds what a
     forgotten tab costs. At least one event is always sent."""
@@ -111,6 +114,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_batch_items=_int(e, "LINEAGEHUB_GATEWAY_MAX_BATCH", 1000),
         rate_per_s=_float(e, "LINEAGEHUB_GATEWAY_RATE", 100.0),
         rate_burst=_int(e, "LINEAGEHUB_GATEWAY_BURST", 200),
+        health_interval_s=_float(e, "LINEAGEHUB_GATEWAY_HEALTH_INTERVAL", 5.0),
         cors_origins=_list(e.get("LINEAGEHUB_GATEWAY_CORS_ORIGINS", "")),
         public_read=e.get("LINEAGEHUB_GATEWAY_PUBLIC_READ", "").strip().lower()
         in {"1", "true", "yes"},

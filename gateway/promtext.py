@@ -132,6 +132,11 @@ class GatewayMetrics:
             "lineagehub_gateway_pipelineruns_created_total", "PipelineRuns created over HTTP."
         )
 
+        self.health_probe_runs = Counter(
+            "lineagehub_gateway_health_probe_runs_total",
+            "Runs of the dependency probes behind /api/v1/health (at most one per interval).",
+        )
+
     def render(self) -> str:
         lines: list[str] = []
         for metric in (
@@ -141,6 +146,7 @@ class GatewayMetrics:
             self.publish,
             self.rejected,
             self.runs_created,
+            self.health_probe_runs,
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

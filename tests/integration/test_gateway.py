@@ -168,7 +168,7 @@ def test_kafka_unreachable_is_503_with_retry_after(stack: Any) -> None:
         started = time.monotonic()
         r = httpx.post(f"{server.url}/api/v1/lineage", json=event, headers=AUTH, timeout=30)
         elapsed = time.monotonic() - started
-        health = httpx.get(f"{server.url}/api/v1/health", timeout=30)
+        health = httpx.get(f"{server.url}/api/v1/health", headers=AUTH, timeout=30)
     assert r.status_code == 503, r.text
     assert int(r.headers["Retry-After"]) >= 1
     assert elapsed < 15
@@ -177,7 +177,7 @@ def test_kafka_unreachable_is_503_with_retry_after(stack: Any) -> None:
 
 
 def test_health_with_the_stack_up(gateway: ServerThread) -> None:
-    r = httpx.get(f"{gateway.url}/api/v1/health", timeout=30)
+    r = httpx.get(f"{gateway.url}/api/v1/health", headers=AUTH, timeout=30)
     deps = r.json()["dependencies"]
     assert deps["kafka"]["status"] == "ok", deps
     assert deps["kubernetes"]["status"] == "ok", deps

@@ -490,8 +490,13 @@ def test_health_reports_each_dependency(publisher: RecordingPublisher) -> None:
     # Nothing listens on 127.0.0.1:1; Kubernetes is not configured; both required.
     app = create_app(settings(), publisher=publisher, runs=None, metrics_store=None)
     with TestClient(app) as c:
-        r = c.get("/api/v1/health")
+        r = c.get("/api/v1/health", headers=AUTH)
+        anonymous = c.get("/api/v1/health")
         assert r.status_code == 503
+        # Without a token: the verdict only, from the same (cached) run of the probes.
+        assert anonymous.status_code == 503
+        assert set(anonymous.json()) == {"status", "ageSeconds"}
+        assert anonymous.json()["status"] == "down"
         deps = r.json()["dependencies"]
         assert set(deps) == {"kafka", "kubernetes", "clickhouse", "marquez"}
         assert deps["kafka"]["status"] == "down" and deps["kafka"]["latencyMs"] is not None
@@ -501,5 +506,5 @@ def test_health_reports_each_dependency(publisher: RecordingPublisher) -> None:
         settings(required=frozenset()), publisher=publisher, runs=None, metrics_store=None
     )
     with TestClient(relaxed) as c:
-        r = c.get("/api/v1/health")
+        r = c.get("/api/v1/health", headers=AUTH)
         assert r.status_code == 200 and r.json()["status"] == "degraded"

@@ -298,7 +298,7 @@ def test_pipeline_metrics_from_a_real_embedded_clickhouse(tmp_path: Path) -> Non
         assert r.status_code == 200, r.text
         body = r.json()
         one = c.get("/api/v1/metrics?pipeline=payments", headers=R).json()
-        health = c.get("/api/v1/health").json()["dependencies"]["clickhouse"]
+        health = c.get("/api/v1/health", headers=R).json()["dependencies"]["clickhouse"]
     assert body["source"] == "injected" and body["windowSeconds"] == 86400
     by_name = {p["pipeline"]: p for p in body["pipelines"]}
     orders = by_name["orders"]
