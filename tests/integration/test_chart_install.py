@@ -134,10 +134,13 @@ def gateway_token(kubectl: Kubectl, namespace: str, secret: str) -> str:
     return base64.b64decode(data).decode().split(":", 1)[0]
 
 
-def gateway_dependency(base: str, name: str) -> dict[str, Any] | None:
-    """One dependency of the gateway's /api/v1/health, None until it answers."""
+def gateway_dependency(base: str, name: str, token: str) -> dict[str, Any] | None:
+    """One dependency of the gateway's /api/v1/health (a token sees the detail), None
+    until it answers."""
     try:
-        reply = httpx.get(f"{base}/api/v1/health", timeout=10)
+        reply = httpx.get(
+            f"{base}/api/v1/health", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
     except httpx.HTTPError:
         return None
     found: dict[str, Any] | None = reply.json().get("dependencies", {}).get(name)
@@ -333,10 +336,10 @@ def test_install_upgrade_uninstall(
     # Kubernetes health check), the generated token is accepted, no token is not.
     gateway = f"http://127.0.0.1:{values['gateway.port']}"
     kube = wait_for(
-        "the gateway's Kubernetes check", lambda: gateway_dependency(gateway, "kubernetes")
+        "the gateway's Kubernetes check", lambda: gateway_dependency(gateway, "kubernetes", token)
     )
     assert kube["status"] == "ok", kube
-    kafka = gateway_dependency(gateway, "kafka")
+    kafka = gateway_dependency(gateway, "kafka", token)
     assert kafka is not None and kafka["status"] == "down"  # the closed port given above
     runs = httpx.get(
         f"{gateway}/api/v1/pipeline/runs",
