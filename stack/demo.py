@@ -1,71 +1,103 @@
-"""The main job on the local stack: apply the example run, watch it, say where to look.
+"""The main job on the local stack: apply the example run, wait for its verdicts, say
+where to look.
 
-`make demo` runs this after `lineage-hub stack up`. A second run deletes the
-previous example run and applies it again; the stack itself is reused.
+`make demo` runs this after `lineage-hub stack up`. It applies the run, prints
+`kubectl get pipelineruns` as it changes, and waits for three verdicts, each with
+its own timeout: `Succeeded` (the run), then `TraceRecorded` and `LineageRecorded`
+(the operator's checks of the stores once the run ended). It exits 0 only when all
+three are True, and otherwise names each that is False or timed out, and why. A
+second run deletes the previous run of the same name and applies it again.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from stack import paths
+from stack import paths, progress
 from stack.cli import stack_env
 from stack.piece import http_ok
 from stack.pieces import controlplane as cp
+from stack.verdicts import Timeouts, Verdict, Watch, failure_text, table
 
 EXAMPLE = paths.REPO_ROOT / "examples" / "pipelinerun.yaml"
-NAME = "orders-daily"
-TIMEOUT = 300.0
-VERDICTS = ("LineageRecorded", "TraceRecorded")
+POLL = 0.5
 
 
-def _kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cp.kcp_dir() / "kubectl"), f"--kubeconfig={cp.admin_kubeconfig()}", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-    )
+class Demo:
+    """One run of one PipelineRun manifest, through kubectl as a person would."""
+
+    def __init__(self, manifest: Path, namespace: str | None) -> None:
+        self.manifest = manifest
+        doc = yaml.safe_load(manifest.read_text())
+        self.name: str = doc["metadata"]["name"]
+        self.namespace = namespace or doc["metadata"].get("namespace") or "default"
+
+    def kubectl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(cp.kcp_dir() / "kubectl"),
+                f"--kubeconfig={cp.admin_kubeconfig()}",
+                f"--namespace={self.namespace}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def apply(self) -> None:
+        self.kubectl("delete", "pipelinerun", self.name, "--ignore-not-found", "--wait=true")
+        self.kubectl("apply", "-f", str(self.manifest))
+
+    def get(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            self.kubectl("get", "pipelinerun", self.name, "-o", "json").stdout
+        )
+        return data
+
+    def row(self) -> list[str]:
+        """`kubectl get pipelineruns NAME`: the header and the run's row."""
+        return self.kubectl("get", "pipelineruns", self.name).stdout.strip().splitlines()
 
 
-def _run() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_kubectl("get", "pipelinerun", NAME, "-o", "json").stdout)
-    return data
-
-
-def _verdicts_in(status: dict[str, Any]) -> bool:
-    """Both store verdicts reached (LINEAGE and TRACE no longer Unknown)."""
-    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    return all(conditions.get(k, "Unknown") != "Unknown" for k in VERDICTS)
-
-
-def _watch() -> dict[str, Any]:
-    """Print each change of `kubectl get pipelineruns` until the run finished and the
-    operator has checked the stores (the LINEAGE and TRACE columns have their verdict)."""
-    deadline = time.monotonic() + TIMEOUT
-    last = ""
-    while time.monotonic() < deadline:
-        table = _kubectl("get", "pipelineruns", NAME).stdout.strip()
-        row = table.splitlines()[-1].rsplit(maxsplit=1)[0]  # AGE alone is no change
-        if row != last:
-            print(table.splitlines()[-1] if last else table, flush=True)
-            last = row
-        run = _run()
-        status = run.get("status") or {}
-        if status.get("phase") in {"Succeeded", "Failed", "Cancelled"} and _verdicts_in(status):
-            return run
-        time.sleep(0.5)
-    raise SystemExit(
-        f"demo: {NAME} did not finish within {TIMEOUT:.0f}s; "
-        f"see `kubectl describe pipelinerun {NAME}`"
-    )
+def watch(demo: Demo, timeouts: Timeouts) -> tuple[dict[str, Any], Watch]:
+    """Print each change of the run's row; wait until every verdict is in or timed out."""
+    reporter = progress.current()
+    verdicts = Watch(timeouts, time.monotonic())
+    last, run = "", demo.get()
+    step = reporter.step(f"waiting for the verdicts of {demo.name}")
+    while True:
+        rows = demo.row()
+        changed = rows[-1].rsplit(maxsplit=1)[0]  # AGE alone is no change
+        if changed != last:
+            for text in rows if not last else rows[-1:]:
+                reporter.say(text)
+            last = changed
+        run = demo.get()
+        verdicts.observe(run.get("status") or {}, time.monotonic())
+        if verdicts.done:
+            break
+        awaited = verdicts.awaited()
+        if awaited is not None:
+            said = f" ({awaited.reason})" if awaited.reason else ""
+            left = verdicts.left(awaited.kind, time.monotonic())
+            step.update(f"{awaited.kind}{said}, {left:.0f} s left of its timeout")
+        time.sleep(POLL)
+    failed = verdicts.failures()
+    step.done("all True" if not failed else f"{len(failed)} not True")
+    return run, verdicts
 
 
 def _jaeger_spans(env: dict[str, str], trace_id: str) -> int | None:
@@ -76,74 +108,92 @@ def _jaeger_spans(env: dict[str, str], trace_id: str) -> int | None:
         return None
 
 
-def _summary(run: dict[str, Any], env: dict[str, str]) -> None:
-    status = run["status"]
-    succeeded = next(c for c in status["conditions"] if c["type"] == "Succeeded")
-    print(f"\n{NAME}: {status['phase']} ({succeeded['reason']}: {succeeded['message']})")
-    print(f"  run id   {status['runId']}\n  trace id {status['traceId']}")
-    print(f"  {'stage':<10}{'phase':<11}{'in':>7}{'out':>7}  duration")
-    for stage in status["stages"]:
+def _stages(status: dict[str, Any]) -> list[str]:
+    lines = [f"  {'stage':<10}{'phase':<11}{'in':>7}{'out':>7}  duration"]
+    for stage in status.get("stages") or []:
         start, end = stage.get("startTime"), stage.get("completionTime")
         took = ""
         if start and end:
-            from datetime import datetime
-
             seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
             took = f"{seconds:.0f}s"
-        print(
-            f"  {stage['name']:<10}{stage['phase']:<11}{stage.get('recordsIn', '-')!s:>7}"
-            f"{stage.get('recordsOut', '-')!s:>7}  {took}"
+        lines.append(
+            f"  {stage['name']:<10}{stage.get('phase', '-'):<11}"
+            f"{stage.get('recordsIn', '-')!s:>7}{stage.get('recordsOut', '-')!s:>7}  {took}"
         )
-    for kind in VERDICTS:
-        cond = next((c for c in status["conditions"] if c["type"] == kind), None)
-        if cond is not None:
-            print(f"  {kind:<16} {cond['status']:<6} {cond['reason']}: {cond['message']}")
-    spans = _jaeger_spans(env, status["traceId"])
-    namespace, job = status["lineage"]["namespace"], status["lineage"]["job"]
-    print("\nWhere to look:")
-    gateway = env.get("LINEAGEHUB_GATEWAY_URL", "")
-    if gateway and http_ok(f"{gateway}/api/v1/console/config"):
-        namespace_of_run = run["metadata"]["namespace"]
-        print(f"  Console          {gateway}/console/run/{namespace_of_run}/{NAME}")
-    print(
-        f"  Jaeger trace     {env['JAEGER_QUERY_URL']}/api/traces/{status['traceId']}"
-        f"  ({spans} spans)"
-    )
+    return lines
+
+
+def summary(
+    demo: Demo, run: dict[str, Any], verdicts: Sequence[Verdict], env: dict[str, str]
+) -> str:
+    """The stages, the verdicts, and where to look (console, trace, ClickHouse, kubectl)."""
+    status = run.get("status") or {}
+    trace_id, run_id = status.get("traceId", ""), status.get("runId", "")
+    out = [f"\n{demo.name}: {status.get('phase', 'no phase yet')}"]
+    out.append(f"  run id   {run_id or '-'}\n  trace id {trace_id or '-'}\n")
+    out += _stages(status)
+    reporter = progress.current()
+    out += ["", *table(verdicts, reporter.width() if reporter.tty else None)]
+    out.append("\nWhere to look:")
+    lineage = status.get("lineage") or {}
+    if lineage.get("namespace") and lineage.get("job"):
+        graph = f"/api/v1/lineage?nodeId=job:{lineage['namespace']}:{lineage['job']}&depth=2"
+        out.append(f"  Lineage graph    {env.get('LINEAGEHUB_GATEWAY_URL', '')}{graph}")
     marquez = env.get("MARQUEZ_URL", "")
     if marquez and http_ok(f"{marquez}/api/v1/namespaces"):
-        print(f"  Marquez run      {marquez}/api/v1/jobs/runs/{status['runId']}")
+        out.append(f"  Marquez run      {marquez}/api/v1/jobs/runs/{run_id}")
+    out.append(f"  The whole story  lineage-hub describe {demo.name} -n {demo.namespace}")
+    out.append(f'  Environment      eval "$({Path(sys.executable).parent}/lineage-hub stack env)"')
+    gateway = env.get("LINEAGEHUB_GATEWAY_URL", "")
+    if gateway and http_ok(f"{gateway}/api/v1/console/config"):
+        out.append(f"  Console          {gateway}/console/run/{demo.namespace}/{demo.name}")
     else:
-        print(
-            "  Marquez          not running on this stack (`lineage-hub stack status`);"
-            " the lineage is in ClickHouse (below)"
+        out.append("  Console          the gateway is not up (`lineage-hub stack status`)")
+    if trace_id:
+        spans = _jaeger_spans(env, trace_id)
+        out.append(
+            f"  Jaeger trace     {env.get('JAEGER_QUERY_URL')}/api/traces/{trace_id}"
+            f"  ({spans if spans is not None else 'no'} spans)"
         )
-    print(
-        "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
-        f"WHERE TraceId = '{status['traceId']}'  (chdb at {env.get('CLICKHOUSE_CHDB_PATH')})"
-    )
-    print(
-        f"  Lineage          SELECT * FROM lineage_runs WHERE RunId = '{status['runId']}'"
-        f"  (curl --data-binary @- '{env.get('CLICKHOUSE_HTTP_URL')}')"
-    )
-    graph = f"/api/v1/lineage?nodeId=job:{namespace}:{job}&depth=2"
-    print(f"  Lineage graph    {gateway or '<gateway>'}{graph}")
-    print(f"  Operator events  kubectl describe pipelinerun {NAME}")
-    print(f"  The whole story  lineage-hub describe {NAME}   (timeline, column lineage, quality)")
-    print(f'  Environment      eval "$({sys.executable.rsplit("/", 1)[0]}/lineage-hub stack env)"')
+        out.append(
+            "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
+            f"WHERE TraceId = '{trace_id}'  (POST to {env.get('CLICKHOUSE_HTTP_URL')})"
+        )
+    if run_id:
+        out.append(f"  ClickHouse       SELECT * FROM lineage_runs WHERE RunId = '{run_id}'")
+    out.append(f"  Operator events  kubectl describe pipelinerun {demo.name} -n {demo.namespace}")
+    return "\n".join(out)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack.demo", description=__doc__)
+    parser.add_argument("--file", type=Path, default=EXAMPLE, help="the PipelineRun to apply")
+    parser.add_argument("--namespace", help="where to apply it (default: the manifest's)")
+    defaults = Timeouts()
+    for flag, default, what in (
+        ("--run-timeout", defaults.succeeded, "from the apply to Succeeded"),
+        ("--trace-timeout", defaults.trace, "from the run's end to TraceRecorded"),
+        ("--lineage-timeout", defaults.lineage, "from the run's end to LineageRecorded"),
+    ):
+        parser.add_argument(flag, type=float, default=default, help=f"seconds {what}")
+    args = parser.parse_args(argv)
+    progress.use(progress.for_stdout())
     env = stack_env()
     os.environ.update(env)
-    _kubectl("delete", "pipelinerun", NAME, "--ignore-not-found", "--wait=true")
-    _kubectl("apply", "-f", str(EXAMPLE))
-    print(
-        f"applied {EXAMPLE.relative_to(paths.REPO_ROOT)}; watching kubectl get pipelineruns\n",
-        flush=True,
-    )
-    run = _watch()
-    _summary(run, env)
-    return 0 if run["status"]["phase"] == "Succeeded" else 1
+    demo = Demo(args.file.resolve(), args.namespace)
+    demo.apply()
+    where = args.file.resolve()
+    shown = where.relative_to(paths.REPO_ROOT) if where.is_relative_to(paths.REPO_ROOT) else where
+    print(f"applied {shown} ({demo.namespace}/{demo.name})\n", flush=True)
+    timeouts = Timeouts(args.run_timeout, args.trace_timeout, args.lineage_timeout)
+    run, verdicts = watch(demo, timeouts)
+    print(summary(demo, run, list(verdicts.verdicts.values()), env), flush=True)
+    failed = verdicts.failures()
+    if failed:
+        print(f"\n{failure_text(demo.name, failed)}", file=sys.stderr, flush=True)
+        return 1
+    print(f"\ndemo: {demo.name} succeeded; its trace and lineage are recorded", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

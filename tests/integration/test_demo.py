@@ -1,0 +1,93 @@
+"""`make demo`'s last step against the real local stack: it waits for the run's three
+verdicts, prints them, and exits 0 only when all are True, naming what is not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack.paths import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def manifest(tmp_path: Path, namespace: str, source: str) -> Path:
+    """An example run with its outputs in a folder of the test's namespace."""
+    doc = yaml.safe_load((REPO_ROOT / "examples" / source).read_text())
+    name = doc["metadata"]["name"]
+    doc["spec"]["sink"]["uri"] = f"file:///data/output/{namespace}/{name}.parquet"
+    doc["spec"]["openlineage"] = {"namespace": namespace, "job": name}
+    path = tmp_path / source
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def demo(namespace: str, file: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stack.demo", f"--file={file}", f"--namespace={namespace}", *flags],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def verdict_rows(stdout: str) -> dict[str, list[str]]:
+    rows = [line.split(maxsplit=3) for line in stdout.splitlines()]
+    return {
+        r[0]: r[1:]
+        for r in rows
+        if r and r[0] in {"Succeeded", "TraceRecorded", "LineageRecorded"} and len(r) > 2
+    }
+
+
+@pytest.mark.usefixtures("stack")
+def test_good_run_exits_0_with_every_verdict_true_and_where_to_look(
+    tmp_path: Path, namespace: str
+) -> None:
+    done = demo(namespace, manifest(tmp_path, namespace, "pipelinerun.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = verdict_rows(done.stdout)
+    assert rows["Succeeded"][:2] == ["True", "Succeeded"]
+    assert rows["TraceRecorded"][:2] == ["True", "Recorded"]
+    assert rows["LineageRecorded"][:2] == ["True", "Recorded"]
+    where = done.stdout.split("Where to look:")[1]
+    assert f"/console/run/{namespace}/orders-daily" in where
+    assert "/api/traces/" in where and "FROM otel_traces WHERE TraceId" in where
+    assert f"kubectl describe pipelinerun orders-daily -n {namespace}" in where
+    assert done.stdout.rstrip().endswith("its trace and lineage are recorded")
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_failed_run_exits_1_naming_the_false_verdict_and_its_reason(
+    tmp_path: Path, namespace: str
+) -> None:
+    done = demo(namespace, manifest(tmp_path, namespace, "pipelinerun-quality-fail.yaml"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = verdict_rows(done.stdout)
+    assert rows["Succeeded"][:2] == ["False", "QualityCheckFailed"]
+    # The failed run's trace and lineage are still recorded: only Succeeded is named.
+    assert rows["TraceRecorded"][0] == "True" and rows["LineageRecorded"][0] == "True"
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith(
+        "demo: orders-quality-fail failed: Succeeded is False (QualityCheckFailed"
+    )
+    assert "amount_below_100" in said
+    assert "TraceRecorded" not in said and "LineageRecorded" not in said
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_verdict_past_its_timeout_is_named_as_timed_out(tmp_path: Path, namespace: str) -> None:
+    """Three stage Jobs cannot finish within one second: Succeeded times out, and the
+    store verdicts, which wait for the run's end, are said not to have been reached."""
+    done = demo(namespace, manifest(tmp_path, namespace, "pipelinerun.yaml"), "--run-timeout=1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = done.stderr.strip().splitlines()[-1]
+    assert said.startswith("demo: orders-daily failed: Succeeded timed out after 1 s")
+    assert "TraceRecorded not reached" in said and "LineageRecorded not reached" in said
+    assert verdict_rows(done.stdout)["Succeeded"][:2] == ["timed", "out"]
