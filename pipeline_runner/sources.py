@@ -18,6 +18,8 @@ appear in messages without their credentials.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import time
 from collections.abc import Callable
@@ -45,6 +47,8 @@ from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings
 
 CSV_INFER_ROWS = 10_000
+#: How much of a CSV file is read to find its header with the csv module.
+HEADER_BYTES = 1 << 20
 CHUNK = 1 << 20
 MAX_REDIRECTS = 10
 _FIX_URI = "check spec.source.uri and that the volume holding it is mounted in the stage"
@@ -328,9 +332,10 @@ def scan(
 ) -> pl.LazyFrame:
     """A lazy scan of `location` (a local path or an object-store URI)."""
     if fmt is SourceFormat.CSV:
-        return pl.scan_csv(
+        frame = pl.scan_csv(
             location, infer_schema_length=CSV_INFER_ROWS, storage_options=storage_options
         )
+        return frame if storage_options is not None else _unescaped_header(frame, location)
     if fmt is SourceFormat.NDJSON:
         return pl.scan_ndjson(
             location, infer_schema_length=CSV_INFER_ROWS, storage_options=storage_options
@@ -344,6 +349,30 @@ def scan(
             "store the source as ndjson or parquet",
         )
     return pl.read_json(location).lazy()
+
+
+def csv_header(path: str) -> list[str] | None:
+    """The column names of a local CSV file's header as the CSV format defines them
+    (quoted fields unescaped), or None when its start cannot be read as CSV text."""
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as f:
+            start = f.read(HEADER_BYTES)
+        return next(csv.reader(io.StringIO(start), strict=True), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _unescaped_header(frame: pl.LazyFrame, path: str) -> pl.LazyFrame:
+    """polars keeps a header's doubled quote (`"a""b"` is read as the column `a""b`, the
+    values are unescaped): name such columns as the header does (`a"b`)."""
+    names = frame.collect_schema().names()
+    if not any('""' in n for n in names):
+        return frame
+    header = csv_header(path)
+    fixed = [n.replace('""', '"') for n in names]
+    if header != fixed or len(set(fixed)) != len(fixed):
+        return frame
+    return frame.rename(dict(zip(names, fixed, strict=True)))
 
 
 def _invalid(uri: str, fmt: SourceFormat, exc: BaseException) -> StageError:
