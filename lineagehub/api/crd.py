@@ -14,6 +14,9 @@ import copy
 import re
 from typing import Any
 
+from pydantic import BaseModel
+
+from lineagehub.api import pipeline
 from lineagehub.api.pipelinerun import (
     API_GROUP,
     API_VERSION,
@@ -26,10 +29,11 @@ from lineagehub.api.pipelinerun import (
     PLURAL,
     SHORT_NAMES,
     SINGULAR,
-    PipelineRun,
+    PipelineRunResource,
 )
 
 CRD_NAME = f"{PLURAL}.{API_GROUP}"
+PIPELINE_CRD_NAME = f"{pipeline.PLURAL}.{API_GROUP}"
 OPERATOR_CLUSTERROLE = "lineage-hub-operator"
 
 # Keywords apiextensions/v1 JSONSchemaProps knows and a structural schema may carry.
@@ -163,7 +167,7 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[s
     return out
 
 
-def structural_schema(model: type[PipelineRun] = PipelineRun) -> dict[str, Any]:
+def structural_schema(model: type[BaseModel] = PipelineRunResource) -> dict[str, Any]:
     """The openAPIV3Schema of the CRD: the model's JSON schema, made structural."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -249,38 +253,76 @@ def _printer_columns() -> list[dict[str, Any]]:
     ]
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition for PipelineRun, as a plain dict."""
+def _pipeline_printer_columns() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "Source",
+            "type": "string",
+            "jsonPath": ".spec.source.uri",
+            "description": "What the runs read (may name parameters)",
+        },
+        {
+            "name": "Sink",
+            "type": "string",
+            "jsonPath": ".spec.sink.uri",
+            "description": "Where the runs write (may name parameters)",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def _crd(
+    model: type[BaseModel],
+    names: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": CRD_NAME,
+            "name": f"{names['plural']}.{API_GROUP}",
             "labels": {"app.kubernetes.io/part-of": "lineage-hub"},
         },
         "spec": {
             "group": API_GROUP,
             "scope": "Namespaced",
-            "names": {
-                "kind": KIND,
-                "listKind": LIST_KIND,
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
+            "names": {**names, "categories": list(CATEGORIES)},
             "versions": [
                 {
                     "name": API_VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": _printer_columns(),
-                    "schema": {"openAPIV3Schema": structural_schema()},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": structural_schema(model)},
                 }
             ],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition for PipelineRun, as a plain dict."""
+    names = {
+        "kind": KIND,
+        "listKind": LIST_KIND,
+        "plural": PLURAL,
+        "singular": SINGULAR,
+        "shortNames": list(SHORT_NAMES),
+    }
+    return _crd(PipelineRunResource, names, _printer_columns())
+
+
+def build_pipeline_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition for Pipeline, as a plain dict."""
+    names = {
+        "kind": pipeline.KIND,
+        "listKind": pipeline.LIST_KIND,
+        "plural": pipeline.PLURAL,
+        "singular": pipeline.SINGULAR,
+        "shortNames": list(pipeline.SHORT_NAMES),
+    }
+    return _crd(pipeline.Pipeline, names, _pipeline_printer_columns())
 
 
 def _rule(group: str, resources: list[str], verbs: list[str]) -> dict[str, Any]:
@@ -308,6 +350,8 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
         _rule("", ["configmaps"], ["create", "get"]),
         # The run's workspace volume: created, read back, deleted when the run ends.
         _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
+        # A run with pipelineRef reads its Pipeline once, when it starts.
+        _rule(API_GROUP, [pipeline.PLURAL], ["get"]),
         # Kubernetes Events on the runs (kopf posts core/v1 events).
         _rule("", ["events"], ["create"]),
     ]

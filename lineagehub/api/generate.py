@@ -1,6 +1,7 @@
 """Write the generated manifests: `python -m lineagehub.api.generate [--check] [--root DIR]`.
 
-Writes `crds/lineagehub.io_pipelineruns.yaml` (the CRD) and, under `crds/rbac/`, the
+Writes `crds/lineagehub.io_pipelineruns.yaml` and `crds/lineagehub.io_pipelines.yaml`
+(the CRDs) and, under `crds/rbac/`, the
 operator's RBAC: `operator-clusterrole.yaml` (watching the whole cluster),
 `operator-role.yaml` (bound in each namespace when it watches chosen ones) and
 `operator-discovery-clusterrole.yaml` (its only cluster-wide grant then), under the
@@ -27,14 +28,17 @@ from lineagehub.api.crd import (
     build_operator_clusterrole,
     build_operator_discovery_clusterrole,
     build_operator_role,
+    build_pipeline_crd,
 )
 
 CRD_PATH = Path("crds") / "lineagehub.io_pipelineruns.yaml"
+PIPELINE_CRD_PATH = Path("crds") / "lineagehub.io_pipelines.yaml"
 CLUSTERROLE_PATH = Path("crds") / "rbac" / "operator-clusterrole.yaml"
 ROLE_PATH = Path("crds") / "rbac" / "operator-role.yaml"
 DISCOVERY_PATH = Path("crds") / "rbac" / "operator-discovery-clusterrole.yaml"
 CHART = Path("charts") / "lineage-hub"
 CHART_CRD_PATH = CHART / "crds" / "lineagehub.io_pipelineruns.yaml"
+CHART_PIPELINE_CRD_PATH = CHART / "crds" / "lineagehub.io_pipelines.yaml"
 CHART_CLUSTERROLE_PATH = CHART / "files" / "operator-clusterrole.yaml"
 CHART_ROLE_PATH = CHART / "files" / "operator-role.yaml"
 CHART_DISCOVERY_PATH = CHART / "files" / "operator-discovery-clusterrole.yaml"
@@ -55,6 +59,8 @@ OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
     CRD_PATH: build_crd,
     CLUSTERROLE_PATH: build_operator_clusterrole,
     CHART_CRD_PATH: build_crd,
+    PIPELINE_CRD_PATH: build_pipeline_crd,
+    CHART_PIPELINE_CRD_PATH: build_pipeline_crd,
     CHART_CLUSTERROLE_PATH: build_operator_clusterrole,
     ROLE_PATH: build_operator_role,
     DISCOVERY_PATH: build_operator_discovery_clusterrole,
@@ -110,7 +116,7 @@ def write(root: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lineagehub.api.generate",
-        description="Generate the PipelineRun CRD and operator RBAC from the API models.",
+        description="Generate the PipelineRun and Pipeline CRDs and the operator's RBAC.",
     )
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 with a diff on drift"

@@ -34,6 +34,7 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -74,6 +75,7 @@ MAX_ACCEPTED_VALUES = 256
 MAX_MESSAGE = 32768
 MAX_RETRIES = 10
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_PARAM_VALUE = 1024
 
 SOURCE_URI_PATTERN = r"^(file|http|https|s3)://[^\s]+$"
 SINK_URI_PATTERN = r"^(file|s3|clickhouse)://[^\s]+$"
@@ -320,6 +322,9 @@ class Reason(StrEnum):
     QUALITY_CHECK_FAILED = "QualityCheckFailed"
     CANCELLED = "Cancelled"
     INVALID_SPEC = "InvalidSpec"
+    PIPELINE_NOT_FOUND = "PipelineNotFound"
+    INVALID_PIPELINE = "InvalidPipeline"
+    INVALID_PARAMS = "InvalidParams"
     POLICY_VIOLATION = "PolicyViolation"
     # LineageRecorded / TraceRecorded
     RECORDED = "Recorded"
@@ -647,25 +652,27 @@ class OpenLineageSpec(ApiModel):
     (and its history) across runs; each stage is the child job `<job>.<stage>`."""
 
 
-class PipelineRunSpec(ApiModel):
-    """Desired state of a PipelineRun: what to read, how to transform it, where to write it."""
+_EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources")
+_BODY_FIELDS = ("source", "transform", "sink", "stages", "openlineage", *_EXECUTION_FIELDS)
+_CONTROL_FIELDS = ("pipelineRef", "params", "ttlSecondsAfterFinished", "suspend", "cancel")
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "self.sink.uri != self.source.uri",
-                    "sink.uri must differ from source.uri",
-                    field_path=".sink.uri",
-                ),
-                cel(
-                    "!oldSelf.cancel || self.cancel",
-                    "cancel cannot be undone",
-                    field_path=".cancel",
-                ),
-            ]
-        }
-    )
+ParamValue = Annotated[str, StringConstraints(max_length=MAX_PARAM_VALUE)]
+
+
+class ExecutionSpec(ApiModel):
+    """How the stage containers run: image and resources."""
+
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    """Container image of the stage Jobs; the operator's runner image when unset."""
+    image_pull_policy: PullPolicy | None = None
+    """Pull policy of the stage containers; the Kubernetes default when unset."""
+    resources: ResourceRequirements | None = None
+    """Resources of every stage container, unless a stage overrides them."""
+
+
+class PipelineBody(ExecutionSpec):
+    """What a run does: source, transform, sink, stages and OpenLineage naming. A
+    PipelineRun carries it inline; a Pipeline holds it for many runs."""
 
     source: SourceSpec
     """The data to read."""
@@ -675,16 +682,41 @@ class PipelineRunSpec(ApiModel):
     sees the column names the earlier ones gave. When empty the data is copied as it is."""
     sink: SinkSpec
     """Where to write the result."""
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
-    """Container image of the stage Jobs; the operator's runner image when unset."""
-    image_pull_policy: PullPolicy | None = None
-    """Pull policy of the stage containers; the Kubernetes default when unset."""
-    resources: ResourceRequirements | None = None
-    """Resources of every stage container, unless a stage overrides them."""
     stages: StagesSpec = StagesSpec()
     """Retries and timeouts, with per-stage overrides for extract, transform and load."""
     openlineage: OpenLineageSpec = OpenLineageSpec()
     """OpenLineage namespace and job name of the run."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineBody:
+        if self.sink.uri == self.source.uri:
+            raise ValueError("sink.uri must differ from source.uri")
+        return self
+
+
+class PipelineRef(ApiModel):
+    """The Pipeline a run runs: a Pipeline in the run's namespace."""
+
+    name: K8sName
+    """Name of the Pipeline."""
+
+
+class RunControls(ApiModel):
+    """What a run decides for itself, whatever it runs: params, TTL, suspend, cancel."""
+
+    pipeline_ref: PipelineRef | None = None
+    """Run this Pipeline (of the run's namespace) instead of an inline spec: the run takes
+    its source, transform, sink, stages, resources and OpenLineage naming from it. Set
+    either pipelineRef or source and sink, not both."""
+    params: (
+        Annotated[
+            dict[ColumnName, ParamValue],
+            Field(max_length=MAX_MAP_ENTRIES),
+        ]
+        | None
+    ) = None
+    """Values of the Pipeline's parameters, by name (as text: `date: "2026-11-30"`); a
+    parameter the Pipeline gives a default may be left out. Only with pipelineRef."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
     """Delete the run this many seconds after it finished; kept until deleted when unset."""
     suspend: bool = False
@@ -693,11 +725,35 @@ class PipelineRunSpec(ApiModel):
     """Set true to cancel the run: the running stage is stopped and the run ends Cancelled.
     Cannot be undone."""
 
-    @model_validator(mode="after")
-    def _check(self) -> PipelineRunSpec:
-        if self.sink.uri == self.source.uri:
-            raise ValueError("sink.uri must differ from source.uri")
-        return self
+
+_CANCEL_FINAL = cel(
+    "!oldSelf.cancel || self.cancel", "cancel cannot be undone", field_path=".cancel"
+)
+
+
+class PipelineRunSpec(RunControls, PipelineBody):
+    """Desired state of a PipelineRun: what to read, how to transform it, where to write it.
+
+    This is the spec a run executes: the inline spec, or, for a run with `pipelineRef`,
+    the Pipeline's resolved spec (from `status.pipelineSpec`) with the run's own
+    controls. The wire form, where either half may be absent, is `PipelineRunRequest`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.sink.uri != self.source.uri",
+                    "sink.uri must differ from source.uri",
+                    field_path=".sink.uri",
+                ),
+                _CANCEL_FINAL,
+            ]
+        }
+    )
+
+    def body(self) -> PipelineBody:
+        """The part a Pipeline could hold (what `status.pipelineSpec` snapshots)."""
+        return PipelineBody.model_validate(self.model_dump(include=set(PipelineBody.model_fields)))
 
     def stage_policy(self, stage: StageName) -> StagePolicy:
         """Retries, timeout and resources for `stage`, overrides applied."""
@@ -714,6 +770,86 @@ class PipelineRunSpec(ApiModel):
             ),
             resources=self.resources if override.resources is None else override.resources,
         )
+
+
+_HAS_BODY = " || ".join(f"has(self.{f})" for f in _BODY_FIELDS)
+
+
+class PipelineRunRequest(RunControls, ExecutionSpec):
+    """Desired state of a PipelineRun, as written: either an inline spec (source, sink and
+    what goes with them) or a `pipelineRef` to a Pipeline with `params`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.pipelineRef) != has(self.source)",
+                    "set either pipelineRef (to run a Pipeline) or source and sink (an inline"
+                    " spec), not both and not neither",
+                    field_path=".pipelineRef",
+                ),
+                cel(
+                    "has(self.source) == has(self.sink)",
+                    "an inline spec needs both source and sink",
+                    field_path=".sink",
+                ),
+                cel(
+                    f"!has(self.pipelineRef) || !({_HAS_BODY})",
+                    "a run with pipelineRef takes source, transform, sink, stages, openlineage,"
+                    " image, imagePullPolicy and resources from its Pipeline: remove them from"
+                    " the run, or drop pipelineRef",
+                    field_path=".pipelineRef",
+                ),
+                cel(
+                    "!has(self.params) || has(self.pipelineRef)",
+                    "params apply only to a run with pipelineRef",
+                    field_path=".params",
+                ),
+                cel(
+                    "!has(self.source) || !has(self.sink) || self.sink.uri != self.source.uri",
+                    "sink.uri must differ from source.uri",
+                    field_path=".sink.uri",
+                ),
+                _CANCEL_FINAL,
+            ]
+        },
+    )
+
+    source: SourceSpec | None = None
+    """The data to read (inline spec)."""
+    transform: TransformSpec | None = None
+    """What to do with the data (inline spec), in this fixed order: rename, cast, derived,
+    filter, dropNulls, deduplicate, select; then the quality checks run on the result. Each
+    step sees the column names the earlier ones gave. When unset the data is copied as it is."""
+    sink: SinkSpec | None = None
+    """Where to write the result (inline spec)."""
+    stages: StagesSpec | None = None
+    """Retries and timeouts, with per-stage overrides for extract, transform and load
+    (inline spec; 1 retry and 1800 s per attempt when unset)."""
+    openlineage: OpenLineageSpec | None = None
+    """OpenLineage namespace and job name of the run (inline spec)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineRunRequest:
+        if (self.pipeline_ref is None) == (self.source is None):
+            raise ValueError(
+                "set either pipelineRef (to run a Pipeline) or source and sink (an inline"
+                " spec), not both and not neither"
+            )
+        if (self.source is None) != (self.sink is None):
+            raise ValueError("an inline spec needs both source and sink")
+        if self.pipeline_ref is not None:
+            given = sorted(self.model_dump(by_alias=True, exclude_none=True).keys() & _BODY_FIELDS)
+            if given:
+                raise ValueError(
+                    f"a run with pipelineRef takes {', '.join(given)} from its Pipeline:"
+                    " remove them from the run, or drop pipelineRef"
+                )
+        elif self.params is not None:
+            raise ValueError("params apply only to a run with pipelineRef")
+        if self.source and self.sink and self.sink.uri == self.source.uri:
+            raise ValueError("sink.uri must differ from source.uri")
+        return self
 
 
 # --------------------------------------------------------------------------- status
@@ -905,6 +1041,16 @@ class PipelineRunStatus(StatusModel):
     """When the run started."""
     completion_time: Time | None = None
     """When the run finished."""
+    pipeline_spec: (
+        Annotated[
+            PipelineBody,
+            WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+        ]
+        | None
+    ) = None
+    """For a run with pipelineRef: the Pipeline's spec with the params filled in, as it
+    was when the run started. The run executes this copy, so editing the Pipeline later
+    never changes a run that has started."""
 
     def condition(self, type_: str = CONDITION_SUCCEEDED) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -968,6 +1114,19 @@ def progress(stages: Iterable[StageStatus]) -> str:
 # --------------------------------------------------------------------------- the object
 
 _TERMINAL = "['Succeeded', 'Failed', 'Cancelled']"
+_FROZEN_ONCE_STARTED = ("source", "transform", "sink", "pipelineRef", "params")
+_CONTROL_FIELDS_ALL = {
+    *_CONTROL_FIELDS,
+    *(name for name in RunControls.model_fields),
+}
+
+
+def _unchanged(field: str) -> str:
+    """CEL: `spec.<field>` is as it was (both absent counts as unchanged)."""
+    return (
+        f"(has(self.spec.{field}) ? has(oldSelf.spec.{field})"
+        f" && self.spec.{field} == oldSelf.spec.{field} : !has(oldSelf.spec.{field}))"
+    )
 
 
 class ObjectMeta(BaseModel):
@@ -983,10 +1142,8 @@ class ObjectMeta(BaseModel):
     annotations: dict[str, str] | None = None
 
 
-class PipelineRun(ApiModel):
-    """A PipelineRun reads a dataset, transforms it declaratively and writes it, as three
-    Jobs (extract, transform, load), with its lineage in OpenLineage and its trace in
-    OpenTelemetry linked from its status."""
+class _RunObject(ApiModel):
+    """The fields a PipelineRun object has besides its spec."""
 
     model_config = ConfigDict(
         extra="ignore",
@@ -1003,10 +1160,9 @@ class PipelineRun(ApiModel):
                 cel(
                     "!has(oldSelf.status) || !has(oldSelf.status.phase)"
                     " || oldSelf.status.phase == 'Pending'"
-                    " || (self.spec.source == oldSelf.spec.source"
-                    " && self.spec.transform == oldSelf.spec.transform"
-                    " && self.spec.sink == oldSelf.spec.sink)",
-                    "source, transform and sink cannot change once the run has started",
+                    f" || ({' && '.join(_unchanged(f) for f in _FROZEN_ONCE_STARTED)})",
+                    "source, transform, sink, pipelineRef and params cannot change once the"
+                    " run has started",
                     field_path=".spec",
                     reason="FieldValueForbidden",
                 ),
@@ -1020,10 +1176,55 @@ class PipelineRun(ApiModel):
     """Kind of the object."""
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     """Standard object metadata."""
-    spec: PipelineRunSpec
-    """What the run should do."""
     status: PipelineRunStatus | None = None
     """What the run did (written by the operator)."""
+
+
+class PipelineRunResource(_RunObject):
+    """A PipelineRun reads a dataset, transforms it declaratively and writes it, as three
+    Jobs (extract, transform, load), with its lineage in OpenLineage and its trace in
+    OpenTelemetry linked from its status. Its spec is inline, or a Pipeline it runs."""
+
+    model_config = ConfigDict(title="PipelineRun")
+
+    spec: PipelineRunRequest
+    """What the run should do."""
+
+
+class PipelineRun(_RunObject):
+    """A PipelineRun as it executes: `spec` is the inline spec, or for a run with
+    `pipelineRef` the Pipeline's resolved spec from `status.pipelineSpec` with the run's
+    own controls (params, suspend, cancel, TTL). The CRD's schema is `PipelineRunResource`."""
+
+    spec: PipelineRunSpec
+    """What the run does."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolved(cls, data: Any) -> Any:
+        """A run with pipelineRef executes the spec snapshot in its status."""
+        if not isinstance(data, dict):
+            return data
+        spec, status = data.get("spec"), data.get("status")
+        if not isinstance(spec, dict) or not ({"pipelineRef", "pipeline_ref"} & spec.keys()):
+            return data
+        snapshot = status.get("pipelineSpec") if isinstance(status, dict) else None
+        if not isinstance(snapshot, dict):
+            raise ValueError(
+                "spec.pipelineRef: the Pipeline is not resolved yet (no status.pipelineSpec)"
+            )
+        controls = {k: v for k, v in spec.items() if k in _CONTROL_FIELDS_ALL}
+        return {**data, "spec": {**snapshot, **controls}}
+
+    def request(self) -> PipelineRunRequest:
+        """The spec as the run's author wrote it (for a pipelineRef run: without the
+        resolved body)."""
+        spec = self.spec
+        if spec.pipeline_ref is None:
+            return PipelineRunRequest.model_validate(spec.model_dump())
+        return PipelineRunRequest.model_validate(
+            spec.model_dump(include=set(RunControls.model_fields))
+        )
 
 
 # --------------------------------------------------------------------------- stage config

@@ -21,6 +21,7 @@ from lineagehub.api.pipelinerun import (
     CONDITION_TRACE_RECORDED,
     STAGES,
     TERMINAL_PHASES,
+    Condition,
     ConditionStatus,
     Phase,
     PipelineRun,
@@ -103,6 +104,8 @@ def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRun
         stages=[StageStatus(name=s) for s in STAGES],
         progress=progress([]),
         observed_generation=run.metadata.generation,
+        # A pipelineRef run's resolved spec, snapshot before the ids: kept as it is.
+        pipeline_spec=run.status.pipeline_spec if run.status else None,
     )
     status.conditions = set_condition(
         [],
@@ -368,6 +371,28 @@ def decide(
     return Decision(status, [*_stage_events(old, status), *actions], requeue)
 
 
+def nothing_to_record(
+    conditions: list[Condition],
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """LineageRecorded and TraceRecorded False: the run ended before any stage ran, so
+    there is nothing for the stores to hold and nothing to wait for."""
+    for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED):
+        conditions = set_condition(
+            conditions,
+            type_=kind,
+            status=ConditionStatus.FALSE,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            at=now,
+        )
+    return conditions
+
+
 def refuse(run: PipelineRun, message: str, now: datetime) -> Decision:
     """The run ends `Failed` with reason `PolicyViolation` instead of starting its next
     stage: no Job is created. A run refused before any stage ran has produced no lineage
@@ -381,17 +406,13 @@ def refuse(run: PipelineRun, message: str, now: datetime) -> Decision:
     actions = _finish(status, Phase.FAILED, Reason.POLICY_VIOLATION, message, generation, now)
     if not started:
         actions = [a for a in actions if not isinstance(a, EmitRunEvent)]
-        for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED):
-            status.conditions = set_condition(
-                status.conditions,
-                type_=kind,
-                status=ConditionStatus.FALSE,
-                reason=Reason.POLICY_VIOLATION,
-                message="The run was refused before any stage ran: it has no lineage "
-                "or trace to record",
-                observed_generation=generation,
-                at=now,
-            )
+        status.conditions = nothing_to_record(
+            status.conditions,
+            Reason.POLICY_VIOLATION,
+            "The run was refused before any stage ran: it has no lineage or trace to record",
+            generation,
+            now,
+        )
     status.progress = progress(status.stages)
     expiry, requeue = _ttl(run, status, now)
     return Decision(status, [*actions, *expiry], requeue)
@@ -407,5 +428,6 @@ __all__ = [
     "RecordEvent",
     "RunIds",
     "decide",
+    "nothing_to_record",
     "refuse",
 ]

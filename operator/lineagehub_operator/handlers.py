@@ -34,7 +34,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import policy, verify
+from lineagehub_operator import policy, resolve, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -225,6 +225,20 @@ async def _execute(
     return None
 
 
+async def _resolve(
+    api: KubeApi, namespace: str, current: dict[str, Any], body: kopf.Body, now: datetime
+) -> dict[str, Any] | None:
+    """Snapshot the run's Pipeline into its status (the new body), or fail the run (None)."""
+    name = current["metadata"]["name"]
+    pipeline = await api.get_pipeline(namespace, resolve.pipeline_name(current) or "")
+    outcome = resolve.resolve_run(pipeline, current)
+    if isinstance(outcome, resolve.Unresolvable):
+        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
+        kopf.event(body, type="Warning", reason=outcome.reason, message=outcome.message[:1000])
+        return None
+    return await api.patch_status(namespace, name, {"pipelineSpec": outcome.wire()})
+
+
 async def _release_workspace(api: KubeApi, config: OperatorConfig, run: PipelineRun) -> None:
     """Delete the run's workspace claim (a host-path workspace is the node's to clean)."""
     if config.workspace_host_path:
@@ -273,6 +287,12 @@ async def reconcile(
             # The live body may lag behind our own last status write: use the newer one.
             current: dict[str, Any] = dict(body) if _rv(body) >= _rv(latest) else latest
             now = datetime.now(UTC)
+            if resolve.needs_resolution(current):
+                resolved = await _resolve(memo["api"], namespace, current, body, now)
+                if resolved is None:
+                    return
+                latest = resolved
+                continue
             try:
                 run = PipelineRun.model_validate(current)
             except ValidationError as err:

@@ -8,6 +8,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from lineagehub.api import pipeline
 from lineagehub.api.pipelinerun import API_GROUP, API_VERSION, PLURAL
 from lineagehub_operator.observed import owner_uid
 
@@ -118,6 +119,23 @@ class KubeApi:
             name,
             {"status": status},
         )
+        return cast(dict[str, Any], result)
+
+    async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pipeline `name` of `namespace`, or None when there is none."""
+        try:
+            result = await self._call(
+                self.custom.get_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                pipeline.PLURAL,
+                name,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
         return cast(dict[str, Any], result)
 
     async def delete_run(self, namespace: str, name: str) -> None:

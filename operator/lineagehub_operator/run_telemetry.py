@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 10.0
 
 
+def pipeline_attribute(run: PipelineRun) -> dict[str, str]:
+    """`lineagehub.pipeline.name` on the root span of a run of a Pipeline: the trace
+    links to the Pipeline, as its lineage does through the shared job."""
+    ref = run.spec.pipeline_ref
+    return {"lineagehub.pipeline.name": ref.name} if ref is not None else {}
+
+
 class RunTelemetry:
     def __init__(
         self, config: OperatorConfig, publish_timeout_s: float = PUBLISH_TIMEOUT_S
@@ -103,6 +110,7 @@ class RunTelemetry:
                 "lineagehub.outcome": event_type,
                 "k8s.namespace.name": run.metadata.namespace or "",
                 "lineagehub.pipelinerun": run.metadata.name or "",
+                **pipeline_attribute(run),
             },
         )
         await self._publisher.send(SPANS_TOPIC, trace_id, encode([span], SERVICE))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from lineagehub.api.crd import build_crd, build_operator_clusterrole
-from lineagehub.api.generate import CHART_CLUSTERROLE_PATH, CHART_CRD_PATH, CRD_PATH, render
+from lineagehub.api.crd import build_crd, build_operator_clusterrole, build_pipeline_crd
+from lineagehub.api.generate import (
+    CHART_CLUSTERROLE_PATH,
+    CHART_CRD_PATH,
+    CHART_PIPELINE_CRD_PATH,
+    CRD_PATH,
+    PIPELINE_CRD_PATH,
+    render,
+)
 from lineagehub.api.pipelinerun import StageName
 from lineagehub.topics import ALL_TOPICS, PARTITIONS
 from stack.pieces.helm import Helm
@@ -462,12 +469,19 @@ def test_topics_job(helm: Path) -> None:
     assert not names(template(helm, "kafka.topics.create=false"), "Job")
 
 
-def test_crds_create_templates_a_kept_copy_of_the_generated_crd(helm: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [("pipelineruns.lineagehub.io", build_crd), ("pipelines.lineagehub.io", build_pipeline_crd)],
+)
+def test_crds_create_templates_a_kept_copy_of_the_generated_crd(
+    helm: Path, name: str, build: Callable[[], dict[str, Any]]
+) -> None:
     docs = template(helm, "crds.create=true")
-    crd = find(docs, "CustomResourceDefinition", "pipelineruns.lineagehub.io")
+    assert len(names(docs, "CustomResourceDefinition")) == 2
+    crd = find(docs, "CustomResourceDefinition", name)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    generated = build_crd()
+    generated = build()
     assert crd["spec"] == generated["spec"]
     stripped = {k: v for k, v in crd["metadata"].items() if k not in {"annotations", "labels"}}
     assert stripped == {
@@ -479,6 +493,8 @@ def test_chart_copies_are_written_by_the_generator() -> None:
     """crds/, the chart's crds/ and files/ come from one `python -m lineagehub.api.generate`."""
     assert (ROOT / CHART_CRD_PATH).read_text() == render(build_crd())
     assert (ROOT / CHART_CRD_PATH).read_text() == (ROOT / CRD_PATH).read_text()
+    assert (ROOT / CHART_PIPELINE_CRD_PATH).read_text() == render(build_pipeline_crd())
+    assert (ROOT / CHART_PIPELINE_CRD_PATH).read_text() == (ROOT / PIPELINE_CRD_PATH).read_text()
     assert (ROOT / CHART_CLUSTERROLE_PATH).read_text() == render(build_operator_clusterrole())
 
 

@@ -1,0 +1,96 @@
+"""Pipeline parameters: a Pipeline declares them, a run fills them in, and every text
+of the Pipeline's spec names them as `$(params.NAME)` (the Tekton syntax: no spaces, so
+a parameterised URI still matches the URI patterns).
+
+Pure functions over plain JSON values; the models are in `lineagehub.api.pipeline`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+#: A reference to a parameter; the group is whatever stands between the dot and `)`.
+PARAM_REF = re.compile(r"\$\(params\.([^)]*)\)")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class ParamType(StrEnum):
+    """What a parameter's value must look like (values are always written as text)."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATE = "date"
+
+
+#: CEL, for the API server: the same checks as `type_problem`, on `self.default`.
+CEL_VALUE_MATCHES: dict[ParamType, str] = {
+    ParamType.INTEGER: "self.default.matches('^[+-]?[0-9]+$')",
+    ParamType.NUMBER: (
+        "self.default.matches('^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$')"
+    ),
+    ParamType.BOOLEAN: "self.default in ['true', 'false']",
+    ParamType.DATE: "self.default.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')",
+}
+
+
+class ParamError(ValueError):
+    """A run's params do not fit its Pipeline; `field` is the path to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def type_problem(kind: ParamType, value: str) -> str | None:
+    """Why `value` is not a `kind`, or None when it is."""
+    if kind is ParamType.INTEGER and not _INTEGER.match(value):
+        return "an integer such as 7"
+    if kind is ParamType.NUMBER:
+        try:
+            if not math.isfinite(float(value)):
+                return "a finite number such as 2.5"
+        except ValueError:
+            return "a number such as 2.5"
+    if kind is ParamType.BOOLEAN and value not in ("true", "false"):
+        return "true or false"
+    if kind is ParamType.DATE:
+        try:
+            if not _DATE.match(value):
+                raise ValueError(value)
+            date.fromisoformat(value)
+        except ValueError:
+            return "a date written YYYY-MM-DD"
+    return None
+
+
+def references(value: Any, path: str = "spec") -> Iterator[tuple[str, str]]:
+    """(field path, parameter name) for every `$(params.NAME)` in the texts of `value`."""
+    if isinstance(value, str):
+        for match in PARAM_REF.finditer(value):
+            yield path, match.group(1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from references(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from references(item, f"{path}[{index}]")
+
+
+def substitute(value: Any, values: Mapping[str, str]) -> Any:
+    """`value` with every `$(params.NAME)` replaced by `values[NAME]` (names all known)."""
+    if isinstance(value, str):
+        return PARAM_REF.sub(lambda m: values[m.group(1)], value)
+    if isinstance(value, dict):
+        return {key: substitute(item, values) for key, item in value.items()}
+    if isinstance(value, list):
+        return [substitute(item, values) for item in value]
+    return value

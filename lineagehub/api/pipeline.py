@@ -1,0 +1,205 @@
+"""The `Pipeline` API (`lineagehub.io/v1alpha1`): a reusable run spec with parameters.
+
+A Pipeline holds what a PipelineRun would hold inline (source, transform, sink,
+stages, resources, OpenLineage naming) and declares parameters; a PipelineRun with
+`pipelineRef` + `params` runs it. Its texts name parameters as `$(params.NAME)`.
+Every run of one Pipeline is the same OpenLineage job (the Pipeline's name unless
+`openlineage.job` says otherwise), so its runs form one history.
+
+Like `pipelinerun.py`, this imports only the standard library and pydantic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from lineagehub.api.params import (
+    CEL_VALUE_MATCHES,
+    ParamError,
+    ParamType,
+    references,
+    substitute,
+    type_problem,
+)
+from lineagehub.api.pipelinerun import (
+    API_GROUP_VERSION,
+    IDENTIFIER_PATTERN,
+    MAX_COLUMN,
+    MAX_MAP_ENTRIES,
+    ApiModel,
+    JsonDict,
+    ObjectMeta,
+    OpenLineageSpec,
+    ParamValue,
+    PipelineBody,
+    cel,
+)
+
+KIND = "Pipeline"
+LIST_KIND = "PipelineList"
+PLURAL = "pipelines"
+SINGULAR = "pipeline"
+SHORT_NAMES: tuple[str, ...] = ("pl",)
+MAX_DESCRIPTION = 1024
+
+
+def _default_fits(kind: ParamType) -> JsonDict:
+    return cel(
+        f"!has(self.default) || self.type != '{kind.value}' || {CEL_VALUE_MATCHES[kind]}",
+        f"default must be {type_problem(kind, '') or kind.value} for a {kind.value} parameter",
+        field_path=".default",
+    )
+
+
+class ParamSpec(ApiModel):
+    """A parameter of a Pipeline: runs give its value in `spec.params.<name>`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [_default_fits(k) for k in CEL_VALUE_MATCHES]
+        }
+    )
+
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=MAX_COLUMN, pattern=IDENTIFIER_PATTERN)
+    ]
+    """Name, used as `$(params.<name>)` in the Pipeline's texts."""
+    type: ParamType = ParamType.STRING
+    """string, integer, number, boolean (true/false) or date (YYYY-MM-DD); values are
+    written as text and checked against it."""
+    default: ParamValue | None = None
+    """Value when a run does not give one; without a default every run must give it."""
+    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)] | None = None
+    """What the parameter means, for people."""
+
+    @model_validator(mode="after")
+    def _check_default(self) -> ParamSpec:
+        if self.default is not None:
+            problem = type_problem(self.type, self.default)
+            if problem:
+                raise ValueError(f"default must be {problem} for a {self.type} parameter")
+        return self
+
+
+class PipelineSpec(PipelineBody):
+    """Desired state of a Pipeline: the spec its runs share, and its parameters."""
+
+    params: Annotated[
+        list[ParamSpec],
+        Field(
+            max_length=MAX_MAP_ENTRIES,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    """Parameters the runs fill in; the texts of this spec name them as `$(params.<name>)`,
+    e.g. `uri: file:///data/orders-$(params.date).csv`."""
+
+    @model_validator(mode="after")
+    def _check_params(self) -> PipelineSpec:
+        declared = {p.name for p in self.params}
+        if len(declared) != len(self.params):
+            raise ValueError("params: two parameters have the same name")
+        for path, name in references(self.body().wire()):
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ValueError(
+                    f"{path} uses $(params.{name}), which params does not declare (declared:"
+                    f" {known}): declare it in spec.params or correct the name"
+                )
+        return self
+
+    def body(self) -> PipelineBody:
+        """The spec without its parameter declarations (texts still hold `$(params...)`)."""
+        return PipelineBody.model_validate(self.model_dump(include=set(PipelineBody.model_fields)))
+
+
+class Pipeline(ApiModel):
+    """A Pipeline is a reusable PipelineRun spec with parameters: a PipelineRun with
+    `pipelineRef` runs it, and all its runs are one OpenLineage job."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["lineagehub.io/v1alpha1"] = "lineagehub.io/v1alpha1"
+    """APIVersion of this representation of the object."""
+    kind: Literal["Pipeline"] = "Pipeline"
+    """Kind of the object."""
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    """Standard object metadata."""
+    spec: PipelineSpec
+    """What every run of the Pipeline does."""
+
+
+def param_values(pipeline: Pipeline, given: Mapping[str, str] | None) -> dict[str, str]:
+    """The value of every declared parameter: given, else its default; checked."""
+    name = pipeline.metadata.name or ""
+    declared = {p.name: p for p in pipeline.spec.params}
+    given = dict(given or {})
+    for key in sorted(given):
+        if key not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ParamError(
+                f"spec.params.{key}",
+                f"Pipeline {name} has no parameter {key} (it declares: {known});"
+                " remove it or correct the name",
+            )
+    values: dict[str, str] = {}
+    for param in pipeline.spec.params:
+        value = given.get(param.name, param.default)
+        if value is None:
+            raise ParamError(
+                f"spec.params.{param.name}",
+                f"Pipeline {name} requires parameter {param.name} (it has no default);"
+                f" set spec.params.{param.name}",
+            )
+        problem = type_problem(param.type, value)
+        if problem:
+            raise ParamError(
+                f"spec.params.{param.name}",
+                f"{value!r} is not a {param.type}: Pipeline {name} declares {param.name}"
+                f" {param.type}, so give {problem}",
+            )
+        values[param.name] = value
+    return values
+
+
+def resolve(pipeline: Pipeline, given: Mapping[str, str] | None) -> PipelineBody:
+    """The spec a run of `pipeline` with params `given` executes: parameters filled in,
+    and the OpenLineage job named after the Pipeline unless the Pipeline names it."""
+    values = param_values(pipeline, given)
+    body = substitute(pipeline.spec.body().wire(), values)
+    openlineage = body.get("openlineage") or {}
+    body["openlineage"] = {"job": pipeline.metadata.name, **openlineage}
+    try:
+        return PipelineBody.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = "spec." + ".".join(str(p) for p in first["loc"])
+        raise ParamError(
+            "spec.params",
+            f"with the params filled in, Pipeline {pipeline.metadata.name}'s {where} is"
+            f" invalid: {first['msg']}; correct the params or the Pipeline",
+        ) from err
+
+
+__all__ = [
+    "API_GROUP_VERSION",
+    "KIND",
+    "LIST_KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "OpenLineageSpec",
+    "ParamError",
+    "ParamSpec",
+    "ParamType",
+    "Pipeline",
+    "PipelineSpec",
+    "param_values",
+    "resolve",
+]
