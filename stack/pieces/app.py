@@ -75,9 +75,15 @@ class Operator(Piece):
             "--force-conflicts",
             "-f",
             str(REPO / "crds" / "lineagehub.io_pipelineruns.yaml"),
+            "-f",
+            str(REPO / "crds" / "lineagehub.io_pipelines.yaml"),
         )
         _kubectl(
-            "wait", "--for=condition=Established", "crd/pipelineruns.lineagehub.io", "--timeout=60s"
+            "wait",
+            "--for=condition=Established",
+            "crd/pipelineruns.lineagehub.io",
+            "crd/pipelines.lineagehub.io",
+            "--timeout=60s",
         )
         _kubectl(
             "apply",
