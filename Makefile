@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_PACKAGES := lineagehub operator/lineagehub_operator pipeline_runner consumers gateway stack tests bench
 
-.PHONY: setup demo test lint format unit integration stack-up stack-down stack-status crds
+.PHONY: setup demo test lint format unit integration stack-up stack-down stack-status crds mutation
 
 setup:
 	@scripts/setup.sh
@@ -29,6 +29,12 @@ format:
 
 unit: setup
 	$(BIN)/pytest -ra -q tests/unit
+
+## Mutation testing (not part of `test`; tens of minutes on two cores): the consumers' delivery
+## code, the operator's decide, the gateway's auth. `make mutation TARGETS=decide` runs one;
+## surviving mutants are listed in .artifacts/mutation/report.txt.
+mutation: setup
+	$(BIN)/python scripts/mutation.py $(TARGETS)
 
 stack-up: setup
 	$(BIN)/lineage-hub stack up

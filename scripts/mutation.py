@@ -1,0 +1,289 @@
+"""Mutation testing (`make mutation`): small deliberate bugs in the code whose bugs cost most.
+
+Runs mutmut over three targets: the consumers' delivery code (offsets, retry, DLQ
+decisions, the lineage consumer's loop, the otel consumer's batch/commit path), the
+operator's `decide`, and the gateway's auth. Each target runs in its own staging copy
+under .artifacts/mutation/<target>/ (mutmut writes its mutated copies there, never in
+the work tree), so the checkout and the stack running from it are never touched.
+
+The operator's package lives in operator/lineagehub_operator; the staging copy puts it
+at the top level, where its import name matches its path (mutmut maps a file to the
+module it mutates by path).
+
+Writes .artifacts/mutation/report.txt: every surviving mutant as file:line and the
+changed line, and prints a summary per target. Not part of `make test`: a full run
+takes tens of minutes on two cores. `make mutation TARGETS=decide` runs one target;
+`MUTATION_INTEGRATION=1` adds the delivery target's integration test (real Kafka and
+the Marquez stand-in; run it under the stack lock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".artifacts" / "mutation"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one mutation run mutates and which tests judge the mutants."""
+
+    name: str
+    mutate: list[str]
+    tests: list[str]
+    integration_tests: list[str] = field(default_factory=list)
+    # Lines of mutated files left alone (regexes): logging and metrics text.
+    skip_lines: list[str] = field(default_factory=list)
+
+
+QUIET_LINES = [r"^\s*(log|logger|LOG)\.(debug|info|warning|error|exception)\("]
+
+TARGETS = [
+    Target(
+        name="delivery",
+        mutate=[
+            "consumers/offsets.py",
+            "consumers/retry.py",
+            "consumers/dlq.py",
+            "consumers/lineage/consumer.py",
+            "consumers/otel/consumer.py",
+        ],
+        tests=[
+            "tests/unit/test_consumers_offsets.py",
+            "tests/unit/test_consumers_retry.py",
+            "tests/unit/test_consumers_lineage_unit.py",
+            "tests/unit/test_consumers_lineage_kinds.py",
+            "tests/unit/test_consumers_validate.py",
+        ],
+        integration_tests=["tests/integration/test_consumer_lineage_kafka.py"],
+        skip_lines=QUIET_LINES,
+    ),
+    Target(
+        name="decide",
+        mutate=["lineagehub_operator/decide.py"],
+        tests=[
+            "tests/unit/test_operator_decide.py",
+            "tests/unit/test_run_policy.py",
+            "tests/unit/test_operator_verify.py",
+        ],
+    ),
+    Target(
+        name="auth",
+        mutate=["gateway/auth.py", "gateway/auth_first.py"],
+        tests=[
+            "tests/unit/test_gateway_auth.py",
+            "tests/unit/test_gateway_route_auth.py",
+            "tests/unit/test_gateway_http.py",
+            "tests/unit/test_gateway_console.py",
+            "tests/unit/test_gateway_runs.py",
+        ],
+        skip_lines=QUIET_LINES,
+    ),
+]
+
+# Where each top-level package of the staging copy comes from in the checkout.
+PACKAGES = {
+    "consumers": ROOT / "consumers",
+    "gateway": ROOT / "gateway",
+    "lineagehub_operator": ROOT / "operator" / "lineagehub_operator",
+}
+
+
+def _ignore(_dir: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in {"__pycache__", "node_modules"} or n.endswith(".pyc")}
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def stage(target: Target, tests: list[str]) -> Path:
+    """A fresh staging copy for one target: its packages, the tests, and mutmut's config."""
+    work = OUT / target.name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    packages = sorted({m.split("/", 1)[0] for m in target.mutate})
+    for pkg in packages:
+        shutil.copytree(PACKAGES[pkg], work / pkg, ignore=_ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=_ignore)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    config = "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            f"source_paths = {_toml_list(packages)}",
+            f"only_mutate = {_toml_list(target.mutate)}",
+            f"do_not_mutate_patterns = {_toml_list(target.skip_lines)}",
+            f"pytest_add_cli_args_test_selection = {_toml_list(tests)}",
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+    (work / "pyproject.toml").write_text(pyproject + config)
+    tomllib.loads((work / "pyproject.toml").read_text())  # fail here, not inside mutmut
+    return work
+
+
+@dataclass(frozen=True)
+class Survivor:
+    location: str
+    name: str
+    change: str
+
+
+Functions = dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
+
+
+def _functions(path: Path) -> Functions:
+    tree = ast.parse(path.read_text())
+    return {
+        node.name: node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def _definitions(path: Path) -> dict[str, int]:
+    """The `def` line of each function (`name`) and method (`Class.name`) of a module."""
+    found: dict[str, int] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found[node.name] = node.lineno
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                    found[f"{node.name}.{item.name}"] = item.lineno
+    return found
+
+
+def _body(source: list[str], node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    """A function's lines after its (renamed) `def` line."""
+    end = node.end_lineno or node.lineno
+    return source[node.lineno : end]
+
+
+def _survivor(
+    rel: str, name: str, mutated: list[str], defs: dict[str, int], fns: Functions
+) -> Survivor:
+    orig = fns[name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"]
+    before, after = _body(mutated, orig), _body(mutated, fns[name])
+    removed: list[str] = []
+    added: list[str] = []
+    first: int | None = None
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after).get_opcodes():
+        if op != "equal":
+            first = i1 if first is None else first
+            removed += before[i1:i2]
+            added += after[j1:j2]
+    # mutmut names a function's copies x_<name>__mutmut_<n>, a method's xǁ<Class>ǁ<name>__...
+    qualname = name.rsplit("__mutmut_", 1)[0].removeprefix("x_").removeprefix("xǁ")
+    start = defs[qualname.replace("ǁ", ".")]
+    shown = "operator/" + rel if rel.startswith("lineagehub_operator/") else rel
+    change = " | ".join(r.strip() for r in removed) + "  ->  "
+    change += " | ".join(a.strip() for a in added) or "(removed)"
+    return Survivor(f"{shown}:{start + 1 + (first or 0)}", name, change)
+
+
+def survivors(work: Path, target: Target) -> tuple[dict[str, str], list[Survivor]]:
+    """Every mutant's status, and each survivor as file:line and its changed line(s).
+
+    Read from mutmut's own files: `<file>.meta` holds each mutant's exit code; the mutated
+    copy holds the original function (`x_<name>__mutmut_orig`) beside each mutant of it.
+    """
+    status: dict[str, str] = {}
+    found: list[Survivor] = []
+    for rel in target.mutate:
+        path = work / "mutants" / rel
+        codes = json.loads(path.with_name(path.name + ".meta").read_text())["exit_code_by_key"]
+        mutated = path.read_text().splitlines()
+        defs = _definitions(work / rel)
+        fns = _functions(path)
+        for key, code in codes.items():
+            status[key] = status_by_exit_code[code]
+            if status[key] == "survived":
+                found.append(_survivor(rel, key.rsplit(".", 1)[1], mutated, defs, fns))
+    return status, sorted(
+        found, key=lambda s: (s.location.split(":")[0], int(s.location.split(":")[1]))
+    )
+
+
+def run(target: Target, integration: bool, max_children: int) -> None:
+    tests = target.tests + (target.integration_tests if integration else [])
+    work = stage(target, tests)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    print(f"== {target.name}: mutating {', '.join(target.mutate)}", flush=True)
+    print(f"   tests: {' '.join(tests)}", flush=True)
+    with (OUT / f"{target.name}.log").open("w") as log:
+        proc = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", str(max_children)],
+            cwd=work,
+            env=env,
+            check=False,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"mutmut failed for {target.name} (exit {proc.returncode}); see {log.name}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("targets", nargs="*", help=", ".join(t.name for t in TARGETS))
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the report from the last run"
+    )
+    args = parser.parse_args()
+    chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
+    unknown = set(args.targets) - {t.name for t in TARGETS}
+    if unknown:
+        parser.error(
+            f"unknown target(s) {sorted(unknown)}; choose from {[t.name for t in TARGETS]}"
+        )
+    integration = os.environ.get("MUTATION_INTEGRATION") == "1"
+    OUT.mkdir(parents=True, exist_ok=True)
+    report = [f"Mutation run over {', '.join(t.name for t in chosen)}", ""]
+    summary = []
+    for target in chosen:
+        if not args.report_only:
+            run(target, integration, args.max_children)
+        status, found = survivors(OUT / target.name, target)
+        counts: dict[str, int] = {}
+        for s in status.values():
+            counts[s] = counts.get(s, 0) + 1
+        line = f"{target.name}: {len(status)} mutants, " + ", ".join(
+            f"{n} {s}" for s, n in sorted(counts.items())
+        )
+        summary.append(line)
+        report += [f"## {line}", ""]
+        report += [f"{s.location}  {s.name}\n    {s.change}" for s in found] or ["(none)"]
+        report.append("")
+    path = OUT / "report.txt"
+    path.write_text("\n".join(report))
+    print("\n".join(["", *summary, f"surviving mutants: {path.relative_to(ROOT)}"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
