@@ -7,6 +7,9 @@ then the three stages in order against one workspace. Paths the manifest expects
 a pod (`file:///data/...`) are mapped to local folders with `--mount` (by default
 `/data/examples` → `<manifest dir>/data` and `/data/output` → `<workspace>/output`,
 whenever `/data` itself does not exist here).
+
+A stage process imports only what its stage needs: what `run` alone uses (YAML, the
+run-level events and spans) is imported inside it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
 from pydantic import ValidationError
 
 from lineagehub.api import (
@@ -34,9 +36,6 @@ from lineagehub.api import (
     StageName,
     new_run_id,
 )
-from lineagehub.datasets import dataset_of
-from lineagehub.telemetry.lineage import run_event
-from lineagehub.telemetry.spans import FixedSpan, encode
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
 from pipeline_runner.errors import ErrorKind, one_line
@@ -137,6 +136,8 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
 
 def load_manifest(path: str) -> PipelineRun:
     """The first PipelineRun in a YAML file."""
+    import yaml
+
     with Path(path).open() as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     for doc in docs:
@@ -250,6 +251,12 @@ def run_manifest(
     emitter: Emitter | None = None,
     settings: Settings | None = None,
 ) -> int:
+    import yaml
+
+    from lineagehub.datasets import dataset_of
+    from lineagehub.telemetry.lineage import run_event
+    from lineagehub.telemetry.spans import FixedSpan, encode
+
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:

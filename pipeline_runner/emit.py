@@ -1,20 +1,25 @@
 """Where a stage's lineage and telemetry go: Kafka (delivery confirmed), the console,
-a list in memory (tests, benchmarks), or nowhere."""
+a list in memory (tests, benchmarks), or nowhere.
+
+The Kafka client and the OTLP messages are imported by the emitter that uses them, so
+a stage loads aiokafka only when it publishes to Kafka."""
 
 from __future__ import annotations
 
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
 
 class Emitter(Protocol):
@@ -29,6 +34,8 @@ class Emitter(Protocol):
 
 class KafkaEmitter:
     def __init__(self, bootstrap: str) -> None:
+        from lineagehub.telemetry.publisher import KafkaPublisher
+
         self.description = f"kafka {bootstrap}"
         self._publisher = KafkaPublisher(bootstrap, client_id="lineage-hub-runner")
         self._started = False
@@ -81,11 +88,19 @@ class MemoryEmitter:
         return [json.loads(v) for t, _, v in self.records if t == LINEAGE_TOPIC]
 
     def spans(self) -> list[ExportTraceServiceRequest]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
         return [
             ExportTraceServiceRequest.FromString(v) for t, _, v in self.records if t == SPANS_TOPIC
         ]
 
     def metrics(self) -> list[ExportMetricsServiceRequest]:
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+
         return [
             ExportMetricsServiceRequest.FromString(v)
             for t, _, v in self.records
@@ -95,6 +110,10 @@ class MemoryEmitter:
 
 def describe_spans(value: bytes) -> list[str]:
     """One line per span of an OTLP trace request."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
     request = ExportTraceServiceRequest.FromString(value)
     lines = []
     for rs in request.resource_spans:
@@ -105,12 +124,17 @@ def describe_spans(value: bytes) -> list[str]:
                 lines.append(
                     f"span {span.name!r} trace={span.trace_id.hex()} span={span.span_id.hex()} "
                     f"parent={span.parent_span_id.hex() or '-'} {ms:.1f}ms "
+                    f"start={span.start_time_unix_nano} "
                     f"status={span.status.code} {json.dumps(attrs, sort_keys=True)}"
                 )
     return lines
 
 
 def describe_metrics(value: bytes) -> list[str]:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
     request = ExportMetricsServiceRequest.FromString(value)
     lines = []
     for rm in request.resource_metrics:

@@ -13,33 +13,17 @@ import functools
 import json
 import os
 from datetime import datetime
-from typing import Any
-
-import polars as pl
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import (
-    DatasetFacet,
-    InputDatasetFacet,
-    JobFacet,
-    OutputDatasetFacet,
-    RunFacet,
-    column_lineage_dataset,
-    data_quality_assertions_dataset,
-    data_quality_metrics_input_dataset,
-    error_message_run,
-    job_type_job,
-    output_statistics_output_dataset,
-    parent_run,
-    processing_engine_run,
-    schema_dataset,
-)
-from openlineage.client.serde import Serde
+from typing import TYPE_CHECKING, Any
 
 from lineagehub.api import StageConfig, StageName
 from lineagehub.datasets import dataset_of, redact_text
-from lineagehub.telemetry.lineage import INTEGRATION, PRODUCER, trace_facet
+from lineagehub.telemetry import openlineage_json as ol
+from lineagehub.telemetry.lineage import INTEGRATION, trace_facet
 from pipeline_runner import __version__
 from pipeline_runner.result import DatasetInfo, StageResult
+
+if TYPE_CHECKING:
+    import polars as pl
 
 JOB_TYPE = "STAGE"
 
@@ -114,162 +98,167 @@ def schema_fields(schema: pl.Schema) -> list[tuple[str, str]]:
     return [(name, str(dtype)) for name, dtype in schema.items()]
 
 
-def _schema_facet(fields: list[tuple[str, str]]) -> schema_dataset.SchemaDatasetFacet:
-    return schema_dataset.SchemaDatasetFacet(
-        fields=[
-            schema_dataset.SchemaDatasetFacetFields(name=n, type=t, ordinal_position=i)
-            for i, (n, t) in enumerate(fields, start=1)
-        ],
-        producer=PRODUCER,
+def _schema_facet(fields: list[tuple[str, str]]) -> ol.Json:
+    return ol.facet(
+        "SchemaDatasetFacet",
+        {
+            "fields": [
+                {"name": n, "type": t, "ordinal_position": i, "fields": []}
+                for i, (n, t) in enumerate(fields, start=1)
+            ]
+        },
     )
 
 
-def _column_lineage_facet(data: dict[str, Any]) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    def field(ref: dict[str, Any]) -> column_lineage_dataset.InputField:
-        return column_lineage_dataset.InputField(
-            namespace=ref["namespace"],
-            name=ref["name"],
-            field=ref["field"],
-            transformations=[
-                column_lineage_dataset.Transformation(
-                    type=t["type"],
-                    subtype=t.get("subtype"),
-                    description=t.get("description"),
-                    masking=t.get("masking"),
-                )
+def _column_lineage_facet(data: dict[str, Any]) -> ol.Json:
+    def field(ref: dict[str, Any]) -> ol.Json:
+        return {
+            "namespace": ref["namespace"],
+            "name": ref["name"],
+            "field": ref["field"],
+            "transformations": [
+                {
+                    "type": t["type"],
+                    "subtype": t.get("subtype"),
+                    "description": t.get("description"),
+                    "masking": t.get("masking"),
+                }
                 for t in ref.get("transformations", [])
             ],
-        )
+        }
 
-    return column_lineage_dataset.ColumnLineageDatasetFacet(
-        fields={
-            out: column_lineage_dataset.Fields(inputFields=[field(r) for r in f["inputFields"]])
-            for out, f in data["fields"].items()
+    return ol.facet(
+        "ColumnLineageDatasetFacet",
+        {
+            "fields": {
+                out: {"inputFields": [field(r) for r in f["inputFields"]]}
+                for out, f in data["fields"].items()
+            },
+            "dataset": [field(r) for r in data.get("dataset", [])],
         },
-        dataset=[field(r) for r in data.get("dataset", [])],
-        producer=PRODUCER,
     )
 
 
-def _input(info: DatasetInfo, result: StageResult | None) -> InputDataset:
-    facets: dict[str, DatasetFacet] = {}
-    input_facets: dict[str, InputDatasetFacet] = {}
+def _input(info: DatasetInfo, result: StageResult | None) -> ol.Json:
+    facets: ol.Json = {}
+    input_facets: ol.Json = {}
     if info.schema:
         facets["schema"] = _schema_facet(info.schema)
     if info.null_counts is not None:
-        input_facets["dataQualityMetrics"] = (
-            data_quality_metrics_input_dataset.DataQualityMetricsInputDatasetFacet(
-                columnMetrics={
-                    col: data_quality_metrics_input_dataset.ColumnMetrics(nullCount=nulls)
+        input_facets["dataQualityMetrics"] = ol.facet(
+            "DataQualityMetricsInputDatasetFacet",
+            {
+                "columnMetrics": {
+                    col: {"nullCount": nulls, "quantiles": {}}
                     for col, nulls in info.null_counts.items()
                 },
-                rowCount=info.row_count,
-                bytes=info.size,
-                fileCount=1,
-                producer=PRODUCER,
-            )
+                "rowCount": info.row_count,
+                "bytes": info.size,
+                "fileCount": 1,
+            },
         )
     if result is not None and result.stage is StageName.TRANSFORM and result.quality:
-        input_facets["dataQualityAssertions"] = (
-            data_quality_assertions_dataset.DataQualityAssertionsDatasetFacet(
-                assertions=[
-                    data_quality_assertions_dataset.Assertion(
-                        assertion=q.type,
-                        success=q.success,
-                        column=q.column,
-                        severity=q.severity,
-                        name=q.name,
-                        description=f"checked on the transformed rows: {q.message}",
-                        actual=str(q.failed_rows),
-                        expected="0",
-                    )
+        input_facets["dataQualityAssertions"] = ol.facet(
+            "DataQualityAssertionsDatasetFacet",
+            {
+                "assertions": [
+                    {
+                        "assertion": q.type,
+                        "success": q.success,
+                        "column": q.column,
+                        "severity": q.severity,
+                        "name": q.name,
+                        "description": f"checked on the transformed rows: {q.message}",
+                        "actual": str(q.failed_rows),
+                        "expected": "0",
+                        "params": {},
+                    }
                     for q in result.quality
-                ],
-                producer=PRODUCER,
-            )
+                ]
+            },
         )
-    return InputDataset(
-        namespace=info.namespace, name=info.name, facets=facets, inputFacets=input_facets
-    )
+    return {
+        "namespace": info.namespace,
+        "name": info.name,
+        "facets": facets,
+        "inputFacets": input_facets,
+    }
 
 
-def _output(info: DatasetInfo) -> OutputDataset:
-    facets: dict[str, DatasetFacet] = {}
-    output_facets: dict[str, OutputDatasetFacet] = {}
+def _output(info: DatasetInfo) -> ol.Json:
+    facets: ol.Json = {}
+    output_facets: ol.Json = {}
     if info.schema:
         facets["schema"] = _schema_facet(info.schema)
     if info.column_lineage is not None:
         facets["columnLineage"] = _column_lineage_facet(info.column_lineage)
     if info.row_count is not None:
-        output_facets["outputStatistics"] = (
-            output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
-                rowCount=info.row_count, size=info.size, fileCount=1, producer=PRODUCER
-            )
+        output_facets["outputStatistics"] = ol.facet(
+            "OutputStatisticsOutputDatasetFacet",
+            {"rowCount": info.row_count, "size": info.size, "fileCount": 1},
         )
-    return OutputDataset(
-        namespace=info.namespace, name=info.name, facets=facets, outputFacets=output_facets
-    )
+    return {
+        "namespace": info.namespace,
+        "name": info.name,
+        "facets": facets,
+        "outputFacets": output_facets,
+    }
 
 
 def stage_event(
-    event_type: RunState,
+    event_type: str,
     cfg: StageConfig,
     event_time: datetime,
     *,
     result: StageResult | None = None,
     error: str | None = None,
     stack: str | None = None,
-) -> RunEvent:
-    """One RunEvent of the stage run `cfg.run_id`; the error and its stack trace are shown
-    without the credentials of any URI they quote."""
-    run_facets: dict[str, RunFacet] = {
-        "processing_engine": processing_engine_run.ProcessingEngineRunFacet(
-            version=pl.__version__,
-            name="polars",
-            openlineageAdapterVersion=__version__,
-            producer=PRODUCER,
+) -> ol.Json:
+    """One RunEvent (START, COMPLETE or FAIL) of the stage run `cfg.run_id`; the error
+    and its stack trace are shown without the credentials of any URI they quote."""
+    run_facets: ol.Json = {
+        "processing_engine": ol.facet(
+            "ProcessingEngineRunFacet",
+            {
+                "version": _polars_version(),
+                "name": "polars",
+                "openlineageAdapterVersion": __version__,
+            },
         )
     }
     if cfg.parent is not None:
         p = cfg.parent
-        run_facets["parent"] = parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=p.run_id),
-            job=parent_run.Job(namespace=p.namespace, name=p.job),
-            root=parent_run.Root(
-                run=parent_run.RootRun(runId=p.run_id),
-                job=parent_run.RootJob(namespace=p.namespace, name=p.job),
-            ),
-            producer=PRODUCER,
+        run = {"runId": p.run_id, "facets": {}}
+        job = {"namespace": p.namespace, "name": p.job, "facets": {}}
+        run_facets["parent"] = ol.facet(
+            "ParentRunFacet", {"run": run, "job": job, "root": {"run": run, "job": job}}
         )
     run_facets.update(trace_facet(cfg.traceparent))
     if error is not None:
-        run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=redact_text(error),
-            programmingLanguage="python",
-            stackTrace=None if stack is None else redact_text(stack),
-            producer=PRODUCER,
+        run_facets["errorMessage"] = ol.error_message(
+            redact_text(error), None if stack is None else redact_text(stack)
         )
-    job_facets: dict[str, JobFacet] = {
-        "jobType": job_type_job.JobTypeJobFacet(
-            processingType="BATCH",
-            integration=INTEGRATION,
-            jobType=JOB_TYPE,
-            producer=PRODUCER,
-        )
-    }
     planned_in, planned_out = planned_datasets(cfg)
     inputs = (result.inputs if result is not None and result.inputs else None) or planned_in
     outputs = (result.outputs if result is not None and result.outputs else None) or planned_out
-    return RunEvent(
-        eventType=event_type,
-        eventTime=event_time.isoformat(),
-        producer=PRODUCER,
-        run=Run(runId=cfg.run_id, facets=run_facets),
-        job=Job(namespace=cfg.openlineage_namespace, name=cfg.openlineage_job, facets=job_facets),
+    return ol.run_event(
+        event_type,
+        event_time=event_time.isoformat(),
+        run_id=cfg.run_id,
+        run_facets=run_facets,
+        job_namespace=cfg.openlineage_namespace,
+        job_name=cfg.openlineage_job,
+        job_facets={"jobType": ol.job_type(JOB_TYPE, INTEGRATION)},
         inputs=[_input(i, result) for i in inputs],
         outputs=[_output(o) for o in outputs],
     )
 
 
-def to_json(event: RunEvent) -> bytes:
-    return str(Serde.to_json(event)).encode()
+def _polars_version() -> str:
+    import polars as pl  # already loaded by the stage's work
+
+    return pl.__version__
+
+
+def to_json(event: ol.Json) -> bytes:
+    return ol.to_json(event)

@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from openlineage.client.event_v2 import RunState
-
 from lineagehub.api import StageConfig
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
@@ -167,12 +165,14 @@ async def run_stage(
             ATTR_PIPELINE: cfg.parent.job if cfg.parent else cfg.openlineage_job,
         },
     )
-    await delivery.send(
-        LINEAGE_TOPIC, cfg.run_id, to_json(stage_event(RunState.START, cfg, _now()))
-    )
+    start_event = to_json(stage_event("START", cfg, _now()))
     result = StageResult(stage=cfg.stage)
-    error = await asyncio.to_thread(execute, cfg, settings, tel, result)
-    event_type = RunState.COMPLETE if result.ok else RunState.FAIL
+    # The work starts at once; START is published meanwhile (connecting to the broker
+    # takes a while), and always before COMPLETE or FAIL, which wait for the work.
+    work = asyncio.ensure_future(asyncio.to_thread(execute, cfg, settings, tel, result))
+    await delivery.send(LINEAGE_TOPIC, cfg.run_id, start_event)
+    error = await work
+    event_type = "COMPLETE" if result.ok else "FAIL"
     stack = None
     if error is not None and not isinstance(error, StageError):
         stack = "".join(traceback.format_exception(error))[-8000:]

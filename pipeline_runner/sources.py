@@ -1,10 +1,11 @@
 """Open a PipelineRun's source as a polars LazyFrame.
 
 `file://` is read in place; `http(s)://` is downloaded (streamed, with retries and the
-size limit) into the workspace first; `s3://` is handed to polars' own object-store
-reader with the spec's endpoint and region (credentials from the stage's environment,
-`AWS_*`). CSV, NDJSON and Parquet are scanned lazily; a JSON array has to be parsed
-whole, so it is read eagerly (the size limit bounds it).
+size limit) into the workspace first (`pipeline_runner.download`, loaded only then);
+`s3://` is handed to polars' own object-store reader with the spec's endpoint and
+region (credentials from the stage's environment, `AWS_*`). CSV, NDJSON and Parquet
+are scanned lazily; a JSON array has to be parsed whole, so it is read eagerly (the
+size limit bounds it).
 
 Network targets follow the operator's policy (`lineagehub.api.egress`): a download
 follows redirects itself, checking every hop's host before it is requested, and each
@@ -21,15 +22,11 @@ import contextlib
 import csv
 import io
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-import httpcore
-import httpx
 import polars as pl
 from polars.exceptions import PolarsError
 
@@ -46,17 +43,17 @@ from lineagehub.datasets import redact_text, redact_uri
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings
 
+if TYPE_CHECKING:
+    import httpx
+
 CSV_INFER_ROWS = 10_000
 #: How much of a CSV file is read to find its header with the csv module.
 HEADER_BYTES = 1 << 20
-CHUNK = 1 << 20
-MAX_REDIRECTS = 10
 _FIX_URI = "check spec.source.uri and that the volume holding it is mounted in the stage"
-_FIX_TARGET = (
+FIX_TARGET = (
     "point it at a public host, or have the operator's admin allow the target "
     f"({ALLOWED_PRIVATE_TARGETS_ENV})"
 )
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def target_policy() -> TargetPolicy:
@@ -65,7 +62,7 @@ def target_policy() -> TargetPolicy:
 
 
 def refused(what: str, shown: str, err: TargetRefused, kind: ErrorKind) -> StageError:
-    return StageError(kind, f"{what} {shown}: {err.reason}", _FIX_TARGET)
+    return StageError(kind, f"{what} {shown}: {err.reason}", FIX_TARGET)
 
 
 def check_target(
@@ -87,61 +84,6 @@ def check_target(
         raise refused(what, redact_uri(url), err, kind) from err
     except OSError:
         return
-
-
-class _GuardedBackend(httpcore.NetworkBackend):
-    """Connects only to addresses the policy allows: the host is resolved here and the
-    connection made to the checked address itself (TLS still verifies the host name)."""
-
-    def __init__(self, policy: TargetPolicy, resolve: Resolver) -> None:
-        self._policy = policy
-        self._resolve = resolve
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        try:
-            addresses = self._policy.check_host(host, self._resolve)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        last: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                return self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                last = exc
-        raise last
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("unix sockets are not a download target")
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's transport over a connection pool whose every connection is checked."""
-
-    def __init__(self, policy: TargetPolicy, resolve: Resolver = system_resolver) -> None:
-        super().__init__()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            network_backend=_GuardedBackend(policy, resolve),
-        )
 
 
 @dataclass
@@ -193,137 +135,11 @@ def s3_storage_options(options: S3Options | None) -> dict[str, str]:
     return out
 
 
-def _too_large(uri: str, size: int, limit: int) -> StageError:
+def too_large(uri: str, size: int, limit: int) -> StageError:
     return StageError(
         ErrorKind.SIZE_LIMIT_EXCEEDED,
         f"source {redact_uri(uri)} is larger than the limit ({size} > {limit} bytes)",
         "raise LINEAGEHUB_MAX_SOURCE_BYTES or split the source",
-    )
-
-
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def _hop(url: str, origin: str, hop: int, policy: TargetPolicy, resolve: Resolver) -> None:
-    """Refuse a hop of a download whose scheme or host the policy does not allow."""
-    shown = redact_uri(origin)
-    where = f"source {shown}" if hop == 0 else f"source {shown} redirects to {redact_uri(url)}"
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise StageError(
-            ErrorKind.INPUT_INVALID,
-            f"{where}: a {scheme or 'relative'} URL is not a download",
-            "serve the data over http(s) without redirecting elsewhere",
-        )
-    try:
-        policy.check_host(urlsplit(url).hostname or "", resolve)
-    except TargetRefused as err:
-        raise StageError(ErrorKind.INPUT_INVALID, f"{where}: {err.reason}", _FIX_TARGET) from err
-    except OSError:
-        return  # does not resolve: the connection fails on its own
-
-
-def _final_response(
-    client: httpx.Client, url: str, policy: TargetPolicy, resolve: Resolver
-) -> httpx.Response:
-    """GET `url`, following redirects one checked hop at a time; the caller closes the
-    (streaming) response."""
-    target = url
-    for hop in range(MAX_REDIRECTS + 1):
-        _hop(target, url, hop, policy, resolve)
-        response = client.send(client.build_request("GET", target), stream=True)
-        location = response.headers.get("location")
-        if response.status_code not in _REDIRECTS or not location:
-            return response
-        response.close()
-        target = str(response.url.join(location))
-    raise StageError(
-        ErrorKind.INPUT_INVALID,
-        f"source {redact_uri(url)} redirects more than {MAX_REDIRECTS} times",
-        "point spec.source.uri at where the data is",
-    )
-
-
-def download(
-    url: str,
-    dest: str,
-    settings: Settings,
-    *,
-    transport: httpx.BaseTransport | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    policy: TargetPolicy | None = None,
-    resolve: Resolver = system_resolver,
-) -> int:
-    """Stream `url` into `dest`, retrying transient failures; returns the bytes written.
-
-    A download beyond `settings.max_source_bytes` stops as soon as it crosses the limit
-    (checked against Content-Length first, then while streaming). Every redirect hop
-    and every connection is checked against `policy` (the stage's environment's when
-    None); a refused one fails at once, without a retry.
-    """
-    allowed = policy if policy is not None else target_policy()
-    shown = redact_uri(url)
-    attempts = settings.http_retries + 1
-    last = ""
-    delay = settings.http_backoff
-    for attempt in range(1, attempts + 1):
-        try:
-            with httpx.Client(
-                timeout=settings.http_timeout,
-                follow_redirects=False,
-                trust_env=False,  # a proxy from the environment would bypass the checks
-                transport=transport or GuardedTransport(allowed, resolve),
-            ) as client:
-                response = _final_response(client, url, allowed, resolve)
-                try:
-                    status = response.status_code
-                    if status in (404, 410):
-                        raise StageError(
-                            ErrorKind.INPUT_NOT_FOUND,
-                            f"source {shown} not found (HTTP {status})",
-                            "check spec.source.uri",
-                        )
-                    if status in _RETRY_STATUS:
-                        last = f"HTTP {status}"
-                    elif status >= 400:
-                        raise StageError(
-                            ErrorKind.INPUT_INVALID,
-                            f"source {shown} refused the download (HTTP {status})",
-                            "check spec.source.uri and that it is readable without credentials",
-                        )
-                    else:
-                        length = response.headers.get("content-length")
-                        if length and length.isdigit() and int(length) > settings.max_source_bytes:
-                            raise _too_large(url, int(length), settings.max_source_bytes)
-                        written = 0
-                        with Path(dest).open("wb") as out:
-                            for chunk in response.iter_bytes(CHUNK):
-                                written += len(chunk)
-                                if written > settings.max_source_bytes:
-                                    raise _too_large(url, written, settings.max_source_bytes)
-                                out.write(chunk)
-                        return written
-                finally:
-                    response.close()
-        except StageError:
-            with contextlib.suppress(FileNotFoundError):
-                Path(dest).unlink()
-            raise
-        except TargetRefused as err:  # the address connected to, after the hop's check
-            with contextlib.suppress(FileNotFoundError):
-                Path(dest).unlink()
-            raise refused("source", shown, err, ErrorKind.INPUT_INVALID) from err
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            last = f"{type(exc).__name__}: {redact_text(first_line(exc))}"
-        with contextlib.suppress(FileNotFoundError):
-            Path(dest).unlink()
-        if attempt < attempts:
-            sleep(delay)
-            delay *= 2
-    raise StageError(
-        ErrorKind.INPUT_NOT_FOUND,
-        f"could not download source {shown} after {attempts} attempt(s): {last}",
-        "check that the server is reachable from the stage, or raise LINEAGEHUB_HTTP_RETRIES",
     )
 
 
@@ -422,10 +238,12 @@ def open_source(
         size: int | None = path.stat().st_size
         assert size is not None
         if size > settings.max_source_bytes:
-            raise _too_large(uri, size, settings.max_source_bytes)
+            raise too_large(uri, size, settings.max_source_bytes)
     elif scheme in ("http", "https"):
         location = str(Path(workspace) / f"{download_name}.{spec.format.value}")
         temp.append(location)
+        from pipeline_runner.download import download  # httpx: for http(s) sources only
+
         size = download(
             spec.uri, location, settings, transport=transport, policy=policy, resolve=resolve
         )
@@ -492,3 +310,13 @@ def _open(
 def invalid_source(uri: str, fmt: SourceFormat, exc: BaseException) -> StageError:
     """The error for a source that fails while it is streamed (bad rows found late)."""
     return _invalid(redact_uri(uri), fmt, exc)
+
+
+def __getattr__(name: str) -> Any:
+    """`download` and `GuardedTransport` live in `pipeline_runner.download`, loaded on
+    first use (PEP 562)."""
+    if name in ("download", "GuardedTransport"):
+        from pipeline_runner import download
+
+        return getattr(download, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,8 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
@@ -253,7 +251,11 @@ class StageTelemetry:
         self.peak_memory.set(peak_memory_bytes(), attrs)
 
     def finish(self) -> TelemetryBatch:
-        """Encode everything recorded, flush any direct exporters, and shut down."""
+        """Encode everything recorded, flush any direct exporters, and shut down. (The
+        OTLP encoders are loaded here, after the stage's work.)"""
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
         spans = self._spans.get_finished_spans()
         metrics_data = self._metric_reader.get_metrics_data()
         trace_id = span_id = ""

@@ -4,42 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import attr
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import error_message_run, job_type_job
-from openlineage.client.generated.base import RunFacet
-from openlineage.client.serde import Serde
-
 from lineagehub.datasets import redact_text
+from lineagehub.telemetry import openlineage_json as ol
+from lineagehub.telemetry.openlineage_json import PRODUCER
 
-PRODUCER = "https://github.com/lineage-hub/lineage-hub"
+__all__ = ["INTEGRATION", "PRODUCER", "TRACE_FACET", "run_event", "trace_facet"]
+
 INTEGRATION = "LINEAGE_HUB"
 TRACE_FACET = "lineagehub_trace"
+#: The schema of the trace run facet (a custom facet of ours).
+TRACE_FACET_SCHEMA = f"{PRODUCER}/blob/main/docs/facets/TraceRunFacet.json"
 
 
-@attr.define
-class TraceRunFacet(RunFacet):
-    """The run's W3C trace (a custom run facet): joins lineage with the spans by trace id,
-    in our warehouse and for any tool that reads the events."""
-
-    traceId: str  # OpenLineage facet fields are camelCase
-    traceparent: str
-
-    @staticmethod
-    def _get_schema() -> str:
-        return f"{PRODUCER}/blob/main/docs/facets/TraceRunFacet.json"
-
-
-def trace_facet(traceparent: str | None) -> dict[str, RunFacet]:
-    """`{"lineagehub_trace": ...}` for a W3C traceparent, or nothing."""
+def trace_facet(traceparent: str | None) -> dict[str, ol.Json]:
+    """`{"lineagehub_trace": ...}` for a W3C traceparent, or nothing: the run's trace
+    id joins lineage with the spans, in our warehouse and for any tool that reads the
+    events."""
     parts = (traceparent or "").split("-")
     if len(parts) != 4 or len(parts[1]) != 32:
         return {}
-    return {
-        TRACE_FACET: TraceRunFacet(
-            traceId=parts[1], traceparent=traceparent or "", producer=PRODUCER
-        )
-    }
+    fields = {"traceId": parts[1], "traceparent": traceparent or ""}
+    return {TRACE_FACET: ol.facet("TraceRunFacet", fields, schema_url=TRACE_FACET_SCHEMA)}
 
 
 def run_event(
@@ -55,29 +40,23 @@ def run_event(
     traceparent: str | None = None,
 ) -> bytes:
     """The JSON of one RunEvent for the run-level job, ready for `openlineage-events`."""
-    run_facets: dict[str, RunFacet] = dict(trace_facet(traceparent))
+    run_facets = trace_facet(traceparent)
     if error:
-        run_facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-            message=redact_text(error), programmingLanguage="python", producer=PRODUCER
-        )
-    event = RunEvent(
-        eventType=RunState[event_type],
-        eventTime=event_time.isoformat(),
-        producer=PRODUCER,
-        run=Run(runId=run_id, facets=run_facets),
-        job=Job(
-            namespace=namespace,
-            name=job,
-            facets={
-                "jobType": job_type_job.JobTypeJobFacet(
-                    processingType="BATCH",
-                    integration=INTEGRATION,
-                    jobType="PIPELINE",
-                    producer=PRODUCER,
-                )
-            },
-        ),
-        inputs=[InputDataset(namespace=ns, name=name) for ns, name in inputs],
-        outputs=[OutputDataset(namespace=ns, name=name) for ns, name in outputs],
+        run_facets["errorMessage"] = ol.error_message(redact_text(error))
+    event = ol.run_event(
+        event_type,
+        event_time=event_time.isoformat(),
+        run_id=run_id,
+        run_facets=run_facets,
+        job_namespace=namespace,
+        job_name=job,
+        job_facets={"jobType": ol.job_type("PIPELINE", INTEGRATION)},
+        inputs=[
+            {"namespace": ns, "name": name, "facets": {}, "inputFacets": {}} for ns, name in inputs
+        ],
+        outputs=[
+            {"namespace": ns, "name": name, "facets": {}, "outputFacets": {}}
+            for ns, name in outputs
+        ],
     )
-    return str(Serde.to_json(event)).encode()
+    return ol.to_json(event)

@@ -14,10 +14,11 @@ import polars as pl
 import pytest
 
 from lineagehub.api import SinkFormat, SourceSpec, WriteMode
+from pipeline_runner.download import download
 from pipeline_runner.errors import ErrorKind, StageError
 from pipeline_runner.settings import Settings
 from pipeline_runner.sinks import FileSink, clickhouse_type, parse_clickhouse_uri
-from pipeline_runner.sources import download, open_source
+from pipeline_runner.sources import open_source
 
 CSV = b"id,name\n1,a\n2,b\n"
 

@@ -1,0 +1,131 @@
+"""How soon a stage process does its first useful work.
+
+    nice -n 10 python bench/bench_runner_startup.py [--runs 9]
+
+Runs the extract stage of a small CSV the way a stage Job's container does
+(`python -m pipeline_runner extract`, here with `--emit console` so its spans can be
+read back) and measures, from just before the process is spawned:
+  stage span   the start of the stage's span (the stage begins its work)
+  read step    the start of its `read` span (the first byte of data is asked for)
+  exit         the process's end
+beside baselines measured in the same run, interleaved with ours so both see the
+same load: `python -c pass` (the interpreter) and `python -c "import polars"` (the
+least a polars stage must load). Prints medians, the ratio to the polars baseline and
+the goal (0.3 s), then the heaviest imports of one `python -X importtime` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOAL_S = 0.3
+SPAN_START = re.compile(r"span '(?P<name>[^']+)' .* start=(?P<start>\d+) ")
+ORDERS = "order_id,customer,amount\n1,acme,10.5\n2,globex,20.0\n3,initech,30.0\n"
+
+
+def stage_env(folder: Path) -> dict[str, str]:
+    from lineagehub.api import SinkSpec, SourceSpec, StageName, TransformSpec
+    from tests.unit.test_runner_stages import make_config
+
+    source = folder / "in" / "orders.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(ORDERS)
+    cfg = make_config(
+        folder,
+        StageName.EXTRACT,
+        source=SourceSpec(uri=f"file://{source}", format="csv"),
+        transform=TransformSpec(),
+        sink=SinkSpec(uri=f"file://{folder / 'out.parquet'}", format="parquet"),
+    )
+    return {
+        **os.environ,
+        "LINEAGEHUB_STAGE_CONFIG": cfg.to_env_value(),
+        "LINEAGEHUB_TERMINATION_LOG": str(folder / "termination"),
+    }
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """(seconds from spawn to exit, stdout) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+    return time.perf_counter() - t0, proc.stdout
+
+
+def stage_once(env: dict[str, str]) -> dict[str, float]:
+    """Seconds from spawn to the stage span, the read span and the exit."""
+    t0_ns = time.time_ns()
+    argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "console"]
+    wall, out = timed(argv, env)
+    starts = {m["name"]: int(m["start"]) for m in SPAN_START.finditer(out)}
+    return {
+        "stage span": (starts["stage extract"] - t0_ns) / 1e9,
+        "read step": (starts["read"] - t0_ns) / 1e9,
+        "exit": wall,
+    }
+
+
+def heaviest_imports(env: dict[str, str], top: int) -> list[tuple[int, str]]:
+    """(cumulative µs, module) of the top-level imports of one stage run."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline_runner", "extract", "--emit", "none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    found: list[tuple[int, str]] = []
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2]
+            depth = (len(name) - len(name.lstrip(" "))) // 2
+            if depth <= 1:
+                found.append((int(parts[1]), name.strip()))
+    return sorted(found, reverse=True)[:top]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=9)
+    args = parser.parse_args()
+    samples: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        env = stage_env(Path(tmp))
+        stage_once(env)  # warm the file cache and the bytecode cache
+        for _ in range(args.runs):
+            samples.setdefault("python -c pass", []).append(
+                timed([sys.executable, "-c", "pass"])[0]
+            )
+            samples.setdefault("import polars", []).append(
+                timed([sys.executable, "-c", "import polars"])[0]
+            )
+            for key, value in stage_once(env).items():
+                samples.setdefault(key, []).append(value)
+        imports = heaviest_imports(env, 12)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    polars = med["import polars"]
+    print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
+    print(f"  {'':<16} {'median s':>9} {'min s':>7} {'÷ import polars':>16}")
+    for key in ("python -c pass", "import polars", "stage span", "read step", "exit"):
+        print(f"  {key:<16} {med[key]:>9.3f} {min(samples[key]):>7.3f} {med[key] / polars:>16.2f}")
+    verdict = "met" if med["stage span"] <= GOAL_S else "NOT met"
+    print(f"goal: first useful work (stage span) <= {GOAL_S} s: {verdict}")
+    print("heaviest imports of one run (cumulative ms, -X importtime, top level):")
+    for micros, name in imports:
+        print(f"  {micros / 1000:>8.1f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

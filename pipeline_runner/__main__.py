@@ -1,0 +1,5 @@
+"""`python -m pipeline_runner <extract|transform|load>`: one stage, as `lineage-hub stage`."""
+
+from pipeline_runner.cli import stage_main
+
+raise SystemExit(stage_main())
