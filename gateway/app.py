@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import StringConstraints
@@ -29,6 +29,7 @@ from gateway.body import (
 )
 from gateway.config import Settings
 from gateway.health_cache import HealthCache
+from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
 from gateway.logs import AccessLog
 from gateway.promtext import GatewayMetrics
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
@@ -347,8 +348,24 @@ def _routes(app: FastAPI, deps: Deps) -> None:
         f"{API}/pipeline/run",
         status_code=201,
         tags=["runs"],
-        summary="Create a PipelineRun",
-        responses={503: {"description": "The Kubernetes API is unavailable"}},
+        summary="Create a PipelineRun (safe to retry with an Idempotency-Key)",
+        responses={
+            201: {
+                "description": (
+                    "The run was created; or, with an `Idempotency-Key` already used for "
+                    "the same request, the run it created (header `Idempotent-Replayed: true`)"
+                )
+            },
+            400: {"description": "A malformed `Idempotency-Key`"},
+            409: {"description": "A PipelineRun of that name exists (not created by this key)"},
+            422: {
+                "description": (
+                    "An invalid spec; or an `Idempotency-Key` already used by this caller for "
+                    "a different request"
+                )
+            },
+            503: {"description": "The Kubernetes API is unavailable"},
+        },
     )
     async def create_run(
         request: Request,
@@ -358,27 +375,57 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             float,
             Query(ge=0, le=MAX_RUN_ID_WAIT_S, description="Seconds to wait for the run id"),
         ] = 0.0,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias=HEADER,
+                description=(
+                    "A key the client chooses per run it means to create (a UUID): a "
+                    "retry with the same key and body returns the same run instead of "
+                    "creating another; the same key with another body is a 422. Scoped to "
+                    "the caller's token; kept on the PipelineRun while it exists."
+                ),
+            ),
+        ] = None,
     ) -> JSONResponse:
         store = _need_runs(deps)
         namespace = body.namespace or settings.namespace
         spec = body.model_dump(mode="json", by_alias=True, exclude_none=True)
         spec.pop("name", None)
         spec.pop("namespace", None)
-        obj = manifest(spec, body.name, namespace, request.state.request_id)
+        idem: Idempotency | None = None
+        if idempotency_key is not None:
+            problem = key_problem(idempotency_key)
+            if problem is not None:
+                return _error(400, problem)
+            asked = {"namespace": namespace, "name": body.name, "spec": spec}
+            idem = Idempotency.of(principal.id, idempotency_key, asked)
+        name = body.name or (idem.run_name() if idem is not None else None)
+        obj = manifest(spec, name, namespace, request.state.request_id)
+        if idem is not None:
+            idem.mark(obj)
         try:
-            created = await store.create(namespace, obj)
+            created, replayed = await _create_once(store, namespace, obj, idem)
             name = str(created["metadata"]["name"])
             if wait > 0:
                 created = await _wait_for_run_id(store, namespace, name, created, wait)
         except KubeError as exc:
             return _kube_error(exc)
-        deps.metrics.runs_created.inc()
+        except _KeyReused as exc:
+            return _error(422, mismatch_message(exc.name))
+        if replayed:
+            deps.metrics.runs_replayed.inc()
+        else:
+            deps.metrics.runs_created.inc()
         log.info(
-            "pipelinerun created",
+            "pipelinerun replayed" if replayed else "pipelinerun created",
             extra={"namespace": namespace, "run": name, "principal": principal.id},
         )
         url = _status_url(request, name, namespace)
         out = view(created, url)
+        headers = {"Location": url}
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
         return JSONResponse(
             {
                 "name": out["name"],
@@ -388,7 +435,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
                 "statusUrl": url,
             },
             status_code=201,
-            headers={"Location": url},
+            headers=headers,
         )
 
     @app.get(f"{API}/pipeline/run/{{name}}", tags=["runs"], summary="A PipelineRun's status")
@@ -512,6 +559,43 @@ def _kube_error(exc: KubeError) -> JSONResponse:
 def _status_url(request: Request, name: str, namespace: str) -> str:
     url = request.url_for("get_run", name=name).include_query_params(namespace=namespace)
     return str(url)
+
+
+class _KeyReused(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+async def _create_once(
+    store: RunStore, namespace: str, obj: dict[str, Any], idem: Idempotency | None
+) -> tuple[dict[str, Any], bool]:
+    """Create `obj`, or with a key find the run that key already created: (run, replayed).
+
+    Raises `_KeyReused` when the key's run was created for a different request.
+    """
+    if idem is None:
+        return await store.create(namespace, obj), False
+    found = await store.find(namespace, idem.selector)
+    if not found:
+        try:
+            return await store.create(namespace, obj), False
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            # A concurrent request with the same key won the create of the same name.
+            found = [await store.get(namespace, str(obj["metadata"]["name"]))]
+            if not idem.owns(found[0]):
+                raise  # a run of that name that this key did not create
+    first = min(found, key=_created_order)
+    if not idem.same_request(first):
+        raise _KeyReused(str(first["metadata"]["name"]))
+    return first, True
+
+
+def _created_order(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
 
 
 async def _wait_for_run_id(

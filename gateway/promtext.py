@@ -132,6 +132,10 @@ class GatewayMetrics:
             "lineagehub_gateway_pipelineruns_created_total", "PipelineRuns created over HTTP."
         )
 
+        self.runs_replayed = Counter(
+            "lineagehub_gateway_pipelineruns_replayed_total",
+            "Creates answered with the run an Idempotency-Key already created.",
+        )
         self.health_probe_runs = Counter(
             "lineagehub_gateway_health_probe_runs_total",
             "Runs of the dependency probes behind /api/v1/health (at most one per interval).",
@@ -146,6 +150,7 @@ class GatewayMetrics:
             self.publish,
             self.rejected,
             self.runs_created,
+            self.runs_replayed,
             self.health_probe_runs,
         ):
             lines.extend(metric.render())

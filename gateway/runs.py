@@ -32,6 +32,7 @@ class RunStore(Protocol):
     async def create(self, namespace: str, body: Obj) -> Obj: ...
     async def get(self, namespace: str, name: str) -> Obj: ...
     async def list(self, namespace: str, limit: int) -> list[Obj]: ...
+    async def find(self, namespace: str, label_selector: str) -> builtins.list[Obj]: ...
     async def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -130,6 +131,19 @@ class KubeRuns:
             "list_namespaced_custom_object", API_GROUP, API_VERSION, namespace, PLURAL, limit=limit
         )
         items: list[Obj] = found.get("items", [])
+        return items
+
+    async def find(self, namespace: str, label_selector: str) -> builtins.list[Obj]:
+        """The PipelineRuns of `namespace` carrying the labels (`key=value`)."""
+        found: Obj = await self._call(
+            "list_namespaced_custom_object",
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            PLURAL,
+            label_selector=label_selector,
+        )
+        items: builtins.list[Obj] = found.get("items", [])
         return items
 
     async def cancel(self, namespace: str, name: str) -> Obj:

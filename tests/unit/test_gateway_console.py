@@ -5,6 +5,7 @@ read, against a real embedded warehouse."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,6 +163,9 @@ class Runs:
         raise AssertionError("not used")
 
     async def list(self, namespace: str, limit: int) -> list[dict[str, object]]:
+        return []
+
+    async def find(self, namespace: str, label_selector: str) -> builtins.list[dict[str, object]]:
         return []
 
     async def ping(self) -> None:

@@ -8,6 +8,7 @@ backends are in-memory stand-ins; this is about the HTTP layer's input handling.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import gzip
 import json
@@ -73,6 +74,14 @@ class Runs:
 
     async def list(self, namespace: str, limit: int) -> list[dict[str, Any]]:
         return [o for (ns, _), o in self.objects.items() if ns == namespace][:limit]
+
+    async def find(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [
+            o
+            for (ns, _), o in self.objects.items()
+            if ns == namespace and o["metadata"].get("labels", {}).get(key) == value
+        ]
 
     async def ping(self) -> None:
         return None

@@ -7,6 +7,7 @@ Creating a PipelineRun through the real API server is in tests/integration/test_
 from __future__ import annotations
 
 import asyncio
+import builtins
 import copy
 import json
 import time
@@ -76,6 +77,14 @@ class MemoryRuns:
 
     async def list(self, namespace: str, limit: int) -> list[dict[str, Any]]:
         return [copy.deepcopy(o) for (ns, _), o in self.objects.items() if ns == namespace][:limit]
+
+    async def find(self, namespace: str, label_selector: str) -> builtins.list[dict[str, Any]]:
+        key, _, value = label_selector.partition("=")
+        return [
+            copy.deepcopy(o)
+            for (ns, _), o in self.objects.items()
+            if ns == namespace and o["metadata"].get("labels", {}).get(key) == value
+        ]
 
     async def ping(self) -> None:
         return None
