@@ -2,7 +2,8 @@
 
 `transform_plan.run_quality_checks` counts the failures; here the rows behind a failed
 check are sampled (a few offending values, for people and the termination message),
-and the null counts the `dataQualityMetrics` facet carries are computed in one pass.
+and the null counts the `dataQualityMetrics` facet carries are computed in the same pass
+as the transform itself.
 """
 
 from __future__ import annotations
@@ -79,12 +80,15 @@ def outcomes(
     return out
 
 
-def column_metrics(data: pl.LazyFrame) -> tuple[int, dict[str, int]]:
-    """(row count, null count per column) in one pass."""
+def column_metrics_query(data: pl.LazyFrame) -> pl.LazyFrame:
+    """One row: the row count (`__rows__`) and the null count of every column. Collect
+    it with the query that does the work (`pl.collect_all`), so the data is read once."""
     names = data.collect_schema().names()
-    row = (
-        data.select(pl.len().alias("__rows__"), *(pl.col(n).null_count() for n in names))
-        .collect()
-        .row(0)
-    )
-    return int(row[0]), {n: int(v) for n, v in zip(names, row[1:], strict=True)}
+    return data.select(pl.len().alias("__rows__"), *(pl.col(n).null_count() for n in names))
+
+
+def column_metrics(row: pl.DataFrame) -> tuple[int, dict[str, int]]:
+    """(row count, null count per column) from what `column_metrics_query` collected."""
+    values = row.row(0, named=True)
+    rows = int(values.pop("__rows__"))
+    return rows, {name: int(nulls) for name, nulls in values.items()}

@@ -22,7 +22,7 @@ from lineagehub.datasets import redact_uri
 from pipeline_runner.column_lineage import column_lineage, identity_lineage
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.lineage import dataset_name, planned_datasets, schema_fields, workspace_uri
-from pipeline_runner.quality import column_metrics, outcomes
+from pipeline_runner.quality import column_metrics, column_metrics_query, outcomes
 from pipeline_runner.result import StageResult
 from pipeline_runner.settings import Settings
 from pipeline_runner.sinks import count_rows, sink_for
@@ -154,10 +154,9 @@ def transform(
     with tel.step("read") as span:
         path, frame = _intermediate(cfg, StageName.EXTRACT, "transform")
         schema = frame.collect_schema()
-        rows_in, nulls = column_metrics(frame)
+        rows_in = count_rows(str(path))  # from the Parquet footer
         size_in = path.stat().st_size
         source.schema, source.row_count, source.size = schema_fields(schema), rows_in, size_in
-        source.null_counts = nulls
         result.records_in, result.bytes_read = rows_in, size_in
         span.set_attribute(ATTR_ROWS, rows_in)
         span.set_attribute(ATTR_BYTES, size_in)
@@ -176,7 +175,11 @@ def transform(
                     "correct spec.transform to use the source's columns",
                 ) from exc
             try:
-                plan.sink_parquet(tmp)
+                # One pass: the input's null counts are taken as the plan streams it.
+                _, metrics = pl.collect_all(
+                    [plan.sink_parquet(tmp, lazy=True), column_metrics_query(frame)],
+                    engine="streaming",
+                )
             except (PolarsError, OSError) as exc:
                 raise StageError(
                     ErrorKind.TRANSFORM_ERROR,
@@ -184,6 +187,7 @@ def transform(
                     "correct the data, or spec.transform (a cast the values do not fit, "
                     "an expression on the wrong type)",
                 ) from exc
+            _, source.null_counts = column_metrics(metrics)
             rows_out = count_rows(str(tmp))
             result.records_out = rows_out
             span.set_attribute(ATTR_ROWS, rows_out)

@@ -192,6 +192,18 @@ def _failures(check: QualityCheck) -> pl.Expr:
     return bad.sum()
 
 
+def _repeats(check: QualityCheck) -> pl.Expr:
+    """For a unique check: how many non-null values repeat an earlier one. Counting
+    distinct values is a cheap aggregation; marking every duplicated row is not, so the
+    exact count of failing rows is computed only when this is not 0."""
+    present = pl.col(check.column).drop_nulls()
+    return present.len() - present.n_unique()
+
+
+def _first_pass(check: QualityCheck) -> pl.Expr:
+    return _repeats(check) if check.type is CheckType.UNIQUE else _failures(check)
+
+
 def _describe(check: QualityCheck, failed: int) -> str:
     if failed == 0:
         return "ok"
@@ -208,18 +220,26 @@ def _describe(check: QualityCheck, failed: int) -> str:
 def run_quality_checks(
     data: pl.DataFrame | pl.LazyFrame, checks: Sequence[QualityCheck]
 ) -> list[CheckResult]:
-    """Evaluate every check in one pass. A check on a missing column fails (it is never
-    skipped silently)."""
+    """Evaluate every check in one pass over `data` (a second one only for unique checks
+    that found repeated values, to count the rows involved). A check on a missing column
+    fails (it is never skipped silently)."""
     lf = data.lazy()
     columns = set(lf.collect_schema().names())
     runnable = [(i, c) for i, c in enumerate(checks) if c.column in columns]
     counts: dict[int, int] = {}
-    if runnable:
-        try:
-            row = lf.select(_failures(c).alias(f"c{i}") for i, c in runnable).collect().row(0)
-        except PolarsError as exc:
-            raise TransformPlanError(f"transform.quality: {exc}") from exc
-        counts = {i: int(v or 0) for (i, _), v in zip(runnable, row, strict=True)}
+    try:
+        if runnable:
+            query = lf.select(_first_pass(c).alias(f"c{i}") for i, c in runnable)
+            row = query.collect(engine="streaming").row(0)
+            counts = {i: int(v or 0) for (i, _), v in zip(runnable, row, strict=True)}
+        repeated = [(i, c) for i, c in runnable if c.type is CheckType.UNIQUE and counts[i]]
+        if repeated:
+            exact = lf.select(_failures(c).alias(f"c{i}") for i, c in repeated).collect()
+            counts.update(
+                {i: int(v or 0) for (i, _), v in zip(repeated, exact.row(0), strict=True)}
+            )
+    except PolarsError as exc:
+        raise TransformPlanError(f"transform.quality: {exc}") from exc
     results: list[CheckResult] = []
     for i, check in enumerate(checks):
         if i in counts:
