@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+
+from consumers.otel.backend import ChdbBackend
+from tests.marquez_standin import MarquezStandin
 
 
 @pytest.fixture(scope="module")
@@ -15,3 +19,20 @@ def env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield dict(os.environ)
     else:
         yield request.getfixturevalue("stack").env
+
+
+@pytest.fixture
+async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
+    """A chdb store of the test's own."""
+    backend = ChdbBackend(str(tmp_path / "chdb"))
+    yield backend
+    await backend.close()
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[MarquezStandin]:
+    """A Marquez stand-in on loopback (tests/marquez_standin.py)."""
+    server = MarquezStandin()
+    await server.start()
+    yield server
+    await server.stop()
