@@ -276,7 +276,28 @@ def test_suspend_then_resume(operator: None, kubectl: Kubectl, namespace: str) -
         ),
         timeout=60,
     )
-    time.sleep(2)
+    # Proof that the operator went on deciding while suspended: a spec change (generation 2)
+    # it has provably processed (the condition's observedGeneration), and still no Job.
+    kubectl(
+        "patch",
+        "pipelinerun",
+        "held",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"ttlSecondsAfterFinished":3600}}',
+    )
+    seen = wait_until(
+        lambda: (
+            condition(status)
+            if (status := run_status(kubectl, namespace, "held")).get("conditions")
+            and condition(status).get("observedGeneration") == 2
+            else None
+        ),
+        timeout=60,
+    )
+    assert seen["reason"] == "Suspended", seen
     assert jobs_of(kubectl, namespace, "held") == [], "no stage starts while suspended"
     kubectl(
         "patch",
@@ -296,10 +317,8 @@ def test_ttl_deletes_the_finished_run(operator: None, kubectl: Kubectl, namespac
     wait_until(
         lambda: not get(kubectl, "pipelineruns", "-n", namespace)["items"], timeout=120, every=0.5
     )
-    (
-        wait_until(lambda: not jobs_of(kubectl, namespace, "ttl"), timeout=60),
-        "Jobs are garbage-collected with it",
-    )
+    # The Jobs are garbage-collected with it (wait_until fails the test if they stay).
+    wait_until(lambda: not jobs_of(kubectl, namespace, "ttl"), timeout=60)
 
 
 # The transitions a run goes through; the operator is killed right after each.
