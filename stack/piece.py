@@ -14,15 +14,14 @@ import hashlib
 import shutil
 import signal
 import socket
-import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from stack import paths
+from stack import paths, progress
 from stack.errors import StackError
+from stack.toolstreams import Lines, StreamReader
 
 
 @dataclass
@@ -47,6 +46,13 @@ class Piece:
     server: bool = True
     stop_timeout: float = 20.0
     stop_signal: signal.Signals = signal.SIGTERM  # PostgreSQL wants SIGINT (fast shutdown)
+    #: What `build()` makes on a machine without the cache, and what that took on a
+    #: 2-core machine, for the first line of a first `stack up`.
+    first_build: str = ""
+
+    def built(self) -> bool:
+        """Whether `build()` has nothing to do (its artifacts are in the cache)."""
+        return True
 
     def build(self) -> None:
         """Make the binaries/jars available in the cache (no-op when cached)."""
@@ -125,20 +131,28 @@ def port_holder(port: int) -> str:
     return "a process this user cannot see"
 
 
-def run_step(piece: str, step: str, argv: list[str], log: Path, **kw: object) -> None:
-    """Run one build/set-up command; on failure name the step and its log."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def run_step(
+    piece: str,
+    step: str,
+    argv: list[str],
+    log: Path,
+    *,
+    reader: StreamReader | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> None:
+    """Run one build/set-up command, told as a progress step with the figures `reader`
+    reads from its output (else its last line); on failure name the step and its log."""
     tool = argv[0]
     if shutil.which(tool) is None and not Path(tool).exists():
         raise StackError(piece, f"{step}: required tool {tool!r} is not installed", log)
-    with log.open("ab") as out:
-        out.write(f"\n$ {' '.join(argv)}\n".encode())
-        out.flush()
-        started = time.monotonic()
-        proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kw)  # type: ignore[call-overload]
-        out.write(f"# exit {proc.returncode} after {time.monotonic() - started:.1f}s\n".encode())
-    if proc.returncode != 0:
-        raise StackError(piece, f"{step} failed with exit code {proc.returncode}", log)
+    reader = reader or Lines()
+    with progress.current().step(f"{piece}: {step}") as told:
+        code = progress.run(argv, reader, told, log, cwd=cwd, env=env, stdin=stdin)
+        if code != 0:
+            raise StackError(piece, f"{step} failed with exit code {code}", log)
+        told.detail = reader.detail() if not isinstance(reader, Lines) else ""
 
 
 def content_key(*files: Path, extra: str = "") -> str:

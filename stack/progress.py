@@ -120,6 +120,17 @@ class Step:
     def redraw(self) -> None:
         self._show(force=True)
 
+    def clear(self) -> None:
+        """End without a line of its own (its caller says the outcome)."""
+        if self.ended:
+            return
+        self.ended = True
+        rep = self.reporter
+        if rep.stream is not None and rep.tty and rep.open is self:
+            rep._write("\r\x1b[K")
+        if rep.open is self:
+            rep.open = None
+
     def done(self, detail: str | None = None) -> None:
         self._end("done", detail)
 
@@ -208,6 +219,7 @@ def run(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     user: str | None = None,
+    stdin: str | None = None,
 ) -> int:
     """Run a tool; each line of its stdout and stderr goes to `reader` (and what it
     returns to `log`); the step shows the reader's figures as they change."""
@@ -219,7 +231,7 @@ def run(
         started = time.monotonic()
         proc = subprocess.Popen(
             list(argv),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -229,6 +241,9 @@ def run(
             user=user,
         )
         assert proc.stdout is not None and proc.stderr is not None
+        if proc.stdin is not None:
+            with proc.stdin:
+                proc.stdin.write(stdin or "")
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, False, lines), daemon=True),
             threading.Thread(target=_pump, args=(proc.stderr, True, lines), daemon=True),

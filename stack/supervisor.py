@@ -13,11 +13,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stack import paths
+from stack import paths, progress
 from stack.errors import StackError
 from stack.piece import Piece, port_holder, port_open
 
@@ -91,18 +91,24 @@ def start(piece: Piece) -> Running:
     started = _proc_start(proc.pid) or ""
     paths.pid_path(piece.name).write_text(json.dumps({"pid": proc.pid, "started": started}))
     deadline = time.monotonic() + piece.ready_timeout
+    step = progress.current().step(f"{piece.name}: started, waiting for it to answer")
+    step.update(f"gives up after {piece.ready_timeout:.0f} s")
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
             paths.pid_path(piece.name).unlink(missing_ok=True)
+            step.fail(f"exited with code {code}")
             raise StackError(
                 piece.name,
                 f"exited with code {code} before it was ready; last lines:\n{_tail(piece.log)}",
                 piece.log,
             )
         if piece.ready():
+            step.clear()
             return Running(proc.pid, started)
+        step.tick()
         time.sleep(POLL)
+    step.fail(f"not ready after {piece.ready_timeout:.0f} s")
     _terminate(piece, Running(proc.pid, started))
     raise StackError(
         piece.name,
@@ -145,31 +151,38 @@ def stop(piece: Piece) -> bool:
     return True
 
 
-def up(pieces: Sequence[Piece]) -> list[str]:
+def up(pieces: Sequence[Piece], on_line: Callable[[str], None] | None = None) -> list[str]:
     """Bring pieces up in order; a piece already running and ready is left alone.
 
+    Returns a line per piece, each also handed to `on_line` as soon as it is known.
     On failure everything this call started is stopped again, so a failed `up`
     leaves nothing behind, and the error names the piece and its log.
     """
     started: list[Piece] = []
     lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
+
     try:
         for piece in pieces:
             t0 = time.monotonic()
             piece.build()
             if not getattr(piece, "server", True):
                 piece.prepare()
-                lines.append(f"{piece.name}: ready (tool)")
+                say(f"{piece.name}: ready (tool)")
                 continue
             if running(piece) is not None and piece.ready():
-                lines.append(f"{piece.name}: already up")
+                say(f"{piece.name}: already up")
                 continue
             stop(piece)  # a stale, unready process of ours
             piece.prepare()
             start(piece)
             started.append(piece)
             piece.after_ready()
-            lines.append(f"{piece.name}: up in {time.monotonic() - t0:.1f}s")
+            say(f"{piece.name}: up in {time.monotonic() - t0:.1f}s")
     except BaseException:
         for piece in reversed(started):
             stop(piece)

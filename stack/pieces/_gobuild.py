@@ -14,7 +14,8 @@ from pathlib import Path
 
 from stack import paths
 from stack.errors import StackError
-from stack.piece import build_log, content_key, run_step
+from stack.gocompile import go_build as compile_with_progress
+from stack.piece import build_log, content_key
 
 GOTOOLS = paths.REPO_ROOT / "stack" / "gotools"
 
@@ -23,26 +24,44 @@ def binary_path(name: str, version: str) -> Path:
     return paths.cache_dir() / "bin" / f"{name}-{version}"
 
 
+def _key(name: str, version: str, ldflags: str) -> str:
+    module = GOTOOLS / name
+    return content_key(module / "go.mod", module / "go.sum", extra=f"{version} {ldflags}")
+
+
+def is_built(name: str, version: str, ldflags: str) -> bool:
+    """The cached binary is there and was built from the current go.mod/go.sum/flags."""
+    out = binary_path(name, version)
+    key_file = out.with_name(out.name + ".key")
+    return (
+        out.is_file()
+        and key_file.is_file()
+        and key_file.read_text().strip() == _key(name, version, ldflags)
+    )
+
+
 def go_build(piece: str, name: str, version: str, package: str, ldflags: str) -> Path:
     """Build `package` from `stack/gotools/<name>` unless the cached binary is current."""
     module = GOTOOLS / name
     out = binary_path(name, version)
     key_file = out.with_name(out.name + ".key")
-    key = content_key(module / "go.mod", module / "go.sum", extra=f"{version} {ldflags}")
-    if out.is_file() and key_file.is_file() and key_file.read_text().strip() == key:
+    key = _key(name, version, ldflags)
+    if is_built(name, version, ldflags):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     # GOTOOLCHAIN=local: never try to download another Go toolchain; a too-old
     # local Go fails here with a message naming the version it needs.
     env = {**os.environ, "GOTOOLCHAIN": "local"}
-    run_step(
+    compile_with_progress(
         piece,
-        f"go build {package} ({version})",
-        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package],
-        build_log(piece),
+        f"building {name} {version} (Go, {package})",
+        package=package,
+        flags=["-trimpath", f"-ldflags={ldflags}"],
+        out=partial,
         cwd=module,
         env=env,
+        log=build_log(piece),
     )
     if not partial.is_file():
         raise StackError(piece, f"go build produced no {partial.name}", build_log(piece))

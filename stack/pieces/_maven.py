@@ -1,7 +1,8 @@
 """Fetch a Java server's jars from Maven Central through a pom we own.
 
 The pom under `stack/maven/<name>/` lists the server artifact (its version a
-property); `mvn dependency:copy-dependencies` resolves the runtime closure into
+property); `mvn -B dependency:copy-dependencies` resolves the runtime closure (its transfer
+log, one line per artifact downloaded, is the step's progress) into
 `<cache>/<name>-<version>/lib`. A marker holding a hash of the pom makes a
 complete lib dir a cache hit; a failed fetch never leaves a half lib dir.
 """
@@ -13,6 +14,14 @@ from pathlib import Path
 
 from stack.errors import StackError
 from stack.piece import build_log, content_key, run_step
+from stack.toolstreams import Maven
+
+
+def is_fetched(pom: Path, version: str, home: Path) -> bool:
+    """The lib dir is complete for this pom and version."""
+    marker = home / ".complete"
+    key = content_key(pom, extra=version)
+    return marker.is_file() and marker.read_text().strip() == key and (home / "lib").is_dir()
 
 
 def copy_dependencies(
@@ -22,7 +31,7 @@ def copy_dependencies(
     lib = home / "lib"
     marker = home / ".complete"
     key = content_key(pom, extra=version)
-    if marker.is_file() and marker.read_text().strip() == key and lib.is_dir():
+    if is_fetched(pom, version, home):
         return lib
     home.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
@@ -33,8 +42,7 @@ def copy_dependencies(
         f"fetching {pom.parent.name} {version} jars from Maven Central (mvn -f {pom})",
         [
             "mvn",
-            "-q",
-            "-B",
+            "-B",  # batch mode still logs each transfer: the reader counts them
             "-U",  # retry artifacts an earlier run found missing
             "-f",
             str(pom),
@@ -44,6 +52,7 @@ def copy_dependencies(
             f"-DoutputDirectory={staging}",
         ],
         build_log(piece),
+        reader=Maven(),
     )
     if not (staging / main_jar).is_file():
         raise StackError(piece, f"Maven finished but {main_jar} is missing", build_log(piece))

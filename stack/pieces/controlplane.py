@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 
 from stack import paths
-from stack.piece import Launch, Piece, build_log, content_key, http_ok, run_step
+from stack.gocompile import go_build
+from stack.piece import Launch, Piece, build_log, content_key, http_ok
 from stack.pki import ensure_pki
 
 SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
@@ -88,13 +89,15 @@ def build_kcp() -> None:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    run_step(
+    go_build(
         "controlplane",
-        "go build of stack/controlplane (k8s.io/kubernetes " + KUBERNETES_VERSION + ")",
-        ["go", "build", "-trimpath", f"-ldflags={_ldflags()}", "-o", str(partial), "."],
-        build_log("controlplane"),
+        f"building the Kubernetes control plane (Go, k8s.io/kubernetes {KUBERNETES_VERSION})",
+        package=".",
+        flags=["-trimpath", f"-ldflags={_ldflags()}"],
+        out=partial,
         cwd=SOURCE,
         env={**os.environ, "GOFLAGS": "-buildvcs=false"},
+        log=build_log("controlplane"),
     )
     partial.rename(target)
     (target.parent / "kubectl").symlink_to("kcp")
@@ -120,6 +123,13 @@ def _healthy(url: str, path: str) -> bool:
 
 class _ControlPlanePiece(Piece):
     version = KUBERNETES_VERSION
+    first_build = (
+        f"the Kubernetes control plane {KUBERNETES_VERSION} from its Go modules "
+        "(~20 min cold, the bulk of a first run)"
+    )
+
+    def built(self) -> bool:
+        return kcp().exists()
 
     def build(self) -> None:
         build_kcp()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stack.errors import StackError
 from stack.piece import Launch, Piece
-from stack.pieces._gobuild import GOTOOLS, binary_path, go_build
+from stack.pieces._gobuild import GOTOOLS, binary_path, go_build, is_built
 
 HELM_VERSION = "v3.22.0"
 PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -39,6 +39,10 @@ class Helm(Piece):
     name = "helm"
     version = HELM_VERSION
     server = False
+    first_build = "Helm from its Go module (~5 min, sharing the control plane's compiled packages)"
+
+    def built(self) -> bool:
+        return is_built(self.name, self.version, helm_ldflags(self.version))
 
     @property
     def binary(self) -> Path:

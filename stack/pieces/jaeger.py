@@ -19,7 +19,7 @@ import yaml
 from lineagehub.topics import SPANS_TOPIC
 from stack import paths
 from stack.piece import Launch, Piece, http_ok
-from stack.pieces._gobuild import binary_path, go_build
+from stack.pieces._gobuild import binary_path, go_build, is_built
 from stack.pieces.kafka import BOOTSTRAP
 
 JAEGER_VERSION = "v1.76.0"
@@ -96,6 +96,10 @@ class Jaeger(Piece):
     version = JAEGER_VERSION
     ports = (OTLP_GRPC_PORT, OTLP_HTTP_PORT, QUERY_HTTP_PORT)
     ready_timeout = 60.0
+    first_build = "Jaeger from its Go module (~11 min)"
+
+    def built(self) -> bool:
+        return is_built(self.name, self.version, "-s -w")
 
     @property
     def binary(self) -> Path:

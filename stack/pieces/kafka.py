@@ -21,7 +21,7 @@ from lineagehub.topics import ALL_TOPICS, PARTITIONS
 from stack import paths
 from stack.errors import StackError
 from stack.piece import Launch, Piece, port_open, run_step
-from stack.pieces._maven import copy_dependencies
+from stack.pieces._maven import copy_dependencies, is_fetched
 
 KAFKA_VERSION = "4.2.0"
 BROKER_PORT = 9092
@@ -85,6 +85,10 @@ class Kafka(Piece):
     ports = (BROKER_PORT, CONTROLLER_PORT)
     ready_timeout = 120.0
     stop_timeout = 30.0
+    first_build = "Kafka's jars from Maven Central (~1 min)"
+
+    def built(self) -> bool:
+        return is_fetched(POM, self.version, self.home)
 
     # -- where things live -------------------------------------------------
     @property

@@ -16,7 +16,7 @@ import yaml
 from stack import paths
 from stack.piece import Launch, Piece, http_ok
 from stack.pieces import postgres
-from stack.pieces._maven import copy_dependencies
+from stack.pieces._maven import copy_dependencies, is_fetched
 
 MARQUEZ_VERSION = "0.50.0"
 API_PORT = 5000
@@ -49,6 +49,10 @@ class Marquez(Piece):
     version = MARQUEZ_VERSION
     ports = (API_PORT, ADMIN_PORT)
     ready_timeout = 180.0  # first start runs the Flyway migrations
+    first_build = "Marquez's jars from Maven Central (~1 min)"
+
+    def built(self) -> bool:
+        return is_fetched(POM, self.version, self.home)
 
     @property
     def home(self) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from stack import paths
 from stack.errors import StackError
 from stack.piece import Launch, Piece, build_log, run_step
+from stack.toolstreams import Apt
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PORT = 55432
@@ -73,8 +74,13 @@ class Postgres(Piece):
         user = self.run_as
         return ["runuser", "-u", user, "--", *argv] if user else argv
 
+    first_build = "PostgreSQL from Debian's packages (~1 min)"
+
+    def built(self) -> bool:
+        return find_bin_dir() is not None
+
     def build(self) -> None:
-        if find_bin_dir() is not None:
+        if self.built():
             return
         log = build_log(self.name)
         if os.geteuid() != 0:
@@ -85,13 +91,22 @@ class Postgres(Piece):
                 log,
             )
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run_step(self.name, "apt-get update", ["apt-get", "update"], log, env=env)
+        run_step(self.name, "apt-get update", ["apt-get", "update"], log, env=env, reader=Apt())
         run_step(
             self.name,
             "installing PostgreSQL with apt-get",
-            ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "-o",
+                "APT::Status-Fd=1",  # dlstatus:/pmstatus: lines, the step's progress
+                "postgresql",
+            ],
             log,
             env=env,
+            reader=Apt(),
         )
         if find_bin_dir() is None:
             raise StackError(self.name, f"apt-get installed postgresql but {PG_ROOT} is empty", log)
@@ -191,7 +206,7 @@ class Postgres(Piece):
                 "postgres",
             ],
             self.log,
-            input=_BOOTSTRAP_SQL.encode(),
+            stdin=_BOOTSTRAP_SQL,
         )
 
     def env(self) -> dict[str, str]:

@@ -1,0 +1,65 @@
+"""One Go build with its progress: `go list` plans it, `go build -json -v` does it.
+
+`go list -deps` with the build's own flags names every package the build needs
+and, through `Stale`, those not in the build cache (downloading the modules on
+the way: `go: downloading` lines); `go build -json -v` then names each package as
+it compiles it. The step shows `412/1,950 packages compiled` from those two.
+Neither -json nor -v nor the `go list` changes what is built or its cache keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from stack import progress
+from stack.errors import StackError
+from stack.toolstreams import GO_LIST_FORMAT, GoBuild, GoPlan
+
+
+def go_build(
+    piece: str,
+    what: str,
+    *,
+    package: str,
+    flags: Sequence[str],
+    out: Path,
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+) -> GoBuild:
+    """`go build FLAGS -o OUT PACKAGE` in `cwd`, told as `what`; raise naming the log."""
+    reporter = progress.current()
+    plan = GoPlan()
+    with reporter.step(f"{what}: resolving packages and downloading modules") as step:
+        code = progress.run(
+            ["go", "list", *flags, "-deps", "-f", GO_LIST_FORMAT, package],
+            plan,
+            step,
+            log,
+            cwd=cwd,
+            env=env,
+        )
+        if code != 0:
+            raise StackError(piece, f"go list of {package} failed with exit code {code}", log)
+        step.detail = (
+            f"{plan.downloads.detail() + ', ' if plan.downloads.modules else ''}"
+            f"{len(plan.to_compile):,} of {len(plan.packages):,} packages to compile"
+        )
+    with log.open("a") as text:
+        text.write(f"# plan: {len(plan.to_compile)} of {len(plan.packages)} packages to compile\n")
+    build = GoBuild(to_compile=set(plan.to_compile))
+    with reporter.step(what) as step:
+        code = progress.run(
+            ["go", "build", "-json", "-v", *flags, "-o", str(out), package],
+            build,
+            step,
+            log,
+            cwd=cwd,
+            env=env,
+        )
+        if code != 0:
+            where = f" in {', '.join(build.failed)}" if build.failed else ""
+            raise StackError(piece, f"go build failed{where} (exit code {code})", log)
+        step.detail = f"{len(build.compiled):,} packages compiled and linked"
+    return build
