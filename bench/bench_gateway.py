@@ -53,20 +53,26 @@ def events(n: int, per_run: int = 3) -> list[dict[str, Any]]:
     return out
 
 
-def start_gateway(bootstrap: str, topic: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    settings: dict[str, str], log: Path, args: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`lineage-hub gateway` as its own process on a free loopback port, configured by
+    `settings` (environment variables) on top of a bare environment: no Kubernetes, no
+    ClickHouse, no rate limit. Returns once it answers `/metrics`."""
     port = free_port()
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP": bootstrap,
-        "LINEAGEHUB_GATEWAY_TOPIC": topic,
-        "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
-        "LINEAGEHUB_GATEWAY_RATE": "0",  # no rate limit for the benchmark
+        "LINEAGEHUB_GATEWAY_RATE": "0",  # no rate limit for the benchmarks
         "KUBECONFIG": "",
+        "KAFKA_BOOTSTRAP": "",
         "CLICKHOUSE_URL": "",
+        "CLICKHOUSE_HTTP_URL": "",
+        "MARQUEZ_URL": "",
+        **settings,
     }
     code = "import sys; from gateway.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -139,7 +145,12 @@ async def main_async(args: argparse.Namespace) -> int:
     batches = [batched[i : i + args.batch] for i in range(0, len(batched), args.batch)]
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "gateway.log"
-        proc, url = start_gateway(bootstrap, topic, log)
+        gateway_env = {
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "LINEAGEHUB_GATEWAY_TOPIC": topic,
+            "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
+        }
+        proc, url = start_gateway(gateway_env, log)
         try:
             # Warm-up: the producer connects, the first metadata round trip.
             await drive(f"{url}/api/v1/lineage", events(50), 4, AUTH, {201})
