@@ -77,6 +77,7 @@ TARGETS = [
         mutate=["lineagehub_operator/decide.py"],
         tests=[
             "tests/unit/test_operator_decide.py",
+            "tests/unit/test_operator_decide_mutants.py",
             "tests/unit/test_run_policy.py",
             "tests/unit/test_operator_verify.py",
         ],
@@ -102,9 +103,12 @@ PACKAGES = {
     "lineagehub_operator": ROOT / "operator" / "lineagehub_operator",
 }
 
+# Data the code and tests read from the repository's top level, relative to their own files.
+DATA = ["charts", "crds", "examples"]
+
 
 def _ignore(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n in {"__pycache__", "node_modules"} or n.endswith(".pyc")}
+    return {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
 
 
 def _toml_list(values: list[str]) -> str:
@@ -124,6 +128,8 @@ def stage(target: Target, tests: list[str]) -> Path:
     for pkg in packages:
         shutil.copytree(PACKAGES[pkg], work / pkg, ignore=_ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=_ignore)
+    for data in DATA:  # files the code finds beside its own package (dashboards, CRDs, ...)
+        shutil.copytree(ROOT / data, work / data, ignore=_ignore)
     pyproject = (ROOT / "pyproject.toml").read_text()
     config = "\n".join(
         [
@@ -133,6 +139,7 @@ def stage(target: Target, tests: list[str]) -> Path:
             f"only_mutate = {_toml_list(target.mutate)}",
             f"do_not_mutate_patterns = {_toml_list(target.skip_lines)}",
             f"pytest_add_cli_args_test_selection = {_toml_list(tests)}",
+            f"also_copy = {_toml_list(DATA)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
             "use_git_change_detection = false",
             "",
