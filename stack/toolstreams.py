@@ -226,7 +226,10 @@ class Pip:
 
     def detail(self) -> str:
         if self.installed:
-            return f"{count(self.installing)} packages installed"
+            return (
+                f"{count(self.installing)} packages installed "
+                f"({count(self.collected)} requirements resolved)"
+            )
         if self.installing:
             return f"installing {count(self.installing)} packages"
         return (

@@ -145,7 +145,7 @@ def test_pip_resolving_then_installing() -> None:
     feed(pip, ["Installing collected packages: typing_extensions, idna, anyio, httpx"])
     assert pip.detail() == "installing 4 packages"
     feed(pip, ["Successfully installed anyio-4.16.0 httpx-0.28.1 idna-3.20"])
-    assert pip.detail() == "4 packages installed"
+    assert pip.detail() == "4 packages installed (3 requirements resolved)"
 
 
 NPM = [
