@@ -6,6 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cache="${LINEAGE_HUB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lineage-hub}"
+logs="$cache/logs"
+# Each slow step tells what it does and how far it got, from the tool's own output
+# (an updating line on a terminal, timestamped lines in a log): stack/progress.py,
+# standard library only, so it runs before the virtualenv exists.
+step() { python3 -m stack.progress "$@"; }
+
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-12)
+if [ ! -f "$stamp" ] && [ ! -d "$cache/bin" ]; then
+  echo "setup: first run on this machine: Debian packages (if missing), the Python" \
+    "virtualenv (.venv, pip) and the console's libraries (npm) take a few minutes; then" \
+    "\`stack up\` builds the local stack's servers into $cache (the Kubernetes control" \
+    "plane from its Go modules took ~20 min cold on a 2-core machine) and says what it builds"
+fi
+
 need_apt=()
 command -v go >/dev/null || need_apt+=(golang)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
@@ -17,16 +32,19 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
-  echo "setup: installing Debian packages: ${need_apt[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  step --what "setup: reading Debian's package lists" --reader apt --log "$logs/setup-apt.log" \
+    -- apt-get update
+  step --what "setup: installing Debian packages ${need_apt[*]}" --reader apt \
+    --log "$logs/setup-apt.log" -- env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -o APT::Status-Fd=1 "${need_apt[@]}"
 fi
 
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  echo "setup: creating .venv and installing lineage-hub[dev]"
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  step --what "setup: upgrading pip in .venv" --reader pip --log "$logs/setup-pip.log" \
+    -- .venv/bin/pip install --progress-bar off --upgrade pip
+  step --what "setup: installing lineage-hub[dev] into .venv (pip)" --reader pip \
+    --log "$logs/setup-pip.log" -- .venv/bin/pip install --progress-bar off -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
@@ -36,7 +54,8 @@ fi
 console=gateway/console
 console_stamp=$console/node_modules/.installed-$(sha256sum $console/package-lock.json | cut -c1-12)
 if [ ! -f "$console_stamp" ]; then
-  echo "setup: installing the console's browser libraries (npm ci)"
-  (cd $console && npm ci --no-audit --no-fund --loglevel=error)
+  step --what "setup: installing the console's browser libraries (npm ci)" --reader npm \
+    --lock $console/package-lock.json --log "$logs/setup-npm.log" \
+    -- npm ci --prefix $console --no-audit --no-fund --loglevel=http
   touch "$console_stamp"
 fi
