@@ -1,18 +1,27 @@
-"""aiokafka plumbing shared by both consumers: clients, rebalance hooks, lag."""
+"""aiokafka plumbing shared by both consumers: clients, rebalance hooks, lag, and
+whether the cluster answers at all."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
+from consumers.health import Health
 from consumers.stats import Stats
 
 log = logging.getLogger(__name__)
 
 # Room for a value the broker accepted (1 MiB by default) plus our dlq.* headers.
 DLQ_MAX_REQUEST_BYTES = 2 * 1024 * 1024
+# Asking for the end offsets waits out retriable errors up to aiokafka's request timeout
+# (40 s): with the broker away, the consumer loop must not stand still that long.
+LAG_TIMEOUT = 5.0
+# How often, and how patiently, a consumer asks the cluster whether it is there.
+KAFKA_CHECK_INTERVAL = 2.0
+KAFKA_CHECK_TIMEOUT = 5.0
 
 
 def make_consumer(
@@ -70,7 +79,7 @@ async def update_lag(
     if not tps:
         return
     try:
-        ends = await consumer.end_offsets(tps)
+        ends = await asyncio.wait_for(consumer.end_offsets(tps), LAG_TIMEOUT)
     except Exception as exc:  # lag is best effort: never stop consuming over it
         log.debug("end_offsets failed", extra={"error": str(exc)})
         return
@@ -82,3 +91,34 @@ async def update_lag(
             except Exception:
                 continue
         stats.set_lag(tp.topic, tp.partition, int(ends.get(tp, done)) - int(done))
+
+
+async def watch_cluster(
+    consumer: AIOKafkaConsumer,
+    health: Health,
+    name: str,
+    interval: float = KAFKA_CHECK_INTERVAL,
+    patience: float = KAFKA_CHECK_TIMEOUT,
+) -> None:
+    """Until cancelled: ask the cluster for its metadata every `interval` seconds (waiting
+    `patience` for the answer); while
+    no broker answers, `health` is degraded (as "<name> kafka"), and ok again once one does.
+
+    With its broker away a consumer only sees empty fetches and failing commits, all
+    retried inside aiokafka: without this, `/healthz` said ok through a whole outage.
+    """
+    source = f"{name} kafka"
+    while True:
+        try:
+            await asyncio.wait_for(consumer.topics(), patience)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # KafkaError, TimeoutError, OSError: all mean "not there"
+            if source not in health.reasons:
+                log.warning("kafka unreachable", extra={"source": source, "error": repr(exc)})
+            health.degrade(source, f"{name}: kafka unreachable: {exc!r}"[:300])
+        else:
+            if source in health.reasons:
+                log.info("kafka reachable again", extra={"source": source})
+            health.recover(source)
+        await asyncio.sleep(interval)

@@ -10,9 +10,13 @@ Marquez answers a stored event with 201 and its probe with 200. What the tests s
 * `hold(run_id)` / `release(run_id)`: a POST for that run is received but not answered
   until released ("slow on command"; `hold_all()` holds every POST).
 * `delay`: seconds each POST takes to answer (a slow Marquez, not a test's clock).
+* `down()` / `up()`: stop listening (connections refused, open ones cut) and listen again
+  on the same port: Marquez down, or flapping.
 
 Every POST is recorded with the status it got (`posts`); the 201s are `stored`, in the
-order they were answered. `until()` waits for a condition on them.
+order they were answered. A POST answered after its client hung up (it gave up waiting)
+is `abandoned`: stored all the same, as Marquez stores an event whose client timed out.
+`until()` waits for a condition on them.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ class Post:
     event_type: str
     status: int
     event: dict[str, Any]
+    abandoned: bool = False  # the client had hung up when the answer was ready
 
 
 @dataclass
 class MarquezStandin:
     host: str = "127.0.0.1"
+    port: int = 0  # 0 until started, then kept across down() and up()
     url: str = ""
     post_status: int | None = None
     get_status: int = 200
@@ -59,10 +65,17 @@ class MarquezStandin:
     # ---- control ------------------------------------------------------------------------
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, self.host, 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{self.port}"
         return self.url
+
+    async def down(self) -> None:
+        """Marquez is down: refuse connections and cut the open ones (same port on `up`)."""
+        await self.stop()
+
+    async def up(self) -> None:
+        await self.start()
 
     async def stop(self) -> None:
         self.release_all()
@@ -96,9 +109,12 @@ class MarquezStandin:
     def stored(self) -> list[Post]:
         return [p for p in self.posts if 200 <= p.status < 300]
 
-    def stored_count(self) -> Counter[tuple[str, str]]:
-        """How many times each (run id, event type) was stored."""
-        return Counter((p.run_id, p.event_type) for p in self.stored)
+    def stored_count(self, answered: bool = False) -> Counter[tuple[str, str]]:
+        """How many times each (run id, event type) was stored (`answered`: only the stores
+        whose 201 reached a client still waiting for it)."""
+        return Counter(
+            (p.run_id, p.event_type) for p in self.stored if not (answered and p.abandoned)
+        )
 
     def attempts(self, run_id: str) -> int:
         return sum(1 for p in self.posts if p.run_id == run_id)
@@ -135,7 +151,7 @@ class MarquezStandin:
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
-                status, payload = await self._answer(method, target.split("?", 1)[0], body)
+                status, payload = await self._answer(method, target.split("?", 1)[0], body, reader)
                 data = json.dumps(payload).encode()
                 writer.write(
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
@@ -150,7 +166,9 @@ class MarquezStandin:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _answer(
+        self, method: str, path: str, body: bytes, reader: asyncio.StreamReader
+    ) -> tuple[int, dict[str, Any]]:
         if method == "GET" and path == NAMESPACES:
             self.gets += 1
             self._changed.set()
@@ -171,7 +189,8 @@ class MarquezStandin:
         status = self.status_for(event) if self.status_for is not None else None
         if status is None:
             status = self.post_status if self.post_status is not None else 201
-        self.posts.append(Post(run_id, str(event.get("eventType", "")), status, event))
+        gone = reader.at_eof()  # the client hung up while we took our time
+        self.posts.append(Post(run_id, str(event.get("eventType", "")), status, event, gone))
         self._changed.set()
         if status >= 500:
             return status, {

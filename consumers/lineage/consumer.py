@@ -41,7 +41,14 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
 from consumers.health import Health
-from consumers.kafka import Rebalance, make_consumer, make_producer, update_lag
+from consumers.kafka import (
+    KAFKA_CHECK_INTERVAL,
+    Rebalance,
+    make_consumer,
+    make_producer,
+    update_lag,
+    watch_cluster,
+)
 from consumers.lineage.marquez import MarquezClient, Outcome
 from consumers.lineage.validate import ValidEvent, validate
 from consumers.offsets import OffsetTracker
@@ -67,6 +74,7 @@ class LineageSettings:
     max_server_error_attempts: int = 8
     commit_interval: float = 1.0
     lag_interval: float = 5.0
+    kafka_check_interval: float = KAFKA_CHECK_INTERVAL  # `/healthz` degraded while away
     # In-flight POSTs get this long after SIGTERM, well inside the pod's grace period (see
     # consumers/cli.py), so the final commit and LeaveGroup are never cut by SIGKILL.
     shutdown_timeout: float = 20.0
@@ -209,6 +217,7 @@ class LineageConsumer:
         self._producer: AIOKafkaProducer | None = None
         self._dlq: DeadLetterQueue | None = None
         self._prober: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._stopping = False
         self._stored = 0  # events Marquez stored: the evidence that a 5xx is an event's own
 
@@ -228,6 +237,10 @@ class LineageConsumer:
         await self._producer.start()
         await self._consumer.start()
         self._consumer.subscribe([self.s.topic], listener=Rebalance(self._revoked, self._assigned))
+        self._watch = asyncio.create_task(
+            watch_cluster(self._consumer, self.health, NAME, self.s.kafka_check_interval),
+            name="lineage-kafka-watch",
+        )
         self.health.started = True
         log.info("lineage consumer started", extra={"topic": self.s.topic, "group": self.s.group})
         try:
@@ -269,8 +282,9 @@ class LineageConsumer:
         await self._commit()
         for part in list(self._parts.values()):
             await self._stop_workers(part)
-        if self._prober is not None:
-            self._prober.cancel()
+        for task in (self._prober, self._watch):
+            if task is not None:
+                task.cancel()
         if consumer is not None:
             await consumer.stop()  # sends LeaveGroup: the partitions move on at once
         if self._producer is not None:

@@ -51,7 +51,14 @@ from aiokafka.structs import OffsetAndMetadata
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
 from consumers.health import Health
-from consumers.kafka import Rebalance, make_consumer, make_producer, update_lag
+from consumers.kafka import (
+    KAFKA_CHECK_INTERVAL,
+    Rebalance,
+    make_consumer,
+    make_producer,
+    update_lag,
+    watch_cluster,
+)
 from consumers.otel.backend import Backend, BackendError
 from consumers.otel.ddl import OTEL_SCHEMA, Schema
 from consumers.otel.decode import DecodeError, Row, decode_metrics, decode_trace_tables
@@ -78,6 +85,7 @@ class OtelSettings:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, factor=2.0, cap=15.0))
     max_insert_attempts: int = 5  # creating the tables
     lag_interval: float = 5.0
+    kafka_check_interval: float = KAFKA_CHECK_INTERVAL  # `/healthz` degraded while away
     # In-flight inserts get this long after SIGTERM, well inside the pod's grace period
     # (see consumers/cli.py); what is cut is replayed from the `pending:` marker.
     shutdown_timeout: float = 20.0
@@ -184,6 +192,7 @@ class OtelConsumer:
         self._stopping = False
         self._aborted = False
         self._recovery: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -207,6 +216,10 @@ class OtelConsumer:
         await self._consumer.start()
         listener = Rebalance(self._revoked, self._assigned)
         self._consumer.subscribe(list(self.s.topics), listener=listener)
+        self._watch = asyncio.create_task(
+            watch_cluster(self._consumer, self.health, self.s.name, self.s.kafka_check_interval),
+            name=f"{self.s.name}-kafka-watch",
+        )
         self.health.started = True
         log.info(
             f"{self.s.name} consumer started",
@@ -262,6 +275,8 @@ class OtelConsumer:
                 task.cancel()
             if pending:
                 log.warning("shutdown timeout: unflushed batches will be redelivered")
+        if self._watch is not None:
+            self._watch.cancel()
         if consumer is not None:
             await consumer.stop()
         if self._producer is not None:

@@ -16,9 +16,8 @@ import os
 import subprocess
 import time
 import uuid
-import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -35,13 +34,12 @@ from clickhouse_driver.connection import ServerInfo
 from consumers import cli
 from consumers.dlq import header
 from consumers.health import Health
-from consumers.lineage.consumer import LineageConsumer, LineageSettings
+from consumers.lineage.consumer import LineageSettings
 from consumers.otel.backend import Backend, ChdbBackend, NativeBackend
-from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
-from consumers.otel.ddl import OTEL_SCHEMA, Schema, Table
-from consumers.otel.decode import Row, decode_trace_tables
-from consumers.retry import Backoff
-from consumers.samples import lineage_bytes, run_trace, span, traces_request
+from consumers.otel.consumer import OtelConsumer, OtelSettings
+from consumers.otel.ddl import OTEL_SCHEMA, Table
+from consumers.otel.decode import Row
+from consumers.samples import span, traces_request
 from consumers.stats import Stats
 from consumers.testkit import (
     committed,
@@ -56,41 +54,24 @@ from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
 from lineagehub.topics import dlq
 from stack.pieces.helm import Helm
+from tests.consumer_faults import (
+    FAST,
+    KINDS,
+    batch_consumer,
+    dead_letters,
+    finish,
+    lineage_consumer,
+    lineage_events,
+    runs_in_other_lanes,
+    start,
+    stored,
+    wait_for,
+)
 from tests.crashing import CrashingBackend
 from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
 ROOT = Path(__file__).resolve().parents[2]
-FAST = Backoff(base=0.02, factor=2.0, cap=0.1)
-Pairs = list[tuple[bytes | None, bytes | None]]
-
-
-@pytest.fixture
-async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
-    backend = ChdbBackend(str(tmp_path / "chdb"))
-    yield backend
-    await backend.close()
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[MarquezStandin]:
-    server = MarquezStandin()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-async def wait_for(check: Callable[[], bool], what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.02)
-
-
-async def dead_letters(bootstrap: str, topic: str) -> int:
-    """How many records the DLQ holds (its end offsets: no waiting, no guessing)."""
-    return sum((await end_offsets(bootstrap, [dlq(topic)])).values())
 
 
 @dataclass
@@ -125,65 +106,6 @@ class Counting:
 
     async def close(self) -> None:
         pass  # the fixture closes the inner backend
-
-
-@dataclass(frozen=True)
-class Kind:
-    """The otel consumer or the lineage warehouse writer: same loop, other tables."""
-
-    name: str
-    table: str
-    identity: str  # a column that is unique per row
-    rows: int  # rows per record in `table`
-    schema: Schema
-    decoder: Decoder
-
-    def record(self) -> bytes:
-        if self.name == "otel":
-            return run_trace(str(uuid.uuid4()), children=0).SerializeToString()
-        return lineage_bytes(str(uuid.uuid4()), "START", namespace="outage", job="outage.job")
-
-    def records(self, n: int) -> Pairs:
-        return [(os.urandom(8), self.record()) for _ in range(n)]
-
-
-KINDS = {
-    "otel": Kind("otel", "otel_traces", "SpanId", 4, OTEL_SCHEMA, decode_trace_tables),
-    "warehouse": Kind(
-        "warehouse", "lineage_events", "EventHash", 1, LINEAGE_SCHEMA, decode_lineage
-    ),
-}
-
-
-def batch_consumer(
-    env: dict[str, str], kind: Kind, topic: str, group: str, backend: Backend, **kw: Any
-) -> OtelConsumer:
-    settings = OtelSettings(
-        bootstrap=env["KAFKA_BOOTSTRAP"],
-        group=group,
-        topics=(topic,),
-        client_id=f"test-{kind.name}",
-        name=kind.name,
-        **{"max_batch_wait": 0.3, "backoff": FAST, **kw},
-    )
-    return OtelConsumer(settings, backend, decoders={topic: kind.decoder}, schema=kind.schema)
-
-
-def start(consumer: OtelConsumer | LineageConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
-    stop = asyncio.Event()
-    return stop, asyncio.create_task(consumer.run(stop))
-
-
-async def finish(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-    stop.set()
-    await asyncio.wait_for(task, 60)
-
-
-async def stored(b: Backend, kind: Kind) -> tuple[int, int]:
-    (row,) = await b.query(
-        f"SELECT count() AS n, uniqExact({kind.identity}) AS d FROM otel.{kind.table}"
-    )
-    return int(row["n"]), int(row["d"])
 
 
 # ---- 1. ClickHouse failing every record -----------------------------------------------------
@@ -310,36 +232,6 @@ async def test_a_row_the_table_cannot_take_is_dead_lettered_alone(
 
 
 # ---- 1. Marquez failing every POST while its probe answers ---------------------------------
-
-
-def lineage_consumer(
-    env: dict[str, str], standin: MarquezStandin, topic: str, group: str, **kw: Any
-) -> LineageConsumer:
-    settings = LineageSettings(
-        bootstrap=env["KAFKA_BOOTSTRAP"],
-        marquez_url=standin.url,
-        group=group,
-        topic=topic,
-        backoff=FAST,
-        max_server_error_attempts=3,
-        **kw,
-    )
-    return LineageConsumer(settings)
-
-
-def runs_in_other_lanes(than: str, count: int, lanes: int = 8) -> list[str]:
-    """Run ids whose events go to another lane than `than`'s."""
-    lane = zlib.crc32(than.encode()) % lanes
-    out: list[str] = []
-    while len(out) < count:
-        run_id = str(uuid.uuid4())
-        if zlib.crc32(run_id.encode()) % lanes != lane:
-            out.append(run_id)
-    return out
-
-
-def lineage_events(runs: list[str]) -> Pairs:
-    return [(r.encode(), lineage_bytes(r, "START", namespace="outage", job="j")) for r in runs]
 
 
 @pytest.mark.parametrize("lanes", [1, 8])

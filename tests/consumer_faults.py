@@ -1,0 +1,145 @@
+"""The consumers as the fault tests build them (tests/integration/test_consumer_outages.py,
+test_consumer_kafka_faults.py): the otel consumer and the lineage warehouse writer (one
+batch loop, other tables), the lineage consumer against a Marquez stand-in, records of
+each kind, starting and stopping them, and what the stores and DLQs hold."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.health import Health
+from consumers.lineage.consumer import LineageConsumer, LineageSettings
+from consumers.otel.backend import Backend
+from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
+from consumers.otel.ddl import OTEL_SCHEMA, Schema
+from consumers.otel.decode import decode_trace_tables
+from consumers.retry import Backoff
+from consumers.samples import lineage_bytes, run_trace
+from consumers.testkit import end_offsets
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
+from lineagehub.topics import dlq
+from tests.marquez_standin import MarquezStandin
+
+FAST = Backoff(base=0.02, factor=2.0, cap=0.1)
+Pairs = list[tuple[bytes | None, bytes | None]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """The otel consumer or the lineage warehouse writer: same loop, other tables."""
+
+    name: str
+    table: str
+    identity: str  # a column that is unique per row
+    rows: int  # rows per record in `table`
+    schema: Schema
+    decoder: Decoder
+
+    def record(self) -> bytes:
+        if self.name == "otel":
+            return run_trace(str(uuid.uuid4()), children=0).SerializeToString()
+        return lineage_bytes(str(uuid.uuid4()), "START", namespace="outage", job="outage.job")
+
+    def records(self, n: int) -> Pairs:
+        return [(os.urandom(8), self.record()) for _ in range(n)]
+
+
+KINDS = {
+    "otel": Kind("otel", "otel_traces", "SpanId", 4, OTEL_SCHEMA, decode_trace_tables),
+    "warehouse": Kind(
+        "warehouse", "lineage_events", "EventHash", 1, LINEAGE_SCHEMA, decode_lineage
+    ),
+}
+
+
+def batch_consumer(
+    env: dict[str, str],
+    kind: Kind,
+    topic: str,
+    group: str,
+    backend: Backend,
+    health: Health | None = None,
+    **kw: Any,
+) -> OtelConsumer:
+    settings = OtelSettings(
+        bootstrap=env["KAFKA_BOOTSTRAP"],
+        group=group,
+        topics=(topic,),
+        name=kind.name,
+        **{"client_id": f"test-{kind.name}", "max_batch_wait": 0.3, "backoff": FAST, **kw},
+    )
+    return OtelConsumer(
+        settings, backend, health=health, decoders={topic: kind.decoder}, schema=kind.schema
+    )
+
+
+def lineage_consumer(
+    env: dict[str, str],
+    standin: MarquezStandin,
+    topic: str,
+    group: str,
+    health: Health | None = None,
+    **kw: Any,
+) -> LineageConsumer:
+    settings = LineageSettings(
+        bootstrap=env["KAFKA_BOOTSTRAP"],
+        marquez_url=standin.url,
+        group=group,
+        topic=topic,
+        **{"backoff": FAST, "max_server_error_attempts": 3, **kw},
+    )
+    return LineageConsumer(settings, health=health)
+
+
+def start(consumer: OtelConsumer | LineageConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    stop = asyncio.Event()
+    return stop, asyncio.create_task(consumer.run(stop))
+
+
+async def finish(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 60)
+
+
+async def wait_for(check: Callable[[], bool], what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        await asyncio.sleep(0.02)
+
+
+async def stored(b: Backend, kind: Kind) -> tuple[int, int]:
+    """Rows in the kind's table, and distinct rows (equal: nothing stored twice)."""
+    (row,) = await b.query(
+        f"SELECT count() AS n, uniqExact({kind.identity}) AS d FROM otel.{kind.table}"
+    )
+    return int(row["n"]), int(row["d"])
+
+
+async def dead_letters(bootstrap: str, topic: str) -> int:
+    """How many records the DLQ holds (its end offsets: no waiting, no guessing)."""
+    return sum((await end_offsets(bootstrap, [dlq(topic)])).values())
+
+
+def runs_in_other_lanes(than: str, count: int, lanes: int = 8) -> list[str]:
+    """Run ids whose events go to another lane than `than`'s."""
+    lane = zlib.crc32(than.encode()) % lanes
+    out: list[str] = []
+    while len(out) < count:
+        run_id = str(uuid.uuid4())
+        if zlib.crc32(run_id.encode()) % lanes != lane:
+            out.append(run_id)
+    return out
+
+
+def lineage_events(runs: list[str]) -> Pairs:
+    return [(r.encode(), lineage_bytes(r, "START", namespace="outage", job="j")) for r in runs]
