@@ -39,7 +39,7 @@ class Helm(Piece):
     name = "helm"
     version = HELM_VERSION
     server = False
-    first_build = "Helm from its Go module (~5 min, sharing the control plane's compiled packages)"
+    first_build = "Helm from its Go module (~5 min)"
 
     def built(self) -> bool:
         return is_built(self.name, self.version, helm_ldflags(self.version))
