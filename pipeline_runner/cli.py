@@ -36,6 +36,7 @@ from lineagehub.api import (
     StageName,
     new_run_id,
 )
+from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
 from pipeline_runner.errors import ErrorKind, one_line
@@ -80,6 +81,17 @@ def stage_main(argv: Sequence[str] | None = None) -> int:
     return _stage(stage, args.emit, sys.stdout, sys.stderr)
 
 
+def _invalid(exc: ValueError) -> str:
+    """What is wrong with a stage config: each field and why, never the value refused
+    (pydantic quotes it cut short, which can cut a URI's credentials off their `@`)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    errors = exc.errors(include_input=False, include_url=False)
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in errors
+    )
+
+
 def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
     prefix = f"lineage-hub stage {stage.value}"
     try:
@@ -92,7 +104,7 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
         if cfg.stage is not stage:
             raise ValueError(f"the stage config is for {cfg.stage.value}, not {stage.value}")
     except (ValueError, ValidationError) as exc:
-        reason = one_line(f"invalid LINEAGEHUB_STAGE_CONFIG: {exc}", 600)
+        reason = one_line(redact_text(f"invalid LINEAGEHUB_STAGE_CONFIG: {_invalid(exc)}"), 600)
         failed = StageResult(stage=stage, error=reason, error_kind=ErrorKind.INTERNAL_ERROR)
         write_termination_message(settings.termination_log, failed, stderr)
         print(f"{prefix}: InternalError: {reason}", file=stderr)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from lineagehub.api import QualityCheck, SourceSpec, StageName, TransformSpec
+from lineagehub.api import STAGE_CONFIG_ENV, QualityCheck, SourceSpec, StageName, TransformSpec
 from lineagehub.datasets import dataset_of, redact_text, redact_uri
 from lineagehub.telemetry.lineage import run_event
+from pipeline_runner.cli import stage_main
 from pipeline_runner.emit import MemoryEmitter
 from pipeline_runner.runner import Delivery, StageRun, run_stage
 from pipeline_runner.settings import Settings
@@ -214,3 +215,19 @@ def test_a_successful_stage_names_its_source_without_secrets(tmp_path: Path) -> 
     attrs = {kv.key: kv.value.string_value for kv in read.attributes}
     assert attrs["lineagehub.source"].endswith("X-Amz-Security-Token=REDACTED&password=REDACTED")
     _assert_no_secret(outcome, emitter, termination)
+
+
+def test_a_refused_stage_config_does_not_quote_the_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads(make_config(tmp_path, StageName.EXTRACT).to_env_value())
+    # A space breaks the URI pattern: pydantic's error quotes the value, cut short.
+    config["source"]["uri"] = f"https://reader:{PASSWORD}@data.example.com/a b.csv?token={TOKEN}"
+    term = tmp_path / "termination"
+    monkeypatch.setenv(STAGE_CONFIG_ENV, json.dumps(config))
+    monkeypatch.setenv("LINEAGEHUB_TERMINATION_LOG", str(term))
+    assert stage_main(["extract", "--emit", "none"]) == 2
+    err = capsys.readouterr().err
+    for text in (err, term.read_text()):
+        assert "source.uri: String should match pattern" in text
+        assert PASSWORD not in text and TOKEN not in text, text
