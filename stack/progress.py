@@ -72,8 +72,8 @@ class Reporter:
         self.width = width
         self.open: Step | None = None  # the step whose line is on the terminal now
 
-    def step(self, what: str) -> Step:
-        return Step(self, what)
+    def step(self, what: str, detail: str = "") -> Step:
+        return Step(self, what, detail)
 
     def say(self, text: str) -> None:
         """A line that stays (e.g. `etcd: up in 2.1 s`), above any step's moving line."""
@@ -96,10 +96,10 @@ class Step:
     """One slow step. `update` with the tool's figures; `done` or `fail` ends it.
     As a context manager it ends as failed when the block raises."""
 
-    def __init__(self, reporter: Reporter, what: str) -> None:
+    def __init__(self, reporter: Reporter, what: str, detail: str = "") -> None:
         self.reporter = reporter
         self.what = what
-        self.detail = ""
+        self.detail = detail
         self.started = reporter.clock()
         self.last_shown: float | None = None
         self.ended = False
@@ -235,6 +235,7 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            encoding="utf-8",
             errors="replace",
             cwd=cwd,
             env=env,

@@ -91,8 +91,10 @@ def start(piece: Piece) -> Running:
     started = _proc_start(proc.pid) or ""
     paths.pid_path(piece.name).write_text(json.dumps({"pid": proc.pid, "started": started}))
     deadline = time.monotonic() + piece.ready_timeout
-    step = progress.current().step(f"{piece.name}: started, waiting for it to answer")
-    step.update(f"gives up after {piece.ready_timeout:.0f} s")
+    step = progress.current().step(
+        f"{piece.name}: started, waiting for it to answer",
+        f"gives up after {piece.ready_timeout:.0f} s",
+    )
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from stack import paths, supervisor
+from stack import paths, progress, supervisor
+from stack.cli import first_run_line, status_table
 from stack.errors import StackError
 from stack.piece import Launch, Piece, port_open
 
@@ -98,3 +100,76 @@ def test_stale_pid_file_is_not_mistaken_for_a_running_piece(server: Server) -> N
     pid_file.parent.mkdir(parents=True)
     pid_file.write_text('{"pid": 1, "started": "not-the-real-start"}')
     assert supervisor.running(server) is None
+
+
+def test_up_tells_each_line_as_it_happens_and_the_wait_for_readiness(server: Server) -> None:
+    out = io.StringIO()
+    progress.use(progress.Reporter(out, tty=False, stamp=lambda: "T"))
+    told: list[str] = []
+    try:
+        lines = supervisor.up([server], on_line=told.append)
+    finally:
+        progress.use(progress.Reporter(None))
+    assert told == lines and told[0].startswith("web: up in ")
+    assert out.getvalue().startswith(
+        "T web: started, waiting for it to answer: gives up after 20 s"
+    )
+
+
+def test_a_piece_that_never_answers_is_told_failed_with_its_timeout() -> None:
+    out = io.StringIO()
+    progress.use(progress.Reporter(out, tty=False, stamp=lambda: "T"))
+    silent = Server("silent", _free_port())
+    silent.ready = lambda: False  # type: ignore[method-assign]
+    silent.ready_timeout = 1
+    try:
+        with pytest.raises(StackError, match="not ready after 1s"):
+            supervisor.up([silent])
+    finally:
+        progress.use(progress.Reporter(None))
+        supervisor.stop(silent)
+    assert "T silent: started, waiting for it to answer: FAILED, not ready after 1 s" in (
+        out.getvalue()
+    )
+
+
+class Built(Piece):
+    def __init__(self, name: str, first_build: str, built: bool) -> None:
+        self.name, self.first_build, self._built = name, first_build, built
+
+    def built(self) -> bool:
+        return self._built
+
+
+def test_first_run_line_names_each_missing_build_once_and_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LINEAGE_HUB_CACHE", str(tmp_path / "cache"))
+    plane = "the control plane (~20 min)"
+    pieces = [
+        Built("etcd", plane, built=False),
+        Built("kube-apiserver", plane, built=False),  # one binary: said once
+        Built("jaeger", "Jaeger (~11 min)", built=True),
+        Built("kafka", "Kafka's jars (~1 min)", built=False),
+        Built("operator", "", built=False),  # nothing to build
+    ]
+    line = first_run_line(pieces)
+    assert line is not None
+    assert line.startswith(
+        "first run on this machine: building the control plane (~20 min); Kafka's jars (~1 min)"
+        " (times measured on a 2-core machine); cached in " + str(tmp_path / "cache")
+    )
+    assert "Jaeger" not in line
+    assert first_run_line([Built("jaeger", "Jaeger", built=True), Built("op", "", False)]) is None
+
+
+def test_status_columns_stay_apart_whatever_their_width() -> None:
+    rows = [
+        ("PIECE", "STATE", "PID", "PORTS", "VERSION", "LOG"),
+        ("jaeger", "ready", "8289", "4317,4318,16686", "v1.76.0", "/x/jaeger.log"),
+        ("etcd", "down", "-", "12379", "v3.6.5", "/x/etcd.log"),
+    ]
+    table = status_table(rows)
+    assert [row.split() for row in table] == [list(r) for r in rows]
+    version_at = table[0].index("VERSION")
+    assert table[1][version_at:].startswith("v1.76.0") and table[2][version_at:].startswith("v3")
