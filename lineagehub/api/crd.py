@@ -256,16 +256,47 @@ def _printer_columns() -> list[dict[str, Any]]:
 def _pipeline_printer_columns() -> list[dict[str, Any]]:
     return [
         {
-            "name": "Source",
+            "name": "Schedule",
             "type": "string",
-            "jsonPath": ".spec.source.uri",
-            "description": "What the runs read (may name parameters)",
+            "jsonPath": ".spec.schedule",
+            "description": "Cron schedule of the Pipeline's own runs",
         },
         {
-            "name": "Sink",
+            "name": "Suspend",
+            "type": "boolean",
+            "jsonPath": ".spec.suspend",
+            "description": "Whether the schedule is suspended",
+        },
+        {
+            "name": "Last-Run",
             "type": "string",
-            "jsonPath": ".spec.sink.uri",
-            "description": "Where the runs write (may name parameters)",
+            "jsonPath": ".status.lastRun",
+            "description": "The newest run of the Pipeline",
+        },
+        {
+            "name": "Phase",
+            "type": "string",
+            "jsonPath": ".status.lastRunPhase",
+            "description": "Phase of the newest run",
+        },
+        {
+            "name": "Next-Run",
+            "type": "string",
+            "jsonPath": ".status.nextScheduleTime",
+            "description": "When the schedule creates its next run",
+        },
+        {
+            "name": "Active",
+            "type": "integer",
+            "jsonPath": ".status.activeCount",
+            "description": "Runs of the Pipeline that have not finished",
+        },
+        {
+            "name": "Source",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".spec.source.uri",
+            "description": "What the runs read (may name parameters)",
         },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
@@ -334,13 +365,19 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
     calls (operator/lineagehub_operator/kube.py, handlers.py) or kopf does for it."""
     return [
         # The runs: kopf lists and watches them and merge-patches its finalizer and
-        # annotations; delete for ttlSecondsAfterFinished.
-        _rule(API_GROUP, [PLURAL], ["list", "watch", "patch", "delete"]),
+        # annotations; delete for ttlSecondsAfterFinished and the Pipelines' history
+        # limits; create for scheduled runs; patch also sets spec.cancel (Replace).
+        _rule(API_GROUP, [PLURAL], ["create", "list", "watch", "patch", "delete"]),
         # The status, written with a merge patch.
         _rule(API_GROUP, [f"{PLURAL}/status"], ["patch"]),
         # Owner references with blockOwnerDeletion need update on the owner's finalizers
-        # where OwnerReferencesPermissionEnforcement is on.
-        _rule(API_GROUP, [f"{PLURAL}/finalizers"], ["update"]),
+        # where OwnerReferencesPermissionEnforcement is on (Jobs own by runs, scheduled
+        # runs by their Pipeline).
+        _rule(API_GROUP, [f"{PLURAL}/finalizers", f"{pipeline.PLURAL}/finalizers"], ["update"]),
+        # The Pipelines: a run reads its Pipeline (get); kopf lists and watches them for
+        # their daemons and patches its finalizer onto them.
+        _rule(API_GROUP, [pipeline.PLURAL], ["get", "list", "watch", "patch"]),
+        _rule(API_GROUP, [f"{pipeline.PLURAL}/status"], ["patch"]),
         # One Job per stage: created, read back on a name conflict, watched (index and
         # events), deleted on cancel.
         _rule("batch", ["jobs"], ["create", "get", "list", "watch", "delete"]),
@@ -350,8 +387,6 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
         _rule("", ["configmaps"], ["create", "get"]),
         # The run's workspace volume: created, read back, deleted when the run ends.
         _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
-        # A run with pipelineRef reads its Pipeline once, when it starts.
-        _rule(API_GROUP, [pipeline.PLURAL], ["get"]),
         # Kubernetes Events on the runs (kopf posts core/v1 events).
         _rule("", ["events"], ["create"]),
     ]

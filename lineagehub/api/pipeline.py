@@ -12,9 +12,18 @@ Like `pipelinerun.py`, this imports only the standard library and pydantic.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lineagehub.api.params import (
     CEL_VALUE_MATCHES,
@@ -30,11 +39,15 @@ from lineagehub.api.pipelinerun import (
     MAX_COLUMN,
     MAX_MAP_ENTRIES,
     ApiModel,
+    Condition,
     JsonDict,
     ObjectMeta,
     OpenLineageSpec,
     ParamValue,
+    Phase,
     PipelineBody,
+    StatusModel,
+    Time,
     cel,
 )
 
@@ -44,6 +57,20 @@ PLURAL = "pipelines"
 SINGULAR = "pipeline"
 SHORT_NAMES: tuple[str, ...] = ("pl",)
 MAX_DESCRIPTION = 1024
+MAX_HISTORY = 100
+MAX_RECENT_RUNS = 20
+#: Five whitespace-separated cron fields, or one of the @ macros; cron checks the rest.
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+(\s+\S+){4})$"
+#: On a run the schedule created: the time it was scheduled for (RFC 3339).
+SCHEDULED_TIME_ANNOTATION = "lineagehub.io/scheduled-time"
+
+
+class ConcurrencyPolicy(StrEnum):
+    """What a scheduled run does when an earlier one is still active (as CronJob)."""
+
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
 
 
 def _default_fits(kind: ParamType) -> JsonDict:
@@ -85,7 +112,25 @@ class ParamSpec(ApiModel):
 
 
 class PipelineSpec(PipelineBody):
-    """Desired state of a Pipeline: the spec its runs share, and its parameters."""
+    """Desired state of a Pipeline: the spec its runs share, its parameters, and the
+    schedule on which it runs itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.sink.uri != self.source.uri",
+                    "sink.uri must differ from source.uri",
+                    field_path=".sink.uri",
+                ),
+                cel(
+                    "!has(self.timeZone) || has(self.schedule)",
+                    "timeZone applies only with a schedule",
+                    field_path=".timeZone",
+                ),
+            ]
+        }
+    )
 
     params: Annotated[
         list[ParamSpec],
@@ -99,6 +144,40 @@ class PipelineSpec(PipelineBody):
     ] = Field(default_factory=list)
     """Parameters the runs fill in; the texts of this spec name them as `$(params.<name>)`,
     e.g. `uri: file:///data/orders-$(params.date).csv`."""
+
+    schedule: Annotated[str, StringConstraints(max_length=256, pattern=CRON_PATTERN)] | None = None
+    """Cron schedule on which the operator creates a run (`minute hour day-of-month month
+    day-of-week`, or @hourly, @daily, @weekly, @monthly, @yearly); no runs of its own when
+    unset. Scheduled runs use the parameters' defaults."""
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    """IANA time zone the schedule is read in, e.g. `Europe/Berlin` (UTC when unset); a
+    time skipped by a DST change runs at the next valid minute, a repeated one once."""
+    concurrency_policy: ConcurrencyPolicy = ConcurrencyPolicy.ALLOW
+    """When a scheduled run is due while another run of this Pipeline is active: Allow
+    starts it anyway, Forbid skips it, Replace cancels the active runs and starts it."""
+    starting_deadline_seconds: Annotated[int, Field(ge=0)] | None = None
+    """A scheduled run that could not start within this many seconds of its time is
+    skipped; without it a missed run starts late (at most one, however many were missed)."""
+    suspend: bool = False
+    """While true the schedule creates no runs (runs already created go on)."""
+    successful_runs_history_limit: Annotated[int, Field(ge=0, le=MAX_HISTORY)] = 3
+    """Succeeded scheduled runs to keep; older ones (and their Jobs) are deleted, oldest
+    first."""
+    failed_runs_history_limit: Annotated[int, Field(ge=0, le=MAX_HISTORY)] = 1
+    """Failed or cancelled scheduled runs to keep; older ones (and their Jobs) are deleted,
+    oldest first."""
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                raise ValueError(
+                    f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin"
+                ) from err
+        return value
 
     @model_validator(mode="after")
     def _check_params(self) -> PipelineSpec:
@@ -119,6 +198,55 @@ class PipelineSpec(PipelineBody):
         return PipelineBody.model_validate(self.model_dump(include=set(PipelineBody.model_fields)))
 
 
+class RunSummary(StatusModel):
+    """One run of the Pipeline, as its status lists it."""
+
+    name: str
+    """Name of the PipelineRun."""
+    phase: Phase | None = None
+    """Its phase (unset until the operator has seen it)."""
+    scheduled_time: Time | None = None
+    """The schedule time it was created for (unset: created by hand)."""
+    creation_time: Time | None = None
+    """When it was created."""
+    completion_time: Time | None = None
+    """When it finished."""
+
+
+class PipelineStatus(StatusModel):
+    """Observed state of a Pipeline: its schedule and its runs, written by the operator."""
+
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The `.metadata.generation` this status reflects."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=8,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+        ),
+    ] = Field(default_factory=list)
+    """`ScheduleValid`: whether the schedule and time zone can be read."""
+    last_schedule_time: Time | None = None
+    """The schedule time of the latest run the schedule created."""
+    next_schedule_time: Time | None = None
+    """When the schedule creates its next run (unset: no schedule, or suspended)."""
+    last_run: str | None = None
+    """Name of the newest run of the Pipeline."""
+    last_run_phase: Phase | None = None
+    """Phase of the newest run."""
+    active: Annotated[list[str], Field(max_length=MAX_RECENT_RUNS)] = Field(default_factory=list)
+    """Names of the runs that have not finished (at most 20 listed)."""
+    active_count: Annotated[int, Field(ge=0)] = 0
+    """How many runs of the Pipeline have not finished."""
+    recent_runs: Annotated[list[RunSummary], Field(max_length=MAX_RECENT_RUNS)] = Field(
+        default_factory=list
+    )
+    """The newest runs of the Pipeline, newest first (at most 20)."""
+
+
 class Pipeline(ApiModel):
     """A Pipeline is a reusable PipelineRun spec with parameters: a PipelineRun with
     `pipelineRef` runs it, and all its runs are one OpenLineage job."""
@@ -133,6 +261,8 @@ class Pipeline(ApiModel):
     """Standard object metadata."""
     spec: PipelineSpec
     """What every run of the Pipeline does."""
+    status: PipelineStatus | None = None
+    """Its schedule and its runs (written by the operator)."""
 
 
 def param_values(pipeline: Pipeline, given: Mapping[str, str] | None) -> dict[str, str]:
@@ -192,14 +322,18 @@ __all__ = [
     "KIND",
     "LIST_KIND",
     "PLURAL",
+    "SCHEDULED_TIME_ANNOTATION",
     "SHORT_NAMES",
     "SINGULAR",
+    "ConcurrencyPolicy",
     "OpenLineageSpec",
     "ParamError",
     "ParamSpec",
     "ParamType",
     "Pipeline",
     "PipelineSpec",
+    "PipelineStatus",
+    "RunSummary",
     "param_values",
     "resolve",
 ]

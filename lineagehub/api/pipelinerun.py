@@ -783,14 +783,13 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "has(self.pipelineRef) != has(self.source)",
-                    "set either pipelineRef (to run a Pipeline) or source and sink (an inline"
-                    " spec), not both and not neither",
-                    field_path=".pipelineRef",
+                    "has(self.pipelineRef) || has(self.source)",
+                    "an inline spec needs source; or set pipelineRef to run a Pipeline",
+                    field_path=".source",
                 ),
                 cel(
-                    "has(self.source) == has(self.sink)",
-                    "an inline spec needs both source and sink",
+                    "has(self.pipelineRef) || has(self.sink)",
+                    "an inline spec needs sink; or set pipelineRef to run a Pipeline",
                     field_path=".sink",
                 ),
                 cel(
@@ -831,13 +830,12 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
 
     @model_validator(mode="after")
     def _check(self) -> PipelineRunRequest:
-        if (self.pipeline_ref is None) == (self.source is None):
-            raise ValueError(
-                "set either pipelineRef (to run a Pipeline) or source and sink (an inline"
-                " spec), not both and not neither"
-            )
-        if (self.source is None) != (self.sink is None):
-            raise ValueError("an inline spec needs both source and sink")
+        if self.pipeline_ref is None:
+            for name, value in (("source", self.source), ("sink", self.sink)):
+                if value is None:
+                    raise ValueError(
+                        f"an inline spec needs {name}; or set pipelineRef to run a Pipeline"
+                    )
         if self.pipeline_ref is not None:
             given = sorted(self.model_dump(by_alias=True, exclude_none=True).keys() & _BODY_FIELDS)
             if given:

@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
-    import lineagehub_operator.handlers  # noqa: F401  (registers the handlers)
+    import lineagehub_operator.handlers
+    import lineagehub_operator.pipelines  # noqa: F401  (and the Pipelines' handlers)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     asyncio.run(

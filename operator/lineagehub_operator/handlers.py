@@ -64,6 +64,7 @@ from lineagehub_operator.observed import (
     owner_uid,
 )
 from lineagehub_operator.run_telemetry import RunTelemetry
+from lineagehub_operator.waiting import newer, sleep_until_woken
 
 JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
@@ -139,13 +140,6 @@ def _needs_daemon(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
         verdicts.get(kind, "Unknown") == "Unknown"
         for kind in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED)
     )
-
-
-def _rv(obj: dict[str, Any] | kopf.Body) -> int:
-    try:
-        return int(obj["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return 0
 
 
 def _fresh_ids() -> RunIds:
@@ -252,17 +246,6 @@ async def _release_workspace(api: KubeApi, config: OperatorConfig, run: Pipeline
         )
 
 
-async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
-    """Until a Job or the run changes, the daemon is asked to stop, or `timeout`."""
-    woken = asyncio.ensure_future(waker.wait())
-    halted = asyncio.ensure_future(stopped.wait())
-    try:
-        await asyncio.wait({woken, halted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
-        halted.cancel()
-
-
 @kopf.daemon(API_GROUP, API_VERSION, PLURAL, when=_needs_daemon, cancellation_timeout=10)
 async def reconcile(
     *,
@@ -285,7 +268,7 @@ async def reconcile(
         while not stopped:
             waker.clear()
             # The live body may lag behind our own last status write: use the newer one.
-            current: dict[str, Any] = dict(body) if _rv(body) >= _rv(latest) else latest
+            current = newer(body, latest)
             now = datetime.now(UTC)
             if resolve.needs_resolution(current):
                 resolved = await _resolve(memo["api"], namespace, current, body, now)
@@ -358,7 +341,7 @@ async def reconcile(
             if verifying:
                 # Back off while a store catches up or is down: 0.5 s doubling to 30 s.
                 timeout = min(timeout, 0.5 * 2 ** min(checks, 6))
-            await _sleep(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
+            await sleep_until_woken(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
     finally:
         memo["wakers"].pop(uid, None)
         # The results are read again from the pods if the run's daemon ever comes back.

@@ -138,6 +138,53 @@ class KubeApi:
             raise
         return cast(dict[str, Any], result)
 
+    async def create_run(self, run: dict[str, Any]) -> bool:
+        """Create a PipelineRun; False when one of that name exists already."""
+        try:
+            await self._call(
+                self.custom.create_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                run["metadata"]["namespace"],
+                PLURAL,
+                run,
+            )
+        except ApiException as err:
+            if err.status == 409:
+                return False
+            raise
+        return True
+
+    async def cancel_run(self, namespace: str, name: str) -> None:
+        """Set `spec.cancel` on a run (gone already counts as cancelled)."""
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object,
+                API_GROUP,
+                API_VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"spec": {"cancel": True}},
+            )
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    async def patch_pipeline_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        result = await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            pipeline.PLURAL,
+            name,
+            {"status": status},
+        )
+        return cast(dict[str, Any], result)
+
     async def delete_run(self, namespace: str, name: str) -> None:
         try:
             await self._call(

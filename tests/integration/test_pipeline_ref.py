@@ -76,9 +76,14 @@ REJECTED: list[tuple[str, Obj, str]] = [
     (
         "pipelineRef and an inline spec",
         {"pipelineRef": {"name": "orders"}, "source": INLINE["spec"]["source"]},
-        "set either pipelineRef",
+        "spec.pipelineRef: Invalid value",
     ),
-    ("neither pipelineRef nor an inline spec", {"suspend": True}, "not both and not neither"),
+    (
+        "neither pipelineRef nor an inline spec",
+        {"suspend": True},
+        "spec.source: Invalid value: an inline spec needs source; or set pipelineRef",
+    ),
+    ("an inline spec without a sink", {"source": INLINE["spec"]["source"]}, "spec.sink"),
     (
         "pipelineRef with a transform",
         {"pipelineRef": {"name": "orders"}, "transform": {"filter": "true"}},

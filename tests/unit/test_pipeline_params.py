@@ -128,9 +128,9 @@ INLINE = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"pipelineRef": {"name": "p"}, "source": INLINE["source"]}, "not both"),
-        ({"ttlSecondsAfterFinished": 5}, "not neither"),
-        ({"source": INLINE["source"]}, "needs both source and sink"),
+        ({"pipelineRef": {"name": "p"}, "source": INLINE["source"]}, "takes source from its"),
+        ({"ttlSecondsAfterFinished": 5}, "needs source; or set pipelineRef"),
+        ({"source": INLINE["source"]}, "needs sink; or set pipelineRef"),
         ({"pipelineRef": {"name": "p"}, "stages": {}}, "takes stages from its Pipeline"),
         ({**INLINE, "params": {"a": "b"}}, "params apply only"),
     ],
