@@ -8,6 +8,7 @@ stops the stack itself when it is done).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stack import supervisor
+from stack import progress, supervisor
 from stack.cli import stack_env
 from stack.errors import StackError
 from stack.registry import ALL, select
@@ -59,7 +60,15 @@ def _needed(items: list[pytest.Item]) -> list[str]:
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
     pieces = select(_needed(request.session.items)) or ALL
-    supervisor.up(pieces)
+    # A first run builds for many minutes: its progress goes to the terminal (or CI's
+    # log) past pytest's capture; a warm stack tells nothing.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        progress.use(progress.for_stdout())
+        try:
+            supervisor.up(pieces)
+        finally:
+            progress.use(progress.Reporter(None))
     env = stack_env()
     os.environ.update(env)
     yield StackHandle(env)
