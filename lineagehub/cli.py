@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("pipeline_runner.cli", "main"),
     "consume": ("consumers.cli", "main"),
     "describe": ("pipeline_runner.describe", "main"),
+    "rerun": ("lineagehub_operator.rerun_cli", "main"),
     "gateway": ("gateway.cli", "main"),
     "stack": ("stack.cli", "main"),
 }

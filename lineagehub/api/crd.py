@@ -366,8 +366,9 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
     return [
         # The runs: kopf lists and watches them and merge-patches its finalizer and
         # annotations; delete for ttlSecondsAfterFinished and the Pipelines' history
-        # limits; create for scheduled runs; patch also sets spec.cancel (Replace).
-        _rule(API_GROUP, [PLURAL], ["create", "list", "watch", "patch", "delete"]),
+        # limits; create for scheduled runs; patch also sets spec.cancel (Replace); get
+        # reads the earlier run of a re-run.
+        _rule(API_GROUP, [PLURAL], ["create", "get", "list", "watch", "patch", "delete"]),
         # The status, written with a merge patch.
         _rule(API_GROUP, [f"{PLURAL}/status"], ["patch"]),
         # Owner references with blockOwnerDeletion need update on the owner's finalizers

@@ -325,6 +325,8 @@ class Reason(StrEnum):
     PIPELINE_NOT_FOUND = "PipelineNotFound"
     INVALID_PIPELINE = "InvalidPipeline"
     INVALID_PARAMS = "InvalidParams"
+    INVALID_RERUN = "InvalidRerun"
+    REUSED = "Reused"
     POLICY_VIOLATION = "PolicyViolation"
     # LineageRecorded / TraceRecorded
     RECORDED = "Recorded"
@@ -654,7 +656,14 @@ class OpenLineageSpec(ApiModel):
 
 _EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources")
 _BODY_FIELDS = ("source", "transform", "sink", "stages", "openlineage", *_EXECUTION_FIELDS)
-_CONTROL_FIELDS = ("pipelineRef", "params", "ttlSecondsAfterFinished", "suspend", "cancel")
+_CONTROL_FIELDS = (
+    "pipelineRef",
+    "params",
+    "rerun",
+    "ttlSecondsAfterFinished",
+    "suspend",
+    "cancel",
+)
 
 ParamValue = Annotated[str, StringConstraints(max_length=MAX_PARAM_VALUE)]
 
@@ -701,6 +710,18 @@ class PipelineRef(ApiModel):
     """Name of the Pipeline."""
 
 
+class RerunSpec(ApiModel):
+    """Start from a stage of an earlier, finished run, reusing what its earlier stages
+    wrote (their outputs in its workspace) instead of running them again."""
+
+    of: K8sName
+    """Name of the earlier PipelineRun (in this run's namespace). Its lineage is this
+    run's parent."""
+    from_stage: StageName | None = None
+    """The stage to start at; when unset, the first stage the earlier run did not finish.
+    Every stage before it must have succeeded there."""
+
+
 class RunControls(ApiModel):
     """What a run decides for itself, whatever it runs: params, TTL, suspend, cancel."""
 
@@ -717,6 +738,10 @@ class RunControls(ApiModel):
     ) = None
     """Values of the Pipeline's parameters, by name (as text: `date: "2026-11-30"`); a
     parameter the Pipeline gives a default may be left out. Only with pipelineRef."""
+    rerun: RerunSpec | None = None
+    """Re-run an earlier run from one of its stages (`lineage-hub rerun RUN --from STAGE`
+    writes it): the stages before are not run again. The spec must read and transform
+    what the earlier run did."""
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
     """Delete the run this many seconds after it finished; kept until deleted when unset."""
     suspend: bool = False
@@ -991,6 +1016,24 @@ class TraceStatus(StatusModel):
     """Whether a span of every finished stage was seen."""
 
 
+class RerunStatus(StatusModel):
+    """The earlier run a re-run continues, as the operator found it when the re-run
+    started."""
+
+    name: str
+    """Name of the earlier PipelineRun."""
+    run_id: Annotated[str, StringConstraints(pattern=UUID7_PATTERN)]
+    """Its OpenLineage run id: the parent of this run's lineage."""
+    namespace: str
+    """OpenLineage namespace of its job."""
+    job: str
+    """OpenLineage name of its job."""
+    from_stage: StageName
+    """The stage this run starts at; the stages before reuse the earlier run's outputs."""
+    workspace: str
+    """The run whose workspace holds those outputs (and this run's)."""
+
+
 class PipelineRunStatus(StatusModel):
     """Observed state of a PipelineRun, written by the operator."""
 
@@ -1049,6 +1092,8 @@ class PipelineRunStatus(StatusModel):
     """For a run with pipelineRef: the Pipeline's spec with the params filled in, as it
     was when the run started. The run executes this copy, so editing the Pipeline later
     never changes a run that has started."""
+    rerun_of: RerunStatus | None = None
+    """For a re-run: the earlier run it continues and the stage it starts at."""
 
     def condition(self, type_: str = CONDITION_SUCCEEDED) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -1112,7 +1157,7 @@ def progress(stages: Iterable[StageStatus]) -> str:
 # --------------------------------------------------------------------------- the object
 
 _TERMINAL = "['Succeeded', 'Failed', 'Cancelled']"
-_FROZEN_ONCE_STARTED = ("source", "transform", "sink", "pipelineRef", "params")
+_FROZEN_ONCE_STARTED = ("source", "transform", "sink", "pipelineRef", "params", "rerun")
 _CONTROL_FIELDS_ALL = {
     *_CONTROL_FIELDS,
     *(name for name in RunControls.model_fields),
@@ -1159,8 +1204,8 @@ class _RunObject(ApiModel):
                     "!has(oldSelf.status) || !has(oldSelf.status.phase)"
                     " || oldSelf.status.phase == 'Pending'"
                     f" || ({' && '.join(_unchanged(f) for f in _FROZEN_ONCE_STARTED)})",
-                    "source, transform, sink, pipelineRef and params cannot change once the"
-                    " run has started",
+                    "source, transform, sink, pipelineRef, params and rerun cannot change once"
+                    " the run has started",
                     field_path=".spec",
                     reason="FieldValueForbidden",
                 ),

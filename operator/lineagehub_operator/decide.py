@@ -95,17 +95,21 @@ class Decision:
 
 
 def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRunStatus:
+    # Resolved before the ids: a pipelineRef run's spec snapshot, a re-run's earlier run
+    # and the stages it reuses from it. Kept as they are.
+    resolved = run.status or PipelineRunStatus()
+    stages = list(resolved.stages) if resolved.rerun_of else [StageStatus(name=s) for s in STAGES]
     status = PipelineRunStatus(
         phase=Phase.PENDING,
         run_id=ids.run_id,
         trace_id=ids.trace_id,
         traceparent=f"00-{ids.trace_id}-{ids.span_id}-01",
         start_time=now,
-        stages=[StageStatus(name=s) for s in STAGES],
-        progress=progress([]),
+        stages=stages,
+        progress=progress(stages),
         observed_generation=run.metadata.generation,
-        # A pipelineRef run's resolved spec, snapshot before the ids: kept as it is.
-        pipeline_spec=run.status.pipeline_spec if run.status else None,
+        pipeline_spec=resolved.pipeline_spec,
+        rerun_of=resolved.rerun_of,
     )
     status.conditions = set_condition(
         [],
@@ -298,7 +302,8 @@ def decide(
                         RecordEvent("Normal", "Suspended", f"Run suspended before stage {stage}")
                     )
                 break
-            if stage == StageName.EXTRACT:
+            if status.phase == Phase.PENDING:
+                # The run's first Job (extract, or a re-run's first stage): it starts.
                 actions.append(EmitRunEvent("START"))
             actions.append(CreateJob(stage))
             entry.phase = Phase.RUNNING

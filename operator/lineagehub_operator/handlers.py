@@ -34,7 +34,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import policy, resolve, verify
+from lineagehub_operator import policy, rerun, resolve, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -201,7 +201,7 @@ async def _execute(
     for action in decision.actions:
         if isinstance(action, CreateJob):
             await api.create_owned(config_map(staged, config), uid)
-            if not config.workspace_host_path:
+            if not config.workspace_host_path and not _reruns(staged):
                 await api.create_owned(workspace_claim(staged, config), uid)
             await api.create_owned(stage_job(staged, action.stage, config), uid)
         elif isinstance(action, DeleteJob):
@@ -233,9 +233,37 @@ async def _resolve(
     return await api.patch_status(namespace, name, {"pipelineSpec": outcome.wire()})
 
 
+def _reruns(run: PipelineRun) -> bool:
+    return run.status is not None and run.status.rerun_of is not None
+
+
+async def _continue(
+    api: KubeApi,
+    config: OperatorConfig,
+    namespace: str,
+    current: dict[str, Any],
+    body: kopf.Body,
+    now: datetime,
+) -> dict[str, Any] | None:
+    """Read a re-run's earlier run into its status (the new body), or fail it (None)."""
+    name = current["metadata"]["name"]
+    earlier = await api.get_run(namespace, rerun.rerun_of(current) or "")
+    outcome = rerun.continue_run(earlier, current, config)
+    if isinstance(outcome, resolve.Unresolvable):
+        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
+        kopf.event(body, type="Warning", reason=outcome.reason, message=outcome.message[:1000])
+        return None
+    return await api.patch_status(namespace, name, outcome)
+
+
 async def _release_workspace(api: KubeApi, config: OperatorConfig, run: PipelineRun) -> None:
-    """Delete the run's workspace claim (a host-path workspace is the node's to clean)."""
-    if config.workspace_host_path:
+    """Delete the run's workspace claim (a host-path workspace is the node's to clean).
+    A run that did not succeed keeps it, so that a re-run can reuse its stages' outputs
+    (it goes with the run, through its owner reference); a re-run never deletes the
+    workspace of the run it re-runs."""
+    if config.workspace_host_path or _reruns(run):
+        return
+    if run.status is not None and run.status.phase != Phase.SUCCEEDED:
         return
     name = workspace_claim_name(run)
     try:
@@ -270,6 +298,12 @@ async def reconcile(
             # The live body may lag behind our own last status write: use the newer one.
             current = newer(body, latest)
             now = datetime.now(UTC)
+            if rerun.needs_source(current):
+                continued = await _continue(memo["api"], config, namespace, current, body, now)
+                if continued is None:
+                    return
+                latest = continued
+                continue
             if resolve.needs_resolution(current):
                 resolved = await _resolve(memo["api"], namespace, current, body, now)
                 if resolved is None:
@@ -317,10 +351,10 @@ async def reconcile(
             if written is not None:
                 latest = written
             if decision.terminal and not claim_released:
-                # Nothing reads the workspace once the run has ended (a finished run is
-                # never resumed: its spec is immutable): give its volume back now rather
-                # than when the PipelineRun is deleted.
-                await _release_workspace(memo["api"], config, run)
+                # Nothing reads a succeeded run's workspace once it has ended: give its
+                # volume back now rather than when the PipelineRun is deleted.
+                ended = run.model_copy(update={"status": decision.status})
+                await _release_workspace(memo["api"], config, ended)
                 claim_released = True
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:

@@ -121,15 +121,15 @@ class KubeApi:
         )
         return cast(dict[str, Any], result)
 
-    async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The Pipeline `name` of `namespace`, or None when there is none."""
+    async def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        """One of our objects, or None when there is none."""
         try:
             result = await self._call(
                 self.custom.get_namespaced_custom_object,
                 API_GROUP,
                 API_VERSION,
                 namespace,
-                pipeline.PLURAL,
+                plural,
                 name,
             )
         except ApiException as err:
@@ -137,6 +137,14 @@ class KubeApi:
                 return None
             raise
         return cast(dict[str, Any], result)
+
+    async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pipeline `name` of `namespace`, or None when there is none."""
+        return await self._get_custom(namespace, pipeline.PLURAL, name)
+
+    async def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The PipelineRun `name` of `namespace`, or None when there is none."""
+        return await self._get_custom(namespace, PLURAL, name)
 
     async def create_run(self, run: dict[str, Any]) -> bool:
         """Create a PipelineRun; False when one of that name exists already."""

@@ -97,8 +97,15 @@ def config_map(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
     }
 
 
+def workspace_of(run: PipelineRun) -> str:
+    """The run whose workspace this run works in: its own, or for a re-run the earlier
+    run's, where the outputs it reuses are."""
+    earlier = run.status.rerun_of if run.status else None
+    return earlier.workspace if earlier is not None else run.metadata.name or ""
+
+
 def workspace_claim_name(run: PipelineRun) -> str:
-    return child_name(run.metadata.name or "", "workspace")
+    return child_name(workspace_of(run), "workspace")
 
 
 def workspace_claim(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
@@ -123,9 +130,8 @@ def workspace_claim(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
 
 def _workspace_volume(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
     if config.workspace_host_path:
-        path = (
-            f"{config.workspace_host_path.rstrip('/')}/{run.metadata.namespace}/{run.metadata.name}"
-        )
+        root = config.workspace_host_path.rstrip("/")
+        path = f"{root}/{run.metadata.namespace}/{workspace_of(run)}"
         return {"name": "workspace", "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
     return {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_claim_name(run)}}
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from datetime import datetime
 
 from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun
 from lineagehub.datasets import dataset_of
+from lineagehub.telemetry import openlineage_json as ol
 from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.telemetry.spans import FixedSpan, encode, parse_traceparent
@@ -29,6 +31,22 @@ def pipeline_attribute(run: PipelineRun) -> dict[str, str]:
     links to the Pipeline, as its lineage does through the shared job."""
     ref = run.spec.pipeline_ref
     return {"lineagehub.pipeline.name": ref.name} if ref is not None else {}
+
+
+def with_rerun_parent(run: PipelineRun, payload: bytes) -> bytes:
+    """A re-run's run-level event names the run it re-runs as its parent (the OpenLineage
+    parent run facet), so its lineage leads back to the original."""
+    earlier = run.status.rerun_of if run.status else None
+    if earlier is None:
+        return payload
+    event = json.loads(payload)
+    parent_run = {"runId": earlier.run_id, "facets": {}}
+    parent_job = {"namespace": earlier.namespace, "name": earlier.job, "facets": {}}
+    event["run"].setdefault("facets", {})["parent"] = ol.facet(
+        "ParentRunFacet",
+        {"run": parent_run, "job": parent_job, "root": {"run": parent_run, "job": parent_job}},
+    )
+    return ol.to_json(event)
 
 
 class RunTelemetry:
@@ -92,7 +110,7 @@ class RunTelemetry:
             error=error,
             traceparent=status.traceparent,
         )
-        await self._publisher.send(LINEAGE_TOPIC, status.run_id, payload)
+        await self._publisher.send(LINEAGE_TOPIC, status.run_id, with_rerun_parent(run, payload))
         if event_type == "START" or not status.traceparent:
             return
         trace_id, span_id = parse_traceparent(status.traceparent)

@@ -22,6 +22,7 @@ from lineagehub.api.pipelinerun import (
     PipelineRun,
     PipelineRunStatus,
     Reason,
+    StageStatus,
     TraceStatus,
     set_condition,
 )
@@ -50,11 +51,21 @@ class Links:
     jaeger_url: str | None
 
 
+def ran_stages(status: PipelineRunStatus) -> list[StageStatus]:
+    """The stages this run ran (a re-run's reused stages ran in the earlier run: their
+    spans and lineage are that run's)."""
+    return [
+        s
+        for s in status.stages
+        if s.phase in {Phase.SUCCEEDED, Phase.FAILED} and s.reason != Reason.REUSED
+    ]
+
+
 def expected_spans(run: PipelineRun) -> frozenset[str]:
     """The root span and one span per stage that ran."""
     status = run.status
     assert status is not None
-    ran = {s.name.value for s in status.stages if s.phase in {Phase.SUCCEEDED, Phase.FAILED}}
+    ran = {s.name.value for s in ran_stages(status)}
     return frozenset({f"PipelineRun {run.metadata.name}", *(f"stage {s}" for s in ran)})
 
 
@@ -92,7 +103,7 @@ def _lineage(
     if warehouse.configured:
         wh = warehouse.value
         found = wh.state if wh else None
-        ran = sum(1 for s in status.stages if s.phase in {Phase.SUCCEEDED, Phase.FAILED})
+        ran = len(ran_stages(status))
         if wh is not None and found == WAREHOUSE_STATE[phase] and wh.finished_children < ran:
             # The run's own events are in, its stages' not all yet: not the whole lineage.
             found = f"{found} with {wh.finished_children} of {ran} stage runs finished"

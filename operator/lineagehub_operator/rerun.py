@@ -1,0 +1,149 @@
+"""A re-run: a new PipelineRun with `spec.rerun` continues an earlier, finished run from
+one of its stages. The earlier run is read once, when the re-run starts; the stages
+before the chosen one are recorded as `Succeeded` (reason `Reused`) with the earlier
+run's figures and never get a Job, and the re-run works in the earlier run's workspace,
+where their outputs are.
+
+Pure: the daemon reads the earlier run and writes the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from lineagehub.api.pipelinerun import (
+    STAGES,
+    TERMINAL_PHASES,
+    Phase,
+    PipelineRun,
+    PipelineRunSpec,
+    PipelineRunStatus,
+    Reason,
+    RerunStatus,
+    StageName,
+    StageStatus,
+)
+from lineagehub_operator.config import OperatorConfig
+from lineagehub_operator.manifests import openlineage_names
+from lineagehub_operator.resolve import Unresolvable
+
+
+def rerun_of(body: Mapping[str, Any]) -> str | None:
+    """The earlier run a run re-runs, if it is a re-run."""
+    rerun = (body.get("spec") or {}).get("rerun")
+    name = rerun.get("of") if isinstance(rerun, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def needs_source(body: Mapping[str, Any]) -> bool:
+    """A re-run that has not read its earlier run yet and has not ended."""
+    status = body.get("status") or {}
+    return (
+        rerun_of(body) is not None
+        and "rerunOf" not in status
+        and status.get("phase") not in {p.value for p in TERMINAL_PHASES}
+    )
+
+
+def _invalid(field: str, message: str) -> Unresolvable:
+    return Unresolvable(Reason.INVALID_RERUN, f"spec.rerun.{field}: {message}")
+
+
+def _reused(stage: StageStatus, earlier: str) -> StageStatus:
+    return stage.model_copy(
+        update={
+            "reason": Reason.REUSED.value,
+            "message": f"output of PipelineRun {earlier} reused",
+            "attempts": 0,
+        }
+    )
+
+
+def continue_run(
+    earlier_body: Mapping[str, Any] | None, body: Mapping[str, Any], config: OperatorConfig
+) -> dict[str, Any] | Unresolvable:
+    """The status fields that start the re-run (`rerunOf`, the reused stages and, for a
+    pipelineRef run, the earlier run's `pipelineSpec`), or why it cannot start."""
+    name = rerun_of(body) or ""
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    if earlier_body is None:
+        return _invalid("of", f"there is no PipelineRun {name} in namespace {namespace}")
+    try:
+        earlier = PipelineRun.model_validate(earlier_body)
+    except ValidationError:
+        return _invalid("of", f"PipelineRun {name} has no spec it ran; nothing to reuse")
+    status = earlier.status or PipelineRunStatus()
+    if status.phase not in TERMINAL_PHASES or status.run_id is None:
+        return _invalid(
+            "of", f"PipelineRun {name} has not finished ({status.phase}); re-run it once it has"
+        )
+    done = [s for s in STAGES if (found := status.stage(s)) and found.phase == Phase.SUCCEEDED]
+    given = (body.get("spec") or {}).get("rerun", {}).get("fromStage")
+    if given is None:
+        pending = [s for s in STAGES if s not in done]
+        if not pending:
+            return _invalid(
+                "fromStage",
+                f"every stage of PipelineRun {name} succeeded; name the stage to start from",
+            )
+        start = pending[0]
+    else:
+        start = StageName(given)
+    before = STAGES[: start.position]
+    missing = [s.value for s in before if s not in done]
+    if missing:
+        return _invalid(
+            "fromStage",
+            f"stage {missing[0]} of PipelineRun {name} did not succeed, so the re-run must"
+            f" start at {missing[0]} or earlier",
+        )
+    fields: dict[str, Any] = {}
+    spec = body.get("spec") or {}
+    if "pipelineRef" in spec:
+        for key in ("pipelineRef", "params"):
+            if spec.get(key) != earlier_body["spec"].get(key):
+                return Unresolvable(
+                    Reason.INVALID_RERUN,
+                    f"spec.{key}: differs from PipelineRun {name}'s; a re-run runs what the"
+                    " earlier run ran",
+                )
+        if status.pipeline_spec is not None:
+            fields["pipelineSpec"] = status.pipeline_spec.wire()
+    else:
+        try:
+            mine = PipelineRunSpec.model_validate({**spec, "rerun": None}).body()
+        except ValidationError:
+            return _invalid("of", "the re-run's own spec is invalid")
+        theirs = earlier.spec
+        if StageName.EXTRACT in before and mine.source != theirs.source:
+            return _invalid(
+                "of",
+                f"spec.source differs from PipelineRun {name}'s, whose extract output the"
+                " re-run reuses: read the same source, or start at extract",
+            )
+        if StageName.TRANSFORM in before and mine.transform != theirs.transform:
+            return _invalid(
+                "of",
+                f"spec.transform differs from PipelineRun {name}'s, whose transform output"
+                " the re-run reuses: keep it, or start at transform",
+            )
+    ol_namespace, job = openlineage_names(earlier, config)
+    workspace = status.rerun_of.workspace if status.rerun_of else name
+    fields["rerunOf"] = RerunStatus(
+        name=name,
+        run_id=status.run_id,
+        namespace=ol_namespace,
+        job=job,
+        from_stage=start,
+        workspace=workspace,
+    ).wire()
+    fields["stages"] = [
+        _reused(found, name).wire()
+        if s in before and (found := status.stage(s))
+        else StageStatus(name=s).wire()
+        for s in STAGES
+    ]
+    return fields
