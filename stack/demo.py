@@ -79,13 +79,22 @@ def watch(demo: Demo, timeouts: Timeouts) -> tuple[dict[str, Any], Watch]:
     last, run = "", demo.get()
     step = reporter.step(f"waiting for the verdicts of {demo.name}")
     while True:
-        rows = demo.row()
+        try:
+            rows = demo.row()
+            run = demo.get()
+        except subprocess.CalledProcessError as err:
+            # The API server restarting, say: the deadlines still run, the watch goes on.
+            verdicts.observe({}, time.monotonic())
+            if verdicts.done:
+                break
+            step.update(f"kubectl failed ({err.stderr.strip()[:120]}); retrying")
+            time.sleep(POLL)
+            continue
         changed = rows[-1].rsplit(maxsplit=1)[0]  # AGE alone is no change
         if changed != last:
             for text in rows if not last else rows[-1:]:
                 reporter.say(text)
             last = changed
-        run = demo.get()
         verdicts.observe(run.get("status") or {}, time.monotonic())
         if verdicts.done:
             break
