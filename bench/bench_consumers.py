@@ -3,9 +3,12 @@
     KAFKA_BOOTSTRAP=127.0.0.1:9092 MARQUEZ_URL=http://127.0.0.1:5000 \\
         .venv/bin/python bench/bench_consumers.py [--spans-messages 2000] [--events 2000]
 
-* otel: OTLP span requests produced to a private topic, consumed into chdb with batch
-  inserts; spans/s from the consumer's start to its last commit (decode-only and
-  insert-only figures alongside, to show where the time goes).
+* otel: OTLP span requests, then metric requests (every metric type), produced to a
+  private topic and consumed into chdb (columns, one Arrow-table insert per table and
+  batch). Ours: spans (points) per second sustained, from the consumer's first commit
+  to its last. Baseline in the same run: a bare aiokafka consumer reading and parsing
+  the same records (`FromString`) without storing them. Decode-only (CPU time) and
+  insert-only figures alongside, to show where the time goes.
 * lineage: events/s through the consumer (Kafka -> validate -> POST, ordered per run)
   against plain concurrent POSTs of the same events to the same Marquez.
   Without MARQUEZ_URL (or with --stub-marquez) a loopback stub that answers 201 stands
@@ -21,75 +24,148 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.backend import ChdbBackend
-from consumers.otel.consumer import OtelConsumer, OtelSettings
+from consumers.otel.columns import join
+from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import TABLES
-from consumers.otel.decode import decode_metrics, decode_trace_tables
-from consumers.samples import lineage_bytes, run_trace
+from consumers.otel.decode import METRIC_TABLES, decode_metric_columns, decode_trace_columns
+from consumers.samples import T0, lineage_bytes, metrics_request, run_trace
 from consumers.testkit import create_topics, produce, unique, wait_drained
 
 
-async def bench_otel(bootstrap: str, messages: int, batch_rows: int) -> None:
-    requests = [
-        run_trace(str(uuid.uuid4()), children=2).SerializeToString() for _ in range(messages)
-    ]
-    spans_per = 10  # root + 3 stages + 2 children each
-    total = messages * spans_per
+def metric_points(run_id: str, copies: int) -> bytes:
+    """A request with every OTLP metric type: the sample gauge, sum and histogram with
+    `copies` points each, plus a summary and an exponential histogram point each."""
+    request = metrics_request(run_id=run_id)
+    metrics = request.resource_metrics[0].scope_metrics[0].metrics
+    for metric in metrics:
+        points = getattr(metric, metric.WhichOneof("data") or "").data_points
+        first = points[0]
+        for i in range(1, copies):
+            point = points.add()
+            point.CopyFrom(first)
+            point.attributes.add(key="copy", value=AnyValue(int_value=i))
+    summary = metrics.add(name="lineagehub.stage.latency", unit="s")
+    summary.summary.data_points.add(
+        start_time_unix_nano=T0 - 10, time_unix_nano=T0, count=4, sum=2.5
+    ).quantile_values.add(quantile=0.5, value=0.6)
+    exp = metrics.add(name="lineagehub.stage.bytes", unit="By")
+    exp.exponential_histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+    point = exp.exponential_histogram.data_points.add(
+        start_time_unix_nano=T0 - 10, time_unix_nano=T0, count=3, sum=30.0, scale=2
+    )
+    point.positive.offset = 1
+    point.positive.bucket_counts.extend([1, 2])
+    return request.SerializeToString()
 
-    started = time.perf_counter()
-    decoded = [decode_trace_tables(r) for r in requests]
-    decode_s = time.perf_counter() - started
 
-    spans_topic, metrics_topic, group = unique("bench-spans"), unique("bench-metrics"), unique("g")
-    await create_topics(bootstrap, [spans_topic, metrics_topic])
-    await produce(bootstrap, spans_topic, [(os.urandom(16).hex().encode(), r) for r in requests])
+async def bench_otel_topic(
+    bootstrap: str,
+    what: str,
+    requests: list[bytes],
+    per_request: int,
+    decoder: Decoder,
+    parse: Callable[[bytes | None], object],
+    tables: Sequence[str],
+    batch_rows: int,
+    counted: Sequence[str],
+) -> None:
+    """One kind of OTLP record through the otel consumer into chdb, beside the baseline."""
+    total = len(requests) * per_request
+    started = time.process_time()
+    decoded = [decoder(r) for r in requests]
+    decode_rate = total / (time.process_time() - started)
+
+    topic, group = unique(f"bench-{what}"), unique("g")
+    await create_topics(bootstrap, [topic])
+    await produce(bootstrap, topic, [(os.urandom(16).hex().encode(), r) for r in requests])
+    baseline = await bare_consume(bootstrap, topic, len(requests), parse) * per_request
 
     with tempfile.TemporaryDirectory() as tmp:
         backend = ChdbBackend(str(Path(tmp) / "chdb"))
         await backend.setup()
-        # Insert-only: the same rows straight into chdb in batches of `batch_rows` spans.
-        rows = [row for tables in decoded for row in tables["otel_traces"]]
+        # Insert only: the decoded columns straight into chdb, in batches of ~batch_rows.
+        step = max(1, batch_rows // per_request)
         started = time.perf_counter()
-        for i in range(0, len(rows), batch_rows):
-            await backend.insert(TABLES["otel_traces"], rows[i : i + batch_rows], f"bench/{i}")
-        insert_s = time.perf_counter() - started
-        await backend.query("TRUNCATE TABLE otel.otel_traces")
+        for i in range(0, len(decoded), step):
+            for table in tables:
+                parts = [d[table] for d in decoded[i : i + step]]
+                await backend.insert(TABLES[table], join(TABLES[table], parts), f"bench/{i}")
+        insert_rate = total / (time.perf_counter() - started)
+        for table in tables:
+            await backend.query(f"TRUNCATE TABLE otel.{table}")
 
         settings = OtelSettings(
             bootstrap=bootstrap,
             group=group,
-            topics=(spans_topic, metrics_topic),
+            topics=(topic,),
             max_batch_rows=batch_rows,
+            max_batch_messages=max(2_000, step),
+            fetch_max_records=max(2_000, step),
             max_batch_wait=0.5,
         )
-        consumer = OtelConsumer(
-            settings,
-            backend,
-            decoders={spans_topic: decode_trace_tables, metrics_topic: decode_metrics},
-        )
-        stop = asyncio.Event()
-        started = time.perf_counter()
-        task = asyncio.create_task(consumer.run(stop))
-        await wait_drained(bootstrap, group, [spans_topic], within=600)
-        consume_s = time.perf_counter() - started
-        stop.set()
-        await task
-        (row,) = await backend.query("SELECT count() AS n FROM otel.otel_traces")
+        consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
+        run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
+        stored = 0
+        for table in counted:
+            (row,) = await backend.query(f"SELECT count() AS n FROM otel.{table}")
+            stored += int(row["n"])
         await backend.close()
-    assert int(row["n"]) == total, row
-    print(f"otel: {messages} messages, {total} spans, batches of <= {batch_rows} rows")
-    print(f"  decode only          {total / decode_s:>10,.0f} spans/s")
-    print(f"  chdb insert only     {total / insert_s:>10,.0f} spans/s")
+    assert stored == total, (stored, total)
+    ours = run.sustained * per_request
+    unit = f"{what}/s"
+    print(f"otel {what}: {len(requests)} records, {total} {what}, batches of <= {batch_rows} rows")
+    print(f"  decode only (columns)            {decode_rate:>10,.0f} {unit} (CPU time)")
+    print(f"  chdb insert only (Python() table)   {insert_rate:>10,.0f} {unit}")
+    print(f"  baseline: consume + parse        {baseline:>10,.0f} {unit} (aiokafka, no store)")
+    print(f"  Kafka -> chdb, sustained         {ours:>10,.0f} {unit}  ratio {ours / baseline:.2f}")
     print(
-        f"  Kafka -> chdb        {total / consume_s:>10,.0f} spans/s  ({consume_s:.2f}s, "
-        f"{consumer.stats.get('batches'):.0f} batches, includes group join)"
+        f"  Kafka -> chdb, start to end      {total / run.wall_s:>10,.0f} {unit} "
+        f"({run.wall_s:.1f}s incl. group join, {run.batches:.0f} batches)"
+    )
+
+
+async def bench_otel(bootstrap: str, messages: int, batch_rows: int) -> None:
+    spans = [run_trace(str(uuid.uuid4()), children=2).SerializeToString() for _ in range(messages)]
+    await bench_otel_topic(
+        bootstrap,
+        "spans",
+        spans,
+        10,  # root + 3 stages + 2 children each
+        decode_trace_columns,
+        lambda raw: ExportTraceServiceRequest.FromString(raw or b""),
+        ("otel_traces", "pipeline_runs"),
+        batch_rows,
+        ("otel_traces",),
+    )
+    copies = 4
+    points = [metric_points(str(uuid.uuid4()), copies) for _ in range(messages)]
+    await bench_otel_topic(
+        bootstrap,
+        "points",
+        points,
+        3 * copies + 2,
+        decode_metric_columns,
+        lambda raw: ExportMetricsServiceRequest.FromString(raw or b""),
+        [t.name for t in METRIC_TABLES],
+        batch_rows,
+        [t.name for t in METRIC_TABLES],
     )
 
 
@@ -198,7 +274,7 @@ async def bench_lineage(bootstrap: str, marquez_url: str | None, events: int) ->
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spans-messages", type=int, default=2000)
+    parser.add_argument("--spans-messages", type=int, default=10_000)
     parser.add_argument("--batch-rows", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--stub-marquez", action="store_true")

@@ -2,8 +2,11 @@
 
 Both backends run the same DDL (a `ddl.Schema`'s statements) and the same
 `INSERT INTO db.table (columns)` with the same deduplication settings; they differ
-only in how the rows travel: chdb takes them inline as JSONEachRow, the native
-protocol takes typed columns from clickhouse-driver.
+only in how the rows travel: chdb reads one Arrow table per insert (built column by
+column from `columns.Columns`, read in place through the `Python()` table function),
+the native protocol takes typed rows from clickhouse-driver.
+
+An insert takes `Columns` (what the decoders give) or a list of row dicts.
 
 Both clients are blocking, so calls run in a worker thread, one at a time per backend.
 """
@@ -22,12 +25,15 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
+import pyarrow as pa
 from chdb import session as _chdb_session
 from clickhouse_driver import Client, errors
 
+from consumers.otel.columns import Columns
 from consumers.otel.ddl import Table, create_statements, dedup_settings, insert_prefix
 
 Row = Mapping[str, Any]
+Rows = Sequence[Row] | Columns
 # chdb's session API is only partly annotated.
 _chdb: Any = _chdb_session
 
@@ -94,7 +100,7 @@ class Backend(Protocol):
     def database(self) -> str: ...
 
     async def setup(self, statements: Sequence[str] | None = None) -> None: ...
-    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None: ...
+    async def insert(self, table: Table, rows: Rows, token: str) -> None: ...
     async def query(self, sql: str) -> list[dict[str, Any]]: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -151,6 +157,14 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
+def _chdb_error(exc: Exception) -> BackendError:
+    """Embedded: no network, but the same engine: a read-only table, a full disk, too many
+    parts, memory are the store's, whatever the rows."""
+    text = str(exc)
+    code = error_code(text)
+    return BackendError(text[:2000], transient=code in STORE_SIDE_CODES, code=code)
+
+
 class ChdbBackend:
     """Embedded ClickHouse through chdb's session API, with data kept under `path`.
 
@@ -168,28 +182,35 @@ class ChdbBackend:
             try:
                 result = self._session.query(sql, fmt)
             except Exception as exc:
-                # Embedded: no network, but the same engine: a read-only table, a full disk,
-                # too many parts, memory are the store's, whatever the rows.
-                text = str(exc)
-                code = error_code(text)
-                transient = code in STORE_SIDE_CODES
-                raise BackendError(text[:2000], transient=transient, code=code) from None
+                raise _chdb_error(exc) from None
         return str(result)
+
+    def _insert_arrow(self, sql: str, table: Table, rows: Rows) -> None:
+        try:
+            columns = rows if isinstance(rows, Columns) else Columns.from_rows(table, rows)
+            arrow_rows = columns.to_arrow()  # noqa: F841 (read by name in the query below)
+        except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+            # The rows themselves (a missing column, a value its type cannot hold, text
+            # that is not UTF-8): not the store's fault.
+            raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from None
+        # ClickHouse reads the Arrow table in place: `Python(arrow_rows)` names the local
+        # variable above. (chdb's streaming `send_insert` is not used: it reports rows
+        # written for an insert the table refused, a constraint for one.)
+        self._run(f"{sql} SELECT * FROM Python(arrow_rows)")
 
     async def setup(self, statements: Sequence[str] | None = None) -> None:
         """Run `statements` (default: the otel tables' DDL)."""
         for sql in statements if statements is not None else create_statements(self.database):
             await asyncio.to_thread(self._run, sql)
 
-    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:
-        if not rows:
+    async def insert(self, table: Table, rows: Rows, token: str) -> None:
+        if not len(rows):
             return
         sql = (
             f"{insert_prefix(self.database, table)} "
-            f"{_settings_clause({**dedup_settings(token), 'session_timezone': 'UTC'})} "
-            f"FORMAT JSONEachRow\n{to_json_each_row(table, rows)}"
+            f"{_settings_clause({**dedup_settings(token), 'session_timezone': 'UTC'})}"
         )
-        await asyncio.to_thread(self._run, sql)
+        await asyncio.to_thread(self._insert_arrow, sql, table, rows)
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         text = await self.query_text(sql)
@@ -255,10 +276,11 @@ class NativeBackend:
         for sql in statements if statements is not None else create_statements(self.database):
             await asyncio.to_thread(self._execute, sql)
 
-    async def insert(self, table: Table, rows: Sequence[Row], token: str) -> None:
-        if not rows:
+    async def insert(self, table: Table, rows: Rows, token: str) -> None:
+        if not len(rows):
             return
-        data = [tuple(row[c] for c in table.columns) for row in rows]
+        dicts = rows.rows() if isinstance(rows, Columns) else rows
+        data = [tuple(row[c] for c in table.columns) for row in dicts]
         await asyncio.to_thread(
             self._execute,
             f"{insert_prefix(self.database, table)} VALUES",

@@ -40,7 +40,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -60,8 +60,9 @@ from consumers.kafka import (
     watch_cluster,
 )
 from consumers.otel.backend import Backend, BackendError
+from consumers.otel.columns import Rows, head, join
 from consumers.otel.ddl import OTEL_SCHEMA, Schema
-from consumers.otel.decode import DecodeError, Row, decode_metrics, decode_trace_tables
+from consumers.otel.decode import DecodeError, decode_metric_columns, decode_trace_columns
 from consumers.retry import Backoff
 from consumers.stats import Stats
 from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
@@ -70,8 +71,12 @@ log = logging.getLogger(__name__)
 NAME = "otel"
 PENDING = "pending:"
 
-Decoder = Callable[[bytes | None], dict[str, list[Row]]]
-DECODERS: dict[str, Decoder] = {SPANS_TOPIC: decode_trace_tables, METRICS_TOPIC: decode_metrics}
+# A record's rows per table: `columns.Columns` (the OTLP decoders) or row dicts.
+Decoder = Callable[[bytes | None], Mapping[str, Rows]]
+DECODERS: dict[str, Decoder] = {
+    SPANS_TOPIC: decode_trace_columns,
+    METRICS_TOPIC: decode_metric_columns,
+}
 
 
 @dataclass
@@ -99,7 +104,7 @@ class OtelSettings:
 @dataclass
 class _Message:
     record: Record
-    tables: dict[str, list[Row]] | None
+    tables: Mapping[str, Rows] | None
     rejection: Rejection | None
 
 
@@ -144,7 +149,7 @@ class _Table:
     constraints, the materialized views' targets)."""
 
     accepted: int = 0
-    probe: tuple[list[Row], str] | None = None
+    probe: tuple[Rows, str] | None = None
 
 
 def batch_digest(records: Sequence[Record]) -> str:
@@ -463,11 +468,12 @@ class OtelConsumer:
         return self._tables.setdefault(name, _Table())
 
     async def _insert(self, part: _Partition, batch: _Batch, token: str) -> None:
-        merged: dict[str, list[Row]] = {}
+        parts: dict[str, list[Rows]] = {}
         for message in batch.messages:
             for table, rows in (message.tables or {}).items():
-                merged.setdefault(table, []).extend(rows)
-        for table, rows in merged.items():
+                parts.setdefault(table, []).append(rows)
+        for table, pieces in parts.items():
+            rows = join(self.schema.tables.get(table), pieces)
             failed_at: dict[int, int] = {}  # offset -> accepted inserts when its rows failed
             rounds = 0
             while True:
@@ -486,13 +492,11 @@ class OtelConsumer:
                     if done:
                         break
 
-    async def _insert_table(
-        self, part: _Partition, table: str, rows: list[Row], token: str
-    ) -> None:
+    async def _insert_table(self, part: _Partition, table: str, rows: Rows, token: str) -> None:
         """Insert; wait out what the store fails on, whatever the rows (it says so, or it
         stops answering). Raise BackendError for anything else: `_isolate` tells whether
         the rows or the store are at fault."""
-        if not rows:
+        if not len(rows):
             return
         attempt = 0
         while True:
@@ -531,7 +535,7 @@ class OtelConsumer:
             self._source(part.tp), f"{self.s.name}: {table} refused a batch; record by record"
         )
         while todo:
-            left: list[tuple[_Message, list[Row]]] = []
+            left: list[tuple[_Message, Rows]] = []
             error: BackendError | None = None
             for message, rows in todo:
                 offset = message.record.offset
@@ -582,7 +586,7 @@ class OtelConsumer:
                 error = exc
                 attempt += 1
 
-    async def _send(self, table: str, rows: list[Row], token: str, probe: bool = False) -> None:
+    async def _send(self, table: str, rows: Rows, token: str, probe: bool = False) -> None:
         """One insert. Whatever goes wrong comes out as BackendError: an unexpected error
         (a driver's, a row missing a column) must go through `_isolate` like the others."""
         try:
@@ -593,7 +597,7 @@ class OtelConsumer:
             raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from exc
         tally = self._table(table)
         tally.accepted += 1
-        tally.probe = (rows[:1], token)
+        tally.probe = (head(rows, 1), token)
         if not probe:
             self.stats.inc("inserted_rows", len(rows), table=table)
 

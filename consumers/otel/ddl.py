@@ -1,9 +1,9 @@
 """ClickHouse tables: the OpenTelemetry Collector ClickHouse exporter's schema, plus ours.
 
-`otel_traces`, `otel_traces_trace_id_ts` (+ `_mv`) and `otel_metrics_{gauge,sum,histogram}`
-have the exporter's columns, types, codecs, indexes, partitioning and sort keys,
-so Grafana's ClickHouse plugin (OTel mode) and other OTel tools read them as they
-are. Two deliberate additions, both table *settings*, no column changes:
+`otel_traces`, `otel_traces_trace_id_ts` (+ `_mv`) and `otel_metrics_{gauge,sum,histogram,
+exponential_histogram,summary}` have the exporter's columns, types, codecs, indexes,
+partitioning and sort keys, so Grafana's ClickHouse plugin (OTel mode) and other OTel
+tools read them as they are. Two deliberate additions, both table *settings*, no column changes:
 
 * `non_replicated_deduplication_window`: keeps the hashes of recent inserts so an
   insert that repeats an `insert_deduplication_token` is dropped. That is how a
@@ -22,7 +22,7 @@ The same statements run on chdb and on a ClickHouse server.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEDUP_WINDOW = 1000
 
@@ -33,6 +33,13 @@ class Table:
     columns: tuple[str, ...]
     # DateTime64(9) columns (or arrays of them) whose row values are integer nanoseconds.
     time_columns: frozenset[str]
+    # How each column travels to ClickHouse (`consumers.otel.columns`): `s` String (the
+    # default), `t` DateTime64(9) as integer ns, `u64` `i64` `u32` `i32` `u8` `f64` `bool`,
+    # `n64` Nullable(Int64), `map` Map(String, String), `a:<kind>` an array of those.
+    kinds: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def kind(self, column: str) -> str:
+        return self.kinds.get(column, "s")
 
 
 _METRIC_HEAD = (
@@ -59,6 +66,37 @@ _EXEMPLARS = (
     "Exemplars.TraceId",
 )
 _METRIC_TIMES = frozenset({"StartTimeUnix", "TimeUnix", "Exemplars.TimeUnix"})
+_METRIC_KINDS = {
+    "ResourceAttributes": "map",
+    "ScopeAttributes": "map",
+    "ScopeDroppedAttrCount": "u32",
+    "Attributes": "map",
+    "StartTimeUnix": "t",
+    "TimeUnix": "t",
+    "Value": "f64",
+    "Flags": "u32",
+    "Exemplars.FilteredAttributes": "a:map",
+    "Exemplars.TimeUnix": "a:t",
+    "Exemplars.Value": "a:f64",
+    "Exemplars.SpanId": "a:s",
+    "Exemplars.TraceId": "a:s",
+    "AggregationTemporality": "i32",
+    "IsMonotonic": "bool",
+    "Count": "u64",
+    "Sum": "f64",
+    "BucketCounts": "a:u64",
+    "ExplicitBounds": "a:f64",
+    "Min": "f64",
+    "Max": "f64",
+    "Scale": "i32",
+    "ZeroCount": "u64",
+    "PositiveOffset": "i32",
+    "PositiveBucketCounts": "a:u64",
+    "NegativeOffset": "i32",
+    "NegativeBucketCounts": "a:u64",
+    "ValueAtQuantiles.Quantile": "a:f64",
+    "ValueAtQuantiles.Value": "a:f64",
+}
 
 TRACES = Table(
     "otel_traces",
@@ -87,12 +125,31 @@ TRACES = Table(
         "Links.Attributes",
     ),
     frozenset({"Timestamp", "Events.Timestamp"}),
+    {
+        "Timestamp": "t",
+        "ResourceAttributes": "map",
+        "SpanAttributes": "map",
+        "Duration": "u64",
+        "Events.Timestamp": "a:t",
+        "Events.Name": "a:s",
+        "Events.Attributes": "a:map",
+        "Links.TraceId": "a:s",
+        "Links.SpanId": "a:s",
+        "Links.TraceState": "a:s",
+        "Links.Attributes": "a:map",
+    },
 )
-GAUGE = Table("otel_metrics_gauge", (*_METRIC_HEAD, "Value", "Flags", *_EXEMPLARS), _METRIC_TIMES)
+GAUGE = Table(
+    "otel_metrics_gauge",
+    (*_METRIC_HEAD, "Value", "Flags", *_EXEMPLARS),
+    _METRIC_TIMES,
+    _METRIC_KINDS,
+)
 SUM = Table(
     "otel_metrics_sum",
     (*_METRIC_HEAD, "Value", "Flags", *_EXEMPLARS, "AggregationTemporality", "IsMonotonic"),
     _METRIC_TIMES,
+    _METRIC_KINDS,
 )
 HISTOGRAM = Table(
     "otel_metrics_histogram",
@@ -109,6 +166,41 @@ HISTOGRAM = Table(
         "AggregationTemporality",
     ),
     _METRIC_TIMES,
+    _METRIC_KINDS,
+)
+EXP_HISTOGRAM = Table(
+    "otel_metrics_exponential_histogram",
+    (
+        *_METRIC_HEAD,
+        "Count",
+        "Sum",
+        "Scale",
+        "ZeroCount",
+        "PositiveOffset",
+        "PositiveBucketCounts",
+        "NegativeOffset",
+        "NegativeBucketCounts",
+        *_EXEMPLARS,
+        "Flags",
+        "Min",
+        "Max",
+        "AggregationTemporality",
+    ),
+    _METRIC_TIMES,
+    _METRIC_KINDS,
+)
+SUMMARY = Table(
+    "otel_metrics_summary",
+    (
+        *_METRIC_HEAD,
+        "Count",
+        "Sum",
+        "ValueAtQuantiles.Quantile",
+        "ValueAtQuantiles.Value",
+        "Flags",
+    ),
+    frozenset({"StartTimeUnix", "TimeUnix"}),
+    _METRIC_KINDS,
 )
 PIPELINE_RUNS = Table(
     "pipeline_runs",
@@ -130,8 +222,16 @@ PIPELINE_RUNS = Table(
         "Attributes",
     ),
     frozenset({"StartTime", "EndTime"}),
+    {
+        "StartTime": "t",
+        "EndTime": "t",
+        "DurationNs": "u64",
+        "RecordsIn": "n64",
+        "RecordsOut": "n64",
+        "Attributes": "map",
+    },
 )
-TABLES = {t.name: t for t in (TRACES, GAUGE, SUM, HISTOGRAM, PIPELINE_RUNS)}
+TABLES = {t.name: t for t in (TRACES, GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY, PIPELINE_RUNS)}
 
 _MAP = "Map(LowCardinality(String), String)"
 
@@ -264,6 +364,16 @@ _SUM_SQL = (
     IsMonotonic Boolean CODEC(Delta, ZSTD(1)),"""
     + _METRIC_TAIL_SQL
 )
+# Both histograms end the same way: exemplars, flags, min, max, temporality.
+_HISTOGRAM_TAIL_SQL = (
+    _EXEMPLARS_SQL
+    + """
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),"""
+    + _METRIC_TAIL_SQL
+)
 _HISTOGRAM_SQL = (
     "CREATE TABLE IF NOT EXISTS {db}.otel_metrics_histogram ("
     + _METRIC_HEAD_SQL
@@ -272,12 +382,34 @@ _HISTOGRAM_SQL = (
     Sum Float64 CODEC(ZSTD(1)),
     BucketCounts Array(UInt64) CODEC(ZSTD(1)),
     ExplicitBounds Array(Float64) CODEC(ZSTD(1)),"""
-    + _EXEMPLARS_SQL
+    + _HISTOGRAM_TAIL_SQL
+)
+
+_EXP_HISTOGRAM_SQL = (
+    "CREATE TABLE IF NOT EXISTS {db}.otel_metrics_exponential_histogram ("
+    + _METRIC_HEAD_SQL
     + """
-    Flags UInt32 CODEC(ZSTD(1)),
-    Min Float64 CODEC(ZSTD(1)),
-    Max Float64 CODEC(ZSTD(1)),
-    AggregationTemporality Int32 CODEC(ZSTD(1)),"""
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),"""
+    + _HISTOGRAM_TAIL_SQL
+)
+_SUMMARY_SQL = (
+    "CREATE TABLE IF NOT EXISTS {db}.otel_metrics_summary ("
+    + _METRIC_HEAD_SQL
+    + """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),"""
     + _METRIC_TAIL_SQL
 )
 
@@ -310,6 +442,8 @@ _ORDERED = (
     _GAUGE_SQL,
     _SUM_SQL,
     _HISTOGRAM_SQL,
+    _EXP_HISTOGRAM_SQL,
+    _SUMMARY_SQL,
     _PIPELINE_RUNS_SQL,
 )
 

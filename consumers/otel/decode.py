@@ -39,7 +39,16 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from consumers.otel.ddl import GAUGE, HISTOGRAM, PIPELINE_RUNS, SUM, TRACES
+from consumers.otel.columns import Columns, Slots
+from consumers.otel.ddl import (
+    EXP_HISTOGRAM,
+    GAUGE,
+    HISTOGRAM,
+    PIPELINE_RUNS,
+    SUM,
+    SUMMARY,
+    TRACES,
+)
 
 Row = dict[str, Any]
 
@@ -117,7 +126,12 @@ def value_to_str(value: AnyValue) -> str:
 
 
 def attrs(kvs: Iterable[KeyValue]) -> dict[str, str]:
-    return {kv.key: value_to_str(kv.value) for kv in kvs}
+    out: dict[str, str] = {}
+    for kv in kvs:
+        value = kv.value  # strings, by far the most common, without a call
+        kind = value.WhichOneof("value")
+        out[kv.key] = value.string_value if kind == "string_value" else value_to_str(value)
+    return out
 
 
 def _enum_name(names: tuple[str, ...], value: int) -> str:
@@ -160,62 +174,157 @@ def _parse(cls: type[Message], raw: bytes | None, what: str) -> Any:
 # ---- traces ----------------------------------------------------------------------------
 
 
-def _check_span(span: trace_pb2.Span) -> None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+_NO_TRACE, _NO_SPAN = bytes(16), bytes(8)
+_KIND_NAMES = dict(enumerate(SPAN_KINDS))
+_STATUS_NAMES = dict(enumerate(STATUS_CODES))
+
+
+def _check_span(span: trace_pb2.Span, tid: bytes, sid: bytes) -> None:
+    if len(tid) != 16 or tid == _NO_TRACE:
         raise DecodeError("invalid_span", f"trace id must be 16 non-zero bytes: {span.name!r}")
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(sid) != 8 or sid == _NO_SPAN:
         raise DecodeError("invalid_span", f"span id must be 8 non-zero bytes: {span.name!r}")
     if len(span.parent_span_id) not in (0, 8):
         raise DecodeError("invalid_span", f"parent span id must be 8 bytes: {span.name!r}")
     _check_known(span, "Span")
-    times = (span.start_time_unix_nano, span.end_time_unix_nano)
-    _check_times((*times, *(e.time_unix_nano for e in span.events)), "invalid_span", span.name)
+
+
+def _span_columns(request: ExportTraceServiceRequest) -> tuple[Columns, list[Row]]:
+    """The `otel_traces` columns of a request, and its `pipeline_runs` rows.
+
+    The hot loop of the spans topic: list appends into local names, one attribute
+    read per field, no row dict.
+    """
+    out = Columns(TRACES)
+    c = out.cols
+    timestamp, trace_id, span_id, parent_id = (c[k][0] for k in _TRACE_IDS)
+    trace_state, span_name, span_kind, service_name = (c[k][0] for k in _TRACE_NAMES)
+    res_sizes, res_keys, res_values = c["ResourceAttributes"]
+    scope_name, scope_version = c["ScopeName"][0], c["ScopeVersion"][0]
+    span_sizes, span_keys, span_values = c["SpanAttributes"]
+    duration, status_code, status_message = (c[k][0] for k in _TRACE_STATUS)
+    ev_time, ev_name, ev_attrs = c["Events.Timestamp"], c["Events.Name"], c["Events.Attributes"]
+    link_tid, link_sid = c["Links.TraceId"], c["Links.SpanId"]
+    link_state, link_attrs = c["Links.TraceState"], c["Links.Attributes"]
+    nested_sizes = (ev_time[0], ev_name[0], ev_attrs[0])
+    link_sizes = (link_tid[0], link_sid[0], link_state[0], link_attrs[0])
+    kinds, codes = _KIND_NAMES, _STATUS_NAMES
+    runs = _RunRows()
+    for resource_spans in request.resource_spans:
+        _check_known(resource_spans, "ResourceSpans")
+        res_attrs = attrs(resource_spans.resource.attributes)
+        res_list, res_vals, res_n = list(res_attrs), list(res_attrs.values()), len(res_attrs)
+        service = res_attrs.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            sname, sversion = scope.name, scope.version
+            for span in scope_spans.spans:
+                tid, sid, name = span.trace_id, span.span_id, span.name
+                _check_span(span, tid, sid)
+                start, end, events = span.start_time_unix_nano, span.end_time_unix_nano, span.events
+                if start > INT64_MAX or end > INT64_MAX or (events and _late(events)):
+                    _check_times(
+                        (start, end, *(e.time_unix_nano for e in events)), "invalid_span", name
+                    )
+                span_attrs = attrs(span.attributes)
+                tid_hex, sid_hex = tid.hex(), sid.hex()
+                status = span.status
+                code, message = codes.get(status.code, ""), status.message
+                took = end - start if end > start else 0
+                timestamp.append(start)
+                trace_id.append(tid_hex)
+                span_id.append(sid_hex)
+                parent_id.append(_hex(span.parent_span_id))
+                trace_state.append(span.trace_state)
+                span_name.append(name)
+                span_kind.append(kinds.get(span.kind, ""))
+                service_name.append(service)
+                res_sizes.append(res_n)
+                res_keys.extend(res_list)
+                res_values.extend(res_vals)
+                scope_name.append(sname)
+                scope_version.append(sversion)
+                span_sizes.append(len(span_attrs))
+                span_keys.extend(span_attrs)
+                span_values.extend(span_attrs.values())
+                duration.append(took)
+                status_code.append(code)
+                status_message.append(message)
+                if events:
+                    _events(events, ev_time, ev_name, ev_attrs)
+                else:
+                    for sizes in nested_sizes:
+                        sizes.append(0)
+                links = span.links
+                if links:
+                    _links(links, link_tid, link_sid, link_state, link_attrs)
+                else:
+                    for sizes in link_sizes:
+                        sizes.append(0)
+                if ATTR_RUN_ID in span_attrs or ATTR_RUN_ID in res_attrs:
+                    runs.add(
+                        res_attrs,
+                        span_attrs,
+                        service,
+                        tid_hex,
+                        sid_hex,
+                        name,
+                        start,
+                        took,
+                        code,
+                        message,
+                    )
+    out.length = len(timestamp)
+    return out, runs.rows()
+
+
+def _late(events: Any) -> bool:
+    return any(e.time_unix_nano > INT64_MAX for e in events)
+
+
+_TRACE_IDS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId")
+_TRACE_NAMES = ("TraceState", "SpanName", "SpanKind", "ServiceName")
+_TRACE_STATUS = ("Duration", "StatusCode", "StatusMessage")
+
+
+def _events(events: Any, times: Slots, names: Slots, maps: Slots) -> None:
+    """Append one span's `Events.*` arrays."""
+    n = len(events)
+    times[0].append(n)
+    names[0].append(n)
+    if n:
+        times[1].extend(e.time_unix_nano for e in events)
+        names[1].extend(e.name for e in events)
+    _attr_maps(events, maps)
+
+
+def _links(links: Any, tids: Slots, sids: Slots, states: Slots, maps: Slots) -> None:
+    """Append one span's `Links.*` arrays."""
+    n = len(links)
+    for column in (tids, sids, states):
+        column[0].append(n)
+    if n:
+        tids[1].extend(_hex(link.trace_id) for link in links)
+        sids[1].extend(_hex(link.span_id) for link in links)
+        states[1].extend(link.trace_state for link in links)
+    _attr_maps(links, maps)
+
+
+def _attr_maps(items: Any, maps: Slots) -> None:
+    """Append an `Array(Map)` cell: the attributes of each of `items`."""
+    maps[0].append(len(items))
+    for item in items:
+        item_attrs = attrs(item.attributes)
+        maps[1].append(len(item_attrs))
+        maps[2].extend(item_attrs)
+        maps[3].extend(item_attrs.values())
 
 
 def decode_spans(raw: bytes | None) -> list[Row]:
     """One `otel_traces` row per span of an `ExportTraceServiceRequest`."""
-    request: ExportTraceServiceRequest = _parse(
-        ExportTraceServiceRequest, raw, "ExportTraceServiceRequest"
-    )
-    rows: list[Row] = []
-    for resource_spans in request.resource_spans:
-        _check_known(resource_spans, "ResourceSpans")
-        res_attrs = attrs(resource_spans.resource.attributes)
-        service = res_attrs.get("service.name", "")
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope
-            for span in scope_spans.spans:
-                _check_span(span)
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                rows.append(
-                    {
-                        "Timestamp": start,
-                        "TraceId": span.trace_id.hex(),
-                        "SpanId": span.span_id.hex(),
-                        "ParentSpanId": _hex(span.parent_span_id),
-                        "TraceState": span.trace_state,
-                        "SpanName": span.name,
-                        "SpanKind": _enum_name(SPAN_KINDS, span.kind),
-                        "ServiceName": service,
-                        "ResourceAttributes": res_attrs,
-                        "ScopeName": scope.name,
-                        "ScopeVersion": scope.version,
-                        "SpanAttributes": attrs(span.attributes),
-                        "Duration": max(end - start, 0),
-                        "StatusCode": _enum_name(STATUS_CODES, span.status.code),
-                        "StatusMessage": span.status.message,
-                        "Events.Timestamp": [e.time_unix_nano for e in span.events],
-                        "Events.Name": [e.name for e in span.events],
-                        "Events.Attributes": [attrs(e.attributes) for e in span.events],
-                        "Links.TraceId": [_hex(link.trace_id) for link in span.links],
-                        "Links.SpanId": [_hex(link.span_id) for link in span.links],
-                        "Links.TraceState": [link.trace_state for link in span.links],
-                        "Links.Attributes": [attrs(link.attributes) for link in span.links],
-                    }
-                )
-    if not rows:
-        raise DecodeError("empty", "ExportTraceServiceRequest carries no spans")
-    return rows
+    spans = decode_trace_columns(raw)[TRACES.name]
+    assert isinstance(spans, Columns)
+    return spans.rows()
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -235,7 +344,7 @@ def _int_or_none(text: str | None) -> int | None:
     return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
 
 
-def pipeline_run_rows(spans: Iterable[Mapping[str, Any]]) -> list[Row]:
+class _RunRows:
     """`pipeline_runs` rows from the spans that name a run (`lineagehub.run_id`).
 
     A span with a stage attribute gives the stage's row; one without gives the
@@ -243,47 +352,105 @@ def pipeline_run_rows(spans: Iterable[Mapping[str, Any]]) -> list[Row]:
     the longest one is the stage span enclosing the others: kept here, and by
     the table's ReplacingMergeTree(DurationNs) across batches.
     """
-    best: dict[tuple[str, str], Row] = {}
-    for span in spans:
-        span_attrs: Mapping[str, str] = span["SpanAttributes"]
-        merged = {**span["ResourceAttributes"], **span_attrs}
 
-        def get(key: str, merged: Mapping[str, str] = merged) -> str:
-            return merged.get(key) or ""
+    def __init__(self) -> None:
+        self.best: dict[tuple[str, str], Row] = {}
+
+    def add(
+        self,
+        res_attrs: Mapping[str, str],
+        span_attrs: Mapping[str, str],
+        service: str,
+        trace_id: str,
+        span_id: str,
+        name: str,
+        start: int,
+        took: int,
+        status: str,
+        message: str,
+    ) -> None:
+        def get(key: str) -> str:  # the span's attribute, else the resource's
+            value = span_attrs.get(key)
+            return (res_attrs.get(key) if value is None else value) or ""
 
         run_id = get(ATTR_RUN_ID)
         if not run_id:
-            continue
+            return
         stage = get(ATTR_STAGE)
-        row: Row = {
+        key = (run_id, stage)
+        known = self.best.get(key)
+        if known is not None and took <= known["DurationNs"]:
+            return
+        merged = {**res_attrs, **span_attrs}
+        self.best[key] = {
             "RunId": run_id,
             "Stage": stage,
-            "Pipeline": get(ATTR_PIPELINE),
-            "ServiceName": span["ServiceName"],
-            "TraceId": span["TraceId"],
-            "SpanId": span["SpanId"],
-            "SpanName": span["SpanName"],
-            "StartTime": span["Timestamp"],
-            "EndTime": span["Timestamp"] + span["Duration"],
-            "DurationNs": span["Duration"],
-            "Status": span["StatusCode"],
-            "StatusMessage": span["StatusMessage"],
-            "RecordsIn": _int_or_none(get(ATTR_RECORDS_IN)),
-            "RecordsOut": _int_or_none(get(ATTR_RECORDS_OUT)),
+            "Pipeline": merged.get(ATTR_PIPELINE) or "",
+            "ServiceName": service,
+            "TraceId": trace_id,
+            "SpanId": span_id,
+            "SpanName": name,
+            "StartTime": start,
+            "EndTime": start + took,
+            "DurationNs": took,
+            "Status": status,
+            "StatusMessage": message,
+            "RecordsIn": _int_or_none(merged.get(ATTR_RECORDS_IN) or ""),
+            "RecordsOut": _int_or_none(merged.get(ATTR_RECORDS_OUT) or ""),
             "Attributes": dict(span_attrs),
         }
-        key = (run_id, stage)
-        if key not in best or row["DurationNs"] > best[key]["DurationNs"]:
-            best[key] = row
-    return list(best.values())
+
+    def rows(self) -> list[Row]:
+        return list(self.best.values())
+
+
+def pipeline_run_rows(spans: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """`pipeline_runs` rows from `otel_traces` rows (see `_RunRows`)."""
+    runs = _RunRows()
+    for span in spans:
+        runs.add(
+            span["ResourceAttributes"],
+            span["SpanAttributes"],
+            span["ServiceName"],
+            span["TraceId"],
+            span["SpanId"],
+            span["SpanName"],
+            span["Timestamp"],
+            span["Duration"],
+            span["StatusCode"],
+            span["StatusMessage"],
+        )
+    return runs.rows()
+
+
+def decode_trace_columns(raw: bytes | None) -> dict[str, Columns | list[Row]]:
+    """What the consumer stores of an `ExportTraceServiceRequest`: `otel_traces` as
+    columns, `pipeline_runs` (a few rows) as rows."""
+    request: ExportTraceServiceRequest = _parse(
+        ExportTraceServiceRequest, raw, "ExportTraceServiceRequest"
+    )
+    spans, runs = _span_columns(request)
+    if not spans.length:
+        raise DecodeError("empty", "ExportTraceServiceRequest carries no spans")
+    return {TRACES.name: spans, PIPELINE_RUNS.name: runs}
 
 
 def decode_trace_tables(raw: bytes | None) -> dict[str, list[Row]]:
-    spans = decode_spans(raw)
-    return {TRACES.name: spans, PIPELINE_RUNS.name: pipeline_run_rows(spans)}
+    """`decode_trace_columns` as row dicts."""
+    tables = decode_trace_columns(raw)
+    return {k: v.rows() if isinstance(v, Columns) else v for k, v in tables.items()}
 
 
 # ---- metrics ---------------------------------------------------------------------------
+
+METRIC_TABLES = (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
+_BY_KIND = {
+    "gauge": GAUGE,
+    "sum": SUM,
+    "histogram": HISTOGRAM,
+    "exponential_histogram": EXP_HISTOGRAM,
+    "summary": SUMMARY,
+}
 
 
 def _number(point: Any) -> float:
@@ -295,28 +462,18 @@ def _number(point: Any) -> float:
     return 0.0
 
 
-def _exemplars(point: Any) -> Row:
-    ex = list(point.exemplars)
-    return {
-        "Exemplars.FilteredAttributes": [attrs(e.filtered_attributes) for e in ex],
-        "Exemplars.TimeUnix": [e.time_unix_nano for e in ex],
-        "Exemplars.Value": [_number(e) for e in ex],
-        "Exemplars.SpanId": [_hex(e.span_id) for e in ex],
-        "Exemplars.TraceId": [_hex(e.trace_id) for e in ex],
-    }
+def _optional(point: Any, name: str) -> float:
+    """An optional double (`sum`, `min`, `max`) as the exporter stores it: 0 when absent."""
+    return float(getattr(point, name)) if point.HasField(name) else 0.0
 
 
-def decode_metrics(raw: bytes | None) -> dict[str, list[Row]]:
-    """Rows per table (gauge, sum, histogram) of an `ExportMetricsServiceRequest`.
-
-    Summary and exponential-histogram points are not stored (no table for them yet):
-    a request that carries only those gives no rows, and is no error.
-    """
+def decode_metric_columns(raw: bytes | None) -> dict[str, Columns]:
+    """The columns of every metric table for an `ExportMetricsServiceRequest`: one row
+    per data point, of whichever of the five OTLP metric types."""
     request: ExportMetricsServiceRequest = _parse(
         ExportMetricsServiceRequest, raw, "ExportMetricsServiceRequest"
     )
-    out: dict[str, list[Row]] = {GAUGE.name: [], SUM.name: [], HISTOGRAM.name: []}
-    skipped = 0
+    out = {t.name: Columns(t) for t in METRIC_TABLES}
     for resource_metrics in request.resource_metrics:
         _check_known(resource_metrics, "ResourceMetrics")
         res_attrs = attrs(resource_metrics.resource.attributes)
@@ -334,68 +491,81 @@ def decode_metrics(raw: bytes | None) -> dict[str, list[Row]]:
                 "ServiceName": res_attrs.get("service.name", ""),
             }
             for metric in scope_metrics.metrics:
-                skipped += _metric_rows(metric, head, out)
-    if not any(out.values()) and not skipped:
+                _metric_columns(metric, head, out)
+    if not any(len(c) for c in out.values()):
         raise DecodeError("empty", "ExportMetricsServiceRequest carries no data points")
     return out
 
 
-def _metric_rows(metric: metrics_pb2.Metric, head: Row, out: dict[str, list[Row]]) -> int:
+def decode_metrics(raw: bytes | None) -> dict[str, list[Row]]:
+    """`decode_metric_columns` as row dicts."""
+    return {name: c.rows() for name, c in decode_metric_columns(raw).items()}
+
+
+def _metric_columns(metric: metrics_pb2.Metric, head: Row, out: dict[str, Columns]) -> None:
     _check_known(metric, "Metric")
     if not metric.name:
         raise DecodeError("invalid_metric", "metric without a name")
-    base = {
-        **head,
-        "MetricName": metric.name,
-        "MetricDescription": metric.description,
-        "MetricUnit": metric.unit,
-    }
     kind = metric.WhichOneof("data")
-    if kind == "gauge":
-        for p in metric.gauge.data_points:
-            out[GAUGE.name].append({**base, **_point(p), "Value": _number(p)})
-    elif kind == "sum":
-        for p in metric.sum.data_points:
-            out[SUM.name].append(
-                {
-                    **base,
-                    **_point(p),
-                    "Value": _number(p),
-                    "AggregationTemporality": int(metric.sum.aggregation_temporality),
-                    "IsMonotonic": bool(metric.sum.is_monotonic),
-                }
-            )
-    elif kind == "histogram":
-        for hp in metric.histogram.data_points:
-            out[HISTOGRAM.name].append(
-                {
-                    **base,
-                    **_point(hp),
-                    "Count": hp.count,
-                    "Sum": hp.sum if hp.HasField("sum") else 0.0,
-                    "BucketCounts": list(hp.bucket_counts),
-                    "ExplicitBounds": list(hp.explicit_bounds),
-                    "Min": hp.min if hp.HasField("min") else 0.0,
-                    "Max": hp.max if hp.HasField("max") else 0.0,
-                    "AggregationTemporality": int(metric.histogram.aggregation_temporality),
-                }
-            )
-    elif kind == "summary":
-        return len(metric.summary.data_points)
-    elif kind == "exponential_histogram":
-        return len(metric.exponential_histogram.data_points)
-    else:
+    table = _BY_KIND.get(kind or "")
+    if table is None:
         raise DecodeError("invalid_metric", f"metric {metric.name!r} has no data")
-    return 0
+    data = getattr(metric, kind or "")
+    cols = out[table.name]
+    points = data.data_points
+    for p in points:
+        _point_columns(cols, p, exemplars=table is not SUMMARY)
+        if table is GAUGE or table is SUM:
+            cols.put("Value", _number(p))
+        if table is SUM:
+            cols.put("AggregationTemporality", int(data.aggregation_temporality))
+            cols.put("IsMonotonic", bool(data.is_monotonic))
+        elif table is HISTOGRAM:
+            cols.put("BucketCounts", list(p.bucket_counts))
+            cols.put("ExplicitBounds", list(p.explicit_bounds))
+        elif table is EXP_HISTOGRAM:
+            cols.put("Scale", p.scale)
+            cols.put("ZeroCount", p.zero_count)
+            cols.put("PositiveOffset", p.positive.offset)
+            cols.put("PositiveBucketCounts", list(p.positive.bucket_counts))
+            cols.put("NegativeOffset", p.negative.offset)
+            cols.put("NegativeBucketCounts", list(p.negative.bucket_counts))
+        elif table is SUMMARY:
+            cols.put("ValueAtQuantiles.Quantile", [q.quantile for q in p.quantile_values])
+            cols.put("ValueAtQuantiles.Value", [q.value for q in p.quantile_values])
+        if table is HISTOGRAM or table is EXP_HISTOGRAM or table is SUMMARY:
+            cols.put("Count", p.count)
+            cols.put("Sum", _optional(p, "sum") if table is not SUMMARY else p.sum)
+        if table is HISTOGRAM or table is EXP_HISTOGRAM:
+            cols.put("Min", _optional(p, "min"))
+            cols.put("Max", _optional(p, "max"))
+            cols.put("AggregationTemporality", int(data.aggregation_temporality))
+    n = len(points)
+    cols.repeat(
+        {
+            **head,
+            "MetricName": metric.name,
+            "MetricDescription": metric.description,
+            "MetricUnit": metric.unit,
+        },
+        n,
+    )
+    cols.length += n
 
 
-def _point(p: Any) -> Row:
-    times = (p.start_time_unix_nano, p.time_unix_nano, *(e.time_unix_nano for e in p.exemplars))
+def _point_columns(cols: Columns, p: Any, exemplars: bool) -> None:
+    """The columns every data point has: attributes, times, flags (and exemplars)."""
+    ex = list(p.exemplars) if exemplars else []
+    times = (p.start_time_unix_nano, p.time_unix_nano, *(e.time_unix_nano for e in ex))
     _check_times(times, "invalid_metric", "data point")
-    return {
-        "Attributes": attrs(p.attributes),
-        "StartTimeUnix": p.start_time_unix_nano,
-        "TimeUnix": p.time_unix_nano,
-        "Flags": p.flags,
-        **_exemplars(p),
-    }
+    cols.put("Attributes", attrs(p.attributes))
+    cols.put("StartTimeUnix", p.start_time_unix_nano)
+    cols.put("TimeUnix", p.time_unix_nano)
+    cols.put("Flags", p.flags)
+    if not exemplars:
+        return
+    cols.put("Exemplars.FilteredAttributes", [attrs(e.filtered_attributes) for e in ex])
+    cols.put("Exemplars.TimeUnix", [e.time_unix_nano for e in ex])
+    cols.put("Exemplars.Value", [_number(e) for e in ex])
+    cols.put("Exemplars.SpanId", [_hex(e.span_id) for e in ex])
+    cols.put("Exemplars.TraceId", [_hex(e.trace_id) for e in ex])

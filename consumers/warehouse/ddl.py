@@ -31,6 +31,15 @@ from consumers.otel.ddl import DEDUP_WINDOW, Schema, Table, render_statements
 from lineagehub.warehouse_sql import runs_select
 
 _TIME = frozenset({"EventTime"})
+_KINDS = {
+    "EventTime": "t",
+    "FieldNames": "a:s",
+    "FieldTypes": "a:s",
+    "RowCount": "n64",
+    "Bytes": "n64",
+    "FileCount": "n64",
+    "Masking": "u8",
+}
 
 EVENTS = Table(
     "lineage_events",
@@ -55,6 +64,7 @@ EVENTS = Table(
         "Payload",
     ),
     _TIME,
+    _KINDS,
 )
 IO = Table(
     "lineage_io",
@@ -76,6 +86,7 @@ IO = Table(
         "FileCount",
     ),
     _TIME,
+    _KINDS,
 )
 _EDGE_COLUMNS = (
     "Src",
@@ -91,8 +102,8 @@ _EDGE_COLUMNS = (
     "TransformDescription",
     "Masking",
 )
-EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME)
-EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME)
+EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME, _KINDS)
+EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME, _KINDS)
 #: What the writer inserts; `lineage_edges_rev` is filled by a materialized view.
 TABLES = {t.name: t for t in (EVENTS, IO, EDGES)}
 

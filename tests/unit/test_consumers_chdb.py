@@ -16,20 +16,31 @@ from clickhouse_driver.bufferedwriter import BufferedSocketWriter
 from clickhouse_driver.connection import ServerInfo
 from clickhouse_driver.context import Context
 from clickhouse_driver.streams.native import BlockOutputStream
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from consumers.otel import backend as backend_mod
-from consumers.otel.backend import ChdbBackend, NativeBackend, to_json_each_row
+from consumers.otel.backend import BackendError, ChdbBackend, NativeBackend, to_json_each_row
+from consumers.otel.columns import Columns
 from consumers.otel.ddl import (
+    EXP_HISTOGRAM,
     GAUGE,
     HISTOGRAM,
     PIPELINE_RUNS,
     SUM,
+    SUMMARY,
     TABLES,
     TRACES,
     create_statements,
+    insert_prefix,
 )
-from consumers.otel.decode import decode_metrics, decode_trace_tables
-from consumers.samples import T0, metrics_request, run_trace
+from consumers.otel.decode import (
+    decode_metric_columns,
+    decode_metrics,
+    decode_trace_columns,
+    decode_trace_tables,
+)
+from consumers.samples import T0, metrics_request, run_trace, span, traces_request
 
 # chdb's session API is only partly annotated.
 chdb_session: Any = _chdb_session
@@ -43,7 +54,7 @@ async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
     await backend.close()
 
 
-async def insert_tables(b: ChdbBackend, tables: dict[str, list[Any]], token: str) -> None:
+async def insert_tables(b: ChdbBackend, tables: dict[str, Any], token: str) -> None:
     for name, rows in tables.items():
         await b.insert(TABLES[name], rows, f"{token}/{name}")
 
@@ -66,6 +77,8 @@ async def test_ddl_creates_the_exporter_tables_idempotently(chdb: ChdbBackend) -
         "otel_metrics_gauge",
         "otel_metrics_sum",
         "otel_metrics_histogram",
+        "otel_metrics_exponential_histogram",
+        "otel_metrics_summary",
         "pipeline_runs",
     }
     cols = await chdb.query(
@@ -360,3 +373,134 @@ async def test_native_backend_rows_land_in_clickhouse(
         assert s == {"Value": 99.5, "IsMonotonic": True}
     finally:
         session.close()
+
+
+def every_metric_type() -> bytes:
+    """The sample gauge, sum and histogram, plus a summary and an exponential histogram."""
+    request = metrics_request(run_id="run-m")
+    metrics = request.resource_metrics[0].scope_metrics[0].metrics
+    summary = metrics.add(name="latency", unit="s")
+    point = summary.summary.data_points.add(
+        start_time_unix_nano=T0 - 10, time_unix_nano=T0 + 1, count=4, sum=2.5, flags=1
+    )
+    point.quantile_values.add(quantile=0.5, value=0.6)
+    point.quantile_values.add(quantile=0.99, value=1.5)
+    point.attributes.add(key="stage", value=AnyValue(string_value="load"))
+    exp = metrics.add(name="bytes", unit="By")
+    exp.exponential_histogram.aggregation_temporality = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
+    ep = exp.exponential_histogram.data_points.add(
+        start_time_unix_nano=T0 - 10, time_unix_nano=T0 + 2, count=6, scale=3, zero_count=1
+    )
+    ep.sum, ep.min = 30.5, 0.25  # `max` left unset: stored as 0, as the exporter does
+    ep.positive.offset, ep.negative.offset = -2, 4
+    ep.positive.bucket_counts.extend([1, 2, 0])
+    ep.negative.bucket_counts.extend([2])
+    ep.exemplars.add(time_unix_nano=T0, as_int=7, span_id=bytes(range(1, 9)))
+    return request.SerializeToString()
+
+
+async def test_every_metric_type_is_stored(chdb: ChdbBackend) -> None:
+    """No OTLP metric type is left without a table: summaries and exponential histograms
+    land in the exporter's tables, every field where the exporter puts it."""
+    tables = decode_metric_columns(every_metric_type())
+    assert {name: len(c) for name, c in tables.items()} == {
+        t.name: 1 for t in (GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY)
+    }
+    await insert_tables(chdb, dict(tables), "all-types")
+    (s,) = await chdb.query(
+        "SELECT ServiceName, MetricName, MetricUnit, Attributes, Count, Sum, Flags, "
+        "ValueAtQuantiles.Quantile AS q, ValueAtQuantiles.Value AS v, "
+        "toUnixTimestamp64Nano(TimeUnix) AS ns FROM otel.otel_metrics_summary"
+    )
+    assert s == {
+        "ServiceName": "pipeline-runner",
+        "MetricName": "latency",
+        "MetricUnit": "s",
+        "Attributes": {"stage": "load"},
+        "Count": 4,
+        "Sum": 2.5,
+        "Flags": 1,
+        "q": [0.5, 0.99],
+        "v": [0.6, 1.5],
+        "ns": T0 + 1,
+    }
+    (e,) = await chdb.query(
+        "SELECT Count, Sum, Scale, ZeroCount, PositiveOffset, PositiveBucketCounts, "
+        "NegativeOffset, NegativeBucketCounts, Min, Max, AggregationTemporality, "
+        "Exemplars.Value AS ev, Exemplars.SpanId AS es, Exemplars.TraceId AS et "
+        "FROM otel.otel_metrics_exponential_histogram"
+    )
+    assert e == {
+        "Count": 6,
+        "Sum": 30.5,
+        "Scale": 3,
+        "ZeroCount": 1,
+        "PositiveOffset": -2,
+        "PositiveBucketCounts": [1, 2, 0],
+        "NegativeOffset": 4,
+        "NegativeBucketCounts": [2],
+        "Min": 0.25,
+        "Max": 0,
+        "AggregationTemporality": 1,
+        "ev": [7],
+        "es": ["0102030405060708"],
+        "et": [""],
+    }
+
+
+def rich_trace() -> bytes:
+    """Spans with every kind of cell: typed and nested attributes, events with
+    attributes, links, unicode, an empty parent."""
+    tid = bytes(range(1, 17))
+    root = span(tid, bytes(range(1, 9)), "räkna ✓", attributes={"n": 3, "ok": True, "r": 0.5})
+    child = span(tid, bytes(range(2, 10)), "child", parent=bytes(range(1, 9)), start=T0 + 7)
+    one = ArrayValue(values=[AnyValue(int_value=1)])
+    child.attributes.add(key="list", value=AnyValue(array_value=one))
+    child.events.add(time_unix_nano=T0 + 8, name="retry").attributes.add(
+        key="attempt", value=AnyValue(int_value=2)
+    )
+    child.events.add(time_unix_nano=T0 + 9, name="done")
+    child.links.add(trace_id=tid, span_id=bytes(range(1, 9)), trace_state="k=v").attributes.add(
+        key="why", value=AnyValue(string_value="follows")
+    )
+    return traces_request([root, child], service="svc", region="eu").SerializeToString()
+
+
+async def test_columns_store_what_json_rows_store(chdb: ChdbBackend) -> None:
+    """The columnar path (decoder -> Arrow) and the row path it replaced (row dicts as
+    JSONEachRow, parsed by ClickHouse) store identical rows: DISTINCT sees one copy."""
+    raw = rich_trace()
+    spans = decode_trace_columns(raw)[TRACES.name]
+    assert isinstance(spans, Columns)
+    await chdb.insert(TRACES, spans, "arrow")
+    rows = decode_trace_tables(raw)[TRACES.name]
+    await chdb.query_text(
+        f"{insert_prefix('otel', TRACES)} SETTINGS insert_deduplication_token = 'json', "
+        f"session_timezone = 'UTC' FORMAT JSONEachRow\n{to_json_each_row(TRACES, rows)}"
+    )
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 4
+    assert await count(chdb, "SELECT count() FROM (SELECT DISTINCT * FROM otel.otel_traces)") == 2
+    (child,) = await chdb.query(
+        "SELECT SpanAttributes, Events.Attributes AS ea, Links.Attributes AS la, "
+        "toUnixTimestamp64Nano(Events.Timestamp[2]) AS t2 FROM otel.otel_traces "
+        "WHERE SpanName = 'child' LIMIT 1"
+    )
+    assert child == {
+        "SpanAttributes": {"list": "[1]"},
+        "ea": [{"attempt": "2"}, {}],
+        "la": [{"why": "follows"}],
+        "t2": T0 + 9,
+    }
+
+
+async def test_rows_a_column_type_cannot_hold_are_the_rows_fault(chdb: ChdbBackend) -> None:
+    """A row missing a column, or text that is not UTF-8, fails the insert as the data's
+    fault (not transient): the consumer isolates and dead-letters that record alone."""
+    (good,) = decode_trace_tables(rich_trace())[TRACES.name][:1]
+    missing = {k: v for k, v in good.items() if k != "SpanName"}
+    broken = {**good, "SpanName": "bad \ud800"}
+    for rows in ([missing], [broken]):
+        with pytest.raises(BackendError) as caught:
+            await chdb.insert(TRACES, rows, "bad")
+        assert not caught.value.transient
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 0

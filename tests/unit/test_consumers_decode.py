@@ -8,11 +8,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from consumers.otel.columns import Columns
 from consumers.otel.ddl import GAUGE, HISTOGRAM, PIPELINE_RUNS, SUM, TRACES
 from consumers.otel.decode import (
     DecodeError,
     decode_metrics,
     decode_spans,
+    decode_trace_columns,
     decode_trace_tables,
     pipeline_run_rows,
     value_to_str,
@@ -296,3 +298,19 @@ def test_metrics_on_the_spans_topic_and_back_are_rejected() -> None:
         decode_metrics(run_trace("r").SerializeToString())
     with pytest.raises(DecodeError):
         decode_metrics(ExportMetricsServiceRequest().SerializeToString())
+
+
+def test_columns_layout_head_and_concat() -> None:
+    """The span decoder's flat lists are what the generic row-by-row builder makes of the
+    same rows (maps, arrays of maps, Nested sizes), and `head` / `concat` keep rows whole."""
+    raw = two_spans()  # the child has an event and a link
+    columns = decode_trace_columns(raw)[TRACES.name]
+    assert isinstance(columns, Columns)
+    rows = decode_trace_tables(raw)[TRACES.name]
+    assert Columns.from_rows(TRACES, rows).cols == columns.cols
+    both = Columns.concat(TRACES, [columns, columns])
+    assert len(both) == 4
+    assert both.rows() == rows + rows
+    for n in range(5):
+        assert both.head(n).rows() == (rows + rows)[:n]
+        assert len(both.head(n)) == min(n, 4)

@@ -38,7 +38,17 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from consumers.otel.ddl import GAUGE, HISTOGRAM, PIPELINE_RUNS, SUM, TABLES, TRACES, Table
+from consumers.otel.ddl import (
+    EXP_HISTOGRAM,
+    GAUGE,
+    HISTOGRAM,
+    PIPELINE_RUNS,
+    SUM,
+    SUMMARY,
+    TABLES,
+    TRACES,
+    Table,
+)
 from consumers.otel.ddl import create_statements as otel_create_statements
 from consumers.otel.decode import (
     ATTR_PIPELINE,
@@ -50,6 +60,7 @@ from consumers.otel.decode import (
     decode_metrics,
     decode_trace_tables,
 )
+from consumers.otel.decode import METRIC_TABLES as DECODED_METRIC_TABLES
 from consumers.samples import T0, metrics_request, run_trace
 
 # Examples per property; each property runs in a few seconds.
@@ -199,7 +210,7 @@ def run_decoder(
 
 
 TRACE_TABLES = {TRACES.name, PIPELINE_RUNS.name}
-METRIC_TABLES = {GAUGE.name, SUM.name, HISTOGRAM.name}
+METRIC_TABLES = {t.name for t in DECODED_METRIC_TABLES}
 
 
 # ---- strategies --------------------------------------------------------------------------
@@ -628,10 +639,35 @@ def test_metric_requests_decode_to_rows_or_a_decode_error() -> None:
             outcomes["rejected"] += 1
             return
         outcomes["rows"] += 1
-        # Every gauge, sum and histogram point is a row; summaries and exponential
-        # histograms have no table.
-        for kind, table in (("gauge", GAUGE), ("sum", SUM), ("histogram", HISTOGRAM)):
+        # Every point of every metric type is one row of its table: none is dropped.
+        for kind, table in (
+            ("gauge", GAUGE),
+            ("sum", SUM),
+            ("histogram", HISTOGRAM),
+            ("exponential_histogram", EXP_HISTOGRAM),
+            ("summary", SUMMARY),
+        ):
             assert len(tables[table.name]) == _points(request, kind), kind
+        for kind, table in (("exponential_histogram", EXP_HISTOGRAM), ("summary", SUMMARY)):
+            wire_counts = [p.count for p in _point_list(request, kind)]
+            assert [row["Count"] for row in tables[table.name]] == wire_counts, kind
+        quantiles = [
+            [q.quantile for q in p.quantile_values] for p in _point_list(request, "summary")
+        ]
+        got_quantiles = [row["ValueAtQuantiles.Quantile"] for row in tables[SUMMARY.name]]
+        assert all(
+            len(a) == len(b) and all(map(_same_float, a, b))
+            for a, b in zip(got_quantiles, quantiles, strict=True)
+        )
+        buckets = [
+            (p.positive.offset, list(p.positive.bucket_counts), list(p.negative.bucket_counts))
+            for p in _point_list(request, "exponential_histogram")
+        ]
+        got_buckets = [
+            (r["PositiveOffset"], r["PositiveBucketCounts"], r["NegativeBucketCounts"])
+            for r in tables[EXP_HISTOGRAM.name]
+        ]
+        assert got_buckets == buckets
         for kind, table in (("gauge", GAUGE), ("sum", SUM)):
             wire = [_wire_number(p) for p in _point_list(request, kind)]
             got = [row["Value"] for row in tables[table.name]]
