@@ -111,9 +111,9 @@ class Deps:
 def _default_sink(settings: Settings) -> lineage.Sink | None:
     if not settings.kafka_bootstrap:
         return None
-    from lineagehub.telemetry.publisher import KafkaPublisher
+    from gateway.kafka_producer import GatewayProducer
 
-    publisher = KafkaPublisher(settings.kafka_bootstrap, client_id="lineage-hub-gateway")
+    publisher = GatewayProducer(settings.kafka_bootstrap, settings.kafka_linger_ms)
     return lineage.Sink(
         publisher, settings.lineage_topic, settings.kafka_timeout_s, settings.retry_after_s
     )
@@ -671,20 +671,21 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
     retry_after = 0.0
 
     async def publish_in_order(group: list[tuple[int, lineage.Checked]]) -> None:
-        # One key's events go one after another: Kafka keeps them in this order.
+        # One key's events are appended in order and acknowledged together: Kafka keeps
+        # them in this order; from a failed one on, the key's events are 503s.
         nonlocal retry_after
-        failed: lineage.KafkaUnavailable | None = None
-        for index, checked in group:
+        assert deps.sink is not None
+        started = time.perf_counter()
+        failures = await deps.sink.publish_in_order(
+            group[0][1].key, [checked.value for _, checked in group]
+        )
+        elapsed = time.perf_counter() - started
+        for (index, checked), failed in zip(group, failures, strict=True):
             if failed is None:
-                try:
-                    await _publish(deps, checked)
-                except lineage.KafkaUnavailable as exc:
-                    failed = exc
-            if failed is None:
+                deps.metrics.publish.observe(elapsed)
                 deps.metrics.events.inc("accepted")
                 results[index] = {"index": index, "status": 201, **_accepted(deps, checked)}
             else:
-                # Later events of the key are not sent: they must not overtake the failed one.
                 deps.metrics.events.inc("unavailable")
                 retry_after = max(retry_after, failed.retry_after)
                 results[index] = {"index": index, "status": 503, "error": failed.reason}

@@ -9,9 +9,11 @@ gzip bomb is refused after at most `limit + 64 KiB` of output.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lineagehub.openlineage_schema import loads
@@ -136,14 +138,27 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+# A run of this many digits may be an integer beyond 64 bits, which orjson would turn
+# into a float (losing digits), or a number longer than Marquez reads: such bodies
+# take the exact parser (a digit run inside a string just takes the slower path).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def parse_json(data: bytes) -> tuple[Any, str | None]:
     """`(value, None)`, or `(None, reason)` for a body that is not JSON Marquez could read.
 
-    Never raises: the parsing (and its limits: NaN/Infinity, numbers over 1000 digits,
-    invalid UTF-8, too deep nesting) is `lineagehub.openlineage_schema.loads`, the same
-    the lineage consumer uses. Lone surrogates (`"\\ud800"`) are caught per event by
-    `gateway.lineage.check`, which can name their path.
+    Never raises. orjson parses what it reads exactly as the exact parser would (the
+    same doubles, last duplicate key wins); whatever it refuses (NaN/Infinity, invalid
+    UTF-8, lone surrogates, nesting over 1024) and any body with a 19-digit run goes to
+    `lineagehub.openlineage_schema.loads`, the lineage consumer's parser, which gives the
+    reason (or, for lone surrogates and big integers, the value: lone surrogates are
+    caught per event by `gateway.lineage.check`, which can name their path).
     """
     if not data.strip():
         return None, "the body is empty"
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data), None
+        except orjson.JSONDecodeError:
+            pass
     return loads(data)

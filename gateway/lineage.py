@@ -12,8 +12,11 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
 
 from lineagehub.openlineage_schema import (
     EventKind,
@@ -30,11 +33,19 @@ __all__ = ["Checked", "Invalid", "KafkaUnavailable", "Publisher", "Sink", "check
 
 
 class Publisher(Protocol):
-    """What the gateway needs of `lineagehub.telemetry.publisher.KafkaPublisher`."""
+    """What the gateway needs of a producer: `send` returns once the record is acknowledged."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def send(self, topic: str, key: str, value: bytes) -> None: ...
+
+
+@runtime_checkable
+class PipelinedPublisher(Publisher, Protocol):
+    """A producer that can append records in order and be awaited for their acks after:
+    `gateway.kafka_producer.GatewayProducer`."""
+
+    async def enqueue(self, topic: str, key: str, value: bytes) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,7 @@ def check(event: object, max_event_bytes: int) -> Checked | Invalid:
     if errors:
         return Invalid(400, errors)
     try:
-        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        value = text.encode()
+        value = _encode(event)
     except UnicodeEncodeError:
         path = lone_surrogate_path(event) or "$"
         message = (
@@ -93,6 +103,16 @@ def check(event: object, max_event_bytes: int) -> Checked | Invalid:
         run_id=key if kind is EventKind.RUN else None,
         event_type=str(event_type) if event_type is not None else None,
     )
+
+
+def _encode(event: dict[str, object]) -> bytes:
+    """Compact UTF-8 JSON: orjson, or the standard encoder for what orjson refuses
+    (integers beyond 64 bits, nesting over 254, lone surrogates: its errors are ours)."""
+    try:
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError:
+        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
 
 
 class KafkaUnavailable(Exception):
@@ -154,14 +174,55 @@ class Sink:
 
     async def publish(self, key: str, value: bytes) -> None:
         """Returns once the broker acknowledged the record; `KafkaUnavailable` otherwise."""
-        await self._ensure_started()
+        (failure,) = await self.publish_in_order(key, [value])
+        if failure is not None:
+            raise failure
+
+    async def publish_in_order(
+        self, key: str, values: list[bytes]
+    ) -> list[KafkaUnavailable | None]:
+        """Append one key's records in this order, then wait for all the acknowledgements
+        together (one round trip, not one per record): None for each acknowledged record.
+
+        After the first record that fails, the later ones are failures too, whether or not
+        they landed: a client retrying from the first failure keeps the key's order (a
+        record that landed twice is a duplicate, which at-least-once allows).
+        """
         try:
-            await asyncio.wait_for(self.publisher.send(self.topic, key, value), self.timeout_s)
-        except Exception as exc:
-            self.last_error = _describe(exc)
-            raise KafkaUnavailable(
-                f"Kafka did not acknowledge the event: {self.last_error}", self.cooldown_s
-            ) from None
+            await self._ensure_started()
+        except KafkaUnavailable as down:
+            return [down] * len(values)
+        failed: KafkaUnavailable | None = None
+        outcomes: list[BaseException | None] = []
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                outcomes = await self._send_all(key, values)
+        except Exception as exc:  # the append or the wait: nothing more is known
+            outcomes = [exc] * len(values)
+        out: list[KafkaUnavailable | None] = []
+        for outcome in [*outcomes, *[None] * (len(values) - len(outcomes))]:
+            if failed is None and isinstance(outcome, BaseException):
+                self.last_error = _describe(outcome)
+                failed = KafkaUnavailable(
+                    f"Kafka did not acknowledge the event: {self.last_error}", self.cooldown_s
+                )
+            out.append(failed)
+        return out
+
+    async def _send_all(self, key: str, values: list[bytes]) -> list[BaseException | None]:
+        publisher = self.publisher
+        if not isinstance(publisher, PipelinedPublisher):
+            sent: list[BaseException | None] = []
+            for value in values:  # one at a time: the next waits for the previous ack
+                try:
+                    await publisher.send(self.topic, key, value)
+                except Exception as exc:
+                    return [*sent, exc]  # the rest are not sent (failures, see above)
+                sent.append(None)
+            return sent
+        acks = [await publisher.enqueue(self.topic, key, value) for value in values]
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in results]
 
     async def close(self) -> None:
         async with self._lock:

@@ -147,6 +147,34 @@ def test_a_batch_reaches_kafka(stack: Any, gateway: ServerThread) -> None:
     assert [json.loads(x.value)["eventType"] for x in records] == ["START", "RUNNING", "COMPLETE"]
 
 
+def test_a_batch_of_interleaved_runs_keeps_each_runs_order(
+    stack: Any, gateway: ServerThread
+) -> None:
+    """Each run's events are appended together and acknowledged together (one round
+    trip): they still land in the order sent, on one partition per run."""
+    bootstrap = stack.env["KAFKA_BOOTSTRAP"]
+    start = asyncio.run(_end_offsets(bootstrap))
+    from openlineage.client.serde import Serde
+
+    run_ids = [str(uuid.uuid4()) for _ in range(4)]
+    states = [RunState.START, RunState.RUNNING, RunState.RUNNING, RunState.COMPLETE]
+    batch = []
+    for step, state in enumerate(states):
+        for rid in run_ids:
+            event = json.loads(Serde.to_json(_event(rid, state, "gw-interleaved")))
+            event["run"]["facets"] = {"step": {"_producer": PRODUCER, "_schemaURL": PRODUCER}}
+            event["run"]["facets"]["step"]["n"] = step
+            batch.append(event)
+    r = httpx.post(f"{gateway.url}/api/v1/lineage", json=batch, headers=AUTH, timeout=30)
+    assert r.status_code == 200, r.text
+    assert {x["status"] for x in r.json()["results"]} == {201}
+    for rid in run_ids:
+        records = asyncio.run(_read_from(bootstrap, start, rid, expect=4, within=30))
+        steps = [json.loads(x.value)["run"]["facets"]["step"]["n"] for x in records]
+        assert steps == [0, 1, 2, 3], (rid, steps)
+        assert len({x.partition for x in records}) == 1
+
+
 def test_invalid_event_is_400_with_the_path(gateway: ServerThread) -> None:
     from openlineage.client.serde import Serde
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.body import BadEncoding, BodyTooLarge, UnsupportedEncoding, decode, parse_json
+from lineagehub.openlineage_schema import loads
 
 
 def test_identity_and_gzip() -> None:
@@ -64,3 +68,48 @@ def test_parse_json_problems(raw: bytes, fragment: str) -> None:
 
 def test_parse_json_values() -> None:
     assert parse_json(b'[{"a": 1}]') == ([{"a": 1}], None)
+
+
+# ---------------------------------------------------------------- the fast parser
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, derandomize=True)
+@given(_JSON_VALUES)
+def test_the_fast_parser_reads_what_the_exact_one_reads(value: object) -> None:
+    """orjson on the fast path: same values (big integers kept exact), same refusals."""
+    data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    fast, exact = parse_json(data), loads(data)
+    assert fast == exact
+    assert repr(fast) == repr(exact)  # 1 stays an int, 1.0 a float, -0.0 keeps its sign
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"123456789012345678901234567890",
+        b'{"n": -98765432109876543210}',
+        b"1." + b"0" * 1200 + b"1",
+        b"1" * 1001,
+        b"1e400",
+        b"NaN",
+        b'"\\ud800"',
+        b"[" * 1100 + b"]" * 1100,
+        b"\xef\xbb\xbf{}",
+        b'{"a": "\xff"}',
+    ],
+)
+def test_what_orjson_reads_differently_takes_the_exact_parser(body: bytes) -> None:
+    assert parse_json(body) == loads(body)
