@@ -3,14 +3,20 @@
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_gateway.py \\
         [--events 2000] [--concurrency 16] [--batch 50] [--marquez]
 
-The gateway runs as its own process (one uvicorn worker, so one core for the app)
-on a free loopback port, publishing to a private topic (the stack's lineage consumer
-doesn't see the benchmark's events). The load comes from this process: `concurrency`
-workers over one pooled httpx client, a bounded number of events.
+The gateway runs as its own process (`--workers 1,2`: one run per worker count, to
+see how it scales) on a free loopback port, publishing to a private topic (the
+stack's lineage consumer doesn't see the benchmark's events). The load comes from
+this process: `concurrency` workers over one pooled httpx client, bodies encoded
+before the clock starts.
+
+* bare aiokafka (the baseline, same run): the gateway's producer settings without
+  HTTP or validation, `concurrency` senders, one record or `--batch` records a send.
 
 * single: one event per POST (what the OpenLineage HTTP transport does); each answer
   arrives only after Kafka acknowledged the record.
 * batch: `--batch` events per POST (a JSON array), per-item results.
+* paced: an open-loop load at `--paced-single` / `--paced-batch` events/s (half the
+  goals by default), latency counted from when each request was due.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
 """
@@ -19,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,24 +99,20 @@ def start_gateway(
 
 
 async def drive(
-    url: str, bodies: Sequence[Any], concurrency: int, headers: dict[str, str], ok: set[int]
+    url: str, bodies: Sequence[bytes], concurrency: int, headers: dict[str, str], ok: set[int]
 ) -> tuple[float, list[float]]:
     """POST every body with `concurrency` workers; (wall seconds, per-request latencies)."""
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    queue = list(reversed(bodies))
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {**headers, "Content-Type": "application/json"}
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
 
         async def worker() -> None:
-            while True:
-                try:
-                    body = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            while queue:
+                body = queue.pop()
                 started = time.perf_counter()
-                r = await client.post(url, json=body, headers=headers)
+                r = await client.post(url, content=body, headers=headers)
                 latencies.append(time.perf_counter() - started)
                 if r.status_code not in ok:
                     raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
@@ -120,17 +122,87 @@ async def drive(
         return time.perf_counter() - started, latencies
 
 
+async def paced(
+    url: str, bodies: Sequence[bytes], per_s: float, concurrency: int, ok: set[int]
+) -> tuple[float, list[float]]:
+    """Open loop: body i is due at i / per_s seconds (at most `concurrency` in flight);
+    each latency counts from when the request was due, so a backlog shows (no
+    coordinated omission)."""
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one(body: bytes, due: float) -> None:
+            try:
+                r = await client.post(url, content=body, headers=headers)
+                latencies.append(time.perf_counter() - due)
+                if r.status_code not in ok:
+                    raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
+            finally:
+                gate.release()
+
+        started = time.perf_counter()
+        tasks = []
+        for i, body in enumerate(bodies):
+            due = started + i / per_s
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing the load, not synchronisation
+            await gate.acquire()
+            tasks.append(asyncio.create_task(one(body, due)))
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - started, latencies
+
+
+async def bare_producer(
+    bootstrap: str, topic: str, records: Sequence[tuple[str, bytes]], per_send: int, tasks: int
+) -> tuple[float, list[float]]:
+    """The baseline: aiokafka alone with the gateway's producer settings (acks=all,
+    idempotent, the same linger), `tasks` senders, each appending `per_send` records and
+    then awaiting their acknowledgements."""
+    from gateway.kafka_producer import GatewayProducer
+
+    producer = GatewayProducer(bootstrap)
+    await producer.start()
+    queue = [records[i : i + per_send] for i in range(0, len(records), per_send)][::-1]
+    latencies: list[float] = []
+    try:
+
+        async def sender() -> None:
+            while queue:
+                group = queue.pop()
+                started = time.perf_counter()
+                acks = [await producer.enqueue(topic, key, value) for key, value in group]
+                await asyncio.gather(*acks)
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(tasks)))
+        return time.perf_counter() - started, latencies
+    finally:
+        await producer.stop()
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def report(name: str, n_events: int, wall: float, latencies: list[float]) -> None:
+def report(name: str, n_events: int, wall: float, latencies: list[float], base: float = 0) -> float:
+    rate = n_events / wall
+    ratio = f"  {rate / base:5.2f}x of bare" if base else ""
     print(
-        f"  {name:<34}{n_events / wall:>9,.0f} events/s   "
+        f"  {name:<40}{rate:>9,.0f} events/s   "
         f"p50 {pct(latencies, 0.50):7.2f} ms   p99 {pct(latencies, 0.99):7.2f} ms   "
-        f"mean {statistics.fmean(latencies) * 1000:7.2f} ms   ({len(latencies)} requests)"
+        f"({len(latencies)} requests){ratio}"
     )
+    return rate
+
+
+def encoded(items: Sequence[Any]) -> list[bytes]:
+    return [json.dumps(item).encode() for item in items]
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -140,41 +212,72 @@ async def main_async(args: argparse.Namespace) -> int:
         return 2
     topic = unique("bench-gateway")
     await create_topics(bootstrap, [topic])
-    singles = events(args.events)
-    batched = events(args.events)
-    batches = [batched[i : i + args.batch] for i in range(0, len(batched), args.batch)]
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "gateway.log"
-        gateway_env = {
-            "KAFKA_BOOTSTRAP": bootstrap,
-            "LINEAGEHUB_GATEWAY_TOPIC": topic,
-            "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
-        }
-        proc, url = start_gateway(gateway_env, log)
-        try:
-            # Warm-up: the producer connects, the first metadata round trip.
-            await drive(f"{url}/api/v1/lineage", events(50), 4, AUTH, {201})
-            print(
-                f"gateway -> Kafka ({bootstrap}, topic {topic}, acks=all), "
-                f"concurrency {args.concurrency}, {args.events} events, one gateway process"
-            )
-            wall, lat = await drive(f"{url}/api/v1/lineage", singles, args.concurrency, AUTH, {201})
-            report("single event per POST", len(singles), wall, lat)
-            wall, lat = await drive(f"{url}/api/v1/lineage", batches, args.concurrency, AUTH, {200})
-            report(f"batches of {args.batch}", len(batched), wall, lat)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    print(
+        f"-> Kafka {bootstrap}, topic {topic}, acks=all, concurrency {args.concurrency}, "
+        f"{args.events} events a phase; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    )
+    base_events = events(args.events)
+    records = [(e["run"]["runId"], json.dumps(e).encode()) for e in base_events]
+    wall, lat = await bare_producer(bootstrap, topic, records, 1, args.concurrency)
+    bare_single = report("bare aiokafka: 1 record, await ack", len(records), wall, lat)
+    wall, lat = await bare_producer(bootstrap, topic, records, args.batch, args.concurrency)
+    bare_batch = report(f"bare aiokafka: {args.batch} records, await", len(records), wall, lat)
+    expected = 2 * len(records)
+    lineage = "/api/v1/lineage"
+    for workers in args.workers:
+        singles = encoded(events(args.events))
+        batched = events(args.events)
+        batches = encoded([batched[i : i + args.batch] for i in range(0, args.events, args.batch)])
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "gateway.log"
+            gateway_env = {
+                "KAFKA_BOOTSTRAP": bootstrap,
+                "LINEAGEHUB_GATEWAY_TOPIC": topic,
+                "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
+            }
+            proc, url = start_gateway(gateway_env, log, ["--workers", str(workers)])
+            try:
+                # Warm-up: every worker's producer connects (the first metadata round trip).
+                await drive(f"{url}{lineage}", encoded(events(50 * workers)), 8, AUTH, {201})
+                expected += 50 * workers
+                print(f" gateway, {workers} worker process(es):")
+                wall, lat = await drive(f"{url}{lineage}", singles, args.concurrency, AUTH, {201})
+                report("single event per POST", len(singles), wall, lat, bare_single)
+                wall, lat = await drive(f"{url}{lineage}", batches, args.concurrency, AUTH, {200})
+                report(f"batches of {args.batch}", args.events, wall, lat, bare_batch)
+                expected += 2 * args.events
+                for per_s, per_post in ((args.paced_single, 1), (args.paced_batch, args.batch)):
+                    items = events(args.events)
+                    bodies = (
+                        encoded(items)
+                        if per_post == 1
+                        else encoded(
+                            [items[i : i + per_post] for i in range(0, len(items), per_post)]
+                        )
+                    )
+                    wall, lat = await paced(
+                        f"{url}{lineage}",
+                        bodies,
+                        per_s / per_post,
+                        args.concurrency,
+                        {201} if per_post == 1 else {200},
+                    )
+                    report(
+                        f"paced at {per_s:,.0f} events/s, {per_post}/POST", len(items), wall, lat
+                    )
+                    expected += len(items)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
     offsets = await end_offsets(bootstrap, [topic])
     stored = sum(offsets.values())
-    expected = 50 + 2 * args.events
     print(f"  records in {topic}: {stored} (expected {expected})")
     if args.marquez:
         marquez = os.environ.get("MARQUEZ_URL", "")
         if not marquez.startswith(("http://127.", "http://localhost")):
             print("  straight to Marquez: skipped (set a loopback MARQUEZ_URL)")
         else:
-            direct = events(args.events)
+            direct = encoded(events(args.events))
             wall, lat = await drive(
                 f"{marquez.rstrip('/')}/api/v1/lineage", direct, args.concurrency, {}, {200, 201}
             )
@@ -188,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--marquez", action="store_true")
+    p.add_argument(
+        "--workers",
+        type=lambda text: [int(w) for w in text.split(",")],
+        default=[1],
+        help="gateway worker processes, a list to compare (1,2)",
+    )
+    p.add_argument("--paced-single", type=float, default=1500.0, help="events/s, one a POST")
+    p.add_argument("--paced-batch", type=float, default=10000.0, help="events/s in batches")
     args = p.parse_args(argv)
     if not 0 < args.events <= 100_000 or not 0 < args.concurrency <= 256:
         p.error("--events must be in 1..100000 and --concurrency in 1..256")

@@ -30,6 +30,7 @@ from gateway.body import (
 from gateway.config import Settings
 from gateway.health_cache import HealthCache
 from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
+from gateway.json_response import FastJSONResponse
 from gateway.logs import AccessLog
 from gateway.promtext import GatewayMetrics
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
@@ -227,7 +228,7 @@ bearer = HTTPBearer(auto_error=False, description="A gateway token (or an OpenLi
 
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return FastJSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 #: A PipelineRun spec is a few KiB; its route takes no more than this (before parsing).
@@ -273,33 +274,12 @@ def _routes(app: FastAPI, deps: Deps) -> None:
     lineage_writer = _authorizer(deps, Scope.LINEAGE_WRITE)
     runs_writer = _authorizer(deps, Scope.RUNS_WRITE)
     runs_reader = _authorizer(deps, Scope.RUNS_READ)
-    app.include_router(
-        console_api.router(
-            lambda: deps.runs,
-            lambda: deps.metrics_store,
-            settings.clickhouse_database,
-            runs_reader,
-            runs_writer,
-            settings.namespace,
-            settings.console_links,
-            settings.stream_seconds,
-        )
-    )
-    app.include_router(console_pages.router())
-    app.include_router(
-        lineage_api.router(
-            lambda: deps.metrics_store,
-            settings.clickhouse_database,
-            _authorizer(deps, Scope.LINEAGE_READ),
-            settings.retry_after_s,
-        )
-    )
-
     # ---------------------------------------------------------------- lineage
 
-    async def post_lineage(
-        request: Request, principal: Annotated[Principal, Depends(lineage_writer)]
-    ) -> JSONResponse:
+    async def post_lineage(request: Request) -> JSONResponse:
+        # Authorized here rather than as a dependency: the same check, without the
+        # dependency resolution the hottest route would pay on every event.
+        await lineage_writer(request, None)
         raw = await request.body()
         try:
             data = decode(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
@@ -326,7 +306,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             status_code=201,
             tags=["lineage"],
             summary="Receive OpenLineage events (one, or a batch as a JSON array)",
-            openapi_extra=_LINEAGE_BODY,
+            openapi_extra={**_LINEAGE_BODY, "security": [{"HTTPBearer": []}]},
             include_in_schema=True,
             name="lineage" if path.endswith("/v1/lineage") else "webhook_lineage",
             responses={
@@ -341,6 +321,30 @@ def _routes(app: FastAPI, deps: Deps) -> None:
                 503: {"description": "Kafka is unavailable; see Retry-After"},
             },
         )
+
+    # The ingestion routes come first: the router tries routes in order, and they
+    # take most of the traffic.
+    app.include_router(
+        console_api.router(
+            lambda: deps.runs,
+            lambda: deps.metrics_store,
+            settings.clickhouse_database,
+            runs_reader,
+            runs_writer,
+            settings.namespace,
+            settings.console_links,
+            settings.stream_seconds,
+        )
+    )
+    app.include_router(console_pages.router())
+    app.include_router(
+        lineage_api.router(
+            lambda: deps.metrics_store,
+            settings.clickhouse_database,
+            _authorizer(deps, Scope.LINEAGE_READ),
+            settings.retry_after_s,
+        )
+    )
 
     # ---------------------------------------------------------------- runs
 
@@ -650,7 +654,7 @@ async def _single(deps: Deps, value: object) -> JSONResponse:
     except lineage.KafkaUnavailable as exc:
         return _unavailable(deps, exc.reason, exc.retry_after)
     deps.metrics.events.inc("accepted")
-    return JSONResponse({"status": "accepted", **_accepted(deps, verdict)}, status_code=201)
+    return FastJSONResponse({"status": "accepted", **_accepted(deps, verdict)}, status_code=201)
 
 
 async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
@@ -707,11 +711,11 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
         "results": results,
     }
     if unavailable and not accepted:
-        return JSONResponse(
+        return FastJSONResponse(
             body, status_code=503, headers={"Retry-After": retry_after_header(retry_after)}
         )
     headers = {"Retry-After": retry_after_header(retry_after)} if unavailable else None
-    return JSONResponse(body, status_code=200, headers=headers)
+    return FastJSONResponse(body, status_code=200, headers=headers)
 
 
 async def _health(deps: Deps) -> list[health.Check]:
@@ -769,4 +773,16 @@ async def _health(deps: Deps) -> list[health.Check]:
     )
 
 
-__all__ = ["Deps", "RunRequest", "Settings", "create_app"]
+#: The log level of worker processes (`lineage-hub gateway --workers N` sets it).
+LOG_LEVEL_ENV = "LINEAGEHUB_GATEWAY_LOG_LEVEL"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker process (`--workers`), configured from the environment."""
+    from gateway import config, logs
+
+    logs.configure(os.environ.get(LOG_LEVEL_ENV, "INFO"))
+    return create_app(config.from_env())
+
+
+__all__ = ["Deps", "RunRequest", "Settings", "app_from_env", "create_app"]

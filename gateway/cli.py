@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from gateway import config, logs
@@ -24,6 +25,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("LINEAGEHUB_GATEWAY_WORKERS", "1") or 1),
+        help=(
+            "processes serving the port (default 1, or LINEAGEHUB_GATEWAY_WORKERS): one "
+            "per core on a VM; in Kubernetes prefer replicas (each worker keeps its own "
+            "rate limits and /metrics)"
+        ),
+    )
     p.add_argument(
         "--check-config",
         action="store_true",
@@ -55,15 +66,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import LOG_LEVEL_ENV, create_app
 
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,  # ours is structured, with the request id
-        proxy_headers=False,
-    )
+    common: dict[str, object] = {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,  # ours is structured, with the request id
+        "proxy_headers": False,
+    }
+    if args.workers > 1:
+        # Each worker process builds its own app (and producer) from the environment.
+        os.environ[LOG_LEVEL_ENV] = args.log_level
+        uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
     return 0

@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metric_labels import method_label, route_label, status_label
@@ -35,7 +36,10 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str)
+        try:
+            return orjson.dumps(doc, default=str).decode()
+        except (orjson.JSONEncodeError, UnicodeDecodeError):
+            return json.dumps(doc, default=str)
 
 
 def configure(level: str = "INFO") -> None:
