@@ -394,11 +394,12 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
 
 
 def operator_discovery_rules(*, namespaced: bool) -> list[dict[str, Any]]:
-    """Cluster-scoped reads kopf makes: it watches CRDs (to notice its resource change),
-    and, when it watches chosen namespaces only, lists and watches namespaces."""
+    """Cluster-scoped reads: kopf watches CRDs (to notice its resource change), and, when
+    it watches chosen namespaces only, lists and watches namespaces; the operator reads a
+    run's namespace for its active-run limit."""
     rules = [_rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])]
-    if namespaced:
-        rules.append(_rule("", ["namespaces"], ["list", "watch"]))
+    # get: a run's namespace, for its lineagehub.io/max-active-runs annotation.
+    rules.append(_rule("", ["namespaces"], ["get", "list", "watch"] if namespaced else ["get"]))
     return rules
 
 

@@ -311,6 +311,7 @@ class Reason(StrEnum):
     """CamelCase reasons the operator puts on the `Succeeded` condition and on stages."""
 
     PENDING = "Pending"
+    QUEUED = "Queued"
     STARTED = "Started"
     RUNNING = "Running"
     SUSPENDED = "Suspended"

@@ -55,6 +55,10 @@ class OperatorConfig:
     private_targets: TargetPolicy = field(default_factory=TargetPolicy)
     # Read timeout of every Kubernetes API call the operator makes itself.
     api_timeout_seconds: float = 30.0
+    # Runs that may be active at once, operator-wide and in each namespace (0: no limit;
+    # a namespace's lineagehub.io/max-active-runs annotation overrides the second).
+    max_active_runs: int = 0
+    max_active_runs_per_namespace: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -93,4 +97,6 @@ class OperatorConfig:
             api_timeout_seconds=float(
                 opt("LINEAGEHUB_API_TIMEOUT_SECONDS") or cls.api_timeout_seconds
             ),
+            max_active_runs=int(opt("LINEAGEHUB_MAX_ACTIVE_RUNS") or 0),
+            max_active_runs_per_namespace=int(opt("LINEAGEHUB_MAX_ACTIVE_RUNS_PER_NAMESPACE") or 0),
         )

@@ -242,8 +242,10 @@ def decide(
     jobs: Mapping[StageName, ObservedJob],
     now: datetime,
     ids: RunIds,
+    queued: str | None = None,
 ) -> Decision:
-    """Compute the run's next status and the actions that get it there."""
+    """Compute the run's next status and the actions that get it there. `queued` says
+    why a run that has not started must wait for a slot (the active-run limits)."""
     old = run.status
     generation = run.metadata.generation
     if old is None or old.run_id is None:
@@ -301,6 +303,14 @@ def decide(
                     actions.append(
                         RecordEvent("Normal", "Suspended", f"Run suspended before stage {stage}")
                     )
+                break
+            if status.phase == Phase.PENDING and queued is not None:
+                _set_succeeded(
+                    status, ConditionStatus.UNKNOWN, Reason.QUEUED, queued, generation, now
+                )
+                before = old.condition()
+                if before is None or before.reason != Reason.QUEUED:
+                    actions.append(RecordEvent("Normal", Reason.QUEUED.value, queued))
                 break
             if status.phase == Phase.PENDING:
                 # The run's first Job (extract, or a re-run's first stage): it starts.

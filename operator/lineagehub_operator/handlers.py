@@ -34,7 +34,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import policy, rerun, resolve, verify
+from lineagehub_operator import policy, queue, rerun, resolve, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -124,9 +124,34 @@ def job_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
     _wake(memo, owner_uid(body))
 
 
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+def run_queue(body: kopf.Body, **_: Any) -> dict[str, queue.QueueEntry]:
+    """Every run, for the active-run limits."""
+    return {"runs": queue.queue_entry(body)}
+
+
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 def run_changed(uid: str, memo: Any, **_: Any) -> None:
     _wake(memo, uid)
+    # A run that started, ended or went may free a slot: queued runs look again.
+    for waiting in list(memo.get("queued", ())):
+        _wake(memo, waiting)
+
+
+async def _queued(
+    memo: Any, run: PipelineRun, body: kopf.Body, entries: list[queue.QueueEntry]
+) -> str | None:
+    """Why a run that has not started must wait for a slot, or None."""
+    config: OperatorConfig = memo["config"]
+    if run.status is None or run.status.phase != Phase.PENDING or run.spec.cancel:
+        return None
+    annotations = await memo["api"].namespace_annotations(run.metadata.namespace or "")
+    return queue.queued(
+        queue.queue_entry(body),
+        entries,
+        operator_limit=config.max_active_runs,
+        namespace_limit=queue.namespace_limit(annotations, config.max_active_runs_per_namespace),
+    )
 
 
 def _needs_daemon(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -286,6 +311,7 @@ async def reconcile(
     **kwargs: Any,
 ) -> None:
     stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
+    run_queue: kopf.Index[str, queue.QueueEntry] = kwargs["run_queue"]
     namespace = namespace or ""
     waker = memo["wakers"].setdefault(uid, asyncio.Event())
     config: OperatorConfig = memo["config"]
@@ -333,7 +359,12 @@ async def reconcile(
                 namespace,
                 list(stage_jobs.get((namespace, uid), [])),
             )
-            decision = decide(run, observed, now, _fresh_ids())
+            waiting = await _queued(memo, run, body, list(run_queue.get("runs", [])))
+            if waiting is None:
+                memo.setdefault("queued", set()).discard(uid)
+            else:
+                memo.setdefault("queued", set()).add(uid)
+            decision = decide(run, observed, now, _fresh_ids(), queued=waiting)
             if any(isinstance(a, CreateJob) for a in decision.actions):
                 # Checked (hosts resolved anew) before each Job: nothing runs that the
                 # policy refuses, even when DNS or the policy changed since the last stage.
@@ -378,6 +409,7 @@ async def reconcile(
             await sleep_until_woken(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
     finally:
         memo["wakers"].pop(uid, None)
+        memo.setdefault("queued", set()).discard(uid)
         # The results are read again from the pods if the run's daemon ever comes back.
         memo["results"].forget(uid)
 

@@ -138,6 +138,16 @@ class KubeApi:
             raise
         return cast(dict[str, Any], result)
 
+    async def namespace_annotations(self, name: str) -> dict[str, str]:
+        """The annotations of namespace `name` (none when it is gone)."""
+        try:
+            found = await self._call(self.core.read_namespace, name)
+        except ApiException as err:
+            if err.status == 404:
+                return {}
+            raise
+        return dict(found.metadata.annotations or {})
+
     async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Pipeline `name` of `namespace`, or None when there is none."""
         return await self._get_custom(namespace, pipeline.PLURAL, name)

@@ -173,6 +173,22 @@ def test_operator_deployment(helm: Path) -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
 
+def test_active_run_limits_reach_the_operator(helm: Path) -> None:
+    from lineagehub_operator.config import OperatorConfig
+
+    def env(*overrides: str) -> dict[str, str]:
+        deploy = find(template(helm, *overrides), "Deployment", "hub-lineage-hub-operator")
+        found = env_of(deploy["spec"]["template"]["spec"]["containers"][0])
+        return {k: v for k, v in found.items() if isinstance(v, str)}
+
+    defaults = OperatorConfig.from_env(env())
+    assert (defaults.max_active_runs, defaults.max_active_runs_per_namespace) == (0, 0)
+    limited = OperatorConfig.from_env(
+        env("operator.maxActiveRuns=10", "operator.maxActiveRunsPerNamespace=3")
+    )
+    assert (limited.max_active_runs, limited.max_active_runs_per_namespace) == (10, 3)
+
+
 def test_operator_rbac_is_the_generated_clusterrole(helm: Path) -> None:
     docs = template(helm)
     role = find(docs, "ClusterRole", "hub-lineage-hub-operator")
@@ -215,7 +231,8 @@ def test_operator_watching_namespaces_gets_roles_there_and_no_cluster_wide_right
         "customresourcedefinitions",
         "namespaces",
     }
-    assert all(set(rule["verbs"]) == {"list", "watch"} for rule in cluster["rules"])
+    # Read-only: get is a run's namespace, for its active-run limit.
+    assert all(set(rule["verbs"]) <= {"get", "list", "watch"} for rule in cluster["rules"])
 
 
 def test_run_policy_settings_reach_the_operator(helm: Path) -> None:

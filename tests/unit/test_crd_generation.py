@@ -324,8 +324,13 @@ CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 def test_operator_clusterrole_grants_exactly_what_the_code_uses() -> None:
     role = build_operator_clusterrole()
     assert role["kind"] == "ClusterRole"
-    # Cluster-wide, kopf also watches CRDs; it does not list namespaces then.
-    assert _grants(role) == {**NAMESPACED_GRANTS, CRDS: {"list", "watch"}}
+    # Cluster-wide, kopf also watches CRDs; it does not list namespaces then (the operator
+    # reads a run's namespace for its active-run limit).
+    assert _grants(role) == {
+        **NAMESPACED_GRANTS,
+        CRDS: {"list", "watch"},
+        ("", "namespaces"): {"get"},
+    }
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
 
@@ -337,7 +342,10 @@ def test_operator_role_and_discovery_clusterrole_for_chosen_namespaces() -> None
     discovery = build_operator_discovery_clusterrole()
     assert discovery["kind"] == "ClusterRole"
     # The only cluster-wide grants then: read-only discovery kopf does.
-    assert _grants(discovery) == {CRDS: {"list", "watch"}, ("", "namespaces"): {"list", "watch"}}
+    assert _grants(discovery) == {
+        CRDS: {"list", "watch"},
+        ("", "namespaces"): {"get", "list", "watch"},
+    }
 
 
 def test_operator_uses_no_verb_the_role_does_not_grant() -> None:
@@ -376,6 +384,10 @@ def test_operator_uses_no_verb_the_role_does_not_grant() -> None:
     for action, status, plural in custom:
         key = ("lineagehub.io", plurals[plural] + ("/status" if status else ""))
         used.setdefault(key, set()).add(verb[action])
+    # The one cluster-scoped read: a run's namespace, granted cluster-wide.
+    assert "self.core.read_namespace," in source
+    assert "get" in _grants(build_operator_discovery_clusterrole())[("", "namespaces")]
+    assert "get" in _grants(build_operator_clusterrole())[("", "namespaces")]
     grants = _grants(build_operator_role())
     for key, verbs in used.items():
         assert verbs <= grants[key], f"{key}: the code calls {verbs - grants[key]}"

@@ -976,6 +976,9 @@ class FakeApi:
     async def delete_run(self, namespace: str, name: str) -> None:
         self.calls.append(("delete", "PipelineRun", name))
 
+    async def namespace_annotations(self, name: str) -> dict[str, str]:
+        return {}  # no active-run limit
+
 
 class FakeTelemetry:
     async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
@@ -1044,6 +1047,7 @@ def _daemon(
             stopped=NeverStopped(),
             logger=logging.getLogger("test"),
             stage_jobs={("ns", "u"): jobs},
+            run_queue={},
         )
     )
     return api, memo, events
