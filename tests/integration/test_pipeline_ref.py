@@ -210,5 +210,12 @@ def test_a_run_that_cannot_resolve_fails_naming_the_field(
     assert "pipelineSpec" not in status
     jobs = get(kubectl, "jobs", "-n", namespace)["items"]
     assert jobs == [], "nothing ran"
-    events = get(kubectl, "events", "-n", namespace, "--field-selector", "involvedObject.name=bad")
-    assert reason in [e["reason"] for e in events["items"]]
+
+    def posted() -> list[str] | None:
+        # kopf posts Events from a queue of its own: after the status write, not with it.
+        selector = "involvedObject.name=bad"
+        events = get(kubectl, "events", "-n", namespace, "--field-selector", selector)
+        reasons = [e["reason"] for e in events["items"]]
+        return reasons if reason in reasons else None
+
+    assert reason in wait_until(posted, timeout=30)
