@@ -39,7 +39,7 @@ class Verdict:
     status: str  # True, False, Unknown, TimedOut or NotReached
     reason: str = ""
     message: str = ""
-    waited: float | None = None  # seconds waited, once it timed out
+    waited: float | None = None  # its timeout, once it timed out
 
     @property
     def final(self) -> bool:
@@ -127,8 +127,9 @@ class Watch:
             else:
                 continue
             if now - start >= self.timeouts.of(kind):
+                # Its timeout, not the time of this look (polls land late on a busy machine).
                 self.verdicts[kind] = Verdict(
-                    kind, TIMED_OUT, verdict.reason, verdict.message, waited=now - start
+                    kind, TIMED_OUT, verdict.reason, verdict.message, waited=self.timeouts.of(kind)
                 )
 
     @property

@@ -58,6 +58,12 @@ def test_store_verdicts_are_timed_from_the_runs_end_not_from_the_apply() -> None
     assert [v.kind for v in watch.failures()] == ["TraceRecorded"]
 
 
+def test_a_late_look_names_the_timeout_not_the_time_of_the_look() -> None:
+    watch = Watch(Timeouts(succeeded=1), applied_at=0.0)
+    watch.observe(status(Succeeded=RUNNING), 1.7)
+    assert watch.verdicts["Succeeded"].why().startswith("Succeeded timed out after 1 s")
+
+
 def test_a_final_verdict_is_kept_when_a_later_read_lacks_it() -> None:
     watch = Watch(Timeouts(), applied_at=0.0)
     watch.observe(status(Succeeded=("False", "QualityCheckFailed", "amount_below_100")), 10.0)
