@@ -24,8 +24,9 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,7 @@ from consumers.health import Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer
+from consumers.otel.ddl import Table
 from consumers.otel.decode import decode_trace_tables
 from consumers.samples import lineage_bytes
 from consumers.stats import Stats
@@ -198,6 +200,39 @@ async def rows_per(chdb: ChdbBackend, table: str, column: str) -> Counter[str]:
 # ---- the three consumers and their health endpoints -------------------------------------------
 
 
+@dataclass
+class HeldInserts:
+    """The chdb store, with the otel consumer's inserts held on command: a batch whose
+    `pending:` marker is committed stays in flight while the broker goes away."""
+
+    inner: ChdbBackend
+    gate: asyncio.Event | None = None  # set: inserts wait until it fires
+    entered: asyncio.Event = field(default_factory=asyncio.Event)  # one is waiting
+
+    @property
+    def database(self) -> str:
+        return self.inner.database
+
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        await self.inner.setup(statements)
+
+    async def insert(self, table: Table, rows: Any, token: str) -> None:
+        gate = self.gate
+        if gate is not None:
+            self.entered.set()
+            await gate.wait()
+        await self.inner.insert(table, rows, token)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        return await self.inner.query(sql)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        pass  # the fixture closes the inner store
+
+
 async def healthz(port: int) -> dict[str, object]:
     async with httpx.AsyncClient(timeout=5) as client:
         response = await client.get(f"http://127.0.0.1:{port}/healthz")
@@ -213,6 +248,7 @@ class Rig:
     warehouse: OtelConsumer
     lineage: LineageConsumer
     ports: list[int]  # /healthz of the otel process (otel + warehouse), of the lineage one
+    held: HeldInserts  # the otel consumer's store
 
     @property
     def groups(self) -> list[tuple[str, list[str]]]:
@@ -290,8 +326,9 @@ async def rig(kafka: StackHandle, chdb: ChdbBackend, standin: MarquezStandin) ->
     await traffic.open()
     shared, alone = Health(), Health()  # the otel process's, the lineage process's
     quick = {"client_id": CLIENT, "shutdown_timeout": 5.0}
+    held = HeldInserts(chdb)
     otel = batch_consumer(
-        kafka.env, KINDS["otel"], traffic.spans, unique("kf-otel"), chdb, shared, **quick
+        kafka.env, KINDS["otel"], traffic.spans, unique("kf-otel"), held, shared, **quick
     )
     warehouse = batch_consumer(
         kafka.env, KINDS["warehouse"], traffic.lineage, unique("kf-wh"), chdb, shared, **quick
@@ -303,7 +340,7 @@ async def rig(kafka: StackHandle, chdb: ChdbBackend, standin: MarquezStandin) ->
     ports = [await s.start() for s in servers]
     running = [start(c) for c in (otel, warehouse, lineage)]
     try:
-        yield Rig(bootstrap, traffic, otel, warehouse, lineage, ports)
+        yield Rig(bootstrap, traffic, otel, warehouse, lineage, ports, held)
     finally:
         await asyncio.to_thread(kafka.start, KAFKA)  # they commit and leave through it
         for stop, task in running:
@@ -348,11 +385,19 @@ async def test_kafka_down_loses_nothing_and_stores_each_record_once(
     await warm_up(rig, chdb)
     for publisher in (operator, runner):
         assert not await traffic.publish(publisher, 1, OPERATOR_TIMEOUT)
+    # An otel batch in flight when the broker goes: its `pending:` marker is committed,
+    # its insert lands during the outage, its final commit fails.
+    gate = rig.held.gate = asyncio.Event()
+    await traffic.send(3)
+    await traffic.settle()
+    await asyncio.wait_for(rig.held.entered.wait(), 30)
     began = time.monotonic()
     sending: asyncio.Task[None] | None = None
     runner_sends: asyncio.Task[list[tuple[str, str]]] | None = None
     try:
         await kafka_stopped(rig, kafka)
+        rig.held.gate = None
+        gate.set()
         sending = asyncio.create_task(traffic.send(10))
         runner_sends = asyncio.create_task(traffic.publish(runner, 2, RUNNER_TIMEOUT))
         # The broker stays away until the operator has given up on its events.
@@ -367,6 +412,7 @@ async def test_kafka_down_loses_nothing_and_stores_each_record_once(
         await rig.drained()
         await rig.until_health("ok")
     finally:
+        gate.set()
         for task in (sending, runner_sends):
             if task is not None:
                 task.cancel()
@@ -388,7 +434,15 @@ async def test_kafka_down_loses_nothing_and_stores_each_record_once(
 
 # ---- 2. Kafka flapping -----------------------------------------------------------------------
 
-FLAPS = 3
+FLAPS = 2
+
+
+async def record_health(rig: Rig, seen: list[set[object]]) -> None:
+    """Until cancelled: every status each /healthz says (polled: a restart takes seconds)."""
+    while True:
+        for statuses, status in zip(seen, await rig.statuses(), strict=True):
+            statuses.add(status)
+        await asyncio.sleep(0.2)
 
 
 async def test_kafka_flapping_loses_nothing_and_stores_each_record_once(
@@ -396,19 +450,20 @@ async def test_kafka_flapping_loses_nothing_and_stores_each_record_once(
 ) -> None:
     traffic = rig.traffic
     await warm_up(rig, chdb)
-    for flap in range(FLAPS):
-        before = await rig.commits()
-        await traffic.send(10)  # in flight in the consumers when the broker goes
-        await traffic.settle()
-        await kafka_stopped(rig, kafka)
-        await traffic.send(5)  # kept by the producer until the broker is back
-        await asyncio.to_thread(kafka.start, KAFKA)
-        if flap < FLAPS - 1:
-            # Every consumer got going again (a commit moved) before the next stop.
-            deadline = time.monotonic() + 60
-            while any(a <= b for a, b in zip(await rig.commits(), before, strict=True)):
-                assert time.monotonic() < deadline, f"flap {flap}: a group never committed"
-                await asyncio.sleep(0.2)
+    seen: list[set[object]] = [set() for _ in rig.ports]
+    recording = asyncio.create_task(record_health(rig, seen))
+    try:
+        for _ in range(FLAPS):
+            # Back to back: the broker goes again while the consumers are still
+            # reconnecting, rejoining their groups and working off what came meanwhile.
+            await traffic.send(10)
+            await traffic.settle()
+            await asyncio.to_thread(kafka.stop, KAFKA)
+            await traffic.send(5)  # kept by the producer until the broker is back
+            await asyncio.to_thread(kafka.start, KAFKA)
+    finally:
+        recording.cancel()
+    assert all("degraded" in statuses for statuses in seen), seen
     await traffic.settle()
     await traffic.send(10)
     await traffic.settle()
@@ -461,7 +516,8 @@ async def test_kafka_slow_loses_nothing_doubles_nothing_and_commits_advance(
     traffic = rig.traffic
     await warm_up(rig, chdb)
     seen: list[list[int]] = [await rig.commits()]
-    await traffic.send(60)  # some 150 KB: seconds of work at the quota's rate
+    await traffic.send(60)  # some 120 KB: seconds of work at the quota's rate
+    began = time.monotonic()
     settled = asyncio.create_task(traffic.settle())
     drained = asyncio.create_task(rig.drained())
     while not drained.done():
@@ -471,10 +527,11 @@ async def test_kafka_slow_loses_nothing_doubles_nothing_and_commits_advance(
         await asyncio.wait([drained], timeout=0.2)
     await drained
     await settled
-    # The commits moved on their way, not only once everything was there.
+    took = time.monotonic() - began
+    # Every group's commit moved while throttled (a stalled commit never drains).
     steps = [len({s[i] for s in seen}) - 1 for i in range(3)]
-    print(f"[kafka slow] commit advances per group while throttled: {steps}")
-    assert all(n >= 2 for n in steps), steps
+    print(f"[kafka slow] drained in {took:.1f} s; commit advances per group: {steps}")
+    assert all(n >= 1 for n in steps), steps
     await rig.until_health("ok")
     await rig.verify(f"kafka slow ({RATE // 1024} KiB/s)", chdb, standin)
 
