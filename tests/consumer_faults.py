@@ -10,7 +10,7 @@ import os
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from consumers.health import Health
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.backend import Backend
 from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
-from consumers.otel.ddl import OTEL_SCHEMA, Schema
+from consumers.otel.ddl import OTEL_SCHEMA, Schema, Table
 from consumers.otel.decode import decode_trace_tables
 from consumers.retry import Backoff
 from consumers.samples import lineage_bytes, run_trace
@@ -58,6 +58,33 @@ KINDS = {
         "warehouse", "lineage_events", "EventHash", 1, LINEAGE_SCHEMA, decode_lineage
     ),
 }
+
+
+@dataclass
+class StoreInFront:
+    """The real store (`inner`) with every call passed through; subclasses put something
+    in front of `insert` (a count, a hold) without standing in for the store."""
+
+    inner: Backend
+
+    @property
+    def database(self) -> str:
+        return self.inner.database
+
+    async def setup(self, statements: Sequence[str] | None = None) -> None:
+        await self.inner.setup(statements)
+
+    async def insert(self, table: Table, rows: Any, token: str) -> None:
+        await self.inner.insert(table, rows, token)
+
+    async def query(self, sql: str) -> list[dict[str, Any]]:
+        return await self.inner.query(sql)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+    async def close(self) -> None:
+        pass  # the fixture closes the inner store
 
 
 def batch_consumer(

@@ -24,7 +24,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ from stack import paths
 from tests.conftest import StackHandle
 from tests.consumer_faults import (
     KINDS,
+    StoreInFront,
     batch_consumer,
     dead_letters,
     finish,
@@ -201,20 +202,12 @@ async def rows_per(chdb: ChdbBackend, table: str, column: str) -> Counter[str]:
 
 
 @dataclass
-class HeldInserts:
+class HeldInserts(StoreInFront):
     """The chdb store, with the otel consumer's inserts held on command: a batch whose
     `pending:` marker is committed stays in flight while the broker goes away."""
 
-    inner: ChdbBackend
     gate: asyncio.Event | None = None  # set: inserts wait until it fires
     entered: asyncio.Event = field(default_factory=asyncio.Event)  # one is waiting
-
-    @property
-    def database(self) -> str:
-        return self.inner.database
-
-    async def setup(self, statements: Sequence[str] | None = None) -> None:
-        await self.inner.setup(statements)
 
     async def insert(self, table: Table, rows: Any, token: str) -> None:
         gate = self.gate
@@ -222,15 +215,6 @@ class HeldInserts:
             self.entered.set()
             await gate.wait()
         await self.inner.insert(table, rows, token)
-
-    async def query(self, sql: str) -> list[dict[str, Any]]:
-        return await self.inner.query(sql)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
-
-    async def close(self) -> None:
-        pass  # the fixture closes the inner store
 
 
 async def healthz(port: int) -> dict[str, object]:

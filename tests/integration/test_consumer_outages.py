@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -57,6 +57,7 @@ from stack.pieces.helm import Helm
 from tests.consumer_faults import (
     FAST,
     KINDS,
+    StoreInFront,
     batch_consumer,
     dead_letters,
     finish,
@@ -75,37 +76,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class Counting:
+class Counting(StoreInFront):
     """A backend that counts the inserts that failed, per table: the sign that a fault is
     being hit (and how often) without looking at the clock."""
 
-    inner: Backend
     failures: Counter[str] = field(default_factory=Counter)
     tokens: list[str] = field(default_factory=list)
 
-    @property
-    def database(self) -> str:
-        return self.inner.database
-
-    async def setup(self, statements: Sequence[str] | None = None) -> None:
-        await self.inner.setup(statements)
-
-    async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
+    async def insert(self, table: Table, rows: Any, token: str) -> None:
         try:
             await self.inner.insert(table, rows, token)
         except BaseException:
             self.failures[table.name] += 1
             raise
         self.tokens.append(token)
-
-    async def query(self, sql: str) -> list[dict[str, Any]]:
-        return await self.inner.query(sql)
-
-    async def ping(self) -> bool:
-        return await self.inner.ping()
-
-    async def close(self) -> None:
-        pass  # the fixture closes the inner backend
 
 
 # ---- 1. ClickHouse failing every record -----------------------------------------------------
