@@ -66,6 +66,7 @@ TARGETS = [
             "tests/unit/test_consumers_offsets.py",
             "tests/unit/test_consumers_retry.py",
             "tests/unit/test_consumers_lineage_unit.py",
+            "tests/unit/test_consumers_delivery_mutants.py",
             "tests/unit/test_consumers_lineage_kinds.py",
             "tests/unit/test_consumers_validate.py",
         ],
