@@ -6,8 +6,10 @@
 The gateway runs as its own process (`--workers 1,2`: one run per worker count, to
 see how it scales) on a free loopback port, publishing to a private topic (the
 stack's lineage consumer doesn't see the benchmark's events). The load comes from
-this process: `concurrency` workers over one pooled httpx client, bodies encoded
-before the clock starts.
+this process: `concurrency` keep-alive connections of a lean HTTP/1.1 client
+(`bench_gateway_client.py`: httpx would cost more CPU than the gateway), requests
+built before the clock starts. Each line shows the CPU the gateway (all its worker
+processes) and the client spent per event.
 
 * bare aiokafka (the baseline, same run): the gateway's producer settings without
   HTTP or validation, `concurrency` senders, one record or `--batch` records a send.
@@ -40,6 +42,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_gateway_client import closed_loop, open_loop, post_request
 from consumers.samples import lineage_event
 from consumers.testkit import create_topics, end_offsets, unique
 from gateway.serve import free_port
@@ -98,62 +101,9 @@ def start_gateway(
     raise TimeoutError(f"the gateway did not answer within 30s; see {log}")
 
 
-async def drive(
-    url: str, bodies: Sequence[bytes], concurrency: int, headers: dict[str, str], ok: set[int]
-) -> tuple[float, list[float]]:
-    """POST every body with `concurrency` workers; (wall seconds, per-request latencies)."""
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {**headers, "Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-
-        async def worker() -> None:
-            while queue:
-                body = queue.pop()
-                started = time.perf_counter()
-                r = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - started)
-                if r.status_code not in ok:
-                    raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return time.perf_counter() - started, latencies
-
-
-async def paced(
-    url: str, bodies: Sequence[bytes], per_s: float, concurrency: int, ok: set[int]
-) -> tuple[float, list[float]]:
-    """Open loop: body i is due at i / per_s seconds (at most `concurrency` in flight);
-    each latency counts from when the request was due, so a backlog shows (no
-    coordinated omission)."""
-    latencies: list[float] = []
-    gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+def requests_for(url: str, bodies: Sequence[bytes]) -> list[bytes]:
     headers = {**AUTH, "Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-
-        async def one(body: bytes, due: float) -> None:
-            try:
-                r = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - due)
-                if r.status_code not in ok:
-                    raise RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
-            finally:
-                gate.release()
-
-        started = time.perf_counter()
-        tasks = []
-        for i, body in enumerate(bodies):
-            due = started + i / per_s
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing the load, not synchronisation
-            await gate.acquire()
-            tasks.append(asyncio.create_task(one(body, due)))
-        await asyncio.gather(*tasks)
-        return time.perf_counter() - started, latencies
+    return [post_request(url, body, headers) for body in bodies]
 
 
 async def bare_producer(
@@ -185,20 +135,62 @@ async def bare_producer(
         await producer.stop()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its child processes (the
+    uvicorn workers): from /proc, so it counts only what ran, not what waited."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def report(name: str, n_events: int, wall: float, latencies: list[float], base: float = 0) -> float:
+def report(
+    name: str,
+    n_events: int,
+    wall: float,
+    latencies: list[float],
+    base: float = 0,
+    cpu: tuple[float, float] | None = None,
+) -> float:
+    """One line; `cpu`: (the gateway's, this process's) CPU seconds in the phase, per event."""
     rate = n_events / wall
     ratio = f"  {rate / base:5.2f}x of bare" if base else ""
+    used = ""
+    if cpu:
+        gateway_us, client_us = (c / n_events * 1e6 for c in cpu)
+        used = f"  cpu/event: gateway {gateway_us:5.0f} us, client {client_us:5.0f} us"
     print(
         f"  {name:<40}{rate:>9,.0f} events/s   "
         f"p50 {pct(latencies, 0.50):7.2f} ms   p99 {pct(latencies, 0.99):7.2f} ms   "
-        f"({len(latencies)} requests){ratio}"
+        f"({len(latencies)} requests){ratio}{used}"
     )
     return rate
+
+
+class CpuMeter:
+    """CPU seconds used by the gateway (its process tree) and by this process between
+    `start()` and `stop()`."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._at = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._at = (tree_cpu_s(self.pid), time.process_time())
+
+    def stop(self) -> tuple[float, float]:
+        return tree_cpu_s(self.pid) - self._at[0], time.process_time() - self._at[1]
 
 
 def encoded(items: Sequence[Any]) -> list[bytes]:
@@ -238,13 +230,19 @@ async def main_async(args: argparse.Namespace) -> int:
             proc, url = start_gateway(gateway_env, log, ["--workers", str(workers)])
             try:
                 # Warm-up: every worker's producer connects (the first metadata round trip).
-                await drive(f"{url}{lineage}", encoded(events(50 * workers)), 8, AUTH, {201})
+                warm = requests_for(f"{url}{lineage}", encoded(events(50 * workers)))
+                await closed_loop(url, warm, 8, {201})
                 expected += 50 * workers
                 print(f" gateway, {workers} worker process(es):")
-                wall, lat = await drive(f"{url}{lineage}", singles, args.concurrency, AUTH, {201})
-                report("single event per POST", len(singles), wall, lat, bare_single)
-                wall, lat = await drive(f"{url}{lineage}", batches, args.concurrency, AUTH, {200})
-                report(f"batches of {args.batch}", args.events, wall, lat, bare_batch)
+                meter = CpuMeter(proc.pid)
+                meter.start()
+                singles_rq = requests_for(f"{url}{lineage}", singles)
+                wall, lat = await closed_loop(url, singles_rq, args.concurrency, {201})
+                report("single event per POST", args.events, wall, lat, bare_single, meter.stop())
+                meter.start()
+                batches_rq = requests_for(f"{url}{lineage}", batches)
+                wall, lat = await closed_loop(url, batches_rq, args.concurrency, {200})
+                report(f"batches of {args.batch}", args.events, wall, lat, bare_batch, meter.stop())
                 expected += 2 * args.events
                 for per_s, per_post in ((args.paced_single, 1), (args.paced_batch, args.batch)):
                     items = events(args.events)
@@ -255,9 +253,9 @@ async def main_async(args: argparse.Namespace) -> int:
                             [items[i : i + per_post] for i in range(0, len(items), per_post)]
                         )
                     )
-                    wall, lat = await paced(
-                        f"{url}{lineage}",
-                        bodies,
+                    wall, lat = await open_loop(
+                        url,
+                        requests_for(f"{url}{lineage}", bodies),
                         per_s / per_post,
                         args.concurrency,
                         {201} if per_post == 1 else {200},
@@ -277,10 +275,12 @@ async def main_async(args: argparse.Namespace) -> int:
         if not marquez.startswith(("http://127.", "http://localhost")):
             print("  straight to Marquez: skipped (set a loopback MARQUEZ_URL)")
         else:
-            direct = encoded(events(args.events))
-            wall, lat = await drive(
-                f"{marquez.rstrip('/')}/api/v1/lineage", direct, args.concurrency, {}, {200, 201}
-            )
+            target = f"{marquez.rstrip('/')}/api/v1/lineage"
+            direct = [
+                post_request(target, body, {"Content-Type": "application/json"})
+                for body in encoded(events(args.events))
+            ]
+            wall, lat = await closed_loop(target, direct, args.concurrency, {200, 201})
             report("straight to Marquez", len(direct), wall, lat)
     return 0 if stored == expected else 1
 

@@ -9,7 +9,6 @@ gzip bomb is refused after at most `limit + 64 KiB` of output.
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from typing import Any
 
@@ -138,10 +137,13 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-# A run of this many digits may be an integer beyond 64 bits, which orjson would turn
-# into a float (losing digits), or a number longer than Marquez reads: such bodies
-# take the exact parser (a digit run inside a string just takes the slower path).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# A run of 19 digits may be an integer beyond 64 bits, which orjson would turn into a
+# float (losing digits), or a number longer than Marquez reads: such bodies take the
+# exact parser (a digit run inside a string just takes the slower path). Found by
+# mapping every digit to 0 and searching for 19 zeros: C-speed, where a regular
+# expression costs several times the parse itself.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
 
 
 def parse_json(data: bytes) -> tuple[Any, str | None]:
@@ -156,7 +158,7 @@ def parse_json(data: bytes) -> tuple[Any, str | None]:
     """
     if not data.strip():
         return None, "the body is empty"
-    if not _LONG_DIGITS.search(data):
+    if _LONG_DIGITS not in data.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(data), None
         except orjson.JSONDecodeError:

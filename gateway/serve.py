@@ -21,11 +21,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """`with ServerThread(app) as server: server.url` — loopback, a free port."""
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, http: str = "auto"
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=host,
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="gateway", daemon=True)
