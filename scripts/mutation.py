@@ -84,6 +84,9 @@ TARGETS = [
         tests=[
             "tests/unit/test_operator_decide.py",
             "tests/unit/test_operator_decide_mutants.py",
+            "tests/unit/test_pipeline_queue.py",
+            "tests/unit/test_pipeline_rerun.py",
+            "tests/unit/test_pipeline_operator.py",
             "tests/unit/test_run_policy.py",
             "tests/unit/test_operator_verify.py",
         ],

@@ -314,3 +314,13 @@ def test_refusing_a_run_before_it_started_records_nothing_to_wait_for() -> None:
             "observedGeneration": GEN,
             "lastTransitionTime": "2026-11-26T12:00:20Z",
         }
+
+
+def test_a_timed_out_stage_says_so_in_its_event() -> None:
+    d = _failed(job(T, JobState.FAILED, failure_reason="DeadlineExceeded"))
+    message = "stage transform exceeded its timeout"
+    assert d.actions == [
+        RecordEvent("Warning", "StageTimeout", f"Stage transform failed: {message}"),
+        EmitRunEvent("FAIL"),
+        RecordEvent("Warning", "StageTimeout", message),
+    ]
