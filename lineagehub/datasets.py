@@ -25,12 +25,18 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 MASK = "REDACTED"
 
 # `scheme://userinfo@` inside free text: the userinfo is what gets dropped.
-# Greedy up to the authority's last `@`: a password may hold a raw `@` of its own.
-_USERINFO_IN_TEXT = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#]*@")
+# Greedy up to the last `@` before the path's `/`: a password may hold a raw `@`, `?` or
+# `#` of its own (over-redacting a host whose query holds an `@` is the safe mistake).
+_USERINFO_IN_TEXT = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/]*@")
 # A URI inside free text, up to the first character no URI holds.
 _URI_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>`]+")
 # `name=value` after `?`, `&`, `;` or `#`: a parameter of a query string or fragment.
-_PARAM = re.compile(r"(?P<lead>[?&;#])(?P<name>[^=&;#?\s'\"<>`]+)=(?P<value>[^&;#\s'\"<>`]*)")
+# A value ends only where a parameter or the text does (a quote may be part of a
+# secret); punctuation that closes a sentence (`...?token=x: failed`) stays outside it.
+_PARAM = re.compile(
+    r"(?P<lead>[?&;#])(?P<name>[^=&;#?\s'\"<>`]+)="
+    r"(?P<value>[^&;#\s]*?)(?=[.,:!)\]}'\"]*(?:[&;#\s]|$))"
+)
 
 #: Parameters whose value is a secret wherever they appear (compared lower-cased, with
 #: `-` read as `_`): AWS SigV4 and GCS V4 presigned URLs, the Azure SAS signature,
@@ -47,12 +53,28 @@ _SECRET_NAMES = frozenset(
         "sig",
         "key",
         "pwd",
+        "pass",
         "auth",
         "authorization",
+        "code",
+        "client_assertion",
+        "sessionid",
+        "session_id",
     }
 )
 #: Words that make any parameter holding them secret (`client_secret`, `id_token`...).
-_SECRET_WORDS = ("token", "secret", "password", "passwd", "apikey", "api_key", "access_key")
+_SECRET_WORDS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "passphrase",
+    "apikey",
+    "api_key",
+    "access_key",
+    "private_key",
+    "credential",
+)
 #: The fields of an Azure SAS token: masked too when the URI carries a SAS signature
 #: (`sig`), since together they are the credential.
 _SAS_FIELDS = frozenset(
@@ -95,6 +117,20 @@ def _authority(parts: SplitResult) -> str:
     return parts.netloc.rpartition("@")[2]
 
 
+def _raw_userinfo_end(uri: str) -> int:
+    """Where the host starts in `scheme://userinfo@host/...` read as typed (0: no
+    userinfo): after the last `@` before the path's first `/`, so a password holding a
+    raw `#`, `?` or space (which `urlsplit` would read as a fragment or query) is still
+    found."""
+    start = uri.find("://")
+    if start < 0:
+        return 0
+    start += 3
+    slash = uri.find("/", start)
+    at = uri.rfind("@", start, slash if slash >= 0 else len(uri))
+    return at + 1 if at >= 0 else 0
+
+
 def dataset_of(uri: str) -> tuple[str, str]:
     """(namespace, name) of the dataset at `uri`; credentials are never part of it."""
     parts = urlsplit(uri)
@@ -114,6 +150,9 @@ def dataset_of(uri: str) -> tuple[str, str]:
 def redact_uri(uri: str) -> str:
     """`uri` without its userinfo and with its secret parameters masked:
     `https://u:p@h/x?X-Amz-Signature=ab&v=1` -> `https://h/x?X-Amz-Signature=REDACTED&v=1`."""
+    host_at = _raw_userinfo_end(uri)
+    if host_at:
+        uri = uri[: uri.find("://") + 3] + uri[host_at:]
     try:
         parts = urlsplit(uri)
     except ValueError:

@@ -231,3 +231,43 @@ def test_a_refused_stage_config_does_not_quote_the_credentials(
     for text in (err, term.read_text()):
         assert "source.uri: String should match pattern" in text
         assert PASSWORD not in text and TOKEN not in text, text
+
+
+#: Passwords typed raw with characters `urlsplit` reads as the start of a query, a
+#: fragment or the end of the authority: the whole userinfo still goes.
+@pytest.mark.parametrize(
+    ("uri", "secret", "shown"),
+    [
+        ("postgres://u:p#ss-91@host/db.t", "p#ss-91", "postgres://host/db.t"),
+        ("postgres://u:p?ss-92@host:5432/db.t", "p?ss-92", "postgres://host:5432/db.t"),
+        ("clickhouse://u:p ss-93@ch:9000/db.t", "p ss-93", "clickhouse://ch:9000/db.t"),
+        ("https://u:a@b#c-94@h/x.csv", "a@b#c-94", "https://h/x.csv"),
+    ],
+)
+def test_a_raw_password_with_url_delimiters_is_dropped(uri: str, secret: str, shown: str) -> None:
+    assert redact_uri(uri) == shown
+    if " " not in secret:  # in free text a space ends the URI: nothing tells it from prose
+        said = redact_text(f"cannot read {uri} now")
+        assert secret not in said and "now" in said
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a quote inside a secret does not end it
+        ("https://h/x?token=ab'cd", "https://h/x?token=REDACTED"),
+        ("reading 'https://h/x?token=ab'cd' failed", "reading 'https://h/x?token=REDACTED' failed"),
+        # punctuation that closes a sentence is not part of the value
+        ("read https://h/x?Token=abc: boom", "read https://h/x?Token=REDACTED: boom"),
+        ("(see https://h/x?sig=abc).", "(see https://h/x?sig=REDACTED)."),
+        # names that carry a secret
+        (
+            "https://h/x?pass=p1&private_key=k1&credential=c1&code=o1&v=1",
+            "https://h/x?pass=REDACTED&private_key=REDACTED&credential=REDACTED&code=REDACTED&v=1",
+        ),
+        # an `@` in a path after the host is no userinfo
+        ("https://host/users/@me/x.csv", "https://host/users/@me/x.csv"),
+    ],
+)
+def test_secret_values_end_where_the_parameter_ends(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
