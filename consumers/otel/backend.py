@@ -2,9 +2,9 @@
 
 Both backends run the same DDL (a `ddl.Schema`'s statements) and the same
 `INSERT INTO db.table (columns)` with the same deduplication settings; they differ
-only in how the rows travel: chdb reads one Arrow table per insert (built column by
-column from `columns.Columns`, read in place through the `Python()` table function),
-the native protocol takes typed rows from clickhouse-driver.
+only in how the rows travel: chdb reads one Arrow stream per insert (built column by
+column from `columns.Columns`), the native protocol takes typed rows from
+clickhouse-driver.
 
 An insert takes `Columns` (what the decoders give) or a list of row dicts.
 
@@ -17,10 +17,13 @@ import asyncio
 import functools
 import json
 import math
+import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -176,6 +179,10 @@ class ChdbBackend:
         self.database = database
         self._session: Any = _chdb.Session(path)
         self._lock = threading.Lock()
+        # Batches on their way in (see `_insert_arrow`), beside the data: writable wherever
+        # the data is.
+        self._spool = Path(path) / "lineagehub-spool"
+        self._spool.mkdir(parents=True, exist_ok=True)
 
     def _run(self, sql: str, fmt: str = "CSV") -> str:
         with self._lock:
@@ -188,15 +195,23 @@ class ChdbBackend:
     def _insert_arrow(self, sql: str, table: Table, rows: Rows) -> None:
         try:
             columns = rows if isinstance(rows, Columns) else Columns.from_rows(table, rows)
-            arrow_rows = columns.to_arrow()  # noqa: F841 (read by name in the query below)
+            arrow = columns.to_arrow()
         except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
             # The rows themselves (a missing column, a value its type cannot hold, text
             # that is not UTF-8): not the store's fault.
             raise BackendError(f"{type(exc).__name__}: {exc}"[:2000], transient=False) from None
-        # ClickHouse reads the Arrow table in place: `Python(arrow_rows)` names the local
-        # variable above. (chdb's streaming `send_insert` is not used: it reports rows
-        # written for an insert the table refused, a constraint for one.)
-        self._run(f"{sql} SELECT * FROM Python(arrow_rows)")
+        # ClickHouse reads the batch as an Arrow stream from a private file: parsed in C++
+        # with the GIL free, so the next batch decodes meanwhile (2x the `Python()` table
+        # function, which reads the Arrow table through Python; chdb's streaming
+        # `send_insert` is not used: it reports rows written for an insert the table
+        # refused, a constraint for one).
+        fd, path = tempfile.mkstemp(prefix="insert-", suffix=".arrow", dir=self._spool)
+        try:
+            with os.fdopen(fd, "wb") as sink, pa.ipc.new_stream(sink, arrow.schema) as writer:
+                writer.write_table(arrow)
+            self._run(f"{sql} SELECT * FROM file('{_escape(path)}', ArrowStream)")
+        finally:
+            Path(path).unlink()
 
     async def setup(self, statements: Sequence[str] | None = None) -> None:
         """Run `statements` (default: the otel tables' DDL)."""
