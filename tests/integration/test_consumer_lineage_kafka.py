@@ -10,7 +10,6 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +43,6 @@ async def setup(env: dict[str, str]) -> Setup:
     s = Setup(env["KAFKA_BOOTSTRAP"], unique("openlineage-events"), unique("lineage-group"))
     await create_topics(s.bootstrap, [s.topic])  # 3 partitions
     return s
-
-
-@pytest.fixture
-async def standin() -> AsyncIterator[MarquezStandin]:
-    server = MarquezStandin()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 Item = tuple[int, str, str]  # partition, run id, event type

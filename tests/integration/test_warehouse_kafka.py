@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +30,6 @@ from tests.warehouse_events import (
 
 pytestmark = pytest.mark.dataplane
 S3 = "s3://lake"
-
-
-@pytest.fixture
-async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
-    backend = ChdbBackend(str(tmp_path / "chdb"))
-    yield backend
-    await backend.close()
 
 
 @pytest.fixture
