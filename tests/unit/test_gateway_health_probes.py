@@ -9,6 +9,7 @@ counts of probes that actually arrived, never by timing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import socketserver
 import threading
@@ -39,6 +40,18 @@ class Counting:
             self.n += 1
 
 
+@contextlib.contextmanager
+def _serving(server: socketserver.TCPServer) -> Iterator[int]:
+    """Serve in a thread; yields the port; shuts the server down after."""
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def marquez() -> Iterator[tuple[str, Counting]]:
     seen = Counting()
@@ -57,14 +70,8 @@ def marquez() -> Iterator[tuple[str, Counting]]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"http://127.0.0.1:{port}", seen
 
 
 @pytest.fixture
@@ -76,15 +83,8 @@ def kafka_port() -> Iterator[tuple[str, Counting]]:
         def handle(self) -> None:
             seen.add()
 
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"127.0.0.1:{port}", seen
 
 
 def _settings(marquez_url: str, bootstrap: str, interval: float) -> Settings:
