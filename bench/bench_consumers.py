@@ -132,7 +132,7 @@ async def bench_otel_topic(
     unit = f"{what}/s"
     print(f"otel {what}: {len(requests)} records, {total} {what}, batches of <= {batch_rows} rows")
     print(f"  decode only (columns)            {decode_rate:>10,.0f} {unit} (CPU time)")
-    print(f"  chdb insert only (Python() table)   {insert_rate:>10,.0f} {unit}")
+    print(f"  chdb insert only (Arrow stream)    {insert_rate:>10,.0f} {unit}")
     print(f"  baseline: consume + parse        {baseline:>10,.0f} {unit} (aiokafka, no store)")
     print(f"  Kafka -> chdb, sustained         {ours:>10,.0f} {unit}  ratio {ours / baseline:.2f}")
     print(
