@@ -183,6 +183,8 @@ class ChdbBackend:
         # the data is.
         self._spool = Path(path) / "lineagehub-spool"
         self._spool.mkdir(parents=True, exist_ok=True)
+        for stale in self._spool.glob("insert-*.arrow"):  # left by a process that was killed
+            stale.unlink(missing_ok=True)
 
     def _run(self, sql: str, fmt: str = "CSV") -> str:
         with self._lock:

@@ -504,3 +504,21 @@ async def test_rows_a_column_type_cannot_hold_are_the_rows_fault(chdb: ChdbBacke
             await chdb.insert(TRACES, rows, "bad")
         assert not caught.value.transient
     assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 0
+
+
+async def test_a_killed_writers_spooled_batch_is_removed_on_open(tmp_path: Path) -> None:
+    """A batch file left behind by a process killed mid-insert is not kept forever (the
+    batch itself is replayed from Kafka)."""
+    first = ChdbBackend(str(tmp_path / "spool"), database="otel")
+    await first.close()
+    stale = tmp_path / "spool" / "lineagehub-spool" / "insert-left.arrow"
+    stale.write_bytes(b"partial")
+    again = ChdbBackend(str(tmp_path / "spool"), database="otel")
+    try:
+        assert not stale.exists()
+        await again.setup()
+        await again.insert(TRACES, decode_trace_tables(rich_trace())[TRACES.name], "t")
+        assert await count(again, "SELECT count() FROM otel.otel_traces") == 2
+        assert list(stale.parent.iterdir()) == []  # nothing left after an insert either
+    finally:
+        await again.close()
