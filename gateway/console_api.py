@@ -13,19 +13,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol, runtime_checkable
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway import clickhouse
 from gateway.auth import Principal
-from gateway.runs import KubeError, RunStore, view
+from gateway.runs import KubeError, RunStore, manifest, view
 from lineagehub.warehouse_sql import quote
 
 API = "/api/v1"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TRACE_ID = r"^[0-9a-f]{32}$"
 MAX_SPANS = 5000
+#: Fields of a run's spec that belong to that run alone, not to a run made again from it.
+AGAIN_DROPS = frozenset({"cancel", "suspend", "rerun"})
 STREAM_EVERY_S = 1.0
 #: The Grafana dashboards (the chart provisions the same files).
 DASHBOARDS_DIR = Path(
@@ -155,6 +157,37 @@ def router(
         except KubeError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
         return JSONResponse(view(patched, ""), status_code=202)
+
+    @routes.post(
+        f"{API}/pipeline/run/{{name}}/again",
+        status_code=201,
+        summary="Run again: a new run with this run's spec, copied on the server",
+    )
+    async def run_again(
+        request: Request,
+        _principal: Annotated[Principal, Depends(runs_write_auth)],
+        name: Annotated[str, PathParam(max_length=253)],
+        namespace: Annotated[str | None, Query(max_length=63, pattern=DNS_LABEL)] = None,
+    ) -> JSONResponse:
+        """The spec is copied as stored, never from what a reader was shown: readers see
+        URIs with their credentials redacted, which would not run."""
+        source = runs()
+        if source is None:
+            return unavailable("kubernetes", "no Kubernetes API configured")
+        ns = namespace or default_namespace
+        try:
+            stored = await source.get(ns, name)
+            spec = {
+                key: value
+                for key, value in (stored.get("spec") or {}).items()
+                if key not in AGAIN_DROPS
+            }
+            prefix = f"{name[:40].rstrip('-')}-"
+            request_id = str(getattr(request.state, "request_id", ""))
+            created = await source.create(ns, manifest(spec, None, ns, request_id, prefix))
+        except KubeError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse(view(created, ""), status_code=201)
 
     @routes.get(f"{API}/pipeline/run/{{name}}/events", summary="A run's Kubernetes Events")
     async def run_events(

@@ -3,12 +3,14 @@
 The key is kept on the PipelineRun itself, so it survives gateway restarts and holds
 across replicas with no store of the gateway's own:
 
-* the label `lineagehub.io/idempotency-key` holds a digest of the caller's identity
-  and the key (the key itself may be anything a client chose: it is never stored, and
-  one caller's key never matches another caller's run);
+* the label `lineagehub.io/idempotency-key` holds a digest of the caller's identity,
+  the namespace and the key (the key itself may be anything a client chose: it is
+  never stored, and one caller's key never matches another caller's run). A key is the
+  caller's in one namespace: a run lives in one, and the lookup and the name collision
+  below happen there, so the same key sent for another namespace is another key;
 * the annotation `lineagehub.io/idempotency-body` holds a digest of the request (the
-  spec, the name and the namespace), so a key reused for a different request is told
-  apart from a retry.
+  spec and the name), so a key reused for a different request is told apart from a
+  retry.
 
 Two requests racing with the same key and the same body create one run: the run's
 name is fixed by the request (the caller's `name`, else one derived from the key's
@@ -52,7 +54,8 @@ class Idempotency:
 
     @classmethod
     def of(cls, principal_id: str, key: str, request: dict[str, Any]) -> Idempotency:
-        scoped = hashlib.sha256(f"{principal_id}\n{key}".encode()).hexdigest()
+        namespace = request.get("namespace") or ""
+        scoped = hashlib.sha256(f"{principal_id}\n{namespace}\n{key}".encode()).hexdigest()
         canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
         # 40 hex: a label value holds at most 63 characters; 160 bits never collide.
         return cls(scoped[:40], hashlib.sha256(canonical.encode()).hexdigest())

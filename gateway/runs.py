@@ -10,6 +10,7 @@ import threading
 from typing import Any, Protocol
 
 from lineagehub.api.pipelinerun import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
+from lineagehub.datasets import redact_uri
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT_S = 10.0
@@ -229,8 +230,28 @@ def _translate(exc: Exception) -> KubeError:
     return KubeError(503, f"the Kubernetes API is unreachable: {type(exc).__name__}: {exc}", 5.0)
 
 
+#: Keys whose string values are URIs or endpoints: shown only through `redact_uri`.
+_URI_KEYS = ("uri", "url", "endpoint")
+
+
+def redact_uris(value: Any) -> Any:
+    """`value` (a run's spec or status) with every URI-valued field passed through
+    `redact_uri`: a reader of runs never sees a password or a presigned signature, even
+    one the run's author typed into the spec or a parameter put into the resolved spec."""
+    if isinstance(value, dict):
+        return {
+            key: redact_uri(item)
+            if isinstance(item, str) and str(key).lower().endswith(_URI_KEYS)
+            else redact_uris(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_uris(item) for item in value]
+    return value
+
+
 def view(obj: Obj, status_url: str) -> Obj:
-    """What the gateway answers about one run."""
+    """What the gateway answers about one run (credentials in its URIs redacted)."""
     meta = obj.get("metadata", {})
     status: Obj = obj.get("status") or {}
     return {
@@ -241,6 +262,6 @@ def view(obj: Obj, status_url: str) -> Obj:
         "runId": status.get("runId"),
         "phase": status.get("phase"),
         "statusUrl": status_url,
-        "spec": obj.get("spec") or {},
-        "status": status,
+        "spec": redact_uris(obj.get("spec") or {}),
+        "status": redact_uris(status),
     }

@@ -266,3 +266,62 @@ def test_creating_a_run_with_info_logging_on_answers_201(caplog: pytest.LogCaptu
         )
     assert reply.status_code == 201, reply.text
     assert any(r.getMessage() == "pipelinerun created" for r in caplog.records)
+
+
+def test_readers_see_no_credentials_and_run_again_copies_the_stored_spec() -> None:
+    """A reader is shown every URI of a run's spec and resolved spec redacted; Run again
+    copies the spec as stored (the redacted one would not run), minus what belonged to
+    that run alone (cancel, rerun)."""
+    secret_source = "https://reader:pw-s3cr3t@data.example.com/in.csv?X-Amz-Signature=sig-1a2b"
+    secret_sink = "clickhouse://default:hunter2@ch:9000/db.t"
+    stored_spec: dict[str, object] = {
+        "source": {"uri": secret_source, "format": "csv"},
+        "sink": {"uri": secret_sink, "format": "clickhouse"},
+        "cancel": True,
+        "rerun": {"run": "orders", "fromStage": "load"},
+    }
+
+    class Stored(Runs):
+        def __init__(self) -> None:
+            super().__init__()
+            self.created: list[dict[str, object]] = []
+
+        async def get(self, namespace: str, name: str) -> dict[str, object]:
+            return {
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": stored_spec,
+                "status": {"phase": "Failed", "pipelineSpec": {"sink": {"uri": secret_sink}}},
+            }
+
+        async def create(self, namespace: str, body: dict[str, object]) -> dict[str, object]:
+            self.created.append(body)
+            return {**body, "metadata": {"name": "orders-x1", "namespace": namespace}}
+
+    runs = Stored()
+    settings = Settings(
+        tokens=parse_tokens(f"{TOKEN}:runs:read;writer-token-0123456789:runs:write"),
+    )
+    reader = {"Authorization": f"Bearer {TOKEN}"}
+    writer = {"Authorization": "Bearer writer-token-0123456789"}
+    with TestClient(create_app(settings, publisher=None, runs=runs, metrics_store=None)) as client:
+        shown = client.get("/api/v1/pipeline/run/orders?namespace=team-a", headers=reader)
+        assert shown.status_code == 200
+        text = shown.text
+        assert "pw-s3cr3t" not in text and "hunter2" not in text and "sig-1a2b" not in text
+        assert shown.json()["spec"]["source"]["uri"] == (
+            "https://data.example.com/in.csv?X-Amz-Signature=REDACTED"
+        )
+        path = "/api/v1/pipeline/run/orders/again?namespace=team-a"
+        assert client.post(path).status_code == 401
+        assert client.post(path, headers=reader).status_code == 403
+        assert runs.created == []
+        again = client.post(path, headers=writer)
+        assert again.status_code == 201, again.text
+        assert "pw-s3cr3t" not in again.text
+    (body,) = runs.created
+    assert body["spec"] == {
+        "source": {"uri": secret_source, "format": "csv"},
+        "sink": {"uri": secret_sink, "format": "clickhouse"},
+    }
+    meta = body["metadata"]
+    assert isinstance(meta, dict) and meta["generateName"] == "orders-"

@@ -32,6 +32,9 @@ def test_the_key_is_scoped_to_the_caller_and_never_stored() -> None:
     assert annotations[BODY_ANNOTATION] == mine.body_digest
     assert mine.owns(obj) and not theirs.owns(obj)
     assert mine.run_name() == Idempotency.of("token:aaaaaaaaaaaa", "order-42", REQUEST).run_name()
+    # the same caller's key for another namespace is another key (looked up there)
+    elsewhere = Idempotency.of("token:aaaaaaaaaaaa", "order-42", {**REQUEST, "namespace": "b"})
+    assert elsewhere.key_digest != mine.key_digest and not elsewhere.owns(obj)
 
 
 def test_the_digest_of_the_request_ignores_key_order_but_not_values() -> None:

@@ -447,9 +447,7 @@ async function runPage(ns, name) {
       if (await act("Cancel", () => post(`${API}/pipeline/run/${encodeURIComponent(name)}/cancel?${q({ namespace: ns })}`))) route();
     } }, "Cancel run") : null,
     el("button", { type: "button", id: "run-again", onclick: async () => {
-      const spec = { ...(reply.body.spec || {}) };
-      delete spec.cancel; delete spec.suspend;
-      const r = await act("Run again", () => post(`${API}/pipeline/run`, { ...spec, namespace: ns }));
+      const r = await act("Run again", () => post(`${API}/pipeline/run/${encodeURIComponent(name)}/again?${q({ namespace: ns })}`));
       if (r) { window.history.pushState({}, "", `/console/run/${encodeURIComponent(r.body.namespace)}/${encodeURIComponent(r.body.name)}`); route(); }
     } }, "Run again"),
     el("span", { class: "muted" }, "(needs a token with runs:write)"));
