@@ -27,8 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO")
     p.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("LINEAGEHUB_GATEWAY_WORKERS", "1") or 1),
+        type=_worker_count,
+        default=os.environ.get("LINEAGEHUB_GATEWAY_WORKERS") or "1",
         help=(
             "processes serving the port (default 1, or LINEAGEHUB_GATEWAY_WORKERS): one "
             "per core on a VM; in Kubernetes prefer replicas (each worker keeps its own "
@@ -41,6 +41,16 @@ def parser() -> argparse.ArgumentParser:
         help="read the configuration, print a summary and exit",
     )
     return p
+
+
+def _worker_count(text: str) -> int:
+    """`--workers` / LINEAGEHUB_GATEWAY_WORKERS: a whole number of processes, ≥ 1."""
+    if text.isascii() and text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a number of worker processes: give a whole number ≥ 1 "
+        "(--workers N or LINEAGEHUB_GATEWAY_WORKERS=N)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
