@@ -10,58 +10,15 @@ partition) and then wait for all of them together.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from lineagehub.telemetry.publisher import MAX_REQUEST_BYTES, KafkaPublisher
 
-from aiokafka import AIOKafkaProducer
-
-#: Kafka records up to this size (the broker's default message.max.bytes is ~1 MiB).
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
 BATCH_BYTES = 256 * 1024
 
+__all__ = ["BATCH_BYTES", "MAX_REQUEST_BYTES", "GatewayProducer"]
 
-class GatewayProducer:
+
+class GatewayProducer(KafkaPublisher):
     def __init__(
         self, bootstrap: str, linger_ms: int = 5, client_id: str = "lineage-hub-gateway"
     ) -> None:
-        self.bootstrap = bootstrap
-        self.linger_ms = linger_ms
-        self._client_id = client_id
-        self._producer: Any = None
-
-    async def start(self) -> None:
-        if self._producer is not None:
-            return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.linger_ms,
-            max_batch_size=BATCH_BYTES,
-            max_request_size=MAX_REQUEST_BYTES,
-            request_timeout_ms=15000,
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await producer.stop()
-            raise
-        self._producer = producer
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            producer, self._producer = self._producer, None
-            await producer.stop()
-
-    async def enqueue(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
-        """Append one record (in call order); the returned future resolves once the
-        broker acknowledged it, or fails."""
-        await self.start()
-        future: asyncio.Future[Any] = await self._producer.send(
-            topic, value=value, key=key.encode()
-        )
-        return future
-
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        await (await self.enqueue(topic, key, value))
+        super().__init__(bootstrap, client_id, linger_ms=linger_ms, max_batch_size=BATCH_BYTES)

@@ -140,6 +140,7 @@ class Sink:
         # Decided once: a runtime Protocol check costs about 100 us a call.
         self._pipelined = isinstance(publisher, PipelinedPublisher)
         self._started = False
+        self._closed = False
         self._lock = asyncio.Lock()
         self._down_until = 0.0
         self.last_error = ""
@@ -148,10 +149,18 @@ class Sink:
     def started(self) -> bool:
         return self._started
 
+    def _refuse_if_closed(self) -> None:
+        """After `close` nothing may start the producer again (a request still in flight
+        would make one that is never stopped)."""
+        if self._closed:
+            raise KafkaUnavailable("the gateway is shutting down", self.cooldown_s)
+
     async def _ensure_started(self) -> None:
+        self._refuse_if_closed()
         if self._started:
             return
         async with self._lock:
+            self._refuse_if_closed()
             if self._started:
                 return
             remaining = self._down_until - time.monotonic()
@@ -217,17 +226,22 @@ class Sink:
             sent: list[BaseException | None] = []
             for value in values:  # one at a time: the next waits for the previous ack
                 try:
+                    self._refuse_if_closed()
                     await publisher.send(self.topic, key, value)
                 except Exception as exc:
                     return [*sent, exc]  # the rest are not sent (failures, see above)
                 sent.append(None)
             return sent
         pipelined = cast(PipelinedPublisher, publisher)  # checked once, in __init__
-        acks = [await pipelined.enqueue(self.topic, key, value) for value in values]
+        acks = []
+        for value in values:
+            self._refuse_if_closed()  # no await between this check and the append
+            acks.append(await pipelined.enqueue(self.topic, key, value))
         results = await asyncio.gather(*acks, return_exceptions=True)
         return [r if isinstance(r, BaseException) else None for r in results]
 
     async def close(self) -> None:
+        self._closed = True
         async with self._lock:
             if self._started:
                 self._started = False

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+#: Kafka records up to this size (the broker's default message.max.bytes is ~1 MiB).
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
 
 class KafkaPublisher:
-    """`await send(...)` returns once the broker acknowledged the record (acks=all)."""
+    """`await send(...)` returns once the broker acknowledged the record (acks=all,
+    idempotent). `linger_ms` > 0 lets the records of concurrent senders share a produce
+    request (a server with many requests in flight); `enqueue` appends a record and hands
+    back its acknowledgement, so one caller can append several records of a key in order
+    and await them together."""
 
-    def __init__(self, bootstrap: str, client_id: str = "lineage-hub") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str = "lineage-hub",
+        *,
+        linger_ms: int = 0,
+        max_batch_size: int = 16384,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.linger_ms = linger_ms
         self._client_id = client_id
+        self._max_batch_size = max_batch_size
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -24,7 +42,9 @@ class KafkaPublisher:
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,
-            max_request_size=4 * 1024 * 1024,
+            linger_ms=self.linger_ms,
+            max_batch_size=self._max_batch_size,
+            max_request_size=MAX_REQUEST_BYTES,
             request_timeout_ms=15000,
         )
         try:
@@ -39,10 +59,18 @@ class KafkaPublisher:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
+    async def enqueue(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
+        """Append one record (in call order); the returned future resolves once the
+        broker acknowledged it, or fails."""
         await self.start()
         assert self._producer is not None
-        await self._producer.send_and_wait(topic, value=value, key=key.encode())
+        future: asyncio.Future[Any] = await self._producer.send(
+            topic, value=value, key=key.encode()
+        )
+        return future
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        await (await self.enqueue(topic, key, value))
 
     async def __aenter__(self) -> KafkaPublisher:
         await self.start()
