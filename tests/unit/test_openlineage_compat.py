@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -402,10 +401,9 @@ def test_a_large_client_event_with_many_fields_and_column_lineage() -> None:
     )
     size = len(json.dumps(event))
     assert 500_000 < size < MAX_EVENT_BYTES
-    started = time.perf_counter()
-    accepted(event)
-    # Both doors, parse and validate included; jsonschema alone took over a second.
-    assert time.perf_counter() - started < 1.0
+    # Both doors take it whole (their speed is bench_gateway's business, not a test's).
+    _, verdict = accepted(event)
+    assert verdict.run_id == event["run"]["runId"]
     # ... and an error deep inside such an event is still found, with its path.
     broken = copy.deepcopy(event)
     broken["outputs"][0]["facets"]["schema"]["fields"][1499]["name"] = None
