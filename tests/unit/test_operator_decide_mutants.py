@@ -105,6 +105,7 @@ def test_a_running_job_keeps_its_name_stage_and_first_attempt_reason() -> None:
         "Running",
         "Stage extract running",
     )
+    assert cond(d.status)["observedGeneration"] == GEN
     assert d.requeue_after is None
 
 
@@ -324,3 +325,17 @@ def test_a_timed_out_stage_says_so_in_its_event() -> None:
         EmitRunEvent("FAIL"),
         RecordEvent("Warning", "StageTimeout", message),
     ]
+
+
+def test_a_queued_run_says_why_once_with_a_normal_event() -> None:
+    why = "Queued: 2 of 2 runs active"
+    d = decide(accepted(), {}, T1, IDS, queued=why)
+    assert d.actions == [RecordEvent("Normal", "Queued", why)]
+    assert cond(d.status) == {
+        "type": "Succeeded",
+        "status": "Unknown",
+        "reason": "Queued",
+        "message": why,
+        "observedGeneration": GEN,
+        "lastTransitionTime": "2026-11-26T12:00:00Z",
+    }
