@@ -16,8 +16,6 @@ from typing import Any
 
 #: A reference to a parameter; the group is whatever stands between the dot and `)`.
 PARAM_REF = re.compile(r"\$\(params\.([^)]*)\)")
-_INTEGER = re.compile(r"^[+-]?[0-9]+$")
-_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 class ParamType(StrEnum):
@@ -30,15 +28,27 @@ class ParamType(StrEnum):
     DATE = "date"
 
 
+#: The whole value, for the types a pattern decides (RE2 and Python `re` alike). One
+#: definition: the API server checks a Pipeline's defaults with it, `type_problem` a run's.
+VALUE_PATTERNS: dict[ParamType, str] = {
+    ParamType.INTEGER: r"[+-]?[0-9]+",
+    ParamType.NUMBER: r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?",
+    ParamType.DATE: r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
+}
+_VALUE_RES = {kind: re.compile(pattern) for kind, pattern in VALUE_PATTERNS.items()}
+
 #: CEL, for the API server: the same checks as `type_problem`, on `self.default`.
 CEL_VALUE_MATCHES: dict[ParamType, str] = {
-    ParamType.INTEGER: "self.default.matches('^[+-]?[0-9]+$')",
-    ParamType.NUMBER: (
-        "self.default.matches('^[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?$')"
-    ),
+    ParamType.INTEGER: f"self.default.matches('^{VALUE_PATTERNS[ParamType.INTEGER]}$')",
+    ParamType.NUMBER: f"self.default.matches('^{VALUE_PATTERNS[ParamType.NUMBER]}$')",
     ParamType.BOOLEAN: "self.default in ['true', 'false']",
-    ParamType.DATE: "self.default.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}$')",
+    ParamType.DATE: f"self.default.matches('^{VALUE_PATTERNS[ParamType.DATE]}$')",
 }
+
+
+def _whole(kind: ParamType, value: str) -> bool:
+    """`value`, all of it (no trailing newline, no spaces), has `kind`'s pattern."""
+    return _VALUE_RES[kind].fullmatch(value) is not None
 
 
 class ParamError(ValueError):
@@ -52,19 +62,18 @@ class ParamError(ValueError):
 
 def type_problem(kind: ParamType, value: str) -> str | None:
     """Why `value` is not a `kind`, or None when it is."""
-    if kind is ParamType.INTEGER and not _INTEGER.match(value):
+    if kind is ParamType.INTEGER and not _whole(kind, value):
         return "an integer such as 7"
     if kind is ParamType.NUMBER:
-        try:
-            if not math.isfinite(float(value)):
-                return "a finite number such as 2.5"
-        except ValueError:
+        if not _whole(kind, value):
             return "a number such as 2.5"
+        if not math.isfinite(float(value)):
+            return "a finite number such as 2.5"
     if kind is ParamType.BOOLEAN and value not in ("true", "false"):
         return "true or false"
     if kind is ParamType.DATE:
         try:
-            if not _DATE.match(value):
+            if not _whole(kind, value):
                 raise ValueError(value)
             date.fromisoformat(value)
         except ValueError:

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from lineagehub.api.params import ParamError, ParamType, references, substitute, type_problem
+from lineagehub.api.params import (
+    CEL_VALUE_MATCHES,
+    ParamError,
+    ParamType,
+    references,
+    substitute,
+    type_problem,
+)
 from lineagehub.api.pipeline import Pipeline, param_values, resolve
 from lineagehub.api.pipelinerun import PipelineRun, PipelineRunRequest
 from stack.paths import REPO_ROOT
@@ -53,10 +63,41 @@ def pipeline(**changes: Any) -> Pipeline:
         (ParamType.DATE, "2026-02-30", False),
         (ParamType.DATE, "20261130", False),
         (ParamType.DATE, "2026-11-30T00:00:00", False),
+        # What the API server's rules reject as a default, a run's value may not be either.
+        (ParamType.INTEGER, "7\n", False),
+        (ParamType.INTEGER, "\u0663", False),  # Arabic-Indic three: ASCII digits only
+        (ParamType.NUMBER, "1_000", False),
+        (ParamType.NUMBER, " 2.5 ", False),
+        (ParamType.NUMBER, "2.5\n", False),
+        (ParamType.NUMBER, ".5", True),
+        (ParamType.NUMBER, "5.", True),
+        (ParamType.NUMBER, "1e999", False),  # the pattern's, but not finite
+        (ParamType.DATE, "2026-11-30\n", False),
     ],
 )
 def test_type_problem(kind: ParamType, value: str, ok: bool) -> None:
     assert (type_problem(kind, value) is None) == ok
+
+
+def _as_the_api_server_matches(kind: ParamType) -> re.Pattern[str]:
+    """The CEL rule's regex, with RE2's `$` (end of text only) written as Python's `\\Z`."""
+    rule = CEL_VALUE_MATCHES[kind]
+    found = re.fullmatch(r"self\.default\.matches\('\^(.*)\$'\)", rule)
+    assert found is not None, rule
+    return re.compile(f"^(?:{found.group(1)})\\Z")
+
+
+@pytest.mark.parametrize("kind", [ParamType.INTEGER, ParamType.NUMBER, ParamType.DATE])
+@given(value=st.text(alphabet="0123456789+-.eE_ \n\t\u00b2\u0663x", max_size=12))
+def test_a_run_value_passes_where_the_api_server_passes_a_default(
+    kind: ParamType, value: str
+) -> None:
+    cel_ok = _as_the_api_server_matches(kind).search(value) is not None
+    ours_ok = type_problem(kind, value) is None
+    if ours_ok:
+        assert cel_ok, value
+    elif cel_ok:  # stricter only where the pattern cannot see: a finite number, a real date
+        assert kind in (ParamType.NUMBER, ParamType.DATE), value
 
 
 def test_references_and_substitute_walk_every_text() -> None:
