@@ -1,18 +1,22 @@
 """The consumers' own counters: processed, retried, dead-lettered, inserted, lag.
 
 One `Stats` object is the source of truth. It feeds the Prometheus text at
-`/metrics` and mirrors every increment into OpenTelemetry instruments (no-ops
-unless the process installed a MeterProvider), so the numbers agree everywhere.
+`/metrics` (rendered by prometheus_client) and mirrors every increment into
+OpenTelemetry instruments (no-ops unless the process installed a MeterProvider),
+so the numbers agree everywhere.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -88,35 +92,36 @@ class Stats:
 
     def prometheus(self) -> str:
         """The counters and lag in the Prometheus text exposition format (0.0.4)."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self))
+        return generate_latest(registry).decode()
+
+    def snapshot(self) -> tuple[dict[tuple[str, Labels], float], dict[tuple[str, int], int]]:
         with self._lock:
-            counters = dict(self.counters)
-            lag = dict(self.lag)
-        lines: list[str] = []
+            return dict(self.counters), dict(self.lag)
+
+
+class _Collector(Collector):
+    """The `Stats` as metric families: a counter's series may carry different label
+    names (a table for inserted rows, a topic and a reason for dead letters), which the
+    library's fixed-label instruments cannot express, so the families are built here
+    and prometheus_client renders them."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        counters, lag = self.stats.snapshot()
         for name, text in COUNTERS.items():
-            metric = f"{PREFIX}_{name}_total"
-            lines.append(f"# HELP {metric} {text}")
-            lines.append(f"# TYPE {metric} counter")
+            family = Metric(f"{PREFIX}_{name}", text, "counter")
             for (n, labels), value in sorted(counters.items()):
                 if n == name:
-                    lines.append(f"{metric}{_render(labels)} {_number(value)}")
-        metric = f"{PREFIX}_lag"
-        lines.append(f"# HELP {metric} Messages between the committed offset and the end.")
-        lines.append(f"# TYPE {metric} gauge")
+                    family.add_sample(f"{PREFIX}_{name}_total", dict(labels), value)
+            yield family
+        gauge = Metric(
+            f"{PREFIX}_lag", "Messages between the committed offset and the end.", "gauge"
+        )
         for (topic, partition), value in sorted(lag.items()):
-            labels = _labels({"consumer": self.consumer, "topic": topic, "partition": partition})
-            lines.append(f"{metric}{_render(labels)} {value}")
-        return "\n".join(lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _render(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+            series = {"consumer": self.stats.consumer, "topic": topic, "partition": str(partition)}
+            gauge.add_sample(f"{PREFIX}_lag", series, value)
+        yield gauge

@@ -32,7 +32,7 @@ from gateway.health_cache import HealthCache
 from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
 from gateway.json_response import FastJSONResponse
 from gateway.logs import AccessLog
-from gateway.promtext import GatewayMetrics
+from gateway.promtext import CONTENT_TYPE, GatewayMetrics, worker_exited
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
 from lineagehub.api.pipelinerun import MAX_NAME, Phase, PipelineRunSpec
 
@@ -183,6 +183,7 @@ def create_app(
                 deps.runs.close()
             if deps.metrics_store is not None:
                 deps.metrics_store.close()
+            worker_exited(os.getpid())
 
     app = FastAPI(
         title="lineage-hub gateway",
@@ -198,7 +199,7 @@ def create_app(
         AuthFirst,
         tokens=settings.tokens,
         route_limits={f"{API}/pipeline/run": MAX_RUN_BODY_BYTES},
-        on_reject=lambda: deps.metrics.rejected.inc("unauthenticated"),
+        on_reject=lambda: deps.metrics.rejected.labels("unauthenticated").inc(),
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -250,17 +251,17 @@ def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]
             client = request.client.host if request.client else "unknown"
             principal = Principal(id=f"anonymous:{client}", scopes=READ_SCOPES)
         if principal is None:
-            deps.metrics.rejected.inc("unauthenticated")
+            deps.metrics.rejected.labels("unauthenticated").inc()
             raise HTTPException(
                 401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"}
             )
         request.state.principal = principal.id
         if scope not in principal.scopes:
-            deps.metrics.rejected.inc("forbidden")
+            deps.metrics.rejected.labels("forbidden").inc()
             raise HTTPException(403, f"this token lacks the scope {scope.value!r}")
         wait = deps.limiter.acquire(principal.id)
         if wait > 0:
-            deps.metrics.rejected.inc("rate_limited")
+            deps.metrics.rejected.labels("rate_limited").inc()
             raise HTTPException(
                 429, "rate limit exceeded", {"Retry-After": retry_after_header(wait)}
             )
@@ -291,7 +292,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             return _error(413, str(exc))
         value, problem = parse_json(data)
         if problem is not None:
-            deps.metrics.events.inc("invalid")
+            deps.metrics.events.labels("invalid").inc()
             errors = [{"path": "$", "message": problem}]
             return _error(400, {"message": "the body is not JSON", "errors": errors})
         if isinstance(value, list):
@@ -514,9 +515,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
         response_class=PlainTextResponse,
     )
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(
-            deps.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return PlainTextResponse(deps.metrics.render(), media_type=CONTENT_TYPE)
 
     # ---------------------------------------------------------------- health
 
@@ -616,7 +615,7 @@ async def _wait_for_run_id(
 
 
 def _unavailable(deps: Deps, reason: str, retry_after: float) -> JSONResponse:
-    deps.metrics.events.inc("unavailable")
+    deps.metrics.events.labels("unavailable").inc()
     return _error(503, reason, {"Retry-After": retry_after_header(retry_after)})
 
 
@@ -644,7 +643,7 @@ async def _publish(deps: Deps, checked: lineage.Checked) -> None:
 async def _single(deps: Deps, value: object) -> JSONResponse:
     verdict = lineage.check(value, deps.settings.max_event_bytes)
     if isinstance(verdict, lineage.Invalid):
-        deps.metrics.events.inc("invalid" if verdict.status == 400 else "too_large")
+        deps.metrics.events.labels("invalid" if verdict.status == 400 else "too_large").inc()
         message = "invalid OpenLineage event" if verdict.status == 400 else "event too large"
         return _error(verdict.status, {"message": message, "errors": _errors(verdict)})
     if deps.sink is None:
@@ -653,7 +652,7 @@ async def _single(deps: Deps, value: object) -> JSONResponse:
         await _publish(deps, verdict)
     except lineage.KafkaUnavailable as exc:
         return _unavailable(deps, exc.reason, exc.retry_after)
-    deps.metrics.events.inc("accepted")
+    deps.metrics.events.labels("accepted").inc()
     return FastJSONResponse({"status": "accepted", **_accepted(deps, verdict)}, status_code=201)
 
 
@@ -668,7 +667,7 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
     for index, item in enumerate(items):
         verdict = lineage.check(item, deps.settings.max_event_bytes)
         if isinstance(verdict, lineage.Invalid):
-            deps.metrics.events.inc("invalid" if verdict.status == 400 else "too_large")
+            deps.metrics.events.labels("invalid" if verdict.status == 400 else "too_large").inc()
             results[index] = {"index": index, "status": verdict.status, "errors": _errors(verdict)}
         else:
             by_key[verdict.key].append((index, verdict))
@@ -687,17 +686,17 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
         for (index, checked), failed in zip(group, failures, strict=True):
             if failed is None:
                 deps.metrics.publish.observe(elapsed)
-                deps.metrics.events.inc("accepted")
+                deps.metrics.events.labels("accepted").inc()
                 results[index] = {"index": index, "status": 201, **_accepted(deps, checked)}
             else:
-                deps.metrics.events.inc("unavailable")
+                deps.metrics.events.labels("unavailable").inc()
                 retry_after = max(retry_after, failed.retry_after)
                 results[index] = {"index": index, "status": 503, "error": failed.reason}
 
     if by_key and deps.sink is None:
         for group in by_key.values():
             for index, _ in group:
-                deps.metrics.events.inc("unavailable")
+                deps.metrics.events.labels("unavailable").inc()
                 results[index] = {"index": index, "status": 503, "error": "Kafka is not configured"}
         retry_after = 30.0
     elif by_key:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from gateway import config, logs
+from gateway import config, logs, promtext
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
         help=(
             "processes serving the port (default 1, or LINEAGEHUB_GATEWAY_WORKERS): one "
             "per core on a VM; in Kubernetes prefer replicas (each worker keeps its own "
-            "rate limits and /metrics)"
+            "rate limits; /metrics sums every worker's counts through "
+            "PROMETHEUS_MULTIPROC_DIR, a temporary directory unless set)"
         ),
     )
     p.add_argument(
@@ -86,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         "proxy_headers": False,
     }
     if args.workers > 1:
-        # Each worker process builds its own app (and producer) from the environment.
+        # Each worker process builds its own app (and producer) from the environment;
+        # their metrics meet in one directory, so every worker's /metrics has the sums.
         os.environ[LOG_LEVEL_ENV] = args.log_level
-        uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
+        with promtext.shared_by_workers():
+            uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
     return 0

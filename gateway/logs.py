@@ -98,8 +98,8 @@ class AccessLog:
             route = route_label(scope)
             method = str(scope.get("method", ""))
             # Labels from a closed set: a caller must not be able to mint series.
-            self.metrics.requests.inc(method_label(method), route, status_label(status))
-            self.metrics.latency.observe(elapsed, method_label(method), route)
+            self.metrics.requests.labels(method_label(method), route, status_label(status)).inc()
+            self.metrics.latency.labels(method_label(method), route).observe(elapsed)
             client = scope.get("client")
             state = scope.get("state", {})
             self.log.info(

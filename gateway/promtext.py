@@ -1,157 +1,126 @@
-"""The gateway's own metrics, rendered as Prometheus text (exposition format 0.0.4).
+"""The gateway's own metrics, kept and rendered by prometheus_client.
 
-Hand-written counters and histograms with labels: a few dozen series, one lock.
+One process: the values live in this object's registry. Several worker processes
+(`lineage-hub gateway --workers N`): prometheus_client's multiprocess mode, switched on
+by PROMETHEUS_MULTIPROC_DIR in the environment before the workers import the library,
+keeps each worker's values in files in that directory, and the /metrics of any worker
+adds them all up, so a scrape that reaches any worker sees the same totals.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Sequence
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
-LabelValues = tuple[str, ...]
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+# The hand-written renderer never had `_created` series; scrapers are not handed new ones.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-def _fmt(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-class Counter:
-    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(labels)
-        self._values: dict[LabelValues, float] = {}
-        self._lock = threading.Lock()
-
-    def inc(self, *values: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._values[values] = self._values.get(values, 0.0) + amount
-
-    def value(self, *values: str) -> float:
-        with self._lock:
-            return self._values.get(values, 0.0)
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        with self._lock:
-            for values, v in sorted(self._values.items()):
-                lines.append(f"{self.name}{_labels(self.label_names, values)} {_fmt(v)}")
-        return lines
-
-
-class Histogram:
-    def __init__(
-        self,
-        name: str,
-        help_text: str,
-        labels: Sequence[str] = (),
-        buckets: Sequence[float] = DEFAULT_BUCKETS,
-    ) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(labels)
-        self.buckets = tuple(sorted(buckets))
-        self._series: dict[LabelValues, tuple[list[int], list[float]]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, value: float, *values: str) -> None:
-        with self._lock:
-            counts, totals = self._series.setdefault(values, ([0] * len(self.buckets), [0.0, 0]))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-            totals[0] += value
-            totals[1] += 1
-
-    def count(self, *values: str) -> int:
-        with self._lock:
-            series = self._series.get(values)
-            return int(series[1][1]) if series else 0
-
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        with self._lock:
-            for values, (counts, (total, n)) in sorted(self._series.items()):
-                for bound, c in zip(self.buckets, counts, strict=True):
-                    le = f'le="{_fmt(bound)}"'
-                    lines.append(f"{self.name}_bucket{_labels(self.label_names, values, le)} {c}")
-                inf = 'le="+Inf"'
-                lines.append(
-                    f"{self.name}_bucket{_labels(self.label_names, values, inf)} {_fmt(n)}"
-                )
-                lines.append(f"{self.name}_sum{_labels(self.label_names, values)} {_fmt(total)}")
-                lines.append(f"{self.name}_count{_labels(self.label_names, values)} {_fmt(n)}")
-        return lines
+def multiprocess_dir() -> str | None:
+    """The shared directory of multiprocess mode, when it is on."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class GatewayMetrics:
+    """The gateway's counters and histograms, in a registry of their own (each app built
+    in a test process gets fresh values)."""
+
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
         self.requests = Counter(
             "lineagehub_gateway_http_requests_total",
             "HTTP requests by method, route template and status code.",
             ("method", "route", "status"),
+            registry=r,
         )
         self.latency = Histogram(
             "lineagehub_gateway_http_request_duration_seconds",
             "Time from the request's arrival to the end of the response, by route template.",
             ("method", "route"),
+            buckets=DEFAULT_BUCKETS,
+            registry=r,
         )
         self.events = Counter(
             "lineagehub_gateway_lineage_events_total",
             "OpenLineage events by outcome: accepted, invalid, too_large, unavailable.",
             ("result",),
+            registry=r,
         )
         self.publish = Histogram(
             "lineagehub_gateway_kafka_publish_seconds",
             "Time from publishing an event until Kafka acknowledged it.",
+            buckets=DEFAULT_BUCKETS,
+            registry=r,
         )
         self.rejected = Counter(
             "lineagehub_gateway_rejected_total",
             "Requests refused before the handler: unauthenticated, forbidden, rate_limited.",
             ("reason",),
+            registry=r,
         )
         self.runs_created = Counter(
-            "lineagehub_gateway_pipelineruns_created_total", "PipelineRuns created over HTTP."
+            "lineagehub_gateway_pipelineruns_created_total",
+            "PipelineRuns created over HTTP.",
+            registry=r,
         )
-
         self.runs_replayed = Counter(
             "lineagehub_gateway_pipelineruns_replayed_total",
             "Creates answered with the run an Idempotency-Key already created.",
+            registry=r,
         )
         self.health_probe_runs = Counter(
             "lineagehub_gateway_health_probe_runs_total",
             "Runs of the dependency probes behind /api/v1/health (at most one per interval).",
+            registry=r,
         )
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in (
-            self.requests,
-            self.latency,
-            self.events,
-            self.publish,
-            self.rejected,
-            self.runs_created,
-            self.runs_replayed,
-            self.health_probe_runs,
-        ):
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        """Prometheus text (0.0.4): this process's values, or every worker's summed."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry).decode()
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path)  # type: ignore[no-untyped-call]
+        return generate_latest(merged).decode()
+
+
+def worker_exited(pid: int) -> None:
+    """Multiprocess bookkeeping when a worker stops (its live gauges' files go)."""
+    path = multiprocess_dir()
+    if path is not None:
+        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def shared_by_workers() -> Iterator[str]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers about to start (they inherit it): the
+    directory the environment names, emptied of a previous start's files (they would add
+    a dead start's counts to this one's), or a fresh temporary one, removed at the end."""
+    given = multiprocess_dir()
+    if given is not None:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield str(path)
+        return
+    path = Path(tempfile.mkdtemp(prefix="lineagehub-gateway-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield str(path)
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,7 @@ import json
 
 from consumers.health import Health, HealthServer
 from consumers.stats import Stats
+from tests.promparse import value
 
 
 async def get(port: int, path: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
@@ -39,12 +40,12 @@ async def test_healthz_and_metrics() -> None:
         status, headers, body = await get(port, "/metrics")
         assert status == 200
         assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        assert 'lineagehub_consumer_processed_total{consumer="test",topic="otel-spans"} 3' in body
-        assert (
-            'lineagehub_consumer_dead_lettered_total{consumer="test",reason="decode",'
-            'topic="otel-spans"} 1' in body
-        )
-        assert 'lineagehub_consumer_lag{consumer="test",partition="0",topic="otel-spans"} 7' in body
+        processed = "lineagehub_consumer_processed_total"
+        assert value(body, processed, consumer="test", topic="otel-spans") == 3
+        dead = "lineagehub_consumer_dead_lettered_total"
+        assert value(body, dead, consumer="test", reason="decode", topic="otel-spans") == 1
+        lag = "lineagehub_consumer_lag"
+        assert value(body, lag, consumer="test", partition="0", topic="otel-spans") == 7
         assert "# TYPE lineagehub_consumer_retried_total counter" in body
         assert (await get(port, "/nope"))[0] == 404
         assert (await get(port, "/metrics", method="POST"))[0] == 405
