@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, with the `extra={...}` fields merged in."""
+"""Structured logs: one JSON object per line, with the `extra={...}` fields merged in
+and the current span's `trace_id` and `span_id` when there is one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import logging
 import sys
 import time
+
+from lineagehub.tracelog import current_span_ids
 
 # Attributes every LogRecord has; anything else came from `extra=`.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
@@ -19,6 +22,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            **current_span_ids(),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):

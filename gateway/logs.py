@@ -1,4 +1,5 @@
-"""One JSON object per log line, and the access log with a correlation id (X-Request-ID)."""
+"""One JSON object per log line (with the current span's `trace_id` and `span_id`), and
+the access log with a correlation id (X-Request-ID)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metric_labels import method_label, route_label, status_label
 from gateway.promtext import GatewayMetrics
+from lineagehub.tracelog import current_span_ids
 
 ACCESS_LOGGER = "lineagehub.gateway.access"
 REQUEST_ID_HEADER = "x-request-id"
@@ -30,6 +32,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **current_span_ids(),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):

@@ -1,0 +1,18 @@
+"""The current span's ids for a log line, so a line leads to its trace."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+
+
+def current_span_ids() -> dict[str, str]:
+    """`trace_id` (32 hex) and `span_id` (16 hex) of the span current in this context,
+    as Jaeger and the `otel_traces` table write them; empty when no span is recording
+    or was propagated here."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {
+        "trace_id": format(context.trace_id, "032x"),
+        "span_id": format(context.span_id, "016x"),
+    }
