@@ -31,7 +31,7 @@ from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.kube import KubeApi
 from lineagehub_operator.naming import LABEL_MANAGED_BY, MANAGED_BY, child_name, label_value
 from lineagehub_operator.resolve import pipeline_name
-from lineagehub_operator.schedule import PipelinePlan, SeenRun, plan
+from lineagehub_operator.schedule import PipelinePlan, SeenRun, plan, unsaid
 from lineagehub_operator.waiting import newer, sleep_until_woken
 
 LABEL_PIPELINE = f"{API_GROUP}/pipeline"
@@ -47,8 +47,19 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def _owned_by_a_pipeline(meta: dict[str, Any]) -> bool:
+    return any(
+        ref.get("kind") == api.KIND
+        and ref.get("apiVersion") == API_GROUP_VERSION
+        and ref.get("controller") is True
+        for ref in meta.get("ownerReferences") or []
+    )
+
+
 def seen_run(body: kopf.Body | dict[str, Any]) -> SeenRun:
-    """What the schedule needs to know of a run, read leniently from its body."""
+    """What the schedule needs to know of a run, read leniently from its body. A run is
+    the schedule's (`scheduled` set) when a Pipeline controls it and it carries its
+    schedule time: a copy of its metadata made by hand does not count."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     try:
@@ -59,7 +70,9 @@ def seen_run(body: kopf.Body | dict[str, Any]) -> SeenRun:
         name=meta.get("name") or "",
         phase=phase,
         created=_time(meta.get("creationTimestamp")) or datetime.now(UTC),
-        scheduled=_time((meta.get("annotations") or {}).get(api.SCHEDULED_TIME_ANNOTATION)),
+        scheduled=_time((meta.get("annotations") or {}).get(api.SCHEDULED_TIME_ANNOTATION))
+        if _owned_by_a_pipeline(dict(meta))
+        else None,
         completed=_time(status.get("completionTime")),
     )
 
@@ -124,7 +137,11 @@ def pipeline_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> N
 
 
 async def _act(
-    kube: KubeApi, pipeline: api.Pipeline, body: kopf.Body, out: PipelinePlan, said: set[str]
+    kube: KubeApi,
+    pipeline: api.Pipeline,
+    body: kopf.Body,
+    out: PipelinePlan,
+    said: dict[str, str],
 ) -> None:
     namespace = pipeline.metadata.namespace or ""
     for name in out.cancel:
@@ -133,10 +150,8 @@ async def _act(
         await kube.create_run(scheduled_run(pipeline, out.create))
     for name in out.delete:
         await kube.delete_run(namespace, name)
-    for event in out.events:
-        if event.message not in said:  # a wait under Forbid is said once, not every pass
-            said.add(event.message)
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    for event in unsaid(out.events, said):
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 @kopf.daemon(API_GROUP, API_VERSION, api.PLURAL, cancellation_timeout=10)
@@ -157,7 +172,7 @@ async def keep_pipeline(
     kube: KubeApi = memo["api"]
     latest: dict[str, Any] = {}
     refused = ""
-    said: set[str] = set()
+    said: dict[str, str] = {}
     try:
         while not stopped:
             waker.clear()

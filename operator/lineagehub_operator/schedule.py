@@ -53,7 +53,7 @@ class SeenRun:
     name: str
     phase: Phase | None
     created: datetime
-    scheduled: datetime | None = None  # None: created by hand, not by the schedule
+    scheduled: datetime | None = None  # None: not the schedule's (by hand, or a re-run)
     completed: datetime | None = None
 
     @property
@@ -145,6 +145,18 @@ def _due(
     return last, count
 
 
+def unsaid(events: Sequence[RecordEvent], said: dict[str, str]) -> list[RecordEvent]:
+    """The events not said yet: each reason's last message is remembered (in `said`,
+    updated), so a wait under Forbid is said once per due time, and what is remembered
+    stays one message per reason however long the Pipeline lives."""
+    out = []
+    for event in events:
+        if said.get(event.reason) != event.message:
+            said[event.reason] = event.message
+            out.append(event)
+    return out
+
+
 def plan(
     pipeline: Pipeline, runs: Sequence[SeenRun], now: datetime, created: datetime
 ) -> PipelinePlan:
@@ -193,7 +205,9 @@ def plan(
                     " spec.startingDeadlineSeconds or check the clock",
                 )
             )
-        active = [r.name for r in kept if r.active]
+        # As CronJob counts only its own Jobs: runs made by hand and re-runs neither hold
+        # up a scheduled run under Forbid nor get cancelled under Replace.
+        active = [r.name for r in kept if r.active and r.scheduled is not None]
         if due is not None and active and spec.concurrency_policy is ConcurrencyPolicy.FORBID:
             out.events.append(
                 RecordEvent(

@@ -15,6 +15,7 @@ from lineagehub_operator.schedule import (
     SeenRun,
     cron_times,
     plan,
+    unsaid,
 )
 
 from lineagehub.api.pipeline import SCHEDULED_TIME_ANNOTATION, Pipeline
@@ -131,6 +132,50 @@ def test_replace_cancels_the_active_runs_and_starts() -> None:
     out = step(p, "2026-11-30T10:01:02Z", ACTIVE)
     assert out.cancel == ["orders-1"]
     assert out.create == at("2026-11-30T10:01:00Z")
+
+
+BY_HAND = [
+    run("by-hand", Phase.RUNNING, "2026-11-30T10:00:30Z"),  # made by hand, or a re-run
+]
+
+
+@pytest.mark.parametrize("policy", ["Forbid", "Replace"])
+def test_runs_the_schedule_did_not_make_are_neither_waited_on_nor_cancelled(
+    policy: str,
+) -> None:
+    out = step(
+        pipeline(schedule="* * * * *", concurrencyPolicy=policy), "2026-11-30T10:01:02Z", BY_HAND
+    )
+    assert out.cancel == [] and out.create == at("2026-11-30T10:01:00Z")
+    assert out.status.active == ["by-hand"]  # still shown as active
+    # With a scheduled run active as well, only that one counts.
+    both = step(
+        pipeline(schedule="* * * * *", concurrencyPolicy="Replace"),
+        "2026-11-30T10:01:02Z",
+        [*BY_HAND, *ACTIVE],
+    )
+    assert both.cancel == ["orders-1"]
+
+
+def test_a_run_carrying_a_schedule_time_but_not_owned_by_the_pipeline_is_not_scheduled() -> None:
+    doc = scheduled_run(pipeline(), at("2026-11-30T10:01:00Z"))
+    copied = {k: v for k, v in doc["metadata"].items() if k != "ownerReferences"}
+    assert seen_run({**doc, "metadata": copied}).scheduled is None
+    other = {**doc["metadata"]}
+    other["ownerReferences"] = [{**doc["metadata"]["ownerReferences"][0], "controller": False}]
+    assert seen_run({**doc, "metadata": other}).scheduled is None
+
+
+def test_each_reason_remembers_only_its_last_message() -> None:
+    said: dict[str, str] = {}
+    p = pipeline(schedule="* * * * *", concurrencyPolicy="Forbid")
+    posted = []
+    for minute in range(1, 60):
+        out = step(p, f"2026-11-30T10:{minute:02d}:02Z", ACTIVE)
+        posted += unsaid(out.events, said)
+        posted += unsaid(out.events, said)  # the next pass before the next due time
+    assert [e.reason for e in posted] == ["RunAlreadyActive"] * 59  # once per due time
+    assert list(said) == ["RunAlreadyActive"]  # and one message kept, not 59
 
 
 def test_allow_starts_beside_an_active_run() -> None:
