@@ -13,10 +13,19 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 
-from gateway import clickhouse, console_api, console_pages, health, lineage, lineage_api
+from gateway import (
+    clickhouse,
+    console_api,
+    console_pages,
+    health,
+    lineage,
+    lineage_api,
+    tracing,
+)
 from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
 from gateway.auth_first import AuthFirst
 from gateway.body import (
@@ -34,11 +43,13 @@ from gateway.json_response import FastJSONResponse
 from gateway.logs import AccessLog
 from gateway.promtext import CONTENT_TYPE, GatewayMetrics, worker_exited
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
+from lineagehub import selftrace
 from lineagehub.api.pipelinerun import MAX_NAME, Phase, PipelineRunSpec
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+SERVICE_NAME = "lineage-hub-gateway"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
@@ -142,9 +153,12 @@ def create_app(
     publisher: lineage.Publisher | None = _AUTO,
     runs: RunStore | None = _AUTO,
     metrics_store: clickhouse.MetricsStore | None = _AUTO,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The app. Backends default to the real ones built from `settings`; pass None to
-    leave one out, or an object to use instead (tests)."""
+    leave one out, or an object to use instead (tests). `tracer_provider`: the gateway's
+    own spans (None: untraced), shut down with the app; `served_app` builds it from the
+    environment."""
     if publisher is _AUTO:
         sink = _default_sink(settings)
     elif publisher is None:
@@ -184,6 +198,8 @@ def create_app(
             if deps.metrics_store is not None:
                 deps.metrics_store.close()
             worker_exited(os.getpid())
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # exports what the batch still holds
 
     app = FastAPI(
         title="lineage-hub gateway",
@@ -212,6 +228,9 @@ def create_app(
         )
     app.add_middleware(AccessLog, metrics=deps.metrics)
     _routes(app, deps)
+    if tracer_provider is not None:
+        # Outermost: the access log line and every handler run inside the request span.
+        tracing.instrument(app, tracer_provider)
     return app
 
 
@@ -406,7 +425,8 @@ def _routes(app: FastAPI, deps: Deps) -> None:
             asked = {"namespace": namespace, "name": body.name, "spec": spec}
             idem = Idempotency.of(principal.id, idempotency_key, asked)
         name = body.name or (idem.run_name() if idem is not None else None)
-        obj = manifest(spec, name, namespace, request.state.request_id)
+        traceparent = tracing.run_traceparent(request.headers)
+        obj = manifest(spec, name, namespace, request.state.request_id, traceparent=traceparent)
         if idem is not None:
             idem.mark(obj)
         try:
@@ -776,12 +796,19 @@ async def _health(deps: Deps) -> list[health.Check]:
 LOG_LEVEL_ENV = "LINEAGEHUB_GATEWAY_LOG_LEVEL"
 
 
+def served_app(settings: Settings) -> FastAPI:
+    """The app `lineage-hub gateway` serves: real backends, and self-tracing as the
+    environment configures it (`lineagehub.selftrace`)."""
+    provider = selftrace.tracer_provider(SERVICE_NAME, settings.kafka_bootstrap)
+    return create_app(settings, tracer_provider=provider)
+
+
 def app_from_env() -> FastAPI:
     """The app of one uvicorn worker process (`--workers`), configured from the environment."""
     from gateway import config, logs
 
     logs.configure(os.environ.get(LOG_LEVEL_ENV, "INFO"))
-    return create_app(config.from_env())
+    return served_app(config.from_env())
 
 
-__all__ = ["Deps", "RunRequest", "Settings", "app_from_env", "create_app"]
+__all__ = ["Deps", "RunRequest", "Settings", "app_from_env", "create_app", "served_app"]

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import uvicorn
 
-    from gateway.app import LOG_LEVEL_ENV, create_app
+    from gateway.app import LOG_LEVEL_ENV, served_app
 
     common: dict[str, object] = {
         "host": args.host,
@@ -93,5 +93,5 @@ def main(argv: list[str] | None = None) -> int:
         with promtext.shared_by_workers():
             uvicorn.run("gateway.app:app_from_env", factory=True, workers=args.workers, **common)  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+        uvicorn.run(served_app(settings), **common)  # type: ignore[arg-type]
     return 0

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from lineagehub.api.pipelinerun import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
 from lineagehub.datasets import redact_uri
+from lineagehub.selftrace import RUN_TRACEPARENT_ANNOTATION
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT_S = 10.0
@@ -39,13 +40,22 @@ class RunStore(Protocol):
 
 
 def manifest(
-    spec: Obj, name: str | None, namespace: str, request_id: str, generate_prefix: str = "run-"
+    spec: Obj,
+    name: str | None,
+    namespace: str,
+    request_id: str,
+    generate_prefix: str = "run-",
+    traceparent: str | None = None,
 ) -> Obj:
-    """The PipelineRun object to create; without a name the API server generates one."""
+    """The PipelineRun object to create; without a name the API server generates one.
+    `traceparent`: the trace the run continues (RUN_TRACEPARENT_ANNOTATION)."""
+    annotations = {REQUEST_ID_ANNOTATION: request_id}
+    if traceparent:
+        annotations[RUN_TRACEPARENT_ANNOTATION] = traceparent
     metadata: Obj = {
         "namespace": namespace,
         "labels": {CREATED_BY_LABEL: CREATED_BY},
-        "annotations": {REQUEST_ID_ANNOTATION: request_id},
+        "annotations": annotations,
     }
     if name:
         metadata["name"] = name

@@ -1,0 +1,132 @@
+"""The gateway's own spans, with the SDK's in-memory exporter and the real app.
+
+A request's server span continues the caller's W3C `traceparent`; a PipelineRun created
+over HTTP records the request span's context for the operator to parent the run to; a
+lineage event's Kafka records carry it (their headers, against a real broker, are in
+tests/integration/test_gateway_selftrace.py); scrapes and the console's files make no
+spans; the access log line names the request span.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from gateway.app import create_app
+from gateway.logs import ACCESS_LOGGER, JsonFormatter
+from lineagehub.selftrace import RUN_TRACEPARENT_ANNOTATION
+from tests.unit.test_gateway_runs import SPEC, MemoryRuns, W, settings
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def runs() -> MemoryRuns:
+    return MemoryRuns()
+
+
+@pytest.fixture
+def client(spans: InMemorySpanExporter, runs: MemoryRuns) -> Iterator[TestClient]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = create_app(settings(), publisher=None, runs=runs, tracer_provider=provider)
+    with TestClient(app) as c:
+        yield c
+
+
+def _server_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+
+
+def test_a_created_run_continues_the_callers_trace(
+    client: TestClient, spans: InMemorySpanExporter, runs: MemoryRuns
+) -> None:
+    r = client.post("/api/v1/pipeline/run", json=SPEC, headers={**W, "traceparent": TRACEPARENT})
+    assert r.status_code == 201, r.text
+    (span,) = _server_spans(spans)
+    assert span.name == "POST /api/v1/pipeline/run"
+    assert span.context is not None and span.parent is not None
+    assert f"{span.context.trace_id:032x}" == CALLER_TRACE
+    assert f"{span.parent.span_id:016x}" == CALLER_SPAN and span.parent.is_remote
+    (created,) = runs.objects.values()
+    annotation = created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION]
+    flags = span.context.trace_flags
+    assert flags.sampled
+    assert annotation == f"00-{CALLER_TRACE}-{span.context.span_id:016x}-{flags:02x}"
+
+
+def test_a_run_without_a_traceparent_starts_at_the_gateways_span(
+    client: TestClient, spans: InMemorySpanExporter, runs: MemoryRuns
+) -> None:
+    malformed = {**W, "traceparent": "00-not-a-trace-01"}
+    assert client.post("/api/v1/pipeline/run", json=SPEC, headers=malformed).status_code == 201
+    (span,) = _server_spans(spans)
+    assert span.parent is None and span.context is not None
+    (created,) = runs.objects.values()
+    trace_id, span_id = f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}"
+    flags = f"{span.context.trace_flags:02x}"
+    assert created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION] == (
+        f"00-{trace_id}-{span_id}-{flags}"
+    )
+
+
+def test_an_untraced_gateway_hands_on_the_callers_traceparent(runs: MemoryRuns) -> None:
+    app = create_app(settings(), publisher=None, runs=runs)
+    with TestClient(app) as c:
+        r = c.post("/api/v1/pipeline/run", json=SPEC, headers={**W, "traceparent": TRACEPARENT})
+        assert r.status_code == 201
+        bad = {**W, "traceparent": "zz"}
+        assert c.post("/api/v1/pipeline/run", json=SPEC, headers=bad).status_code == 201
+    annotations = [o["metadata"]["annotations"] for o in runs.objects.values()]
+    assert [a.get(RUN_TRACEPARENT_ANNOTATION) for a in annotations] == [TRACEPARENT, None]
+
+
+def test_scrapes_probes_and_console_files_are_not_traced(
+    client: TestClient, spans: InMemorySpanExporter
+) -> None:
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics?x=1").status_code == 200
+    client.get("/console/static/app.js")
+    client.get("/console/lib/none.js")
+    assert spans.get_finished_spans() == ()
+    client.get("/api/v1/metrics", headers=W)  # the pipelines' metrics API is traced
+    assert [s.name for s in _server_spans(spans)] == ["GET /api/v1/metrics"]
+
+
+def test_the_access_log_line_names_the_request_span(
+    client: TestClient, spans: InMemorySpanExporter
+) -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        client.get("/api/v1/pipeline/runs", headers={**W, "traceparent": TRACEPARENT})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    (line,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    (span,) = _server_spans(spans)
+    assert span.context is not None
+    assert line["trace_id"] == CALLER_TRACE
+    assert line["span_id"] == f"{span.context.span_id:016x}"
+    assert line["route"] == "/api/v1/pipeline/runs"
