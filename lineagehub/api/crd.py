@@ -387,19 +387,20 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
         # The per-run stage configuration: created, read back on a name conflict.
         _rule("", ["configmaps"], ["create", "get"]),
         # The run's workspace volume: created, read back, deleted when the run ends.
-        _rule("", ["persistentvolumeclaims"], ["create", "get", "delete"]),
+        # patch: a re-run adds itself as an owner of the workspace claim it reuses.
+        _rule("", ["persistentvolumeclaims"], ["create", "get", "patch", "delete"]),
         # Kubernetes Events on the runs (kopf posts core/v1 events).
         _rule("", ["events"], ["create"]),
     ]
 
 
-def operator_discovery_rules(*, namespaced: bool) -> list[dict[str, Any]]:
-    """Cluster-scoped reads: kopf watches CRDs (to notice its resource change), and, when
-    it watches chosen namespaces only, lists and watches namespaces; the operator reads a
-    run's namespace for its active-run limit."""
+def operator_discovery_rules() -> list[dict[str, Any]]:
+    """Cluster-scoped reads: kopf watches CRDs (to notice its resource change), and
+    namespaces: when it watches chosen namespaces only, and always for the operator's
+    index of the namespaces' active-run limits."""
     rules = [_rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])]
-    # get: a run's namespace, for its lineagehub.io/max-active-runs annotation.
-    rules.append(_rule("", ["namespaces"], ["get", "list", "watch"] if namespaced else ["get"]))
+    # The index of each namespace's lineagehub.io/max-active-runs annotation.
+    rules.append(_rule("", ["namespaces"], ["list", "watch"]))
     return rules
 
 
@@ -417,7 +418,7 @@ def build_operator_clusterrole() -> dict[str, Any]:
     return _role(
         "ClusterRole",
         OPERATOR_CLUSTERROLE,
-        [*operator_namespaced_rules(), *operator_discovery_rules(namespaced=False)],
+        [*operator_namespaced_rules(), *operator_discovery_rules()],
     )
 
 
@@ -431,5 +432,5 @@ def build_operator_discovery_clusterrole() -> dict[str, Any]:
     return _role(
         "ClusterRole",
         f"{OPERATOR_CLUSTERROLE}-discovery",
-        operator_discovery_rules(namespaced=True),
+        operator_discovery_rules(),
     )

@@ -51,6 +51,7 @@ from lineagehub_operator.decide import (
 from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
 from lineagehub_operator.manifests import (
     config_map,
+    owns_workspace,
     stage_job,
     workspace_claim,
     workspace_claim_name,
@@ -130,28 +131,62 @@ def run_queue(body: kopf.Body, **_: Any) -> dict[str, queue.QueueEntry]:
     return {"runs": queue.queue_entry(body)}
 
 
-@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-def run_changed(uid: str, memo: Any, **_: Any) -> None:
-    _wake(memo, uid)
-    # A run that started, ended or went may free a slot: queued runs look again.
+@kopf.index("v1", "namespaces")
+def namespace_limits(name: str, annotations: kopf.Annotations, **_: Any) -> dict[str, str] | None:
+    """Every namespace's own active-run limit annotation, as written: no daemon asks the
+    API server for it on each pass. (Unfiltered, so that removing it drops the entry.)"""
+    text = annotations.get(queue.NAMESPACE_LIMIT_ANNOTATION)
+    return None if text is None else {name: text}
+
+
+def _wake_queued(memo: Any) -> None:
     for waiting in list(memo.get("queued", ())):
         _wake(memo, waiting)
 
 
-async def _queued(
-    memo: Any, run: PipelineRun, body: kopf.Body, entries: list[queue.QueueEntry]
-) -> str | None:
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+def run_changed(uid: str, memo: Any, **_: Any) -> None:
+    _wake(memo, uid)
+    # A run that started, ended or went may free a slot: queued runs look again. What
+    # they compute comes from the indexes and their message changes only when the limit
+    # holding them does, so this costs no API call and no status write per queued run.
+    _wake_queued(memo)
+
+
+@kopf.on.event("v1", "namespaces")
+def namespace_changed(memo: Any, **_: Any) -> None:
+    """A namespace's limit set, changed or removed: queued runs look again."""
+    _wake_queued(memo)
+
+
+def _limits(config: OperatorConfig, annotated: kopf.Index[str, str]) -> queue.Limits:
+    return queue.Limits(
+        operator=config.max_active_runs,
+        namespace_default=config.max_active_runs_per_namespace,
+        namespaces={
+            ns: queue.namespace_limit(
+                {queue.NAMESPACE_LIMIT_ANNOTATION: text}, config.max_active_runs_per_namespace
+            )
+            for ns, texts in annotated.items()
+            for text in texts
+        },
+    )
+
+
+def _limit_problem(run: PipelineRun, annotated: kopf.Index[str, str]) -> str | None:
+    """Why the run's namespace's own limit is ignored, if it is."""
+    for text in annotated.get(run.metadata.namespace or "", []):
+        return queue.limit_problem({queue.NAMESPACE_LIMIT_ANNOTATION: text})
+    return None
+
+
+def _queued(memo: Any, run: PipelineRun, body: kopf.Body, kwargs: dict[str, Any]) -> str | None:
     """Why a run that has not started must wait for a slot, or None."""
-    config: OperatorConfig = memo["config"]
     if run.status is None or run.status.phase != Phase.PENDING or run.spec.cancel:
         return None
-    annotations = await memo["api"].namespace_annotations(run.metadata.namespace or "")
-    return queue.queued(
-        queue.queue_entry(body),
-        entries,
-        operator_limit=config.max_active_runs,
-        namespace_limit=queue.namespace_limit(annotations, config.max_active_runs_per_namespace),
-    )
+    run_queue: kopf.Index[str, queue.QueueEntry] = kwargs["run_queue"]
+    limits = _limits(memo["config"], kwargs["namespace_limits"])
+    return queue.queued(queue.queue_entry(body), list(run_queue.get("runs", [])), limits)
 
 
 def _needs_daemon(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
@@ -226,7 +261,7 @@ async def _execute(
     for action in decision.actions:
         if isinstance(action, CreateJob):
             await api.create_owned(config_map(staged, config), uid)
-            if not config.workspace_host_path and not _reruns(staged):
+            if not config.workspace_host_path and owns_workspace(staged):
                 await api.create_owned(workspace_claim(staged, config), uid)
             await api.create_owned(stage_job(staged, action.stage, config), uid)
         elif isinstance(action, DeleteJob):
@@ -258,10 +293,6 @@ async def _resolve(
     return await api.patch_status(namespace, name, {"pipelineSpec": outcome.wire()})
 
 
-def _reruns(run: PipelineRun) -> bool:
-    return run.status is not None and run.status.rerun_of is not None
-
-
 async def _continue(
     api: KubeApi,
     config: OperatorConfig,
@@ -270,10 +301,21 @@ async def _continue(
     body: kopf.Body,
     now: datetime,
 ) -> dict[str, Any] | None:
-    """Read a re-run's earlier run into its status (the new body), or fail it (None)."""
+    """Read a re-run's earlier run into its status (the new body), or fail it (None).
+    A re-run accepted to reuse a workspace claim is first made one of its owners."""
     name = current["metadata"]["name"]
     earlier = await api.get_run(namespace, rerun.rerun_of(current) or "")
-    outcome = rerun.continue_run(earlier, current, config)
+    claim = None
+    if earlier is not None and not config.workspace_host_path:
+        claim = await api.read_claim(namespace, rerun.reused_claim_name(earlier))
+    outcome = rerun.continue_run(earlier, current, config, claim=claim)
+    if not isinstance(outcome, resolve.Unresolvable):
+        adopted = rerun.adopted_claim(outcome, current, config)
+        if adopted is not None and not await api.add_claim_owner(
+            namespace, adopted, rerun.claim_owner(current)
+        ):
+            # Gone since it was read: refused as if it had never been there.
+            outcome = rerun.continue_run(earlier, current, config, claim=None)
     if isinstance(outcome, resolve.Unresolvable):
         await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
         kopf.event(body, type="Warning", reason=outcome.reason, message=outcome.message[:1000])
@@ -284,9 +326,9 @@ async def _continue(
 async def _release_workspace(api: KubeApi, config: OperatorConfig, run: PipelineRun) -> None:
     """Delete the run's workspace claim (a host-path workspace is the node's to clean).
     A run that did not succeed keeps it, so that a re-run can reuse its stages' outputs
-    (it goes with the run, through its owner reference); a re-run never deletes the
-    workspace of the run it re-runs."""
-    if config.workspace_host_path or _reruns(run):
+    (it goes with its owners, through their owner references); a re-run never deletes
+    the workspace of the run it re-runs."""
+    if config.workspace_host_path or not owns_workspace(run):
         return
     if run.status is not None and run.status.phase != Phase.SUCCEEDED:
         return
@@ -311,13 +353,13 @@ async def reconcile(
     **kwargs: Any,
 ) -> None:
     stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
-    run_queue: kopf.Index[str, queue.QueueEntry] = kwargs["run_queue"]
     namespace = namespace or ""
     waker = memo["wakers"].setdefault(uid, asyncio.Event())
     config: OperatorConfig = memo["config"]
     latest: dict[str, Any] = {}
     checks = 0
     claim_released = False
+    limit_warned = False
     try:
         while not stopped:
             waker.clear()
@@ -359,7 +401,14 @@ async def reconcile(
                 namespace,
                 list(stage_jobs.get((namespace, uid), [])),
             )
-            waiting = await _queued(memo, run, body, list(run_queue.get("runs", [])))
+            waiting = _queued(memo, run, body, kwargs)
+            if not limit_warned and run.status is not None and run.status.phase == Phase.PENDING:
+                # Once per run, as it starts or queues: the limit it is held by is not the
+                # one its namespace meant.
+                problem = _limit_problem(run, kwargs["namespace_limits"])
+                if problem is not None:
+                    kopf.event(body, type="Warning", reason="InvalidLimit", message=problem)
+                limit_warned = True
             if waiting is None:
                 memo.setdefault("queued", set()).discard(uid)
             else:

@@ -96,6 +96,60 @@ class KubeApi:
             if err.status != 404:
                 raise
 
+    async def read_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A PersistentVolumeClaim, or None when there is none."""
+        try:
+            found = await self._call(
+                self.core.read_namespaced_persistent_volume_claim, name, namespace
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return self._plain(found)
+
+    async def add_claim_owner(
+        self, namespace: str, name: str, owner: dict[str, Any], *, attempts: int = 5
+    ) -> bool:
+        """Add `owner` to a claim's ownerReferences (already there counts as added).
+        False when the claim is gone or being deleted: nothing can keep it then.
+
+        A JSON patch that tests the resourceVersion it read: a concurrent change to the
+        references is never overwritten, the patch is tried again on what is there now."""
+        for _ in range(attempts):
+            claim = await self.read_claim(namespace, name)
+            meta = (claim or {}).get("metadata") or {}
+            if claim is None or meta.get("deletionTimestamp"):
+                return False
+            refs = meta.get("ownerReferences") or []
+            if any(ref.get("uid") == owner["uid"] for ref in refs):
+                return True
+            ops: list[dict[str, Any]] = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": meta["resourceVersion"],
+                },
+                {"op": "add", "path": "/metadata/ownerReferences", "value": [*refs, owner]},
+            ]
+            try:
+                await self._call(
+                    self.core.patch_namespaced_persistent_volume_claim,
+                    name,
+                    namespace,
+                    ops,
+                    _content_type="application/json-patch+json",
+                )
+                return True
+            except ApiException as err:
+                if err.status == 404:
+                    return False
+                if err.status not in (409, 422):  # 422: the test failed, it changed
+                    raise
+        raise RuntimeError(
+            f"PersistentVolumeClaim {namespace}/{name} kept changing: its owners were not updated"
+        )
+
     async def latest_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
         pods = await self._call(
             self.core.list_namespaced_pod,
@@ -137,16 +191,6 @@ class KubeApi:
                 return None
             raise
         return cast(dict[str, Any], result)
-
-    async def namespace_annotations(self, name: str) -> dict[str, str]:
-        """The annotations of namespace `name` (none when it is gone)."""
-        try:
-            found = await self._call(self.core.read_namespace, name)
-        except ApiException as err:
-            if err.status == 404:
-                return {}
-            raise
-        return dict(found.metadata.annotations or {})
 
     async def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Pipeline `name` of `namespace`, or None when there is none."""

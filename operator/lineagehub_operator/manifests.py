@@ -104,6 +104,12 @@ def workspace_of(run: PipelineRun) -> str:
     return earlier.workspace if earlier is not None else run.metadata.name or ""
 
 
+def owns_workspace(run: PipelineRun) -> bool:
+    """The run works in a workspace of its own (not a re-run reusing an earlier one's):
+    it makes the workspace claim and releases it."""
+    return workspace_of(run) == (run.metadata.name or "")
+
+
 def workspace_claim_name(run: PipelineRun) -> str:
     return child_name(workspace_of(run), "workspace")
 

@@ -2,7 +2,13 @@
 one of its stages. The earlier run is read once, when the re-run starts; the stages
 before the chosen one are recorded as `Succeeded` (reason `Reused`) with the earlier
 run's figures and never get a Job, and the re-run works in the earlier run's workspace,
-where their outputs are.
+where their outputs are. A re-run that starts at extract reuses nothing and works in a
+workspace of its own.
+
+On a cluster that workspace is a PersistentVolumeClaim: a re-run that reuses one is
+refused when the claim is gone (a succeeded run releases its claim; a deleted run's claim
+goes with it) and, once accepted, becomes an additional owner of the claim, so deleting
+the earlier run does not take the claim away while the re-run needs it.
 
 Pure: the daemon reads the earlier run and writes the status.
 """
@@ -15,6 +21,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from lineagehub.api.pipelinerun import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
     STAGES,
     TERMINAL_PHASES,
     Phase,
@@ -28,6 +37,7 @@ from lineagehub.api.pipelinerun import (
 )
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.manifests import openlineage_names
+from lineagehub_operator.naming import child_name
 from lineagehub_operator.resolve import Unresolvable
 
 
@@ -48,6 +58,53 @@ def needs_source(body: Mapping[str, Any]) -> bool:
     )
 
 
+def reused_workspace(earlier_body: Mapping[str, Any]) -> str:
+    """The run whose workspace holds an earlier run's stage outputs: its own, or the
+    one it re-ran in turn."""
+    status = earlier_body.get("status") or {}
+    rerun_status = status.get("rerunOf")
+    workspace = rerun_status.get("workspace") if isinstance(rerun_status, dict) else None
+    if isinstance(workspace, str) and workspace:
+        return workspace
+    return str((earlier_body.get("metadata") or {}).get("name") or "")
+
+
+def reused_claim_name(earlier_body: Mapping[str, Any]) -> str:
+    """The workspace claim a re-run of `earlier_body` would reuse."""
+    return child_name(reused_workspace(earlier_body), "workspace")
+
+
+def adopted_claim(
+    fields: Mapping[str, Any], body: Mapping[str, Any], config: OperatorConfig
+) -> str | None:
+    """The claim a re-run that `continue_run` accepted must become an owner of: the
+    earlier run's, when the re-run reuses outputs on a claim (not a host folder)."""
+    if config.workspace_host_path:
+        return None
+    workspace = (fields.get("rerunOf") or {}).get("workspace")
+    own = (body.get("metadata") or {}).get("name")
+    if not isinstance(workspace, str) or workspace == own:
+        return None
+    return child_name(workspace, "workspace")
+
+
+def claim_owner(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The re-run as an additional, non-controlling owner of the claim it reuses."""
+    meta = body.get("metadata") or {}
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        "controller": False,
+        "blockOwnerDeletion": False,
+    }
+
+
+def _claim_gone(claim: Mapping[str, Any] | None) -> bool:
+    return claim is None or bool((claim.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def _invalid(field: str, message: str) -> Unresolvable:
     return Unresolvable(Reason.INVALID_RERUN, f"spec.rerun.{field}: {message}")
 
@@ -63,10 +120,17 @@ def _reused(stage: StageStatus, earlier: str) -> StageStatus:
 
 
 def continue_run(
-    earlier_body: Mapping[str, Any] | None, body: Mapping[str, Any], config: OperatorConfig
+    earlier_body: Mapping[str, Any] | None,
+    body: Mapping[str, Any],
+    config: OperatorConfig,
+    *,
+    claim: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | Unresolvable:
     """The status fields that start the re-run (`rerunOf`, the reused stages and, for a
-    pipelineRef run, the earlier run's `pipelineSpec`), or why it cannot start."""
+    pipelineRef run, the earlier run's `pipelineSpec`), or why it cannot start.
+
+    `claim` is the workspace claim the re-run would reuse as the API server holds it
+    (None: there is none); it is not read when the workspace is a host folder."""
     name = rerun_of(body) or ""
     namespace = (body.get("metadata") or {}).get("namespace") or ""
     if earlier_body is None:
@@ -130,8 +194,21 @@ def continue_run(
                 f"spec.transform differs from PipelineRun {name}'s, whose transform output"
                 " the re-run reuses: keep it, or start at transform",
             )
+    own = str((body.get("metadata") or {}).get("name") or "")
+    workspace = reused_workspace(earlier_body) if before else own
+    if before and not config.workspace_host_path and _claim_gone(claim):
+        why = (
+            "a run that succeeded releases its workspace claim"
+            if status.phase == Phase.SUCCEEDED and workspace == name
+            else "it went with the run that made it, or was never made"
+        )
+        return _invalid(
+            "of",
+            f"the workspace claim {child_name(workspace, 'workspace')} that holds the"
+            f" {before[-1].value} output of PipelineRun {name} is gone ({why}): start the"
+            " re-run at extract (spec.rerun.fromStage: extract)",
+        )
     ol_namespace, job = openlineage_names(earlier, config)
-    workspace = status.rerun_of.workspace if status.rerun_of else name
     fields["rerunOf"] = RerunStatus(
         name=name,
         run_id=status.run_id,

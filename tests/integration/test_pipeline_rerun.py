@@ -5,6 +5,7 @@ workspace, and records the earlier run as the one it continues."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import os
@@ -17,6 +18,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from kubernetes.config import new_client_from_config
+from lineagehub_operator.kube import KubeApi
 
 from stack import supervisor
 from stack.paths import REPO_ROOT
@@ -110,3 +113,76 @@ def test_a_rerun_of_nothing_or_of_an_unfinished_run_fails_naming_the_field(
     assert (cond["reason"], cond["status"]) == ("InvalidRerun", "False")
     assert "spec.rerun.of" in cond["message"] and "never-was" in cond["message"]
     assert stages_with_jobs(kubectl, namespace, "orphan") == []
+
+
+def test_a_claim_a_rerun_adopted_outlives_the_earlier_run(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    """The real garbage collector: deleting the earlier run (as its history limit or TTL
+    does) takes an unadopted claim with it, never the one the re-run is an owner of.
+    ConfigMaps stand in as the two owners: the collector treats every kind alike, and a
+    PipelineRun here would start running."""
+    client = new_client_from_config(config_file=stack.env["KUBECONFIG"])  # type: ignore[no-untyped-call]
+    api = KubeApi(client)
+
+    def owner(name: str) -> Obj:
+        kubectl("create", "configmap", name, "-n", namespace)
+        made = get(kubectl, "configmap", name, "-n", namespace)["metadata"]
+        return {"apiVersion": "v1", "kind": "ConfigMap", "name": name, "uid": made["uid"]}
+
+    earlier, again = owner("orders"), owner("again")
+
+    def claim(name: str) -> None:
+        ref = {**earlier, "controller": True, "blockOwnerDeletion": True}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": namespace, "ownerReferences": [ref]},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Mi"}},
+            },
+        }
+        kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+    claim("orders-workspace")
+    claim("unadopted")
+    adopter = {**again, "controller": False, "blockOwnerDeletion": False}
+    assert asyncio.run(api.add_claim_owner(namespace, "orders-workspace", adopter))
+    assert asyncio.run(api.add_claim_owner(namespace, "orders-workspace", adopter))  # once
+    refs = get(kubectl, "pvc", "orders-workspace", "-n", namespace)["metadata"]["ownerReferences"]
+    assert [r["uid"] for r in refs] == [earlier["uid"], again["uid"]]
+    assert refs[0]["controller"] is True and refs[1]["controller"] is False
+
+    try:
+        kubectl("delete", "configmap", "orders", "-n", namespace)
+
+        def collected() -> dict[str, Obj]:
+            # The collector deletes what only the earlier run owned (the claim then waits
+            # on its protection finalizer) and drops the dangling reference from the rest.
+            left = {
+                p["metadata"]["name"]: p["metadata"]
+                for p in get(kubectl, "pvc", "-n", namespace)["items"]
+            }
+            gone = "unadopted" not in left or "deletionTimestamp" in left["unadopted"]
+            refs = [r["uid"] for r in left["orders-workspace"].get("ownerReferences", [])]
+            return left if gone and refs == [again["uid"]] else {}
+
+        left = wait_until(collected, timeout=60)
+        assert "deletionTimestamp" not in left["orders-workspace"]
+        # A claim on its way out cannot be kept: the re-run is refused instead.
+        assert not asyncio.run(api.add_claim_owner(namespace, "unadopted", adopter))
+        assert not asyncio.run(api.add_claim_owner(namespace, "never-was", adopter))
+    finally:
+        for name in ("orders-workspace", "unadopted"):  # no volume was bound: let them go
+            kubectl(
+                "patch",
+                "pvc",
+                name,
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )

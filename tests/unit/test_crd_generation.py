@@ -314,7 +314,7 @@ NAMESPACED_GRANTS = {
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"list"},
     ("", "configmaps"): {"create", "get"},
-    ("", "persistentvolumeclaims"): {"create", "get", "delete"},
+    ("", "persistentvolumeclaims"): {"create", "get", "patch", "delete"},
     ("", "events"): {"create"},
     ("lineagehub.io", "pipelines"): {"get", "list", "watch", "patch"},
 }
@@ -324,12 +324,11 @@ CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 def test_operator_clusterrole_grants_exactly_what_the_code_uses() -> None:
     role = build_operator_clusterrole()
     assert role["kind"] == "ClusterRole"
-    # Cluster-wide, kopf also watches CRDs; it does not list namespaces then (the operator
-    # reads a run's namespace for its active-run limit).
+    # Cluster-wide, kopf also watches CRDs, and namespaces for their active-run limits.
     assert _grants(role) == {
         **NAMESPACED_GRANTS,
         CRDS: {"list", "watch"},
-        ("", "namespaces"): {"get"},
+        ("", "namespaces"): {"list", "watch"},
     }
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]
@@ -344,7 +343,7 @@ def test_operator_role_and_discovery_clusterrole_for_chosen_namespaces() -> None
     # The only cluster-wide grants then: read-only discovery kopf does.
     assert _grants(discovery) == {
         CRDS: {"list", "watch"},
-        ("", "namespaces"): {"get", "list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
     }
 
 
@@ -384,10 +383,11 @@ def test_operator_uses_no_verb_the_role_does_not_grant() -> None:
     for action, status, plural in custom:
         key = ("lineagehub.io", plurals[plural] + ("/status" if status else ""))
         used.setdefault(key, set()).add(verb[action])
-    # The one cluster-scoped read: a run's namespace, granted cluster-wide.
-    assert "self.core.read_namespace," in source
-    assert "get" in _grants(build_operator_discovery_clusterrole())[("", "namespaces")]
-    assert "get" in _grants(build_operator_clusterrole())[("", "namespaces")]
+    # The one cluster-scoped watch: the namespaces' limits (a kopf index), granted
+    # cluster-wide whichever namespaces the operator watches.
+    assert '@kopf.index("v1", "namespaces")' in source
+    for role in (build_operator_discovery_clusterrole(), build_operator_clusterrole()):
+        assert {"list", "watch"} <= _grants(role)[("", "namespaces")]
     grants = _grants(build_operator_role())
     for key, verbs in used.items():
         assert verbs <= grants[key], f"{key}: the code calls {verbs - grants[key]}"

@@ -11,9 +11,15 @@ from typing import Any
 import pytest
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import CreateJob, EmitRunEvent, RunIds, decide
-from lineagehub_operator.manifests import stage_job, workspace_claim_name
+from lineagehub_operator.manifests import owns_workspace, stage_job, workspace_claim_name
 from lineagehub_operator.observed import JobState, ObservedJob
-from lineagehub_operator.rerun import continue_run, needs_source
+from lineagehub_operator.rerun import (
+    adopted_claim,
+    claim_owner,
+    continue_run,
+    needs_source,
+    reused_claim_name,
+)
 from lineagehub_operator.rerun_cli import rerun_manifest
 from lineagehub_operator.resolve import Unresolvable
 from lineagehub_operator.run_telemetry import with_rerun_parent
@@ -139,8 +145,9 @@ def test_a_rerun_starts_at_the_first_unfinished_stage_and_reuses_the_rest() -> N
     assert not needs_source({**body, "status": fields})
 
 
-def test_a_rerun_of_a_rerun_works_in_the_first_runs_workspace() -> None:
-    chained = earlier(
+def earlier_rerun() -> dict[str, Any]:
+    """A failed re-run of orders-0, working in orders-0's workspace."""
+    return earlier(
         FAILED_AT_LOAD,
         rerunOf={
             "name": "orders-0",
@@ -151,6 +158,10 @@ def test_a_rerun_of_a_rerun_works_in_the_first_runs_workspace() -> None:
             "workspace": "orders-0",
         },
     )
+
+
+def test_a_rerun_of_a_rerun_works_in_the_first_runs_workspace() -> None:
+    chained = earlier_rerun()
     fields = continue_run(chained, rerun_body(fromStage="transform"), CONFIG)
     assert isinstance(fields, dict)
     assert fields["rerunOf"]["workspace"] == "orders-0"
@@ -226,3 +237,109 @@ def test_the_cli_copies_the_spec_as_written_and_adds_rerun() -> None:
         "suspend": False,
         "cancel": False,
     }
+
+
+# --- A cluster workspace: a PersistentVolumeClaim per run, not a host folder ---
+
+CLAIMS = OperatorConfig()  # no host path: each run's workspace is a claim
+
+
+def claim(name: str = "orders-1-workspace", **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", **meta}}
+
+
+def rerun_from(fields: dict[str, Any], body: dict[str, Any]) -> PipelineRun:
+    """The re-run as the operator holds it once it has started."""
+    run = PipelineRun.model_validate({**body, "status": fields})
+    return run.model_copy(update={"status": decide(run, {}, T0, IDS).status})
+
+
+@pytest.mark.parametrize(
+    ("found", "rerun", "present", "words"),
+    [
+        (
+            earlier(("Succeeded",) * 3, phase="Succeeded"),
+            {"fromStage": "load"},
+            None,
+            ["spec.rerun.of", "orders-1-workspace", "transform output", "succeeded releases"],
+        ),
+        (
+            earlier(("Succeeded",) * 3, phase="Succeeded"),
+            {"fromStage": "transform"},
+            None,
+            ["spec.rerun.of", "extract output", "start the re-run at extract"],
+        ),
+        (
+            earlier(FAILED_AT_LOAD),
+            {},
+            None,
+            ["spec.rerun.of", "orders-1-workspace", "went with the run"],
+        ),
+        (
+            earlier(FAILED_AT_LOAD),
+            {},
+            claim(deletionTimestamp="2026-11-30T10:00:00Z"),
+            ["spec.rerun.of", "is gone"],
+        ),
+    ],
+    ids=["succeeded from load", "succeeded from transform", "claim deleted", "claim deleting"],
+)
+def test_a_rerun_whose_reused_claim_is_gone_is_refused(
+    found: dict[str, Any], rerun: dict[str, Any], present: dict[str, Any] | None, words: list[str]
+) -> None:
+    outcome = continue_run(found, rerun_body(**rerun), CLAIMS, claim=present)
+    assert isinstance(outcome, Unresolvable), outcome
+    assert outcome.reason == Reason.INVALID_RERUN
+    for word in words:
+        assert word in outcome.message
+
+
+def test_a_rerun_reusing_a_claim_mounts_it_becomes_its_owner_and_never_releases_it() -> None:
+    body = rerun_body()
+    fields = continue_run(earlier(FAILED_AT_LOAD), body, CLAIMS, claim=claim())
+    assert isinstance(fields, dict)
+    assert adopted_claim(fields, body, CLAIMS) == "orders-1-workspace"
+    owner = claim_owner(body)
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("PipelineRun", "orders-2", "u-2")
+    assert owner["controller"] is False  # the earlier run stays the claim's controller
+    run = rerun_from(fields, body)
+    assert not owns_workspace(run)  # so it neither makes nor deletes a claim
+    volume = stage_job(run, StageName.LOAD, CLAIMS)["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["persistentVolumeClaim"]["claimName"] == "orders-1-workspace"
+
+
+def test_a_rerun_of_a_rerun_reuses_and_adopts_the_first_runs_claim() -> None:
+    chained = earlier_rerun()
+    assert reused_claim_name(chained) == "orders-0-workspace"
+    body = rerun_body()
+    fields = continue_run(chained, body, CLAIMS, claim=claim("orders-0-workspace"))
+    assert isinstance(fields, dict)
+    assert adopted_claim(fields, body, CLAIMS) == "orders-0-workspace"
+
+
+@pytest.mark.parametrize(
+    "found",
+    [
+        earlier(("Pending",) * 3, phase="Cancelled"),  # cancelled while Queued: no Job
+        earlier(("Failed", "Pending", "Pending")),  # failed at extract
+        earlier(("Succeeded",) * 3, phase="Succeeded"),  # its claim released
+    ],
+    ids=["never ran", "failed at extract", "succeeded"],
+)
+def test_a_rerun_from_extract_works_in_a_claim_of_its_own(found: dict[str, Any]) -> None:
+    body = rerun_body(fromStage="extract")
+    fields = continue_run(found, body, CLAIMS, claim=None)
+    assert isinstance(fields, dict), fields
+    assert fields["rerunOf"]["workspace"] == "orders-2"
+    assert adopted_claim(fields, body, CLAIMS) is None
+    run = rerun_from(fields, body)
+    assert owns_workspace(run)  # so it makes its claim, and releases it on success
+    volume = stage_job(run, StageName.EXTRACT, CLAIMS)["spec"]["template"]["spec"]["volumes"][0]
+    assert volume["persistentVolumeClaim"]["claimName"] == "orders-2-workspace"
+
+
+def test_a_host_folder_workspace_is_never_refused_for_a_missing_claim() -> None:
+    body = rerun_body(fromStage="load")
+    fields = continue_run(earlier(("Succeeded",) * 3, phase="Succeeded"), body, CONFIG)
+    assert isinstance(fields, dict)
+    assert adopted_claim(fields, body, CONFIG) is None

@@ -976,9 +976,6 @@ class FakeApi:
     async def delete_run(self, namespace: str, name: str) -> None:
         self.calls.append(("delete", "PipelineRun", name))
 
-    async def namespace_annotations(self, name: str) -> dict[str, str]:
-        return {}  # no active-run limit
-
 
 class FakeTelemetry:
     async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
@@ -1048,6 +1045,7 @@ def _daemon(
             logger=logging.getLogger("test"),
             stage_jobs={("ns", "u"): jobs},
             run_queue={},
+            namespace_limits={},  # no namespace sets an active-run limit
         )
     )
     return api, memo, events
