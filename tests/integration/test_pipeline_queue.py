@@ -28,15 +28,19 @@ def operator(stack: Any) -> None:
     supervisor.up(select(["operator"]))
 
 
+def apply_run(kubectl: Kubectl, namespace: str, name: str) -> None:
+    doc: Obj = copy.deepcopy(EXAMPLE)
+    doc["metadata"] = {"name": name, "namespace": namespace}
+    doc["spec"]["sink"]["uri"] = f"file:///data/output/{namespace}/{name}.parquet"
+    kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+
 def test_five_runs_under_a_limit_of_two_queue_in_creation_order(
     operator: None, kubectl: Kubectl, namespace: str
 ) -> None:
     kubectl("annotate", "namespace", namespace, "lineagehub.io/max-active-runs=2")
     for name in NAMES:
-        doc: Obj = copy.deepcopy(EXAMPLE)
-        doc["metadata"] = {"name": name, "namespace": namespace}
-        doc["spec"]["sink"]["uri"] = f"file:///data/output/{namespace}/{name}.parquet"
-        kubectl("apply", "-f", "-", input=json.dumps(doc))
+        apply_run(kubectl, namespace, name)
 
     started: list[str] = []
     queued_seen: set[str] = set()
@@ -67,3 +71,25 @@ def test_five_runs_under_a_limit_of_two_queue_in_creation_order(
     assert started == NAMES, "the queue starts runs in creation order"
     events = get(kubectl, "events", "-n", namespace, "--field-selector", "reason=Queued")
     assert {e["involvedObject"]["name"] for e in events["items"]} >= {"q2", "q3", "q4"}
+
+
+def test_a_limit_annotation_that_is_not_digits_is_named_in_a_warning_and_ignored(
+    operator: None, kubectl: Kubectl, namespace: str
+) -> None:
+    # A superscript two is a digit to str.isdigit() but not to int(): once, it failed
+    # every pass of the run's daemon and the run never started.
+    kubectl("annotate", "namespace", namespace, "lineagehub.io/max-active-runs=\u00b2")
+    apply_run(kubectl, namespace, "odd")
+
+    def finished() -> str | None:
+        phase = (get(kubectl, "pipelinerun", "odd", "-n", namespace).get("status") or {}).get(
+            "phase"
+        )
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    assert wait_until(finished, timeout=180, every=0.5) == "Succeeded"
+    events = get(kubectl, "events", "-n", namespace, "--field-selector", "reason=InvalidLimit")
+    [warning] = events["items"]
+    assert (warning["type"], warning["involvedObject"]["name"]) == ("Warning", "odd")
+    assert "lineagehub.io/max-active-runs='\u00b2'" in warning["message"]
+    assert "digits" in warning["message"]
