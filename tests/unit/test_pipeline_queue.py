@@ -96,6 +96,20 @@ def test_a_full_namespace_takes_no_operator_slot_from_another_namespace() -> Non
     assert admitted(runs, operator_limit=3, namespace_limit=1, a=2) == ["a1", "b0"]
 
 
+def pending_run(name: str) -> PipelineRun:
+    """A run whose status the operator has initialised (Pending, not started)."""
+    run = PipelineRun.model_validate(
+        {
+            "metadata": {"name": name, "namespace": "a", "generation": 1},
+            "spec": {
+                "source": {"uri": "file:///data/in.csv", "format": "csv"},
+                "sink": {"uri": "file:///data/out.csv", "format": "csv"},
+            },
+        }
+    )
+    return run.model_copy(update={"status": decide(run, {}, T0, IDS).status})
+
+
 def test_the_queued_message_holds_nothing_that_changes_while_it_waits() -> None:
     """When a slot frees, the status of the runs that still wait is not rewritten: each
     one's message (and so its status) is what it was."""
@@ -106,6 +120,13 @@ def test_the_queued_message_holds_nothing_that_changes_while_it_waits() -> None:
     changed = [name for (_, name), message in now.items() if message != was[(_, name)]]
     assert changed == ["r2"]  # only the run that starts: one status write, not one per run
     assert all(message is not None for message in was.values())
+    # And so the daemon of a run that still waits computes the status it already has:
+    # nothing to write (a write would wake every queued run again).
+    waiting = pending_run("r4")
+    first = decide(waiting, {}, T0, IDS, queued=was[("a", "r4")])
+    held = waiting.model_copy(update={"status": first.status})
+    later = T0.replace(minute=5)
+    assert decide(held, {}, later, IDS, queued=now[("a", "r4")]).status == held.status
 
 
 ENTRIES = st.lists(
@@ -207,16 +228,7 @@ def test_queue_entry_reads_a_body() -> None:
 
 
 def test_a_queued_run_waits_pending_with_reason_queued_and_says_so_once() -> None:
-    run = PipelineRun.model_validate(
-        {
-            "metadata": {"name": "r4", "namespace": "a", "generation": 1},
-            "spec": {
-                "source": {"uri": "file:///data/in.csv", "format": "csv"},
-                "sink": {"uri": "file:///data/out.csv", "format": "csv"},
-            },
-        }
-    )
-    run = run.model_copy(update={"status": decide(run, {}, T0, IDS).status})
+    run = pending_run("r4")
     waiting = decide(run, {}, T0, IDS, queued="Queued: 2 of 2 runs active")
     assert waiting.status.phase == Phase.PENDING
     cond = waiting.status.condition(CONDITION_SUCCEEDED)
