@@ -8,6 +8,7 @@ import os
 import sys
 
 from gateway import config, logs, promtext
+from lineagehub import selftrace
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         settings = config.from_env()
+        selftrace.otlp_protocol(os.environ)
     except (ValueError, OSError) as exc:
         print(f"lineage-hub gateway: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -2,10 +2,10 @@
 
 Sampled as the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: follow
 the caller's decision, else sample), batched by the SDK's BatchSpanProcessor (OTEL_BSP_*),
-and exported as OTLP to OTEL_EXPORTER_OTLP_ENDPOINT when one is set, else as OTLP
-protobuf onto the `otel-spans` Kafka topic, the path the runs' spans take to ClickHouse
-and Jaeger. The exporter's own producer is not instrumented, so exporting spans makes
-no spans.
+and exported as OTLP protobuf onto the `otel-spans` Kafka topic, the path the runs'
+spans take to ClickHouse and Jaeger, and, as for the runs' spans, also straight to
+OTEL_EXPORTER_OTLP_ENDPOINT with LINEAGEHUB_OTLP_DIRECT=1. The exporter's own producer
+is not instrumented, so exporting spans makes no spans.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -31,7 +31,9 @@ RUN_TRACEPARENT_ANNOTATION = "lineagehub.io/traceparent"
 (a child of the caller's span when the request carried one), for the run's root span
 to be its child."""
 
-ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+DIRECT_ENV = "LINEAGEHUB_OTLP_DIRECT"
+ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
 EXPORT_TIMEOUT_S = 15.0
 
 
@@ -84,26 +86,55 @@ class KafkaSpanExporter(SpanExporter):
         return True  # `export` returns once Kafka acknowledged the batch
 
 
-def exporter(kafka_bootstrap: str) -> SpanExporter | None:
-    """OTLP to the configured endpoint, else Kafka when there is one, else None."""
-    if any(os.environ.get(name) for name in ENDPOINT_ENVS):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def direct_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
+    """OTLP straight to a collector, as for the runner's spans: only with
+    LINEAGEHUB_OTLP_DIRECT=1 and OTEL_EXPORTER_OTLP_ENDPOINT set (the local stack sets
+    the endpoint for its tools; the default path stays Kafka). OTEL_EXPORTER_OTLP_PROTOCOL
+    `http/protobuf` (default) or `grpc`."""
+    if environ.get(DIRECT_ENV) != "1" or not environ.get(ENDPOINT_ENV):
+        return None
+    if otlp_protocol(environ) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
 
-        return OTLPSpanExporter()  # endpoint, headers, timeout from the environment
+        return GrpcSpanExporter()  # endpoint, headers, timeout from the environment
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def otlp_protocol(environ: Mapping[str, str]) -> str:
+    """OTEL_EXPORTER_OTLP_PROTOCOL, checked: `http/protobuf` (default) or `grpc`."""
+    protocol = environ.get(PROTOCOL_ENV) or "http/protobuf"
+    if protocol not in {"http/protobuf", "grpc"}:
+        raise ValueError(
+            f"{PROTOCOL_ENV}={protocol!r} is not supported for self-tracing: "
+            "use http/protobuf or grpc"
+        )
+    return protocol
+
+
+def tracer_provider(
+    service: str, kafka_bootstrap: str, environ: Mapping[str, str] | None = None
+) -> TracerProvider | None:
+    """The service's provider: spans onto `otel-spans` when Kafka is configured, and to
+    a collector when asked (`direct_exporter`); None when self-tracing is off
+    (OTEL_SDK_DISABLED=true) or has nowhere to go. Each exporter behind its own
+    BatchSpanProcessor."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporters: list[SpanExporter] = []
     if kafka_bootstrap:
-        return KafkaSpanExporter(kafka_bootstrap)
-    return None
-
-
-def tracer_provider(service: str, kafka_bootstrap: str) -> TracerProvider | None:
-    """The service's provider, or None when self-tracing is off (OTEL_SDK_DISABLED=true)
-    or has nowhere to go."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        exporters.append(KafkaSpanExporter(kafka_bootstrap))
+    direct = direct_exporter(env)
+    if direct is not None:
+        exporters.append(direct)
+    if not exporters:
         return None
-    target = exporter(kafka_bootstrap)
-    if target is None:
-        return None
-    service_name = os.environ.get("OTEL_SERVICE_NAME") or service
+    service_name = env.get("OTEL_SERVICE_NAME") or service
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-    provider.add_span_processor(BatchSpanProcessor(target))
+    for target in exporters:
+        provider.add_span_processor(BatchSpanProcessor(target))
     return provider

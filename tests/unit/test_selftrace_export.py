@@ -1,0 +1,98 @@
+"""Where self-tracing spans go, as the environment says: a real OTLP/HTTP receiver on
+loopback, the SDK's sampler variables, and the refusals."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from gateway.cli import main
+from lineagehub.selftrace import tracer_provider
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    bodies: list[tuple[str, bytes]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.bodies.append((self.path, self.rfile.read(length)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    bodies: list[tuple[str, bytes]] = []
+    handler = type("Receiver", (_Receiver,), {"bodies": bodies})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", bodies
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_direct_export_reaches_an_otlp_http_collector(
+    collector: tuple[str, list[tuple[str, bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, bodies = collector
+    monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    provider = tracer_provider("lineage-hub-gateway", "")
+    assert provider is not None
+    with provider.get_tracer("t").start_as_current_span("request") as span:
+        trace_id = span.get_span_context().trace_id
+    provider.shutdown()
+    ((path, body),) = bodies
+    assert path == "/v1/traces"
+    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert attrs["service.name"] == "lineage-hub-gateway"
+    ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
+    assert sent.name == "request" and int.from_bytes(sent.trace_id, "big") == trace_id
+
+
+def test_the_sdk_sampler_variables_decide(
+    collector: tuple[str, list[tuple[str, bytes]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, bodies = collector
+    monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    provider = tracer_provider("svc", "")
+    assert provider is not None
+    with provider.get_tracer("t").start_as_current_span("dropped") as span:
+        assert not span.is_recording()
+    provider.shutdown()
+    assert bodies == []
+
+
+def test_nowhere_to_go_or_disabled_means_untraced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LINEAGEHUB_OTLP_DIRECT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    assert tracer_provider("svc", "") is None  # an endpoint alone is the stack's tools'
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert tracer_provider("svc", "127.0.0.1:1") is None
+
+
+def test_an_unknown_protocol_is_a_configuration_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    assert main(["--check-config"]) == 2
+    said = capsys.readouterr().err
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in said and "http/protobuf or grpc" in said
