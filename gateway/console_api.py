@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway import clickhouse
 from gateway.auth import Principal
 from gateway.runs import KubeError, RunStore, manifest, view
+from gateway.tracing import run_traceparent
 from lineagehub.warehouse_sql import quote
 
 API = "/api/v1"
@@ -184,7 +185,9 @@ def router(
             }
             prefix = f"{name[:40].rstrip('-')}-"
             request_id = str(getattr(request.state, "request_id", ""))
-            created = await source.create(ns, manifest(spec, None, ns, request_id, prefix))
+            traceparent = run_traceparent(request.headers)
+            obj = manifest(spec, None, ns, request_id, prefix, traceparent=traceparent)
+            created = await source.create(ns, obj)
         except KubeError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
         return JSONResponse(view(created, ""), status_code=201)

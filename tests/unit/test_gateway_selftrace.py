@@ -130,3 +130,19 @@ def test_the_access_log_line_names_the_request_span(
     assert line["trace_id"] == CALLER_TRACE
     assert line["span_id"] == f"{span.context.span_id:016x}"
     assert line["route"] == "/api/v1/pipeline/runs"
+
+
+def test_run_again_continues_the_callers_trace_too(
+    client: TestClient, spans: InMemorySpanExporter, runs: MemoryRuns
+) -> None:
+    first = client.post("/api/v1/pipeline/run", json=SPEC, headers=W).json()["name"]
+    spans.clear()
+    path = f"/api/v1/pipeline/run/{first}/again?namespace=team-a"
+    again = client.post(path, headers={**W, "traceparent": TRACEPARENT})
+    assert again.status_code == 201, again.text
+    (span,) = _server_spans(spans)
+    assert span.context is not None and span.parent is not None
+    assert f"{span.parent.span_id:016x}" == CALLER_SPAN
+    created = runs.objects[("team-a", again.json()["name"])]
+    annotation = created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION]
+    assert annotation.split("-")[1:3] == [CALLER_TRACE, f"{span.context.span_id:016x}"]
