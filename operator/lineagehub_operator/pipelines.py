@@ -47,19 +47,21 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
-def _owned_by_a_pipeline(meta: dict[str, Any]) -> bool:
-    return any(
+def _owned_by_its_pipeline(body: kopf.Body | dict[str, Any]) -> bool:
+    """The Pipeline the run refers to is one of its owners."""
+    name = pipeline_name(body)
+    return name is not None and any(
         ref.get("kind") == api.KIND
         and ref.get("apiVersion") == API_GROUP_VERSION
-        and ref.get("controller") is True
-        for ref in meta.get("ownerReferences") or []
+        and ref.get("name") == name
+        for ref in (body.get("metadata") or {}).get("ownerReferences") or []
     )
 
 
 def seen_run(body: kopf.Body | dict[str, Any]) -> SeenRun:
     """What the schedule needs to know of a run, read leniently from its body. A run is
-    the schedule's (`scheduled` set) when a Pipeline controls it and it carries its
-    schedule time: a copy of its metadata made by hand does not count."""
+    the schedule's (`scheduled` set) when the Pipeline it refers to owns it and it carries
+    its schedule time: a copy of the annotation made by hand does not count."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
     try:
@@ -71,7 +73,7 @@ def seen_run(body: kopf.Body | dict[str, Any]) -> SeenRun:
         phase=phase,
         created=_time(meta.get("creationTimestamp")) or datetime.now(UTC),
         scheduled=_time((meta.get("annotations") or {}).get(api.SCHEDULED_TIME_ANNOTATION))
-        if _owned_by_a_pipeline(dict(meta))
+        if _owned_by_its_pipeline(body)
         else None,
         completed=_time(status.get("completionTime")),
     )

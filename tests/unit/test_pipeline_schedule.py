@@ -162,8 +162,8 @@ def test_a_run_carrying_a_schedule_time_but_not_owned_by_the_pipeline_is_not_sch
     copied = {k: v for k, v in doc["metadata"].items() if k != "ownerReferences"}
     assert seen_run({**doc, "metadata": copied}).scheduled is None
     other = {**doc["metadata"]}
-    other["ownerReferences"] = [{**doc["metadata"]["ownerReferences"][0], "controller": False}]
-    assert seen_run({**doc, "metadata": other}).scheduled is None
+    other["ownerReferences"] = [{**doc["metadata"]["ownerReferences"][0], "name": "other"}]
+    assert seen_run({**doc, "metadata": other}).scheduled is None  # another Pipeline's
 
 
 def test_each_reason_remembers_only_its_last_message() -> None:
