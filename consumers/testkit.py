@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -125,3 +125,28 @@ async def read_all(bootstrap: str, topic: str, expect: int, within: float) -> li
     finally:
         await consumer.stop()
     return out
+
+
+async def read_from(
+    bootstrap: str,
+    start: dict[TopicPartition, int],
+    match: Callable[[ConsumerRecord], bool],
+    expect: int,
+    within: float,
+) -> list[ConsumerRecord]:
+    """Records that `match`, from the `start` offsets on, until `expect` of them arrived
+    (or time runs out)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[ConsumerRecord] = []
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + within
+        while len(found) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            found.extend(r for records in batch.values() for r in records if match(r))
+    finally:
+        await consumer.stop()
+    return found

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.transport.http import (
@@ -27,7 +27,7 @@ from openlineage.client.transport.http import (
     HttpTransport,
 )
 
-from consumers.testkit import end_offsets
+from consumers.testkit import end_offsets, read_from
 from gateway.app import create_app
 from gateway.auth import parse_tokens
 from gateway.config import Settings
@@ -71,24 +71,12 @@ async def _read_from(
     bootstrap: str, start: dict[TopicPartition, int], run_id: str, expect: int, within: float
 ) -> list[Any]:
     """Records for `run_id` (by payload) from the `start` offsets on."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        consumer.assign(list(start))
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + within
-        while len(found) < expect and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    event = json.loads(record.value)
-                    if event.get("run", {}).get("runId", "").lower() == run_id:
-                        found.append(record)
-    finally:
-        await consumer.stop()
-    return found
+
+    def for_run(record: Any) -> bool:
+        event = json.loads(record.value)
+        return bool(event.get("run", {}).get("runId", "").lower() == run_id)
+
+    return await read_from(bootstrap, start, for_run, expect, within)
 
 
 def _client(url: str, compression: HttpCompression | None) -> OpenLineageClient:

@@ -5,13 +5,12 @@ request span's `traceparent` in its headers, and the self-trace exporter puts sp
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -20,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from consumers.samples import lineage_event
-from consumers.testkit import end_offsets
+from consumers.testkit import end_offsets, read_from
 from gateway.app import create_app
 from gateway.serve import ServerThread
 from lineagehub.selftrace import KafkaSpanExporter
@@ -36,21 +35,8 @@ TRACEPARENT = f"00-{CALLER_TRACE}-b7ad6b7169203331-01"
 async def _keyed(
     bootstrap: str, start: dict[TopicPartition, int], key: str, within: float
 ) -> list[Any]:
-    """Records with `key` from the `start` offsets on (the first one's arrival ends it)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        consumer.assign(list(start))
-        for tp, offset in start.items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + within
-        while not found and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            found.extend(r for records in batch.values() for r in records if r.key == key.encode())
-    finally:
-        await consumer.stop()
-    return found
+    """The first record with `key` from the `start` offsets on."""
+    return await read_from(bootstrap, start, lambda r: r.key == key.encode(), 1, within)
 
 
 def test_a_lineage_record_carries_the_request_spans_context(stack: Any) -> None:

@@ -43,14 +43,21 @@ def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
         thread.join()
 
 
-def test_direct_export_reaches_an_otlp_http_collector(
+@pytest.fixture
+def direct(
     collector: tuple[str, list[tuple[str, bytes]]], monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> list[tuple[str, bytes]]:
+    """Self-tracing told to export straight to the collector; what it received."""
     url, bodies = collector
     monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-    monkeypatch.delenv("OTEL_EXPORTER_OTLP_PROTOCOL", raising=False)
-    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"):
+        monkeypatch.delenv(name, raising=False)
+    return bodies
+
+
+def test_direct_export_reaches_an_otlp_http_collector(direct: list[tuple[str, bytes]]) -> None:
+    bodies = direct
     provider = tracer_provider("lineage-hub-gateway", "")
     assert provider is not None
     with provider.get_tracer("t").start_as_current_span("request") as span:
@@ -66,11 +73,9 @@ def test_direct_export_reaches_an_otlp_http_collector(
 
 
 def test_the_sdk_sampler_variables_decide(
-    collector: tuple[str, list[tuple[str, bytes]]], monkeypatch: pytest.MonkeyPatch
+    direct: list[tuple[str, bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, bodies = collector
-    monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    bodies = direct
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
     provider = tracer_provider("svc", "")
