@@ -278,3 +278,39 @@ async def test_shutdown_commits_what_was_stored_and_leaves_the_group(
     # Below the commit: stored once. Above it: redelivered (at-least-once), never lost.
     assert all(counts[(r, "START")] == 1 for r in runs[: len(runs) // 2])
     assert all(counts[(r, "START")] >= 1 for r in runs[len(runs) // 2 :])
+
+
+async def test_a_partition_paused_for_its_in_flight_limit_resumes_after_another_pauses(
+    setup: Setup, standin: MarquezStandin
+) -> None:
+    """Partition 0 reaches the in-flight limit and pauses; later partition 1 does too.
+    When Marquez answers again, both resume: the first pause must not be forgotten
+    when the second is recorded (it would stay paused for good, its events unread)."""
+    standin.hold_all()  # received, never answered until released
+    consumer = consumer_for(setup, standin, max_in_flight=4)
+    stop, task = start(consumer)
+    first = [str(uuid.uuid4()) for _ in range(6)]
+    second = [str(uuid.uuid4()) for _ in range(6)]
+    after = [str(uuid.uuid4()) for _ in range(6)]
+    try:
+        await wait_for(lambda: consumer._consumer is not None, "the consumer never started")
+        kafka = consumer._consumer
+        assert kafka is not None
+        await wait_for(lambda: bool(kafka.assignment()), "no partition was assigned")
+        await produce_to(setup.bootstrap, setup.topic, [(0, r, "START") for r in first])
+        await wait_for(lambda: kafka.paused() == {setup.tp(0)}, "partition 0 never paused")
+        await produce_to(setup.bootstrap, setup.topic, [(1, r, "START") for r in second])
+        await wait_for(
+            lambda: kafka.paused() == {setup.tp(0), setup.tp(1)}, "partition 1 never paused"
+        )
+        standin.release_all()
+        await produce_to(
+            setup.bootstrap, setup.topic, [(i % 2, r, "START") for i, r in enumerate(after)]
+        )
+        await wait_drained(setup.bootstrap, setup.group, [setup.topic], within=60)
+        assert not kafka.paused()
+    finally:
+        standin.release_all()
+        await finish(stop, task)
+    counts = standin.stored_count()
+    assert counts == Counter({(r, "START"): 1 for r in first + second + after})
