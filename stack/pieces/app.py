@@ -243,6 +243,10 @@ class Gateway(Piece):
             "LINEAGEHUB_GATEWAY_TOKENS_FILE": str(token_file),
             "LINEAGEHUB_GATEWAY_PUBLIC_READ": "1",
             "LINEAGEHUB_GATEWAY_REQUIRED": "kafka,kubernetes,clickhouse",
+            # A caller's sampled trace is always continued; of the rest (the console's
+            # own polling, mostly) one request in ten is traced, not every poll.
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
         }
         return Launch(
             [str(VENV_BIN / "lineage-hub"), "gateway", f"--port={GATEWAY_PORT}"], env=env, cwd=REPO
