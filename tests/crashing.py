@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.otel.backend import ChdbBackend
+from consumers.otel.backend import ChdbBackend, Rows
 from consumers.otel.ddl import Table
 
 
@@ -32,7 +32,7 @@ class CrashingBackend:
     async def setup(self, statements: Sequence[str] | None = None) -> None:
         await self.inner.setup(statements)
 
-    async def insert(self, table: Table, rows: Sequence[Mapping[str, Any]], token: str) -> None:
+    async def insert(self, table: Table, rows: Rows, token: str) -> None:
         if self.crashed.is_set():
             raise Crash  # a dead process inserts nothing more
         await self.inner.insert(table, rows, token)
