@@ -105,3 +105,27 @@ def test_retry_after_is_whole_seconds_at_least_one() -> None:
     assert retry_after_header(0.01) == "1"
     assert retry_after_header(1.2) == "2"
     assert retry_after_header(5) == "5"
+
+
+def test_a_token_of_exactly_the_minimum_length_is_accepted() -> None:
+    """The format says at least 16 characters: 16 is in, 15 is out."""
+    tokens = parse_tokens("a" * 16 + ":runs:read")
+    assert tokens.authenticate("Bearer " + "a" * 16) is not None
+    with pytest.raises(ValueError, match="at least 16"):
+        parse_tokens("b" * 15 + ":runs:read")
+
+
+def test_no_rate_means_no_limit_and_a_burst_below_one_still_lets_one_through() -> None:
+    unlimited = RateLimiter(rate=0.0, burst=1, clock=lambda: 0.0)
+    assert [unlimited.acquire("a", cost=50.0) for _ in range(100)] == [0.0] * 100
+    one = RateLimiter(rate=1.0, burst=0, clock=lambda: 0.0)
+    assert one.acquire("a") == 0.0  # a burst of 0 would refuse everyone forever
+    assert one.acquire("a") == pytest.approx(1.0)
+
+
+def test_the_wait_is_what_the_missing_tokens_take_to_refill() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=4.0, burst=2, clock=lambda: now[0])
+    assert limiter.acquire("a", cost=2.0) == 0.0  # the whole burst
+    now[0] += 0.25  # one token back
+    assert limiter.acquire("a", cost=3.0) == pytest.approx((3.0 - 1.0) / 4.0)
