@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from lineagehub.api.pipelinerun import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
 from lineagehub.datasets import redact_uri
-from lineagehub.selftrace import RUN_TRACEPARENT_ANNOTATION
+from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT_S = 10.0

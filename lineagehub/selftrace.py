@@ -26,7 +26,6 @@ from lineagehub.topics import SPANS_TOPIC
 
 log = logging.getLogger(__name__)
 
-RUN_TRACEPARENT_ANNOTATION = "lineagehub.io/traceparent"
 """On a PipelineRun created over HTTP: the W3C traceparent of the gateway's request span
 (a child of the caller's span when the request carried one), for the run's root span
 to be its child."""

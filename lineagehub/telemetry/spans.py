@@ -8,6 +8,7 @@ export a span with given ids, so we write the OTLP message directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,10 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 SCOPE = "lineagehub"
+#: On a PipelineRun: the W3C traceparent of the call that created it (the gateway puts
+#: it there); the run's root span continues that trace as a child of that span.
+RUN_TRACEPARENT_ANNOTATION = "lineagehub.io/traceparent"
+_CALLER = re.compile(r"00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-[0-9a-f]{2}")
 
 
 def parse_traceparent(traceparent: str) -> tuple[str, str]:
@@ -26,6 +31,16 @@ def parse_traceparent(traceparent: str) -> tuple[str, str]:
     if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
         raise ValueError(f"not a W3C traceparent: {traceparent!r}")
     return parts[1], parts[2]
+
+
+def caller_context(annotations: Mapping[str, str] | None) -> tuple[str, str] | None:
+    """(trace id, span id) of the call that created a run, from its annotation; None
+    when there is none or it is not a valid version-00 traceparent (all-zero ids are
+    invalid per W3C): the run then starts a trace of its own."""
+    match = _CALLER.fullmatch((annotations or {}).get(RUN_TRACEPARENT_ANNOTATION, "").strip())
+    if match is None or set(match["trace"]) == {"0"} or set(match["span"]) == {"0"}:
+        return None
+    return match["trace"], match["span"]
 
 
 def _value(v: str | int | float | bool) -> AnyValue:

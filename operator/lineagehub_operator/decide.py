@@ -34,6 +34,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
+from lineagehub.telemetry.spans import caller_context
 from lineagehub_operator.naming import job_name
 from lineagehub_operator.observed import JobState, ObservedJob, StageResult
 
@@ -99,11 +100,14 @@ def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRun
     # and the stages it reuses from it. Kept as they are.
     resolved = run.status or PipelineRunStatus()
     stages = list(resolved.stages) if resolved.rerun_of else [StageStatus(name=s) for s in STAGES]
+    # A run created by a traced call (the gateway's annotation) continues that trace.
+    caller = caller_context(run.metadata.annotations)
+    trace_id = caller[0] if caller else ids.trace_id
     status = PipelineRunStatus(
         phase=Phase.PENDING,
         run_id=ids.run_id,
-        trace_id=ids.trace_id,
-        traceparent=f"00-{ids.trace_id}-{ids.span_id}-01",
+        trace_id=trace_id,
+        traceparent=f"00-{trace_id}-{ids.span_id}-01",
         start_time=now,
         stages=stages,
         progress=progress(stages),

@@ -13,7 +13,7 @@ from lineagehub.datasets import dataset_of
 from lineagehub.telemetry import openlineage_json as ol
 from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.publisher import KafkaPublisher
-from lineagehub.telemetry.spans import FixedSpan, encode, parse_traceparent
+from lineagehub.telemetry.spans import FixedSpan, caller_context, encode, parse_traceparent
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.manifests import openlineage_names
@@ -113,22 +113,36 @@ class RunTelemetry:
         await self._publisher.send(LINEAGE_TOPIC, status.run_id, with_rerun_parent(run, payload))
         if event_type == "START" or not status.traceparent:
             return
-        trace_id, span_id = parse_traceparent(status.traceparent)
-        span = FixedSpan(
-            name=f"PipelineRun {run.metadata.name}",
-            trace_id=trace_id,
-            span_id=span_id,
-            start=status.start_time or now,
-            end=now,
-            ok=event_type == "COMPLETE",
-            message=error or "",
-            attributes={
-                "lineagehub.run_id": status.run_id,
-                "lineagehub.pipeline": job,
-                "lineagehub.outcome": event_type,
-                "k8s.namespace.name": run.metadata.namespace or "",
-                "lineagehub.pipelinerun": run.metadata.name or "",
-                **pipeline_attribute(run),
-            },
-        )
-        await self._publisher.send(SPANS_TOPIC, trace_id, encode([span], SERVICE))
+        span = root_span(run, status.traceparent, job, event_type, now, error or "")
+        await self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE))
+
+
+def root_span(
+    run: PipelineRun, traceparent: str, job: str, event_type: str, now: datetime, error: str
+) -> FixedSpan:
+    """The run's root span, exported once when the run ends, with the ids kept in its
+    status. It is the child of the call that created the run when that call's trace is
+    the run's (the annotation is read again, so an operator restart keeps the link; an
+    annotation edited after the start names another trace and is ignored)."""
+    status = run.status
+    assert status is not None
+    trace_id, span_id = parse_traceparent(traceparent)
+    caller = caller_context(run.metadata.annotations)
+    return FixedSpan(
+        name=f"PipelineRun {run.metadata.name}",
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=caller[1] if caller and caller[0] == trace_id else "",
+        start=status.start_time or now,
+        end=now,
+        ok=event_type == "COMPLETE",
+        message=error,
+        attributes={
+            "lineagehub.run_id": status.run_id or "",
+            "lineagehub.pipeline": job,
+            "lineagehub.outcome": event_type,
+            "k8s.namespace.name": run.metadata.namespace or "",
+            "lineagehub.pipelinerun": run.metadata.name or "",
+            **pipeline_attribute(run),
+        },
+    )

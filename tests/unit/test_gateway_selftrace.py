@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from gateway.app import create_app
 from gateway.logs import ACCESS_LOGGER, JsonFormatter
-from lineagehub.selftrace import RUN_TRACEPARENT_ANNOTATION
+from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 from tests.unit.test_gateway_runs import SPEC, MemoryRuns, W, settings
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
