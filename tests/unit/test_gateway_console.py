@@ -325,3 +325,32 @@ def test_readers_see_no_credentials_and_run_again_copies_the_stored_spec() -> No
     }
     meta = body["metadata"]
     assert isinstance(meta, dict) and meta["generateName"] == "orders-"
+
+
+@pytest.mark.parametrize("path", ["/console/lib/elk.js", "/console/static/app.js"])
+def test_scripts_are_gzipped_for_browsers_that_accept_it_and_revalidate_to_304(
+    store: ChdbStore, path: str
+) -> None:
+    import gzip
+
+    with client_for(store, public_read=False) as client:
+        plain = client.get(path, headers={"Accept-Encoding": "identity"})
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        with client.stream("GET", path, headers={"Accept-Encoding": "gzip, br"}) as sent:
+            wire = b"".join(sent.iter_raw())
+        assert wire[:2] == b"\x1f\x8b" and len(wire) < len(plain.content) * 0.6
+        assert gzip.decompress(wire) == plain.content
+        raw = client.get(path, headers={"Accept-Encoding": "gzip, deflate, br"})
+        assert raw.status_code == 200 and raw.headers["content-encoding"] == "gzip"
+        assert raw.headers["vary"] == "Accept-Encoding"
+        assert raw.headers["content-type"].startswith("text/javascript")
+        assert "script-src 'self'" in raw.headers["content-security-policy"]
+        assert raw.content == plain.content  # decoded as a browser does
+        refused = client.get(path, headers={"Accept-Encoding": "gzip;q=0"})
+        assert "content-encoding" not in refused.headers
+        etag = plain.headers["etag"]
+        assert raw.headers["etag"] == etag
+        again = client.get(path, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b""
+        stale = client.get(path, headers={"If-None-Match": '"not-the-tag"'})
+        assert stale.status_code == 200 and stale.content == plain.content
