@@ -239,7 +239,16 @@ def router(
                         "uid": uid,
                         "title": d["title"],
                         "panels": [
-                            {"id": p["id"], "title": p["title"], "type": p["type"]}
+                            {
+                                "id": p["id"],
+                                "title": p["title"],
+                                "type": p["type"],
+                                # Grafana's unit for the panel's values (percentunit, s,
+                                # bytes, short...): the console formats them as Grafana does.
+                                "unit": p.get("fieldConfig", {})
+                                .get("defaults", {})
+                                .get("unit", ""),
+                            }
                             for p in d["panels"]
                         ],
                         "variables": [

@@ -287,8 +287,10 @@ async def _resolve(
     pipeline = await api.get_pipeline(namespace, resolve.pipeline_name(current) or "")
     outcome = resolve.resolve_run(pipeline, current)
     if isinstance(outcome, resolve.Unresolvable):
-        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
+        # The Event is queued before the status write: the write makes the run terminal,
+        # which stops this daemon, and nothing after it may be reached.
         kopf.event(body, type="Warning", reason=outcome.reason, message=outcome.message[:1000])
+        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
         return None
     return await api.patch_status(namespace, name, {"pipelineSpec": outcome.wire()})
 
@@ -317,8 +319,10 @@ async def _continue(
             # Gone since it was read: refused as if it had never been there.
             outcome = rerun.continue_run(earlier, current, config, claim=None)
     if isinstance(outcome, resolve.Unresolvable):
-        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
+        # The Event is queued before the status write: the write makes the run terminal,
+        # which stops this daemon, and nothing after it may be reached.
         kopf.event(body, type="Warning", reason=outcome.reason, message=outcome.message[:1000])
+        await api.patch_status(namespace, name, resolve.unresolvable_status(current, outcome, now))
         return None
     return await api.patch_status(namespace, name, outcome)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,6 +138,13 @@ def test_a_run_as_a_person_sees_it(page: Page, kubectl: Kubectl, namespace: str)
     page.shot("job")
     page.open("/console/dashboards")
     page.find('[data-panel="Failed runs by job"]')
+    # Stat panels in their Grafana unit: a success rate in percent (not a raw fraction),
+    # durations in time units, and both values of a two-value stat.
+    rate = page.find('[data-panel="Success rate"] .stat-value').text
+    assert re.fullmatch(r"\d{1,3}(\.\d)?%", rate), rate
+    durations = page.find('[data-panel="Run duration p50 / p95"] .stat-values').text
+    assert "p50" in durations and "p95" in durations, durations
+    assert re.search(r"\d (ms|s|min|h)\b", durations), durations
     page.shot("dashboards")
     assert page.errors() == []
 

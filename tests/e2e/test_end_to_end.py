@@ -220,3 +220,57 @@ def test_consumer_restart_mid_run_loses_and_duplicates_nothing(
     status = wait_verified(kubectl, namespace, "bumpy")
     assert verdict(status, "TraceRecorded")["status"] == "True"  # type: ignore[index]
     assert status["trace"]["spanCount"] == baseline["trace"]["spanCount"], "no span lost or doubled"
+
+
+def test_a_run_created_over_http_continues_the_callers_trace(
+    stack: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    """POST /api/v1/pipeline/run with a W3C traceparent: the gateway's request span is the
+    caller's child, the run's root span is the gateway span's child, and the stages hang
+    below it: one trace from the HTTP call to the last stage, in ClickHouse and Jaeger."""
+    from pathlib import Path
+
+    caller_trace, caller_span = "5e1f0c2a9b8d4e7f8a6b5c4d3e2f1a0b", "1a2b3c4d5e6f7a8b"
+    doc: Obj = copy.deepcopy(EXAMPLE)
+    spec = doc["spec"]
+    spec["sink"]["uri"] = f"file:///data/output/{namespace}/traced.parquet"
+    spec["openlineage"] = {"namespace": namespace, "job": "traced"}
+    token = Path(stack.env["LINEAGEHUB_GATEWAY_TOKEN_FILE"]).read_text().strip()
+    reply = httpx.post(
+        f"{stack.env['LINEAGEHUB_GATEWAY_URL']}/api/v1/pipeline/run",
+        json={**spec, "name": "traced", "namespace": namespace},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "traceparent": f"00-{caller_trace}-{caller_span}-01",
+        },
+        timeout=30,
+    )
+    assert reply.status_code == 201, reply.text
+    run = get(kubectl, "pipelinerun", "traced", "-n", namespace)
+    annotation = run["metadata"]["annotations"]["lineagehub.io/traceparent"]
+    _, trace_id, gateway_span, _ = annotation.split("-")
+    assert trace_id == caller_trace and gateway_span != caller_span
+    status = wait_verified(kubectl, namespace, "traced")
+    assert status["phase"] == "Succeeded" and status["traceId"] == caller_trace
+    trace = verdict(status, "TraceRecorded")
+    assert trace is not None and trace["status"] == "True", trace
+    root_span_id = status["traceparent"].split("-")[2]
+
+    def all_there() -> list[Obj] | None:
+        spans = jaeger_spans(stack.env, caller_trace)
+        ids = {s["spanID"] for s in spans}
+        return spans if {root_span_id, gateway_span} <= ids else None
+
+    spans = wait_until(all_there, timeout=60, every=1.0)
+    by_id = {s["spanID"]: s for s in spans}
+
+    def parent(span_id: str) -> list[str]:
+        refs = by_id[span_id]["references"]
+        return [r["spanID"] for r in refs if r["refType"] == "CHILD_OF"]
+
+    assert parent(root_span_id) == [gateway_span]
+    assert parent(gateway_span) == [caller_span]
+    assert by_id[gateway_span]["operationName"].startswith("POST /api/v1/pipeline/run")
+    stages = [s for s in spans if s["operationName"] in STAGE_SPANS]
+    assert {s["operationName"] for s in stages} == STAGE_SPANS
+    assert all(parent(s["spanID"]) == [root_span_id] for s in stages)

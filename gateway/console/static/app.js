@@ -560,6 +560,32 @@ async function jobPage(ns, name) {
 
 // ---------------------------------------------------------------- dashboards
 
+/** A value as Grafana shows it in `unit` (the units our dashboards use). */
+function formatUnit(value, unit) {
+  const n = Number(value);
+  if (value === null || value === undefined || value === "" || Number.isNaN(n)) return String(value ?? "–");
+  const fixed = (x, d) => (Math.round(x * 10 ** d) / 10 ** d).toLocaleString("en-US");
+  switch (unit) {
+    case "percentunit": return `${fixed(n * 100, 1)}%`;
+    case "percent": return `${fixed(n, 1)}%`;
+    case "s": return n >= 3600 ? `${fixed(n / 3600, 2)} h` : n >= 60 ? `${fixed(n / 60, 2)} min` : n >= 1 ? `${fixed(n, 2)} s` : `${fixed(n * 1000, 0)} ms`;
+    case "ms": return n >= 1000 ? formatUnit(n / 1000, "s") : `${fixed(n, 0)} ms`;
+    case "bytes": {
+      const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+      let i = 0; let x = n;
+      while (Math.abs(x) >= 1024 && i < units.length - 1) { x /= 1024; i += 1; }
+      return `${fixed(x, i ? 1 : 0)} ${units[i]}`;
+    }
+    case "short": {
+      const units = ["", " K", " Mil", " Bil", " Tri"];
+      let i = 0; let x = n;
+      while (Math.abs(x) >= 1000 && i < units.length - 1) { x /= 1000; i += 1; }
+      return `${fixed(x, i ? 2 : 0)}${units[i]}`;
+    }
+    default: return fixed(n, 3);
+  }
+}
+
 function panelView(panel, body) {
   const rows = body.rows[0] || [];
   const box = el("div", { class: "card", "data-panel": panel.title }, el("strong", {}, panel.title));
@@ -567,7 +593,11 @@ function panelView(panel, body) {
   const columns = Object.keys(rows[0]);
   const numeric = columns.filter((c) => rows.every((r) => r[c] === null || !Number.isNaN(Number(r[c]))) && typeof rows[0][c] !== "object");
   if (panel.type === "stat") {
-    box.append(el("div", { style: "font-size:28px;font-weight:700" }, String(rows[0][columns[0]])));
+    // Every value of the first row (a p50 / p95 stat has two), in the panel's unit.
+    box.append(el("div", { class: "stat-values" }, columns.map((c) =>
+      el("span", { class: "stat-value", "data-column": c },
+        columns.length > 1 ? el("span", { class: "muted" }, `${c} `) : null,
+        formatUnit(rows[0][c], panel.unit)))));
     return box;
   }
   if ((panel.type === "timeseries" || panel.type === "barchart") && typeof Chart === "function" && numeric.length) {
