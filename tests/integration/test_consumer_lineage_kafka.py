@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from consumers.retry import Backoff
 from consumers.samples import lineage_bytes
 from consumers.testkit import committed, create_topics, end_offsets, unique, wait_drained
 from lineagehub.topics import dlq
+from tests.consumer_faults import runs_in_other_lanes, wait_for
 from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
@@ -95,25 +95,6 @@ async def wait_committed(s: Setup, tp: TopicPartition, offset: int, within: floa
         if time.monotonic() > deadline:
             raise TimeoutError(f"{tp} never committed {offset}")
         await asyncio.sleep(0.1)
-
-
-async def wait_for(check: Any, what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        await asyncio.sleep(0.05)
-
-
-def runs_in_other_lanes(than: str, count: int, lanes: int = 8) -> list[str]:
-    """Run ids whose events go to another lane than `than`'s (so they never queue behind it)."""
-    lane = zlib.crc32(than.encode()) % lanes
-    out: list[str] = []
-    while len(out) < count:
-        run_id = str(uuid.uuid4())
-        if zlib.crc32(run_id.encode()) % lanes != lane:
-            out.append(run_id)
-    return out
 
 
 async def group_state(s: Setup) -> str:
