@@ -161,25 +161,19 @@ class KubeApi:
             return None
         return max(items, key=lambda p: p["metadata"].get("creationTimestamp", ""))
 
-    async def _patch_custom_status(
-        self, namespace: str, plural: str, name: str, status: dict[str, Any]
+    async def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        """Merge `status` into one of our objects' status subresource; the object after."""
         result = await self._call(
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
             API_VERSION,
             namespace,
-            plural,
+            PLURAL,
             name,
             {"status": status},
         )
         return cast(dict[str, Any], result)
-
-    async def patch_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await self._patch_custom_status(namespace, PLURAL, name, status)
 
     async def _get_custom(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
         """One of our objects, or None when there is none."""
@@ -242,7 +236,16 @@ class KubeApi:
     async def patch_pipeline_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        return await self._patch_custom_status(namespace, pipeline.PLURAL, name, status)
+        result = await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            API_GROUP,
+            API_VERSION,
+            namespace,
+            pipeline.PLURAL,
+            name,
+            {"status": status},
+        )
+        return cast(dict[str, Any], result)
 
     async def delete_run(self, namespace: str, name: str) -> None:
         try:
