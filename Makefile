@@ -35,7 +35,7 @@ unit: setup
 ## code, the operator's decide, the gateway's auth. `make mutation TARGETS=decide` runs one;
 ## surviving mutants are listed in .artifacts/mutation/report.txt.
 mutation: setup
-	$(BIN)/python scripts/mutation.py $(TARGETS)
+	$(BIN)/python scripts/mutation.py $(TARGETS) $(MUTATION_ARGS)
 
 stack-up: setup
 	$(BIN)/lineage-hub stack up

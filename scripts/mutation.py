@@ -4,7 +4,9 @@ Runs mutmut over three targets: the consumers' delivery code (offsets, retry, DL
 decisions, the lineage consumer's loop, the otel consumer's batch/commit path), the
 operator's `decide`, and the gateway's auth. Each target runs in its own staging copy
 under .artifacts/mutation/<target>/ (mutmut writes its mutated copies there, never in
-the work tree), so the checkout and the stack running from it are never touched.
+the work tree), so the checkout and the stack running from it are never touched. The
+copy is taken from the last commit (`git archive HEAD`), not the work tree: commit what
+you want judged; an edit in progress cannot change a run.
 
 The operator's package lives in operator/lineagehub_operator; the staging copy puts it
 at the top level, where its import name matches its path (mutmut maps a file to the
@@ -13,8 +15,10 @@ module it mutates by path).
 Writes .artifacts/mutation/report.txt: every surviving mutant as file:line and the
 changed line, and prints a summary per target. Not part of `make test`: a full run
 takes tens of minutes on two cores. `make mutation TARGETS=decide` runs one target;
-`MUTATION_INTEGRATION=1` adds the delivery target's integration test (real Kafka and
-the Marquez stand-in; run it under the stack lock).
+`MUTATION_INTEGRATION=1` adds the delivery target's integration tests (real Kafka,
+chdb and the Marquez stand-in; run it under the stack lock). `--only GLOB...`
+(`make mutation MUTATION_ARGS="--only ..."`) runs some mutants of a target, e.g. the
+functions of one path, to keep a run short.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,17 +113,17 @@ TARGETS = [
 
 # Where each top-level package of the staging copy comes from in the checkout.
 PACKAGES = {
-    "consumers": ROOT / "consumers",
-    "gateway": ROOT / "gateway",
-    "lineagehub_operator": ROOT / "operator" / "lineagehub_operator",
+    "consumers": "consumers",
+    "gateway": "gateway",
+    "lineagehub_operator": "operator/lineagehub_operator",
 }
 
-# Data the code and tests read from the repository's top level, relative to their own files.
-DATA = ["charts", "crds", "examples"]
+# Installed, not committed: the console's libraries (the route-table test loads one).
+INSTALLED = ["gateway/console/node_modules"]
 
-
-def _ignore(_dir: str, names: list[str]) -> set[str]:
-    return {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+# Data the code and tests read from the repository's top level, relative to their own files,
+# and the shared package every target imports (taken from the same commit as the rest).
+DATA = ["charts", "crds", "examples", "lineagehub"]
 
 
 def _toml_list(values: list[str]) -> str:
@@ -128,18 +134,38 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def stage(target: Target, tests: list[str]) -> Path:
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True).stdout
+
+
+def snapshot(work: Path, paths: list[str], commit: str) -> None:
+    """The committed files under `paths` at `commit`, written into `work`.
+
+    From the commit, not the work tree: another edit in progress (or a file half
+    written) in the checkout cannot change what a run mutates or which tests judge it.
+    """
+    archive = _git("archive", "--format=tar", commit, "--", *paths)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(work, filter="data")
+
+
+def stage(target: Target, tests: list[str], commit: str, isolation: str) -> Path:
     """A fresh staging copy for one target: its packages, the tests, and mutmut's config."""
     work = OUT / target.name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     packages = sorted({m.split("/", 1)[0] for m in target.mutate})
-    for pkg in packages:
-        shutil.copytree(PACKAGES[pkg], work / pkg, ignore=_ignore)
-    shutil.copytree(ROOT / "tests", work / "tests", ignore=_ignore)
-    for data in DATA:  # files the code finds beside its own package (dashboards, CRDs, ...)
-        shutil.copytree(ROOT / data, work / data, ignore=_ignore)
-    pyproject = (ROOT / "pyproject.toml").read_text()
+    sources = [PACKAGES[pkg] for pkg in packages]
+    snapshot(work, [*sources, "tests", *DATA, "pyproject.toml"], commit)
+    for pkg, source in zip(packages, sources, strict=True):
+        if source != pkg:  # e.g. operator/lineagehub_operator -> lineagehub_operator
+            (work / source).rename(work / pkg)
+            (work / source).parent.rmdir()
+    for path in INSTALLED:  # not in git: installed by `make setup`, never edited by hand
+        if path.split("/", 1)[0] in packages and (ROOT / path).is_dir():
+            shutil.copytree(ROOT / path, work / path, symlinks=True)
+    (work / "COMMIT").write_text(commit + "\n")
+    pyproject = (work / "pyproject.toml").read_text()
     config = "\n".join(
         [
             "",
@@ -151,6 +177,7 @@ def stage(target: Target, tests: list[str]) -> Path:
             f"also_copy = {_toml_list(DATA)}",
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
             "use_git_change_detection = false",
+            f"process_isolation = {_toml_str(isolation)}",
             # Two shared cores: a mutant's tests may take far longer than they did alone.
             "timeout_multiplier = 30.0",
             "timeout_constant = 10.0",
@@ -245,15 +272,21 @@ def survivors(work: Path, target: Target) -> tuple[dict[str, str], list[Survivor
     )
 
 
-def run(target: Target, integration: bool, max_children: int) -> None:
+def run(target: Target, integration: bool, max_children: int, only: list[str]) -> None:
     tests = target.tests + (target.integration_tests if integration else [])
-    work = stage(target, tests)
+    commit = _git("rev-parse", "HEAD").decode().strip()
+    # chdb (the integration tests' store) crashes in a child forked after it was used: with
+    # it, each mutant's tests run in a child of a server that never ran a test.
+    isolation = "forkserver" if integration and target.integration_tests else "fork"
+    work = stage(target, tests, commit, isolation)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    print(f"== {target.name}: mutating {', '.join(target.mutate)}", flush=True)
+    print(f"== {target.name} at {commit[:12]}: mutating {', '.join(target.mutate)}", flush=True)
     print(f"   tests: {' '.join(tests)}", flush=True)
+    if only:
+        print(f"   mutants: {' '.join(only)}", flush=True)
     with (OUT / f"{target.name}.log").open("w") as log:
         proc = subprocess.run(
-            [str(MUTMUT), "run", "--max-children", str(max_children)],
+            [str(MUTMUT), "run", "--max-children", str(max_children), *only],
             cwd=work,
             env=env,
             check=False,
@@ -273,6 +306,14 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="rebuild the report from the last run"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="GLOB",
+        help="mutants to run, as mutmut names them (e.g. 'consumers.otel.consumer.*_flush*'); "
+        "the others stay unchecked",
+    )
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     unknown = set(args.targets) - {t.name for t in TARGETS}
@@ -284,7 +325,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for target in chosen:
-            run(target, integration, args.max_children)
+            run(target, integration, args.max_children, args.only)
     # The report covers every target that has results, the ones not run now from their last run.
     done = [t for t in TARGETS if (OUT / t.name / "mutants").is_dir()]
     report = [f"Mutation run over {', '.join(t.name for t in done)}", ""]
@@ -294,7 +335,9 @@ def main() -> int:
         counts: dict[str, int] = {}
         for s in status.values():
             counts[s] = counts.get(s, 0) + 1
-        line = f"{target.name}: {len(status)} mutants, " + ", ".join(
+        commit_file = OUT / target.name / "COMMIT"
+        at = commit_file.read_text().strip()[:12] if commit_file.exists() else "?"
+        line = f"{target.name} (at {at}): {len(status)} mutants, " + ", ".join(
             f"{n} {s}" for s, n in sorted(counts.items())
         )
         summary.append(line)
