@@ -101,11 +101,13 @@ TARGETS = [
         name="auth",
         mutate=["gateway/auth.py", "gateway/auth_first.py"],
         # The console's and runs' tests open chdb, which crashes in a forked child after
-        # use; these three hold every route's 401/403 (from the route table) and the tokens.
+        # use; these hold every route's 401/403 (from the route table), the tokens, and
+        # the refusal of a write before its body is read.
         tests=[
             "tests/unit/test_gateway_auth.py",
             "tests/unit/test_gateway_route_auth.py",
             "tests/unit/test_gateway_http.py",
+            "tests/unit/test_gateway_auth_first.py",
         ],
         skip_lines=QUIET_LINES,
     ),
