@@ -38,6 +38,7 @@ from lineagehub.api.pipelinerun import (
     IDENTIFIER_PATTERN,
     MAX_COLUMN,
     MAX_MAP_ENTRIES,
+    SHARDED_TRANSFORM_RULE,
     ApiModel,
     Condition,
     JsonDict,
@@ -128,6 +129,7 @@ class PipelineSpec(PipelineBody):
                     "timeZone applies only with a schedule",
                     field_path=".timeZone",
                 ),
+                SHARDED_TRANSFORM_RULE,
             ]
         }
     )

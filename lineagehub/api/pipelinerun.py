@@ -40,6 +40,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from lineagehub.api.shards import MAX_PARALLELISM
+
 JsonDict = dict[str, JsonValue]
 
 API_GROUP = "lineagehub.io"
@@ -601,6 +603,28 @@ class ResourceRequirements(ApiModel):
 Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
 TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
 
+_PARALLELISM_FIX = "set 1 for one pod, or N to split the stage's input across N pods"
+
+
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"parallelism must be at least 1, not {value}: {_PARALLELISM_FIX}")
+    return value
+
+
+Parallelism = Annotated[
+    int,
+    Field(
+        le=MAX_PARALLELISM,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self >= 1", f"parallelism must be at least 1: {_PARALLELISM_FIX}")
+            ]
+        },
+    ),
+    AfterValidator(_at_least_one),
+]
+
 
 class StageDefaults(ApiModel):
     """Retries and timeout for every stage that does not override them."""
@@ -620,6 +644,9 @@ class StageOverride(ApiModel):
     """Limit for one attempt of this stage, in seconds."""
     resources: ResourceRequirements | None = None
     """Resources of this stage's container."""
+    parallelism: Parallelism | None = None
+    """Pods (shards) of this stage, overriding `spec.parallelism`: extract and transform
+    only; load is always one pod, which commits every shard's rows at once."""
 
 
 class StagePolicy(BaseModel):
@@ -630,10 +657,29 @@ class StagePolicy(BaseModel):
     retries: int
     timeout_seconds: int
     resources: ResourceRequirements | None
+    parallelism: int = 1
+
+
+_LOAD_NOT_SHARDED = (
+    "load is not sharded (one pod commits every shard's rows at once, all or nothing):"
+    " remove stages.load.parallelism"
+)
 
 
 class StagesSpec(ApiModel):
     """Per-stage retries and timeouts: defaults, then overrides per stage."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.load) || !has(self.load.parallelism)",
+                    _LOAD_NOT_SHARDED,
+                    field_path=".load.parallelism",
+                )
+            ]
+        }
+    )
 
     defaults: StageDefaults = StageDefaults()
     """Applies to every stage."""
@@ -643,6 +689,51 @@ class StagesSpec(ApiModel):
     """Overrides for the transform stage."""
     load: StageOverride | None = None
     """Overrides for the load stage."""
+
+    @model_validator(mode="after")
+    def _check(self) -> StagesSpec:
+        if self.load is not None and self.load.parallelism is not None:
+            raise ValueError(_LOAD_NOT_SHARDED)
+        return self
+
+    def parallelism(self, stage: StageName, default: int | None) -> int:
+        """Pods of `stage`: its override, else the spec-wide value, else 1 (load: 1)."""
+        if stage is StageName.LOAD:
+            return 1
+        override: StageOverride | None = getattr(self, stage.value)
+        if override is not None and override.parallelism is not None:
+            return override.parallelism
+        return default or 1
+
+
+_TRANSFORM_SHARDS = (
+    "(has(self.stages) && has(self.stages.transform) && has(self.stages.transform.parallelism)"
+    " ? self.stages.transform.parallelism : (has(self.parallelism) ? self.parallelism : 1))"
+)
+_GLOBAL_TRANSFORM = (
+    "deduplicate and unique checks need every row in one pod: set"
+    " spec.stages.transform.parallelism to 1 (extract can stay sharded), or remove them"
+)
+SHARDED_TRANSFORM_RULE = cel(
+    f"{_TRANSFORM_SHARDS} <= 1 || !has(self.transform)"
+    " || (!has(self.transform.deduplicate) && (!has(self.transform.quality)"
+    " || self.transform.quality.all(q, q.type != 'unique')))",
+    _GLOBAL_TRANSFORM,
+    field_path=".transform",
+)
+
+
+def _sharding_problem(
+    parallelism: int | None, stages: StagesSpec | None, transform: TransformSpec | None
+) -> str | None:
+    """Why the transform cannot run in shards, or None when it can (or is not sharded)."""
+    shards = (stages or StagesSpec()).parallelism(StageName.TRANSFORM, parallelism)
+    if shards <= 1 or transform is None:
+        return None
+    needs_all = transform.deduplicate is not None or any(
+        q.type is CheckType.UNIQUE for q in transform.quality or []
+    )
+    return _GLOBAL_TRANSFORM if needs_all else None
 
 
 class OpenLineageSpec(ApiModel):
@@ -655,7 +746,7 @@ class OpenLineageSpec(ApiModel):
     (and its history) across runs; each stage is the child job `<job>.<stage>`."""
 
 
-_EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources")
+_EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources", "parallelism")
 _BODY_FIELDS = ("source", "transform", "sink", "stages", "openlineage", *_EXECUTION_FIELDS)
 _CONTROL_FIELDS = (
     "pipelineRef",
@@ -678,6 +769,11 @@ class ExecutionSpec(ApiModel):
     """Pull policy of the stage containers; the Kubernetes default when unset."""
     resources: ResourceRequirements | None = None
     """Resources of every stage container, unless a stage overrides them."""
+    parallelism: Parallelism | None = None
+    """Pods (shards) of extract and transform, each taking a contiguous share of the input
+    (files of a glob, Parquet row groups or byte ranges of one file); load commits all the
+    shards' rows at once. 1 (one pod per stage) when unset; `stages.<stage>.parallelism`
+    overrides it per stage."""
 
 
 class PipelineBody(ExecutionSpec):
@@ -701,6 +797,9 @@ class PipelineBody(ExecutionSpec):
     def _check(self) -> PipelineBody:
         if self.sink.uri == self.source.uri:
             raise ValueError("sink.uri must differ from source.uri")
+        problem = _sharding_problem(self.parallelism, self.stages, self.transform)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
@@ -787,7 +886,10 @@ class PipelineRunSpec(RunControls, PipelineBody):
         d = self.stages.defaults
         if override is None:
             return StagePolicy(
-                retries=d.retries, timeout_seconds=d.timeout_seconds, resources=self.resources
+                retries=d.retries,
+                timeout_seconds=d.timeout_seconds,
+                resources=self.resources,
+                parallelism=self.stages.parallelism(stage, self.parallelism),
             )
         return StagePolicy(
             retries=d.retries if override.retries is None else override.retries,
@@ -795,6 +897,7 @@ class PipelineRunSpec(RunControls, PipelineBody):
                 d.timeout_seconds if override.timeout_seconds is None else override.timeout_seconds
             ),
             resources=self.resources if override.resources is None else override.resources,
+            parallelism=self.stages.parallelism(stage, self.parallelism),
         )
 
 
@@ -821,8 +924,8 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
                 cel(
                     f"!has(self.pipelineRef) || !({_HAS_BODY})",
                     "a run with pipelineRef takes source, transform, sink, stages, openlineage,"
-                    " image, imagePullPolicy and resources from its Pipeline: remove them from"
-                    " the run, or drop pipelineRef",
+                    " image, imagePullPolicy, resources and parallelism from its Pipeline:"
+                    " remove them from the run, or drop pipelineRef",
                     field_path=".pipelineRef",
                 ),
                 cel(
@@ -835,6 +938,7 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
                     "sink.uri must differ from source.uri",
                     field_path=".sink.uri",
                 ),
+                SHARDED_TRANSFORM_RULE,
                 _CANCEL_FINAL,
             ]
         },
@@ -873,6 +977,9 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
             raise ValueError("params apply only to a run with pipelineRef")
         if self.source and self.sink and self.sink.uri == self.source.uri:
             raise ValueError("sink.uri must differ from source.uri")
+        problem = _sharding_problem(self.parallelism, self.stages, self.transform)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 
