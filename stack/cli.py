@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 from stack import paths, progress, supervisor
+from stack import ports as stack_ports
 from stack.errors import StackError
 from stack.piece import Piece
 from stack.registry import ALL, GROUPS, OPTIONAL_GROUPS, select
@@ -98,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"stack up failed: {err}", file=sys.stderr)
                 return 1
-        print(f"stack up in {time.monotonic() - t0:.1f}s; state in {paths.state_dir()}")
+        layout = stack_ports.current()
+        where = f"ports +{layout.offset}" if layout.offset else "the default ports"
+        print(
+            f"stack up in {time.monotonic() - t0:.1f}s; state in {paths.state_dir()}; "
+            f"{where} (gateway {layout['gateway']}, kube-apiserver {layout['kube-apiserver']})"
+        )
         return 0
     if args.cmd == "down":
         for line in supervisor.down(select(args.only.split(",") if args.only else None)):

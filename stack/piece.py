@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from stack import paths, progress
+from stack import ports as stack_ports
 from stack.errors import StackError
 from stack.toolstreams import Lines, StreamReader
 
@@ -39,7 +40,9 @@ class Piece:
 
     name: str = ""
     version: str = ""
-    ports: tuple[int, ...] = ()
+    #: Names (keys of `stack.ports.DEFAULTS`) of the ports it listens on, probed by
+    #: `ready()` and checked free before a start.
+    port_names: tuple[str, ...] = ()
     ready_timeout: float = 120.0
     # False for a tool (Helm) or an in-process store (chdb): the supervisor only
     # builds and prepares it, and never calls command()/ready().
@@ -76,6 +79,11 @@ class Piece:
     def env(self) -> dict[str, str]:
         """Variables for `lineage-hub stack env`."""
         return {}
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """This stack's numbers for `port_names` (recorded in its state dir)."""
+        return tuple(stack_ports.port(name) for name in self.port_names)
 
     @property
     def log(self) -> Path:

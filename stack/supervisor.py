@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stack import paths, progress
+from stack import ports as stack_ports
 from stack.errors import StackError
 from stack.piece import Piece, port_holder, port_open
 
@@ -162,6 +163,10 @@ def up(pieces: Sequence[Piece], on_line: Callable[[str], None] | None = None) ->
     """
     started: list[Piece] = []
     lines: list[str] = []
+    # The stack's ports are fixed before any piece writes into its state dir (a state
+    # dir with data but no recorded ports is one from before ports were recorded).
+    if any(piece.port_names for piece in pieces):
+        stack_ports.current()
 
     def say(line: str) -> None:
         lines.append(line)

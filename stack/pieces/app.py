@@ -14,17 +14,17 @@ from pathlib import Path
 
 import httpx
 
-from stack import paths
+from stack import paths, ports
 from stack.piece import Launch, Piece, http_ok
 from stack.pieces import controlplane as cp
 
 REPO = paths.REPO_ROOT
 VENV_BIN = Path(sys.executable).parent
 OPERATOR_USER = "lineage-hub-operator"
-OPERATOR_HEALTH_PORT = 18080
-LINEAGE_CONSUMER_PORT = 18081
-OTEL_CONSUMER_PORT = 18082
-GATEWAY_PORT = 18083
+
+
+def _local_url(port_name: str) -> str:
+    return f"http://127.0.0.1:{ports.port(port_name)}"
 
 
 def data_volume() -> Path:
@@ -66,7 +66,7 @@ def _endpoint_env() -> dict[str, str]:
 class Operator(Piece):
     name = "operator"
     version = "dev"
-    ports = (OPERATOR_HEALTH_PORT,)
+    port_names = ("operator",)
 
     def prepare(self) -> None:
         _kubectl(
@@ -114,8 +114,8 @@ class Operator(Piece):
             "LINEAGEHUB_DATA_HOST_PATH": str(data_volume()),
             "LINEAGEHUB_WORKSPACE_HOST_PATH": str(workspaces()),
             "LINEAGEHUB_POLL_SECONDS": "10",
-            "LINEAGEHUB_TRACE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
-            "LINEAGEHUB_LINEAGE_STORE_URL": f"http://127.0.0.1:{OTEL_CONSUMER_PORT}",
+            "LINEAGEHUB_TRACE_STORE_URL": _local_url("consume-otel"),
+            "LINEAGEHUB_LINEAGE_STORE_URL": _local_url("consume-otel"),
             "LINEAGEHUB_VERIFY_TIMEOUT_SECONDS": "120",
             # The run policy, said explicitly for what the local stack needs: stage pods
             # read /data (LINEAGEHUB_DATA_HOST_PATH above) and tests serve sources on
@@ -128,18 +128,18 @@ class Operator(Piece):
             [
                 str(VENV_BIN / "lineage-hub"),
                 "operator",
-                f"--liveness=http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz",
+                f"--liveness={_local_url('operator')}/healthz",
             ],
             env=env,
             cwd=REPO,
         )
 
     def ready(self) -> bool:
-        return http_ok(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz")
+        return http_ok(f"{_local_url('operator')}/healthz")
 
 
 class _Consumer(Piece):
-    """`lineage-hub consume KIND` with its health endpoint on a fixed port."""
+    """`lineage-hub consume KIND` with its health endpoint on the stack's port for it."""
 
     kind = ""
 
@@ -178,14 +178,14 @@ class LineageConsumer(_Consumer):
     name = "consume-lineage"
     version = "dev"
     kind = "lineage"
-    ports = (LINEAGE_CONSUMER_PORT,)
+    port_names = ("consume-lineage",)
 
 
 class OtelConsumer(_Consumer):
     name = "consume-otel"
     version = "dev"
     kind = "otel"
-    ports = (OTEL_CONSUMER_PORT,)
+    port_names = ("consume-otel",)
 
     def extra_args(self, env: dict[str, str]) -> list[str]:
         # It also writes the lineage warehouse (its own consumer group on
@@ -196,7 +196,7 @@ class OtelConsumer(_Consumer):
     def env(self) -> dict[str, str]:
         """How readers reach what this piece owns: ClickHouse's HTTP protocol (the
         gateway) and the trace and lineage lookups (the operator)."""
-        url = f"http://127.0.0.1:{OTEL_CONSUMER_PORT}"
+        url = _local_url("consume-otel")
         return {
             "CLICKHOUSE_HTTP_URL": f"{url}/",
             "LINEAGEHUB_TRACE_STORE_URL": url,
@@ -224,7 +224,7 @@ class Gateway(Piece):
 
     name = "gateway"
     version = "dev"
-    ports = (GATEWAY_PORT,)
+    port_names = ("gateway",)
 
     def command(self) -> Launch:
         from stack.pieces import DATA_PLANE
@@ -249,15 +249,15 @@ class Gateway(Piece):
             "OTEL_TRACES_SAMPLER_ARG": "0.1",
         }
         return Launch(
-            [str(VENV_BIN / "lineage-hub"), "gateway", f"--port={GATEWAY_PORT}"], env=env, cwd=REPO
+            [str(VENV_BIN / "lineage-hub"), "gateway", f"--port={self.ports[0]}"], env=env, cwd=REPO
         )
 
     def ready(self) -> bool:
-        return http_ok(f"http://127.0.0.1:{GATEWAY_PORT}/api/v1/console/config")
+        return http_ok(f"{_local_url('gateway')}/api/v1/console/config")
 
     def env(self) -> dict[str, str]:
         return {
-            "LINEAGEHUB_GATEWAY_URL": f"http://127.0.0.1:{GATEWAY_PORT}",
+            "LINEAGEHUB_GATEWAY_URL": _local_url("gateway"),
             "LINEAGEHUB_GATEWAY_TOKEN_FILE": str(paths.state_dir() / "gateway" / "token"),
         }
 

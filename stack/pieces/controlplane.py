@@ -13,16 +13,13 @@ from pathlib import Path
 
 import httpx
 
-from stack import paths
+from stack import paths, ports
 from stack.gocompile import go_build
 from stack.piece import Launch, Piece, build_log, content_key, http_ok
 from stack.pki import ensure_pki
 
 SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
 KUBERNETES_VERSION = "v1.35.4"
-ETCD_PORT, ETCD_PEER_PORT = 12379, 12380
-APISERVER_PORT = 16443
-APISERVER_URL = f"https://127.0.0.1:{APISERVER_PORT}"
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -44,6 +41,10 @@ CONTROLLERS = (
     "statefulset-controller",
     "endpointslice-controller",
 )
+
+
+def apiserver_url() -> str:
+    return f"https://127.0.0.1:{ports.port('kube-apiserver')}"
 
 
 def pki_dir() -> Path:
@@ -108,14 +109,14 @@ def admin_client(timeout: float = 5.0) -> httpx.Client:
     pki = pki_dir()
     ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    return httpx.Client(base_url=APISERVER_URL, verify=ctx, timeout=timeout)
+    return httpx.Client(base_url=apiserver_url(), verify=ctx, timeout=timeout)
 
 
-def _healthy(url: str, path: str) -> bool:
+def _healthy(port_name: str, path: str) -> bool:
+    """A control-plane server answers 200 on `path` over TLS as the admin."""
     try:
         with admin_client(2.0) as client:
-            if url != APISERVER_URL:
-                client.base_url = httpx.URL(url)
+            client.base_url = httpx.URL(f"https://127.0.0.1:{ports.port(port_name)}")
             return client.get(path).status_code == 200
     except (httpx.HTTPError, OSError, ssl.SSLError):
         return False
@@ -135,33 +136,34 @@ class _ControlPlanePiece(Piece):
         build_kcp()
 
     def prepare(self) -> None:
-        ensure_pki(pki_dir(), APISERVER_URL)
+        ensure_pki(pki_dir(), apiserver_url())
         self.data.mkdir(parents=True, exist_ok=True)
 
 
 class Etcd(_ControlPlanePiece):
     name = "etcd"
     version = "v3.6.5"
-    ports = (ETCD_PORT, ETCD_PEER_PORT)
+    port_names = ("etcd", "etcd-peer")
 
     def command(self) -> Launch:
+        client, peer = self.ports
         return Launch(
             [
                 str(kcp()),
                 "etcd",
                 str(self.data),
-                f"http://127.0.0.1:{ETCD_PORT}",
-                f"http://127.0.0.1:{ETCD_PEER_PORT}",
+                f"http://127.0.0.1:{client}",
+                f"http://127.0.0.1:{peer}",
             ]
         )
 
     def ready(self) -> bool:
-        return http_ok(f"http://127.0.0.1:{ETCD_PORT}/health")
+        return http_ok(f"http://127.0.0.1:{self.ports[0]}/health")
 
 
 class KubeAPIServer(_ControlPlanePiece):
     name = "kube-apiserver"
-    ports = (APISERVER_PORT,)
+    port_names = ("kube-apiserver",)
     ready_timeout = 180.0
 
     def command(self) -> Launch:
@@ -170,10 +172,10 @@ class KubeAPIServer(_ControlPlanePiece):
             [
                 str(kcp()),
                 "kube-apiserver",
-                f"--etcd-servers=http://127.0.0.1:{ETCD_PORT}",
+                f"--etcd-servers=http://127.0.0.1:{ports.port('etcd')}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
-                f"--secure-port={APISERVER_PORT}",
+                f"--secure-port={self.ports[0]}",
                 f"--cert-dir={self.data}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -204,7 +206,7 @@ class KubeAPIServer(_ControlPlanePiece):
         )
 
     def ready(self) -> bool:
-        return _healthy(APISERVER_URL, "/readyz")
+        return _healthy(self.name, "/readyz")
 
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(admin_kubeconfig())}
@@ -212,7 +214,7 @@ class KubeAPIServer(_ControlPlanePiece):
 
 class KubeControllerManager(_ControlPlanePiece):
     name = "kube-controller-manager"
-    ports = (10257,)
+    port_names = ("kube-controller-manager",)
 
     def command(self) -> Launch:
         pki = pki_dir()
@@ -225,7 +227,7 @@ class KubeControllerManager(_ControlPlanePiece):
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
-                "--secure-port=10257",
+                f"--secure-port={self.ports[0]}",
                 f"--tls-cert-file={pki / 'controller-manager-serving.crt'}",
                 f"--tls-private-key-file={pki / 'controller-manager-serving.key'}",
                 "--leader-elect=false",
@@ -240,12 +242,12 @@ class KubeControllerManager(_ControlPlanePiece):
         )
 
     def ready(self) -> bool:
-        return _healthy("https://127.0.0.1:10257", "/healthz")
+        return _healthy(self.name, "/healthz")
 
 
 class KubeScheduler(_ControlPlanePiece):
     name = "kube-scheduler"
-    ports = (10259,)
+    port_names = ("kube-scheduler",)
 
     def command(self) -> Launch:
         pki = pki_dir()
@@ -258,7 +260,7 @@ class KubeScheduler(_ControlPlanePiece):
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
                 "--bind-address=127.0.0.1",
-                "--secure-port=10259",
+                f"--secure-port={self.ports[0]}",
                 f"--tls-cert-file={pki / 'scheduler-serving.crt'}",
                 f"--tls-private-key-file={pki / 'scheduler-serving.key'}",
                 "--leader-elect=false",
@@ -268,7 +270,7 @@ class KubeScheduler(_ControlPlanePiece):
         )
 
     def ready(self) -> bool:
-        return _healthy("https://127.0.0.1:10259", "/healthz")
+        return _healthy(self.name, "/healthz")
 
     def env(self) -> dict[str, str]:
         return {"PATH": f"{kcp_dir()}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -3,7 +3,8 @@
 The module path has no `/v2`, so the v2 releases are reached through their
 twin v1 tags (v1.76.0 is the release pinned in `stack/gotools/jaeger`).
 Spans arrive over OTLP (gRPC and HTTP) and from the `otel-spans` Kafka topic,
-and are kept in memory; the query API and UI listen on 16686.
+and are kept in memory; the query API and UI listen on the stack's `jaeger-query`
+port (16686 in the first stack, `stack/ports.py`).
 
 A plain `go build` embeds Jaeger's placeholder UI page, not the real UI (the
 real assets are built with npm from a git submodule the module zip lacks);
@@ -17,21 +18,23 @@ from pathlib import Path
 import yaml
 
 from lineagehub.topics import SPANS_TOPIC
-from stack import paths
+from stack import paths, ports
 from stack.piece import Launch, Piece, http_ok
 from stack.pieces._gobuild import binary_path, go_build, is_built
-from stack.pieces.kafka import BOOTSTRAP
+from stack.pieces.kafka import bootstrap
 
 JAEGER_VERSION = "v1.76.0"
 PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-QUERY_HTTP_PORT = 16686
-QUERY_GRPC_PORT = 16685
-METRICS_PORT = 8888
-QUERY_URL = f"http://127.0.0.1:{QUERY_HTTP_PORT}"
 CONSUMER_GROUP = "jaeger"
 STORE = "memstore"
+
+
+def _loopback(port_name: str) -> str:
+    return f"127.0.0.1:{ports.port(port_name)}"
+
+
+def query_url() -> str:
+    return f"http://{_loopback('jaeger-query')}"
 
 
 def jaeger_config() -> dict[str, object]:
@@ -54,7 +57,10 @@ def jaeger_config() -> dict[str, object]:
                         {
                             "pull": {
                                 "exporter": {
-                                    "prometheus": {"host": "127.0.0.1", "port": METRICS_PORT}
+                                    "prometheus": {
+                                        "host": "127.0.0.1",
+                                        "port": ports.port("jaeger-metrics"),
+                                    }
                                 }
                             }
                         }
@@ -67,19 +73,19 @@ def jaeger_config() -> dict[str, object]:
             "jaeger_storage": {"backends": {STORE: {"memory": {"max_traces": 100_000}}}},
             "jaeger_query": {
                 "storage": {"traces": STORE},
-                "http": {"endpoint": f"127.0.0.1:{QUERY_HTTP_PORT}"},
-                "grpc": {"endpoint": f"127.0.0.1:{QUERY_GRPC_PORT}"},
+                "http": {"endpoint": _loopback("jaeger-query")},
+                "grpc": {"endpoint": _loopback("jaeger-query-grpc")},
             },
         },
         "receivers": {
             "otlp": {
                 "protocols": {
-                    "grpc": {"endpoint": f"127.0.0.1:{OTLP_GRPC_PORT}"},
-                    "http": {"endpoint": f"127.0.0.1:{OTLP_HTTP_PORT}"},
+                    "grpc": {"endpoint": _loopback("jaeger-otlp-grpc")},
+                    "http": {"endpoint": _loopback("jaeger-otlp-http")},
                 }
             },
             "kafka": {
-                "brokers": [BOOTSTRAP],
+                "brokers": [bootstrap()],
                 "client_id": "jaeger",
                 "group_id": CONSUMER_GROUP,
                 "initial_offset": "earliest",
@@ -94,7 +100,7 @@ def jaeger_config() -> dict[str, object]:
 class Jaeger(Piece):
     name = "jaeger"
     version = JAEGER_VERSION
-    ports = (OTLP_GRPC_PORT, OTLP_HTTP_PORT, QUERY_HTTP_PORT)
+    port_names = ("jaeger-otlp-grpc", "jaeger-otlp-http", "jaeger-query")
     ready_timeout = 60.0
     first_build = "Jaeger from its Go module (~11 min)"
 
@@ -124,11 +130,11 @@ class Jaeger(Piece):
         )
 
     def ready(self) -> bool:
-        return http_ok(f"{QUERY_URL}/api/services", timeout=1.0)
+        return http_ok(f"{query_url()}/api/services", timeout=1.0)
 
     def env(self) -> dict[str, str]:
         return {
-            "JAEGER_QUERY_URL": QUERY_URL,
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{OTLP_GRPC_PORT}",
-            "JAEGER_OTLP_HTTP_ENDPOINT": f"http://127.0.0.1:{OTLP_HTTP_PORT}",
+            "JAEGER_QUERY_URL": query_url(),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{_loopback('jaeger-otlp-grpc')}",
+            "JAEGER_OTLP_HTTP_ENDPOINT": f"http://{_loopback('jaeger-otlp-http')}",
         }

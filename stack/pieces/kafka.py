@@ -18,15 +18,12 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from lineagehub.topics import ALL_TOPICS, PARTITIONS
-from stack import paths
+from stack import paths, ports
 from stack.errors import StackError
 from stack.piece import Launch, Piece, port_open, run_step
 from stack.pieces._maven import copy_dependencies, is_fetched
 
 KAFKA_VERSION = "4.2.0"
-BROKER_PORT = 9092
-CONTROLLER_PORT = 9093
-BOOTSTRAP = f"127.0.0.1:{BROKER_PORT}"
 NODE_ID = 1
 
 MAVEN_DIR = paths.REPO_ROOT / "stack" / "maven" / "kafka"
@@ -37,15 +34,19 @@ LOG4J_CONFIG = MAVEN_DIR / "log4j2.xml"
 _TOPIC_ALREADY_EXISTS = 36
 
 
+def bootstrap() -> str:
+    """This stack's broker, as clients name it."""
+    return f"127.0.0.1:{ports.port('kafka')}"
+
+
 def _server_properties(log_dir: Path) -> str:
+    controller = ports.port("kafka-controller")
     props = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
-        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{CONTROLLER_PORT}",
-        "listeners": (
-            f"PLAINTEXT://127.0.0.1:{BROKER_PORT},CONTROLLER://127.0.0.1:{CONTROLLER_PORT}"
-        ),
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{BROKER_PORT}",
+        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller}",
+        "listeners": f"PLAINTEXT://{bootstrap()},CONTROLLER://127.0.0.1:{controller}",
+        "advertised.listeners": f"PLAINTEXT://{bootstrap()}",
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -82,7 +83,7 @@ def _new_cluster_id() -> str:
 class Kafka(Piece):
     name = "kafka"
     version = KAFKA_VERSION
-    ports = (BROKER_PORT, CONTROLLER_PORT)
+    port_names = ("kafka", "kafka-controller")
     ready_timeout = 120.0
     stop_timeout = 30.0
     first_build = "Kafka's jars from Maven Central (~1 min)"
@@ -167,13 +168,13 @@ class Kafka(Piece):
         )
 
     def ready(self) -> bool:
-        return port_open(BROKER_PORT) and port_open(CONTROLLER_PORT)
+        return all(port_open(p) for p in self.ports)
 
     def after_ready(self) -> None:
-        asyncio.run(ensure_topics(BOOTSTRAP, ALL_TOPICS, PARTITIONS))
+        asyncio.run(ensure_topics(bootstrap(), ALL_TOPICS, PARTITIONS))
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP": BOOTSTRAP}
+        return {"KAFKA_BOOTSTRAP": bootstrap()}
 
 
 async def ensure_topics(

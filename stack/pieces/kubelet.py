@@ -25,7 +25,6 @@ from stack.piece import Launch, Piece, port_open
 from stack.pieces.controlplane import admin_client
 
 NODE_NAME = "local"
-KUBELET_PORT = 10250
 IMAGES = paths.REPO_ROOT / "stack" / "kubelet" / "images.yaml"
 
 
@@ -41,7 +40,7 @@ def kubeconfig() -> Path:
 class Kubelet(Piece):
     name = "kubelet"
     version = "v1.35.4"
-    ports = (KUBELET_PORT,)
+    port_names = ("kubelet",)
     ready_timeout = 60.0
     stop_timeout = 10.0
 
@@ -54,7 +53,7 @@ class Kubelet(Piece):
             action,
             f"--kubeconfig={kubeconfig()}",
             f"--node-name={NODE_NAME}",
-            f"--port={KUBELET_PORT}",
+            f"--port={self.ports[0]}",
             f"--state-dir={self.data}",
             f"--tls-cert={pki / 'kubelet.crt'}",
             f"--tls-key={pki / 'kubelet.key'}",
@@ -70,7 +69,7 @@ class Kubelet(Piece):
 
     def ready(self) -> bool:
         """The kubelet serves, and node `local` is Ready in the API."""
-        if not port_open(KUBELET_PORT):
+        if not port_open(self.ports[0]):
             return False
         try:
             with admin_client(2.0) as client:

@@ -13,28 +13,31 @@ from pathlib import Path
 
 import yaml
 
-from stack import paths
+from stack import paths, ports
 from stack.piece import Launch, Piece, http_ok
 from stack.pieces import postgres
 from stack.pieces._maven import copy_dependencies, is_fetched
 
 MARQUEZ_VERSION = "0.50.0"
-API_PORT = 5000
-ADMIN_PORT = 5001
-API_URL = f"http://127.0.0.1:{API_PORT}"
-ADMIN_URL = f"http://127.0.0.1:{ADMIN_PORT}"
 POM = paths.REPO_ROOT / "stack" / "maven" / "marquez" / "pom.xml"
 
 
+def api_url() -> str:
+    return f"http://127.0.0.1:{ports.port('marquez')}"
+
+
 def marquez_config() -> dict[str, object]:
+    def connector(port_name: str) -> list[dict[str, object]]:
+        return [{"type": "http", "port": ports.port(port_name), "bindHost": "127.0.0.1"}]
+
     return {
         "server": {
-            "applicationConnectors": [{"type": "http", "port": API_PORT, "bindHost": "127.0.0.1"}],
-            "adminConnectors": [{"type": "http", "port": ADMIN_PORT, "bindHost": "127.0.0.1"}],
+            "applicationConnectors": connector("marquez"),
+            "adminConnectors": connector("marquez-admin"),
         },
         "db": {
             "driverClass": "org.postgresql.Driver",
-            "url": f"jdbc:postgresql://127.0.0.1:{postgres.PORT}/{postgres.MARQUEZ_DB}",
+            "url": f"jdbc:postgresql://127.0.0.1:{postgres.port()}/{postgres.MARQUEZ_DB}",
             "user": postgres.MARQUEZ_USER,
             "password": postgres.MARQUEZ_PASSWORD,
         },
@@ -47,7 +50,7 @@ def marquez_config() -> dict[str, object]:
 class Marquez(Piece):
     name = "marquez"
     version = MARQUEZ_VERSION
-    ports = (API_PORT, ADMIN_PORT)
+    port_names = ("marquez", "marquez-admin")
     ready_timeout = 180.0  # first start runs the Flyway migrations
     first_build = "Marquez's jars from Maven Central (~1 min)"
 
@@ -94,7 +97,8 @@ class Marquez(Piece):
         )
 
     def ready(self) -> bool:
-        return http_ok(f"{ADMIN_URL}/healthcheck") and http_ok(f"{API_URL}/api/v1/namespaces")
+        admin = f"http://127.0.0.1:{ports.port('marquez-admin')}"
+        return http_ok(f"{admin}/healthcheck") and http_ok(f"{api_url()}/api/v1/namespaces")
 
     def env(self) -> dict[str, str]:
-        return {"MARQUEZ_URL": API_URL}
+        return {"MARQUEZ_URL": api_url()}

@@ -13,13 +13,12 @@ import signal
 import subprocess
 from pathlib import Path
 
-from stack import paths
+from stack import paths, ports
 from stack.errors import StackError
 from stack.piece import Launch, Piece, build_log, run_step
 from stack.toolstreams import Apt
 
 PG_ROOT = Path("/usr/lib/postgresql")
-PORT = 55432
 SERVICE_USER = "postgres"
 MARQUEZ_DB = MARQUEZ_USER = MARQUEZ_PASSWORD = "marquez"
 
@@ -42,9 +41,13 @@ def find_bin_dir() -> Path | None:
     return max(found)[1] if found else None
 
 
+def port() -> int:
+    return ports.port("postgres")
+
+
 class Postgres(Piece):
     name = "postgres"
-    ports = (PORT,)
+    port_names = ("postgres",)
     ready_timeout = 60.0
     stop_timeout = 30.0
     # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client
@@ -160,7 +163,7 @@ class Postgres(Piece):
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-p",
-                str(PORT),
+                str(port()),
                 "-k",
                 str(self.socket_dir),
                 # A throwaway test cluster: durability against OS crashes is not needed.
@@ -181,7 +184,7 @@ class Postgres(Piece):
 
     def ready(self) -> bool:
         proc = subprocess.run(
-            [self._bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(PORT), "-t", "1"],
+            [self._bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port()), "-t", "1"],
             check=False,
         )
         return proc.returncode == 0
@@ -199,7 +202,7 @@ class Postgres(Piece):
                 "-h",
                 "127.0.0.1",
                 "-p",
-                str(PORT),
+                str(port()),
                 "-U",
                 SERVICE_USER,
                 "-d",
@@ -212,6 +215,6 @@ class Postgres(Piece):
     def env(self) -> dict[str, str]:
         return {
             "POSTGRES_URL": (
-                f"postgresql://{MARQUEZ_USER}:{MARQUEZ_PASSWORD}@127.0.0.1:{PORT}/{MARQUEZ_DB}"
+                f"postgresql://{MARQUEZ_USER}:{MARQUEZ_PASSWORD}@127.0.0.1:{port()}/{MARQUEZ_DB}"
             )
         }

@@ -32,8 +32,12 @@ class Server(Piece):
 
     def __init__(self, name: str, port: int) -> None:
         self.name = name
-        self.ports = (port,)
+        self.port = port
         self.ready_timeout = 20
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
 
     def command(self) -> Launch:
         port = str(self.ports[0])
@@ -42,7 +46,6 @@ class Server(Piece):
 
 class Crasher(Piece):
     name = "crasher"
-    ports = ()
 
     def command(self) -> Launch:
         return Launch([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])

@@ -1,0 +1,205 @@
+"""The TCP ports of one stack, chosen once and recorded in its state dir.
+
+Every port a stack's servers listen on has a name and a default (`DEFAULTS`). The
+first time a stack's ports are asked for, the lowest offset (0, 100, 200, ...) at
+which every default + offset is free on loopback and claimed by no other stack on
+this machine is recorded in `<state dir>/ports.json`; from then on every consumer
+(the pieces' configs and probes, the kubeconfigs, `stack env`, the tests, the demo)
+reads that file. So the first stack on a machine gets the defaults, and a second
+one (another `LINEAGE_HUB_STATE`, e.g. a test run's while a demo stack stays up)
+gets ports of its own. Stacks claim their ports through a registry of state dirs
+(`$TMPDIR/lineage-hub-stacks/`), so a stack that is down keeps its ports; a state
+dir that is deleted frees them. A state dir made before ports were recorded keeps
+the defaults it was running on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack import paths
+from stack.errors import StackError
+
+#: Every port of a stack at offset 0, by name (one name per listening socket).
+DEFAULTS: Mapping[str, int] = {
+    "etcd": 12379,
+    "etcd-peer": 12380,
+    "kube-apiserver": 16443,
+    "kube-controller-manager": 10257,
+    "kube-scheduler": 10259,
+    "kubelet": 10250,
+    "kafka": 9092,
+    "kafka-controller": 9093,
+    "jaeger-otlp-grpc": 4317,
+    "jaeger-otlp-http": 4318,
+    "jaeger-query": 16686,
+    "jaeger-query-grpc": 16685,
+    "jaeger-metrics": 8888,
+    "postgres": 55432,
+    "marquez": 5000,
+    "marquez-admin": 5001,
+    "operator": 18080,
+    "consume-lineage": 18081,
+    "consume-otel": 18082,
+    "gateway": 18083,
+}
+STEP = 100
+FILE = "ports.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One stack's ports: `offset` from the defaults, and each port by name."""
+
+    offset: int
+    ports: Mapping[str, int]
+
+    def __getitem__(self, name: str) -> int:
+        return self.ports[name]
+
+    def to_json(self) -> str:
+        return json.dumps({"offset": self.offset, "ports": dict(self.ports)}, indent=2) + "\n"
+
+
+def at_offset(offset: int, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
+    return Layout(offset, {name: port + offset for name, port in defaults.items()})
+
+
+def registry_dir() -> Path:
+    """One file per stack state dir that holds ports on this machine."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / "lineage-hub-stacks"
+
+
+def _read(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout | None:
+    try:
+        doc = json.loads((state / FILE).read_text())
+        offset, ports = int(doc["offset"]), {str(k): int(v) for k, v in doc["ports"].items()}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise StackError(
+            "stack",
+            f"{state / FILE} is unreadable ({err}); delete it to choose the ports again",
+        ) from err
+    # A port added to the stack after this state dir was made: at the same offset.
+    ports |= {name: port + offset for name, port in defaults.items() if name not in ports}
+    return Layout(offset, ports)
+
+
+@contextlib.contextmanager
+def _registry_lock() -> Iterator[Path]:
+    reg = registry_dir()
+    reg.mkdir(parents=True, exist_ok=True)
+    with (reg / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield reg
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _entry(reg: Path, state: Path) -> Path:
+    return reg / hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:16]
+
+
+def _claimed(reg: Path, state: Path) -> set[int]:
+    """Ports recorded by the other stacks of the registry; entries of deleted stacks go."""
+    taken: set[int] = set()
+    for entry in reg.iterdir():
+        if entry.name.startswith("."):
+            continue
+        try:
+            other = Path(entry.read_text().strip())
+        except OSError:
+            continue
+        if other.resolve() == state.resolve():
+            continue
+        try:
+            layout = _read(other, {})  # what it recorded, nothing filled in
+        except StackError:
+            layout = None  # unreadable: its owner is told when it reads it
+        if layout is None:
+            entry.unlink(missing_ok=True)
+            continue
+        taken.update(layout.ports.values())
+    return taken
+
+
+def bindable(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (or on every address at that port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _predates_ports(state: Path) -> bool:
+    """A state dir that ran a stack before ports were recorded (it ran on the defaults)."""
+    return any((state / sub).exists() for sub in ("pki", "data", "pids"))
+
+
+def choose(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
+    """The recorded layout of the stack in `state`, choosing and recording it if none is."""
+    recorded = _read(state, defaults)
+    if recorded is not None:
+        return recorded
+    with _registry_lock() as reg:
+        recorded = _read(state, defaults)  # another process may have chosen meanwhile
+        if recorded is None:
+            recorded = _first_free(reg, state, defaults)
+            state.mkdir(parents=True, exist_ok=True)
+            partial = state / (FILE + ".partial")
+            partial.write_text(recorded.to_json())
+            partial.replace(state / FILE)
+        _entry(reg, state).write_text(f"{state.resolve()}\n")
+        return recorded
+
+
+def _first_free(reg: Path, state: Path, defaults: Mapping[str, int]) -> Layout:
+    if _predates_ports(state):
+        return at_offset(0, defaults)
+    claimed = _claimed(reg, state)
+    highest = (65535 - max(defaults.values())) // STEP * STEP  # every port stays < 65536
+    for offset in range(0, highest + 1, STEP):
+        layout = at_offset(offset, defaults)
+        if all(p not in claimed and bindable(p) for p in layout.ports.values()):
+            return layout
+    raise StackError(
+        "stack",
+        f"no offset up to {highest} leaves all {len(defaults)} of the stack's ports free; "
+        f"the stacks holding ports are listed in {reg}",
+    )
+
+
+_cache: dict[Path, tuple[int, Layout]] = {}
+
+
+def current() -> Layout:
+    """The ports of the stack in `paths.state_dir()` (read once per change of its file)."""
+    state = paths.state_dir()
+    try:
+        mtime = (state / FILE).stat().st_mtime_ns
+    except FileNotFoundError:
+        mtime = -1
+    cached = _cache.get(state)
+    if cached is not None and cached[0] == mtime and mtime != -1:
+        return cached[1]
+    layout = choose(state)
+    _cache[state] = ((state / FILE).stat().st_mtime_ns, layout)
+    return layout
+
+
+def port(name: str) -> int:
+    """This stack's port `name` (a key of `DEFAULTS`)."""
+    return current()[name]
