@@ -490,7 +490,7 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         "--set",
         "operator.extraEnv[0].name=LINEAGEHUB_TRACE_STORE_URL",
         "--set",
-        f"operator.extraEnv[0].value=http://127.0.0.1:{app.OTEL_CONSUMER_PORT}",
+        f"operator.extraEnv[0].value={stack.env['LINEAGEHUB_TRACE_STORE_URL']}",
     ]
     (stack_operator,) = select(["operator"])
     supervisor.stop(stack_operator)  # it watches every namespace: it would take the run
