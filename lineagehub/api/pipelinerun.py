@@ -31,6 +31,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     JsonValue,
     PlainSerializer,
     StringConstraints,
@@ -39,7 +40,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
+from lineagehub.api.docstrings import describe_fields
 from lineagehub.api.shards import MAX_PARALLELISM
 
 JsonDict = dict[str, JsonValue]
@@ -179,10 +183,20 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
-        use_attribute_docstrings=True,
         extra="forbid",
         validate_assignment=True,
+        defer_build=True,
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The JSON schema, each field described by its docstring (read only now, not on
+        import: see `docstrings`)."""
+        json_schema = handler(core_schema)
+        describe_fields(cls, handler.resolve_ref_schema(json_schema))
+        return json_schema
 
     def wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase, JSON types, no unset optionals."""
