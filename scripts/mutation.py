@@ -108,6 +108,7 @@ TARGETS = [
             "tests/unit/test_gateway_route_auth.py",
             "tests/unit/test_gateway_http.py",
             "tests/unit/test_gateway_auth_first.py",
+            "tests/unit/test_gateway_auth_mutants.py",
         ],
         skip_lines=QUIET_LINES,
     ),
