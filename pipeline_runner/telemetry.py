@@ -9,7 +9,8 @@ carry. The stage span is a child of the run's root span (W3C `TRACEPARENT`). Wit
 metrics also go straight to an OTLP collector, flushed before the stage exits.
 
 Providers are created per stage and never installed globally, so the local CLI can run
-three stages in one process.
+three stages in one process. The metrics SDK (~40 ms to import) is loaded when the stage
+records its metrics, after its work, not before the work starts.
 
 No credentials leave in a span: `user:password@` is dropped from every URI in the
 attributes the stage gives, in status descriptions and in recorded exceptions.
@@ -24,15 +25,9 @@ import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    InMemoryMetricReader,
-    MetricExporter,
-    MetricReader,
-    PeriodicExportingMetricReader,
-)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
@@ -44,6 +39,10 @@ from opentelemetry.util.types import AttributeValue
 
 from lineagehub.datasets import redact_text
 from pipeline_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter
 
 SCOPE = "pipeline_runner"
 
@@ -97,68 +96,54 @@ def parent_context(traceparent: str | None) -> Context | None:
     return TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
 
-def _otlp_exporters() -> tuple[SpanExporter, MetricExporter]:
-    protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
+def _grpc() -> bool:
+    return os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
+
+
+def _otlp_span_exporter() -> SpanExporter:
+    if _grpc():
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
-        return GrpcSpanExporter(), GrpcMetricExporter()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter,
-    )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter,
-    )
+        return GrpcSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(), OTLPMetricExporter()
+    return OTLPSpanExporter()
 
 
-@dataclass(frozen=True)
-class TelemetryBatch:
-    """A stage's telemetry, ready to publish."""
-
-    trace_id: str
-    span_id: str
-    spans: bytes
-    span_count: int
-    metrics: bytes | None
-
-
-class StageTelemetry:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        traceparent: str | None,
-        resource_attributes: Mapping[str, str] | None = None,
-        metric_attributes: Attributes | None = None,
-    ) -> None:
-        res = Resource.create(
-            {"service.name": settings.service_name, **(resource_attributes or {})}
+def _otlp_metric_exporter() -> MetricExporter:
+    if _grpc():
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
         )
-        self.service_name = settings.service_name
-        self._spans = InMemorySpanExporter()
-        self._tracer_provider = TracerProvider(
-            resource=res, sampler=ALWAYS_ON, shutdown_on_exit=False
+
+        return GrpcMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
+
+
+class StageMetrics:
+    """The stage's instruments, on a meter provider of their own with an in-memory
+    reader (and a periodic OTLP one when exporting directly)."""
+
+    def __init__(self, resource: Resource, *, otlp_direct: bool) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import (
+            InMemoryMetricReader,
+            MetricReader,
+            PeriodicExportingMetricReader,
         )
-        self._tracer_provider.add_span_processor(SimpleSpanProcessor(self._spans))
-        self._metric_reader = InMemoryMetricReader()
-        readers: list[MetricReader] = [self._metric_reader]
-        if settings.otlp_direct:
-            span_exporter, metric_exporter = _otlp_exporters()
-            self._tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-            readers.append(PeriodicExportingMetricReader(metric_exporter))
-        self._meter_provider = MeterProvider(
-            resource=res, metric_readers=readers, shutdown_on_exit=False
+
+        self.reader: InMemoryMetricReader = InMemoryMetricReader()
+        readers: list[MetricReader] = [self.reader]
+        if otlp_direct:
+            readers.append(PeriodicExportingMetricReader(_otlp_metric_exporter()))
+        self.provider: MeterProvider = MeterProvider(
+            resource=resource, metric_readers=readers, shutdown_on_exit=False
         )
-        self.tracer = self._tracer_provider.get_tracer(SCOPE)
-        meter = self._meter_provider.get_meter(SCOPE)
-        self.metric_attributes: Attributes = dict(metric_attributes or {})
+        meter = self.provider.get_meter(SCOPE)
         self.rows_processed = meter.create_counter(
             "lineagehub.rows.processed", unit="{row}", description="Rows a stage wrote"
         )
@@ -186,6 +171,43 @@ class StageTelemetry:
             unit="By",
             description="Peak resident memory of the stage process",
         )
+
+
+@dataclass(frozen=True)
+class TelemetryBatch:
+    """A stage's telemetry, ready to publish."""
+
+    trace_id: str
+    span_id: str
+    spans: bytes
+    span_count: int
+    metrics: bytes | None
+
+
+class StageTelemetry:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        traceparent: str | None,
+        resource_attributes: Mapping[str, str] | None = None,
+        metric_attributes: Attributes | None = None,
+    ) -> None:
+        self._resource = Resource.create(
+            {"service.name": settings.service_name, **(resource_attributes or {})}
+        )
+        self.service_name = settings.service_name
+        self._otlp_direct = settings.otlp_direct
+        self._spans = InMemorySpanExporter()
+        self._tracer_provider = TracerProvider(
+            resource=self._resource, sampler=ALWAYS_ON, shutdown_on_exit=False
+        )
+        self._tracer_provider.add_span_processor(SimpleSpanProcessor(self._spans))
+        if settings.otlp_direct:
+            self._tracer_provider.add_span_processor(BatchSpanProcessor(_otlp_span_exporter()))
+        self.tracer = self._tracer_provider.get_tracer(SCOPE)
+        self.metric_attributes: Attributes = dict(metric_attributes or {})
+        self._metrics: StageMetrics | None = None
         self._parent = parent_context(traceparent)
         self._root: Span | None = None
 
@@ -236,19 +258,22 @@ class StageTelemetry:
         bytes_written: int | None,
         ok: bool,
     ) -> None:
+        if self._metrics is None:
+            self._metrics = StageMetrics(self._resource, otlp_direct=self._otlp_direct)
+        m = self._metrics
         attrs = {**self.metric_attributes, "lineagehub.outcome": "success" if ok else "failure"}
         if rows_out:
-            self.rows_processed.add(rows_out, attrs)
+            m.rows_processed.add(rows_out, attrs)
         if rejected:
-            self.rows_rejected.add(rejected, attrs)
+            m.rows_rejected.add(rejected, attrs)
         if quality_failed:
-            self.quality_failed_rows.add(quality_failed, attrs)
-        self.duration.record(duration, attrs)
+            m.quality_failed_rows.add(quality_failed, attrs)
+        m.duration.record(duration, attrs)
         if bytes_read:
-            self.bytes_read.add(bytes_read, attrs)
+            m.bytes_read.add(bytes_read, attrs)
         if bytes_written:
-            self.bytes_written.add(bytes_written, attrs)
-        self.peak_memory.set(peak_memory_bytes(), attrs)
+            m.bytes_written.add(bytes_written, attrs)
+        m.peak_memory.set(peak_memory_bytes(), attrs)
 
     def finish(self) -> TelemetryBatch:
         """Encode everything recorded, flush any direct exporters, and shut down. (The
@@ -257,7 +282,7 @@ class StageTelemetry:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         spans = self._spans.get_finished_spans()
-        metrics_data = self._metric_reader.get_metrics_data()
+        metrics_data = self._metrics.reader.get_metrics_data() if self._metrics else None
         trace_id = span_id = ""
         if self._root is not None:
             ctx = self._root.get_span_context()
@@ -274,7 +299,8 @@ class StageTelemetry:
             ),
         )
         self._tracer_provider.force_flush()
-        self._meter_provider.force_flush()
         self._tracer_provider.shutdown()
-        self._meter_provider.shutdown()
+        if self._metrics is not None:
+            self._metrics.provider.force_flush()
+            self._metrics.provider.shutdown()
         return batch
