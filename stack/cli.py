@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 state, pid = ("ready" if piece.ready() else "starting"), str(proc.pid)
             ports = ",".join(map(str, piece.ports)) or "-"
-            rows.append((piece.name, state, pid, ports, piece.version, str(piece.log)))
+            rows.append((piece.name, state, pid, ports, piece.version or "-", str(piece.log)))
         print("\n".join(status_table(rows)))
         return 0
     if args.cmd == "env":

@@ -1,16 +1,21 @@
 """The TCP ports of one stack, chosen once and recorded in its state dir.
 
 Every port a stack's servers listen on has a name and a default (`DEFAULTS`). The
-first time a stack's ports are asked for, the lowest offset (0, 100, 200, ...) at
-which every default + offset is free on loopback and claimed by no other stack on
-this machine is recorded in `<state dir>/ports.json`; from then on every consumer
-(the pieces' configs and probes, the kubeconfigs, `stack env`, the tests, the demo)
-reads that file. So the first stack on a machine gets the defaults, and a second
-one (another `LINEAGE_HUB_STATE`, e.g. a test run's while a demo stack stays up)
-gets ports of its own. Stacks claim their ports through a registry of state dirs
-(`$TMPDIR/lineage-hub-stacks/`), so a stack that is down keeps its ports; a state
-dir that is deleted frees them. A state dir made before ports were recorded keeps
-the defaults it was running on.
+first time a stack's ports are asked for (its first `stack up`), the lowest offset
+(0, 100, 200, ...) at which every default + offset is free on 127.0.0.1 and claimed by
+no other live stack is recorded in `<state dir>/ports.json`; from then on every
+consumer (the pieces' configs and probes, the kubeconfigs, `stack env`, the tests'
+fixtures, the demo) reads that file, and the stack keeps those ports for the life of
+its state dir. A stack started while no other runs gets the defaults, as before; one
+started beside a running stack (another `LINEAGE_HUB_STATE`: `.ci/run` while a demo
+stack stays up, say) gets ports of its own.
+
+Stacks with recorded ports are listed in `$TMPDIR/lineage-hub-stacks/`. Another
+stack's ports count as taken while it is live: a piece of it runs, or a `stack up` of
+it is under way (it holds `<state dir>/up.lock`; a cold build takes many minutes
+before anything listens). A stack that is down holds none: if a program took one of
+its ports meanwhile, its `stack up` names that program. A state dir made before
+ports were recorded keeps the defaults it ran on.
 """
 
 from __future__ import annotations
@@ -73,11 +78,6 @@ def at_offset(offset: int, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
     return Layout(offset, {name: port + offset for name, port in defaults.items()})
 
 
-def registry_dir() -> Path:
-    """One file per stack state dir that holds ports on this machine."""
-    return Path(os.environ.get("TMPDIR", "/tmp")) / "lineage-hub-stacks"
-
-
 def _read(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout | None:
     try:
         doc = json.loads((state / FILE).read_text())
@@ -94,24 +94,43 @@ def _read(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout | None:
     return Layout(offset, ports)
 
 
+def registry_dir() -> Path:
+    """One file per stack with recorded ports on this machine, naming its state dir."""
+    return Path(os.environ.get("TMPDIR", "/tmp")) / "lineage-hub-stacks"
+
+
 @contextlib.contextmanager
-def _registry_lock() -> Iterator[Path]:
-    reg = registry_dir()
-    reg.mkdir(parents=True, exist_ok=True)
-    with (reg / ".lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def _locked(path: Path, mode: int) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, mode)
         try:
-            yield reg
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _entry(reg: Path, state: Path) -> Path:
-    return reg / hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:16]
+def starting(state: Path) -> contextlib.AbstractContextManager[None]:
+    """Held by a `stack up` of the stack in `state` while it runs (shared: several may)."""
+    return _locked(state / "up.lock", fcntl.LOCK_SH)
+
+
+def _being_started(state: Path) -> bool:
+    try:
+        with (state / "up.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _claimed(reg: Path, state: Path) -> set[int]:
-    """Ports recorded by the other stacks of the registry; entries of deleted stacks go."""
+    """The ports of every other live stack in the registry; entries of deleted ones go."""
+    from stack.supervisor import any_running  # the supervisor imports pieces, they us
+
     taken: set[int] = set()
     for entry in reg.iterdir():
         if entry.name.startswith("."):
@@ -120,16 +139,16 @@ def _claimed(reg: Path, state: Path) -> set[int]:
             other = Path(entry.read_text().strip())
         except OSError:
             continue
-        if other.resolve() == state.resolve():
+        if other == state:
             continue
         try:
             layout = _read(other, {})  # what it recorded, nothing filled in
         except StackError:
-            layout = None  # unreadable: its owner is told when it reads it
+            continue  # unreadable: its own `up` says so
         if layout is None:
             entry.unlink(missing_ok=True)
-            continue
-        taken.update(layout.ports.values())
+        elif _being_started(other) or any_running(other):
+            taken.update(layout.ports.values())
     return taken
 
 
@@ -151,10 +170,12 @@ def _predates_ports(state: Path) -> bool:
 
 def choose(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
     """The recorded layout of the stack in `state`, choosing and recording it if none is."""
+    state = state.absolute()
     recorded = _read(state, defaults)
     if recorded is not None:
         return recorded
-    with _registry_lock() as reg:
+    reg = registry_dir()
+    with _locked(reg / ".lock", fcntl.LOCK_EX):
         recorded = _read(state, defaults)  # another process may have chosen meanwhile
         if recorded is None:
             recorded = _first_free(reg, state, defaults)
@@ -162,7 +183,8 @@ def choose(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
             partial = state / (FILE + ".partial")
             partial.write_text(recorded.to_json())
             partial.replace(state / FILE)
-        _entry(reg, state).write_text(f"{state.resolve()}\n")
+        key = hashlib.sha256(str(state).encode()).hexdigest()[:16]
+        (reg / key).write_text(f"{state}\n")
         return recorded
 
 
@@ -177,8 +199,8 @@ def _first_free(reg: Path, state: Path, defaults: Mapping[str, int]) -> Layout:
             return layout
     raise StackError(
         "stack",
-        f"no offset up to {highest} leaves all {len(defaults)} of the stack's ports free; "
-        f"the stacks holding ports are listed in {reg}",
+        f"no offset up to {highest} leaves all {len(defaults)} of the stack's ports free "
+        f"on 127.0.0.1 and unclaimed by the live stacks listed in {reg}",
     )
 
 

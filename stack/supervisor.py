@@ -43,16 +43,26 @@ def _proc_start(pid: int) -> str | None:
     return fields[19]
 
 
-def running(piece: Piece) -> Running | None:
-    """The piece's live process, if the pid file points at one we started."""
+def _live(pid_file: Path) -> Running | None:
     try:
-        record = json.loads(paths.pid_path(piece.name).read_text())
-    except (OSError, ValueError):
+        record = json.loads(pid_file.read_text())
+        pid, started = int(record["pid"]), str(record["started"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    pid, started = int(record["pid"]), str(record["started"])
     if _proc_start(pid) != started:
         return None
     return Running(pid, started)
+
+
+def running(piece: Piece) -> Running | None:
+    """The piece's live process, if the pid file points at one we started."""
+    return _live(paths.pid_path(piece.name))
+
+
+def any_running(state: Path) -> bool:
+    """Whether a piece of the stack whose state dir is `state` runs."""
+    pids = state / "pids"
+    return pids.is_dir() and any(_live(f) is not None for f in pids.glob("*.pid"))
 
 
 def _tail(log: Path, lines: int = 15) -> str:
@@ -161,12 +171,19 @@ def up(pieces: Sequence[Piece], on_line: Callable[[str], None] | None = None) ->
     On failure everything this call started is stopped again, so a failed `up`
     leaves nothing behind, and the error names the piece and its log.
     """
+    if not any(piece.port_names for piece in pieces):
+        return _up(pieces, on_line)
+    # The stack's ports are fixed before any piece writes into its state dir (a state
+    # dir with data but no recorded ports is one from before ports were recorded); while
+    # this runs, another stack choosing its ports counts them as taken.
+    with stack_ports.starting(paths.state_dir()):
+        stack_ports.current()
+        return _up(pieces, on_line)
+
+
+def _up(pieces: Sequence[Piece], on_line: Callable[[str], None] | None) -> list[str]:
     started: list[Piece] = []
     lines: list[str] = []
-    # The stack's ports are fixed before any piece writes into its state dir (a state
-    # dir with data but no recorded ports is one from before ports were recorded).
-    if any(piece.port_names for piece in pieces):
-        stack_ports.current()
 
     def say(line: str) -> None:
         lines.append(line)

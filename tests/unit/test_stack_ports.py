@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import ports
+from stack import ports, supervisor
 from stack.cli import stack_env
 from stack.errors import StackError
 from stack.pieces import jaeger, kafka, marquez
@@ -58,17 +59,40 @@ def _listen(port: int, held: list[socket.socket]) -> None:
     held.append(sock)
 
 
-def test_first_stack_gets_the_defaults_a_second_one_the_next_offset_even_while_down(
+def _live_piece(state: Path) -> None:
+    """A pid file of the stack naming a live process (this test's own)."""
+    (state / "pids").mkdir(parents=True)
+    record = {"pid": os.getpid(), "started": supervisor._proc_start(os.getpid())}
+    (state / "pids" / "etcd.pid").write_text(json.dumps(record))
+
+
+def test_a_stack_beside_a_running_one_gets_the_next_offset(
     tmp_path: Path, defaults: dict[str, int]
 ) -> None:
     first = ports.choose(tmp_path / "a", defaults)
     assert first.offset == 0 and dict(first.ports) == defaults
-    # Nothing listens on the first stack's ports (it is down): its claim still holds them.
+    _live_piece(tmp_path / "a")  # one piece runs; nothing listens on the ports yet
     second = ports.choose(tmp_path / "b", defaults)
     assert second.offset == 100
     assert dict(second.ports) == {n: p + 100 for n, p in defaults.items()}
     assert ports.choose(tmp_path / "a", defaults) == first  # recorded, not chosen again
     assert json.loads((tmp_path / "b" / "ports.json").read_text())["offset"] == 100
+
+
+def test_a_stack_whose_up_is_under_way_holds_its_ports(
+    tmp_path: Path, defaults: dict[str, int]
+) -> None:
+    """A cold first `up` builds for many minutes before anything listens."""
+    with ports.starting(tmp_path / "a"):
+        assert ports.choose(tmp_path / "a", defaults).offset == 0
+        assert ports.choose(tmp_path / "b", defaults).offset == 100
+
+
+def test_a_stack_that_is_down_holds_no_ports(tmp_path: Path, defaults: dict[str, int]) -> None:
+    """The default stack left down on a machine does not push the next stack (CI's)
+    off the defaults."""
+    ports.choose(tmp_path / "a", defaults)
+    assert ports.choose(tmp_path / "b", defaults).offset == 0
 
 
 def test_a_port_another_program_listens_on_moves_the_stack_to_the_next_offset(
@@ -78,16 +102,13 @@ def test_a_port_another_program_listens_on_moves_the_stack_to_the_next_offset(
     assert ports.choose(tmp_path / "a", defaults).offset == 100
 
 
-def test_deleting_a_stack_state_dir_frees_its_ports(
-    tmp_path: Path, defaults: dict[str, int]
-) -> None:
+def test_a_deleted_stack_leaves_the_registry(tmp_path: Path, defaults: dict[str, int]) -> None:
     ports.choose(tmp_path / "a", defaults)
-    assert ports.choose(tmp_path / "b", defaults).offset == 100
+    _live_piece(tmp_path / "a")
     shutil.rmtree(tmp_path / "a")
     assert ports.choose(tmp_path / "c", defaults).offset == 0
-    registered = {Path(f.read_text().strip()) for f in ports.registry_dir().iterdir()}
-    assert tmp_path / "a" not in registered
-    assert {tmp_path / "b", tmp_path / "c"} <= registered
+    entries = [f for f in ports.registry_dir().iterdir() if not f.name.startswith(".")]
+    assert {Path(f.read_text().strip()) for f in entries} == {tmp_path / "c"}
 
 
 def test_recorded_ports_stay_even_when_another_program_took_one_meanwhile(
