@@ -11,7 +11,8 @@ read back) and measures, from just before the process is spawned:
 beside baselines measured in the same run, interleaved with ours so both see the
 same load: `python -c pass` (the interpreter) and `python -c "import polars"` (the
 least a polars stage must load). Prints medians, the ratio to the polars baseline and
-the goal (0.3 s), then the heaviest imports of one `python -X importtime` run.
+the goal (0.3 s), each process's CPU time (user + system: steadier than wall time on a
+busy machine), then the heaviest imports of one `python -X importtime` run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,23 +57,29 @@ def stage_env(folder: Path) -> dict[str, str]:
     }
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """(seconds from spawn to exit, stdout) of one process."""
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(seconds from spawn to exit, CPU seconds, stdout) of one process."""
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
-    return time.perf_counter() - t0, proc.stdout
+    return time.perf_counter() - t0, _children_cpu() - cpu0, proc.stdout
 
 
 def stage_once(env: dict[str, str]) -> dict[str, float]:
     """Seconds from spawn to the stage span, the read span and the exit."""
     t0_ns = time.time_ns()
     argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "console"]
-    wall, out = timed(argv, env)
+    wall, cpu, out = timed(argv, env)
     starts = {m["name"]: int(m["start"]) for m in SPAN_START.finditer(out)}
     return {
         "stage span": (starts["stage extract"] - t0_ns) / 1e9,
         "read step": (starts["read"] - t0_ns) / 1e9,
         "exit": wall,
+        "exit cpu": cpu,
     }
 
 
@@ -104,21 +112,24 @@ def main() -> int:
         env = stage_env(Path(tmp))
         stage_once(env)  # warm the file cache and the bytecode cache
         for _ in range(args.runs):
-            samples.setdefault("python -c pass", []).append(
-                timed([sys.executable, "-c", "pass"])[0]
-            )
-            samples.setdefault("import polars", []).append(
-                timed([sys.executable, "-c", "import polars"])[0]
-            )
+            for key, code in (("python -c pass", "pass"), ("import polars", "import polars")):
+                wall, cpu, _ = timed([sys.executable, "-c", code])
+                samples.setdefault(key, []).append(wall)
+                samples.setdefault(f"{key} cpu", []).append(cpu)
             for key, value in stage_once(env).items():
                 samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
     med = {k: statistics.median(v) for k, v in samples.items()}
     polars = med["import polars"]
     print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
-    print(f"  {'':<16} {'median s':>9} {'min s':>7} {'÷ import polars':>16}")
+    print(f"  {'':<16} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
     for key in ("python -c pass", "import polars", "stage span", "read step", "exit"):
-        print(f"  {key:<16} {med[key]:>9.3f} {min(samples[key]):>7.3f} {med[key] / polars:>16.2f}")
+        cpu_key = "exit cpu" if key == "exit" else f"{key} cpu"
+        cpu_text = f"{med[cpu_key]:>6.3f}" if cpu_key in med else f"{'':>6}"
+        print(
+            f"  {key:<16} {med[key]:>9.3f} {min(samples[key]):>7.3f} "
+            f"{med[key] / polars:>16.2f} {cpu_text}"
+        )
     verdict = "met" if med["stage span"] <= GOAL_S else "NOT met"
     print(f"goal: first useful work (stage span) <= {GOAL_S} s: {verdict}")
     print("heaviest imports of one run (cumulative ms, -X importtime, top level):")
