@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lineagehub.api import StageConfig
+from lineagehub.api.shards import shard_traceparent
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from pipeline_runner import __version__
@@ -28,6 +29,8 @@ from pipeline_runner.errors import ErrorKind, StageError, first_line, one_line
 from pipeline_runner.lineage import stage_event, to_json
 from pipeline_runner.result import StageResult
 from pipeline_runner.settings import Settings
+from pipeline_runner.shard_io import current_shard, finish_shard
+from pipeline_runner.shard_source import Shard
 from pipeline_runner.stages import STAGE_FUNCTIONS
 from pipeline_runner.telemetry import (
     ATTR_PIPELINE,
@@ -89,8 +92,10 @@ def execute(
     settings: Settings,
     tel: StageTelemetry,
     result: StageResult,
+    shard: Shard | None = None,
 ) -> BaseException | None:
-    """The stage's work inside its span; returns the error (already put in `result`)."""
+    """The stage's work inside its span (a shard's: `shard 2/3 extract`, a child of the
+    stage span); returns the error (already put in `result`)."""
     parent_run_id = cfg.parent.run_id if cfg.parent else cfg.run_id
     pipeline = cfg.parent.job if cfg.parent else cfg.openlineage_job
     attributes = {
@@ -102,9 +107,15 @@ def execute(
         "lineagehub.pipelinerun": cfg.pipeline_run.name,
         "k8s.namespace.name": cfg.pipeline_run.namespace,
     }
+    name = f"stage {cfg.stage.value}"
+    if cfg.shards > 1:
+        name = f"shard {shard.label if shard else '?'} {cfg.stage.value}"
+        attributes["lineagehub.shards"] = cfg.shards
+        if shard is not None:
+            attributes["lineagehub.shard"] = shard.index
     started = time.perf_counter()
     error: BaseException | None = None
-    with tel.stage_span(f"stage {cfg.stage.value}", attributes) as span:
+    with tel.stage_span(name, attributes) as span:
         try:
             STAGE_FUNCTIONS[cfg.stage](cfg, settings, tel, result)
         except StageError as exc:
@@ -136,6 +147,15 @@ def execute(
     return error
 
 
+def _shard(cfg: StageConfig) -> Shard | None:
+    """This pod's shard; None when the Job gave no valid index (the stage then fails
+    with the reason, raised again inside its span)."""
+    try:
+        return current_shard(cfg)
+    except StageError:
+        return None
+
+
 def write_termination_message(path: str, result: StageResult, stderr: TextIO) -> None:
     try:
         Path(path).write_text(result.termination_message())
@@ -151,10 +171,16 @@ async def run_stage(
     traceparent: str | None = None,
     termination_log: str | None = None,
 ) -> StageRun:
-    """Run `cfg`'s stage; never raises for a stage failure (see `result.error`)."""
+    """Run `cfg`'s stage; never raises for a stage failure (see `result.error`). A shard
+    of a sharded stage reports its own span under the stage's; START comes from shard 0,
+    COMPLETE (the shards summed) from the shard that commits, FAIL from a failed shard."""
+    shard = _shard(cfg)
+    parent = traceparent or cfg.traceparent
+    if cfg.shards > 1 and parent:
+        parent = shard_traceparent(parent, cfg.run_id)
     tel = StageTelemetry(
         settings,
-        traceparent=traceparent or cfg.traceparent,
+        traceparent=parent,
         resource_attributes={
             "service.version": __version__,
             **({"k8s.pod.name": os.environ["POD_NAME"]} if os.environ.get("POD_NAME") else {}),
@@ -167,17 +193,31 @@ async def run_stage(
     )
     start_event = to_json(stage_event("START", cfg, _now()))
     result = StageResult(stage=cfg.stage)
+    started = time.time()
     # The work starts at once; START is published meanwhile (connecting to the broker
     # takes a while), and always before COMPLETE or FAIL, which wait for the work.
-    work = asyncio.ensure_future(asyncio.to_thread(execute, cfg, settings, tel, result))
-    await delivery.send(LINEAGE_TOPIC, cfg.run_id, start_event)
+    work = asyncio.ensure_future(asyncio.to_thread(execute, cfg, settings, tel, result, shard))
+    if shard is None or shard.index == 0:
+        await delivery.send(LINEAGE_TOPIC, cfg.run_id, start_event)
     error = await work
-    event_type = "COMPLETE" if result.ok else "FAIL"
-    stack = None
-    if error is not None and not isinstance(error, StageError):
-        stack = "".join(traceback.format_exception(error))[-8000:]
-    event = stage_event(event_type, cfg, _now(), result=result, error=result.error, stack=stack)
-    await delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event))
+    reported: StageResult | None = result
+    if cfg.shards > 1 and shard is not None and result.ok:
+        try:
+            reported = await asyncio.to_thread(finish_shard, cfg, shard, result, started)
+        except (OSError, ValueError) as exc:  # the workspace failed under the ledger
+            result.error = one_line(f"shard {shard.label} could not record its result: {exc}")
+            result.error_kind, reported = ErrorKind.INTERNAL_ERROR, result
+        if reported is not None and not reported.ok:  # the sum fails the stage
+            result.error, result.error_kind = reported.error, reported.error_kind
+    if reported is not None:
+        event_type = "COMPLETE" if reported.ok else "FAIL"
+        stack = None
+        if error is not None and not isinstance(error, StageError):
+            stack = "".join(traceback.format_exception(error))[-8000:]
+        event = stage_event(
+            event_type, cfg, _now(), result=reported, error=reported.error, stack=stack
+        )
+        await delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event))
     batch = await asyncio.to_thread(tel.finish)
     await delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans)
     if batch.metrics is not None:

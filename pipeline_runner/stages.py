@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -25,6 +25,8 @@ from pipeline_runner.lineage import dataset_name, planned_datasets, schema_field
 from pipeline_runner.quality import column_metrics, column_metrics_query, outcomes
 from pipeline_runner.result import StageResult
 from pipeline_runner.settings import Settings
+from pipeline_runner.shard_io import current_shard, input_paths, output_path
+from pipeline_runner.shard_source import Shard, is_glob, open_shard
 from pipeline_runner.sinks import count_rows, sink_for
 from pipeline_runner.sources import invalid_source, open_source
 from pipeline_runner.telemetry import ATTR_BYTES, ATTR_ROWS, StageTelemetry
@@ -47,8 +49,9 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _workspace(cfg: StageConfig) -> Path:
-    path = Path(cfg.workspace)
+def _workspace(cfg: StageConfig, folder: Path | None = None) -> Path:
+    """The run's workspace (or `folder` in it), created if missing."""
+    path = folder or Path(cfg.workspace)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -60,25 +63,42 @@ def _workspace(cfg: StageConfig) -> Path:
     return path
 
 
-def _intermediate(cfg: StageConfig, stage: StageName, needs: str) -> tuple[Path, pl.LazyFrame]:
-    """Open the Parquet file `stage` left in the workspace."""
-    path = Path(cfg.intermediate_path(stage))
-    if not path.is_file():
-        raise StageError(
-            ErrorKind.INPUT_NOT_FOUND,
-            f"{needs} input {path} not found in the workspace",
-            f"run the {stage.value} stage first, with the same workspace",
-        )
+def _intermediate(
+    cfg: StageConfig, shard: Shard, stage: StageName, needs: str
+) -> tuple[list[Path], pl.LazyFrame]:
+    """Open this shard's parts of what `stage` left in the workspace (one Parquet file,
+    or its shards' parts). A shard that takes no part gets no rows, with the schema."""
+    paths, first = input_paths(cfg, shard)
+    for path in [*paths, first]:
+        if not path.is_file():
+            raise StageError(
+                ErrorKind.INPUT_NOT_FOUND,
+                f"{needs} input {path} not found in the workspace",
+                f"run the {stage.value} stage first, with the same workspace and parallelism",
+            )
     try:
-        frame = pl.scan_parquet(path)
+        frame = pl.scan_parquet(paths) if paths else pl.scan_parquet(first).clear()
         frame.collect_schema()
     except (PolarsError, OSError) as exc:
         raise StageError(
             ErrorKind.INPUT_INVALID,
-            f"{needs} input {path} is not readable Parquet: {first_line(exc)}",
+            f"{needs} input {paths[0] if paths else first} is not readable Parquet:"
+            f" {first_line(exc)}",
             f"re-run the {stage.value} stage",
         ) from exc
-    return path, frame
+    return paths, frame
+
+
+def _rows_and_bytes(paths: list[Path]) -> tuple[int, int]:
+    """Rows (from the Parquet footers) and bytes of the parts."""
+    return sum(count_rows(str(p)) for p in paths), sum(p.stat().st_size for p in paths)
+
+
+def _target(cfg: StageConfig, shard: Shard) -> Path:
+    target = output_path(cfg, shard)
+    if shard.count > 1:
+        _workspace(cfg, target.parent)
+    return target
 
 
 # --------------------------------------------------------------------------- extract
@@ -90,17 +110,21 @@ def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: S
     result.inputs, result.outputs = inputs, outputs
     source, output = inputs[0], outputs[0]
     workspace = _workspace(cfg)
-    target = Path(cfg.intermediate_path(StageName.EXTRACT))
+    shard = current_shard(cfg)
+    target = _target(cfg, shard)
     result.output_uri = workspace_uri(str(target))
     tmp = _temp_beside(target)
     try:
         with tel.step("read", {"lineagehub.source": redact_uri(cfg.source.uri)}) as span:
-            opened = open_source(
-                cfg.source,
-                str(workspace),
-                settings,
-                download_name=f".source-{cfg.run_id}",
-            )
+            if shard.count > 1 or is_glob(cfg.source.uri):
+                opened = open_shard(cfg.source, shard, str(workspace), settings)
+            else:
+                opened = open_source(
+                    cfg.source,
+                    str(workspace),
+                    settings,
+                    download_name=f".source-{cfg.run_id}",
+                )
             try:
                 result.bytes_read = opened.bytes_read
                 source.schema = schema_fields(opened.schema)
@@ -118,7 +142,7 @@ def extract(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: S
         result.records_in = rows
         source.row_count = rows
         with tel.step("write", {"lineagehub.target": str(target)}) as span:
-            if rows == 0:
+            if rows == 0 and shard.count == 1:  # shards: the one that commits checks the sum
                 raise StageError(
                     ErrorKind.INPUT_INVALID,
                     f"source {redact_uri(cfg.source.uri)} has no data rows",
@@ -148,14 +172,14 @@ def transform(
     inputs, outputs = planned_datasets(cfg)
     result.inputs, result.outputs = inputs, outputs
     source, output = inputs[0], outputs[0]
-    target = Path(cfg.intermediate_path(StageName.TRANSFORM))
+    shard = current_shard(cfg)
+    target = _target(cfg, shard)
     result.output_uri = workspace_uri(str(target))
     origin = redact_uri(cfg.source.uri)  # as messages show it
     with tel.step("read") as span:
-        path, frame = _intermediate(cfg, StageName.EXTRACT, "transform")
+        paths, frame = _intermediate(cfg, shard, StageName.EXTRACT, "transform")
         schema = frame.collect_schema()
-        rows_in = count_rows(str(path))  # from the Parquet footer
-        size_in = path.stat().st_size
+        rows_in, size_in = _rows_and_bytes(paths)
         source.schema, source.row_count, source.size = schema_fields(schema), rows_in, size_in
         result.records_in, result.bytes_read = rows_in, size_in
         span.set_attribute(ATTR_ROWS, rows_in)
@@ -244,10 +268,9 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
     source, output = inputs[0], outputs[0]
     result.output_uri = redact_uri(cfg.sink.uri)
     with tel.step("read") as span:
-        path, frame = _intermediate(cfg, StageName.TRANSFORM, "load")
+        paths, frame = _intermediate(cfg, current_shard(cfg), StageName.TRANSFORM, "load")
         schema = frame.collect_schema()
-        rows_in = count_rows(str(path))
-        size_in = path.stat().st_size
+        rows_in, size_in = _rows_and_bytes(paths)
         source.schema, source.row_count, source.size = schema_fields(schema), rows_in, size_in
         result.records_in, result.bytes_read = rows_in, size_in
         span.set_attribute(ATTR_ROWS, rows_in)
@@ -257,7 +280,8 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
         {"lineagehub.sink": redact_uri(cfg.sink.uri), "lineagehub.mode": cfg.sink.mode.value},
     ) as span:
         sink = sink_for(cfg.sink, settings)
-        stats = sink.write(str(path), cfg.sink.mode)
+        with _one_file(paths, frame) as path:
+            stats = sink.write(str(path), cfg.sink.mode)
         span.set_attribute(ATTR_ROWS, stats.rows)
         if stats.bytes is not None:
             span.set_attribute(ATTR_BYTES, stats.bytes)
@@ -268,6 +292,29 @@ def load(cfg: StageConfig, settings: Settings, tel: StageTelemetry, result: Stag
     namespace, name = dataset_name(cfg.sink.uri)
     output.namespace, output.name = namespace, name
     output.column_lineage = identity_lineage(schema.names(), source.namespace, source.name)
+
+
+@contextlib.contextmanager
+def _one_file(paths: list[Path], frame: pl.LazyFrame) -> Iterator[Path]:
+    """The input as one Parquet file: the single part, or the parts joined in order into
+    a temporary file beside them (removed afterwards), which the sink then commits as
+    it commits one pod's output, all or nothing."""
+    if len(paths) == 1:
+        yield paths[0]
+        return
+    joined = _temp_beside(paths[0].parent.with_suffix(".parquet"))
+    try:
+        try:
+            frame.sink_parquet(joined)
+        except (PolarsError, OSError) as exc:
+            raise StageError(
+                ErrorKind.INPUT_INVALID,
+                f"load input parts in {paths[0].parent} cannot be joined: {first_line(exc)}",
+                "re-run the transform stage",
+            ) from exc
+        yield joined
+    finally:
+        _unlink(joined)
 
 
 STAGE_FUNCTIONS: dict[StageName, StageFn] = {

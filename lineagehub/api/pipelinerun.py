@@ -1445,6 +1445,11 @@ class StageConfig(ApiModel):
     """The run-level OpenLineage run (parent run facet)."""
     traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
     """W3C traceparent of the run's root span; the stage's spans are its children."""
+    shards: Annotated[int, Field(ge=1, le=MAX_PARALLELISM)] = 1
+    """Pods of this stage (an Indexed Job when more than 1); each takes the shard its
+    `JOB_COMPLETION_INDEX` names."""
+    input_parts: Annotated[int, Field(ge=1, le=MAX_PARALLELISM)] = 1
+    """Parts the stage before left in the workspace (its number of shards)."""
 
     def intermediate_path(self, stage: StageName) -> str:
         """The Parquet file `stage` leaves in the workspace for the next one."""

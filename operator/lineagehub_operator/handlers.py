@@ -34,7 +34,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import policy, queue, rerun, resolve, verify
+from lineagehub_operator import policy, queue, rerun, resolve, shards, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -220,8 +220,12 @@ async def _with_results(
         if job.state != JobState.ACTIVE:
             known = cache.get(run_uid, job.uid)
             if known is None:
-                pod = await api.latest_pod(namespace, job.name)
-                message, reason = pod_outcome(pod) if pod else (None, None)
+                if job.shards > 1:
+                    pods = await api.job_pods(namespace, job.name)
+                    message, reason = shards.combined_outcome(pods, job.shards)
+                else:
+                    pod = await api.latest_pod(namespace, job.name)
+                    message, reason = pod_outcome(pod) if pod else (None, None)
                 known = cache.put(run_uid, job.uid, message, reason)
             result, reason = known
             seen = dataclasses.replace(job, result=result, pod_reason=reason)
@@ -273,6 +277,8 @@ async def _execute(
         elif isinstance(action, DeleteRun):
             await api.delete_run(namespace, name)
             return None
+    for stage in shards.newly_finished(run.status, decision.status, run):
+        await memo["telemetry"].emit_stage_span(staged, stage, now)
     wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
     if decision.status != run.status:
         return await api.patch_status(namespace, name, wire)

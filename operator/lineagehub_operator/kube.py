@@ -150,13 +150,16 @@ class KubeApi:
             f"PersistentVolumeClaim {namespace}/{name} kept changing: its owners were not updated"
         )
 
-    async def latest_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
+    async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
         pods = await self._call(
             self.core.list_namespaced_pod,
             namespace,
             label_selector=f"batch.kubernetes.io/job-name={job}",
         )
-        items = [self._plain(p) for p in pods.items]
+        return [self._plain(p) for p in pods.items]
+
+    async def latest_pod(self, namespace: str, job: str) -> dict[str, Any] | None:
+        items = await self.job_pods(namespace, job)
         if not items:
             return None
         return max(items, key=lambda p: p["metadata"].get("creationTimestamp", ""))

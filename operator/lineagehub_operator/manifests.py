@@ -79,7 +79,16 @@ def stage_config(run: PipelineRun, stage: StageName, config: OperatorConfig) -> 
         openlineage_job=f"{job}.{stage.value}",
         parent=ParentRun(run_id=status.run_id, namespace=namespace, job=job),
         traceparent=status.traceparent,
+        shards=run.spec.stage_policy(stage).parallelism,
+        input_parts=_parts_before(run, stage),
     )
+
+
+def _parts_before(run: PipelineRun, stage: StageName) -> int:
+    """Parts the stage before `stage` leaves in the workspace: its shard count."""
+    if stage.position == 0:
+        return 1
+    return run.spec.stage_policy(STAGES[stage.position - 1]).parallelism
 
 
 def config_map(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
@@ -236,6 +245,15 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
     }
     if config.job_service_account:
         pod_spec["serviceAccountName"] = config.job_service_account
+    shards: dict[str, Any] = {}
+    if policy.parallelism > 1:
+        # One pod per shard, all at once; each reads JOB_COMPLETION_INDEX. A failed shard
+        # fails the Job once the retries are spent, and the stage commits nothing.
+        shards = {
+            "completionMode": "Indexed",
+            "completions": policy.parallelism,
+            "parallelism": policy.parallelism,
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -251,6 +269,7 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
             "activeDeadlineSeconds": policy.timeout_seconds * (policy.retries + 1)
             + DEADLINE_SLACK_SECONDS,
             "podReplacementPolicy": "Failed",
+            **shards,
             "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
         },
     }

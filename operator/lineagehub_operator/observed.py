@@ -119,6 +119,7 @@ class ObservedJob:
     deleting: bool = False
     result: StageResult | None = None
     pod_reason: str | None = None  # e.g. DeadlineExceeded on the last failed pod
+    shards: int = 1
 
 
 def _time(value: str | None) -> datetime | None:
@@ -145,8 +146,11 @@ def observe_job(body: Mapping[str, Any]) -> ObservedJob | None:
     else:
         state = JobState.ACTIVE
     failed = conditions.get("Failed") or {}
-    attempts = int(status.get("failed") or 0) + int(status.get("succeeded") or 0)
-    attempts += int(status.get("active") or 0)
+    failed_pods = int(status.get("failed") or 0)
+    attempts = failed_pods + int(status.get("succeeded") or 0) + int(status.get("active") or 0)
+    shards = int((body.get("spec") or {}).get("completions") or 1)
+    if shards > 1:  # an Indexed Job: its pods are shards; a retry is a failed pod replaced
+        attempts = 1 + failed_pods if attempts else 0
     return ObservedJob(
         stage=stage,
         name=str(meta.get("name", "")),
@@ -158,6 +162,7 @@ def observe_job(body: Mapping[str, Any]) -> ObservedJob | None:
         failure_reason=failed.get("reason"),
         failure_message=failed.get("message"),
         deleting=bool(meta.get("deletionTimestamp")),
+        shards=shards,
     )
 
 

@@ -8,13 +8,14 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun
+from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun, StageStatus
 from lineagehub.datasets import dataset_of
 from lineagehub.telemetry import openlineage_json as ol
 from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.telemetry.spans import FixedSpan, caller_context, encode, parse_traceparent
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
+from lineagehub_operator import shards
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.manifests import openlineage_names
 
@@ -85,6 +86,29 @@ class RunTelemetry:
                 event_type,
                 what,
                 sum(self.lost.values()),
+            )
+
+    async def emit_stage_span(self, run: PipelineRun, stage: StageStatus, now: datetime) -> None:
+        """Publish a sharded stage's span (its shards' parent); a Kafka outage is logged."""
+        if self._publisher is None:
+            return
+        span = shards.stage_span(run, stage, openlineage_names(run, self._config)[1], now)
+        if span is None:
+            return
+        try:
+            await asyncio.wait_for(
+                self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE)),
+                self.publish_timeout_s,
+            )
+        except Exception as err:  # TimeoutError included: a hanging broker
+            self.lost["stage span"] += 1
+            log.warning(
+                "could not publish the span of stage %s of %s/%s to Kafka within %.0f s: %s",
+                stage.name.value,
+                run.metadata.namespace,
+                run.metadata.name,
+                self.publish_timeout_s,
+                f"{type(err).__name__}: {err}",
             )
 
     async def stop(self) -> None:

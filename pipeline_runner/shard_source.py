@@ -1,0 +1,168 @@
+"""The share of the source one extract shard reads.
+
+The source is cut into units, and shard `i` of `n` takes a contiguous run of them
+(`lineagehub.api.shards.shard_range`), so the shards' rows in index order are the rows
+one pod reads, in the same order:
+
+- a `file://` glob (`file:///data/orders-*.csv`): its files, sorted by path;
+- one Parquet file: its row groups;
+- one CSV or NDJSON file: byte ranges, each line going to the range that holds its
+  first byte (a CSV's header is read by every shard and belongs to none), so a line is
+  never split; a CSV whose quoted fields hold line breaks cannot be cut this way;
+- anything else (a JSON array, `http(s)://`, `s3://`): one unit, read by shard 0.
+
+Every shard gives its rows the schema one pod infers from the whole source (its first
+file), so the parts fit together; a shard with no units yields no rows of that schema.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import polars as pl
+from polars.exceptions import PolarsError
+
+from lineagehub.api import SourceFormat, SourceSpec
+from lineagehub.api.shards import byte_range, shard_range
+from lineagehub.datasets import redact_uri
+from pipeline_runner.errors import ErrorKind, StageError
+from pipeline_runner.settings import Settings
+from pipeline_runner.sources import (
+    OpenedSource,
+    file_path,
+    invalid_source,
+    open_source,
+    scan,
+)
+
+GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Which pod of a sharded stage this is."""
+
+    index: int
+    count: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.index + 1}/{self.count}"
+
+
+def is_glob(uri: str) -> bool:
+    """A `file://` URI naming several files by a pattern."""
+    return urlsplit(uri).scheme.lower() == "file" and bool(GLOB_CHARS & set(file_path(uri)))
+
+
+def glob_files(spec: SourceSpec) -> list[str]:
+    """The files a `file://` glob names, sorted; an error when there are none."""
+    pattern = file_path(spec.uri)
+    root = Path(pattern).anchor or "/"
+    files = sorted(str(p) for p in Path(root).glob(pattern[len(root) :]) if p.is_file())
+    if not files:
+        raise StageError(
+            ErrorKind.INPUT_NOT_FOUND,
+            f"source {redact_uri(spec.uri)} matches no file",
+            "check spec.source.uri's pattern and that the volume holding it is mounted",
+        )
+    return files
+
+
+def line_span(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """Offsets `[a, b)` of the lines of `data` whose first byte lies in `[start, end)`:
+    a line starts at 0 or just after a newline."""
+
+    def line_start_at_or_after(pos: int) -> int:
+        if pos <= 0:
+            return 0
+        newline = data.find(b"\n", pos - 1)
+        return len(data) if newline < 0 else newline + 1
+
+    return line_start_at_or_after(start), line_start_at_or_after(end)
+
+
+def _header_end(data: bytes) -> int:
+    newline = data.find(b"\n")
+    return len(data) if newline < 0 else newline + 1
+
+
+def _text_rows(spec: SourceSpec, path: str, shard: Shard, schema: pl.Schema) -> pl.LazyFrame:
+    """This shard's lines of one CSV/NDJSON file, parsed with the whole file's schema."""
+    data = Path(path).read_bytes()
+    body = _header_end(data) if spec.format is SourceFormat.CSV else 0
+    start, end = byte_range(body, len(data), shard.count, shard.index)
+    a, b = line_span(data, start, end)
+    a, b = max(a, body), max(b, body)
+    chunk = data[a:b]
+    if not chunk.strip():
+        return pl.LazyFrame(schema=schema)
+    try:
+        if spec.format is SourceFormat.CSV:
+            frame = pl.read_csv(io.BytesIO(chunk), has_header=False, schema=schema)
+        else:
+            frame = pl.read_ndjson(io.BytesIO(chunk), schema=schema)
+    except (PolarsError, OSError, ValueError) as exc:
+        raise invalid_source(spec.uri, spec.format, exc) from exc
+    return frame.lazy()
+
+
+def _row_groups(path: str, shard: Shard) -> tuple[int, int]:
+    """(first row, row count) of this shard's row groups of one Parquet file."""
+    import pyarrow.parquet as pq  # only here: a stage that does not shard Parquet never loads it
+
+    meta = pq.ParquetFile(path).metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    mine = shard_range(len(sizes), shard.count, shard.index)
+    return sum(sizes[: mine.start]), sum(sizes[mine.start : mine.stop])
+
+
+def _scan_files(spec: SourceSpec, files: list[str], schema: pl.Schema) -> pl.LazyFrame:
+    """Several files of the source's format, read with one schema, in order."""
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    if spec.format is SourceFormat.CSV:
+        return pl.scan_csv(files, schema=schema)
+    if spec.format is SourceFormat.NDJSON:
+        return pl.scan_ndjson(files, schema=schema)
+    if spec.format is SourceFormat.PARQUET:
+        return pl.scan_parquet(files)
+    return pl.concat([scan(f, spec.format).cast(schema) for f in files]).lazy()
+
+
+def open_shard(spec: SourceSpec, shard: Shard, workspace: str, settings: Settings) -> OpenedSource:
+    """This shard's rows of the source, lazily where the format allows."""
+    uri = redact_uri(spec.uri)
+    if is_glob(spec.uri):
+        files = glob_files(spec)
+        first = open_source(SourceSpec(uri=f"file://{files[0]}", format=spec.format), "", settings)
+        share = shard_range(len(files), shard.count, shard.index)
+        mine = files[share.start : share.stop]
+        size = sum(Path(f).stat().st_size for f in mine)
+        try:
+            frame = _scan_files(spec, mine, first.schema)
+        except (PolarsError, OSError, ValueError) as exc:
+            raise invalid_source(spec.uri, spec.format, exc) from exc
+        return OpenedSource(frame=frame, schema=first.schema, bytes_read=size)
+    if urlsplit(uri).scheme.lower() != "file" or spec.format is SourceFormat.JSON:
+        opened = open_source(spec, workspace, settings, download_name=f".source-{shard.index}")
+        if shard.index != 0:
+            opened.frame, opened.bytes_read = opened.frame.clear(), 0
+        return opened
+    whole = open_source(spec, workspace, settings)
+    path = file_path(spec.uri)
+    try:
+        if spec.format is SourceFormat.PARQUET:
+            offset, rows = _row_groups(path, shard)
+            frame = whole.frame.slice(offset, rows)
+        else:
+            frame = _text_rows(spec, path, shard, whole.schema)
+    except StageError:
+        raise
+    except (PolarsError, OSError, ValueError) as exc:
+        raise invalid_source(spec.uri, spec.format, exc) from exc
+    low, high = byte_range(0, whole.bytes_read or 0, shard.count, shard.index)
+    return OpenedSource(frame=frame, schema=whole.schema, bytes_read=high - low)
