@@ -275,12 +275,14 @@ def survivors(work: Path, target: Target) -> tuple[dict[str, str], list[Survivor
     )
 
 
-def run(target: Target, integration: bool, max_children: int, only: list[str]) -> None:
-    tests = target.tests + (target.integration_tests if integration else [])
+def run(
+    target: Target, integration: bool, max_children: int, only: list[str], tests: list[str]
+) -> None:
+    tests = tests or target.tests + (target.integration_tests if integration else [])
     commit = _git("rev-parse", "HEAD").decode().strip()
     # chdb (the integration tests' store) crashes in a child forked after it was used: with
     # it, each mutant's tests run in a child of a server that never ran a test.
-    isolation = "forkserver" if integration and target.integration_tests else "fork"
+    isolation = "forkserver" if any(t.startswith("tests/integration/") for t in tests) else "fork"
     work = stage(target, tests, commit, isolation)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     print(f"== {target.name} at {commit[:12]}: mutating {', '.join(target.mutate)}", flush=True)
@@ -317,6 +319,13 @@ def main() -> int:
         help="mutants to run, as mutmut names them (e.g. 'consumers.otel.consumer.*_flush*'); "
         "the others stay unchecked",
     )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="the test files that judge the mutants, instead of the target's (a shorter run)",
+    )
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     unknown = set(args.targets) - {t.name for t in TARGETS}
@@ -328,7 +337,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for target in chosen:
-            run(target, integration, args.max_children, args.only)
+            run(target, integration, args.max_children, args.only, args.tests)
     # The report covers every target that has results, the ones not run now from their last run.
     done = [t for t in TARGETS if (OUT / t.name / "mutants").is_dir()]
     report = [f"Mutation run over {', '.join(t.name for t in done)}", ""]
