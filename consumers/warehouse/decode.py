@@ -88,8 +88,7 @@ def _obj(value: object) -> dict[str, Any]:
 
 
 def _storable(text: str) -> str:
-    """`text` with lone surrogates (valid JSON escapes, not UTF-8) as U+FFFD; the event's
-    `Payload` keeps them as sent."""
+    """`text` with lone surrogates (valid JSON escapes, not UTF-8) as U+FFFD."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -97,12 +96,25 @@ def _storable(text: str) -> str:
     return text
 
 
-def _scalar_text(node: object) -> str | None:
-    """A scalar as the text Jackson reads into a Java String; None for anything else."""
-    if isinstance(node, bool):
-        return "true" if node else "false"
+def _storable_tree(node: Any) -> Any:
+    """`node` with every text (keys too) storable. Only an event that orjson refused
+    needs it: orjson takes no lone surrogate, so what it parsed is storable as is. The
+    event's `Payload` keeps them as sent."""
     if isinstance(node, str):
         return _storable(node)
+    if isinstance(node, dict):
+        return {_storable(k): _storable_tree(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_storable_tree(v) for v in node]
+    return node
+
+
+def _scalar_text(node: object) -> str | None:
+    """A scalar as the text Jackson reads into a Java String; None for anything else."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, bool):
+        return "true" if node else "false"
     if isinstance(node, int | float):
         try:
             return str(node)
@@ -131,16 +143,28 @@ def _count(value: object) -> int | None:
     return number if -(2**63) <= number < 2**63 else None
 
 
-def _fields(schema: object, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """A schema facet's fields, nested ones flattened to dotted names."""
-    for field in _obj(schema).get("fields") or []:
-        if not isinstance(field, dict) or not isinstance(field.get("name"), str):
+def _fields(schema: object) -> tuple[list[str], list[str]]:
+    """A schema facet's field names and types, nested ones flattened to dotted names
+    (depth first, each field before its children)."""
+    names: list[str] = []
+    types: list[str] = []
+    top = _obj(schema).get("fields")
+    todo: list[tuple[str, Iterator[Any]]] = [("", iter(top if isinstance(top, list) else []))]
+    while todo:
+        prefix, fields = todo[-1]
+        field = next(fields, None)
+        if field is None:
+            todo.pop()
             continue
-        name = prefix + _storable(field["name"])
+        if not isinstance(field, dict) or not isinstance(name := field.get("name"), str):
+            continue
         kind = field.get("type")
-        yield name, _storable(kind) if isinstance(kind, str) else ""
-        if isinstance(field.get("fields"), list):
-            yield from _fields(field, name + ".")
+        names.append(prefix + name)
+        types.append(kind if isinstance(kind, str) else "")
+        nested = field.get("fields")
+        if isinstance(nested, list):
+            todo.append((prefix + name + ".", iter(nested)))
+    return names, types
 
 
 def _digest(data: bytes) -> str:
@@ -148,14 +172,17 @@ def _digest(data: bytes) -> str:
 
 
 def _statistics(dataset: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
-    facets = {
-        **_obj(dataset.get("facets")),
-        **_obj(dataset.get("inputFacets")),
-        **_obj(dataset.get("outputFacets")),
-    }
+    facets = (
+        _obj(dataset.get("outputFacets")),
+        _obj(dataset.get("inputFacets")),
+        _obj(dataset.get("facets")),
+    )
     rows = size = files = None
     for name in ("outputStatistics", "inputStatistics", "dataQualityMetrics"):
-        stats = _obj(facets.get(name))
+        # The facet as the merge facets, inputFacets, outputFacets (later wins) has it.
+        stats = next((f[name] for f in facets if name in f), None)
+        if not isinstance(stats, dict):
+            continue
         rows = rows if rows is not None else _count(stats.get("rowCount"))
         size = size if size is not None else _count(stats.get("size", stats.get("bytes")))
         files = files if files is not None else _count(stats.get("fileCount"))
@@ -216,10 +243,9 @@ class _Event:
 
 
 def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
-    fields = list(_fields(_obj(dataset.get("facets")).get("schema")))
-    names = [n for n, _ in fields]
-    types = [t for _, t in fields]
-    schema_hash = _digest(orjson.dumps(fields)) if fields else ""
+    names, types = _fields(_obj(dataset.get("facets")).get("schema"))
+    pairs = list(zip(names, types, strict=True))
+    schema_hash = _digest(orjson.dumps(pairs)) if names else ""
     rows, size, files = _statistics(dataset)
     return {
         "EventHash": ev.hash,
@@ -249,7 +275,7 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
         spec = _obj(value)
         inputs = spec.get("inputFields")
         if isinstance(inputs, list):
-            targets.append((field_node(ns, name, _storable(out_field)), inputs, spec))
+            targets.append((field_node(ns, name, out_field), inputs, spec))
     indirect = facet.get("dataset")
     if isinstance(indirect, list):
         targets.append((dataset_node(ns, name), indirect, {}))
@@ -259,10 +285,11 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
             src_ns, src_name, src_field = (item.get(k) for k in ("namespace", "name", "field"))
             if not all(isinstance(v, str) and v for v in (src_ns, src_name, src_field)):
                 continue
-            src = field_node(
-                _storable(str(src_ns)), _storable(str(src_name)), _storable(str(src_field))
+            src = field_node(str(src_ns), str(src_name), str(src_field))
+            given = item.get("transformations")
+            transformations = (
+                [t for t in given if isinstance(t, dict)] if isinstance(given, list) else []
             )
-            transformations = [t for t in item.get("transformations") or [] if isinstance(t, dict)]
             if not transformations:  # the deprecated per-field form
                 transformations = [
                     {
@@ -272,9 +299,9 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
                 ]
             for t in transformations:
                 row = ev.edge(src, dst, "column")
-                row["TransformType"] = _storable(str(t.get("type") or "")[:64])
-                row["TransformSubtype"] = _storable(str(t.get("subtype") or "")[:64])
-                row["TransformDescription"] = _storable(str(t.get("description") or "")[:2000])
+                row["TransformType"] = str(t.get("type") or "")[:64]
+                row["TransformSubtype"] = str(t.get("subtype") or "")[:64]
+                row["TransformDescription"] = str(t.get("description") or "")[:2000]
                 row["Masking"] = 1 if t.get("masking") is True else 0
                 yield row
 
@@ -299,23 +326,40 @@ def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return out
 
 
-def _parse(value: bytes | None) -> dict[str, Any]:
+def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
+    """The event, and whether orjson parsed it (then every text in it is storable)."""
     if value is None:
         raise DecodeError("empty_record", "the record has no value")
     if len(value) > MAX_RECORD_BYTES:
         raise DecodeError("too_large", f"{len(value)} bytes, the limit is {MAX_RECORD_BYTES}")
+    fast = True
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError:
-        # orjson refuses integers past 64 bits, which Marquez (Jackson) stores: parse
-        # those (rare) events the slow way; what neither takes is not JSON.
+        # orjson refuses integers past 64 bits and lone surrogates, which Marquez
+        # (Jackson) stores: parse those (rare) events the slow way; what neither takes
+        # is not JSON.
+        fast = False
         try:
             event = json.loads(value)
         except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError
             raise DecodeError("invalid_json", str(exc)[:300]) from None
     if not isinstance(event, dict):
         raise DecodeError("invalid_event", f"$: expected an object, got {type(event).__name__}")
-    return event
+    return event, fast
+
+
+def _canonical(event: dict[str, Any]) -> bytes:
+    """The event's JSON with sorted keys: exact duplicates have the same bytes."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        try:
+            # ASCII escapes: a lone surrogate (which Marquez's parser takes) stays as sent.
+            text = json.dumps(event, sort_keys=True, separators=(",", ":"))
+            return text.encode("ascii")
+        except (ValueError, RecursionError) as exc:  # lone surrogates, ints past 4300 digits
+            raise DecodeError("invalid_json", str(exc)[:300]) from None
 
 
 _KINDS = {EventKind.RUN: "run", EventKind.DATASET: "dataset", EventKind.JOB: "job"}
@@ -328,17 +372,11 @@ def _kind(event: dict[str, Any]) -> str:
 
 def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
     """The rows of every warehouse table for one event."""
-    event = _parse(value)
+    event, storable = _parse(value)
     kind = _kind(event)
-    try:
-        canonical = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        try:
-            # ASCII escapes: a lone surrogate (which Marquez's parser takes) stays as sent.
-            text = json.dumps(event, sort_keys=True, separators=(",", ":"))
-            canonical = text.encode("ascii")
-        except (ValueError, RecursionError) as exc:  # lone surrogates, ints past 4300 digits
-            raise DecodeError("invalid_json", str(exc)[:300]) from None
+    canonical = _canonical(event)
+    if not storable:
+        event = _storable_tree(event)
     ev = _Event(event, canonical, kind)
     run_facets = _obj(_obj(event.get("run")).get("facets"))
     parent = _obj(run_facets.get("parent"))
@@ -380,7 +418,7 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         "TraceId": _trace_id(run_facets),
         "Producer": _text(event, "producer")[:512],
         "SchemaURL": _text(event, "schemaURL")[:512],
-        "ErrorMessage": _storable(error[:4000]) if isinstance(error, str) else "",
+        "ErrorMessage": error[:4000] if isinstance(error, str) else "",
         "Payload": canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
     }
     return {EVENTS.name: [row], IO.name: io, EDGES.name: edges}

@@ -235,6 +235,65 @@ def test_what_cannot_be_stored_is_refused_with_the_path(
     assert where in caught.value.detail
 
 
+def _run_with_output(output: str) -> bytes:
+    return (
+        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}, '
+        b'"job": {"namespace": "n", "name": "j"}, "outputs": [' + output.encode() + b"]}"
+    )
+
+
+@pytest.mark.parametrize(
+    "facets",
+    [
+        '{"schema": {"fields": 7}}',
+        '{"schema": {"fields": [{"name": "a", "fields": 3}, 5, {"type": "int"}]}}',
+        '{"columnLineage": {"fields": {"a": {"inputFields": [{"namespace": "i", '
+        '"name": "s", "field": "f", "transformations": 5}]}}}}',
+        '{"columnLineage": {"fields": {"a": {"inputFields": 9}}, "dataset": {"x": 1}}}',
+    ],
+)
+def test_a_malformed_facet_is_ignored_not_fatal(facets: str) -> None:
+    """A facet of an unexpected shape stays in the Payload only: it neither refuses the
+    event nor raises anything but DecodeError (a TypeError would stop the consumer)."""
+    tables = decode_lineage(
+        _run_with_output(f'{{"namespace": "o", "name": "d", "facets": {facets}}}')
+    )
+    (io,) = tables["lineage_io"]
+    assert (io["DatasetName"], io["FieldNames"]) == ("d", ["a"] if '"name": "a"' in facets else [])
+    edges = {(e["Src"], e["Dst"], e["TransformType"]) for e in tables["lineage_edges"]}
+    assert ("job:n:j", "dataset:o:d", "") in edges
+    if '"transformations": 5' in facets:  # read as the per-field form, with no type
+        assert ("datasetField:i:s:f", "datasetField:o:d:a", "") in edges
+
+
+def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
+    """orjson refuses lone surrogates and integers past 64 bits, which Marquez stores: such
+    an event is parsed the slow way, each of its texts stored as valid UTF-8 (U+FFFD)
+    and the Payload kept as sent."""
+    value = _run_with_output(
+        '{"namespace": "o", "name": "d\\ud800", "facets": {"columnLineage": {"fields": '
+        '{"out\\udc00": {"inputFields": [{"namespace": "i", "name": "s", "field": "f\\ud800", '
+        '"transformations": [{"type": "DIRECT", "description": "\\udfff"}]}]}}}}, '
+        '"big": 123456789012345678901234567890}'
+    )
+    tables = decode_lineage(value)
+    (edge_io, edge_column) = tables["lineage_edges"]
+    assert edge_io["Dst"] == "dataset:o:d\ufffd"
+    assert (edge_column["Src"], edge_column["Dst"]) == (
+        "datasetField:i:s:f\ufffd",
+        "datasetField:o:d\ufffd:out\ufffd",
+    )
+    assert edge_column["TransformDescription"] == "\ufffd"
+    (event,) = tables["lineage_events"]
+    assert "\\ud800" in event["Payload"] and "123456789012345678901234567890" in event["Payload"]
+    for rows in tables.values():
+        for row in rows:
+            for value in row.values():
+                for text in value if isinstance(value, list) else [value]:
+                    if isinstance(text, str):
+                        text.encode("utf-8")
+
+
 def test_event_times_as_producers_send_them() -> None:
     base = event_time_ns("2026-11-01T12:00:00Z")
     assert event_time_ns("2026-11-01T12:00:00") == base  # naive: UTC
