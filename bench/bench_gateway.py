@@ -19,6 +19,10 @@ processes) and the client spent per event.
 * batch: `--batch` events per POST (a JSON array), per-item results.
 * paced: an open-loop load at `--paced-single` / `--paced-batch` events/s (half the
   goals by default), latency counted from when each request was due.
+* self-tracing (`--tracing off,all,tenth`, each mode its own gateway in the same run):
+  off (OTEL_SDK_DISABLED), every request traced, one in ten traced (the local stack's
+  sampler); the spans go to a private topic. The last lines compare each mode with off:
+  throughput and the gateway's CPU per event, with the ratio.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
 """
@@ -35,6 +39,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +202,157 @@ def encoded(items: Sequence[Any]) -> list[bytes]:
     return [json.dumps(item).encode() for item in items]
 
 
+#: Self-tracing modes, each a gateway started with this environment: off (the SDK
+#: disabled), every request sampled (the default sampler: no request of the bench
+#: carries a traceparent, so each is a root decision), and one in ten (the local stack's
+#: setting). Spans go to a private topic, not `otel-spans`.
+TRACING: dict[str, dict[str, str]] = {
+    "off": {"OTEL_SDK_DISABLED": "true"},
+    "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+    "tenth": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+}
+LINEAGEHUB_SELFTRACE_TOPIC = "LINEAGEHUB_SELFTRACE_TOPIC"
+
+
+@dataclass
+class Tally:
+    """What one closed-loop phase of one gateway added up to over the rounds."""
+
+    events: int = 0
+    wall: float = 0.0
+    gateway_cpu: float = 0.0
+    client_cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, n: int, wall: float, latencies: list[float], cpu: tuple[float, float]) -> None:
+        self.events += n
+        self.wall += wall
+        self.latencies += latencies
+        self.gateway_cpu += cpu[0]
+        self.client_cpu += cpu[1]
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.wall
+
+    @property
+    def cpu_per_event(self) -> float:
+        return self.gateway_cpu / self.events
+
+
+LINEAGE = "/api/v1/lineage"
+
+
+def gateway_env(bootstrap: str, topic: str, mode: str, spans_topic: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "LINEAGEHUB_GATEWAY_TOPIC": topic,
+        "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
+        **TRACING[mode],
+        LINEAGEHUB_SELFTRACE_TOPIC: spans_topic,
+    }
+
+
+async def tracing_modes(
+    args: argparse.Namespace, bootstrap: str, topic: str, workers: int, tmp: Path
+) -> int:
+    """One gateway per tracing mode, all running at once; the closed-loop phases go
+    to them in turn, `--rounds` times with the order rotated, so a change in the
+    machine's other load falls on every mode alike. Then each mode's paced phases.
+    Prints each mode's figures and each against `off`; returns the records sent."""
+    spans_topic = unique("bench-gateway-spans")
+    await create_topics(bootstrap, [spans_topic])
+    gateways: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    sent = 0
+    try:
+        for mode in args.tracing:
+            env = gateway_env(bootstrap, topic, mode, spans_topic)
+            gateways[mode] = start_gateway(env, tmp / f"{mode}.log", ["--workers", str(workers)])
+        for _, url in gateways.values():
+            # Warm-up: every worker's producer connects (the first metadata round trip).
+            await closed_loop(
+                url, requests_for(f"{url}{LINEAGE}", encoded(events(50 * workers))), 8, {201}
+            )
+            sent += 50 * workers
+        tallies = {mode: {"single": Tally(), "batch": Tally()} for mode in gateways}
+        per_round = max(args.batch, args.events // args.rounds)
+        for round_ in range(args.rounds):
+            order = list(gateways)
+            order = order[round_ % len(order) :] + order[: round_ % len(order)]
+            for mode in order:
+                proc, url = gateways[mode]
+                meter = CpuMeter(proc.pid)
+                singles = requests_for(f"{url}{LINEAGE}", encoded(events(per_round)))
+                meter.start()
+                wall, lat = await closed_loop(url, singles, args.concurrency, {201})
+                tallies[mode]["single"].add(per_round, wall, lat, meter.stop())
+                items = events(per_round)
+                batches = encoded(
+                    [items[i : i + args.batch] for i in range(0, per_round, args.batch)]
+                )
+                batches_rq = requests_for(f"{url}{LINEAGE}", batches)
+                meter.start()
+                wall, lat = await closed_loop(url, batches_rq, args.concurrency, {200})
+                tallies[mode]["batch"].add(per_round, wall, lat, meter.stop())
+                sent += 2 * per_round
+        for mode, (_, url) in gateways.items():
+            print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
+            for phase, tally in tallies[mode].items():
+                name = "single event per POST" if phase == "single" else f"batches of {args.batch}"
+                base = args.bare_single if phase == "single" else args.bare_batch
+                cpu = (tally.gateway_cpu, tally.client_cpu)
+                report(name, tally.events, tally.wall, tally.latencies, base, cpu)
+            sent += await paced_phases(args, url)
+        compare_tracing(tallies)
+    finally:
+        for proc, _ in gateways.values():
+            proc.terminate()
+        for proc, _ in gateways.values():
+            proc.wait(timeout=30)
+    return sent
+
+
+async def paced_phases(args: argparse.Namespace, url: str) -> int:
+    """The open-loop loads (latency at a given rate); returns the events sent."""
+    sent = 0
+    for per_s, per_post in ((args.paced_single, 1), (args.paced_batch, args.batch)):
+        items = events(args.events)
+        bodies = (
+            encoded(items)
+            if per_post == 1
+            else encoded([items[i : i + per_post] for i in range(0, len(items), per_post)])
+        )
+        wall, lat = await open_loop(
+            url,
+            requests_for(f"{url}{LINEAGE}", bodies),
+            per_s / per_post,
+            args.concurrency,
+            {201} if per_post == 1 else {200},
+        )
+        report(f"paced at {per_s:,.0f} events/s, {per_post}/POST", len(items), wall, lat)
+        sent += len(items)
+    return sent
+
+
+def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
+    """Each tracing mode against `off`, measured side by side in this run: throughput
+    and the gateway's CPU per event, with the ratio (the goal: within 5%)."""
+    base = tallies.get("off")
+    if base is None:
+        return
+    for mode, phases in tallies.items():
+        if mode == "off":
+            continue
+        for phase, tally in phases.items():
+            off = base[phase]
+            print(
+                f"  self-tracing {mode:<5} vs off, {phase:<6}: throughput {tally.rate:>7,.0f} vs "
+                f"{off.rate:>7,.0f} events/s ({tally.rate / off.rate - 1:+6.1%}); gateway "
+                f"cpu/event {tally.cpu_per_event * 1e6:5.0f} vs {off.cpu_per_event * 1e6:5.0f} us "
+                f"({tally.cpu_per_event / off.cpu_per_event - 1:+6.1%})"
+            )
+
+
 async def main_async(args: argparse.Namespace) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     if not bootstrap.startswith(("127.", "localhost", "[::1]")):
@@ -211,62 +367,13 @@ async def main_async(args: argparse.Namespace) -> int:
     base_events = events(args.events)
     records = [(e["run"]["runId"], json.dumps(e).encode()) for e in base_events]
     wall, lat = await bare_producer(bootstrap, topic, records, 1, args.concurrency)
-    bare_single = report("bare aiokafka: 1 record, await ack", len(records), wall, lat)
+    args.bare_single = report("bare aiokafka: 1 record, await ack", len(records), wall, lat)
     wall, lat = await bare_producer(bootstrap, topic, records, args.batch, args.concurrency)
-    bare_batch = report(f"bare aiokafka: {args.batch} records, await", len(records), wall, lat)
+    args.bare_batch = report(f"bare aiokafka: {args.batch} records, await", len(records), wall, lat)
     expected = 2 * len(records)
-    lineage = "/api/v1/lineage"
     for workers in args.workers:
-        singles = encoded(events(args.events))
-        batched = events(args.events)
-        batches = encoded([batched[i : i + args.batch] for i in range(0, args.events, args.batch)])
         with tempfile.TemporaryDirectory() as tmp:
-            log = Path(tmp) / "gateway.log"
-            gateway_env = {
-                "KAFKA_BOOTSTRAP": bootstrap,
-                "LINEAGEHUB_GATEWAY_TOPIC": topic,
-                "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
-            }
-            proc, url = start_gateway(gateway_env, log, ["--workers", str(workers)])
-            try:
-                # Warm-up: every worker's producer connects (the first metadata round trip).
-                warm = requests_for(f"{url}{lineage}", encoded(events(50 * workers)))
-                await closed_loop(url, warm, 8, {201})
-                expected += 50 * workers
-                print(f" gateway, {workers} worker process(es):")
-                meter = CpuMeter(proc.pid)
-                meter.start()
-                singles_rq = requests_for(f"{url}{lineage}", singles)
-                wall, lat = await closed_loop(url, singles_rq, args.concurrency, {201})
-                report("single event per POST", args.events, wall, lat, bare_single, meter.stop())
-                meter.start()
-                batches_rq = requests_for(f"{url}{lineage}", batches)
-                wall, lat = await closed_loop(url, batches_rq, args.concurrency, {200})
-                report(f"batches of {args.batch}", args.events, wall, lat, bare_batch, meter.stop())
-                expected += 2 * args.events
-                for per_s, per_post in ((args.paced_single, 1), (args.paced_batch, args.batch)):
-                    items = events(args.events)
-                    bodies = (
-                        encoded(items)
-                        if per_post == 1
-                        else encoded(
-                            [items[i : i + per_post] for i in range(0, len(items), per_post)]
-                        )
-                    )
-                    wall, lat = await open_loop(
-                        url,
-                        requests_for(f"{url}{lineage}", bodies),
-                        per_s / per_post,
-                        args.concurrency,
-                        {201} if per_post == 1 else {200},
-                    )
-                    report(
-                        f"paced at {per_s:,.0f} events/s, {per_post}/POST", len(items), wall, lat
-                    )
-                    expected += len(items)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+            expected += await tracing_modes(args, bootstrap, topic, workers, Path(tmp))
     offsets = await end_offsets(bootstrap, [topic])
     stored = sum(offsets.values())
     print(f"  records in {topic}: {stored} (expected {expected})")
@@ -297,9 +404,20 @@ def main(argv: list[str] | None = None) -> int:
         default=[1],
         help="gateway worker processes, a list to compare (1,2)",
     )
+    p.add_argument(
+        "--tracing",
+        type=lambda text: text.split(","),
+        default=list(TRACING),
+        help=f"self-tracing modes to compare, of {','.join(TRACING)} (each its own gateway)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=4, help="turns each gateway takes at the closed loops"
+    )
     p.add_argument("--paced-single", type=float, default=1500.0, help="events/s, one a POST")
     p.add_argument("--paced-batch", type=float, default=10000.0, help="events/s in batches")
     args = p.parse_args(argv)
+    if not set(args.tracing) <= set(TRACING):
+        p.error(f"--tracing takes {','.join(TRACING)}")
     if not 0 < args.events <= 100_000 or not 0 < args.concurrency <= 256:
         p.error("--events must be in 1..100000 and --concurrency in 1..256")
     return asyncio.run(main_async(args))

@@ -41,6 +41,7 @@ from gateway.health_cache import HealthCache
 from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
 from gateway.json_response import FastJSONResponse
 from gateway.logs import AccessLog
+from gateway.metric_labels import RouteTemplates
 from gateway.promtext import CONTENT_TYPE, GatewayMetrics, worker_exited
 from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
 from lineagehub import selftrace
@@ -209,6 +210,9 @@ def create_app(
             "and dependency health. Authenticate with `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
+        # Our own middleware traces requests (`tracing.RequestTracing`); FastAPI's native
+        # telemetry would add a second span (and its metrics) were a global provider set.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.deps = deps
     app.add_middleware(
@@ -226,11 +230,12 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Content-Encoding", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(AccessLog, metrics=deps.metrics)
-    _routes(app, deps)
+    routes = RouteTemplates(lambda: app.routes)
+    app.add_middleware(AccessLog, metrics=deps.metrics, routes=routes)
     if tracer_provider is not None:
         # Outermost: the access log line and every handler run inside the request span.
-        tracing.instrument(app, tracer_provider)
+        app.add_middleware(tracing.RequestTracing, provider=tracer_provider, routes=routes)
+    _routes(app, deps)
     return app
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.metric_labels import method_label, route_label, status_label
+from gateway.metric_labels import RouteTemplates, method_label, status_label
 from gateway.promtext import GatewayMetrics
 from lineagehub.tracelog import current_span_ids
 
@@ -68,9 +68,12 @@ class AccessLog:
     """Outermost middleware: assigns the request id (request.state.request_id), echoes it
     in the response, logs one JSON line per request and counts it by route template."""
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: GatewayMetrics, routes: RouteTemplates | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes or RouteTemplates()
         self.log = logging.getLogger(ACCESS_LOGGER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,7 +101,7 @@ class AccessLog:
             await self.app(scope, receive, wrapped_send)
         finally:
             elapsed = time.perf_counter() - started
-            route = route_label(scope)
+            route = self.routes.label(scope)
             method = str(scope.get("method", ""))
             # Labels from a closed set: a caller must not be able to mint series.
             self.metrics.requests.labels(method_label(method), route, status_label(status)).inc()

@@ -9,8 +9,10 @@ else `unmatched`, an HTTP status code else `other`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from starlette.routing import BaseRoute, Route
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"
@@ -27,6 +29,27 @@ def route_label(scope: Mapping[str, Any]) -> str:
     never the path as sent; `unmatched` when no route matched."""
     path = getattr(scope.get("route"), "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
+
+
+class RouteTemplates:
+    """Route labels, including the framework's own routes (`/openapi.json`, `/docs`,
+    `/docs/oauth2-redirect`, `/redoc`): FastAPI's routes put themselves in the scope
+    as `route`, plain Starlette routes only their `endpoint`, so those are looked up by
+    endpoint in a table built once, at the first request, from the app's routes."""
+
+    def __init__(self, routes: Callable[[], Iterable[BaseRoute]] = tuple) -> None:
+        self._routes = routes
+        self._by_endpoint: dict[object, str] | None = None
+
+    def label(self, scope: Mapping[str, Any]) -> str:
+        label = route_label(scope)
+        if label != UNMATCHED or "endpoint" not in scope:
+            return label
+        if self._by_endpoint is None:
+            self._by_endpoint = {
+                r.endpoint: r.path for r in self._routes() if type(r) is Route and r.path
+            }
+        return self._by_endpoint.get(scope["endpoint"], UNMATCHED)
 
 
 def status_label(status: int) -> str:

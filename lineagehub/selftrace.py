@@ -1,7 +1,9 @@
 """Our services' own spans (self-tracing), with the OpenTelemetry SDK.
 
-Sampled as the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: follow
-the caller's decision, else sample), batched by the SDK's BatchSpanProcessor (OTEL_BSP_*),
+Sampled as the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG; without them,
+a caller's decision is followed and one in ten of the rest is sampled (DEFAULT_ROOT_RATIO:
+every span costs the service tens of microseconds, and a console's polling or a busy
+ingest must not write a trace per request). Batched by the SDK's BatchSpanProcessor (OTEL_BSP_*),
 and exported as OTLP protobuf onto the `otel-spans` Kafka topic, the path the runs'
 spans take to ClickHouse and Jaeger, and, as for the runs' spans, also straight to
 OTEL_EXPORTER_OTLP_ENDPOINT with LINEAGEHUB_OTLP_DIRECT=1. The exporter's own producer
@@ -20,6 +22,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
 
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import SPANS_TOPIC
@@ -31,9 +34,15 @@ log = logging.getLogger(__name__)
 to be its child."""
 
 DIRECT_ENV = "LINEAGEHUB_OTLP_DIRECT"
+#: The topic our spans go to instead of `otel-spans` (a benchmark keeps its spans out of
+#: the stores this way).
+TOPIC_ENV = "LINEAGEHUB_SELFTRACE_TOPIC"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
 EXPORT_TIMEOUT_S = 15.0
+SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
+#: Of the requests (or records) that arrive without a sampled trace, the share traced.
+DEFAULT_ROOT_RATIO = 0.1
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -114,6 +123,14 @@ def otlp_protocol(environ: Mapping[str, str]) -> str:
     return protocol
 
 
+def default_sampler(environ: Mapping[str, str]) -> Sampler | None:
+    """Our default when OTEL_TRACES_SAMPLER is not set: follow the caller, and sample
+    DEFAULT_ROOT_RATIO of the rest; None (the SDK reads the variables) when it is."""
+    if environ.get(SAMPLER_ENV):
+        return None
+    return ParentBasedTraceIdRatio(DEFAULT_ROOT_RATIO)
+
+
 def tracer_provider(
     service: str, kafka_bootstrap: str, environ: Mapping[str, str] | None = None
 ) -> TracerProvider | None:
@@ -126,14 +143,16 @@ def tracer_provider(
         return None
     exporters: list[SpanExporter] = []
     if kafka_bootstrap:
-        exporters.append(KafkaSpanExporter(kafka_bootstrap))
+        exporters.append(KafkaSpanExporter(kafka_bootstrap, env.get(TOPIC_ENV) or SPANS_TOPIC))
     direct = direct_exporter(env)
     if direct is not None:
         exporters.append(direct)
     if not exporters:
         return None
     service_name = env.get("OTEL_SERVICE_NAME") or service
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}), sampler=default_sampler(env)
+    )
     for target in exporters:
         provider.add_span_processor(BatchSpanProcessor(target))
     return provider

@@ -136,3 +136,34 @@ def test_route_and_status_labels() -> None:
         OTHER,
         OTHER,
     ]
+
+
+def test_the_frameworks_own_routes_count_under_their_templates(server: ServerThread) -> None:
+    """`/openapi.json` and the docs pages are plain Starlette routes, which tell only
+    their endpoint to the scope; they still get their template, not `unmatched`."""
+    framework = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        before = client.get("/metrics").text
+        for path in framework:
+            assert client.get(path).status_code == 200, path
+        assert client.get("/openapi.json/x").status_code == 404
+        text = client.get("/metrics").text
+
+    def counts(metrics: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in metrics.splitlines():
+            match = SERIES.match(line)
+            if match and match.group(1) == "lineagehub_gateway_http_requests_total":
+                labels = dict(LABEL.findall(match.group(2)))
+                if labels["method"] == "GET":
+                    key = f"{labels['route']} {labels['status']}"
+                    out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+        return out
+
+    was, now = counts(before), counts(text)
+    grew = {key: now[key] - was.get(key, 0) for key in now if now[key] != was.get(key, 0)}
+    assert grew == {
+        **{f"{path} 200": 1.0 for path in framework},
+        f"{UNMATCHED} 404": 1.0,
+        "/metrics 200": 1.0,  # the first scrape, counted when it ended
+    }

@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.app import create_app
 from gateway.logs import ACCESS_LOGGER, JsonFormatter
@@ -146,3 +147,49 @@ def test_run_again_continues_the_callers_trace_too(
     created = runs.objects[("team-a", again.json()["name"])]
     annotation = created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION]
     assert annotation.split("-")[1:3] == [CALLER_TRACE, f"{span.context.span_id:016x}"]
+
+
+def test_framework_routes_are_named_by_their_template(
+    client: TestClient, spans: InMemorySpanExporter
+) -> None:
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/docs").status_code == 200
+    client.get("/no/such/page")
+    names = [s.name for s in _server_spans(spans)]
+    assert names == ["GET /openapi.json", "GET /docs", "GET"]
+    routes = [
+        s.attributes.get("http.route") if s.attributes else None for s in _server_spans(spans)
+    ]
+    assert routes == ["/openapi.json", "/docs", None]
+
+
+def test_a_failing_handler_leaves_an_error_span(spans: InMemorySpanExporter) -> None:
+    runs = MemoryRuns()
+    runs.fail = RuntimeError("the store broke")  # type: ignore[assignment]
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = create_app(settings(), publisher=None, runs=runs, tracer_provider=provider)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.post("/api/v1/pipeline/run", json=SPEC, headers=W).status_code == 500
+        assert c.get("/api/v1/pipeline/run/missing", headers=W).status_code == 404
+    failed, missing = _server_spans(spans)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+    assert missing.status.status_code is StatusCode.UNSET
+    assert missing.attributes is not None
+    assert missing.attributes["http.response.status_code"] == 404
+    assert missing.attributes["http.route"] == "/api/v1/pipeline/run/{name}"
+
+
+def test_an_unsampled_request_records_nothing_and_hands_on_the_callers_context(
+    spans: InMemorySpanExporter, runs: MemoryRuns
+) -> None:
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = create_app(settings(), publisher=None, runs=runs, tracer_provider=provider)
+    with TestClient(app) as c:
+        r = c.post("/api/v1/pipeline/run", json=SPEC, headers={**W, "traceparent": TRACEPARENT})
+        assert r.status_code == 201
+    assert spans.get_finished_spans() == ()
+    (created,) = runs.objects.values()
+    assert created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION] == TRACEPARENT

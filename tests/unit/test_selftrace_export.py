@@ -8,10 +8,14 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from gateway.cli import main
-from lineagehub.selftrace import tracer_provider
+from lineagehub.selftrace import DEFAULT_ROOT_RATIO, tracer_provider
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -51,8 +55,9 @@ def direct(
     url, bodies = collector
     monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER"):
+    for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
     return bodies
 
 
@@ -84,6 +89,34 @@ def test_the_sdk_sampler_variables_decide(
         assert not span.is_recording()
     provider.shutdown()
     assert bodies == []
+
+
+def test_by_default_a_callers_decision_is_followed_and_one_root_in_ten_sampled(
+    direct: list[tuple[str, bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER")
+    provider = tracer_provider("svc", "")
+    assert provider is not None
+    sampler = provider.sampler
+    # TraceIdRatioBased keeps a root when its trace id's low 64 bits are under ratio * 2**64.
+    bound = round(DEFAULT_ROOT_RATIO * 2**64)
+
+    def sampled(trace_id: int, parent: Context | None = None) -> bool:
+        result = sampler.should_sample(parent, trace_id, "request")
+        return result.decision is Decision.RECORD_AND_SAMPLE
+
+    assert sampled(bound - 1) and not sampled(bound) and not sampled(2**64 - 1)
+    # The caller's decision, against what the ratio would say of the same trace id.
+    for flags, trace_id, expected in (
+        (TraceFlags.SAMPLED, 2**64 - 1, True),
+        (TraceFlags.DEFAULT, bound - 1, False),
+    ):
+        caller = SpanContext(
+            trace_id, 0xB7AD6B7169203331, is_remote=True, trace_flags=TraceFlags(flags)
+        )
+        parent = trace.set_span_in_context(NonRecordingSpan(caller))
+        assert sampled(trace_id, parent) is expected
+    provider.shutdown()
 
 
 def test_nowhere_to_go_or_disabled_means_untraced(monkeypatch: pytest.MonkeyPatch) -> None:
