@@ -181,6 +181,9 @@ def stage(target: Target, tests: list[str], commit: str, isolation: str) -> Path
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]',
             "use_git_change_detection = false",
             f"process_isolation = {_toml_str(isolation)}",
+            # A server that imported chdb (pytest's collection does) forks children that
+            # hang on a lock of chdb's threads: the server imports no test module.
+            'forkserver_warmup = "none"',
             # Two shared cores: a mutant's tests may take far longer than they did alone.
             "timeout_multiplier = 30.0",
             "timeout_constant = 10.0",
