@@ -22,9 +22,12 @@ from consumers.stats import Stats
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
 from consumers.warehouse.run_summary import run_summary
+from lineagehub import selftrace
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
 log = logging.getLogger(__name__)
+#: The lineage consumer's own spans' service name.
+LINEAGE_SERVICE = "lineage-hub-consumer-lineage"
 
 # SIGTERM to exit, as a pod sees it. Kubernetes sends SIGTERM, waits the pod's
 # terminationGracePeriodSeconds (30 unless set; the chart sets 45 for the consumers,
@@ -200,8 +203,20 @@ def main(argv: list[str]) -> int:
             lanes=args.lanes,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
-        consumer = LineageConsumer(lineage_settings, stats=stats, health=health)
-        asyncio.run(serve(consumer.run, stats, health, args.health_host, args.health_port))
+        # Only this consumer traces itself (its store span continues the producer's
+        # trace); the otel consumer never does: its spans would be about storing spans.
+        try:
+            provider = selftrace.tracer_provider(LINEAGE_SERVICE, args.bootstrap)
+        except ValueError as exc:
+            log.error(str(exc))
+            return 2
+        tracer = provider.get_tracer(LINEAGE_SERVICE) if provider is not None else None
+        consumer = LineageConsumer(lineage_settings, stats=stats, health=health, tracer=tracer)
+        try:
+            asyncio.run(serve(consumer.run, stats, health, args.health_host, args.health_port))
+        finally:
+            if provider is not None:
+                provider.shutdown()  # exports what the batch still holds
         return 0
     return _clickhouse_main(args, health)
 

@@ -13,16 +13,20 @@ is not instrumented, so exporting spans makes no spans.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
+from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import SPANS_TOPIC
@@ -156,3 +160,45 @@ def tracer_provider(
     for target in exporters:
         provider.add_span_processor(BatchSpanProcessor(target))
     return provider
+
+
+_W3C = TraceContextTextMapPropagator()
+_CONTEXT_HEADERS = ("traceparent", "tracestate")
+
+
+def record_context(headers: Sequence[tuple[str, bytes]] | None) -> Context | None:
+    """The trace context a Kafka record's producer put in its headers (the gateway's
+    request span, for a lineage event POSTed to it); None when it carries none."""
+    carrier = {
+        name: value.decode("latin-1")
+        for name, value in headers or ()
+        if name in _CONTEXT_HEADERS and isinstance(value, bytes)
+    }
+    if "traceparent" not in carrier:
+        return None
+    return _W3C.extract(carrier)
+
+
+@contextlib.contextmanager
+def record_span(
+    tracer: Tracer | None,
+    name: str,
+    topic: str,
+    headers: Sequence[tuple[str, bytes]] | None,
+    attributes: Mapping[str, str | int],
+) -> Iterator[Span | None]:
+    """A CONSUMER span, current while a consumer stores one Kafka record, a child of
+    the context the record's headers carry. None (no span work at all) without a
+    tracer, for a record that carries no trace context, and for a record of the spans
+    topic: a consumer never traces its own writing of spans, which would put a span
+    onto `otel-spans` for every span stored, in a loop. Sampling follows the producer's
+    decision (the default sampler is parent-based)."""
+    parent = None if tracer is None or topic == SPANS_TOPIC else record_context(headers)
+    if tracer is None or parent is None:
+        yield None
+        return
+    span_attributes = {"messaging.system": "kafka", "messaging.destination.name": topic}
+    with tracer.start_as_current_span(
+        name, context=parent, kind=SpanKind.CONSUMER, attributes={**span_attributes, **attributes}
+    ) as span:
+        yield span

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode, Tracer
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
@@ -55,6 +57,7 @@ from consumers.offsets import OffsetTracker
 from consumers.retry import Backoff
 from consumers.stats import Stats
 from lineagehub.openlineage_schema import EventKind
+from lineagehub.selftrace import record_span
 from lineagehub.topics import LINEAGE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -200,8 +203,10 @@ class LineageConsumer:
         stats: Stats | None = None,
         health: Health | None = None,
         marquez: MarquezClient | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.s = settings
+        self.tracer = tracer  # our own spans (lineagehub.selftrace); None: untraced
         self.stats = stats or Stats(NAME)
         self.health = health or Health()
         self.marquez = marquez or MarquezClient(
@@ -341,14 +346,19 @@ class LineageConsumer:
             self.stats.inc("processed", topic=record.topic)
 
     async def _handle(self, record: Record, verdict: ValidEvent | Rejection) -> None:
-        if isinstance(verdict, Rejection):
-            await self._dead_letter(record, verdict)
-            return
-        source = f"lineage {record.topic}/{record.partition}@{record.offset}"
-        try:
-            await self._post(record, verdict, source)
-        finally:
-            self.health.recover(source)
+        # A child of the span that produced the record (its `traceparent` header).
+        place = {"messaging.destination.partition.id": str(record.partition)}
+        place["messaging.kafka.offset"] = str(record.offset)
+        headers = getattr(record, "headers", None)
+        with record_span(self.tracer, "store lineage event", record.topic, headers, place):
+            if isinstance(verdict, Rejection):
+                await self._dead_letter(record, verdict)
+                return
+            source = f"lineage {record.topic}/{record.partition}@{record.offset}"
+            try:
+                await self._post(record, verdict, source)
+            finally:
+                self.health.recover(source)
 
     async def _post(self, record: Record, verdict: ValidEvent, source: str) -> None:
         body = record.value or b""
@@ -412,6 +422,7 @@ class LineageConsumer:
                 log.warning("DLQ publish failed, retrying", extra={"error": str(exc)})
                 await asyncio.sleep(self.s.backoff.delay(attempt))
         self.stats.inc("dead_lettered", topic=record.topic, reason=rejection.reason)
+        trace.get_current_span().set_status(StatusCode.ERROR, f"dead-lettered: {rejection.reason}")
 
     # ---- Marquez down: pause, probe, resume -----------------------------------------------
 
