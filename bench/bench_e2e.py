@@ -1,141 +1,332 @@
-"""The example run end to end on the local stack, and 20 runs at once.
+"""The example run end to end on the local stack, where each millisecond goes, and many
+runs at once.
 
     .venv/bin/lineage-hub stack up
-    .venv/bin/python bench/bench_e2e.py [--runs 10] [--concurrent 20]
+    flock /tmp/lh-stack.lock .venv/bin/python bench/bench_e2e.py [--runs 10] \\
+        [--concurrent 20] [--concurrent 50]
 
-For each of `--runs` sequential runs of examples/pipelinerun.yaml: wall time from
-apply to Succeeded, to TraceRecorded=True and to LineageRecorded reaching a verdict,
-with a breakdown from the run's own spans (Jaeger) and status:
-operator (apply -> first stage span), stage work (the stage spans),
-between stages (Job hand-offs and pod starts), telemetry (Succeeded -> the trace
-verified in ClickHouse and Jaeger: publish, consume, store). Then `--concurrent`
-runs applied at once: throughput and the slowest run.
+For each of `--runs` sequential runs of examples/pipelinerun.yaml (created through the
+API, the clock starting just before the create call): seconds to Succeeded, to
+TraceRecorded=True and to a LineageRecorded verdict (median and p95), then the gaps of
+each stage, median over the runs:
+
+  operator        the previous stage's Job Complete (or the create) -> this Job created
+  job controller  Job created -> its Pod created
+  scheduler       Pod created -> Pod bound to the node
+  kubelet start   Pod bound -> the container process started
+  python start    process started -> the stage span starts (imports, config)
+  stage work      the stage span
+  publish + exit  stage span ended -> process exited (lineage, spans, metrics to Kafka)
+  kubelet status  process exited -> Pod Succeeded seen
+  job complete    Pod Succeeded -> Job Complete seen
+and after the last stage, Job Complete -> the run Succeeded. Object times come from
+watches in this process (the API server's timestamps have one-second resolution); the
+process start and exit from the kubelet's record of each container (`exit.json`:
+finishedAt and ranFor); the spans from Jaeger. The gaps add up to apply -> Succeeded,
+give or take the watches' own delivery.
+
+Then each `--concurrent N`: N runs created at once; all must reach a terminal phase
+within `--limit` seconds (any that does not is reported stuck); prints runs/min, the
+median and slowest run, the most stage pods running at once, and what made runs wait:
+the operator's queue (reason Queued) or the scheduler (a pod created but not yet bound).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import itertools
 import json
 import os
 import statistics
-import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from kubernetes import client, config, watch
 
 from stack.cli import stack_env
 from stack.paths import REPO_ROOT
 
+GROUP, VERSION, PLURAL = "lineagehub.io", "v1alpha1", "pipelineruns"
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text())
+STAGES = ("extract", "transform", "load")
+TERMINAL = {"Succeeded", "Failed", "Cancelled"}
+GAPS = (
+    "operator",
+    "job controller",
+    "scheduler",
+    "kubelet start",
+    "python start",
+    "stage work",
+    "publish + exit",
+    "kubelet status",
+    "job complete",
+)
 
 
-def kubectl(*args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["kubectl", *args], input=stdin, capture_output=True, text=True, check=True
-    ).stdout
+class Seen:
+    """First time (epoch seconds, this machine's clock) each object reached each mark."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.at: dict[tuple[str, str], float] = {}
+        self.pod_of_job: dict[str, str] = {}
+        self.queued: set[str] = set()
+        self.phase: dict[str, str] = {}
+        self.trace_id: dict[str, str] = {}
+
+    def mark(self, name: str, what: str, when: float) -> None:
+        with self.lock:
+            self.at.setdefault((name, what), when)
+
+    def get(self, name: str, what: str) -> float | None:
+        with self.lock:
+            return self.at.get((name, what))
 
 
-def apply(ns: str, name: str) -> float:
+def _stream(lister: Callable[..., Any], *args: Any) -> Iterator[dict[str, Any]]:
+    while True:
+        yield from watch.Watch().stream(lister, *args, timeout_seconds=30)  # type: ignore[no-untyped-call]
+
+
+def watch_jobs(ns: str, seen: Seen) -> None:
+    for event in _stream(client.BatchV1Api().list_namespaced_job, ns):
+        now, job = time.time(), event["object"]
+        seen.mark(job.metadata.name, "job added", now)
+        conditions = job.status.conditions or []
+        if any(c.type == "Complete" and c.status == "True" for c in conditions):
+            seen.mark(job.metadata.name, "job complete", now)
+
+
+def watch_pods(ns: str, seen: Seen) -> None:
+    for event in _stream(client.CoreV1Api().list_namespaced_pod, ns):
+        now, pod = time.time(), event["object"]
+        job = (pod.metadata.labels or {}).get("job-name")
+        if not job:
+            continue
+        with seen.lock:
+            seen.pod_of_job[job] = pod.metadata.name
+        seen.mark(job, "pod added", now)
+        if pod.spec.node_name:
+            seen.mark(job, "pod bound", now)
+        if pod.status.phase == "Succeeded":
+            seen.mark(job, "pod succeeded", now)
+
+
+def watch_runs(ns: str, seen: Seen) -> None:
+    lister = client.CustomObjectsApi().list_namespaced_custom_object
+    for event in _stream(lister, GROUP, VERSION, ns, PLURAL):
+        now, run = time.time(), event["object"]
+        name, status = run["metadata"]["name"], run.get("status") or {}
+        conditions = {c["type"]: c for c in status.get("conditions") or []}
+        with seen.lock:
+            seen.phase[name] = status.get("phase") or ""
+            if status.get("traceId"):
+                seen.trace_id[name] = status["traceId"]
+            if conditions.get("Succeeded", {}).get("reason") == "Queued":
+                seen.queued.add(name)
+        if status.get("phase") in TERMINAL:
+            seen.mark(name, "finished", now)
+        if conditions.get("TraceRecorded", {}).get("status") == "True":
+            seen.mark(name, "trace", now)
+        if conditions.get("LineageRecorded", {}).get("status") in {"True", "False"}:
+            seen.mark(name, "lineage", now)
+
+
+def create(api: client.CustomObjectsApi, ns: str, name: str) -> float:
     doc: dict[str, Any] = copy.deepcopy(EXAMPLE)
     doc["metadata"] = {"name": name, "namespace": ns}
     doc["spec"]["sink"]["uri"] = f"file:///data/output/{ns}/{name}.parquet"
-    kubectl("apply", "-f", "-", stdin=json.dumps(doc))
-    return time.monotonic()
+    doc["spec"].pop("ttlSecondsAfterFinished", None)
+    t0 = time.time()
+    api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc)
+    return t0
 
 
-def status(ns: str, name: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(kubectl("get", "pipelinerun", name, "-n", ns, "-o", "json"))
-    return body.get("status") or {}
+def wait_for(seen: Seen, name: str, marks: tuple[str, ...], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while not all(seen.get(name, m) for m in marks):
+        if time.monotonic() > deadline:
+            missing = [m for m in marks if not seen.get(name, m)]
+            raise SystemExit(f"{name}: no {missing} within {limit:.0f} s")
+        time.sleep(0.05)
 
 
-def verdict(st: dict[str, Any], kind: str) -> str | None:
-    return next((c["status"] for c in st.get("conditions") or [] if c["type"] == kind), None)
-
-
-def follow(ns: str, name: str, t0: float, limit: float = 300) -> dict[str, float]:
-    """Seconds from t0 to each milestone of one run."""
-    marks: dict[str, float] = {}
-    while time.monotonic() - t0 < limit:
-        st = status(ns, name)
-        now = time.monotonic() - t0
-        if st.get("phase") in {"Succeeded", "Failed"}:
-            marks.setdefault("finished", now)
-        if verdict(st, "TraceRecorded") == "True":
-            marks.setdefault("trace", now)
-        lineage = verdict(st, "LineageRecorded")
-        if lineage in {"True", "False"}:
-            marks.setdefault("lineage", now)
-            marks["lineage_true"] = float(lineage == "True")
-        if {"finished", "trace", "lineage"} <= marks.keys():
-            return marks
-        time.sleep(0.2)
-    raise SystemExit(f"{ns}/{name} did not reach its verdicts within {limit:.0f}s: {marks}")
-
-
-def breakdown(env: dict[str, str], trace_id: str) -> dict[str, float]:
-    spans = httpx.get(f"{env['JAEGER_QUERY_URL']}/api/traces/{trace_id}", timeout=10).json()
-    spans = spans["data"][0]["spans"]
-    root = next(s for s in spans if s["operationName"].startswith("PipelineRun "))
-    stages = sorted(
-        (s for s in spans if s["operationName"].startswith("stage ")), key=lambda s: s["startTime"]
+def container_times(state: Path, ns: str, pod: str) -> tuple[float, float]:
+    """(start, exit) epoch seconds of the pod's stage process, from the kubelet's record."""
+    (folder,) = (state / "data" / "kubelet" / "pods").glob(f"{ns}_{pod}_*")
+    attempts = sorted(
+        (p for p in (folder / "containers" / "stage").iterdir() if p.name.isdigit()),
+        key=lambda p: int(p.name),
     )
-    work = sum(s["duration"] for s in stages) / 1e6
-    first = (stages[0]["startTime"] - root["startTime"]) / 1e6
-    total = root["duration"] / 1e6
-    return {"operator": first, "stage work": work, "between stages": total - first - work}
+    info = json.loads((attempts[-1] / "exit.json").read_text())
+    finished = datetime.fromisoformat(info["finishedAt"][:26].rstrip("Z") + "+00:00")
+    exited = finished.timestamp()
+    return exited - float(info["ranFor"]), exited
+
+
+def stage_spans(jaeger: str, trace_id: str) -> dict[str, tuple[float, float]]:
+    """{stage: (start, end)} epoch seconds of each stage span of a trace."""
+    body = httpx.get(f"{jaeger}/api/traces/{trace_id}", timeout=10).json()
+    spans = {}
+    for span in body["data"][0]["spans"]:
+        op = span["operationName"]
+        if op.startswith("stage "):
+            start = span["startTime"] / 1e6
+            spans[op.removeprefix("stage ")] = (start, start + span["duration"] / 1e6)
+    return spans
+
+
+def gaps(seen: Seen, state: Path, jaeger: str, ns: str, name: str, t0: float) -> dict[str, float]:
+    """Milliseconds of each gap of each stage of one finished run (`<stage> <gap>`)."""
+    spans: dict[str, tuple[float, float]] = {}
+    for _ in range(50):  # Jaeger indexes spans a little after TraceRecorded
+        spans = stage_spans(jaeger, seen.trace_id[name])
+        if len(spans) == len(STAGES):
+            break
+        time.sleep(0.2)
+    out: dict[str, float] = {}
+    before = t0
+    for stage in STAGES:
+        job = f"{name}-{stage}"
+        start, exited = container_times(state, ns, seen.pod_of_job[job])
+        span_start, span_end = spans[stage]
+        at = {m: seen.get(job, m) or 0.0 for m in ("job added", "pod added", "pod bound")}
+        done = {m: seen.get(job, m) or 0.0 for m in ("pod succeeded", "job complete")}
+        points = (
+            before,
+            at["job added"],
+            at["pod added"],
+            at["pod bound"],
+            start,
+            span_start,
+            span_end,
+            exited,
+            done["pod succeeded"],
+            done["job complete"],
+        )
+        for label, (a, b) in zip(GAPS, itertools.pairwise(points), strict=True):
+            out[f"{stage} {label}"] = (b - a) * 1000
+        before = done["job complete"]
+    out["run succeeded"] = ((seen.get(name, "finished") or 0.0) - before) * 1000
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def sequential(
+    api: client.CustomObjectsApi, seen: Seen, ns: str, runs: int, state: Path, jaeger: str
+) -> None:
+    rows: list[dict[str, float]] = []
+    for i in range(runs):
+        name = f"seq-{i}"
+        t0 = create(api, ns, name)
+        wait_for(seen, name, ("finished", "trace", "lineage"), 300)
+        row = {m: (seen.get(name, m) or 0.0) - t0 for m in ("finished", "trace", "lineage")}
+        row.update(gaps(seen, state, jaeger, ns, name, t0))
+        rows.append(row)
+    print(f"example run, {runs} times in a row (seconds: median / p95):")
+    for key, label in (
+        ("finished", "create -> Succeeded"),
+        ("trace", "create -> TraceRecorded=True"),
+        ("lineage", "create -> LineageRecorded verdict"),
+    ):
+        values = [r[key] for r in rows]
+        print(f"  {label:<36} {statistics.median(values):6.2f} / {pct(values, 0.95):6.2f}")
+    print("where the time goes (ms, median over the runs):")
+    print(f"  {'gap':<16}" + "".join(f"{s:>10}" for s in STAGES) + f"{'sum':>10}")
+    total = 0.0
+    for gap in GAPS:
+        med = [statistics.median(r[f"{s} {gap}"] for r in rows) for s in STAGES]
+        total += sum(med)
+        print(f"  {gap:<16}" + "".join(f"{v:>10.0f}" for v in med) + f"{sum(med):>10.0f}")
+    last = statistics.median(r["run succeeded"] for r in rows)
+    print(f"  {'load Job Complete -> run Succeeded':<46}{last:>10.0f}")
+    print(f"  {'sum of the medians':<46}{total + last:>10.0f}")
+
+
+def concurrent(
+    api: client.CustomObjectsApi, seen: Seen, ns: str, n: int, limit: float, state: Path
+) -> None:
+    names = [f"burst{n}-{i}" for i in range(n)]
+    starts = {name: create(api, ns, name) for name in names}
+    t0 = min(starts.values())
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and not all(seen.get(m, "finished") for m in names):
+        time.sleep(0.2)
+    done = {m: seen.get(m, "finished") for m in names}
+    finished = [m for m in names if done[m]]
+    stuck = [m for m in names if not done[m]]
+    wall = max((done[m] or 0.0) for m in finished) - t0 if finished else limit
+    each = [(done[m] or 0.0) - starts[m] for m in finished]
+    phases: dict[str, int] = {}
+    for m in names:
+        phases[seen.phase.get(m, "?")] = phases.get(seen.phase.get(m, "?"), 0) + 1
+    waited = 0
+    intervals: list[tuple[float, float]] = []
+    for m in finished:
+        for stage in STAGES:
+            job = f"{m}-{stage}"
+            added, bound = seen.get(job, "pod added"), seen.get(job, "pod bound")
+            if added and bound and bound - added > 0.5:
+                waited += 1
+            if job in seen.pod_of_job:
+                # (no record: a stage that never ran, as an earlier one failed)
+                with contextlib.suppress(ValueError, OSError, KeyError):
+                    intervals.append(container_times(state, ns, seen.pod_of_job[job]))
+    edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    queued = sum(1 for m in names if m in seen.queued)
+    print(
+        f"{n} runs at once: {len(finished)} terminal ({phases}) in {wall:.1f} s = "
+        f"{len(finished) / wall * 60:.1f} runs/min; per run median "
+        f"{statistics.median(each) if each else 0:.1f} s, slowest {max(each, default=0):.1f} s; "
+        f"stuck {len(stuck)}{' ' + str(stuck[:5]) if stuck else ''}"
+    )
+    print(
+        f"  waiting: {queued} runs queued by the operator (reason Queued), {waited} stage pods "
+        f"waited > 0.5 s for the scheduler; at most {most} stage processes ran at once"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--concurrent", type=int, action="append", default=[])
+    parser.add_argument("--limit", type=float, default=600, help="seconds a burst may take")
     args = parser.parse_args()
     env = stack_env()
     os.environ.update(env)
+    config.load_kube_config(config_file=env["KUBECONFIG"])  # type: ignore[no-untyped-call]
+    state = Path(env["LINEAGE_HUB_STATE"])
+    api, core = client.CustomObjectsApi(), client.CoreV1Api()
     ns = f"bench-e2e-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", ns)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    seen = Seen()
+    for target in (watch_jobs, watch_pods, watch_runs):
+        threading.Thread(target=target, args=(ns, seen), daemon=True).start()
+    time.sleep(1.0)  # the watches have started listing
     try:
-        rows: list[dict[str, float]] = []
-        for i in range(args.runs):
-            name = f"seq-{i}"
-            marks = follow(ns, name, apply(ns, name))
-            parts = breakdown(env, status(ns, name)["traceId"])
-            parts["telemetry"] = marks["trace"] - marks["finished"]
-            rows.append({**marks, **parts})
-        print(f"example run, {args.runs} times in a row (median seconds):")
-        for key, label in (
-            ("finished", "apply -> Succeeded"),
-            ("trace", "apply -> TraceRecorded=True"),
-            ("lineage", "apply -> LineageRecorded verdict"),
-            ("operator", "  operator (apply -> extract span)"),
-            ("stage work", "  stage work (3 stage spans)"),
-            ("between stages", "  between stages (hand-off + pod start)"),
-            ("telemetry", "  publish + consume + store (Succeeded -> trace verified)"),
-        ):
-            print(f"  {label:<58} {statistics.median(r[key] for r in rows):7.2f}")
-        lineage_true = sum(r["lineage_true"] for r in rows)
-        print(f"  LineageRecorded=True in {lineage_true:.0f} of {args.runs} runs")
-        names = [f"burst-{i}" for i in range(args.concurrent)]
-        t0 = time.monotonic()
-        starts = {n: apply(ns, n) for n in names}
-        done: dict[str, float] = {}
-        while len(done) < len(names):
-            for n in names:
-                if n not in done and status(ns, n).get("phase") in {"Succeeded", "Failed"}:
-                    done[n] = time.monotonic()
-            time.sleep(0.5)
-        wall = max(done.values()) - t0
-        slowest = max(done[n] - starts[n] for n in names)
-        print(
-            f"{args.concurrent} runs at once: all done in {wall:.1f} s "
-            f"({args.concurrent / wall * 60:.1f} runs/min), slowest run {slowest:.1f} s"
-        )
+        if args.runs:
+            sequential(api, seen, ns, args.runs, state, env["JAEGER_QUERY_URL"])
+        for n in args.concurrent:
+            concurrent(api, seen, ns, n, args.limit, state)
     finally:
-        kubectl("delete", "namespace", ns, "--wait=false")
+        core.delete_namespace(ns)
 
 
 if __name__ == "__main__":
