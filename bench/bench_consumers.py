@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
@@ -42,11 +43,13 @@ from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import join
-from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
+from consumers.otel.consumer import GC_THRESHOLD, Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import TABLES
 from consumers.otel.decode import METRIC_TABLES, decode_metric_columns, decode_trace_columns
 from consumers.samples import T0, lineage_bytes, metrics_request, run_trace
 from consumers.testkit import create_topics, produce, unique, wait_drained
+
+DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
 
 def metric_points(run_id: str, copies: int) -> bytes:
@@ -85,8 +88,11 @@ async def bench_otel_topic(
     tables: Sequence[str],
     batch_rows: int,
     counted: Sequence[str],
+    tune_gc: bool,
 ) -> None:
-    """One kind of OTLP record through the otel consumer into chdb, beside the baseline."""
+    """One kind of OTLP record through the otel consumer into chdb, beside the baseline;
+    with the consumer's GC thresholds (`tune_gc`) or CPython's defaults."""
+    gc.set_threshold(*(GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD))
     total = len(requests) * per_request
     started = time.process_time()
     decoded = [decoder(r) for r in requests]
@@ -108,6 +114,7 @@ async def bench_otel_topic(
                 parts = [d[table] for d in decoded[i : i + step]]
                 await backend.insert(TABLES[table], join(TABLES[table], parts), f"bench/{i}")
         insert_rate = total / (time.perf_counter() - started)
+        del decoded  # the consumer's process holds only the batches in flight
         for table in tables:
             await backend.query(f"TRUNCATE TABLE otel.{table}")
 
@@ -119,6 +126,7 @@ async def bench_otel_topic(
             max_batch_messages=max(2_000, step),
             fetch_max_records=max(2_000, step),
             max_batch_wait=0.5,
+            tune_gc=tune_gc,
         )
         consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
         run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
@@ -127,10 +135,13 @@ async def bench_otel_topic(
             (row,) = await backend.query(f"SELECT count() AS n FROM otel.{table}")
             stored += int(row["n"])
         await backend.close()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLD)
     assert stored == total, (stored, total)
     ours = run.sustained * per_request
     unit = f"{what}/s"
-    print(f"otel {what}: {len(requests)} records, {total} {what}, batches of <= {batch_rows} rows")
+    how = f"GC thresholds {GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD}"
+    print(f"otel {what}, {how}: {len(requests)} records, {total} {what}")
+    print(f"  batches of <= {batch_rows} rows")
     print(f"  decode only (columns)            {decode_rate:>10,.0f} {unit} (CPU time)")
     print(f"  chdb insert only (Arrow stream)    {insert_rate:>10,.0f} {unit}")
     print(f"  baseline: consume + parse        {baseline:>10,.0f} {unit} (aiokafka, no store)")
@@ -141,32 +152,39 @@ async def bench_otel_topic(
     )
 
 
-async def bench_otel(bootstrap: str, messages: int, batch_rows: int) -> None:
+async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bool) -> None:
+    """Spans, then metric points; each with CPython's GC thresholds, then the consumer's."""
     spans = [run_trace(str(uuid.uuid4()), children=2).SerializeToString() for _ in range(messages)]
-    await bench_otel_topic(
-        bootstrap,
-        "spans",
-        spans,
-        10,  # root + 3 stages + 2 children each
-        decode_trace_columns,
-        lambda raw: ExportTraceServiceRequest.FromString(raw or b""),
-        ("otel_traces", "pipeline_runs"),
-        batch_rows,
-        ("otel_traces",),
-    )
+    for tune_gc in (False, True):
+        await bench_otel_topic(
+            bootstrap,
+            "spans",
+            spans,
+            10,  # root + 3 stages + 2 children each
+            decode_trace_columns,
+            lambda raw: ExportTraceServiceRequest.FromString(raw or b""),
+            ("otel_traces", "pipeline_runs"),
+            batch_rows,
+            ("otel_traces",),
+            tune_gc,
+        )
+    if not metrics:
+        return
     copies = 4
     points = [metric_points(str(uuid.uuid4()), copies) for _ in range(messages)]
-    await bench_otel_topic(
-        bootstrap,
-        "points",
-        points,
-        3 * copies + 2,
-        decode_metric_columns,
-        lambda raw: ExportMetricsServiceRequest.FromString(raw or b""),
-        [t.name for t in METRIC_TABLES],
-        batch_rows,
-        [t.name for t in METRIC_TABLES],
-    )
+    for tune_gc in (False, True):
+        await bench_otel_topic(
+            bootstrap,
+            "points",
+            points,
+            3 * copies + 2,
+            decode_metric_columns,
+            lambda raw: ExportMetricsServiceRequest.FromString(raw or b""),
+            [t.name for t in METRIC_TABLES],
+            batch_rows,
+            [t.name for t in METRIC_TABLES],
+            tune_gc,
+        )
 
 
 class StubMarquez:
@@ -279,11 +297,12 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--stub-marquez", action="store_true")
     parser.add_argument("--only", choices=("otel", "lineage"))
+    parser.add_argument("--no-metrics", action="store_true", help="otel: spans only")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     marquez = None if args.stub_marquez else os.environ.get("MARQUEZ_URL")
     if args.only in (None, "otel"):
-        await bench_otel(bootstrap, args.spans_messages, args.batch_rows)
+        await bench_otel(bootstrap, args.spans_messages, args.batch_rows, not args.no_metrics)
     if args.only in (None, "lineage"):
         await bench_lineage(bootstrap, marquez, args.events)
 

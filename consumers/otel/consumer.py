@@ -37,6 +37,7 @@ then its rows fail again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import time
@@ -71,6 +72,15 @@ log = logging.getLogger(__name__)
 NAME = "otel"
 PENDING = "pending:"
 
+# Decoding allocates container objects per span (attribute dicts, each record's column
+# lists) and a batch keeps them alive until it is inserted. With CPython's default
+# thresholds (a collection every 700 allocations, an older generation every 10 of those)
+# the collector rescans the batches in flight again and again: about a third of the
+# CPU time of decoding a batch and building its Arrow table went to that (py-spy, and
+# `bench/bench_consumers.py`, which compares both). Fewer, larger young collections find
+# the same garbage.
+GC_THRESHOLD = (10_000, 10, 10)
+
 # A record's rows per table: `columns.Columns` (the OTLP decoders) or row dicts.
 Decoder = Callable[[bytes | None], Mapping[str, Rows]]
 DECODERS: dict[str, Decoder] = {
@@ -97,6 +107,7 @@ class OtelSettings:
     revoke_timeout: float = 10.0
     ttl_days: int = 0
     fetch_max_records: int = 2_000
+    tune_gc: bool = True  # GC_THRESHOLD for the process (the bench compares without)
     client_id: str = "lineagehub-otel"
     name: str = NAME  # the consumer's name in metrics, logs and dead letters
 
@@ -202,6 +213,8 @@ class OtelConsumer:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.s.tune_gc:
+            gc.set_threshold(*GC_THRESHOLD)
         statements = self.schema.create(self.backend.database, self.s.ttl_days)
         await self._retry("create tables", lambda: self.backend.setup(statements))
         self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
