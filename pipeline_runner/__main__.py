@@ -1,5 +1,5 @@
 """`python -m pipeline_runner <extract|transform|load>`: one stage, as `lineage-hub stage`."""
 
-from pipeline_runner.cli import stage_main
+from pipeline_runner.cli import stage_process
 
-raise SystemExit(stage_main())
+stage_process()

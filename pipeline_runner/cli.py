@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import secrets
 import sys
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
@@ -79,6 +80,19 @@ def stage_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     stage = StageName(args.stage)
     return _stage(stage, args.emit, sys.stdout, sys.stderr)
+
+
+def stage_process(argv: Sequence[str] | None = None) -> NoReturn:
+    """`stage_main` as a stage container's whole process (`lineage-hub stage`, `python -m
+    pipeline_runner`): once the stage has written everything, the process ends without
+    the interpreter's teardown, which frees every module and object one by one (~0.1 s
+    of CPU with polars, pydantic and OpenTelemetry loaded) for a process that is about
+    to exit anyway. Exit handlers still run and the standard streams are flushed."""
+    code = stage_main(argv)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _invalid(exc: ValueError) -> str:
