@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from stack import paths, progress, supervisor
 from stack import ports as stack_ports
@@ -66,6 +67,17 @@ def status_table(rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
+def resident_mib(pid: int) -> str:
+    """A process's resident memory (VmRSS, what `ps` and `top` show) in MiB; - if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return f"{int(line.split()[1]) / 1024:.0f} MiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lineage-hub stack", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -73,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--only", help="comma-separated pieces or groups (e.g. controlplane,kafka)")
     down = sub.add_parser("down", help="stop the pieces")
     down.add_argument("--only")
-    sub.add_parser("status", help="each piece: state, ports, pid, version, log")
+    sub.add_parser("status", help="each piece: state, pid, resident memory, ports, version, log")
     sub.add_parser("env", help="print the endpoints as `export` lines")
     logs = sub.add_parser("logs", help="print a piece's log")
     logs.add_argument("piece")
@@ -111,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         return 0
     if args.cmd == "status":
-        rows = [("PIECE", "STATE", "PID", "PORTS", "VERSION", "LOG")]
+        rows = [("PIECE", "STATE", "PID", "RSS", "PORTS", "VERSION", "LOG")]
         for piece in ALL:
             proc = supervisor.running(piece)
+            rss = "-"
             if not getattr(piece, "server", True):
                 state, pid = "tool", "-"
             elif proc is None:
                 state, pid = "down", "-"
             else:
                 state, pid = ("ready" if piece.ready() else "starting"), str(proc.pid)
+                rss = resident_mib(proc.pid)
             ports = ",".join(map(str, piece.ports)) or "-"
-            rows.append((piece.name, state, pid, ports, piece.version or "-", str(piece.log)))
+            version = piece.version or "-"
+            rows.append((piece.name, state, pid, rss, ports, version, str(piece.log)))
         print("\n".join(status_table(rows)))
         return 0
     if args.cmd == "env":
