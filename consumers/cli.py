@@ -1,4 +1,9 @@
-"""`lineage-hub consume lineage|otel`: run one consumer until SIGTERM/SIGINT."""
+"""`lineage-hub consume lineage|otel|warehouse`: run one consumer until SIGTERM/SIGINT.
+
+The ClickHouse side (chdb, pyarrow, clickhouse-driver: ~270 MiB resident once loaded,
+chdb's library alone ~200 MiB) is imported only by the commands that write to it, so
+`consume lineage` stays small at rest.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,19 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from consumers import logs
 from consumers.health import ApiHandler, Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
-from consumers.otel.backend import Backend, BackendError, ChdbBackend, open_backend
-from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
-from consumers.otel.decode import decode_metrics, decode_trace_tables
-from consumers.otel.trace_summary import trace_summary
 from consumers.sql_http import Runner
 from consumers.stats import Stats
-from consumers.warehouse.ddl import LINEAGE_SCHEMA
-from consumers.warehouse.decode import decode_lineage
-from consumers.warehouse.run_summary import run_summary
 from lineagehub import selftrace
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
+
+if TYPE_CHECKING:
+    from consumers.otel.backend import Backend
+    from consumers.otel.consumer import OtelConsumer
 
 log = logging.getLogger(__name__)
 #: The lineage consumer's own spans' service name.
@@ -225,6 +228,11 @@ def _batch_consumers(
     args: argparse.Namespace, backend: Backend, stats: Stats, health: Health
 ) -> list[OtelConsumer]:
     """The otel consumer and/or the lineage warehouse writer, sharing one backend."""
+    from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
+    from consumers.otel.decode import decode_metrics, decode_trace_tables
+    from consumers.warehouse.ddl import LINEAGE_SCHEMA
+    from consumers.warehouse.decode import decode_lineage
+
     common = {
         "bootstrap": args.bootstrap,
         "max_batch_rows": args.batch_rows,
@@ -267,6 +275,10 @@ def _batch_consumers(
 
 
 def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
+    from consumers.otel.backend import BackendError, ChdbBackend, open_backend
+    from consumers.otel.trace_summary import trace_summary
+    from consumers.warehouse.run_summary import run_summary
+
     stats = Stats(args.command)
     try:
         backend = open_backend(

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from consumers import cli, logs
@@ -36,3 +39,17 @@ def test_flags_default_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_unknown_subcommand_exits() -> None:
     with pytest.raises(SystemExit):
         cli.main(["nope"])
+
+
+def test_the_lineage_consumer_loads_nothing_of_clickhouse() -> None:
+    """`consume lineage` must stay small at rest: chdb alone maps ~200 MiB, pyarrow and
+    clickhouse-driver (with numpy) most of the rest; only the ClickHouse commands load them."""
+    heavy = ("chdb", "pyarrow", "clickhouse_driver", "numpy", "polars", "kopf")
+    code = (
+        "import sys; from consumers import cli; "
+        "cli._parser().parse_args(['lineage']); "
+        "from consumers.lineage.consumer import LineageConsumer; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
