@@ -80,7 +80,9 @@ TARGETS = [
         # lock): the lineage loop's dispatch/commit/revoke/pause, the otel batch/commit path.
         integration_tests=[
             "tests/integration/test_consumer_lineage_kafka.py",
+            "tests/integration/test_consumer_delivery_mutants.py",
             "tests/integration/test_consumer_otel.py",
+            "tests/integration/test_otel_delivery.py",
         ],
         skip_lines=QUIET_LINES,
     ),
