@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,8 @@ class Delivery:
             self.sent += 1
         except Exception as exc:  # any broker failure: warn once, keep the data result
             self.lost += 1
+            if self.error is not None:  # a send made at the same time failed first
+                return
             self.error = one_line(
                 f"could not publish to {self.emitter.description} ({topic}): "
                 f"{type(exc).__name__}: {first_line(exc)}",
@@ -209,6 +212,7 @@ async def run_stage(
             result.error_kind, reported = ErrorKind.INTERNAL_ERROR, result
         if reported is not None and not reported.ok:  # the sum fails the stage
             result.error, result.error_kind = reported.error, reported.error_kind
+    sends: list[Awaitable[None]] = []
     if reported is not None:
         event_type = "COMPLETE" if reported.ok else "FAIL"
         stack = None
@@ -217,11 +221,16 @@ async def run_stage(
         event = stage_event(
             event_type, cfg, _now(), result=reported, error=reported.error, stack=stack
         )
-        await delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event))
+        sends.append(
+            asyncio.ensure_future(delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event)))
+        )
+    # The spans and metrics are encoded while COMPLETE is in flight, then all three are
+    # acknowledged together: they go to different topics, with no order to keep.
     batch = await asyncio.to_thread(tel.finish)
-    await delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans)
+    sends.append(delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans))
     if batch.metrics is not None:
-        await delivery.send(METRICS_TOPIC, tel.service_name, batch.metrics)
+        sends.append(delivery.send(METRICS_TOPIC, tel.service_name, batch.metrics))
+    await asyncio.gather(*sends)
     if termination_log is not None:
         write_termination_message(termination_log, result, delivery.stderr)
     return StageRun(config=cfg, result=result, telemetry=batch)
