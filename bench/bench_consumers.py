@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -41,11 +41,17 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
+from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import ChdbBackend
-from consumers.otel.columns import join
+from consumers.otel.columns import Pending, Rows, join
 from consumers.otel.consumer import GC_THRESHOLD, Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import TABLES
-from consumers.otel.decode import METRIC_TABLES, decode_metric_columns, decode_trace_columns
+from consumers.otel.decode import (
+    METRIC_TABLES,
+    DecodeError,
+    decode_metric_columns,
+    decode_trace_columns,
+)
 from consumers.samples import T0, lineage_bytes, metrics_request, run_trace
 from consumers.testkit import create_topics, produce, unique, wait_drained
 
@@ -95,7 +101,8 @@ async def bench_otel_topic(
     gc.set_threshold(*(GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD))
     total = len(requests) * per_request
     started = time.process_time()
-    decoded = [decoder(r) for r in requests]
+    step = max(1, batch_rows // per_request)
+    decoded = settle([decoder(r) for r in requests], step)
     decode_rate = total / (time.process_time() - started)
 
     topic, group = unique(f"bench-{what}"), unique("g")
@@ -107,7 +114,6 @@ async def bench_otel_topic(
         backend = ChdbBackend(str(Path(tmp) / "chdb"))
         await backend.setup()
         # Insert only: the decoded columns straight into chdb, in batches of ~batch_rows.
-        step = max(1, batch_rows // per_request)
         started = time.perf_counter()
         for i in range(0, len(decoded), step):
             for table in tables:
@@ -139,10 +145,10 @@ async def bench_otel_topic(
     assert stored == total, (stored, total)
     ours = run.sustained * per_request
     unit = f"{what}/s"
-    how = f"GC thresholds {GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD}"
+    how = f"{decoder.__name__}, GC thresholds {GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD}"
     print(f"otel {what}, {how}: {len(requests)} records, {total} {what}")
     print(f"  batches of <= {batch_rows} rows")
-    print(f"  decode only (columns)            {decode_rate:>10,.0f} {unit} (CPU time)")
+    print(f"  decode only                      {decode_rate:>10,.0f} {unit} (CPU time)")
     print(f"  chdb insert only (Arrow stream)    {insert_rate:>10,.0f} {unit}")
     print(f"  baseline: consume + parse        {baseline:>10,.0f} {unit} (aiokafka, no store)")
     print(f"  Kafka -> chdb, sustained         {ours:>10,.0f} {unit}  ratio {ours / baseline:.2f}")
@@ -152,16 +158,40 @@ async def bench_otel_topic(
     )
 
 
+def settle(decoded: list[Mapping[str, Rows | Pending]], step: int) -> list[Mapping[str, Rows]]:
+    """Records left to their batch (`columns.Pending`) decoded in batches of `step`
+    records, as the consumer does when it flushes."""
+    out: list[Mapping[str, Rows]] = []
+    for i in range(0, len(decoded), step):
+        chunk = decoded[i : i + step]
+        pending = [t for tables in chunk for t in tables.values() if isinstance(t, Pending)]
+        results = iter(pending[0].batch([p.raw for p in pending]) if pending else [])
+        for tables in chunk:
+            if any(isinstance(t, Pending) for t in tables.values()):
+                result = next(results)
+                assert not isinstance(result, DecodeError), result
+                out.append(result)
+            else:
+                out.append({k: v for k, v in tables.items() if not isinstance(v, Pending)})
+    return out
+
+
 async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bool) -> None:
     """Spans, then metric points; each with CPython's GC thresholds, then the consumer's."""
     spans = [run_trace(str(uuid.uuid4()), children=2).SerializeToString() for _ in range(messages)]
-    for tune_gc in (False, True):
+    # The row decoder as it was (CPython's GC thresholds), with the consumer's thresholds,
+    # then the consumer's decoder (a batch at a time into Arrow).
+    for decoder, tune_gc in (
+        (decode_trace_columns, False),
+        (decode_trace_columns, True),
+        (decode_trace_requests, True),
+    ):
         await bench_otel_topic(
             bootstrap,
             "spans",
             spans,
             10,  # root + 3 stages + 2 children each
-            decode_trace_columns,
+            decoder,
             lambda raw: ExportTraceServiceRequest.FromString(raw or b""),
             ("otel_traces", "pipeline_runs"),
             batch_rows,

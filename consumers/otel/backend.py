@@ -6,7 +6,7 @@ only in how the rows travel: chdb reads one Arrow stream per insert (built colum
 column from `columns.Columns`), the native protocol takes typed rows from
 clickhouse-driver.
 
-An insert takes `Columns` (what the decoders give) or a list of row dicts.
+An insert takes `Columns` or `ArrowRows` (what the decoders give) or a list of row dicts.
 
 Both clients are blocking, so calls run in a worker thread, one at a time per backend.
 """
@@ -32,11 +32,11 @@ import pyarrow as pa
 from chdb import session as _chdb_session
 from clickhouse_driver import Client, errors
 
-from consumers.otel.columns import Columns
+from consumers.otel.columns import ArrowRows, Columns
 from consumers.otel.ddl import Table, create_statements, dedup_settings, insert_prefix
 
 Row = Mapping[str, Any]
-Rows = Sequence[Row] | Columns
+Rows = Sequence[Row] | Columns | ArrowRows
 # chdb's session API is only partly annotated.
 _chdb: Any = _chdb_session
 
@@ -196,7 +196,9 @@ class ChdbBackend:
 
     def _insert_arrow(self, sql: str, table: Table, rows: Rows) -> None:
         try:
-            columns = rows if isinstance(rows, Columns) else Columns.from_rows(table, rows)
+            columns = (
+                rows if isinstance(rows, Columns | ArrowRows) else Columns.from_rows(table, rows)
+            )
             arrow = columns.to_arrow()
         except (KeyError, TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
             # The rows themselves (a missing column, a value its type cannot hold, text
@@ -296,7 +298,7 @@ class NativeBackend:
     async def insert(self, table: Table, rows: Rows, token: str) -> None:
         if not len(rows):
             return
-        dicts = rows.rows() if isinstance(rows, Columns) else rows
+        dicts = rows if isinstance(rows, Sequence) else rows.rows()
         data = [tuple(row[c] for c in table.columns) for row in dicts]
         await asyncio.to_thread(
             self._execute,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from consumers.otel.ddl import Table
 
@@ -216,6 +217,22 @@ def _map_array(sizes: list[int], keys: list[str], values: list[str]) -> pa.Array
     )
 
 
+def _arrow_type(kind: str) -> pa.DataType:
+    if kind == "map":
+        return _MAP
+    if kind == "a:map":
+        return pa.list_(_MAP)
+    if kind.startswith("a:"):
+        return pa.list_(_SCALARS[kind[2:]])
+    return _SCALARS[kind]
+
+
+@functools.cache
+def arrow_schema(table: Table) -> pa.Schema:
+    """The Arrow schema of `Columns(table).to_arrow()`, for tables built otherwise."""
+    return pa.schema([pa.field(c, _arrow_type(table.kind(c))) for c in table.columns])
+
+
 def _arrow(kind: str, slots: Slots) -> pa.Array:
     if len(slots) == 1:
         return pa.array(slots[0], _SCALARS[kind])
@@ -226,16 +243,106 @@ def _arrow(kind: str, slots: Slots) -> pa.Array:
     return pa.ListArray.from_arrays(_offsets(slots[0]), pa.array(slots[1], _SCALARS[kind[2:]]))
 
 
-Rows = Sequence[Mapping[str, Any]] | Columns
+class ArrowRows:
+    """Rows of one table as a slice of an Arrow table (a batch decoded at once, see
+    `arrow_spans`): each record of the batch owns its slice, for record-by-record inserts."""
+
+    __slots__ = ("data", "length", "start", "table")
+
+    def __init__(self, table: Table, data: pa.Table, start: int = 0, length: int = -1) -> None:
+        self.table = table
+        self.data = data
+        self.start = start
+        self.length = data.num_rows - start if length < 0 else length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __repr__(self) -> str:
+        return f"ArrowRows({self.table.name}, {self.length} rows)"
+
+    def to_arrow(self) -> pa.Table:
+        return self.data.slice(self.start, self.length)
+
+    def head(self, n: int) -> ArrowRows:
+        return ArrowRows(self.table, self.data, self.start, min(n, self.length))
+
+    def rows(self) -> list[Row]:
+        """The rows as `Columns.rows` gives them (times as integer ns, maps as dicts)."""
+        arrow = self.to_arrow()
+        out: dict[str, list[Any]] = {}
+        for name in self.table.columns:
+            kind = self.table.kind(name)
+            column = arrow[name]
+            if kind in ("t", "a:t"):
+                column = pc.cast(column, pa.int64() if kind == "t" else pa.list_(pa.int64()))
+            values = column.to_pylist()
+            if kind == "map":
+                values = [dict(v) for v in values]
+            elif kind == "a:map":
+                values = [[dict(m) for m in v] for v in values]
+            out[name] = values
+        return [{c: out[c][i] for c in self.table.columns} for i in range(self.length)]
+
+
+class Pending:
+    """A record's rows still to decode, with the rest of its batch, by `batch` (raw
+    records -> each one's rows, or the `DecodeError` that refuses it). `spans` counts
+    its rows for batching."""
+
+    __slots__ = ("batch", "raw", "spans")
+
+    def __init__(self, raw: bytes, spans: int, batch: Callable[[list[bytes]], list[Any]]) -> None:
+        self.raw = raw
+        self.spans = spans
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return self.spans
+
+
+Rows = Sequence[Mapping[str, Any]] | Columns | ArrowRows
 
 
 def join(table: Table | None, parts: Sequence[Rows]) -> Rows:
-    """The rows of `parts` as one insert: columns when every part is, else dicts."""
+    """The rows of `parts` as one insert: columns when every part is, an Arrow table when
+    any part is one (slices of one table that follow each other taken as one), else dicts."""
     if table is not None and all(isinstance(p, Columns) for p in parts):
         return Columns.concat(table, (p for p in parts if isinstance(p, Columns)))
-    return [row for p in parts for row in (p.rows() if isinstance(p, Columns) else p)]
+    if table is not None and any(isinstance(p, ArrowRows) for p in parts):
+        return _join_arrow(table, parts)
+    return [row for p in parts for row in (p if isinstance(p, Sequence) else p.rows())]
+
+
+def _join_arrow(table: Table, parts: Sequence[Rows]) -> ArrowRows:
+    pieces: list[pa.Table] = []
+    run: ArrowRows | None = None
+    for p in parts:
+        if isinstance(p, ArrowRows):
+            if run is not None and run.data is p.data and run.start + run.length == p.start:
+                run = ArrowRows(table, run.data, run.start, run.length + p.length)
+                continue
+            if run is not None:
+                pieces.append(run.to_arrow())
+            run = p
+            continue
+        if run is not None:
+            pieces.append(run.to_arrow())
+            run = None
+        if len(p):
+            columns = p if isinstance(p, Columns) else Columns.from_rows(table, p)
+            pieces.append(columns.to_arrow())
+    if run is not None:
+        if not pieces:
+            return run
+        pieces.append(run.to_arrow())
+    if not pieces:
+        return ArrowRows(table, arrow_schema(table).empty_table())
+    return ArrowRows(table, pa.concat_tables(pieces).combine_chunks())
 
 
 def head(rows: Rows, n: int) -> Rows:
     """The first `n` rows, in the form they came in."""
-    return rows.head(n) if isinstance(rows, Columns) else list(rows[:n])
+    if isinstance(rows, Columns | ArrowRows):
+        return rows.head(n)
+    return list(rows[:n])

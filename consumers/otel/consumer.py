@@ -43,11 +43,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
+from opentelemetry.trace import Tracer
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
@@ -60,12 +62,14 @@ from consumers.kafka import (
     update_lag,
     watch_cluster,
 )
+from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import Backend, BackendError
-from consumers.otel.columns import Rows, head, join
+from consumers.otel.columns import Pending, Rows, head, join
 from consumers.otel.ddl import OTEL_SCHEMA, Schema
-from consumers.otel.decode import DecodeError, decode_metric_columns, decode_trace_columns
+from consumers.otel.decode import DecodeError, decode_metric_columns
 from consumers.retry import Backoff
 from consumers.stats import Stats
+from lineagehub.selftrace import batch_store_spans
 from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -81,10 +85,12 @@ PENDING = "pending:"
 # the same garbage.
 GC_THRESHOLD = (10_000, 10, 10)
 
-# A record's rows per table: `columns.Columns` (the OTLP decoders) or row dicts.
-Decoder = Callable[[bytes | None], Mapping[str, Rows]]
+# A record's rows per table: `columns.Columns` or `columns.ArrowRows` (the OTLP
+# decoders), row dicts, or `columns.Pending`: decoded with the rest of its batch when the
+# batch is flushed (the spans topic: `arrow_spans`).
+Decoder = Callable[[bytes | None], Mapping[str, Rows | Pending]]
 DECODERS: dict[str, Decoder] = {
-    SPANS_TOPIC: decode_trace_columns,
+    SPANS_TOPIC: decode_trace_requests,
     METRICS_TOPIC: decode_metric_columns,
 }
 
@@ -115,7 +121,7 @@ class OtelSettings:
 @dataclass
 class _Message:
     record: Record
-    tables: Mapping[str, Rows] | None
+    tables: Mapping[str, Rows | Pending] | None
     rejection: Rejection | None
 
 
@@ -163,6 +169,16 @@ class _Table:
     probe: tuple[Rows, str] | None = None
 
 
+def _settled(message: _Message) -> dict[str, Rows]:
+    """A message's tables once `_settle` has decoded it (a `Pending` left is a bug)."""
+    out: dict[str, Rows] = {}
+    for table, rows in (message.tables or {}).items():
+        if isinstance(rows, Pending):
+            raise RuntimeError(f"offset {message.record.offset}: {table} was never decoded")
+        out[table] = rows
+    return out
+
+
 def batch_digest(records: Sequence[Record]) -> str:
     """A hash of what a batch holds: the same records give the same digest (a redelivered
     batch keeps its token), a topic created again under the same name does not."""
@@ -193,6 +209,9 @@ class OtelConsumer:
         self.health = health or Health()
         self.decoders = decoders or DECODERS
         self.schema = schema
+        # Our own spans, one per stored record that carries a trace context (the lineage
+        # warehouse writer's); never set for the spans topic's consumer.
+        self.tracer: Tracer | None = None
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
         # Assigned, but the listener is still reading their commit metadata: their records
@@ -393,6 +412,7 @@ class OtelConsumer:
                 return False
         if self._aborted:
             return False
+        started_ns = time.time_ns()
         consumer = self._consumer
         assert consumer is not None
         tp, start, end = batch.tp, batch.start, batch.end
@@ -403,6 +423,7 @@ class OtelConsumer:
                 # Record the batch boundaries before inserting (see the module docstring).
                 marker = f"{PENDING}{end}/{batch.digest}"
                 await consumer.commit({tp: OffsetAndMetadata(start, marker)})
+            await self._settle(batch)
             for message in batch.messages:
                 if message.rejection is not None:
                     await self._dead_letter(message.record, message.rejection)
@@ -427,6 +448,10 @@ class OtelConsumer:
         self.health.recover(self._source(tp))
         self.stats.inc("processed", len(batch.messages), topic=tp.topic)
         self.stats.inc("batches", topic=tp.topic)
+        if self.tracer is not None:
+            records = [m.record for m in batch.messages]
+            where = {"lineagehub.store": "clickhouse"}
+            batch_store_spans(self.tracer, f"store {tp.topic}", records, started_ns, where)
         log.debug(
             "batch flushed",
             extra={"topic": tp.topic, "partition": tp.partition, "first": start, "last": end},
@@ -434,6 +459,24 @@ class OtelConsumer:
         if part.flushing is asyncio.current_task():
             self._resume(tp)  # the last batch in the chain is done: fetch again
         return True
+
+    async def _settle(self, batch: _Batch) -> None:
+        """Decode the records left to their batch (`columns.Pending`), a batch at a time in
+        a worker thread: each gets its tables or its rejection, as if decoded alone. The
+        same records give the same rows, so a replayed batch inserts the same."""
+        pending: dict[Callable[[list[bytes]], list[object]], list[tuple[_Message, Pending]]] = {}
+        for message in batch.messages:
+            for rows in (message.tables or {}).values():
+                if isinstance(rows, Pending):
+                    pending.setdefault(rows.batch, []).append((message, rows))
+        for decode, items in pending.items():
+            results = await asyncio.to_thread(decode, [rows.raw for _, rows in items])
+            for (message, _), result in zip(items, results, strict=True):
+                if isinstance(result, DecodeError):
+                    message.tables = None
+                    message.rejection = Rejection(result.reason, result.detail)
+                else:
+                    message.tables = cast(Mapping[str, Rows], result)
 
     def _token(self, batch: _Batch) -> str:
         tp = batch.tp
@@ -483,7 +526,7 @@ class OtelConsumer:
     async def _insert(self, part: _Partition, batch: _Batch, token: str) -> None:
         parts: dict[str, list[Rows]] = {}
         for message in batch.messages:
-            for table, rows in (message.tables or {}).items():
+            for table, rows in _settled(message).items():
                 parts.setdefault(table, []).append(rows)
         for table, pieces in parts.items():
             rows = join(self.schema.tables.get(table), pieces)
@@ -542,7 +585,7 @@ class OtelConsumer:
         False: the caller tries the whole batch again, under the token a replay would use.
         """
         tally = self._table(table)
-        todo = [(m, rows) for m in batch.messages if (rows := (m.tables or {}).get(table))]
+        todo = [(m, rows) for m in batch.messages if (rows := _settled(m).get(table))]
         settled = False
         self.health.degrade(
             self._source(part.tp), f"{self.s.name}: {table} refused a batch; record by record"
