@@ -149,8 +149,11 @@ def observe_job(body: Mapping[str, Any]) -> ObservedJob | None:
     failed_pods = int(status.get("failed") or 0)
     attempts = failed_pods + int(status.get("succeeded") or 0) + int(status.get("active") or 0)
     shards = int((body.get("spec") or {}).get("completions") or 1)
-    if shards > 1:  # an Indexed Job: its pods are shards; a retry is a failed pod replaced
-        attempts = 1 + failed_pods if attempts else 0
+    if shards > 1 and attempts:
+        # An Indexed Job: its pods are shards, and a retry is a failed pod replaced (the
+        # failure that failed the Job was not).
+        replaced = failed_pods - (1 if state is JobState.FAILED else 0)
+        attempts = 1 + max(replaced, 0)
     return ObservedJob(
         stage=stage,
         name=str(meta.get("name", "")),

@@ -141,6 +141,9 @@ def test_attempts_count_retries_not_shards() -> None:
     assert first is not None and retried is not None and single is not None
     assert (first.attempts, first.shards) == (1, 3)
     assert retried.attempts == 2
+    failed = {"failed": 1, "succeeded": 2, "conditions": [{"type": "Failed", "status": "True"}]}
+    ended = observe_job(_job(sharded, failed))
+    assert ended is not None and ended.attempts == 1  # no retry: one attempt
     assert (single.attempts, single.shards) == (2, 1)
 
 
