@@ -16,6 +16,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from consumers import logs
 from consumers.health import ApiHandler, Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 #: The lineage consumer's own spans' service name.
 LINEAGE_SERVICE = "lineage-hub-consumer-lineage"
+WAREHOUSE_SERVICE = "lineage-hub-consumer-warehouse"
 
 # SIGTERM to exit, as a pod sees it. Kubernetes sends SIGTERM, waits the pod's
 # terminationGracePeriodSeconds (30 unless set; the chart sets 45 for the consumers,
@@ -291,6 +294,11 @@ def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
         log.error(str(exc))
         return 2
     consumers = _batch_consumers(args, backend, stats, health)
+    try:
+        provider = _trace_warehouse(args, consumers)
+    except ValueError as exc:
+        log.error(str(exc))
+        return 2
 
     async def run(stop: asyncio.Event) -> None:
         try:
@@ -316,5 +324,22 @@ def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
         return 404, {"error": f"no such resource: {path}"}
 
     sql = backend.query_text if isinstance(backend, ChdbBackend) else None
-    asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api, sql))
+    try:
+        asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api, sql))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # exports what the batch still holds
     return 0
+
+
+def _trace_warehouse(
+    args: argparse.Namespace, consumers: list[OtelConsumer]
+) -> TracerProvider | None:
+    """The lineage warehouse writer's own spans: one per stored record that carries a
+    trace context. The otel consumer beside it never traces: its spans would be about
+    storing spans, each stored one making another."""
+    writers = [c for c in consumers if c.s.name == "warehouse"]
+    provider = selftrace.tracer_provider(WAREHOUSE_SERVICE, args.bootstrap) if writers else None
+    for writer in writers:
+        writer.tracer = provider.get_tracer(WAREHOUSE_SERVICE) if provider is not None else None
+    return provider

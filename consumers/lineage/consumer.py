@@ -348,9 +348,9 @@ class LineageConsumer:
     async def _handle(self, record: Record, verdict: ValidEvent | Rejection) -> None:
         # A child of the span that produced the record (its `traceparent` header).
         place = {"messaging.destination.partition.id": str(record.partition)}
-        place["messaging.kafka.offset"] = str(record.offset)
+        place |= {"messaging.kafka.offset": str(record.offset), "lineagehub.store": "marquez"}
         headers = getattr(record, "headers", None)
-        with record_span(self.tracer, "store lineage event", record.topic, headers, place):
+        with record_span(self.tracer, f"store {record.topic}", record.topic, headers, place):
             if isinstance(verdict, Rejection):
                 await self._dead_letter(record, verdict)
                 return

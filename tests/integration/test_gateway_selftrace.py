@@ -1,10 +1,13 @@
 """The gateway's own trace context on a real Kafka: a lineage event's record carries the
-request span's `traceparent` in its headers, and the self-trace exporter puts spans on
-`otel-spans` as the OTLP protobuf the otel consumer reads."""
+request span's `traceparent` in its headers, the self-trace exporter puts spans on
+`otel-spans` as the OTLP protobuf the otel consumer reads, and the lineage
+warehouse writer's store span joins the caller's trace (Jaeger shows the three as
+one)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -18,10 +21,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from consumers.cli import WAREHOUSE_SERVICE
+from consumers.otel.backend import ChdbBackend
+from consumers.otel.consumer import OtelConsumer, OtelSettings
 from consumers.samples import lineage_event
-from consumers.testkit import end_offsets, read_from
+from consumers.testkit import create_topics, end_offsets, read_from, unique, wait_drained
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import decode_lineage
 from gateway.app import create_app
 from gateway.serve import ServerThread
+from lineagehub import selftrace
 from lineagehub.selftrace import KafkaSpanExporter
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from tests.integration.test_gateway import AUTH, settings
@@ -85,3 +94,91 @@ def test_self_trace_spans_reach_otel_spans_as_otlp_protobuf(stack: Any) -> None:
     assert set(got) == {"parent", "child"}
     assert got["child"].parent_span_id == got["parent"].span_id
     assert got["parent"].trace_id.hex() == trace_id
+
+
+def _jaeger_trace(query_url: str, trace_id: str, wanted: set[str], within: float) -> Any:
+    """The trace as Jaeger's query API answers it, once every operation in `wanted` is
+    among its spans."""
+    deadline = time.monotonic() + within
+    found: Any = None
+    while time.monotonic() < deadline:
+        reply = httpx.get(f"{query_url}/api/traces/{trace_id}", timeout=10)
+        if reply.status_code == 200 and reply.json().get("data"):
+            found = reply.json()["data"][0]
+            if wanted <= {s["operationName"] for s in found["spans"]}:
+                return found
+        time.sleep(0.5)  # polling Jaeger's query API, not synchronisation
+    raise AssertionError(f"trace {trace_id} lacks {wanted} in Jaeger: {found}")
+
+
+async def test_a_lineage_event_posted_with_a_traceparent_is_stored_in_the_same_trace(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """The caller's span -> the gateway's request span -> the lineage warehouse writer's
+    store span, each exported by its service onto `otel-spans`, found in Jaeger as one
+    trace; the event is in the warehouse (chdb)."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic = unique("openlineage-events")
+    await create_topics(bootstrap, [topic])
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    run_id = str(uuid.uuid4())
+    gateway_provider = selftrace.tracer_provider("lineage-hub-gateway", bootstrap, {})
+    writer_provider = selftrace.tracer_provider(WAREHOUSE_SERVICE, bootstrap, {})
+    assert gateway_provider is not None and writer_provider is not None
+    app = create_app(
+        settings(env, lineage_topic=topic),
+        runs=None,
+        metrics_store=None,
+        tracer_provider=gateway_provider,  # shut down (flushed) with the app
+    )
+    with ServerThread(app) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(
+                f"{server.url}/api/v1/lineage",
+                json=lineage_event(run_id, "COMPLETE"),
+                headers={**AUTH, "traceparent": f"00-{caller_trace}-{caller_span}-01"},
+            )
+        assert reply.status_code == 201, reply.text
+    writer = OtelConsumer(
+        OtelSettings(
+            bootstrap=bootstrap,
+            group=f"{topic}-warehouse",
+            topics=(topic,),
+            max_batch_wait=0.3,
+            client_id="test-warehouse",
+            name="warehouse",
+        ),
+        chdb,
+        decoders={topic: decode_lineage},
+        schema=LINEAGE_SCHEMA,
+    )
+    writer.tracer = writer_provider.get_tracer(WAREHOUSE_SERVICE)
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        await wait_drained(bootstrap, writer.s.group, [topic], within=90)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    stored = f"SELECT count() AS n FROM otel.lineage_events WHERE RunId = '{run_id}'"
+    rows = await chdb.query(stored)
+    assert [r["n"] for r in rows] == [1]
+    await asyncio.to_thread(writer_provider.shutdown)  # exports the store span
+    store, request = f"store {topic}", "POST /api/v1/lineage"
+    trace = await asyncio.to_thread(
+        _jaeger_trace, env["JAEGER_QUERY_URL"], caller_trace, {store, request}, 60
+    )
+    by_name = {s["operationName"]: s for s in trace["spans"]}
+
+    def parent(span: Any) -> list[str]:
+        return [r["spanID"] for r in span["references"] if r["refType"] == "CHILD_OF"]
+
+    assert parent(by_name[request]) == [caller_span]
+    assert parent(by_name[store]) == [by_name[request]["spanID"]]
+    service = {
+        name: trace["processes"][s["processID"]]["serviceName"] for name, s in by_name.items()
+    }
+    assert service == {request: "lineage-hub-gateway", store: WAREHOUSE_SERVICE}
+    tags = {t["key"]: t["value"] for t in by_name[store]["tags"]}
+    assert tags["messaging.destination.name"] == topic
+    assert tags["lineagehub.store"] == "clickhouse"
