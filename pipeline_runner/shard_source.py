@@ -100,6 +100,14 @@ def _text_rows(spec: SourceSpec, path: str, shard: Shard, schema: pl.Schema) -> 
     chunk = data[a:b]
     if not chunk.strip():
         return pl.LazyFrame(schema=schema)
+    if spec.format is SourceFormat.CSV and _breaks_in_quotes(chunk):
+        raise StageError(
+            ErrorKind.INPUT_INVALID,
+            f"source {redact_uri(spec.uri)} has a quoted field with a line break, so it cannot"
+            " be split into byte ranges",
+            "set spec.stages.extract.parallelism to 1, or split the file into several files"
+            " and read them with a glob",
+        )
     try:
         if spec.format is SourceFormat.CSV:
             frame = pl.read_csv(io.BytesIO(chunk), has_header=False, schema=schema)
@@ -108,6 +116,12 @@ def _text_rows(spec: SourceSpec, path: str, shard: Shard, schema: pl.Schema) -> 
     except (PolarsError, OSError, ValueError) as exc:
         raise invalid_source(spec.uri, spec.format, exc) from exc
     return frame.lazy()
+
+
+def _breaks_in_quotes(chunk: bytes) -> bool:
+    """Whether a line has an odd number of quotes: a quoted field goes on past its end
+    (a doubled quote inside a field counts twice, so it never makes a line odd)."""
+    return b'"' in chunk and any(line.count(b'"') % 2 for line in chunk.split(b"\n"))
 
 
 def _row_groups(path: str, shard: Shard) -> tuple[int, int]:

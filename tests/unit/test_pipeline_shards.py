@@ -394,3 +394,18 @@ def test_shard_spans_hang_under_the_stage_span(harness: Harness) -> None:
     assert shard.startswith("span 'shard 2/2 extract' ")
     assert f"parent={stage_span_id('ab' * 16, cfg.run_id)} " in shard
     assert not any(x.startswith("span 'stage ") for x in spans)  # the operator's to export
+
+
+def test_a_csv_with_line_breaks_in_quotes_is_not_cut_into_byte_ranges(harness: Harness) -> None:
+    path = harness.tmp / "in" / "notes.csv"
+    path.parent.mkdir(parents=True)
+    rows = [f'{i},"plain ""quoted"" text {i}"' for i in range(40)]
+    rows[25] = '25,"a note\nover two lines"'
+    path.write_text("order_id,note\n" + "\n".join(rows) + "\n")
+    source = SourceSpec(uri=f"file://{path}", format="csv")
+    cfg = harness.config(StageName.EXTRACT, source, 2, 1, "quoted")
+    assert harness.run(cfg, 0)[0] == 0  # doubled quotes alone are fine
+    code, events = harness.run(cfg, 1)
+    assert code != 0
+    text = json.dumps(events[-1])
+    assert "line break" in text and "parallelism to 1" in text
