@@ -1,4 +1,5 @@
-"""The consumers' own counters: processed, retried, dead-lettered, inserted, lag.
+"""The consumers' own counters: processed, retried, dead-lettered, inserted, lag; and
+how long storing takes (a histogram per topic).
 
 One `Stats` object is the source of truth. It feeds the Prometheus text at
 `/metrics` (rendered by prometheus_client) and mirrors every increment into
@@ -12,9 +13,10 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import prometheus_client
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -29,6 +31,11 @@ COUNTERS: dict[str, str] = {
     "batches": "Batches flushed to ClickHouse.",
 }
 PREFIX = "lineagehub_consumer"
+# Scrapers had no `_created` series from these families; the histogram adds none either.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+#: Seconds to store one batch (ClickHouse) or one event (Marquez), retries included.
+STORE_SECONDS = "store_seconds"
+STORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 def _labels(values: Mapping[str, str | int]) -> Labels:
@@ -50,6 +57,16 @@ class Stats:
             name: meter.create_counter(f"{PREFIX}.{name}", description=text)
             for name, text in COUNTERS.items()
         }
+        self._store = Histogram(
+            f"{PREFIX}_{STORE_SECONDS}",
+            "Seconds to store one batch (ClickHouse) or one event (Marquez), retries included.",
+            ("consumer", "topic"),
+            buckets=STORE_BUCKETS,
+            registry=None,  # rendered with this object's counters, in `prometheus`
+        )
+        self._otel_store = meter.create_histogram(
+            f"{PREFIX}.{STORE_SECONDS}", unit="s", description="Seconds to store a batch or event."
+        )
         meter.create_observable_gauge(
             f"{PREFIX}.lag",
             callbacks=[self._observe_lag],
@@ -63,6 +80,11 @@ class Stats:
         with self._lock:
             self.counters[key] = self.counters.get(key, 0) + amount
         self._otel[name].add(amount, dict(key[1]))
+
+    def stored(self, topic: str, seconds: float) -> None:
+        """One store (a batch, or a Marquez event) of `topic` took `seconds`."""
+        self._store.labels(self.consumer, topic).observe(seconds)
+        self._otel_store.record(seconds, {"consumer": self.consumer, "topic": topic})
 
     def get(self, name: str, **labels: str | int) -> float:
         """Sum of `name` over every label set that includes `labels`."""
@@ -94,6 +116,7 @@ class Stats:
         """The counters and lag in the Prometheus text exposition format (0.0.4)."""
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self))
+        registry.register(self._store)
         return generate_latest(registry).decode()
 
     def snapshot(self) -> tuple[dict[tuple[str, Labels], float], dict[tuple[str, int], int]]:

@@ -355,10 +355,12 @@ class LineageConsumer:
                 await self._dead_letter(record, verdict)
                 return
             source = f"lineage {record.topic}/{record.partition}@{record.offset}"
+            started = time.monotonic()
             try:
                 await self._post(record, verdict, source)
             finally:
                 self.health.recover(source)
+            self.stats.stored(record.topic, time.monotonic() - started)
 
     async def _post(self, record: Record, verdict: ValidEvent, source: str) -> None:
         body = record.value or b""

@@ -448,6 +448,7 @@ class OtelConsumer:
         self.health.recover(self._source(tp))
         self.stats.inc("processed", len(batch.messages), topic=tp.topic)
         self.stats.inc("batches", topic=tp.topic)
+        self.stats.stored(tp.topic, (time.time_ns() - started_ns) / 1e9)
         if self.tracer is not None:
             records = [m.record for m in batch.messages]
             where = {"lineagehub.store": "clickhouse"}

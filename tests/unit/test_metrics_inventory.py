@@ -44,6 +44,8 @@ CONSUMER: set[Shape] = {
     ("counter", "lineagehub_consumer_posted_total", frozenset({"consumer", "event_type"})),
     ("counter", "lineagehub_consumer_batches_total", frozenset({"consumer", "topic"})),
     ("gauge", "lineagehub_consumer_lag", frozenset({"consumer", "topic", "partition"})),
+    # Added beside the earlier series (no rename): how long a store of a topic takes.
+    *_histogram("lineagehub_consumer_store_seconds", frozenset({"consumer", "topic"})),
 }
 
 
@@ -69,4 +71,5 @@ def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
     stats.inc("posted", event_type="RunEvent")
     stats.inc("batches", topic="otel-spans")
     stats.set_lag("otel-spans", 0, 7)
+    stats.stored("otel-spans", 0.02)
     assert shapes(stats.prometheus()) == CONSUMER
