@@ -15,9 +15,10 @@ from aiokafka.errors import KafkaError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from consumers.dlq import header
+from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings
-from consumers.otel.decode import decode_metrics, decode_trace_tables
+from consumers.otel.decode import decode_metrics
 from consumers.samples import metrics_request, run_trace, span, traces_request
 from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
 from lineagehub.topics import dlq
@@ -58,7 +59,7 @@ def settings(env: dict[str, str], t: Topics, **kw: Any) -> OtelSettings:
 
 
 def decoders(t: Topics) -> dict[str, Any]:
-    return {t.spans: decode_trace_tables, t.metrics: decode_metrics}
+    return {t.spans: decode_trace_requests, t.metrics: decode_metrics}
 
 
 async def start(consumer: OtelConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
