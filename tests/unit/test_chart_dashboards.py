@@ -1,7 +1,10 @@
 """The Grafana dashboards: valid JSON bound to the provisioned ClickHouse datasource, and
 every panel's SQL run for real (chdb) on the tables the otel consumer writes: sample
 traces, and a real run of the three stages whose spans and metrics the consumer's
-decoder turns into rows (the run-detail dashboard is checked on that run)."""
+decoder turns into rows (the run-detail dashboard is checked on that run). The
+"lineage-hub: itself" dashboard reads the services' own /metrics through Prometheus:
+each PromQL expression is checked against the series the gateway and the consumers
+export (names, types, labels), rendered by their own metric objects."""
 
 from __future__ import annotations
 
@@ -13,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.ddl import TABLES, Table
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, run_trace
+from consumers.stats import Stats
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
+from gateway.promtext import GatewayMetrics
 from lineagehub.api import QualityCheck, SourceSpec, StageName, TransformSpec, new_run_id
 from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.spans import FixedSpan, encode
@@ -30,7 +36,9 @@ from pipeline_runner.settings import Settings
 from tests.unit.test_runner_stages import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
+SELF = ROOT / "dashboards" / "lineage-hub-itself.json"
+DASHBOARDS = sorted(p for p in (ROOT / "dashboards").glob("*.json") if p != SELF)  # SQL ones
+PROMETHEUS = {"type": "prometheus", "uid": "lineagehub-prometheus"}
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "lineagehub-clickhouse"}
 WINDOW = (946_684_800, 4_102_444_800)  # 2000-01-01 .. 2100-01-01, as Grafana's macros give
 
@@ -66,8 +74,9 @@ def expand(sql: str, variables: dict[str, str]) -> str:
 
 
 def test_dashboards_exist() -> None:
-    assert {p.name for p in DASHBOARDS} == {
+    assert {p.name for p in (ROOT / "dashboards").glob("*.json")} == {
         "lineage.json",
+        "lineage-hub-itself.json",
         "pipeline-runs.json",
         "run-detail.json",
         "traces.json",
@@ -467,3 +476,138 @@ async def test_run_detail_panels_on_a_real_run(store: ChdbBackend, real_run: str
 async def test_run_detail_of_an_unknown_run_is_empty(store: ChdbBackend, real_run: str) -> None:
     rows = await run_detail_rows(store, "no-such-run")
     assert not any(rows.values()), {k: v for k, v in rows.items() if v}
+
+
+# ---------------------------------------------------------------- lineage-hub itself
+
+
+def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
+    """Every series the gateway and the consumers export, as their own metric objects
+    render it once each metric has a value: sample name -> (family type, label names,
+    `le` included for histogram buckets)."""
+    gateway = GatewayMetrics()
+    gateway.requests.labels("POST", "/api/v1/lineage", "201").inc()
+    gateway.latency.labels("POST", "/api/v1/lineage").observe(0.003)
+    gateway.events.labels("accepted").inc()
+    gateway.publish.observe(0.002)
+    gateway.rejected.labels("forbidden").inc()
+    gateway.runs_created.inc()
+    gateway.runs_replayed.inc()
+    gateway.health_probe_runs.inc()
+    stats = Stats("otel")
+    for name in ("processed", "batches"):
+        stats.inc(name, topic=SPANS_TOPIC)
+    stats.inc("retried", cause="network")
+    stats.inc("dead_lettered", topic=SPANS_TOPIC, reason="decode")
+    stats.inc("inserted_rows", table="otel_traces")
+    stats.inc("posted", event_type="RunEvent")
+    stats.set_lag(SPANS_TOPIC, 0, 7)
+    stats.stored(SPANS_TOPIC, 0.02)
+    out: dict[str, tuple[str, frozenset[str]]] = {}
+    for text in (gateway.render(), stats.prometheus()):
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[sample.name] = (family.type, frozenset(sample.labels))
+    return out
+
+
+FUNCTIONS = {"sum", "rate", "histogram_quantile", "by"}
+SELECTOR = re.compile(r"\b(lineagehub_\w+)\s*(?:\{([^}]*)\})?\s*(\[[^\]]*\])?")
+BY = re.compile(r"\bby\s*\(([^)]*)\)")
+MATCHER = re.compile(r"\s*(\w+)\s*(=~|!~|!=|=)\s*\"[^\"]*\"\s*")
+
+
+def self_targets() -> Iterator[tuple[str, dict[str, Any]]]:
+    for panel in load(SELF)["panels"]:
+        for target in panel["targets"]:
+            yield f"{panel['title']} {target['refId']}", target
+
+
+def test_self_dashboard_shape() -> None:
+    dash = load(SELF)
+    assert dash["uid"] == "lineagehub-itself" and dash["schemaVersion"] >= 36
+    assert "id" not in dash
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dash["panels"]:
+        assert panel["datasource"] == PROMETHEUS, panel["title"]
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == PROMETHEUS and target["expr"].strip()
+    # The chart provisions the datasource under the uid the panels name.
+    template = (ROOT / "charts" / "lineage-hub" / "templates" / "grafana.yaml").read_text()
+    assert f"uid: {PROMETHEUS['uid']}" in template and "type: prometheus" in template
+
+
+def test_self_dashboard_covers_the_issue() -> None:
+    exprs = {title: target["expr"] for title, target in self_targets()}
+    wanted = {
+        "requests by route": ("lineagehub_gateway_http_requests_total", "route"),
+        "latency by route": ("lineagehub_gateway_http_request_duration_seconds_bucket", "route"),
+        "errors by route": ('status=~"5.."', "route"),
+        "consumer lag per topic": ("lineagehub_consumer_lag", "topic"),
+        "batch size per topic": ("lineagehub_consumer_batches_total", "topic"),
+        "store latency per topic": ("lineagehub_consumer_store_seconds_bucket", "topic"),
+        "DLQ rate per topic": ("lineagehub_consumer_dead_lettered_total", "topic"),
+    }
+    for what, (needle, label) in wanted.items():
+        hits = [e for e in exprs.values() if needle in e and label in _by_labels(e)]
+        assert hits, what
+
+
+def _by_labels(expr: str) -> set[str]:
+    return {label.strip() for group in BY.findall(expr) for label in group.split(",")}
+
+
+def _balanced(expr: str) -> bool:
+    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
+    for char in re.sub(r'"[^"]*"', "", expr):
+        if char in "([{":
+            stack.append(char)
+        elif char in pairs and (not stack or stack.pop() != pairs[char]):
+            return False
+    return not stack
+
+
+@pytest.mark.parametrize(
+    ("title", "target"), list(self_targets()), ids=[t for t, _ in self_targets()]
+)
+def test_self_dashboard_promql_reads_exported_series(title: str, target: dict[str, Any]) -> None:
+    """Each metric name is one the services export, rated when it is a counter or
+    histogram bucket and read as is when a gauge; each label matched, grouped by or
+    shown in the legend is one the series carry; quantiles keep `le`; both sides of a
+    ratio group alike; only known functions are called."""
+    series = exported_series()
+    expr = target["expr"]
+    assert _balanced(expr), title
+    called = set(re.findall(r"\b([a-z_]+)\s*\(", expr))
+    assert called <= FUNCTIONS, called - FUNCTIONS
+    selectors = SELECTOR.findall(expr)
+    assert selectors, title
+    common: frozenset[str] | None = None
+    for name, matchers, window in selectors:
+        assert name in series, f"{title}: {name} is not exported"
+        kind, labels = series[name]
+        if name.endswith("_bucket"):
+            assert kind == "histogram" and window, f"{title}: {name} needs rate()"
+        elif kind == "counter":
+            assert window and f"rate({name}" in expr.replace(" ", ""), f"{title}: rate {name}"
+        else:
+            assert kind == "gauge" and not window, f"{title}: {name} is a {kind}"
+        for matcher in filter(None, matchers.split(",")):
+            match = MATCHER.fullmatch(matcher)
+            assert match and match[1] in labels, f"{title}: {matcher} on {name}"
+        without_le = labels - {"le"}
+        common = without_le if common is None else common & without_le
+    assert common is not None
+    groups = [{label.strip() for label in group.split(",")} for group in BY.findall(expr)]
+    for group in groups:
+        assert group - {"le"} <= common, f"{title}: by {group - common}"
+    if "histogram_quantile" in expr:
+        assert all("le" in group for group in groups), f"{title}: a quantile needs le"
+    if " / " in expr:
+        assert len({frozenset(g) for g in groups}) == 1, f"{title}: sides group differently"
+    legend = set(re.findall(r"\{\{(\w+)\}\}", target["legendFormat"]))
+    assert legend <= set.union(*groups) - {"le"}, f"{title}: legend {legend}"
