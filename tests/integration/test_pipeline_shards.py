@@ -203,3 +203,32 @@ def test_a_failed_shard_fails_the_stage_and_nothing_is_committed(
     assert not output(namespace, "broken").exists()
     ledger = app.workspaces() / namespace / "broken" / "extract.parts"
     assert not list(ledger.glob(".results-*/committed"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"parallelism": 0}, ["spec.parallelism", "at least 1", "set 1 for one pod"]),
+        ({"stages": {"extract": {"parallelism": 0}}}, ["spec.stages.extract.parallelism"]),
+        ({"parallelism": 65}, ["spec.parallelism", "64"]),
+        (
+            {"stages": {"load": {"parallelism": 2}}},
+            ["spec.stages.load.parallelism", "load is not sharded"],
+        ),
+        (
+            {"parallelism": 2, "transform": {"deduplicate": {}}},
+            ["spec.transform", "stages.transform.parallelism to 1"],
+        ),
+    ],
+)
+def test_the_api_server_refuses_bad_parallelism_naming_field_and_fix(
+    stack: Any, kubectl: Kubectl, namespace: str, spec: Obj, words: list[str]
+) -> None:
+    doc = manifest("bad", namespace, "file:///data/in.csv", 1)
+    doc["spec"].update(spec)
+    pipeline = {**doc, "kind": "Pipeline"}  # the same body, held for many runs
+    for obj in (doc, pipeline):
+        refused = kubectl("apply", "-f", "-", input=json.dumps(obj), check=False)
+        assert refused.returncode != 0, obj["kind"]
+        for word in words:
+            assert word in refused.stderr, (obj["kind"], refused.stderr)
