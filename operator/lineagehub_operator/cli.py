@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 import kopf
 
@@ -20,6 +21,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--liveness", default="http://127.0.0.1:8080/healthz", help="liveness endpoint URL"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("LINEAGEHUB_OPERATOR_METRICS_PORT", "0")),
+        help="serve Prometheus /metrics on this port (0: off; LINEAGEHUB_OPERATOR_METRICS_PORT)",
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="where /metrics listens")
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -28,6 +36,10 @@ def main(argv: list[str]) -> int:
     import lineagehub_operator.pipelines  # noqa: F401  (and the Pipelines' handlers)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    if args.metrics_port > 0:
+        from lineagehub_operator import metrics
+
+        metrics.serve(args.metrics_host, args.metrics_port)
     asyncio.run(
         kopf.operator(
             standalone=True,

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from datetime import UTC, datetime
 from logging import Logger, LoggerAdapter
 from typing import Any
@@ -34,7 +35,7 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import policy, queue, rerun, resolve, shards, verify
+from lineagehub_operator import metrics, policy, queue, rerun, resolve, shards, verify
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -373,6 +374,7 @@ async def reconcile(
     try:
         while not stopped:
             waker.clear()
+            started = time.perf_counter()
             # The live body may lag behind our own last status write: use the newer one.
             current = newer(body, latest)
             now = datetime.now(UTC)
@@ -423,6 +425,7 @@ async def reconcile(
                 memo.setdefault("queued", set()).discard(uid)
             else:
                 memo.setdefault("queued", set()).add(uid)
+            metrics.QUEUED_RUNS.set(len(memo["queued"]))
             decision = decide(run, observed, now, _fresh_ids(), queued=waiting)
             if any(isinstance(a, CreateJob) for a in decision.actions):
                 # Checked (hosts resolved anew) before each Job: nothing runs that the
@@ -455,6 +458,7 @@ async def reconcile(
                     latest = await memo["api"].patch_status(namespace, run.metadata.name, wire)
                 verifying = verify.pending(checked)
                 checks += 1
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
             if decision.terminal and not verifying and run.spec.ttl_seconds_after_finished is None:
                 return
             if decision.requeue_after == 0:
@@ -469,6 +473,7 @@ async def reconcile(
     finally:
         memo["wakers"].pop(uid, None)
         memo.setdefault("queued", set()).discard(uid)
+        metrics.QUEUED_RUNS.set(len(memo["queued"]))
         # The results are read again from the pods if the run's daemon ever comes back.
         memo["results"].forget(uid)
 

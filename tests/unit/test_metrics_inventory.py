@@ -8,6 +8,9 @@ passed against those renderers before the switch.
 
 from __future__ import annotations
 
+from lineagehub_operator import metrics
+from prometheus_client import generate_latest
+
 from consumers.stats import Stats
 from gateway.promtext import GatewayMetrics
 from tests.promparse import Shape, shapes
@@ -73,3 +76,14 @@ def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
     stats.set_lag("otel-spans", 0, 7)
     stats.stored("otel-spans", 0.02)
     assert shapes(stats.prometheus()) == CONSUMER
+
+
+def test_the_operator_exports_reconcile_latency_and_queue_depth() -> None:
+    metrics.RECONCILE_SECONDS.observe(0.02)
+    metrics.QUEUED_RUNS.set(3)
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert shapes(text) == {
+        *_histogram("lineagehub_operator_reconcile_seconds", _NONE),
+        ("gauge", "lineagehub_operator_queued_runs", _NONE),
+    }
+    assert "lineagehub_operator_queued_runs 3.0" in text.splitlines()
