@@ -16,18 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lineagehub_operator import metrics as operator_metrics
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.ddl import TABLES, Table
 from consumers.otel.decode import decode_metrics, decode_trace_tables
 from consumers.samples import T0, run_trace
-from consumers.stats import Stats
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
-from gateway.promtext import GatewayMetrics
 from lineagehub.api import QualityCheck, SourceSpec, StageName, TransformSpec, new_run_id
 from lineagehub.telemetry.lineage import run_event
 from lineagehub.telemetry.spans import FixedSpan, encode
@@ -35,6 +31,7 @@ from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import MemoryEmitter
 from pipeline_runner.runner import Delivery, run_stage
 from pipeline_runner.settings import Settings
+from tests.unit.test_metrics_inventory import consumer_scrape, gateway_scrape, operator_scrape
 from tests.unit.test_runner_stages import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -484,32 +481,11 @@ async def test_run_detail_of_an_unknown_run_is_empty(store: ChdbBackend, real_ru
 
 
 def exported_series() -> dict[str, tuple[str, frozenset[str]]]:
-    """Every series the gateway and the consumers export, as their own metric objects
-    render it once each metric has a value: sample name -> (family type, label names,
-    `le` included for histogram buckets)."""
-    gateway = GatewayMetrics()
-    gateway.requests.labels("POST", "/api/v1/lineage", "201").inc()
-    gateway.latency.labels("POST", "/api/v1/lineage").observe(0.003)
-    gateway.events.labels("accepted").inc()
-    gateway.publish.observe(0.002)
-    gateway.rejected.labels("forbidden").inc()
-    gateway.runs_created.inc()
-    gateway.runs_replayed.inc()
-    gateway.health_probe_runs.inc()
-    stats = Stats("otel")
-    for name in ("processed", "batches"):
-        stats.inc(name, topic=SPANS_TOPIC)
-    stats.inc("retried", cause="network")
-    stats.inc("dead_lettered", topic=SPANS_TOPIC, reason="decode")
-    stats.inc("inserted_rows", table="otel_traces")
-    stats.inc("posted", event_type="RunEvent")
-    stats.set_lag(SPANS_TOPIC, 0, 7)
-    stats.stored(SPANS_TOPIC, 0.02)
-    operator_metrics.RECONCILE_SECONDS.observe(0.01)
-    operator_metrics.QUEUED_RUNS.set(1)
-    operator = generate_latest(operator_metrics.REGISTRY).decode()
+    """Every series the gateway, the consumers and the operator export, as their own
+    metric objects render it once each metric has a value (the metrics inventory's
+    scrapes): sample name -> (family type, label names, `le` included for buckets)."""
     out: dict[str, tuple[str, frozenset[str]]] = {}
-    for text in (gateway.render(), stats.prometheus(), operator):
+    for text in (gateway_scrape(), consumer_scrape(), operator_scrape()):
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 out[sample.name] = (family.type, frozenset(sample.labels))

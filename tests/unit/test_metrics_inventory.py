@@ -52,7 +52,8 @@ CONSUMER: set[Shape] = {
 }
 
 
-def test_the_gateway_keeps_every_series_name_type_and_label_set() -> None:
+def gateway_scrape() -> str:
+    """The gateway's /metrics text once every metric has a value."""
     metrics = GatewayMetrics()
     metrics.requests.labels("POST", "/api/v1/lineage", "201").inc()
     metrics.latency.labels("POST", "/api/v1/lineage").observe(0.003)
@@ -62,10 +63,11 @@ def test_the_gateway_keeps_every_series_name_type_and_label_set() -> None:
     metrics.runs_created.inc()
     metrics.runs_replayed.inc()
     metrics.health_probe_runs.inc()
-    assert shapes(metrics.render()) == GATEWAY
+    return metrics.render()
 
 
-def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
+def consumer_scrape() -> str:
+    """A consumer's /metrics text once every metric has a value."""
     stats = Stats("otel")
     stats.inc("processed", 3, topic="otel-spans")
     stats.inc("retried", cause="network")
@@ -75,13 +77,26 @@ def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
     stats.inc("batches", topic="otel-spans")
     stats.set_lag("otel-spans", 0, 7)
     stats.stored("otel-spans", 0.02)
-    assert shapes(stats.prometheus()) == CONSUMER
+    return stats.prometheus()
+
+
+def operator_scrape(queued: int = 3) -> str:
+    """The operator's /metrics text after a reconcile pass, `queued` runs waiting."""
+    metrics.RECONCILE_SECONDS.observe(0.02)
+    metrics.QUEUED_RUNS.set(queued)
+    return generate_latest(metrics.REGISTRY).decode()
+
+
+def test_the_gateway_keeps_every_series_name_type_and_label_set() -> None:
+    assert shapes(gateway_scrape()) == GATEWAY
+
+
+def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
+    assert shapes(consumer_scrape()) == CONSUMER
 
 
 def test_the_operator_exports_reconcile_latency_and_queue_depth() -> None:
-    metrics.RECONCILE_SECONDS.observe(0.02)
-    metrics.QUEUED_RUNS.set(3)
-    text = generate_latest(metrics.REGISTRY).decode()
+    text = operator_scrape(3)
     assert shapes(text) == {
         *_histogram("lineagehub_operator_reconcile_seconds", _NONE),
         ("gauge", "lineagehub_operator_queued_runs", _NONE),
