@@ -16,10 +16,10 @@ from typing import Any
 
 from consumers.health import Health
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
+from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import Backend
 from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import OTEL_SCHEMA, Schema, Table
-from consumers.otel.decode import decode_trace_tables
 from consumers.retry import Backoff
 from consumers.samples import lineage_bytes, run_trace
 from consumers.testkit import end_offsets
@@ -53,7 +53,7 @@ class Kind:
 
 
 KINDS = {
-    "otel": Kind("otel", "otel_traces", "SpanId", 4, OTEL_SCHEMA, decode_trace_tables),
+    "otel": Kind("otel", "otel_traces", "SpanId", 4, OTEL_SCHEMA, decode_trace_requests),
     "warehouse": Kind(
         "warehouse", "lineage_events", "EventHash", 1, LINEAGE_SCHEMA, decode_lineage
     ),
