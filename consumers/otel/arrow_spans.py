@@ -407,8 +407,10 @@ def decode_trace_batch(records: list[bytes]) -> list[Mapping[str, Rows] | Decode
     flags, what `decode_trace_columns` gives for it: its rows or its `DecodeError`."""
     try:
         decoded: Decoded | None = decode(records)
-    except (ValueError, pa.ArrowException) as exc:  # the columnar parser refused the batch
-        log.warning("batch decode failed; decoding request by request", extra={"error": str(exc)})
+    except Exception:
+        # The columnar parser refusing what protobuf took, or a bug here: the row decoder
+        # stores the batch as it always did (slower), rather than the partition stalling.
+        log.exception("batch decode failed; decoding request by request")
         decoded = None
     out: list[Mapping[str, Rows] | DecodeError] = []
     for i, raw in enumerate(records):

@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from consumers.otel import arrow_spans
 from consumers.otel.arrow_spans import decode, decode_trace_batch, decode_trace_requests
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows, Columns, Pending, Rows, join
@@ -283,6 +284,26 @@ async def test_arrow_and_python_rows_go_in_as_one_deduplicated_insert(
     (row,) = await chdb.query("SELECT count() AS n FROM otel.otel_traces")
     assert int(row["n"]) == len(first) + len(eager) + 2 * len(second) == 10 + 6 + 20
     assert second.rows() == decode_trace_columns(raws[1])[TRACES.name].rows()  # type: ignore[union-attr]
+
+
+async def test_a_batch_the_columnar_decoder_fails_on_goes_to_the_row_decoder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the columnar decoder (here: any exception) must not stall the partition:
+    each request gets what `decode_trace_columns` gives it, rows or refusal."""
+
+    def broken(records: Sequence[bytes]) -> None:
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(arrow_spans, "decode", broken)
+    good = run_trace("run-6").SerializeToString()
+    bad = traces_request([span(bytes(16), bytes([1] * 8), "zero trace id")]).SerializeToString()
+    first, second = decode_trace_batch([good, bad])
+    assert isinstance(second, DecodeError) and second.reason == "invalid_span"
+    assert not isinstance(first, DecodeError)
+    spans = first[TRACES.name]
+    assert isinstance(spans, Columns)
+    assert spans.rows() == decode_trace_columns(good)[TRACES.name].rows()  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")
