@@ -85,19 +85,32 @@ def line_span(data: bytes, start: int, end: int) -> tuple[int, int]:
     return line_start_at_or_after(start), line_start_at_or_after(end)
 
 
-def _header_end(data: bytes) -> int:
-    newline = data.find(b"\n")
-    return len(data) if newline < 0 else newline + 1
+def read_lines(path: str, shard: Shard, skip_header: bool) -> bytes:
+    """The lines of a text file whose first byte lies in this shard's byte range (as
+    `line_span` defines it), reading only those bytes and the line that ends just
+    before them. A header line belongs to no shard."""
+    with Path(path).open("rb") as f:
+        size = f.seek(0, 2)
+
+        def line_start_at_or_after(pos: int) -> int:
+            if pos <= 0:
+                return 0
+            if pos >= size:
+                return size
+            f.seek(pos - 1)
+            f.readline()
+            return f.tell()
+
+        body = line_start_at_or_after(1) if skip_header else 0
+        start, end = byte_range(body, size, shard.count, shard.index)
+        a, b = max(line_start_at_or_after(start), body), max(line_start_at_or_after(end), body)
+        f.seek(a)
+        return f.read(b - a)
 
 
 def _text_rows(spec: SourceSpec, path: str, shard: Shard, schema: pl.Schema) -> pl.LazyFrame:
     """This shard's lines of one CSV/NDJSON file, parsed with the whole file's schema."""
-    data = Path(path).read_bytes()
-    body = _header_end(data) if spec.format is SourceFormat.CSV else 0
-    start, end = byte_range(body, len(data), shard.count, shard.index)
-    a, b = line_span(data, start, end)
-    a, b = max(a, body), max(b, body)
-    chunk = data[a:b]
+    chunk = read_lines(path, shard, skip_header=spec.format is SourceFormat.CSV)
     if not chunk.strip():
         return pl.LazyFrame(schema=schema)
     if spec.format is SourceFormat.CSV and _breaks_in_quotes(chunk):

@@ -6,6 +6,7 @@ loaded after a failed shard), and the spec's rules for parallelism."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from lineagehub.api.shards import (
 )
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.cli import stage_main
-from pipeline_runner.shard_source import line_span
+from pipeline_runner.shard_source import Shard, line_span, read_lines
 
 # --------------------------------------------------------------------------- assignment
 
@@ -82,6 +83,25 @@ def test_every_line_goes_to_exactly_one_byte_range(
     assert b"".join(pieces) == text[start:]
     whole = [piece for piece in pieces if piece]
     assert all(piece.endswith(b"\n") for piece in whole[:-1])  # no line is cut
+
+
+@settings(max_examples=200)
+@given(data=lines_text, trailing=st.booleans(), header=st.booleans(), shards=st.integers(1, 9))
+def test_reading_a_shard_from_the_file_gives_its_byte_range_lines(
+    data: bytes, trailing: bool, header: bool, shards: int
+) -> None:
+    """What a shard reads from disk (seeking, not the whole file) is `line_span` of the
+    whole text, and the shards together read every line after the header once."""
+    text = data + (b"\n" if trailing else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "t.csv"
+        path.write_bytes(text)
+        pieces = [read_lines(str(path), Shard(i, shards), header) for i in range(shards)]
+    body = line_span(text, 1, 1)[0] if header else 0
+    for i, piece in enumerate(pieces):
+        a, b = line_span(text, *byte_range(body, len(text), shards, i))
+        assert piece == text[max(a, body) : max(b, body)]
+    assert b"".join(pieces) == text[body:]
 
 
 def test_parts_and_span_ids() -> None:
