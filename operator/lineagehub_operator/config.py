@@ -34,6 +34,8 @@ class OperatorConfig:
     workspace_host_path: str | None = None  # local stack: a host folder per run
     workspace_storage_class: str | None = None  # cluster: a PVC per run
     workspace_size: str = "1Gi"
+    # ReadWriteMany lets a sharded stage's pods share the claim from several nodes.
+    workspace_access_mode: str = "ReadWriteOnce"
     marquez_url: str | None = None
     marquez_public_url: str | None = None
     jaeger_public_url: str | None = None
@@ -77,6 +79,7 @@ class OperatorConfig:
             workspace_host_path=opt("LINEAGEHUB_WORKSPACE_HOST_PATH"),
             workspace_storage_class=opt("LINEAGEHUB_WORKSPACE_STORAGE_CLASS"),
             workspace_size=opt("LINEAGEHUB_WORKSPACE_SIZE") or cls.workspace_size,
+            workspace_access_mode=_access_mode(opt("LINEAGEHUB_WORKSPACE_ACCESS_MODE")),
             marquez_url=marquez,
             marquez_public_url=opt("MARQUEZ_PUBLIC_URL") or marquez,
             jaeger_public_url=opt("JAEGER_PUBLIC_URL") or opt("JAEGER_QUERY_URL"),
@@ -100,3 +103,18 @@ class OperatorConfig:
             max_active_runs=int(opt("LINEAGEHUB_MAX_ACTIVE_RUNS") or 0),
             max_active_runs_per_namespace=int(opt("LINEAGEHUB_MAX_ACTIVE_RUNS_PER_NAMESPACE") or 0),
         )
+
+
+ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod")
+
+
+def _access_mode(value: str | None) -> str:
+    """The workspace claim's access mode; a value Kubernetes does not know is refused here,
+    not at the first run's claim."""
+    if value is None:
+        return OperatorConfig.workspace_access_mode
+    if value not in ACCESS_MODES:
+        raise ValueError(
+            f"LINEAGEHUB_WORKSPACE_ACCESS_MODE is {value!r}: use one of {', '.join(ACCESS_MODES)}"
+        )
+    return value

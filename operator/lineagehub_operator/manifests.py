@@ -125,7 +125,7 @@ def workspace_claim_name(run: PipelineRun) -> str:
 
 def workspace_claim(run: PipelineRun, config: OperatorConfig) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
+        "accessModes": [config.workspace_access_mode],
         "resources": {"requests": {"storage": config.workspace_size}},
     }
     if config.workspace_storage_class:

@@ -8,8 +8,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from lineagehub_operator.config import OperatorConfig
-from lineagehub_operator.manifests import stage_config, stage_job, stage_run_id
+from lineagehub_operator.manifests import stage_config, stage_job, stage_run_id, workspace_claim
 from lineagehub_operator.observed import StageResult, observe_job
 from lineagehub_operator.shards import combined_outcome, newly_finished, stage_span
 
@@ -171,3 +172,12 @@ def test_stage_span_is_the_shards_parent_once_the_stage_finished() -> None:
     assert not span.ok and span.message == "shard 2/3: boom"
     assert span.attributes["lineagehub.shards"] == 3
     assert span.start == T0 and span.end == T0 + timedelta(seconds=5)
+
+
+def test_the_workspace_claim_takes_the_configured_access_mode() -> None:
+    shared = OperatorConfig.from_env({"LINEAGEHUB_WORKSPACE_ACCESS_MODE": "ReadWriteMany"})
+    assert workspace_claim(run(), shared)["spec"]["accessModes"] == ["ReadWriteMany"]
+    default = OperatorConfig.from_env({})
+    assert workspace_claim(run(), default)["spec"]["accessModes"] == ["ReadWriteOnce"]
+    with pytest.raises(ValueError, match="LINEAGEHUB_WORKSPACE_ACCESS_MODE is 'RWX': use one of"):
+        OperatorConfig.from_env({"LINEAGEHUB_WORKSPACE_ACCESS_MODE": "RWX"})
