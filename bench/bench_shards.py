@@ -111,13 +111,10 @@ def run(source: Path, work: Path, shards: int, spec: TransformSpec) -> float:
             )
             for i in range(count)
         ]
-        t0 = time.perf_counter()
         for p in procs:
             _, err = p.communicate()
             if p.returncode != 0:
                 raise SystemExit(f"{stage.value} shard failed: {err.decode()[-2000:]}")
-        if os.environ.get("BENCH_DEBUG"):
-            print(stage.value, shards, round(time.perf_counter() - t0, 2), file=sys.stderr)
         parts = count
     return time.perf_counter() - started
 
