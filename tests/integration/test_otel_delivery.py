@@ -47,6 +47,9 @@ class HeldStore(StoreInFront):
     def release(self) -> None:
         self._open.set()
 
+    def hold(self) -> None:
+        self._open.clear()
+
     async def insert(self, table: Table, rows: Any, token: str) -> None:
         self.waiting += 1
         await self._open.wait()
@@ -114,7 +117,7 @@ async def test_the_marker_is_committed_before_the_insert_and_the_end_after(
     """While a full batch's insert is in flight, its partition is paused and its marker
     (its last offset and its records' digest) is committed at its first offset; once
     the rows are in, the offset after its last, with the marker cleared, and the
-    partition fetches again."""
+    partition fetches again, and pauses again for the next full batch in flight."""
     bootstrap = env["KAFKA_BOOTSTRAP"]
     await produce(bootstrap, one.topic, KIND.records(10))
     records = await read_all(bootstrap, one.topic, expect=10, within=30)
@@ -135,8 +138,14 @@ async def test_the_marker_is_committed_before_the_insert_and_the_end_after(
         assert done.metadata == ""
         assert await stored(chdb, KIND) == (10 * KIND.rows, 10 * KIND.rows)
         await wait_for(lambda: not kafka.paused(), "the partition was never resumed")
-        # Fetching again: what comes next is stored and committed too.
+        # Fetching again: the next full batch holds the partition while it is in flight
+        # (a pause forgotten at the resume would let batches pile up in memory).
+        store.hold()
+        inserts = store.waiting
         await produce(bootstrap, one.topic, KIND.records(10))
+        await wait_for(lambda: store.waiting > inserts, "the next batch's insert never started")
+        assert kafka.paused() == {one.tp}, "the next full batch in flight holds its partition"
+        store.release()
         await committed_to(bootstrap, one.group, one.tp, 20)
     finally:
         store.release()
