@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 LINEAGE_PATH = "/api/v1/lineage"
 PROBE_PATH = "/api/v1/namespaces"
@@ -40,44 +40,57 @@ def classify(status: int, body: str = "") -> PostResult:
 
 
 class MarquezClient:
-    """One pooled httpx client for every partition worker."""
+    """One pooled aiohttp session for every partition worker.
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        timeout: float = 10.0,
-        max_connections: int = 32,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    aiohttp rather than httpx: httpx's pool costs ~1.5-2.5 ms of CPU per POST at 16 in
+    flight (its connection checks go through anyio's socket attributes each time), which
+    capped the consumer at a few hundred events/s per core; aiohttp costs ~0.2 ms.
+    The session is made on first use, inside the running event loop.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0, max_connections: int = 32) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            transport=transport,
+        # As httpx's timeouts were: `timeout` to get a connection from the pool and
+        # between bytes read, at most 3 s to open a new one.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout, sock_connect=min(timeout, 3.0), sock_read=timeout
         )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, limit_per_host=self._max_connections
+                ),
+                timeout=self._timeout,
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+            )
+        return self._session
 
     async def post(self, body: bytes) -> PostResult:
         """Send the event bytes exactly as produced (facets pass through untouched)."""
         try:
-            response = await self._client.post(LINEAGE_PATH, content=body)
-        except httpx.TimeoutException as exc:
+            async with self._client().post(self.base_url + LINEAGE_PATH, data=body) as response:
+                status, text = response.status, (await response.read()).decode("utf-8", "replace")
+        except TimeoutError as exc:
             return PostResult(Outcome.TRANSIENT, None, f"timeout: {type(exc).__name__}")
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return PostResult(Outcome.TRANSIENT, None, f"{type(exc).__name__}: {exc}")
-        return classify(response.status_code, response.text)
+        return classify(status, text)
 
     async def ping(self) -> bool:
         """Is Marquez up and able to read its database?"""
         try:
-            response = await self._client.get(PROBE_PATH, params={"limit": 1})
-        except httpx.HTTPError:
+            url = self.base_url + PROBE_PATH
+            async with self._client().get(url, params={"limit": "1"}) as response:
+                await response.read()
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
             return False
-        return response.status_code == 200
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -12,15 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 
 from consumers.dlq import DeadLetterQueue, Headers, Rejection
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
-from consumers.lineage.marquez import MarquezClient
 from consumers.lineage.validate import ValidEvent, validate
 from consumers.retry import Backoff
 from lineagehub.openlineage_schema import EventKind
+from tests.http_answers import Answering
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
 
@@ -78,20 +77,17 @@ def job_event(name: str) -> bytes:
     ).encode()
 
 
-def consumer(handler: Any, lanes: int = 8) -> tuple[LineageConsumer, FakeProducer, list[bytes]]:
+def consumer(marquez: Answering, lanes: int = 8) -> tuple[LineageConsumer, FakeProducer]:
     settings = LineageSettings(
         bootstrap="unused",
-        marquez_url="http://marquez.test",
+        marquez_url=marquez.url,
         lanes=lanes,
         backoff=Backoff(base=0.001, factor=2, cap=0.01),
     )
-    c = LineageConsumer(
-        settings,
-        marquez=MarquezClient("http://marquez.test", transport=httpx.MockTransport(handler)),
-    )
+    c = LineageConsumer(settings)
     producer = FakeProducer()
     c._dlq = DeadLetterQueue(producer, "lineage")
-    return c, producer, []
+    return c, producer
 
 
 def test_static_events_are_valid_with_their_kind_and_key() -> None:
@@ -110,14 +106,16 @@ def test_static_events_are_valid_with_their_kind_and_key() -> None:
 async def test_dataset_and_job_events_are_posted_not_dead_lettered() -> None:
     posted: list[bytes] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        posted.append(request.content)
-        return httpx.Response(201)
+    def handler(method: str, body: bytes) -> tuple[int, str]:
+        posted.append(body)
+        return 201, "{}"
 
-    c, producer, _ = consumer(handler)
-    bodies = [dataset_event("orders", "x"), job_event("daily")]
-    for body in bodies:
-        await c._handle(Rec(value=body), validate(body))
+    async with Answering(handler) as marquez:
+        c, producer = consumer(marquez)
+        bodies = [dataset_event("orders", "x"), job_event("daily")]
+        for body in bodies:
+            await c._handle(Rec(value=body), validate(body))
+        await c.marquez.aclose()
     assert posted == bodies  # the bytes as produced
     assert producer.sent == []
     assert c.stats.get("posted", event_type="DatasetEvent") == 1
@@ -129,24 +127,26 @@ async def test_unkeyed_static_events_of_one_dataset_stay_in_order() -> None:
     # events of one dataset reach Marquez in offset order even when the first is slow.
     order: list[str] = []
 
-    async def handler(request: httpx.Request) -> httpx.Response:
-        description = json.loads(request.content)["dataset"]["facets"]["acme"]["description"]
+    async def handler(method: str, body: bytes) -> tuple[int, str]:
+        description = json.loads(body)["dataset"]["facets"]["acme"]["description"]
         if description == "first":
             await asyncio.sleep(0.2)
         order.append(description)
-        return httpx.Response(201)
+        return 201, "{}"
 
-    c, producer, _ = consumer(handler, lanes=64)
-    c._dispatch(Rec(value=dataset_event("orders", "first"), offset=0))
-    c._dispatch(Rec(value=dataset_event("orders", "second"), offset=1))
-    try:
-        for _ in range(300):
-            if len(order) == 2:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        for part in list(c._parts.values()):
-            await c._stop_workers(part)
+    async with Answering(handler) as marquez:
+        c, producer = consumer(marquez, lanes=64)
+        c._dispatch(Rec(value=dataset_event("orders", "first"), offset=0))
+        c._dispatch(Rec(value=dataset_event("orders", "second"), offset=1))
+        try:
+            for _ in range(300):
+                if len(order) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            for part in list(c._parts.values()):
+                await c._stop_workers(part)
+            await c.marquez.aclose()
     assert order == ["first", "second"]
     assert producer.sent == []
 
@@ -156,11 +156,12 @@ async def test_records_that_used_to_crash_the_consumer_are_handled() -> None:
     # run id without a Kafka key could not be encoded as the lane key.
     posted: list[bytes] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        posted.append(request.content)
-        return httpx.Response(201)
+    def handler(method: str, body: bytes) -> tuple[int, str]:
+        posted.append(body)
+        return 201, "{}"
 
-    c, producer, _ = consumer(handler)
+    marquez = await Answering(handler).__aenter__()
+    c, producer = consumer(marquez)
     huge = b'{"eventTime": "2025-01-02T03:04:05Z", "x": ' + b"7" * 5000 + b"}"
     surrogate = json.dumps(
         {
@@ -185,6 +186,8 @@ async def test_records_that_used_to_crash_the_consumer_are_handled() -> None:
     finally:
         for part in list(c._parts.values()):
             await c._stop_workers(part)
+        await c.marquez.aclose()
+        await marquez.__aexit__()
     ((_, value, _, headers),) = producer.sent
     assert value == huge and dict(headers)["dlq.reason"] == b"invalid_json"
     # Marquez's parser takes the escape, so the consumer forwards the event unchanged.

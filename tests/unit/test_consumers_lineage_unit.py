@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -17,6 +16,7 @@ from consumers.lineage.marquez import MarquezClient, Outcome, classify
 from consumers.lineage.validate import validate
 from consumers.retry import Backoff
 from consumers.samples import lineage_bytes
+from tests.http_answers import Answering
 
 
 @dataclass
@@ -68,17 +68,24 @@ def test_classify(status: int, outcome: Outcome) -> None:
 
 
 async def test_client_maps_network_errors_to_transient() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    refused = MarquezClient("http://127.0.0.1:1")  # nothing listens on port 1
+    result = await refused.post(b"{}")
+    assert result.outcome is Outcome.TRANSIENT and result.status is None
+    assert not await refused.ping()
+    await refused.aclose()
 
-    def slow(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
+    answered = asyncio.Event()
 
-    for handler in (refuse, slow):
-        client = MarquezClient("http://127.0.0.1:1", transport=httpx.MockTransport(handler))
+    async def slow(method: str, body: bytes) -> tuple[int, str]:
+        await answered.wait()  # answers only after the client gave up
+        return 201, "{}"
+
+    async with Answering(slow) as marquez:
+        client = MarquezClient(marquez.url, timeout=0.2)
         result = await client.post(b"{}")
+        answered.set()
         assert result.outcome is Outcome.TRANSIENT and result.status is None
-        assert not await client.ping()
+        assert result.detail.startswith("timeout")
         await client.aclose()
 
 
@@ -127,15 +134,15 @@ async def test_gate_closes_after_threshold_and_reopens() -> None:
         waiter.send(None)
 
 
-def consumer_with(handler: httpx.MockTransport) -> tuple[LineageConsumer, FakeProducer]:
+def consumer_with(marquez: Answering) -> tuple[LineageConsumer, FakeProducer]:
     settings = LineageSettings(
         bootstrap="unused",
-        marquez_url="http://marquez.test",
+        marquez_url=marquez.url,
         backoff=Backoff(base=0.001, factor=2, cap=0.01),
         breaker_threshold=3,
         max_server_error_attempts=3,
     )
-    c = LineageConsumer(settings, marquez=MarquezClient("http://marquez.test", transport=handler))
+    c = LineageConsumer(settings)
     producer = FakeProducer()
     c._dlq = DeadLetterQueue(producer, "lineage")
     return c, producer
@@ -145,24 +152,26 @@ async def test_transient_failures_are_retried_until_stored() -> None:
     answers = iter([503, 502, 201])
     seen: list[bytes] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request.content)
-        return httpx.Response(next(answers))
+    def handler(method: str, body: bytes) -> tuple[int, str]:
+        seen.append(body)
+        return next(answers), "{}"
 
-    c, producer = consumer_with(httpx.MockTransport(handler))
-    body = lineage_bytes(str(uuid.uuid4()))
-    await asyncio.wait_for(c._handle(Rec(value=body), validate(body)), 5)
+    async with Answering(handler) as marquez:
+        c, producer = consumer_with(marquez)
+        body = lineage_bytes(str(uuid.uuid4()))
+        await asyncio.wait_for(c._handle(Rec(value=body), validate(body)), 5)
+        await c.marquez.aclose()
     assert seen == [body, body, body]  # the exact bytes each time
     assert c.stats.get("retried") == 2 and c.stats.get("posted") == 1
     assert not producer.sent
 
 
 async def test_4xx_goes_to_the_dlq() -> None:
-    c, producer = consumer_with(
-        httpx.MockTransport(lambda r: httpx.Response(400, text="bad event"))
-    )
-    body = lineage_bytes(str(uuid.uuid4()))
-    await c._handle(Rec(value=body), validate(body))
+    async with Answering(lambda method, body: (400, "bad event")) as marquez:
+        c, producer = consumer_with(marquez)
+        body = lineage_bytes(str(uuid.uuid4()))
+        await c._handle(Rec(value=body), validate(body))
+        await c.marquez.aclose()
     ((topic, value, _, headers),) = producer.sent
     assert topic == "openlineage-events.dlq" and value == body
     assert header(headers, "dlq.reason") == b"http_4xx"
@@ -176,21 +185,23 @@ async def test_a_poison_500_is_dead_lettered_once_another_event_is_stored_betwee
     good = lineage_bytes(str(uuid.uuid4()))
     calls = Calls()
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(200, json={"namespaces": []})  # Marquez answers its probe
-        calls.record("poison" if request.content == poison else "POST")
-        if request.content == poison:
-            return httpx.Response(500, text="NullPointerException")
-        return httpx.Response(201)
+    def handler(method: str, body: bytes) -> tuple[int, str]:
+        if method == "GET":
+            return 200, '{"namespaces": []}'  # Marquez answers its probe
+        calls.record("poison" if body == poison else "POST")
+        if body == poison:
+            return 500, "NullPointerException"
+        return 201, "{}"
 
-    c, producer = consumer_with(httpx.MockTransport(handler))
-    task = asyncio.create_task(c._handle(Rec(value=poison), validate(poison)))
-    # Past the attempt limit, and the probe answers: still no proof it is the event's own.
-    await calls.until(lambda: calls.count("poison") > c.s.max_server_error_attempts)
-    assert not producer.sent and c.gate.is_up
-    await c._handle(Rec(value=good, offset=43), validate(good))  # Marquez stores another
-    await asyncio.wait_for(task, 5)
+    async with Answering(handler) as marquez:
+        c, producer = consumer_with(marquez)
+        task = asyncio.create_task(c._handle(Rec(value=poison), validate(poison)))
+        # Past the attempt limit, and the probe answers: still no proof it is the event's own.
+        await calls.until(lambda: calls.count("poison") > c.s.max_server_error_attempts)
+        assert not producer.sent and c.gate.is_up
+        await c._handle(Rec(value=good, offset=43), validate(good))  # Marquez stores another
+        await asyncio.wait_for(task, 5)
+        await c.marquez.aclose()
     (sent,) = producer.sent
     assert header(sent[3], "dlq.reason") == b"http_5xx"
 
@@ -199,27 +210,30 @@ async def test_a_500_for_every_event_dead_letters_none_however_long() -> None:
     stores = False
     calls = Calls()
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.method == "GET":
-            return httpx.Response(200, json={"namespaces": []})  # its probe still answers
+    def handler(method: str, body: bytes) -> tuple[int, str]:
+        if method == "GET":
+            return 200, '{"namespaces": []}'  # its probe still answers
         calls.record("POST")
         if not stores:  # the database is read-only
-            return httpx.Response(500, text="cannot execute INSERT in a read-only transaction")
-        return httpx.Response(201)
+            return 500, "cannot execute INSERT in a read-only transaction"
+        return 201, "{}"
 
-    c, producer = consumer_with(httpx.MockTransport(handler))
-    c.gate = Gate(2)
-    bodies = [lineage_bytes(str(uuid.uuid4())) for _ in range(2)]
-    tasks = [
-        asyncio.create_task(c._handle(Rec(value=b, offset=i), validate(b)))
-        for i, b in enumerate(bodies)
-    ]
-    # The gate closed on two events' 5xx; the prober lets one event test Marquez at a time.
-    await calls.until(lambda: calls.count("POST") > 4 * c.s.max_server_error_attempts)
-    assert not producer.sent
-    assert not c.gate.is_up and c.health.degraded_reason.startswith("marquez unavailable")
-    stores = True
-    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    async with Answering(handler) as marquez:
+        c, producer = consumer_with(marquez)
+        c.gate = Gate(2)
+        bodies = [lineage_bytes(str(uuid.uuid4())) for _ in range(2)]
+        tasks = [
+            asyncio.create_task(c._handle(Rec(value=b, offset=i), validate(b)))
+            for i, b in enumerate(bodies)
+        ]
+        # The gate closed on two events' 5xx; the prober lets one event test Marquez at a
+        # time.
+        await calls.until(lambda: calls.count("POST") > 4 * c.s.max_server_error_attempts)
+        assert not producer.sent
+        assert not c.gate.is_up and c.health.degraded_reason.startswith("marquez unavailable")
+        stores = True
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        await c.marquez.aclose()
     assert not producer.sent and c.stats.get("posted") == 2
     assert c.gate.is_up and not c.health.degraded_reason
 
@@ -249,29 +263,31 @@ async def test_marquez_down_closes_the_gate_and_the_prober_reopens_it() -> None:
     up = False
     calls = Calls()  # POSTs are events, GETs the prober's pings
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.record(request.method)
+    def handler(method: str, body: bytes) -> tuple[int, str] | None:
+        calls.record(method)
         if not up:
-            raise httpx.ConnectError("refused", request=request)
-        if request.method == "POST":
-            return httpx.Response(201)
-        return httpx.Response(200, json={})
+            return None  # the connection is cut: a network error
+        if method == "POST":
+            return 201, "{}"
+        return 200, "{}"
 
-    c, _ = consumer_with(httpx.MockTransport(handler))
-    body = lineage_bytes(str(uuid.uuid4()))
-    task = asyncio.create_task(c._handle(Rec(value=body), validate(body)))
-    await calls.until(lambda: calls.count("GET") > 0)  # the prober starts when the gate closes
-    assert not c.gate.is_up
-    assert c.health.degraded_reason.startswith("marquez unavailable")
-    # The gate closed on the threshold's failure: that many POSTs, no more.
-    assert calls.count("POST") == c.s.breaker_threshold == c.stats.get("retried")
-    # While it is down only the prober calls Marquez: let it probe a few more times,
-    # and no POST may come in between (the worker waits on the gate, it does not spin).
-    await calls.until(lambda: calls.count("GET") >= 6)
-    assert calls.count("POST") == c.s.breaker_threshold
-    assert not task.done()
-    up = True
-    await asyncio.wait_for(task, 5)
+    async with Answering(handler) as marquez:
+        c, _ = consumer_with(marquez)
+        body = lineage_bytes(str(uuid.uuid4()))
+        task = asyncio.create_task(c._handle(Rec(value=body), validate(body)))
+        await calls.until(lambda: calls.count("GET") > 0)  # the prober starts when it closes
+        assert not c.gate.is_up
+        assert c.health.degraded_reason.startswith("marquez unavailable")
+        # The gate closed on the threshold's failure: that many POSTs, no more.
+        assert calls.count("POST") == c.s.breaker_threshold == c.stats.get("retried")
+        # While it is down only the prober calls Marquez: let it probe a few more times,
+        # and no POST may come in between (the worker waits on the gate, it does not spin).
+        await calls.until(lambda: calls.count("GET") >= 6)
+        assert calls.count("POST") == c.s.breaker_threshold
+        assert not task.done()
+        up = True
+        await asyncio.wait_for(task, 5)
+        await c.marquez.aclose()
     assert calls.count("POST") == c.s.breaker_threshold + 1  # the one that was stored
     assert c.stats.get("posted") == 1
     assert c.gate.is_up and not c.health.degraded_reason
