@@ -382,8 +382,10 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
         # One Job per stage: created, read back on a name conflict, watched (index and
         # events), deleted on cancel.
         _rule("batch", ["jobs"], ["create", "get", "list", "watch", "delete"]),
-        # The stage pods' termination messages.
-        _rule("", ["pods"], ["list"]),
+        # The stage pods' termination messages; watched (index and events) so that a run
+        # moves on as soon as a single-pod stage's pod has succeeded, not a second later
+        # when the Job controller marks its Job Complete.
+        _rule("", ["pods"], ["list", "watch"]),
         # The per-run stage configuration: created, read back on a name conflict.
         _rule("", ["configmaps"], ["create", "get"]),
         # The run's workspace volume: created, read back, deleted when the run ends.

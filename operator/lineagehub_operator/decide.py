@@ -167,6 +167,19 @@ def _failure(job: ObservedJob) -> tuple[Reason, str]:
     return Reason.STAGE_FAILED, f"stage {job.stage} failed{tries}: {detail}".rstrip(": ")
 
 
+def _pod_done(job: ObservedJob) -> bool:
+    """A single-pod Job not Complete yet whose pod exited 0 with its result readable:
+    with one completion to make, that pod's success is the Job's. Without a JSON
+    termination message the Job's Complete condition is waited for, as for any Job."""
+    return (
+        job.state == JobState.ACTIVE
+        and job.pod_succeeded
+        and job.shards == 1
+        and job.result is not None
+        and job.result.raw is not None
+    )
+
+
 def _verdicts(result: StageResult) -> list[QualityVerdict] | None:
     """The checks a stage reported, minus what the status does not keep (samples)."""
     verdicts = []
@@ -267,6 +280,8 @@ def decide(
         for stage in STAGES:
             job = jobs.get(stage)
             entry = _stage(status, stage)
+            if entry.phase == Phase.SUCCEEDED:
+                continue  # its pod succeeded: its Job completes and goes by its TTL
             if job is not None and job.state == JobState.ACTIVE:
                 if not job.deleting:
                     actions.append(DeleteJob(stage, job.name))
@@ -289,9 +304,12 @@ def decide(
     for stage in STAGES:
         entry = _stage(status, stage)
         job = jobs.get(stage)
+        if entry.phase == Phase.SUCCEEDED:
+            # Decided once, from its Job or its pod: a Job removed since, or one the Job
+            # controller marks later (Complete, or DeadlineExceeded when its deadline
+            # passed before that sync), does not change what the stage did.
+            continue
         if job is None:
-            if entry.phase == Phase.SUCCEEDED:
-                continue  # its Job was removed after it finished
             if run.spec.suspend:
                 status.current_stage = stage
                 _set_succeeded(
@@ -338,7 +356,7 @@ def decide(
         entry.job_name = job.name
         entry.attempts = max(entry.attempts, job.attempts)
         entry.start_time = entry.start_time or job.start_time or now
-        if job.state == JobState.ACTIVE:
+        if job.state == JobState.ACTIVE and not _pod_done(job):
             entry.phase = Phase.RUNNING
             status.phase = Phase.RUNNING
             status.current_stage = stage
@@ -360,7 +378,7 @@ def decide(
             entry.quality = _verdicts(job.result) or entry.quality
             entry.columns = list(job.result.columns) or entry.columns
         entry.completion_time = job.completion_time or now
-        if job.state == JobState.COMPLETE:
+        if job.state == JobState.COMPLETE or _pod_done(job):
             entry.phase = Phase.SUCCEEDED
             entry.reason = None
             entry.message = None

@@ -65,6 +65,7 @@ from lineagehub_operator.observed import (
     observe_job,
     owner_uid,
 )
+from lineagehub_operator.pod_success import SucceededPod, succeeded_pod, with_pod_success
 from lineagehub_operator.run_telemetry import RunTelemetry
 from lineagehub_operator.waiting import newer, sleep_until_woken
 
@@ -124,6 +125,30 @@ def _wake(memo: Any, uid: str | None) -> None:
 @kopf.on.event("batch", "v1", "jobs", labels=JOB_LABELS)
 def job_changed(body: kopf.Body, memo: Any, **_: Any) -> None:
     _wake(memo, owner_uid(body))
+
+
+@kopf.index("v1", "pods", labels=JOB_LABELS)
+def stage_pods(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], SucceededPod] | None:
+    """The stage pods that exited 0, by their Job's uid: a run moves on from a single-pod
+    stage as soon as its pod has succeeded (pod_success.py)."""
+    pod = succeeded_pod(body)
+    return None if pod is None else {(namespace or "", pod.job_uid): pod}
+
+
+@kopf.on.event("v1", "pods", labels=JOB_LABELS)
+def pod_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+    """A stage pod that exited 0 wakes its run's daemon (its owner is the Job, whose
+    owner is the run: found in the Jobs' index)."""
+    pod = succeeded_pod(body)
+    if pod is None:
+        return
+    stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
+    for (ns, run_uid), jobs in stage_jobs.items():
+        if ns == (namespace or "") and any(job.uid == pod.job_uid for job in jobs):
+            _wake(memo, run_uid)
+            return
 
 
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
@@ -213,12 +238,17 @@ async def _with_results(
     run_uid: str,
     namespace: str,
     jobs: list[ObservedJob],
+    succeeded_pods: kopf.Index[tuple[str, str], SucceededPod],
 ) -> dict[Any, ObservedJob]:
-    """Attach each finished Job's stage result (from its pod's termination message)."""
+    """Attach each finished Job's stage result (from its pod's termination message),
+    and an active single-pod Job's once its pod has succeeded."""
     out = {}
     for job in jobs:
         seen = job
-        if job.state != JobState.ACTIVE:
+        if job.state == JobState.ACTIVE:
+            succeeded = next(iter(succeeded_pods.get((namespace, job.uid), [])), None)
+            seen = with_pod_success(job, succeeded, cache, run_uid)
+        else:
             known = cache.get(run_uid, job.uid)
             if known is None:
                 if job.shards > 1:
@@ -412,6 +442,7 @@ async def reconcile(
                 uid,
                 namespace,
                 list(stage_jobs.get((namespace, uid), [])),
+                kwargs["stage_pods"],
             )
             waiting = _queued(memo, run, body, kwargs)
             if not limit_warned and run.status is not None and run.status.phase == Phase.PENDING:

@@ -120,6 +120,8 @@ class ObservedJob:
     result: StageResult | None = None
     pod_reason: str | None = None  # e.g. DeadlineExceeded on the last failed pod
     shards: int = 1
+    # Its (only) pod exited 0 though the Job is not Complete yet (pod_success.py).
+    pod_succeeded: bool = False
 
 
 def _time(value: str | None) -> datetime | None:

@@ -312,7 +312,7 @@ NAMESPACED_GRANTS = {
     ("lineagehub.io", "pipelines/finalizers"): {"update"},
     ("lineagehub.io", "pipelines/status"): {"patch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"list"},
+    ("", "pods"): {"list", "watch"},
     ("", "configmaps"): {"create", "get"},
     ("", "persistentvolumeclaims"): {"create", "get", "patch", "delete"},
     ("", "events"): {"create"},
@@ -389,6 +389,9 @@ def test_operator_uses_no_verb_the_role_does_not_grant() -> None:
     for role in (build_operator_discovery_clusterrole(), build_operator_clusterrole()):
         assert {"list", "watch"} <= _grants(role)[("", "namespaces")]
     grants = _grants(build_operator_role())
+    # The stage pods are watched (a kopf index): a pod's success moves its run on.
+    assert '@kopf.index("v1", "pods"' in source
+    assert {"list", "watch"} <= grants[("", "pods")]
     for key, verbs in used.items():
         assert verbs <= grants[key], f"{key}: the code calls {verbs - grants[key]}"
 
