@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stack import paths, progress, supervisor
+from stack import builds, paths, progress, supervisor
 from stack import ports as stack_ports
 from stack.errors import StackError
 from stack.piece import Piece
@@ -58,6 +58,28 @@ def first_run_line(pieces: Sequence[Piece]) -> str | None:
     )
 
 
+def _split(only: str | None) -> tuple[tuple[Piece, ...], tuple[Piece, ...]]:
+    """The pieces `--only` names (all when None): those that must build, and those of
+    the optional groups, which are tried and may fail."""
+    names = only.split(",") if only else list(GROUPS)
+    optional = [n for n in names if n in OPTIONAL_GROUPS and not only]
+    required = [n for n in names if n not in optional]
+    return (select(required) if required else ()), (select(optional) if optional else ())
+
+
+def build_first(only: str | None) -> None:
+    """Say what a first run builds, then build it (downloads beside the compiles)."""
+    required, optional = _split(only)
+    # The optional groups are tried on every `up` (a missing Marquez artifact is not a
+    # first run), so only the others are announced.
+    first = first_run_line(required)
+    if first:
+        progress.current().say(first)
+    # Optional pieces are fetched beside a first run's compiles; with nothing to compile
+    # there is nothing to overlap (and their own `up` tries them anyway).
+    builds.build(required, fetch_also=optional if first else ())
+
+
 def status_table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Columns as wide as their widest cell (ports or versions of any length stay apart)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -83,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build what is missing and start the pieces (idempotent)")
     up.add_argument("--only", help="comma-separated pieces or groups (e.g. controlplane,kafka)")
+    build = sub.add_parser("build", help="build what is missing, start nothing")
+    build.add_argument("--only", help="comma-separated pieces or groups")
     down = sub.add_parser("down", help="stop the pieces")
     down.add_argument("--only")
     sub.add_parser("status", help="each piece: state, pid, resident memory, ports, version, log")
@@ -92,16 +116,26 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("-n", "--lines", type=int, default=50)
     args = parser.parse_args(argv)
 
+    if args.cmd == "build":
+        t0 = time.monotonic()
+        progress.use(progress.for_stdout())
+        try:
+            build_first(args.only)
+        except StackError as err:
+            print(f"stack build failed: {err}", file=sys.stderr)
+            return 1
+        print(f"stack build in {time.monotonic() - t0:.1f}s; cached in {paths.cache_dir()}")
+        return 0
     if args.cmd == "up":
         t0 = time.monotonic()
         groups = args.only.split(",") if args.only else list(GROUPS)
         reporter = progress.for_stdout()
         progress.use(reporter)
-        # The optional groups are tried on every `up` (a missing Marquez artifact is not
-        # a first run), so only the others are announced.
-        first = first_run_line(select([g for g in groups if g not in OPTIONAL_GROUPS]))
-        if first:
-            reporter.say(first)
+        try:
+            build_first(args.only)
+        except StackError as err:
+            print(f"stack up failed: {err}", file=sys.stderr)
+            return 1
         for group in groups:
             try:
                 supervisor.up(select([group]), on_line=reporter.say)

@@ -9,6 +9,7 @@ Neither -json nor -v nor the `go list` changes what is built or its cache keys.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,23 +18,22 @@ from stack.errors import StackError
 from stack.toolstreams import GO_LIST_FORMAT, GoBuild, GoPlan
 
 
-def go_build(
+def go_plan(
     piece: str,
     what: str,
     *,
-    package: str,
+    packages: Sequence[str],
     flags: Sequence[str],
-    out: Path,
     cwd: Path,
     env: dict[str, str],
     log: Path,
-) -> GoBuild:
-    """`go build FLAGS -o OUT PACKAGE` in `cwd`, told as `what`; raise naming the log."""
-    reporter = progress.current()
+) -> GoPlan:
+    """`go list -deps` of what a build of `packages` needs, downloading the modules it
+    lacks on the way (a build's network part, which can run while another compiles)."""
     plan = GoPlan()
-    with reporter.step(f"{what}: resolving packages and downloading modules") as step:
+    with progress.current().step(f"{what}: resolving packages and downloading modules") as step:
         code = progress.run(
-            ["go", "list", *flags, "-deps", "-f", GO_LIST_FORMAT, package],
+            ["go", "list", *flags, "-deps", "-f", GO_LIST_FORMAT, *packages],
             plan,
             step,
             log,
@@ -41,17 +41,39 @@ def go_build(
             env=env,
         )
         if code != 0:
-            raise StackError(piece, f"go list of {package} failed with exit code {code}", log)
+            named = " ".join(packages)
+            raise StackError(piece, f"go list of {named} failed with exit code {code}", log)
         step.detail = (
             f"{plan.downloads.detail() + ', ' if plan.downloads.modules else ''}"
             f"{len(plan.to_compile):,} of {len(plan.packages):,} packages to compile"
         )
     with log.open("a") as text:
         text.write(f"# plan: {len(plan.to_compile)} of {len(plan.packages)} packages to compile\n")
+    return plan
+
+
+def go_build(
+    piece: str,
+    what: str,
+    *,
+    packages: Sequence[str],
+    flags: Sequence[str],
+    out: Path,
+    cwd: Path,
+    env: dict[str, str],
+    log: Path,
+) -> GoBuild:
+    """`go build FLAGS -o OUT PACKAGES...` in `cwd`, told as `what`; raise naming the log.
+
+    With several main packages OUT is a folder (it must end with a slash or exist) and
+    each binary is named after its package's last path element; the packages they share
+    are compiled once."""
+    plan = go_plan(piece, what, packages=packages, flags=flags, cwd=cwd, env=env, log=log)
     build = GoBuild(to_compile=set(plan.to_compile))
-    with reporter.step(what) as step:
+    target = f"{out}{os.sep}" if len(packages) > 1 else str(out)
+    with progress.current().step(what) as step:
         code = progress.run(
-            ["go", "build", "-json", "-v", *flags, "-o", str(out), package],
+            ["go", "build", "-json", "-v", *flags, "-o", target, *packages],
             build,
             step,
             log,

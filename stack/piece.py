@@ -57,6 +57,10 @@ class Piece:
         """Whether `build()` has nothing to do (its artifacts are in the cache)."""
         return True
 
+    def fetch(self) -> None:
+        """Download what `build()` needs (its network part), so that it can run while
+        another piece compiles; no-op when cached or when there is nothing to fetch."""
+
     def build(self) -> None:
         """Make the binaries/jars available in the cache (no-op when cached)."""
 

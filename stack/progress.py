@@ -11,6 +11,7 @@ lines to its reader and its log. Standard library only (`scripts/setup.sh` runs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import shutil
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TextIO
@@ -71,6 +72,7 @@ class Reporter:
         self.stamp = stamp
         self.width = width
         self.open: Step | None = None  # the step whose line is on the terminal now
+        self.lock = threading.RLock()  # steps told from another thread (`aside`) too
 
     def step(self, what: str, detail: str = "") -> Step:
         return Step(self, what, detail)
@@ -79,12 +81,13 @@ class Reporter:
         """A line that stays (e.g. `etcd: up in 2.1 s`), above any step's moving line."""
         if self.stream is None:
             return
-        if self.tty:
-            self._write("\r\x1b[K" + text + "\n")
-            if self.open is not None:
-                self.open.redraw()
-        else:
-            self._write(f"{self.stamp()} {text}\n")
+        with self.lock:
+            if self.tty:
+                self._write("\r\x1b[K" + text + "\n")
+                if self.open is not None:
+                    self.open.redraw()
+            else:
+                self._write(f"{self.stamp()} {text}\n")
 
     def _write(self, text: str) -> None:
         assert self.stream is not None
@@ -126,10 +129,11 @@ class Step:
             return
         self.ended = True
         rep = self.reporter
-        if rep.stream is not None and rep.tty and rep.open is self:
-            rep._write("\r\x1b[K")
-        if rep.open is self:
-            rep.open = None
+        with rep.lock:
+            if rep.stream is not None and rep.tty and rep.open is self:
+                rep._write("\r\x1b[K")
+            if rep.open is self:
+                rep.open = None
 
     def done(self, detail: str | None = None) -> None:
         self._end("done", detail)
@@ -146,13 +150,14 @@ class Step:
         rep = self.reporter
         text = f"{self.what}: {word}" + (f", {self.detail}" if self.detail else "")
         text += f" in {elapsed(self.seconds)}"
-        if rep.stream is not None:
-            if rep.tty:
-                rep._write("\r\x1b[K" + text + "\n")
-            else:
-                rep._write(f"{rep.stamp()} {text}\n")
-        if rep.open is self:
-            rep.open = None
+        with rep.lock:
+            if rep.stream is not None:
+                if rep.tty:
+                    rep._write("\r\x1b[K" + text + "\n")
+                else:
+                    rep._write(f"{rep.stamp()} {text}\n")
+            if rep.open is self:
+                rep.open = None
 
     def _show(self, *, force: bool) -> None:
         rep = self.reporter
@@ -166,11 +171,12 @@ class Step:
             return
         self.last_shown = now
         text = line(self.what, self.detail, now - self.started)
-        if rep.tty:
-            rep.open = self
-            rep._write("\r\x1b[K" + fit(text, rep.width()))
-        else:
-            rep._write(f"{rep.stamp()} {text}\n")
+        with rep.lock:
+            if rep.tty:
+                rep.open = self
+                rep._write("\r\x1b[K" + fit(text, rep.width()))
+            else:
+                rep._write(f"{rep.stamp()} {text}\n")
 
     def __enter__(self) -> Step:
         return self
@@ -188,6 +194,7 @@ class Step:
 
 
 _chosen: list[Reporter] = [Reporter(None)]
+_thread = threading.local()
 
 
 def use(reporter: Reporter) -> None:
@@ -197,7 +204,48 @@ def use(reporter: Reporter) -> None:
 
 def current() -> Reporter:
     """The reporter steps tell; a quiet one unless a command chose one (tests)."""
-    return _chosen[0]
+    aside_reporter: Reporter | None = getattr(_thread, "reporter", None)
+    return aside_reporter or _chosen[0]
+
+
+class _Said:
+    """A text stream whose every line is a `say` of another reporter."""
+
+    def __init__(self, to: Reporter) -> None:
+        self.to = to
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        while "\n" in self.pending:
+            said, self.pending = self.pending.split("\n", 1)
+            self.to.say(said)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def aside(label: str, every: float = 60.0) -> Iterator[Reporter]:
+    """Steps told in this thread (a job running beside the step on the terminal line)
+    become plain lines said through the chosen reporter, each marked `label`."""
+    chosen = _chosen[0]
+    stream = _Said(chosen) if chosen.stream is not None else None
+    _thread.reporter = Reporter(
+        stream,  # type: ignore[arg-type]  # a stream of lines, all a Reporter writes to
+        tty=False,
+        interval=every,
+        clock=chosen.clock,
+        stamp=lambda: label,
+    )
+    try:
+        yield _thread.reporter
+    finally:
+        _thread.reporter = None
 
 
 def for_stdout() -> Reporter:

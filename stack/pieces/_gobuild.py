@@ -15,6 +15,7 @@ from pathlib import Path
 from stack import paths
 from stack.errors import StackError
 from stack.gocompile import go_build as compile_with_progress
+from stack.gocompile import go_plan
 from stack.piece import build_log, content_key
 
 GOTOOLS = paths.REPO_ROOT / "stack" / "gotools"
@@ -40,6 +41,27 @@ def is_built(name: str, version: str, ldflags: str) -> bool:
     )
 
 
+def _env() -> dict[str, str]:
+    # GOTOOLCHAIN=local: never try to download another Go toolchain; a too-old
+    # local Go fails here with a message naming the version it needs.
+    return {**os.environ, "GOTOOLCHAIN": "local"}
+
+
+def go_fetch(piece: str, name: str, version: str, package: str, ldflags: str) -> None:
+    """Download the modules the build of `package` needs, unless the binary is current."""
+    if is_built(name, version, ldflags):
+        return
+    go_plan(
+        piece,
+        f"{name} {version} (Go modules)",
+        packages=[package],
+        flags=["-trimpath", f"-ldflags={ldflags}"],
+        cwd=GOTOOLS / name,
+        env=_env(),
+        log=build_log(piece),
+    )
+
+
 def go_build(piece: str, name: str, version: str, package: str, ldflags: str) -> Path:
     """Build `package` from `stack/gotools/<name>` unless the cached binary is current."""
     module = GOTOOLS / name
@@ -50,17 +72,14 @@ def go_build(piece: str, name: str, version: str, package: str, ldflags: str) ->
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
-    # GOTOOLCHAIN=local: never try to download another Go toolchain; a too-old
-    # local Go fails here with a message naming the version it needs.
-    env = {**os.environ, "GOTOOLCHAIN": "local"}
     compile_with_progress(
         piece,
         f"building {name} {version} (Go, {package})",
-        package=package,
+        packages=[package],
         flags=["-trimpath", f"-ldflags={ldflags}"],
         out=partial,
         cwd=module,
-        env=env,
+        env=_env(),
         log=build_log(piece),
     )
     if not partial.is_file():

@@ -2,24 +2,30 @@
 
 All four run from one Go binary (`stack/controlplane`, built from the
 k8s.io/kubernetes modules) as separate processes; its `kubectl` symlink is the
-stack's kubectl.
+stack's kubectl. The same module pins Helm as a `tool`, at the release built on
+the same Kubernetes libraries, and one `go build` makes both binaries: the
+Kubernetes packages they share (the bulk of either build) are compiled once.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import ssl
 from pathlib import Path
 
 import httpx
 
 from stack import paths, ports
-from stack.gocompile import go_build
+from stack.errors import StackError
+from stack.gocompile import go_build, go_plan
 from stack.piece import Launch, Piece, build_log, content_key, http_ok
 from stack.pki import ensure_pki
 
 SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
 KUBERNETES_VERSION = "v1.35.4"
+HELM_PACKAGE = "helm.sh/helm/v3/cmd/helm"
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -55,8 +61,19 @@ def admin_kubeconfig() -> Path:
     return pki_dir() / "admin.kubeconfig"
 
 
+def helm_version() -> str:
+    """The Helm release `stack/controlplane/go.mod` pins."""
+    found = re.search(r"^\s*helm\.sh/helm/v3 (v\S+)", (SOURCE / "go.mod").read_text(), re.M)
+    if found is None:
+        raise StackError("helm", f"no helm.sh/helm/v3 requirement in {SOURCE / 'go.mod'}")
+    return found.group(1)
+
+
 def _ldflags() -> str:
-    """Stamp the release into the binary, as the Kubernetes release build does."""
+    """Stamp the releases into the binaries, as the Kubernetes and Helm release builds do
+    (a -X for a package a binary does not link is ignored). Helm's Kubernetes version,
+    which `helm template` assumes for `.Capabilities.KubeVersion`, is the one of the
+    client-go it is compiled with: the control plane's, through the replace block."""
     major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
     stamps = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -67,11 +84,14 @@ def _ldflags() -> str:
             f"-X {pkg}.gitTreeState=clean",
             f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
+    stamps.append(f"-X helm.sh/helm/v3/internal/version.version={helm_version()}")
+    for pkg in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        stamps += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
     return " ".join(["-s", "-w", *stamps])
 
 
 def kcp_dir() -> Path:
-    """Cache folder of the control-plane binary, keyed by its build inputs."""
+    """Cache folder of the control-plane and Helm binaries, keyed by their build inputs."""
     key = content_key(
         *(SOURCE / f for f in ("go.mod", "go.sum", "main.go", "version.go")),
         extra=KUBERNETES_VERSION + _ldflags(),
@@ -83,25 +103,63 @@ def kcp() -> Path:
     return kcp_dir() / "kcp"
 
 
-def build_kcp() -> None:
-    """Build the binary once per input hash; a fresh machine builds it the same way."""
-    target = kcp()
-    if target.exists():
+def helm() -> Path:
+    return kcp_dir() / "helm"
+
+
+def kcp_built() -> bool:
+    return kcp().is_file() and helm().is_file()
+
+
+def _go_args() -> tuple[list[str], list[str], dict[str, str]]:
+    """The packages, flags and environment of the one build (its plan uses them too)."""
+    # GOTOOLCHAIN=local: never download another Go toolchain; a too-old local Go
+    # fails naming the version it needs.
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false", "GOTOOLCHAIN": "local"}
+    return [".", HELM_PACKAGE], ["-trimpath", f"-ldflags={_ldflags()}"], env
+
+
+def fetch_kcp() -> None:
+    """Download the modules the build needs (the network part of `build_kcp`)."""
+    if kcp_built():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    go_build(
+    packages, flags, env = _go_args()
+    go_plan(
         "controlplane",
-        f"building the Kubernetes control plane (Go, k8s.io/kubernetes {KUBERNETES_VERSION})",
-        package=".",
-        flags=["-trimpath", f"-ldflags={_ldflags()}"],
-        out=partial,
+        "the Kubernetes control plane and Helm (Go modules)",
+        packages=packages,
+        flags=flags,
         cwd=SOURCE,
-        env={**os.environ, "GOFLAGS": "-buildvcs=false"},
+        env=env,
         log=build_log("controlplane"),
     )
+
+
+def build_kcp() -> None:
+    """Build both binaries once per input hash; a fresh machine builds them the same way."""
+    target = kcp_dir()
+    if kcp_built():
+        return
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    packages, flags, env = _go_args()
+    go_build(
+        "controlplane",
+        f"building the Kubernetes control plane {KUBERNETES_VERSION} and Helm "
+        f"{helm_version()} (Go, one build)",
+        packages=packages,
+        flags=flags,
+        out=partial,
+        cwd=SOURCE,
+        env=env,
+        log=build_log("controlplane"),
+    )
+    # A binary is named after its package's last path element: the module's is kcp's.
+    (partial / SOURCE.name).rename(partial / "kcp")
+    (partial / "kubectl").symlink_to("kcp")
+    shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    (target.parent / "kubectl").symlink_to("kcp")
 
 
 def admin_client(timeout: float = 5.0) -> httpx.Client:
@@ -122,15 +180,22 @@ def _healthy(port_name: str, path: str) -> bool:
         return False
 
 
+#: Said by the first `stack up` on a machine (the control plane's pieces and Helm).
+FIRST_BUILD = (
+    f"the Kubernetes control plane {KUBERNETES_VERSION} and Helm from their Go modules in "
+    "one build (~20 min cold, the bulk of a first run)"
+)
+
+
 class _ControlPlanePiece(Piece):
     version = KUBERNETES_VERSION
-    first_build = (
-        f"the Kubernetes control plane {KUBERNETES_VERSION} from its Go modules "
-        "(~20 min cold, the bulk of a first run)"
-    )
+    first_build = FIRST_BUILD
 
     def built(self) -> bool:
-        return kcp().exists()
+        return kcp_built()
+
+    def fetch(self) -> None:
+        fetch_kcp()
 
     def build(self) -> None:
         build_kcp()

@@ -20,7 +20,7 @@ import yaml
 from lineagehub.topics import SPANS_TOPIC
 from stack import paths, ports
 from stack.piece import Launch, Piece, http_ok
-from stack.pieces._gobuild import binary_path, go_build, is_built
+from stack.pieces._gobuild import binary_path, go_build, go_fetch, is_built
 from stack.pieces.kafka import bootstrap
 
 JAEGER_VERSION = "v1.76.0"
@@ -114,6 +114,9 @@ class Jaeger(Piece):
     @property
     def config_file(self) -> Path:
         return paths.state_dir() / "jaeger" / "config.yaml"
+
+    def fetch(self) -> None:
+        go_fetch(self.name, self.name, self.version, PACKAGE, "-s -w")
 
     def build(self) -> None:
         go_build(self.name, self.name, self.version, PACKAGE, "-s -w")

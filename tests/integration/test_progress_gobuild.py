@@ -49,18 +49,21 @@ def told() -> Iterator[io.StringIO]:
 
 
 def build(module: Path, tmp_path: Path) -> tuple[set[str], set[str], Path]:
-    env = {
+    out, log = tmp_path / "tiny.a", tmp_path / "build.log"
+    result = go_build(
+        "tiny", "building tiny", packages=["."], flags=["-trimpath"], out=out, cwd=module,
+        env=_env(tmp_path), log=log,
+    )  # fmt: skip
+    return result.to_compile, result.compiled, out
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "GOCACHE": str(tmp_path / "gocache"),
         "GOFLAGS": "-buildvcs=false",
         "GOTOOLCHAIN": "local",
     }
-    out, log = tmp_path / "tiny.a", tmp_path / "build.log"
-    result = go_build(
-        "tiny", "building tiny", package=".", flags=["-trimpath"], out=out, cwd=module,
-        env=env, log=log,
-    )  # fmt: skip
-    return result.to_compile, result.compiled, out
 
 
 def test_cold_build_counts_every_package_go_compiled(
@@ -95,3 +98,25 @@ def test_a_broken_package_is_named_with_the_log(
     log = (tmp_path / "build.log").read_text()
     assert "undefined: nope" in log  # the compiler's own words, decoded from the JSON events
     assert "building tiny: FAILED" in told.getvalue()
+
+
+def test_one_build_of_two_mains_compiles_what_they_share_once(
+    module: Path, tmp_path: Path, told: io.StringIO
+) -> None:
+    """The control plane and Helm are one `go build` of two mains into a folder."""
+    for name in ("one", "two"):
+        main = f'package main\n\nimport "{MODULE}/mid"\n\nfunc main() {{ _ = mid.N() }}\n'
+        (module / "cmd" / name).mkdir(parents=True)
+        (module / "cmd" / name / "main.go").write_text(main)
+    out = tmp_path / "bin"
+    out.mkdir()
+    result = go_build(
+        "tiny", "building two", packages=["./cmd/one", "./cmd/two"], flags=["-trimpath"],
+        out=out, cwd=module, env=_env(tmp_path), log=tmp_path / "build.log",
+    )  # fmt: skip
+    assert (out / "one").is_file() and (out / "two").is_file()
+    shared = {f"{MODULE}/leaf", f"{MODULE}/mid"}
+    assert shared <= result.compiled == result.to_compile
+    assert {f"{MODULE}/cmd/one", f"{MODULE}/cmd/two"} <= result.compiled
+    log = (tmp_path / "build.log").read_text()
+    assert log.count(f"\n{MODULE}/mid\n") == 1  # -v names each package it compiles, once

@@ -50,16 +50,17 @@ def status_of(state: Path) -> list[str]:
     return done.stdout.splitlines()
 
 
-def assert_aligned(table: list[str]) -> dict[str, list[str]]:
-    """Every cell starts at its header's column; returns the rows by piece."""
+def assert_aligned(table: list[str]) -> dict[str, dict[str, str]]:
+    """Every cell starts at its header's column; returns each piece's cells by header."""
     header = table[0]
-    starts = [header.index(word) for word in header.split()]
-    rows: dict[str, list[str]] = {}
+    names = header.split()
+    starts = [header.index(word) for word in names]
+    rows: dict[str, dict[str, str]] = {}
     for row in table[1:]:
         cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
-        assert all(cells) and all(row[s - 1] == " " for s in starts[1:]), row
-        assert cells == row.split(maxsplit=len(starts) - 1), row
-        rows[cells[0]] = cells
+        # Each cell starts exactly at its column (a cell may hold a space: `151 MiB`).
+        assert all(cells) and all(row[s - 1] == " " != row[s] for s in starts[1:]), row
+        rows[cells[0]] = dict(zip(names, cells, strict=True))
     return rows
 
 
@@ -113,12 +114,13 @@ def test_a_second_stack_runs_on_its_own_ports_beside_the_first(
 
     rows = assert_aligned(status_of(second_state))
     for piece in SUBSET.split(","):
-        assert rows[piece][1] == "ready", rows[piece]
-    assert rows["kafka"][3] == f"{second['ports']['kafka']},{second['ports']['kafka-controller']}"
-    assert rows["jaeger"][1] == "down"  # not in the subset, and not the first stack's
+        assert rows[piece]["STATE"] == "ready", rows[piece]
+    kafka_ports = f"{second['ports']['kafka']},{second['ports']['kafka-controller']}"
+    assert rows["kafka"]["PORTS"] == kafka_ports
+    assert rows["jaeger"]["STATE"] == "down"  # not in the subset, and not the first stack's
 
     # The session's stack is untouched: same ports, its pieces still ready.
     theirs_rows = assert_aligned(status_of(first_state))
     for piece in SUBSET.split(","):
-        assert theirs_rows[piece][1] == "ready", theirs_rows[piece]
-    assert theirs_rows["kafka"][3].startswith(f"{first['ports']['kafka']},")
+        assert theirs_rows[piece]["STATE"] == "ready", theirs_rows[piece]
+    assert theirs_rows["kafka"]["PORTS"].startswith(f"{first['ports']['kafka']},")
