@@ -156,10 +156,12 @@ async def test_the_marker_is_committed_before_the_insert_and_the_end_after(
 async def test_stopping_flushes_the_buffered_batch_commits_it_and_leaves_the_group(
     env: dict[str, str], one: OnePartition, chdb: ChdbBackend
 ) -> None:
+    """The probe says the consumer is going (503, "down") while the last flush runs."""
     bootstrap = env["KAFKA_BOOTSTRAP"]
     await produce(bootstrap, one.topic, KIND.records(7))
     # Neither full nor old enough: only the shutdown can cut this batch.
-    otel = consumer(env, one, chdb, max_batch_messages=1000, max_batch_wait=3600)
+    store = HeldStore(chdb)
+    otel = consumer(env, one, store, max_batch_messages=1000, max_batch_wait=3600)
     stop, task = start(otel)
     try:
         await wait_for(lambda: otel._consumer is not None, "the consumer never started")
@@ -171,7 +173,12 @@ async def test_stopping_flushes_the_buffered_batch_commits_it_and_leaves_the_gro
             assert asyncio.get_running_loop().time() < deadline, "the records were never read"
             await asyncio.sleep(0.05)
         assert one.tp not in await commits(bootstrap, one.group)
+        assert otel.health.body() == (200, {"status": "ok"})
+        stop.set()
+        await wait_for(lambda: store.waiting > 0, "the shutdown never flushed the batch")
+        assert otel.health.body() == (503, {"status": "down"})
     finally:
+        store.release()
         await finish(stop, task)
     assert await stored(chdb, KIND) == (7 * KIND.rows, 7 * KIND.rows)
     last = (await commits(bootstrap, one.group))[one.tp]
