@@ -352,6 +352,18 @@ def test_operator_killed_at_every_transition_loses_and_duplicates_nothing(
         supervisor.up([piece])
         status = wait_phase(kubectl, namespace, name, "Succeeded")
         assert status["runId"] == run_id, f"{label}: the run id survives the restart"
+        # The run moves on when a stage's pod has succeeded; its Job's counts follow
+        # when the Job controller marks it Complete.
+        kubectl(
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Complete",
+            "job",
+            "-l",
+            f"lineagehub.io/pipelinerun={name}",
+            "--timeout=60s",
+        )
         jobs = jobs_of(kubectl, namespace, name)
         assert sorted(j["metadata"]["labels"]["lineagehub.io/stage"] for j in jobs) == [
             "extract",
