@@ -33,7 +33,9 @@ unit: setup
 
 ## Mutation testing (not part of `test`; tens of minutes on two cores): the consumers' delivery
 ## code, the operator's decide, the gateway's auth. `make mutation TARGETS=decide` runs one;
-## surviving mutants are listed in .artifacts/mutation/report.txt.
+## surviving mutants are listed in .artifacts/mutation/report.txt. Staged from the last commit;
+## MUTATION_INTEGRATION=1 adds real-Kafka tests (under the stack lock), MUTATION_ARGS="--only GLOB
+## --tests FILE" runs some mutants against some tests (a short lock hold).
 mutation: setup
 	$(BIN)/python scripts/mutation.py $(TARGETS) $(MUTATION_ARGS)
 
