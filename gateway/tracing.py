@@ -132,6 +132,15 @@ def run_traceparent(headers: Mapping[str, str]) -> str | None:
 
 
 def kafka_headers() -> list[tuple[str, bytes]]:
-    """Record headers carrying the current span's context (empty without one), so a
-    consumer's span for the record is a child of the span that produced it."""
-    return [(name, value.encode()) for name, value in current_context_carrier().items()]
+    """Record headers carrying the current span's context when it is sampled, so a
+    consumer's span for the record is a child of the span that produced it. Empty
+    otherwise: a consumer makes no span for a record without a sampled context, so the
+    headers would be bytes on every record for nothing (a batch asks once a record)."""
+    context = trace.get_current_span().get_span_context()
+    if not context.trace_flags.sampled:
+        return []
+    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    headers = [("traceparent", traceparent.encode())]
+    if context.trace_state:
+        headers.append(("tracestate", context.trace_state.to_header().encode()))
+    return headers

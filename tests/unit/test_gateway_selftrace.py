@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.app import create_app
 from gateway.logs import ACCESS_LOGGER, JsonFormatter
+from gateway.tracing import current_context_carrier, kafka_headers
 from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 from tests.unit.test_gateway_runs import SPEC, MemoryRuns, W, settings
 
@@ -193,3 +194,23 @@ def test_an_unsampled_request_records_nothing_and_hands_on_the_callers_context(
     assert spans.get_finished_spans() == ()
     (created,) = runs.objects.values()
     assert created["metadata"]["annotations"][RUN_TRACEPARENT_ANNOTATION] == TRACEPARENT
+
+
+def test_kafka_headers_carry_only_a_sampled_context() -> None:
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("request") as span:
+        context = span.get_span_context()
+        (header,) = kafka_headers()
+        assert header == (
+            "traceparent",
+            f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}".encode(),
+        )
+        assert (
+            dict(kafka_headers())["traceparent"].decode()
+            == current_context_carrier()["traceparent"]
+        )
+    unsampled = TracerProvider(sampler=ALWAYS_OFF).get_tracer("t")
+    with unsampled.start_as_current_span("request"):
+        assert kafka_headers() == []
+    assert kafka_headers() == []  # no span at all
