@@ -99,14 +99,28 @@ def _storable(text: str) -> str:
 def _storable_tree(node: Any) -> Any:
     """`node` with every text (keys too) storable. Only an event that orjson refused
     needs it: orjson takes no lone surrogate, so what it parsed is storable as is. The
-    event's `Payload` keeps them as sent."""
-    if isinstance(node, str):
-        return _storable(node)
-    if isinstance(node, dict):
-        return {_storable(k): _storable_tree(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_storable_tree(v) for v in node]
-    return node
+    event's `Payload` keeps them as sent.
+
+    Walked with a stack, not recursion: an event nested deeper than Python's recursion
+    limit (which `json.loads` still takes) must not raise RecursionError here."""
+    top: list[Any] = [node]
+    todo: list[tuple[Any, Any]] = [(top, 0)]  # (container, key) whose value to convert
+    while todo:
+        parent, key = todo.pop()
+        value = parent[key]
+        if isinstance(value, str):
+            parent[key] = _storable(value)
+        elif isinstance(value, dict):
+            copy: dict[str, Any] = {}
+            for k, v in value.items():
+                copy[_storable(k)] = v
+            parent[key] = copy
+            todo.extend((copy, k) for k in copy)
+        elif isinstance(value, list):
+            items = list(value)
+            parent[key] = items
+            todo.extend((items, i) for i in range(len(items)))
+    return top[0]
 
 
 def _scalar_text(node: object) -> str | None:

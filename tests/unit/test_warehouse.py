@@ -294,6 +294,24 @@ def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
                         text.encode("utf-8")
 
 
+@pytest.mark.parametrize("depth", [600, 50_000])
+def test_a_deeply_nested_event_orjson_refuses_decodes_or_is_refused(depth: int) -> None:
+    """An event orjson refuses (a lone surrogate) is walked to make its texts storable: one
+    nested past Python's recursion limit is stored, one too deep even for `json` is a
+    DecodeError, never a RecursionError that would take the consumer down."""
+    deep = '{"a": ' * depth + '"x\\ud800"' + "}" * depth
+    value = _run_with_output('{"namespace": "o", "name": "d", "facets": {"deep": ' + deep + "}}")
+    try:
+        tables = decode_lineage(value)
+    except DecodeError as exc:
+        assert depth > 1000 and exc.reason == "invalid_json"
+        return
+    assert depth == 600
+    (event,) = tables["lineage_events"]
+    assert event["Payload"].count('{"a":') == depth and "\\ud800" in event["Payload"]
+    assert tables["lineage_io"][0]["DatasetName"] == "d"
+
+
 def test_event_times_as_producers_send_them() -> None:
     base = event_time_ns("2026-11-01T12:00:00Z")
     assert event_time_ns("2026-11-01T12:00:00") == base  # naive: UTC
