@@ -1046,6 +1046,7 @@ def _daemon(
             stage_jobs={("ns", "u"): jobs},
             run_queue={},
             namespace_limits={},  # no namespace sets an active-run limit
+            stage_pods={},  # no stage pod has exited yet
         )
     )
     return api, memo, events
