@@ -203,34 +203,62 @@ async def run_stage(
     if shard is None or shard.index == 0:
         await delivery.send(LINEAGE_TOPIC, cfg.run_id, start_event)
     error = await work
-    reported: StageResult | None = result
     if cfg.shards > 1 and shard is not None and result.ok:
-        try:
-            reported = await asyncio.to_thread(finish_shard, cfg, shard, result, started)
-        except (OSError, ValueError) as exc:  # the workspace failed under the ledger
-            result.error = one_line(f"shard {shard.label} could not record its result: {exc}")
-            result.error_kind, reported = ErrorKind.INTERNAL_ERROR, result
-        if reported is not None and not reported.ok:  # the sum fails the stage
-            result.error, result.error_kind = reported.error, reported.error_kind
-    sends: list[Awaitable[None]] = []
-    if reported is not None:
-        event_type = "COMPLETE" if reported.ok else "FAIL"
+        # A shard's span goes first: a shard that would fail for want of it (telemetry
+        # required) must not count toward the stage's COMPLETE.
+        batch = await _send_telemetry(tel, delivery, [])
+        if delivery.error is None or not settings.telemetry_required:
+            await _commit_shard(cfg, shard, result, started, delivery)
+    else:
+        sends: list[Awaitable[None]] = []
+        event_type = "COMPLETE" if result.ok else "FAIL"
         stack = None
         if error is not None and not isinstance(error, StageError):
             stack = "".join(traceback.format_exception(error))[-8000:]
-        event = stage_event(
-            event_type, cfg, _now(), result=reported, error=reported.error, stack=stack
-        )
+        event = stage_event(event_type, cfg, _now(), result=result, error=result.error, stack=stack)
         sends.append(
             asyncio.ensure_future(delivery.send(LINEAGE_TOPIC, cfg.run_id, to_json(event)))
         )
-    # The spans and metrics are encoded while COMPLETE is in flight, then all three are
-    # acknowledged together: they go to different topics, with no order to keep.
+        batch = await _send_telemetry(tel, delivery, sends)
+    if termination_log is not None:
+        write_termination_message(termination_log, result, delivery.stderr)
+    return StageRun(config=cfg, result=result, telemetry=batch)
+
+
+async def _send_telemetry(
+    tel: StageTelemetry, delivery: Delivery, sends: list[Awaitable[None]]
+) -> TelemetryBatch:
+    """The stage's spans and metrics, acknowledged together with `sends` (in flight while
+    they are encoded): they go to different topics, with no order to keep."""
     batch = await asyncio.to_thread(tel.finish)
     sends.append(delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans))
     if batch.metrics is not None:
         sends.append(delivery.send(METRICS_TOPIC, tel.service_name, batch.metrics))
     await asyncio.gather(*sends)
-    if termination_log is not None:
-        write_termination_message(termination_log, result, delivery.stderr)
-    return StageRun(config=cfg, result=result, telemetry=batch)
+    return batch
+
+
+async def _commit_shard(
+    cfg: StageConfig, shard: Shard, result: StageResult, started: float, delivery: Delivery
+) -> None:
+    """Record a succeeded shard; the shard that commits sends the stage's COMPLETE (or
+    the FAIL its sum calls for) and marks a delivered COMPLETE sent."""
+
+    def event_of(total: StageResult) -> bytes:
+        event_type = "COMPLETE" if total.ok else "FAIL"
+        return to_json(stage_event(event_type, cfg, _now(), result=total, error=total.error))
+
+    try:
+        commit = await asyncio.to_thread(finish_shard, cfg, shard, result, started, event_of)
+    except (OSError, ValueError) as exc:  # the workspace failed under the ledger
+        result.error = one_line(f"shard {shard.label} could not record its result: {exc}")
+        result.error_kind = ErrorKind.INTERNAL_ERROR
+        await delivery.send(LINEAGE_TOPIC, cfg.run_id, event_of(result))
+        return
+    if commit is None:
+        return
+    if not commit.total.ok:  # the sum fails the stage
+        result.error, result.error_kind = commit.total.error, commit.total.error_kind
+    await delivery.send(LINEAGE_TOPIC, cfg.run_id, commit.event)
+    if commit.total.ok and delivery.error is None:
+        await asyncio.to_thread(commit.ledger.mark_sent)

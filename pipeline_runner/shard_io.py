@@ -2,12 +2,15 @@
 stage agree that it is done.
 
 Shard `i` of `n` writes its part atomically (a temporary file renamed into place),
-then its result into the stage's ledger (`<stage>.parts/.results-<stage run id>/`).
-The shard that finds every result there and wins the exclusive create of `committed`
-is the one that reports the stage's COMPLETE with the shards' results summed; every
-other shard reports only its own span. A shard that fails writes no result, so no
-shard commits and the Job fails: the next stage never starts and nothing reaches the
-sink (load, one pod, reads every part or fails).
+delivers its own span, then writes its result into the stage's ledger
+(`<stage>.parts/.results-<stage run id>/`). The shard that finds every result there and
+wins the exclusive create of `committed` (holding its index and the COMPLETE event,
+the shards' results summed) reports that event, then marks it sent. A retry of that
+shard finding the claim unmarked (its pod died before the event was delivered) resends
+the very same event, which the stores take once. A shard that fails, or cannot deliver
+its span when telemetry is required, writes no result, so no shard commits and the Job
+fails: the next stage never starts and nothing reaches the sink (load, one pod, reads
+every part or fails).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from pipeline_runner.result import StageResult
 from pipeline_runner.shard_results import combine, from_json, to_json
 from pipeline_runner.shard_source import Shard
 
+_SENT = "complete-sent"
 _STAGE_BEFORE = {StageName.TRANSFORM: StageName.EXTRACT, StageName.LOAD: StageName.TRANSFORM}
 
 
@@ -88,16 +92,31 @@ class Ledger:
         tmp.write_text(f"{started!r}\n{time.time()!r}\n{to_json(result)}")
         tmp.replace(target)
 
-    def claim(self) -> bool:
-        """True for exactly one shard, once every shard's result is in."""
-        if not all(self._entry(i).is_file() for i in range(self.count)):
-            return False
+    def complete(self) -> bool:
+        """Whether every shard's result is in."""
+        return all(self._entry(i).is_file() for i in range(self.count))
+
+    def claim(self, index: int, event: bytes) -> bytes | None:
+        """The COMPLETE event shard `index` is to send, for exactly one shard: `event`
+        for the first to claim the commit; the claimed event for a retry of the claimant
+        while it is not marked sent; None otherwise."""
+        target = self.folder / "committed"
+        tmp = target.with_name(f".committed.{index}.{os.getpid()}.tmp")
+        tmp.write_bytes(f"{index}\n".encode() + event)
         try:
-            fd = os.open(self.folder / "committed", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(tmp, target)  # exclusive, and the claim is whole once it is visible
         except FileExistsError:
-            return False
-        os.close(fd)
-        return True
+            claimant, _, claimed = target.read_bytes().partition(b"\n")
+            if int(claimant) != index or (self.folder / _SENT).exists():
+                return None
+            return claimed
+        finally:
+            tmp.unlink()
+        return event
+
+    def mark_sent(self) -> None:
+        """The claimed COMPLETE is delivered: no retry sends it again."""
+        (self.folder / _SENT).touch()
 
     def combined(self) -> StageResult:
         """Every shard's result, summed."""
@@ -115,14 +134,28 @@ class Ledger:
             (self.folder / "committed").unlink()
 
 
+@dataclass
+class Commit:
+    """What the committing shard reports: the stage's summed result and its event."""
+
+    total: StageResult
+    event: bytes
+    ledger: Ledger
+
+
 def finish_shard(
-    cfg: StageConfig, shard: Shard, result: StageResult, started: float
-) -> StageResult | None:
-    """After a shard succeeded: record it; when it is the one to commit, return the
-    stage's summed result (with the error that fails it, if the sum says so)."""
+    cfg: StageConfig,
+    shard: Shard,
+    result: StageResult,
+    started: float,
+    event_of: Callable[[StageResult], bytes],
+) -> Commit | None:
+    """After a shard succeeded and delivered its span: record it; when it is the one to
+    commit, return the stage's summed result (with the error that fails it, if the sum
+    says so) and the event to send (`event_of` the sum, or the one claimed before)."""
     ledger = Ledger.of(cfg)
     ledger.record(shard.index, result, started)
-    if not ledger.claim():
+    if not ledger.complete():
         return None
     total = ledger.combined()
     if cfg.stage is StageName.EXTRACT and total.records_out == 0:
@@ -130,5 +163,9 @@ def finish_shard(
             f"source {redact_uri(cfg.source.uri)} has no data rows (read in {shard.count} shards)"
         )
         total.error_kind = ErrorKind.INPUT_INVALID
+    event = ledger.claim(shard.index, event_of(total))
+    if event is None:
+        return None
+    if not total.ok:
         ledger.release()
-    return total
+    return Commit(total, event, ledger)
