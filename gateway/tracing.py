@@ -13,6 +13,7 @@ template is the one the router matched (`RouteTemplates`), read after the handle
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from opentelemetry import context as otel_context
@@ -90,9 +91,19 @@ class RequestTracing:
                 status = int(message["status"])
             await send(message)
 
+        failed = cancelled = False
         try:
             await self.app(scope, receive, send_status)
+        except asyncio.CancelledError:
+            # The client left (or the server is stopping): no answer was chosen, so
+            # none is invented; the span says it was cancelled, not that it failed.
+            cancelled = True
+            span.set_attribute("error.type", "cancelled")
+            raise
         except BaseException as exc:
+            # Also after the response started (an SSE stream that breaks mid-way):
+            # the 200 already sent does not make the request a success.
+            failed = True
             span.record_exception(exc)
             status = status or 500
             raise
@@ -108,7 +119,7 @@ class RequestTracing:
             if status:
                 attributes["http.response.status_code"] = status
             span.set_attributes(attributes)  # one call: each takes the span's lock
-            if status >= 500 or not status:
+            if failed or status >= 500 or (not status and not cancelled):
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
             otel_context.detach(token)

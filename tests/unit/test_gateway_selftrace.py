@@ -9,10 +9,12 @@ spans; the access log line names the request span.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,10 +23,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.types import ASGIApp, Message, Send
 
 from gateway.app import create_app
 from gateway.logs import ACCESS_LOGGER, JsonFormatter
-from gateway.tracing import current_context_carrier, kafka_headers
+from gateway.tracing import RequestTracing, current_context_carrier, kafka_headers
 from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 from tests.unit.test_gateway_runs import SPEC, MemoryRuns, W, settings
 
@@ -214,3 +217,57 @@ def test_kafka_headers_carry_only_a_sampled_context() -> None:
     with unsampled.start_as_current_span("request"):
         assert kafka_headers() == []
     assert kafka_headers() == []  # no span at all
+
+
+def _traced(app: object, spans: InMemorySpanExporter) -> RequestTracing:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    return RequestTracing(cast(ASGIApp, app), provider)
+
+
+def _scope() -> dict[str, object]:
+    return {"type": "http", "method": "GET", "path": "/api/v1/pipeline/run/stream", "headers": []}
+
+
+async def _nothing_received() -> dict[str, object]:
+    return {"type": "http.disconnect"}
+
+
+def test_a_stream_that_breaks_after_its_200_is_an_error_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    """An SSE stream whose generator fails mid-way already sent 200: still a failure."""
+
+    async def breaking_stream(scope: object, receive: object, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        raise RuntimeError("the watch broke")
+
+    sent: list[Message] = []
+
+    async def collect(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(_traced(breaking_stream, spans)(_scope(), _nothing_received, collect))
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 200
+    assert [e.name for e in span.events] == ["exception"]
+
+
+def test_a_client_leaving_is_not_recorded_as_a_500(spans: InMemorySpanExporter) -> None:
+    async def left(scope: object, receive: object, send: Send) -> None:
+        raise asyncio.CancelledError
+
+    async def collect(message: Message) -> None:
+        raise AssertionError("nothing is sent for a cancelled request")
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(_traced(left, spans)(_scope(), _nothing_received, collect))
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes is not None
+    assert "http.response.status_code" not in span.attributes
+    assert span.attributes["error.type"] == "cancelled"
