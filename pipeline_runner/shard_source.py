@@ -165,7 +165,9 @@ def open_shard(spec: SourceSpec, shard: Shard, workspace: str, settings: Setting
     uri = redact_uri(spec.uri)
     if is_glob(spec.uri):
         files = glob_files(spec)
-        first = open_source(SourceSpec(uri=f"file://{files[0]}", format=spec.format), "", settings)
+        # as_uri quotes the name: a `#` or `%` in it stays part of the path
+        first_uri = Path(files[0]).as_uri()
+        first = open_source(SourceSpec(uri=first_uri, format=spec.format), "", settings)
         share = shard_range(len(files), shard.count, shard.index)
         mine = files[share.start : share.stop]
         size = sum(Path(f).stat().st_size for f in mine)

@@ -429,3 +429,16 @@ def test_a_csv_with_line_breaks_in_quotes_is_not_cut_into_byte_ranges(harness: H
     assert code != 0
     text = json.dumps(events[-1])
     assert "line break" in text and "parallelism to 1" in text
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_glob_reads_files_whose_names_hold_url_characters(harness: Harness, shards: int) -> None:
+    folder = harness.tmp / "in" / "odd"
+    folder.mkdir(parents=True)
+    frame = orders()
+    names = ["2026#01.csv", "a%2Fb.csv", "c d?.csv"]  # sorted: the glob's order
+    for i, name in enumerate(names):
+        frame.slice(i * 20, 20).write_csv(folder / name)
+    events = harness.pipeline(SourceSpec(uri=f"file://{folder}/*.csv", format="csv"), shards, "odd")
+    assert [e["eventType"] for e in events[StageName.LOAD]] == ["START", "COMPLETE"]
+    assert _out(harness, "odd")["order_id"].to_list() == [i for i in range(ROWS) if i != 3]
