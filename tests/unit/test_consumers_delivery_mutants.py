@@ -7,13 +7,13 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import httpx
 from aiokafka.errors import KafkaConnectionError
 
 from consumers.dlq import DeadLetterQueue, Headers, Rejection, dlq_headers, header
 from consumers.lineage.consumer import Gate
 from consumers.offsets import OffsetTracker
 from consumers.retry import Backoff
+from tests.http_answers import Answering
 from tests.unit.test_consumers_lineage_unit import FakeProducer, Rec, consumer_with
 
 
@@ -86,12 +86,13 @@ class RecordingBackoff(Backoff):
 
 
 async def test_a_dead_letter_is_retried_with_growing_backoff_until_kafka_takes_it() -> None:
-    c, _ = consumer_with(httpx.MockTransport(lambda r: httpx.Response(201)))
-    backoff = RecordingBackoff(base=0.001, cap=0.01)
-    c.s.backoff = backoff
-    producer = FlakyProducer(failures=3)
-    c._dlq = DeadLetterQueue(producer, "lineage")
-    await c._dead_letter(Rec(value=b"{"), Rejection("invalid_json", "x"))
+    async with Answering(lambda method, body: (201, "{}")) as marquez:
+        c, _ = consumer_with(marquez)
+        backoff = RecordingBackoff(base=0.001, cap=0.01)
+        c.s.backoff = backoff
+        producer = FlakyProducer(failures=3)
+        c._dlq = DeadLetterQueue(producer, "lineage")
+        await c._dead_letter(Rec(value=b"{"), Rejection("invalid_json", "x"))
     assert len(producer.sent) == 1
     assert backoff.asked == [1, 2, 3]
     assert c.stats.get("dead_lettered", topic="openlineage-events", reason="invalid_json") == 1
