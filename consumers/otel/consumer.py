@@ -66,7 +66,7 @@ from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import Backend, BackendError
 from consumers.otel.columns import Pending, Rows, head, join
 from consumers.otel.ddl import OTEL_SCHEMA, Schema
-from consumers.otel.decode import DecodeError, decode_metric_columns
+from consumers.otel.decode import STOPPING, DecodeError, decode_metric_columns, decoder_failure
 from consumers.retry import Backoff
 from consumers.stats import Stats
 from lineagehub.selftrace import batch_store_spans
@@ -353,6 +353,12 @@ class OtelConsumer:
             batch.rows += sum(len(rows) for rows in tables.values())
         except DecodeError as exc:
             message = _Message(record, None, Rejection(exc.reason, exc.detail))
+        except STOPPING:
+            raise
+        except BaseException as exc:
+            log.exception(f"decoder for {record.topic} failed at offset {record.offset}")
+            failure = decoder_failure(exc)
+            message = _Message(record, None, Rejection(failure.reason, failure.detail))
         if not batch.messages:
             batch.first_at = time.monotonic()
         batch.messages.append(message)

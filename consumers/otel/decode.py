@@ -21,6 +21,7 @@ and the consumer dead-letters the whole record.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -71,6 +72,17 @@ class DecodeError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+# What a decoder's caller lets through. Anything else a decoder raises (a bug in it, or a
+# Rust panic, which derives from BaseException) must dead-letter the record, never crash
+# the consumer: it would crash again on the same record after every restart.
+STOPPING = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+
+
+def decoder_failure(exc: BaseException) -> DecodeError:
+    """The DecodeError a record gets when its decoder raised `exc` unexpectedly."""
+    return DecodeError("decoder_error", f"the decoder raised {type(exc).__name__}: {exc}"[:500])
 
 
 # ---- attribute values ---------------------------------------------------------------------

@@ -223,6 +223,44 @@ async def test_undecodable_records_go_to_the_dlq_without_blocking_good_ones(
     assert consumer.stats.get("dead_lettered") == len(junk)
 
 
+class DecoderBug(BaseException):
+    """Stands for what a decoder bug or a Rust panic raises: not a DecodeError."""
+
+
+async def test_a_decoder_raising_anything_dead_letters_the_record_once_and_goes_on(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    poison = b"poison"
+    calls: list[bytes | None] = []
+
+    def buggy(raw: bytes | None) -> Any:
+        calls.append(raw)
+        if raw == poison:
+            raise DecoderBug("deep inside the decoder")
+        return decode_trace_requests(raw)
+
+    goods = [run_trace(str(uuid.uuid4()), children=0).SerializeToString() for _ in range(2)]
+    await produce(bootstrap, topics.spans, [(b"k", goods[0]), (b"k", poison), (b"k", goods[1])])
+    ds: dict[str, Any] = {topics.spans: buggy, topics.metrics: decode_metrics}
+    consumer = OtelConsumer(settings(env, topics), chdb, decoders=ds)
+    stop, task = await start(consumer)
+    try:
+        await wait_drained(bootstrap, topics.group, [topics.spans], within=60)
+        assert not task.done(), "the consumer is still running"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    (dead,) = await read_all(bootstrap, dlq(topics.spans), expect=1, within=30)
+    assert dead.value == poison
+    assert header(dead.headers, "dlq.reason") == b"decoder_error"
+    error = header(dead.headers, "dlq.error")
+    assert error is not None and b"DecoderBug" in error
+    assert calls.count(poison) == 1, "decoded once: dead-lettered, not replayed"
+    assert consumer.stats.get("dead_lettered") == 1
+    assert await count(chdb, "SELECT count() FROM otel.otel_traces") == 2 * 4
+
+
 async def test_a_failed_commit_rewinds_the_partition_without_loss_or_duplicates(
     env: dict[str, str], topics: Topics, chdb: ChdbBackend
 ) -> None:
