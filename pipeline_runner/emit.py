@@ -6,6 +6,7 @@ a stage loads aiokafka only when it publishes to Kafka."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from dataclasses import dataclass, field
@@ -42,14 +43,16 @@ class KafkaEmitter:
         self.bootstrap = bootstrap
         self.description = f"kafka {bootstrap}"
         self._publisher: KafkaPublisher | None = None
+        self._starting = asyncio.Lock()  # concurrent first sends start one producer
 
     async def start(self) -> None:
-        if self._publisher is None:
-            from lineagehub.telemetry.publisher import KafkaPublisher
+        async with self._starting:
+            if self._publisher is None:
+                from lineagehub.telemetry.publisher import KafkaPublisher
 
-            publisher = KafkaPublisher(self.bootstrap, client_id="lineage-hub-runner")
-            await publisher.start()
-            self._publisher = publisher
+                publisher = KafkaPublisher(self.bootstrap, client_id="lineage-hub-runner")
+                await publisher.start()
+                self._publisher = publisher
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
         await self.start()
