@@ -63,7 +63,11 @@ def with_pod_success(
     of its indexes must succeed, which its Complete condition says."""
     if job.state is not JobState.ACTIVE or job.shards > 1 or pod is None:
         return job
-    known = cache.get(run_uid, job.uid) or cache.put(run_uid, job.uid, pod.message, None)
+    known = cache.get(run_uid, job.uid)
+    if known is None:
+        if pod.message is None:  # nothing to keep: the Complete Job's pod is read again
+            return job
+        known = cache.put(run_uid, job.uid, pod.message, None)
     result, reason = known
     return dataclasses.replace(
         job,

@@ -181,3 +181,14 @@ def test_a_sharded_job_is_not_taken_from_one_pod() -> None:
     pod = succeeded_pod(pod_body("Succeeded"))
     assert with_pod_success(sharded, pod, cache, "u-1") is sharded
     assert len(cache) == 0
+
+
+def test_a_pod_without_a_termination_message_is_not_cached() -> None:
+    cache = ResultCache()
+    active = job(E, JobState.ACTIVE)
+    assert (
+        with_pod_success(active, SucceededPod("j-extract", None, FINISHED), cache, "u-1") is active
+    )
+    assert len(cache) == 0  # the Complete Job's pass reads the pod, not an empty entry
+    seen = with_pod_success(active, succeeded_pod(pod_body("Succeeded")), cache, "u-1")
+    assert seen.result is not None and seen.result.records_out == 4
