@@ -29,11 +29,19 @@ class PostResult:
     detail: str
 
 
-def classify(status: int, body: str = "") -> PostResult:
-    """Map an HTTP status from `POST /api/v1/lineage` to what the consumer does next."""
+def classify(status: int, body: str = "", location: str = "") -> PostResult:
+    """Map an HTTP status from `POST /api/v1/lineage` to what the consumer does next.
+
+    A redirect is never followed (a 301/302 turns the POST into a GET, which a login page
+    would answer 200: the event reported stored, and lost): it says "fix the URL", so it
+    is retried like the other configuration errors."""
     snippet = body[:300]
     if 200 <= status < 300:
         return PostResult(Outcome.STORED, status, "")
+    if 300 <= status < 400:
+        where = location[:300] or "no Location"
+        detail = f"HTTP {status}: redirected to {where}; set the Marquez URL to the API itself"
+        return PostResult(Outcome.TRANSIENT, status, detail)
     if 400 <= status < 500 and status not in _CONFIG_ERRORS | _RETRYABLE_4XX:
         return PostResult(Outcome.REJECTED, status, f"HTTP {status}: {snippet}")
     return PostResult(Outcome.TRANSIENT, status, f"HTTP {status}: {snippet}")
@@ -72,19 +80,22 @@ class MarquezClient:
     async def post(self, body: bytes) -> PostResult:
         """Send the event bytes exactly as produced (facets pass through untouched)."""
         try:
-            async with self._client().post(self.base_url + LINEAGE_PATH, data=body) as response:
+            url = self.base_url + LINEAGE_PATH
+            async with self._client().post(url, data=body, allow_redirects=False) as response:
                 status, text = response.status, (await response.read()).decode("utf-8", "replace")
+                location = response.headers.get("Location", "")
         except TimeoutError as exc:
             return PostResult(Outcome.TRANSIENT, None, f"timeout: {type(exc).__name__}")
         except aiohttp.ClientError as exc:
             return PostResult(Outcome.TRANSIENT, None, f"{type(exc).__name__}: {exc}")
-        return classify(status, text)
+        return classify(status, text, location)
 
     async def ping(self) -> bool:
         """Is Marquez up and able to read its database?"""
         try:
             url = self.base_url + PROBE_PATH
-            async with self._client().get(url, params={"limit": "1"}) as response:
+            params = {"limit": "1"}
+            async with self._client().get(url, params=params, allow_redirects=False) as response:
                 await response.read()
                 return response.status == 200
         except (TimeoutError, aiohttp.ClientError):

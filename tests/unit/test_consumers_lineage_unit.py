@@ -8,11 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from aiokafka.errors import MessageSizeTooLargeError
 
 from consumers.dlq import DeadLetterQueue, Headers, Rejection, dlq_headers, header
 from consumers.lineage.consumer import Gate, LineageConsumer, LineageSettings
-from consumers.lineage.marquez import MarquezClient, Outcome, classify
+from consumers.lineage.marquez import LINEAGE_PATH, PROBE_PATH, MarquezClient, Outcome, classify
 from consumers.lineage.validate import validate
 from consumers.retry import Backoff
 from consumers.samples import lineage_bytes
@@ -87,6 +89,36 @@ async def test_client_maps_network_errors_to_transient() -> None:
         assert result.outcome is Outcome.TRANSIENT and result.status is None
         assert result.detail.startswith("timeout")
         await client.aclose()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed_and_the_event_is_kept(status: int) -> None:
+    """A proxy answering 3xx to a login page (200) must not make the event count as
+    stored: the client follows no redirect and retries (the URL is a deployment error)."""
+    seen: list[tuple[str, str]] = []
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.path))
+        return web.Response(status=status, headers={"Location": "/login"})
+
+    async def login(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, request.path))
+        return web.Response(text="<html>sign in</html>")
+
+    app = web.Application()
+    app.router.add_route("*", LINEAGE_PATH, redirect)
+    app.router.add_route("*", PROBE_PATH, redirect)
+    app.router.add_route("*", "/login", login)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = MarquezClient(str(server.make_url("")))
+        try:
+            result = await client.post(b"{}")
+            assert result.outcome is Outcome.TRANSIENT and result.status == status
+            assert "redirected to /login" in result.detail
+            assert not await client.ping()
+        finally:
+            await client.aclose()
+    assert seen == [("POST", LINEAGE_PATH), ("GET", PROBE_PATH)], "no redirect followed"
 
 
 def test_dlq_headers_name_the_error() -> None:
