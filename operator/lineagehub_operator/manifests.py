@@ -151,6 +151,19 @@ def _workspace_volume(run: PipelineRun, config: OperatorConfig) -> dict[str, Any
     return {"name": "workspace", "persistentVolumeClaim": {"claimName": workspace_claim_name(run)}}
 
 
+def _one_node_workspace(config: OperatorConfig) -> bool:
+    """Whether the workspace can be used from one node only: a host folder, or a claim
+    whose access mode is not ReadWriteMany."""
+    return bool(config.workspace_host_path) or config.workspace_access_mode != "ReadWriteMany"
+
+
+def _with_each_other(pod_labels: dict[str, str]) -> dict[str, Any]:
+    """Affinity that puts a stage's shard pods on one node. The first pod matches its
+    own term, so the scheduler lets it go anywhere; the others follow it."""
+    term = {"labelSelector": {"matchLabels": pod_labels}, "topologyKey": "kubernetes.io/hostname"}
+    return {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
 def _s3_options(run: PipelineRun, stage: StageName) -> S3Options | None:
     """The s3 options of what `stage` touches: extract reads the source, load writes the
     sink, transform works in the workspace only (and so gets no credentials)."""
@@ -245,6 +258,8 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
     }
     if config.job_service_account:
         pod_spec["serviceAccountName"] = config.job_service_account
+    if policy.parallelism > 1 and _one_node_workspace(config):
+        pod_spec["affinity"] = _with_each_other(job_labels)
     shards: dict[str, Any] = {}
     if policy.parallelism > 1:
         # One pod per shard, all at once; each reads JOB_COMPLETION_INDEX. A failed shard

@@ -183,3 +183,20 @@ def test_the_workspace_claim_takes_the_configured_access_mode() -> None:
     assert workspace_claim(run(), default)["spec"]["accessModes"] == ["ReadWriteOnce"]
     with pytest.raises(ValueError, match="LINEAGEHUB_WORKSPACE_ACCESS_MODE is 'RWX': use one of"):
         OperatorConfig.from_env({"LINEAGEHUB_WORKSPACE_ACCESS_MODE": "RWX"})
+
+
+def test_shards_on_a_one_node_workspace_are_scheduled_together() -> None:
+    r = run(parallelism=3)
+    spec = stage_job(r, StageName.EXTRACT, OperatorConfig.from_env({}))["spec"]["template"]
+    (term,) = spec["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    # The term selects the stage's own pods (so the first one passes by matching itself),
+    # and no other stage's.
+    assert term["labelSelector"]["matchLabels"] == spec["metadata"]["labels"]
+    other = stage_job(r, StageName.TRANSFORM, CONFIG)["spec"]["template"]["metadata"]["labels"]
+    assert term["labelSelector"]["matchLabels"].items() - other.items()
+    shared = OperatorConfig.from_env({"LINEAGEHUB_WORKSPACE_ACCESS_MODE": "ReadWriteMany"})
+    assert "affinity" not in stage_job(r, StageName.EXTRACT, shared)["spec"]["template"]["spec"]
+    assert "affinity" not in stage_job(r, StageName.LOAD, CONFIG)["spec"]["template"]["spec"]
