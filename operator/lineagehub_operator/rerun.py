@@ -109,6 +109,20 @@ def _invalid(field: str, message: str) -> Unresolvable:
     return Unresolvable(Reason.INVALID_RERUN, f"spec.rerun.{field}: {message}")
 
 
+def _parts_differ(
+    mine: PipelineRunSpec, theirs: PipelineRunSpec, reused: StageName, name: str
+) -> str | None:
+    """Why the re-run cannot read the reused stage's parts (one per shard), if it cannot."""
+    want, have = mine.stage_policy(reused).parallelism, theirs.stage_policy(reused).parallelism
+    if want == have:
+        return None
+    return (
+        f"the {reused.value} parallelism is {want}, but PipelineRun {name}'s {reused.value}"
+        f" output the re-run reuses is in {have} parts: set spec.parallelism (or"
+        f" spec.stages.{reused.value}.parallelism) to {have}, or start at {reused.value}"
+    )
+
+
 def _reused(stage: StageStatus, earlier: str) -> StageStatus:
     return stage.model_copy(
         update={
@@ -178,9 +192,10 @@ def continue_run(
             fields["pipelineSpec"] = status.pipeline_spec.wire()
     else:
         try:
-            mine = PipelineRunSpec.model_validate({**spec, "rerun": None}).body()
+            own_spec = PipelineRunSpec.model_validate({**spec, "rerun": None})
         except ValidationError:
             return _invalid("of", "the re-run's own spec is invalid")
+        mine = own_spec.body()
         theirs = earlier.spec
         if StageName.EXTRACT in before and mine.source != theirs.source:
             return _invalid(
@@ -194,6 +209,8 @@ def continue_run(
                 f"spec.transform differs from PipelineRun {name}'s, whose transform output"
                 " the re-run reuses: keep it, or start at transform",
             )
+        if before and (parts := _parts_differ(own_spec, earlier.spec, before[-1], name)):
+            return _invalid("of", parts)
     own = str((body.get("metadata") or {}).get("name") or "")
     workspace = reused_workspace(earlier_body) if before else own
     if before and not config.workspace_host_path and _claim_gone(claim):

@@ -104,8 +104,29 @@ FAILED_AT_LOAD = ("Succeeded", "Succeeded", "Failed")
             {**SPEC, "source": {"uri": "file:///data/other.csv", "format": "csv"}},
             ["spec.source differs"],
         ),
+        (
+            earlier(FAILED_AT_LOAD),
+            {},
+            {**SPEC, "stages": {"transform": {"parallelism": 2}}},
+            ["spec.rerun.of", "transform parallelism is 2", "in 1 parts", "to 1"],
+        ),
+        (
+            earlier(FAILED_AT_LOAD),
+            {"fromStage": "transform"},
+            {**SPEC, "parallelism": 3},
+            ["spec.rerun.of", "extract parallelism is 3", "spec.parallelism"],
+        ),
     ],
-    ids=["missing", "running", "all succeeded", "skips a failed stage", "transform", "source"],
+    ids=[
+        "missing",
+        "running",
+        "all succeeded",
+        "skips a failed stage",
+        "transform",
+        "source",
+        "transform parts",
+        "extract parts",
+    ],
 )
 def test_a_rerun_that_cannot_continue_fails_naming_the_field(
     found: dict[str, Any] | None, rerun: dict[str, Any], spec: Any, words: list[str]
