@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from ptars import HandlerPool
 
@@ -42,7 +43,6 @@ from consumers.otel.decode import (
     SPAN_KINDS,
     STATUS_CODES,
     DecodeError,
-    _check_known,
     _go_float,
     _int_or_none,
     _parse,
@@ -378,9 +378,11 @@ def _runs(
 
 
 def decode_trace_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:
-    """What `decode.decode_trace_columns` checks of a request alone (it parses, no unknown
-    fields where that refuses them, it has spans); its rows are decoded with the rest of
-    its batch (`decode_trace_batch`).
+    """What `decode.decode_trace_columns` checks of a request alone (it parses, it has
+    spans); its rows are decoded with the rest of its batch (`decode_trace_batch`).
+
+    Unknown fields where the row decoder refuses them (a ResourceSpans, a Span): that
+    decoder decides at once, so both paths refuse the same requests for the same reason.
 
     A request not in canonical form (its fields encoded again are not its bytes: a field
     given twice, fields out of order, defaults written out) is decoded in Python at once:
@@ -389,14 +391,17 @@ def decode_trace_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:
     request: ExportTraceServiceRequest = _parse(
         ExportTraceServiceRequest, raw, "ExportTraceServiceRequest"
     )
+    assert raw is not None  # `_parse` refuses an empty record
     spans = 0
     for resource_spans in request.resource_spans:
-        _check_known(resource_spans, "ResourceSpans")
+        if UnknownFieldSet(resource_spans):
+            return decode_trace_columns(raw)
         for scope_spans in resource_spans.scope_spans:
             spans += len(scope_spans.spans)
+            if any(UnknownFieldSet(span) for span in scope_spans.spans):
+                return decode_trace_columns(raw)
     if not spans:
         raise DecodeError("empty", "ExportTraceServiceRequest carries no spans")
-    assert raw is not None  # `_parse` refuses an empty record
     if request.SerializeToString() != raw:
         return decode_trace_columns(raw)
     return {TRACES.name: Pending(raw, spans, decode_trace_batch)}

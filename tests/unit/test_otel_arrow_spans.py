@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -49,6 +50,7 @@ from tests.unit.test_otel_decode_fuzz import (
 )
 
 pytestmark = pytest.mark.asyncio
+MessageT = TypeVar("MessageT", bound=Message)
 TABLES = (TRACES, PIPELINE_RUNS)
 Outcome = dict[str, Rows] | str  # the rows per table, or the reason it was refused
 Lazy = dict[str, Rows | Pending] | str
@@ -247,6 +249,53 @@ async def test_requests_python_refuses_are_refused_for_the_same_reason(
     assert flagged == set(range(len(raws)))
     empty = ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans()])
     assert batch_path([empty.SerializeToString()])[0] == ["empty"]
+
+
+def with_unknown_field(message: MessageT) -> MessageT:
+    """`message` carrying field 99 (a varint), which no OTLP version defines."""
+    return type(message).FromString(message.SerializeToString() + b"\x98\x06\x01")
+
+
+async def test_unknown_fields_are_refused_or_stored_as_python_does(chdb: ChdbBackend) -> None:
+    """Python refuses unknown fields in a ResourceSpans or a Span (not in a scope, an event,
+    a link): the batch path refuses exactly those, for the reason Python gives."""
+
+    def one(n: int, name: str) -> trace_pb2.Span:
+        return span(bytes([n] * 16), bytes([n] * 8), name)
+
+    def request(*spans: trace_pb2.Span) -> ExportTraceServiceRequest:
+        return traces_request(list(spans))
+
+    odd_event, odd_link = one(4, "event"), one(5, "link")
+    odd_event.events.append(with_unknown_field(trace_pb2.Span.Event(name="e")))
+    odd_link.links.append(with_unknown_field(trace_pb2.Span.Link(span_id=bytes([1] * 8))))
+    odd_scope = request(one(6, "scope"))
+    odd_scope.resource_spans[0].scope_spans[0].CopyFrom(
+        with_unknown_field(odd_scope.resource_spans[0].scope_spans[0])
+    )
+    odd_resource = request(one(7, "resource"))
+    odd_resource.resource_spans[0].CopyFrom(with_unknown_field(odd_resource.resource_spans[0]))
+    bad_then_odd_resource = request(span(bytes(16), bytes([8] * 8), "zero trace id"))
+    bad_then_odd_resource.resource_spans.extend(odd_resource.resource_spans)
+    empty_odd_resource = ExportTraceServiceRequest(
+        resource_spans=[with_unknown_field(trace_pb2.ResourceSpans())]
+    )
+    requests = [
+        request(one(1, "ok")),
+        request(one(1, "ok"), with_unknown_field(one(2, "odd span"))),
+        request(with_unknown_field(span(bytes(16), bytes([3] * 8), "zero trace id"))),
+        request(odd_event),
+        request(odd_link),
+        odd_scope,
+        odd_resource,
+        bad_then_odd_resource,
+        empty_odd_resource,
+    ]
+    raws = [r.SerializeToString() for r in requests]
+    await assert_same(chdb, raws)
+    lazy, _ = batch_path(raws)
+    refused = [o if isinstance(o, str) else "" for o in lazy]
+    assert refused == ["", "decode", "invalid_span", "", "", "", "decode", "invalid_span", "decode"]
 
 
 async def test_a_request_not_in_canonical_form_is_decoded_in_python_at_once() -> None:
