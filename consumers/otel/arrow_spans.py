@@ -42,11 +42,13 @@ from consumers.otel.decode import (
     INT64_MAX,
     SPAN_KINDS,
     STATUS_CODES,
+    STOPPING,
     DecodeError,
     _go_float,
     _int_or_none,
     _parse,
     decode_trace_columns,
+    decoder_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -412,9 +414,12 @@ def decode_trace_batch(records: list[bytes]) -> list[Mapping[str, Rows] | Decode
     flags, what `decode_trace_columns` gives for it: its rows or its `DecodeError`."""
     try:
         decoded: Decoded | None = decode(records)
-    except Exception:
-        # The columnar parser refusing what protobuf took, or a bug here: the row decoder
-        # stores the batch as it always did (slower), rather than the partition stalling.
+    except STOPPING:
+        raise
+    except BaseException:
+        # The columnar parser refusing what protobuf took, a bug here, or a panic in the
+        # Rust parser (a BaseException): the row decoder stores the batch as it always did
+        # (slower), rather than the partition replaying it forever.
         log.exception("batch decode failed; decoding request by request")
         decoded = None
     out: list[Mapping[str, Rows] | DecodeError] = []
@@ -424,6 +429,11 @@ def decode_trace_batch(records: list[bytes]) -> list[Mapping[str, Rows] | Decode
                 out.append(decode_trace_columns(raw))
             except DecodeError as exc:
                 out.append(exc)
+            except STOPPING:
+                raise
+            except BaseException as exc:
+                log.exception("row decoder failed on a request of the batch")
+                out.append(decoder_failure(exc))
             continue
         t, r = decoded.trace_offsets, decoded.run_offsets
         out.append(

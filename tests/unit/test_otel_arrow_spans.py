@@ -9,6 +9,7 @@ compares every row of `otel_traces` and `pipeline_runs` as ClickHouse returns th
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -335,14 +336,19 @@ async def test_arrow_and_python_rows_go_in_as_one_deduplicated_insert(
     assert second.rows() == decode_trace_columns(raws[1])[TRACES.name].rows()  # type: ignore[union-attr]
 
 
+class Panic(BaseException):
+    """As pyo3's PanicException, which a panic in the Rust parser raises: not an Exception."""
+
+
+@pytest.mark.parametrize("error", [IndexError("a bug"), Panic("a panic")])
 async def test_a_batch_the_columnar_decoder_fails_on_goes_to_the_row_decoder(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    """A bug in the columnar decoder (here: any exception) must not stall the partition:
-    each request gets what `decode_trace_columns` gives it, rows or refusal."""
+    """A bug in the columnar decoder (an exception, or a panic) must not stall the
+    partition: each request gets what `decode_trace_columns` gives it, rows or refusal."""
 
     def broken(records: Sequence[bytes]) -> None:
-        raise IndexError("a bug")
+        raise error
 
     monkeypatch.setattr(arrow_spans, "decode", broken)
     good = run_trace("run-6").SerializeToString()
@@ -353,6 +359,41 @@ async def test_a_batch_the_columnar_decoder_fails_on_goes_to_the_row_decoder(
     spans = first[TRACES.name]
     assert isinstance(spans, Columns)
     assert spans.rows() == decode_trace_columns(good)[TRACES.name].rows()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, asyncio.CancelledError])
+async def test_a_stop_during_the_batch_decode_is_not_taken_for_a_failure(
+    monkeypatch: pytest.MonkeyPatch, stop: type[BaseException]
+) -> None:
+    def stopped(records: Sequence[bytes]) -> None:
+        raise stop()
+
+    monkeypatch.setattr(arrow_spans, "decode", stopped)
+    with pytest.raises(stop):
+        decode_trace_batch([run_trace("run-7").SerializeToString()])
+
+
+async def test_a_request_the_row_decoder_fails_on_is_refused_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After the batch decode failed, a request the row decoder raises anything but a
+    DecodeError on is refused (dead-lettered), its neighbours stored."""
+    good, poison = run_trace("run-8").SerializeToString(), run_trace("run-9").SerializeToString()
+
+    def broken(records: Sequence[bytes]) -> None:
+        raise Panic("columnar")
+
+    def row(raw: bytes | None) -> Mapping[str, Rows]:
+        if raw == poison:
+            raise Panic("rows")
+        return decode_trace_columns(raw)
+
+    monkeypatch.setattr(arrow_spans, "decode", broken)
+    monkeypatch.setattr(arrow_spans, "decode_trace_columns", row)
+    first, second = decode_trace_batch([good, poison])
+    assert not isinstance(first, DecodeError)
+    assert isinstance(second, DecodeError) and second.reason == "decoder_error"
+    assert "Panic" in second.detail
 
 
 @pytest.fixture(scope="module")
