@@ -58,6 +58,15 @@ def types(broker: Broker) -> list[str]:
     return [e["eventType"] for e in broker.lineage()]
 
 
+def all_but_the_last_done(h: Harness, name: str) -> tuple[StageConfig, Broker]:
+    """An extract of SHARDS shards whose shards but the last succeeded."""
+    cfg = h.config(StageName.EXTRACT, _csv(h.tmp), SHARDS, 1, name)
+    broker = Broker()
+    assert [run_shard(h, cfg, i, broker) for i in range(SHARDS - 1)] == [0] * (SHARDS - 1)
+    assert "COMPLETE" not in types(broker)
+    return cfg, broker
+
+
 def test_a_shard_that_cannot_deliver_its_span_does_not_count_toward_complete(
     harness: Harness,
 ) -> None:
@@ -75,9 +84,7 @@ def test_a_shard_that_cannot_deliver_its_span_does_not_count_toward_complete(
 def test_a_commit_cut_short_is_resent_by_the_retry_identically_and_only_once(
     harness: Harness,
 ) -> None:
-    cfg = harness.config(StageName.EXTRACT, _csv(harness.tmp), SHARDS, 1, "cut")
-    broker = Broker()
-    assert [run_shard(harness, cfg, i, broker) for i in (0, 1)] == [0, 0]
+    cfg, broker = all_but_the_last_done(harness, "cut")
     dying = Broker(die_on="COMPLETE")
     with pytest.raises(PodKilled):
         run_shard(harness, cfg, 2, dying)
@@ -97,9 +104,7 @@ def test_a_commit_whose_complete_is_not_delivered_fails_the_pod_for_a_retry(
     harness: Harness,
 ) -> None:
     harness.mp.setenv("LINEAGEHUB_TELEMETRY_REQUIRED", "1")
-    cfg = harness.config(StageName.EXTRACT, _csv(harness.tmp), SHARDS, 1, "undelivered")
-    broker = Broker()
-    assert [run_shard(harness, cfg, i, broker) for i in (0, 1)] == [0, 0]
+    cfg, broker = all_but_the_last_done(harness, "undelivered")
 
     class LineageDown(Broker):
         async def send(self, topic: str, key: str, value: bytes) -> None:
