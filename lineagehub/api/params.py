@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 #: A reference to a parameter; the group is whatever stands between the dot and `)`.
 PARAM_REF = re.compile(r"\$\(params\.([^)]*)\)")
@@ -79,6 +80,45 @@ def type_problem(kind: ParamType, value: str) -> str | None:
         except ValueError:
             return "a date written YYYY-MM-DD"
     return None
+
+
+#: What a scheduled run knows of itself, as `$(context.NAME)` in a Pipeline's
+#: `scheduleParams`: its due time (RFC 3339, UTC) and that time's date in the
+#: schedule's time zone.
+CONTEXT_NAMES = ("scheduledTime", "scheduledDate")
+CONTEXT_REF = re.compile(r"\$\(context\.([^)]*)\)")
+#: A whole `scheduleParams` value: a `$(` only as a context reference. One definition,
+#: RE2 and Python `re` alike: the API server and `context_problem` refuse the same values.
+SCHEDULE_VALUE_PATTERN = (
+    r"([^$]|[$]+([^($]|$)|[$]+[(]context[.](" + "|".join(CONTEXT_NAMES) + r")[)])*"
+)
+_SCHEDULE_VALUE_RE = re.compile(SCHEDULE_VALUE_PATTERN)
+_ANY_REF = re.compile(r"\$\(([^)]*)\)")
+
+
+def context_problem(value: str) -> str | None:
+    """Why `value` cannot be a `scheduleParams` value, or None when it can."""
+    if _SCHEDULE_VALUE_RE.fullmatch(value) is not None:
+        return None
+    known = [f"$(context.{name})" for name in CONTEXT_NAMES]
+    unknown = [m.group(0) for m in _ANY_REF.finditer(value) if m.group(0) not in known]
+    what = f"{unknown[0]} is not a context reference" if unknown else "it has an unclosed $("
+    return f"{what}: a value may use only {' or '.join(known)}"
+
+
+def schedule_context(due: datetime, zone: str | None) -> dict[str, str]:
+    """The context of a run scheduled for `due`: `scheduledTime` in UTC, and
+    `scheduledDate`, the date of `due` in `zone` (UTC when None)."""
+    tz = ZoneInfo(zone) if zone else UTC
+    return {
+        "scheduledTime": due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "scheduledDate": due.astimezone(tz).date().isoformat(),
+    }
+
+
+def fill_context(value: str, context: Mapping[str, str]) -> str:
+    """`value` with every `$(context.NAME)` replaced (names checked by `context_problem`)."""
+    return CONTEXT_REF.sub(lambda m: context[m.group(1)], value)
 
 
 def references(value: Any, path: str = "spec") -> Iterator[tuple[str, str]]:

@@ -12,6 +12,7 @@ Like `pipelinerun.py`, this imports only the standard library and pydantic.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,9 +28,13 @@ from pydantic import (
 
 from lineagehub.api.params import (
     CEL_VALUE_MATCHES,
+    SCHEDULE_VALUE_PATTERN,
     ParamError,
     ParamType,
+    context_problem,
+    fill_context,
     references,
+    schedule_context,
     substitute,
     type_problem,
 )
@@ -40,6 +45,7 @@ from lineagehub.api.pipelinerun import (
     MAX_MAP_ENTRIES,
     SHARDED_TRANSFORM_RULE,
     ApiModel,
+    ColumnName,
     Condition,
     JsonDict,
     ObjectMeta,
@@ -64,6 +70,10 @@ MAX_RECENT_RUNS = 20
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|\S+(\s+\S+){4})$"
 #: On a run the schedule created: the time it was scheduled for (RFC 3339).
 SCHEDULED_TIME_ANNOTATION = "lineagehub.io/scheduled-time"
+#: Any due time: the context references' values have one shape whatever the time, so a
+#: scheduleParams value type-checked with this one is type-checked for every run.
+_SAMPLE_DUE = datetime(2000, 1, 1, tzinfo=UTC)
+_CONTEXT_HELP = "$(context.scheduledTime) or $(context.scheduledDate)"
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -129,6 +139,20 @@ class PipelineSpec(PipelineBody):
                     "timeZone applies only with a schedule",
                     field_path=".timeZone",
                 ),
+                cel(
+                    "!has(self.scheduleParams) || size(self.scheduleParams) == 0"
+                    " || has(self.schedule)",
+                    "scheduleParams apply only with a schedule: set spec.schedule or remove"
+                    " spec.scheduleParams (a run made by hand gives its own params)",
+                    field_path=".scheduleParams",
+                ),
+                cel(
+                    "!has(self.scheduleParams) || self.scheduleParams.all(k,"
+                    " has(self.params) && self.params.exists(p, p.name == k))",
+                    "every scheduleParams key must be a parameter declared in spec.params:"
+                    " declare it or correct the name",
+                    field_path=".scheduleParams",
+                ),
                 SHARDED_TRANSFORM_RULE,
             ]
         }
@@ -150,7 +174,7 @@ class PipelineSpec(PipelineBody):
     schedule: Annotated[str, StringConstraints(max_length=256, pattern=CRON_PATTERN)] | None = None
     """Cron schedule on which the operator creates a run (`minute hour day-of-month month
     day-of-week`, or @hourly, @daily, @weekly, @monthly, @yearly); no runs of its own when
-    unset. Scheduled runs use the parameters' defaults."""
+    unset. Scheduled runs take their params from `scheduleParams`, else the defaults."""
     time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     """IANA time zone the schedule is read in, e.g. `Europe/Berlin` (UTC when unset); a
     time skipped by a DST change runs at the next valid minute, a repeated one once."""
@@ -160,6 +184,27 @@ class PipelineSpec(PipelineBody):
     starting_deadline_seconds: Annotated[int, Field(ge=0)] | None = None
     """A scheduled run that could not start within this many seconds of its time is
     skipped; without it a missed run starts late (at most one, however many were missed)."""
+    schedule_params: Annotated[
+        dict[ColumnName, ParamValue],
+        Field(
+            max_length=MAX_MAP_ENTRIES,
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    cel(
+                        f"self.all(k, self[k].matches('^{SCHEDULE_VALUE_PATTERN}$'))",
+                        "a scheduleParams value may use only the context references"
+                        f" {_CONTEXT_HELP}: correct or remove any other $(...)",
+                    )
+                ]
+            },
+        ),
+    ] = Field(default_factory=dict)
+    """Params of every scheduled run, by name, which may use `$(context.scheduledTime)`
+    (the time the run is due, RFC 3339 in UTC, e.g. `2026-11-30T06:00:00Z`) and
+    `$(context.scheduledDate)` (that time's date, YYYY-MM-DD, in `timeZone`), e.g.
+    `date: "$(context.scheduledDate)"`. The run is created with the values filled in, so
+    its `spec.params` show what it read; a late run gets its due time's values. Only with
+    a schedule; parameters left out take their defaults."""
     suspend: bool = False
     """While true the schedule creates no runs (runs already created go on)."""
     successful_runs_history_limit: Annotated[int, Field(ge=0, le=MAX_HISTORY)] = 3
@@ -193,7 +238,37 @@ class PipelineSpec(PipelineBody):
                     f"{path} uses $(params.{name}), which params does not declare (declared:"
                     f" {known}): declare it in spec.params or correct the name"
                 )
+        self._check_schedule_params()
         return self
+
+    def _check_schedule_params(self) -> None:
+        if self.schedule_params and self.schedule is None:
+            raise ValueError(
+                "scheduleParams apply only with a schedule: set spec.schedule or remove"
+                " spec.scheduleParams (a run made by hand gives its own params)"
+            )
+        declared = {p.name: p for p in self.params}
+        sample = schedule_context(_SAMPLE_DUE, None)
+        for key, value in sorted(self.schedule_params.items()):
+            where = f"spec.scheduleParams.{key}"
+            param = declared.get(key)
+            if param is None:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ValueError(
+                    f"{where}: {key} is not a parameter of spec.params (declared: {known});"
+                    " declare it or correct the name"
+                )
+            problem = context_problem(value)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
+            filled = fill_context(value, sample)
+            problem = type_problem(param.type, filled)
+            if problem:
+                raise ValueError(
+                    f"{where}: {value!r} gives values such as {filled!r}, not {problem} as"
+                    f" the {param.type} parameter {key} needs; use {_CONTEXT_HELP} or a"
+                    " literal of that type"
+                )
 
     def body(self) -> PipelineBody:
         """The spec without its parameter declarations (texts still hold `$(params...)`)."""
@@ -300,6 +375,25 @@ def param_values(pipeline: Pipeline, given: Mapping[str, str] | None) -> dict[st
     return values
 
 
+def scheduled_params(pipeline: Pipeline, due: datetime) -> dict[str, str]:
+    """The params of the run the schedule creates for `due`: `scheduleParams` with the
+    context filled in (the date in the schedule's time zone), checked as a run's are."""
+    spec = pipeline.spec
+    context = schedule_context(due, spec.time_zone)
+    declared = {p.name: p.type for p in spec.params}
+    values = {key: fill_context(value, context) for key, value in spec.schedule_params.items()}
+    for key, value in sorted(values.items()):
+        kind = declared.get(key)
+        problem = "a declared parameter" if kind is None else type_problem(kind, value)
+        if problem:
+            raise ParamError(
+                f"spec.scheduleParams.{key}",
+                f"for the run due at {context['scheduledTime']} it gives {value!r}, not"
+                f" {problem}; correct spec.scheduleParams.{key}",
+            )
+    return values
+
+
 def resolve(pipeline: Pipeline, given: Mapping[str, str] | None) -> PipelineBody:
     """The spec a run of `pipeline` with params `given` executes: parameters filled in,
     and the OpenLineage job named after the Pipeline unless the Pipeline names it."""
@@ -338,4 +432,5 @@ __all__ = [
     "RunSummary",
     "param_values",
     "resolve",
+    "scheduled_params",
 ]

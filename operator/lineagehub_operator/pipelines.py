@@ -85,10 +85,16 @@ def scheduled_run_name(pipeline: str, when: datetime) -> str:
     return child_name(pipeline, str(int(when.timestamp()) // 60))
 
 
-def scheduled_run(pipeline: api.Pipeline, when: datetime) -> dict[str, Any]:
-    """The PipelineRun the schedule creates for `when`: owned by the Pipeline, so deleting
-    the Pipeline deletes its scheduled runs and, through theirs, their Jobs."""
+def scheduled_run(
+    pipeline: api.Pipeline, when: datetime, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The PipelineRun the schedule creates for `when` with `params` (the Pipeline's
+    scheduleParams filled in for `when`): owned by the Pipeline, so deleting the Pipeline
+    deletes its scheduled runs and, through theirs, their Jobs."""
     name = pipeline.metadata.name or ""
+    spec: dict[str, Any] = {"pipelineRef": {"name": name}}
+    if params:
+        spec["params"] = dict(params)
     return {
         "apiVersion": API_GROUP_VERSION,
         "kind": KIND,
@@ -108,7 +114,7 @@ def scheduled_run(pipeline: api.Pipeline, when: datetime) -> dict[str, Any]:
                 }
             ],
         },
-        "spec": {"pipelineRef": {"name": name}},
+        "spec": spec,
     }
 
 
@@ -149,7 +155,7 @@ async def _act(
     for name in out.cancel:
         await kube.cancel_run(namespace, name)
     if out.create is not None:
-        await kube.create_run(scheduled_run(pipeline, out.create))
+        await kube.create_run(scheduled_run(pipeline, out.create, out.params))
     for name in out.delete:
         await kube.delete_run(namespace, name)
     for event in unsaid(out.events, said):

@@ -20,9 +20,11 @@ from cronsim import CronSim, CronSimError
 from lineagehub.api.pipeline import (
     MAX_RECENT_RUNS,
     ConcurrencyPolicy,
+    ParamError,
     Pipeline,
     PipelineStatus,
     RunSummary,
+    scheduled_params,
 )
 from lineagehub.api.pipelinerun import (
     TERMINAL_PHASES,
@@ -65,6 +67,7 @@ class SeenRun:
 class PipelinePlan:
     status: PipelineStatus
     create: datetime | None = None  # the schedule time of the run to create now
+    params: dict[str, str] = field(default_factory=dict)  # its params, filled for `create`
     cancel: list[str] = field(default_factory=list)  # active runs Replace stops
     delete: list[str] = field(default_factory=list)  # runs past the history limits
     events: list[RecordEvent] = field(default_factory=list)
@@ -218,10 +221,16 @@ def plan(
                 )
             )
         elif due is not None:
-            if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
-                out.cancel = active
-            out.create = due
             status.last_schedule_time = due
+            try:
+                # The due time's values, not now's: a late run reads what it was due to.
+                out.params = scheduled_params(pipeline, due)
+            except ParamError as err:
+                out.events.append(RecordEvent("Warning", "InvalidScheduleParams", str(err)))
+            else:
+                if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+                    out.cancel = active
+                out.create = due
             if 1 < count <= MAX_MISSED:
                 out.events.append(
                     RecordEvent(
