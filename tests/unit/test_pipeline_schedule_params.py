@@ -207,3 +207,12 @@ def test_a_value_that_fails_its_type_at_run_time_is_an_event_not_a_run() -> None
     assert [e.reason for e in out.events] == ["InvalidScheduleParams"]
     assert "spec.scheduleParams.date" in out.events[0].message
     assert out.status.last_schedule_time == at("2026-11-29T23:30:00Z")
+
+
+def test_the_examples_commented_schedule_validates_and_fills_the_date() -> None:
+    text = (REPO_ROOT / "examples" / "pipeline.yaml").read_text()
+    doc = yaml.safe_load(re.sub(r"(?m)^  #   ", "  ", text))
+    p = Pipeline.model_validate(doc)
+    assert p.spec.schedule == "0 6 * * *"
+    # 06:00 in Berlin on 2026-11-30 is 05:00 UTC.
+    assert scheduled_params(p, at("2026-11-30T05:00:00Z")) == {"date": "2026-11-30"}
