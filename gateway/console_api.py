@@ -76,11 +76,26 @@ def _in_db(sql: str, database: str) -> str:
     )
 
 
+#: The Grafana datasource type whose panels the console can run (their `rawSql`).
+CONSOLE_DATASOURCE = "grafana-clickhouse-datasource"
+
+
+def _on_clickhouse(dash: dict[str, Any]) -> bool:
+    """Every panel of `dash` reads ClickHouse. A dashboard on another datasource (the
+    Prometheus one about lineage-hub itself) is Grafana's alone: the console cannot run
+    its queries, so it does not offer it rather than show panels that can only fail."""
+    return all(
+        (panel.get("datasource") or {}).get("type") == CONSOLE_DATASOURCE
+        for panel in dash.get("panels", [])
+    )
+
+
 def _dashboards() -> dict[str, dict[str, Any]]:
     out = {}
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         dash = json.loads(path.read_text())
-        out[str(dash["uid"])] = dash
+        if _on_clickhouse(dash):
+            out[str(dash["uid"])] = dash
     return out
 
 
