@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from stack.paths import REPO_ROOT
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
@@ -155,6 +156,17 @@ def test_source_transform_sink_frozen_once_running(kubectl: Kubectl, namespace: 
     doc = with_changes({"suspend": True})
     doc["metadata"] = {"name": "frozen", "namespace": namespace}
     kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+    def suspended_by_the_operator() -> bool:
+        got = json.loads(
+            kubectl("get", "pipelinerun", "frozen", "-n", namespace, "-o", "json").stdout
+        )
+        conditions = (got.get("status") or {}).get("conditions") or []
+        return any(c.get("reason") == "Suspended" for c in conditions)
+
+    # The stack's operator writes the run's first status (phase Pending) as it suspends it;
+    # a Running set before that write would be overwritten by it and the edit let through.
+    wait_until(suspended_by_the_operator, timeout=60)
     kubectl(
         "patch",
         "pipelinerun",
