@@ -1,7 +1,8 @@
 """A Pipeline's schedule on the real API server, Job controller and operator: a run
-every minute (waited for, never timed), the Pipeline's status and printer columns, the
-failed-runs history limit deleting the oldest first, and deleting the Pipeline taking
-its runs and their Jobs with it."""
+every minute (waited for, never timed) created with its due date in the Pipeline's time
+zone as its `date` param, bad scheduleParams refused at admission, the Pipeline's status
+and printer columns, the failed-runs history limit deleting the oldest first, and
+deleting the Pipeline taking its runs and their Jobs with it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -66,8 +68,23 @@ def test_a_run_every_minute_and_the_pipelines_status(
     operator: None, kubectl: Kubectl, namespace: str
 ) -> None:
     doc = pipeline(namespace)
-    doc["spec"]["params"][0]["default"] = "2026-11-30"  # scheduled runs use the defaults
-    doc["spec"] |= {"schedule": "* * * * *", "concurrencyPolicy": "Forbid"}
+    # UTC+14: from 10:00 UTC on, the zone's date is already the next day's.
+    zone = "Pacific/Kiritimati"
+    doc["spec"] |= {
+        "schedule": "* * * * *",
+        "timeZone": zone,
+        "concurrencyPolicy": "Forbid",
+        "scheduleParams": {"date": "$(context.scheduledDate)"},
+    }
+    # The API server refuses scheduleParams that cannot work, naming the fix.
+    bad = json.loads(json.dumps(doc))
+    bad["spec"]["scheduleParams"] = {"day": "$(context.now)"}
+    refused = kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert refused.returncode != 0
+    assert "every scheduleParams key must be a parameter declared in spec.params" in (
+        refused.stderr
+    )
+    assert "may use only the context references" in refused.stderr
     apply(kubectl, doc)
     created = when(pipeline_of(kubectl, namespace)["metadata"]["creationTimestamp"])
 
@@ -83,7 +100,14 @@ def test_a_run_every_minute_and_the_pipelines_status(
     assert meta["name"] == f"orders-{int(scheduled.timestamp()) // 60}"
     owner = meta["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Pipeline", "orders", True)
-    assert first["spec"] == {"pipelineRef": {"name": "orders"}, "cancel": False, "suspend": False}
+    # The run was created with its due date in the Pipeline's zone, and read that day.
+    due_date = scheduled.astimezone(ZoneInfo(zone)).date().isoformat()
+    assert first["spec"] == {
+        "pipelineRef": {"name": "orders"},
+        "params": {"date": due_date},
+        "cancel": False,
+        "suspend": False,
+    }
 
     def settled() -> Obj | None:
         status: Obj = pipeline_of(kubectl, namespace).get("status") or {}
@@ -91,6 +115,8 @@ def test_a_run_every_minute_and_the_pipelines_status(
 
     status = wait_until(settled, timeout=150, every=1)
     assert status["lastRunPhase"] == "Succeeded"
+    ran = get(kubectl, "pipelinerun", meta["name"], "-n", namespace)["status"]["pipelineSpec"]
+    assert ran["sink"]["uri"] == f"file:///data/output/{namespace}/{due_date}.parquet"
     assert when(status["lastScheduleTime"]) >= scheduled
     assert when(status["nextScheduleTime"]) > when(status["lastScheduleTime"])
     assert when(status["nextScheduleTime"]) > datetime.now(UTC).replace(second=0, microsecond=0)
