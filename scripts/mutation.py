@@ -19,6 +19,14 @@ takes tens of minutes on two cores. `make mutation TARGETS=decide` runs one targ
 chdb and the Marquez stand-in; run it under the stack lock). `--only GLOB...`
 (`make mutation MUTATION_ARGS="--only ..."`) runs some mutants of a target, e.g. the
 functions of one path, to keep a run short.
+
+`--staged` (`make mutation TARGETS=delivery MUTATION_ARGS="--staged --only ..."`) runs
+the mutants in two stages: first every one against the fast tests (the target's unit
+tests, chdb included: seconds a mutant), then only those the fast tests let through
+against the integration tests (real Kafka; `--tests` narrows them), in holds of the stack
+lock of at most `--hold` seconds each (`flock /tmp/lh-stack.lock timeout ...`), until
+each has a verdict. Its results sit in .artifacts/mutation/<target>-kafka/; the report
+gives both stages and what survives both.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import subprocess
 import sys
 import tarfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
@@ -42,6 +50,11 @@ from mutmut.stats import status_by_exit_code
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".artifacts" / "mutation"
 MUTMUT = Path(sys.executable).parent / "mutmut"
+STACK_LOCK = "/tmp/lh-stack.lock"
+KAFKA_STAGE = "-kafka"  # the staged run's second stage: <target>-kafka
+# mutmut's statuses a staged run's first stage passes on: the fast tests let the mutant
+# live, or none of them reaches its function.
+NOT_KILLED = {"survived", "no tests"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,9 @@ class Target:
     mutate: list[str]
     tests: list[str]
     integration_tests: list[str] = field(default_factory=list)
+    # Tests that open chdb: it crashes in a child forked after use, so with any of them a
+    # mutant's tests run in a child of a server that never ran a test.
+    chdb_tests: list[str] = field(default_factory=list)
     # Lines of mutated files left alone (regexes): logging and metrics text.
     skip_lines: list[str] = field(default_factory=list)
 
@@ -75,7 +91,9 @@ TARGETS = [
             "tests/unit/test_consumers_delivery_mutants.py",
             "tests/unit/test_consumers_lineage_kinds.py",
             "tests/unit/test_consumers_validate.py",
+            "tests/unit/test_otel_consumer_mutants.py",
         ],
+        chdb_tests=["tests/unit/test_otel_consumer_mutants.py"],
         # Real Kafka, the Marquez stand-in and chdb (MUTATION_INTEGRATION=1, under the stack
         # lock): the lineage loop's dispatch/commit/revoke/pause, the otel batch/commit path.
         integration_tests=[
@@ -280,33 +298,88 @@ def survivors(work: Path, target: Target) -> tuple[dict[str, str], list[Survivor
     )
 
 
+def _prepare(target: Target, tests: list[str]) -> Path:
+    """A fresh staging copy of the last commit, judged by `tests`."""
+    commit = _git("rev-parse", "HEAD").decode().strip()
+    # chdb (the integration tests' store) crashes in a child forked after it was used: with
+    # it, each mutant's tests run in a child of a server that never ran a test.
+    forked_chdb = any(t.startswith("tests/integration/") or t in target.chdb_tests for t in tests)
+    work = stage(target, tests, commit, "forkserver" if forked_chdb else "fork")
+    print(f"== {target.name} at {commit[:12]}: mutating {', '.join(target.mutate)}", flush=True)
+    print(f"   tests: {' '.join(tests)}", flush=True)
+    return work
+
+
+def _mutmut(
+    target: Target, work: Path, max_children: int, names: list[str], wrap: list[str], log: str
+) -> int:
+    """One `mutmut run` in `work` (under `wrap`, e.g. the lock and a time limit)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with (OUT / log).open("a") as out:
+        out.write(f"\n== {' '.join(wrap)} mutmut run {len(names)} mutant name(s)\n")
+        out.flush()
+        return subprocess.run(
+            [*wrap, str(MUTMUT), "run", "--max-children", str(max_children), *names],
+            cwd=work,
+            env=env,
+            check=False,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        ).returncode
+
+
 def run(
     target: Target, integration: bool, max_children: int, only: list[str], tests: list[str]
 ) -> None:
     tests = tests or target.tests + (target.integration_tests if integration else [])
-    commit = _git("rev-parse", "HEAD").decode().strip()
-    # chdb (the integration tests' store) crashes in a child forked after it was used: with
-    # it, each mutant's tests run in a child of a server that never ran a test.
-    isolation = "forkserver" if any(t.startswith("tests/integration/") for t in tests) else "fork"
-    work = stage(target, tests, commit, isolation)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    print(f"== {target.name} at {commit[:12]}: mutating {', '.join(target.mutate)}", flush=True)
-    print(f"   tests: {' '.join(tests)}", flush=True)
+    work = _prepare(target, tests)
     if only:
         print(f"   mutants: {' '.join(only)}", flush=True)
-    with (OUT / f"{target.name}.log").open("w") as log:
-        proc = subprocess.run(
-            [str(MUTMUT), "run", "--max-children", str(max_children), *only],
-            cwd=work,
-            env=env,
-            check=False,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"mutmut failed for {target.name} (exit {proc.returncode}); see {log.name}"
-        )
+    (OUT / f"{target.name}.log").unlink(missing_ok=True)
+    code = _mutmut(target, work, max_children, only, [], f"{target.name}.log")
+    if code != 0:
+        raise SystemExit(f"mutmut failed for {target.name} (exit {code}); see {target.name}.log")
+
+
+def statuses(work: Path, target: Target) -> dict[str, str]:
+    """Every mutant's status in a staging copy (`not checked` until run)."""
+    status: dict[str, str] = {}
+    for rel in target.mutate:
+        path = work / "mutants" / rel
+        codes = json.loads(path.with_name(path.name + ".meta").read_text())["exit_code_by_key"]
+        status.update({key: status_by_exit_code[code] for key, code in codes.items()})
+    return status
+
+
+def staged(target: Target, max_children: int, only: list[str], tests: list[str], hold: int) -> None:
+    """Fast tests on every mutant, then the integration tests on what they let through,
+    in holds of the stack lock of at most `hold` seconds."""
+    if not only:
+        raise SystemExit("--staged needs --only: the integration stage is for a few functions")
+    run(target, False, max_children, only, [])
+    fast = statuses(OUT / target.name, target)
+    chosen = [k for k in fast if fast[k] != "not checked"]  # what `only` selected
+    passed = sorted(k for k in chosen if fast[k] in NOT_KILLED)
+    print(f"   fast tests: {len(chosen)} mutants, {len(passed)} not killed", flush=True)
+    if not passed:
+        return
+    kafka = replace(target, name=target.name + KAFKA_STAGE)
+    work = _prepare(kafka, tests or target.integration_tests)
+    (OUT / f"{kafka.name}.log").unlink(missing_ok=True)
+    # mutmut's SIGINT handling stops its workers; -k: whatever is left is killed.
+    wrap = ["flock", STACK_LOCK, "timeout", "-s", "INT", "-k", "60", str(hold), "nice", "-n", "10"]
+    while True:
+        now = statuses(work, kafka)
+        todo = [k for k in passed if now[k] == "not checked"]
+        print(f"   integration stage: {len(passed) - len(todo)}/{len(passed)} done", flush=True)
+        if not todo:
+            return
+        _mutmut(kafka, work, max_children, todo, wrap, f"{kafka.name}.log")
+        if sum(1 for k in todo if statuses(work, kafka)[k] == "not checked") == len(todo):
+            raise SystemExit(
+                f"a hold of {hold} s judged no mutant (the clean run alone is longer, or "
+                f"mutmut failed): narrow --tests or raise --hold; see {kafka.name}.log"
+            )
 
 
 def main() -> int:
@@ -331,6 +404,19 @@ def main() -> int:
         metavar="PATH",
         help="the test files that judge the mutants, instead of the target's (a shorter run)",
     )
+    parser.add_argument(
+        "--staged",
+        action="store_true",
+        help="fast tests on every mutant of --only, then the integration tests (real Kafka, "
+        "under the stack lock) on the ones they let through",
+    )
+    parser.add_argument(
+        "--hold",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="the longest hold of the stack lock in a staged run's integration stage",
+    )
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     unknown = set(args.targets) - {t.name for t in TARGETS}
@@ -342,13 +428,19 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for target in chosen:
-            run(target, integration, args.max_children, args.only, args.tests)
+            if args.staged:
+                staged(target, args.max_children, args.only, args.tests, args.hold)
+            else:
+                run(target, integration, args.max_children, args.only, args.tests)
     # The report covers every target that has results, the ones not run now from their last run.
-    done = [t for t in TARGETS if (OUT / t.name / "mutants").is_dir()]
+    stages = [s for t in TARGETS for s in (t, replace(t, name=t.name + KAFKA_STAGE))]
+    done = [t for t in stages if (OUT / t.name / "mutants").is_dir()]
     report = [f"Mutation run over {', '.join(t.name for t in done)}", ""]
     summary = []
     for target in done:
         status, found = survivors(OUT / target.name, target)
+        if target.name.endswith(KAFKA_STAGE):  # only what the first stage passed on
+            status = {k: v for k, v in status.items() if v != "not checked"}
         counts: dict[str, int] = {}
         for s in status.values():
             counts[s] = counts.get(s, 0) + 1
