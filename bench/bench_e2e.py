@@ -10,7 +10,8 @@ API, the clock starting just before the create call): seconds to Succeeded, to
 TraceRecorded=True and to a LineageRecorded verdict (median and p95), then the gaps of
 each stage, median over the runs:
 
-  operator        the previous stage's Job Complete (or the create) -> this Job created
+  operator        the create (first stage), or the previous stage's Pod Succeeded,
+                  -> this Job created (the operator moves on at the pod's success)
   job controller  Job created -> its Pod created
   scheduler       Pod created -> Pod bound to the node
   kubelet start   Pod bound -> the container process started
@@ -18,8 +19,9 @@ each stage, median over the runs:
   stage work      the stage span
   publish + exit  stage span ended -> process exited (lineage, spans, metrics to Kafka)
   kubelet status  process exited -> Pod Succeeded seen
-  job complete    Pod Succeeded -> Job Complete seen
-and after the last stage, Job Complete -> the run Succeeded. Object times come from
+and after the last stage, its Pod Succeeded -> the run Succeeded. Off the path, for
+reference: Pod Succeeded -> Job Complete (the Job controller's batched sync, which no
+longer holds the run up). Object times come from
 watches in this process (the API server's timestamps have one-second resolution); the
 process start and exit from the kubelet's record of each container (`exit.json`:
 finishedAt and ranFor); the spans from Jaeger. The gaps add up to apply -> Succeeded,
@@ -68,7 +70,6 @@ GAPS = (
     "stage work",
     "publish + exit",
     "kubelet status",
-    "job complete",
 )
 
 
@@ -211,11 +212,11 @@ def gaps(seen: Seen, state: Path, jaeger: str, ns: str, name: str, t0: float) ->
             span_end,
             exited,
             done["pod succeeded"],
-            done["job complete"],
         )
         for label, (a, b) in zip(GAPS, itertools.pairwise(points), strict=True):
             out[f"{stage} {label}"] = (b - a) * 1000
-        before = done["job complete"]
+        out[f"{stage} job complete"] = (done["job complete"] - done["pod succeeded"]) * 1000
+        before = done["pod succeeded"]
     out["run succeeded"] = ((seen.get(name, "finished") or 0.0) - before) * 1000
     return out
 
@@ -233,6 +234,8 @@ def sequential(
         name = f"seq-{i}"
         t0 = create(api, ns, name)
         wait_for(seen, name, ("finished", "trace", "lineage"), 300)
+        for stage in STAGES:  # off the path, but measured: the Job controller's sync
+            wait_for(seen, f"{name}-{stage}", ("job complete",), 60)
         row = {m: (seen.get(name, m) or 0.0) - t0 for m in ("finished", "trace", "lineage")}
         row.update(gaps(seen, state, jaeger, ns, name, t0))
         rows.append(row)
@@ -252,19 +255,57 @@ def sequential(
         total += sum(med)
         print(f"  {gap:<16}" + "".join(f"{v:>10.0f}" for v in med) + f"{sum(med):>10.0f}")
     last = statistics.median(r["run succeeded"] for r in rows)
-    print(f"  {'load Job Complete -> run Succeeded':<46}{last:>10.0f}")
+    print(f"  {'load Pod Succeeded -> run Succeeded':<46}{last:>10.0f}")
     print(f"  {'sum of the medians':<46}{total + last:>10.0f}")
+    off = [statistics.median(r[f"{s} job complete"] for r in rows) for s in STAGES]
+    print("  off the path: Pod Succeeded -> Job Complete  " + " / ".join(f"{v:.0f}" for v in off))
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample(state: Path) -> dict[str, float]:
+    """CPU seconds used so far: the machine's (all cores, busy time) and each stack
+    piece's own (a piece's children, such as the kubelet's container shims, not counted)."""
+    out: dict[str, float] = {}
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    busy = [int(v) for v in fields[:8]]
+    out["machine"] = (sum(busy) - busy[3] - busy[4]) / TICK  # less idle and iowait
+    for pid_file in sorted((state / "pids").glob("*.pid")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = json.loads(pid_file.read_text())["pid"]
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid_file.stem] = (int(stat[11]) + int(stat[12])) / TICK
+    return out
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], wall: float) -> None:
+    used = {k: after[k] - before[k] for k in after if k in before}
+    machine = used.pop("machine")
+    pieces = sorted(used.items(), key=lambda kv: -kv[1])
+    rest = machine - sum(used.values())
+    print(
+        f"  CPU during the burst: {machine:.1f} s of {wall * (os.cpu_count() or 1):.1f} s "
+        f"available ({machine / wall:.2f} cores busy)"
+    )
+    print(
+        "    "
+        + ", ".join(f"{k} {v:.1f}" for k, v in pieces if v >= 0.05)
+        + f", stage processes and the rest {rest:.1f}"
+    )
 
 
 def concurrent(
     api: client.CustomObjectsApi, seen: Seen, ns: str, n: int, limit: float, state: Path
 ) -> None:
     names = [f"burst{n}-{i}" for i in range(n)]
+    cpu_before = cpu_sample(state)
     starts = {name: create(api, ns, name) for name in names}
     t0 = min(starts.values())
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline and not all(seen.get(m, "finished") for m in names):
         time.sleep(0.2)
+    cpu_after, cpu_wall = cpu_sample(state), time.time() - t0
     done = {m: seen.get(m, "finished") for m in names}
     finished = [m for m in names if done[m]]
     stuck = [m for m in names if not done[m]]
@@ -301,6 +342,7 @@ def concurrent(
         f"  waiting: {queued} runs queued by the operator (reason Queued), {waited} stage pods "
         f"waited > 0.5 s for the scheduler; at most {most} stage processes ran at once"
     )
+    print_cpu(cpu_before, cpu_after, cpu_wall)
 
 
 def main() -> None:
