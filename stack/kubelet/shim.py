@@ -10,7 +10,7 @@ SIGINT, SIGHUP and SIGQUIT, so it stays to record the exit; a signal that
 comes before the command started means it is not started at all). It writes
 the command's stdout/stderr to `<attempt-dir>/log` in the CRI log format
 (`<RFC3339Nano> <stdout|stderr> <F|P> <text>`) and, when the command ends,
-`<attempt-dir>/exit.json` atomically: `{"exitCode": n, "finishedAt": ...}`
+`<attempt-dir>/exit.json` atomically: `{"exitCode": n, "finishedAt": ..., "cpuSeconds": ...}`
 (128+signal for a signal; 128 and a message when the command cannot start).
 
 Standard library only, no package imports: it runs isolated from the
@@ -36,6 +36,7 @@ for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
 import contextlib
 import json
 import os
+import resource
 import selectors
 import subprocess
 import sys
@@ -145,9 +146,15 @@ def main(argv: list[str]) -> int:
     code = child.wait()
     log.close()
     exit_code = 128 - code if code < 0 else code
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command (and what it reaped)
     write_json(
         attempt / "exit.json",
-        {"exitCode": exit_code, "finishedAt": rfc3339nano(), "ranFor": time.time() - started},
+        {
+            "exitCode": exit_code,
+            "finishedAt": rfc3339nano(),
+            "ranFor": time.time() - started,
+            "cpuSeconds": usage.ru_utime + usage.ru_stime,
+        },
     )
     return exit_code
 
