@@ -10,7 +10,9 @@ its state dir. A stack started while no other runs gets the defaults, as before;
 started beside a running stack (another `LINEAGE_HUB_STATE`: `.ci/run` while a demo
 stack stays up, say) gets ports of its own.
 
-Stacks with recorded ports are listed in `$TMPDIR/lineage-hub-stacks/`. Another
+Stacks with recorded ports are listed in one folder per machine,
+`/tmp/lineage-hub-stacks/` (`$LINEAGE_HUB_STACKS` moves it), whatever a stack's
+`TMPDIR` or state dir: ports are the machine's, so every stack must see the others. Another
 stack's ports count as taken while it is live: a piece of it runs, or a `stack up` of
 it is under way (it holds `<state dir>/up.lock`; a cold build takes many minutes
 before anything listens). A stack that is down holds none: if a program took one of
@@ -48,7 +50,7 @@ DEFAULTS: Mapping[str, int] = {
     "jaeger-query": 16686,
     "jaeger-query-grpc": 16685,
     "jaeger-metrics": 8888,
-    "postgres": 55432,
+    "postgres": 15432,
     "marquez": 5000,
     "marquez-admin": 5001,
     "operator": 18080,
@@ -57,6 +59,10 @@ DEFAULTS: Mapping[str, int] = {
     "gateway": 18083,
 }
 STEP = 100
+#: Every default lies below Linux's ephemeral ports (32768-60999 unless a machine says
+#: otherwise), from which the kernel hands out the local end of outgoing connections:
+#: a port in that range may be taken, for a while, by any program's connection.
+EPHEMERAL_LOW = 32768
 FILE = "ports.json"
 
 
@@ -94,9 +100,28 @@ def _read(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout | None:
     return Layout(offset, ports)
 
 
+#: The machine's one registry of stacks; not under `$TMPDIR`, which differs between
+#: the shells, CI jobs and users that start stacks on the same ports.
+REGISTRY = Path("/tmp/lineage-hub-stacks")
+
+
 def registry_dir() -> Path:
     """One file per stack with recorded ports on this machine, naming its state dir."""
-    return Path(os.environ.get("TMPDIR", "/tmp")) / "lineage-hub-stacks"
+    return Path(os.environ.get("LINEAGE_HUB_STACKS") or REGISTRY)
+
+
+def _shared_dir(path: Path) -> None:
+    """Create the registry like /tmp itself (sticky, everyone's), so that the stacks of
+    every user on the machine are listed in it."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            path.chmod(0o1777)
+    lock = path / ".lock"
+    if not lock.exists():
+        lock.touch()
+        with contextlib.suppress(PermissionError):
+            lock.chmod(0o666)
 
 
 @contextlib.contextmanager
@@ -146,7 +171,8 @@ def _claimed(reg: Path, state: Path) -> set[int]:
         except StackError:
             continue  # unreadable: its own `up` says so
         if layout is None:
-            entry.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # another user's entry: theirs to remove
+                entry.unlink(missing_ok=True)
         elif _being_started(other) or any_running(other):
             taken.update(layout.ports.values())
     return taken
@@ -175,6 +201,7 @@ def choose(state: Path, defaults: Mapping[str, int] = DEFAULTS) -> Layout:
     if recorded is not None:
         return recorded
     reg = registry_dir()
+    _shared_dir(reg)
     with _locked(reg / ".lock", fcntl.LOCK_EX):
         recorded = _read(state, defaults)  # another process may have chosen meanwhile
         if recorded is None:

@@ -23,9 +23,8 @@ from stack.registry import ALL
 
 @pytest.fixture(autouse=True)
 def _own_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry of stacks lives under TMPDIR: this test's own."""
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    """This test's own registry of stacks (the machine's is /tmp/lineage-hub-stacks)."""
+    monkeypatch.setenv("LINEAGE_HUB_STACKS", str(tmp_path / "stacks"))
 
 
 def _free(port: int) -> bool:
@@ -77,6 +76,22 @@ def test_a_stack_beside_a_running_one_gets_the_next_offset(
     assert dict(second.ports) == {n: p + 100 for n, p in defaults.items()}
     assert ports.choose(tmp_path / "a", defaults) == first  # recorded, not chosen again
     assert json.loads((tmp_path / "b" / "ports.json").read_text())["offset"] == 100
+
+
+def test_stacks_started_under_different_tmpdirs_see_each_other(
+    tmp_path: Path, defaults: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ports are the machine's: a CI job or another shell with a TMPDIR of its own (and
+    another user) sees the stacks already running, through the one registry."""
+    monkeypatch.delenv("LINEAGE_HUB_STACKS")
+    monkeypatch.setattr(ports, "REGISTRY", tmp_path / "machine")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "shell"))
+    assert ports.choose(tmp_path / "a", defaults).offset == 0
+    _live_piece(tmp_path / "a")
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "ci-job"))
+    assert ports.choose(tmp_path / "b", defaults).offset == 100
+    assert (tmp_path / "machine").stat().st_mode & 0o7777 == 0o1777
+    assert (tmp_path / "machine" / ".lock").stat().st_mode & 0o777 == 0o666
 
 
 def test_a_stack_whose_up_is_under_way_holds_its_ports(
@@ -191,3 +206,33 @@ def test_the_stack_ports_are_distinct_and_every_piece_names_known_ones() -> None
     assert len(set(ports.DEFAULTS.values())) == len(ports.DEFAULTS)
     for piece in ALL:
         assert set(piece.port_names) <= set(ports.DEFAULTS), piece.name
+
+
+def test_no_port_of_the_first_ten_stacks_lies_in_the_ephemeral_range() -> None:
+    """The kernel picks the local port of any outgoing connection from the ephemeral
+    range: a server port there is free one minute and taken the next (PostgreSQL's
+    55432 was)."""
+    low, _high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for offset in range(0, 10 * ports.STEP, ports.STEP):
+        inside = {
+            name: port
+            for name, port in ports.at_offset(offset).ports.items()
+            if port >= min(low, ports.EPHEMERAL_LOW)
+        }
+        assert not inside, f"at +{offset}: {inside}"
+
+
+def test_no_integration_test_falls_back_to_a_default_stack_port() -> None:
+    """A test reading a stack endpoint with a default (`.get("KAFKA_BOOTSTRAP",
+    "127.0.0.1:9092")`) talks to whichever stack holds the defaults, not its own, when
+    it runs on a second stack: endpoints come from the `stack` fixture's env."""
+    defaults = "|".join(str(p) for p in ports.DEFAULTS.values())
+    fallback = re.compile(r"""\.get\(\s*["'][A-Z_]+["'],\s*f?["'][^"']*:(""" + defaults + r")\b")
+    root = Path(__file__).resolve().parents[1] / "integration"
+    found = [
+        f"{path.name}:{number}: {text.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        for number, text in enumerate(path.read_text().splitlines(), 1)
+        if fallback.search(text)
+    ]
+    assert not found, "\n".join(found)
