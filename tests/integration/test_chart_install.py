@@ -109,11 +109,11 @@ def external_values(stack: StackHandle, namespace: str) -> dict[str, str]:
         "kafka.bootstrap": f"127.0.0.1:{free_port()}",
         "kafka.topics.create": "false",
         "marquez.enabled": "false",
-        "marquez.url": stack.env.get("MARQUEZ_URL", "http://127.0.0.1:5000"),
+        "marquez.url": stack.env["MARQUEZ_URL"],
         "clickhouse.enabled": "false",
         "clickhouse.url": "clickhouse://default:@127.0.0.1:9000/otel",
         "jaeger.enabled": "false",
-        "jaeger.url": stack.env.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
+        "jaeger.url": stack.env["JAEGER_QUERY_URL"],
         "grafana.enabled": "false",
         # The stack's own operator watches the cluster; this one only the test namespace.
         "operator.watchNamespaces": "{" + namespace + "}",
@@ -465,10 +465,10 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         "kafka.topics.create": "false",  # the stack made them
         "postgresql.enabled": "false",
         "marquez.enabled": "false",
-        "marquez.url": stack.env.get("MARQUEZ_URL", "http://127.0.0.1:5000"),
+        "marquez.url": stack.env["MARQUEZ_URL"],
         "clickhouse.enabled": "false",
         "jaeger.enabled": "false",
-        "jaeger.url": stack.env.get("JAEGER_QUERY_URL", "http://127.0.0.1:16686"),
+        "jaeger.url": stack.env["JAEGER_QUERY_URL"],
         "grafana.enabled": "false",
         # The stack's own consumers read the topics; two groups would split the work.
         "consumers.lineage.enabled": "false",

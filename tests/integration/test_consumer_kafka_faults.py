@@ -462,10 +462,10 @@ RATE = 16 * 1024  # bytes per second, for the consumers' fetches and the produce
 RATE_KEYS = "consumer_byte_rate,producer_byte_rate"
 
 
-def config_command(*args: str) -> str:
+def config_command(kafka: StackHandle, *args: str) -> str:
     """Kafka's own ConfigCommand (kafka-configs.sh) against the stack's broker."""
     lib = paths.cache_dir() / "kafka-4.2.0" / "lib"
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    bootstrap = kafka.env["KAFKA_BOOTSTRAP"]
     main = ["java", "-cp", f"{lib}/*", "kafka.admin.ConfigCommand"]
     done = subprocess.run(
         [*main, "--bootstrap-server", bootstrap, *args],
@@ -484,12 +484,12 @@ def quota(kafka: StackHandle) -> Iterator[str]:
     entity = ["--entity-type", "clients", "--entity-name", CLIENT]
     rates = f"consumer_byte_rate={RATE},producer_byte_rate={RATE}"
     try:
-        config_command("--alter", *entity, "--add-config", rates)
-        yield config_command("--describe", *entity)
+        config_command(kafka, "--alter", *entity, "--add-config", rates)
+        yield config_command(kafka, "--describe", *entity)
     finally:
         kafka.start(KAFKA)
         config_command(
-            "--alter", *entity, "--delete-config", "consumer_byte_rate,producer_byte_rate"
+            kafka, "--alter", *entity, "--delete-config", "consumer_byte_rate,producer_byte_rate"
         )
 
 
