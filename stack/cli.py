@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from stack import builds, paths, progress, supervisor
+from stack import builds, later, paths, progress, supervisor
 from stack import ports as stack_ports
 from stack.errors import StackError
 from stack.piece import Piece
@@ -46,15 +46,23 @@ def _go_caches() -> str:
     return f"; Go keeps its own caches in {' and '.join(out)}" if out else ""
 
 
-def first_run_line(pieces: Sequence[Piece]) -> str | None:
-    """What this `up` will build before anything starts, how long that took on a 2-core
-    machine and where it goes; None when everything is in the cache."""
-    todo = list(dict.fromkeys(p.first_build for p in pieces if p.first_build and not p.built()))
-    if not todo:
+def _first_builds(pieces: Sequence[Piece]) -> list[str]:
+    return list(dict.fromkeys(p.first_build for p in pieces if p.first_build and not p.built()))
+
+
+def first_run_line(pieces: Sequence[Piece], deferred: Sequence[Piece] = ()) -> str | None:
+    """What this `up` will build before anything starts (and, for `deferred`, in the
+    background once the rest is up), how long that took on a 2-core machine and where
+    it goes; None when everything is in the cache."""
+    todo, later_todo = _first_builds(pieces), _first_builds(deferred)
+    if not todo and not later_todo:
         return None
+    what = f"building {'; '.join(todo)}" if todo else "nothing to build before the start"
+    if later_todo:
+        what += f"; then, in the background once the rest is up, {'; '.join(later_todo)}"
     return (
-        f"first run on this machine: building {'; '.join(todo)} (times measured on a "
-        f"2-core machine); cached in {paths.cache_dir()}{_go_caches()}; later runs reuse it"
+        f"first run on this machine: {what} (times measured on a 2-core machine); "
+        f"cached in {paths.cache_dir()}{_go_caches()}; later runs reuse it"
     )
 
 
@@ -67,17 +75,30 @@ def _split(only: str | None) -> tuple[tuple[Piece, ...], tuple[Piece, ...]]:
     return (select(required) if required else ()), (select(optional) if optional else ())
 
 
-def build_first(only: str | None) -> None:
-    """Say what a first run builds, then build it (downloads beside the compiles)."""
+def build_first(only: str | None, later_names: Sequence[str] = ()) -> list[Piece]:
+    """Say what a first run builds, then build it (downloads beside the compiles), all
+    but the pieces of `later_names` that need a build: those are returned, to be built
+    and started in the background once the rest is up (`stack.later`)."""
     required, optional = _split(only)
+    now, deferred = later.split(required, later_names)
+    announce_and_build(now, deferred, optional)
+    return deferred
+
+
+def announce_and_build(
+    pieces: Sequence[Piece], deferred: Sequence[Piece] = (), optional: Sequence[Piece] = ()
+) -> None:
+    """Say what a first run builds, then build `pieces` with the downloads of the later
+    ones, of `deferred` and of `optional` running beside the compiles (`stack up` and
+    the tests' `stack` fixture)."""
     # The optional groups are tried on every `up` (a missing Marquez artifact is not a
     # first run), so only the others are announced.
-    first = first_run_line(required)
+    first = first_run_line(pieces, deferred)
     if first:
         progress.current().say(first)
-    # Optional pieces are fetched beside a first run's compiles; with nothing to compile
-    # there is nothing to overlap (and their own `up` tries them anyway).
-    builds.build(required, fetch_also=optional if first else ())
+    # Deferred and optional pieces are fetched beside a first run's compiles; with
+    # nothing to compile there is nothing to overlap (their own `up` fetches anyway).
+    builds.build(pieces, fetch_also=[*deferred, *optional] if first else ())
 
 
 def status_table(rows: Sequence[Sequence[str]]) -> list[str]:
@@ -105,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build what is missing and start the pieces (idempotent)")
     up.add_argument("--only", help="comma-separated pieces or groups (e.g. controlplane,kafka)")
+    up.add_argument(
+        "--later",
+        default="",
+        help="comma-separated pieces that, when they still need a build, are built and "
+        "started in the background once the rest is up (`make demo`: jaeger)",
+    )
     build = sub.add_parser("build", help="build what is missing, start nothing")
     build.add_argument("--only", help="comma-separated pieces or groups")
     down = sub.add_parser("down", help="stop the pieces")
@@ -132,19 +159,27 @@ def main(argv: list[str] | None = None) -> int:
         reporter = progress.for_stdout()
         progress.use(reporter)
         try:
-            build_first(args.only)
+            deferred = build_first(args.only, [n for n in args.later.split(",") if n])
         except StackError as err:
             print(f"stack up failed: {err}", file=sys.stderr)
             return 1
         for group in groups:
             try:
-                supervisor.up(select([group]), on_line=reporter.say)
+                pieces = [p for p in select([group]) if p not in deferred]
+                supervisor.up(pieces, on_line=reporter.say)
             except StackError as err:
                 if group in OPTIONAL_GROUPS and not args.only:
                     print(f"warning: going on without {group}: {err}", file=sys.stderr)
                     continue
                 print(f"stack up failed: {err}", file=sys.stderr)
                 return 1
+        if deferred:
+            builder = later.spawn(deferred)
+            reporter.say(
+                f"{', '.join(p.name for p in deferred)}: building in the background "
+                f"(pid {builder}, nice {later.NICE}; log {later.log_path()}); it starts by "
+                "itself when built (`lineage-hub stack status`)"
+            )
         layout = stack_ports.current()
         where = f"ports +{layout.offset}" if layout.offset else "the default ports"
         print(
@@ -153,16 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.cmd == "down":
+        if later.stop():
+            print("background build: stopped")
         for line in supervisor.down(select(args.only.split(",") if args.only else None)):
             print(line)
         return 0
     if args.cmd == "status":
         rows = [("PIECE", "STATE", "PID", "RSS", "PORTS", "VERSION", "LOG")]
+        background = later.running()
         for piece in ALL:
             proc = supervisor.running(piece)
             rss = "-"
             if not getattr(piece, "server", True):
                 state, pid = "tool", "-"
+            elif proc is None and background is not None and piece.name in background[1]:
+                state, pid = "building", str(background[0])
             elif proc is None:
                 state, pid = "down", "-"
             else:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
-from stack import paths, progress
+from stack import later, paths, progress
 from stack.cli import stack_env
 from stack.piece import http_ok
 from stack.pieces import controlplane as cp
@@ -117,6 +117,22 @@ def _jaeger_spans(env: dict[str, str], trace_id: str) -> int | None:
         return None
 
 
+def _jaeger_line(env: dict[str, str], trace_id: str) -> str:
+    """Where the trace is in Jaeger, with its spans, or that Jaeger is still being built
+    in the background (`stack up --later jaeger`) and will read them from Kafka."""
+    url = f"{env.get('JAEGER_QUERY_URL')}/api/traces/{trace_id}"
+    spans = _jaeger_spans(env, trace_id)
+    if spans is not None:
+        return f"  Jaeger trace     {url}  ({spans} spans)"
+    background = later.running()
+    if background is not None and "jaeger" in background[1]:
+        return (
+            f"  Jaeger trace     {url}  (Jaeger is still being built in the background, "
+            f"log {later.log_path()}; once up it reads this run's spans from Kafka)"
+        )
+    return f"  Jaeger trace     {url}  (no spans)"
+
+
 def _stages(status: dict[str, Any]) -> list[str]:
     lines = [f"  {'stage':<10}{'phase':<11}{'in':>7}{'out':>7}  duration"]
     for stage in status.get("stages") or []:
@@ -159,11 +175,7 @@ def summary(
     else:
         out.append("  Console          the gateway is not up (`lineage-hub stack status`)")
     if trace_id:
-        spans = _jaeger_spans(env, trace_id)
-        out.append(
-            f"  Jaeger trace     {env.get('JAEGER_QUERY_URL')}/api/traces/{trace_id}"
-            f"  ({spans if spans is not None else 'no'} spans)"
-        )
+        out.append(_jaeger_line(env, trace_id))
         out.append(
             "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
             f"WHERE TraceId = '{trace_id}'  (POST to {env.get('CLICKHOUSE_HTTP_URL')})"

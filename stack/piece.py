@@ -10,10 +10,13 @@ variables `lineage-hub stack env` prints.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import shutil
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,3 +182,18 @@ def content_key(*files: Path, extra: str = "") -> str:
 def build_log(name: str) -> Path:
     """Build logs live in the cache: builds outlive any one stack."""
     return paths.cache_dir() / "logs" / f"build-{name}.log"
+
+
+@contextlib.contextmanager
+def build_lock(name: str) -> Iterator[None]:
+    """Held while `name` is built into the cache: a second stack (CI beside a demo, or a
+    demo's background build) building the same artifact waits for the first, then finds
+    it built, instead of writing the same files at once."""
+    path = paths.cache_dir() / "locks" / f"build-{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

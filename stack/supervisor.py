@@ -45,8 +45,8 @@ def _proc_start(pid: int) -> str | None:
 
 def _live(pid_file: Path) -> Running | None:
     try:
-        record = json.loads(pid_file.read_text())
-        pid, started = int(record["pid"]), str(record["started"])
+        doc = json.loads(pid_file.read_text())
+        pid, started = int(doc["pid"]), str(doc["started"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if _proc_start(pid) != started:
@@ -57,6 +57,30 @@ def _live(pid_file: Path) -> Running | None:
 def running(piece: Piece) -> Running | None:
     """The piece's live process, if the pid file points at one we started."""
     return _live(paths.pid_path(piece.name))
+
+
+def running_pid_file(pid_file: Path) -> Running | None:
+    """The live process a pid file of ours records, if it still runs."""
+    return _live(pid_file)
+
+
+def record(pid_file: Path, pid: int, **extra: object) -> None:
+    """Write a pid file: the pid and its start time (so a reused pid is never ours)."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(json.dumps({"pid": pid, "started": _proc_start(pid) or "", **extra}))
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> None:
+    """Wait for a process group we signalled to end; kill it when it takes too long."""
+    started = _proc_start(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and started and _proc_start(pid) == started:
+        _reap(pid)
+        time.sleep(POLL)
+    if started and _proc_start(pid) == started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
 
 
 def any_running(state: Path) -> bool:
@@ -100,7 +124,7 @@ def start(piece: Piece) -> Running:
             user=launch.user,
         )
     started = _proc_start(proc.pid) or ""
-    paths.pid_path(piece.name).write_text(json.dumps({"pid": proc.pid, "started": started}))
+    record(paths.pid_path(piece.name), proc.pid)
     deadline = time.monotonic() + piece.ready_timeout
     step = progress.current().step(
         f"{piece.name}: started, waiting for it to answer",
@@ -133,14 +157,7 @@ def start(piece: Piece) -> Running:
 def _terminate(piece: Piece, proc: Running) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, piece.stop_signal)
-    deadline = time.monotonic() + piece.stop_timeout
-    while time.monotonic() < deadline and _proc_start(proc.pid) == proc.started:
-        _reap(proc.pid)
-        time.sleep(POLL)
-    if _proc_start(proc.pid) == proc.started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    _reap(proc.pid)
+    wait_gone(proc.pid, piece.stop_timeout)
     paths.pid_path(piece.name).unlink(missing_ok=True)
     # `down` returns once the ports are free again, so an `up` right after it works.
     freed = time.monotonic() + PORT_GRACE

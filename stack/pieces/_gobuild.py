@@ -16,7 +16,7 @@ from stack import paths
 from stack.errors import StackError
 from stack.gocompile import go_build as compile_with_progress
 from stack.gocompile import go_plan
-from stack.piece import build_log, content_key
+from stack.piece import build_lock, build_log, content_key
 
 GOTOOLS = paths.REPO_ROOT / "stack" / "gotools"
 
@@ -64,12 +64,20 @@ def go_fetch(piece: str, name: str, version: str, package: str, ldflags: str) ->
 
 def go_build(piece: str, name: str, version: str, package: str, ldflags: str) -> Path:
     """Build `package` from `stack/gotools/<name>` unless the cached binary is current."""
-    module = GOTOOLS / name
     out = binary_path(name, version)
     key_file = out.with_name(out.name + ".key")
     key = _key(name, version, ldflags)
     if is_built(name, version, ldflags):
         return out
+    with build_lock(f"{name}-{version}"):
+        # Checked again under the lock: another stack may have built it meanwhile.
+        if not is_built(name, version, ldflags):
+            _compile(piece, name, version, package, ldflags, out)
+            key_file.write_text(key + "\n")
+    return out
+
+
+def _compile(piece: str, name: str, version: str, package: str, ldflags: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     compile_with_progress(
@@ -78,12 +86,10 @@ def go_build(piece: str, name: str, version: str, package: str, ldflags: str) ->
         packages=[package],
         flags=["-trimpath", f"-ldflags={ldflags}"],
         out=partial,
-        cwd=module,
+        cwd=GOTOOLS / name,
         env=_env(),
         log=build_log(piece),
     )
     if not partial.is_file():
         raise StackError(piece, f"go build produced no {partial.name}", build_log(piece))
     partial.replace(out)
-    key_file.write_text(key + "\n")
-    return out

@@ -20,7 +20,7 @@ import httpx
 from stack import paths, ports
 from stack.errors import StackError
 from stack.gocompile import go_build, go_plan
-from stack.piece import Launch, Piece, build_log, content_key, http_ok
+from stack.piece import Launch, Piece, build_lock, build_log, content_key, http_ok
 from stack.pki import ensure_pki
 
 SOURCE = paths.REPO_ROOT / "stack" / "controlplane"
@@ -137,9 +137,16 @@ def fetch_kcp() -> None:
 
 def build_kcp() -> None:
     """Build both binaries once per input hash; a fresh machine builds them the same way."""
-    target = kcp_dir()
     if kcp_built():
         return
+    with build_lock(kcp_dir().name):
+        # Checked again under the lock: another stack may have built it meanwhile.
+        if not kcp_built():
+            _compile_kcp()
+
+
+def _compile_kcp() -> None:
+    target = kcp_dir()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -3,14 +3,20 @@ verdicts, prints them, and exits 0 only when all are True, naming what is not.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from stack import later, supervisor
 from stack.paths import REPO_ROOT
+from stack.registry import select
+from tests.conftest import Kubectl, StackHandle
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +97,59 @@ def test_a_verdict_past_its_timeout_is_named_as_timed_out(tmp_path: Path, namesp
     assert said.startswith("demo: orders-daily failed: Succeeded timed out after 1 s")
     assert "TraceRecorded not reached" in said and "LineageRecorded not reached" in said
     assert verdict_rows(done.stdout)["Succeeded"][:2] == ["timed", "out"]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _span_names(url: str) -> set[str]:
+    """The operation names of a trace in Jaeger (none while it has not got it)."""
+    reply = httpx.get(url, timeout=5)
+    if reply.status_code != 200:
+        return set()
+    return {span["operationName"] for span in reply.json()["data"][0]["spans"]}
+
+
+def test_a_run_before_jaeger_is_up_is_verified_in_clickhouse_and_reaches_jaeger_later(
+    tmp_path: Path, namespace: str, stack: StackHandle, kubectl: Kubectl
+) -> None:
+    """`make demo` on a cold machine: the run starts while Jaeger still builds (here: is
+    down), so the operator checks its trace in ClickHouse alone; the background process
+    of `stack up --later jaeger` then starts Jaeger, which reads the run's spans from
+    Kafka, and restarts the operator and the gateway so later runs are checked there too."""
+    stack.stop("jaeger")
+    try:
+        stack.restart("operator")  # started while Jaeger is down, as on a cold `up`
+        done = demo(namespace, manifest(tmp_path, namespace, "pipelinerun.yaml"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert verdict_rows(done.stdout)["TraceRecorded"][:2] == ["True", "Recorded"]
+        run = json.loads(
+            kubectl("get", "pipelinerun", "orders-daily", "-n", namespace, "-o", "json").stdout
+        )
+        trace = next(c for c in run["status"]["conditions"] if c["type"] == "TraceRecorded")
+        assert trace["message"].endswith("spans in ClickHouse, every stage's span among them")
+        assert "(no spans)" in done.stdout  # Jaeger down, and no background build to name
+
+        builder = later.spawn(select(["jaeger"]))
+        assert later.running() == (builder, ["jaeger"])
+        deadline = time.monotonic() + 300
+        while later.running() is not None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        said = later.log_path().read_text()
+        assert later.running() is None, said[-2000:]
+        assert "jaeger: up in" in said and "operator: restarted" in said, said[-2000:]
+        operator = supervisor.running(select(["operator"])[0])
+        assert operator is not None
+        assert _environ(operator.pid)["JAEGER_QUERY_URL"] == stack.env["JAEGER_QUERY_URL"]
+
+        url = f"{stack.env['JAEGER_QUERY_URL']}/api/traces/{run['status']['traceId']}"
+        want = {"PipelineRun orders-daily", "stage extract", "stage transform", "stage load"}
+        deadline = time.monotonic() + 120
+        while not want <= _span_names(url) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert want <= _span_names(url), _span_names(url)
+    finally:
+        stack.start("jaeger")
+        stack.restart("operator")

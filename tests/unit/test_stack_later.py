@@ -1,0 +1,95 @@
+"""`stack up --later`: which pieces wait for the background, what a first run says, and
+one build of an artifact at a time across stacks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stack import later, paths
+from stack.cli import first_run_line
+from stack.piece import build_lock
+from stack.pieces import Helm, Jaeger, Kafka
+from stack.pieces import _gobuild as gobuild
+from stack.pieces.jaeger import JAEGER_VERSION
+
+WAIT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine on which nothing is built yet."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LINEAGE_HUB_CACHE", str(cache))
+    return cache
+
+
+def _put_jaeger_in_cache() -> Path:
+    """What a finished Jaeger build leaves: the binary and the key of its inputs."""
+    out = gobuild.binary_path("jaeger", JAEGER_VERSION)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(b"\x7fELF built by another stack")
+    key = gobuild._key("jaeger", JAEGER_VERSION, "-s -w")
+    out.with_name(out.name + ".key").write_text(key + "\n")
+    return out
+
+
+def test_a_piece_named_later_waits_only_while_it_needs_a_build() -> None:
+    kafka, jaeger, helm = Kafka(), Jaeger(), Helm()
+    now, deferred = later.split([kafka, jaeger, helm], ["jaeger"])
+    assert deferred == [jaeger] and now == [kafka, helm]
+    # Not named: built before the start as always, however long it takes.
+    assert later.split([kafka, jaeger, helm], []) == ([kafka, jaeger, helm], [])
+    _put_jaeger_in_cache()
+    # In the cache: started with the rest (a start takes seconds), nothing in the background.
+    assert later.split([kafka, jaeger, helm], ["jaeger"]) == ([kafka, jaeger, helm], [])
+
+
+def test_the_first_line_says_what_builds_before_the_start_and_what_in_the_background() -> None:
+    helm, jaeger = Helm(), Jaeger()
+    said = first_run_line([helm], [jaeger])
+    assert said is not None
+    before, background = said.split("; then, in the background once the rest is up, ")
+    assert "Kubernetes control plane" in before and "Jaeger" not in before
+    assert background.startswith("Jaeger from its Go module")
+    _put_jaeger_in_cache()
+    assert "background" not in (first_run_line([helm], [jaeger]) or "")
+
+
+def _waiting_on(lock: Path) -> bool:
+    """Whether a process waits for the flock on `lock` (/proc/locks marks waiters `->`)."""
+    inode = f":{lock.stat().st_ino} "
+    return any(
+        "->" in line and inode in line for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+def test_a_build_under_way_elsewhere_is_waited_for_and_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stacks on one machine (CI beside a demo's background build) share the cache:
+    the second waits for the first's build and takes its binary, never running Go itself
+    (there is no `go` on this PATH: running it would fail)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    result: list[object] = []
+
+    def second() -> None:
+        try:
+            result.append(gobuild.go_build("jaeger", "jaeger", JAEGER_VERSION, "x", "-s -w"))
+        except Exception as err:  # the test reports what it raised
+            result.append(err)
+
+    with build_lock(f"jaeger-{JAEGER_VERSION}"):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        lock = paths.cache_dir() / "locks" / f"build-jaeger-{JAEGER_VERSION}.lock"
+        deadline = time.monotonic() + WAIT
+        while not _waiting_on(lock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _waiting_on(lock), "the second build did not wait for the lock"
+        built = _put_jaeger_in_cache()
+    waiter.join(WAIT)
+    assert result == [built]
