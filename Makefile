@@ -9,10 +9,11 @@ PY_PACKAGES := lineagehub operator/lineagehub_operator pipeline_runner consumers
 setup:
 	@scripts/setup.sh
 
-## The main job on the local stack (builds and starts what is missing), then the run's
-## verdicts; exits non-zero naming any that is not True. RUN=FILE applies another run.
+## The main job on the local stack (builds and starts what is missing; a Jaeger still to
+## compile is built in the background while the run goes), then the run's verdicts; exits
+## non-zero naming any that is not True. RUN=FILE applies another run.
 demo: setup
-	@$(BIN)/lineage-hub stack up
+	@$(BIN)/lineage-hub stack up --later jaeger
 	@$(BIN)/python -m stack.demo $(if $(RUN),--file=$(RUN))
 
 ## Lint, type-check, then every test (unit, integration and end-to-end on the real local stack).
