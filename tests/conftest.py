@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from stack import progress, supervisor
-from stack.cli import stack_env
+from stack.cli import announce_and_build, stack_env
 from stack.errors import StackError
 from stack.registry import ALL, select
 
@@ -66,6 +66,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[StackHandle]:
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         progress.use(progress.for_stdout())
         try:
+            # A cold machine's downloads (Kafka's jars, Jaeger's modules) run while the
+            # control plane compiles, as in `stack up`.
+            announce_and_build(pieces)
             supervisor.up(pieces)
         finally:
             progress.use(progress.Reporter(None))
