@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lineagehub.api import StageName
+from lineagehub.shard_quality import SAMPLE_SIZE
 from pipeline_runner.errors import ErrorKind, one_line
 
 #: Kubernetes keeps at most 4096 bytes of a termination message.
 MAX_TERMINATION_BYTES = 4096
-SAMPLE_SIZE = 5
 MAX_SAMPLE_CHARS = 80
 
 

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from lineagehub.api import StageName
+from lineagehub.shard_quality import Verdict, merge
 from pipeline_runner.errors import ErrorKind
-from pipeline_runner.result import SAMPLE_SIZE, DatasetInfo, QualityOutcome, StageResult
+from pipeline_runner.result import DatasetInfo, QualityOutcome, StageResult
 
 
 def to_json(result: StageResult) -> str:
@@ -74,20 +75,21 @@ def _datasets(shards: Sequence[Sequence[DatasetInfo]]) -> list[DatasetInfo]:
     return out
 
 
+def _verdict(q: QualityOutcome) -> Verdict:
+    return Verdict((q.name, q.type, q.column), q.success, q.failed_rows, q.sample)
+
+
 def _quality(shards: Sequence[Sequence[QualityOutcome]]) -> list[QualityOutcome]:
-    out = []
-    for same in zip(*shards, strict=True):
-        failed = [q for q in same if not q.success]
-        out.append(
-            dataclasses.replace(
-                same[0],
-                success=not failed,
-                failed_rows=sum(q.failed_rows for q in same),
-                message=failed[0].message if failed else same[0].message,
-                sample=[s for q in failed for s in q.sample][:SAMPLE_SIZE],
-            )
+    return [
+        dataclasses.replace(
+            m.first,
+            success=m.success,
+            failed_rows=m.failed_rows,
+            message=(m.first_failed or m.first).message,
+            sample=m.sample,
         )
-    return out
+        for m in merge(shards, _verdict)
+    ]
 
 
 def combine(results: Sequence[StageResult], duration_seconds: float | None) -> StageResult:

@@ -18,6 +18,7 @@ from typing import Any
 
 from lineagehub.api.pipelinerun import Phase, PipelineRun, PipelineRunStatus, StageStatus
 from lineagehub.api.shards import stage_span_id
+from lineagehub.shard_quality import Verdict, merge
 from lineagehub.telemetry.spans import FixedSpan, parse_traceparent
 from lineagehub_operator.kube import pod_outcome
 from lineagehub_operator.manifests import stage_run_id
@@ -44,20 +45,30 @@ def _sum(values: list[Any]) -> int | None:
     return sum(ints) if len(ints) == len(values) else None
 
 
+def _verdict(q: dict[str, Any]) -> Verdict:
+    key = (str(q.get("name")), str(q.get("type")), str(q.get("column")))
+    sample = q.get("sample")
+    return Verdict(
+        key,
+        bool(q.get("success", True)),
+        int(q.get("failedRows") or 0),
+        [str(s) for s in sample] if isinstance(sample, list) else [],
+    )
+
+
 def _quality(shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each check's verdicts over the shards: failed rows added, passed only if it
-    passed everywhere; the shards' failing samples, the first five."""
-    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for shard in shards:
-        for q in shard.get("quality") or []:
-            if not isinstance(q, dict):
-                continue
-            key = (str(q.get("name")), str(q.get("type")), str(q.get("column")))
-            into = merged.setdefault(key, {**q, "failedRows": 0, "success": True, "sample": []})
-            into["failedRows"] += int(q.get("failedRows") or 0)
-            into["success"] = into["success"] and bool(q.get("success", True))
-            into["sample"] = (into["sample"] + list(q.get("sample") or []))[:5]
-    return list(merged.values())
+    """Each check's verdicts over the shards, by the rule the committing shard's COMPLETE
+    event uses too (`lineagehub.shard_quality`)."""
+    checks = [
+        [q for q in shard.get("quality") or [] if isinstance(q, dict)]
+        if isinstance(shard.get("quality"), list)
+        else []
+        for shard in shards
+    ]
+    return [
+        {**m.first, "failedRows": m.failed_rows, "success": m.success, "sample": m.sample}
+        for m in merge(checks, _verdict)
+    ]
 
 
 def combined_outcome(
