@@ -161,14 +161,20 @@ def wait_for(seen: Seen, name: str, marks: tuple[str, ...], limit: float) -> Non
         time.sleep(0.05)
 
 
-def container_times(state: Path, ns: str, pod: str) -> tuple[float, float]:
-    """(start, exit) epoch seconds of the pod's stage process, from the kubelet's record."""
+def exit_record(state: Path, ns: str, pod: str) -> dict[str, Any]:
+    """The kubelet's record (`exit.json`) of the pod's last stage process."""
     (folder,) = (state / "data" / "kubelet" / "pods").glob(f"{ns}_{pod}_*")
     attempts = sorted(
         (p for p in (folder / "containers" / "stage").iterdir() if p.name.isdigit()),
         key=lambda p: int(p.name),
     )
-    info = json.loads((attempts[-1] / "exit.json").read_text())
+    info: dict[str, Any] = json.loads((attempts[-1] / "exit.json").read_text())
+    return info
+
+
+def container_times(state: Path, ns: str, pod: str) -> tuple[float, float]:
+    """(start, exit) epoch seconds of the pod's stage process, from the kubelet's record."""
+    info = exit_record(state, ns, pod)
     finished = datetime.fromisoformat(info["finishedAt"][:26].rstrip("Z") + "+00:00")
     exited = finished.timestamp()
     return exited - float(info["ranFor"]), exited
@@ -216,6 +222,8 @@ def gaps(seen: Seen, state: Path, jaeger: str, ns: str, name: str, t0: float) ->
         for label, (a, b) in zip(GAPS, itertools.pairwise(points), strict=True):
             out[f"{stage} {label}"] = (b - a) * 1000
         out[f"{stage} job complete"] = (done["job complete"] - done["pod succeeded"]) * 1000
+        cpu = exit_record(state, ns, seen.pod_of_job[job]).get("cpuSeconds")
+        out[f"{stage} cpu"] = float(cpu) * 1000 if cpu is not None else float("nan")
         before = done["pod succeeded"]
     out["run succeeded"] = ((seen.get(name, "finished") or 0.0) - before) * 1000
     return out
@@ -257,6 +265,8 @@ def sequential(
     last = statistics.median(r["run succeeded"] for r in rows)
     print(f"  {'load Pod Succeeded -> run Succeeded':<46}{last:>10.0f}")
     print(f"  {'sum of the medians':<46}{total + last:>10.0f}")
+    cpu = [statistics.median(r[f"{s} cpu"] for r in rows) for s in STAGES]
+    print(f"  {'CPU of the stage process':<16}" + "".join(f"{v:>10.0f}" for v in cpu))
     off = [statistics.median(r[f"{s} job complete"] for r in rows) for s in STAGES]
     print("  off the path: Pod Succeeded -> Job Complete  " + " / ".join(f"{v:.0f}" for v in off))
 
@@ -316,6 +326,7 @@ def concurrent(
         phases[seen.phase.get(m, "?")] = phases.get(seen.phase.get(m, "?"), 0) + 1
     waited = 0
     intervals: list[tuple[float, float]] = []
+    stage_cpu: list[float] = []
     for m in finished:
         for stage in STAGES:
             job = f"{m}-{stage}"
@@ -326,6 +337,9 @@ def concurrent(
                 # (no record: a stage that never ran, as an earlier one failed)
                 with contextlib.suppress(ValueError, OSError, KeyError):
                     intervals.append(container_times(state, ns, seen.pod_of_job[job]))
+                    stage_cpu.append(
+                        float(exit_record(state, ns, seen.pod_of_job[job])["cpuSeconds"])
+                    )
     edges = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
     running = most = 0
     for _, step in edges:
@@ -343,6 +357,11 @@ def concurrent(
         f"waited > 0.5 s for the scheduler; at most {most} stage processes ran at once"
     )
     print_cpu(cpu_before, cpu_after, cpu_wall)
+    if stage_cpu:
+        print(
+            f"    of which {len(stage_cpu)} stage processes {sum(stage_cpu):.1f} s "
+            f"(median {statistics.median(stage_cpu):.2f} s each)"
+        )
 
 
 def main() -> None:
