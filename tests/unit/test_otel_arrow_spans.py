@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from consumers.otel import arrow_spans
 from consumers.otel.arrow_spans import decode, decode_trace_batch, decode_trace_requests
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows, Columns, Pending, Rows, join
-from consumers.otel.ddl import PIPELINE_RUNS, TRACES
+from consumers.otel.ddl import PIPELINE_RUNS, TRACES, Table
 from consumers.otel.decode import (
     ATTR_PIPELINE,
     ATTR_RECORDS_IN,
@@ -65,25 +66,40 @@ async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
     await backend.close()
 
 
-def python_path(raw: bytes) -> Outcome:
+@dataclass(frozen=True)
+class Paths:
+    """One topic's two ways to rows: the consumer's (`check` each record, then `batch`
+    the pending ones, `columnar` saying which it flags) and the row decoder alone."""
+
+    check: Callable[[bytes | None], Mapping[str, Rows | Pending]]
+    columnar: Callable[[Sequence[bytes]], Any]
+    batch: Callable[[list[bytes]], Sequence[Mapping[str, Rows] | DecodeError]]
+    rows: Callable[[bytes | None], Mapping[str, Rows]]
+    tables: tuple[Table, ...]
+
+
+SPANS = Paths(decode_trace_requests, decode, decode_trace_batch, decode_trace_columns, TABLES)
+
+
+def python_path(raw: bytes, paths: Paths = SPANS) -> Outcome:
     try:
-        return dict(decode_trace_columns(raw))
+        return dict(paths.rows(raw))
     except DecodeError as exc:
         return exc.reason
 
 
-def batch_path(raws: Sequence[bytes]) -> tuple[list[Outcome], set[int]]:
+def batch_path(raws: Sequence[bytes], paths: Paths = SPANS) -> tuple[list[Outcome], set[int]]:
     """What the consumer does with a batch: check each record, decode the batch's pending
     ones at once (Python for what that flags). Also gives the flagged indexes."""
     first: list[Lazy] = []
     for raw in raws:
         try:
-            first.append(dict(decode_trace_requests(raw)))
+            first.append(dict(paths.check(raw)))
         except DecodeError as exc:
             first.append(exc.reason)
     lazy = [i for i, o in enumerate(first) if isinstance(o, dict) and _pending(o)]
-    flagged = {lazy[j] for j in decode([raws[i] for i in lazy]).flagged}
-    settled = decode_trace_batch([raws[i] for i in lazy])
+    flagged = {lazy[j] for j in paths.columnar([raws[i] for i in lazy]).flagged}
+    settled = paths.batch([raws[i] for i in lazy])
     out: list[Outcome] = []
     for i, outcome in enumerate(first):
         if i in lazy:
@@ -103,11 +119,13 @@ def _rows(tables: Mapping[str, Rows | Pending]) -> dict[str, Rows]:
     return {k: v for k, v in tables.items() if not isinstance(v, Pending)}
 
 
-async def stored(store: ChdbBackend, outcomes: Sequence[Outcome], token: str) -> dict[str, str]:
+async def stored(
+    store: ChdbBackend, outcomes: Sequence[Outcome], token: str, tables: Sequence[Table] = TABLES
+) -> dict[str, str]:
     """Insert the outcomes' rows (one insert per table, as a batch), read them back, empty
     the tables. Rows sorted, as JSON text: every column, as ClickHouse stores it."""
     out = {}
-    for table in TABLES:
+    for table in tables:
         parts = [o[table.name] for o in outcomes if isinstance(o, dict)]
         if parts:
             await store.insert(table, join(table, parts), f"{token}/{table.name}")
@@ -116,14 +134,15 @@ async def stored(store: ChdbBackend, outcomes: Sequence[Outcome], token: str) ->
     return out
 
 
-async def assert_same(store: ChdbBackend, raws: Sequence[bytes]) -> set[int]:
+async def assert_same(store: ChdbBackend, raws: Sequence[bytes], paths: Paths = SPANS) -> set[int]:
     """Both paths refuse the same requests for the same reason and store the same rows."""
-    lazy, flagged = batch_path(raws)
-    eager = [python_path(raw) for raw in raws]
+    lazy, flagged = batch_path(raws, paths)
+    eager = [python_path(raw, paths) for raw in raws]
     assert [o if isinstance(o, str) else "" for o in lazy] == [
         o if isinstance(o, str) else "" for o in eager
     ]
-    assert await stored(store, lazy, "lazy") == await stored(store, eager, "eager")
+    lazy_rows = await stored(store, lazy, "lazy", paths.tables)
+    assert lazy_rows == await stored(store, eager, "eager", paths.tables)
     return flagged
 
 
