@@ -12,7 +12,6 @@ import json
 import zlib
 from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lineagehub.openlineage_schema import loads
@@ -137,30 +136,14 @@ def gunzip(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
-# A run of 19 digits may be an integer beyond 64 bits, which orjson would turn into a
-# float (losing digits), or a number longer than Marquez reads: such bodies take the
-# exact parser (a digit run inside a string just takes the slower path). Found by
-# mapping every digit to 0 and searching for 19 zeros: C-speed, where a regular
-# expression costs several times the parse itself.
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_LONG_DIGITS = b"0" * 19
-
-
 def parse_json(data: bytes) -> tuple[Any, str | None]:
     """`(value, None)`, or `(None, reason)` for a body that is not JSON Marquez could read.
 
-    Never raises. orjson parses what it reads exactly as the exact parser would (the
-    same doubles, last duplicate key wins); whatever it refuses (NaN/Infinity, invalid
-    UTF-8, lone surrogates, nesting over 1024) and any body with a 19-digit run goes to
-    `lineagehub.openlineage_schema.loads`, the lineage consumer's parser, which gives the
-    reason (or, for lone surrogates and big integers, the value: lone surrogates are
-    caught per event by `gateway.lineage.check`, which can name their path).
+    Never raises. `lineagehub.openlineage_schema.loads` is the lineage consumer's
+    parser too (orjson, or the exact parser for what orjson cannot read exactly), so
+    both doors read the same bytes as the same value; lone surrogates it returns are
+    caught per event by `gateway.lineage.check`, which can name their path.
     """
     if not data.strip():
         return None, "the body is empty"
-    if _LONG_DIGITS not in data.translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(data), None
-        except orjson.JSONDecodeError:
-            pass
     return loads(data)
