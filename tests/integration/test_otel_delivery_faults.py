@@ -1,0 +1,124 @@
+"""The otel consumer's delivery path on real Kafka, into chdb, when Kafka calls fail:
+
+* reading the group's committed offsets fails when partitions are assigned: the consumer
+  reads them again and still replays a crashed batch with the crashed batch's bounds;
+* the commit fails while the consumer stops: the batch is left to the next member, no
+  rewind is started on the way out, and the next member stores every record once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
+
+import consumers.otel.consumer as otel_consumer
+from consumers.otel.backend import ChdbBackend
+from consumers.testkit import create_topics, produce, unique, wait_drained
+from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
+from tests.crashing import CrashingBackend
+from tests.integration.test_otel_delivery import commits
+
+pytestmark = pytest.mark.dataplane
+KIND = KINDS["otel"]
+
+
+class CoordinatorAwayOnce(AIOKafkaAdminClient):  # type: ignore[misc]
+    """The real admin client; its first read of a group's offsets fails as it does while
+    the group's coordinator moves to another broker."""
+
+    failed: ClassVar[int] = 0
+
+    async def list_consumer_group_offsets(self, *args: Any, **kw: Any) -> Any:
+        if not CoordinatorAwayOnce.failed:
+            CoordinatorAwayOnce.failed += 1
+            raise GroupCoordinatorNotAvailableError()
+        return await super().list_consumer_group_offsets(*args, **kw)
+
+
+async def test_a_failed_read_of_the_committed_offsets_still_replays_the_crashed_batch(
+    env: dict[str, str], chdb: ChdbBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the marker the replay would batch the crashed batch's records with the
+    ones queued behind them, under another token: each crashed record stored twice."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-offsets-fault"), unique("otel-offsets-fault-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(5))
+    # A batch cut by time (5 records, far from full) is inserted; the process dies before
+    # it commits the batch's end.
+    crashing = CrashingBackend(chdb, crash_after=1)
+    first = batch_consumer(env, KIND, topic, group, crashing, max_batch_messages=1000)
+    stop, task = start(first)
+    try:
+        await asyncio.wait_for(crashing.crashed.wait(), 60)
+        first.abort()
+    finally:
+        await finish(stop, task)
+    marker = next(iter((await commits(bootstrap, group)).values()))
+    assert (marker.offset, marker.metadata.split("/")[0]) == (0, "pending:4")
+    assert await stored(chdb, KIND) == (5 * KIND.rows, 5 * KIND.rows)
+
+    await produce(bootstrap, topic, KIND.records(40))
+    monkeypatch.setattr(CoordinatorAwayOnce, "failed", 0)
+    monkeypatch.setattr(otel_consumer, "AIOKafkaAdminClient", CoordinatorAwayOnce)
+    recording = CrashingBackend(chdb, crash_after=10**9)
+    second = batch_consumer(env, KIND, topic, group, recording, max_batch_messages=1000)
+    stop, task = start(second)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert CoordinatorAwayOnce.failed == 1, "the offsets read never failed"
+    assert recording.tokens[0] == crashing.tokens[0], "the replay cut the batch elsewhere"
+    assert await stored(chdb, KIND) == (45 * KIND.rows, 45 * KIND.rows)
+
+
+async def test_a_commit_failing_while_stopping_starts_no_rewind_and_loses_nothing(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-stop-fault"), unique("otel-stop-fault-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(7))
+    # Neither full nor old enough: only the shutdown cuts this batch.
+    otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_wait=3600)
+    stop, task = start(otel)
+    refused: list[object] = []
+    try:
+        await wait_for(lambda: otel._consumer is not None, "the consumer never started")
+        kafka = otel._consumer
+        assert kafka is not None
+        await wait_for(lambda: bool(kafka.assignment()), "the partition was never assigned")
+        (tp,) = kafka.assignment()
+        deadline = asyncio.get_running_loop().time() + 30
+        while await kafka.position(tp) < 7:  # fetched, so buffered in the batch
+            assert asyncio.get_running_loop().time() < deadline, "the records were never read"
+            await asyncio.sleep(0.05)
+
+        async def coordinator_gone(offsets: Any) -> None:
+            refused.append(offsets)
+            raise KafkaError("the group's coordinator went away")
+
+        kafka.commit = coordinator_gone
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    finally:
+        if not task.done():
+            await finish(stop, task)
+    assert refused, "the shutdown's flush never tried to commit"
+    # A rewind started now would re-read the partition into a consumer that has left its
+    # group, with a task that outlives the consumer.
+    assert otel._recovery is None, "stopping started a rewind"
+    assert topic not in {tp.topic for tp in await commits(bootstrap, group)}
+
+    second = batch_consumer(env, KIND, topic, group, chdb)
+    stop, task = start(second)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, KIND) == (7 * KIND.rows, 7 * KIND.rows)
