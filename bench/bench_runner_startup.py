@@ -1,6 +1,6 @@
 """How soon a stage process does its first useful work.
 
-    nice -n 10 python bench/bench_runner_startup.py [--runs 9]
+    nice -n 10 python bench/bench_runner_startup.py [--runs 9] [--before DIR]
 
 Runs the extract stage of a small CSV the way a stage Job's container does
 (`python -m pipeline_runner extract`, here with `--emit console` so its spans can be
@@ -13,6 +13,10 @@ same load: `python -c pass` (the interpreter) and `python -c "import polars"` (t
 least a polars stage must load). Prints medians, the ratio to the polars baseline and
 the goal (0.3 s), each process's CPU time (user + system: steadier than wall time on a
 busy machine), then the heaviest imports of one `python -X importtime` run.
+
+`--before DIR`: also runs, interleaved, the runner as exported to DIR from an earlier
+commit (`git archive <commit> pipeline_runner lineagehub | tar -x -C DIR`), first on
+PYTHONPATH, so a change is measured against what it replaced under the same load.
 """
 
 from __future__ import annotations
@@ -106,28 +110,39 @@ def heaviest_imports(env: dict[str, str], top: int) -> list[tuple[int, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--before", type=Path, help="an earlier runner's exported tree")
     args = parser.parse_args()
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = stage_env(Path(tmp))
+        before = None
+        if args.before:
+            before = {**env, "PYTHONPATH": str(args.before.resolve())}
+            stage_once(before)
         stage_once(env)  # warm the file cache and the bytecode cache
         for _ in range(args.runs):
             for key, code in (("python -c pass", "pass"), ("import polars", "import polars")):
                 wall, cpu, _ = timed([sys.executable, "-c", code])
                 samples.setdefault(key, []).append(wall)
                 samples.setdefault(f"{key} cpu", []).append(cpu)
+            if before is not None:
+                for key, value in stage_once(before).items():
+                    samples.setdefault(f"before: {key}", []).append(value)
             for key, value in stage_once(env).items():
                 samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
     med = {k: statistics.median(v) for k, v in samples.items()}
     polars = med["import polars"]
     print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
-    print(f"  {'':<16} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
-    for key in ("python -c pass", "import polars", "stage span", "read step", "exit"):
-        cpu_key = "exit cpu" if key == "exit" else f"{key} cpu"
+    print(f"  {'':<24} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
+    ours = ("stage span", "read step", "exit")
+    keys = ["python -c pass", "import polars"]
+    keys += [f"before: {k}" for k in ours if f"before: {k}" in med] + list(ours)
+    for key in keys:
+        cpu_key = key.replace("exit", "exit cpu") if key.endswith("exit") else f"{key} cpu"
         cpu_text = f"{med[cpu_key]:>6.3f}" if cpu_key in med else f"{'':>6}"
         print(
-            f"  {key:<16} {med[key]:>9.3f} {min(samples[key]):>7.3f} "
+            f"  {key:<24} {med[key]:>9.3f} {min(samples[key]):>7.3f} "
             f"{med[key] / polars:>16.2f} {cpu_text}"
         )
     verdict = "met" if med["stage span"] <= GOAL_S else "NOT met"

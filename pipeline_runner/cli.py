@@ -87,7 +87,12 @@ def stage_process(argv: Sequence[str] | None = None) -> NoReturn:
     pipeline_runner`): once the stage has written everything, the process ends without
     the interpreter's teardown, which frees every module and object one by one (~0.1 s
     of CPU with polars, pydantic and OpenTelemetry loaded) for a process that is about
-    to exit anyway. Exit handlers still run and the standard streams are flushed."""
+    to exit anyway. Exit handlers still run and the standard streams are flushed.
+
+    Pydantic plugins are off (unless `PYDANTIC_DISABLE_PLUGINS` says otherwise): the
+    stage uses none, and looking for them reads every installed package's metadata
+    when the stage config is first validated."""
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     code = stage_main(argv)
     atexit._run_exitfuncs()
     sys.stdout.flush()

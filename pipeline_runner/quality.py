@@ -14,7 +14,8 @@ import polars as pl
 from polars.exceptions import PolarsError
 
 from lineagehub.api import CheckType, QualityCheck
-from pipeline_runner.result import SAMPLE_SIZE, QualityOutcome
+from lineagehub.shard_quality import SAMPLE_SIZE
+from pipeline_runner.result import QualityOutcome
 from pipeline_runner.transform_plan import CheckResult
 
 

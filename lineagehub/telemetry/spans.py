@@ -3,20 +3,21 @@
 The operator's root span lives across operator restarts: its trace and span
 ids are persisted in the PipelineRun's `status.traceparent`, and the span is
 exported once, when the run ends, with its real start time. The SDK cannot
-export a span with given ids, so we write the OTLP message directly.
+export a span with given ids, so we write the OTLP message directly. A stage
+process records its spans the same way, without the SDK: the protobuf modules
+are loaded by `encode`, after the stage's work, not when this module is imported.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+if TYPE_CHECKING:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 SCOPE = "lineagehub"
 #: On a PipelineRun: the W3C traceparent of the call that created it (the gateway puts
@@ -43,17 +44,31 @@ def caller_context(annotations: Mapping[str, str] | None) -> tuple[str, str] | N
     return match["trace"], match["span"]
 
 
-def _value(v: str | int | float | bool) -> AnyValue:
+#: A span or event attribute: a scalar, or a list of them (OTLP's ArrayValue).
+AttributeValue = str | int | float | bool | Sequence[str | int | float | bool]
+Attributes = Mapping[str, AttributeValue]
+
+#: OTLP's SpanKind INTERNAL (`Span.SPAN_KIND_INTERNAL`), without loading the protobuf.
+SPAN_KIND_INTERNAL = 1
+
+
+def _value(v: AttributeValue) -> AnyValue:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+
     if isinstance(v, bool):
         return AnyValue(bool_value=v)
     if isinstance(v, int):
         return AnyValue(int_value=v)
     if isinstance(v, float):
         return AnyValue(double_value=v)
-    return AnyValue(string_value=str(v))
+    if isinstance(v, str):
+        return AnyValue(string_value=v)
+    return AnyValue(array_value=ArrayValue(values=[_value(x) for x in v]))
 
 
-def _attrs(attrs: Mapping[str, str | int | float | bool]) -> list[KeyValue]:
+def _attrs(attrs: Attributes) -> list[KeyValue]:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
     return [KeyValue(key=k, value=_value(v)) for k, v in attrs.items()]
 
 
@@ -62,23 +77,70 @@ def _nanos(t: datetime) -> int:
 
 
 @dataclass
+class SpanEvent:
+    """An event on a span (an exception: name `exception`, OTel's exception.* keys)."""
+
+    name: str
+    time_unix_nano: int
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass
 class FixedSpan:
+    """A finished span. `ok` None leaves its status unset (what a span that recorded no
+    verdict of its own says), True is OK, False is ERROR with `message`. `start` and
+    `end` are datetimes, or `start_ns`/`end_ns` (Unix nanoseconds) when set, which a
+    stage's spans use (a datetime holds microseconds only)."""
+
     name: str
     trace_id: str
     span_id: str
-    start: datetime
-    end: datetime
+    start: datetime | None
+    end: datetime | None
     parent_span_id: str = ""
-    ok: bool = True
+    ok: bool | None = True
     message: str = ""
-    kind: int = Span.SPAN_KIND_INTERNAL
-    attributes: dict[str, str | int | float | bool] = field(default_factory=dict)
+    kind: int = SPAN_KIND_INTERNAL
+    attributes: Attributes = field(default_factory=dict)
+    events: list[SpanEvent] = field(default_factory=list)
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def start_unix_nano(self) -> int:
+        return self.start_ns if self.start_ns is not None else _nanos(_given(self.start))
+
+    def end_unix_nano(self) -> int:
+        return self.end_ns if self.end_ns is not None else _nanos(_given(self.end))
+
+
+def _given(t: datetime | None) -> datetime:
+    if t is None:
+        raise ValueError("a span needs a start and an end (datetime or Unix nanoseconds)")
+    return t
 
 
 def encode(
-    spans: list[FixedSpan], service: str, resource: Mapping[str, str] | None = None
+    spans: list[FixedSpan],
+    service: str,
+    resource: Mapping[str, str] | None = None,
+    scope: str = SCOPE,
 ) -> bytes:
-    """One ExportTraceServiceRequest (the `otlp_proto` Kafka encoding) for `spans`."""
+    """One ExportTraceServiceRequest (the `otlp_proto` Kafka encoding) for `spans`,
+    recorded by the instrumentation scope `scope`."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    def status(s: FixedSpan) -> Status:
+        if s.ok is None:
+            return Status(code=Status.STATUS_CODE_UNSET)
+        if s.ok:
+            return Status(code=Status.STATUS_CODE_OK, message=s.message)
+        return Status(code=Status.STATUS_CODE_ERROR, message=s.message)
+
     proto_spans = [
         Span(
             trace_id=bytes.fromhex(s.trace_id),
@@ -86,13 +148,16 @@ def encode(
             parent_span_id=bytes.fromhex(s.parent_span_id) if s.parent_span_id else b"",
             name=s.name,
             kind=s.kind,  # type: ignore[arg-type]
-            start_time_unix_nano=_nanos(s.start),
-            end_time_unix_nano=_nanos(s.end),
+            start_time_unix_nano=s.start_unix_nano(),
+            end_time_unix_nano=s.end_unix_nano(),
             attributes=_attrs(s.attributes),
-            status=Status(
-                code=Status.STATUS_CODE_OK if s.ok else Status.STATUS_CODE_ERROR,
-                message=s.message,
-            ),
+            events=[
+                Span.Event(
+                    name=e.name, time_unix_nano=e.time_unix_nano, attributes=_attrs(e.attributes)
+                )
+                for e in s.events
+            ],
+            status=status(s),
         )
         for s in spans
     ]
@@ -100,7 +165,7 @@ def encode(
         resource_spans=[
             ResourceSpans(
                 resource=Resource(attributes=_attrs({"service.name": service, **(resource or {})})),
-                scope_spans=[ScopeSpans(scope=InstrumentationScope(name=SCOPE), spans=proto_spans)],
+                scope_spans=[ScopeSpans(scope=InstrumentationScope(name=scope), spans=proto_spans)],
             )
         ]
     )

@@ -42,8 +42,14 @@ ONLY_WHEN_NEEDED = {
     "chdb",  # a clickhouse sink
     "clickhouse_driver",
 }
-#: Module prefixes no stage loads before its work is done.
-NOT_BEFORE_THE_WORK = ("opentelemetry.exporter", "opentelemetry.sdk.metrics")
+#: Module prefixes no stage loads before its work is done (the spans are recorded
+#: without the OpenTelemetry SDK; the protobuf encoders come after the work).
+NOT_BEFORE_THE_WORK = (
+    "opentelemetry.exporter",
+    "opentelemetry.sdk",
+    "opentelemetry.proto",
+    "google.protobuf",
+)
 
 MODULES = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
@@ -143,3 +149,14 @@ def test_the_kafka_emitter_connects_only_when_it_first_sends() -> None:
         f"emitter = KafkaEmitter('127.0.0.1:1')\n{MODULES}"
     )
     assert "aiokafka" not in _tops(modules)
+
+
+def test_the_runner_version_is_the_release_version() -> None:
+    import tomllib
+    from importlib.metadata import version
+
+    import pipeline_runner
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert pipeline_runner.__version__ == pyproject["project"]["version"]
+    assert pipeline_runner.__version__ == version("lineage-hub")
