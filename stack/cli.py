@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             builder = later.spawn(deferred)
             reporter.say(
                 f"{', '.join(p.name for p in deferred)}: building in the background "
-                f"(pid {builder}, nice {later.NICE}; log {later.log_path()}); it starts by "
-                "itself when built (`lineage-hub stack status`)"
+                f"(pid {builder}, compiling at nice {later.NICE}; log {later.log_path()}); "
+                "it starts by itself when built (`lineage-hub stack status`)"
             )
         layout = stack_ports.current()
         where = f"ports +{layout.offset}" if layout.offset else "the default ports"

@@ -17,6 +17,14 @@ from stack import progress
 from stack.errors import StackError
 from stack.toolstreams import GO_LIST_FORMAT, GoBuild, GoPlan
 
+#: Niceness of the Go commands (`stack.later` raises it: its build runs beside a run
+#: that must not wait for it, while the servers it then starts run at the usual one).
+niceness = 0
+
+
+def _go(*args: str) -> list[str]:
+    return [*(["nice", "-n", str(niceness)] if niceness else []), "go", *args]
+
 
 def go_plan(
     piece: str,
@@ -33,7 +41,7 @@ def go_plan(
     plan = GoPlan()
     with progress.current().step(f"{what}: resolving packages and downloading modules") as step:
         code = progress.run(
-            ["go", "list", *flags, "-deps", "-f", GO_LIST_FORMAT, *packages],
+            _go("list", *flags, "-deps", "-f", GO_LIST_FORMAT, *packages),
             plan,
             step,
             log,
@@ -73,7 +81,7 @@ def go_build(
     target = f"{out}{os.sep}" if len(packages) > 1 else str(out)
     with progress.current().step(what) as step:
         code = progress.run(
-            ["go", "build", "-json", "-v", *flags, "-o", target, *packages],
+            _go("build", "-json", "-v", *flags, "-o", target, *packages),
             build,
             step,
             log,

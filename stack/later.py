@@ -2,13 +2,14 @@
 
 `stack up --later jaeger` (what `make demo` runs) leaves out a piece that still has
 to be compiled (Jaeger: ~10 min of Go on two cores) and, once everything else is
-up, hands it to a detached process at a lower priority, so the first run starts
-at once. Nothing on a run's path needs Jaeger: the operator started without it
-checks a run's trace in ClickHouse only (`TraceRecorded`), and Jaeger's Kafka
-receiver reads the spans topic from its earliest offset, so the run's spans reach
-Jaeger once it is up. Then the process restarts the pieces that read the others'
-endpoints when they start (the operator, the gateway), so later runs are checked
-in Jaeger too. A piece already in the cache is started at once like any other.
+up, hands it to a detached process whose compile runs at a lower priority (the
+servers it starts do not), so the first run starts at once. Nothing on a run's
+path needs Jaeger: the operator started without it checks a run's trace in
+ClickHouse only (`TraceRecorded`), and Jaeger's Kafka receiver reads the spans
+topic from its earliest offset, so the run's spans reach Jaeger once it is up.
+Then the process restarts the pieces that read the others' endpoints when they
+start (the operator, the gateway), so later runs are checked in Jaeger too. A
+piece already in the cache is started at once like any other.
 
 The process records itself in the stack's pid folder (`later.pid`): while it runs
 the stack counts as live (its ports stay claimed), `stack status` shows the piece
@@ -26,7 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stack import paths, progress, supervisor
+from stack import gocompile, paths, progress, supervisor
 from stack.errors import StackError
 from stack.piece import Piece
 from stack.registry import ALL, select
@@ -71,7 +72,7 @@ def spawn(pieces: Sequence[Piece]) -> int:
     names = [p.name for p in pieces]
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            ["nice", "-n", str(NICE), sys.executable, "-m", "stack.later", *names],
+            [sys.executable, "-m", "stack.later", *names],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -118,6 +119,8 @@ def finish(names: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     names = list(sys.argv[1:] if argv is None else argv)
     progress.use(progress.Reporter(sys.stdout, tty=False))
+    # The compile yields to the run under way; the servers started after it do not.
+    gocompile.niceness = NICE
     try:
         finish(names)
     except StackError as err:
