@@ -3,13 +3,14 @@ one build of an artifact at a time across stacks."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from stack import later, paths
+from stack import cli, later, paths, supervisor
 from stack.cli import first_run_line
 from stack.piece import build_lock
 from stack.pieces import Helm, Jaeger, Kafka
@@ -93,3 +94,29 @@ def test_a_build_under_way_elsewhere_is_waited_for_and_not_run_again(
         built = _put_jaeger_in_cache()
     waiter.join(WAIT)
     assert result == [built]
+
+
+def test_status_shows_a_background_build_and_down_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`stack status` names the piece being built in the background and its process;
+    `stack down` ends that process (else it would start Jaeger into a stopped stack)."""
+    monkeypatch.setenv("LINEAGE_HUB_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("LINEAGE_HUB_STACKS", str(tmp_path / "stacks"))
+    build = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        supervisor.record(paths.pid_path(later.NAME), build.pid, pieces=["jaeger"])
+        assert later.running() == (build.pid, ["jaeger"])
+        assert cli.main(["status"]) == 0
+        rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()}
+        assert rows["jaeger"] == ["building", str(build.pid)]
+        assert rows["kafka"][0] == "down"
+        assert cli.main(["down"]) == 0
+        assert "background build: stopped" in capsys.readouterr().out
+        build.wait(WAIT)  # ended (down reaped it already: no exit status is left)
+        assert not Path(f"/proc/{build.pid}").exists()
+        assert later.running() is None and not paths.pid_path(later.NAME).exists()
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.wait()
