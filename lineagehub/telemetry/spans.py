@@ -66,7 +66,7 @@ def _value(v: AttributeValue) -> AnyValue:
     return AnyValue(array_value=ArrayValue(values=[_value(x) for x in v]))
 
 
-def _attrs(attrs: Attributes) -> list[KeyValue]:
+def attributes_proto(attrs: Attributes) -> list[KeyValue]:
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
     return [KeyValue(key=k, value=_value(v)) for k, v in attrs.items()]
@@ -150,10 +150,12 @@ def encode(
             kind=s.kind,  # type: ignore[arg-type]
             start_time_unix_nano=s.start_unix_nano(),
             end_time_unix_nano=s.end_unix_nano(),
-            attributes=_attrs(s.attributes),
+            attributes=attributes_proto(s.attributes),
             events=[
                 Span.Event(
-                    name=e.name, time_unix_nano=e.time_unix_nano, attributes=_attrs(e.attributes)
+                    name=e.name,
+                    time_unix_nano=e.time_unix_nano,
+                    attributes=attributes_proto(e.attributes),
                 )
                 for e in s.events
             ],
@@ -164,7 +166,9 @@ def encode(
     request = ExportTraceServiceRequest(
         resource_spans=[
             ResourceSpans(
-                resource=Resource(attributes=_attrs({"service.name": service, **(resource or {})})),
+                resource=Resource(
+                    attributes=attributes_proto({"service.name": service, **(resource or {})})
+                ),
                 scope_spans=[ScopeSpans(scope=InstrumentationScope(name=scope), spans=proto_spans)],
             )
         ]

@@ -108,6 +108,9 @@ def test_a_file_stage_run_to_its_end_loads_no_network_client(tmp_path: Path) -> 
     assert json.loads((tmp_path / "termination").read_text())["recordsOut"] == 5
     tops = _tops(modules)
     assert not tops & (NEVER | ONLY_WHEN_NEEDED), sorted(tops & (NEVER | ONLY_WHEN_NEEDED))
+    # spans and metrics were written (the console shows them) without the SDK
+    assert "opentelemetry.proto.collector.trace.v1.trace_service_pb2" in modules
+    assert not [m for m in modules if m.startswith("opentelemetry.sdk")]
 
 
 #: Connects the Kafka emitter to a closed loopback port (refused at once).
@@ -130,8 +133,9 @@ _KAFKA_START = (
             "from pipeline_runner.settings import Settings\n"
             "tel = StageTelemetry(Settings(), traceparent=None)\n"
             "tel.record(rows_out=1, rejected=0, quality_failed=0, duration=0.1,"
-            " bytes_read=None, bytes_written=None, ok=True)\n",
-            "opentelemetry.sdk.metrics",
+            " bytes_read=None, bytes_written=None, ok=True)\n"
+            "tel.finish()\n",
+            "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2",
         ),
     ],
 )
