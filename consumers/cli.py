@@ -233,8 +233,8 @@ def _batch_consumers(
     """The otel consumer and/or the lineage warehouse writer, sharing one backend."""
     from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
     from consumers.otel.decode import decode_metrics, decode_trace_tables
+    from consumers.warehouse.batch import decode_lineage_pending
     from consumers.warehouse.ddl import LINEAGE_SCHEMA
-    from consumers.warehouse.decode import decode_lineage
 
     common = {
         "bootstrap": args.bootstrap,
@@ -270,7 +270,7 @@ def _batch_consumers(
                 backend,
                 stats=stats,
                 health=health,
-                decoders={args.lineage_topic: decode_lineage},
+                decoders={args.lineage_topic: decode_lineage_pending},
                 schema=LINEAGE_SCHEMA,
             )
         )

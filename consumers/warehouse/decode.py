@@ -221,6 +221,7 @@ class _Event:
 
     def __init__(self, event: dict[str, Any], canonical: bytes, kind: str) -> None:
         self.kind = kind
+        self.canonical = canonical
         self.hash = _digest(canonical)
         self.time = event_time_ns(event.get("eventTime"))
         self.event_type = _text(event, "eventType").upper() if kind == "run" else ""
@@ -239,7 +240,8 @@ class _Event:
         has_job = self.job_ns.strip() and self.job_name.strip()
         self.job = job_node(self.job_ns, self.job_name) if has_job else ""
 
-    def edge(self, src: str, dst: str, kind: str) -> Row:
+    def edge(self, link: Link) -> Row:
+        src, dst, kind, transform, subtype, description, masking = link
         return {
             "Src": src,
             "Dst": dst,
@@ -249,10 +251,10 @@ class _Event:
             "EventHash": self.hash,
             "JobNamespace": self.job_ns,
             "JobName": self.job_name,
-            "TransformType": "",
-            "TransformSubtype": "",
-            "TransformDescription": "",
-            "Masking": 0,
+            "TransformType": transform,
+            "TransformSubtype": subtype,
+            "TransformDescription": description,
+            "Masking": masking,
         }
 
 
@@ -280,7 +282,12 @@ def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
     }
 
 
-def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
+# An edge as the rules give it: (Src, Dst, Kind, TransformType, TransformSubtype,
+# TransformDescription, Masking); the event's own columns are added by whoever builds rows.
+Link = tuple[str, str, str, str, str, str, int]
+
+
+def _column_links(dataset: dict[str, Any]) -> Iterator[Link]:
     """Field -> field edges of a column lineage facet; indirect ones field -> dataset."""
     facet = _obj(_obj(dataset.get("facets")).get("columnLineage"))
     ns, name = dataset["namespace"], dataset["name"]
@@ -312,12 +319,15 @@ def _column_edges(ev: _Event, dataset: dict[str, Any]) -> Iterator[Row]:
                     }
                 ]
             for t in transformations:
-                row = ev.edge(src, dst, "column")
-                row["TransformType"] = str(t.get("type") or "")[:64]
-                row["TransformSubtype"] = str(t.get("subtype") or "")[:64]
-                row["TransformDescription"] = str(t.get("description") or "")[:2000]
-                row["Masking"] = 1 if t.get("masking") is True else 0
-                yield row
+                yield (
+                    src,
+                    dst,
+                    "column",
+                    str(t.get("type") or "")[:64],
+                    str(t.get("subtype") or "")[:64],
+                    str(t.get("description") or "")[:2000],
+                    1 if t.get("masking") is True else 0,
+                )
 
 
 def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -384,40 +394,50 @@ def _kind(event: dict[str, Any]) -> str:
     return _KINDS[event_kind(event)]
 
 
-def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
-    """The rows of every warehouse table for one event."""
+def read_event(value: bytes | None) -> tuple[dict[str, Any], _Event]:
+    """The event (every text in it storable) and what each of its rows repeats; raises
+    `DecodeError` for what cannot be stored."""
     event, storable = _parse(value)
     kind = _kind(event)
     canonical = _canonical(event)
     if not storable:
         event = _storable_tree(event)
-    ev = _Event(event, canonical, kind)
+    return event, _Event(event, canonical, kind)
+
+
+def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[Row], list[Link]]:
+    """The event's `lineage_io` rows and its edges."""
+    io: list[Row] = []
+    links: list[Link] = []
+    if ev.kind == "dataset":
+        dataset = _datasets({"d": [event.get("dataset")]}, "d")[0]
+        io.append(_io_row(ev, dataset, "declared"))
+        links.extend(_column_links(dataset))
+        return io, links
+    edge_kind = "io" if ev.kind == "run" else "static"
+    for dataset in _datasets(event, "inputs"):
+        io.append(_io_row(ev, dataset, "input"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((node, ev.job, edge_kind, "", "", "", 0))
+    for dataset in _datasets(event, "outputs"):
+        io.append(_io_row(ev, dataset, "output"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((ev.job, node, edge_kind, "", "", "", 0))
+        links.extend(_column_links(dataset))
+    return io, links
+
+
+def event_row(event: dict[str, Any], ev: _Event) -> Row:
+    """The event's `lineage_events` row."""
     run_facets = _obj(_obj(event.get("run")).get("facets"))
     parent = _obj(run_facets.get("parent"))
     root = _obj(parent.get("root"))
     error = _obj(run_facets.get("errorMessage")).get("message")
-    io: list[Row] = []
-    edges: list[Row] = []
-    if kind == "dataset":
-        dataset = _datasets({"d": [event.get("dataset")]}, "d")[0]
-        io.append(_io_row(ev, dataset, "declared"))
-        edges.extend(_column_edges(ev, dataset))
-    else:
-        edge_kind = "io" if kind == "run" else "static"
-        for dataset in _datasets(event, "inputs"):
-            io.append(_io_row(ev, dataset, "input"))
-            if ev.job:
-                node = dataset_node(dataset["namespace"], dataset["name"])
-                edges.append(ev.edge(node, ev.job, edge_kind))
-        for dataset in _datasets(event, "outputs"):
-            io.append(_io_row(ev, dataset, "output"))
-            if ev.job:
-                node = dataset_node(dataset["namespace"], dataset["name"])
-                edges.append(ev.edge(ev.job, node, edge_kind))
-            edges.extend(_column_edges(ev, dataset))
-    row = {
+    return {
         "EventHash": ev.hash,
-        "Kind": kind,
+        "Kind": ev.kind,
         "EventType": ev.event_type,
         "EventTime": ev.time,
         "RunId": ev.run_id,
@@ -433,6 +453,14 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
         "Producer": _text(event, "producer")[:512],
         "SchemaURL": _text(event, "schemaURL")[:512],
         "ErrorMessage": error[:4000] if isinstance(error, str) else "",
-        "Payload": canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
+        "Payload": ev.canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
     }
-    return {EVENTS.name: [row], IO.name: io, EDGES.name: edges}
+
+
+def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
+    """The rows of every warehouse table for one event, as dicts (the reference the
+    batch path, `warehouse/batch.py`, is tested against; tests and tools use it)."""
+    event, ev = read_event(value)
+    io, links = io_and_links(event, ev)
+    edges = [ev.edge(link) for link in links]
+    return {EVENTS.name: [event_row(event, ev)], IO.name: io, EDGES.name: edges}

@@ -14,8 +14,8 @@ from consumers.dlq import header
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings
 from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
+from consumers.warehouse.batch import decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
-from consumers.warehouse.decode import decode_lineage
 from lineagehub.topics import dlq
 from tests.crashing import CrashingBackend
 from tests.warehouse_events import (
@@ -49,7 +49,9 @@ def writer(env: dict[str, str], topic: str, backend: Any, **kw: Any) -> OtelCons
         name="warehouse",
         **kw,
     )
-    return OtelConsumer(settings, backend, decoders={topic: decode_lineage}, schema=LINEAGE_SCHEMA)
+    return OtelConsumer(
+        settings, backend, decoders={topic: decode_lineage_pending}, schema=LINEAGE_SCHEMA
+    )
 
 
 async def run_until_drained(consumer: OtelConsumer, env: dict[str, str], topic: str) -> None:

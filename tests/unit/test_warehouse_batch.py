@@ -1,0 +1,256 @@
+"""The writer's batch path (`warehouse/batch.py`) against the row path (`decode_lineage`),
+into a real chdb: for the events real producers send (openlineage-python, Airflow,
+Spark, dbt, Flink, the Java client, Marquez's own test events) and for fuzzed events
+and bytes, both paths refuse the same records for the same reason and leave the same
+rows, every column of every warehouse table (the materialized view's table too)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench.bench_warehouse import stage_events
+from consumers.otel.backend import ChdbBackend
+from consumers.otel.columns import ArrowRows, Pending, join
+from consumers.otel.decode import DecodeError
+from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
+from consumers.warehouse.decode import event_row as real_event_row
+from tests.unit import test_openlineage_compat as compat
+from tests.unit.test_openlineage_fuzz import FUZZ, events, raw_bodies
+from tests.warehouse_events import (
+    dataset_event,
+    dataset_in,
+    dataset_out,
+    job_event,
+    later,
+    new_run_id,
+    run_event,
+)
+
+TABLES = ("lineage_events", "lineage_io", "lineage_edges", "lineage_edges_rev")
+
+
+def _json(event: dict[str, Any]) -> bytes:
+    return json.dumps(event).encode()
+
+
+def producer_samples() -> list[bytes]:
+    """Events as real producers send them, and as Marquez's tests store them."""
+    run, parent = new_run_id(), new_run_id()
+    out = [
+        run_event(
+            "START",
+            run,
+            ("etl", "orders"),
+            later(0),
+            inputs=[dataset_in("postgres://db:5432", "public.orders", ("id", "int"))],
+            parent=(parent, "etl", "nightly"),
+        ),
+        run_event(
+            "FAIL",
+            run,
+            ("etl", "orders"),
+            later(5),
+            outputs=[
+                dataset_out(
+                    "s3://lake",
+                    "clean/orders",
+                    ("id", "int"),
+                    ("amount", "double"),
+                    rows=42,
+                    columns={"amount": [("postgres://db:5432", "public.orders", "amount")]},
+                )
+            ],
+            error="boom",
+            extra_facets={"trace": {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}},
+        ),
+        dataset_event("s3://lake", "declared", later(1), ("a", "string"), ("b", "int")),
+        job_event(("etl", "designed"), later(2), [("s3://lake", "x")], [("s3://lake", "y")]),
+    ]
+    makers = (
+        compat.airflow_task_event,
+        compat.spark_event,
+        compat.dbt_event,
+        compat.flink_event,
+        compat.java_client_event,
+    )
+    out += [_json(make()) for make in makers]
+    (marquez,) = compat.test_marquez_test_events_are_accepted.pytestmark
+    out += [_json(param.values[0]) for param in marquez.args[1]]
+    out += [value for _, value in stage_events(20)]
+    return out
+
+
+def _merge(decoded: Sequence[dict[str, list[dict[str, Any]]]]) -> dict[str, list[Any]]:
+    merged: dict[str, list[Any]] = {}
+    for tables in decoded:
+        for table, rows in tables.items():
+            merged.setdefault(table, []).extend(rows)
+    return merged
+
+
+def row_path(records: Sequence[bytes]) -> tuple[list[str], dict[str, list[Any]]]:
+    """Each record's outcome and the rows `decode_lineage` gives, by table."""
+    outcomes, stored = [], []
+    for raw in records:
+        try:
+            stored.append(decode_lineage(raw))
+            outcomes.append("stored")
+        except DecodeError as exc:
+            outcomes.append(f"{exc.reason}: {exc.detail}")
+    return outcomes, _merge(stored)
+
+
+def batch_path(records: Sequence[bytes]) -> tuple[list[str], dict[str, ArrowRows]]:
+    """The same from the batch path, each table joined as the consumer joins it."""
+    outcomes: list[str] = []
+    parts: dict[str, list[Any]] = {}
+    for result in decode_lineage_batch(list(records)):
+        if isinstance(result, DecodeError):
+            outcomes.append(f"{result.reason}: {result.detail}")
+            continue
+        outcomes.append("stored")
+        for table, rows in result.items():
+            parts.setdefault(table, []).append(rows)
+    joined = {t: join(LINEAGE_SCHEMA.tables[t], p) for t, p in parts.items()}
+    return outcomes, {t: rows for t, rows in joined.items() if isinstance(rows, ArrowRows)}
+
+
+async def stored_rows(backend: ChdbBackend, tables: dict[str, Any], token: str) -> list[str]:
+    """Insert `tables` into empty tables, then read every row of every table back."""
+    for table in TABLES:
+        await backend.query(f"TRUNCATE TABLE otel.{table}")
+    for table, rows in tables.items():
+        await backend.insert(LINEAGE_SCHEMA.tables[table], rows, f"{token}/{table}")
+    out = []
+    for table in TABLES:
+        text = await backend.query_text(f"SELECT * FROM otel.{table} ORDER BY ALL")
+        out += [f"{table} {line}" for line in text.splitlines()]
+    return out
+
+
+async def same_in_chdb(backend: ChdbBackend, records: Sequence[bytes], token: str) -> int:
+    """Both paths judge every record alike and store the same rows; how many rows."""
+    outcomes, rows = row_path(records)
+    batch_outcomes, arrow = batch_path(records)
+    assert batch_outcomes == outcomes
+    for table, tables in arrow.items():
+        assert tables.rows() == rows.get(table, []), table
+    old = await stored_rows(backend, rows, f"{token}/rows")
+    new = await stored_rows(backend, arrow, f"{token}/batch")
+    assert new == old
+    return len(old)
+
+
+@pytest.fixture
+async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
+    backend = ChdbBackend(str(tmp_path / "chdb"), database="otel")
+    await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
+    yield backend
+    await backend.close()
+
+
+async def test_producer_events_are_stored_alike(chdb: ChdbBackend) -> None:
+    samples = producer_samples()
+    rows = await same_in_chdb(chdb, samples, "producers")
+    # Every sample is stored (none refused), and the tables are far from empty.
+    assert row_path(samples)[0] == ["stored"] * len(samples)
+    assert rows > 10 * len(samples)
+
+
+async def test_refused_records_leave_no_row_and_keep_their_reason(chdb: ChdbBackend) -> None:
+    good = producer_samples()[:4]
+    bad = [
+        b"{not json",
+        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}}',
+        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": 5}, "job": {"namespace": '
+        b'"n", "name": "j"}, "inputs": [{"namespace": "a", "name": "b"}, 7]}',
+        b'{"eventTime": "3000-01-01T00:00:00Z", "run": {"runId": "r"}, "job": {"namespace": '
+        b'"n", "name": "j"}, "outputs": [{"namespace": "o", "name": "d"}]}',
+    ]
+    records = [good[0], bad[0], good[1], bad[1], bad[2], good[2], bad[3], good[3]]
+    await same_in_chdb(chdb, records, "mixed")
+    outcomes = [o.split(":")[0] for o in batch_path(records)[0]]
+    assert outcomes == [
+        "stored",
+        "invalid_json",
+        "stored",
+        "invalid_event",
+        "invalid_event",
+        "stored",
+        "invalid_event",
+        "stored",
+    ]
+
+
+def test_a_decoder_bug_refuses_that_record_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything but a DecodeError out of one event's rules is that record's
+    `decoder_error`; the records around it keep their rows."""
+    samples = producer_samples()[:3]
+
+    def event_row(event: dict[str, Any], ev: Any) -> dict[str, Any]:
+        if ev.kind == "dataset":
+            raise TypeError("a bug")
+        return real_event_row(event, ev)
+
+    monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
+    results = decode_lineage_batch(samples)
+    assert isinstance(results[2], DecodeError) and results[2].reason == "decoder_error"
+    assert "TypeError: a bug" in results[2].detail
+    for raw, result in zip(samples[:2], results[:2], strict=True):
+        assert not isinstance(result, DecodeError)
+        assert {t: r.rows() for t, r in result.items()} == decode_lineage(raw)
+
+
+def test_what_can_be_told_alone_is_refused_at_once() -> None:
+    with pytest.raises(DecodeError) as empty:
+        decode_lineage_pending(None)
+    assert empty.value.reason == "empty_record"
+    with pytest.raises(DecodeError) as large:
+        decode_lineage_pending(b" " * (MAX_RECORD_BYTES + 1))
+    assert large.value.reason == "too_large"
+    (pending,) = decode_lineage_pending(b"{}").values()
+    assert isinstance(pending, Pending) and len(pending) == 1
+
+
+def _encoded(event: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(event)
+    except orjson.JSONEncodeError:  # lone surrogates, ints past 64 bits
+        return json.dumps(event).encode()
+
+
+@FUZZ
+@given(st.lists(st.one_of(events.map(_encoded), raw_bodies), min_size=1, max_size=12))
+def test_fuzzed_records_judged_and_decoded_alike(records: list[bytes]) -> None:
+    """Outcomes and row dicts (no chdb: fast enough for many examples)."""
+    outcomes, rows = row_path(records)
+    batch_outcomes, arrow = batch_path(records)
+    assert batch_outcomes == outcomes
+    assert {t: r.rows() for t, r in arrow.items()} == {t: rows.get(t, []) for t in arrow}
+
+
+async def test_fuzzed_batches_are_stored_alike(chdb: ChdbBackend) -> None:
+    """Hypothesis draws batches of fuzzed events; each batch goes into chdb both ways."""
+    drawn: list[list[bytes]] = []
+
+    @FUZZ
+    @given(st.lists(events.map(_encoded), min_size=1, max_size=25))
+    def draw(records: list[bytes]) -> None:
+        drawn.append(copy.copy(records))
+
+    draw()
+    stored = 0
+    for i, records in enumerate(drawn[:25]):
+        stored += await same_in_chdb(chdb, records, f"fuzz{i}")
+    assert stored > 100  # the fuzzed events did reach the tables
