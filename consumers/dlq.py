@@ -22,6 +22,7 @@ from typing import Protocol
 
 from aiokafka.errors import MessageSizeTooLargeError
 
+from lineagehub.selftrace import KafkaRecord
 from lineagehub.topics import dlq as dlq_topic
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,9 @@ class Rejection:
     detail: str
 
 
-class Record(Protocol):
+class Record(KafkaRecord, Protocol):
     """The parts of an aiokafka ConsumerRecord we read."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
     @property
     def key(self) -> bytes | None: ...
     @property

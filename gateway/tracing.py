@@ -20,18 +20,22 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metric_labels import UNMATCHED, RouteTemplates, method_label
+from lineagehub.tracecontext import (
+    TRACEPARENT,
+    TRACESTATE,
+    headers_context,
+    parse_traceparent,
+    span_context_header,
+)
 
 #: Scrapes, probes and the console's files: frequent, and no one's trace.
 EXCLUDED_PATHS = frozenset({"/metrics", "/healthz"})
 EXCLUDED_PREFIXES = ("/console/static/", "/console/lib/")
 TRACER_NAME = "lineagehub.gateway"
-_W3C = TraceContextTextMapPropagator()
-_CONTEXT_HEADERS = frozenset({b"traceparent", b"tracestate"})
 
 
 def traced_path(path: str) -> bool:
@@ -41,14 +45,8 @@ def traced_path(path: str) -> bool:
 
 def caller_context(headers: list[tuple[bytes, bytes]]) -> Context | None:
     """The caller's W3C trace context from the request headers; None when it sent no
-    `traceparent` (a malformed one yields a context without a span: a new trace)."""
-    carrier: dict[str, str] = {}
-    for name, value in headers:
-        if name in _CONTEXT_HEADERS:
-            carrier[name.decode()] = value.decode("latin-1")
-    if "traceparent" not in carrier:
-        return None
-    return _W3C.extract(carrier)
+    valid `traceparent` (the request's span then starts a trace of its own)."""
+    return headers_context(headers)
 
 
 class RequestTracing:
@@ -127,8 +125,12 @@ class RequestTracing:
 
 def current_context_carrier() -> dict[str, str]:
     """`traceparent` (and `tracestate`) of the current span; empty without one."""
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier)
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    carrier = {TRACEPARENT: span_context_header(context)}
+    if context.trace_state:
+        carrier[TRACESTATE] = context.trace_state.to_header()
     return carrier
 
 
@@ -136,22 +138,32 @@ def run_traceparent(headers: Mapping[str, str]) -> str | None:
     """The trace context a created PipelineRun continues: the gateway's request span
     when it is traced, else the caller's own `traceparent` when it is well formed."""
     if trace.get_current_span().is_recording():
-        return current_context_carrier().get("traceparent")
-    carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=_W3C.extract(headers))
-    return carrier.get("traceparent")
+        return current_context_carrier().get(TRACEPARENT)
+    caller = parse_traceparent(headers.get(TRACEPARENT))
+    return None if caller is None else caller.header()
+
+
+class _LastHeaders:
+    """The last sampled span context and its record headers: a batch request asks once
+    a record, all for the same span (its context object, held here, cannot be reused)."""
+
+    context: SpanContext | None = None
+    headers: list[tuple[str, bytes]] = []
 
 
 def kafka_headers() -> list[tuple[str, bytes]]:
     """Record headers carrying the current span's context when it is sampled, so a
     consumer's span for the record is a child of the span that produced it. Empty
     otherwise: a consumer makes no span for a record without a sampled context, so the
-    headers would be bytes on every record for nothing (a batch asks once a record)."""
+    headers would be bytes on every record for nothing. The list is shared by the
+    records of one span: not to be changed."""
     context = trace.get_current_span().get_span_context()
     if not context.trace_flags.sampled:
         return []
-    traceparent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    headers = [("traceparent", traceparent.encode())]
+    if _LastHeaders.context is context:
+        return _LastHeaders.headers
+    headers = [(TRACEPARENT, span_context_header(context).encode())]
     if context.trace_state:
-        headers.append(("tracestate", context.trace_state.to_header().encode()))
+        headers.append((TRACESTATE, context.trace_state.to_header().encode()))
+    _LastHeaders.context, _LastHeaders.headers = context, headers
     return headers

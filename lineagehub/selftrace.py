@@ -27,10 +27,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
 from opentelemetry.trace import Span, SpanKind, Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import SPANS_TOPIC
+from lineagehub.tracecontext import headers_context
 
 log = logging.getLogger(__name__)
 
@@ -163,21 +163,10 @@ def tracer_provider(
     return provider
 
 
-_W3C = TraceContextTextMapPropagator()
-_CONTEXT_HEADERS = ("traceparent", "tracestate")
-
-
 def record_context(headers: Sequence[tuple[str, bytes]] | None) -> Context | None:
     """The trace context a Kafka record's producer put in its headers (the gateway's
-    request span, for a lineage event POSTed to it); None when it carries none."""
-    carrier = {
-        name: value.decode("latin-1")
-        for name, value in headers or ()
-        if name in _CONTEXT_HEADERS and isinstance(value, bytes)
-    }
-    if "traceparent" not in carrier:
-        return None
-    return _W3C.extract(carrier)
+    request span, for a lineage event POSTed to it); None when it carries no valid one."""
+    return headers_context(headers)
 
 
 @contextlib.contextmanager

@@ -10,11 +10,12 @@ are loaded by `encode`, after the stage's work, not when this module is imported
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from lineagehub import tracecontext
 
 if TYPE_CHECKING:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -23,7 +24,6 @@ SCOPE = "lineagehub"
 #: On a PipelineRun: the W3C traceparent of the call that created it (the gateway puts
 #: it there); the run's root span continues that trace as a child of that span.
 RUN_TRACEPARENT_ANNOTATION = "lineagehub.io/traceparent"
-_CALLER = re.compile(r"00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-[0-9a-f]{2}")
 
 
 def parse_traceparent(traceparent: str) -> tuple[str, str]:
@@ -36,12 +36,10 @@ def parse_traceparent(traceparent: str) -> tuple[str, str]:
 
 def caller_context(annotations: Mapping[str, str] | None) -> tuple[str, str] | None:
     """(trace id, span id) of the call that created a run, from its annotation; None
-    when there is none or it is not a valid version-00 traceparent (all-zero ids are
-    invalid per W3C): the run then starts a trace of its own."""
-    match = _CALLER.fullmatch((annotations or {}).get(RUN_TRACEPARENT_ANNOTATION, "").strip())
-    if match is None or set(match["trace"]) == {"0"} or set(match["span"]) == {"0"}:
-        return None
-    return match["trace"], match["span"]
+    when there is none or it is not a valid W3C traceparent: the run then starts a
+    trace of its own."""
+    caller = tracecontext.parse_traceparent((annotations or {}).get(RUN_TRACEPARENT_ANNOTATION))
+    return None if caller is None else (caller.trace_hex, caller.span_hex)
 
 
 #: A span or event attribute: a scalar, or a list of them (OTLP's ArrayValue).

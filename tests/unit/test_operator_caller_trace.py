@@ -70,7 +70,7 @@ def test_the_run_continues_the_callers_trace_and_its_root_span_is_the_callers_ch
         {RUN_TRACEPARENT_ANNOTATION: "not a traceparent"},
         {RUN_TRACEPARENT_ANNOTATION: f"00-{'0' * 32}-{CALLER_SPAN}-01"},  # invalid ids
         {RUN_TRACEPARENT_ANNOTATION: f"00-{CALLER_TRACE}-{'0' * 16}-01"},
-        {RUN_TRACEPARENT_ANNOTATION: f"01-{CALLER_TRACE}-{CALLER_SPAN}-01"},  # unknown version
+        {RUN_TRACEPARENT_ANNOTATION: f"ff-{CALLER_TRACE}-{CALLER_SPAN}-01"},  # version ff: invalid
         {RUN_TRACEPARENT_ANNOTATION: CALLER.upper()},  # W3C ids are lower-case hex
     ],
 )
