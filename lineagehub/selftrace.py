@@ -1,6 +1,7 @@
 """Our services' own spans (self-tracing), with the OpenTelemetry SDK.
 
-Sampled as the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG; without them,
+Sampled as OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG say (the SDK's names, read from
+the environment the provider is given); without them,
 a caller's decision is followed and one in ten of the rest is sampled (DEFAULT_ROOT_RATIO:
 every span costs the service tens of microseconds, and a console's polling or a busy
 ingest must not write a trace per request). Batched by the SDK's BatchSpanProcessor (OTEL_BSP_*),
@@ -25,7 +26,15 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Span, SpanKind, Tracer
 
 from lineagehub.telemetry.publisher import KafkaPublisher
@@ -46,6 +55,7 @@ ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
 EXPORT_TIMEOUT_S = 15.0
 SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
+SAMPLER_ARG_ENV = "OTEL_TRACES_SAMPLER_ARG"
 #: Of the requests (or records) that arrive without a sampled trace, the share traced.
 DEFAULT_ROOT_RATIO = 0.1
 
@@ -128,12 +138,45 @@ def otlp_protocol(environ: Mapping[str, str]) -> str:
     return protocol
 
 
-def default_sampler(environ: Mapping[str, str]) -> Sampler | None:
-    """Our default when OTEL_TRACES_SAMPLER is not set: follow the caller, and sample
-    DEFAULT_ROOT_RATIO of the rest; None (the SDK reads the variables) when it is."""
-    if environ.get(SAMPLER_ENV):
-        return None
-    return ParentBasedTraceIdRatio(DEFAULT_ROOT_RATIO)
+#: OTEL_TRACES_SAMPLER's values, as the SDK names them: a sampler, or (the ratio ones)
+#: a sampler class taking OTEL_TRACES_SAMPLER_ARG.
+FIXED_SAMPLERS: dict[str, Sampler] = {
+    "always_on": ALWAYS_ON,
+    "always_off": ALWAYS_OFF,
+    "parentbased_always_on": DEFAULT_ON,
+    "parentbased_always_off": DEFAULT_OFF,
+}
+RATIO_SAMPLERS: dict[str, type[TraceIdRatioBased] | type[ParentBasedTraceIdRatio]] = {
+    "traceidratio": TraceIdRatioBased,
+    "parentbased_traceidratio": ParentBasedTraceIdRatio,
+}
+
+
+def configured_sampler(environ: Mapping[str, str]) -> Sampler:
+    """The sampler `environ` asks for with OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
+    (the SDK's names and meaning, read from `environ`, not only from the process's
+    environment as the SDK does); without them, follow the caller and sample
+    DEFAULT_ROOT_RATIO of the rest. A name or ratio the SDK would only warn about and
+    replace is refused here, naming the variable and what it takes."""
+    name = environ.get(SAMPLER_ENV, "").strip().lower()
+    if not name:
+        return ParentBasedTraceIdRatio(DEFAULT_ROOT_RATIO)
+    if name in FIXED_SAMPLERS:
+        return FIXED_SAMPLERS[name]
+    if name not in RATIO_SAMPLERS:
+        known = ", ".join([*FIXED_SAMPLERS, *RATIO_SAMPLERS])
+        raise ValueError(f"{SAMPLER_ENV}={name!r} is not supported for self-tracing: use {known}")
+    text = environ.get(SAMPLER_ARG_ENV, "").strip()
+    try:
+        ratio = float(text) if text else 1.0  # the SDK's default for a ratio sampler
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(
+            f"{SAMPLER_ARG_ENV}={text!r} is not a ratio: use a number from 0 to 1 "
+            f"(the share of traces {name} samples)"
+        )
+    return RATIO_SAMPLERS[name](ratio)
 
 
 def tracer_provider(
@@ -146,6 +189,7 @@ def tracer_provider(
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
+    sampler = configured_sampler(env)  # refused before any exporter starts a thread
     exporters: list[SpanExporter] = []
     if kafka_bootstrap:
         exporters.append(KafkaSpanExporter(kafka_bootstrap, env.get(TOPIC_ENV) or SPANS_TOPIC))
@@ -156,7 +200,7 @@ def tracer_provider(
         return None
     service_name = env.get("OTEL_SERVICE_NAME") or service
     provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: service_name}), sampler=default_sampler(env)
+        resource=Resource.create({SERVICE_NAME: service_name}), sampler=sampler
     )
     for target in exporters:
         provider.add_span_processor(BatchSpanProcessor(target))

@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from lineagehub.selftrace import default_sampler, record_context, record_span
+from lineagehub.selftrace import configured_sampler, record_context, record_span
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -25,7 +25,7 @@ def spans() -> InMemorySpanExporter:
 
 @pytest.fixture
 def tracer(spans: InMemorySpanExporter) -> trace.Tracer:
-    provider = TracerProvider(sampler=default_sampler({}))  # the services' default
+    provider = TracerProvider(sampler=configured_sampler({}))  # the services' default
     provider.add_span_processor(SimpleSpanProcessor(spans))
     return provider.get_tracer("test")
 

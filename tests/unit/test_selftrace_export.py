@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from gateway.cli import main
-from lineagehub.selftrace import DEFAULT_ROOT_RATIO, tracer_provider
+from lineagehub.selftrace import DEFAULT_ROOT_RATIO, configured_sampler, tracer_provider
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -134,3 +134,65 @@ def test_an_unknown_protocol_is_a_configuration_error_naming_the_variable(
     assert main(["--check-config"]) == 2
     said = capsys.readouterr().err
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in said and "http/protobuf or grpc" in said
+
+
+@pytest.mark.parametrize(
+    ("given", "process", "recorded"),
+    [
+        # The environment handed to the provider decides, whatever the process's says.
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, {"OTEL_TRACES_SAMPLER": "always_on"}, False),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
+            {},
+            False,
+        ),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}, {}, True),
+        # Without them in the given environment: our default, not the process's sampler.
+        ({}, {"OTEL_TRACES_SAMPLER": "always_off"}, None),
+    ],
+)
+def test_an_environ_given_to_the_provider_governs_its_sampler(
+    collector: tuple[str, list[tuple[str, bytes]]],
+    monkeypatch: pytest.MonkeyPatch,
+    given: dict[str, str],
+    process: dict[str, str],
+    recorded: bool | None,
+) -> None:
+    url, bodies = collector
+    for name in ("OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in process.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)  # the exporter reads it itself
+    environ = {"LINEAGEHUB_OTLP_DIRECT": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": url, **given}
+    provider = tracer_provider("svc", "", environ)
+    assert provider is not None
+    if recorded is None:
+        assert provider.sampler.get_description() == configured_sampler({}).get_description()
+    else:
+        with provider.get_tracer("t").start_as_current_span("request") as span:
+            assert span.is_recording() is recorded
+    provider.shutdown()
+    assert len(bodies) == (1 if recorded else 0)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER='sometimes'"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+            "OTEL_TRACES_SAMPLER_ARG='1.5'",
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "a"},
+            "OTEL_TRACES_SAMPLER_ARG='a'",
+        ),
+    ],
+)
+def test_a_sampler_the_sdk_would_silently_replace_is_refused(
+    given: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ValueError, match="use ") as refused:
+        tracer_provider("svc", "127.0.0.1:1", given)
+    assert named in str(refused.value)
