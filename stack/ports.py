@@ -57,6 +57,7 @@ DEFAULTS: Mapping[str, int] = {
     "consume-lineage": 18081,
     "consume-otel": 18082,
     "gateway": 18083,
+    "operator-metrics": 18084,
 }
 STEP = 100
 #: Every default lies below Linux's ephemeral ports (32768-60999 unless a machine says

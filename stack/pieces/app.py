@@ -66,7 +66,7 @@ def _endpoint_env() -> dict[str, str]:
 class Operator(Piece):
     name = "operator"
     version = "dev"
-    port_names = ("operator",)
+    port_names = ("operator", "operator-metrics")
 
     def prepare(self) -> None:
         _kubectl(
@@ -129,6 +129,7 @@ class Operator(Piece):
                 str(VENV_BIN / "lineage-hub"),
                 "operator",
                 f"--liveness={_local_url('operator')}/healthz",
+                f"--metrics-port={self.ports[1]}",  # Prometheus /metrics (reconcile, queue)
             ],
             env=env,
             cwd=REPO,
