@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from lineagehub import selftrace
 from lineagehub.api.pipelinerun import (
     API_GROUP,
     API_VERSION,
@@ -35,7 +36,17 @@ from lineagehub.api.pipelinerun import (
     set_condition,
 )
 from lineagehub.datasets import redact_text
-from lineagehub_operator import metrics, policy, queue, rerun, resolve, shards, verify
+from lineagehub_operator import (
+    kube_tracing,
+    metrics,
+    policy,
+    queue,
+    rerun,
+    resolve,
+    run_telemetry,
+    shards,
+    verify,
+)
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
@@ -89,7 +100,10 @@ async def startup(
     settings.posting.level = logging.WARNING  # our own Events say what happened
     config = OperatorConfig.from_env()
     memo["config"] = config
-    memo["api"] = KubeApi(timeout=config.api_timeout_seconds)
+    provider = selftrace.tracer_provider(run_telemetry.SERVICE, config.kafka_bootstrap or "")
+    memo["tracer_provider"] = provider
+    tracer = provider.get_tracer(kube_tracing.TRACER_NAME) if provider is not None else None
+    memo["api"] = KubeApi(timeout=config.api_timeout_seconds, tracer=tracer)
     memo["wakers"] = {}
     memo["results"] = ResultCache()
     telemetry = RunTelemetry(config)
@@ -103,6 +117,8 @@ async def startup(
 async def cleanup(memo: Any, **_: Any) -> None:
     await memo["telemetry"].stop()
     await memo["checker"].close()
+    if memo.get("tracer_provider") is not None:
+        memo["tracer_provider"].shutdown()  # exports the spans the batch still holds
 
 
 @kopf.index("batch", "v1", "jobs", labels=JOB_LABELS)
@@ -436,14 +452,15 @@ async def reconcile(
                         message=redact_text(str(err))[:1000],
                     )
                 return
-            observed = await _with_results(
-                memo["api"],
-                memo["results"],
-                uid,
-                namespace,
-                list(stage_jobs.get((namespace, uid), [])),
-                kwargs["stage_pods"],
-            )
+            with kube_tracing.under_run(run.status.traceparent if run.status else None):
+                observed = await _with_results(
+                    memo["api"],
+                    memo["results"],
+                    uid,
+                    namespace,
+                    list(stage_jobs.get((namespace, uid), [])),
+                    kwargs["stage_pods"],
+                )
             waiting = _queued(memo, run, body, kwargs)
             if not limit_warned and run.status is not None and run.status.phase == Phase.PENDING:
                 # Once per run, as it starts or queues: the limit it is held by is not the
@@ -466,7 +483,8 @@ async def reconcile(
                     logger.warning("run refused: %s", policy.message(violations))
                     decision = refuse(run, policy.message(violations), now)
             try:
-                written = await _execute(decision, run, body, memo, now)
+                with kube_tracing.under_run(decision.status.traceparent):
+                    written = await _execute(decision, run, body, memo, now)
             except NotOurs as err:
                 logger.error("%s", err)
                 kopf.event(body, type="Warning", reason="NameConflict", message=str(err))

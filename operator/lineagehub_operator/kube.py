@@ -7,9 +7,11 @@ from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from opentelemetry.trace import Tracer
 
 from lineagehub.api import pipeline
 from lineagehub.api.pipelinerun import API_GROUP, API_VERSION, PLURAL
+from lineagehub_operator.kube_tracing import call_span
 from lineagehub_operator.observed import owner_uid
 
 
@@ -31,9 +33,14 @@ DEFAULT_TIMEOUT = 30.0
 
 class KubeApi:
     def __init__(
-        self, api_client: client.ApiClient | None = None, *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        api_client: client.ApiClient | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        tracer: Tracer | None = None,
     ) -> None:
         self._client = api_client or load_config()
+        self.tracer = tracer  # the calls that matter to a run, as spans (kube_tracing)
         self.core = client.CoreV1Api(self._client)
         self.batch = client.BatchV1Api(self._client)
         self.custom = client.CustomObjectsApi(self._client)
@@ -42,6 +49,13 @@ class KubeApi:
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """One API call in a worker thread, always with a request timeout."""
         return await asyncio.to_thread(fn, *args, _request_timeout=self._timeout, **kwargs)
+
+    async def _traced(
+        self, name: str, attributes: dict[str, str | int], fn: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """`_call` as a span of the current run's trace (`kube_tracing.call_span`)."""
+        with call_span(self.tracer, name, attributes):
+            return await self._call(fn, *args, **kwargs)
 
     async def create_owned(self, obj: dict[str, Any], owner: str) -> None:
         """Create a namespaced ConfigMap/PVC/Job; an existing one of ours counts as created."""
@@ -59,8 +73,9 @@ class KubeApi:
             ),
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
         }[kind]
+        where = {"k8s.namespace.name": ns, "k8s.object.name": obj["metadata"]["name"]}
         try:
-            await self._call(create, ns, obj)
+            await self._traced(f"create {kind}", where, create, ns, obj)
         except ApiException as err:
             if err.status != 409:
                 raise
@@ -151,7 +166,9 @@ class KubeApi:
         )
 
     async def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        pods = await self._call(
+        pods = await self._traced(
+            "list Pods",
+            {"k8s.namespace.name": namespace, "k8s.job.name": job},
             self.core.list_namespaced_pod,
             namespace,
             label_selector=f"batch.kubernetes.io/job-name={job}",
@@ -167,7 +184,9 @@ class KubeApi:
     async def patch_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        result = await self._call(
+        result = await self._traced(
+            "patch PipelineRun status",
+            {"k8s.namespace.name": namespace, "k8s.object.name": name},
             self.custom.patch_namespaced_custom_object_status,
             API_GROUP,
             API_VERSION,
