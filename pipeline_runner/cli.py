@@ -24,14 +24,13 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from pydantic import ValidationError
 
 from lineagehub.api import (
     STAGES,
     ParentRun,
-    PipelineRun,
     RunRef,
     StageConfig,
     StageName,
@@ -44,6 +43,9 @@ from pipeline_runner.errors import ErrorKind, one_line
 from pipeline_runner.result import StageResult
 from pipeline_runner.runner import Delivery, StageRun, run_stage, write_termination_message
 from pipeline_runner.settings import Settings
+
+if TYPE_CHECKING:
+    from lineagehub.api import PipelineRun
 
 DEFAULT_NAMESPACE = "lineage-hub"
 
@@ -168,6 +170,8 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
 def load_manifest(path: str) -> PipelineRun:
     """The first PipelineRun in a YAML file."""
     import yaml
+
+    from lineagehub.api import PipelineRun
 
     with Path(path).open() as f:
         docs = [d for d in yaml.safe_load_all(f) if d]

@@ -38,7 +38,7 @@ from lineagehub.api.egress import (
     TargetRefused,
     system_resolver,
 )
-from lineagehub.api.pipelinerun import S3Options
+from lineagehub.api.stage_spec import S3Options
 from lineagehub.datasets import redact_text, redact_uri
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings

@@ -1,7 +1,13 @@
 """The PipelineRun API models, imported by the operator, the runner, the consumers
-and the gateway. Imports only pydantic and the standard library."""
+and the gateway. Imports only pydantic and the standard library.
 
-from lineagehub.api.pipelinerun import (
+The stage's part of the API (`stage_spec`) is imported at once; the run-level models
+(`pipelinerun`: spec, status, the resource) when one of them is first asked for, so a
+stage process, which needs none of them, does not create their classes."""
+
+from typing import TYPE_CHECKING
+
+from lineagehub.api.stage_spec import (
     API_GROUP,
     API_GROUP_VERSION,
     API_VERSION,
@@ -12,16 +18,10 @@ from lineagehub.api.pipelinerun import (
     STAGES,
     CastType,
     CheckType,
-    Condition,
     ConditionStatus,
-    DatasetRef,
     DerivedColumn,
-    LineageStatus,
     ParentRun,
     Phase,
-    PipelineRun,
-    PipelineRunSpec,
-    PipelineRunStatus,
     QualityCheck,
     Reason,
     RunRef,
@@ -32,15 +32,51 @@ from lineagehub.api.pipelinerun import (
     SourceSpec,
     StageConfig,
     StageName,
-    StagePolicy,
-    StageStatus,
-    TraceStatus,
     TransformSpec,
     WriteMode,
     new_run_id,
-    progress,
-    set_condition,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.api.pipelinerun import (
+        Condition,
+        DatasetRef,
+        LineageStatus,
+        PipelineRun,
+        PipelineRunSpec,
+        PipelineRunStatus,
+        StagePolicy,
+        StageStatus,
+        TraceStatus,
+        progress,
+        set_condition,
+    )
+
+#: Names this package takes from `pipelinerun` when first asked for.
+_RUN_LEVEL = frozenset(
+    {
+        "Condition",
+        "DatasetRef",
+        "LineageStatus",
+        "PipelineRun",
+        "PipelineRunSpec",
+        "PipelineRunStatus",
+        "StagePolicy",
+        "StageStatus",
+        "TraceStatus",
+        "progress",
+        "set_condition",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _RUN_LEVEL:
+        from lineagehub.api import pipelinerun
+
+        return getattr(pipelinerun, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "API_GROUP",

@@ -73,18 +73,20 @@ def test_a_multi_line_docstring_is_dedented_as_pydantic_does() -> None:
 
 
 _PROBE = """
-import json, os
-from lineagehub.api import StageConfig, pipelinerun
+import json, os, sys
+from lineagehub.api import StageConfig, stage_spec
 from lineagehub.api.docstrings import module_docstrings
 cfg = StageConfig.from_env()
+imported = "lineagehub.api.pipelinerun" in sys.modules
+from lineagehub.api import pipelinerun
 built = sorted(
-    name for name, obj in vars(pipelinerun).items()
+    name for module in (stage_spec, pipelinerun) for name, obj in vars(module).items()
     if isinstance(obj, type) and issubclass(obj, pipelinerun.BaseModel)
-    and obj.__module__ == pipelinerun.__name__ and obj.__pydantic_complete__
+    and obj.__module__ == module.__name__ and obj.__pydantic_complete__
 )
 read_before = module_docstrings.cache_info().currsize
 pipelinerun.PipelineRunStatus.model_json_schema()
-print(json.dumps({"built": built, "read_before": read_before,
+print(json.dumps({"built": built, "read_before": read_before, "imported": imported,
                   "read_after": module_docstrings.cache_info().currsize}))
 """
 
@@ -105,5 +107,6 @@ def test_a_stage_config_builds_only_its_models_and_reads_no_source(tmp_path: Pat
     # The run's object, spec and status are never built by a stage.
     for unused in ("PipelineRun", "PipelineRunSpec", "PipelineRunStatus", "StageStatus"):
         assert unused not in found["built"], found["built"]
+    assert found["imported"] is False  # the run-level models' module is not even imported
     assert found["read_before"] == 0
     assert found["read_after"] >= 1

@@ -82,6 +82,7 @@ def test_the_stage_entry_point_imports_nothing_heavy() -> None:
     assert "pipeline_runner" in tops and "polars" in tops  # the dump is of this process
     assert not tops & (NEVER | ONLY_WHEN_NEEDED), sorted(tops & (NEVER | ONLY_WHEN_NEEDED))
     assert not [m for m in modules if m.startswith(NOT_BEFORE_THE_WORK)]
+    assert "lineagehub.api.pipelinerun" not in modules  # the run-level models: not a stage's
 
 
 def test_a_file_stage_run_to_its_end_loads_no_network_client(tmp_path: Path) -> None:
@@ -111,6 +112,7 @@ def test_a_file_stage_run_to_its_end_loads_no_network_client(tmp_path: Path) -> 
     # spans and metrics were written (the console shows them) without the SDK
     assert "opentelemetry.proto.collector.trace.v1.trace_service_pb2" in modules
     assert not [m for m in modules if m.startswith("opentelemetry.sdk")]
+    assert "lineagehub.api.pipelinerun" not in modules
 
 
 #: Connects the Kafka emitter to a closed loopback port (refused at once).
