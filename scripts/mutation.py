@@ -110,6 +110,8 @@ TARGETS = [
         tests=[
             "tests/unit/test_operator_decide.py",
             "tests/unit/test_operator_decide_mutants.py",
+            "tests/unit/test_operator_decide_pod_success.py",
+            "tests/unit/test_operator_caller_trace.py",
             "tests/unit/test_pipeline_queue.py",
             "tests/unit/test_pipeline_rerun.py",
             "tests/unit/test_pipeline_operator.py",
