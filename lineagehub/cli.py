@@ -12,7 +12,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("lineagehub_operator.cli", "main"),
-    "stage": ("pipeline_runner.cli", "stage_process"),
+    "stage": ("pipeline_runner.stage_entry", "stage_process"),
     "run": ("pipeline_runner.cli", "main"),
     "consume": ("consumers.cli", "main"),
     "describe": ("pipeline_runner.describe", "main"),

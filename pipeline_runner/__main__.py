@@ -1,5 +1,5 @@
 """`python -m pipeline_runner <extract|transform|load>`: one stage, as `lineage-hub stage`."""
 
-from pipeline_runner.cli import stage_process
+from pipeline_runner.stage_entry import stage_process
 
 stage_process()

@@ -40,12 +40,12 @@ from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
 from pipeline_runner.errors import ErrorKind, one_line
-from pipeline_runner.result import StageResult
-from pipeline_runner.runner import Delivery, StageRun, run_stage, write_termination_message
+from pipeline_runner.result import StageResult, write_termination_message
 from pipeline_runner.settings import Settings
 
 if TYPE_CHECKING:
     from lineagehub.api import PipelineRun
+    from pipeline_runner.runner import StageRun
 
 DEFAULT_NAMESPACE = "lineage-hub"
 
@@ -130,6 +130,10 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
         write_termination_message(settings.termination_log, failed, stderr)
         print(f"{prefix}: InternalError: {reason}", file=stderr)
         return 2
+    # The stage's work (polars and all): imported once its config is known to be good,
+    # or already being imported in the background (`stage_entry`).
+    from pipeline_runner.runner import Delivery, run_stage
+
     emitter = _emitter(emit, settings, stderr, stdout)
     traceparent = os.environ.get("TRACEPARENT") or cfg.traceparent
 
@@ -291,6 +295,7 @@ def run_manifest(
     from lineagehub.datasets import dataset_of
     from lineagehub.telemetry.lineage import run_event
     from lineagehub.telemetry.spans import FixedSpan, encode
+    from pipeline_runner.runner import Delivery, run_stage
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr

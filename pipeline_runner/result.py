@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from lineagehub.api import StageName
 from lineagehub.shard_quality import SAMPLE_SIZE
@@ -135,3 +136,11 @@ class StageResult:
         if len(text.encode()) > limit:  # pragma: no cover - every field left is short
             text = encode({"stage": self.stage.value, "error": data["error"]})
         return text
+
+
+def write_termination_message(path: str, result: StageResult, stderr: TextIO) -> None:
+    """`result` where the kubelet reads it (a warning on `stderr` when it cannot)."""
+    try:
+        Path(path).write_text(result.termination_message())
+    except OSError as exc:
+        print(f"warning: cannot write the termination message to {path}: {exc}", file=stderr)

@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TextIO
 
 from lineagehub.api import StageConfig
@@ -28,7 +27,7 @@ from pipeline_runner import __version__
 from pipeline_runner.emit import Emitter
 from pipeline_runner.errors import ErrorKind, StageError, first_line, one_line
 from pipeline_runner.lineage import stage_event, to_json
-from pipeline_runner.result import StageResult
+from pipeline_runner.result import StageResult, write_termination_message
 from pipeline_runner.settings import Settings
 from pipeline_runner.shard_io import current_shard, finish_shard
 from pipeline_runner.shard_source import Shard
@@ -157,13 +156,6 @@ def _shard(cfg: StageConfig) -> Shard | None:
         return current_shard(cfg)
     except StageError:
         return None
-
-
-def write_termination_message(path: str, result: StageResult, stderr: TextIO) -> None:
-    try:
-        Path(path).write_text(result.termination_message())
-    except OSError as exc:
-        print(f"warning: cannot write the termination message to {path}: {exc}", file=stderr)
 
 
 async def run_stage(

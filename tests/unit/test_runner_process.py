@@ -80,3 +80,35 @@ def test_exit_handlers_still_run(tmp_path: Path) -> None:
     proc = _stage(tmp_path, ["-c", script])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "exit handler ran"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_bad_config_fails_the_process_at_once_naming_the_field(
+    tmp_path: Path, entry: str
+) -> None:
+    """The work's modules are being imported in the background when the config is
+    refused: the process still exits 2 with one line naming the field, and the
+    termination message says the same."""
+    cfg = json.loads(make_config(tmp_path, StageName.EXTRACT).to_env_value())
+    cfg["sink"]["mode"] = "sideways"
+    env = {
+        **os.environ,
+        STAGE_CONFIG_ENV: json.dumps(cfg),
+        "LINEAGEHUB_TERMINATION_LOG": str(tmp_path / "termination"),
+    }
+    env.pop("KAFKA_BOOTSTRAP", None)
+    proc = subprocess.run(
+        [sys.executable, *ENTRY_POINTS[entry], "extract", "--emit", "none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("lineage-hub stage extract: InternalError: invalid LINEAGEHUB_STAGE")
+    assert "sink.mode: " in line
+    message = json.loads((tmp_path / "termination").read_text())
+    assert "sink.mode: " in message["error"] and proc.stdout == ""
