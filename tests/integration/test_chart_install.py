@@ -115,6 +115,7 @@ def external_values(stack: StackHandle, namespace: str) -> dict[str, str]:
         "jaeger.enabled": "false",
         "jaeger.url": stack.env["JAEGER_QUERY_URL"],
         "grafana.enabled": "false",
+        "prometheus.enabled": "false",  # an upstream image the process kubelet cannot run
         # The stack's own operator watches the cluster; this one only the test namespace.
         "operator.watchNamespaces": "{" + namespace + "}",
         "operator.healthHost": "127.0.0.1",
@@ -470,6 +471,7 @@ def test_pipelinerun_succeeds_through_the_helm_installed_operator(
         "jaeger.enabled": "false",
         "jaeger.url": stack.env["JAEGER_QUERY_URL"],
         "grafana.enabled": "false",
+        "prometheus.enabled": "false",  # an upstream image the process kubelet cannot run
         # The stack's own consumers read the topics; two groups would split the work.
         "consumers.lineage.enabled": "false",
         "consumers.otel.enabled": "false",

@@ -7,6 +7,7 @@ objects is in tests/integration/test_chart_install.py.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -138,6 +139,7 @@ def test_defaults_render_every_piece(helm: Path) -> None:
         "hub-lineage-hub-marquez-web",
         "hub-lineage-hub-jaeger",
         "hub-lineage-hub-grafana",
+        "hub-lineage-hub-prometheus",
     }
     assert names(docs, "StatefulSet") == {
         "hub-lineage-hub-kafka",
@@ -393,7 +395,7 @@ def test_consumers(helm: Path) -> None:
 
 
 def test_every_service_switched_off_and_pointed_elsewhere(helm: Path) -> None:
-    docs = template(helm, *EXTERNAL, "grafana.enabled=false")
+    docs = template(helm, *EXTERNAL, "grafana.enabled=false", "prometheus.enabled=false")
     assert names(docs, "StatefulSet") == set()
     assert names(docs, "Deployment") == {
         "hub-lineage-hub-operator",
@@ -445,7 +447,7 @@ def test_switched_off_without_an_address_fails_naming_it(
 
 
 @pytest.mark.parametrize(
-    "piece", ["kafka", "postgresql", "marquez", "clickhouse", "jaeger", "grafana"]
+    "piece", ["kafka", "postgresql", "marquez", "clickhouse", "jaeger", "grafana", "prometheus"]
 )
 def test_each_piece_switches_off_alone(helm: Path, piece: str) -> None:
     address = {
@@ -912,7 +914,7 @@ def test_pods_are_restricted(helm: Path) -> None:
             assert container["resources"]["requests"], where
             assert container["resources"]["limits"]["memory"], where
             assert ":" in container["image"] and not container["image"].endswith(":latest")
-    assert seen == 12
+    assert seen == 13
 
 
 def test_upstream_images_are_official_and_pinned(helm: Path) -> None:
@@ -932,10 +934,11 @@ def test_upstream_images_are_official_and_pinned(helm: Path) -> None:
         "clickhouse/clickhouse-server",
         "jaegertracing/jaeger",
         "grafana/grafana",
+        "prom/prometheus",
     }
     for image in images:
         tag = image.rsplit(":", 1)[1]
-        assert tag[0].isdigit(), image
+        assert tag.removeprefix("v")[0].isdigit(), image
 
 
 # --------------------------------------------------------------------------- config files
@@ -981,7 +984,7 @@ def test_grafana_provisions_the_clickhouse_datasource_and_dashboards(helm: Path)
     docs = template(helm)
     provisioning = find(docs, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
     datasources = yaml.safe_load(provisioning["data"]["datasources.yaml"])
-    (source,) = datasources["datasources"]
+    (source,) = [d for d in datasources["datasources"] if d["name"] == "ClickHouse"]
     assert source["type"] == "grafana-clickhouse-datasource"
     assert source["uid"] == "lineagehub-clickhouse"
     assert source["jsonData"]["host"] == "hub-lineage-hub-clickhouse.lh.svc"
@@ -1002,7 +1005,8 @@ def test_grafana_provisions_the_clickhouse_datasource_and_dashboards(helm: Path)
     assert link_urls(json.loads(dashboards["data"]["run-detail.json"])) == links
     external = template(helm, *EXTERNAL)
     provisioning = find(external, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
-    (source,) = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]
+    sources = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]
+    (source,) = [d for d in sources if d["name"] == "ClickHouse"]
     assert source["jsonData"]["host"] == "ch.data.svc"
     assert source["jsonData"]["username"] == "reader"
 
@@ -1027,3 +1031,102 @@ def test_kafka_is_single_node_kraft(helm: Path) -> None:
     assert settings["process.roles"] == "broker,controller"
     assert settings["advertised.listeners"] == "PLAINTEXT://hub-lineage-hub-kafka.lh.svc:9092"
     assert settings["num.partitions"] == str(PARTITIONS)
+
+
+# --------------------------------------------------------------------------- prometheus
+
+
+def _meta_name(label: str) -> str:
+    """A pod label as Prometheus's Kubernetes discovery names it."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
+def scrape_targets(docs: list[Manifest]) -> dict[str, list[tuple[str, int]]]:
+    """What the bundled Prometheus would scrape of the rendered pods, per job: its pod
+    discovery (a target per container port, with the pod's labels and the port's name)
+    through each job's `keep` rules, as Prometheus applies them (values joined by `;`,
+    the regex anchored at both ends)."""
+    config = yaml.safe_load(
+        find(docs, "ConfigMap", "hub-lineage-hub-prometheus")["data"]["prometheus.yml"]
+    )
+    targets: dict[str, list[tuple[str, int]]] = {}
+    for job in config["scrape_configs"]:
+        (discovery,) = job["kubernetes_sd_configs"]
+        assert discovery == {"role": "pod", "namespaces": {"names": ["lh"]}}
+        keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+        found = []
+        for doc in docs:
+            if doc["kind"] not in {"Deployment", "StatefulSet"}:
+                continue
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            pod = doc["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                for port in container.get("ports", []):
+                    meta = {_meta_name(k): str(v) for k, v in labels.items()}
+                    meta["__meta_kubernetes_pod_container_port_name"] = port.get("name", "")
+                    if all(
+                        re.fullmatch(
+                            rule["regex"], ";".join(meta.get(n, "") for n in rule["source_labels"])
+                        )
+                        for rule in keeps
+                    ):
+                        found.append((labels["app.kubernetes.io/component"], port["containerPort"]))
+        targets[job["job_name"]] = sorted(found)
+    return targets
+
+
+def test_prometheus_scrapes_each_services_metrics_port_once(helm: Path) -> None:
+    docs = template(helm)
+    operator = find(docs, "Deployment", "hub-lineage-hub-operator")
+    (args,) = [c["args"] for c in operator["spec"]["template"]["spec"]["containers"]]
+    metrics_port = int(next(a for a in args if a.startswith("--metrics-port=")).split("=")[1])
+    gateway = find(docs, "Deployment", "hub-lineage-hub-gateway")
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    gateway_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "http")
+    consumers = {
+        kind: find(docs, "Service", f"hub-lineage-hub-consume-{kind}")["spec"]["ports"][0]["port"]
+        for kind in ("lineage", "otel")
+    }
+    assert scrape_targets(docs) == {
+        "gateway": [("gateway", gateway_port)],
+        "consumers": [
+            ("consume-lineage", consumers["lineage"]),
+            ("consume-otel", consumers["otel"]),
+        ],
+        "operator": [("operator", metrics_port)],
+    }
+    # Reads pods in its own namespace, nothing else.
+    role = find(docs, "Role", "hub-lineage-hub-prometheus")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = find(docs, "RoleBinding", "hub-lineage-hub-prometheus")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub-lineage-hub-prometheus", "namespace": "lh"}
+    ]
+    deployment = find(docs, "Deployment", "hub-lineage-hub-prometheus")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "hub-lineage-hub-prometheus"
+    assert "hub-lineage-hub-prometheus" not in names(docs, "ClusterRole")
+
+
+def prometheus_datasources(helm: Path, *sets: str) -> list[dict[str, Any]]:
+    docs = template(helm, *sets)
+    provisioning = find(docs, "ConfigMap", "hub-lineage-hub-grafana-provisioning")
+    sources = yaml.safe_load(provisioning["data"]["datasources.yaml"])["datasources"]
+    return [s for s in sources if s["type"] == "prometheus"]
+
+
+def test_grafanas_prometheus_datasource_is_the_bundled_one_or_the_given_url(helm: Path) -> None:
+    (bundled,) = prometheus_datasources(helm)
+    assert bundled["uid"] == "lineagehub-prometheus"  # what the dashboard's panels name
+    service = find(template(helm), "Service", "hub-lineage-hub-prometheus")
+    assert (
+        bundled["url"]
+        == f"http://hub-lineage-hub-prometheus.lh.svc:{service['spec']['ports'][0]['port']}"
+    )
+    (given,) = prometheus_datasources(
+        helm, "prometheus.enabled=false", "grafana.prometheusUrl=http://prom.mon.svc:9090"
+    )
+    assert given["url"] == "http://prom.mon.svc:9090"
+    assert prometheus_datasources(helm, "prometheus.enabled=false") == []
