@@ -231,8 +231,7 @@ def _batch_consumers(
     args: argparse.Namespace, backend: Backend, stats: Stats, health: Health
 ) -> list[OtelConsumer]:
     """The otel consumer and/or the lineage warehouse writer, sharing one backend."""
-    from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
-    from consumers.otel.decode import decode_metrics, decode_trace_tables
+    from consumers.otel.consumer import DECODERS, Decoder, OtelConsumer, OtelSettings
     from consumers.warehouse.batch import decode_lineage_pending
     from consumers.warehouse.ddl import LINEAGE_SCHEMA
 
@@ -250,9 +249,9 @@ def _batch_consumers(
             topics=(args.spans_topic, args.metrics_topic),
             **common,
         )
-        decoders: dict[str, Decoder] = {
-            args.spans_topic: decode_trace_tables,
-            args.metrics_topic: decode_metrics,
+        decoders: dict[str, Decoder] = {  # the batch decoders into Arrow
+            args.spans_topic: DECODERS[SPANS_TOPIC],
+            args.metrics_topic: DECODERS[METRICS_TOPIC],
         }
         out.append(OtelConsumer(settings, backend, stats=stats, health=health, decoders=decoders))
     if args.command == "warehouse" or args.lineage:

@@ -9,6 +9,9 @@ clickhouse-driver.
 An insert takes `Columns` or `ArrowRows` (what the decoders give) or a list of row dicts.
 
 Both clients are blocking, so calls run in a worker thread, one at a time per backend.
+
+Each backend imports its client when it is opened, and chdb's inserts import pyarrow at
+the first insert: a process on the native backend never maps chdb (~200 MiB resident).
 """
 
 from __future__ import annotations
@@ -28,17 +31,12 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import orjson
-import pyarrow as pa
-from chdb import session as _chdb_session
-from clickhouse_driver import Client, errors
 
 from consumers.otel.columns import ArrowRows, Columns
 from consumers.otel.ddl import Table, create_statements, dedup_settings, insert_prefix
 
 Row = Mapping[str, Any]
 Rows = Sequence[Row] | Columns | ArrowRows
-# chdb's session API is only partly annotated.
-_chdb: Any = _chdb_session
 
 
 class BackendError(Exception):
@@ -177,7 +175,9 @@ class ChdbBackend:
     def __init__(self, path: str, database: str = "otel") -> None:
         self.path = path
         self.database = database
-        self._session: Any = _chdb.Session(path)
+        from chdb import session  # chdb's session API is only partly annotated
+
+        self._session: Any = session.Session(path)  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
         # Batches on their way in (see `_insert_arrow`), beside the data: writable wherever
         # the data is.
@@ -195,6 +195,8 @@ class ChdbBackend:
         return str(result)
 
     def _insert_arrow(self, sql: str, table: Table, rows: Rows) -> None:
+        import pyarrow as pa
+
         try:
             columns = (
                 rows if isinstance(rows, Columns | ArrowRows) else Columns.from_rows(table, rows)
@@ -261,6 +263,8 @@ class NativeBackend:
         parsed = urlparse(url)
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         self.database = database or (parsed.path.lstrip("/") or "otel")
+        from clickhouse_driver import Client
+
         self._client = Client(
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 9000,
@@ -273,6 +277,8 @@ class NativeBackend:
         self._lock = threading.Lock()
 
     def _execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        from clickhouse_driver import errors
+
         with self._lock:
             try:
                 return self._client.execute(sql, *args, **kwargs)

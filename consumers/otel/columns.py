@@ -17,32 +17,48 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from consumers.otel.ddl import Table
+
+if TYPE_CHECKING:  # imported where used: a process that never builds Arrow never loads it
+    import pyarrow as pa
 
 Row = dict[str, Any]
 Slots = tuple[list[Any], ...]
 
-# Epoch nanoseconds. No zone on the Arrow type: chdb converts zoned timestamps row by
-# row (3x slower); the inserts run with session_timezone = 'UTC'.
-_TIME = pa.timestamp("ns")
-_SCALARS: dict[str, pa.DataType] = {
-    "s": pa.string(),
-    "t": _TIME,
-    "u64": pa.uint64(),
-    "i64": pa.int64(),
-    "n64": pa.int64(),  # Nullable(Int64): None is null
-    "u32": pa.uint32(),
-    "i32": pa.int32(),
-    "u8": pa.uint8(),
-    "f64": pa.float64(),
-    "bool": pa.bool_(),
+# How each kind travels in Arrow (see `ddl.Table.kinds`). Times are epoch nanoseconds
+# with no zone on the Arrow type: chdb converts zoned timestamps row by row (3x slower);
+# the inserts run with session_timezone = 'UTC'.
+_KIND_TYPES = {
+    "s": "string",
+    "t": "timestamp_ns",
+    "u64": "uint64",
+    "i64": "int64",
+    "n64": "int64",  # Nullable(Int64): None is null
+    "u32": "uint32",
+    "i32": "int32",
+    "u8": "uint8",
+    "f64": "float64",
+    "bool": "bool_",
 }
-_MAP = pa.map_(pa.string(), pa.string())
+
+
+@functools.cache
+def _scalar(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
+    name = _KIND_TYPES[kind]
+    return pa.timestamp("ns") if name == "timestamp_ns" else getattr(pa, name)()
+
+
+@functools.cache
+def _map_type() -> pa.DataType:
+    import pyarrow as pa
+
+    return pa.map_(pa.string(), pa.string())
+
+
 _WIDTH = {"map": 3, "a:map": 4}
 
 
@@ -146,6 +162,8 @@ class Columns:
 
     def to_arrow(self) -> pa.Table:
         """One Arrow table, columns in the table's order, named as ClickHouse names them."""
+        import pyarrow as pa
+
         arrays = [_arrow(self.table.kind(c), s) for c, s in self.cols.items()]
         return pa.Table.from_arrays(arrays, names=list(self.table.columns))
 
@@ -208,39 +226,52 @@ def _unflatten(kind: str, slots: Slots) -> list[Any]:
 
 
 def _offsets(sizes: list[int]) -> pa.Array:
+    import pyarrow as pa
+
     return pa.array(itertools.accumulate(sizes, initial=0), pa.int32())
 
 
 def _map_array(sizes: list[int], keys: list[str], values: list[str]) -> pa.Array:
+    import pyarrow as pa
+
     return pa.MapArray.from_arrays(
-        _offsets(sizes), pa.array(keys, pa.string()), pa.array(values, pa.string()), type=_MAP
+        _offsets(sizes),
+        pa.array(keys, pa.string()),
+        pa.array(values, pa.string()),
+        type=_map_type(),
     )
 
 
 def _arrow_type(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
     if kind == "map":
-        return _MAP
+        return _map_type()
     if kind == "a:map":
-        return pa.list_(_MAP)
+        return pa.list_(_map_type())
     if kind.startswith("a:"):
-        return pa.list_(_SCALARS[kind[2:]])
-    return _SCALARS[kind]
+        return pa.list_(_scalar(kind[2:]))
+    return _scalar(kind)
 
 
 @functools.cache
 def arrow_schema(table: Table) -> pa.Schema:
     """The Arrow schema of `Columns(table).to_arrow()`, for tables built otherwise."""
+    import pyarrow as pa
+
     return pa.schema([pa.field(c, _arrow_type(table.kind(c))) for c in table.columns])
 
 
 def _arrow(kind: str, slots: Slots) -> pa.Array:
+    import pyarrow as pa
+
     if len(slots) == 1:
-        return pa.array(slots[0], _SCALARS[kind])
+        return pa.array(slots[0], _scalar(kind))
     if kind == "map":
         return _map_array(*slots)
     if kind == "a:map":
         return pa.ListArray.from_arrays(_offsets(slots[0]), _map_array(*slots[1:]))
-    return pa.ListArray.from_arrays(_offsets(slots[0]), pa.array(slots[1], _SCALARS[kind[2:]]))
+    return pa.ListArray.from_arrays(_offsets(slots[0]), pa.array(slots[1], _scalar(kind[2:])))
 
 
 class ArrowRows:
@@ -269,6 +300,9 @@ class ArrowRows:
 
     def rows(self) -> list[Row]:
         """The rows as `Columns.rows` gives them (times as integer ns, maps as dicts)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         arrow = self.to_arrow()
         out: dict[str, list[Any]] = {}
         for name in self.table.columns:
@@ -315,6 +349,8 @@ def join(table: Table | None, parts: Sequence[Rows]) -> Rows:
 
 
 def _join_arrow(table: Table, parts: Sequence[Rows]) -> ArrowRows:
+    import pyarrow as pa
+
     pieces: list[pa.Table] = []
     run: ArrowRows | None = None
     for p in parts:

@@ -62,11 +62,11 @@ from consumers.kafka import (
     update_lag,
     watch_cluster,
 )
-from consumers.otel.arrow_spans import decode_trace_requests
+from consumers.otel.arrow_decoders import decode_metric_record, decode_span_record
 from consumers.otel.backend import Backend, BackendError
 from consumers.otel.columns import Pending, Rows, head, join
 from consumers.otel.ddl import OTEL_SCHEMA, Schema
-from consumers.otel.decode import STOPPING, DecodeError, decode_metric_columns, decoder_failure
+from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
 from consumers.retry import Backoff
 from consumers.stats import Stats
 from lineagehub.selftrace import batch_store_spans
@@ -87,11 +87,11 @@ GC_THRESHOLD = (10_000, 10, 10)
 
 # A record's rows per table: `columns.Columns` or `columns.ArrowRows` (the OTLP
 # decoders), row dicts, or `columns.Pending`: decoded with the rest of its batch when the
-# batch is flushed (the spans topic: `arrow_spans`).
+# batch is flushed (`arrow_spans`, `arrow_metrics`).
 Decoder = Callable[[bytes | None], Mapping[str, Rows | Pending]]
 DECODERS: dict[str, Decoder] = {
-    SPANS_TOPIC: decode_trace_requests,
-    METRICS_TOPIC: decode_metric_columns,
+    SPANS_TOPIC: decode_span_record,
+    METRICS_TOPIC: decode_metric_record,
 }
 
 

@@ -19,7 +19,6 @@ from clickhouse_driver.streams.native import BlockOutputStream
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from consumers.otel import backend as backend_mod
 from consumers.otel.backend import BackendError, ChdbBackend, NativeBackend, to_json_each_row
 from consumers.otel.columns import Columns
 from consumers.otel.ddl import (
@@ -306,7 +305,7 @@ async def test_native_backend_rows_land_in_clickhouse(
         clients.append(ChdbNativeClient(session, tmp_path, **kwargs))
         return clients[-1]
 
-    monkeypatch.setattr(backend_mod, "Client", client)
+    monkeypatch.setattr("clickhouse_driver.Client", client)  # the backend imports it when opened
     try:
         b = NativeBackend("clickhouse://u:p%40ss@ch.local:9440/telemetry?secure=true")
         (driver,) = clients
