@@ -339,3 +339,18 @@ def test_a_queued_run_says_why_once_with_a_normal_event() -> None:
         "observedGeneration": GEN,
         "lastTransitionTime": "2026-11-26T12:00:00Z",
     }
+
+
+def test_a_failure_detail_ending_in_a_capital_x_is_kept_whole() -> None:
+    """Only the separator left by an empty detail is trimmed, never the detail's own end
+    (a column or a host named X)."""
+    run, _ = step(accepted(), {})
+    failed = job(E, JobState.FAILED, failure_message="no such column X")
+    _, d = step(run, {E: failed}, T1)
+    message = "stage extract failed after 1 attempt: no such column X"
+    assert cond(d.status)["message"] == message
+    assert d.actions == [
+        RecordEvent("Warning", "StageFailed", f"Stage extract failed: {message}"),
+        EmitRunEvent("FAIL"),
+        RecordEvent("Warning", "StageFailed", message),
+    ]
