@@ -15,13 +15,11 @@ from aiokafka.errors import KafkaError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from consumers.dlq import header
-from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import ChdbBackend
-from consumers.otel.consumer import OtelConsumer, OtelSettings
-from consumers.otel.decode import decode_metrics
+from consumers.otel.consumer import DECODERS, OtelConsumer, OtelSettings
 from consumers.samples import metrics_request, run_trace, span, traces_request
 from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
-from lineagehub.topics import dlq
+from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC, dlq
 from tests.crashing import CrashingBackend
 
 pytestmark = pytest.mark.dataplane
@@ -59,7 +57,8 @@ def settings(env: dict[str, str], t: Topics, **kw: Any) -> OtelSettings:
 
 
 def decoders(t: Topics) -> dict[str, Any]:
-    return {t.spans: decode_trace_requests, t.metrics: decode_metrics}
+    """The consumer's own decoders (a batch at a time into Arrow) on the test's topics."""
+    return {t.spans: DECODERS[SPANS_TOPIC], t.metrics: DECODERS[METRICS_TOPIC]}
 
 
 async def start(consumer: OtelConsumer) -> tuple[asyncio.Event, asyncio.Task[None]]:
@@ -137,17 +136,20 @@ async def test_spans_and_metrics_land_in_the_exporter_tables(
     assert consumer.stats.get("inserted_rows", table="otel_traces") == len(runs) * 10
 
 
-async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothing(
-    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+async def kill_mid_batch_then_restart(
+    env: dict[str, str],
+    topics: Topics,
+    chdb: ChdbBackend,
+    topic: str,
+    values: list[bytes],
+    table: str,
 ) -> None:
+    """Consume `values` from `topic`, crash right after the second insert into `table`
+    (no flush, no commit), restart: the batch whose insert landed but whose commit never
+    happened comes back whole, under the same token, and ClickHouse drops it."""
     bootstrap = env["KAFKA_BOOTSTRAP"]
-    requests = [run_trace(str(uuid.uuid4()), children=1) for _ in range(300)]
-    total_spans = sum(len(r.resource_spans[0].scope_spans[0].spans) for r in requests)
-    await produce(
-        bootstrap, topics.spans, [(os.urandom(8), r.SerializeToString()) for r in requests]
-    )
-
-    crashing = CrashingBackend(chdb, crash_after=2)
+    await produce(bootstrap, topic, [(os.urandom(8), v) for v in values])
+    crashing = CrashingBackend(chdb, crash_after=2, table=table)
     first = OtelConsumer(
         settings(env, topics, max_batch_messages=40),
         crashing,
@@ -159,10 +161,8 @@ async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_noth
     stop.set()
     await asyncio.wait_for(task, 30)
     crashed_token = crashing.tokens[-1]
-    before = await count(chdb, "SELECT count() FROM otel.otel_traces")
-    assert 0 < before < total_spans
 
-    recording = CrashingBackend(chdb, crash_after=10**9)
+    recording = CrashingBackend(chdb, crash_after=10**9, table=table)
     second = OtelConsumer(
         settings(env, topics, max_batch_messages=40),
         recording,
@@ -170,17 +170,37 @@ async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_noth
     )
     stop, task = await start(second)
     try:
-        await wait_drained(bootstrap, topics.group, [topics.spans], within=90)
+        await wait_drained(bootstrap, topics.group, [topic], within=90)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-    # The batch whose insert landed but whose commit never happened came back whole,
-    # under the same token, and ClickHouse dropped it.
     assert crashed_token in recording.tokens
+
+
+async def test_killed_mid_batch_then_restarted_loses_nothing_and_duplicates_nothing(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    requests = [run_trace(str(uuid.uuid4()), children=1) for _ in range(300)]
+    total_spans = sum(len(r.resource_spans[0].scope_spans[0].spans) for r in requests)
+    values = [r.SerializeToString() for r in requests]
+    await kill_mid_batch_then_restart(env, topics, chdb, topics.spans, values, "otel_traces")
     assert await count(chdb, "SELECT count() FROM otel.otel_traces") == total_spans
     assert await count(chdb, "SELECT count(DISTINCT SpanId) FROM otel.otel_traces") == total_spans
     assert await count(chdb, "SELECT count() FROM otel.pipeline_runs FINAL") == 300 * 4
+
+
+async def test_metric_points_killed_mid_batch_are_stored_once(
+    env: dict[str, str], topics: Topics, chdb: ChdbBackend
+) -> None:
+    """The same for metric points (Arrow slices of every metric table per record)."""
+    runs = [str(uuid.uuid4()) for _ in range(300)]
+    values = [metrics_request(run_id=r).SerializeToString() for r in runs]
+    await kill_mid_batch_then_restart(env, topics, chdb, topics.metrics, values, "otel_metrics_sum")
+    for table in ("gauge", "sum", "histogram"):
+        rows = f"otel.otel_metrics_{table}"
+        assert await count(chdb, f"SELECT count() FROM {rows}") == len(runs)
+        run_ids = f"SELECT count(DISTINCT Attributes['lineagehub.run_id']) FROM {rows}"
+        assert await count(chdb, run_ids) == len(runs)
 
 
 async def test_undecodable_records_go_to_the_dlq_without_blocking_good_ones(
@@ -238,11 +258,11 @@ async def test_a_decoder_raising_anything_dead_letters_the_record_once_and_goes_
         calls.append(raw)
         if raw == poison:
             raise DecoderBug("deep inside the decoder")
-        return decode_trace_requests(raw)
+        return DECODERS[SPANS_TOPIC](raw)
 
     goods = [run_trace(str(uuid.uuid4()), children=0).SerializeToString() for _ in range(2)]
     await produce(bootstrap, topics.spans, [(b"k", goods[0]), (b"k", poison), (b"k", goods[1])])
-    ds: dict[str, Any] = {topics.spans: buggy, topics.metrics: decode_metrics}
+    ds: dict[str, Any] = {topics.spans: buggy, topics.metrics: DECODERS[METRICS_TOPIC]}
     consumer = OtelConsumer(settings(env, topics), chdb, decoders=ds)
     stop, task = await start(consumer)
     try:
