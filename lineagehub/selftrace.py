@@ -39,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import SPANS_TOPIC
-from lineagehub.tracecontext import headers_context
+from lineagehub.tracecontext import TRACEPARENT, TRACESTATE, headers_context
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
 SAMPLER_ARG_ENV = "OTEL_TRACES_SAMPLER_ARG"
 #: Of the requests (or records) that arrive without a sampled trace, the share traced.
 DEFAULT_ROOT_RATIO = 0.1
+CONTEXT_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -256,28 +257,37 @@ def batch_store_spans(
     started_ns: int,
     attributes: Mapping[str, str | int],
 ) -> int:
-    """After a batch was stored: for each of its records that carries a trace context,
-    a CONSUMER span from `started_ns` to now, a child of that context (a batch
-    serves many traces, so each traced record gets its own span rather than one batch
-    span with many parents). Records without a context, and every record of the spans
-    topic, cost a header scan at most and make no span. Returns the spans started."""
-    made = 0
+    """After a batch was stored: for each trace context its records carry, a CONSUMER
+    span from `started_ns` to now, a child of that context. A batch serves many traces,
+    so each gets its own span rather than one batch span with many parents; and the
+    records of one context (the events of one batch POST, all under its request span)
+    share one span, `messaging.batch.message_count` of them from `messaging.kafka.offset`
+    on, rather than fifty alike. Records without a context, and every record of the
+    spans topic, make no span. Returns the spans started."""
+    groups: dict[tuple[tuple[str, bytes], ...], list[KafkaRecord]] = {}
     for record in records:
         if record.topic == SPANS_TOPIC:
             continue
-        parent = record_context(getattr(record, "headers", None))
+        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
+        key = tuple(h for h in headers if h[0] in CONTEXT_HEADERS)
+        if key:
+            groups.setdefault(key, []).append(record)
+    made = 0
+    for key, group in groups.items():
+        parent = record_context(key)
         if parent is None:
             continue
+        first = group[0]
         span = tracer.start_span(
             name,
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.destination.partition.id": str(record.partition),
-                "messaging.kafka.offset": str(record.offset),
-                "messaging.batch.message_count": len(records),
+                "messaging.destination.name": first.topic,
+                "messaging.destination.partition.id": str(first.partition),
+                "messaging.kafka.offset": str(first.offset),
+                "messaging.batch.message_count": len(group),
                 **attributes,
             },
             start_time=started_ns,

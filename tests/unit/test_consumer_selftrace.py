@@ -10,7 +10,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from lineagehub.selftrace import configured_sampler, record_context, record_span
+from lineagehub.selftrace import (
+    batch_store_spans,
+    configured_sampler,
+    record_context,
+    record_span,
+)
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -91,3 +96,38 @@ def test_no_tracer_no_span_work() -> None:
     context = record_context([("tracestate", b"a=b"), *SAMPLED])
     assert context is not None
     assert f"{trace.get_current_span(context).get_span_context().trace_id:032x}" == TRACE
+
+
+class _Record:
+    def __init__(self, offset: int, headers: list[tuple[str, bytes]], topic: str) -> None:
+        self.topic, self.partition, self.offset, self.headers = topic, 2, offset, headers
+
+
+def test_a_batch_makes_one_span_per_context_its_records_carry(
+    tracer: trace.Tracer, spans: InMemorySpanExporter
+) -> None:
+    """A batch POST's fifty records share their request's context: one store span for
+    them, not fifty; each other context its own; no context, or the spans topic, none."""
+    other_span = "1111111111111111"
+    other = [("traceparent", f"00-{TRACE}-{other_span}-01".encode())]
+    records = [
+        _Record(10, SAMPLED, LINEAGE_TOPIC),
+        _Record(11, other, LINEAGE_TOPIC),
+        _Record(12, SAMPLED, LINEAGE_TOPIC),
+        _Record(13, [], LINEAGE_TOPIC),
+        _Record(14, SAMPLED, LINEAGE_TOPIC),
+        _Record(15, SAMPLED, SPANS_TOPIC),
+    ]
+    made = batch_store_spans(tracer, "store", records, 1, {"lineagehub.store": "clickhouse"})
+    finished = {
+        f"{s.parent.span_id:016x}": s for s in spans.get_finished_spans() if s.parent is not None
+    }
+    assert made == 2 and set(finished) == {PRODUCER_SPAN, other_span}
+    shared, alone = finished[PRODUCER_SPAN], finished[other_span]
+    assert shared.attributes is not None and alone.attributes is not None
+    assert shared.attributes["messaging.batch.message_count"] == 3
+    assert shared.attributes["messaging.kafka.offset"] == "10"
+    assert alone.attributes["messaging.batch.message_count"] == 1
+    assert alone.attributes["messaging.kafka.offset"] == "11"
+    assert shared.attributes["lineagehub.store"] == "clickhouse"
+    assert shared.kind is SpanKind.CONSUMER and shared.start_time == 1
