@@ -1,7 +1,7 @@
 """Pieces built and started in the background once the rest of the stack is up.
 
 `stack up --later jaeger` (what `make demo` runs) leaves out a piece that still has
-to be compiled (Jaeger: ~10 min of Go on two cores) and, once everything else is
+to be compiled (Jaeger: 608 CPU seconds of Go) and, once everything else is
 up, hands it to a detached process whose compile runs at a lower priority (the
 servers it starts do not), so the first run starts at once. Nothing on a run's
 path needs Jaeger: the operator started without it checks a run's trace in

@@ -190,7 +190,8 @@ def _healthy(port_name: str, path: str) -> bool:
 #: Said by the first `stack up` on a machine (the control plane's pieces and Helm).
 FIRST_BUILD = (
     f"the Kubernetes control plane {KUBERNETES_VERSION} and Helm from their Go modules in "
-    "one build (~20 min cold, the bulk of a first run)"
+    "one build (855 CPU s: ~7.5 min on two idle cores, more on a busy machine; the bulk of "
+    "a first run)"
 )
 
 

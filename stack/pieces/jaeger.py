@@ -102,7 +102,7 @@ class Jaeger(Piece):
     version = JAEGER_VERSION
     port_names = ("jaeger-otlp-grpc", "jaeger-otlp-http", "jaeger-query")
     ready_timeout = 60.0
-    first_build = "Jaeger from its Go module (~11 min)"
+    first_build = "Jaeger from its Go module (608 CPU s: ~5 min on two idle cores)"
 
     def built(self) -> bool:
         return is_built(self.name, self.version, "-s -w")
