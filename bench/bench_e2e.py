@@ -305,6 +305,20 @@ def print_cpu(before: dict[str, float], after: dict[str, float], wall: float) ->
     )
 
 
+def failed_scheduling(ns: str, runs: set[str]) -> tuple[int, str] | None:
+    """(pods of `runs` the scheduler could not place at first, one of its messages), from
+    the namespace's FailedScheduling events; None when there were none."""
+    events = client.CoreV1Api().list_namespaced_event(ns, field_selector="reason=FailedScheduling")
+    pods = {
+        e.involved_object.name
+        for e in events.items
+        if any(str(e.involved_object.name).startswith(f"{r}-") for r in runs)
+    }
+    if not pods:
+        return None
+    return len(pods), str(events.items[-1].message or "").strip()
+
+
 def concurrent(
     api: client.CustomObjectsApi, seen: Seen, ns: str, n: int, limit: float, state: Path
 ) -> None:
@@ -356,6 +370,10 @@ def concurrent(
         f"  waiting: {queued} runs queued by the operator (reason Queued), {waited} stage pods "
         f"waited > 0.5 s for the scheduler; at most {most} stage processes ran at once"
     )
+    unschedulable = failed_scheduling(ns, set(names))
+    if unschedulable:
+        pods, message = unschedulable
+        print(f"  the scheduler refused {pods} stage pods at first: {message}")
     print_cpu(cpu_before, cpu_after, cpu_wall)
     if stage_cpu:
         print(
