@@ -32,9 +32,11 @@ ROW_BYTES = 1024
 
 Outcome = Mapping[str, ArrowRows] | DecodeError
 
-_IO_COLUMNS = IO.columns
-# The columns of an edge that come from its event, in `ddl.EDGES` order of appearance.
-_EDGE_EVENT = ("RunId", "EventTime", "EventHash", "JobNamespace", "JobName")
+# The columns of an `io` or `edges` row that are its event's (the same values as the
+# event's `lineage_events` row): taken from that table by the event's index, not
+# repeated per row in Python.
+_FROM_EVENT = frozenset({"EventHash", "EventTime", "EventType", "RunId", "JobNamespace", "JobName"})
+_IO_OWN = tuple(c for c in IO.columns if c not in _FROM_EVENT)
 _EDGE_LINK = (
     "Src",
     "Dst",
@@ -44,6 +46,8 @@ _EDGE_LINK = (
     "TransformDescription",
     "Masking",
 )
+assert set(_EDGE_LINK) | _FROM_EVENT >= set(EDGES.columns)
+_EVENT = "_event"  # the column of a row's event index
 
 
 def decode_lineage_pending(raw: bytes | None) -> Mapping[str, Rows | Pending]:
@@ -57,13 +61,19 @@ def decode_lineage_pending(raw: bytes | None) -> Mapping[str, Rows | Pending]:
 
 
 class _Columns:
-    """One list per column of one table, for a whole batch."""
+    """One list per column of one table, for a whole batch (for `io` and `edges`, the
+    event's own columns are one list of event indexes)."""
 
     __slots__ = ("cols", "rows", "table")
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self.cols: dict[str, list[Any]] = {c: [] for c in table.columns}
+        own = (
+            table.columns if table is EVENTS else [c for c in table.columns if c not in _FROM_EVENT]
+        )
+        self.cols: dict[str, list[Any]] = {c: [] for c in own}
+        if table is not EVENTS:
+            self.cols[_EVENT] = []
         self.rows = 0
 
     def cut(self) -> None:
@@ -71,9 +81,18 @@ class _Columns:
         for values in self.cols.values():
             del values[self.rows :]
 
-    def to_arrow(self) -> pa.Table:
+    def to_arrow(self, events: pa.Table | None = None) -> pa.Table:
         schema = arrow_schema(self.table)
-        arrays = [pa.array(self.cols[f.name], f.type) for f in schema]
+        if events is None:
+            arrays = [pa.array(self.cols[f.name], f.type) for f in schema]
+        else:
+            index = pa.array(self.cols[_EVENT], pa.int32())
+            arrays = [
+                events.column(f.name).take(index)
+                if f.name in _FROM_EVENT
+                else pa.array(self.cols[f.name], f.type)
+                for f in schema
+            ]
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -81,18 +100,17 @@ def _append(events: _Columns, io: _Columns, edges: _Columns, raw: bytes) -> None
     event, ev = read_event(raw)
     io_rows, links = io_and_links(event, ev)
     row = event_row(event, ev)
+    index = events.rows
     for column, values in events.cols.items():
         values.append(row[column])
-    for column in _IO_COLUMNS:
-        io.cols[column].extend([r[column] for r in io_rows])
+    if io_rows:
+        for column in _IO_OWN:
+            io.cols[column].extend([r[column] for r in io_rows])
+        io.cols[_EVENT].extend([index] * len(io_rows))
     if links:
-        n = len(links)
-        for column, value in zip(
-            _EDGE_EVENT, (ev.run_id, ev.time, ev.hash, ev.job_ns, ev.job_name), strict=True
-        ):
-            edges.cols[column].extend([value] * n)
         for column, cells in zip(_EDGE_LINK, zip(*links, strict=True), strict=True):
             edges.cols[column].extend(cells)
+        edges.cols[_EVENT].extend([index] * len(links))
     events.rows += 1
     io.rows += len(io_rows)
     edges.rows += len(links)
@@ -118,7 +136,8 @@ def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
         for columns in tables:
             columns.cut()
     try:
-        data = [columns.to_arrow() for columns in tables]
+        first = tables[0].to_arrow()
+        data = [first, *(columns.to_arrow(first) for columns in tables[1:])]
     except STOPPING:
         raise
     except BaseException as exc:

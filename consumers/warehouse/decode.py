@@ -11,6 +11,7 @@ to refuse an event that Marquez would store. What cannot be stored raises
 from __future__ import annotations
 
 import calendar
+import functools
 import hashlib
 import json
 import math
@@ -35,6 +36,7 @@ _TIME = re.compile(
 )
 # DateTime64(9) holds 1900-01-01 .. 2262-04-11.
 _MIN_NS, _MAX_NS = -2_208_988_800 * 10**9, 9_223_372_036 * 10**9
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -58,29 +60,36 @@ def event_time_ns(value: object, path: str = "$.eventTime") -> int:
     return ns
 
 
+@functools.lru_cache(maxsize=4096)
+def _month(year: int, month: int) -> tuple[int, int]:
+    """Seconds from the epoch to the month's first midnight (UTC), and its days."""
+    first = datetime(year, month, 1, tzinfo=UTC) - _EPOCH
+    return first.days * 86_400, calendar.monthrange(year, month)[1]
+
+
 def _iso_ns(value: str, path: str) -> int:
     m = _TIME.match(value.strip())
     if m is None:
         raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is not an ISO 8601 date-time")
-    year, month, day, hour, minute = (int(g) for g in m.groups()[:5])
+    g = m.groups()
+    year, month, day, hour, minute = int(g[0]), int(g[1]), int(g[2]), int(g[3]), int(g[4])
     if not 1899 <= year <= 2262:
         raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is outside 1900..2262")
-    second, frac, zone = int(m.group(6) or 0), m.group(7) or "", m.group(8) or "Z"
+    second, frac, zone = int(g[5] or 0), g[6] or "", g[7] or "Z"
     if not 1 <= month <= 12 or not 1 <= day <= 31 or minute > 59 or second > 59:
         raise DecodeError("invalid_event", f"{path}: {value[:64]!r} is not a date-time")
     next_midnight = hour == 24 and minute == second == 0 and not frac.strip("0")
     if hour > 23 and not next_midnight:
         raise DecodeError("invalid_event", f"{path}: hour {hour} is not 00-23")
-    day = min(day, calendar.monthrange(year, month)[1])
-    base = datetime(year, month, day, 0 if next_midnight else hour, minute, second, tzinfo=UTC)
+    start, days = _month(year, month)
     offset = 0
     if zone not in {"Z", "z"}:
         digits = zone[1:].replace(":", "").ljust(6, "0")
         sign = -1 if zone[0] == "-" else 1
         offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60 + int(digits[4:6]))
-    seconds = int((base - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) - offset
-    seconds += 86_400 if next_midnight else 0
-    return seconds * 10**9 + int(frac.ljust(9, "0"))
+    # Integer arithmetic, as the `datetime` it stands for: 24:00 is the next midnight.
+    seconds = start + (min(day, days) - 1) * 86_400 + hour * 3600 + minute * 60 + second - offset
+    return seconds * 10**9 + (int(frac.ljust(9, "0")) if frac else 0)
 
 
 def _obj(value: object) -> dict[str, Any]:
