@@ -69,7 +69,11 @@ def _children_cpu() -> float:
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(seconds from spawn to exit, CPU seconds, stdout) of one process."""
     cpu0, t0 = _children_cpu(), time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+    # Run outside the checkout: `python -m` puts the working folder first on sys.path,
+    # which would shadow an earlier tree given on PYTHONPATH (`--before`).
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, check=True, cwd=tempfile.gettempdir()
+    )
     return time.perf_counter() - t0, _children_cpu() - cpu0, proc.stdout
 
 
@@ -95,6 +99,7 @@ def heaviest_imports(env: dict[str, str], top: int) -> list[tuple[int, str]]:
         text=True,
         env=env,
         check=True,
+        cwd=tempfile.gettempdir(),
     )
     found: list[tuple[int, str]] = []
     for line in proc.stderr.splitlines():
