@@ -5,14 +5,24 @@
 
 * otel: OTLP span requests, then metric requests (every metric type), produced to a
   private topic and consumed into chdb (columns, one Arrow-table insert per table and
-  batch). Ours: spans (points) per second sustained, from the consumer's first commit
-  to its last. Baseline in the same run: a bare aiokafka consumer reading and parsing
-  the same records (`FromString`) without storing them. Decode-only (CPU time) and
-  insert-only figures alongside, to show where the time goes.
+  batch), by the row decoder and by the consumer's Arrow batch decoder. Ours: spans
+  (points) per second sustained, from the consumer's first commit to its last.
+  Baseline in the same run: a bare aiokafka consumer reading and parsing the same
+  records (`FromString`) without storing them. Decode-only (CPU time) and insert-only
+  figures alongside, to show where the time goes. Then a mixed stream (1% malformed,
+  `consumers.otel.bad_input`): its sustained rate beside the clean one.
 * lineage: events/s through the consumer (Kafka -> validate -> POST, ordered per run)
   against plain concurrent POSTs of the same events to the same Marquez.
   Without MARQUEZ_URL (or with --stub-marquez) a loopback stub that answers 201 stands
   in: that measures the consumer's own overhead, not Marquez.
+* tracing (`--only tracing`): the warehouse writer (into chdb) and the lineage
+  consumer (into the loopback stub) with self-tracing off and on, `--rounds` turns
+  each with the order alternated, over the same records: a `--traced-share` of them
+  carry a sampled `traceparent` (as the gateway gives the records of the requests it
+  traces: one in ten by default), so each of those makes a `store` span, exported
+  onto a private topic. The consumer's CPU per event (its event loop's thread and the
+  span threads; not chdb's own threads, whose work tracing does not change), on
+  against off, with the ratio (the goal: within 5%).
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import argparse
 import asyncio
 import gc
 import os
+import random
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -38,11 +50,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.sdk.trace import TracerProvider
 
 from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
+from consumers.otel.arrow_metrics import decode_metric_requests
 from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import ChdbBackend
+from consumers.otel.bad_input import Sent, mixed_metrics, mixed_spans
 from consumers.otel.columns import Pending, Rows, join
 from consumers.otel.consumer import GC_THRESHOLD, Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import TABLES
@@ -54,6 +69,10 @@ from consumers.otel.decode import (
 )
 from consumers.samples import T0, lineage_bytes, metrics_request, run_trace
 from consumers.testkit import create_topics, produce, unique, wait_drained
+from consumers.warehouse.batch import decode_lineage_pending
+from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from lineagehub import selftrace
+from lineagehub.tracecontext import format_traceparent
 
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
@@ -95,9 +114,10 @@ async def bench_otel_topic(
     batch_rows: int,
     counted: Sequence[str],
     tune_gc: bool,
-) -> None:
+) -> float:
     """One kind of OTLP record through the otel consumer into chdb, beside the baseline;
-    with the consumer's GC thresholds (`tune_gc`) or CPython's defaults."""
+    with the consumer's GC thresholds (`tune_gc`) or CPython's defaults. Gives the
+    sustained rate (rows/s)."""
     gc.set_threshold(*(GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD))
     total = len(requests) * per_request
     started = time.process_time()
@@ -124,16 +144,7 @@ async def bench_otel_topic(
         for table in tables:
             await backend.query(f"TRUNCATE TABLE otel.{table}")
 
-        settings = OtelSettings(
-            bootstrap=bootstrap,
-            group=group,
-            topics=(topic,),
-            max_batch_rows=batch_rows,
-            max_batch_messages=max(2_000, step),
-            fetch_max_records=max(2_000, step),
-            max_batch_wait=0.5,
-            tune_gc=tune_gc,
-        )
+        settings = _settings(bootstrap, group, topic, batch_rows, step, tune_gc)
         consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
         run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
         stored = 0
@@ -156,6 +167,63 @@ async def bench_otel_topic(
         f"  Kafka -> chdb, start to end      {total / run.wall_s:>10,.0f} {unit} "
         f"({run.wall_s:.1f}s incl. group join, {run.batches:.0f} batches)"
     )
+    return ours
+
+
+def _settings(
+    bootstrap: str, group: str, topic: str, batch_rows: int, step: int, tune_gc: bool = True
+) -> OtelSettings:
+    return OtelSettings(
+        bootstrap=bootstrap,
+        group=group,
+        topics=(topic,),
+        max_batch_rows=batch_rows,
+        max_batch_messages=max(2_000, step),
+        fetch_max_records=max(2_000, step),
+        max_batch_wait=0.5,
+        tune_gc=tune_gc,
+    )
+
+
+async def bench_otel_mixed(
+    bootstrap: str,
+    what: str,
+    sent: list[Sent],
+    decoder: Decoder,
+    tables: Sequence[str],
+    batch_rows: int,
+    clean: float,
+) -> None:
+    """The consumer (its GC thresholds) on a stream with malformed records among the good
+    ones (`consumers.otel.bad_input`): its sustained rate beside the clean stream's of
+    this run (`clean`), checked: every good record's rows stored, every bad one
+    dead-lettered."""
+    gc.set_threshold(*GC_THRESHOLD)
+    topic, group = unique(f"bench-mixed-{what}"), unique("g")
+    await create_topics(bootstrap, [topic])
+    await produce(bootstrap, topic, [(s.key, s.value) for s in sent])
+    rows = sum(s.rows for s in sent)
+    bad = sum(1 for s in sent if s.reason)
+    step = max(1, batch_rows * len(sent) // max(rows, 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = ChdbBackend(str(Path(tmp) / "chdb"))
+        await backend.setup()
+        settings = _settings(bootstrap, group, topic, batch_rows, step)
+        consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
+        run = await consume_sustained(consumer, bootstrap, group, [topic], len(sent))
+        stored = 0
+        for table in tables:
+            (row,) = await backend.query(f"SELECT count() AS n FROM otel.{table}")
+            stored += int(row["n"])
+        await backend.close()
+    gc.set_threshold(*DEFAULT_GC_THRESHOLD)
+    assert stored == rows, (stored, rows)
+    assert consumer.stats.get("dead_lettered") == bad, (consumer.stats.get("dead_lettered"), bad)
+    ours = run.sustained * rows / len(sent)
+    unit = f"{what}/s"
+    print(f"otel {what}, mixed stream: {len(sent)} records, {bad} malformed (dead-lettered)")
+    print(f"  Kafka -> chdb, sustained         {ours:>10,.0f} {unit}  clean {clean:,.0f}")
+    print(f"  mixed / clean                    {ours / clean:>10.2f}")
 
 
 def settle(decoded: list[Mapping[str, Rows | Pending]], step: int) -> list[Mapping[str, Rows]]:
@@ -186,7 +254,7 @@ async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bo
         (decode_trace_columns, True),
         (decode_trace_requests, True),
     ):
-        await bench_otel_topic(
+        clean = await bench_otel_topic(
             bootstrap,
             "spans",
             spans,
@@ -198,23 +266,43 @@ async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bo
             ("otel_traces",),
             tune_gc,
         )
+    mixed = mixed_spans(messages, share=0.01, seed=1, children=2)
+    await bench_otel_mixed(
+        bootstrap, "spans", mixed, decode_trace_requests, ("otel_traces",), batch_rows, clean
+    )
     if not metrics:
         return
     copies = 4
     points = [metric_points(str(uuid.uuid4()), copies) for _ in range(messages)]
-    for tune_gc in (False, True):
-        await bench_otel_topic(
+    # The row decoder (CPython's GC thresholds, then the consumer's), then the consumer's
+    # decoder (a batch at a time into Arrow).
+    for decoder, tune_gc in (
+        (decode_metric_columns, False),
+        (decode_metric_columns, True),
+        (decode_metric_requests, True),
+    ):
+        clean = await bench_otel_topic(
             bootstrap,
             "points",
             points,
             3 * copies + 2,
-            decode_metric_columns,
+            decoder,
             lambda raw: ExportMetricsServiceRequest.FromString(raw or b""),
             [t.name for t in METRIC_TABLES],
             batch_rows,
             [t.name for t in METRIC_TABLES],
             tune_gc,
         )
+    mixed = mixed_metrics(
+        messages,
+        share=0.01,
+        seed=2,
+        build=lambda key: ExportMetricsServiceRequest.FromString(metric_points(key, copies)),
+    )
+    tables = [t.name for t in METRIC_TABLES]
+    await bench_otel_mixed(
+        bootstrap, "points", mixed, decode_metric_requests, tables, batch_rows, clean
+    )
 
 
 class StubMarquez:
@@ -320,13 +408,127 @@ async def bench_lineage(bootstrap: str, marquez_url: str | None, events: int) ->
     )
 
 
+def traced_headers(n: int, share: float) -> list[list[tuple[str, bytes]] | None]:
+    """Record headers as the gateway writes them: a sampled `traceparent` on `share` of
+    the records (spread evenly), none on the rest."""
+    every = round(1 / share) if share else 0
+    return [
+        [("traceparent", format_traceparent(random.getrandbits(127) + 1, i + 1, 1).encode())]
+        if every and i % every == 0
+        else None
+        for i in range(n)
+    ]
+
+
+def _span_thread_cpu() -> float:
+    """CPU seconds the self-tracing threads (batch processor, Kafka exporter) used."""
+    return sum(
+        time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        for t in threading.enumerate()
+        if t.ident is not None and t.name in SPAN_THREADS
+    )
+
+
+SPAN_THREADS = {"OtelBatchSpanRecordProcessor", "selftrace-kafka"}
+
+
+async def _consumer_cpu(
+    consumer: OtelConsumer | LineageConsumer, total: int, provider: TracerProvider
+) -> float:
+    """CPU seconds `consumer` took to process `total` records: this thread's (the
+    consumer's event loop; the wait polls an in-process counter a hundred times a
+    second; the loopback Marquez stub answers in it too) and the span threads', its
+    spans exported. Not chdb's own threads, whose work tracing does not change."""
+    stop = asyncio.Event()
+    started = time.thread_time(), _span_thread_cpu()
+    task = asyncio.create_task(consumer.run(stop))
+    while consumer.stats.get("processed") < total:
+        if task.done():
+            raise RuntimeError(f"the consumer stopped at {consumer.stats.get('processed')}")
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    provider.force_flush()  # the spans' export is part of the cost
+    return time.thread_time() - started[0] + _span_thread_cpu() - started[1]
+
+
+async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) -> None:
+    spans_topic, topic = unique("bench-tracing-spans"), unique("bench-tracing")
+    await create_topics(bootstrap, [spans_topic, topic])
+    runs = [str(uuid.uuid4()) for _ in range(events // 2)]
+    records = [
+        (r.encode(), lineage_bytes(r, t, namespace="bench-tracing", job="bench.job"))
+        for r in runs
+        for t in ("START", "COMPLETE")
+    ]
+    await produce(bootstrap, topic, records, headers=traced_headers(len(records), share))
+    environ = {selftrace.TOPIC_ENV: spans_topic}  # the default sampler: the record decides
+    provider = selftrace.tracer_provider("bench-consumers", bootstrap, environ)
+    assert provider is not None
+    stub = StubMarquez()
+    marquez = await stub.start()
+    cpu: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = ChdbBackend(str(Path(tmp) / "chdb"))
+        await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
+        # Turn -1 warms up (chdb's first inserts, the span exporter's Kafka connection),
+        # uncounted; then the order alternates.
+        for turn in range(-1, rounds):
+            for mode in ("on",) if turn < 0 else ("off", "on") if turn % 2 == 0 else ("on", "off"):
+                tracer = provider.get_tracer("bench") if mode == "on" else None
+                settings = OtelSettings(
+                    bootstrap=bootstrap,
+                    group=unique("bench-tracing-writer"),
+                    topics=(topic,),
+                    name="warehouse",
+                )
+                writer = OtelConsumer(
+                    settings,
+                    backend,
+                    decoders={topic: decode_lineage_pending},
+                    schema=LINEAGE_SCHEMA,
+                )
+                writer.tracer = tracer
+                lineage = LineageConsumer(
+                    LineageSettings(
+                        bootstrap=bootstrap,
+                        marquez_url=marquez,
+                        group=unique("bench-tracing-lineage"),
+                        topic=topic,
+                    ),
+                    tracer=tracer,
+                )
+                for name, consumer in (("warehouse writer", writer), ("lineage consumer", lineage)):
+                    used = await _consumer_cpu(consumer, len(records), provider)
+                    if turn >= 0:
+                        cpu[name, mode] = cpu.get((name, mode), 0.0) + used
+        await backend.close()
+    await stub.stop()
+    provider.shutdown()
+    n = len(records) * rounds
+    print(
+        f"self-tracing: {len(records)} events x {rounds} rounds a mode, {share:.0%} with a "
+        "sampled traceparent (each makes a store span)"
+    )
+    for name in ("warehouse writer", "lineage consumer"):
+        on, off = cpu[name, "on"] / n, cpu[name, "off"] / n
+        print(
+            f"  {name:<17} cpu/event on {on * 1e6:7.1f} us vs off {off * 1e6:7.1f} us "
+            f"({on / off - 1:+6.1%})"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans-messages", type=int, default=10_000)
     parser.add_argument("--batch-rows", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--stub-marquez", action="store_true")
-    parser.add_argument("--only", choices=("otel", "lineage"))
+    parser.add_argument("--only", choices=("otel", "lineage", "tracing"))
+    parser.add_argument("--rounds", type=int, default=4, help="tracing: turns a mode")
+    parser.add_argument(
+        "--traced-share", type=float, default=0.1, help="tracing: records with a sampled parent"
+    )
     parser.add_argument("--no-metrics", action="store_true", help="otel: spans only")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -335,6 +537,8 @@ async def main() -> None:
         await bench_otel(bootstrap, args.spans_messages, args.batch_rows, not args.no_metrics)
     if args.only in (None, "lineage"):
         await bench_lineage(bootstrap, marquez, args.events)
+    if args.only in (None, "tracing"):
+        await bench_tracing(bootstrap, args.events, args.rounds, args.traced_share)
 
 
 if __name__ == "__main__":

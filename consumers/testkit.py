@@ -45,8 +45,10 @@ async def produce(
     topic: str,
     messages: Sequence[tuple[bytes | None, bytes | None]],
     max_request_size: int = 4 * 1024 * 1024,
+    headers: Sequence[Sequence[tuple[str, bytes]] | None] | None = None,
 ) -> None:
-    """Send (key, value) pairs in order and wait for every ack."""
+    """Send (key, value) pairs in order and wait for every ack; `headers`: each
+    message's record headers, by position."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -56,7 +58,11 @@ async def produce(
     )
     await producer.start()
     try:
-        futures = [await producer.send(topic, value=v, key=k) for k, v in messages]
+        each = headers or [None] * len(messages)
+        futures = [
+            await producer.send(topic, value=v, key=k, headers=list(h) if h else None)
+            for (k, v), h in zip(messages, each, strict=True)
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
