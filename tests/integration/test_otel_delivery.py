@@ -4,8 +4,8 @@
   first offset before its rows are inserted, and `<last>+1` with empty metadata after;
 * flow control: a full batch pauses its partition until its flush has landed;
 * shutdown: what is buffered is flushed and committed, and the group is left;
-* two members: a second joins mid-stream, then the first dies; every record is stored
-  once.
+* two members: a second joins mid-stream, then the first dies with a batch in flight;
+  every record is stored once.
 """
 
 from __future__ import annotations
@@ -186,14 +186,18 @@ async def test_stopping_flushes_the_buffered_batch_commits_it_and_leaves_the_gro
     assert await group_state(bootstrap, one.group) == "Empty", "the member left the group"
 
 
-async def test_a_second_member_joins_then_the_first_dies_and_every_record_is_stored_once(
+async def test_a_second_member_joins_then_the_first_dies_mid_batch_and_every_record_is_stored_once(
     env: dict[str, str], chdb: ChdbBackend
 ) -> None:
+    """The first member dies while one of its batches is in flight (its `pending:` marker
+    committed, its insert not landed): the second replays that batch from the marker."""
     bootstrap = env["KAFKA_BOOTSTRAP"]
     topic, group = unique("otel-members"), unique("otel-members-group")
     await create_topics(bootstrap, [topic], partitions=3)
     await produce(bootstrap, topic, KIND.records(90))
-    first = batch_consumer(env, KIND, topic, group, chdb, max_batch_messages=7)
+    held = HeldStore(chdb)
+    held.release()
+    first = batch_consumer(env, KIND, topic, group, held, max_batch_messages=7)
     second = batch_consumer(env, KIND, topic, group, chdb, max_batch_messages=7)
     stop_first, first_task = start(first)
     stop_second: asyncio.Event | None = None
@@ -213,14 +217,24 @@ async def test_a_second_member_joins_then_the_first_dies_and_every_record_is_sto
             "the partitions were never shared",
             within=60,
         )
+        held.hold()  # the first's next insert stays in flight
+        inserts = held.waiting
         await produce(bootstrap, topic, KIND.records(90))  # for both members
         await wait_for(lambda: second.stats.get("batches") >= 1, "the second stored nothing")
-        first.abort()  # dies mid-stream: no flush, no commit
+        await wait_for(lambda: held.waiting > inserts, "no batch of the first went in flight")
+        in_flight = {
+            tp
+            for tp, meta in (await commits(bootstrap, group)).items()
+            if meta.metadata.startswith("pending:")
+        }
+        assert in_flight & kafka_first.assignment(), "the batch in flight has no marker"
+        first.abort()  # dies mid-batch: its insert never lands, its end is never committed
         await finish(stop_first, first_task)
         await produce(bootstrap, topic, KIND.records(90))
         await wait_drained(bootstrap, group, [topic], within=90)
         assert len(kafka_second.assignment()) == 3
     finally:
+        held.release()
         if not first_task.done():
             await finish(stop_first, first_task)
         if stop_second is not None and second_task is not None:
