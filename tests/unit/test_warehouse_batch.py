@@ -24,6 +24,7 @@ from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pendi
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
 from consumers.warehouse.decode import event_row as real_event_row
+from consumers.warehouse.decode import io_and_links as real_io_and_links
 from tests.unit import test_openlineage_compat as compat
 from tests.unit.test_openlineage_fuzz import FUZZ, events, raw_bodies
 from tests.warehouse_events import (
@@ -192,23 +193,41 @@ async def test_refused_records_leave_no_row_and_keep_their_reason(chdb: ChdbBack
     ]
 
 
-def test_a_decoder_bug_refuses_that_record_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("where", ["before_rows", "mid_rows"])
+def test_a_decoder_bug_refuses_that_record_alone(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """Anything but a DecodeError out of one event's rules is that record's
-    `decoder_error`; the records around it keep their rows."""
-    samples = producer_samples()[:3]
+    `decoder_error`, raised before its rows or halfway through them (its event row
+    already appended): it leaves no row, and the records around it keep theirs."""
+    samples = producer_samples()[:4]
 
     def event_row(event: dict[str, Any], ev: Any) -> dict[str, Any]:
         if ev.kind == "dataset":
             raise TypeError("a bug")
         return real_event_row(event, ev)
 
-    monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
+    def io_and_links(event: dict[str, Any], ev: Any) -> tuple[list[Any], list[Any]]:
+        io, links = real_io_and_links(event, ev)
+        if ev.kind == "dataset":
+            del io[0]["DatasetName"]  # a KeyError once the event's row is in
+        return io, links
+
+    if where == "before_rows":
+        monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
+    else:
+        monkeypatch.setattr("consumers.warehouse.batch.io_and_links", io_and_links)
     results = decode_lineage_batch(samples)
-    assert isinstance(results[2], DecodeError) and results[2].reason == "decoder_error"
-    assert "TypeError: a bug" in results[2].detail
-    for raw, result in zip(samples[:2], results[:2], strict=True):
+    failed = results[2]
+    assert isinstance(failed, DecodeError) and failed.reason == "decoder_error"
+    assert ("TypeError: a bug" if where == "before_rows" else "KeyError") in failed.detail
+    stored = [(raw, r) for raw, r in zip(samples, results, strict=True) if r is not failed]
+    for raw, result in stored:
         assert not isinstance(result, DecodeError)
         assert {t: r.rows() for t, r in result.items()} == decode_lineage(raw)
+    outcome = results[3]
+    assert not isinstance(outcome, DecodeError)
+    assert outcome["lineage_events"].data.num_rows == 3  # nothing left of the failed one
 
 
 def test_what_can_be_told_alone_is_refused_at_once() -> None:
