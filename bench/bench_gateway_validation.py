@@ -12,7 +12,8 @@ passes over all of them, in microseconds per event, all in this one run:
   to Python by fastjsonschema, plus the same name rules;
 * `jsonschema`: the pure-Python validator that lists every error (the refusal path);
 * `loads` (ours: orjson, exact parser as fallback) against `loads_exact` (the parser
-  alone, what the consumer ran before), and the consumer's whole `validate(raw)`.
+  alone, what the consumer ran before), the consumer's whole `validate(raw)` and the
+  gateway's whole door for one event (`parse_json` + `check`: validate, re-encode, key).
 
 No stack needed: this is CPU only.
 """
@@ -32,6 +33,8 @@ import fastjsonschema
 
 from bench.bench_warehouse import stage_events
 from consumers.lineage.validate import validate
+from gateway.body import parse_json
+from gateway.lineage import check
 from lineagehub import openlineage_schema as ol
 
 
@@ -59,6 +62,12 @@ def fastjsonschema_baseline() -> Callable[[dict[str, Any]], object]:
     return check
 
 
+def gateway_door(raw: bytes) -> object:
+    """What the gateway does to a single event's body before Kafka (no HTTP)."""
+    value, _problem = parse_json(raw)
+    return check(value, 1_000_000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=500)
@@ -83,6 +92,7 @@ def main() -> None:
         ("loads (ours: orjson first)", per_event_us(ol.loads, raws, args.repeat)),
         ("loads_exact (before)", per_event_us(ol.loads_exact, raws, args.repeat)),
         ("consumer validate(raw), whole", per_event_us(validate, raws, args.repeat)),
+        ("gateway parse_json + check, whole", per_event_us(gateway_door, raws, args.repeat)),
     ]
     size = sum(map(len, raws)) / len(raws)
     print(f"{len(events)} events, {size:.0f} bytes each on average; best of {args.repeat}")
