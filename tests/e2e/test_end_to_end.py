@@ -83,7 +83,7 @@ def clickhouse_spans(env: dict[str, str], trace_id: str) -> list[Obj]:
     query = (
         "SELECT SpanId, ParentSpanId, SpanName, ServiceName, SpanKind, StatusCode, "
         "SpanAttributes['k8s.namespace.name'] AS namespace "
-        f"FROM otel_traces WHERE TraceId = '{trace_id}'"
+        f"FROM otel.otel_traces WHERE TraceId = '{trace_id}'"
     )
     reply = httpx.post(
         env["CLICKHOUSE_HTTP_URL"],
@@ -91,7 +91,7 @@ def clickhouse_spans(env: dict[str, str], trace_id: str) -> list[Obj]:
         content=query.encode(),
         timeout=30,
     )
-    reply.raise_for_status()
+    assert reply.status_code == 200, reply.text
     return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
 
 
