@@ -430,3 +430,28 @@ async def test_any_clean_batch_is_decoded_as_arrow_and_stored_as_python_stores_i
     """Every metric type with typed values, unicode, exact nanoseconds, enums of any
     int32, odd doubles, unset optionals and bucket sides: none flagged, the same rows."""
     assert await assert_same(shared, raws, METRICS) == set()
+
+
+async def test_arrow_rows_read_back_as_the_row_decoders_rows() -> None:
+    """What the native backend sends (`ArrowRows.rows()`: times as integer ns, maps as
+    dicts, arrays as lists) is what the row decoder gives, table by table."""
+    request = ExportMetricsServiceRequest.FromString(rich_request())
+    for metric in request.resource_metrics[0].scope_metrics[0].metrics:  # NaN != NaN
+        data = getattr(metric, metric.WhichOneof("data") or "")
+        for point in data.data_points:
+            for exemplar in getattr(point, "exemplars", []):
+                if math.isnan(exemplar.as_double):
+                    exemplar.as_double = 0.5
+            if metric.HasField("summary") and math.isnan(point.sum):
+                point.sum = 0.5
+            if metric.HasField("histogram"):
+                point.explicit_bounds[:] = [
+                    b if not math.isnan(b) else 3.0 for b in point.explicit_bounds
+                ]
+    raw = request.SerializeToString()
+    (tables,) = decode_metric_batch([raw])
+    assert not isinstance(tables, DecodeError)
+    expected = decode_metric_columns(raw)
+    for name, rows in tables.items():
+        assert isinstance(rows, ArrowRows)
+        assert rows.rows() == rows_of(expected[name]), name
