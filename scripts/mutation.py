@@ -26,7 +26,9 @@ tests, chdb included: seconds a mutant), then only those the fast tests let thro
 against the integration tests (real Kafka; `--tests` narrows them), in holds of the stack
 lock of at most `--hold` seconds each (`flock /tmp/lh-stack.lock timeout ...`), until
 each has a verdict. Its results sit in .artifacts/mutation/<target>-kafka/; the report
-gives both stages and what survives both.
+gives both stages and what survives both. `--resume` keeps the fast stage's results and
+goes on with the integration stage where the last staged run stopped (--only may narrow
+it to some of the first stage's mutants).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import sys
 import tarfile
 import tomllib
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatch
 from pathlib import Path
 
 from mutmut.stats import status_by_exit_code
@@ -101,6 +104,7 @@ TARGETS = [
             "tests/integration/test_consumer_delivery_mutants.py",
             "tests/integration/test_consumer_otel.py",
             "tests/integration/test_otel_delivery.py",
+            "tests/integration/test_otel_delivery_faults.py",
         ],
         skip_lines=QUIET_LINES,
     ),
@@ -348,36 +352,50 @@ def statuses(work: Path, target: Target) -> dict[str, str]:
     status: dict[str, str] = {}
     for rel in target.mutate:
         path = work / "mutants" / rel
-        codes = json.loads(path.with_name(path.name + ".meta").read_text())["exit_code_by_key"]
-        status.update({key: status_by_exit_code[code] for key, code in codes.items()})
+        meta = path.with_name(path.name + ".meta")
+        if meta.exists():  # before mutmut's first run in `work`: none
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            status.update({key: status_by_exit_code[code] for key, code in codes.items()})
     return status
 
 
-def staged(target: Target, max_children: int, only: list[str], tests: list[str], hold: int) -> None:
+def staged(
+    target: Target,
+    max_children: int,
+    only: list[str],
+    tests: list[str],
+    hold: int,
+    resume: bool,
+) -> None:
     """Fast tests on every mutant, then the integration tests on what they let through,
-    in holds of the stack lock of at most `hold` seconds."""
+    in holds of the stack lock of at most `hold` seconds. `resume`: keep the fast stage's
+    results and the integration stage's copy from the last staged run; go on from there."""
     if not only:
         raise SystemExit("--staged needs --only: the integration stage is for a few functions")
-    run(target, False, max_children, only, [])
+    if not (resume and (OUT / target.name / "mutants").is_dir()):
+        run(target, False, max_children, only, [])
     fast = statuses(OUT / target.name, target)
-    chosen = [k for k in fast if fast[k] != "not checked"]  # what `only` selected
+    chosen = [k for k in fast if fast[k] != "not checked" and any(fnmatch(k, g) for g in only)]
     passed = sorted(k for k in chosen if fast[k] in NOT_KILLED)
     print(f"   fast tests: {len(chosen)} mutants, {len(passed)} not killed", flush=True)
     if not passed:
         return
     kafka = replace(target, name=target.name + KAFKA_STAGE)
-    work = _prepare(kafka, tests or target.integration_tests)
-    (OUT / f"{kafka.name}.log").unlink(missing_ok=True)
+    work = OUT / kafka.name
+    if not (resume and (work / "pyproject.toml").exists()):
+        work = _prepare(kafka, tests or target.integration_tests)
+        (OUT / f"{kafka.name}.log").unlink(missing_ok=True)
     # mutmut's SIGINT handling stops its workers; -k: whatever is left is killed.
     wrap = ["flock", STACK_LOCK, "timeout", "-s", "INT", "-k", "60", str(hold), "nice", "-n", "10"]
     while True:
         now = statuses(work, kafka)
-        todo = [k for k in passed if now[k] == "not checked"]
+        todo = [k for k in passed if now.get(k, "not checked") == "not checked"]
         print(f"   integration stage: {len(passed) - len(todo)}/{len(passed)} done", flush=True)
         if not todo:
             return
         _mutmut(kafka, work, max_children, todo, wrap, f"{kafka.name}.log")
-        if sum(1 for k in todo if statuses(work, kafka)[k] == "not checked") == len(todo):
+        after = statuses(work, kafka)
+        if all(after.get(k, "not checked") == "not checked" for k in todo):
             raise SystemExit(
                 f"a hold of {hold} s judged no mutant (the clean run alone is longer, or "
                 f"mutmut failed): narrow --tests or raise --hold; see {kafka.name}.log"
@@ -419,6 +437,11 @@ def main() -> int:
         metavar="SECONDS",
         help="the longest hold of the stack lock in a staged run's integration stage",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="a staged run: keep the fast stage's results and go on with the integration stage",
+    )
     args = parser.parse_args()
     chosen = [t for t in TARGETS if not args.targets or t.name in args.targets]
     unknown = set(args.targets) - {t.name for t in TARGETS}
@@ -431,7 +454,7 @@ def main() -> int:
     if not args.report_only:
         for target in chosen:
             if args.staged:
-                staged(target, args.max_children, args.only, args.tests, args.hold)
+                staged(target, args.max_children, args.only, args.tests, args.hold, args.resume)
             else:
                 run(target, integration, args.max_children, args.only, args.tests)
     # The report covers every target that has results, the ones not run now from their last run.
