@@ -119,6 +119,32 @@ async def test_a_refused_record_among_accepted_ones_is_dead_lettered_alone(rig: 
     alone = [t for t in rig.store.tokens if "/otel_traces/" in t]
     assert sorted(t.rsplit("/", 1)[1] for t in alone) == ["0", "1", "2", "4", "5", "6"]
     assert all(t.startswith(f"g/{TOPIC}/0/0-6/") for t in alone)
+    # Every table the batch decodes into gets its rows, not only the first one refused.
+    assert {t.split("/")[5] for t in rig.store.tokens} == {"otel_traces", "pipeline_runs"}
+
+
+async def test_two_refused_records_in_one_batch_are_both_dead_lettered(rig: Rig) -> None:
+    await rig.chdb.query(NO_POISON)
+    await rig.insert(rig.batch([POISON, *good(2), POISON, *good(2)]))
+    assert sorted(o for o, _, _ in rig.dead()) == [0, 3]
+    assert await stored(rig.chdb, KIND) == (4 * KIND.rows, 4 * KIND.rows)
+
+
+async def test_a_table_refusing_every_row_from_the_start_dead_letters_nothing(rig: Rig) -> None:
+    """No insert into the table was ever accepted (no probe): the records' own retries
+    are the probe, and their failing again is no evidence against them."""
+    await rig.chdb.query("ALTER TABLE otel.otel_traces ADD CONSTRAINT outage CHECK 0")
+    task = asyncio.create_task(rig.insert(rig.batch(good(3))))
+    try:
+        await wait_for(lambda: rig.store.failures["otel_traces"] > 20, "the fault was never hit")
+        assert not task.done(), "the batch gave up while the store refused everything"
+        assert rig.dead() == []
+        await rig.chdb.query("ALTER TABLE otel.otel_traces DROP CONSTRAINT outage")
+        await asyncio.wait_for(task, 30)
+    finally:
+        task.cancel()
+    assert rig.dead() == []
+    assert await stored(rig.chdb, KIND) == (3 * KIND.rows, 3 * KIND.rows)
 
 
 async def test_a_refused_record_alone_waits_for_the_tables_probe_then_is_dead_lettered(
@@ -150,6 +176,7 @@ async def test_a_table_refusing_every_row_dead_letters_nothing_and_the_batch_lan
         status, body = rig.otel.health.body()
         assert (status, body["status"]) == (200, "degraded"), body
         assert "refuses inserts into otel_traces" in str(body)
+        assert "VIOLATED_CONSTRAINT" in str(body), "the store's own error is shown"
         await rig.chdb.query("ALTER TABLE otel.otel_traces DROP CONSTRAINT outage")
         await asyncio.wait_for(task, 30)
     finally:
