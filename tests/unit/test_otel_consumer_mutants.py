@@ -153,6 +153,8 @@ async def test_a_refused_record_alone_waits_for_the_tables_probe_then_is_dead_le
     """Alone in its batch, nothing of the batch says the table takes rows: the last
     accepted insert, sent again (dropped by its token), is the evidence."""
     await rig.insert(rig.batch(good(2)))
+    # A batch the store takes whole: one insert per table it decodes into, all of them.
+    assert sorted(t.split("/")[5] for t in rig.store.tokens) == ["otel_traces", "pipeline_runs"]
     await rig.chdb.query(NO_POISON)
     await rig.insert(rig.batch([POISON]))
     assert [(o, r) for o, r, _ in rig.dead()] == [(2, b"insert_failed")]
