@@ -2,6 +2,8 @@
 
 * reading the group's committed offsets fails when partitions are assigned: the consumer
   reads them again and still replays a crashed batch with the crashed batch's bounds;
+* a new group's first records arrive while that read is still on its way: they are kept
+  (the partition has no commit to go back to);
 * the commit fails while the consumer stops: the batch is left to the next member, no
   rewind is started on the way out, and the next member stores every record once.
 """
@@ -12,6 +14,7 @@ import asyncio
 from typing import Any, ClassVar
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
@@ -75,6 +78,45 @@ async def test_a_failed_read_of_the_committed_offsets_still_replays_the_crashed_
     assert CoordinatorAwayOnce.failed == 1, "the offsets read never failed"
     assert recording.tokens[0] == crashing.tokens[0], "the replay cut the batch elsewhere"
     assert await stored(chdb, KIND) == (45 * KIND.rows, 45 * KIND.rows)
+
+
+async def test_records_fetched_before_a_new_groups_offsets_are_read_are_kept(
+    env: dict[str, str], chdb: ChdbBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka hands out records as soon as it installs the assignment, before the
+    listener knows whether a partition has a commit. With none, nothing will seek back to
+    those records: dropped there, they would be lost, and later commits would pass them."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-early"), unique("otel-early-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(20))
+    fetched = asyncio.Event()
+    real_getmany = AIOKafkaConsumer.getmany
+    real_list = AIOKafkaAdminClient.list_consumer_group_offsets
+
+    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
+        out = await real_getmany(self, *tps, **kw)
+        if any(tp.topic == topic and records for tp, records in out.items()):
+            fetched.set()
+        return out
+
+    async def offsets_after_the_fetch(self: AIOKafkaAdminClient, group_id: str, **kw: Any) -> Any:
+        if group_id == group:  # the answer comes once records were handed out
+            await asyncio.wait_for(fetched.wait(), 30)
+        return await real_list(self, group_id, **kw)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", offsets_after_the_fetch)
+    # No batch is cut by time before the listener is done with the early records.
+    otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_wait=5.0)
+    stop, task = start(otel)
+    try:
+        await asyncio.wait_for(fetched.wait(), 60)
+        await produce(bootstrap, topic, KIND.records(10))
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, KIND) == (30 * KIND.rows, 30 * KIND.rows)
 
 
 async def test_a_commit_failing_while_stopping_starts_no_rewind_and_loses_nothing(
