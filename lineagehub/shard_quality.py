@@ -4,9 +4,12 @@ Two parties sum the same shards: the shard that commits (for the stage's COMPLET
 event, from each shard's full result) and the operator (for the run's status, from each
 shard pod's termination message). Both call `merge`, so the event and the status agree:
 
-- a check is the same check on every shard when its (name, type, column) is the same;
-  checks keep the order in which they first appear (a shard's termination message may
-  leave out passing checks when it runs out of room, so position is no key);
+- a check is the same check on every shard when its key (name, type, column, severity)
+  is the same and it is that key's n-th check within its shard: names need not be
+  unique (an unnamed check is called `<type>_<column>`), so two range checks on one
+  column stay two. Checks keep the order in which they first appear (a shard's
+  termination message may leave out passing checks when it runs out of room, so
+  position alone is no key);
 - it passed only when it passed on every shard that reported it;
 - its failed rows are added up;
 - its sample is the failing shards' samples, in shard order, the first `SAMPLE_SIZE`.
@@ -27,7 +30,7 @@ T = TypeVar("T")
 class Verdict(NamedTuple):
     """What the merge reads from one shard's check."""
 
-    key: tuple[str, str, str]
+    key: tuple[str, ...]
     success: bool
     failed_rows: int
     sample: Sequence[str]
@@ -46,11 +49,13 @@ class MergedCheck(Generic[T]):
 
 def merge(shards: Sequence[Sequence[T]], verdict: Callable[[T], Verdict]) -> list[MergedCheck[T]]:
     """Each check of `shards` (each shard's checks, in shard order) summed over them."""
-    merged: dict[tuple[str, str, str], MergedCheck[T]] = {}
+    merged: dict[tuple[object, ...], MergedCheck[T]] = {}
     for checks in shards:
+        seen: dict[tuple[str, ...], int] = {}
         for check in checks:
             v = verdict(check)
-            into = merged.setdefault(v.key, MergedCheck(first=check))
+            nth = seen[v.key] = seen.get(v.key, -1) + 1
+            into = merged.setdefault((*v.key, nth), MergedCheck(first=check))
             into.failed_rows += v.failed_rows
             if not v.success:
                 into.success = False

@@ -76,7 +76,7 @@ def _datasets(shards: Sequence[Sequence[DatasetInfo]]) -> list[DatasetInfo]:
 
 
 def _verdict(q: QualityOutcome) -> Verdict:
-    return Verdict((q.name, q.type, q.column), q.success, q.failed_rows, q.sample)
+    return Verdict((q.name, q.type, q.column, q.severity), q.success, q.failed_rows, q.sample)
 
 
 def _quality(shards: Sequence[Sequence[QualityOutcome]]) -> list[QualityOutcome]:

@@ -46,7 +46,7 @@ def _sum(values: list[Any]) -> int | None:
 
 
 def _verdict(q: dict[str, Any]) -> Verdict:
-    key = (str(q.get("name")), str(q.get("type")), str(q.get("column")))
+    key = (str(q.get("name")), str(q.get("type")), str(q.get("column")), str(q.get("severity")))
     sample = q.get("sample")
     return Verdict(
         key,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lineagehub_operator.shards import combined_outcome
@@ -17,7 +18,12 @@ from lineagehub.shard_quality import SAMPLE_SIZE, Verdict, merge
 from pipeline_runner.result import MAX_SAMPLE_CHARS, QualityOutcome, StageResult
 from pipeline_runner.shard_results import combine
 
-CHECKS = [("ids", "not_null", "order_id"), ("amount", "range", "amount"), ("cur", "regex", "c")]
+#: (name, type, column, severity): a check's severity is its spec's, the same on every shard.
+CHECKS = [
+    ("ids", "not_null", "order_id", "fail"),
+    ("amount", "range", "amount", "warn"),
+    ("cur", "regex", "c", "fail"),
+]
 TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=100)
 
 
@@ -27,14 +33,14 @@ def shard_checks(draw: st.DrawFn) -> list[QualityOutcome]:
     room leaves passing ones out), in an order of its own."""
     keys = draw(st.permutations(CHECKS))
     out = []
-    for name, kind, column in keys[: draw(st.integers(1, len(keys)))]:
+    for name, kind, column, severity in keys[: draw(st.integers(1, len(keys)))]:
         failed = draw(st.integers(0, 50))
         out.append(
             QualityOutcome(
                 name=name,
                 type=kind,
                 column=column,
-                severity=draw(st.sampled_from(["warn", "fail"])),
+                severity=severity,
                 success=failed == 0,
                 failed_rows=failed,
                 message=f"{failed} rows failed {name}",
@@ -101,3 +107,40 @@ def test_the_rule_keys_checks_and_keeps_only_failing_samples_in_shard_order() ->
         ("c", True, 0, []),
     ]
     assert merged[0].first_failed == ("a", False, 1, ["a1"])
+
+
+@pytest.mark.parametrize("severities", [("fail", "warn"), ("fail", "fail")])
+def test_two_checks_sharing_a_name_stay_two_checks_on_both_views(
+    severities: tuple[str, str],
+) -> None:
+    """Names need not be unique (an unnamed check is `<type>_<column>`): two range
+    checks on one column (min and max) are two checks, sharded or not, whatever their
+    severities, and a warn-level failure never reads as a fail-level one."""
+
+    def shard(low_failed: int, high_failed: int) -> list[QualityOutcome]:
+        return [
+            QualityOutcome(
+                name="range_amount",
+                type="range",
+                column="amount",
+                severity=severity,
+                success=failed == 0,
+                failed_rows=failed,
+                message=f"{failed} rows",
+                sample=[str(failed)] if failed else [],
+            )
+            for severity, failed in zip(severities, (low_failed, high_failed), strict=True)
+        ]
+
+    shards = [shard(0, 2), shard(0, 4)]
+    results = [
+        StageResult(stage=StageName.TRANSFORM, records_in=9, records_out=9, quality=q)
+        for q in shards
+    ]
+    want = [(severities[0], True, 0), (severities[1], False, 6)]
+    event = combine(results, 1.0).quality
+    assert [(q.severity, q.success, q.failed_rows) for q in event] == want
+    message, reason = combined_outcome([_pod(i, r) for i, r in enumerate(results)], 2)
+    assert reason is None and message is not None
+    status = json.loads(message)["quality"]
+    assert [(q["severity"], q["success"], q["failedRows"]) for q in status] == want
