@@ -18,7 +18,6 @@ attributes the stage gives, in status descriptions and in recorded exceptions.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import secrets
 import sys
@@ -33,6 +32,7 @@ from urllib.parse import unquote
 
 from lineagehub.datasets import redact_text
 from lineagehub.telemetry.spans import AttributeValue, FixedSpan, SpanEvent
+from lineagehub.tracecontext import parse_traceparent
 from pipeline_runner import stage_metrics as metrics
 from pipeline_runner.settings import Settings
 from pipeline_runner.stage_metrics import Measurements
@@ -52,12 +52,6 @@ ATTR_ROWS = "lineagehub.rows"
 ATTR_BYTES = "lineagehub.bytes"
 
 Attributes = Mapping[str, AttributeValue]
-
-#: A W3C traceparent this runner continues (any version but ff; ids not all zeros).
-_TRACEPARENT = re.compile(
-    r"(?P<version>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-[0-9a-f]{2}"
-    r"(?P<rest>-.*)?"
-)
 
 
 def redacted(attributes: Attributes | None) -> dict[str, AttributeValue]:
@@ -81,13 +75,12 @@ def peak_memory_bytes() -> int:
 
 def parent_ids(traceparent: str | None) -> tuple[str, str] | None:
     """(trace id, span id) a W3C traceparent names; None when there is none or it is
-    not valid (the stage then starts a trace of its own)."""
-    match = _TRACEPARENT.fullmatch((traceparent or "").strip())
-    if match is None or match["version"] == "ff" or (match["version"] == "00" and match["rest"]):
+    not valid (the stage then starts a trace of its own). The rules are the shared
+    reader's, so a stage continues exactly the traces the gateway and operator do."""
+    parsed = parse_traceparent(traceparent)
+    if parsed is None:
         return None
-    if set(match["trace"]) == {"0"} or set(match["span"]) == {"0"}:
-        return None
-    return match["trace"], match["span"]
+    return f"{parsed.trace_id:032x}", f"{parsed.span_id:016x}"
 
 
 def resource_of(service_name: str, given: Mapping[str, str]) -> dict[str, str]:
