@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 import kopf
+
+from lineagehub import selftrace
 
 
 def main(argv: list[str]) -> int:
@@ -31,6 +34,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    # Checked here, not in the startup handler: kopf retries a failing startup handler
+    # forever (every 60 s), so a bad sampler would leave the operator up but idle.
+    try:
+        selftrace.configured_sampler(os.environ)
+        selftrace.otlp_protocol(os.environ)
+    except ValueError as exc:
+        print(f"lineage-hub operator: bad configuration: {exc}", file=sys.stderr)
+        return 2
 
     import lineagehub_operator.handlers
     import lineagehub_operator.pipelines  # noqa: F401  (and the Pipelines' handlers)
