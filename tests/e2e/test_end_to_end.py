@@ -82,7 +82,8 @@ def clickhouse_spans(env: dict[str, str], trace_id: str) -> list[Obj]:
     """A trace's spans in the stack's ClickHouse (the otel consumer's SQL endpoint)."""
     query = (
         "SELECT SpanId, ParentSpanId, SpanName, ServiceName, SpanKind, StatusCode, "
-        "SpanAttributes['k8s.namespace.name'] AS namespace "
+        "SpanAttributes['k8s.namespace.name'] AS namespace, "
+        "SpanAttributes['http.response.status_code'] AS http_status "
         f"FROM otel.otel_traces WHERE TraceId = '{trace_id}'"
     )
     reply = httpx.post(
