@@ -24,6 +24,7 @@ from lineagehub.openlineage_schema import (
     event_kind,
     lone_surrogate_path,
     record_key,
+    room_for_nesting,
     schema_errors,
 )
 
@@ -111,7 +112,8 @@ def _encode(event: dict[str, object]) -> bytes:
     try:
         return orjson.dumps(event)
     except orjson.JSONEncodeError:
-        text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        with room_for_nesting():  # the MAX_NESTING levels `loads` lets through
+            text = json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         return text.encode()
 
 

@@ -22,10 +22,14 @@ This module imports nothing else of ours, so any component may import it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache, lru_cache
@@ -216,13 +220,69 @@ def _no_constant(name: str) -> Any:
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
 
+#: Jackson's default `maxNestingDepth` (2.15+), which Marquez's parser keeps: an event
+#: nested deeper is refused there, so it is refused here too, whichever parser read it.
+MAX_NESTING = 1000
+_TOO_DEEP = (
+    f"nesting too deep: more than {MAX_NESTING} levels of objects and arrays (Marquez's "
+    "JSON parser refuses it): flatten the facet"
+)
+
+
+_RECURSION_LOCK = threading.Lock()
+
+
+@contextmanager
+def room_for_nesting() -> Iterator[None]:
+    """Recursion room for `json` to read MAX_NESTING levels wherever it is called from
+    (the interpreter's default limit, 1000, counts the caller's frames too, so `json`
+    alone would refuse from ~990 levels, where Marquez reads 1000)."""
+    with _RECURSION_LOCK:
+        before = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(before, MAX_NESTING + 1000))
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(before)
+
+
+def _deeper_than_limit(value: Any) -> bool:
+    """Whether `value` nests objects/arrays more than MAX_NESTING levels (a loop, not
+    recursion: the value may be as deep as orjson's 1024)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > MAX_NESTING:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _brackets(text: bytes | str) -> int:
+    """How many objects and arrays `text` opens at most (brackets in strings count too)."""
+    if isinstance(text, bytes):
+        return text.count(b"{") + text.count(b"[")
+    return text.count("{") + text.count("[")
+
+
+def _nesting_checked(value: Any, raw_or_text: bytes | str) -> tuple[Any, str | None]:
+    """`(value, None)`, or the refusal when it nests deeper than Marquez reads. Only a
+    text with more than MAX_NESTING brackets can, so the walk is rarely taken."""
+    if not isinstance(value, dict | list):
+        return value, None
+    opened = _brackets(raw_or_text)
+    if opened > MAX_NESTING and _deeper_than_limit(value):
+        return None, _TOO_DEEP
+    return value, None
+
 
 def loads(data: bytes | str) -> tuple[Any, str | None]:
     """`(value, None)`, or `(None, reason)` when Marquez could not parse `data` as JSON.
 
     Never raises: NaN/Infinity, numbers longer than Jackson's 1000 digits (Python
-    itself raises on 4300), invalid UTF-8, and nesting deeper than the interpreter's
-    recursion limit (about 1000, Jackson's limit too) are reasons.
+    itself raises on 4300), invalid UTF-8, and nesting deeper than Jackson's 1000
+    levels (MAX_NESTING) are reasons.
 
     orjson (3 times faster) parses what it reads exactly as the exact parser below
     would: the same doubles, the last duplicate key wins. Whatever it refuses (NaN,
@@ -233,34 +293,36 @@ def loads(data: bytes | str) -> tuple[Any, str | None]:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
         try:
-            return orjson.loads(raw), None
+            value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
+        else:
+            return _nesting_checked(value, raw)
     return loads_exact(data)
 
 
 def loads_exact(data: bytes | str) -> tuple[Any, str | None]:
     """`loads` with Python's parser alone: the reference the fast path is held to."""
+    deep = _brackets(data) > MAX_NESTING - 50
     try:
-        return (
-            json.loads(
+        with room_for_nesting() if deep else contextlib.nullcontext():
+            value = json.loads(
                 data,
                 parse_int=_parse_int,
                 parse_float=_parse_float,
                 parse_constant=_no_constant,
-            ),
-            None,
-        )
+            )
     except _JsonLimit as exc:
         return None, str(exc)
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8: {exc.reason} at byte {exc.start}"
     except json.JSONDecodeError as exc:
         return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except RecursionError:
-        return None, "nesting too deep"
+    except RecursionError:  # far past MAX_NESTING: refused without reading the rest
+        return None, _TOO_DEEP
     except ValueError as exc:  # anything else the decoder refuses (never raise)
         return None, f"not JSON: {str(exc)[:100]}"
+    return _nesting_checked(value, data)
 
 
 # ---- the schema -------------------------------------------------------------------------------
