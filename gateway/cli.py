@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.from_env()
         selftrace.otlp_protocol(os.environ)
+        selftrace.configured_sampler(os.environ)
     except (ValueError, OSError) as exc:
         print(f"lineage-hub gateway: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -137,6 +137,25 @@ def test_an_unknown_protocol_is_a_configuration_error_naming_the_variable(
 
 
 @pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "_ARG"),
+    ],
+)
+def test_check_config_refuses_a_sampler_the_server_would_refuse(
+    setting: dict[str, str],
+    named: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for key, value in setting.items():
+        monkeypatch.setenv(key, value)
+    assert main(["--check-config"]) == 2
+    assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("given", "process", "recorded"),
     [
         # The environment handed to the provider decides, whatever the process's says.
