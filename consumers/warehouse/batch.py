@@ -16,9 +16,10 @@ leaves no row behind: its columns are cut back to where they were, and it gets i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # loaded with the first batch: the writer at rest holds no Arrow
+    import pyarrow as pa
 
 from consumers.otel.columns import ArrowRows, Pending, Rows, arrow_schema
 from consumers.otel.ddl import Table
@@ -82,6 +83,8 @@ class _Columns:
             del values[self.rows :]
 
     def to_arrow(self, events: pa.Table | None = None) -> pa.Table:
+        import pyarrow as pa
+
         schema = arrow_schema(self.table)
         if events is None:
             arrays = [pa.array(self.cols[f.name], f.type) for f in schema]
