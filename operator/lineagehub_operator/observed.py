@@ -150,12 +150,16 @@ def observe_job(body: Mapping[str, Any]) -> ObservedJob | None:
     failed = conditions.get("Failed") or {}
     failed_pods = int(status.get("failed") or 0)
     attempts = failed_pods + int(status.get("succeeded") or 0) + int(status.get("active") or 0)
-    shards = int((body.get("spec") or {}).get("completions") or 1)
+    spec = body.get("spec") or {}
+    shards = int(spec.get("completions") or 1)
     if shards > 1 and attempts:
         # An Indexed Job: its pods are shards, and a retry is a failed pod replaced (the
-        # failure that failed the Job was not).
+        # failure that failed the Job was not). The shards still running when the Job
+        # fails are stopped and counted failed too, but never replaced: the retries are
+        # at most the Job's backoffLimit (Kubernetes' default 6 when unset).
         replaced = failed_pods - (1 if state is JobState.FAILED else 0)
-        attempts = 1 + max(replaced, 0)
+        backoff = spec.get("backoffLimit")
+        attempts = 1 + min(max(replaced, 0), int(6 if backoff is None else backoff))
     return ObservedJob(
         stage=stage,
         name=str(meta.get("name", "")),

@@ -200,3 +200,17 @@ def test_shards_on_a_one_node_workspace_are_scheduled_together() -> None:
     shared = OperatorConfig.from_env({"LINEAGEHUB_WORKSPACE_ACCESS_MODE": "ReadWriteMany"})
     assert "affinity" not in stage_job(r, StageName.EXTRACT, shared)["spec"]["template"]["spec"]
     assert "affinity" not in stage_job(r, StageName.LOAD, CONFIG)["spec"]["template"]["spec"]
+
+
+def test_shards_stopped_by_a_failed_job_are_not_retries() -> None:
+    """With backoffLimit 0 the first failed shard fails the Job, and the Job controller
+    stops the shards still running: they count as failed pods but were never replaced,
+    so the stage made one attempt (the real stack saw 3 when the others were slower)."""
+    ended = {"failed": 3, "conditions": [{"type": "Failed", "status": "True"}]}
+    sharded = {"completions": 3, "completionMode": "Indexed"}
+    no_retries = observe_job(_job({**sharded, "backoffLimit": 0}, ended))
+    assert no_retries is not None and no_retries.attempts == 1
+    # One retry allowed: a shard failed, was replaced, failed again; the other two
+    # stopped with the Job. Two attempts, not four.
+    one_retry = observe_job(_job({**sharded, "backoffLimit": 1}, {**ended, "failed": 4}))
+    assert one_retry is not None and one_retry.attempts == 2
