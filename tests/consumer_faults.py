@@ -10,8 +10,9 @@ import os
 import time
 import uuid
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumers.health import Health
@@ -85,6 +86,23 @@ class StoreInFront:
 
     async def close(self) -> None:
         pass  # the fixture closes the inner store
+
+
+@dataclass
+class Counting(StoreInFront):
+    """The real store; counts each table's refused inserts (the sign that a fault is being
+    hit, and how often, without looking at the clock) and keeps the accepted tokens."""
+
+    failures: Counter[str] = field(default_factory=Counter)
+    tokens: list[str] = field(default_factory=list)
+
+    async def insert(self, table: Table, rows: Any, token: str) -> None:
+        try:
+            await self.inner.insert(table, rows, token)
+        except BaseException:
+            self.failures[table.name] += 1
+            raise
+        self.tokens.append(token)
 
 
 def batch_consumer(

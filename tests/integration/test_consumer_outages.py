@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +36,7 @@ from consumers.health import Health
 from consumers.lineage.consumer import LineageSettings
 from consumers.otel.backend import Backend, ChdbBackend, NativeBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings
-from consumers.otel.ddl import OTEL_SCHEMA, Table
+from consumers.otel.ddl import OTEL_SCHEMA
 from consumers.otel.decode import Row
 from consumers.samples import span, traces_request
 from consumers.stats import Stats
@@ -57,7 +56,7 @@ from stack.pieces.helm import Helm
 from tests.consumer_faults import (
     FAST,
     KINDS,
-    StoreInFront,
+    Counting,
     batch_consumer,
     dead_letters,
     finish,
@@ -73,23 +72,6 @@ from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Counting(StoreInFront):
-    """A backend that counts the inserts that failed, per table: the sign that a fault is
-    being hit (and how often) without looking at the clock."""
-
-    failures: Counter[str] = field(default_factory=Counter)
-    tokens: list[str] = field(default_factory=list)
-
-    async def insert(self, table: Table, rows: Any, token: str) -> None:
-        try:
-            await self.inner.insert(table, rows, token)
-        except BaseException:
-            self.failures[table.name] += 1
-            raise
-        self.tokens.append(token)
 
 
 # ---- 1. ClickHouse failing every record -----------------------------------------------------

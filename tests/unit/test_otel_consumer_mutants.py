@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
@@ -25,9 +23,9 @@ from aiokafka.structs import ConsumerRecord
 from consumers.dlq import DeadLetterQueue, header
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings, _Partition, batch_digest
-from consumers.otel.ddl import OTEL_SCHEMA, Table
+from consumers.otel.ddl import OTEL_SCHEMA
 from consumers.samples import span, traces_request
-from tests.consumer_faults import FAST, KINDS, StoreInFront, stored, wait_for
+from tests.consumer_faults import FAST, KINDS, Counting, stored, wait_for
 from tests.unit.test_consumers_lineage_unit import FakeProducer
 
 KIND = KINDS["otel"]
@@ -35,22 +33,6 @@ TOPIC = "otel-spans-unit"
 TP = TopicPartition(TOPIC, 0)
 POISON = traces_request([span(os.urandom(16), os.urandom(8), "poison")]).SerializeToString()
 NO_POISON = "ALTER TABLE otel.otel_traces ADD CONSTRAINT no_poison CHECK SpanName != 'poison'"
-
-
-@dataclass
-class Counting(StoreInFront):
-    """The real store; counts each table's refused inserts and keeps the accepted tokens."""
-
-    failures: Counter[str] = field(default_factory=Counter)
-    tokens: list[str] = field(default_factory=list)
-
-    async def insert(self, table: Table, rows: Any, token: str) -> None:
-        try:
-            await self.inner.insert(table, rows, token)
-        except BaseException:
-            self.failures[table.name] += 1
-            raise
-        self.tokens.append(token)
 
 
 @dataclass
