@@ -174,14 +174,18 @@ def summary(
         out.append(f"  Console          {gateway}/console/run/{demo.namespace}/{demo.name}")
     else:
         out.append("  Console          the gateway is not up (`lineage-hub stack status`)")
+    # The tables live in the consumers' database: an unqualified name is refused.
+    database = env.get("CLICKHOUSE_DATABASE") or "otel"
     if trace_id:
         out.append(_jaeger_line(env, trace_id))
         out.append(
-            "  ClickHouse       SELECT SpanName, Duration FROM otel_traces "
+            f"  ClickHouse       SELECT SpanName, Duration FROM {database}.otel_traces "
             f"WHERE TraceId = '{trace_id}'  (POST to {env.get('CLICKHOUSE_HTTP_URL')})"
         )
     if run_id:
-        out.append(f"  ClickHouse       SELECT * FROM lineage_runs WHERE RunId = '{run_id}'")
+        out.append(
+            f"  ClickHouse       SELECT * FROM {database}.lineage_runs WHERE RunId = '{run_id}'"
+        )
     out.append(f"  Operator events  kubectl describe pipelinerun {demo.name} -n {demo.namespace}")
     return "\n".join(out)
 

@@ -53,9 +53,14 @@ def verdict_rows(stdout: str) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.usefixtures("stack")
+def printed_queries(where: str) -> list[str]:
+    """The SQL of each "ClickHouse" line under "Where to look", without its note."""
+    lines = [line.split("ClickHouse", 1)[1] for line in where.splitlines() if "ClickHouse" in line]
+    return [line.split("  (POST to", 1)[0].strip() for line in lines]
+
+
 def test_good_run_exits_0_with_every_verdict_true_and_where_to_look(
-    tmp_path: Path, namespace: str
+    tmp_path: Path, namespace: str, stack: StackHandle
 ) -> None:
     done = demo(namespace, manifest(tmp_path, namespace, "pipelinerun.yaml"))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -65,7 +70,17 @@ def test_good_run_exits_0_with_every_verdict_true_and_where_to_look(
     assert rows["LineageRecorded"][:2] == ["True", "Recorded"]
     where = done.stdout.split("Where to look:")[1]
     assert f"/console/run/{namespace}/orders-daily" in where
-    assert "/api/traces/" in where and "FROM otel_traces WHERE TraceId" in where
+    assert "/api/traces/" in where
+    # What the demo tells a person to paste must answer: the trace's spans and the run.
+    queries = printed_queries(where)
+    assert [q.split(" WHERE ")[0] for q in queries] == [
+        "SELECT SpanName, Duration FROM otel.otel_traces",
+        "SELECT * FROM otel.lineage_runs",
+    ]
+    for query in queries:
+        answer = httpx.post(stack.env["CLICKHOUSE_HTTP_URL"], content=query, timeout=30)
+        assert answer.status_code == 200, (query, answer.text)
+        assert answer.text.strip(), f"no rows for the demo's own query: {query}"
     assert f"kubectl describe pipelinerun orders-daily -n {namespace}" in where
     assert done.stdout.rstrip().endswith("its trace and lineage are recorded")
 
