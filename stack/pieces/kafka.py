@@ -20,8 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from lineagehub.topics import ALL_TOPICS, PARTITIONS
 from stack import paths, ports
 from stack.errors import StackError
-from stack.piece import Launch, Piece, port_open, run_step
-from stack.pieces._maven import copy_dependencies, is_fetched
+from stack.piece import Launch, port_open, run_step
+from stack.pieces._maven import MavenServer
 
 KAFKA_VERSION = "4.2.0"
 NODE_ID = 1
@@ -80,22 +80,18 @@ def _new_cluster_id() -> str:
             return text
 
 
-class Kafka(Piece):
+class Kafka(MavenServer):
     name = "kafka"
     version = KAFKA_VERSION
+    pom = POM
+    version_property = "kafka.version"
+    main_jar = "kafka_2.13-{version}.jar"
     port_names = ("kafka", "kafka-controller")
     ready_timeout = 120.0
     stop_timeout = 30.0
     first_build = "Kafka's jars from Maven Central (~1.5 min, while the control plane compiles)"
 
-    def built(self) -> bool:
-        return is_fetched(POM, self.version, self.home)
-
     # -- where things live -------------------------------------------------
-    @property
-    def home(self) -> Path:
-        return paths.cache_dir() / f"kafka-{self.version}"
-
     @property
     def lib(self) -> Path:
         return self.home / "lib"
@@ -123,19 +119,6 @@ class Kafka(Piece):
         ]
 
     # -- contract -----------------------------------------------------------
-    def fetch(self) -> None:
-        self.build()  # the jars are the whole build
-
-    def build(self) -> None:
-        copy_dependencies(
-            self.name,
-            POM,
-            version_property="kafka.version",
-            version=self.version,
-            home=self.home,
-            main_jar=f"kafka_2.13-{self.version}.jar",
-        )
-
     def prepare(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.data.mkdir(parents=True, exist_ok=True)

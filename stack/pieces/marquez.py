@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from stack import paths, ports
-from stack.piece import Launch, Piece, http_ok
+from stack.piece import Launch, http_ok
 from stack.pieces import postgres
-from stack.pieces._maven import copy_dependencies, is_fetched
+from stack.pieces._maven import MavenServer
 
 MARQUEZ_VERSION = "0.50.0"
 POM = paths.REPO_ROOT / "stack" / "maven" / "marquez" / "pom.xml"
@@ -47,36 +47,19 @@ def marquez_config() -> dict[str, object]:
     }
 
 
-class Marquez(Piece):
+class Marquez(MavenServer):
     name = "marquez"
     version = MARQUEZ_VERSION
+    pom = POM
+    version_property = "marquez.version"
+    main_jar = "marquez-api-{version}.jar"
     port_names = ("marquez", "marquez-admin")
     ready_timeout = 180.0  # first start runs the Flyway migrations
     first_build = "Marquez's jars from Maven Central (~1 min)"
 
-    def built(self) -> bool:
-        return is_fetched(POM, self.version, self.home)
-
-    @property
-    def home(self) -> Path:
-        return paths.cache_dir() / f"marquez-{self.version}"
-
     @property
     def config_file(self) -> Path:
         return paths.state_dir() / "marquez" / "marquez.yml"
-
-    def fetch(self) -> None:
-        self.build()  # the jars are the whole build
-
-    def build(self) -> None:
-        copy_dependencies(
-            self.name,
-            POM,
-            version_property="marquez.version",
-            version=self.version,
-            home=self.home,
-            main_jar=f"marquez-api-{self.version}.jar",
-        )
 
     def prepare(self) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)

@@ -6,16 +6,18 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from stack import cli, later, paths, supervisor
 from stack.cli import first_run_line
-from stack.piece import build_lock
+from stack.piece import build_lock, content_key
 from stack.pieces import Helm, Jaeger, Kafka
 from stack.pieces import _gobuild as gobuild
 from stack.pieces.jaeger import JAEGER_VERSION
+from stack.pieces.kafka import POM
 
 WAIT = 10.0
 
@@ -68,6 +70,33 @@ def _waiting_on(lock: Path) -> bool:
     )
 
 
+def _built_while_second_waits(
+    lock_name: str, second: Callable[[], object], put: Callable[[], object]
+) -> object:
+    """Hold the build lock `lock_name`, start `second` in a thread, and once it waits on
+    the lock, `put` the finished artifact in the cache and let go: what `second` returned."""
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(second())
+        except Exception as err:  # the test reports what it raised
+            result.append(err)
+
+    with build_lock(lock_name):
+        waiter = threading.Thread(target=run)
+        waiter.start()
+        lock = paths.cache_dir() / "locks" / f"build-{lock_name}.lock"
+        deadline = time.monotonic() + WAIT
+        while not _waiting_on(lock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _waiting_on(lock), "the second build did not wait for the lock"
+        put()
+    waiter.join(WAIT)
+    (returned,) = result
+    return returned
+
+
 def test_a_build_under_way_elsewhere_is_waited_for_and_not_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,25 +104,31 @@ def test_a_build_under_way_elsewhere_is_waited_for_and_not_run_again(
     the second waits for the first's build and takes its binary, never running Go itself
     (there is no `go` on this PATH: running it would fail)."""
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
-    result: list[object] = []
+    returned = _built_while_second_waits(
+        f"jaeger-{JAEGER_VERSION}",
+        lambda: gobuild.go_build("jaeger", "jaeger", JAEGER_VERSION, "x", "-s -w"),
+        _put_jaeger_in_cache,
+    )
+    assert returned == gobuild.binary_path("jaeger", JAEGER_VERSION)
 
-    def second() -> None:
-        try:
-            result.append(gobuild.go_build("jaeger", "jaeger", JAEGER_VERSION, "x", "-s -w"))
-        except Exception as err:  # the test reports what it raised
-            result.append(err)
 
-    with build_lock(f"jaeger-{JAEGER_VERSION}"):
-        waiter = threading.Thread(target=second)
-        waiter.start()
-        lock = paths.cache_dir() / "locks" / f"build-jaeger-{JAEGER_VERSION}.lock"
-        deadline = time.monotonic() + WAIT
-        while not _waiting_on(lock) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert _waiting_on(lock), "the second build did not wait for the lock"
-        built = _put_jaeger_in_cache()
-    waiter.join(WAIT)
-    assert result == [built]
+def test_jars_fetched_elsewhere_meanwhile_are_waited_for_and_not_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a Maven fetch (Kafka's jars): the second stack waits for the first
+    and finds the jars complete, never running `mvn` (not on this PATH: it would fail)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    kafka = Kafka()
+
+    def put_jars() -> None:
+        lib = kafka.home / "lib"
+        lib.mkdir(parents=True)
+        (lib / kafka.main_jar.format(version=kafka.version)).write_bytes(b"PK fetched elsewhere")
+        (kafka.home / ".complete").write_text(content_key(POM, extra=kafka.version) + "\n")
+
+    assert not kafka.built()
+    assert _built_while_second_waits(kafka.home.name, kafka.build, put_jars) is None
+    assert kafka.built()
 
 
 def test_status_shows_a_background_build_and_down_ends_it(
