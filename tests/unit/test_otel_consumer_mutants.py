@@ -15,15 +15,16 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from consumers.dlq import DeadLetterQueue, header
-from consumers.otel.backend import ChdbBackend
+from consumers.otel.backend import BackendError, ChdbBackend
 from consumers.otel.consumer import OtelConsumer, OtelSettings, _Partition, batch_digest
-from consumers.otel.ddl import OTEL_SCHEMA
+from consumers.otel.ddl import OTEL_SCHEMA, Table
 from consumers.samples import span, traces_request
 from tests.consumer_faults import FAST, KINDS, Counting, stored, wait_for
 from tests.unit.test_consumers_lineage_unit import FakeProducer
@@ -181,3 +182,72 @@ async def test_a_replayed_batch_adds_no_rows(rig: Rig) -> None:
     await rig.insert(rig.batch(values))
     assert await stored(rig.chdb, KIND) == (5 * KIND.rows, 5 * KIND.rows)
     assert [o for o, _, _ in rig.dead()] == [3, 3]
+
+
+READ_ONLY = "ALTER TABLE otel.otel_traces MODIFY SETTING table_readonly = {}"
+
+
+async def waited_out(rig: Rig, task: asyncio.Task[None], failures: int) -> None:
+    """The store refused `failures` inserts and the batch still waits (no error out of
+    `_insert`: `_flush` turns one into a rewind of the partition), showing the store's own
+    error; then the table takes inserts again and the batch lands."""
+    await wait_for(
+        lambda: rig.store.failures["otel_traces"] >= failures or task.done(),
+        "the fault was never hit",
+    )
+    assert not task.done(), f"the batch stopped waiting: {task.exception()!r}"
+    assert rig.dead() == []
+    status, body = rig.otel.health.body()
+    assert (status, body["status"]) == (200, "degraded"), body
+    assert "clickhouse refuses inserts into otel_traces" in str(body), body
+    assert "TABLE_IS_PERMANENTLY_READ_ONLY" in str(body), "the store's own error is shown"
+    assert rig.otel.stats.get("retried", cause="clickhouse") >= failures - 1
+    await rig.chdb.query(READ_ONLY.format(0))
+    await asyncio.wait_for(task, 30)
+
+
+async def test_a_store_refusing_for_a_while_is_waited_out_in_place(rig: Rig) -> None:
+    """A read-only table: ClickHouse says the fault is its own (code 774), so the batch
+    retries where it is, however long the store takes."""
+    await rig.insert(rig.batch(good(1)))
+    await rig.chdb.query(READ_ONLY.format(1))
+    task = asyncio.create_task(rig.insert(rig.batch(good(3))))
+    try:
+        await waited_out(rig, task, failures=4)
+    finally:
+        task.cancel()
+    assert rig.dead() == []
+    assert await stored(rig.chdb, KIND) == (4 * KIND.rows, 4 * KIND.rows)
+
+
+@dataclass
+class ReadOnlyOnFirstRefusal(Counting):
+    """The real store; the table turns read-only as it refuses its first insert (a
+    record's row): the records then inserted one by one meet an outage."""
+
+    async def insert(self, table: Table, rows: Any, token: str) -> None:
+        try:
+            await super().insert(table, rows, token)
+        except BackendError:
+            if sum(self.failures.values()) == 1:
+                await self.inner.query(READ_ONLY.format(1))
+            raise
+
+
+async def test_a_store_going_away_while_records_are_tried_one_by_one_is_waited_out(
+    rig: Rig,
+) -> None:
+    """The batch is refused for one record's row, and while its records are tried one by
+    one the store itself fails: the records wait for it (none is dead-lettered for the
+    store's fault), then the refused record alone is dead-lettered."""
+    store = ReadOnlyOnFirstRefusal(rig.chdb)
+    rig.otel.backend, rig.store = store, store
+    await rig.insert(rig.batch(good(1)))
+    await rig.chdb.query(NO_POISON)
+    task = asyncio.create_task(rig.insert(rig.batch([*good(2), POISON, good(1)[0]])))
+    try:
+        await waited_out(rig, task, failures=4)
+    finally:
+        task.cancel()
+    assert [(o, r) for o, r, _ in rig.dead()] == [(3, b"insert_failed")]
+    assert await stored(rig.chdb, KIND) == (4 * KIND.rows, 4 * KIND.rows)
