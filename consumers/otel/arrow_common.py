@@ -159,6 +159,45 @@ def ns(times: pa.Array) -> pa.Array:
     return pc.cast(pc.cast(times, pa.int64()), pa.timestamp("ns"))
 
 
+@dataclass
+class Levels:
+    """A batch of requests flattened level by level (resource -> scope -> leaf: span or
+    metric), each item with the index of its owner, and the requests' flags so far."""
+
+    resources: pa.Array
+    res_record: np.ndarray  # each resource's request
+    scopes: pa.Array
+    scope_res: np.ndarray  # each scope's resource
+    leaves: pa.Array
+    leaf_scope: np.ndarray
+    leaf_res: np.ndarray
+    leaf_record: np.ndarray
+    res_maps: pa.Array  # each resource's attributes
+    flags: np.ndarray  # per request: left to the row decoder
+
+
+def levels(batch: pa.RecordBatch, resources: str, scopes: str, leaves: str) -> Levels:
+    """Flatten a parsed batch's `resources` -> `scopes` -> `leaves` (field names)."""
+    flags = np.zeros(batch.num_rows, dtype=bool)
+    res, res_record = children(batch.column(resources))
+    scope, scope_res = children(field(res, scopes))
+    leaf, leaf_scope = children(field(scope, leaves))
+    leaf_res = scope_res[leaf_scope]
+    res_maps = attribute_maps(field(field(res, "resource"), "attributes"), res_record, flags)
+    return Levels(
+        res,
+        res_record,
+        scope,
+        scope_res,
+        leaf,
+        leaf_scope,
+        leaf_res,
+        res_record[leaf_res],
+        res_maps,
+        flags,
+    )
+
+
 def record_offsets(owner: np.ndarray, n: int) -> list[int]:
     """Where each of `n` requests' rows start, given each row's request (in order)."""
     counts = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, dtype=np.int64)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,7 @@ from consumers.otel.arrow_common import (
     decode_batch,
     field,
     late,
+    levels,
     lists,
     lookup,
     mark,
@@ -46,7 +48,8 @@ from consumers.otel.arrow_common import (
 )
 from consumers.otel.columns import Pending, Rows, arrow_schema
 from consumers.otel.ddl import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY, Table
-from consumers.otel.decode import _parse, decode_metric_columns
+from consumers.otel.decode import decode_metric_columns
+from consumers.otel.screen import Kind, screen
 
 _HANDLER = HandlerPool([ExportMetricsServiceRequest.DESCRIPTOR.file]).get_for_message(
     ExportMetricsServiceRequest.DESCRIPTOR
@@ -128,16 +131,12 @@ def decode(records: Sequence[bytes]) -> Decoded:
     """The rows of `records` (each already parsed once by protobuf: well-formed, in
     canonical form, with data points), and the indexes of those left to Python."""
     n = len(records)
-    batch = parse_batch(_HANDLER, records)
-    resources, res_record = children(batch.column("resource_metrics"))
-    scopes, scope_res = children(field(resources, "scope_metrics"))
-    metrics, metric_scope = children(field(scopes, "metrics"))
-    metric_res = scope_res[metric_scope]
-    metric_record = res_record[metric_res]
-    flags = np.zeros(n, dtype=bool)
-    res_maps = attribute_maps(field(field(resources, "resource"), "attributes"), res_record, flags)
+    flat = levels(parse_batch(_HANDLER, records), "resource_metrics", "scope_metrics", "metrics")
+    resources, scopes, metrics = flat.resources, flat.scopes, flat.leaves
+    metric_scope, metric_res, metric_record = flat.leaf_scope, flat.leaf_res, flat.leaf_record
+    flags, res_maps = flat.flags, flat.res_maps
     scope = field(scopes, "scope")
-    scope_maps = attribute_maps(field(scope, "attributes"), res_record[scope_res], flags)
+    scope_maps = attribute_maps(field(scope, "attributes"), flat.res_record[flat.scope_res], flags)
     kinds = [_points(kind, table, metrics, metric_record, flags) for kind, table in KINDS]
 
     # Per metric, what its points repeat: resource, scope and metric columns.
@@ -226,39 +225,37 @@ def _table(kind: _Points, keep: np.ndarray, head: Mapping[str, pa.Array]) -> pa.
 # ---- the otel consumer's decoder for the metrics topic ------------------------------------
 
 
-def decode_metric_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:
-    """What `decode.decode_metric_columns` checks of a request alone (it parses; no
-    unknown fields in a ResourceMetrics, ScopeMetrics or Metric; every metric has a name
-    and data; it has data points): a request that fails any of these is given to that
-    decoder at once, which refuses it for the reason it always gave. The rows of the
-    others are decoded with the rest of their batch (`decode_metric_batch`).
-
-    A request not in canonical form (a field given twice, fields out of order, two data
-    kinds of one metric's `oneof`) is decoded in Python at once: protobuf merges such
-    fields, a columnar parser need not.
-    """
-    request: ExportMetricsServiceRequest = _parse(
-        ExportMetricsServiceRequest, raw, "ExportMetricsServiceRequest"
-    )
-    assert raw is not None  # `_parse` refuses an empty record
+def _plain_metrics(scope_metrics: Any) -> int | None:
+    """A scope's data points, None when a metric has no name, no data or unknown fields
+    (the row decoder refuses the request for it)."""
     points = 0
-    for resource_metrics in request.resource_metrics:
-        if UnknownFieldSet(resource_metrics):
-            return decode_metric_columns(raw)
-        for scope_metrics in resource_metrics.scope_metrics:
-            if UnknownFieldSet(scope_metrics):
-                return decode_metric_columns(raw)
-            for metric in scope_metrics.metrics:
-                kind = metric.WhichOneof("data")
-                if kind is None or not metric.name or UnknownFieldSet(metric):
-                    return decode_metric_columns(raw)
-                points += len(getattr(metric, kind).data_points)
-    if not points or request.SerializeToString() != raw:
-        return decode_metric_columns(raw)
-    return {GAUGE.name: Pending(raw, points, decode_metric_batch)}
+    for metric in scope_metrics.metrics:
+        kind = metric.WhichOneof("data")
+        if kind is None or not metric.name or UnknownFieldSet(metric):
+            return None
+        points += len(getattr(metric, kind).data_points)
+    return points
+
+
+def decode_metric_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:
+    """A request checked alone (`screen`); its rows are decoded with the rest of its
+    batch (`decode_metric_batch`)."""
+    return screen(raw, METRICS)
 
 
 def decode_metric_batch(records: list[bytes]) -> list[Outcome]:
     """Each request's tables (slices of the batch's Arrow tables), or, for one `decode`
     flags, what `decode_metric_columns` gives for it: its rows or its `DecodeError`."""
     return decode_batch(records, decode, decode_metric_columns)
+
+
+METRICS = Kind(
+    message=ExportMetricsServiceRequest,
+    resources="resource_metrics",
+    scopes="scope_metrics",
+    check_scopes=True,
+    leaves=_plain_metrics,
+    row_decoder=decode_metric_columns,
+    table=GAUGE.name,
+    batch=decode_metric_batch,
+)

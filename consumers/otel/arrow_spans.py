@@ -18,6 +18,7 @@ value by value: rare, and each rendered exactly as the row decoder does.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,7 @@ from consumers.otel.arrow_common import (
     field,
     hex_ids,
     late,
+    levels,
     lookup,
     mark,
     mark_odd_ids,
@@ -55,11 +57,10 @@ from consumers.otel.decode import (
     ATTR_STAGE,
     SPAN_KINDS,
     STATUS_CODES,
-    DecodeError,
     _int_or_none,
-    _parse,
     decode_trace_columns,
 )
+from consumers.otel.screen import Kind, screen
 
 _HANDLER = HandlerPool([ExportTraceServiceRequest.DESCRIPTOR.file]).get_for_message(
     ExportTraceServiceRequest.DESCRIPTOR
@@ -79,14 +80,9 @@ def decode(records: Sequence[bytes]) -> Decoded:
     """The rows of `records` (each already parsed once by protobuf: well-formed, in
     canonical form, with spans), and the indexes of those left to Python."""
     n = len(records)
-    batch = parse_batch(_HANDLER, records)
-    resources, res_record = children(batch.column("resource_spans"))
-    scopes_of = field(resources, "scope_spans")
-    scopes, scope_res = children(scopes_of)
-    spans, span_scope = children(field(scopes, "spans"))
-    span_res = scope_res[span_scope]
-    span_record = res_record[span_res]
-    flags = np.zeros(n, dtype=bool)
+    flat = levels(parse_batch(_HANDLER, records), "resource_spans", "scope_spans", "spans")
+    scopes, spans, span_scope, span_res = flat.scopes, flat.leaves, flat.leaf_scope, flat.leaf_res
+    span_record, flags, res_maps = flat.leaf_record, flat.flags, flat.res_maps
 
     # What only Python's rules decide: flag the request.
     trace_id, span_id = field(spans, "trace_id"), field(spans, "span_id")
@@ -106,7 +102,6 @@ def decode(records: Sequence[bytes]) -> Decoded:
     for name, width in (("trace_id", 16), ("span_id", 8)):
         mark_odd_ids(flags, span_record[link_span], field(links, name), width)
 
-    res_maps = attribute_maps(field(field(resources, "resource"), "attributes"), res_record, flags)
     span_maps = attribute_maps(field(spans, "attributes"), span_record, flags)
     event_maps = attribute_maps(field(events, "attributes"), span_record[event_span], flags)
     link_maps = attribute_maps(field(links, "attributes"), span_record[link_span], flags)
@@ -240,37 +235,34 @@ def _runs(
 # ---- the otel consumer's decoder for the spans topic --------------------------------------
 
 
+def _plain_spans(scope_spans: Any) -> int | None:
+    """A scope's spans, None when one has unknown fields (the row decoder refuses it)."""
+    spans = scope_spans.spans
+    if any(UnknownFieldSet(span) for span in spans):
+        return None
+    return len(spans)
+
+
 def decode_trace_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:
-    """What `decode.decode_trace_columns` checks of a request alone (it parses, it has
-    spans); its rows are decoded with the rest of its batch (`decode_trace_batch`).
-
-    Unknown fields where the row decoder refuses them (a ResourceSpans, a Span): that
-    decoder decides at once, so both paths refuse the same requests for the same reason.
-
-    A request not in canonical form (its fields encoded again are not its bytes: a field
-    given twice, fields out of order, defaults written out) is decoded in Python at once:
-    protobuf merges such fields, a columnar parser need not.
-    """
-    request: ExportTraceServiceRequest = _parse(
-        ExportTraceServiceRequest, raw, "ExportTraceServiceRequest"
-    )
-    assert raw is not None  # `_parse` refuses an empty record
-    spans = 0
-    for resource_spans in request.resource_spans:
-        if UnknownFieldSet(resource_spans):
-            return decode_trace_columns(raw)
-        for scope_spans in resource_spans.scope_spans:
-            spans += len(scope_spans.spans)
-            if any(UnknownFieldSet(span) for span in scope_spans.spans):
-                return decode_trace_columns(raw)
-    if not spans:
-        raise DecodeError("empty", "ExportTraceServiceRequest carries no spans")
-    if request.SerializeToString() != raw:
-        return decode_trace_columns(raw)
-    return {TRACES.name: Pending(raw, spans, decode_trace_batch)}
+    """A request checked alone (`screen`); its rows are decoded with the rest of its
+    batch (`decode_trace_batch`)."""
+    return screen(raw, SPANS)
 
 
 def decode_trace_batch(records: list[bytes]) -> list[Outcome]:
     """Each request's tables (slices of the batch's Arrow tables), or, for one `decode`
     flags, what `decode_trace_columns` gives for it: its rows or its `DecodeError`."""
     return decode_batch(records, decode, decode_trace_columns)
+
+
+SPANS = Kind(
+    message=ExportTraceServiceRequest,
+    resources="resource_spans",
+    scopes="scope_spans",
+    check_scopes=False,
+    leaves=_plain_spans,
+    row_decoder=decode_trace_columns,
+    table=TRACES.name,
+    batch=decode_trace_batch,
+    empty="ExportTraceServiceRequest carries no spans",
+)
