@@ -50,7 +50,6 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from opentelemetry.sdk.trace import TracerProvider
 
 from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
@@ -72,6 +71,7 @@ from consumers.testkit import create_topics, produce, unique, wait_drained
 from consumers.warehouse.batch import decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from lineagehub import selftrace
+from lineagehub.store_spans import SpanRecorder
 from lineagehub.tracecontext import format_traceparent
 
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
@@ -146,7 +146,9 @@ async def bench_otel_topic(
 
         settings = _settings(bootstrap, group, topic, batch_rows, step, tune_gc)
         consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
+        cpu = time.process_time()
         run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
+        cpu = time.process_time() - cpu
         stored = 0
         for table in counted:
             (row,) = await backend.query(f"SELECT count() AS n FROM otel.{table}")
@@ -166,6 +168,13 @@ async def bench_otel_topic(
     print(
         f"  Kafka -> chdb, start to end      {total / run.wall_s:>10,.0f} {unit} "
         f"({run.wall_s:.1f}s incl. group join, {run.batches:.0f} batches)"
+    )
+    # Per core: the process's CPU time (every thread: chdb's, the decoders', the event
+    # loop's) from start to drained; on a busy machine the wall-clock rate shows the share
+    # of the cores it got, this shows what it costs.
+    print(
+        f"  Kafka -> chdb, per CPU-second    {total / cpu:>10,.0f} {unit} "
+        f"({cpu / total * 1e6:.1f} us CPU a row, start to end)"
     )
     return ours
 
@@ -244,16 +253,20 @@ def settle(decoded: list[Mapping[str, Rows | Pending]], step: int) -> list[Mappi
     return out
 
 
-async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bool) -> None:
-    """Spans, then metric points; each with CPython's GC thresholds, then the consumer's."""
+async def bench_otel(
+    bootstrap: str, messages: int, batch_rows: int, metrics: bool, arrow_only: bool = False
+) -> None:
+    """Spans, then metric points; each with CPython's GC thresholds, then the consumer's
+    (`arrow_only`: the consumer's own decoders alone, for profiling)."""
     spans = [run_trace(str(uuid.uuid4()), children=2).SerializeToString() for _ in range(messages)]
     # The row decoder as it was (CPython's GC thresholds), with the consumer's thresholds,
     # then the consumer's decoder (a batch at a time into Arrow).
-    for decoder, tune_gc in (
+    span_runs: list[tuple[Decoder, bool]] = [
         (decode_trace_columns, False),
         (decode_trace_columns, True),
         (decode_trace_requests, True),
-    ):
+    ]
+    for decoder, tune_gc in span_runs[2:] if arrow_only else span_runs:
         clean = await bench_otel_topic(
             bootstrap,
             "spans",
@@ -276,11 +289,12 @@ async def bench_otel(bootstrap: str, messages: int, batch_rows: int, metrics: bo
     points = [metric_points(str(uuid.uuid4()), copies) for _ in range(messages)]
     # The row decoder (CPython's GC thresholds, then the consumer's), then the consumer's
     # decoder (a batch at a time into Arrow).
-    for decoder, tune_gc in (
+    point_runs: list[tuple[Decoder, bool]] = [
         (decode_metric_columns, False),
         (decode_metric_columns, True),
         (decode_metric_requests, True),
-    ):
+    ]
+    for decoder, tune_gc in point_runs[2:] if arrow_only else point_runs:
         clean = await bench_otel_topic(
             bootstrap,
             "points",
@@ -421,7 +435,7 @@ def traced_headers(n: int, share: float) -> list[list[tuple[str, bytes]] | None]
 
 
 def _span_thread_cpu() -> float:
-    """CPU seconds the self-tracing threads (batch processor, Kafka exporter) used."""
+    """CPU seconds the self-tracing threads (span batches, Kafka exporter) used."""
     return sum(
         time.clock_gettime(time.pthread_getcpuclockid(t.ident))
         for t in threading.enumerate()
@@ -429,11 +443,11 @@ def _span_thread_cpu() -> float:
     )
 
 
-SPAN_THREADS = {"OtelBatchSpanRecordProcessor", "selftrace-kafka"}
+SPAN_THREADS = {selftrace.SPAN_THREAD, "selftrace-kafka"}
 
 
 async def _consumer_cpu(
-    consumer: OtelConsumer | LineageConsumer, total: int, provider: TracerProvider
+    consumer: OtelConsumer | LineageConsumer, total: int, recorder: SpanRecorder
 ) -> float:
     """CPU seconds `consumer` took to process `total` records: this thread's (the
     consumer's event loop; the wait polls an in-process counter a hundred times a
@@ -448,7 +462,7 @@ async def _consumer_cpu(
         await asyncio.sleep(0.01)
     stop.set()
     await task
-    provider.force_flush()  # the spans' export is part of the cost
+    recorder.force_flush()  # the spans' export is part of the cost (here in this thread)
     return time.thread_time() - started[0] + _span_thread_cpu() - started[1]
 
 
@@ -463,8 +477,8 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
     ]
     await produce(bootstrap, topic, records, headers=traced_headers(len(records), share))
     environ = {selftrace.TOPIC_ENV: spans_topic}  # the default sampler: the record decides
-    provider = selftrace.tracer_provider("bench-consumers", bootstrap, environ)
-    assert provider is not None
+    recorder = selftrace.span_recorder("bench-consumers", bootstrap, environ)
+    assert recorder is not None
     stub = StubMarquez()
     marquez = await stub.start()
     cpu: dict[tuple[str, str], float] = {}
@@ -475,7 +489,7 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
         # uncounted; then the order alternates.
         for turn in range(-1, rounds):
             for mode in ("on",) if turn < 0 else ("off", "on") if turn % 2 == 0 else ("on", "off"):
-                tracer = provider.get_tracer("bench") if mode == "on" else None
+                tracer = recorder if mode == "on" else None
                 settings = OtelSettings(
                     bootstrap=bootstrap,
                     group=unique("bench-tracing-writer"),
@@ -499,12 +513,12 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
                     tracer=tracer,
                 )
                 for name, consumer in (("warehouse writer", writer), ("lineage consumer", lineage)):
-                    used = await _consumer_cpu(consumer, len(records), provider)
+                    used = await _consumer_cpu(consumer, len(records), recorder)
                     if turn >= 0:
                         cpu[name, mode] = cpu.get((name, mode), 0.0) + used
         await backend.close()
     await stub.stop()
-    provider.shutdown()
+    recorder.shutdown()
     n = len(records) * rounds
     print(
         f"self-tracing: {len(records)} events x {rounds} rounds a mode, {share:.0%} with a "
@@ -530,11 +544,16 @@ async def main() -> None:
         "--traced-share", type=float, default=0.1, help="tracing: records with a sampled parent"
     )
     parser.add_argument("--no-metrics", action="store_true", help="otel: spans only")
+    parser.add_argument(
+        "--arrow-only", action="store_true", help="otel: skip the row decoder's runs"
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     marquez = None if args.stub_marquez else os.environ.get("MARQUEZ_URL")
     if args.only in (None, "otel"):
-        await bench_otel(bootstrap, args.spans_messages, args.batch_rows, not args.no_metrics)
+        await bench_otel(
+            bootstrap, args.spans_messages, args.batch_rows, not args.no_metrics, args.arrow_only
+        )
     if args.only in (None, "lineage"):
         await bench_lineage(bootstrap, marquez, args.events)
     if args.only in (None, "tracing"):
