@@ -16,14 +16,13 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import TracerProvider
-
 from consumers import logs
 from consumers.health import ApiHandler, Health, HealthServer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.sql_http import Runner
 from consumers.stats import Stats
 from lineagehub import selftrace
+from lineagehub.store_spans import SpanRecorder
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 
 if TYPE_CHECKING:
@@ -212,17 +211,16 @@ def main(argv: list[str]) -> int:
         # Only this consumer traces itself (its store span continues the producer's
         # trace); the otel consumer never does: its spans would be about storing spans.
         try:
-            provider = selftrace.tracer_provider(LINEAGE_SERVICE, args.bootstrap)
+            recorder = selftrace.span_recorder(LINEAGE_SERVICE, args.bootstrap)
         except ValueError as exc:
             log.error(str(exc))
             return 2
-        tracer = provider.get_tracer(LINEAGE_SERVICE) if provider is not None else None
-        consumer = LineageConsumer(lineage_settings, stats=stats, health=health, tracer=tracer)
+        consumer = LineageConsumer(lineage_settings, stats=stats, health=health, tracer=recorder)
         try:
             asyncio.run(serve(consumer.run, stats, health, args.health_host, args.health_port))
         finally:
-            if provider is not None:
-                provider.shutdown()  # exports what the batch still holds
+            if recorder is not None:
+                recorder.shutdown()  # exports what the batch still holds
         return 0
     return _clickhouse_main(args, health)
 
@@ -294,7 +292,7 @@ def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
         return 2
     consumers = _batch_consumers(args, backend, stats, health)
     try:
-        provider = _trace_warehouse(args, consumers)
+        recorder = _trace_warehouse(args, consumers)
     except ValueError as exc:
         log.error(str(exc))
         return 2
@@ -326,19 +324,19 @@ def _clickhouse_main(args: argparse.Namespace, health: Health) -> int:
     try:
         asyncio.run(serve(run, stats, health, args.health_host, args.health_port, api, sql))
     finally:
-        if provider is not None:
-            provider.shutdown()  # exports what the batch still holds
+        if recorder is not None:
+            recorder.shutdown()  # exports what the batch still holds
     return 0
 
 
 def _trace_warehouse(
     args: argparse.Namespace, consumers: list[OtelConsumer]
-) -> TracerProvider | None:
+) -> SpanRecorder | None:
     """The lineage warehouse writer's own spans: one per stored record that carries a
     trace context. The otel consumer beside it never traces: its spans would be about
     storing spans, each stored one making another."""
     writers = [c for c in consumers if c.s.name == "warehouse"]
-    provider = selftrace.tracer_provider(WAREHOUSE_SERVICE, args.bootstrap) if writers else None
+    recorder = selftrace.span_recorder(WAREHOUSE_SERVICE, args.bootstrap) if writers else None
     for writer in writers:
-        writer.tracer = provider.get_tracer(WAREHOUSE_SERVICE) if provider is not None else None
-    return provider
+        writer.tracer = recorder
+    return recorder

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from aiokafka.errors import MessageSizeTooLargeError
 
-from lineagehub.selftrace import KafkaRecord
+from lineagehub.store_spans import KafkaRecord
 from lineagehub.topics import dlq as dlq_topic
 
 log = logging.getLogger(__name__)

@@ -1,29 +1,40 @@
-"""Our services' own spans (self-tracing), with the OpenTelemetry SDK.
+"""Our services' own spans (self-tracing).
 
 Sampled as OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG say (the SDK's names, read from
 the environment the provider is given); without them,
 a caller's decision is followed and one in ten of the rest is sampled (DEFAULT_ROOT_RATIO:
 every span costs the service tens of microseconds, and a console's polling or a busy
-ingest must not write a trace per request). Batched by the SDK's BatchSpanProcessor (OTEL_BSP_*),
+ingest must not write a trace per request). Batched as OTEL_BSP_* say, with the resource
+OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME give, all read from that environment too,
 and exported as OTLP protobuf onto the `otel-spans` Kafka topic, the path the runs'
 spans take to ClickHouse and Jaeger, and, as for the runs' spans, also straight to
 OTEL_EXPORTER_OTLP_ENDPOINT with LINEAGEHUB_OTLP_DIRECT=1. The exporter's own producer
 is not instrumented, so exporting spans makes no spans.
+
+The gateway and the operator use the SDK (`tracer_provider`: its FastAPI middleware
+and current-span context); the consumers' store spans, made per record, are recorded
+without it (`span_recorder`, `lineagehub.store_spans`), the same spans at a tenth of
+the cost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import unquote
 
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_NAME,
+    TELEMETRY_SDK_LANGUAGE,
+    TELEMETRY_SDK_NAME,
+    TELEMETRY_SDK_VERSION,
+    Resource,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import (
@@ -35,11 +46,15 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.sdk.version import __version__ as SDK_VERSION
 
+from lineagehub.otlp_spans import OtlpSpan, encode_request, readable
+from lineagehub.span_batches import BatchSettings, SpanBatcher
+from lineagehub.store_spans import SpanRecorder
 from lineagehub.telemetry.publisher import KafkaPublisher
 from lineagehub.topics import SPANS_TOPIC
-from lineagehub.tracecontext import TRACEPARENT, TRACESTATE, headers_context
+from lineagehub.tracecontext import headers_context
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +73,9 @@ SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
 SAMPLER_ARG_ENV = "OTEL_TRACES_SAMPLER_ARG"
 #: Of the requests (or records) that arrive without a sampled trace, the share traced.
 DEFAULT_ROOT_RATIO = 0.1
-CONTEXT_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
+RESOURCE_ENV = "OTEL_RESOURCE_ATTRIBUTES"
+#: The thread that encodes and exports a consumer's store spans.
+SPAN_THREAD = "selftrace-spans"
 
 
 class KafkaSpanExporter(SpanExporter):
@@ -83,6 +100,11 @@ class KafkaSpanExporter(SpanExporter):
         payload = encode_spans(spans).SerializeToString()
         context = spans[0].context
         key = format(context.trace_id, "032x") if context is not None else ""
+        return SpanExportResult.SUCCESS if self.send(key, payload) else SpanExportResult.FAILURE
+
+    def send(self, key: str, payload: bytes) -> bool:
+        """One encoded `ExportTraceServiceRequest` onto the topic; False (said in the
+        log) when Kafka did not take it in time."""
         sent = asyncio.run_coroutine_threadsafe(
             self._publisher.send(self.topic, key, payload), self._loop
         )
@@ -91,8 +113,8 @@ class KafkaSpanExporter(SpanExporter):
         except Exception as exc:  # a lost batch of our own spans must not hurt the service
             sent.cancel()
             log.warning("self-trace spans not exported to Kafka: %s", exc)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+            return False
+        return True
 
     def shutdown(self) -> None:
         if not self._thread.is_alive():
@@ -153,17 +175,17 @@ RATIO_SAMPLERS: dict[str, type[TraceIdRatioBased] | type[ParentBasedTraceIdRatio
 }
 
 
-def configured_sampler(environ: Mapping[str, str]) -> Sampler:
-    """The sampler `environ` asks for with OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
-    (the SDK's names and meaning, read from `environ`, not only from the process's
-    environment as the SDK does); without them, follow the caller and sample
-    DEFAULT_ROOT_RATIO of the rest. A name or ratio the SDK would only warn about and
-    replace is refused here, naming the variable and what it takes."""
+def sampler_setting(environ: Mapping[str, str]) -> tuple[str, float]:
+    """(sampler name, ratio) as `environ` asks with OTEL_TRACES_SAMPLER /
+    OTEL_TRACES_SAMPLER_ARG (the SDK's names and meaning, read from `environ`, not only
+    from the process's environment as the SDK does); without them, follow the caller and
+    sample DEFAULT_ROOT_RATIO of the rest. A name or ratio the SDK would only warn about
+    and replace is refused here, naming the variable and what it takes."""
     name = environ.get(SAMPLER_ENV, "").strip().lower()
     if not name:
-        return ParentBasedTraceIdRatio(DEFAULT_ROOT_RATIO)
+        return "parentbased_traceidratio", DEFAULT_ROOT_RATIO
     if name in FIXED_SAMPLERS:
-        return FIXED_SAMPLERS[name]
+        return name, 1.0
     if name not in RATIO_SAMPLERS:
         known = ", ".join([*FIXED_SAMPLERS, *RATIO_SAMPLERS])
         raise ValueError(f"{SAMPLER_ENV}={name!r} is not supported for self-tracing: use {known}")
@@ -177,7 +199,32 @@ def configured_sampler(environ: Mapping[str, str]) -> Sampler:
             f"{SAMPLER_ARG_ENV}={text!r} is not a ratio: use a number from 0 to 1 "
             f"(the share of traces {name} samples)"
         )
+    return name, ratio
+
+
+def configured_sampler(environ: Mapping[str, str]) -> Sampler:
+    """The SDK sampler `environ` asks for (`sampler_setting`)."""
+    name, ratio = sampler_setting(environ)
+    if name in FIXED_SAMPLERS:
+        return FIXED_SAMPLERS[name]
     return RATIO_SAMPLERS[name](ratio)
+
+
+def remote_parent_sampling(environ: Mapping[str, str]) -> Callable[[int, bool], bool]:
+    """The decision `configured_sampler(environ)` makes for a span whose parent is remote
+    (a consumer's store span, a child of the producer's span), as a plain function of
+    (trace id, parent sampled): no SDK context or span is made to learn it. Parent-based
+    samplers follow the parent's flag (the SDK's defaults for a remote parent); a ratio
+    keeps the trace ids whose low 64 bits are under the SDK's bound."""
+    name, ratio = sampler_setting(environ)
+    if name.startswith("parentbased_"):
+        return lambda trace_id, parent_sampled: parent_sampled
+    if name == "always_on":
+        return lambda trace_id, parent_sampled: True
+    if name == "always_off":
+        return lambda trace_id, parent_sampled: False
+    bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+    return lambda trace_id, parent_sampled: trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
 
 
 def tracer_provider(
@@ -199,12 +246,17 @@ def tracer_provider(
         exporters.append(direct)
     if not exporters:
         return None
-    service_name = env.get("OTEL_SERVICE_NAME") or service
-    provider = TracerProvider(
-        resource=Resource.create({SERVICE_NAME: service_name}), sampler=sampler
-    )
+    batching = BatchSettings.from_environ(env)
+    provider = TracerProvider(resource=Resource(resource_attributes(service, env)), sampler=sampler)
     for target in exporters:
-        provider.add_span_processor(BatchSpanProcessor(target))
+        processor = BatchSpanProcessor(
+            target,
+            max_queue_size=batching.max_queue_size,
+            schedule_delay_millis=batching.schedule_delay_ms,
+            max_export_batch_size=batching.max_export_batch_size,
+            export_timeout_millis=batching.export_timeout_ms,
+        )
+        provider.add_span_processor(processor)
     return provider
 
 
@@ -214,84 +266,76 @@ def record_context(headers: Sequence[tuple[str, bytes]] | None) -> Context | Non
     return headers_context(headers)
 
 
-@contextlib.contextmanager
-def record_span(
-    tracer: Tracer | None,
-    name: str,
-    topic: str,
-    headers: Sequence[tuple[str, bytes]] | None,
-    attributes: Mapping[str, str | int],
-) -> Iterator[Span | None]:
-    """A CONSUMER span, current while a consumer stores one Kafka record, a child of
-    the context the record's headers carry. None (no span work at all) without a
-    tracer, for a record that carries no trace context, and for a record of the spans
-    topic: a consumer never traces its own writing of spans, which would put a span
-    onto `otel-spans` for every span stored, in a loop. Sampling follows the producer's
-    decision (the default sampler is parent-based)."""
-    parent = None if tracer is None or topic == SPANS_TOPIC else record_context(headers)
-    if tracer is None or parent is None:
-        yield None
-        return
-    span_attributes = {"messaging.system": "kafka", "messaging.destination.name": topic}
-    with tracer.start_as_current_span(
-        name, context=parent, kind=SpanKind.CONSUMER, attributes={**span_attributes, **attributes}
-    ) as span:
-        yield span
+def resource_attributes(service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The service's resource as the SDK's `Resource.create` makes it, read from
+    `environ`: the SDK's `telemetry.sdk.*`, then OTEL_RESOURCE_ATTRIBUTES (key=value,
+    comma separated, percent-encoded), then `service.name` (OTEL_SERVICE_NAME, else
+    `service`)."""
+    out = {
+        TELEMETRY_SDK_LANGUAGE: "python",
+        TELEMETRY_SDK_NAME: "opentelemetry",
+        TELEMETRY_SDK_VERSION: SDK_VERSION,
+    }
+    for item in environ.get(RESOURCE_ENV, "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[unquote(key.strip())] = unquote(value.strip())
+    out[SERVICE_NAME] = environ.get("OTEL_SERVICE_NAME") or service
+    return out
 
 
-class KafkaRecord(Protocol):
-    """The parts of a consumed Kafka record a store span names."""
+def _kafka_sink(
+    exporter: KafkaSpanExporter, resource: Mapping[str, str], scope: str
+) -> Callable[[Sequence[OtlpSpan]], None]:
+    def export(spans: Sequence[OtlpSpan]) -> None:
+        payload = encode_request(spans, resource, scope)
+        exporter.send(format(spans[0].trace_id, "032x"), payload)
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
+    return export
 
 
-def batch_store_spans(
-    tracer: Tracer,
-    name: str,
-    records: Sequence[KafkaRecord],
-    started_ns: int,
-    attributes: Mapping[str, str | int],
-) -> int:
-    """After a batch was stored: for each trace context its records carry, a CONSUMER
-    span from `started_ns` to now, a child of that context. A batch serves many traces,
-    so each gets its own span rather than one batch span with many parents; and the
-    records of one context (the events of one batch POST, all under its request span)
-    share one span, `messaging.batch.message_count` of them from `messaging.kafka.offset`
-    on, rather than fifty alike. Records without a context, and every record of the
-    spans topic, make no span. Returns the spans started."""
-    groups: dict[tuple[tuple[str, bytes], ...], list[KafkaRecord]] = {}
-    for record in records:
-        if record.topic == SPANS_TOPIC:
-            continue
-        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
-        key = tuple(h for h in headers if h[0] in CONTEXT_HEADERS)
-        if key:
-            groups.setdefault(key, []).append(record)
-    made = 0
-    for key, group in groups.items():
-        parent = record_context(key)
-        if parent is None:
-            continue
-        first = group[0]
-        span = tracer.start_span(
-            name,
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": first.topic,
-                "messaging.destination.partition.id": str(first.partition),
-                "messaging.kafka.offset": str(first.offset),
-                "messaging.batch.message_count": len(group),
-                **attributes,
-            },
-            start_time=started_ns,
-        )
-        span.end()
-        made += 1
-    return made
+def _direct_sink(
+    exporter: SpanExporter, resource: Mapping[str, str], scope: str
+) -> Callable[[Sequence[OtlpSpan]], None]:
+    sdk_resource = Resource(dict(resource))
+    instrumentation = InstrumentationScope(scope)
+
+    def export(spans: Sequence[OtlpSpan]) -> None:
+        exporter.export([readable(s, sdk_resource, instrumentation) for s in spans])
+
+    return export
+
+
+def span_recorder(
+    service: str, kafka_bootstrap: str, environ: Mapping[str, str] | None = None
+) -> SpanRecorder | None:
+    """A consumer's store spans (`lineagehub.store_spans`), without the SDK: sampled
+    as `configured_sampler` decides, batched as OTEL_BSP_* say, onto `otel-spans` as
+    OTLP protobuf and to a collector when asked (`direct_exporter`), with the resource
+    a `tracer_provider` of `service` would give them. None when self-tracing is off or
+    has nowhere to go, as for `tracer_provider`."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    sample = remote_parent_sampling(env)  # refused before any exporter starts a thread
+    batching = BatchSettings.from_environ(env)
+    resource = resource_attributes(service, env)
+    sinks: list[Callable[[Sequence[OtlpSpan]], None]] = []
+    closers: list[Callable[[], None]] = []
+    if kafka_bootstrap:
+        kafka = KafkaSpanExporter(kafka_bootstrap, env.get(TOPIC_ENV) or SPANS_TOPIC)
+        sinks.append(_kafka_sink(kafka, resource, service))
+        closers.append(kafka.shutdown)
+    direct = direct_exporter(env)
+    if direct is not None:
+        sinks.append(_direct_sink(direct, resource, service))
+        closers.append(direct.shutdown)
+    if not sinks:
+        return None
+
+    def export(spans: Sequence[OtlpSpan]) -> None:
+        for sink in sinks:
+            sink(spans)
+
+    batcher = SpanBatcher(export, batching, name=SPAN_THREAD, on_shutdown=closers)
+    return SpanRecorder(service, sample, batcher)

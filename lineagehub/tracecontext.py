@@ -117,10 +117,12 @@ def parent_context(traceparent: TraceParent, tracestate: str | None = None) -> C
     return set_span_in_context(NonRecordingSpan(span_context))
 
 
-def headers_context(headers: Iterable[tuple[str | bytes, object]] | None) -> Context | None:
-    """The parent context carried by `headers` (name, value) pairs: HTTP headers as
-    ASGI gives them (lowercase byte names) or Kafka record headers (str names, bytes
-    values). None without a valid `traceparent`: the caller starts no child of it."""
+def headers_trace(
+    headers: Iterable[tuple[str | bytes, object]] | None,
+) -> tuple[TraceParent, str | None] | None:
+    """The valid `traceparent` among `headers` (name, value) pairs, HTTP headers as ASGI
+    gives them (lowercase byte names) or Kafka record headers (str names, bytes values),
+    and the `tracestate` beside it; None without a valid `traceparent`."""
     found: dict[str, str] = {}
     for name, value in headers or ():
         known = _NAMES.get(name)
@@ -133,4 +135,22 @@ def headers_context(headers: Iterable[tuple[str | bytes, object]] | None) -> Con
     traceparent = parse_traceparent(found.get(TRACEPARENT))
     if traceparent is None:
         return None
-    return parent_context(traceparent, found.get(TRACESTATE))
+    return traceparent, found.get(TRACESTATE)
+
+
+def headers_context(headers: Iterable[tuple[str | bytes, object]] | None) -> Context | None:
+    """The parent context carried by `headers` (`headers_trace`). None without a valid
+    `traceparent`: the caller starts no child of it."""
+    found = headers_trace(headers)
+    return None if found is None else parent_context(*found)
+
+
+def trace_state_text(tracestate: str | None) -> str:
+    """`tracestate` as the SDK carries it onto a child span and exports it: its valid
+    members, `key=value` joined by commas; empty when none (a malformed header is
+    dropped whole, as the recommendation asks)."""
+    if not tracestate:
+        return ""
+    from opentelemetry.trace.span import TraceState
+
+    return ",".join(f"{k}={v}" for k, v in TraceState.from_header([tracestate]).items())

@@ -279,9 +279,10 @@ class StageTelemetry:
             metrics=metrics.encode(m, self.resource, SCOPE) if m is not None else None,
         )
         if self._otlp_direct:
+            from lineagehub.otlp_spans import export_fixed_spans
             from pipeline_runner import otlp_direct
 
-            otlp_direct.export_spans(spans, self.resource, SCOPE, otlp_span_exporter())
+            export_fixed_spans(spans, self.resource, SCOPE, otlp_span_exporter())
             if m is not None:
                 exporter = otlp_direct.otlp_metric_exporter(_grpc())
                 otlp_direct.export_metrics(m, self.resource, SCOPE, exporter)

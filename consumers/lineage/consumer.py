@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode, Tracer
+from opentelemetry.trace import StatusCode
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
@@ -57,7 +57,7 @@ from consumers.offsets import OffsetTracker
 from consumers.retry import Backoff
 from consumers.stats import Stats
 from lineagehub.openlineage_schema import EventKind
-from lineagehub.selftrace import record_span
+from lineagehub.store_spans import SpanRecorder, record_span
 from lineagehub.topics import LINEAGE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -203,10 +203,10 @@ class LineageConsumer:
         stats: Stats | None = None,
         health: Health | None = None,
         marquez: MarquezClient | None = None,
-        tracer: Tracer | None = None,
+        tracer: SpanRecorder | None = None,
     ) -> None:
         self.s = settings
-        self.tracer = tracer  # our own spans (lineagehub.selftrace); None: untraced
+        self.tracer = tracer  # our own spans (lineagehub.store_spans); None: untraced
         self.stats = stats or Stats(NAME)
         self.health = health or Health()
         self.marquez = marquez or MarquezClient(

@@ -49,7 +49,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
-from opentelemetry.trace import Tracer
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
@@ -69,7 +68,7 @@ from consumers.otel.ddl import OTEL_SCHEMA, Schema
 from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
 from consumers.retry import Backoff
 from consumers.stats import Stats
-from lineagehub.selftrace import batch_store_spans
+from lineagehub.store_spans import SpanRecorder, batch_store_spans
 from lineagehub.topics import METRICS_TOPIC, SPANS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -211,7 +210,7 @@ class OtelConsumer:
         self.schema = schema
         # Our own spans, one per stored record that carries a trace context (the lineage
         # warehouse writer's); never set for the spans topic's consumer.
-        self.tracer: Tracer | None = None
+        self.tracer: SpanRecorder | None = None
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
         # Assigned, but the listener is still reading their commit metadata: their records

@@ -123,8 +123,8 @@ async def test_a_lineage_event_posted_with_a_traceparent_is_stored_in_the_same_t
     caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     run_id = str(uuid.uuid4())
     gateway_provider = selftrace.tracer_provider("lineage-hub-gateway", bootstrap, {})
-    writer_provider = selftrace.tracer_provider(WAREHOUSE_SERVICE, bootstrap, {})
-    assert gateway_provider is not None and writer_provider is not None
+    writer_spans = selftrace.span_recorder(WAREHOUSE_SERVICE, bootstrap, {})
+    assert gateway_provider is not None and writer_spans is not None
     app = create_app(
         settings(env, lineage_topic=topic),
         runs=None,
@@ -152,7 +152,7 @@ async def test_a_lineage_event_posted_with_a_traceparent_is_stored_in_the_same_t
         decoders={topic: decode_lineage},
         schema=LINEAGE_SCHEMA,
     )
-    writer.tracer = writer_provider.get_tracer(WAREHOUSE_SERVICE)
+    writer.tracer = writer_spans
     stop = asyncio.Event()
     task = asyncio.create_task(writer.run(stop))
     try:
@@ -163,7 +163,7 @@ async def test_a_lineage_event_posted_with_a_traceparent_is_stored_in_the_same_t
     stored = f"SELECT count() AS n FROM otel.lineage_events WHERE RunId = '{run_id}'"
     rows = await chdb.query(stored)
     assert [r["n"] for r in rows] == [1]
-    await asyncio.to_thread(writer_provider.shutdown)  # exports the store span
+    await asyncio.to_thread(writer_spans.shutdown)  # exports the store span
     store, request = f"store {topic}", "POST /api/v1/lineage"
     trace = await asyncio.to_thread(
         _jaeger_trace, env["JAEGER_QUERY_URL"], caller_trace, {store, request}, 60

@@ -15,7 +15,13 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from gateway.cli import main
-from lineagehub.selftrace import DEFAULT_ROOT_RATIO, configured_sampler, tracer_provider
+from lineagehub.selftrace import (
+    DEFAULT_ROOT_RATIO,
+    configured_sampler,
+    span_recorder,
+    tracer_provider,
+)
+from lineagehub.store_spans import record_span
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -215,3 +221,22 @@ def test_a_sampler_the_sdk_would_silently_replace_is_refused(
     with pytest.raises(ValueError, match="use ") as refused:
         tracer_provider("svc", "127.0.0.1:1", given)
     assert named in str(refused.value)
+
+
+def test_store_spans_reach_an_otlp_http_collector(direct: list[tuple[str, bytes]]) -> None:
+    """The consumers' store spans (recorded without the SDK) take the same direct path,
+    with the service's resource."""
+    recorder = span_recorder("lineage-hub-warehouse", "")
+    assert recorder is not None
+    producer = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    with record_span(recorder, "store t", "t", [("traceparent", producer.encode())], {}) as span:
+        assert span is not None
+    recorder.shutdown()
+    ((path, body),) = direct
+    assert path == "/v1/traces"
+    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert attrs["service.name"] == "lineage-hub-warehouse"
+    ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
+    assert sent.name == "store t" and sent.trace_id.hex() == "ab" * 16
+    assert sent.parent_span_id.hex() == "cd" * 8 and sent.kind == sent.SPAN_KIND_CONSUMER

@@ -1,0 +1,237 @@
+"""Spans recorded without the OpenTelemetry SDK, and their OTLP encodings.
+
+Creating a span in the SDK and encoding it with the SDK's OTLP encoder costs a service
+~140 µs of CPU; a consumer storing a record costs about as much. So the spans a service
+makes per record (a consumer's store spans) are recorded as plain `OtlpSpan`s and
+encoded here straight into the protobuf wire format of an `ExportTraceServiceRequest`
+(the `otel-spans` topic's value): the bytes the official message classes parse, field
+for field what the SDK's encoder writes for the same span (a unit test compares the
+two). For a collector (`LINEAGEHUB_OTLP_DIRECT=1`) the spans are handed to the SDK's
+OTLP exporters as finished SDK spans (`readable`), which encode and send them with
+their `OTEL_EXPORTER_OTLP_*` settings; a stage's spans (`FixedSpan`) take that path
+too (`export_fixed_spans`).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from lineagehub.telemetry.spans import AttributeValue, FixedSpan
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+#: OTLP's SpanKind values.
+KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = 1, 2, 3, 4, 5
+#: OTLP's StatusCode values.
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
+#: Span.flags: the parent's is-remote bit is known (the SDK always sets it), and set.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+
+Attributes = Mapping[str, AttributeValue]
+
+
+@dataclass(slots=True)
+class OtlpEvent:
+    name: str
+    time_unix_nano: int
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OtlpSpan:
+    """A finished span, ids as integers (as W3C trace context and the SDK hold them);
+    `parent_span_id` 0 for a root span."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_span_id: int
+    start_unix_nano: int
+    end_unix_nano: int
+    kind: int = KIND_INTERNAL
+    attributes: Attributes = field(default_factory=dict)
+    events: list[OtlpEvent] = field(default_factory=list)
+    status_code: int = STATUS_UNSET
+    status_message: str = ""
+    trace_state: str = ""
+    parent_is_remote: bool = False
+
+
+# ---- protobuf wire format -------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64: two's complement, ten bytes
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint(number << 3 | wire_type)
+
+
+def _len(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (string, bytes, message)."""
+    return _tag(number, 2) + _varint(len(payload)) + payload
+
+
+def _text(number: int, text: str) -> bytes:
+    return _len(number, text.encode()) if text else b""
+
+
+def _fixed64(number: int, value: int) -> bytes:
+    return _tag(number, 1) + struct.pack("<Q", value)
+
+
+def any_value(v: AttributeValue) -> bytes:
+    """An `AnyValue` message's bytes."""
+    if isinstance(v, bool):
+        return _tag(2, 0) + (b"\x01" if v else b"\x00")
+    if isinstance(v, int):
+        return _tag(3, 0) + _varint(v)
+    if isinstance(v, float):
+        return _tag(4, 1) + struct.pack("<d", v)
+    if isinstance(v, str):
+        return _len(1, v.encode())
+    return _len(5, b"".join(_len(1, any_value(x)) for x in v))  # ArrayValue
+
+
+@functools.lru_cache(maxsize=1024)
+def _key(key: str) -> bytes:
+    """A `KeyValue`'s key field (kept: a service repeats its few keys)."""
+    return _len(1, key.encode())
+
+
+def key_value(key: str, value: AttributeValue) -> bytes:
+    """A `KeyValue` message's bytes."""
+    return _key(key) + _len(2, any_value(value))
+
+
+def _attributes(number: int, attributes: Attributes) -> bytes:
+    return b"".join([_len(number, key_value(k, v)) for k, v in attributes.items()])
+
+
+def _span(s: OtlpSpan) -> bytes:
+    parts = [
+        _len(1, s.trace_id.to_bytes(16, "big")),
+        _len(2, s.span_id.to_bytes(8, "big")),
+        _text(3, s.trace_state),
+    ]
+    if s.parent_span_id:
+        parts.append(_len(4, s.parent_span_id.to_bytes(8, "big")))
+    parts += (
+        _text(5, s.name),
+        _tag(6, 0) + _varint(s.kind),
+        _fixed64(7, s.start_unix_nano),
+        _fixed64(8, s.end_unix_nano),
+        _attributes(9, s.attributes),
+    )
+    for e in s.events:
+        event = _fixed64(1, e.time_unix_nano) + _text(2, e.name) + _attributes(3, e.attributes)
+        parts.append(_len(11, event))
+    status = _text(2, s.status_message)
+    if s.status_code:
+        status += _tag(3, 0) + _varint(s.status_code)
+    parts.append(_len(15, status))
+    flags = _HAS_IS_REMOTE | (_IS_REMOTE if s.parent_is_remote else 0)
+    parts.append(_tag(16, 5) + struct.pack("<I", flags))
+    return _len(2, b"".join(parts))  # ScopeSpans.spans
+
+
+def encode_request(
+    spans: Sequence[OtlpSpan], resource: Attributes, scope: str, scope_version: str = ""
+) -> bytes:
+    """One `ExportTraceServiceRequest` holding `spans`, all of one resource and one
+    instrumentation scope."""
+    scope_message = _len(1, _text(1, scope) + _text(2, scope_version))
+    scope_spans = _len(2, scope_message + b"".join([_span(s) for s in spans]))
+    resource_message = _len(1, _attributes(1, resource))
+    return _len(1, resource_message + scope_spans)
+
+
+# ---- the SDK's finished spans, for its OTLP exporters ---------------------------------
+
+
+def readable(span: OtlpSpan, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
+    """`span` as the SDK's finished span."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace.span import TraceState
+
+    state = TraceState.from_header([span.trace_state]) if span.trace_state else None
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    parent = None
+    if span.parent_span_id:
+        parent = SpanContext(
+            span.trace_id, span.parent_span_id, is_remote=span.parent_is_remote, trace_flags=sampled
+        )
+    context = SpanContext(
+        span.trace_id, span.span_id, is_remote=False, trace_flags=sampled, trace_state=state
+    )
+    description = span.status_message if span.status_code == STATUS_ERROR else None
+    return ReadableSpan(
+        name=span.name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=dict(span.attributes),
+        events=[Event(e.name, dict(e.attributes), e.time_unix_nano) for e in span.events],
+        kind=SpanKind(span.kind - 1),  # the SDK's enum counts from INTERNAL = 0
+        status=Status(StatusCode(span.status_code), description),
+        start_time=span.start_unix_nano,
+        end_time=span.end_unix_nano,
+        instrumentation_scope=scope,
+    )
+
+
+def from_fixed(span: FixedSpan) -> OtlpSpan:
+    """A stage's or the operator's span (hex ids, `ok` verdict) as an `OtlpSpan`."""
+    code = STATUS_UNSET if span.ok is None else STATUS_OK if span.ok else STATUS_ERROR
+    return OtlpSpan(
+        name=span.name,
+        trace_id=int(span.trace_id, 16),
+        span_id=int(span.span_id, 16),
+        parent_span_id=int(span.parent_span_id, 16) if span.parent_span_id else 0,
+        start_unix_nano=span.start_unix_nano(),
+        end_unix_nano=span.end_unix_nano(),
+        kind=span.kind,
+        attributes=span.attributes,
+        events=[OtlpEvent(e.name, e.time_unix_nano, e.attributes) for e in span.events],
+        status_code=code,
+        status_message=span.message if code == STATUS_ERROR else "",
+        parent_is_remote=True,
+    )
+
+
+def export_fixed_spans(
+    spans: Sequence[FixedSpan],
+    resource: Mapping[str, str],
+    scope: str,
+    exporter: SpanExporter,
+) -> None:
+    """Export `spans` with `exporter` and shut it down (its own retries and timeout
+    apply; a failure is logged by the exporter, never raised into the caller)."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    res = Resource.create(dict(resource))
+    instrumentation = InstrumentationScope(scope)
+    try:
+        exporter.export([readable(from_fixed(s), res, instrumentation) for s in spans])
+    finally:
+        exporter.shutdown()

@@ -1,0 +1,279 @@
+"""A consumer's store spans, recorded without the OpenTelemetry SDK.
+
+A store span is a CONSUMER span, a child of the span whose trace context the Kafka
+record's headers carry (the gateway's request span for a lineage event POSTed to it).
+A consumer makes one per traced record, or per trace context in a batch, so its cost
+is paid per record: through the SDK (its context, sampler, span, processor and OTLP
+encoder) ~140 µs of CPU, as much as storing the record. Here the parent is read from
+the headers, the sampler's decision for a remote parent is a function of the trace
+id and the parent's flag (`selftrace.remote_parent_sampling`, the SDK sampler's own
+decision), the finished span is an `OtlpSpan` queued for a batch thread
+(`span_batches`), which encodes it as OTLP protobuf (`otlp_spans`) and exports it the
+way the SDK's spans go (`selftrace.span_recorder`).
+
+Records without a context, records the sampler drops, and every record of the spans
+topic make no span: a consumer never traces its own writes of spans, which would put a
+span onto `otel-spans` for every span stored, in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.util import types
+
+from lineagehub.otlp_spans import (
+    KIND_CONSUMER,
+    STATUS_ERROR,
+    STATUS_OK,
+    OtlpEvent,
+    OtlpSpan,
+)
+from lineagehub.span_batches import SpanBatcher
+from lineagehub.telemetry.spans import AttributeValue
+from lineagehub.topics import SPANS_TOPIC
+from lineagehub.tracecontext import TRACEPARENT, TRACESTATE, headers_trace, trace_state_text
+
+CONTEXT_HEADERS = frozenset({TRACEPARENT, TRACESTATE})
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+class KafkaRecord(Protocol):
+    """The parts of a consumed Kafka record a store span names."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+class SpanRecorder:
+    """A service's store spans: sampled, queued, exported in batches (`span_recorder`
+    in `lineagehub.selftrace` makes one from the environment)."""
+
+    def __init__(
+        self, scope: str, sample: Callable[[int, bool], bool], batcher: SpanBatcher
+    ) -> None:
+        self.scope = scope
+        self.sample = sample
+        self.batcher = batcher
+
+    def child(self, headers: Sequence[tuple[str, bytes]] | None, name: str) -> OtlpSpan | None:
+        """A CONSUMER span starting now, a child of the context `headers` carry; None
+        without a valid context or when the sampler drops it."""
+        found = headers_trace(headers)
+        if found is None:
+            return None
+        parent, state = found
+        if not self.sample(parent.trace_id, parent.sampled):
+            return None
+        span_id = random.getrandbits(64) or 1  # the SDK's id generator, never 0
+        now = time.time_ns()
+        return OtlpSpan(
+            name=name,
+            trace_id=parent.trace_id,
+            span_id=span_id,
+            parent_span_id=parent.span_id,
+            start_unix_nano=now,
+            end_unix_nano=now,
+            kind=KIND_CONSUMER,
+            trace_state=trace_state_text(state),
+            parent_is_remote=True,
+        )
+
+    def finish(self, span: OtlpSpan) -> None:
+        self.batcher.add(span)
+
+    def force_flush(self) -> None:
+        self.batcher.force_flush()
+
+    def shutdown(self) -> None:
+        """Exports what is queued, then stops."""
+        self.batcher.shutdown()
+
+
+def _plain(attributes: Mapping[str, types.AnyValue]) -> dict[str, AttributeValue]:
+    """Attribute values OTLP's attribute encoding takes (scalars and lists of them);
+    anything else as its text, as the SDK would not store it either."""
+    out: dict[str, AttributeValue] = {}
+    for key, value in attributes.items():
+        if isinstance(value, str | bool | int | float):
+            out[key] = value
+        elif isinstance(value, list | tuple) and all(
+            isinstance(v, str | bool | int | float) for v in value
+        ):
+            out[key] = list(value)
+        elif value is not None:
+            out[key] = str(value)
+    return out
+
+
+class StoreSpan(trace.Span):
+    """An open store span, current (OpenTelemetry's current span) while a record is
+    stored: log lines carry its ids, and code storing the record may set its status
+    or record an exception on it as on an SDK span."""
+
+    def __init__(self, recorder: SpanRecorder, span: OtlpSpan, context: SpanContext) -> None:
+        self._recorder = recorder
+        self._span = span
+        self._context = context
+        self._attributes: dict[str, types.AnyValue] = {}
+        self._ended = False
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return not self._ended
+
+    def set_attribute(self, key: str, value: types.AttributeValue) -> None:
+        if not self._ended:
+            self._attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def add_event(
+        self,
+        name: str,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if not self._ended:
+            when = time.time_ns() if timestamp is None else timestamp
+            self._span.events.append(OtlpEvent(name, when, _plain(attributes or {})))
+
+    def update_name(self, name: str) -> None:
+        if not self._ended:
+            self._span.name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """As the SDK's span: OK is final, UNSET changes nothing."""
+        if self._ended or self._span.status_code == STATUS_OK:
+            return
+        if isinstance(status, Status):
+            code, description = status.status_code, status.description
+        else:
+            code = status
+        if code is StatusCode.UNSET:
+            return
+        self._span.status_code = STATUS_OK if code is StatusCode.OK else STATUS_ERROR
+        self._span.status_message = (description or "") if code is StatusCode.ERROR else ""
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """An `exception` event with the SDK's attributes."""
+        kind = type(exception)
+        module = kind.__module__
+        name = (
+            f"{module}.{kind.__qualname__}"
+            if module and module != "builtins"
+            else kind.__qualname__
+        )
+        event: dict[str, types.AttributeValue] = {
+            "exception.type": name,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        self.add_event("exception", {**event, **(attributes or {})}, timestamp)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self._span.end_unix_nano = time.time_ns() if end_time is None else end_time
+        self._span.attributes = {**self._span.attributes, **_plain(self._attributes)}
+        self._recorder.finish(self._span)
+
+
+@contextlib.contextmanager
+def record_span(
+    recorder: SpanRecorder | None,
+    name: str,
+    topic: str,
+    headers: Sequence[tuple[str, bytes]] | None,
+    attributes: Mapping[str, str | int],
+) -> Iterator[StoreSpan | None]:
+    """A CONSUMER span, current while a consumer stores one Kafka record, a child of
+    the context the record's headers carry; an exception leaving it is recorded on it
+    (the SDK's `start_as_current_span`). None (no span work at all) without a recorder,
+    for the spans topic, without a context, and when the sampler drops it."""
+    span = None if recorder is None or topic == SPANS_TOPIC else recorder.child(headers, name)
+    if recorder is None or span is None:
+        yield None
+        return
+    span.attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        **attributes,
+    }
+    live = StoreSpan(recorder, span, SpanContext(span.trace_id, span.span_id, False, _SAMPLED))
+    token = otel_context.attach(trace.set_span_in_context(live))
+    try:
+        yield live
+    except Exception as exc:
+        live.record_exception(exc)
+        live.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        otel_context.detach(token)
+        live.end()
+
+
+def batch_store_spans(
+    recorder: SpanRecorder,
+    name: str,
+    records: Sequence[KafkaRecord],
+    started_ns: int,
+    attributes: Mapping[str, str | int],
+) -> int:
+    """After a batch was stored: for each trace context its records carry, a CONSUMER
+    span from `started_ns` to now, a child of that context. A batch serves many traces,
+    so each gets its own span rather than one batch span with many parents; and the
+    records of one context (the events of one batch POST, all under its request span)
+    share one span, `messaging.batch.message_count` of them from `messaging.kafka.offset`
+    on, rather than fifty alike. Returns the spans made."""
+    groups: dict[tuple[tuple[str, bytes], ...], list[KafkaRecord]] = {}
+    for record in records:
+        if record.topic == SPANS_TOPIC:
+            continue
+        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
+        key = tuple(h for h in headers if h[0] in CONTEXT_HEADERS)
+        if key:
+            groups.setdefault(key, []).append(record)
+    made = 0
+    ended = time.time_ns()
+    for key, group in groups.items():
+        span = recorder.child(key, name)
+        if span is None:
+            continue
+        first = group[0]
+        span.start_unix_nano, span.end_unix_nano = started_ns, ended
+        span.attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": first.topic,
+            "messaging.destination.partition.id": str(first.partition),
+            "messaging.kafka.offset": str(first.offset),
+            "messaging.batch.message_count": len(group),
+            **attributes,
+        }
+        recorder.finish(span)
+        made += 1
+    return made
