@@ -26,3 +26,8 @@ def get(kubectl: Callable[..., Any], *args: str) -> Obj:
     """`kubectl get ... -o json` as a dict."""
     data: Obj = json.loads(kubectl("get", *args, "-o", "json").stdout)
     return data
+
+
+def apply(kubectl: Callable[..., Any], doc: Obj) -> None:
+    """`kubectl apply` of one document (fails the test if refused)."""
+    kubectl("apply", "-f", "-", input=json.dumps(doc))

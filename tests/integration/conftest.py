@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from consumers.otel.backend import ChdbBackend
+from stack import supervisor
+from stack.registry import select
 from tests.marquez_standin import MarquezStandin
 
 
@@ -36,3 +39,9 @@ async def standin() -> AsyncIterator[MarquezStandin]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(stack: Any) -> None:
+    """The stack's operator is up (started if a test before stopped it)."""
+    supervisor.up(select(["operator"]))

@@ -18,8 +18,6 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.config import new_client_from_config
 
-from stack import supervisor
-from stack.registry import select
 from tests.helpers import wait_until
 from tests.integration.test_operator import Kubectl, apply, manifest, wait_phase
 
@@ -90,11 +88,6 @@ class JobWatch:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-@pytest.fixture(scope="module")
-def operator(stack: Any) -> None:
-    supervisor.up(select(["operator"]))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ one. Two Pipelines in one namespace share the one wait for the minute."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,22 +12,11 @@ from typing import Any
 import pytest
 
 from lineagehub.api.pipeline import SCHEDULED_TIME_ANNOTATION
-from stack import supervisor
-from stack.registry import select
-from tests.helpers import Obj, get, wait_until
+from tests.helpers import Obj, apply, get, wait_until
 from tests.integration.test_pipeline_ref import pipeline
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def operator(stack: Any) -> None:
-    supervisor.up(select(["operator"]))
-
-
-def apply(kubectl: Kubectl, doc: Obj) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(doc))
 
 
 def scheduled(kubectl: Kubectl, ns: str, policy: str) -> str:

@@ -12,20 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from stack import supervisor
 from stack.paths import REPO_ROOT
-from stack.registry import select
 from tests.helpers import Obj, get, wait_until
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text())
 NAMES = [f"q{i}" for i in range(5)]
-
-
-@pytest.fixture(scope="module")
-def operator(stack: Any) -> None:
-    supervisor.up(select(["operator"]))
 
 
 def apply_run(kubectl: Kubectl, namespace: str, name: str) -> None:

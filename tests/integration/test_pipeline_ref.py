@@ -14,21 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stack import supervisor
 from stack.paths import REPO_ROOT
 from stack.pieces import app
-from stack.registry import select
 from tests.helpers import Obj, get, wait_until
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
 EXAMPLES = REPO_ROOT / "examples"
 INLINE = yaml.safe_load((EXAMPLES / "pipelinerun.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def operator(stack: Any) -> None:
-    supervisor.up(select(["operator"]))
 
 
 def pipeline(ns: str, name: str = "orders") -> Obj:

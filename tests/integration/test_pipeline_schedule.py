@@ -16,22 +16,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lineagehub.api.pipeline import SCHEDULED_TIME_ANNOTATION
-from stack import supervisor
-from stack.registry import select
-from tests.helpers import Obj, get, wait_until
+from tests.helpers import Obj, apply, get, wait_until
 from tests.integration.test_pipeline_ref import pipeline, ref_run
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
-
-
-@pytest.fixture(scope="module")
-def operator(stack: Any) -> None:
-    supervisor.up(select(["operator"]))
-
-
-def apply(kubectl: Kubectl, doc: Obj) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(doc))
 
 
 def when(text: str) -> datetime:
