@@ -55,6 +55,12 @@ def lists(counts: np.ndarray, items: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(offsets(counts), items)
 
 
+def kept(items: pa.Array, keep: np.ndarray) -> pa.Array:
+    """`items` where `keep` holds: the array itself when it holds everywhere (a batch
+    with nothing flagged; a filter would copy every nested list)."""
+    return items if keep.all() else items.filter(pa.array(keep, pa.bool_()))
+
+
 def mark(flags: np.ndarray, owner: np.ndarray, bad: Any) -> None:
     """Flag the requests (`owner[i]`) of the items where `bad` holds."""
     mask = np.asarray(pc.fill_null(bad, False).to_numpy(zero_copy_only=False), dtype=bool)

@@ -34,6 +34,7 @@ from consumers.otel.arrow_common import (
     children,
     decode_batch,
     field,
+    kept,
     late,
     levels,
     lists,
@@ -170,31 +171,33 @@ def decode(records: Sequence[bytes]) -> Decoded:
 def _table(kind: _Points, keep: np.ndarray, head: Mapping[str, pa.Array]) -> pa.Table:
     """One table's rows: the points of the requests not flagged, in order."""
     table = kind.table
-    kept = pa.array(keep, pa.bool_())
-    p = kind.points.filter(kept)
+    p = kept(kind.points, keep)
     metric = pa.array(kind.metric[keep], pa.int64())
-    data = pc.take(kind.data, metric)
     cols: dict[str, pa.Array] = {name: pc.take(values, metric) for name, values in head.items()}
-    cols["Attributes"] = kind.maps.filter(kept)
+    cols["Attributes"] = kept(kind.maps, keep)
     cols["StartTimeUnix"] = ns(field(p, "start_time_unix_nano"))
     cols["TimeUnix"] = ns(field(p, "time_unix_nano"))
     cols["Flags"] = field(p, "flags")
     if kind.exemplars is not None:
         assert kind.exemplar_point is not None and kind.exemplar_maps is not None
-        ex_kept = pa.array(keep[kind.exemplar_point], pa.bool_())
-        ex = kind.exemplars.filter(ex_kept)
+        ex_keep = keep[kind.exemplar_point]
+        ex = kept(kind.exemplars, ex_keep)
         count = sizes(field(p, "exemplars"))
-        cols["Exemplars.FilteredAttributes"] = lists(count, kind.exemplar_maps.filter(ex_kept))
+        cols["Exemplars.FilteredAttributes"] = lists(count, kept(kind.exemplar_maps, ex_keep))
         cols["Exemplars.TimeUnix"] = lists(count, ns(field(ex, "time_unix_nano")))
         cols["Exemplars.Value"] = lists(count, _number(ex))
         cols["Exemplars.SpanId"] = lists(count, optional_hex(field(ex, "span_id"), 8))
         cols["Exemplars.TraceId"] = lists(count, optional_hex(field(ex, "trace_id"), 16))
     if table is GAUGE or table is SUM:
         cols["Value"] = _number(p)
+    # Of the metric's data, only these two fields per point (taking the whole struct
+    # would copy every point's nested lists once for each point).
     if table is not GAUGE and table is not SUMMARY:
-        cols["AggregationTemporality"] = field(data, "aggregation_temporality")
+        cols["AggregationTemporality"] = pc.take(
+            field(kind.data, "aggregation_temporality"), metric
+        )
     if table is SUM:
-        cols["IsMonotonic"] = field(data, "is_monotonic")
+        cols["IsMonotonic"] = pc.take(field(kind.data, "is_monotonic"), metric)
     if table is HISTOGRAM or table is EXP_HISTOGRAM:
         cols["Count"] = field(p, "count")
         for name in ("Sum", "Min", "Max"):

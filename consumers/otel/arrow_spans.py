@@ -35,6 +35,7 @@ from consumers.otel.arrow_common import (
     decode_batch,
     field,
     hex_ids,
+    kept,
     late,
     levels,
     lookup,
@@ -109,12 +110,9 @@ def decode(records: Sequence[bytes]) -> Decoded:
     # The requests not flagged: their spans (events, links) in order, and nothing else
     # from here on (ids of other lengths would not hex).
     keep = ~flags[span_record]
-    kept = pa.array(keep, pa.bool_())
-    spans, span_maps = spans.filter(kept), span_maps.filter(kept)
-    kept_events = pa.array(keep[event_span], pa.bool_())
-    kept_links = pa.array(keep[link_span], pa.bool_())
-    events, event_maps = events.filter(kept_events), event_maps.filter(kept_events)
-    links, link_maps = links.filter(kept_links), link_maps.filter(kept_links)
+    spans, span_maps = kept(spans, keep), kept(span_maps, keep)
+    events, event_maps = kept(events, keep[event_span]), kept(event_maps, keep[event_span])
+    links, link_maps = kept(links, keep[link_span]), kept(link_maps, keep[link_span])
     span_scope, span_res = span_scope[keep], span_res[keep]
     start = field(spans, "start_time_unix_nano")
     end = field(spans, "end_time_unix_nano")
