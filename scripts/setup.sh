@@ -33,6 +33,7 @@ command -v psql >/dev/null || need_apt+=(postgresql-client)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   step --what "setup: reading Debian's package lists" --reader apt --log "$logs/setup-apt.log" \
     -- apt-get update
