@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     try:
         settings = config.from_env()
-        selftrace.otlp_protocol(os.environ)
-        selftrace.configured_sampler(os.environ)
+        selftrace.check_config(os.environ)
     except (ValueError, OSError) as exc:
         print(f"lineage-hub gateway: bad configuration: {exc}", file=sys.stderr)
         return 2

@@ -49,6 +49,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
 
+from lineagehub import otlp_endpoint
 from lineagehub.otlp_spans import OtlpSpan, encode_request, readable
 from lineagehub.span_batches import BatchSettings, SpanBatcher
 from lineagehub.store_spans import SpanRecorder
@@ -67,6 +68,7 @@ DIRECT_ENV = "LINEAGEHUB_OTLP_DIRECT"
 #: the stores this way).
 TOPIC_ENV = "LINEAGEHUB_SELFTRACE_TOPIC"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_PROTOCOL"
 EXPORT_TIMEOUT_S = 15.0
 SAMPLER_ENV = "OTEL_TRACES_SAMPLER"
@@ -134,20 +136,52 @@ class KafkaSpanExporter(SpanExporter):
 
 def direct_exporter(environ: Mapping[str, str]) -> SpanExporter | None:
     """OTLP straight to a collector, as for the runner's spans: only with
-    LINEAGEHUB_OTLP_DIRECT=1 and OTEL_EXPORTER_OTLP_ENDPOINT set (the local stack sets
-    the endpoint for its tools; the default path stays Kafka). OTEL_EXPORTER_OTLP_PROTOCOL
-    `http/protobuf` (default) or `grpc`."""
-    if environ.get(DIRECT_ENV) != "1" or not environ.get(ENDPOINT_ENV):
+    LINEAGEHUB_OTLP_DIRECT=1 and OTEL_EXPORTER_OTLP_ENDPOINT (or its traces variant) set
+    (the local stack sets the endpoint for its tools; the default path stays Kafka).
+    OTEL_EXPORTER_OTLP_PROTOCOL `http/protobuf` (default) or `grpc`. Endpoint, headers,
+    timeout, compression and TLS are those `environ` gives (`lineagehub.otlp_endpoint`),
+    handed to the exporter rather than left for it to read from the process."""
+    wanted = environ.get(ENDPOINT_ENV) or environ.get(TRACES_ENDPOINT_ENV)
+    if environ.get(DIRECT_ENV) != "1" or not wanted:
         return None
-    if otlp_protocol(environ) == "grpc":
+    grpc = otlp_protocol(environ) == "grpc"
+    given = otlp_endpoint.settings(environ, grpc=grpc)
+    if grpc:
+        from grpc import Compression as GrpcCompression  # type: ignore[import-untyped]
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
-        return GrpcSpanExporter()  # endpoint, headers, timeout from the environment
+        return GrpcSpanExporter(  # TLS: the system's roots, as the SDK's default
+            endpoint=given.endpoint,
+            insecure=given.insecure,
+            headers=given.headers,
+            timeout=given.timeout_s,
+            compression=GrpcCompression.Gzip
+            if given.compression == "gzip"
+            else GrpcCompression.NoCompression,
+        )
+    from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter()
+    return OTLPSpanExporter(
+        endpoint=given.endpoint,
+        certificate_file=given.certificate_file,
+        headers=given.headers,
+        timeout=given.timeout_s,
+        compression=Compression(given.compression),
+    )
+
+
+def check_config(environ: Mapping[str, str]) -> None:
+    """Raise ValueError, naming the variable, for any self-tracing setting in `environ`
+    a service would refuse at start: for a command line to check before it starts
+    anything (a refusal inside the operator's startup handler would be retried forever)."""
+    sampler_setting(environ)
+    otlp_protocol(environ)
+    BatchSettings.from_environ(environ)
+    if environ.get(DIRECT_ENV) == "1":
+        otlp_endpoint.settings(environ, grpc=otlp_protocol(environ) == "grpc")
 
 
 def otlp_protocol(environ: Mapping[str, str]) -> str:

@@ -37,8 +37,7 @@ def main(argv: list[str]) -> int:
     # Checked here, not in the startup handler: kopf retries a failing startup handler
     # forever (every 60 s), so a bad sampler would leave the operator up but idle.
     try:
-        selftrace.configured_sampler(os.environ)
-        selftrace.otlp_protocol(os.environ)
+        selftrace.check_config(os.environ)
     except ValueError as exc:
         print(f"lineage-hub operator: bad configuration: {exc}", file=sys.stderr)
         return 2

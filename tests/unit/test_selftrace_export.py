@@ -15,8 +15,10 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from gateway.cli import main
+from lineagehub import otlp_endpoint
 from lineagehub.selftrace import (
     DEFAULT_ROOT_RATIO,
+    check_config,
     configured_sampler,
     span_recorder,
     tracer_provider,
@@ -26,9 +28,11 @@ from lineagehub.store_spans import record_span
 
 class _Receiver(BaseHTTPRequestHandler):
     bodies: list[tuple[str, bytes]] = []
+    headers_seen: list[dict[str, str]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
+        self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         self.bodies.append((self.path, self.rfile.read(length)))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -40,9 +44,17 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+def headers_seen() -> list[dict[str, str]]:
+    """The HTTP headers of each request the collector received."""
+    return []
+
+
+@pytest.fixture
+def collector(
+    headers_seen: list[dict[str, str]],
+) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     bodies: list[tuple[str, bytes]] = []
-    handler = type("Receiver", (_Receiver,), {"bodies": bodies})
+    handler = type("Receiver", (_Receiver,), {"bodies": bodies, "headers_seen": headers_seen})
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -240,3 +252,88 @@ def test_store_spans_reach_an_otlp_http_collector(direct: list[tuple[str, bytes]
     ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
     assert sent.name == "store t" and sent.trace_id.hex() == "ab" * 16
     assert sent.parent_span_id.hex() == "cd" * 8 and sent.kind == sent.SPAN_KIND_CONSUMER
+
+
+def _three_spans(kind: str, environ: dict[str, str]) -> None:
+    """Three spans through a provider (the gateway's, the operator's) or a store-span
+    recorder (the consumers'), each given `environ`, then shut down."""
+    if kind == "provider":
+        provider = tracer_provider("svc", "", environ)
+        assert provider is not None
+        for _ in range(3):
+            with provider.get_tracer("t").start_as_current_span("request"):
+                pass
+        provider.shutdown()
+        return
+    recorder = span_recorder("svc", "", environ)
+    assert recorder is not None
+    producer = [("traceparent", f"00-{'ab' * 16}-{'cd' * 8}-01".encode())]
+    for _ in range(3):
+        with record_span(recorder, "store t", "t", producer, {}):
+            pass
+    recorder.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["provider", "recorder"])
+def test_the_given_environ_governs_endpoint_headers_batches_and_resource(
+    collector: tuple[str, list[tuple[str, bytes]]],
+    headers_seen: list[dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """The process's environment points elsewhere and says otherwise; the mapping the
+    service was given decides where spans go, with which headers, in which batches
+    (one span a batch here) and with which resource."""
+    url, bodies = collector
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # nothing there
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=process")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512")
+    environ = {
+        "LINEAGEHUB_OTLP_DIRECT": "1",
+        "OTEL_TRACES_SAMPLER": "always_on",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=blue%20one",
+        "OTEL_RESOURCE_ATTRIBUTES": "team=given%2Cteam,deployment.environment=test",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "3600000",
+    }
+    _three_spans(kind, environ)
+    assert [path for path, _ in bodies] == ["/v1/traces"] * 3  # a batch a span
+    assert [h.get("x-tenant") for h in headers_seen] == ["blue one"] * 3
+    for _, body in bodies:
+        (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+        attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+        assert attrs["team"] == "given,team" and attrs["deployment.environment"] == "test"
+        assert attrs["service.name"] == "svc" and attrs["telemetry.sdk.language"] == "python"
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}, "OTEL_EXPORTER_OTLP_TIMEOUT='soon'"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0"}, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT='0'"),
+        ({"OTEL_EXPORTER_OTLP_COMPRESSION": "zstd"}, "OTEL_EXPORTER_OTLP_COMPRESSION='zstd'"),
+        ({"OTEL_BSP_EXPORT_TIMEOUT": "-1"}, "OTEL_BSP_EXPORT_TIMEOUT='-1'"),
+    ],
+)
+def test_a_bad_exporter_setting_is_refused_naming_the_variable(
+    given: dict[str, str], named: str
+) -> None:
+    environ = {"LINEAGEHUB_OTLP_DIRECT": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", **given}
+    for make in (tracer_provider, span_recorder, lambda s, b, e: check_config(e)):
+        with pytest.raises(ValueError) as refused:
+            make("svc", "", environ)
+        assert named in str(refused.value)
+
+
+def test_the_traces_endpoint_is_used_as_it_is() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://general:4318/",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "2.5",
+    }
+    assert otlp_endpoint.settings(environ, grpc=False).endpoint == "http://general:4318/v1/traces"
+    assert otlp_endpoint.settings(environ, grpc=False).timeout_s == 2.5
+    environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = "http://traces:1/custom"
+    assert otlp_endpoint.settings(environ, grpc=False).endpoint == "http://traces:1/custom"
+    grpc = otlp_endpoint.settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317"}, grpc=True)
+    assert grpc.endpoint == "https://c:4317" and not grpc.insecure
