@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import unquote
 
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import (
     SERVICE_NAME,
     TELEMETRY_SDK_LANGUAGE,
@@ -50,7 +49,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
 
 from lineagehub import otlp_endpoint
-from lineagehub.otlp_spans import OtlpSpan, encode_request, readable
+from lineagehub.otlp_spans import OtlpSpan, encode_readable, encode_request, readable
 from lineagehub.span_batches import BatchSettings, SpanBatcher
 from lineagehub.store_spans import SpanRecorder
 from lineagehub.telemetry.publisher import KafkaPublisher
@@ -99,7 +98,7 @@ class KafkaSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        payload = encode_spans(spans).SerializeToString()
+        payload = encode_readable(spans)
         context = spans[0].context
         key = format(context.trace_id, "032x") if context is not None else ""
         return SpanExportResult.SUCCESS if self.send(key, payload) else SpanExportResult.FAILURE

@@ -164,3 +164,50 @@ def test_bsp_settings_are_read_from_environ_and_checked(
     }
     assert BatchSettings.from_environ(given) == BatchSettings(250, 100, 10, 900)
     assert BatchSettings.from_environ({}) == BatchSettings()
+
+
+def test_the_sdks_own_spans_encode_as_the_sdk_encodes_them() -> None:
+    """The gateway's and operator's SDK spans leave through our encoder too: a server
+    span under a remote caller with a tracestate, a child with an exception and an
+    error status, spans of two scopes and two resources, one with a link (the SDK's
+    encoder then)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Link, SpanKind, StatusCode
+    from opentelemetry.trace.span import TraceState
+
+    from lineagehub.otlp_spans import encode_readable
+
+    finished = InMemorySpanExporter()
+    providers = [
+        TracerProvider(resource=Resource({"service.name": name, "n": i}))
+        for i, name in enumerate(("gateway", "operator"))
+    ]
+    for provider in providers:
+        provider.add_span_processor(SimpleSpanProcessor(finished))
+    caller = SpanContext(
+        0xABC, 0xDEF, True, TraceFlags(TraceFlags.SAMPLED), TraceState([("vendor", "x")])
+    )
+    tracer = providers[0].get_tracer("lineagehub.gateway")
+    with (
+        tracer.start_as_current_span(
+            "POST /api/v1/lineage",
+            context=trace.set_span_in_context(NonRecordingSpan(caller)),
+            kind=SpanKind.SERVER,
+            attributes={"http.response.status_code": 201, "url.path": "/api/v1/lineage"},
+        ),
+        pytest.raises(ValueError),
+        tracer.start_as_current_span("inner") as inner,
+    ):
+        inner.set_status(StatusCode.ERROR, "bad")
+        raise ValueError("bad é")
+    other = providers[1].get_tracer("kube", "1.2")
+    with other.start_as_current_span("create Job", kind=SpanKind.CLIENT) as span:
+        span.set_attribute("k8s.kinds", ["Job", "ConfigMap"])
+    plain = list(finished.get_finished_spans())
+    assert encode_readable(plain) == encode_spans(plain).SerializeToString()
+    with other.start_as_current_span("linked", links=[Link(caller)]):
+        pass
+    linked = list(finished.get_finished_spans())
+    assert encode_readable(linked) == encode_spans(linked).SerializeToString()
