@@ -352,26 +352,27 @@ def _join_arrow(table: Table, parts: Sequence[Rows]) -> ArrowRows:
     import pyarrow as pa
 
     pieces: list[pa.Table] = []
-    run: ArrowRows | None = None
+    data: pa.Table | None = None  # the run of slices that follow each other: [start, end)
+    start = end = 0
     for p in parts:
         if isinstance(p, ArrowRows):
-            if run is not None and run.data is p.data and run.start + run.length == p.start:
-                run = ArrowRows(table, run.data, run.start, run.length + p.length)
+            if p.data is data and p.start == end:
+                end += p.length
                 continue
-            if run is not None:
-                pieces.append(run.to_arrow())
-            run = p
+            if data is not None:
+                pieces.append(data.slice(start, end - start))
+            data, start, end = p.data, p.start, p.start + p.length
             continue
-        if run is not None:
-            pieces.append(run.to_arrow())
-            run = None
+        if data is not None:
+            pieces.append(data.slice(start, end - start))
+            data = None
         if len(p):
             columns = p if isinstance(p, Columns) else Columns.from_rows(table, p)
             pieces.append(columns.to_arrow())
-    if run is not None:
+    if data is not None:
         if not pieces:
-            return run
-        pieces.append(run.to_arrow())
+            return ArrowRows(table, data, start, end - start)
+        pieces.append(data.slice(start, end - start))
     if not pieces:
         return ArrowRows(table, arrow_schema(table).empty_table())
     return ArrowRows(table, pa.concat_tables(pieces).combine_chunks())
