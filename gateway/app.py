@@ -39,6 +39,7 @@ from gateway.body import (
 from gateway.config import Settings
 from gateway.health_cache import HealthCache
 from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
+from gateway.ingest_route import GatewayApp
 from gateway.json_response import FastJSONResponse
 from gateway.logs import AccessLog
 from gateway.metric_labels import RouteTemplates
@@ -202,7 +203,7 @@ def create_app(
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # exports what the batch still holds
 
-    app = FastAPI(
+    app = GatewayApp(
         title="lineage-hub gateway",
         version="0.1.0",
         description=(
@@ -294,7 +295,7 @@ def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]
     return authorize
 
 
-def _routes(app: FastAPI, deps: Deps) -> None:
+def _routes(app: GatewayApp, deps: Deps) -> None:
     settings = deps.settings
     lineage_writer = _authorizer(deps, Scope.LINEAGE_WRITE)
     runs_writer = _authorizer(deps, Scope.RUNS_WRITE)
@@ -346,6 +347,7 @@ def _routes(app: FastAPI, deps: Deps) -> None:
                 503: {"description": "Kafka is unavailable; see Retry-After"},
             },
         )
+        app.lean_route(path)  # served past the router and the exception middleware
 
     # The ingestion routes come first: the router tries routes in order, and they
     # take most of the traffic.
