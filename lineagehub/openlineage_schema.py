@@ -246,16 +246,35 @@ def room_for_nesting() -> Iterator[None]:
             sys.setrecursionlimit(before)
 
 
-def _deeper_than_limit(value: Any) -> bool:
-    """Whether `value` nests objects/arrays more than MAX_NESTING levels (a loop, not
+def _deeper_than_limit(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether `value` nests objects/arrays more than `limit` levels (a loop, not
     recursion: the value may be as deep as orjson's 1024)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         children = node.values() if isinstance(node, dict) else node
-        if depth > MAX_NESTING:
+        if depth > limit:
             return True
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _children_deeper_than_limit(value: dict[str, Any] | list[Any]) -> bool:
+    """`_deeper_than_limit(value)`, walking only the children that could be too deep.
+
+    A batch of events has more than MAX_NESTING brackets in all while each event holds a
+    few dozen: a child re-encoded (orjson, C speed) with fewer brackets than the levels
+    left cannot reach the limit, so the Python walk is taken only for one that could."""
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        if not isinstance(child, dict | list):
+            continue
+        try:
+            opened = _brackets(orjson.dumps(child))
+        except orjson.JSONEncodeError:  # nested over orjson's 254 levels: walk it
+            opened = MAX_NESTING
+        if opened > MAX_NESTING - 1 and _deeper_than_limit(child, MAX_NESTING - 1):
+            return True
     return False
 
 
@@ -272,7 +291,7 @@ def _nesting_checked(value: Any, raw_or_text: bytes | str) -> tuple[Any, str | N
     if not isinstance(value, dict | list):
         return value, None
     opened = _brackets(raw_or_text)
-    if opened > MAX_NESTING and _deeper_than_limit(value):
+    if opened > MAX_NESTING and _children_deeper_than_limit(value):
         return None, _TOO_DEEP
     return value, None
 

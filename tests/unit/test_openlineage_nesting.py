@@ -76,3 +76,16 @@ def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     value, problem = parse_json(raw)
     assert problem is None and isinstance(check(value, max_event_bytes=10_000_000), Checked)
     assert isinstance(check(value, max_event_bytes=10), Invalid)
+
+
+@pytest.mark.parametrize("depth", [300, MAX_NESTING - 1, MAX_NESTING])
+def test_a_batch_counts_its_own_level_whatever_its_other_events_hold(depth: int) -> None:
+    """A JSON array of events: many shallow ones (more than MAX_NESTING brackets in all)
+    around one deep one; the array is one level more."""
+    shallow = event_nested(ABOVE + 2)
+    raw = b"[" + b",".join([shallow] * 150 + [event_nested(depth)] + [shallow] * 150) + b"]"
+    assert raw.count(b"[") + raw.count(b"{") > MAX_NESTING
+    readable = depth + 1 <= MAX_NESTING
+    fast, exact = loads(raw), loads_exact(raw)
+    assert (fast[1] is None, exact[1] is None) == (readable, readable), (fast[1], exact[1])
+    assert fast[1] == exact[1]
