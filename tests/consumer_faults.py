@@ -15,10 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
 from consumers.health import Health
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.arrow_spans import decode_trace_requests
-from consumers.otel.backend import Backend
+from consumers.otel.backend import Backend, ChdbBackend
 from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import OTEL_SCHEMA, Schema, Table
 from consumers.retry import Backoff
@@ -27,6 +31,7 @@ from consumers.testkit import end_offsets
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
 from lineagehub.topics import dlq
+from tests.crashing import CrashingBackend
 from tests.marquez_standin import MarquezStandin
 
 FAST = Backoff(base=0.02, factor=2.0, cap=0.1)
@@ -152,6 +157,52 @@ def start(consumer: OtelConsumer | LineageConsumer) -> tuple[asyncio.Event, asyn
 async def finish(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
     stop.set()
     await asyncio.wait_for(task, 60)
+
+
+async def crash_after_first_insert(
+    env: dict[str, str], kind: Kind, topic: str, group: str, chdb: ChdbBackend, **kw: Any
+) -> CrashingBackend:
+    """A consumer inserts its first batch and dies before it commits the batch's end, as a
+    killed process does: the group's commit is the batch's `pending:` marker."""
+    crashing = CrashingBackend(chdb, crash_after=1)
+    first = batch_consumer(env, kind, topic, group, crashing, **kw)
+    stop, task = start(first)
+    try:
+        await asyncio.wait_for(crashing.crashed.wait(), 60)
+        first.abort()
+    finally:
+        await finish(stop, task)
+    return crashing
+
+
+def watch_fetches(monkeypatch: pytest.MonkeyPatch, topic: str) -> asyncio.Event:
+    """An event set whenever the consumers' (real) `getmany` hands out records of `topic`."""
+    fetched = asyncio.Event()
+    real = AIOKafkaConsumer.getmany
+
+    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
+        out = await real(self, *tps, **kw)
+        if any(tp.topic == topic and records for tp, records in out.items()):
+            fetched.set()
+        return out
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    return fetched
+
+
+def offsets_read_after(
+    monkeypatch: pytest.MonkeyPatch, group: str, event: asyncio.Event, within: float = 30
+) -> None:
+    """The admin client's reads of `group`'s committed offsets get Kafka's answer only once
+    `event` is set: an assignment listener's read still on its way when records come."""
+    real = AIOKafkaAdminClient.list_consumer_group_offsets
+
+    async def list_offsets(self: AIOKafkaAdminClient, group_id: str, *a: Any, **kw: Any) -> Any:
+        if group_id == group:
+            await asyncio.wait_for(event.wait(), within)
+        return await real(self, group_id, *a, **kw)
+
+    monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", list_offsets)
 
 
 async def wait_for(check: Callable[[], bool], what: str, within: float = 30) -> None:

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_driver import Client
 from clickhouse_driver.bufferedwriter import BufferedSocketWriter
@@ -58,16 +58,18 @@ from tests.consumer_faults import (
     KINDS,
     Counting,
     batch_consumer,
+    crash_after_first_insert,
     dead_letters,
     finish,
     lineage_consumer,
     lineage_events,
+    offsets_read_after,
     runs_in_other_lanes,
     start,
     stored,
     wait_for,
+    watch_fetches,
 )
-from tests.crashing import CrashingBackend
 from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
@@ -395,32 +397,11 @@ async def test_records_fetched_while_the_assignment_is_installed_are_not_dropped
     await create_topics(bootstrap, [topic], partitions=1)
     await produce(bootstrap, topic, kind.records(30))
     # A first consumer dies after inserting its first batch: the commit says `pending:`.
-    crashing = CrashingBackend(chdb, crash_after=1)
-    first = batch_consumer(env, kind, topic, group, crashing, max_batch_messages=10)
-    stop, task = start(first)
-    await asyncio.wait_for(crashing.crashed.wait(), 30)
-    first.abort()
-    await finish(stop, task)
-
+    await crash_after_first_insert(env, kind, topic, group, chdb, max_batch_messages=10)
     # The next one gets the partition; its assignment listener reads the marker through
     # the admin client, and that answer comes only once aiokafka has handed out records.
-    fetched = asyncio.Event()
-    real_getmany = AIOKafkaConsumer.getmany
-    real_list = AIOKafkaAdminClient.list_consumer_group_offsets
-
-    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
-        out = await real_getmany(self, *tps, **kw)
-        if any(tp.topic == topic and records for tp, records in out.items()):
-            fetched.set()
-        return out
-
-    async def list_offsets(self: AIOKafkaAdminClient, group_id: str, *a: Any, **kw: Any) -> Any:
-        if group_id == group:
-            await asyncio.wait_for(fetched.wait(), 20)
-        return await real_list(self, group_id, *a, **kw)
-
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
-    monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", list_offsets)
+    fetched = watch_fetches(monkeypatch, topic)
+    offsets_read_after(monkeypatch, group, fetched, within=20)
     second = batch_consumer(env, kind, topic, group, chdb, max_batch_wait=2.0)
     stop, task = start(second)
     try:

@@ -14,14 +14,23 @@ import asyncio
 from typing import Any, ClassVar
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 
 import consumers.otel.consumer as otel_consumer
 from consumers.otel.backend import ChdbBackend
 from consumers.testkit import create_topics, produce, unique, wait_drained
-from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
+from tests.consumer_faults import (
+    KINDS,
+    batch_consumer,
+    crash_after_first_insert,
+    finish,
+    offsets_read_after,
+    start,
+    stored,
+    wait_for,
+    watch_fetches,
+)
 from tests.crashing import CrashingBackend
 from tests.integration.test_otel_delivery import commits
 
@@ -53,14 +62,9 @@ async def test_a_failed_read_of_the_committed_offsets_still_replays_the_crashed_
     await produce(bootstrap, topic, KIND.records(5))
     # A batch cut by time (5 records, far from full) is inserted; the process dies before
     # it commits the batch's end.
-    crashing = CrashingBackend(chdb, crash_after=1)
-    first = batch_consumer(env, KIND, topic, group, crashing, max_batch_messages=1000)
-    stop, task = start(first)
-    try:
-        await asyncio.wait_for(crashing.crashed.wait(), 60)
-        first.abort()
-    finally:
-        await finish(stop, task)
+    crashing = await crash_after_first_insert(
+        env, KIND, topic, group, chdb, max_batch_messages=1000
+    )
     marker = next(iter((await commits(bootstrap, group)).values()))
     assert (marker.offset, marker.metadata.split("/")[0]) == (0, "pending:4")
     assert await stored(chdb, KIND) == (5 * KIND.rows, 5 * KIND.rows)
@@ -90,23 +94,8 @@ async def test_records_fetched_before_a_new_groups_offsets_are_read_are_kept(
     topic, group = unique("otel-early"), unique("otel-early-group")
     await create_topics(bootstrap, [topic], partitions=1)
     await produce(bootstrap, topic, KIND.records(20))
-    fetched = asyncio.Event()
-    real_getmany = AIOKafkaConsumer.getmany
-    real_list = AIOKafkaAdminClient.list_consumer_group_offsets
-
-    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
-        out = await real_getmany(self, *tps, **kw)
-        if any(tp.topic == topic and records for tp, records in out.items()):
-            fetched.set()
-        return out
-
-    async def offsets_after_the_fetch(self: AIOKafkaAdminClient, group_id: str, **kw: Any) -> Any:
-        if group_id == group:  # the answer comes once records were handed out
-            await asyncio.wait_for(fetched.wait(), 30)
-        return await real_list(self, group_id, **kw)
-
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
-    monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", offsets_after_the_fetch)
+    fetched = watch_fetches(monkeypatch, topic)
+    offsets_read_after(monkeypatch, group, fetched)  # the answer comes once records were out
     # No batch is cut by time before the listener is done with the early records.
     otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_wait=5.0)
     stop, task = start(otel)
