@@ -228,16 +228,16 @@ def _table(kind: _Points, keep: np.ndarray, head: Mapping[str, pa.Array]) -> pa.
 # ---- the otel consumer's decoder for the metrics topic ------------------------------------
 
 
-def _plain_metrics(scope_metrics: Any) -> int | None:
-    """A scope's data points, None when a metric has no name, no data or unknown fields
-    (the row decoder refuses the request for it)."""
-    points = 0
+def _plain_metrics(scope_metrics: Any, rows: dict[str, int]) -> bool:
+    """Count a scope's data points per metric type (each type is its own table); False
+    when a metric has no name, no data or unknown fields (the row decoder refuses the
+    request for it)."""
     for metric in scope_metrics.metrics:
         kind = metric.WhichOneof("data")
         if kind is None or not metric.name or UnknownFieldSet(metric):
-            return None
-        points += len(getattr(metric, kind).data_points)
-    return points
+            return False
+        rows[kind] = rows.get(kind, 0) + len(getattr(metric, kind).data_points)
+    return True
 
 
 def decode_metric_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:

@@ -233,12 +233,14 @@ def _runs(
 # ---- the otel consumer's decoder for the spans topic --------------------------------------
 
 
-def _plain_spans(scope_spans: Any) -> int | None:
-    """A scope's spans, None when one has unknown fields (the row decoder refuses it)."""
+def _plain_spans(scope_spans: Any, rows: dict[str, int]) -> bool:
+    """Count a scope's spans (`pipeline_runs` takes fewer); False when one has unknown
+    fields (the row decoder refuses the request)."""
     spans = scope_spans.spans
     if any(UnknownFieldSet(span) for span in spans):
-        return None
-    return len(spans)
+        return False
+    rows[TRACES.name] = rows.get(TRACES.name, 0) + len(spans)
+    return True
 
 
 def decode_trace_requests(raw: bytes | None) -> Mapping[str, Rows | Pending]:

@@ -321,8 +321,10 @@ class ArrowRows:
 
 class Pending:
     """A record's rows still to decode, with the rest of its batch, by `batch` (raw
-    records -> each one's rows, or the `DecodeError` that refuses it). `spans` counts
-    its rows for batching."""
+    records -> each one's rows, or the `DecodeError` that refuses it). `spans` is what
+    batching counts: the most rows the record adds to one table, so a batch's
+    `max_batch_rows` bounds each of its inserts (a metric request's points spread over
+    five tables)."""
 
     __slots__ = ("batch", "raw", "spans")
 

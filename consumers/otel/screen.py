@@ -24,8 +24,9 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from consumers.otel.columns import Pending, Rows
 from consumers.otel.decode import DecodeError, _parse
 
-# A scope's leaves -> their rows, or None when the row decoder must decide the request.
-LeafCheck = Callable[[Any], int | None]
+# A scope's leaves: add their rows to the request's count per table; False when the row
+# decoder must decide the request.
+LeafCheck = Callable[[Any, dict[str, int]], bool]
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,18 @@ class Kind:
 
 
 def rows_if_plain(request: Any, kind: Kind) -> int | None:
-    """The request's rows, or None when a level or a leaf leaves it to the row decoder."""
-    rows = 0
+    """The most rows the request adds to one table (what bounds a batch's inserts), or
+    None when a level or a leaf leaves it to the row decoder."""
+    rows: dict[str, int] = {}
     for resource in getattr(request, kind.resources):
         if UnknownFieldSet(resource):
             return None
         for scope in getattr(resource, kind.scopes):
             if kind.check_scopes and UnknownFieldSet(scope):
                 return None
-            count = kind.leaves(scope)
-            if count is None:
+            if not kind.leaves(scope, rows):
                 return None
-            rows += count
-    return rows
+    return max(rows.values(), default=0)
 
 
 def screen(raw: bytes | None, kind: Kind) -> Mapping[str, Rows | Pending]:

@@ -34,7 +34,7 @@ from consumers.otel.arrow_metrics import (
     decode_metric_requests,
 )
 from consumers.otel.backend import ChdbBackend
-from consumers.otel.columns import ArrowRows, Columns, Rows
+from consumers.otel.columns import ArrowRows, Columns, Pending, Rows
 from consumers.otel.ddl import EXP_HISTOGRAM, GAUGE, HISTOGRAM, SUM, SUMMARY
 from consumers.otel.decode import INT64_MAX, DecodeError, decode_metric_columns
 from consumers.samples import T0, metrics_request
@@ -455,3 +455,14 @@ async def test_arrow_rows_read_back_as_the_row_decoders_rows() -> None:
     for name, rows in tables.items():
         assert isinstance(rows, ArrowRows)
         assert rows.rows() == rows_of(expected[name]), name
+
+
+@settings(FUZZ, max_examples=60)
+@given(clean_metric_requests())
+def test_a_request_counts_its_fullest_table_for_batching(raw: bytes) -> None:
+    """What batching counts of a request is the most rows it adds to one table (each of
+    a batch's inserts stays within `max_batch_rows`), across resources and scopes: the
+    row decoder's largest table."""
+    (pending,) = decode_metric_requests(raw).values()
+    assert isinstance(pending, Pending)
+    assert len(pending) == max(len(rows) for rows in decode_metric_columns(raw).values())
