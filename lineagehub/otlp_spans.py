@@ -68,11 +68,14 @@ class OtlpSpan:
 # ---- protobuf wire format -------------------------------------------------------------
 
 
+_BYTE = [bytes((i,)) for i in range(256)]
+
+
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _BYTE[n]
     if n < 0:
         n += 1 << 64  # int64: two's complement, ten bytes
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -85,9 +88,14 @@ def _tag(number: int, wire_type: int) -> bytes:
     return _varint(number << 3 | wire_type)
 
 
+#: Length-delimited field tags, by field number (every message here numbers below 16).
+_LEN_TAG = [_tag(n, 2) for n in range(16)]
+
+
 def _len(number: int, payload: bytes) -> bytes:
     """A length-delimited field (string, bytes, message)."""
-    return _tag(number, 2) + _varint(len(payload)) + payload
+    size = len(payload)
+    return _LEN_TAG[number] + (_BYTE[size] if size < 0x80 else _varint(size)) + payload
 
 
 def _text(number: int, text: str) -> bytes:
@@ -113,35 +121,65 @@ def any_value(v: AttributeValue) -> bytes:
 
 def key_value(key: str, value: AttributeValue) -> bytes:
     """A `KeyValue` message's bytes."""
-    if isinstance(value, str | int | float):  # bool is an int
-        return _scalar_key_value(key, value, type(value).__name__)
     return _len(1, key.encode()) + _len(2, any_value(value))
 
 
 @functools.lru_cache(maxsize=4096)
-def _scalar_key_value(key: str, value: str | int | float, kind: str) -> bytes:
-    """Kept: a service repeats its keys and many of their values (`kind` keeps True and
-    1 apart, which compare equal)."""
-    return _len(1, key.encode()) + _len(2, any_value(value))
+def _scalar_field(number: int, key: str, value: str | int | float, kind: type) -> bytes:
+    """A `KeyValue` field of a scalar, kept: a service repeats its keys and many of their
+    values (`kind` keeps True and 1 apart, which compare equal)."""
+    return _len(number, key_value(key, value))
 
 
 def _attributes(number: int, attributes: Attributes) -> bytes:
-    return b"".join([_len(number, key_value(k, v)) for k, v in attributes.items()])
+    return b"".join(
+        [
+            _scalar_field(number, k, v, type(v))  # type: ignore[arg-type]
+            if type(v) in _SCALARS
+            else _len(number, key_value(k, v))
+            for k, v in attributes.items()
+        ]
+    )
+
+
+_SCALARS = frozenset({str, int, float, bool})
+
+
+#: A span's fixed-size fields' tags and lengths: trace id (16 bytes), span id and parent
+#: span id (8), kind, start and end (fixed64), flags (fixed32).
+_TRACE_ID, _SPAN_ID, _PARENT_ID = _tag(1, 2) + b"\x10", _tag(2, 2) + b"\x08", _tag(4, 2) + b"\x08"
+_KIND, _START, _END, _FLAGS = _tag(6, 0), _tag(7, 1), _tag(8, 1), _tag(16, 5)
+_TIMES = struct.Struct("<QQ")
+_REMOTE_FLAGS = {
+    remote: _FLAGS + struct.pack("<I", _HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
+    for remote in (False, True)
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _name_and_kind(name: str, kind: int) -> bytes:
+    return _text(5, name) + _KIND + _varint(kind)
 
 
 def _span(s: OtlpSpan) -> bytes:
+    times = _TIMES.pack(s.start_unix_nano, s.end_unix_nano)
+    start, end = times[:8], times[8:]
     parts = [
-        _len(1, s.trace_id.to_bytes(16, "big")),
-        _len(2, s.span_id.to_bytes(8, "big")),
-        _text(3, s.trace_state),
+        _TRACE_ID,
+        s.trace_id.to_bytes(16, "big"),
+        _SPAN_ID,
+        s.span_id.to_bytes(8, "big"),
     ]
+    if s.trace_state:
+        parts.append(_text(3, s.trace_state))
     if s.parent_span_id:
-        parts.append(_len(4, s.parent_span_id.to_bytes(8, "big")))
+        parts += (_PARENT_ID, s.parent_span_id.to_bytes(8, "big"))
     parts += (
-        _text(5, s.name),
-        _tag(6, 0) + _varint(s.kind),
-        _fixed64(7, s.start_unix_nano),
-        _fixed64(8, s.end_unix_nano),
+        _name_and_kind(s.name, s.kind),
+        _START,
+        start,
+        _END,
+        end,
         _attributes(9, s.attributes),
     )
     for e in s.events:
@@ -150,9 +188,7 @@ def _span(s: OtlpSpan) -> bytes:
     status = _text(2, s.status_message)
     if s.status_code:
         status += _tag(3, 0) + _varint(s.status_code)
-    parts.append(_len(15, status))
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if s.parent_is_remote else 0)
-    parts.append(_tag(16, 5) + struct.pack("<I", flags))
+    parts += (_len(15, status), _REMOTE_FLAGS[s.parent_is_remote])
     return _len(2, b"".join(parts))  # ScopeSpans.spans
 
 

@@ -252,10 +252,10 @@ def batch_store_spans(
     on, rather than fifty alike. Returns the spans made."""
     groups: dict[tuple[tuple[str, bytes], ...], list[KafkaRecord]] = {}
     for record in records:
-        if record.topic == SPANS_TOPIC:
+        headers: Sequence[tuple[str, bytes]] | None = getattr(record, "headers", None)
+        if not headers or record.topic == SPANS_TOPIC:  # most records: nothing to do
             continue
-        headers: Sequence[tuple[str, bytes]] = getattr(record, "headers", None) or ()
-        key = tuple(h for h in headers if h[0] in CONTEXT_HEADERS)
+        key = tuple([h for h in headers if h[0] in CONTEXT_HEADERS])
         if key:
             groups.setdefault(key, []).append(record)
     made = 0
