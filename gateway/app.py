@@ -699,35 +699,33 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
         else:
             by_key[verdict.key].append((index, verdict))
     retry_after = 0.0
-
-    async def publish_in_order(group: list[tuple[int, lineage.Checked]]) -> None:
-        # One key's events are appended in order and acknowledged together: Kafka keeps
-        # them in this order; from a failed one on, the key's events are 503s.
-        nonlocal retry_after
-        assert deps.sink is not None
-        started = time.perf_counter()
-        failures = await deps.sink.publish_in_order(
-            group[0][1].key, [checked.value for _, checked in group]
-        )
-        elapsed = time.perf_counter() - started
-        for (index, checked), failed in zip(group, failures, strict=True):
-            if failed is None:
-                deps.metrics.publish.observe(elapsed)
-                deps.metrics.events.labels("accepted").inc()
-                results[index] = {"index": index, "status": 201, **_accepted(deps, checked)}
-            else:
-                deps.metrics.events.labels("unavailable").inc()
-                retry_after = max(retry_after, failed.retry_after)
-                results[index] = {"index": index, "status": 503, "error": failed.reason}
-
-    if by_key and deps.sink is None:
+    sink = deps.sink
+    if by_key and sink is None:
         for group in by_key.values():
             for index, _ in group:
                 deps.metrics.events.labels("unavailable").inc()
                 results[index] = {"index": index, "status": 503, "error": "Kafka is not configured"}
         retry_after = 30.0
-    elif by_key:
-        await asyncio.gather(*(publish_in_order(g) for g in by_key.values()))
+    elif by_key and sink is not None:
+        # Each key's events are appended in order and all are acknowledged together:
+        # Kafka keeps a key's events in this order; from a failed one on, its events
+        # are 503s.
+        groups = list(by_key.values())
+        started = time.perf_counter()
+        outcomes = await sink.publish_groups(
+            [(group[0][1].key, [checked.value for _, checked in group]) for group in groups]
+        )
+        elapsed = time.perf_counter() - started
+        for group, failures in zip(groups, outcomes, strict=True):
+            for (index, checked), failed in zip(group, failures, strict=True):
+                if failed is None:
+                    deps.metrics.publish.observe(elapsed)
+                    deps.metrics.events.labels("accepted").inc()
+                    results[index] = {"index": index, "status": 201, **_accepted(deps, checked)}
+                else:
+                    deps.metrics.events.labels("unavailable").inc()
+                    retry_after = max(retry_after, failed.retry_after)
+                    results[index] = {"index": index, "status": 503, "error": failed.reason}
     accepted = sum(1 for r in results if r["status"] == 201)
     unavailable = sum(1 for r in results if r["status"] == 503)
     body = {

@@ -201,19 +201,38 @@ class Sink:
         they landed: a client retrying from the first failure keeps the key's order (a
         record that landed twice is a duplicate, which at-least-once allows).
         """
+        (out,) = await self.publish_groups([(key, values)])
+        return out
+
+    async def publish_groups(
+        self, groups: list[tuple[str, list[bytes]]]
+    ) -> list[list[KafkaUnavailable | None]]:
+        """`publish_in_order` for several keys at once, one list of outcomes per group:
+        every group's records appended (each key's in its order), then one bounded wait
+        for all their acknowledgements (a batch request pays one wait, not one per key).
+        A group that could not be appended fails whole; one that is acknowledged before
+        the wait times out succeeds whatever the others do."""
         try:
             await self._ensure_started()
         except KafkaUnavailable as down:
-            return [down] * len(values)
+            return [[down] * len(values) for _, values in groups]
+        if self._pipelined:
+            outcomes = await self._send_pipelined(groups)
+        else:
+            outcomes = list(await asyncio.gather(*(self._send_plain(k, v) for k, v in groups)))
+        return [
+            self._failures(len(values), got)
+            for (_, values), got in zip(groups, outcomes, strict=True)
+        ]
+
+    def _failures(
+        self, count: int, outcomes: list[BaseException | None]
+    ) -> list[KafkaUnavailable | None]:
+        """Each record's failure: from the first that failed on, all of them (see above);
+        records with no outcome (never sent after a failure) fail too."""
         failed: KafkaUnavailable | None = None
-        outcomes: list[BaseException | None] = []
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                outcomes = await self._send_all(key, values)
-        except Exception as exc:  # the append or the wait: nothing more is known
-            outcomes = [exc] * len(values)
         out: list[KafkaUnavailable | None] = []
-        for outcome in [*outcomes, *[None] * (len(values) - len(outcomes))]:
+        for outcome in [*outcomes, *[None] * (count - len(outcomes))]:
             if failed is None and isinstance(outcome, BaseException):
                 self.last_error = _describe(outcome)
                 failed = KafkaUnavailable(
@@ -222,25 +241,55 @@ class Sink:
             out.append(failed)
         return out
 
-    async def _send_all(self, key: str, values: list[bytes]) -> list[BaseException | None]:
-        publisher = self.publisher
-        if not self._pipelined:
-            sent: list[BaseException | None] = []
-            for value in values:  # one at a time: the next waits for the previous ack
-                try:
-                    self._refuse_if_closed()
-                    await publisher.send(self.topic, key, value)
-                except Exception as exc:
-                    return [*sent, exc]  # the rest are not sent (failures, see above)
-                sent.append(None)
-            return sent
-        pipelined = cast(PipelinedPublisher, publisher)  # checked once, in __init__
-        acks = []
-        for value in values:
-            self._refuse_if_closed()  # no await between this check and the append
-            acks.append(await pipelined.enqueue(self.topic, key, value))
-        results = await asyncio.gather(*acks, return_exceptions=True)
-        return [r if isinstance(r, BaseException) else None for r in results]
+    async def _send_plain(self, key: str, values: list[bytes]) -> list[BaseException | None]:
+        """One at a time: the next record waits for the previous one's acknowledgement."""
+        sent: list[BaseException | None] = []
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                for value in values:
+                    try:
+                        self._refuse_if_closed()
+                        await self.publisher.send(self.topic, key, value)
+                    except Exception as exc:
+                        return [*sent, exc]  # the rest are not sent (failures, see above)
+                    sent.append(None)
+        except Exception as exc:  # the wait timed out: nothing more is known
+            return [exc] * len(values)
+        return sent
+
+    async def _send_pipelined(
+        self, groups: list[tuple[str, list[bytes]]]
+    ) -> list[list[BaseException | None]]:
+        pipelined = cast(PipelinedPublisher, self.publisher)  # checked once, in __init__
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        acks: list[list[asyncio.Future[Any]]] = [[] for _ in groups]
+        broken: list[BaseException | None] = [None] * len(groups)
+        try:
+            async with asyncio.timeout_at(deadline):
+                for index, (key, values) in enumerate(groups):
+                    try:
+                        for value in values:
+                            self._refuse_if_closed()  # no await between this and the append
+                            ack = await pipelined.enqueue(self.topic, key, value)
+                            acks[index].append(asyncio.ensure_future(ack))
+                    except Exception as exc:  # this group's append: nothing more is known
+                        broken[index] = exc
+        except TimeoutError as exc:  # appending outlasted the wait: the rest are not sent
+            for index, (_, values) in enumerate(groups):
+                if broken[index] is None and len(acks[index]) < len(values):
+                    broken[index] = exc
+        waiting = [
+            ack for index, group in enumerate(acks) if broken[index] is None for ack in group
+        ]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
+            for ack in pending:
+                ack.cancel()
+        return [
+            [error] * len(values) if error is not None else [_outcome(ack) for ack in group]
+            for (_, values), group, error in zip(groups, acks, broken, strict=True)
+        ]
 
     async def close(self) -> None:
         self._closed = True
@@ -249,6 +298,13 @@ class Sink:
                 self._started = False
                 with _suppress():
                     await self.publisher.stop()
+
+
+def _outcome(ack: asyncio.Future[Any]) -> BaseException | None:
+    """None for an acknowledged record, else why not (one still pending timed out)."""
+    if ack.cancelled():
+        return TimeoutError()
+    return ack.exception()
 
 
 def _describe(exc: BaseException) -> str:
