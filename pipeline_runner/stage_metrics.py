@@ -129,8 +129,13 @@ def encode(m: Measurements, resource: Mapping[str, str], scope: str) -> bytes:
         metric = Metric(
             name=instrument.name, unit=instrument.unit, description=instrument.description
         )
+        # A gauge's point is a value at one time: the SDK gives it no start time.
         number = (
-            NumberDataPoint(attributes=attrs, start_time_unix_nano=m.start_ns, time_unix_nano=now)
+            NumberDataPoint(
+                attributes=attrs,
+                start_time_unix_nano=m.start_ns if instrument.kind is Kind.SUM else 0,
+                time_unix_nano=now,
+            )
             if instrument.kind is not Kind.HISTOGRAM
             else None
         )

@@ -84,10 +84,20 @@ def parent_ids(traceparent: str | None) -> tuple[str, str] | None:
 
 
 def resource_of(service_name: str, given: Mapping[str, str]) -> dict[str, str]:
-    """The stage's resource, as the SDK would make it: a `service.instance.id` of its
-    own, `OTEL_RESOURCE_ATTRIBUTES` (key=value, comma separated, percent-encoded),
-    then `given`, then `service.name` (`OTEL_SERVICE_NAME`)."""
-    out: dict[str, str] = {"service.instance.id": str(uuid.uuid4())}
+    """The stage's resource, as the SDK's `Resource.create` makes it: the SDK's own
+    `telemetry.sdk.*` (language, name, version: the stage's spans and metrics are
+    encoded to the SDK's wire format, and that is what a reader groups them by), a
+    `service.instance.id` of its own, `OTEL_RESOURCE_ATTRIBUTES` (key=value, comma
+    separated, percent-encoded), then `given`, then `service.name` (`OTEL_SERVICE_NAME`).
+    The SDK's version comes from its one-line version module, not the SDK itself."""
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
+    out: dict[str, str] = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": sdk_version,
+        "service.instance.id": str(uuid.uuid4()),
+    }
     for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip():
