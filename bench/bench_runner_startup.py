@@ -17,6 +17,10 @@ busy machine), then the heaviest imports of one `python -X importtime` run.
 `--before DIR`: also runs, interleaved, the runner as exported to DIR from an earlier
 commit (`git archive <commit> pipeline_runner lineagehub | tar -x -C DIR`), first on
 PYTHONPATH, so a change is measured against what it replaced under the same load.
+
+`--kafka HOST:PORT` (under `flock /tmp/lh-stack.lock`, the stack's broker): also runs
+the stage publishing its lineage, spans and metrics to that broker, as in a Job
+(`--emit kafka`), and reports its exit and CPU (`kafka: exit`), with `--before` too.
 """
 
 from __future__ import annotations
@@ -77,8 +81,17 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return time.perf_counter() - t0, _children_cpu() - cpu0, proc.stdout
 
 
-def stage_once(env: dict[str, str]) -> dict[str, float]:
-    """Seconds from spawn to the stage span, the read span and the exit."""
+def kafka_once(env: dict[str, str]) -> dict[str, float]:
+    """Seconds from spawn to the exit, and CPU seconds, of the stage publishing to Kafka."""
+    argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "kafka"]
+    wall, cpu, _ = timed(argv, env)
+    return {"kafka: exit": wall, "kafka: exit cpu": cpu}
+
+
+def stage_once(env: dict[str, str], bootstrap: str | None = None) -> dict[str, float]:
+    """Seconds from spawn to the stage span, the read span and the exit (and with
+    `bootstrap`, of the stage publishing to Kafka)."""
+    found = kafka_once({**env, "KAFKA_BOOTSTRAP": bootstrap}) if bootstrap else {}
     t0_ns = time.time_ns()
     argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "console"]
     wall, cpu, out = timed(argv, env)
@@ -88,6 +101,7 @@ def stage_once(env: dict[str, str]) -> dict[str, float]:
         "read step": (starts["read"] - t0_ns) / 1e9,
         "exit": wall,
         "exit cpu": cpu,
+        **found,
     }
 
 
@@ -116,6 +130,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--before", type=Path, help="an earlier runner's exported tree")
+    parser.add_argument("--kafka", metavar="HOST:PORT", help="also publish to this broker")
     args = parser.parse_args()
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
@@ -123,24 +138,24 @@ def main() -> int:
         before = None
         if args.before:
             before = {**env, "PYTHONPATH": str(args.before.resolve())}
-            stage_once(before)
-        stage_once(env)  # warm the file cache and the bytecode cache
+            stage_once(before, args.kafka)
+        stage_once(env, args.kafka)  # warm the file cache and the bytecode cache
         for _ in range(args.runs):
             for key, code in (("python -c pass", "pass"), ("import polars", "import polars")):
                 wall, cpu, _ = timed([sys.executable, "-c", code])
                 samples.setdefault(key, []).append(wall)
                 samples.setdefault(f"{key} cpu", []).append(cpu)
             if before is not None:
-                for key, value in stage_once(before).items():
+                for key, value in stage_once(before, args.kafka).items():
                     samples.setdefault(f"before: {key}", []).append(value)
-            for key, value in stage_once(env).items():
+            for key, value in stage_once(env, args.kafka).items():
                 samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
     med = {k: statistics.median(v) for k, v in samples.items()}
     polars = med["import polars"]
     print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
     print(f"  {'':<24} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
-    ours = ("stage span", "read step", "exit")
+    ours = ("stage span", "read step", "exit") + (("kafka: exit",) if args.kafka else ())
     keys = ["python -c pass", "import polars"]
     keys += [f"before: {k}" for k in ours if f"before: {k}" in med] + list(ours)
     for key in keys:

@@ -2,11 +2,10 @@
 a list in memory (tests, benchmarks), or nowhere.
 
 The Kafka client and the OTLP messages are imported by the emitter that uses them, so
-a stage loads aiokafka only when it publishes to Kafka."""
+a stage loads librdkafka only when it publishes to Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
         ExportTraceServiceRequest,
     )
 
-    from lineagehub.telemetry.publisher import KafkaPublisher
+    from pipeline_runner.kafka_emitter import StageProducer
 
 
 class Emitter(Protocol):
@@ -36,33 +35,31 @@ class Emitter(Protocol):
 
 
 class KafkaEmitter:
-    """Publishes to Kafka. aiokafka (~0.15 s to import) is loaded by the first send, which
-    a stage makes once its work has started, so the import overlaps the work."""
+    """Publishes to Kafka through librdkafka (`kafka_emitter`). The producer is made,
+    and starts connecting, when the emitter is: before the stage's work, which its
+    connection overlaps."""
 
     def __init__(self, bootstrap: str) -> None:
+        from pipeline_runner.kafka_emitter import StageProducer
+
         self.bootstrap = bootstrap
         self.description = f"kafka {bootstrap}"
-        self._publisher: KafkaPublisher | None = None
-        self._starting = asyncio.Lock()  # concurrent first sends start one producer
+        self._producer: StageProducer | None = StageProducer(
+            bootstrap, client_id="lineage-hub-runner"
+        )
 
     async def start(self) -> None:
-        async with self._starting:
-            if self._publisher is None:
-                from lineagehub.telemetry.publisher import KafkaPublisher
-
-                publisher = KafkaPublisher(self.bootstrap, client_id="lineage-hub-runner")
-                await publisher.start()
-                self._publisher = publisher
+        return None
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
-        await self.start()
-        assert self._publisher is not None
-        await self._publisher.send(topic, key, value)
+        if self._producer is None:
+            raise ConnectionError("the Kafka emitter was closed")
+        await self._producer.send(topic, key, value)
 
     async def close(self) -> None:
-        if self._publisher is not None:
-            publisher, self._publisher = self._publisher, None
-            await publisher.stop()
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            producer.close()
 
 
 class NullEmitter:

@@ -22,24 +22,25 @@ ENTRY_POINTS = {
 }
 
 
-def _stage(
-    tmp_path: Path, argv: list[str], *, source: bool = True
+def run_stage_process(
+    tmp_path: Path, argv: list[str], *, source: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """The extract stage of `make_config` as a process (`env` added to its environment)."""
     if source:
         write_source(tmp_path)
     cfg = make_config(tmp_path, StageName.EXTRACT)
-    env = {
+    full = {
         **os.environ,
         STAGE_CONFIG_ENV: cfg.to_env_value(),
         "LINEAGEHUB_TERMINATION_LOG": str(tmp_path / "termination"),
     }
-    env.pop("KAFKA_BOOTSTRAP", None)
-    env.pop("PYTHONUNBUFFERED", None)  # buffered streams, so a missing flush would show
+    full.pop("KAFKA_BOOTSTRAP", None)
+    full.pop("PYTHONUNBUFFERED", None)  # buffered streams, so a missing flush would show
     return subprocess.run(
         [sys.executable, *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env={**full, **(env or {})},
         cwd=ROOT,
         timeout=120,
         check=False,
@@ -48,7 +49,7 @@ def _stage(
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_a_stage_process_delivers_all_it_writes(tmp_path: Path, entry: str) -> None:
-    proc = _stage(tmp_path, [*ENTRY_POINTS[entry], "extract", "--emit", "console"])
+    proc = run_stage_process(tmp_path, [*ENTRY_POINTS[entry], "extract", "--emit", "console"])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     # The console emitter's records, then the stage's own last line.
@@ -60,7 +61,9 @@ def test_a_stage_process_delivers_all_it_writes(tmp_path: Path, entry: str) -> N
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_a_failed_stage_process_says_why_and_exits_1(tmp_path: Path, entry: str) -> None:
-    proc = _stage(tmp_path, [*ENTRY_POINTS[entry], "extract", "--emit", "none"], source=False)
+    proc = run_stage_process(
+        tmp_path, [*ENTRY_POINTS[entry], "extract", "--emit", "none"], source=False
+    )
     assert proc.returncode == 1
     assert (
         proc.stderr.strip()
@@ -77,7 +80,7 @@ def test_exit_handlers_still_run(tmp_path: Path) -> None:
         "from pipeline_runner.cli import stage_process\n"
         "stage_process(['extract', '--emit', 'none'])\n"
     )
-    proc = _stage(tmp_path, ["-c", script])
+    proc = run_stage_process(tmp_path, ["-c", script])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "exit handler ran"
 
