@@ -130,11 +130,13 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
         write_termination_message(settings.termination_log, failed, stderr)
         print(f"{prefix}: InternalError: {reason}", file=stderr)
         return 2
+    # The emitter first: a Kafka producer connects (and gets its producer id) in the
+    # background while the work's modules are still being imported.
+    emitter = _emitter(emit, settings, stderr, stdout)
     # The stage's work (polars and all): imported once its config is known to be good,
     # or already being imported in the background (`stage_entry`).
     from pipeline_runner.runner import Delivery, run_stage
 
-    emitter = _emitter(emit, settings, stderr, stdout)
     traceparent = os.environ.get("TRACEPARENT") or cfg.traceparent
 
     delivery = Delivery(emitter, stderr=stderr)
