@@ -44,8 +44,9 @@ TICK = 0.05
 BACKOFF_START = 1.0
 BACKOFF_MAX = 60.0
 # Retries of volume/env set-up: the API server's view of a just-bound pod (which
-# the Node authorizer consults) can lag the binding by a moment.
-CONFIG_RETRY_FIRST = 0.1
+# the Node authorizer consults) can lag the binding by a moment, often by less than
+# the pod's watch event reaches us: the first retry comes soon, before the next tick.
+CONFIG_RETRY_FIRST = 0.01
 CONFIG_RETRY_MAX = 2.0
 TERMINAL = ("Succeeded", "Failed")
 
@@ -171,7 +172,8 @@ class PodWorker(threading.Thread):
                     return
                 self.status.phase = phase
             self._publish()
-            self.wake.wait(TICK)
+            # A set-up retry is due sooner than the next tick right after binding.
+            self.wake.wait(min(TICK, self.config_retry) if self.config_retry else TICK)
             self.wake.clear()
 
     # -- state on disk -----------------------------------------------------

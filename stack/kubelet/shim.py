@@ -1,4 +1,4 @@
-# ruff: noqa: E402  (signal handlers go in before the slower imports)
+# ruff: noqa: E402, PTH105, PTH118, PTH123  (signal handlers first; os.path: pathlib is ~10 ms a start)
 """Container shim: runs one container process and outlives the kubelet.
 
     python -I -S shim.py <attempt-dir> -- <argv...>
@@ -14,7 +14,8 @@ the command's stdout/stderr to `<attempt-dir>/log` in the CRI log format
 (128+signal for a signal; 128 and a message when the command cannot start).
 
 Standard library only, no package imports: it runs isolated from the
-virtualenv and starts in a few milliseconds.
+virtualenv and starts in a few milliseconds. It imports before the command starts
+only what starting it needs (no pathlib, no json: ~15 ms of a container's start).
 """
 
 from __future__ import annotations
@@ -34,14 +35,12 @@ for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(_sig, _note)
 
 import contextlib
-import json
 import os
 import resource
 import selectors
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 PARTIAL_LIMIT = 16 * 1024
 DRAIN_AFTER_EXIT = 2.0
@@ -53,14 +52,17 @@ def rfc3339nano(ns: int | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
-def write_json(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+def write_json(path: str, data: dict[str, object]) -> None:
+    import json  # once the command has ended (or failed to start)
+
+    tmp = path + ".tmp"
+    with open(tmp, "w") as out:
+        out.write(json.dumps(data))
+    os.replace(tmp, path)
 
 
 class LogWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
@@ -90,15 +92,15 @@ def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
         print("usage: shim.py <attempt-dir> -- <argv...>", file=sys.stderr)
         return 2
-    attempt = Path(argv[0])
+    attempt = argv[0]
     command = argv[2:]
-    log = LogWriter(attempt / "log")
+    log = LogWriter(os.path.join(attempt, "log"))
     started = time.time()
     if _received:
         log.close()
         code = 128 + _received[0]
         write_json(
-            attempt / "exit.json",
+            os.path.join(attempt, "exit.json"),
             {"exitCode": code, "finishedAt": rfc3339nano(), "message": "stopped before start"},
         )
         return code
@@ -121,7 +123,7 @@ def main(argv: list[str]) -> int:
         log.feed("stderr", message.encode() + b"\n")
         log.close()
         write_json(
-            attempt / "exit.json",
+            os.path.join(attempt, "exit.json"),
             {"exitCode": 128, "reason": "StartError", "message": message,
              "finishedAt": rfc3339nano()},
         )  # fmt: skip
@@ -148,7 +150,7 @@ def main(argv: list[str]) -> int:
     exit_code = 128 - code if code < 0 else code
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command (and what it reaped)
     write_json(
-        attempt / "exit.json",
+        os.path.join(attempt, "exit.json"),
         {
             "exitCode": exit_code,
             "finishedAt": rfc3339nano(),
