@@ -377,11 +377,14 @@ class S3Options(ApiModel):
     """Secret holding the credentials; the stage's environment (e.g. IAM role) when unset."""
 
 
-_S3_ONLY = cel(
-    "!has(self.s3) || self.uri.startsWith('s3://')",
-    "s3 options apply only to s3:// URIs",
-    field_path=".s3",
-)
+_S3_ONLY_MESSAGE = "s3 options apply only to s3:// URIs"
+_S3_ONLY = cel("!has(self.s3) || self.uri.startsWith('s3://')", _S3_ONLY_MESSAGE, field_path=".s3")
+
+
+def _check_s3_only(uri: str, s3: S3Options | None) -> None:
+    """`_S3_ONLY` in Python, for a source or a sink."""
+    if s3 is not None and not uri.startswith("s3://"):
+        raise ValueError(_S3_ONLY_MESSAGE)
 
 
 class SourceSpec(ApiModel):
@@ -399,8 +402,7 @@ class SourceSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> SourceSpec:
-        if self.s3 is not None and not self.uri.startswith("s3://"):
-            raise ValueError("s3 options apply only to s3:// URIs")
+        _check_s3_only(self.uri, self.s3)
         return self
 
 
@@ -432,8 +434,7 @@ class SinkSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> SinkSpec:
-        if self.s3 is not None and not self.uri.startswith("s3://"):
-            raise ValueError("s3 options apply only to s3:// URIs")
+        _check_s3_only(self.uri, self.s3)
         if (self.format == SinkFormat.CLICKHOUSE) != self.uri.startswith("clickhouse://"):
             raise ValueError("format clickhouse goes with a clickhouse:// URI, and only with it")
         return self
