@@ -430,3 +430,20 @@ def test_api_package_imports_nothing_of_ours() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        ("SourceSpec", {"format": "csv"}),
+        ("SinkSpec", {"format": "parquet"}),
+    ],
+)
+def test_s3_options_go_only_with_an_s3_uri(model: str, fields: dict[str, Any]) -> None:
+    from lineagehub import api
+
+    spec = getattr(api, model)
+    options = {"region": "eu-west-1"}
+    assert spec.model_validate({"uri": "s3://bucket/key", "s3": options, **fields}).s3 is not None
+    with pytest.raises(ValidationError, match="s3 options apply only to s3:// URIs"):
+        spec.model_validate({"uri": "file:///data/x", "s3": options, **fields})
