@@ -116,11 +116,12 @@ class StageProducer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop polling and let librdkafka finish what it holds (nothing, once every
-        send was awaited); a record still queued after `timeout` is dropped."""
+        send was awaited); a record still queued after `timeout` is dropped. The poller
+        is not waited for: it ends at its next wake-up, and a stage's exit need not wait
+        `POLL_SECONDS` for it (librdkafka may be polled from two threads at once)."""
         if self._closed.is_set():
             return
         self._closed.set()
-        self._poller.join()
         if self._unreachable is None:
             self._producer.flush(timeout)
         self._producer.purge()
