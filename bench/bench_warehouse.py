@@ -119,7 +119,7 @@ async def bench_ingest(
     print(f"ingest: {len(events)} events of {size:.0f} bytes (schema, column lineage, stats)")
     print(f"  decode only, batch path    {decode_rate:10.0f} events/s (CPU time, into Arrow)")
     print(f"  decode only, row path      {row_decode_rate:10.0f} events/s (CPU time, row dicts)")
-    print(f"  warehouse writer           {ours:10.0f} events/s  (Kafka -> 4 tables, sustained)")
+    print(f"  warehouse writer           {ours:10.0f} events/s  (Kafka -> 3 tables, sustained)")
     print(
         f"  start to end               {len(events) / run.wall_s:10.0f} events/s  "
         f"({run.wall_s:.1f}s incl. group join, {run.batches:.0f} batches)"
@@ -164,13 +164,12 @@ _EDGE_COLUMNS = "(Src, Dst, Kind, RunId, EventTime, EventHash, JobNamespace, Job
 
 async def build_graph(backend: ChdbBackend, datasets: int, edges: int) -> None:
     """Job j writes dataset j and reads `fan_in` earlier datasets (a DAG); the edges go
-    into `lineage_edges`, and its materialized view copies them to `lineage_edges_rev`."""
+    into `lineage_edges` (and its projection sorted by destination)."""
     fan_in = max(1, edges // datasets - 1)
     db = backend.database
     ds = "concat('dataset:s3://lake:d', toString({}))"
     job = "concat('job:bench:j', toString({}))"
-    for table in ("lineage_edges", "lineage_edges_rev"):
-        await backend.query(f"TRUNCATE TABLE {db}.{table}")
+    await backend.query(f"TRUNCATE TABLE {db}.lineage_edges")
     await backend.query(
         f"INSERT INTO {db}.lineage_edges {_EDGE_COLUMNS} "
         f"SELECT {job.format('number')}, {ds.format('number')}, 'io', "
@@ -185,8 +184,7 @@ async def build_graph(backend: ChdbBackend, datasets: int, edges: int) -> None:
         f"FROM (SELECT number % {datasets} + 1 AS j, intDiv(number, {datasets}) AS i "
         f"FROM numbers({(datasets - 1) * fan_in})) WHERE j < {datasets}"
     )
-    for table in ("lineage_edges", "lineage_edges_rev"):
-        await backend.query(f"OPTIMIZE TABLE {db}.{table} FINAL")
+    await backend.query(f"OPTIMIZE TABLE {db}.lineage_edges FINAL")
     (row,) = await backend.query(f"SELECT count() AS n FROM {db}.lineage_edges")
     print(f"graph: {datasets} datasets, {datasets} jobs, {int(row['n'])} edges (fan-in {fan_in})")
 
@@ -235,7 +233,7 @@ async def bench_graph(backend: ChdbBackend, datasets: int, edges: int, queries: 
     for d in starts[: max(3, queries // 8)]:
         t0 = time.perf_counter()
         for table, key, other in (
-            ("lineage_edges_rev", "Dst", "Src"),
+            ("lineage_edges", "Dst", "Src"),
             ("lineage_edges", "Src", "Dst"),
         ):
             start = f"dataset:s3://lake:d{d}"

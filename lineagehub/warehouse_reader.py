@@ -4,10 +4,11 @@ function that runs one SQL query and returns its rows (ClickHouse's HTTP or nati
 protocol, or chdb), so the same reads run against every ClickHouse we have.
 
 Graph walks are breadth-first in the application, one query per hop with a visited
-set, each hop a range read on the edge table sorted the way the hop goes
-(`lineage_edges` by source for downstream, `lineage_edges_rev` by destination for
-upstream). Nothing scans without bound: depth and node limits are checked before
-any query, and an answer cut by the node limit says `truncated: true`.
+set, each hop a range read on `lineage_edges` sorted the way the hop goes (the table
+by source for downstream, its `by_dst` projection by destination for upstream, which
+ClickHouse picks for a filter on `Dst`). Nothing scans without bound: depth and node
+limits are checked before any query, and an answer cut by the node limit says
+`truncated: true`.
 
 Depth counts job hops, as a user reads a lineage graph: upstream depth 1 of a
 dataset is the jobs that write it and the datasets those jobs read (two edges).
@@ -112,6 +113,10 @@ def parse_time(param: str, text: str) -> int:
 
 
 class LineageReader:
+    #: Where hops up and lookups by destination read (the edge table; its projection
+    #: sorted by destination serves them).
+    by_destination = "lineage_edges"
+
     def __init__(self, rows: Rows, database: str) -> None:
         self._rows = rows
         self.db = database
@@ -122,7 +127,7 @@ class LineageReader:
         self, frontier: set[str], direction: Direction, kinds: tuple[str, ...], walk: Walk
     ) -> str:
         table, key, other = (
-            ("lineage_edges_rev", "Dst", "Src")
+            (self.by_destination, "Dst", "Src")
             if direction == "up"
             else ("lineage_edges", "Src", "Dst")
         )
@@ -132,7 +137,9 @@ class LineageReader:
         return (
             f"SELECT * FROM (SELECT '{direction}' AS Dir, Src, Dst, "
             f"min(EventTime) AS FirstSeen, max(EventTime) AS LastSeen, "
-            f"argMax(RunId, EventTime) AS LastRunId, "
+            # Two runs' edges at one eventTime: the greater run id, whatever the order
+            # the rows are read in (the table's or its projection's).
+            f"argMax(RunId, (EventTime, RunId)) AS LastRunId, "
             f"groupUniqArray((TransformType, TransformSubtype, TransformDescription, Masking)) "
             f"AS Transformations "
             f"FROM {self.db}.{table} WHERE {where} GROUP BY Src, Dst "
@@ -201,7 +208,7 @@ class LineageReader:
         else:
             prefix = quote(field_node(node.namespace, node.name, ""))
             fields = await self._rows(
-                f"SELECT DISTINCT Dst AS id FROM {self.db}.lineage_edges_rev "
+                f"SELECT DISTINCT Dst AS id FROM {self.db}.{self.by_destination} "
                 f"WHERE Kind = 'column' AND startsWith(Dst, {prefix}) "
                 f"UNION DISTINCT SELECT DISTINCT Src AS id FROM {self.db}.lineage_edges "
                 f"WHERE Kind = 'column' AND startsWith(Src, {prefix}) "

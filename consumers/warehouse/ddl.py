@@ -15,13 +15,18 @@ double anything, and arrival order never matters: a run's state is derived from
 * `lineage_io`: one row per (event, dataset, direction): `input` / `output` of a run
   or of a JobEvent, `declared` for a DatasetEvent; schema, its hash and statistics
   (the dataset's other facets are in the event's `Payload`).
-* `lineage_edges` / `lineage_edges_rev`: the same edge rows sorted by source and by
-  destination, so a hop up or down the graph is a range read; the writer inserts the
-  first and a materialized view copies each block into the second (deduplicated with
-  it on a replay: `deduplicate_blocks_in_dependent_materialized_views`). Node ids are
-  Marquez's: `dataset:<ns>:<name>`, `job:<ns>:<name>`, `datasetField:<ns>:<name>:<field>`.
+* `lineage_edges`: one row per (event, edge). Node ids are Marquez's:
+  `dataset:<ns>:<name>`, `job:<ns>:<name>`, `datasetField:<ns>:<name>:<field>`.
   `Kind` is `io` (job↔dataset), `column` (field→field, or field→dataset for
-  indirect dependencies) or `static` (from a JobEvent, tied to no run).
+  indirect dependencies) or `static` (from a JobEvent, tied to no run). Sorted by
+  source, so a hop down the graph is a range read; its projection `by_dst` holds the
+  columns a hop up reads sorted by destination, so a hop up is one too. ClickHouse
+  picks the projection for a filter on `Dst` and keeps it in the same part as the
+  rows, so an insert (a replay deduplicated by its token too) writes one block, not
+  two tables' (the materialized view and reverse table this replaced cost a second
+  insert per batch, about as much as the edges themselves).
+* `lineage_edges_rev`: a plain view of `lineage_edges`, kept for SQL written against
+  the reverse table (dashboards); a filter on `Dst` through it uses the projection.
 * `lineage_runs` (a view): the runs' state, times, parent and root, by eventTime.
 """
 
@@ -103,13 +108,21 @@ _EDGE_COLUMNS = (
     "Masking",
 )
 EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME, _KINDS)
-EDGES_REV = Table("lineage_edges_rev", _EDGE_COLUMNS, _TIME, _KINDS)
-#: What the writer inserts; `lineage_edges_rev` is filled by a materialized view.
+#: What the writer inserts.
 TABLES = {t.name: t for t in (EVENTS, IO, EDGES)}
 
 _SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
-# A graph hop looks up a few hundred keys: small granules make each a short read.
-_EDGE_SETTINGS = f"{_SETTINGS}, index_granularity = 256"
+# A graph hop looks up a few hundred keys: small granules make each a short read. A
+# ReplacingMergeTree takes a projection only when told what a merge does with it:
+# `rebuild` sorts the merged rows again, so it always holds what the table holds.
+_EDGE_SETTINGS = (
+    f"{_SETTINGS}, index_granularity = 256, deduplicate_merge_projection_mode = 'rebuild'"
+)
+# What a hop up (and a column lineage or dashboard lookup by destination) reads.
+_BY_DST = (
+    "PROJECTION by_dst (SELECT Src, Dst, Kind, RunId, EventTime, TransformType, "
+    "TransformSubtype, TransformDescription, Masking ORDER BY (Dst, Kind, Src, RunId))"
+)
 
 _EVENTS_SQL = f"""
 CREATE TABLE IF NOT EXISTS {{db}}.lineage_events (
@@ -165,7 +178,8 @@ ORDER BY (DatasetNamespace, DatasetName, Direction, RunId, EventHash)
 {_SETTINGS}
 """
 
-_EDGES_BODY = """(
+_EDGES_SQL = f"""
+CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges (
     Src String CODEC(ZSTD(1)),
     Dst String CODEC(ZSTD(1)),
     Kind LowCardinality(String),
@@ -177,27 +191,29 @@ _EDGES_BODY = """(
     TransformType LowCardinality(String),
     TransformSubtype LowCardinality(String),
     TransformDescription String CODEC(ZSTD(1)),
-    Masking UInt8
-) ENGINE = ReplacingMergeTree"""
-
-_EDGES_SQL = f"""
-CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges {_EDGES_BODY}
+    Masking UInt8,
+    {_BY_DST}
+) ENGINE = ReplacingMergeTree
 ORDER BY (Src, Kind, Dst, RunId, EventHash, TransformType, TransformSubtype)
 {{ttl:toDateTime(EventTime)}}
 {_EDGE_SETTINGS}
 """
 
-_EDGES_REV_SQL = f"""
-CREATE TABLE IF NOT EXISTS {{db}}.lineage_edges_rev {_EDGES_BODY}
-ORDER BY (Dst, Kind, Src, RunId, EventHash, TransformType, TransformSubtype)
-{{ttl:toDateTime(EventTime)}}
-{_EDGE_SETTINGS}
-"""
+# A warehouse made before the projection had `lineage_edges_rev` as a table filled by
+# `lineage_edges_rev_mv`, holding the same rows as `lineage_edges`. Every statement is
+# idempotent and cheap once done, so they run at every start: the view goes first (no
+# insert reaches the old copy again), the projection is added and built for the parts
+# written before it (a part that has it is skipped), and the old copy becomes a view.
+_MIGRATE_SQL = (
+    "DROP TABLE IF EXISTS {db}.lineage_edges_rev_mv",
+    "ALTER TABLE {db}.lineage_edges MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+    "ALTER TABLE {db}.lineage_edges ADD "
+    + _BY_DST.replace("PROJECTION", "PROJECTION IF NOT EXISTS"),
+    "ALTER TABLE {db}.lineage_edges MATERIALIZE PROJECTION by_dst",
+)
 
-
-_EDGES_REV_MV_SQL = """
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.lineage_edges_rev_mv TO {db}.lineage_edges_rev
-AS SELECT * FROM {db}.lineage_edges
+_EDGES_REV_SQL = """
+CREATE OR REPLACE VIEW {db}.lineage_edges_rev AS SELECT * FROM {db}.lineage_edges
 """
 
 
@@ -209,7 +225,7 @@ def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
     """The warehouse's tables and view (idempotent), in the otel database by default so
     one query can join lineage with `otel_traces` and `pipeline_runs`."""
     out = render_statements(
-        (_EVENTS_SQL, _IO_SQL, _EDGES_SQL, _EDGES_REV_SQL, _EDGES_REV_MV_SQL), database, ttl_days
+        (_EVENTS_SQL, _IO_SQL, _EDGES_SQL, *_MIGRATE_SQL, _EDGES_REV_SQL), database, ttl_days
     )
     return [*out, _runs_view(out[0].removeprefix("CREATE DATABASE IF NOT EXISTS "))]
 
