@@ -58,6 +58,7 @@ DEFAULTS: Mapping[str, int] = {
     "consume-otel": 18082,
     "gateway": 18083,
     "operator-metrics": 18084,
+    "prometheus": 19090,
 }
 STEP = 100
 #: Every default lies below Linux's ephemeral ports (32768-60999 unless a machine says

@@ -9,16 +9,18 @@ from stack.pieces import DATA_PLANE, LINEAGE_STORE
 from stack.pieces.app import APP
 from stack.pieces.controlplane import CONTROL_PLANE
 from stack.pieces.kubelet import Kubelet
+from stack.pieces.prometheus import Prometheus
 
 GROUPS: dict[str, tuple[Piece, ...]] = {
     "controlplane": (*CONTROL_PLANE, Kubelet()),
     "dataplane": tuple(DATA_PLANE),
     "lineage-store": tuple(LINEAGE_STORE),
     "app": APP,
+    "metrics": (Prometheus(),),  # scrapes the app pieces' /metrics
 }
 ALL: tuple[Piece, ...] = tuple(p for group in GROUPS.values() for p in group)
 #: Groups whose failure `stack up` reports and goes on without.
-OPTIONAL_GROUPS = frozenset({"lineage-store"})
+OPTIONAL_GROUPS = frozenset({"lineage-store", "metrics"})
 
 
 def select(only: Sequence[str] | None) -> tuple[Piece, ...]:
