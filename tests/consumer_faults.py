@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from consumers.health import Health
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
@@ -173,6 +174,24 @@ async def crash_after_first_insert(
     finally:
         await finish(stop, task)
     return crashing
+
+
+def refuse_first_commit(otel: OtelConsumer) -> list[object]:
+    """The started consumer's next commit is refused as when the group's coordinator goes
+    away (a KafkaError); the ones after go to Kafka. What was refused is listed."""
+    kafka = otel._consumer
+    assert kafka is not None, "the consumer has not started"
+    real = kafka.commit
+    refused: list[object] = []
+
+    async def commit(offsets: Any = None) -> Any:
+        if not refused:
+            refused.append(offsets)
+            raise KafkaError("the group's coordinator went away")
+        return await real(offsets)
+
+    kafka.commit = commit
+    return refused
 
 
 def watch_fetches(monkeypatch: pytest.MonkeyPatch, topic: str) -> asyncio.Event:

@@ -5,7 +5,9 @@
 * a new group's first records arrive while that read is still on its way: they are kept
   (the partition has no commit to go back to);
 * the commit fails while the consumer stops: the batch is left to the next member, no
-  rewind is started on the way out, and the next member stores every record once.
+  rewind is started on the way out, and the next member stores every record once;
+* a marker commit fails: the rewind starts the partition at its commit, or at its
+  beginning when it has none yet.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.consumer_faults import (
     crash_after_first_insert,
     finish,
     offsets_read_after,
+    refuse_first_commit,
     start,
     stored,
     wait_for,
@@ -153,3 +156,49 @@ async def test_a_commit_failing_while_stopping_starts_no_rewind_and_loses_nothin
     finally:
         await finish(stop, task)
     assert await stored(chdb, KIND) == (7 * KIND.rows, 7 * KIND.rows)
+
+
+async def test_a_failed_first_marker_commit_rewinds_to_the_partitions_beginning(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """A new group's first batch fails at its marker commit: the partition has no commit
+    to rewind to, so the rewind starts it where the reset policy does (its beginning).
+    Left where the fetch had got to, the batch's records would never be read again."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-first-commit"), unique("otel-first-commit-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    # Only a full batch (10 records) is cut: the first is exactly the first 10 records.
+    otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_messages=10, max_batch_wait=3600)
+    stop, task = start(otel)
+    try:
+        await wait_for(lambda: bool(otel._parts), "the partition was never installed", 60)
+        refused = refuse_first_commit(otel)
+        await produce(bootstrap, topic, KIND.records(10))
+        await wait_for(lambda: bool(refused), "the marker commit was never tried", 60)
+        await produce(bootstrap, topic, KIND.records(10))
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, KIND) == (20 * KIND.rows, 20 * KIND.rows)
+
+
+async def test_a_failed_marker_commit_rewinds_to_the_commit_and_no_further(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """Batches cut by time: re-read from further back than the commit, the records before
+    it would come in a batch of other bounds (another token) and be stored twice."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-marker-fault"), unique("otel-marker-fault-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_messages=1000)
+    stop, task = start(otel)
+    try:
+        await produce(bootstrap, topic, KIND.records(5))
+        await wait_drained(bootstrap, group, [topic], within=60)
+        refused = refuse_first_commit(otel)
+        await produce(bootstrap, topic, KIND.records(5))
+        await wait_for(lambda: bool(refused), "the marker commit was never tried", 60)
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, KIND) == (10 * KIND.rows, 10 * KIND.rows)
