@@ -299,8 +299,16 @@ def _invalid(body: dict[str, Any], err: ValidationError, now: datetime) -> dict[
 
 
 async def _execute(
-    decision: Decision, run: PipelineRun, body: kopf.Body, memo: Any, now: datetime
+    decision: Decision,
+    run: PipelineRun,
+    body: kopf.Body,
+    memo: Any,
+    now: datetime,
+    made: set[str],
 ) -> dict[str, Any] | None:
+    """Carry out the decision's actions and write its status. `made`: the kinds of the
+    run's shared children (its ConfigMap, its workspace claim) this daemon has created
+    already, so that they are created once per run, not before every stage."""
     api: KubeApi = memo["api"]
     config: OperatorConfig = memo["config"]
     namespace, name, uid = (
@@ -311,9 +319,13 @@ async def _execute(
     staged = run.model_copy(update={"status": decision.status})
     for action in decision.actions:
         if isinstance(action, CreateJob):
-            await api.create_owned(config_map(staged, config), uid)
+            shared = [config_map(staged, config)]
             if not config.workspace_host_path and owns_workspace(staged):
-                await api.create_owned(workspace_claim(staged, config), uid)
+                shared.append(workspace_claim(staged, config))
+            for child in shared:
+                if child["kind"] not in made:
+                    await api.create_owned(child, uid)
+                    made.add(child["kind"])
             await api.create_owned(stage_job(staged, action.stage, config), uid)
         elif isinstance(action, DeleteJob):
             await api.delete_job(namespace, action.name)
@@ -417,6 +429,7 @@ async def reconcile(
     checks = 0
     claim_released = False
     limit_warned = False
+    made: set[str] = set()  # a daemon started again tries each once more (ours: 409)
     try:
         while not stopped:
             waker.clear()
@@ -484,7 +497,7 @@ async def reconcile(
                     decision = refuse(run, policy.message(violations), now)
             try:
                 with kube_tracing.under_run(decision.status.traceparent):
-                    written = await _execute(decision, run, body, memo, now)
+                    written = await _execute(decision, run, body, memo, now, made)
             except NotOurs as err:
                 logger.error("%s", err)
                 kopf.event(body, type="Warning", reason="NameConflict", message=str(err))

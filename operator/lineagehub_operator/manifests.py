@@ -251,6 +251,9 @@ def stage_job(run: PipelineRun, stage: StageName, config: OperatorConfig) -> dic
         container["volumeMounts"].append({"name": "data", "mountPath": config.data_mount_path})
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # A stage never calls the Kubernetes API: no token is minted (a TokenRequest
+        # the API server signs) and mounted for each of its pods.
+        "automountServiceAccountToken": False,
         # Per attempt: the pod is stopped after the stage's timeout.
         "activeDeadlineSeconds": policy.timeout_seconds,
         "containers": [container],

@@ -4,6 +4,7 @@ Prometheus /metrics is served where the stack says."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -49,13 +50,18 @@ def test_the_operators_kube_calls_are_spans_of_the_run(
         assert span["ParentSpanId"] == root, f"{span['SpanName']} is a child of the run's root"
         assert span["namespace"] == namespace
         assert "client" in str(span["SpanKind"]).lower()
-    # Every stage's Job was created once (one span each). The only refused calls are the
-    # later stages' creates of the run's ConfigMap, which exists already (409, ours).
-    assert [s["SpanName"] for s in calls].count("create Job") == 3
+    # Every stage's Job was created once (one span each), and the run's ConfigMap once
+    # (not again before each later stage, to be refused with 409): no call was refused.
+    names = [s["SpanName"] for s in calls]
+    assert names.count("create Job") == 3 and names.count("create ConfigMap") == 1, names
     refused = [s for s in calls if "error" in str(s["StatusCode"]).lower()]
-    assert all(
-        s["SpanName"] == "create ConfigMap" and s["http_status"] == "409" for s in refused
-    ), refused
+    assert refused == [], refused
+    # The stage pods were given no service account token (a stage never calls the API).
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) >= 3
+    for pod in pods:
+        volumes = [v["name"] for v in pod["spec"].get("volumes", [])]
+        assert not [v for v in volumes if v.startswith("kube-api-access")], volumes
 
     def in_jaeger() -> list[Obj] | None:
         spans = [
