@@ -169,10 +169,28 @@ def _count(value: object) -> int | None:
 def _fields(schema: object) -> tuple[list[str], list[str]]:
     """A schema facet's field names and types, nested ones flattened to dotted names
     (depth first, each field before its children)."""
+    top = _obj(schema).get("fields")
+    if not isinstance(top, list):
+        return [], []
     names: list[str] = []
     types: list[str] = []
-    top = _obj(schema).get("fields")
-    todo: list[tuple[str, Iterator[Any]]] = [("", iter(top if isinstance(top, list) else []))]
+    # Most schemas are flat: one pass; the first nested field hands over to the walk.
+    for field in top:
+        if not isinstance(field, dict) or not isinstance(name := field.get("name"), str):
+            continue
+        nested = field.get("fields")
+        if nested and isinstance(nested, list):  # producers send `[]` for no children
+            return _nested_fields(top)
+        kind = field.get("type")
+        names.append(name)
+        types.append(kind if isinstance(kind, str) else "")
+    return names, types
+
+
+def _nested_fields(top: list[Any]) -> tuple[list[str], list[str]]:
+    names: list[str] = []
+    types: list[str] = []
+    todo: list[tuple[str, Iterator[Any]]] = [("", iter(top))]
     while todo:
         prefix, fields = todo[-1]
         field = next(fields, None)
@@ -296,7 +314,7 @@ def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
 Link = tuple[str, str, str, str, str, str, int]
 
 
-def _column_links(dataset: dict[str, Any]) -> Iterator[Link]:
+def _column_links(dataset: dict[str, Any]) -> list[Link]:
     """Field -> field edges of a column lineage facet; indirect ones field -> dataset."""
     facet = _obj(_obj(dataset.get("facets")).get("columnLineage"))
     ns, name = dataset["namespace"], dataset["name"]
@@ -309,34 +327,57 @@ def _column_links(dataset: dict[str, Any]) -> Iterator[Link]:
     indirect = facet.get("dataset")
     if isinstance(indirect, list):
         targets.append((dataset_node(ns, name), indirect, {}))
+    links: list[Link] = []
     for dst, inputs, spec in targets:
-        for entry in inputs:
-            item = _obj(entry)
-            src_ns, src_name, src_field = (item.get(k) for k in ("namespace", "name", "field"))
-            if not all(isinstance(v, str) and v for v in (src_ns, src_name, src_field)):
+        deprecated: list[dict[str, Any]] | None = None
+        for item in inputs:
+            if not isinstance(item, dict):
                 continue
-            src = field_node(str(src_ns), str(src_name), str(src_field))
+            src_ns, src_name = item.get("namespace"), item.get("name")
+            src_field = item.get("field")
+            if not (
+                isinstance(src_ns, str)
+                and src_ns
+                and isinstance(src_name, str)
+                and src_name
+                and isinstance(src_field, str)
+                and src_field
+            ):
+                continue
+            src = field_node(src_ns, src_name, src_field)
             given = item.get("transformations")
             transformations = (
                 [t for t in given if isinstance(t, dict)] if isinstance(given, list) else []
             )
             if not transformations:  # the deprecated per-field form
-                transformations = [
-                    {
-                        "type": spec.get("transformationType") or "",
-                        "description": spec.get("transformationDescription") or "",
-                    }
-                ]
+                if deprecated is None:
+                    deprecated = [
+                        {
+                            "type": spec.get("transformationType") or "",
+                            "description": spec.get("transformationDescription") or "",
+                        }
+                    ]
+                transformations = deprecated
             for t in transformations:
-                yield (
-                    src,
-                    dst,
-                    "column",
-                    str(t.get("type") or "")[:64],
-                    str(t.get("subtype") or "")[:64],
-                    str(t.get("description") or "")[:2000],
-                    1 if t.get("masking") is True else 0,
+                links.append(
+                    (
+                        src,
+                        dst,
+                        "column",
+                        _clip(t.get("type"), 64),
+                        _clip(t.get("subtype"), 64),
+                        _clip(t.get("description"), 2000),
+                        1 if t.get("masking") is True else 0,
+                    )
                 )
+    return links
+
+
+def _clip(value: object, limit: int) -> str:
+    """`str(value or "")[:limit]`, without the copy for a short string."""
+    if type(value) is str and len(value) <= limit:
+        return value
+    return str(value or "")[:limit]
 
 
 def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:

@@ -268,6 +268,83 @@ def test_a_malformed_facet_is_ignored_not_fatal(facets: str) -> None:
         assert ("datasetField:i:s:f", "datasetField:o:d:a", "") in edges
 
 
+def test_nested_schema_fields_flatten_depth_first_whatever_comes_first() -> None:
+    """Flat fields before and after nested ones, an empty `fields` list (what producers
+    send for no children), a nameless field skipped with its children."""
+    schema = {
+        "fields": [
+            {"name": "a", "type": "int", "fields": []},
+            {
+                "name": "b",
+                "type": "struct",
+                "fields": [
+                    {"name": "c"},
+                    {"name": "d", "type": "struct", "fields": [{"name": "e", "type": "int"}]},
+                ],
+            },
+            {"type": "lost", "fields": [{"name": "x"}]},
+            {"name": "f", "type": 5},
+        ]
+    }
+    output = json.dumps({"namespace": "o", "name": "d", "facets": {"schema": schema}})
+    (io,) = decode_lineage(_run_with_output(output))["lineage_io"]
+    assert io["FieldNames"] == ["a", "b", "b.c", "b.d", "b.d.e", "f"]
+    assert io["FieldTypes"] == ["int", "struct", "", "struct", "int", ""]
+
+
+def test_column_lineage_transformations_as_producers_write_them() -> None:
+    """The list form (types of any JSON kind as text, long texts cut, masking only when
+    true), the deprecated per-field form shared by every input of the field, and
+    inputs missing a part skipped."""
+    lineage = {
+        "fields": {
+            "a": {
+                "inputFields": [
+                    {
+                        "namespace": "i",
+                        "name": "s",
+                        "field": "f",
+                        "transformations": [
+                            {"type": "DIRECT", "subtype": "IDENTITY", "masking": True},
+                            {"type": 7, "description": "x" * 3000, "masking": "yes"},
+                            "not a transformation",
+                        ],
+                    },
+                    {"namespace": "i", "name": "s", "field": ""},
+                ]
+            },
+            "b": {
+                "transformationType": "IDENTITY",
+                "transformationDescription": "copied",
+                "inputFields": [
+                    {"namespace": "i", "name": "s", "field": "g"},
+                    {"namespace": "i", "name": "t", "field": "h", "transformations": []},
+                ],
+            },
+        }
+    }
+    output = json.dumps({"namespace": "o", "name": "d", "facets": {"columnLineage": lineage}})
+    edges = decode_lineage(_run_with_output(output))["lineage_edges"]
+    column = [
+        (
+            e["Src"],
+            e["Dst"],
+            e["TransformType"],
+            e["TransformSubtype"],
+            len(e["TransformDescription"]),
+            e["Masking"],
+        )
+        for e in edges
+        if e["Kind"] == "column"
+    ]
+    assert column == [
+        ("datasetField:i:s:f", "datasetField:o:d:a", "DIRECT", "IDENTITY", 0, 1),
+        ("datasetField:i:s:f", "datasetField:o:d:a", "7", "", 2000, 0),
+        ("datasetField:i:s:g", "datasetField:o:d:b", "IDENTITY", "", 6, 0),
+        ("datasetField:i:t:h", "datasetField:o:d:b", "IDENTITY", "", 6, 0),
+    ]
+
+
 def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
     """orjson refuses lone surrogates and integers past 64 bits, which Marquez stores: such
     an event is parsed the slow way, each of its texts stored as valid UTF-8 (U+FFFD)
