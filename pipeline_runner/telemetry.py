@@ -3,7 +3,7 @@
 A stage is short-lived, so nothing is exported in the background. Its spans and
 metrics are recorded here without the OpenTelemetry SDK (whose tracing, metrics and
 encoders cost a stage ~0.2 s of CPU for a few spans and seven numbers), and encoded at
-the end into one `ExportTraceServiceRequest` (`lineagehub.telemetry.spans.encode`) and
+the end into one `ExportTraceServiceRequest` (`lineagehub.otlp_spans`) and
 one `ExportMetricsServiceRequest` (`pipeline_runner.stage_metrics`), the values the
 `otel-spans` and `otel-metrics` topics carry. The stage span is a child of the run's root span (W3C
 `TRACEPARENT`). With `LINEAGEHUB_OTLP_DIRECT=1` and `OTEL_EXPORTER_OTLP_ENDPOINT` the
@@ -275,16 +275,17 @@ class StageTelemetry:
         return list(self._finished)
 
     def finish(self) -> TelemetryBatch:
-        """Encode everything recorded and send it to a collector too when exporting
-        directly. (The protobuf modules are loaded here, after the stage's work.)"""
-        from lineagehub.telemetry.spans import encode
+        """Encode everything recorded (straight in the protobuf wire format, as the SDK's
+        encoders would: no protobuf module is loaded) and send it to a collector too
+        when exporting directly."""
+        from lineagehub.otlp_spans import encode_request, from_fixed
 
         spans = self.spans
         m = self._measurements
         batch = TelemetryBatch(
             trace_id=self.trace_id,
             span_id=self._root.span_id if self._root is not None else "",
-            spans=encode(spans, self.service_name, self.resource, scope=SCOPE),
+            spans=encode_request([from_fixed(s) for s in spans], self.resource, SCOPE),
             span_count=len(spans),
             metrics=metrics.encode(m, self.resource, SCOPE) if m is not None else None,
         )

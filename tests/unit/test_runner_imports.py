@@ -132,21 +132,34 @@ _KAFKA_START = (
     [
         ("import pipeline_runner.download", "httpx"),
         (_KAFKA_START, "confluent_kafka"),
-        (
-            "from pipeline_runner.telemetry import StageTelemetry\n"
-            "from pipeline_runner.settings import Settings\n"
-            "tel = StageTelemetry(Settings(), traceparent=None)\n"
-            "tel.record(rows_out=1, rejected=0, quality_failed=0, duration=0.1,"
-            " bytes_read=None, bytes_written=None, ok=True)\n"
-            "tel.finish()\n",
-            "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2",
-        ),
+        # the console emitter decodes the spans it prints
+        ("from pipeline_runner.emit import describe_spans\ndescribe_spans(b'')", "google.protobuf"),
     ],
 )
 def test_what_a_stage_loads_on_demand_is_really_heavy(loader: str, brings: str) -> None:
     """The control: what is kept out of the entry point does bring those packages."""
     _, modules = _python(f"{loader}\n{MODULES}")
     assert brings in _tops(modules) | set(modules)
+
+
+def test_a_stage_encodes_its_spans_and_metrics_without_protobuf() -> None:
+    """The OTLP messages are written straight in the wire format: neither protobuf nor
+    the OTLP message classes are loaded (the console emitter, which decodes them to
+    print them, and the otlp-direct export aside)."""
+    code, modules = _python(
+        "from pipeline_runner.telemetry import StageTelemetry\n"
+        "from pipeline_runner.settings import Settings\n"
+        "tel = StageTelemetry(Settings(), traceparent=None)\n"
+        "with tel.stage_span('stage extract', {}):\n"
+        "    pass\n"
+        "tel.record(rows_out=1, rejected=0, quality_failed=0, duration=0.1,"
+        " bytes_read=None, bytes_written=None, ok=True)\n"
+        "batch = tel.finish()\n"
+        "assert batch.spans and batch.metrics\n"
+        f"{MODULES}"
+    )
+    assert code == 0
+    assert not [m for m in modules if m.startswith(("google.protobuf", "opentelemetry.proto"))]
 
 
 def test_the_runner_version_is_the_release_version() -> None:

@@ -1,7 +1,8 @@
 """The stage's metrics message, written without the OpenTelemetry SDK, says what the
 SDK's in-memory reader and OTLP encoder say for the same measurements, its resource
 (`telemetry.sdk.*` included) and which timestamps each point carries (a gauge's point
-has no start time); only the timestamps' values differ."""
+has no start time); only the timestamps' values differ. Its bytes, written without the
+protobuf message classes, are the ones those classes serialise for it."""
 
 from __future__ import annotations
 
@@ -84,3 +85,9 @@ def test_the_message_is_what_the_sdk_makes(counts: list[int], duration: float, p
     m.put(stage_metrics.PEAK_MEMORY, peak)
     ours = stage_metrics.encode(m, RESOURCE, SCOPE)
     assert _comparable(ours) == _comparable(_sdk(m))
+    # Written by hand, byte for byte what the message classes serialise for it.
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    assert ExportMetricsServiceRequest.FromString(ours).SerializeToString() == ours
