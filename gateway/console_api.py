@@ -4,7 +4,6 @@ SQL as the Grafana dashboards), and the links to configure. JSON only; the pages
 `gateway/console_pages.py`."""
 
 import asyncio
-import hashlib
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway import clickhouse
 from gateway.auth import Principal
+from gateway.run_feed import SharedReads, Snapshot
 from gateway.runs import KubeError, RunStore, manifest, view
 from gateway.tracing import run_traceparent
 from lineagehub.warehouse_sql import quote
@@ -115,6 +115,19 @@ def router(
 ) -> APIRouter:
     routes = APIRouter(tags=["console"])
 
+    async def read_runs(ns: str) -> Snapshot:
+        source = runs()
+        try:
+            if source is None:
+                raise KubeError(503, "no Kubernetes API configured")
+            items = [view(o, "") for o in await source.list(ns, 500)]
+            return Snapshot("runs", json.dumps({"namespace": ns, "items": items}, default=str))
+        except KubeError as exc:
+            return Snapshot("error", json.dumps({"detail": str(exc), "store": "kubernetes"}))
+
+    # Every open stream of a namespace shares one read a tick (gateway/run_feed.py).
+    shared_runs = SharedReads(read_runs, fresh_for=STREAM_EVERY_S / 2)
+
     def unavailable(what: str, detail: str) -> JSONResponse:
         return JSONResponse({"detail": detail, "store": what}, status_code=503)
 
@@ -135,19 +148,10 @@ def router(
             first = True
             while first or time.monotonic() < deadline:
                 first = False
-                source = runs()
-                try:
-                    if source is None:
-                        raise KubeError(503, "no Kubernetes API configured")
-                    items = [view(o, "") for o in await source.list(ns, 500)]
-                    body = json.dumps({"namespace": ns, "items": items}, default=str)
-                    kind = "runs"
-                except KubeError as exc:
-                    body, kind = json.dumps({"detail": str(exc), "store": "kubernetes"}), "error"
-                digest = hashlib.sha256(body.encode()).hexdigest()
-                if digest != last:
-                    last = digest
-                    yield f"event: {kind}\ndata: {body}\n\n".encode()
+                snapshot = await shared_runs.get(ns)
+                if snapshot.body != last:  # the same read, or an equal one: no news
+                    last = snapshot.body
+                    yield f"event: {snapshot.kind}\ndata: {snapshot.body}\n\n".encode()
                 else:
                     yield b": keep-alive\n\n"
                 if time.monotonic() < deadline:
