@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.kafka_rates import bare_consume, consume_sustained
 from consumers.otel.backend import ChdbBackend
+from consumers.otel.columns import ArrowRows
 from consumers.otel.consumer import GC_THRESHOLD, OtelConsumer, OtelSettings
+from consumers.otel.decode import DecodeError
 from consumers.testkit import create_topics, produce, unique
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
@@ -144,6 +146,7 @@ async def bench_ingest(
     )
     for p in sorted(parts, key=lambda p: p["table"]):
         print(f"  {p['table']:<20} {int(p['bytes']) / 1e6:8.1f} MB  {int(p['rows']):>10} rows")
+    await store_only(backend, sample)
     if row_path:  # the writer as it was: a dict per row, decoded as each record arrives
         settings.group = unique("bench-warehouse-rows")
         rows = OtelConsumer(
@@ -157,6 +160,27 @@ async def bench_ingest(
             f"  row path per CPU second    {old_cpu:10.0f} events/s  (ratio ours/row path "
             f"{ours_cpu / old_cpu:.2f})"
         )
+
+
+async def store_only(backend: ChdbBackend, sample: list[bytes]) -> None:
+    """Decode one batch and insert each table (no Kafka), CPU time per part: where an
+    event's cost goes. Run after the storage figures (it stores the sample again)."""
+    cpu = time.process_time()
+    decoded = decode_lineage_batch(sample)
+    parts = {"decode": time.process_time() - cpu}
+    first = decoded[0]
+    assert not isinstance(first, DecodeError)
+    token = unique("bench-store")
+    for name, table in LINEAGE_SCHEMA.tables.items():
+        cpu = time.process_time()
+        await backend.insert(table, ArrowRows(table, first[name].data), f"{token}/{name}")
+        parts[name] = time.process_time() - cpu
+    total = sum(parts.values())
+    print(
+        f"  store only (no Kafka), {len(sample)}-event batch: {len(sample) / total:8.0f} "
+        "events per CPU second; us an event: "
+        + ", ".join(f"{k} {v / len(sample) * 1e6:.1f}" for k, v in parts.items())
+    )
 
 
 _EDGE_COLUMNS = "(Src, Dst, Kind, RunId, EventTime, EventHash, JobNamespace, JobName)"
