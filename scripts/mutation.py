@@ -95,8 +95,12 @@ TARGETS = [
             "tests/unit/test_consumers_lineage_kinds.py",
             "tests/unit/test_consumers_validate.py",
             "tests/unit/test_otel_consumer_mutants.py",
+            "tests/unit/test_otel_revoke_mutants.py",
         ],
-        chdb_tests=["tests/unit/test_otel_consumer_mutants.py"],
+        chdb_tests=[
+            "tests/unit/test_otel_consumer_mutants.py",
+            "tests/unit/test_otel_revoke_mutants.py",
+        ],
         # Real Kafka, the Marquez stand-in and chdb (MUTATION_INTEGRATION=1, under the stack
         # lock): the lineage loop's dispatch/commit/revoke/pause, the otel batch/commit path.
         integration_tests=[
@@ -105,6 +109,7 @@ TARGETS = [
             "tests/integration/test_consumer_otel.py",
             "tests/integration/test_otel_delivery.py",
             "tests/integration/test_otel_delivery_faults.py",
+            "tests/integration/test_otel_delivery_races.py",
         ],
         skip_lines=QUIET_LINES,
     ),

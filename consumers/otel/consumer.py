@@ -213,9 +213,12 @@ class OtelConsumer:
         self.tracer: SpanRecorder | None = None
         self._parts: dict[TopicPartition, _Partition] = {}
         self._paused: set[TopicPartition] = set()
-        # Assigned, but the listener is still reading their commit metadata: their records
-        # wait in `_early` until it knows where each partition starts (see `_assigned`).
-        self._installing: set[TopicPartition] = set()
+        # Assigned, but an install is still reading their commit metadata: their records
+        # wait in `_early` until it knows where each partition starts (see `_install`).
+        # Each partition maps to the latest install started for it: a rewind's and a
+        # rebalance's may overlap, and only the latest installs the partition.
+        self._installing: dict[TopicPartition, int] = {}
+        self._installs = 0
         self._early: dict[TopicPartition, list[Record]] = {}
         self._tables: dict[str, _Table] = {}
         self._rewinds: dict[TopicPartition, int] = {}
@@ -275,7 +278,7 @@ class OtelConsumer:
             )
             for tp, records in batches.items():
                 if tp in self._installing:
-                    self._early.setdefault(tp, []).extend(records)  # `_assigned` decides
+                    self._early.setdefault(tp, []).extend(records)  # `_install` decides
                     continue
                 for record in records:
                     self._add(tp, record)
@@ -514,11 +517,15 @@ class OtelConsumer:
         if self._parts.get(tp) is not part or tp not in consumer.assignment() or self._stopping:
             return  # revoked meanwhile: the next owner starts from the commit
         del self._parts[tp]
-        await self._assigned({tp})  # marker, replay batch, seek to the committed offset
-        fresh = self._parts.get(tp)
-        if fresh is not None and fresh.committed is None and tp in consumer.assignment():
+        # Marker, replay batch, seek to the committed offset.
+        if tp not in await self._install({tp}):
+            return  # a rebalance installs the partition meanwhile: its install decides
+        fresh = self._parts[tp]
+        if fresh.committed is None and tp in consumer.assignment():
             # Nothing committed yet: from where the reset policy (earliest) starts.
-            consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+            beginning = (await consumer.beginning_offsets([tp]))[tp]
+            if self._parts.get(tp) is fresh and tp in consumer.assignment():
+                consumer.seek(tp, beginning)
         log.info(
             "partition rewound to its committed offset", extra={"tp": f"{tp.topic}/{tp.partition}"}
         )
@@ -716,19 +723,33 @@ class OtelConsumer:
             self._paused.discard(tp)
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
-        """Read each partition's commit metadata (a `pending:` marker means replay first).
+        """The rebalance listener: install what the group assigned us."""
+        await self._install(assigned)
 
-        aiokafka installs the assignment before it calls this listener and may hand out
+    async def _install(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        """Read each partition's commit metadata (a `pending:` marker means replay first);
+        the partitions this call installed.
+
+        aiokafka installs the assignment before it calls the listener and may hand out
         records of these partitions while the metadata is on its way. Those wait in
         `_early`: a partition with a commit is then sought back to it and they are
         dropped (read again into the replayed batch, never batched outside it and
         committed past); a partition without one started where the reset policy put it,
         and they are batched as they came.
+
+        A rewind (`_recover`) installs its partition too, and a rebalance may assign it
+        again while the rewind's read is on its way. The install started last decides:
+        an earlier one ending first leaves the partition installing (its records still
+        wait in `_early`), and one ending after it leaves the partition alone.
         """
         consumer = self._consumer
         if not assigned or self._admin is None or consumer is None:
-            return
-        self._installing |= assigned
+            return set()
+        self._installs += 1
+        install = self._installs
+        for tp in assigned:
+            self._installing[tp] = install
+        installed: set[TopicPartition] = set()
         try:
             attempt = 0
             while True:
@@ -744,6 +765,9 @@ class OtelConsumer:
                     await asyncio.sleep(self.s.backoff.delay(attempt))
             # From here on no await: the loop must not add records before this is done.
             for tp in assigned:
+                if self._installing.get(tp) != install:
+                    continue  # a later install of the partition decides
+                installed.add(tp)
                 part = self._parts[tp] = _Partition(tp, _Batch(tp))
                 early = self._early.pop(tp, [])
                 meta = committed.get(tp)
@@ -772,9 +796,11 @@ class OtelConsumer:
                         },
                     )
         finally:
-            self._installing -= assigned
             for tp in assigned:
-                self._early.pop(tp, None)
+                if self._installing.get(tp) == install:
+                    del self._installing[tp]
+                    self._early.pop(tp, None)
+        return installed
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """Wait (bounded) for in-flight inserts; drop unflushed batches (the next owner
