@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         ExportTraceServiceRequest,
     )
 
-    from pipeline_runner.kafka_emitter import StageProducer
+    from lineagehub.librdkafka_producer import LibrdkafkaProducer as StageProducer
 
 
 class Emitter(Protocol):
@@ -35,12 +35,12 @@ class Emitter(Protocol):
 
 
 class KafkaEmitter:
-    """Publishes to Kafka through librdkafka (`kafka_emitter`). The producer is made,
-    and starts connecting, when the emitter is: before the stage's work, which its
-    connection overlaps."""
+    """Publishes to Kafka through librdkafka (`lineagehub.librdkafka_producer`). The
+    producer is made, and starts connecting, when the emitter is: before the stage's
+    work, which its connection overlaps."""
 
     def __init__(self, bootstrap: str) -> None:
-        from pipeline_runner.kafka_emitter import StageProducer
+        from lineagehub.librdkafka_producer import LibrdkafkaProducer as StageProducer
 
         self.bootstrap = bootstrap
         self.description = f"kafka {bootstrap}"

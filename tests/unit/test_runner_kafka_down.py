@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lineagehub.librdkafka_producer import KafkaUnreachable
 from pipeline_runner.emit import KafkaEmitter
-from pipeline_runner.kafka_emitter import KafkaUnreachable
 from tests.unit.test_runner_process import run_stage_process
 
 
