@@ -194,14 +194,20 @@ def refuse_first_commit(otel: OtelConsumer) -> list[object]:
     return refused
 
 
-def watch_fetches(monkeypatch: pytest.MonkeyPatch, topic: str) -> asyncio.Event:
-    """An event set whenever the consumers' (real) `getmany` hands out records of `topic`."""
+def watch_fetches(
+    monkeypatch: pytest.MonkeyPatch, topic: str, partitions: int = 1
+) -> asyncio.Event:
+    """An event set whenever the consumers' (real) `getmany` hands out records of `topic`,
+    once records of `partitions` of its partitions have been handed out."""
     fetched = asyncio.Event()
+    seen: set[int] = set()
     real = AIOKafkaConsumer.getmany
 
     async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
         out = await real(self, *tps, **kw)
-        if any(tp.topic == topic and records for tp, records in out.items()):
+        now = {tp.partition for tp, records in out.items() if tp.topic == topic and records}
+        seen.update(now)
+        if now and len(seen) >= partitions:
             fetched.set()
         return out
 

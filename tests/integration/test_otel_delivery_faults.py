@@ -92,12 +92,13 @@ async def test_records_fetched_before_a_new_groups_offsets_are_read_are_kept(
 ) -> None:
     """aiokafka hands out records as soon as it installs the assignment, before the
     listener knows whether a partition has a commit. With none, nothing will seek back to
-    those records: dropped there, they would be lost, and later commits would pass them."""
+    those records: dropped there, they would be lost, and later commits would pass them.
+    Two partitions assigned together: each is installed with its own early records."""
     bootstrap = env["KAFKA_BOOTSTRAP"]
     topic, group = unique("otel-early"), unique("otel-early-group")
-    await create_topics(bootstrap, [topic], partitions=1)
-    await produce(bootstrap, topic, KIND.records(20))
-    fetched = watch_fetches(monkeypatch, topic)
+    await create_topics(bootstrap, [topic], partitions=2)
+    await produce(bootstrap, topic, KIND.records(20))  # random keys: both partitions
+    fetched = watch_fetches(monkeypatch, topic, partitions=2)
     offsets_read_after(monkeypatch, group, fetched)  # the answer comes once records were out
     # No batch is cut by time before the listener is done with the early records.
     otel = batch_consumer(env, KIND, topic, group, chdb, max_batch_wait=5.0)
