@@ -275,7 +275,7 @@ class LineageReader:
             pairs = ", ".join(f"({quote(j.namespace)}, {quote(j.name)})" for j in jobs)
             # Each job's latest run, its state derived, in one round trip.
             latest = (
-                f"SELECT argMax(RunId, EventTime) FROM {self.db}.lineage_events "
+                f"SELECT argMax(RunId, (EventTime, RunId)) FROM {self.db}.lineage_events "
                 f"WHERE Kind = 'run' AND (JobNamespace, JobName) IN ({pairs}){limit} "
                 "GROUP BY JobNamespace, JobName"
             )
@@ -292,8 +292,8 @@ class LineageReader:
             pairs = ", ".join(f"({quote(d.namespace)}, {quote(d.name)})" for d in datasets)
             rows = await self._rows(
                 f"SELECT DatasetNamespace, DatasetName, "
-                f"argMax(FieldNames, (SchemaHash != '', EventTime)) AS Fields, "
-                f"argMax(FieldTypes, (SchemaHash != '', EventTime)) AS Types, "
+                f"argMax(FieldNames, (SchemaHash != '', EventTime, SchemaHash)) AS Fields, "
+                f"argMax(FieldTypes, (SchemaHash != '', EventTime, SchemaHash)) AS Types, "
                 f"maxIf(EventTime, Direction = 'output') AS LastWritten, "
                 f"countIf(Direction = 'output') > 0 AS Written "
                 f"FROM {self.db}.lineage_io WHERE (DatasetNamespace, DatasetName) IN ({pairs})"
@@ -389,10 +389,10 @@ class LineageReader:
         run = _run(rows[0])
         io = await self._rows(
             f"SELECT Direction, DatasetNamespace, DatasetName, "
-            f"argMax(FieldNames, (SchemaHash != '', EventTime)) AS Fields, "
-            f"argMax(FieldTypes, (SchemaHash != '', EventTime)) AS Types, "
-            f"argMax(RowCount, (RowCount IS NOT NULL, EventTime)) AS Rows, "
-            f"argMax(Bytes, (Bytes IS NOT NULL, EventTime)) AS Size "
+            f"argMax(FieldNames, (SchemaHash != '', EventTime, SchemaHash)) AS Fields, "
+            f"argMax(FieldTypes, (SchemaHash != '', EventTime, SchemaHash)) AS Types, "
+            f"argMax(RowCount, (RowCount IS NOT NULL, EventTime, RowCount)) AS Rows, "
+            f"argMax(Bytes, (Bytes IS NOT NULL, EventTime, Bytes)) AS Size "
             f"FROM {self.db}.lineage_io WHERE RunId = {quote(run_id)} "
             f"GROUP BY Direction, DatasetNamespace, DatasetName "
             f"ORDER BY Direction, DatasetNamespace, DatasetName"
@@ -433,10 +433,10 @@ class LineageReader:
         rows = await self._rows(
             f"SELECT Direction, RunId, JobNamespace, JobName, EventType, "
             f"max(EventTime) AS Time, "
-            f"argMax(SchemaHash, (SchemaHash != '', EventTime)) AS LatestSchema, "
-            f"argMax(FieldNames, (SchemaHash != '', EventTime)) AS Fields, "
-            f"argMax(FieldTypes, (SchemaHash != '', EventTime)) AS Types, "
-            f"argMax(RowCount, (RowCount IS NOT NULL, EventTime)) AS Rows "
+            f"argMax(SchemaHash, (SchemaHash != '', EventTime, SchemaHash)) AS LatestSchema, "
+            f"argMax(FieldNames, (SchemaHash != '', EventTime, SchemaHash)) AS Fields, "
+            f"argMax(FieldTypes, (SchemaHash != '', EventTime, SchemaHash)) AS Types, "
+            f"argMax(RowCount, (RowCount IS NOT NULL, EventTime, RowCount)) AS Rows "
             f"FROM {self.db}.lineage_io WHERE DatasetNamespace = {quote(namespace)} "
             f"AND DatasetName = {quote(name)} "
             f"GROUP BY Direction, RunId, JobNamespace, JobName, EventType ORDER BY Time"

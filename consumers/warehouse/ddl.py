@@ -218,7 +218,9 @@ CREATE OR REPLACE VIEW {db}.lineage_edges_rev AS SELECT * FROM {db}.lineage_edge
 
 
 def _runs_view(db: str) -> str:
-    return f"CREATE VIEW IF NOT EXISTS {db}.lineage_runs AS {runs_select(db)}"
+    # Replaced at every start: a view holds no data, and one made by an older version
+    # would otherwise keep that version's rules.
+    return f"CREATE OR REPLACE VIEW {db}.lineage_runs AS {runs_select(db)}"
 
 
 def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:

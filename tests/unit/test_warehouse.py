@@ -112,6 +112,36 @@ async def test_latest_terminal_wins_and_running_beats_start(wh: Warehouse) -> No
     assert runs[running]["endTime"] is None
 
 
+async def test_equal_event_times_give_one_answer_whatever_the_arrival_order(
+    wh: Warehouse,
+) -> None:
+    """A COMPLETE and a FAIL of one run at the same eventTime, and two runs of a job
+    starting at the same eventTime, each stored in both orders (separate inserts, so
+    separate parts read in either order): the failure wins, and a job's latest run is
+    chosen by one rule whichever run came first."""
+    at = later(7)
+    states = {}
+    for order in (("COMPLETE", "FAIL"), ("FAIL", "COMPLETE")):
+        run = new_run_id()
+        for state in order:
+            await wh.store(
+                run_event(state, run, JOB, at, error="boom" if state == "FAIL" else None)
+            )
+        states[order] = (await wh.reader.runs_by_id([run]))[run]["state"]
+    assert set(states.values()) == {"FAIL"}, states
+
+    latest, expected = {}, {}
+    for job, reverse in ((("etl", "tie_a"), False), (("etl", "tie_b"), True)):
+        runs = sorted([new_run_id(), new_run_id()], reverse=reverse)
+        for run in runs:
+            await wh.store(run_event("START", run, job, at))
+        graph = await wh.reader.graph(Walk(parse_node(f"job:{job[0]}:{job[1]}"), 1, 1, 100))
+        (node,) = [n for n in graph["graph"] if n["type"] == "JOB"]
+        latest[job], expected[job] = node["data"]["latestRun"]["runId"], max(runs)
+    # The same rule both ways (the greater id), whichever run was stored first.
+    assert latest == expected
+
+
 async def test_other_alone_and_start_without_end(wh: Warehouse) -> None:
     only_other = new_run_id()
     await wh.store(run_event("OTHER", only_other, JOB, later(3)))
