@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from consumers.testkit import create_topics, end_offsets, unique
-from gateway.kafka_producer import GatewayProducer
+from lineagehub.telemetry.publisher import KafkaPublisher
 
 Enqueue = Callable[[str, bytes, bytes], Awaitable["asyncio.Future[Any]"]]
 
@@ -135,7 +135,7 @@ async def main_async(args: argparse.Namespace) -> int:
         f"concurrency {args.concurrency}, acks=all, idempotent, linger 5 ms; load "
         f"{os.getloadavg()[0]:.1f}"
     )
-    aiokafka = GatewayProducer(bootstrap)
+    aiokafka = KafkaPublisher(bootstrap, "bench-aiokafka", linger_ms=5, max_batch_size=256 * 1024)
     await aiokafka.start()
 
     async def aiokafka_enqueue(topic: str, key: bytes, value: bytes) -> asyncio.Future[Any]:
