@@ -12,6 +12,7 @@ import pytest
 from consumers.otel.backend import ChdbBackend
 from stack import supervisor
 from stack.registry import select
+from tests.conftest import StackHandle
 from tests.marquez_standin import MarquezStandin
 
 
@@ -45,3 +46,15 @@ async def standin() -> AsyncIterator[MarquezStandin]:
 def operator(stack: Any) -> None:
     """The stack's operator is up (started if a test before stopped it)."""
     supervisor.up(select(["operator"]))
+
+
+@pytest.fixture
+def kafka(stack: StackHandle) -> Iterator[StackHandle]:
+    """The stack, handed to a test that stops its broker: up again at the end, whatever
+    happened (`start` also creates the stack's topics when it starts the broker)."""
+    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
+        pytest.skip("stops the stack's own broker: not against an external Kafka")
+    try:
+        yield stack
+    finally:
+        stack.start("kafka")

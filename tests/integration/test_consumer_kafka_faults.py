@@ -19,7 +19,6 @@ the end of each cell whatever happens, and the quotas are removed.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 import uuid
@@ -288,18 +287,6 @@ class Rig:
             assert (one.lost, one.doubled, one.dead_lettered) == (0, 0, 0), one.line(cell)
             assert one.stored == one.produced > 0
         return {"otel": traces, "warehouse": events, "lineage": posts}
-
-
-@pytest.fixture
-def kafka(stack: StackHandle) -> Iterator[StackHandle]:
-    """The stack, handed to a test that stops its broker: up again at the end, whatever
-    happened (`start` also creates the stack's topics when it starts the broker)."""
-    if os.environ.get("CONSUMERS_TEST_EXTERNAL") == "1":
-        pytest.skip("stops the stack's own broker: not against an external Kafka")
-    try:
-        yield stack
-    finally:
-        stack.start(KAFKA)
 
 
 @pytest.fixture
