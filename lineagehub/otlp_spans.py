@@ -71,7 +71,8 @@ class OtlpSpan:
 _BYTE = [bytes((i,)) for i in range(256)]
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Protobuf's base-128 varint; a negative int64 takes ten bytes, as on the wire."""
     if 0 <= n < 0x80:
         return _BYTE[n]
     if n < 0:
@@ -85,7 +86,7 @@ def _varint(n: int) -> bytes:
 
 
 def _tag(number: int, wire_type: int) -> bytes:
-    return _varint(number << 3 | wire_type)
+    return varint(number << 3 | wire_type)
 
 
 #: Length-delimited field tags, by field number (every message here numbers below 16).
@@ -95,7 +96,7 @@ _LEN_TAG = [_tag(n, 2) for n in range(16)]
 def _len(number: int, payload: bytes) -> bytes:
     """A length-delimited field (string, bytes, message)."""
     size = len(payload)
-    return _LEN_TAG[number] + (_BYTE[size] if size < 0x80 else _varint(size)) + payload
+    return _LEN_TAG[number] + (_BYTE[size] if size < 0x80 else varint(size)) + payload
 
 
 def _text(number: int, text: str) -> bytes:
@@ -111,7 +112,7 @@ def any_value(v: AttributeValue) -> bytes:
     if isinstance(v, bool):
         return _tag(2, 0) + (b"\x01" if v else b"\x00")
     if isinstance(v, int):
-        return _tag(3, 0) + _varint(v)
+        return _tag(3, 0) + varint(v)
     if isinstance(v, float):
         return _tag(4, 1) + struct.pack("<d", v)
     if isinstance(v, str):
@@ -158,7 +159,7 @@ _REMOTE_FLAGS = {
 
 @functools.lru_cache(maxsize=256)
 def _name_and_kind(name: str, kind: int) -> bytes:
-    return _text(5, name) + _KIND + _varint(kind)
+    return _text(5, name) + _KIND + varint(kind)
 
 
 def _span(s: OtlpSpan) -> bytes:
@@ -187,7 +188,7 @@ def _span(s: OtlpSpan) -> bytes:
         parts.append(_len(11, event))
     status = _text(2, s.status_message)
     if s.status_code:
-        status += _tag(3, 0) + _varint(s.status_code)
+        status += _tag(3, 0) + varint(s.status_code)
     parts += (_len(15, status), _REMOTE_FLAGS[s.parent_is_remote])
     return _len(2, b"".join(parts))  # ScopeSpans.spans
 

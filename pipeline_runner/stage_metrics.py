@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from lineagehub.otlp_spans import varint
 from lineagehub.telemetry.spans import Attributes, AttributeValue
 
 
@@ -133,18 +134,9 @@ def _tag(number: int, wire_type: int) -> bytes:
     return bytes((number << 3 | wire_type,))  # every field number here is below 16
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _len(number: int, payload: bytes) -> bytes:
     """A length-delimited field: a string, a message, a packed array."""
-    return _tag(number, 2) + _varint(len(payload)) + payload
+    return _tag(number, 2) + varint(len(payload)) + payload
 
 
 def _text(number: int, text: str) -> bytes:
@@ -172,7 +164,7 @@ def _number(kind: Kind, value: int | float, start_ns: int, now: int, pairs: list
     point += b"".join(_len(7, pair) for pair in pairs)
     data = _len(1, point)
     if kind is Kind.SUM:
-        data += _tag(2, 0) + _varint(_CUMULATIVE) + _tag(3, 0) + b"\x01"
+        data += _tag(2, 0) + varint(_CUMULATIVE) + _tag(3, 0) + b"\x01"
     return data
 
 
@@ -186,7 +178,7 @@ def _histogram(value: int | float, start_ns: int, now: int, pairs: list[bytes]) 
     point += _len(7, struct.pack(f"<{len(HISTOGRAM_BOUNDS)}d", *HISTOGRAM_BOUNDS))
     point += b"".join(_len(9, pair) for pair in pairs)
     point += _double(11, number) + _double(12, number)  # min, max
-    return _len(1, point) + _tag(2, 0) + _varint(_CUMULATIVE)
+    return _len(1, point) + _tag(2, 0) + varint(_CUMULATIVE)
 
 
 __all__ = ["INSTRUMENTS", "Attributes", "Instrument", "Kind", "Measurements", "encode"]

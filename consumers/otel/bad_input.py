@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from consumers.samples import metrics_request, run_trace
+from lineagehub.otlp_spans import varint
 
 # Field 99, a varint: no OTLP message defines it.
 UNKNOWN_FIELD = b"\x98\x06\x01"
@@ -33,17 +34,8 @@ class Sent:
     rows: int  # rows it stores (spans, or data points), 0 when it is refused
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def _truncated(raw: bytes) -> bytes:
