@@ -15,8 +15,8 @@ from pathlib import Path
 
 from stack import paths, ports
 from stack.errors import StackError
-from stack.piece import Launch, Piece, build_log, run_step
-from stack.toolstreams import Apt
+from stack.piece import Launch, Piece, run_step
+from stack.pieces._apt import apt_install
 
 PG_ROOT = Path("/usr/lib/postgresql")
 SERVICE_USER = "postgres"
@@ -85,34 +85,7 @@ class Postgres(Piece):
     def build(self) -> None:
         if self.built():
             return
-        log = build_log(self.name)
-        if os.geteuid() != 0:
-            raise StackError(
-                self.name,
-                "PostgreSQL is not installed and installing it needs root: "
-                "apt-get install postgresql",
-                log,
-            )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run_step(self.name, "apt-get update", ["apt-get", "update"], log, env=env, reader=Apt())
-        run_step(
-            self.name,
-            "installing PostgreSQL with apt-get",
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "-o",
-                "APT::Status-Fd=1",  # dlstatus:/pmstatus: lines, the step's progress
-                "postgresql",
-            ],
-            log,
-            env=env,
-            reader=Apt(),
-        )
-        if find_bin_dir() is None:
-            raise StackError(self.name, f"apt-get installed postgresql but {PG_ROOT} is empty", log)
+        apt_install(self.name, "postgresql", "PostgreSQL", self.built)
 
     def _hand_over(self, path: Path) -> None:
         """Make a dir of ours owned by the service user (when running as root)."""

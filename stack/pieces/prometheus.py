@@ -11,14 +11,12 @@ target to it (`add_target`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 from stack import paths, ports
-from stack.errors import StackError
-from stack.piece import Launch, Piece, build_log, http_ok, run_step
-from stack.toolstreams import Apt
+from stack.piece import Launch, Piece, http_ok
+from stack.pieces._apt import apt_install
 
 #: The job scraping lineage-hub, and its port names (each serves /metrics).
 JOB = "lineage-hub"
@@ -72,26 +70,7 @@ class Prometheus(Piece):
     def build(self) -> None:
         if self.built():
             return
-        log = build_log(self.name)
-        if os.geteuid() != 0:
-            raise StackError(
-                self.name,
-                "Prometheus is not installed and installing it needs root: "
-                "apt-get install prometheus",
-                log,
-            )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        run_step(self.name, "apt-get update", ["apt-get", "update"], log, env=env, reader=Apt())
-        run_step(
-            self.name,
-            "installing Prometheus with apt-get",
-            ["apt-get", "install", "-y", "-o", "APT::Status-Fd=1", "prometheus"],
-            log,
-            env=env,
-            reader=Apt(),
-        )
-        if not self.built():
-            raise StackError(self.name, "apt-get installed prometheus but it is not on PATH", log)
+        apt_install(self.name, "prometheus", "Prometheus", self.built)
 
     def prepare(self) -> None:
         folder = config_dir()
