@@ -6,6 +6,7 @@ sampler that may decide on more than the trace id leaves every request to the SD
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 
 from opentelemetry import trace
@@ -15,8 +16,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
     ALWAYS_ON,
+    DEFAULT_OFF,
+    DEFAULT_ON,
     Decision,
+    ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
     SamplingResult,
@@ -26,7 +31,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.tracing import RequestTracing, RootSampling, kafka_headers
+from gateway.tracing import RequestTracing, RootSampling, kafka_headers, root_decision
 from lineagehub.tracelog import current_span_ids
 
 BOUND = TraceIdRatioBased.get_bound_for_rate(0.5)
@@ -139,3 +144,26 @@ def test_an_unknown_sampler_decides_every_request_itself() -> None:
     assert len(spans.get_finished_spans()) == 2
     known = _provider(ALWAYS_ON, spans)
     assert RootSampling.of(known.get_tracer("t"), known) is not None
+
+
+def test_the_root_decision_is_the_samplers_own_for_every_trace_id() -> None:
+    samplers: list[Sampler] = [
+        ParentBasedTraceIdRatio(0.1),
+        ParentBasedTraceIdRatio(0.5),
+        TraceIdRatioBased(0.25),
+        ALWAYS_ON,
+        ALWAYS_OFF,
+        DEFAULT_ON,
+        DEFAULT_OFF,
+    ]
+    rng = random.Random(7)
+    for sampler in samplers:
+        keep = root_decision(sampler)
+        assert keep is not None, sampler.get_description()
+        bound = getattr(getattr(sampler, "_root", sampler), "bound", BOUND)
+        edges = [bound - 1, bound, bound + 1, (7 << 64) | (bound - 1), (7 << 64) | bound]
+        for trace_id in [*edges, *(rng.getrandbits(128) for _ in range(2000))]:
+            expected = sampler.should_sample(Context(), trace_id, "r").decision is not Decision.DROP
+            assert keep(trace_id) is expected, (sampler.get_description(), hex(trace_id))
+    assert root_decision(CountingSampler()) is None
+    assert root_decision(ParentBased(CountingSampler())) is None
