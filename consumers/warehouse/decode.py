@@ -187,14 +187,17 @@ def _fields(schema: object) -> tuple[list[str], list[str]]:
     return names, types
 
 
+_END = object()
+
+
 def _nested_fields(top: list[Any]) -> tuple[list[str], list[str]]:
     names: list[str] = []
     types: list[str] = []
     todo: list[tuple[str, Iterator[Any]]] = [("", iter(top))]
     while todo:
         prefix, fields = todo[-1]
-        field = next(fields, None)
-        if field is None:
+        field = next(fields, _END)
+        if field is _END:  # not None: a JSON null among the fields is skipped, not an end
             todo.pop()
             continue
         if not isinstance(field, dict) or not isinstance(name := field.get("name"), str):

@@ -322,6 +322,19 @@ def test_nested_schema_fields_flatten_depth_first_whatever_comes_first() -> None
     assert io["FieldTypes"] == ["int", "struct", "", "struct", "int", ""]
 
 
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_null_among_the_fields_is_skipped_whether_or_not_one_is_nested(nested: bool) -> None:
+    """A JSON null in a fields list is a field we cannot read, like a nameless one: the
+    fields after it are kept, as in a flat schema, also once a nested field is present."""
+    last: dict[str, object] = {"name": "b", "type": "int"}
+    if nested:
+        last = {**last, "type": "struct", "fields": [None, {"name": "c", "type": "int"}]}
+    schema = {"fields": [{"name": "a", "type": "int"}, None, last]}
+    output = json.dumps({"namespace": "o", "name": "d", "facets": {"schema": schema}})
+    (io,) = decode_lineage(_run_with_output(output))["lineage_io"]
+    assert io["FieldNames"] == (["a", "b", "b.c"] if nested else ["a", "b"])
+
+
 def test_column_lineage_transformations_as_producers_write_them() -> None:
     """The list form (types of any JSON kind as text, long texts cut, masking only when
     true), the deprecated per-field form shared by every input of the field, and
