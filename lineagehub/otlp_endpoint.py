@@ -6,7 +6,7 @@ The SDK's variables and meaning: OTEL_EXPORTER_OTLP_TRACES_* before OTEL_EXPORTE
 the traces endpoint used as it is, the general one with `/v1/traces` appended for
 HTTP; headers `key=value` pairs, comma separated, percent-encoded; the timeout in
 seconds (what the Python SDK takes); compression `gzip`, `deflate` (HTTP) or `none`;
-for gRPC, OTEL_EXPORTER_OTLP_INSECURE, else the scheme (`http` is insecure).
+for gRPC, TLS for `https`, else OTEL_EXPORTER_OTLP_INSECURE, else plaintext only for `http`.
 """
 
 from __future__ import annotations
@@ -59,11 +59,16 @@ def settings(environ: Mapping[str, str], grpc: bool) -> EndpointSettings:
     compression = compression.lower() or "none"
     if compression not in COMPRESSIONS or (grpc and compression == "deflate"):
         raise ValueError(f"{name}={compression!r} is not supported: use gzip or none")
-    name, insecure_text = _get(environ, "INSECURE")
-    if insecure_text:
+    # The SDK's rule: https is always TLS; else the INSECURE variable when given; else
+    # plaintext only for an explicit http:// (a bare host:port gets TLS).
+    _, insecure_text = _get(environ, "INSECURE")
+    scheme = urlparse(endpoint).scheme
+    if scheme == "https":
+        insecure = False
+    elif insecure_text:
         insecure = insecure_text.lower() == "true"
     else:
-        insecure = urlparse(endpoint).scheme != "https"
+        insecure = scheme == "http"
     _, certificate = _get(environ, "CERTIFICATE")
     return EndpointSettings(
         endpoint=endpoint,

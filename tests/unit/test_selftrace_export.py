@@ -337,3 +337,30 @@ def test_the_traces_endpoint_is_used_as_it_is() -> None:
     assert otlp_endpoint.settings(environ, grpc=False).endpoint == "http://traces:1/custom"
     grpc = otlp_endpoint.settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317"}, grpc=True)
     assert grpc.endpoint == "https://c:4317" and not grpc.insecure
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["collector.example.com:4317", "http://c:4317", "https://c:4317", "grpc://c:4317"]
+)
+@pytest.mark.parametrize("insecure", [None, "true", "false", "TRUE"])
+def test_grpc_tls_is_decided_as_the_sdk_decides(
+    endpoint: str, insecure: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plaintext only where the SDK's own gRPC exporter would send plaintext: a bare
+    host:port gets TLS (spans and their auth header must not go out in the clear)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    if insecure is not None:
+        environ["OTEL_EXPORTER_OTLP_INSECURE"] = insecure
+    # The SDK's exporter reads the process environment: make it exactly `environ`'s.
+    for name in ("INSECURE", "TRACES_INSECURE", "TRACES_ENDPOINT"):
+        monkeypatch.delenv(f"OTEL_EXPORTER_OTLP_{name}", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    sdk = OTLPSpanExporter()
+    try:
+        ours = otlp_endpoint.settings(environ, grpc=True).insecure
+        assert ours == sdk._insecure, (endpoint, insecure)
+    finally:
+        sdk.shutdown()
