@@ -815,6 +815,10 @@ class OtelConsumer:
             part = self._parts.pop(tp, None)
             if part is not None and part.flushing is not None and not part.flushing.done():
                 part.flushing.cancel()
+            # An install on its way (a rewind's) must not put back a partition no longer
+            # ours, nor batch the records fetched before the revoke.
+            self._installing.pop(tp, None)
+            self._early.pop(tp, None)
             self._paused.discard(tp)
             self._rewinds.pop(tp, None)
             self.health.recover(self._source(tp))

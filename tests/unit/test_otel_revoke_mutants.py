@@ -10,8 +10,10 @@ clear, a paused or rewind count that a later assignment inherits.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from consumers.otel.consumer import _Partition
 from tests.consumer_faults import wait_for
@@ -90,3 +92,50 @@ async def test_revoking_gives_a_stuck_flush_the_revoke_timeout_then_cancels_it(r
     await wait_for(part.flushing.done, "the stuck flush was never cancelled")
     assert part.flushing.cancelled()
     assert TP not in otel._parts
+
+
+class _OneMember:
+    """The consumer's assignment as the group has it: `assigned` until revoked."""
+
+    def __init__(self) -> None:
+        self.assigned = {TP}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        raise AssertionError(f"seek of {tp} at {offset}: not ours any more")
+
+
+class _HeldOffsets:
+    """The group's committed offsets, answered only when the test says so."""
+
+    def __init__(self) -> None:
+        self.asked, self.release = asyncio.Event(), asyncio.Event()
+
+    async def list_consumer_group_offsets(self, group: str, partitions: Any) -> dict[Any, Any]:
+        self.asked.set()
+        await self.release.wait()
+        return {}
+
+
+async def test_a_partition_revoked_while_a_rewind_installs_it_is_not_put_back(rig: Rig) -> None:
+    """A rewind takes its partition out of the batch table and reads the group's offsets
+    to install it again; the group revokes the partition meanwhile. When the read
+    answers, the install must leave the partition out, and the record fetched before
+    the revoke (waiting in `_early`) must not be batched."""
+    otel = rig.otel
+    member, offsets = _OneMember(), _HeldOffsets()
+    otel._consumer, otel._admin = member, offsets
+    rig.batch(good(1))
+    del otel._parts[TP]  # as `_recover` does before installing again
+    install = asyncio.create_task(otel._install({TP}))
+    await asyncio.wait_for(offsets.asked.wait(), 30)
+    early = ConsumerRecord(TOPIC, TP.partition, 1, 0, 0, b"k", good(1)[0], None, 1, 0, [])
+    otel._early.setdefault(TP, []).append(early)
+    member.assigned = set()
+    await asyncio.wait_for(otel._revoked({TP}), 30)
+    offsets.release.set()
+    assert await asyncio.wait_for(install, 30) == set()
+    assert TP not in otel._parts, "a partition no longer ours was installed again"
+    assert TP not in otel._early and TP not in otel._installing
