@@ -37,9 +37,21 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   step --what "setup: reading Debian's package lists" --reader apt --log "$logs/setup-apt.log" \
     -- apt-get update
+  # The packages' own services are not started (policy-rc.d says no while installing):
+  # the local stack runs its own PostgreSQL and Prometheus on loopback, and Debian's
+  # Prometheus would listen on every interface with no auth.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ] && [ -w /usr/sbin ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  fi
   step --what "setup: installing Debian packages ${need_apt[*]}" --reader apt \
     --log "$logs/setup-apt.log" -- env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -o APT::Status-Fd=1 "${need_apt[@]}"
+    apt-get install -y -o APT::Status-Fd=1 "${need_apt[@]}" || { [ -z "$made_policy" ] || rm -f "$policy"; exit 1; }
+  [ -z "$made_policy" ] || rm -f "$policy"
+  if [[ " ${need_apt[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable prometheus prometheus-node-exporter 2>/dev/null || true  # not at boot
+  fi
 fi
 
 # A first run's longest download, the Go modules of the control plane and Helm (~700 MB),
