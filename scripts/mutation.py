@@ -110,6 +110,7 @@ TARGETS = [
             "tests/integration/test_otel_delivery.py",
             "tests/integration/test_otel_delivery_faults.py",
             "tests/integration/test_otel_delivery_races.py",
+            "tests/integration/test_otel_delivery_replays.py",
         ],
         skip_lines=QUIET_LINES,
     ),
