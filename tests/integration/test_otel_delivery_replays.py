@@ -124,3 +124,29 @@ async def test_a_replayed_batch_whose_first_records_retention_removed_keeps_its_
     recording = await drain_after_crash(env, topic, group, chdb)
     assert recording.tokens[0] == crashing.tokens[0], "the replay took another token"
     assert await stored(chdb, KIND) == (45 * KIND.rows, 45 * KIND.rows)
+
+
+async def test_a_replayed_batch_that_retention_removed_whole_is_passed_over(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """Retention removes the whole crashed batch (0-4) and one record after it: the first
+    record read (6) is past the marker's end, so the replay is over with nothing to insert;
+    batching goes on from there and every record left is stored once."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-retained-all"), unique("otel-retained-all-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(5))
+    tp = TopicPartition(topic, 0)
+    await crash_after_first_insert(env, KIND, topic, group, chdb, max_batch_messages=1000)
+    await produce(bootstrap, topic, KIND.records(1))  # offset 5, never stored
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        low = await admin.delete_records({tp: RecordsToDelete(before_offset=6)}, timeout_ms=30_000)
+    finally:
+        await admin.close()
+    assert low[tp] == 6, "the broker did not move the partition's log start"
+
+    await produce(bootstrap, topic, KIND.records(40))
+    await drain_after_crash(env, topic, group, chdb)
+    assert await stored(chdb, KIND) == (45 * KIND.rows, 45 * KIND.rows)
