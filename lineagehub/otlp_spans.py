@@ -85,51 +85,52 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _tag(number: int, wire_type: int) -> bytes:
+def tag(number: int, wire_type: int) -> bytes:
+    """A field's key: its number and wire type, as a varint."""
     return varint(number << 3 | wire_type)
 
 
 #: Length-delimited field tags, by field number (every message here numbers below 16).
-_LEN_TAG = [_tag(n, 2) for n in range(16)]
+_LEN_TAG = [tag(n, 2) for n in range(16)]
 
 
-def _len(number: int, payload: bytes) -> bytes:
+def len_field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (string, bytes, message)."""
     size = len(payload)
     return _LEN_TAG[number] + (_BYTE[size] if size < 0x80 else varint(size)) + payload
 
 
-def _text(number: int, text: str) -> bytes:
-    return _len(number, text.encode()) if text else b""
+def text_field(number: int, text: str) -> bytes:
+    return len_field(number, text.encode()) if text else b""
 
 
 def _fixed64(number: int, value: int) -> bytes:
-    return _tag(number, 1) + struct.pack("<Q", value)
+    return tag(number, 1) + struct.pack("<Q", value)
 
 
 def any_value(v: AttributeValue) -> bytes:
     """An `AnyValue` message's bytes."""
     if isinstance(v, bool):
-        return _tag(2, 0) + (b"\x01" if v else b"\x00")
+        return tag(2, 0) + (b"\x01" if v else b"\x00")
     if isinstance(v, int):
-        return _tag(3, 0) + varint(v)
+        return tag(3, 0) + varint(v)
     if isinstance(v, float):
-        return _tag(4, 1) + struct.pack("<d", v)
+        return tag(4, 1) + struct.pack("<d", v)
     if isinstance(v, str):
-        return _len(1, v.encode())
-    return _len(5, b"".join(_len(1, any_value(x)) for x in v))  # ArrayValue
+        return len_field(1, v.encode())
+    return len_field(5, b"".join(len_field(1, any_value(x)) for x in v))  # ArrayValue
 
 
 def key_value(key: str, value: AttributeValue) -> bytes:
     """A `KeyValue` message's bytes."""
-    return _len(1, key.encode()) + _len(2, any_value(value))
+    return len_field(1, key.encode()) + len_field(2, any_value(value))
 
 
 @functools.lru_cache(maxsize=4096)
 def _scalar_field(number: int, key: str, value: str | int | float, kind: type) -> bytes:
     """A `KeyValue` field of a scalar, kept: a service repeats its keys and many of their
     values (`kind` keeps True and 1 apart, which compare equal)."""
-    return _len(number, key_value(key, value))
+    return len_field(number, key_value(key, value))
 
 
 def _attributes(number: int, attributes: Attributes) -> bytes:
@@ -137,7 +138,7 @@ def _attributes(number: int, attributes: Attributes) -> bytes:
         [
             _scalar_field(number, k, v, type(v))  # type: ignore[arg-type]
             if type(v) in _SCALARS
-            else _len(number, key_value(k, v))
+            else len_field(number, key_value(k, v))
             for k, v in attributes.items()
         ]
     )
@@ -148,8 +149,8 @@ _SCALARS = frozenset({str, int, float, bool})
 
 #: A span's fixed-size fields' tags and lengths: trace id (16 bytes), span id and parent
 #: span id (8), kind, start and end (fixed64), flags (fixed32).
-_TRACE_ID, _SPAN_ID, _PARENT_ID = _tag(1, 2) + b"\x10", _tag(2, 2) + b"\x08", _tag(4, 2) + b"\x08"
-_KIND, _START, _END, _FLAGS = _tag(6, 0), _tag(7, 1), _tag(8, 1), _tag(16, 5)
+_TRACE_ID, _SPAN_ID, _PARENT_ID = tag(1, 2) + b"\x10", tag(2, 2) + b"\x08", tag(4, 2) + b"\x08"
+_KIND, _START, _END, _FLAGS = tag(6, 0), tag(7, 1), tag(8, 1), tag(16, 5)
 _TIMES = struct.Struct("<QQ")
 _REMOTE_FLAGS = {
     remote: _FLAGS + struct.pack("<I", _HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
@@ -159,7 +160,7 @@ _REMOTE_FLAGS = {
 
 @functools.lru_cache(maxsize=256)
 def _name_and_kind(name: str, kind: int) -> bytes:
-    return _text(5, name) + _KIND + varint(kind)
+    return text_field(5, name) + _KIND + varint(kind)
 
 
 def _span(s: OtlpSpan) -> bytes:
@@ -172,7 +173,7 @@ def _span(s: OtlpSpan) -> bytes:
         s.span_id.to_bytes(8, "big"),
     ]
     if s.trace_state:
-        parts.append(_text(3, s.trace_state))
+        parts.append(text_field(3, s.trace_state))
     if s.parent_span_id:
         parts += (_PARENT_ID, s.parent_span_id.to_bytes(8, "big"))
     parts += (
@@ -184,13 +185,13 @@ def _span(s: OtlpSpan) -> bytes:
         _attributes(9, s.attributes),
     )
     for e in s.events:
-        event = _fixed64(1, e.time_unix_nano) + _text(2, e.name) + _attributes(3, e.attributes)
-        parts.append(_len(11, event))
-    status = _text(2, s.status_message)
+        event = _fixed64(1, e.time_unix_nano) + text_field(2, e.name) + _attributes(3, e.attributes)
+        parts.append(len_field(11, event))
+    status = text_field(2, s.status_message)
     if s.status_code:
-        status += _tag(3, 0) + varint(s.status_code)
-    parts += (_len(15, status), _REMOTE_FLAGS[s.parent_is_remote])
-    return _len(2, b"".join(parts))  # ScopeSpans.spans
+        status += tag(3, 0) + varint(s.status_code)
+    parts += (len_field(15, status), _REMOTE_FLAGS[s.parent_is_remote])
+    return len_field(2, b"".join(parts))  # ScopeSpans.spans
 
 
 def encode_request(
@@ -198,14 +199,14 @@ def encode_request(
 ) -> bytes:
     """One `ExportTraceServiceRequest` holding `spans`, all of one resource and one
     instrumentation scope."""
-    resource_message = _len(1, _attributes(1, resource))
-    return _len(1, resource_message + _scope_spans(spans, scope, scope_version))
+    resource_message = len_field(1, _attributes(1, resource))
+    return len_field(1, resource_message + _scope_spans(spans, scope, scope_version))
 
 
 def _scope_spans(spans: Sequence[OtlpSpan], scope: str, scope_version: str) -> bytes:
     """A `ResourceSpans.scope_spans` field."""
-    scope_message = _len(1, _text(1, scope) + _text(2, scope_version))
-    return _len(2, scope_message + b"".join([_span(s) for s in spans]))
+    scope_message = len_field(1, text_field(1, scope) + text_field(2, scope_version))
+    return len_field(2, scope_message + b"".join([_span(s) for s in spans]))
 
 
 # ---- the SDK's finished spans, for its OTLP exporters ---------------------------------
@@ -340,6 +341,6 @@ def encode_readable(spans: Sequence[ReadableSpan]) -> bytes:
             _scope_spans(members, scope.name, scope.version or "")
         )
     return b"".join(
-        _len(1, _len(1, _attributes(1, resource.attributes)) + b"".join(scopes))  # type: ignore[arg-type]
+        len_field(1, len_field(1, _attributes(1, resource.attributes)) + b"".join(scopes))  # type: ignore[arg-type]
         for resource, scopes in by_resource.items()
     )

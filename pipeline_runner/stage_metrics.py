@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from lineagehub.otlp_spans import varint
+from lineagehub.otlp_spans import len_field, tag, text_field, varint
 from lineagehub.telemetry.spans import Attributes, AttributeValue
 
 
@@ -116,13 +116,13 @@ def encode(m: Measurements, resource: Mapping[str, str], scope: str) -> bytes:
             data = _histogram(value, m.start_ns, now, pairs)
         else:
             data = _number(instrument.kind, value, m.start_ns, now, pairs)
-        metric = _text(1, instrument.name) + _text(2, instrument.description)
-        metric += _text(3, instrument.unit) + _len(_DATA_FIELD[instrument.kind], data)
-        metrics += _len(2, metric)  # ScopeMetrics.metrics
-    scope_metrics = _len(1, _text(1, scope)) + metrics
-    resource_message = b"".join(_len(1, key_value(k, v)) for k, v in resource.items())
-    resource_metrics = _len(1, resource_message) + _len(2, scope_metrics)
-    return _len(1, resource_metrics)
+        metric = text_field(1, instrument.name) + text_field(2, instrument.description)
+        metric += text_field(3, instrument.unit) + len_field(_DATA_FIELD[instrument.kind], data)
+        metrics += len_field(2, metric)  # ScopeMetrics.metrics
+    scope_metrics = len_field(1, text_field(1, scope)) + metrics
+    resource_message = b"".join(len_field(1, key_value(k, v)) for k, v in resource.items())
+    resource_metrics = len_field(1, resource_message) + len_field(2, scope_metrics)
+    return len_field(1, resource_metrics)
 
 
 #: A Metric's field for its data, by kind.
@@ -130,27 +130,14 @@ _DATA_FIELD = {Kind.GAUGE: 5, Kind.SUM: 7, Kind.HISTOGRAM: 9}
 _CUMULATIVE = 2  # AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 
 
-def _tag(number: int, wire_type: int) -> bytes:
-    return bytes((number << 3 | wire_type,))  # every field number here is below 16
-
-
-def _len(number: int, payload: bytes) -> bytes:
-    """A length-delimited field: a string, a message, a packed array."""
-    return _tag(number, 2) + varint(len(payload)) + payload
-
-
-def _text(number: int, text: str) -> bytes:
-    return _len(number, text.encode()) if text else b""
-
-
 def _fixed64(number: int, value: int) -> bytes:
     """A fixed64 field (a timestamp, a count); zero is not written, as in proto3."""
-    return _tag(number, 1) + struct.pack("<Q", value) if value else b""
+    return tag(number, 1) + struct.pack("<Q", value) if value else b""
 
 
 def _double(number: int, value: float) -> bytes:
     """A double field that is always written (a oneof member or an optional one)."""
-    return _tag(number, 1) + struct.pack("<d", value)
+    return tag(number, 1) + struct.pack("<d", value)
 
 
 def _number(kind: Kind, value: int | float, start_ns: int, now: int, pairs: list[bytes]) -> bytes:
@@ -158,13 +145,13 @@ def _number(kind: Kind, value: int | float, start_ns: int, now: int, pairs: list
     time, as the SDK leaves it), and for a sum, cumulative and monotonic."""
     point = _fixed64(2, start_ns if kind is Kind.SUM else 0) + _fixed64(3, now)
     if isinstance(value, int):
-        point += _tag(6, 1) + struct.pack("<q", value)  # as_int, an sfixed64
+        point += tag(6, 1) + struct.pack("<q", value)  # as_int, an sfixed64
     else:
         point += _double(4, value)
-    point += b"".join(_len(7, pair) for pair in pairs)
-    data = _len(1, point)
+    point += b"".join(len_field(7, pair) for pair in pairs)
+    data = len_field(1, point)
     if kind is Kind.SUM:
-        data += _tag(2, 0) + varint(_CUMULATIVE) + _tag(3, 0) + b"\x01"
+        data += tag(2, 0) + varint(_CUMULATIVE) + tag(3, 0) + b"\x01"
     return data
 
 
@@ -174,11 +161,11 @@ def _histogram(value: int | float, start_ns: int, now: int, pairs: list[bytes]) 
     buckets[bisect.bisect_left(HISTOGRAM_BOUNDS, value)] = 1
     number = float(value)
     point = _fixed64(2, start_ns) + _fixed64(3, now) + _fixed64(4, 1) + _double(5, number)
-    point += _len(6, struct.pack(f"<{len(buckets)}Q", *buckets))
-    point += _len(7, struct.pack(f"<{len(HISTOGRAM_BOUNDS)}d", *HISTOGRAM_BOUNDS))
-    point += b"".join(_len(9, pair) for pair in pairs)
+    point += len_field(6, struct.pack(f"<{len(buckets)}Q", *buckets))
+    point += len_field(7, struct.pack(f"<{len(HISTOGRAM_BOUNDS)}d", *HISTOGRAM_BOUNDS))
+    point += b"".join(len_field(9, pair) for pair in pairs)
     point += _double(11, number) + _double(12, number)  # min, max
-    return _len(1, point) + _tag(2, 0) + varint(_CUMULATIVE)
+    return len_field(1, point) + tag(2, 0) + varint(_CUMULATIVE)
 
 
 __all__ = ["INSTRUMENTS", "Attributes", "Instrument", "Kind", "Measurements", "encode"]
