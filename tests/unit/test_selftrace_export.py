@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -79,6 +80,16 @@ def direct(
     return bodies
 
 
+def the_one_span(bodies: list[tuple[str, bytes]]) -> tuple[str, Any]:
+    """The collector got one POST to /v1/traces holding one span: its service and it."""
+    ((path, body),) = bodies
+    assert path == "/v1/traces"
+    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
+    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
+    return attrs["service.name"], sent
+
+
 def test_direct_export_reaches_an_otlp_http_collector(direct: list[tuple[str, bytes]]) -> None:
     bodies = direct
     provider = tracer_provider("lineage-hub-gateway", "")
@@ -86,12 +97,8 @@ def test_direct_export_reaches_an_otlp_http_collector(direct: list[tuple[str, by
     with provider.get_tracer("t").start_as_current_span("request") as span:
         trace_id = span.get_span_context().trace_id
     provider.shutdown()
-    ((path, body),) = bodies
-    assert path == "/v1/traces"
-    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
-    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-    assert attrs["service.name"] == "lineage-hub-gateway"
-    ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
+    service, sent = the_one_span(bodies)
+    assert service == "lineage-hub-gateway"
     assert sent.name == "request" and int.from_bytes(sent.trace_id, "big") == trace_id
 
 
@@ -244,12 +251,8 @@ def test_store_spans_reach_an_otlp_http_collector(direct: list[tuple[str, bytes]
     with record_span(recorder, "store t", "t", [("traceparent", producer.encode())], {}) as span:
         assert span is not None
     recorder.shutdown()
-    ((path, body),) = direct
-    assert path == "/v1/traces"
-    (resource_spans,) = ExportTraceServiceRequest.FromString(body).resource_spans
-    attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-    assert attrs["service.name"] == "lineage-hub-warehouse"
-    ((sent,),) = [scope.spans for scope in resource_spans.scope_spans]
+    service, sent = the_one_span(direct)
+    assert service == "lineage-hub-warehouse"
     assert sent.name == "store t" and sent.trace_id.hex() == "ab" * 16
     assert sent.parent_span_id.hex() == "cd" * 8 and sent.kind == sent.SPAN_KIND_CONSUMER
 
