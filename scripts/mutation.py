@@ -24,7 +24,8 @@ functions of one path, to keep a run short.
 the mutants in two stages: first every one against the fast tests (the target's unit
 tests, chdb included: seconds a mutant), then only those the fast tests let through
 against the integration tests (real Kafka; `--tests` narrows them), in holds of the stack
-lock of at most `--hold` seconds each (`flock /tmp/lh-stack.lock timeout ...`), until
+lock of at most `--hold` seconds each (`flock /tmp/lh-stack.lock timeout ...`; a private
+stack's own lock, `<state>.lock`, when `LINEAGE_HUB_STATE` names one), until
 each has a verdict. Its results sit in .artifacts/mutation/<target>-kafka/; the report
 gives both stages and what survives both. `--resume` keeps the fast stage's results and
 goes on with the integration stage where the last staged run stopped (--only may narrow
@@ -53,7 +54,7 @@ from mutmut.stats import status_by_exit_code
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".artifacts" / "mutation"
 MUTMUT = Path(sys.executable).parent / "mutmut"
-STACK_LOCK = "/tmp/lh-stack.lock"
+SHARED_STACK_LOCK = "/tmp/lh-stack.lock"
 KAFKA_STAGE = "-kafka"  # the staged run's second stage: <target>-kafka
 # mutmut's statuses a staged run's first stage passes on: the fast tests let the mutant
 # live, or none of them reaches its function.
@@ -159,6 +160,19 @@ INSTALLED = ["gateway/console/node_modules"]
 # Data the code and tests read from the repository's top level, relative to their own files,
 # and the shared package every target imports (taken from the same commit as the rest).
 DATA = ["charts", "crds", "examples", "lineagehub"]
+
+
+def stack_lock() -> str:
+    """The lock the integration stage holds: the shared stack's, or a private stack's own.
+
+    With `LINEAGE_HUB_STATE` naming another stack (its own ports, see stack/ports.py) the
+    tests run against that stack, so the run queues on nobody else's lock: `<state>.lock`.
+    """
+    state = os.environ.get("LINEAGE_HUB_STATE")
+    shared = Path(os.environ.get("TMPDIR", "/tmp")) / "lineage-hub-stack"
+    if state and Path(state).resolve() != shared.resolve():
+        return str(Path(state).resolve()) + ".lock"
+    return SHARED_STACK_LOCK
 
 
 def _toml_list(values: list[str]) -> str:
@@ -392,7 +406,19 @@ def staged(
         work = _prepare(kafka, tests or target.integration_tests)
         (OUT / f"{kafka.name}.log").unlink(missing_ok=True)
     # mutmut's SIGINT handling stops its workers; -k: whatever is left is killed.
-    wrap = ["flock", STACK_LOCK, "timeout", "-s", "INT", "-k", "60", str(hold), "nice", "-n", "10"]
+    wrap = [
+        "flock",
+        stack_lock(),
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "60",
+        str(hold),
+        "nice",
+        "-n",
+        "10",
+    ]
     while True:
         now = statuses(work, kafka)
         todo = [k for k in passed if now.get(k, "not checked") == "not checked"]
