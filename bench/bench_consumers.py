@@ -16,13 +16,15 @@
   Without MARQUEZ_URL (or with --stub-marquez) a loopback stub that answers 201 stands
   in: that measures the consumer's own overhead, not Marquez.
 * tracing (`--only tracing`): the warehouse writer (into chdb) and the lineage
-  consumer (into the loopback stub) with self-tracing off and on, `--rounds` turns
-  each with the order alternated, over the same records: a `--traced-share` of them
+  consumer (into the loopback stub) with self-tracing off and on, `--rounds` rounds
+  each in a shuffled order, over the same records: a `--traced-share` of them
   carry a sampled `traceparent` (as the gateway gives the records of the requests it
   traces: one in ten by default), so each of those makes a `store` span, exported
   onto a private topic. The consumer's CPU per event (its event loop's thread and the
   span threads; not chdb's own threads, whose work tracing does not change), on
-  against off, with the ratio (the goal: within 5%).
+  against off, with the median of the rounds' paired ratios and its bootstrap
+  interval (the goal: within 5%); beside it the noise floor, on against off over the
+  same records with no `traceparent` (no span made), measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ import asyncio
 import gc
 import os
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -53,6 +54,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from bench.kafka_rates import bare_consume, consume_sustained
+from bench.paired import paired, per_event_us
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.arrow_metrics import decode_metric_requests
 from consumers.otel.arrow_spans import decode_trace_requests
@@ -489,77 +491,97 @@ async def _consumer_cpu(
     return time.thread_time() - started[0] + _span_thread_cpu() - started[1]
 
 
+def _tracing_consumers(
+    bootstrap: str,
+    backend: ChdbBackend,
+    marquez: str,
+    topic: str,
+    tracer: SpanRecorder | None,
+) -> dict[str, OtelConsumer | LineageConsumer]:
+    """A fresh warehouse writer and lineage consumer on `topic` (each its own group, so
+    each reads the topic from the start), tracing with `tracer` (None: off)."""
+    writer = OtelConsumer(
+        OtelSettings(
+            bootstrap=bootstrap,
+            group=unique("bench-tracing-writer"),
+            topics=(topic,),
+            name="warehouse",
+        ),
+        backend,
+        decoders={topic: decode_lineage_pending},
+        schema=LINEAGE_SCHEMA,
+    )
+    writer.tracer = tracer
+    lineage = LineageConsumer(
+        LineageSettings(
+            bootstrap=bootstrap,
+            marquez_url=marquez,
+            group=unique("bench-tracing-lineage"),
+            topic=topic,
+        ),
+        tracer=tracer,
+    )
+    return {"warehouse writer": writer, "lineage consumer": lineage}
+
+
+TRACING_NAMES = ("warehouse writer", "lineage consumer")
+
+
 async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) -> None:
-    spans_topic, topic = unique("bench-tracing-spans"), unique("bench-tracing")
-    await create_topics(bootstrap, [spans_topic, topic])
+    """Each round runs, in a shuffled order, tracing off and on over records of which
+    `share` carry a sampled parent (the comparison), and off and on over the same
+    records with no parent at all (no span is made: the noise floor)."""
+    spans_topic = unique("bench-tracing-spans")
+    topics = {share: unique("bench-tracing"), 0.0: unique("bench-tracing-untraced")}
+    await create_topics(bootstrap, [spans_topic, *topics.values()])
     runs = [str(uuid.uuid4()) for _ in range(events // 2)]
     records = [
         (r.encode(), lineage_bytes(r, t, namespace="bench-tracing", job="bench.job"))
         for r in runs
         for t in ("START", "COMPLETE")
     ]
-    await produce(bootstrap, topic, records, headers=traced_headers(len(records), share))
+    for each, topic in topics.items():
+        await produce(bootstrap, topic, records, headers=traced_headers(len(records), each))
     environ = {selftrace.TOPIC_ENV: spans_topic}  # the default sampler: the record decides
     recorder = selftrace.span_recorder("bench-consumers", bootstrap, environ)
     assert recorder is not None
     stub = StubMarquez()
     marquez = await stub.start()
-    cpu: dict[tuple[str, str], float] = {}
-    turns: dict[tuple[str, str], list[float]] = {}  # each turn's CPU, for paired ratios
+    # Each (consumer, mode, share): its CPU seconds in each counted round.
+    turns: dict[tuple[str, str, float], list[float]] = {}
+    runs_of = [(mode, each) for each in topics for mode in ("off", "on")]
+    order = random.Random(19)
     with tempfile.TemporaryDirectory() as tmp:
         backend = ChdbBackend(str(Path(tmp) / "chdb"))
         await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
-        # Turn -1 warms up (chdb's first inserts, the span exporter's Kafka connection),
-        # uncounted; then the order alternates.
-        for turn in range(-1, rounds):
-            for mode in ("on",) if turn < 0 else ("off", "on") if turn % 2 == 0 else ("on", "off"):
+        # Round -1 warms up (chdb's first inserts, the span exporter's Kafka connection),
+        # uncounted; then each round runs every mode, in a fresh random order.
+        for round_ in range(-1, rounds):
+            order.shuffle(runs_of)
+            for mode, each in runs_of:
                 tracer = recorder if mode == "on" else None
-                settings = OtelSettings(
-                    bootstrap=bootstrap,
-                    group=unique("bench-tracing-writer"),
-                    topics=(topic,),
-                    name="warehouse",
-                )
-                writer = OtelConsumer(
-                    settings,
-                    backend,
-                    decoders={topic: decode_lineage_pending},
-                    schema=LINEAGE_SCHEMA,
-                )
-                writer.tracer = tracer
-                lineage = LineageConsumer(
-                    LineageSettings(
-                        bootstrap=bootstrap,
-                        marquez_url=marquez,
-                        group=unique("bench-tracing-lineage"),
-                        topic=topic,
-                    ),
-                    tracer=tracer,
-                )
-                for name, consumer in (("warehouse writer", writer), ("lineage consumer", lineage)):
+                consumers = _tracing_consumers(bootstrap, backend, marquez, topics[each], tracer)
+                for name, consumer in consumers.items():
                     used = await _consumer_cpu(consumer, len(records), recorder)
-                    if turn >= 0:
-                        cpu[name, mode] = cpu.get((name, mode), 0.0) + used
-                        turns.setdefault((name, mode), []).append(used)
+                    if round_ >= 0:
+                        turns.setdefault((name, mode, each), []).append(used)
         await backend.close()
     await stub.stop()
     recorder.shutdown()
-    n = len(records) * rounds
+    n = len(records)
     print(
-        f"self-tracing: {len(records)} events x {rounds} rounds a mode, {share:.0%} with a "
-        "sampled traceparent (each makes a store span)"
+        f"self-tracing: {n} events x {rounds} rounds a mode, {share:.0%} with a sampled "
+        "traceparent (each makes a store span); the noise floor: the same with none "
+        "(tracing on, no span made); CPU per event of the median round; this thread and "
+        "the span threads"
     )
-    for name in ("warehouse writer", "lineage consumer"):
-        on, off = cpu[name, "on"] / n, cpu[name, "off"] / n
-        # Each turn's on against the same turn's off: a busy machine's drift between
-        # turns, which sums carry, cancels out; the median of those ratios beside.
-        paired = statistics.median(
-            a / b - 1 for a, b in zip(turns[name, "on"], turns[name, "off"], strict=True)
-        )
-        print(
-            f"  {name:<17} cpu/event on {on * 1e6:7.1f} us vs off {off * 1e6:7.1f} us "
-            f"({on / off - 1:+6.1%}; median paired turn {paired:+6.1%})"
-        )
+    for name in TRACING_NAMES:
+        for each, label in ((share, f"traced {share:.0%}"), (0.0, "noise floor, traced 0%")):
+            on, off = turns[name, "on", each], turns[name, "off", each]
+            print(
+                f"  {name:<17} {label:<23} on {per_event_us(on, n):7.1f} us vs off "
+                f"{per_event_us(off, n):7.1f} us  {paired(on, off).text()}"
+            )
 
 
 async def main() -> None:
@@ -569,7 +591,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--stub-marquez", action="store_true")
     parser.add_argument("--only", choices=("otel", "lineage", "tracing"))
-    parser.add_argument("--rounds", type=int, default=4, help="tracing: turns a mode")
+    parser.add_argument("--rounds", type=int, default=12, help="tracing: rounds")
     parser.add_argument(
         "--traced-share", type=float, default=0.1, help="tracing: records with a sampled parent"
     )

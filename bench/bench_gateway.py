@@ -20,10 +20,12 @@ processes) and the client spent per event.
 * batch: `--batch` events per POST (a JSON array), per-item results.
 * paced: an open-loop load at `--paced-single` / `--paced-batch` events/s (half the
   goals by default), latency counted from when each request was due.
-* self-tracing (`--tracing off,all,tenth`, each mode its own gateway in the same run):
-  off (OTEL_SDK_DISABLED), every request traced, one in ten traced (the local stack's
-  sampler); the spans go to a private topic. The last lines compare each mode with off:
-  throughput and the gateway's CPU per event, with the ratio.
+* self-tracing (`--tracing off,none,tenth,all`, each mode its own gateway in the same
+  run): off (OTEL_SDK_DISABLED), tracing on with no request sampled (the noise floor:
+  no span made), one in ten traced (the default sampler), every request traced; the
+  spans go to a private topic. The last lines compare each mode with off: throughput
+  and the gateway's CPU per event (its process tree's CPU clocks; the median round),
+  with the median of the rounds' paired ratios and its bootstrap interval.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
 """
@@ -49,6 +51,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_gateway_client import closed_loop, open_loop, post_request
+from bench.paired import paired
 from consumers.samples import lineage_event
 from consumers.testkit import create_topics, end_offsets, unique
 from gateway.serve import free_port
@@ -219,11 +222,12 @@ def encoded(items: Sequence[Any]) -> list[bytes]:
 
 
 #: Self-tracing modes, each a gateway started with this environment: off (the SDK
-#: disabled), every request sampled (the default sampler: no request of the bench
-#: carries a traceparent, so each is a root decision), and one in ten (the local stack's
-#: setting). Spans go to a private topic, not `otel-spans`.
+#: disabled), on with no request sampled (the noise floor: no span made), one in ten (the
+#: default sampler: no request of the bench carries a traceparent, so each is a root
+#: decision), and every request sampled. Spans go to a private topic, not `otel-spans`.
 TRACING: dict[str, dict[str, str]] = {
     "off": {"OTEL_SDK_DISABLED": "true"},
+    "none": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
     "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
     "tenth": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
 }
@@ -359,34 +363,27 @@ async def paced_phases(args: argparse.Namespace, url: str) -> int:
     return sent
 
 
-def paired_ratio(tally: Tally, off: Tally) -> float:
-    """The median over rounds of this mode's CPU per event over `off`'s in the same
-    round: the two ran back to back, under the same load from the rest of the machine,
-    so a change in that load cancels out of each ratio."""
-    ratios = sorted(mine / base for mine, base in zip(tally.rounds, off.rounds, strict=True))
-    return ratios[len(ratios) // 2]
-
-
 def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
     """Each tracing mode against `off`, measured side by side in this run: throughput
-    and the gateway's CPU per event (all rounds, and the median round), with the ratio
-    (the goal: within 5%)."""
+    and the gateway's CPU per event (all rounds, and the median round), with the median
+    paired ratio and its interval (the goal: within 5%). `none` makes no span: its
+    ratio is the noise floor of the others."""
     base = tallies.get("off")
     if base is None:
         return
     for mode, phases in tallies.items():
         if mode == "off":
             continue
+        label = "none (noise floor)" if mode == "none" else mode
         for phase, tally in phases.items():
             off = base[phase]
             print(
-                f"  self-tracing {mode:<5} vs off, {phase:<6}: throughput {tally.rate:>7,.0f} vs "
-                f"{off.rate:>7,.0f} events/s ({tally.rate / off.rate - 1:+6.1%}); gateway "
-                f"cpu/event {tally.cpu_per_event * 1e6:5.0f} vs {off.cpu_per_event * 1e6:5.0f} us "
-                f"({tally.cpu_per_event / off.cpu_per_event - 1:+6.1%}), median round "
-                f"{tally.median_cpu_per_event * 1e6:5.0f} vs {off.median_cpu_per_event * 1e6:5.0f} "
-                f"us ({tally.median_cpu_per_event / off.median_cpu_per_event - 1:+6.1%}), "
-                f"median paired round {paired_ratio(tally, off) - 1:+6.1%}"
+                f"  self-tracing {label:<18} vs off, {phase:<6}: throughput {tally.rate:>7,.0f} "
+                f"vs {off.rate:>7,.0f} events/s ({tally.rate / off.rate - 1:+6.1%}); gateway "
+                f"cpu/event median round {tally.median_cpu_per_event * 1e6:5.0f} vs "
+                f"{off.median_cpu_per_event * 1e6:5.0f} us, all rounds "
+                f"{tally.cpu_per_event / off.cpu_per_event - 1:+6.1%}, "
+                f"{paired(tally.rounds, off.rounds).text()}"
             )
 
 
