@@ -479,6 +479,7 @@ async def _consumer_cpu(
     second; the loopback Marquez stub answers in it too) and the span threads', its
     spans exported. Not chdb's own threads, whose work tracing does not change."""
     stop = asyncio.Event()
+    gc.collect()  # the garbage of the runs before is not this run's to collect
     started = time.thread_time(), _span_thread_cpu()
     task = asyncio.create_task(consumer.run(stop))
     while consumer.stats.get("processed") < total:
