@@ -78,6 +78,7 @@ from lineagehub_operator.observed import (
 )
 from lineagehub_operator.pod_success import SucceededPod, succeeded_pod, with_pod_success
 from lineagehub_operator.run_telemetry import RunTelemetry
+from lineagehub_operator.verify_schedule import VerifySchedule
 from lineagehub_operator.waiting import newer, sleep_until_woken
 
 JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -426,7 +427,7 @@ async def reconcile(
     waker = memo["wakers"].setdefault(uid, asyncio.Event())
     config: OperatorConfig = memo["config"]
     latest: dict[str, Any] = {}
-    checks = 0
+    schedule: VerifySchedule | None = None  # the store checks, once the run has ended
     claim_released = False
     limit_warned = False
     made: set[str] = set()  # a daemon started again tries each once more (ours: 409)
@@ -513,13 +514,16 @@ async def reconcile(
                 claim_released = True
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:
+                schedule = schedule or VerifySchedule(ended=time.monotonic())
+            if verifying and schedule is not None and schedule.due(time.monotonic()):
                 finished = run.model_copy(update={"status": decision.status})
                 checked = await memo["checker"].check(finished, now)
+                metrics.STORE_CHECKS.inc()
                 if checked != decision.status:
                     wire = checked.model_dump(mode="json", by_alias=True, exclude_none=False)
                     latest = await memo["api"].patch_status(namespace, run.metadata.name, wire)
                 verifying = verify.pending(checked)
-                checks += 1
+                schedule.checked(time.monotonic())
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
             if decision.terminal and not verifying and run.spec.ttl_seconds_after_finished is None:
                 return
@@ -528,9 +532,9 @@ async def reconcile(
             timeout = (
                 config.poll_seconds if decision.requeue_after is None else decision.requeue_after
             )
-            if verifying:
-                # Back off while a store catches up or is down: 0.5 s doubling to 30 s.
-                timeout = min(timeout, 0.5 * 2 ** min(checks, 6))
+            if verifying and schedule is not None:
+                # Asked again when the schedule says (a wake-up before then only waits).
+                timeout = min(timeout, schedule.wait(time.monotonic()))
             await sleep_until_woken(waker, stopped, max(0.05, min(timeout, config.poll_seconds)))
     finally:
         memo["wakers"].pop(uid, None)

@@ -4,12 +4,14 @@
 * `lineagehub_operator_reconcile_seconds` (histogram): one pass of a run's reconcile
   loop, from reading the run to the status written and the next wait decided.
 * `lineagehub_operator_queued_runs` (gauge): runs held Pending by an active-run limit.
+* `lineagehub_operator_store_checks_total` (counter): finished runs looked up in the
+  stores (Marquez, ClickHouse, Jaeger), one per check of a run, all stores together.
 """
 
 from __future__ import annotations
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # The other services' scrapes have no `_created` series either.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -24,6 +26,12 @@ RECONCILE_SECONDS = Histogram(
 QUEUED_RUNS = Gauge(
     "lineagehub_operator_queued_runs",
     "PipelineRuns waiting Pending (reason Queued) for an active-run limit to free a slot.",
+    registry=REGISTRY,
+)
+
+STORE_CHECKS = Counter(
+    "lineagehub_operator_store_checks",
+    "Checks of a finished run's records in the stores (each asks every configured store).",
     registry=REGISTRY,
 )
 

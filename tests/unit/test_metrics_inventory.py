@@ -84,6 +84,7 @@ def operator_scrape(queued: int = 3) -> str:
     """The operator's /metrics text after a reconcile pass, `queued` runs waiting."""
     metrics.RECONCILE_SECONDS.observe(0.02)
     metrics.QUEUED_RUNS.set(queued)
+    metrics.STORE_CHECKS.inc()
     return generate_latest(metrics.REGISTRY).decode()
 
 
@@ -95,10 +96,11 @@ def test_the_consumers_keep_every_series_name_type_and_label_set() -> None:
     assert shapes(consumer_scrape()) == CONSUMER
 
 
-def test_the_operator_exports_reconcile_latency_and_queue_depth() -> None:
+def test_the_operator_exports_reconcile_latency_queue_depth_and_store_checks() -> None:
     text = operator_scrape(3)
     assert shapes(text) == {
         *_histogram("lineagehub_operator_reconcile_seconds", _NONE),
         ("gauge", "lineagehub_operator_queued_runs", _NONE),
+        ("counter", "lineagehub_operator_store_checks_total", _NONE),
     }
     assert "lineagehub_operator_queued_runs 3.0" in text.splitlines()
