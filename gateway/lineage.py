@@ -186,10 +186,27 @@ class Sink:
         await self._ensure_started()
 
     async def publish(self, key: str, value: bytes) -> None:
-        """Returns once the broker acknowledged the record; `KafkaUnavailable` otherwise."""
-        (failure,) = await self.publish_in_order(key, [value])
-        if failure is not None:
-            raise failure
+        """Returns once the broker acknowledged the record; `KafkaUnavailable` otherwise.
+
+        One record (the ingest route's usual request) on a pipelined producer skips the
+        groups' bookkeeping: append and await the acknowledgement under the same bounded
+        wait, with the same outcomes as `publish_in_order(key, [value])`."""
+        if not self._pipelined:
+            (failure,) = await self.publish_in_order(key, [value])
+            if failure is not None:
+                raise failure
+            return
+        await self._ensure_started()
+        pipelined = cast(PipelinedPublisher, self.publisher)  # checked once, in __init__
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                self._refuse_if_closed()  # no await between this and the append
+                ack = await pipelined.enqueue(self.topic, key, value)
+                await ack  # a timeout cancels it, as `_send_pipelined` does
+        except Exception as exc:
+            (failure,) = self._failures(1, [exc])
+            assert failure is not None
+            raise failure from None
 
     async def publish_in_order(
         self, key: str, values: list[bytes]
