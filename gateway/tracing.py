@@ -1,6 +1,6 @@
-"""The gateway's own spans: one server span per request from a lean ASGI middleware on
-the OpenTelemetry SDK's tracer, and the request span's context handed on to what a
-request creates (a PipelineRun, Kafka records).
+"""The gateway's own spans: one server span per request from a lean ASGI middleware,
+recorded without the OpenTelemetry SDK's span machinery, and the request span's context
+handed on to what a request creates (a PipelineRun, Kafka records).
 
 Why not the FastAPI/ASGI instrumentation package: it collects some twenty attributes
 per request (host, URL, user agent, every header decoded), resolves the route by
@@ -9,24 +9,29 @@ matching the path against every route again, and wraps each ASGI message; measur
 sampler decides before any attribute is gathered; the route template is the one the
 router matched (`RouteTemplates`), read after the handler ran.
 
-A request without a caller's context (almost all ingest) is decided before the SDK is
-asked (`RootSampling`, the sampler's own rule on a trace id drawn here): the nine in
-ten not sampled skip the SDK's span, span context, sampling result and context attach
-(the middleware at one in ten: ~15 us a request before, ~5 us since, in process).
-Such a request has no span current: its log line carries no trace ids (no trace holds
-them) and its Kafka records no headers, as before.
+Why not the SDK's spans: a sampled request cost ~55 us in them (span and context
+objects, the sampler's result, a lock per attribute call, the processor's end hook).
+For the SDK's own samplers (always on/off, the trace-id ratio, parent-based ones of
+them) the decision is the sampler's rule applied here (`RootSampling`), and a kept
+request's span is an `OtlpSpan` made current as a `StoreSpan` (as a consumer's store
+span), handed when it ends to the provider's span processors as the SDK's finished
+span (`otlp_spans.readable`): same name, attributes, ids, parent and trace state as
+the SDK's span, exported as before and encoded by `otlp_spans`. A request without a
+caller's context that is not sampled makes no span and leaves nothing current: its
+log line carries no trace ids (no trace holds them) and its Kafka records no headers.
+Any other sampler leaves every request to the SDK's tracer, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer, TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
     Decision,
     ParentBased,
@@ -34,22 +39,39 @@ from opentelemetry.sdk.trace.sampling import (
     StaticSampler,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metric_labels import UNMATCHED, RouteTemplates, method_label
+from lineagehub.otlp_spans import KIND_SERVER, OtlpSpan, readable
+from lineagehub.selftrace import SelfTraceProvider
+from lineagehub.store_spans import FinishedSpans, StoreSpan
 from lineagehub.tracecontext import (
     TRACEPARENT,
     TRACESTATE,
+    TraceParent,
     headers_context,
+    headers_trace,
     parse_traceparent,
     span_context_header,
+    trace_state_text,
 )
 
 #: Scrapes, probes and the console's files: frequent, and no one's trace.
 EXCLUDED_PATHS = frozenset({"/metrics", "/healthz"})
 EXCLUDED_PREFIXES = ("/console/static/", "/console/lib/")
 TRACER_NAME = "lineagehub.gateway"
+#: W3C trace-context level 2's flag for a random trace id, which the SDK sets.
+RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
 
 
 def traced_path(path: str) -> bool:
@@ -79,53 +101,68 @@ def root_decision(sampler: Sampler) -> Callable[[int], bool] | None:
     return None
 
 
-class ChosenTraceIds(IdGenerator):
-    """An id generator whose next trace id can be chosen: the one a root decision was
-    made for, so the SDK's span has that id and its sampler (deterministic in the id)
-    decides alike. Used by one tracer on one event loop: a choice is taken by the
-    `start_span` right after it."""
-
-    def __init__(self, ids: IdGenerator) -> None:
-        self.ids = ids
-        self.chosen: int | None = None
-
-    def generate_trace_id(self) -> int:
-        chosen, self.chosen = self.chosen, None
-        return self.ids.generate_trace_id() if chosen is None else chosen
-
-    def generate_span_id(self) -> int:
-        return self.ids.generate_span_id()
-
-    def is_trace_id_random(self) -> bool:
-        return self.ids.is_trace_id_random()
+def caller_decision(sampler: Sampler) -> Callable[[int, bool], bool] | None:
+    """Whether `sampler` records a span whose parent is remote (the caller's
+    `traceparent`), as a function of the trace id and the parent's sampled flag, for
+    the samplers `root_decision` knows and parent-based ones of them (whose delegates
+    for a remote parent the SDK also keeps private). None for any other sampler."""
+    if isinstance(sampler, ParentBased):
+        sampled = root_decision(sampler._remote_parent_sampled)
+        unsampled = root_decision(sampler._remote_parent_not_sampled)
+        if sampled is None or unsampled is None:
+            return None
+        return lambda trace_id, flag: (sampled if flag else unsampled)(trace_id)
+    keep = root_decision(sampler)
+    return None if keep is None else lambda trace_id, flag: keep(trace_id)
 
 
 class RootSampling:
-    """The provider's decision for a request that carries no caller context, made from
-    a trace id drawn here, before the SDK is asked for a span: `draw()` returns the id
-    when the span is to be recorded (the SDK's `start_span` then uses that id), None
-    when it is not (nothing to make). None from `of` when the provider's sampler may
-    decide otherwise than on the trace id alone (every request then goes to the SDK)."""
+    """The provider's sampling decisions made without the SDK: for a request without a
+    caller's context, `draw()` draws its trace id (the provider's id generator) and
+    returns it when the span is to be recorded, None when not; `follows` decides for a
+    caller's context. None from `of` when the provider's sampler may decide on more
+    than the trace id and the parent's flag (every request then goes to the SDK)."""
 
-    def __init__(self, tracer: Tracer, keep: Callable[[int], bool]) -> None:
-        self.ids = ChosenTraceIds(tracer.id_generator)
-        tracer.id_generator = self.ids
+    def __init__(
+        self,
+        tracer: Tracer,
+        keep: Callable[[int], bool],
+        follows: Callable[[int, bool], bool],
+    ) -> None:
         self.keep = keep
-        self._new_id = self.ids.ids.generate_trace_id
+        self.follows = follows
+        self._new_id = tracer.id_generator.generate_trace_id
+        self.new_span_id = tracer.id_generator.generate_span_id
+        # The SDK flags a root's context when its generator draws random trace ids.
+        random_ids = RANDOM_TRACE_ID if tracer.id_generator.is_trace_id_random() else 0
+        self.root_flags = TraceFlags.SAMPLED | random_ids
 
     @classmethod
     def of(cls, tracer: object, provider: TracerProvider) -> RootSampling | None:
         keep = root_decision(provider.sampler)
-        if not isinstance(tracer, Tracer) or keep is None:
+        follows = caller_decision(provider.sampler)
+        if not isinstance(tracer, Tracer) or keep is None or follows is None:
             return None
-        return cls(tracer, keep)
+        return cls(tracer, keep, follows)
 
     def draw(self) -> int | None:
         trace_id = self._new_id()
-        if not self.keep(trace_id):
-            return None
-        self.ids.chosen = trace_id
-        return trace_id
+        return trace_id if self.keep(trace_id) else None
+
+
+class ProcessorSpans:
+    """Ended request spans to the provider's span processors, as the SDK's finished
+    spans of the middleware's tracer (its resource and instrumentation scope): for a
+    provider other than our `SelfTraceProvider` (whose batch threads take the spans
+    as they are, without making SDK spans of them)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self.processor = tracer.span_processor
+        self.resource = tracer.resource
+        self.scope = InstrumentationScope(TRACER_NAME, "")  # as get_tracer(TRACER_NAME) has it
+
+    def finish(self, span: OtlpSpan) -> None:
+        self.processor.on_end(readable(span, self.resource, self.scope))
 
 
 class RequestTracing:
@@ -143,27 +180,109 @@ class RequestTracing:
         self.app = app
         self.tracer = provider.get_tracer(TRACER_NAME)
         self.roots = RootSampling.of(self.tracer, provider)
+        self.finished: FinishedSpans | None = None
+        if isinstance(provider, SelfTraceProvider):
+            self.finished = provider.otlp_batcher(TRACER_NAME)
+        elif isinstance(self.tracer, Tracer):
+            self.finished = ProcessorSpans(self.tracer)
         self.routes = routes or RouteTemplates()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not traced_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        parent = caller_context(scope["headers"])
-        if parent is None and self.roots is not None and self.roots.draw() is None:
-            await self.app(scope, receive, send)  # not sampled: no span, nothing current
+        roots, finished = self.roots, self.finished
+        if roots is None or finished is None:
+            await self._sdk_request(scope, receive, send)
             return
+        caller = headers_trace(scope["headers"])
+        if caller is None:
+            trace_id = roots.draw()
+            if trace_id is None:
+                await self.app(scope, receive, send)  # not sampled: no span, nothing current
+                return
+            span = self._span(scope, trace_id, 0, roots.new_span_id())
+            span.trace_flags = roots.root_flags
+        else:
+            parent, state = caller
+            if not roots.follows(parent.trace_id, parent.sampled):
+                await self._unsampled_child(scope, receive, send, parent, state, roots)
+                return
+            span = self._span(scope, parent.trace_id, parent.span_id, roots.new_span_id())
+            span.trace_state = trace_state_text(state)
+            span.trace_flags = TraceFlags.SAMPLED | parent.flags & RANDOM_TRACE_ID
+        live = StoreSpan(finished, span, self._context(span))
+        token = otel_context.attach(trace.set_span_in_context(live))
+        try:
+            await self._traced(live, scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+    @staticmethod
+    def _span(scope: Scope, trace_id: int, parent_id: int, span_id: int) -> OtlpSpan:
+        now = time.time_ns()
+        return OtlpSpan(
+            name=method_label(scope["method"]),
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=parent_id,
+            start_unix_nano=now,
+            end_unix_nano=now,
+            kind=KIND_SERVER,
+            parent_is_remote=bool(parent_id),
+        )
+
+    @staticmethod
+    def _context(span: OtlpSpan) -> SpanContext:
+        state = TraceState.from_header([span.trace_state]) if span.trace_state else None
+        return SpanContext(span.trace_id, span.span_id, False, TraceFlags(span.trace_flags), state)
+
+    async def _unsampled_child(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        parent: TraceParent,
+        state: str | None,
+        roots: RootSampling,
+    ) -> None:
+        """A caller's context the sampler drops: as the SDK, a non-recording span with
+        its own id in the caller's trace is current (log lines name it; records carry
+        no headers, the context being unsampled)."""
+        text = trace_state_text(state)
+        context = SpanContext(
+            parent.trace_id,
+            roots.new_span_id(),
+            False,
+            TraceFlags(parent.flags & RANDOM_TRACE_ID),
+            TraceState.from_header([text]) if text else None,
+        )
+        token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(context)))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+    async def _sdk_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request under a sampler only the SDK can apply: the SDK's span."""
+        parent = caller_context(scope["headers"])
         method = method_label(scope["method"])
         # The sampler decides inside start_span, before any attribute is gathered; an
         # unsampled request gets the SDK's non-recording span (ids only) and nothing more.
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        if not span.is_recording():
-            try:
+        try:
+            if span.is_recording():
+                await self._traced(span, scope, receive, send)
+            else:
                 await self.app(scope, receive, send)
-            finally:
-                otel_context.detach(token)
-            return
+        finally:
+            otel_context.detach(token)
+
+    async def _traced(self, span: trace.Span, scope: Scope, receive: Receive, send: Send) -> None:
+        """Runs the request under its recording `span` (already current), then records
+        its attributes and outcome and ends it."""
+        method = method_label(scope["method"])
         status = 0
 
         async def send_status(message: Message) -> None:
@@ -199,11 +318,10 @@ class RequestTracing:
                 span.update_name(f"{method} {route}")
             if status:
                 attributes["http.response.status_code"] = status
-            span.set_attributes(attributes)  # one call: each takes the span's lock
+            span.set_attributes(attributes)  # one call: each takes the SDK span's lock
             if failed or status >= 500 or (not status and not cancelled):
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
-            otel_context.detach(token)
 
 
 def current_context_carrier() -> dict[str, str]:

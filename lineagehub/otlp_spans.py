@@ -63,6 +63,9 @@ class OtlpSpan:
     status_message: str = ""
     trace_state: str = ""
     parent_is_remote: bool = False
+    #: The W3C flags of the span's own context (sampled, random trace id): OTLP does
+    #: not carry them, the SDK's finished span (`readable`) does.
+    trace_flags: int = 0x01
 
 
 # ---- protobuf wire format -------------------------------------------------------------
@@ -220,15 +223,16 @@ def readable(span: OtlpSpan, resource: Resource, scope: InstrumentationScope) ->
 
     state = TraceState.from_header([span.trace_state]) if span.trace_state else None
     sampled = TraceFlags(TraceFlags.SAMPLED)
+    flags = sampled if span.trace_flags == sampled else TraceFlags(span.trace_flags)
     parent = None
     if span.parent_span_id:
         parent = SpanContext(
             span.trace_id, span.parent_span_id, is_remote=span.parent_is_remote, trace_flags=sampled
         )
     context = SpanContext(
-        span.trace_id, span.span_id, is_remote=False, trace_flags=sampled, trace_state=state
+        span.trace_id, span.span_id, is_remote=False, trace_flags=flags, trace_state=state
     )
-    description = span.status_message if span.status_code == STATUS_ERROR else None
+    description = (span.status_message or None) if span.status_code == STATUS_ERROR else None
     return ReadableSpan(
         name=span.name,
         context=context,

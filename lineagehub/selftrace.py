@@ -11,10 +11,10 @@ spans take to ClickHouse and Jaeger, and, as for the runs' spans, also straight 
 OTEL_EXPORTER_OTLP_ENDPOINT with LINEAGEHUB_OTLP_DIRECT=1. The exporter's own producer
 is not instrumented, so exporting spans makes no spans.
 
-The gateway and the operator use the SDK (`tracer_provider`: its FastAPI middleware
-and current-span context); the consumers' store spans, made per record, are recorded
-without it (`span_recorder`, `lineagehub.store_spans`), the same spans at a tenth of
-the cost.
+The operator uses the SDK (`tracer_provider`); the spans made per request or per
+record, the gateway's request spans and the consumers' store spans, are recorded
+without it (`SelfTraceProvider.otlp_batcher`, `span_recorder`, `lineagehub.store_spans`),
+the same spans at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -260,13 +260,65 @@ def remote_parent_sampling(environ: Mapping[str, str]) -> Callable[[int, bool], 
     return lambda trace_id, parent_sampled: trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
 
 
+class SelfTraceProvider(TracerProvider):
+    """The SDK's provider of a service's spans, each exporter behind its own
+    BatchSpanProcessor, and (`otlp_batcher`) batch threads for the spans the service
+    records without the SDK (`OtlpSpan`s), to the same exporters: onto Kafka encoded
+    by `otlp_spans` straight from the `OtlpSpan`s, to a collector as the SDK's spans."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        sampler: Sampler,
+        exporters: Sequence[SpanExporter],
+        batching: BatchSettings,
+    ) -> None:
+        super().__init__(resource=resource, sampler=sampler)
+        self.exporters = list(exporters)
+        self.batching = batching
+        self._batchers: list[SpanBatcher] = []
+        for target in exporters:
+            processor = BatchSpanProcessor(
+                target,
+                max_queue_size=batching.max_queue_size,
+                schedule_delay_millis=batching.schedule_delay_ms,
+                max_export_batch_size=batching.max_export_batch_size,
+                export_timeout_millis=batching.export_timeout_ms,
+            )
+            self.add_span_processor(processor)
+
+    def otlp_batcher(self, scope: str) -> SpanBatcher:
+        """A batch thread for `OtlpSpan`s of the instrumentation scope `scope` (no
+        version), as OTEL_BSP_* say, to this provider's exporters, with its resource.
+        Stopped (what it holds exported) by `shutdown`, before the exporters."""
+        resource = {k: str(v) for k, v in self.resource.attributes.items()}
+        sinks = [
+            _kafka_sink(target, resource, scope)
+            if isinstance(target, KafkaSpanExporter)
+            else _direct_sink(target, resource, scope)
+            for target in self.exporters
+        ]
+
+        def export(spans: Sequence[OtlpSpan]) -> None:
+            for sink in sinks:
+                sink(spans)
+
+        batcher = SpanBatcher(export, self.batching, name=SPAN_THREAD)
+        self._batchers.append(batcher)
+        return batcher
+
+    def shutdown(self) -> None:
+        for batcher in self._batchers:
+            batcher.shutdown()
+        super().shutdown()
+
+
 def tracer_provider(
     service: str, kafka_bootstrap: str, environ: Mapping[str, str] | None = None
-) -> TracerProvider | None:
+) -> SelfTraceProvider | None:
     """The service's provider: spans onto `otel-spans` when Kafka is configured, and to
     a collector when asked (`direct_exporter`); None when self-tracing is off
-    (OTEL_SDK_DISABLED=true) or has nowhere to go. Each exporter behind its own
-    BatchSpanProcessor."""
+    (OTEL_SDK_DISABLED=true) or has nowhere to go."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
@@ -280,17 +332,8 @@ def tracer_provider(
     if not exporters:
         return None
     batching = BatchSettings.from_environ(env)
-    provider = TracerProvider(resource=Resource(resource_attributes(service, env)), sampler=sampler)
-    for target in exporters:
-        processor = BatchSpanProcessor(
-            target,
-            max_queue_size=batching.max_queue_size,
-            schedule_delay_millis=batching.schedule_delay_ms,
-            max_export_batch_size=batching.max_export_batch_size,
-            export_timeout_millis=batching.export_timeout_ms,
-        )
-        provider.add_span_processor(processor)
-    return provider
+    resource = Resource(resource_attributes(service, env))
+    return SelfTraceProvider(resource, sampler, exporters, batching)
 
 
 def record_context(headers: Sequence[tuple[str, bytes]] | None) -> Context | None:

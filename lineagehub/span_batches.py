@@ -93,6 +93,11 @@ class SpanBatcher:
             with self._wake:
                 self._wake.notify()
 
+    def finish(self, span: OtlpSpan) -> None:
+        """An ended span, queued (`add`): what an open span recorded without the SDK
+        hands itself to when it ends (`store_spans.StoreSpan`)."""
+        self.add(span)
+
     def _run(self) -> None:
         delay = self.settings.schedule_delay_ms / 1000
         while not self._stopped:

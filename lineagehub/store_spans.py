@@ -57,6 +57,13 @@ class KafkaRecord(Protocol):
     def offset(self) -> int: ...
 
 
+class FinishedSpans(Protocol):
+    """Where an ended `StoreSpan` goes (a `SpanRecorder`'s batches, or the gateway's
+    span processors)."""
+
+    def finish(self, span: OtlpSpan) -> None: ...
+
+
 class SpanRecorder:
     """A service's store spans: sampled, queued, exported in batches (`span_recorder`
     in `lineagehub.selftrace` makes one from the environment)."""
@@ -119,11 +126,11 @@ def _plain(attributes: Mapping[str, types.AnyValue]) -> dict[str, AttributeValue
 
 
 class StoreSpan(trace.Span):
-    """An open store span, current (OpenTelemetry's current span) while a record is
-    stored: log lines carry its ids, and code storing the record may set its status
-    or record an exception on it as on an SDK span."""
+    """An open span recorded without the SDK (a store span, the gateway's request span),
+    current (OpenTelemetry's current span) while its work runs: log lines carry its ids,
+    and that work may set its status or record an exception on it as on an SDK span."""
 
-    def __init__(self, recorder: SpanRecorder, span: OtlpSpan, context: SpanContext) -> None:
+    def __init__(self, recorder: FinishedSpans, span: OtlpSpan, context: SpanContext) -> None:
         self._recorder = recorder
         self._span = span
         self._context = context
