@@ -112,6 +112,7 @@ TARGETS = [
             "tests/integration/test_otel_delivery_faults.py",
             "tests/integration/test_otel_delivery_races.py",
             "tests/integration/test_otel_delivery_replays.py",
+            "tests/integration/test_otel_delivery_loop.py",
         ],
         skip_lines=QUIET_LINES,
     ),

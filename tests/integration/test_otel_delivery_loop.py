@@ -1,0 +1,70 @@
+"""The otel consumer's start and fetch loop (`run`, `_loop`) on real Kafka, into chdb:
+what it is configured with reaches the store and the broker.
+
+* the tables are created with the retention the consumer was given (`--ttl-days`);
+* the consumer joins its group under its own client id (what `kafka-consumer-groups`,
+  client quotas and the broker's logs name it by).
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumers.otel.backend import ChdbBackend
+from consumers.testkit import create_topics, produce, unique, wait_drained
+from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
+
+pytestmark = pytest.mark.dataplane
+KIND = KINDS["otel"]
+
+
+async def members(bootstrap: str, group: str) -> list[str]:
+    """The client id of each member of `group`, as the broker describes it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    return sorted(str(member[1]) for member in described.groups[0][5])
+
+
+async def test_the_tables_are_created_with_the_ttl_the_consumer_was_given(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """The exporter's tables keep rows for `ttl_days` days (the default, 0, keeps them
+    forever); `pipeline_runs`, ours, one row per stage, has no TTL."""
+    topic, group = unique("otel-ttl"), unique("otel-ttl-group")
+    await create_topics(env["KAFKA_BOOTSTRAP"], [topic], partitions=1)
+    otel = batch_consumer(env, KIND, topic, group, chdb, ttl_days=3)
+    stop, task = start(otel)
+    try:
+        await wait_for(lambda: otel.health.started, "the consumer never started")
+    finally:
+        await finish(stop, task)
+    tables = await chdb.query(
+        "SELECT name, create_table_query AS q FROM system.tables "
+        "WHERE database = 'otel' AND engine LIKE '%MergeTree'"
+    )
+    exporters = {t["name"]: t["q"] for t in tables if t["name"] != "pipeline_runs"}
+    assert {KIND.table, "otel_metrics_gauge", "otel_metrics_sum"} <= set(exporters)
+    without = sorted(name for name, q in exporters.items() if "toIntervalDay(3)" not in q)
+    assert not without, f"tables without the 3-day TTL: {without}"
+
+
+async def test_the_group_member_is_named_by_the_consumers_client_id(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-client-id"), unique("otel-client-id-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(3))
+    otel = batch_consumer(env, KIND, topic, group, chdb, client_id="otel-client-id-test")
+    stop, task = start(otel)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=60)
+        assert await members(bootstrap, group) == ["otel-client-id-test"]
+    finally:
+        await finish(stop, task)
+    assert await stored(chdb, KIND) == (3 * KIND.rows, 3 * KIND.rows)
