@@ -3,11 +3,20 @@
 RunEvents, DatasetEvents and JobEvents are all forwarded: Marquez (0.43+) stores the
 three at `POST /api/v1/lineage`, telling them apart by `schemaURL`.
 
-Ordering and concurrency: each partition fans out into `lanes` FIFO workers;
-a record goes to the lane chosen by its Kafka key (the producer's ordering key,
-the run id), or, when it has no key, by the event's own key (its run id, or
-`dataset:<ns>/<name>` / `job:<ns>/<name>` for static events). Events of one run
-therefore reach Marquez in offset order while different runs POST concurrently.
+Ordering and concurrency: each partition has `lanes` workers sharing one queue of
+ready records. A record's ordering key is its Kafka key (the producer's ordering key,
+the run id), or, when it has no key, the event's own key (its run id, or
+`dataset:<ns>/<name>` / `job:<ns>/<name>` for static events). A record is ready only
+when no earlier record of its key is queued or in flight; until then it waits behind
+that one (`_Partition.behind`). Events of one run therefore reach Marquez in offset
+order, while different runs POST concurrently and no worker idles while any run has
+a ready event (fixed lanes by key hash left workers idle behind busy ones: a slow
+Marquez saw ~30% fewer POSTs in flight than `lanes` per partition).
+
+Flow control: a partition pauses when `max_in_flight` of its records are unfinished and
+resumes, from the worker that finishes the record bringing it to half that, at once
+(not at the loop's next fetch, which waits up to 200 ms while every partition is paused:
+long enough for a slow Marquez to drain every worker).
 
 Delivery: at-least-once. An offset is committed only when it and every earlier
 offset of its partition were stored in Marquez or dead-lettered (`OffsetTracker`).
@@ -32,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
+from collections import deque
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -188,12 +197,35 @@ class Gate:
         return self._up.is_set()
 
 
+_Item = tuple[Record, ValidEvent | Rejection, bytes]  # a record, its verdict, its key
+
+
 @dataclass
 class _Partition:
     tp: TopicPartition
-    queues: list[asyncio.Queue[tuple[Record, ValidEvent | Rejection]]]
+    ready: asyncio.Queue[_Item] = field(default_factory=asyncio.Queue)
+    # Per key with a record queued or in flight: the records of that key behind it, in
+    # offset order. A key is absent when none of its records is unfinished.
+    behind: dict[bytes, deque[_Item]] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     last_offset: int = -1
+
+    def add(self, item: _Item) -> None:
+        """Queue a record: ready, or behind the unfinished record of its key."""
+        waiting = self.behind.get(item[2])
+        if waiting is None:
+            self.behind[item[2]] = deque()
+            self.ready.put_nowait(item)
+        else:
+            waiting.append(item)
+
+    def finished(self, key: bytes) -> None:
+        """The record of `key` in flight is done: the next one of that key is ready."""
+        waiting = self.behind[key]
+        if waiting:
+            self.ready.put_nowait(waiting.popleft())
+        else:
+            del self.behind[key]
 
 
 class LineageConsumer:
@@ -302,9 +334,9 @@ class LineageConsumer:
     def _partition(self, tp: TopicPartition) -> _Partition:
         part = self._parts.get(tp)
         if part is None:
-            part = _Partition(tp, [asyncio.Queue() for _ in range(self.s.lanes)])
+            part = _Partition(tp)
             part.workers = [
-                asyncio.create_task(self._worker(part, i), name=f"lineage-{tp.partition}-{i}")
+                asyncio.create_task(self._worker(part), name=f"lineage-{tp.partition}-{i}")
                 for i in range(self.s.lanes)
             ]
             self._parts[tp] = part
@@ -324,12 +356,11 @@ class LineageConsumer:
         else:
             key = str(record.offset).encode()
         self.tracker.started(tp, record.offset)
-        part.queues[zlib.crc32(key) % self.s.lanes].put_nowait((record, verdict))
+        part.add((record, verdict, key))
 
-    async def _worker(self, part: _Partition, lane: int) -> None:
-        queue = part.queues[lane]
+    async def _worker(self, part: _Partition) -> None:
         while True:
-            record, verdict = await queue.get()
+            record, verdict, key = await part.ready.get()
             attempt = 0
             while True:
                 try:
@@ -343,6 +374,9 @@ class LineageConsumer:
                     log.exception("unexpected error", extra={"offset": record.offset})
                     await asyncio.sleep(self.s.backoff.delay(attempt))
             self.tracker.done(part.tp, record.offset)
+            part.finished(key)
+            if part.tp in self._paused:
+                self._resume_if_room(part.tp)
             self.stats.inc("processed", topic=record.topic)
 
     async def _handle(self, record: Record, verdict: ValidEvent | Rejection) -> None:
@@ -444,6 +478,20 @@ class LineageConsumer:
         log.info("marquez is back: resuming")
         self.health.recover("marquez")
         self._flow_control()
+
+    def _resume_if_room(self, tp: TopicPartition) -> None:
+        """Resume a partition paused for its in-flight limit as soon as half is done."""
+        consumer = self._consumer
+        if (
+            consumer is None
+            or self._stopping
+            or not self.gate.is_up
+            or self.tracker.in_flight(tp) > self.s.max_in_flight // 2
+            or tp not in consumer.assignment()
+        ):
+            return
+        consumer.resume(tp)
+        self._paused.discard(tp)
 
     def _flow_control(self) -> None:
         """Pause a partition when Marquez is down or too much of it is in flight."""

@@ -295,3 +295,40 @@ async def test_a_partition_paused_for_its_in_flight_limit_resumes_after_another_
         await finish(stop, task)
     counts = standin.stored_count()
     assert counts == Counter({(r, "START"): 1 for r in first + second + after})
+
+
+async def test_a_partition_paused_for_its_limit_resumes_as_soon_as_half_is_done(
+    setup: Setup, standin: MarquezStandin
+) -> None:
+    """A partition paused for its in-flight limit is resumed by the worker that finishes
+    the event bringing it down to half the limit, at that moment: not at the loop's next
+    fetch, which waits its whole timeout while every partition is paused (with a slow
+    Marquez, long enough for every worker to run dry)."""
+    tp = setup.tp(0)
+    standin.hold_all()  # received, never answered until released
+    consumer = consumer_for(setup, standin, max_in_flight=4, fetch_max_records=1)
+    seen: list[tuple[int, bool]] = []  # (in flight, paused) as each event is finished
+    count = consumer.stats.inc
+
+    def watching(name: str, amount: float = 1, **labels: str | int) -> None:
+        count(name, amount, **labels)
+        if name == "processed" and consumer._consumer is not None:
+            seen.append((consumer.tracker.in_flight(tp), tp in consumer._consumer.paused()))
+
+    consumer.stats.inc = watching  # type: ignore[method-assign]
+    runs = [str(uuid.uuid4()) for _ in range(12)]
+    stop, task = start(consumer)
+    try:
+        await wait_for(lambda: consumer._consumer is not None, "the consumer never started")
+        kafka = consumer._consumer
+        assert kafka is not None
+        await produce_to(setup.bootstrap, setup.topic, [(0, r, "START") for r in runs])
+        await wait_for(lambda: kafka.paused() == {tp}, "the partition never paused")
+        standin.release_all()
+        await wait_drained(setup.bootstrap, setup.group, [setup.topic], within=60)
+    finally:
+        standin.release_all()
+        await finish(stop, task)
+    assert any(busy <= 2 for busy, _ in seen), seen
+    assert [busy for busy, paused in seen if paused and busy <= 2] == [], seen
+    assert standin.stored_count() == Counter({(r, "START"): 1 for r in runs})

@@ -1,0 +1,82 @@
+"""Which events of a partition the lineage consumer POSTs concurrently: every run whose
+earlier events are done, while a run's own events go one at a time, in offset order.
+
+Against a real HTTP server on loopback (`tests.http_answers`), records dispatched as
+the consumer's loop dispatches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import zlib
+
+from consumers.lineage.consumer import LineageConsumer
+from consumers.samples import lineage_bytes
+from tests.http_answers import Answering
+from tests.unit.test_consumers_lineage_kinds import Rec, consumer
+
+LANES = 8
+
+
+def runs_sharing_a_lane(count: int) -> list[str]:
+    """Run ids that a key hash modulo `LANES` puts in one lane."""
+    first = str(uuid.uuid4())
+    out = [first]
+    while len(out) < count:
+        run = str(uuid.uuid4())
+        if zlib.crc32(run.encode()) % LANES == zlib.crc32(first.encode()) % LANES:
+            out.append(run)
+    return out
+
+
+async def stop(c: LineageConsumer) -> None:
+    for part in list(c._parts.values()):
+        await c._stop_workers(part)
+    await c.marquez.aclose()
+
+
+async def test_a_slow_run_holds_back_only_its_own_later_events() -> None:
+    """The first event of run A is slow. Runs B and C (whose keys hash to A's lane, so
+    fixed lanes queued them behind A) are stored meanwhile; A's second event waits
+    until A's first is answered, and A's events arrive in offset order."""
+    a, b, c_run = runs_sharing_a_lane(3)
+    release = asyncio.Event()
+    others_done = asyncio.Event()
+    all_done = asyncio.Event()
+    arrived: list[tuple[str, str]] = []
+
+    async def handler(method: str, body: bytes) -> tuple[int, str]:
+        event = json.loads(body)
+        which = (event["run"]["runId"], event["eventType"])
+        arrived.append(which)
+        if which == (a, "START"):
+            await release.wait()
+        if sum(run in (b, c_run) for run, _ in arrived) == 4:
+            others_done.set()
+        if len(arrived) == len(order):
+            all_done.set()
+        return 201, "{}"
+
+    order = [(a, "START"), (b, "START"), (a, "COMPLETE"), (c_run, "START")]
+    order += [(b, "COMPLETE"), (c_run, "COMPLETE")]
+    async with Answering(handler) as marquez:
+        c, producer = consumer(marquez, lanes=LANES)
+        try:
+            for offset, (run, kind) in enumerate(order):
+                value = lineage_bytes(run, kind, namespace="ns", job="j")
+                c._dispatch(Rec(value=value, offset=offset, key=run.encode()))
+            await asyncio.wait_for(others_done.wait(), 10)
+            assert (a, "COMPLETE") not in arrived, "A's second event overtook its first"
+            # A's two events are unfinished: nothing may be committed past A's first.
+            assert c.tracker.to_commit() == {}
+            release.set()
+            await asyncio.wait_for(all_done.wait(), 10)
+        finally:
+            release.set()
+            await stop(c)
+    assert [kind for run, kind in arrived if run == a] == ["START", "COMPLETE"]
+    assert [kind for run, kind in arrived if run == b] == ["START", "COMPLETE"]
+    assert [kind for run, kind in arrived if run == c_run] == ["START", "COMPLETE"]
+    assert producer.sent == []
