@@ -1,7 +1,7 @@
 """The Marquez consumer's overhead over posting the same events to Marquez directly.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_marquez_consumer.py \\
-        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005]
+        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005] [--rounds 3]
 
 * ours: `lineage-hub consume lineage` (its own process, as deployed) reads OpenLineage
   RunEvents (START + COMPLETE per run, schema, column lineage and statistics facets,
@@ -9,15 +9,22 @@
   each, and POSTs them to a stand-in that answers as Marquez does
   (`tests/marquez_standin.py`: 201 per stored event), committing as it goes.
 * baseline, in the same run: the same events POSTed straight from a file by another
-  process with the consumer's own HTTP client (`MarquezClient`: pooled httpx, same
-  limits), `partitions x lanes` POSTs in flight: the same concurrency, no Kafka.
+  process with the consumer's own HTTP client (`MarquezClient`: one pooled aiohttp
+  session, the consumer's connection limit and timeouts), `partitions x lanes` POSTs in
+  flight: the same concurrency, no Kafka, no check of the events.
 
 Both are timed by the stand-in, from the first POST it receives to the last event
 stored (start-up and the consumer's group join do not count). `--delays`: seconds the
 stand-in takes per POST (0: the client's own cost decides; a few ms: a Marquez writing
-to PostgreSQL, where the question is whether the consumer keeps every lane busy). The
-client process's CPU time per event is printed beside each rate: the stand-in runs in
-this process and can be what limits both. Goal: ours within 5% of the baseline.
+to PostgreSQL, where the question is whether the consumer keeps every lane busy).
+`--rounds` alternates ours and the baseline (each round a fresh consumer group; the
+order flips every round) so that a machine whose load drifts hurts both alike.
+
+Printed per run: events/s, the client process's CPU per event, the mean number of
+POSTs the stand-in had in flight (what a slow store's throughput is set by), and the
+stand-in's own CPU share (this process): near 1.0 the stand-in, not the client, sets
+the pace and the round says little. Then the medians, the spread of the per-round
+ratios, and the goal: ours within 5% of the baseline.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import asyncio
 import os
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -94,6 +102,8 @@ async def post_directly(url: str, path: Path, concurrency: int) -> int:
 class Rate:
     events_per_s: float
     cpu_us_per_event: float
+    in_flight: float  # mean POSTs the stand-in held, received and not yet answered
+    standin_cpu: float  # the stand-in's CPU seconds per second (this process)
 
 
 async def timed_by_standin(
@@ -106,8 +116,10 @@ async def timed_by_standin(
     try:
         await standin.until(lambda: bool(standin.received), within=120)
         t0, cpu0 = time.perf_counter(), _cpu_seconds(proc.pid)
+        own0, busy0 = time.process_time(), standin.in_flight_integral()
         await standin.until(lambda: len(standin.posts) >= total, within=600)
         t1, cpu1 = time.perf_counter(), _cpu_seconds(proc.pid)
+        own1, busy1 = time.process_time(), standin.in_flight_integral()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -118,7 +130,13 @@ async def timed_by_standin(
             f"{len(stored)} distinct events stored of {total}, {len(standin.posts)} POSTs"
         )
     # The first POST's event is outside the window: count the others.
-    return Rate((total - 1) / (t1 - t0), (cpu1 - cpu0) / (total - 1) * 1e6)
+    wall = t1 - t0
+    return Rate(
+        (total - 1) / wall,
+        (cpu1 - cpu0) / (total - 1) * 1e6,
+        (busy1 - busy0) / wall,
+        (own1 - own0) / wall,
+    )
 
 
 def _python(*args: str) -> subprocess.Popen[bytes]:
@@ -128,50 +146,78 @@ def _python(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def _line(name: str, rate: Rate) -> str:
+    return (
+        f"  {name:8} {rate.events_per_s:8.0f} events/s  client CPU {rate.cpu_us_per_event:5.0f}"
+        f" us/event  in flight {rate.in_flight:5.1f}  stand-in CPU {rate.standin_cpu:4.2f}"
+    )
+
+
 async def compare(
-    bootstrap: str, events: list[tuple[bytes, bytes]], partitions: int, lanes: int, delay: float
+    bootstrap: str,
+    events: list[tuple[bytes, bytes]],
+    partitions: int,
+    lanes: int,
+    delay: float,
+    rounds: int,
 ) -> None:
     standin = MarquezStandin(delay=delay)
     url = await standin.start()
-    topic, group = unique("bench-marquez"), unique("bench-marquez-group")
+    topic = unique("bench-marquez")
     await create_topics(bootstrap, [topic], partitions=partitions)
     await produce(bootstrap, topic, events)
     concurrency = partitions * lanes
-    consumer = (
-        "-c",
-        "import sys; from consumers.cli import main; sys.exit(main(sys.argv[1:]))",
-        "lineage",
-        f"--bootstrap={bootstrap}",
-        f"--marquez-url={url}",
-        f"--group={group}",
-        f"--topic={topic}",
-        f"--lanes={lanes}",
-        "--health-port=-1",
-        "--log-level=WARNING",
-    )
+
+    def consumer() -> subprocess.Popen[bytes]:
+        return _python(
+            "-c",
+            "import sys; from consumers.cli import main; sys.exit(main(sys.argv[1:]))",
+            "lineage",
+            f"--bootstrap={bootstrap}",
+            f"--marquez-url={url}",
+            f"--group={unique('bench-marquez-group')}",  # a fresh group reads it all again
+            f"--topic={topic}",
+            f"--lanes={lanes}",
+            "--health-port=-1",
+            "--log-level=WARNING",
+        )
+
+    print(f"stand-in answering each POST after {delay * 1e3:.0f} ms:")
+    ours: list[Rate] = []
+    base: list[Rate] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.bin"
         write_events(path, [value for _, value in events])
-        direct = (__file__, "--direct", url, str(path), str(concurrency))
+
+        def direct() -> subprocess.Popen[bytes]:
+            return _python(__file__, "--direct", url, str(path), str(concurrency))
+
         try:
-            ours = await timed_by_standin(standin, len(events), lambda: _python(*consumer))
-            base = await timed_by_standin(standin, len(events), lambda: _python(*direct))
+            for turn in range(rounds):
+                pair = [("ours", consumer, ours), ("baseline", direct, base)]
+                for name, start, rates in pair if turn % 2 == 0 else pair[::-1]:
+                    rates.append(await timed_by_standin(standin, len(events), start))
+                    print(f"  round {turn + 1}" + _line(name, rates[-1]))
         finally:
             await standin.stop()
-    ratio = ours.events_per_s / base.events_per_s
-    print(f"stand-in answering each POST after {delay * 1e3:.0f} ms:")
+    ratios = [o.events_per_s / b.events_per_s for o, b in zip(ours, base, strict=True)]
+    cpu = [o.cpu_us_per_event / b.cpu_us_per_event for o, b in zip(ours, base, strict=True)]
+    print(_line("ours", _median(ours)) + "  (medians)")
+    print(_line("baseline", _median(base)) + "  (medians)")
     print(
-        f"  ours: Kafka -> consume lineage -> POST  {ours.events_per_s:8.0f} events/s  "
-        f"(client CPU {ours.cpu_us_per_event:6.0f} us/event)"
+        f"  ratio ours/baseline: median {statistics.median(ratios):.3f} "
+        f"(rounds {min(ratios):.3f}-{max(ratios):.3f}), overhead "
+        f"{(1 / statistics.median(ratios) - 1) * 100:+.1f}% in time per event (goal: <= +5%); "
+        f"CPU per event x{statistics.median(cpu):.2f}"
     )
-    print(
-        f"  baseline: direct POSTs                {base.events_per_s:8.0f} events/s  "
-        f"(client CPU {base.cpu_us_per_event:6.0f} us/event)"
-    )
-    print(
-        f"  ratio ours/baseline {ratio:.3f}: overhead {(1 / ratio - 1) * 100:+.1f}% "
-        f"in time per event (goal: <= +5%); CPU per event x"
-        f"{ours.cpu_us_per_event / base.cpu_us_per_event:.2f}"
+
+
+def _median(rates: list[Rate]) -> Rate:
+    return Rate(
+        *(
+            statistics.median(getattr(r, f) for r in rates)
+            for f in ("events_per_s", "cpu_us_per_event", "in_flight", "standin_cpu")
+        )
     )
 
 
@@ -181,6 +227,7 @@ async def main() -> None:
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--delays", default="0,0.005", help="stand-in seconds per POST")
+    parser.add_argument("--rounds", type=int, default=3, help="ours/baseline pairs per delay")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     events = stage_events(args.events // 2)
@@ -190,7 +237,7 @@ async def main() -> None:
         f"{args.partitions * args.lanes} ({args.partitions} partitions x {args.lanes} lanes)"
     )
     for delay in (float(d) for d in args.delays.split(",")):
-        await compare(bootstrap, events, args.partitions, args.lanes, delay)
+        await compare(bootstrap, events, args.partitions, args.lanes, delay, args.rounds)
 
 
 if __name__ == "__main__":

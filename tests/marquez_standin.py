@@ -14,7 +14,9 @@ Marquez answers a stored event with 201 and its probe with 200. What the tests s
   on the same port: Marquez down, or flapping.
 
 Every POST is recorded with the status it got (`posts`); the 201s are `stored`, in the
-order they were answered. A POST answered after its client hung up (it gave up waiting)
+order they were answered. `in_flight` counts POSTs received and not yet answered, and
+`in_flight_seconds` integrates it over time (the benches read the mean concurrency a
+client keeps from it). A POST answered after its client hung up (it gave up waiting)
 is `abandoned`: stored all the same, as Marquez stores an event whose client timed out.
 `until()` waits for a condition on them.
 """
@@ -56,6 +58,9 @@ class MarquezStandin:
     posts: list[Post] = field(default_factory=list)
     received: list[str] = field(default_factory=list)  # run ids of POSTs as they arrive
     gets: int = 0
+    in_flight: int = 0
+    in_flight_seconds: float = 0.0  # the integral of `in_flight` over time, to `_since`
+    _since: float = field(default_factory=time.perf_counter)
     _held: dict[str, asyncio.Event] = field(default_factory=dict)
     _hold_all: asyncio.Event | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -133,6 +138,17 @@ class MarquezStandin:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
+    def in_flight_integral(self) -> float:
+        """`in_flight_seconds` brought up to now."""
+        self._count_in_flight(0)
+        return self.in_flight_seconds
+
+    def _count_in_flight(self, change: int) -> None:
+        now = time.perf_counter()
+        self.in_flight_seconds += self.in_flight * (now - self._since)
+        self._since = now
+        self.in_flight += change
+
     # ---- HTTP ---------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -151,7 +167,13 @@ class MarquezStandin:
                     if name.strip().lower() == "content-length":
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
-                status, payload = await self._answer(method, target.split("?", 1)[0], body, reader)
+                self._count_in_flight(1)
+                try:
+                    status, payload = await self._answer(
+                        method, target.split("?", 1)[0], body, reader
+                    )
+                finally:
+                    self._count_in_flight(-1)
                 data = json.dumps(payload).encode()
                 writer.write(
                     f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
