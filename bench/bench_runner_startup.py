@@ -18,6 +18,13 @@ busy machine), then the heaviest imports of one `python -X importtime` run.
 commit (`git archive <commit> pipeline_runner lineagehub | tar -x -C DIR`), first on
 PYTHONPATH, so a change is measured against what it replaced under the same load.
 
+`--phases`: also where the CPU before the stage's first useful work goes: in a fresh
+process with the stage's config, the CPU seconds (median over the runs) of the
+interpreter's start, then `import polars`, then each further layer the stage loads
+before its span starts, in the stage's order (asyncio, pydantic, the API models, the
+config's validation, the Kafka client, the runner's own modules): each the layer's
+cost beyond what the layers before it had loaded.
+
 `--kafka HOST:PORT` (under `flock /tmp/lh-stack.lock`, the stack's broker): also runs
 the stage publishing its lineage, spans and metrics to that broker, as in a Job
 (`--emit kafka`), and reports its exit and CPU (`kafka: exit`), with `--before` too.
@@ -26,6 +33,7 @@ the stage publishing its lineage, spans and metrics to that broker, as in a Job
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import resource
@@ -105,6 +113,31 @@ def stage_once(env: dict[str, str], bootstrap: str | None = None) -> dict[str, f
     }
 
 
+#: (layer, code) in the order a stage loads them, polars first: the least it must load.
+PHASES = (
+    ("import polars", "import polars"),
+    ("asyncio", "import asyncio"),
+    ("pydantic", "import pydantic_core\nfrom pydantic import BaseModel"),
+    ("API models", "import lineagehub.api.stage_spec as spec"),
+    ("config validation", "spec.StageConfig.from_env()"),
+    ("Kafka client", "import confluent_kafka"),
+    ("runner modules", "import pipeline_runner.runner"),
+)
+_PHASE_SCRIPT = "import time\nprint(time.process_time())\n" + "".join(
+    f"{code}\nprint(time.process_time())\n" for _, code in PHASES
+)
+
+
+def phases_once(env: dict[str, str]) -> dict[str, float]:
+    """CPU seconds of the interpreter's start and of each layer of `PHASES` beyond the
+    layers before it, in one fresh process."""
+    _, _, out = timed([sys.executable, "-c", _PHASE_SCRIPT], env)
+    marks = [float(v) for v in out.split()]
+    names = ["interpreter start", *(name for name, _ in PHASES)]
+    spent = [marks[0], *(b - a for a, b in itertools.pairwise(marks))]
+    return {f"phase: {n}": v for n, v in zip(names, spent, strict=True)}
+
+
 def heaviest_imports(env: dict[str, str], top: int) -> list[tuple[int, str]]:
     """(cumulative µs, module) of the top-level imports of one stage run."""
     proc = subprocess.run(
@@ -131,6 +164,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--before", type=Path, help="an earlier runner's exported tree")
     parser.add_argument("--kafka", metavar="HOST:PORT", help="also publish to this broker")
+    parser.add_argument("--phases", action="store_true", help="also the CPU of each layer")
     args = parser.parse_args()
     samples: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
@@ -150,6 +184,10 @@ def main() -> int:
                     samples.setdefault(f"before: {key}", []).append(value)
             for key, value in stage_once(env, args.kafka).items():
                 samples.setdefault(key, []).append(value)
+            if args.phases:
+                phase_env = {**env, "PYDANTIC_DISABLE_PLUGINS": "__all__"}  # as a stage sets it
+                for key, value in phases_once(phase_env).items():
+                    samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
     med = {k: statistics.median(v) for k, v in samples.items()}
     polars = med["import polars"]
@@ -164,6 +202,17 @@ def main() -> int:
         print(
             f"  {key:<24} {med[key]:>9.3f} {min(samples[key]):>7.3f} "
             f"{med[key] / polars:>16.2f} {cpu_text}"
+        )
+    if args.phases:
+        print("CPU before the first useful work, by layer (ms, median; each beyond the last):")
+        phase_keys = [k for k in med if k.startswith("phase: ")]
+        for key in phase_keys:
+            print(f"  {key.removeprefix('phase: '):<24} {med[key] * 1000:>7.1f}")
+        total = sum(med[k] for k in phase_keys)
+        beyond = total - med["phase: interpreter start"] - med["phase: import polars"]
+        print(
+            f"  {'sum':<24} {total * 1000:>7.1f}   (beyond the interpreter and polars: "
+            f"{beyond * 1000:.1f})"
         )
     verdict = "met" if med["stage span"] <= GOAL_S else "NOT met"
     print(f"goal: first useful work (stage span) <= {GOAL_S} s: {verdict}")
