@@ -3,12 +3,17 @@ what it is configured with reaches the store and the broker.
 
 * the tables are created with the retention the consumer was given (`--ttl-days`);
 * the consumer joins its group under its own client id (what `kafka-consumer-groups`,
-  client quotas and the broker's logs name it by).
+  client quotas and the broker's logs name it by);
+* the lag (end offsets: a request to the broker) is asked once a `lag_interval`, not at
+  every turn of the fetch loop.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumers.otel.backend import ChdbBackend
@@ -68,3 +73,40 @@ async def test_the_group_member_is_named_by_the_consumers_client_id(
     finally:
         await finish(stop, task)
     assert await stored(chdb, KIND) == (3 * KIND.rows, 3 * KIND.rows)
+
+
+async def test_the_lag_is_asked_once_a_lag_interval_not_at_every_fetch(
+    env: dict[str, str], chdb: ChdbBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an interval of an hour, the end offsets are asked at most once (at the first
+    turn) while the loop fetches 30 records five at a time."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-lag"), unique("otel-lag-group")
+    await create_topics(bootstrap, [topic], partitions=1)
+    await produce(bootstrap, topic, KIND.records(30))
+    otel = batch_consumer(env, KIND, topic, group, chdb, lag_interval=3600, fetch_max_records=5)
+    fetches: list[int] = []
+    asked: list[object] = []
+    real_fetch, real_ends = AIOKafkaConsumer.getmany, AIOKafkaConsumer.end_offsets
+
+    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
+        out = await real_fetch(self, *tps, **kw)
+        if self is otel._consumer:
+            fetches.append(sum(len(records) for records in out.values()))
+        return out
+
+    async def end_offsets(self: AIOKafkaConsumer, partitions: Any) -> Any:
+        if self is otel._consumer:
+            asked.append(partitions)
+        return await real_ends(self, partitions)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(AIOKafkaConsumer, "end_offsets", end_offsets)
+    stop, task = start(otel)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=60)
+    finally:
+        await finish(stop, task)
+    assert sum(fetches) == 30 and max(fetches) <= 5, fetches
+    assert len(asked) <= 1, f"end offsets asked {len(asked)} times in {len(fetches)} fetches"
+    assert await stored(chdb, KIND) == (30 * KIND.rows, 30 * KIND.rows)
