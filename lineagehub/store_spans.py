@@ -210,27 +210,35 @@ class StoreSpan(trace.Span):
         self._recorder.finish(self._span)
 
 
-@contextlib.contextmanager
+#: What `record_span` gives when no span is made: one shared, reusable context.
+_NO_SPAN: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
 def record_span(
     recorder: SpanRecorder | None,
     name: str,
     topic: str,
     headers: Sequence[tuple[str, bytes]] | None,
     attributes: Mapping[str, str | int],
-) -> Iterator[StoreSpan | None]:
+) -> contextlib.AbstractContextManager[StoreSpan | None]:
     """A CONSUMER span, current while a consumer stores one Kafka record, a child of
     the context the record's headers carry; an exception leaving it is recorded on it
-    (the SDK's `start_as_current_span`). None (no span work at all) without a recorder,
-    for the spans topic, without a context, and when the sampler drops it."""
+    (the SDK's `start_as_current_span`). None (no span work at all, not even a
+    generator: most records) without a recorder, for the spans topic, without a
+    context, and when the sampler drops it."""
     span = None if recorder is None or topic == SPANS_TOPIC else recorder.child(headers, name)
     if recorder is None or span is None:
-        yield None
-        return
+        return _NO_SPAN
     span.attributes = {
         "messaging.system": "kafka",
         "messaging.destination.name": topic,
         **attributes,
     }
+    return _current(recorder, span)
+
+
+@contextlib.contextmanager
+def _current(recorder: SpanRecorder, span: OtlpSpan) -> Iterator[StoreSpan]:
     live = StoreSpan(recorder, span, SpanContext(span.trace_id, span.span_id, False, _SAMPLED))
     token = otel_context.attach(trace.set_span_in_context(live))
     try:
