@@ -21,6 +21,7 @@ from gateway import (
     clickhouse,
     console_api,
     console_pages,
+    gc_tuning,
     health,
     lineage,
     lineage_api,
@@ -814,7 +815,9 @@ def served_app(settings: Settings) -> FastAPI:
     """The app `lineage-hub gateway` serves: real backends, and self-tracing as the
     environment configures it (`lineagehub.selftrace`)."""
     provider = selftrace.tracer_provider(SERVICE_NAME, settings.kafka_bootstrap)
-    return create_app(settings, tracer_provider=provider)
+    app = create_app(settings, tracer_provider=provider)
+    gc_tuning.tune_for_serving()  # each worker process builds its app here
+    return app
 
 
 def app_from_env() -> FastAPI:
