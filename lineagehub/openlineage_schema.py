@@ -285,13 +285,31 @@ def _brackets(text: bytes | str) -> int:
     return text.count("{") + text.count("[")
 
 
+#: The deepest nesting orjson encodes (it refuses more): far below MAX_NESTING, so a
+#: value it encodes cannot be too deep (tests/unit/test_openlineage_nesting.py holds it).
+ORJSON_MAX_DEPTH = 254
+
+
+def _encodes_shallow(value: Any) -> bool:
+    """True when orjson encodes `value` (a C pass, ~1.5 us an event): it is then at most
+    ORJSON_MAX_DEPTH levels deep. False says nothing (deeper, or an integer beyond 64
+    bits from the exact parser)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
 def _nesting_checked(value: Any, raw_or_text: bytes | str) -> tuple[Any, str | None]:
     """`(value, None)`, or the refusal when it nests deeper than Marquez reads. Only a
-    text with more than MAX_NESTING brackets can, so the walk is rarely taken."""
+    text with more than MAX_NESTING brackets can (a batch of ~20 events or more): it is
+    first encoded whole, which settles any value within orjson's depth in one C pass;
+    the child-by-child walk is left for the rest."""
     if not isinstance(value, dict | list):
         return value, None
-    opened = _brackets(raw_or_text)
-    if opened > MAX_NESTING and _children_deeper_than_limit(value):
+    deep = _brackets(raw_or_text) > MAX_NESTING and not _encodes_shallow(value)
+    if deep and _children_deeper_than_limit(value):
         return None, _TOO_DEEP
     return value, None
 

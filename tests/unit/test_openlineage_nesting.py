@@ -6,13 +6,14 @@ limit, wherever it is called from)."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from consumers.dlq import Rejection
 from consumers.lineage.validate import ValidEvent, validate
 from gateway.body import parse_json
 from gateway.lineage import Checked, Invalid, check
-from lineagehub.openlineage_schema import MAX_NESTING, loads, loads_exact
+from lineagehub.openlineage_schema import MAX_NESTING, ORJSON_MAX_DEPTH, loads, loads_exact
 
 HEAD = (
     b'{"eventType":"START","eventTime":"2026-11-30T10:00:00Z",'
@@ -89,3 +90,15 @@ def test_a_batch_counts_its_own_level_whatever_its_other_events_hold(depth: int)
     fast, exact = loads(raw), loads_exact(raw)
     assert (fast[1] is None, exact[1] is None) == (readable, readable), (fast[1], exact[1])
     assert fast[1] == exact[1]
+
+
+def test_orjson_encodes_no_deeper_than_the_shortcut_assumes() -> None:
+    """A batch's nesting check takes any value orjson encodes as shallow enough: that
+    holds only while orjson refuses to encode past ORJSON_MAX_DEPTH < MAX_NESTING."""
+    assert ORJSON_MAX_DEPTH < MAX_NESTING - 1
+    value: list[object] = []
+    for _ in range(ORJSON_MAX_DEPTH - 1):
+        value = [value]
+    assert orjson.dumps(value)  # ORJSON_MAX_DEPTH levels
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps([value])
