@@ -279,6 +279,9 @@ def gateway_env(bootstrap: str, topic: str, mode: str, spans_topic: str) -> dict
         "LINEAGEHUB_GATEWAY_TOKENS": f"{TOKEN}:lineage:write",
         **TRACING[mode],
         LINEAGEHUB_SELFTRACE_TOPIC: spans_topic,
+        # One hash seed for every mode's gateway: its dicts and sets then lay out alike,
+        # which a per-process random seed would make differ for the whole run.
+        "PYTHONHASHSEED": "0",
     }
 
 
