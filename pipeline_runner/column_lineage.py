@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from lineagehub.api import TransformSpec
 from pipeline_runner.transform_plan import sql
+
+if TYPE_CHECKING:
+    from lineagehub.api import TransformSpec
 
 
 class Transformation(StrEnum):

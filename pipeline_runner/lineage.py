@@ -15,7 +15,7 @@ import os
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lineagehub.api import StageConfig, StageName
+from lineagehub.api.enums import StageName
 from lineagehub.datasets import dataset_of, redact_text
 from lineagehub.telemetry import openlineage_json as ol
 from lineagehub.telemetry.lineage import INTEGRATION, trace_facet
@@ -24,6 +24,8 @@ from pipeline_runner.result import DatasetInfo, StageResult
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from lineagehub.api import StageConfig
 
 JOB_TYPE = "STAGE"
 

@@ -9,14 +9,18 @@ as the transform itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 from polars.exceptions import PolarsError
 
-from lineagehub.api import CheckType, QualityCheck
+from lineagehub.api.enums import CheckType
 from lineagehub.shard_quality import SAMPLE_SIZE
 from pipeline_runner.result import QualityOutcome
 from pipeline_runner.transform_plan import CheckResult
+
+if TYPE_CHECKING:
+    from lineagehub.api import QualityCheck
 
 
 def violation_mask(check: QualityCheck) -> pl.Expr:
@@ -60,6 +64,7 @@ def sample_failures(data: pl.LazyFrame, check: QualityCheck, size: int = SAMPLE_
 def outcomes(
     data: pl.LazyFrame, checks: Sequence[QualityCheck], results: Sequence[CheckResult]
 ) -> list[QualityOutcome]:
+
     out: list[QualityOutcome] = []
     columns = set(data.collect_schema().names())
     for check, result in zip(checks, results, strict=True):

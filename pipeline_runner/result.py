@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from lineagehub.api import StageName
+from lineagehub.api.enums import StageName
 from lineagehub.shard_quality import SAMPLE_SIZE
 from pipeline_runner.errors import ErrorKind, one_line
 

@@ -17,9 +17,8 @@ import traceback
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from lineagehub.api import StageConfig
 from lineagehub.api.shards import shard_traceparent
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
@@ -42,6 +41,9 @@ from pipeline_runner.telemetry import (
     StageTelemetry,
     TelemetryBatch,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.api import StageConfig
 
 SEND_TIMEOUT = 30.0
 

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lineagehub.api import StageConfig, StageName
+from lineagehub.api.enums import StageName
 from lineagehub.api.shards import (
     COMPLETION_INDEX_ENV,
     part_path,
@@ -34,6 +35,9 @@ from pipeline_runner.errors import ErrorKind, StageError
 from pipeline_runner.result import StageResult
 from pipeline_runner.shard_results import combine, from_json, to_json
 from pipeline_runner.shard_source import Shard
+
+if TYPE_CHECKING:
+    from lineagehub.api import StageConfig
 
 _SENT = "complete-sent"
 _STAGE_BEFORE = {StageName.TRANSFORM: StageName.EXTRACT, StageName.LOAD: StageName.TRANSFORM}

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from lineagehub.api import StageName
+from lineagehub.api.enums import StageName
 from lineagehub.shard_quality import Verdict, merge
 from pipeline_runner.errors import ErrorKind
 from pipeline_runner.result import DatasetInfo, QualityOutcome, StageResult

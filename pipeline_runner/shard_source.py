@@ -17,15 +17,17 @@ file), so the parts fit together; a shard with no units yields no rows of that s
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import polars as pl
 from polars.exceptions import PolarsError
 
-from lineagehub.api import SourceFormat, SourceSpec
+from lineagehub.api.enums import SourceFormat
 from lineagehub.api.shards import byte_range, shard_range
 from lineagehub.datasets import redact_uri
 from pipeline_runner.errors import ErrorKind, StageError
@@ -37,6 +39,9 @@ from pipeline_runner.sources import (
     open_source,
     scan,
 )
+
+if TYPE_CHECKING:
+    from lineagehub.api import SourceSpec
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -167,7 +172,9 @@ def open_shard(spec: SourceSpec, shard: Shard, workspace: str, settings: Setting
         files = glob_files(spec)
         # as_uri quotes the name: a `#` or `%` in it stays part of the path
         first_uri = Path(files[0]).as_uri()
-        first = open_source(SourceSpec(uri=first_uri, format=spec.format), "", settings)
+        first_spec = copy.copy(spec)  # the source's settings, for its first file
+        first_spec.uri = first_uri
+        first = open_source(first_spec, "", settings)
         share = shard_range(len(files), shard.count, shard.index)
         mine = files[share.start : share.stop]
         size = sum(Path(f).stat().st_size for f in mine)

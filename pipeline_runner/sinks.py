@@ -22,18 +22,21 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import polars as pl
 from polars.datatypes import DataTypeClass
 from polars.exceptions import PolarsError
 
-from lineagehub.api import SinkFormat, SinkSpec, WriteMode
+from lineagehub.api.enums import SinkFormat, WriteMode
 from lineagehub.datasets import redact_text, redact_uri
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings
 from pipeline_runner.sources import check_target, file_path, s3_storage_options
+
+if TYPE_CHECKING:
+    from lineagehub.api import SinkSpec
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

@@ -30,7 +30,6 @@ from urllib.parse import unquote, urlsplit
 import polars as pl
 from polars.exceptions import PolarsError
 
-from lineagehub.api import SourceFormat, SourceSpec
 from lineagehub.api.egress import (
     ALLOWED_PRIVATE_TARGETS_ENV,
     Resolver,
@@ -38,13 +37,16 @@ from lineagehub.api.egress import (
     TargetRefused,
     system_resolver,
 )
-from lineagehub.api.stage_spec import S3Options
+from lineagehub.api.enums import SourceFormat
 from lineagehub.datasets import redact_text, redact_uri
 from pipeline_runner.errors import ErrorKind, StageError, first_line
 from pipeline_runner.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
+
+    from lineagehub.api import SourceSpec
+    from lineagehub.api.stage_spec import S3Options
 
 CSV_INFER_ROWS = 10_000
 #: How much of a CSV file is read to find its header with the csv module.

@@ -13,11 +13,12 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 from polars.exceptions import PolarsError
 
-from lineagehub.api import StageConfig, StageName
+from lineagehub.api.enums import StageName
 from lineagehub.datasets import redact_uri
 from pipeline_runner.column_lineage import column_lineage, identity_lineage
 from pipeline_runner.errors import ErrorKind, StageError, first_line
@@ -37,7 +38,10 @@ from pipeline_runner.transform_plan import (
     run_quality_checks,
 )
 
-StageFn = Callable[[StageConfig, Settings, StageTelemetry, StageResult], None]
+if TYPE_CHECKING:
+    from lineagehub.api import StageConfig
+
+StageFn = Callable[["StageConfig", Settings, StageTelemetry, StageResult], None]
 
 
 def _temp_beside(path: Path) -> Path:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 from polars.exceptions import PolarsError
 
-from lineagehub.api import CastType, CheckType, QualityCheck, Severity, TransformSpec
+from lineagehub.api.enums import CastType, CheckType, Severity
+
+if TYPE_CHECKING:
+    from lineagehub.api import QualityCheck, TransformSpec
 
 
 class TransformPlanError(ValueError):

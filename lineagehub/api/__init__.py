@@ -1,40 +1,27 @@
 """The PipelineRun API models, imported by the operator, the runner, the consumers
 and the gateway. Imports only pydantic and the standard library.
 
-The stage's part of the API (`stage_spec`) is imported at once; the run-level models
-(`pipelinerun`: spec, status, the resource) when one of them is first asked for, so a
-stage process, which needs none of them, does not create their classes."""
+The enums (`enums`) are imported at once, without pydantic; the models when one of
+them is first asked for: the stage's part (`stage_spec`), or the run-level models
+(`pipelinerun`: spec, status, the resource), which a stage process never uses. So a
+stage's work, which keys and compares by the enums, loads no pydantic: only its
+config's validation does. A submodule (`shards`, `egress`) loads no model either."""
 
 from typing import TYPE_CHECKING
 
-from lineagehub.api.stage_spec import (
-    API_GROUP,
-    API_GROUP_VERSION,
-    API_VERSION,
-    CONDITION_SUCCEEDED,
-    KIND,
-    PLURAL,
+from lineagehub.api.enums import (
     STAGE_CONFIG_ENV,
     STAGES,
     CastType,
     CheckType,
     ConditionStatus,
-    DerivedColumn,
-    ParentRun,
     Phase,
-    QualityCheck,
     Reason,
-    RunRef,
     Severity,
     SinkFormat,
-    SinkSpec,
     SourceFormat,
-    SourceSpec,
-    StageConfig,
     StageName,
-    TransformSpec,
     WriteMode,
-    new_run_id,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +38,44 @@ if TYPE_CHECKING:
         progress,
         set_condition,
     )
+    from lineagehub.api.stage_spec import (
+        API_GROUP,
+        API_GROUP_VERSION,
+        API_VERSION,
+        CONDITION_SUCCEEDED,
+        KIND,
+        PLURAL,
+        DerivedColumn,
+        ParentRun,
+        QualityCheck,
+        RunRef,
+        SinkSpec,
+        SourceSpec,
+        StageConfig,
+        TransformSpec,
+        new_run_id,
+    )
 
+#: Names this package takes from `stage_spec` when first asked for.
+_STAGE_LEVEL = frozenset(
+    {
+        "API_GROUP",
+        "API_GROUP_VERSION",
+        "API_VERSION",
+        "CONDITION_SUCCEEDED",
+        "KIND",
+        "PLURAL",
+        "DerivedColumn",
+        "ParentRun",
+        "QualityCheck",
+        "RunRef",
+        "SinkSpec",
+        "SourceSpec",
+        "StageConfig",
+        "TransformSpec",
+        "new_run_id",
+    }
+)
 #: Names this package takes from `pipelinerun` when first asked for.
 _RUN_LEVEL = frozenset(
     {
@@ -71,6 +95,10 @@ _RUN_LEVEL = frozenset(
 
 
 def __getattr__(name: str) -> object:
+    if name in _STAGE_LEVEL:
+        from lineagehub.api import stage_spec
+
+        return getattr(stage_spec, name)
     if name in _RUN_LEVEL:
         from lineagehub.api import pipelinerun
 

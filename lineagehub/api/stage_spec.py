@@ -12,12 +12,9 @@ every model follows (camelCase wire names, CEL and pydantic validators in step).
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import (
@@ -35,7 +32,19 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from lineagehub.api import stage_rules as rules
 from lineagehub.api.docstrings import describe_fields
+from lineagehub.api.enums import (
+    STAGE_CONFIG_ENV,
+    CastType,
+    CheckType,
+    KeepRow,
+    Severity,
+    SinkFormat,
+    SourceFormat,
+    StageName,
+    WriteMode,
+)
 from lineagehub.api.shards import MAX_PARALLELISM
 
 JsonDict = dict[str, JsonValue]
@@ -56,8 +65,6 @@ CONDITION_SUCCEEDED = "Succeeded"
 CONDITION_LINEAGE_RECORDED = "LineageRecorded"
 #: The run's spans reached ClickHouse and Jaeger: written after the run ends.
 CONDITION_TRACE_RECORDED = "TraceRecorded"
-#: The environment variable through which a stage Job receives its `StageConfig` (JSON).
-STAGE_CONFIG_ENV = "LINEAGEHUB_STAGE_CONFIG"
 
 # Bounds. Every string and list that a CEL rule reads is bounded, so the API
 # server's cost estimate for the rules stays within its budget.
@@ -113,14 +120,6 @@ def cel(
     return entry
 
 
-def _unique(items: list[str]) -> list[str]:
-    seen: set[str] = set()
-    dupes = [i for i in items if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
-    if dupes:
-        raise ValueError(f"duplicate entries: {sorted(set(dupes))}")
-    return items
-
-
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -164,7 +163,7 @@ Time = Annotated[
 ]
 ColumnSet = Annotated[
     list[ColumnName],
-    AfterValidator(_unique),
+    AfterValidator(rules.unique),
     Field(max_length=MAX_COLUMNS, json_schema_extra={"x-kubernetes-list-type": "set"}),
 ]
 
@@ -201,153 +200,6 @@ class StatusModel(ApiModel):
     model_config = ConfigDict(extra="ignore")
 
 
-# --------------------------------------------------------------------------- enums
-
-
-class StageName(StrEnum):
-    """The three stages of a run, in the order they run."""
-
-    EXTRACT = "extract"
-    TRANSFORM = "transform"
-    LOAD = "load"
-
-    @property
-    def position(self) -> int:
-        """0 for extract, 1 for transform, 2 for load."""
-        return STAGES.index(self)
-
-
-STAGES: tuple[StageName, ...] = (StageName.EXTRACT, StageName.TRANSFORM, StageName.LOAD)
-
-
-class SourceFormat(StrEnum):
-    """How the source is encoded."""
-
-    CSV = "csv"
-    JSON = "json"
-    NDJSON = "ndjson"
-    PARQUET = "parquet"
-
-
-class SinkFormat(StrEnum):
-    """How the sink is written."""
-
-    PARQUET = "parquet"
-    CSV = "csv"
-    NDJSON = "ndjson"
-    CLICKHOUSE = "clickhouse"
-
-
-class WriteMode(StrEnum):
-    """What happens to data already at the sink."""
-
-    APPEND = "append"
-    OVERWRITE = "overwrite"
-
-
-class CastType(StrEnum):
-    """Column types a cast can produce."""
-
-    STRING = "string"
-    INT32 = "int32"
-    INT64 = "int64"
-    FLOAT32 = "float32"
-    FLOAT64 = "float64"
-    BOOLEAN = "boolean"
-    DATE = "date"
-    DATETIME = "datetime"
-
-
-class KeepRow(StrEnum):
-    """Which row of a group of duplicates to keep."""
-
-    FIRST = "first"
-    LAST = "last"
-
-
-class CheckType(StrEnum):
-    """Data-quality check kinds."""
-
-    NOT_NULL = "not_null"
-    UNIQUE = "unique"
-    RANGE = "range"
-    ACCEPTED_VALUES = "accepted_values"
-    REGEX = "regex"
-
-
-class Severity(StrEnum):
-    """What a failing check does: `fail` fails the run, `warn` records it and goes on."""
-
-    FAIL = "fail"
-    WARN = "warn"
-
-
-class PullPolicy(StrEnum):
-    """Image pull policy for the stage containers."""
-
-    ALWAYS = "Always"
-    IF_NOT_PRESENT = "IfNotPresent"
-    NEVER = "Never"
-
-
-class Phase(StrEnum):
-    """Lifecycle phase of a run or of one stage."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in TERMINAL_PHASES
-
-
-TERMINAL_PHASES: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
-
-
-class ConditionStatus(StrEnum):
-    """metav1.ConditionStatus."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class Reason(StrEnum):
-    """CamelCase reasons the operator puts on the `Succeeded` condition and on stages."""
-
-    PENDING = "Pending"
-    QUEUED = "Queued"
-    STARTED = "Started"
-    RUNNING = "Running"
-    SUSPENDED = "Suspended"
-    RETRYING = "Retrying"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    STAGE_FAILED = "StageFailed"
-    STAGE_TIMEOUT = "StageTimeout"
-    QUALITY_CHECK_FAILED = "QualityCheckFailed"
-    CANCELLED = "Cancelled"
-    INVALID_SPEC = "InvalidSpec"
-    PIPELINE_NOT_FOUND = "PipelineNotFound"
-    INVALID_PIPELINE = "InvalidPipeline"
-    INVALID_PARAMS = "InvalidParams"
-    INVALID_RERUN = "InvalidRerun"
-    REUSED = "Reused"
-    POLICY_VIOLATION = "PolicyViolation"
-    # LineageRecorded / TraceRecorded
-    RECORDED = "Recorded"
-    WAITING = "Waiting"
-    MARQUEZ_UNAVAILABLE = "MarquezUnavailable"
-    MARQUEZ_NOT_CONFIGURED = "MarquezNotConfigured"
-    LINEAGE_STORE_UNAVAILABLE = "LineageStoreUnavailable"
-    NO_LINEAGE_STORE = "NoLineageStore"
-    TRACE_STORE_UNAVAILABLE = "TraceStoreUnavailable"
-    NOT_RECORDED = "NotRecorded"
-
-
 # --------------------------------------------------------------------------- spec
 
 
@@ -377,14 +229,9 @@ class S3Options(ApiModel):
     """Secret holding the credentials; the stage's environment (e.g. IAM role) when unset."""
 
 
-_S3_ONLY_MESSAGE = "s3 options apply only to s3:// URIs"
-_S3_ONLY = cel("!has(self.s3) || self.uri.startsWith('s3://')", _S3_ONLY_MESSAGE, field_path=".s3")
-
-
-def _check_s3_only(uri: str, s3: S3Options | None) -> None:
-    """`_S3_ONLY` in Python, for a source or a sink."""
-    if s3 is not None and not uri.startswith("s3://"):
-        raise ValueError(_S3_ONLY_MESSAGE)
+_S3_ONLY = cel(
+    "!has(self.s3) || self.uri.startsWith('s3://')", rules.S3_ONLY_MESSAGE, field_path=".s3"
+)
 
 
 class SourceSpec(ApiModel):
@@ -402,7 +249,7 @@ class SourceSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> SourceSpec:
-        _check_s3_only(self.uri, self.s3)
+        rules.check_s3_only(self.uri, self.s3)
         return self
 
 
@@ -415,7 +262,7 @@ class SinkSpec(ApiModel):
                 _S3_ONLY,
                 cel(
                     "(self.format == 'clickhouse') == self.uri.startsWith('clickhouse://')",
-                    "format clickhouse goes with a clickhouse:// URI, and only with it",
+                    rules.CLICKHOUSE_MESSAGE,
                     field_path=".format",
                 ),
             ]
@@ -434,9 +281,7 @@ class SinkSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> SinkSpec:
-        _check_s3_only(self.uri, self.s3)
-        if (self.format == SinkFormat.CLICKHOUSE) != self.uri.startswith("clickhouse://"):
-            raise ValueError("format clickhouse goes with a clickhouse:// URI, and only with it")
+        rules.check_sink(self.uri, self.format, self.s3)
         return self
 
 
@@ -514,29 +359,11 @@ class QualityCheck(ApiModel):
 
     @property
     def display_name(self) -> str:
-        return self.name or f"{self.type.value}_{self.column}"
+        return rules.display_name(self.name, self.type, self.column)
 
     @model_validator(mode="after")
     def _check(self) -> QualityCheck:
-        ranged = self.min is not None or self.max is not None
-        if self.type == CheckType.RANGE and not ranged:
-            raise ValueError("a range check needs min, max or both")
-        if ranged and self.type != CheckType.RANGE:
-            raise ValueError("min and max apply only to range checks")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
-        if (self.type == CheckType.ACCEPTED_VALUES) != (self.values is not None):
-            raise ValueError(
-                "values is required for accepted_values checks and applies only to them"
-            )
-        if (self.type == CheckType.REGEX) != (self.pattern is not None):
-            raise ValueError("pattern is required for regex checks and applies only to them")
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except (re.error, OverflowError, RecursionError) as exc:
-                # e.g. `a{99999999999}`: the repetition count overflows the compiler.
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        rules.check_quality(self.type, self.min, self.max, self.values, self.pattern)
         return self
 
 
@@ -591,10 +418,10 @@ class TransformSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> TransformSpec:
-        if self.rename:
-            _unique(list(self.rename.values()))
-        if self.derived:
-            _unique([d.name for d in self.derived])
+        rules.check_transform(
+            list(self.rename.values()) if self.rename else None,
+            [d.name for d in self.derived] if self.derived else None,
+        )
         return self
 
 
@@ -659,7 +486,7 @@ class StageConfig(ApiModel):
 
     def intermediate_path(self, stage: StageName) -> str:
         """The Parquet file `stage` leaves in the workspace for the next one."""
-        return str(PurePosixPath(self.workspace) / f"{stage.value}.parquet")
+        return rules.intermediate_path(self.workspace, stage)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StageConfig:

@@ -87,6 +87,34 @@ def test_the_stage_entry_point_imports_nothing_heavy() -> None:
     assert "lineagehub.api.pipelinerun" not in modules  # the run-level models: not a stage's
 
 
+def test_the_work_of_a_stage_loads_no_pydantic() -> None:
+    """The stage's work keys and compares by the API's enums (`lineagehub.api.enums`)
+    and takes the config's models only as types: of the API, only its config's
+    validation (in `pipeline_runner.cli`) needs pydantic."""
+    code, modules = _python(
+        "import pipeline_runner.runner, pipeline_runner.download, lineagehub.api.shards\n"
+        "from lineagehub.api import STAGES, StageName\n"
+        f"{MODULES}"
+    )
+    assert code == 0
+    assert "pipeline_runner.stages" in modules  # the dump is of the work's modules
+    assert "pydantic" not in _tops(modules) and "pydantic_core" not in _tops(modules)
+    assert not [m for m in modules if m.startswith("lineagehub.api.") and "spec" in m]
+
+
+def test_the_api_package_gives_its_models_on_demand() -> None:
+    """`from lineagehub.api import StageConfig` still works (the models are made when
+    first asked for), and the enums are the same objects either way."""
+    from lineagehub import api
+    from lineagehub.api import enums, stage_spec
+
+    assert api.StageConfig is stage_spec.StageConfig
+    assert api.StageName is enums.StageName
+    assert stage_spec.StageConfig.model_fields["stage"].annotation is enums.StageName
+    with pytest.raises(AttributeError):
+        _ = api.NoSuchModel
+
+
 def test_a_file_stage_run_to_its_end_loads_no_network_client(tmp_path: Path) -> None:
     source = write_source(tmp_path)
     cfg = make_config(
