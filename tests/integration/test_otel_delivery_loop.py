@@ -5,7 +5,9 @@ what it is configured with reaches the store and the broker.
 * the consumer joins its group under its own client id (what `kafka-consumer-groups`,
   client quotas and the broker's logs name it by);
 * the lag (end offsets: a request to the broker) is asked once a `lag_interval`, not at
-  every turn of the fetch loop.
+  every turn of the fetch loop;
+* partitions a rebalance takes away are let go (the rebalance listener's revoke): a
+  member's lag covers only the partitions it still owns.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from consumers.otel.backend import ChdbBackend
+from consumers.otel.consumer import OtelConsumer
 from consumers.testkit import create_topics, produce, unique, wait_drained
 from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
 
@@ -109,4 +112,48 @@ async def test_the_lag_is_asked_once_a_lag_interval_not_at_every_fetch(
         await finish(stop, task)
     assert sum(fetches) == 30 and max(fetches) <= 5, fetches
     assert len(asked) <= 1, f"end offsets asked {len(asked)} times in {len(fetches)} fetches"
+    assert await stored(chdb, KIND) == (30 * KIND.rows, 30 * KIND.rows)
+
+
+def owned(otel: OtelConsumer) -> set[tuple[str, int]]:
+    kafka = otel._consumer
+    return {(tp.topic, tp.partition) for tp in kafka.assignment()} if kafka else set()
+
+
+def lag_of(otel: OtelConsumer) -> set[tuple[str, int]]:
+    """The partitions whose lag the consumer reports (its metrics' lag gauge)."""
+    return set(otel.stats.snapshot()[1])
+
+
+async def test_a_member_reports_lag_only_for_the_partitions_it_still_owns(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """A second member joins: the partitions the rebalance takes from the first leave its
+    lag gauge (else both members report them, and the group's lag is counted twice)."""
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic, group = unique("otel-lag-owned"), unique("otel-lag-owned-group")
+    await create_topics(bootstrap, [topic], partitions=3)
+    await produce(bootstrap, topic, KIND.records(30))
+    first = batch_consumer(env, KIND, topic, group, chdb, lag_interval=0.5)
+    second = batch_consumer(env, KIND, topic, group, chdb, lag_interval=0.5)
+    stop_first, first_task = start(first)
+    try:
+        await wait_drained(bootstrap, group, [topic], within=60)
+        await wait_for(lambda: len(lag_of(first)) == 3, "the first never reported its lag")
+        stop_second, second_task = start(second)
+        try:
+            await wait_for(
+                lambda: bool(owned(second)) and len(owned(first) | owned(second)) == 3,
+                "the partitions were never shared",
+                within=60,
+            )
+            await wait_for(
+                lambda: lag_of(first) == owned(first) and lag_of(second) == owned(second),
+                "a member reports lag for partitions it does not own",
+            )
+            assert owned(first).isdisjoint(owned(second))
+        finally:
+            await finish(stop_second, second_task)
+    finally:
+        await finish(stop_first, first_task)
     assert await stored(chdb, KIND) == (30 * KIND.rows, 30 * KIND.rows)
