@@ -305,3 +305,6 @@ async def test_fuzzed_batches_are_stored_alike(chdb: ChdbBackend) -> None:
             records.insert(at, refused[(i + at) % len(refused)])
         rows += await same_in_chdb(chdb, records, f"fuzz{i}")
     assert rows > len(stored)  # every event has its row, some have io and edges too
+    # Both ways of computing edges were compared: ClickHouse's and Python's.
+    paths = {row["SqlEdges"] for row in batch_path(stored)[1]["lineage_ingest"].rows()}
+    assert paths == {0, 1}
