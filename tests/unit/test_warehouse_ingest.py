@@ -8,7 +8,6 @@ sent again under its token adds no row; a warehouse made before the door migrate
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
+from tests.unit import test_warehouse_batch
 from tests.unit.test_warehouse_batch import (
     TABLES,
     batch_path,
@@ -279,12 +279,7 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
 ]
 
 
-@pytest.fixture
-async def chdb(tmp_path: Path) -> AsyncIterator[ChdbBackend]:
-    backend = ChdbBackend(str(tmp_path / "chdb"), database="otel")
-    await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
-    yield backend
-    await backend.close()
+chdb = test_warehouse_batch.chdb  # the fixture: an empty warehouse in a fresh chdb
 
 
 def sql_edges(record: bytes) -> bool:
