@@ -26,9 +26,11 @@ class Settings:
     lineage_topic: str = LINEAGE_TOPIC
     kafka_timeout_s: float = 10.0
     """How long one publish may wait for the broker's acknowledgement before 503."""
-    kafka_linger_ms: int = 5
+    kafka_linger_ms: int = 2
     """How long the producer holds a record for others to share its produce request: the
-    records of concurrent requests go to the broker together (each still waits for acks)."""
+    records of concurrent requests go to the broker together (each still waits for acks).
+    Each one-event request waits this long at least: 5 ms capped 16 concurrent callers
+    near 2.7k events/s (bare producer, acks=all), 2 ms near 5k for ~4% more CPU an event."""
     retry_after_s: int = 5
     """Retry-After sent with a 503 when Kafka (or the API server) is unavailable."""
     kubeconfig: str = ""
@@ -104,7 +106,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         kafka_bootstrap=e.get("KAFKA_BOOTSTRAP", "").strip(),
         lineage_topic=e.get("LINEAGEHUB_GATEWAY_TOPIC", "").strip() or LINEAGE_TOPIC,
         kafka_timeout_s=_float(e, "LINEAGEHUB_GATEWAY_KAFKA_TIMEOUT", 10.0),
-        kafka_linger_ms=_int(e, "LINEAGEHUB_GATEWAY_KAFKA_LINGER_MS", 5),
+        kafka_linger_ms=_int(e, "LINEAGEHUB_GATEWAY_KAFKA_LINGER_MS", 2),
         kubeconfig=e.get("KUBECONFIG", "").strip(),
         namespace=e.get("LINEAGEHUB_GATEWAY_NAMESPACE", "").strip() or "default",
         clickhouse_url=e.get("CLICKHOUSE_URL", "").strip(),

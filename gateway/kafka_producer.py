@@ -36,7 +36,7 @@ class GatewayProducer:
     for a clear 503); `stop` waits for the records still held to be acknowledged."""
 
     def __init__(
-        self, bootstrap: str, linger_ms: int = 5, client_id: str = "lineage-hub-gateway"
+        self, bootstrap: str, linger_ms: int = 2, client_id: str = "lineage-hub-gateway"
     ) -> None:
         self.bootstrap = bootstrap
         self.linger_ms = linger_ms
