@@ -21,9 +21,9 @@ PYTHONPATH, so a change is measured against what it replaced under the same load
 `--phases`: also where the CPU before the stage's first useful work goes: in a fresh
 process with the stage's config, the CPU seconds (median over the runs) of the
 interpreter's start, then `import polars`, then each further layer the stage loads
-before its span starts, in the stage's order (asyncio, pydantic, the API models, the
-config's validation, the Kafka client, the runner's own modules): each the layer's
-cost beyond what the layers before it had loaded.
+before its span starts, in the stage's order (asyncio, the config's reader and its
+validation, the Kafka client, the runner's own modules): each the layer's cost beyond
+what the layers before it had loaded.
 
 `--kafka HOST:PORT` (under `flock /tmp/lh-stack.lock`, the stack's broker): also runs
 the stage publishing its lineage, spans and metrics to that broker, as in a Job
@@ -117,9 +117,8 @@ def stage_once(env: dict[str, str], bootstrap: str | None = None) -> dict[str, f
 PHASES = (
     ("import polars", "import polars"),
     ("asyncio", "import asyncio"),
-    ("pydantic", "import pydantic_core\nfrom pydantic import BaseModel"),
-    ("API models", "import lineagehub.api.stage_spec as spec"),
-    ("config validation", "spec.StageConfig.from_env()"),
+    ("config reader", "import os\nfrom lineagehub.api import stage_reader as reader"),
+    ("config validation", "reader.stage_config_from_env(dict(os.environ))"),
     ("Kafka client", "import confluent_kafka"),
     ("runner modules", "import pipeline_runner.runner"),
 )
@@ -185,8 +184,7 @@ def main() -> int:
             for key, value in stage_once(env, args.kafka).items():
                 samples.setdefault(key, []).append(value)
             if args.phases:
-                phase_env = {**env, "PYDANTIC_DISABLE_PLUGINS": "__all__"}  # as a stage sets it
-                for key, value in phases_once(phase_env).items():
+                for key, value in phases_once(env).items():
                     samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
     med = {k: statistics.median(v) for k, v in samples.items()}

@@ -24,18 +24,10 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
-from pydantic import ValidationError
-
-from lineagehub.api import (
-    STAGES,
-    ParentRun,
-    RunRef,
-    StageConfig,
-    StageName,
-    new_run_id,
-)
+from lineagehub.api.enums import STAGES, StageName
+from lineagehub.api.stage_reader import stage_config_from_env
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
@@ -44,7 +36,7 @@ from pipeline_runner.result import StageResult, write_termination_message
 from pipeline_runner.settings import Settings
 
 if TYPE_CHECKING:
-    from lineagehub.api import PipelineRun
+    from lineagehub.api import PipelineRun, StageConfig
     from pipeline_runner.runner import StageRun
 
 DEFAULT_NAMESPACE = "lineage-hub"
@@ -89,28 +81,12 @@ def stage_process(argv: Sequence[str] | None = None) -> NoReturn:
     pipeline_runner`): once the stage has written everything, the process ends without
     the interpreter's teardown, which frees every module and object one by one (~0.1 s
     of CPU with polars, pydantic and OpenTelemetry loaded) for a process that is about
-    to exit anyway. Exit handlers still run and the standard streams are flushed.
-
-    Pydantic plugins are off (unless `PYDANTIC_DISABLE_PLUGINS` says otherwise): the
-    stage uses none, and looking for them reads every installed package's metadata
-    when the stage config is first validated."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    to exit anyway. Exit handlers still run and the standard streams are flushed."""
     code = stage_main(argv)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def _invalid(exc: ValueError) -> str:
-    """What is wrong with a stage config: each field and why, never the value refused
-    (pydantic quotes it cut short, which can cut a URI's credentials off their `@`)."""
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    errors = exc.errors(include_input=False, include_url=False)
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in errors
-    )
 
 
 def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
@@ -121,11 +97,14 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
         print(f"{prefix}: InternalError: {one_line(str(exc))}", file=stderr)
         return 2
     try:
-        cfg = StageConfig.from_env()
+        # Read without pydantic (`stage_reader`): the models' schema and rules, each
+        # error naming its field, never the value refused; the runner reads the result
+        # as it reads the model.
+        cfg = cast("StageConfig", stage_config_from_env(dict(os.environ)))
         if cfg.stage is not stage:
             raise ValueError(f"the stage config is for {cfg.stage.value}, not {stage.value}")
-    except (ValueError, ValidationError) as exc:
-        reason = one_line(redact_text(f"invalid LINEAGEHUB_STAGE_CONFIG: {_invalid(exc)}"), 600)
+    except ValueError as exc:
+        reason = one_line(redact_text(f"invalid LINEAGEHUB_STAGE_CONFIG: {exc}"), 600)
         failed = StageResult(stage=stage, error=reason, error_kind=ErrorKind.INTERNAL_ERROR)
         write_termination_message(settings.termination_log, failed, stderr)
         print(f"{prefix}: InternalError: {reason}", file=stderr)
@@ -294,6 +273,7 @@ def run_manifest(
 ) -> int:
     import yaml
 
+    from lineagehub.api import ParentRun, RunRef, StageConfig, new_run_id
     from lineagehub.datasets import dataset_of
     from lineagehub.telemetry.lineage import run_event
     from lineagehub.telemetry.spans import FixedSpan, encode

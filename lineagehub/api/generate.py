@@ -1,7 +1,8 @@
 """Write the generated manifests: `python -m lineagehub.api.generate [--check] [--root DIR]`.
 
 Writes `crds/lineagehub.io_pipelineruns.yaml` and `crds/lineagehub.io_pipelines.yaml`
-(the CRDs) and, under `crds/rbac/`, the
+(the CRDs), `lineagehub/api/stage_config.schema.json` (what a stage validates its
+config by, without pydantic: `stage_reader`) and, under `crds/rbac/`, the
 operator's RBAC: `operator-clusterrole.yaml` (watching the whole cluster),
 `operator-role.yaml` (bound in each namespace when it watches chosen ones) and
 `operator-discovery-clusterrole.yaml` (its only cluster-wide grant then), under the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ from lineagehub.api.crd import (
     build_operator_role,
     build_pipeline_crd,
 )
+from lineagehub.api.stage_schema import SCHEMA_PATH, build_stage_schema
 
 CRD_PATH = Path("crds") / "lineagehub.io_pipelineruns.yaml"
 PIPELINE_CRD_PATH = Path("crds") / "lineagehub.io_pipelines.yaml"
@@ -69,6 +72,10 @@ OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
 }
 
 
+#: Generated JSON files: the stage config's schema, which a stage reads without YAML.
+JSON_OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {SCHEMA_PATH: build_stage_schema}
+
+
 def default_root() -> Path:
     """The project root: the folder holding `pyproject.toml` above this file, else cwd."""
     for parent in Path(__file__).resolve().parents:
@@ -78,7 +85,10 @@ def default_root() -> Path:
 
 
 def expected() -> dict[Path, str]:
-    return {path: render(build()) for path, build in OUTPUTS.items()}
+    texts = {path: render(build()) for path, build in OUTPUTS.items()}
+    for path, build in JSON_OUTPUTS.items():
+        texts[path] = json.dumps(build(), indent=1, sort_keys=True) + "\n"
+    return texts
 
 
 def check(root: Path) -> list[str]:

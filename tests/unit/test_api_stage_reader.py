@@ -1,0 +1,272 @@
+"""The stage's pydantic-free config reader (`lineagehub.api.stage_reader`) against the
+models it stands for: what it accepts the models accept and read the same; what the
+models refuse it refuses, naming a field the models name. Checked on rich configs and
+on every kind of damage to them (any field replaced, dropped or added)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from enum import Enum
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from lineagehub.api import StageConfig, StageName
+from lineagehub.api.stage_reader import StageConfigError, View, read_stage_config
+from lineagehub.api.stage_schema import SCHEMA_PATH, build_stage_schema
+
+RUN = "01a22e7b-2035-746b-b290-5b95bafd4961"
+PARENT = "01a22e7b-2035-7a23-8a00-fa4ae216e7ab"
+BASE: dict[str, Any] = {
+    "runId": RUN,
+    "stage": "transform",
+    "attempt": 2,
+    "pipelineRun": {"namespace": "ns", "name": "orders", "uid": "u-1"},
+    "source": {
+        "uri": "s3://bucket/in/orders.csv",
+        "format": "csv",
+        "s3": {
+            "endpoint": "http://127.0.0.1:9000",
+            "region": "eu-west-1",
+            "credentialsSecretRef": {"name": "creds", "sessionTokenKey": "TOKEN"},
+        },
+    },
+    "transform": {
+        "rename": {"amt": "amount", "cust": "customer"},
+        "cast": {"amount": "float64", "day": "date"},
+        "derived": [{"name": "gross", "expr": "amount * 1.2"}],
+        "filter": "amount > 0",
+        "dropNulls": ["customer"],
+        "deduplicate": {"columns": ["order_id"], "keep": "last"},
+        "select": ["order_id", "customer", "amount", "gross"],
+        "quality": [
+            {"type": "not_null", "column": "order_id"},
+            {"type": "range", "column": "amount", "min": 0, "max": 1e6, "severity": "warn"},
+            {"type": "accepted_values", "column": "customer", "values": ["acme", "globex"]},
+            {"name": "ids", "type": "regex", "column": "order_id", "pattern": "^[0-9]+$"},
+        ],
+    },
+    "sink": {"uri": "clickhouse://127.0.0.1:9000/db/orders", "format": "clickhouse"},
+    "workspace": "/data/ws",
+    "openlineageNamespace": "tests",
+    "openlineageJob": "orders.transform",
+    "parent": {"runId": PARENT, "namespace": "tests", "job": "orders"},
+    "traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01",
+    "shards": 3,
+    "inputParts": 2,
+}
+
+
+def same(view: Any, model: Any) -> bool:
+    """Whether the reader's value reads as the model's: the same attributes, values and
+    types (an enum member is the same member)."""
+    if isinstance(model, BaseModel):
+        return isinstance(view, View) and all(
+            same(getattr(view, name), getattr(model, name)) for name in type(model).model_fields
+        )
+    if isinstance(model, list):
+        return isinstance(view, list) and len(view) == len(model) and all(map(same, view, model))
+    if isinstance(model, dict):
+        return (
+            isinstance(view, dict)
+            and list(view) == list(model)
+            and all(same(view[k], model[k]) for k in model)
+        )
+    if isinstance(model, Enum):
+        return view is model
+    return type(view) is type(model) and view == model
+
+
+def both(data: Any) -> tuple[Any, Any]:
+    """(the reader's value or error, the models' value or error) for `data` as JSON."""
+    raw = json.dumps(data)
+    try:
+        ours: Any = read_stage_config(raw)
+    except StageConfigError as exc:
+        ours = exc
+    try:
+        theirs: Any = StageConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        theirs = exc
+    return ours, theirs
+
+
+def test_the_schema_file_is_generated_from_the_models() -> None:
+    from lineagehub.api import stage_reader
+
+    on_disk = json.loads(stage_reader.SCHEMA_FILE.read_text())
+    assert stage_reader.SCHEMA_FILE.as_posix().endswith(SCHEMA_PATH.as_posix())
+    assert on_disk == build_stage_schema()
+
+
+@pytest.mark.parametrize("by_alias", [True, False])
+def test_a_rich_config_reads_as_the_model_reads_it(by_alias: bool) -> None:
+    model = StageConfig.model_validate(BASE)
+    view = read_stage_config(model.model_dump_json(by_alias=by_alias, exclude_none=True))
+    assert same(view, model)
+    assert view.intermediate_path(StageName.EXTRACT) == model.intermediate_path(StageName.EXTRACT)
+    quality = model.transform.quality or []
+    assert [q.display_name for q in view.transform.quality] == [q.display_name for q in quality]
+
+
+def test_defaults_are_the_models() -> None:
+    """A config with only its required fields: every default as the model fills it in
+    (the transform an empty one, the optional fields None, the counts 1)."""
+    bare = {k: v for k, v in BASE.items() if k in {"runId", "stage", "pipelineRun", "workspace"}}
+    bare |= {
+        "source": {"uri": "file:///in.csv", "format": "csv"},
+        "sink": {"uri": "file:///out.parquet", "format": "parquet"},
+        "openlineageNamespace": "tests",
+        "openlineageJob": "orders.extract",
+    }
+    ours, theirs = both(bare)
+    assert isinstance(theirs, StageConfig)
+    assert same(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (("sink", "mode"), "sideways", "sink.mode: "),
+        (("source", "uri"), "file://x\n", "source.uri: "),  # `$` is the very end
+        (("attempt",), 0, "attempt: "),
+        (("shards",), 999, "shards: "),
+        (("transform", "select", 0), "x" * 257, "transform.select.0: "),
+        (("transform", "rename"), {"x" * 257: "a"}, "transform.rename.xxx"),
+        (("source", "uri"), "s3://" + "x" * 2048, "source.uri: "),
+        (("transform", "select"), ["a", "a"], "transform.select: Value error, duplicate"),
+        (("transform", "rename"), {"a": "x", "b": "x"}, "transform: Value error, duplicate"),
+        (("transform", "quality", 1, "min"), 2e6, "transform.quality.1: Value error, min"),
+        (("sink", "format"), "parquet", "sink: Value error, format clickhouse"),
+        (("source", "uri"), "file:///in.csv", "source: Value error, s3 options"),
+        (("transform", "quality", 3, "pattern"), "(", "transform.quality.3: Value error"),
+    ],
+)
+def test_bad_fields_are_named(path: tuple[str | int, ...], value: Any, named: str) -> None:
+    data = copy.deepcopy(BASE)
+    target: Any = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    ours, theirs = both(data)
+    assert isinstance(theirs, ValidationError)
+    assert isinstance(ours, StageConfigError) and named in str(ours), str(ours)
+
+
+@pytest.mark.parametrize("value", [True, "2"])
+def test_numbers_are_json_numbers(value: Any) -> None:
+    """Stricter than the models on one point: a count given as a flag or as text is
+    refused (the operator writes numbers; the models would take 1 or 2)."""
+    ours, theirs = both({**BASE, "shards": value})
+    assert isinstance(theirs, StageConfig)
+    assert isinstance(ours, StageConfigError) and "shards: " in str(ours)
+
+
+def test_unknown_and_missing_fields_are_named() -> None:
+    data = copy.deepcopy(BASE)
+    del data["workspace"]
+    data["source"]["color"] = "red"
+    with pytest.raises(StageConfigError) as caught:
+        read_stage_config(json.dumps(data))
+    assert str(caught.value) == (
+        "source.color: Extra inputs are not permitted; workspace: Field required"
+    )
+
+
+def test_not_json_is_refused_in_one_line() -> None:
+    for raw in ("{", '{"attempt": NaN}', "[]"):
+        with pytest.raises(StageConfigError) as caught:
+            read_stage_config(raw)
+        assert "\n" not in str(caught.value)
+
+
+def _paths(data: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [at] if at else []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += _paths(value, (*at, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _paths(value, (*at, i))
+    return found
+
+
+PATHS = _paths(BASE)
+WORDS = [
+    "",
+    "x",
+    "csv",
+    "parquet",
+    "clickhouse",
+    "append",
+    "range",
+    "regex",
+    "warn",
+    "float64",
+    "first",
+    "extract",
+    "file:///a.csv",
+    "s3://b/k",
+    "http://h/x",
+    "clickhouse://h:1/d/t",
+    "amount",
+    "order_id",
+    "5",
+    "1.5",
+    "true",
+    RUN,
+    "x" * 257,
+    "s3://" + "x" * 2048,
+]
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-3, max_value=300)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    | st.sampled_from(WORDS)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "type", "uri", "x", "min"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    path=st.sampled_from(PATHS),
+    action=st.sampled_from(["set", "drop", "add"]),
+    value=JSON_VALUES,
+)
+def test_any_damage_is_judged_as_the_models_judge_it(
+    path: tuple[Any, ...], action: str, value: Any
+) -> None:
+    data = copy.deepcopy(BASE)
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    last = path[-1]
+    if action == "set":
+        target[last] = value
+    elif action == "drop":
+        del target[last]
+    elif isinstance(target[last], dict):
+        target[last]["unknownField"] = value
+    else:
+        target[last] = value
+    ours, theirs = both(data)
+    if isinstance(ours, View):  # accepted: the models accept it too, and read it the same
+        assert isinstance(theirs, StageConfig), str(theirs)
+        assert same(ours, theirs)
+    elif isinstance(theirs, ValidationError):  # both refuse: a field they name is named
+        locs = {".".join(str(p) for p in e["loc"] if p != "[key]") for e in theirs.errors()}
+        assert any(f"{loc}: " in str(ours) for loc in locs), (str(ours), locs)
+    else:  # refused where the models would coerce: only a number or flag given as text/flag
+        assert isinstance(value, bool | str), (value, str(ours))
