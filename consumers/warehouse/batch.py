@@ -24,17 +24,8 @@ if TYPE_CHECKING:  # loaded with the first batch: the writer at rest holds no Ar
 from consumers.otel.columns import ArrowRows, Pending, Rows, arrow_schema
 from consumers.otel.ddl import Table
 from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
-from consumers.warehouse.ddl import EDGES, INGEST, IO
-from consumers.warehouse.decode import (
-    MAX_RECORD_BYTES,
-    directed_datasets,
-    event_row,
-    io_rows,
-    links,
-    plain_names,
-    read_event,
-)
-from consumers.warehouse.edges_sql import sql_edges_ok
+from consumers.warehouse.ddl import EDGES, EVENTS, IO
+from consumers.warehouse.decode import MAX_RECORD_BYTES, event_row, io_and_links, read_event
 
 # A record counts toward the batch's row limit by its size (its rows are known only
 # once the batch is decoded): one per KiB, about what an event's rows take as Arrow.
@@ -67,7 +58,7 @@ def decode_lineage_pending(raw: bytes | None) -> Mapping[str, Rows | Pending]:
         raise DecodeError("empty_record", "the record has no value")
     if len(raw) > MAX_RECORD_BYTES:
         raise DecodeError("too_large", f"{len(raw)} bytes, the limit is {MAX_RECORD_BYTES}")
-    return {INGEST.name: Pending(raw, 1 + len(raw) // ROW_BYTES, decode_lineage_batch)}
+    return {EVENTS.name: Pending(raw, 1 + len(raw) // ROW_BYTES, decode_lineage_batch)}
 
 
 class _Columns:
@@ -79,10 +70,10 @@ class _Columns:
     def __init__(self, table: Table) -> None:
         self.table = table
         own = (
-            table.columns if table is INGEST else [c for c in table.columns if c not in _FROM_EVENT]
+            table.columns if table is EVENTS else [c for c in table.columns if c not in _FROM_EVENT]
         )
         self.cols: dict[str, list[Any]] = {c: [] for c in own}
-        if table is not INGEST:
+        if table is not EVENTS:
             self.cols[_EVENT] = []
         self.rows = 0
 
@@ -110,34 +101,27 @@ class _Columns:
 
 def _append(events: _Columns, io: _Columns, edges: _Columns, raw: bytes) -> None:
     event, ev = read_event(raw)
-    datasets = directed_datasets(event, ev)
-    io_rows_ = io_rows(ev, datasets)
+    io_rows, links = io_and_links(event, ev)
     row = event_row(event, ev)
-    row["JobNode"] = ev.job
-    # ClickHouse computes the edges (`edges_sql.py`) of the events it renders exactly as
-    # Python; Python computes the others' here.
-    in_sql = ev.orjson and plain_names(event, ev) and sql_edges_ok(ev.canonical)
-    row["SqlEdges"] = 1 if in_sql else 0
-    links_ = [] if in_sql else links(ev, datasets)
     index = events.rows
     for column, values in events.cols.items():
         values.append(row[column])
-    if io_rows_:
+    if io_rows:
         for column in _IO_OWN:
-            io.cols[column].extend([r[column] for r in io_rows_])
-        io.cols[_EVENT].extend([index] * len(io_rows_))
-    if links_:
-        for column, cells in zip(_EDGE_LINK, zip(*links_, strict=True), strict=True):
+            io.cols[column].extend([r[column] for r in io_rows])
+        io.cols[_EVENT].extend([index] * len(io_rows))
+    if links:
+        for column, cells in zip(_EDGE_LINK, zip(*links, strict=True), strict=True):
             edges.cols[column].extend(cells)
-        edges.cols[_EVENT].extend([index] * len(links_))
+        edges.cols[_EVENT].extend([index] * len(links))
     events.rows += 1
-    io.rows += len(io_rows_)
-    edges.rows += len(links_)
+    io.rows += len(io_rows)
+    edges.rows += len(links)
 
 
 def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
     """Each record's tables (slices of the batch's Arrow tables) or its `DecodeError`."""
-    tables = (_Columns(INGEST), _Columns(IO), _Columns(EDGES))
+    tables = (_Columns(EVENTS), _Columns(IO), _Columns(EDGES))
     spans: list[tuple[int, int, int] | DecodeError] = []
     for raw in records:
         before = (tables[0].rows, tables[1].rows, tables[2].rows)

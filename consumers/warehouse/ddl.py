@@ -33,7 +33,6 @@ double anything, and arrival order never matters: a run's state is derived from
 from __future__ import annotations
 
 from consumers.otel.ddl import DEDUP_WINDOW, Schema, Table, render_statements
-from consumers.warehouse.edges_sql import EDGES_VIEW_SQL
 from lineagehub.warehouse_sql import runs_select
 
 _TIME = frozenset({"EventTime"})
@@ -109,13 +108,8 @@ _EDGE_COLUMNS = (
     "Masking",
 )
 EDGES = Table("lineage_edges", _EDGE_COLUMNS, _TIME, _KINDS)
-# What the writer inserts for each event: its `lineage_events` row, the node of its job
-# ("" when it has none) and whether the edges view computes its edges (`edges_sql.py`).
-INGEST = Table(
-    "lineage_ingest", (*EVENTS.columns, "JobNode", "SqlEdges"), _TIME, {**_KINDS, "SqlEdges": "u8"}
-)
-#: What the writer inserts (`lineage_events` too: tools and tests write event rows there).
-TABLES = {t.name: t for t in (EVENTS, IO, EDGES, INGEST)}
+#: What the writer inserts.
+TABLES = {t.name: t for t in (EVENTS, IO, EDGES)}
 
 _SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
 # A graph hop looks up a few hundred keys: small granules make each a short read. A
@@ -218,40 +212,6 @@ _MIGRATE_SQL = (
     "ALTER TABLE {db}.lineage_edges MATERIALIZE PROJECTION by_dst",
 )
 
-# The writer's door: a Null table (it keeps nothing) whose inserts the views below turn
-# into `lineage_events` rows and (`edges_sql.py`) `lineage_edges` rows. An insert's
-# deduplication token covers what the views write
-# (`deduplicate_blocks_in_dependent_materialized_views`), so a replayed batch adds no row.
-_INGEST_SQL = """
-CREATE TABLE IF NOT EXISTS {db}.lineage_ingest (
-    EventHash String,
-    Kind String,
-    EventType String,
-    EventTime DateTime64(9, 'UTC'),
-    RunId String,
-    JobNamespace String,
-    JobName String,
-    ParentRunId String,
-    ParentJobNamespace String,
-    ParentJobName String,
-    RootRunId String,
-    RootJobNamespace String,
-    RootJobName String,
-    TraceId String,
-    Producer String,
-    SchemaURL String,
-    ErrorMessage String,
-    Payload String,
-    JobNode String,
-    SqlEdges UInt8
-) ENGINE = Null
-"""
-
-_EVENTS_VIEW_SQL = f"""
-CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.lineage_ingest_events_v1 TO {{db}}.lineage_events AS
-SELECT {", ".join(EVENTS.columns)} FROM {{db}}.lineage_ingest
-"""
-
 _EDGES_REV_SQL = """
 CREATE OR REPLACE VIEW {db}.lineage_edges_rev AS SELECT * FROM {db}.lineage_edges
 """
@@ -267,18 +227,7 @@ def create_statements(database: str = "otel", ttl_days: int = 0) -> list[str]:
     """The warehouse's tables and view (idempotent), in the otel database by default so
     one query can join lineage with `otel_traces` and `pipeline_runs`."""
     out = render_statements(
-        (
-            _EVENTS_SQL,
-            _IO_SQL,
-            _EDGES_SQL,
-            *_MIGRATE_SQL,
-            _EDGES_REV_SQL,
-            _INGEST_SQL,
-            _EVENTS_VIEW_SQL,
-            EDGES_VIEW_SQL,
-        ),
-        database,
-        ttl_days,
+        (_EVENTS_SQL, _IO_SQL, _EDGES_SQL, *_MIGRATE_SQL, _EDGES_REV_SQL), database, ttl_days
     )
     return [*out, _runs_view(out[0].removeprefix("CREATE DATABASE IF NOT EXISTS "))]
 

@@ -250,7 +250,6 @@ class _Event:
     """The parts of one event every row repeats."""
 
     def __init__(self, event: dict[str, Any], canonical: bytes, kind: str) -> None:
-        self.orjson = True  # parsed by orjson: `canonical` is orjson's, valid UTF-8
         self.kind = kind
         self.canonical = canonical
         self.hash = _digest(canonical)
@@ -289,37 +288,10 @@ class _Event:
         }
 
 
-# Schema facet JSON -> its field names, types and hash. A dataset's schema comes again
-# with every run that reads or writes it: flattened and hashed once.
-_SCHEMAS: dict[bytes, tuple[list[str], list[str], str]] = {}
-_SCHEMAS_MAX = 4096
-_SCHEMA_KEY_MAX = 64 * 1024
-
-
-def _schema(schema: object) -> tuple[list[str], list[str], str]:
-    """A schema facet's fields (`_fields`) and their hash ("" for none)."""
-    key = None
-    if isinstance(schema, dict):
-        try:
-            key = orjson.dumps(schema)
-        except orjson.JSONEncodeError:  # ints past 64 bits: not cached
-            pass
-        else:
-            known = _SCHEMAS.get(key)
-            if known is not None:
-                return list(known[0]), list(known[1]), known[2]
-    names, types = _fields(schema)
-    pairs = list(zip(names, types, strict=True))
-    found = names, types, _digest(orjson.dumps(pairs)) if names else ""
-    if key is not None and len(key) <= _SCHEMA_KEY_MAX:
-        if len(_SCHEMAS) >= _SCHEMAS_MAX:
-            _SCHEMAS.clear()
-        _SCHEMAS[key] = (list(names), list(types), found[2])
-    return found
-
-
 def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
-    names, types, schema_hash = _schema(_obj(dataset.get("facets")).get("schema"))
+    names, types = _fields(_obj(dataset.get("facets")).get("schema"))
+    pairs = list(zip(names, types, strict=True))
+    schema_hash = _digest(orjson.dumps(pairs)) if names else ""
     rows, size, files = _statistics(dataset)
     return {
         "EventHash": ev.hash,
@@ -483,63 +455,31 @@ def read_event(value: bytes | None) -> tuple[dict[str, Any], _Event]:
     canonical = _canonical(event)
     if not storable:
         event = _storable_tree(event)
-    ev = _Event(event, canonical, kind)
-    ev.orjson = storable
-    return event, ev
-
-
-Directed = list[tuple[str, dict[str, Any]]]
-
-
-def directed_datasets(event: dict[str, Any], ev: _Event) -> Directed:
-    """The event's datasets, each with its direction (`input`, `output`, `declared`),
-    their namespace and name as text; raises `DecodeError` for a malformed one."""
-    if ev.kind == "dataset":
-        return [("declared", _datasets({"d": [event.get("dataset")]}, "d")[0])]
-    inputs = [("input", dataset) for dataset in _datasets(event, "inputs")]
-    return inputs + [("output", dataset) for dataset in _datasets(event, "outputs")]
-
-
-def plain_names(event: dict[str, Any], ev: _Event) -> bool:
-    """Whether every dataset's namespace and name is a JSON string as sent (not a
-    number or boolean `directed_datasets` turned into text). Call after it."""
-    if ev.kind == "dataset":
-        given = [event["dataset"]]
-    else:
-        given = [*(event.get("inputs") or ()), *(event.get("outputs") or ())]
-    return all(type(d["namespace"]) is str and type(d["name"]) is str for d in given)
-
-
-def io_rows(ev: _Event, datasets: Directed) -> list[Row]:
-    """The event's `lineage_io` rows."""
-    return [_io_row(ev, dataset, direction) for direction, dataset in datasets]
-
-
-def links(ev: _Event, datasets: Directed) -> list[Link]:
-    """The event's edges: job <-> dataset (`io` for a run, `static` for a job), and the
-    column lineage of its outputs (of a DatasetEvent: of its dataset)."""
-    out: list[Link] = []
-    edge_kind = "io" if ev.kind == "run" else "static"
-    for direction, dataset in datasets:
-        if direction == "declared":
-            out.extend(_column_links(dataset))
-            continue
-        if ev.job:
-            node = dataset_node(dataset["namespace"], dataset["name"])
-            out.append(
-                (node, ev.job, edge_kind, "", "", "", 0)
-                if direction == "input"
-                else (ev.job, node, edge_kind, "", "", "", 0)
-            )
-        if direction == "output":
-            out.extend(_column_links(dataset))
-    return out
+    return event, _Event(event, canonical, kind)
 
 
 def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[Row], list[Link]]:
     """The event's `lineage_io` rows and its edges."""
-    datasets = directed_datasets(event, ev)
-    return io_rows(ev, datasets), links(ev, datasets)
+    io: list[Row] = []
+    links: list[Link] = []
+    if ev.kind == "dataset":
+        dataset = _datasets({"d": [event.get("dataset")]}, "d")[0]
+        io.append(_io_row(ev, dataset, "declared"))
+        links.extend(_column_links(dataset))
+        return io, links
+    edge_kind = "io" if ev.kind == "run" else "static"
+    for dataset in _datasets(event, "inputs"):
+        io.append(_io_row(ev, dataset, "input"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((node, ev.job, edge_kind, "", "", "", 0))
+    for dataset in _datasets(event, "outputs"):
+        io.append(_io_row(ev, dataset, "output"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((ev.job, node, edge_kind, "", "", "", 0))
+        links.extend(_column_links(dataset))
+    return io, links
 
 
 def event_row(event: dict[str, Any], ev: _Event) -> Row:

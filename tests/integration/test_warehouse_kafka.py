@@ -135,7 +135,7 @@ async def test_killed_mid_batch_then_restarted_loses_and_doubles_nothing(
     ]
     await produce(env["KAFKA_BOOTSTRAP"], topic, messages)
 
-    crashing = CrashingBackend(chdb, crash_after=2, table="lineage_ingest")
+    crashing = CrashingBackend(chdb, crash_after=2, table="lineage_events")
     first = writer(env, topic, crashing, max_batch_messages=40)
     stop = asyncio.Event()
     task = asyncio.create_task(first.run(stop))
@@ -147,7 +147,7 @@ async def test_killed_mid_batch_then_restarted_loses_and_doubles_nothing(
     before = await count(chdb, "SELECT count() FROM otel.lineage_events")
     assert 0 < before < len(messages)
 
-    recording = CrashingBackend(chdb, crash_after=10**9, table="lineage_ingest")
+    recording = CrashingBackend(chdb, crash_after=10**9, table="lineage_events")
     await run_until_drained(writer(env, topic, recording, max_batch_messages=40), env, topic)
 
     # The batch inserted before the crash came back whole under the same token and

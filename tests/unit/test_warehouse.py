@@ -617,7 +617,7 @@ async def test_the_sql_endpoint_only_reads(wh: Warehouse, query: str) -> None:
         await wh.count(
             "SELECT count() FROM system.tables WHERE database = 'otel' AND name LIKE 'lineage_%'"
         )
-        == 8  # events, io, edges, ingest and four views: edges_rev, runs, two to fill tables
+        == 5  # events, io, edges and two views: edges_rev, runs
     )
     assert await wh.count("SELECT count() FROM otel.lineage_events") == 0
 

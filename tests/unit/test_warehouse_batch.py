@@ -1,10 +1,8 @@
-"""The writer's batch path (`warehouse/batch.py`: events through `lineage_ingest`, most
-edges computed by ClickHouse's view, `edges_sql.py`) against the row path
-(`decode_lineage`, every row computed in Python and inserted into its table), into a
-real chdb: for the events real producers send (openlineage-python, Airflow, Spark, dbt,
-Flink, the Java client, Marquez's own test events), for events written to hit each
-rule of the edges, and for fuzzed events and bytes, both paths refuse the same records
-for the same reason and leave the same rows, every column of every warehouse table."""
+"""The writer's batch path (`warehouse/batch.py`) against the row path (`decode_lineage`),
+into a real chdb: for the events real producers send (openlineage-python, Airflow,
+Spark, dbt, Flink, the Java client, Marquez's own test events) and for fuzzed events
+and bytes, both paths refuse the same records for the same reason and leave the same
+rows, every column of every warehouse table."""
 
 from __future__ import annotations
 
@@ -26,7 +24,7 @@ from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pendi
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
 from consumers.warehouse.decode import event_row as real_event_row
-from consumers.warehouse.decode import io_rows as real_io_rows
+from consumers.warehouse.decode import io_and_links as real_io_and_links
 from tests.unit import test_openlineage_compat as compat
 from tests.unit.test_openlineage_fuzz import FUZZ, events, raw_bodies
 from tests.warehouse_events import (
@@ -141,31 +139,13 @@ async def stored_rows(backend: ChdbBackend, tables: dict[str, Any], token: str) 
     return out
 
 
-def same_in_python(records: Sequence[bytes]) -> tuple[dict[str, list[Any]], dict[str, ArrowRows]]:
-    """Both paths judge every record alike; the rows the batch path computes in Python
-    are the row path's: every event row (in `lineage_ingest`, with the event's job node
-    and whether SQL computes its edges), every io row, and the edges of each event left
-    to Python. Both paths' rows."""
+async def same_in_chdb(backend: ChdbBackend, records: Sequence[bytes], token: str) -> int:
+    """Both paths judge every record alike and store the same rows; how many rows."""
     outcomes, rows = row_path(records)
     batch_outcomes, arrow = batch_path(records)
     assert batch_outcomes == outcomes
-    if "lineage_ingest" not in arrow:
-        assert not rows
-        return rows, arrow
-    ingest = arrow["lineage_ingest"].rows()
-    assert [{k: v for k, v in r.items() if k not in ("JobNode", "SqlEdges")} for r in ingest] == (
-        rows["lineage_events"]
-    )
-    assert arrow["lineage_io"].rows() == rows.get("lineage_io", [])
-    left_to_python = {r["EventHash"] for r in ingest if not r["SqlEdges"]}
-    python_edges = [e for e in rows.get("lineage_edges", []) if e["EventHash"] in left_to_python]
-    assert arrow["lineage_edges"].rows() == python_edges
-    return rows, arrow
-
-
-async def same_in_chdb(backend: ChdbBackend, records: Sequence[bytes], token: str) -> int:
-    """Both paths judge every record alike and store the same rows; how many rows."""
-    rows, arrow = same_in_python(records)
+    for table, tables in arrow.items():
+        assert tables.rows() == rows.get(table, []), table
     old = await stored_rows(backend, rows, f"{token}/rows")
     new = await stored_rows(backend, arrow, f"{token}/batch")
     assert new == old
@@ -227,16 +207,16 @@ def test_a_decoder_bug_refuses_that_record_alone(
             raise TypeError("a bug")
         return real_event_row(event, ev)
 
-    def io_rows(ev: Any, datasets: Any) -> list[dict[str, Any]]:
-        io = real_io_rows(ev, datasets)
+    def io_and_links(event: dict[str, Any], ev: Any) -> tuple[list[Any], list[Any]]:
+        io, links = real_io_and_links(event, ev)
         if ev.kind == "dataset":
             del io[0]["DatasetName"]  # a KeyError once the event's row is in
-        return io
+        return io, links
 
     if where == "before_rows":
         monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
     else:
-        monkeypatch.setattr("consumers.warehouse.batch.io_rows", io_rows)
+        monkeypatch.setattr("consumers.warehouse.batch.io_and_links", io_and_links)
     results = decode_lineage_batch(samples)
     failed = results[2]
     assert isinstance(failed, DecodeError) and failed.reason == "decoder_error"
@@ -244,12 +224,10 @@ def test_a_decoder_bug_refuses_that_record_alone(
     stored = [(raw, r) for raw, r in zip(samples, results, strict=True) if r is not failed]
     for raw, result in stored:
         assert not isinstance(result, DecodeError)
-        (alone,) = decode_lineage_batch([raw])
-        assert not isinstance(alone, DecodeError)
-        assert {t: r.rows() for t, r in result.items()} == {t: r.rows() for t, r in alone.items()}
+        assert {t: r.rows() for t, r in result.items()} == decode_lineage(raw)
     outcome = results[3]
     assert not isinstance(outcome, DecodeError)
-    assert outcome["lineage_ingest"].data.num_rows == 3  # nothing left of the failed one
+    assert outcome["lineage_events"].data.num_rows == 3  # nothing left of the failed one
 
 
 def test_what_can_be_told_alone_is_refused_at_once() -> None:
@@ -274,7 +252,10 @@ def _encoded(event: dict[str, Any]) -> bytes:
 @given(st.lists(st.one_of(events.map(_encoded), raw_bodies), min_size=1, max_size=12))
 def test_fuzzed_records_judged_and_decoded_alike(records: list[bytes]) -> None:
     """Outcomes and row dicts (no chdb: fast enough for many examples)."""
-    same_in_python(records)
+    outcomes, rows = row_path(records)
+    batch_outcomes, arrow = batch_path(records)
+    assert batch_outcomes == outcomes
+    assert {t: r.rows() for t, r in arrow.items()} == {t: rows.get(t, []) for t in arrow}
 
 
 async def test_fuzzed_batches_are_stored_alike(chdb: ChdbBackend) -> None:
@@ -305,6 +286,3 @@ async def test_fuzzed_batches_are_stored_alike(chdb: ChdbBackend) -> None:
             records.insert(at, refused[(i + at) % len(refused)])
         rows += await same_in_chdb(chdb, records, f"fuzz{i}")
     assert rows > len(stored)  # every event has its row, some have io and edges too
-    # Both ways of computing edges were compared: ClickHouse's and Python's.
-    paths = {row["SqlEdges"] for row in batch_path(stored)[1]["lineage_ingest"].rows()}
-    assert paths == {0, 1}
