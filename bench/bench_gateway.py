@@ -23,8 +23,9 @@ processes) and the client spent per event.
 * self-tracing (`--tracing off,none,tenth,all`, each mode its own gateway in the same
   run): off (OTEL_SDK_DISABLED), tracing on with no request sampled (the noise floor:
   no span made), one in ten traced (the default sampler), every request traced; the
-  spans go to a private topic. The last lines compare each mode with off: throughput
-  and the gateway's CPU per event (its process tree's CPU clocks; the median round),
+  spans go to a private topic. Each round loads every mode's gateway at once, so the
+  rest of the machine's load falls on all alike. The last lines compare each mode with
+  off: throughput and the gateway's CPU per event (its process tree's CPU clocks; the median round),
   with the median of the rounds' paired ratios and its bootstrap interval.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,9 +289,9 @@ def gateway_env(bootstrap: str, topic: str, mode: str, spans_topic: str) -> dict
 async def tracing_modes(
     args: argparse.Namespace, bootstrap: str, topic: str, workers: int, tmp: Path
 ) -> int:
-    """One gateway per tracing mode, all running at once; the closed-loop phases go
-    to them in turn, `--rounds` times with the order rotated, so a change in the
-    machine's other load falls on every mode alike. Then each mode's paced phases.
+    """One gateway per tracing mode, all running at once; each of `--rounds` rounds runs
+    the closed-loop phases on all of them side by side (`side_by_side`). Then each
+    mode's paced phases, one gateway after another.
     Prints each mode's figures and each against `off`; returns the records sent."""
     spans_topic = unique("bench-gateway-spans")
     await create_topics(bootstrap, [spans_topic])
@@ -308,25 +309,10 @@ async def tracing_modes(
             sent += 50 * workers
         tallies = {mode: {"single": Tally(), "batch": Tally()} for mode in gateways}
         per_round = max(args.batch, args.events // args.rounds)
-        for round_ in range(args.rounds):
-            order = list(gateways)
-            order = order[round_ % len(order) :] + order[: round_ % len(order)]
-            for mode in order:
-                proc, url = gateways[mode]
-                meter = CpuMeter(proc.pid)
-                singles = requests_for(f"{url}{LINEAGE}", encoded(events(per_round)))
-                meter.start()
-                wall, lat = await closed_loop(url, singles, args.concurrency, {201})
-                tallies[mode]["single"].add(per_round, wall, lat, meter.stop())
-                items = events(per_round)
-                batches = encoded(
-                    [items[i : i + args.batch] for i in range(0, per_round, args.batch)]
-                )
-                batches_rq = requests_for(f"{url}{LINEAGE}", batches)
-                meter.start()
-                wall, lat = await closed_loop(url, batches_rq, args.concurrency, {200})
-                tallies[mode]["batch"].add(per_round, wall, lat, meter.stop())
-                sent += 2 * per_round
+        for _ in range(args.rounds):
+            for phase in ("single", "batch"):
+                await side_by_side(args, gateways, tallies, phase, per_round)
+                sent += len(gateways) * per_round
         for mode, (_, url) in gateways.items():
             print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
             for phase, tally in tallies[mode].items():
@@ -342,6 +328,44 @@ async def tracing_modes(
         for proc, _ in gateways.values():
             proc.wait(timeout=30)
     return sent
+
+
+async def side_by_side(
+    args: argparse.Namespace,
+    gateways: Mapping[str, tuple[subprocess.Popen[bytes], str]],
+    tallies: dict[str, dict[str, Tally]],
+    phase: str,
+    per_round: int,
+) -> None:
+    """One closed-loop phase (`single` or `batch`) on every gateway at once, each with
+    its own `--concurrency` connections, every gateway's CPU read over the same wall
+    interval: whatever else the machine runs meanwhile falls on every mode alike, which
+    one mode after another only approximates (the load of a shared machine changes
+    within seconds)."""
+    ok = {201} if phase == "single" else {200}
+    loads: dict[str, list[bytes]] = {}
+    for mode, (_, url) in gateways.items():
+        items = events(per_round)
+        bodies = (
+            encoded(items)
+            if phase == "single"
+            else encoded([items[i : i + args.batch] for i in range(0, per_round, args.batch)])
+        )
+        loads[mode] = requests_for(f"{url}{LINEAGE}", bodies)
+    meters = {mode: CpuMeter(proc.pid) for mode, (proc, _) in gateways.items()}
+    for meter in meters.values():
+        meter.start()
+    results = await asyncio.gather(
+        *(
+            closed_loop(url, loads[mode], args.concurrency, ok)
+            for mode, (_, url) in gateways.items()
+        )
+    )
+    used = {mode: meter.stop() for mode, meter in meters.items()}
+    # The client served every gateway at once: each gets an equal share of its CPU.
+    used = {mode: (gateway, client / len(used)) for mode, (gateway, client) in used.items()}
+    for mode, (wall, latencies) in zip(gateways, results, strict=True):
+        tallies[mode][phase].add(per_round, wall, latencies, used[mode])
 
 
 async def paced_phases(args: argparse.Namespace, url: str) -> int:
