@@ -8,9 +8,11 @@ the consumer's loop dispatches them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
 import zlib
+from collections.abc import Iterator
 
 from consumers.lineage.consumer import LineageConsumer
 from consumers.samples import lineage_bytes
@@ -80,3 +82,44 @@ async def test_a_slow_run_holds_back_only_its_own_later_events() -> None:
     assert [kind for run, kind in arrived if run == b] == ["START", "COMPLETE"]
     assert [kind for run, kind in arrived if run == c_run] == ["START", "COMPLETE"]
     assert producer.sent == []
+
+
+async def test_queued_records_do_not_hold_their_parsed_events() -> None:
+    """A record waiting for a worker keeps its bytes (they are what is POSTed), its
+    verdict and its key, not the event parsed for the check: hundreds of parsed events
+    held while Marquez is slow made every garbage collection walk them all."""
+    release = asyncio.Event()
+
+    async def handler(method: str, body: bytes) -> tuple[int, str]:
+        await release.wait()
+        return 201, "{}"
+
+    runs = [str(uuid.uuid4()) for _ in range(200)]
+    values = [lineage_bytes(run, "COMPLETE", namespace="ns", job="j") for run in runs]
+    async with Answering(handler) as marquez:
+        c, _ = consumer(marquez, lanes=LANES)
+        try:
+            gc.collect()
+            before = len(gc.get_objects())
+            for offset, (run, value) in enumerate(zip(runs, values, strict=True)):
+                c._dispatch(Rec(value=value, offset=offset, key=run.encode()))
+            gc.collect()
+            held = len(gc.get_objects()) - before
+        finally:
+            release.set()
+            await stop(c)
+    parsed = len(list(_containers(json.loads(values[0]))))
+    assert parsed > 10  # a parsed event is many objects the collector tracks
+    # Far less than half a parsed event per queued record (the record, its verdict, ...).
+    assert held < len(runs) * parsed // 2, f"{held} objects held by {len(runs)} queued records"
+
+
+def _containers(value: object) -> Iterator[object]:
+    if isinstance(value, dict):
+        yield value
+        for child in value.values():
+            yield from _containers(child)
+    elif isinstance(value, list):
+        yield value
+        for child in value:
+            yield from _containers(child)
