@@ -288,10 +288,38 @@ class _Event:
         }
 
 
-def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
-    names, types = _fields(_obj(dataset.get("facets")).get("schema"))
+# Schema facet JSON -> its field names, types and hash. A dataset's schema comes again
+# with every run that reads or writes it: flattened and hashed once. The same JSON is
+# the same facet (orjson writes an int and a float, a boolean and a number apart).
+_SCHEMAS: dict[bytes, tuple[tuple[str, ...], tuple[str, ...], str]] = {}
+_SCHEMAS_MAX = 4096
+_SCHEMA_KEY_MAX = 64 * 1024
+
+
+def _schema(schema: object) -> tuple[list[str], list[str], str]:
+    """A schema facet's fields (`_fields`) and their hash ("" for none)."""
+    key = None
+    if isinstance(schema, dict):
+        try:
+            key = orjson.dumps(schema)
+        except orjson.JSONEncodeError:  # ints past 64 bits: not cached
+            pass
+        else:
+            known = _SCHEMAS.get(key)
+            if known is not None:  # new lists: a caller may change its row's
+                return list(known[0]), list(known[1]), known[2]
+    names, types = _fields(schema)
     pairs = list(zip(names, types, strict=True))
     schema_hash = _digest(orjson.dumps(pairs)) if names else ""
+    if key is not None and len(key) <= _SCHEMA_KEY_MAX:
+        if len(_SCHEMAS) >= _SCHEMAS_MAX:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = (tuple(names), tuple(types), schema_hash)
+    return names, types, schema_hash
+
+
+def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
+    names, types, schema_hash = _schema(_obj(dataset.get("facets")).get("schema"))
     rows, size, files = _statistics(dataset)
     return {
         "EventHash": ev.hash,

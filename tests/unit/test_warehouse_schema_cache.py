@@ -1,0 +1,92 @@
+"""The writer flattens and hashes each schema facet once (`decode._schema`): whatever
+it has seen before, it answers what `_fields` and the hash give for that facet now,
+for producers' events, fuzzed events and facets that differ only in a value's kind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+
+from consumers.otel.decode import DecodeError
+from consumers.warehouse import decode
+from tests.unit.test_openlineage_fuzz import FUZZ, events
+from tests.unit.test_warehouse_batch import _encoded, producer_samples
+
+
+def uncached(schema: object) -> tuple[list[str], list[str], str]:
+    """The io row's schema columns as computed before the cache."""
+    names, types = decode._fields(schema)
+    pairs = orjson.dumps(list(zip(names, types, strict=True)))
+    return names, types, hashlib.blake2b(pairs, digest_size=16).hexdigest() if names else ""
+
+
+def schemas(event: Any) -> list[object]:
+    """Every dataset's schema facet in an event (what `_io_row` reads)."""
+    if not isinstance(event, dict):
+        return []
+    found = []
+    for key in ("inputs", "outputs"):
+        for dataset in event.get(key) or []:
+            if isinstance(dataset, dict) and isinstance(dataset.get("facets"), dict):
+                found.append(dataset["facets"].get("schema"))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    decode._SCHEMAS.clear()
+
+
+def test_producers_schemas_seen_again_give_the_same_columns() -> None:
+    facets = [s for raw in producer_samples() for s in schemas(json.loads(raw))]
+    assert sum(isinstance(s, dict) and bool(s.get("fields")) for s in facets) > 10
+    for _ in range(2):  # the second round answers from the cache
+        for facet in facets:
+            assert decode._schema(facet) == uncached(facet)
+    assert decode._SCHEMAS
+
+
+@FUZZ
+@given(events)
+def test_fuzzed_schemas_give_the_same_columns_cached_or_not(drawn: dict[str, Any]) -> None:
+    try:  # the event as the writer reads it (texts storable)
+        event, _ = decode.read_event(_encoded(drawn))
+    except DecodeError:
+        return
+    for facet in schemas(event):
+        assert decode._schema(facet) == uncached(facet)
+        assert decode._schema(facet) == uncached(facet)
+
+
+def test_facets_that_differ_only_in_a_value_kind_are_kept_apart() -> None:
+    kinds = [
+        {"fields": [{"name": "a", "type": "1"}]},
+        {"fields": [{"name": "a", "type": 1}]},
+        {"fields": [{"name": "a", "type": True}]},
+        {"fields": [{"name": "a", "type": "string", "fields": [{"name": "b"}]}]},
+        {"fields": [{"name": "a", "type": "string", "fields": []}]},
+        {"fields": [{"name": "a"}, None, {"name": "b", "type": "int"}]},
+    ]
+    for _ in range(2):
+        for facet in kinds:
+            assert decode._schema(facet) == uncached(facet)
+
+
+def test_a_row_changing_its_lists_does_not_change_the_next_rows() -> None:
+    facet = {"fields": [{"name": "a", "type": "int"}]}
+    names, types, _ = decode._schema(facet)
+    names.append("changed")
+    types.clear()
+    assert decode._schema(facet) == uncached(facet)
+
+
+def test_the_cache_stays_bounded() -> None:
+    for i in range(decode._SCHEMAS_MAX + 10):
+        facet = {"fields": [{"name": f"c{i}", "type": "int"}]}
+        assert decode._schema(facet) == uncached(facet)
+        assert len(decode._SCHEMAS) <= decode._SCHEMAS_MAX
