@@ -227,12 +227,14 @@ class _Reader:
         wire = {name: alias for alias, name in names.items()}
         given: dict[str, str] = {}  # field -> the key it was given under
         bad = len(self.errors)
+        for key in data:  # the wire name first: given under both, the other is extra
+            if key in names:
+                given[names[key]] = key
         for key in data:
-            field = names.get(key) or (key if key in wire else None)
-            if field is None:
+            if key not in names and (key not in wire or key in given):
                 self.fail((*loc, key), "Extra inputs are not permitted")
-            elif field not in given or key == wire[field]:  # the wire name wins
-                given[field] = key
+            elif key not in names:
+                given[key] = key
         values: dict[str, Any] = {}
         required = set(schema.get("required", ()))
         for alias, prop in schema["properties"].items():
