@@ -17,25 +17,17 @@ from gateway.app import create_app
 from gateway.auth import parse_tokens
 from gateway.config import Settings
 from tests import promparse
+from tests.pipelined_producer import PipelinedStandIn
 
 TOKEN = "ingest-counts-writer-token-0001"
 EVENTS = "lineagehub_gateway_lineage_events_total"
 
 
-class FailingKeyProducer:
+class FailingKeyProducer(PipelinedStandIn):
     """Acknowledges every record at once except those of `failing_key`, which fail."""
 
     def __init__(self, failing_key: str) -> None:
         self.failing_key = failing_key
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        raise AssertionError("a pipelined producer is never sent one at a time")
 
     async def enqueue(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
         ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -11,9 +11,10 @@ from typing import Any
 from aiokafka.errors import KafkaTimeoutError
 
 from gateway.lineage import Sink
+from tests.pipelined_producer import PipelinedStandIn
 
 
-class HandAckedProducer:
+class HandAckedProducer(PipelinedStandIn):
     """Appends in order; each record's acknowledgement is settled by `settle`, or by
     `acks` given up front (value -> None for acked, an exception for failed)."""
 
@@ -23,15 +24,6 @@ class HandAckedProducer:
         self.refuse = refuse
         self.expect = expect
         self.all_in = asyncio.Event()  # `expect` records appended
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        raise AssertionError("a pipelined producer is never sent one at a time")
 
     async def enqueue(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
         if value == self.refuse:

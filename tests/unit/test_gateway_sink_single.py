@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from gateway.lineage import KafkaUnavailable, Sink
+from tests.pipelined_producer import PipelinedStandIn
 
 
-class ScriptedProducer:
+class ScriptedProducer(PipelinedStandIn):
     """A pipelined producer whose acknowledgement `outcome` decides: None acked at once,
     an exception failed, "never" left pending; `refuse` makes the append itself raise."""
 
@@ -23,15 +24,6 @@ class ScriptedProducer:
         self.refuse = refuse
         self.appended: list[tuple[str, str, bytes]] = []
         self.acks: list[asyncio.Future[Any]] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        raise AssertionError("a pipelined producer is never sent one at a time")
 
     async def enqueue(self, topic: str, key: str, value: bytes) -> asyncio.Future[Any]:
         if self.refuse:
