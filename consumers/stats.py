@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import prometheus_client
 from opentelemetry import metrics as otel_metrics
@@ -38,6 +39,12 @@ STORE_SECONDS = "store_seconds"
 STORE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+# Label sets remembered per `Stats` with their series key (a consumer counts every event:
+# sorting and copying its labels each time cost more than the count). Values come from
+# a few topics, event types, causes and reasons; past the bound keys are built each time.
+_REMEMBERED_LABEL_SETS = 1024
+
+
 def _labels(values: Mapping[str, str | int]) -> Labels:
     return tuple(sorted((k, str(v)) for k, v in values.items()))
 
@@ -50,6 +57,12 @@ class Stats:
     counters: dict[tuple[str, Labels], float] = field(default_factory=dict)
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # (name, *labels as given) -> (series key, OpenTelemetry attributes)
+    _keys: dict[tuple[object, ...], tuple[tuple[str, Labels], dict[str, str]]] = field(
+        default_factory=dict, repr=False
+    )
+    # topic -> (the histogram's series, OpenTelemetry attributes)
+    _stores: dict[str, tuple[Any, dict[str, str]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         meter = otel_metrics.get_meter("lineagehub.consumers")
@@ -74,17 +87,31 @@ class Stats:
         )
 
     def inc(self, name: str, amount: float = 1, **labels: str | int) -> None:
-        if name not in COUNTERS:
-            raise KeyError(name)
-        key = (name, _labels({"consumer": self.consumer, **labels}))
+        given = (name, *labels.items())
+        found = self._keys.get(given)
+        if found is None:
+            if name not in COUNTERS:
+                raise KeyError(name)
+            key = (name, _labels({"consumer": self.consumer, **labels}))
+            found = (key, dict(key[1]))
+            if len(self._keys) < _REMEMBERED_LABEL_SETS:
+                self._keys[given] = found
+        key, attributes = found
         with self._lock:
             self.counters[key] = self.counters.get(key, 0) + amount
-        self._otel[name].add(amount, dict(key[1]))
+        self._otel[name].add(amount, attributes)
 
     def stored(self, topic: str, seconds: float) -> None:
         """One store (a batch, or a Marquez event) of `topic` took `seconds`."""
-        self._store.labels(self.consumer, topic).observe(seconds)
-        self._otel_store.record(seconds, {"consumer": self.consumer, "topic": topic})
+        found = self._stores.get(topic)
+        if found is None:
+            series = self._store.labels(self.consumer, topic)
+            found = (series, {"consumer": self.consumer, "topic": topic})
+            if len(self._stores) < _REMEMBERED_LABEL_SETS:
+                self._stores[topic] = found
+        series, attributes = found
+        series.observe(seconds)
+        self._otel_store.record(seconds, attributes)
 
     def get(self, name: str, **labels: str | int) -> float:
         """Sum of `name` over every label set that includes `labels`."""
