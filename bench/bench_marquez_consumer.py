@@ -1,7 +1,7 @@
 """The Marquez consumer's overhead over posting the same events to Marquez directly.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_marquez_consumer.py \\
-        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005] [--rounds 3]
+        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005,0.05] [--rounds 3]
 
 * ours: `lineage-hub consume lineage` (its own process, as deployed) reads OpenLineage
   RunEvents (START + COMPLETE per run, schema, column lineage and statistics facets,
@@ -15,8 +15,9 @@
 
 Both are timed by the stand-in, from the first POST it receives to the last event
 stored (start-up and the consumer's group join do not count). `--delays`: seconds the
-stand-in takes per POST (0: the client's own cost decides; a few ms: a Marquez writing
-to PostgreSQL, where the question is whether the consumer keeps every lane busy).
+stand-in takes per POST (0: the client's own CPU decides; a few ms: a Marquez writing
+to PostgreSQL; 50 ms: the POSTs kept in flight decide, even on a loaded machine, where
+the question is whether the consumer keeps every lane busy).
 `--rounds` alternates ours and the baseline (each round a fresh consumer group; the
 order flips every round) so that a machine whose load drifts hurts both alike.
 
@@ -226,7 +227,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--lanes", type=int, default=8)
-    parser.add_argument("--delays", default="0,0.005", help="stand-in seconds per POST")
+    parser.add_argument("--delays", default="0,0.005,0.05", help="stand-in seconds per POST")
     parser.add_argument("--rounds", type=int, default=3, help="ours/baseline pairs per delay")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
