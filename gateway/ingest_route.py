@@ -24,12 +24,36 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.middleware.errors import ServerErrorMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Any]
+
+
+class BodyRequest(Request):
+    """A Request whose `body()` reads the receive channel itself, when the endpoint asks
+    (after its authorization), instead of through `stream()`'s async generator: about
+    2.5 of 3.4 us a small body."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            if self._stream_consumed:
+                raise RuntimeError("Stream consumed")
+            chunks: list[bytes] = []
+            more = True
+            while more:
+                message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self._is_disconnected = True
+                    raise ClientDisconnect()
+                if message["type"] == "http.request":
+                    chunks.append(message.get("body", b""))
+                    more = message.get("more_body", False)
+            self._stream_consumed = True
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
 
 
 class LeanEndpoint:
@@ -46,7 +70,7 @@ class LeanEndpoint:
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
-        request = Request(scope, receive, send)
+        request = BodyRequest(scope, receive, send)
         try:
             response: Response = await route.endpoint(request)
         except HTTPException as exc:

@@ -11,18 +11,19 @@ import gzip
 import json
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive, Scope, Send
 
 from consumers.samples import lineage_event
 from gateway.app import create_app
 from gateway.auth import parse_tokens
 from gateway.config import Settings
-from gateway.ingest_route import GatewayApp, IngestDispatch
+from gateway.ingest_route import BodyRequest, GatewayApp, IngestDispatch
 
 WRITER = "ingest-route-writer-token-0001"
 READER = "ingest-route-reader-token-0001"
@@ -46,6 +47,11 @@ def _event() -> dict[str, Any]:
 
 def _auth(token: str = WRITER) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def _chunks(text: str, size: int = 40) -> Iterator[bytes]:
+    data = text.encode()
+    return iter([data[i : i + size] for i in range(0, len(data), size)])
 
 
 Case = Callable[[TestClient, str], Any]
@@ -78,6 +84,12 @@ CASES: dict[str, Case] = {
     ),
     "GET": lambda c, p: c.get(p, headers=_auth()),
     "trailing slash": lambda c, p: c.post(p + "/", json=_event(), headers=_auth()),
+    "chunked, invalid": lambda c, p: c.post(
+        p, content=iter([b'{"eventType": ', b'"START"}']), headers=_auth()
+    ),
+    "chunked, valid": lambda c, p: c.post(
+        p, content=_chunks(json.dumps(_event())), headers=_auth()
+    ),
 }
 
 
@@ -153,3 +165,45 @@ def test_a_lean_path_without_its_route_is_refused_at_start() -> None:
     app.lean_paths.add("/api/v1/nowhere")
     with pytest.raises(RuntimeError, match="/api/v1/nowhere"), TestClient(app) as client:
         client.get("/metrics")
+
+
+def _request(cls: type[Request], messages: list[Message]) -> Request:
+    queue = iter(messages)
+
+    async def receive() -> Message:
+        return next(queue)
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    return cls({"type": "http", "method": "POST", "headers": []}, receive, send)
+
+
+async def _read(cls: type[Request], messages: list[Message]) -> tuple[object, ...]:
+    request = _request(cls, messages)
+    try:
+        first = await request.body()
+    except ClientDisconnect:
+        return ("disconnect", await request.is_disconnected())
+    return (first, await request.body())  # the second read is the same body
+
+
+MESSAGES: dict[str, list[Message]] = {
+    "one": [{"type": "http.request", "body": b"abc", "more_body": False}],
+    "no body key": [{"type": "http.request"}],
+    "chunks": [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": True},
+        {"type": "http.request", "body": b"bc", "more_body": False},
+    ],
+    "disconnect midway": [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.disconnect"},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", MESSAGES)
+async def test_the_lean_body_read_is_the_requests(name: str) -> None:
+    messages = MESSAGES[name]
+    assert await _read(BodyRequest, messages) == await _read(Request, messages)
