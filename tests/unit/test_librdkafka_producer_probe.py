@@ -17,17 +17,22 @@ from tests.unit.test_runner_kafka_down import _closed_port
 
 class MetadataRequests:
     """Stands between the producer and its librdkafka client, noting the topic of each
-    `list_topics` call (None: all topics) and passing every call on."""
+    `list_topics` call (None: all topics) and how many got an answer, passing every
+    call on."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
         self.topics: list[str | None] = []
+        self.answered = 0
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         with self._lock:
             self.topics.append(topic)
-        return self._client.list_topics(topic, timeout=timeout)
+        metadata = self._client.list_topics(topic, timeout=timeout)
+        with self._lock:
+            self.answered += 1
+        return metadata
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -54,3 +59,4 @@ async def test_connect_and_the_outage_probe_ask_for_one_topic(probe_topic: str) 
     finally:
         producer.close()
     assert set(requests.topics) == {probe_topic}, requests.topics
+    assert requests.answered == 0
