@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -281,7 +282,8 @@ def test_a_run_created_over_http_continues_the_callers_trace(
     below it: one trace from the HTTP call to the last stage, in ClickHouse and Jaeger."""
     from pathlib import Path
 
-    caller_trace, caller_span = "5e1f0c2a9b8d4e7f8a6b5c4d3e2f1a0b", "1a2b3c4d5e6f7a8b"
+    # A fresh trace each time: Jaeger keeps every earlier run's spans under a reused id.
+    caller_trace, caller_span = secrets.token_hex(16), secrets.token_hex(8)
     doc: Obj = copy.deepcopy(EXAMPLE)
     spec = doc["spec"]
     spec["sink"]["uri"] = f"file:///data/output/{namespace}/traced.parquet"
