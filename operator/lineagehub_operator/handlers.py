@@ -49,6 +49,7 @@ from lineagehub_operator import (
 )
 from lineagehub_operator.checker import StoreChecker
 from lineagehub_operator.config import OperatorConfig
+from lineagehub_operator.config_repair import ConfigWait, waiting_on_config
 from lineagehub_operator.decide import (
     CreateJob,
     Decision,
@@ -68,7 +69,7 @@ from lineagehub_operator.manifests import (
     workspace_claim,
     workspace_claim_name,
 )
-from lineagehub_operator.naming import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY
+from lineagehub_operator.naming import FINALIZER, LABEL_MANAGED_BY, MANAGED_BY, config_map_name
 from lineagehub_operator.observed import (
     JobState,
     ObservedJob,
@@ -154,11 +155,21 @@ def stage_pods(
     return None if pod is None else {(namespace or "", pod.job_uid): pod}
 
 
+@kopf.index("v1", "pods", labels=JOB_LABELS)
+def config_waits(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], ConfigWait] | None:
+    """The stage pods whose container cannot be configured, by their Job's uid: the
+    run's ConfigMap may be gone (config_repair.py)."""
+    wait = waiting_on_config(body)
+    return None if wait is None else {(namespace or "", wait.job_uid): wait}
+
+
 @kopf.on.event("v1", "pods", labels=JOB_LABELS)
 def pod_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
-    """A stage pod that exited 0 wakes its run's daemon (its owner is the Job, whose
-    owner is the run: found in the Jobs' index)."""
-    pod = succeeded_pod(body)
+    """A stage pod that exited 0, or that cannot be configured, wakes its run's daemon
+    (its owner is the Job, whose owner is the run: found in the Jobs' index)."""
+    pod = succeeded_pod(body) or waiting_on_config(body)
     if pod is None:
         return
     stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
@@ -345,6 +356,34 @@ async def _execute(
     return None
 
 
+async def _repair_config(
+    run: PipelineRun,
+    jobs: list[ObservedJob],
+    waits: kopf.Index[tuple[str, str], ConfigWait],
+    memo: Any,
+    body: kopf.Body,
+    repaired: set[str],
+) -> None:
+    """Create the run's ConfigMap again when an active stage's pod cannot start for want
+    of it (config_repair.py): once for each such pod, recorded in `repaired`."""
+    namespace, name = run.metadata.namespace or "", run.metadata.name or ""
+    wanted = config_map_name(name)
+    for job in jobs:
+        if job.state != JobState.ACTIVE:
+            continue
+        for wait in waits.get((namespace, job.uid), []):
+            if wait.pod_uid in repaired or not wait.names(wanted):
+                continue
+            repaired.add(wait.pod_uid)
+            await memo["api"].create_owned(config_map(run, memo["config"]), run.metadata.uid)
+            kopf.event(
+                body,
+                type="Warning",
+                reason="ConfigMapRecreated",
+                message=f"ConfigMap {wanted} was gone ({job.stage.value} waited): created again",
+            )
+
+
 async def _resolve(
     api: KubeApi, namespace: str, current: dict[str, Any], body: kopf.Body, now: datetime
 ) -> dict[str, Any] | None:
@@ -431,6 +470,7 @@ async def reconcile(
     claim_released = False
     limit_warned = False
     made: set[str] = set()  # a daemon started again tries each once more (ours: 409)
+    repaired: set[str] = set()  # pods whose missing ConfigMap was created again
     try:
         while not stopped:
             waker.clear()
@@ -475,6 +515,9 @@ async def reconcile(
                     list(stage_jobs.get((namespace, uid), [])),
                     kwargs["stage_pods"],
                 )
+            # From the indexes: no API call unless a stage pod found the ConfigMap gone.
+            jobs = list(stage_jobs.get((namespace, uid), []))
+            await _repair_config(run, jobs, kwargs["config_waits"], memo, body, repaired)
             waiting = _queued(memo, run, body, kwargs)
             if not limit_warned and run.status is not None and run.status.phase == Phase.PENDING:
                 # Once per run, as it starts or queues: the limit it is held by is not the
