@@ -11,6 +11,7 @@ from opentelemetry.trace import Tracer
 
 from lineagehub.api import pipeline
 from lineagehub.api.pipelinerun import API_GROUP, API_VERSION, PLURAL
+from lineagehub.api.run_patches import cancel_patch
 from lineagehub_operator.kube_tracing import call_span
 from lineagehub_operator.observed import owner_uid
 
@@ -249,7 +250,7 @@ class KubeApi:
                 namespace,
                 PLURAL,
                 name,
-                {"spec": {"cancel": True}},
+                cancel_patch(),
             )
         except ApiException as err:
             if err.status != 404:
