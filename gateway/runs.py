@@ -10,6 +10,7 @@ import threading
 from typing import Any, Protocol
 
 from lineagehub.api.pipelinerun import API_GROUP, API_GROUP_VERSION, API_VERSION, KIND, PLURAL
+from lineagehub.api.run_patches import cancel_patch
 from lineagehub.datasets import redact_uri
 from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 
@@ -166,7 +167,7 @@ class KubeRuns:
             namespace,
             PLURAL,
             name,
-            {"spec": {"cancel": True}},
+            cancel_patch(),
         )
         return patched
 
