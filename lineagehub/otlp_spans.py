@@ -129,22 +129,43 @@ def key_value(key: str, value: AttributeValue) -> bytes:
     return len_field(1, key.encode()) + len_field(2, any_value(value))
 
 
-@functools.lru_cache(maxsize=4096)
-def _scalar_field(number: int, key: str, value: str | int | float, kind: type) -> bytes:
-    """A `KeyValue` field of a scalar, kept: a service repeats its keys and many of their
-    values (`kind` keeps True and 1 apart, which compare equal)."""
-    return len_field(number, key_value(key, value))
+@functools.lru_cache(maxsize=1024)
+def _key_field(key: str) -> bytes:
+    """A `KeyValue`'s key field: a service names few keys."""
+    return len_field(1, key.encode())
+
+
+def _scalar_field(number: int, key: str, value: str | int | float) -> bytes:
+    """A `KeyValue` field of a scalar."""
+    if type(value) is str:  # most values: no `any_value` dispatch
+        return len_field(number, _key_field(key) + len_field(2, len_field(1, value.encode())))
+    return len_field(number, _key_field(key) + len_field(2, any_value(value)))
+
+
+#: Scalar `KeyValue` fields made so far, by (field number, key, value, value's type: True
+#: and 1 compare equal): a service repeats its keys and most of their values. Emptied when
+#: full rather than kept least-recently-used: values seen once (a record's offset) would
+#: otherwise cost every span an eviction, and the repeated ones come back at once.
+_SCALAR_FIELDS: dict[tuple[int, str, object, type], bytes] = {}
+_SCALAR_FIELDS_MAX = 4096
 
 
 def _attributes(number: int, attributes: Attributes) -> bytes:
-    return b"".join(
-        [
-            _scalar_field(number, k, v, type(v))  # type: ignore[arg-type]
-            if type(v) in _SCALARS
-            else len_field(number, key_value(k, v))
-            for k, v in attributes.items()
-        ]
-    )
+    made = _SCALAR_FIELDS
+    out = []
+    for k, v in attributes.items():
+        kind = type(v)
+        if kind not in _SCALARS:
+            out.append(len_field(number, key_value(k, v)))
+            continue
+        found = made.get((number, k, v, kind))
+        if found is None:
+            found = _scalar_field(number, k, v)  # type: ignore[arg-type]
+            if len(made) >= _SCALAR_FIELDS_MAX:
+                made.clear()
+            made[number, k, v, kind] = found
+        out.append(found)
+    return b"".join(out)
 
 
 _SCALARS = frozenset({str, int, float, bool})

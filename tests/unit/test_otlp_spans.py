@@ -18,6 +18,8 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from lineagehub.otlp_spans import (
+    _SCALAR_FIELDS,
+    _SCALAR_FIELDS_MAX,
     KIND_CONSUMER,
     KIND_INTERNAL,
     STATUS_ERROR,
@@ -65,6 +67,30 @@ def test_our_bytes_are_the_sdks_for_the_same_spans() -> None:
     sdk = encode_spans([readable(s, resource, scope) for s in SPANS])
     assert ours == sdk
     assert encode_request(SPANS, RESOURCE, "scope-x") == sdk.SerializeToString()
+
+
+def test_attributes_stay_the_sdks_past_the_kept_fields_bound() -> None:
+    """A writer's spans: the same keys, values seen once (offsets) past the bound of
+    the fields kept, values that compare equal across types (True, 1, 1.0) under one
+    key, long texts (a two-byte length): every batch is still the SDK's bytes."""
+    resource, scope = Resource(RESOURCE), InstrumentationScope("scope-x")
+    same_value = [True, 1, 1.0, "1", False, 0, 0.0, ""]
+    for batch in range(4):
+        spans = [
+            _span(
+                i,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.kafka.offset": str(batch * 3000 + i),
+                    "v": same_value[(batch + i) % len(same_value)],
+                    "text": "é" * (i % 200),
+                },
+            )
+            for i in range(3000)
+        ]
+        sdk = encode_spans([readable(s, resource, scope) for s in spans])
+        assert encode_request(spans, RESOURCE, "scope-x") == sdk.SerializeToString()
+    assert len(_SCALAR_FIELDS) <= _SCALAR_FIELDS_MAX  # a writer's memory stays bounded
 
 
 @pytest.mark.parametrize(
