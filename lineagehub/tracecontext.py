@@ -62,15 +62,21 @@ def _hex(text: str) -> bool:
 
 
 #: Version 00 exactly, as our gateway and most callers write it: one match, no loops.
-_VERSION_00 = re.compile(rb"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_VERSION_00 = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+#: Every flags field's value, by its two hex digits.
+_FLAGS = {format(n, "02x").encode(): n for n in range(256)}
+#: A `TraceParent` made without its Python-level `__new__` (a consumer makes one per
+#: traced record; the fields are checked before).
+_new_tuple = tuple.__new__
 
 
 def parse_traceparent(value: str | bytes | None) -> TraceParent | None:
     """The traceparent `value` holds, or None when it is absent or not valid."""
-    if isinstance(value, bytes) and (match := _VERSION_00.fullmatch(value)) is not None:
-        trace, span, flags = match.groups()
-        parsed = TraceParent(int(trace, 16), int(span, 16), int(flags, 16))
-        return parsed if parsed.trace_id and parsed.span_id else None
+    if isinstance(value, bytes) and _VERSION_00.fullmatch(value) is not None:
+        trace_id, span_id = int(value[3:35], 16), int(value[36:52], 16)
+        if not (trace_id and span_id):
+            return None
+        return _new_tuple(TraceParent, (trace_id, span_id, _FLAGS[value[53:55]]))
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not value:
