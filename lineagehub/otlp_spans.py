@@ -171,15 +171,23 @@ def _attributes(number: int, attributes: Attributes) -> bytes:
 _SCALARS = frozenset({str, int, float, bool})
 
 
-#: A span's fixed-size fields' tags and lengths: trace id (16 bytes), span id and parent
-#: span id (8), kind, start and end (fixed64), flags (fixed32).
-_TRACE_ID, _SPAN_ID, _PARENT_ID = tag(1, 2) + b"\x10", tag(2, 2) + b"\x08", tag(4, 2) + b"\x08"
-_KIND, _START, _END, _FLAGS = tag(6, 0), tag(7, 1), tag(8, 1), tag(16, 5)
-_TIMES = struct.Struct("<QQ")
+#: A span's fixed-size fields, each packed with its tag (and length) in one call: trace id
+#: (16 bytes, as two big-endian halves) and span id (8); the parent's span id (8); start
+#: and end (fixed64); flags (fixed32).
+_IDS = struct.Struct(">2sQQ2sQ")
+_TRACE_ID, _SPAN_ID = tag(1, 2) + b"\x10", tag(2, 2) + b"\x08"
+_PARENT_ID = struct.Struct(">2sQ")
+_PARENT_ID_TAG = tag(4, 2) + b"\x08"
+_TIMES = struct.Struct("<cQcQ")
+_START, _END = tag(7, 1), tag(8, 1)  # one byte each
+_KIND, _FLAGS = tag(6, 0), tag(16, 5)
+_LOW_64 = (1 << 64) - 1
 _REMOTE_FLAGS = {
     remote: _FLAGS + struct.pack("<I", _HAS_IS_REMOTE | (_IS_REMOTE if remote else 0))
     for remote in (False, True)
 }
+#: The status of most spans: UNSET, no message (an empty `Status` message, still written).
+_UNSET_STATUS = len_field(15, b"")
 
 
 @functools.lru_cache(maxsize=256)
@@ -188,33 +196,28 @@ def _name_and_kind(name: str, kind: int) -> bytes:
 
 
 def _span(s: OtlpSpan) -> bytes:
-    times = _TIMES.pack(s.start_unix_nano, s.end_unix_nano)
-    start, end = times[:8], times[8:]
-    parts = [
-        _TRACE_ID,
-        s.trace_id.to_bytes(16, "big"),
-        _SPAN_ID,
-        s.span_id.to_bytes(8, "big"),
-    ]
+    trace_id = s.trace_id
+    parts = [_IDS.pack(_TRACE_ID, trace_id >> 64, trace_id & _LOW_64, _SPAN_ID, s.span_id)]
     if s.trace_state:
         parts.append(text_field(3, s.trace_state))
     if s.parent_span_id:
-        parts += (_PARENT_ID, s.parent_span_id.to_bytes(8, "big"))
+        parts.append(_PARENT_ID.pack(_PARENT_ID_TAG, s.parent_span_id))
     parts += (
         _name_and_kind(s.name, s.kind),
-        _START,
-        start,
-        _END,
-        end,
+        _TIMES.pack(_START, s.start_unix_nano, _END, s.end_unix_nano),
         _attributes(9, s.attributes),
     )
     for e in s.events:
         event = _fixed64(1, e.time_unix_nano) + text_field(2, e.name) + _attributes(3, e.attributes)
         parts.append(len_field(11, event))
-    status = text_field(2, s.status_message)
-    if s.status_code:
-        status += tag(3, 0) + varint(s.status_code)
-    parts += (len_field(15, status), _REMOTE_FLAGS[s.parent_is_remote])
+    if s.status_code or s.status_message:
+        status = text_field(2, s.status_message)
+        if s.status_code:
+            status += tag(3, 0) + varint(s.status_code)
+        parts.append(len_field(15, status))
+    else:
+        parts.append(_UNSET_STATUS)
+    parts.append(_REMOTE_FLAGS[s.parent_is_remote])
     return len_field(2, b"".join(parts))  # ScopeSpans.spans
 
 
