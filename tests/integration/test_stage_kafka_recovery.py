@@ -6,8 +6,9 @@ bootstrap connection goes through the proxy.
 
 - The outage probe (a metadata request naming one topic) sees the broker come back: the
   producer publishes again, and each metadata request it made named its topic.
-- A stage process started while the broker does not answer delivers, once it does, every
-  record it emits (lineage START and COMPLETE, its spans, its metrics) exactly once.
+- A stage process started while the broker does not answer, which answers only once the
+  stage's work is done, delivers every record it emits (lineage START and COMPLETE, its
+  spans, its metrics) exactly once, and exits 0 with telemetry required.
 The stage that never reaches its broker (one warning line, exit 0 or 1) is
 tests/unit/test_runner_kafka_down.py.
 """
@@ -232,8 +233,12 @@ async def test_a_stage_started_while_the_broker_is_silent_delivers_every_record_
     start = await end_offsets(bootstrap, topics)
     proc, run_id, parent_run_id = _start_stage(tmp_path, silent.address)
     try:
-        # The stage's client is connecting and gets no answer; then the broker answers.
+        # The stage's client connects and gets no answer while the stage works (START
+        # waits meanwhile); the broker answers once the work's output is in place.
         assert await asyncio.to_thread(silent.attempted.wait, 60), "the stage never connected"
+        output = tmp_path / "ws" / "extract.parquet"  # renamed into place when written
+        await asyncio.to_thread(wait_until, output.exists, timeout=60, every=0.02)
+        assert proc.poll() is None  # still waiting for its acknowledgements
         silent.open()
         _, err = await asyncio.to_thread(proc.communicate, timeout=120)
     finally:
