@@ -4,6 +4,7 @@ never exists for the spans topic (no span about storing spans, in a loop)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -142,7 +143,7 @@ def test_a_batch_makes_one_span_per_context_its_records_carry(recorded: Recorded
     """A batch POST's fifty records share their request's context: one store span for
     them, not fifty; each other context its own; no context, or the spans topic, none."""
     other_span = "1111111111111111"
-    other = [("traceparent", f"00-{TRACE}-{other_span}-01".encode())]
+    other = [("traceparent", f"00-{TRACE}-{other_span}-01".encode()), ("tracestate", b"v=1")]
     unsampled = [("traceparent", f"00-{TRACE}-2222222222222222-00".encode())]
     records = [
         _Record(10, SAMPLED, LINEAGE_TOPIC),
@@ -153,6 +154,7 @@ def test_a_batch_makes_one_span_per_context_its_records_carry(recorded: Recorded
         _Record(15, SAMPLED, SPANS_TOPIC),
         _Record(16, unsampled, LINEAGE_TOPIC),
     ]
+    before = time.time_ns()
     made = batch_store_spans(
         recorded.recorder, "store", records, 1, {"lineagehub.store": "clickhouse"}
     )
@@ -167,3 +169,10 @@ def test_a_batch_makes_one_span_per_context_its_records_carry(recorded: Recorded
     assert shared.attributes["lineagehub.store"] == "clickhouse"
     assert shared.kind == KIND_CONSUMER and shared.start_unix_nano == 1
     assert shared.span_id != alone.span_id
+    for span in (shared, alone):  # the rest of each span: a child of its remote context
+        assert f"{span.trace_id:032x}" == TRACE and span.parent_is_remote
+        assert span.name == "store" and span.span_id not in (0, span.parent_span_id)
+        assert span.end_unix_nano >= before and span.trace_flags == 0x01
+        assert (span.status_code, span.status_message) == (STATUS_UNSET, "")
+        assert span.events == []
+    assert (shared.trace_state, alone.trace_state) == ("", "v=1")
