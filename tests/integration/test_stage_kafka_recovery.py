@@ -5,7 +5,8 @@ forwards, the broker answers. The broker advertises its own address, so only the
 bootstrap connection goes through the proxy.
 
 - The outage probe (a metadata request naming one topic) sees the broker come back: the
-  producer publishes again, and each metadata request it made named its topic.
+  producer publishes again, and each metadata request it made named its topic; a topic
+  the broker lacks is answered all the same.
 - A stage process started while the broker does not answer, which answers only once the
   stage's work is done, delivers every record it emits (lineage START and COMPLETE, its
   spans, its metrics) exactly once, and exits 0 with telemetry required.
@@ -200,6 +201,19 @@ async def test_the_outage_probe_sees_the_broker_come_back(
     end = await end_offsets(bootstrap, [LINEAGE_TOPIC])
     records = await read_between(bootstrap, start, end)
     assert [r.value for r in records if r.key == run_id.encode()] == [_event(run_id)]
+
+
+async def test_a_probe_topic_the_broker_lacks_is_still_an_answer(bootstrap: str) -> None:
+    # The stack's broker creates no topic on request: the answer names the topic unknown,
+    # and the producer has reached its broker all the same.
+    missing = f"lh-no-such-topic-{uuid.uuid4().hex[:8]}"
+    producer = LibrdkafkaProducer(bootstrap, "probe-missing-test", probe_topic=missing)
+    requests = watched(producer)
+    try:
+        await producer.connect(30.0)
+    finally:
+        producer.close()
+    assert requests.topics == [missing] and requests.answered == 1
 
 
 def _start_stage(tmp_path: Path, kafka: str) -> tuple[subprocess.Popen[str], str, str]:
