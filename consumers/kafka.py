@@ -92,7 +92,10 @@ async def update_lag(
                 done = await consumer.position(tp)
             except Exception:
                 continue
-        stats.set_lag(tp.topic, tp.partition, int(ends.get(tp, done)) - int(done))
+        # A partition revoked while the offsets were asked for has had its lag removed
+        # by the revoke: setting it now would leave a series for a partition not ours.
+        if tp in consumer.assignment():
+            stats.set_lag(tp.topic, tp.partition, int(ends.get(tp, done)) - int(done))
 
 
 async def ask_cluster(consumer: AIOKafkaConsumer) -> None:
