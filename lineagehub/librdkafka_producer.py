@@ -13,9 +13,11 @@ the partition) and wait for all of them together; `send` awaits one.
 
 librdkafka connects when the producer is made (an idempotent producer also fetches its
 producer id, ~0.5 s on a fresh client), in the background. A broker that cannot be
-reached fails every acknowledgement still waiting at once, with the broker's error,
-rather than when the records time out, and later records are refused at once until a
-broker answers again (the poller asks for metadata meanwhile).
+reached fails every acknowledgement still waiting, with the broker's error, once the
+outage outlasts `unreachable_grace_s` (at once by default) rather than when the records
+time out, and later records are refused at once until a broker answers again (the poller
+asks for metadata meanwhile). Within the grace, records wait: a broker that answers
+again gets them, each once (they are never sent twice).
 
 Every metadata request names one topic (`probe_topic`): without a topic the broker
 describes all of its topics, ~42 ms of its CPU a request with 1,200 of them, made every
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -65,13 +68,20 @@ class LibrdkafkaProducer:
         *,
         linger_ms: int = 0,
         probe_topic: str = LINEAGE_TOPIC,
+        unreachable_grace_s: float = 0.0,
     ) -> None:
         from confluent_kafka import Producer
 
         self.bootstrap = bootstrap
         #: The one topic whose metadata `connect` and the outage probe ask for.
         self.probe_topic = probe_topic
+        #: How long an outage may last before the records waiting are given up and new
+        #: ones refused (0: at once, the gateway's 503). librdkafka reports "all brokers
+        #: down" for a first connection refused too, which a broker starting up answers
+        #: a moment later: a stage waits that long rather than lose its telemetry.
+        self.unreachable_grace_s = unreachable_grace_s
         self._unreachable: str | None = None
+        self._unreachable_since = 0.0
         self._waiting: dict[int, _Waiting] = {}
         self._settled: list[_Settled] = []
         self._lock = threading.Lock()
@@ -102,6 +112,8 @@ class LibrdkafkaProducer:
                 self._hand_over()
             elif self._answers(POLL_SECONDS):
                 self._unreachable = None
+            elif self._given_up():
+                self._fail_waiting(KafkaUnreachable(self._unreachable))
 
     def _answers(self, timeout: float) -> bool:
         """Whether a broker answers a metadata request within `timeout`."""
@@ -115,8 +127,18 @@ class LibrdkafkaProducer:
 
     def _on_error(self, err: KafkaError) -> None:
         if err.name() in _UNREACHABLE:
+            if self._unreachable is None:
+                self._unreachable_since = time.monotonic()
             self._unreachable = f"{err.name()}: {err.str()}"
-            self._fail_waiting(KafkaUnreachable(self._unreachable))
+            if self._given_up():
+                self._fail_waiting(KafkaUnreachable(self._unreachable))
+
+    def _given_up(self) -> bool:
+        """Whether no broker has been reachable for longer than the grace."""
+        return (
+            self._unreachable is not None
+            and time.monotonic() - self._unreachable_since >= self.unreachable_grace_s
+        )
 
     def _fail_waiting(self, exc: BaseException) -> None:
         with self._lock:
@@ -148,8 +170,8 @@ class LibrdkafkaProducer:
     def _ticket(self) -> tuple[int, asyncio.Future[None]]:
         """A future to settle from librdkafka's side, failed with the rest when no
         broker can be reached."""
-        if self._unreachable is not None:
-            raise KafkaUnreachable(self._unreachable)
+        if self._given_up():
+            raise KafkaUnreachable(self._unreachable or "no broker reachable")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:

@@ -34,6 +34,12 @@ class Emitter(Protocol):
     async def close(self) -> None: ...
 
 
+#: How long a stage's sends wait out "no broker reachable" before its telemetry is given
+#: up: a broker refusing the stage's first connection (starting, or restarting) and
+#: answering a moment later would otherwise cost every record the stage sent meanwhile.
+UNREACHABLE_GRACE_S = 3.0
+
+
 class KafkaEmitter:
     """Publishes to Kafka through librdkafka (`lineagehub.librdkafka_producer`). The
     producer is made, and starts connecting, when the emitter is: before the stage's
@@ -45,7 +51,7 @@ class KafkaEmitter:
         self.bootstrap = bootstrap
         self.description = f"kafka {bootstrap}"
         self._producer: StageProducer | None = StageProducer(
-            bootstrap, client_id="lineage-hub-runner"
+            bootstrap, client_id="lineage-hub-runner", unreachable_grace_s=UNREACHABLE_GRACE_S
         )
 
     async def start(self) -> None:

@@ -4,6 +4,8 @@ holds without answering) the bootstrap connection the broker cannot be reached; 
 forwards, the broker answers. The broker advertises its own address, so only the
 bootstrap connection goes through the proxy.
 
+- A record sent while no broker is reachable, within the producer's grace (a stage's),
+  waits for the broker and lands once.
 - The outage probe (a metadata request naming one topic) sees the broker come back: the
   producer publishes again, and each metadata request it made named its topic; a topic
   the broker lacks is answered all the same.
@@ -198,6 +200,30 @@ async def test_the_outage_probe_sees_the_broker_come_back(
     assert requests.answered >= 1  # the probe's request is what saw the broker back
     assert set(requests.topics) == {LINEAGE_TOPIC}, requests.topics  # never all topics
 
+    end = await end_offsets(bootstrap, [LINEAGE_TOPIC])
+    records = await read_between(bootstrap, start, end)
+    assert [r.value for r in records if r.key == run_id.encode()] == [_event(run_id)]
+
+
+async def test_a_record_sent_within_the_grace_waits_for_the_broker_and_lands_once(
+    bootstrap: str, refusing: BrokerProxy
+) -> None:
+    # A refused first connection is "all brokers down" for librdkafka at once; a record
+    # sent then (a stage's START while its broker is starting) waits for the broker
+    # within the grace instead of being given up with the rest of the stage's records.
+    producer = LibrdkafkaProducer(refusing.address, "grace-test", unreachable_grace_s=600.0)
+    try:
+        await asyncio.to_thread(
+            wait_until, lambda: producer._unreachable is not None, timeout=60, every=0.05
+        )
+        start = await end_offsets(bootstrap, [LINEAGE_TOPIC])
+        run_id = str(uuid.uuid4())
+        acked = producer.enqueue(LINEAGE_TOPIC, run_id, _event(run_id))  # not refused
+        assert not acked.done()
+        refusing.open()
+        await asyncio.wait_for(acked, 60)
+    finally:
+        producer.close()
     end = await end_offsets(bootstrap, [LINEAGE_TOPIC])
     records = await read_between(bootstrap, start, end)
     assert [r.value for r in records if r.key == run_id.encode()] == [_event(run_id)]
