@@ -1047,6 +1047,7 @@ def _daemon(
             run_queue={},
             namespace_limits={},  # no namespace sets an active-run limit
             stage_pods={},  # no stage pod has exited yet
+            config_waits={},  # no stage pod waits for a missing ConfigMap
         )
     )
     return api, memo, events
