@@ -136,13 +136,17 @@ def port_holder(port: int) -> str:
         if not proc.name.isdigit():
             continue
         try:
-            for fd in (proc / "fd").iterdir():
+            fds = list((proc / "fd").iterdir())
+        except OSError:  # gone, or not ours to read
+            continue
+        for fd in fds:
+            try:  # one fd closed meanwhile must not hide the rest of its process
                 target = str(fd.readlink())
                 if target.startswith("socket:[") and target[8:-1] in inodes:
                     cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                     return f"pid {proc.name} ({cmd.strip()[:120]})"
-        except OSError:
-            continue
+            except OSError:
+                continue
     return "a process this user cannot see"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from stack import paths, progress, supervisor
 from stack.cli import first_run_line, status_table
 from stack.errors import StackError
-from stack.piece import Launch, Piece, port_open
+from stack.piece import Launch, Piece, port_holder, port_open
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +97,29 @@ def test_port_in_use_reports_the_port_and_its_holder() -> None:
             supervisor.up([Server("web", port)])
     assert f"port {port} is already in use" in str(err.value)
     assert "pid" in str(err.value)
+
+
+def test_the_holder_is_found_when_another_of_its_fds_closes_during_the_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A busy process (this one: threads open and close sockets) can close an fd between
+    # the listing of its fds and the reading of one: the rest of its fds still count.
+    readlink = Path.readlink
+    me = f"/proc/{os.getpid()}/fd/"
+    gone: list[str] = []
+
+    def closing_first(fd: Path) -> Path:
+        if str(fd).startswith(me) and not gone:
+            gone.append(str(fd))
+            raise FileNotFoundError(fd)
+        return readlink(fd)
+
+    monkeypatch.setattr(Path, "readlink", closing_first)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        found = port_holder(holder.getsockname()[1])
+    assert gone and found.startswith(f"pid {os.getpid()} "), found
 
 
 def test_stale_pid_file_is_not_mistaken_for_a_running_piece(server: Server) -> None:
