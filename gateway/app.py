@@ -137,7 +137,9 @@ def _default_sink(settings: Settings) -> lineage.Sink | None:
         return None
     from gateway.kafka_producer import GatewayProducer
 
-    publisher = GatewayProducer(settings.kafka_bootstrap, settings.kafka_linger_ms)
+    publisher = GatewayProducer(
+        settings.kafka_bootstrap, settings.kafka_linger_ms, topic=settings.lineage_topic
+    )
     return lineage.Sink(
         publisher, settings.lineage_topic, settings.kafka_timeout_s, settings.retry_after_s
     )

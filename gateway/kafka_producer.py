@@ -21,6 +21,7 @@ import asyncio
 
 from gateway.tracing import kafka_headers
 from lineagehub.librdkafka_producer import MAX_RECORD_BYTES, LibrdkafkaProducer
+from lineagehub.topics import LINEAGE_TOPIC
 
 #: Records up to this size are accepted by the producer (the gateway's own event limit,
 #: `Settings.max_event_bytes`, is lower).
@@ -36,17 +37,25 @@ class GatewayProducer:
     for a clear 503); `stop` waits for the records still held to be acknowledged."""
 
     def __init__(
-        self, bootstrap: str, linger_ms: int = 2, client_id: str = "lineage-hub-gateway"
+        self,
+        bootstrap: str,
+        linger_ms: int = 2,
+        client_id: str = "lineage-hub-gateway",
+        topic: str = LINEAGE_TOPIC,
     ) -> None:
         self.bootstrap = bootstrap
         self.linger_ms = linger_ms
         self._client_id = client_id
+        #: The topic the gateway publishes to: its connect and outage probe ask for it.
+        self.topic = topic
         self._producer: LibrdkafkaProducer | None = None
 
     async def start(self) -> None:
         if self._producer is not None:
             return
-        producer = LibrdkafkaProducer(self.bootstrap, self._client_id, linger_ms=self.linger_ms)
+        producer = LibrdkafkaProducer(
+            self.bootstrap, self._client_id, linger_ms=self.linger_ms, probe_topic=self.topic
+        )
         try:
             await producer.connect(CONNECT_TIMEOUT_S)
         except BaseException:
