@@ -58,7 +58,16 @@ SHARED_STACK_LOCK = "/tmp/lh-stack.lock"
 KAFKA_STAGE = "-kafka"  # the staged run's second stage: <target>-kafka
 # mutmut's statuses a staged run's first stage passes on: the fast tests let the mutant
 # live, or none of them reaches its function.
-NOT_KILLED = {"survived", "no tests"}
+NOT_KILLED = {"survived", "no tests", "no verdict"}
+
+
+def mutant_status(code: int | None) -> str:
+    """mutmut's status for a mutant's exit code, except for a code mutmut does not know:
+    its table calls any such code "timeout", counted as killed, while -1 means pytest
+    could not run the tests at all. That is no verdict, to be looked at like a survivor."""
+    if code not in status_by_exit_code:  # `in` does not call the table's default
+        return "no verdict"
+    return status_by_exit_code[code]
 
 
 @dataclass(frozen=True)
@@ -317,8 +326,8 @@ def survivors(work: Path, target: Target) -> tuple[dict[str, str], list[Survivor
         defs = _definitions(work / rel)
         fns = _functions(path)
         for key, code in codes.items():
-            status[key] = status_by_exit_code[code]
-            if status[key] == "survived":
+            status[key] = mutant_status(code)
+            if status[key] in ("survived", "no verdict"):
                 found.append(_survivor(rel, key.rsplit(".", 1)[1], mutated, defs, fns))
     return status, sorted(
         found, key=lambda s: (s.location.split(":")[0], int(s.location.split(":")[1]))
@@ -376,7 +385,7 @@ def statuses(work: Path, target: Target) -> dict[str, str]:
         meta = path.with_name(path.name + ".meta")
         if meta.exists():  # before mutmut's first run in `work`: none
             codes = json.loads(meta.read_text())["exit_code_by_key"]
-            status.update({key: status_by_exit_code[code] for key, code in codes.items()})
+            status.update({key: mutant_status(code) for key, code in codes.items()})
     return status
 
 
