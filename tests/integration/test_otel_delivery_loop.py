@@ -3,7 +3,8 @@ what it is configured with reaches the store and the broker.
 
 * the tables are created with the retention the consumer was given (`--ttl-days`);
 * the consumer joins its group under its own client id (what `kafka-consumer-groups`,
-  client quotas and the broker's logs name it by);
+  client quotas and the broker's logs name it by), and its dead-letter producer and
+  admin client connect under theirs;
 * the lag (end offsets: a request to the broker) is asked once a `lag_interval`, not at
   every turn of the fetch loop;
 * partitions a rebalance takes away are let go (the rebalance listener's revoke): a
@@ -22,6 +23,7 @@ from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer
 from consumers.testkit import create_topics, produce, unique, wait_drained
 from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
+from tests.kafka_proxy import BrokerProxy
 
 pytestmark = pytest.mark.dataplane
 KIND = KINDS["otel"]
@@ -76,6 +78,29 @@ async def test_the_group_member_is_named_by_the_consumers_client_id(
     finally:
         await finish(stop, task)
     assert await stored(chdb, KIND) == (3 * KIND.rows, 3 * KIND.rows)
+
+
+async def test_every_client_of_the_consumer_tells_the_broker_its_id(
+    env: dict[str, str], chdb: ChdbBackend
+) -> None:
+    """The group member, the dead-letter producer and the admin client each connect under
+    the consumer's client id (`-dlq`, `-admin`), as the broker reads it from their
+    requests (seen by a proxy in front of the broker's bootstrap address)."""
+    topic, group = unique("otel-ids"), unique("otel-ids-group")
+    await create_topics(env["KAFKA_BOOTSTRAP"], [topic], partitions=1)
+    proxy = BrokerProxy(env["KAFKA_BOOTSTRAP"], "forward")
+    try:
+        proxied = {**env, "KAFKA_BOOTSTRAP": proxy.address}
+        otel = batch_consumer(proxied, KIND, topic, group, chdb, client_id="otel-ids-test")
+        stop, task = start(otel)
+        try:
+            await wait_for(lambda: otel.health.started, "the consumer never started")
+        finally:
+            await finish(stop, task)
+    finally:
+        proxy.close()
+    expected = {"otel-ids-test", "otel-ids-test-dlq", "otel-ids-test-admin"}
+    assert set(proxy.client_ids) == expected, proxy.client_ids
 
 
 async def test_the_lag_is_asked_once_a_lag_interval_not_at_every_fetch(

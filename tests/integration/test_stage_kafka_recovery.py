@@ -21,15 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -44,80 +40,12 @@ from lineagehub.librdkafka_producer import KafkaUnreachable, LibrdkafkaProducer
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from tests.conftest import StackHandle
 from tests.helpers import wait_until
+from tests.kafka_proxy import BrokerProxy
 from tests.unit.test_librdkafka_producer_probe import watched
 from tests.unit.test_runner_process import ROOT
 from tests.unit.test_runner_stages import make_config, write_source
 
 pytestmark = [pytest.mark.dataplane]
-
-Mode = Literal["refuse", "hold", "forward"]
-
-
-class BrokerProxy:
-    """A loopback TCP proxy to `upstream`. `refuse`: each connection is reset at once
-    (as a closed port); `hold`: kept open unanswered (a broker that does not answer);
-    `forward` (after `open`): held and new connections are joined to the upstream."""
-
-    def __init__(self, upstream: str, mode: Mode) -> None:
-        host, port = upstream.rsplit(":", 1)
-        self._upstream = (host, int(port))
-        self._mode: Mode = mode
-        self._lock = threading.Lock()
-        self._held: list[socket.socket] = []
-        self._sockets: list[socket.socket] = []
-        self.attempts = 0
-        self.attempted = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            with self._lock:
-                self.attempts += 1
-                mode = self._mode
-                if mode == "hold":
-                    self._held.append(conn)
-            self.attempted.set()
-            if mode == "refuse":
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.close()
-            elif mode == "forward":
-                self._join(conn)
-
-    def open(self) -> None:
-        """From now on the broker answers: held connections are forwarded too."""
-        with self._lock:
-            self._mode = "forward"
-            held, self._held = self._held, []
-        for conn in held:
-            self._join(conn)
-
-    def _join(self, conn: socket.socket) -> None:
-        upstream = socket.create_connection(self._upstream)
-        with self._lock:
-            self._sockets += [conn, upstream]
-        for src, dst in ((conn, upstream), (upstream, conn)):
-            threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for s in self._held + self._sockets:
-                s.close()
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    try:
-        while data := src.recv(65536):
-            dst.sendall(data)
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:  # the other side or the proxy closed
-        return
 
 
 @pytest.fixture
