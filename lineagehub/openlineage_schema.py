@@ -216,8 +216,9 @@ def _no_constant(name: str) -> Any:
 # float (losing digits), or a number longer than Marquez reads: such texts take the
 # exact parser (a digit run inside a string just takes the slower path). Found by
 # mapping every digit to 0 and searching for 19 zeros: C-speed, where a regular
-# expression costs several times the parse itself.
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# expression costs several times the parse itself. The same copy maps `[` to `{`, so
+# one count of `{` in it is `_brackets` of the text (one pass over it, not two).
+_SCAN = bytes.maketrans(b"123456789[", b"000000000{")
 _LONG_DIGITS = b"0" * 19
 
 #: Jackson's default `maxNestingDepth` (2.15+), which Marquez's parser keeps: an event
@@ -301,14 +302,15 @@ def _encodes_shallow(value: Any) -> bool:
     return True
 
 
-def _nesting_checked(value: Any, raw_or_text: bytes | str) -> tuple[Any, str | None]:
-    """`(value, None)`, or the refusal when it nests deeper than Marquez reads. Only a
-    text with more than MAX_NESTING brackets can (a batch of ~20 events or more): it is
-    first encoded whole, which settles any value within orjson's depth in one C pass;
-    the child-by-child walk is left for the rest."""
+def _nesting_checked(value: Any, opened: int) -> tuple[Any, str | None]:
+    """`(value, None)`, or the refusal when it nests deeper than Marquez reads. `opened`
+    is `_brackets` of its text: only a text with more than MAX_NESTING brackets can be
+    too deep (a batch of ~20 events or more): it is first encoded whole, which settles
+    any value within orjson's depth in one C pass; the child-by-child walk is left for
+    the rest."""
     if not isinstance(value, dict | list):
         return value, None
-    deep = _brackets(raw_or_text) > MAX_NESTING and not _encodes_shallow(value)
+    deep = opened > MAX_NESTING and not _encodes_shallow(value)
     if deep and _children_deeper_than_limit(value):
         return None, _TOO_DEEP
     return value, None
@@ -328,13 +330,14 @@ def loads(data: bytes | str) -> tuple[Any, str | None]:
     lone surrogates and big integers, the value).
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
-    if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
+    scanned = raw.translate(_SCAN)
+    if _LONG_DIGITS not in scanned:
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
         else:
-            return _nesting_checked(value, raw)
+            return _nesting_checked(value, scanned.count(b"{"))
     return loads_exact(data)
 
 
@@ -359,7 +362,7 @@ def loads_exact(data: bytes | str) -> tuple[Any, str | None]:
         return None, _TOO_DEEP
     except ValueError as exc:  # anything else the decoder refuses (never raise)
         return None, f"not JSON: {str(exc)[:100]}"
-    return _nesting_checked(value, data)
+    return _nesting_checked(value, _brackets(data))
 
 
 # ---- the schema -------------------------------------------------------------------------------
