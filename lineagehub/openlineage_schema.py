@@ -598,6 +598,8 @@ def schema_errors(event: object, kind: EventKind = EventKind.RUN) -> list[Schema
         if not found and fast.validator:
             found.append(_explain(fast, event, kind))
     found.extend(_name_errors(event, kind))
+    if not found:  # the everyday case: nothing to sort, cut or deduplicate
+        return []
     found.sort(key=lambda item: _path_key(item[0]))
     out: list[SchemaError] = []
     seen: set[tuple[str, str]] = set()
@@ -723,6 +725,13 @@ def _is_text(value: object) -> bool:
     return isinstance(value, str | int | float)  # bool is an int
 
 
+def _blank(value: object) -> bool:
+    """Is `value` text that Java's String.trim() leaves empty (a blank name)?"""
+    if type(value) is str:  # the everyday case, without the conversions below
+        return not value.strip(_JAVA_BLANK)
+    return _is_text(value) and not _text(value).strip(_JAVA_BLANK)
+
+
 def _namespace_problem(value: object) -> str | None:
     text = _text(value)
     if _NAMESPACE.fullmatch(text):
@@ -755,10 +764,9 @@ def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any]
     else:
         event_type = event.get("eventType")
         terminal = _is_text(event_type) and _text(event_type).lower() in _TERMINAL_EVENT_TYPES
-        streaming = _processing_type(job).lower() == "streaming"
         inputs = event.get("inputs")
         why = "in a COMPLETE/FAIL/ABORT event" if terminal else "for a streaming job"
-        check_outputs = terminal or streaming
+        check_outputs = terminal or _processing_type(job).lower() == "streaming"
         check_job = check_outputs or (event_type is not None and bool(inputs))
         if check_job and not check_outputs:
             why = "in an event with an eventType and inputs"
@@ -769,11 +777,13 @@ def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any]
         for index, dataset in enumerate(items if isinstance(items, list) else []):
             if not isinstance(dataset, dict):
                 continue
-            where = "an input" if side == "inputs" else "an output"
-            context = "" if side == "inputs" and kind is EventKind.RUN else f" {why}"
             namespace = dataset.get("namespace")
-            problem = _namespace_problem(namespace) if _is_text(namespace) else None
+            # A string matching NamespaceName (the everyday case) has no problem to find.
+            ok = type(namespace) is str and _NAMESPACE.fullmatch(namespace) is not None
+            problem = None if ok or not _is_text(namespace) else _namespace_problem(namespace)
             if problem:
+                where = "an input" if side == "inputs" else "an output"
+                context = "" if side == "inputs" and kind is EventKind.RUN else f" {why}"
                 out.append(
                     (
                         [side, index, "namespace"],
@@ -783,7 +793,7 @@ def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any]
                     )
                 )
             name = dataset.get("name")
-            if _is_text(name) and not _text(name).strip(_JAVA_BLANK):
+            if _blank(name):
                 out.append(([side, index, "name"], "is blank; Marquez (DatasetName) refuses it"))
     if check_job:
         namespace, name = job.get("namespace"), job.get("name")
@@ -794,7 +804,7 @@ def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any]
                     f"must be 1 to 1024 characters {why} (Marquez's NamespaceName)",
                 )
             )
-        if _is_text(name) and not _text(name).strip(_JAVA_BLANK):
+        if _blank(name):
             out.append((["job", "name"], f"is blank; Marquez (JobName) refuses it {why}"))
     return out
 
