@@ -24,6 +24,12 @@ LAG_TIMEOUT = 5.0
 # How often, and how patiently, a consumer asks the cluster whether it is there.
 KAFKA_CHECK_INTERVAL = 2.0
 KAFKA_CHECK_TIMEOUT = 5.0
+# aiokafka retries a failed fetch, coordinator lookup or metadata refresh after
+# `retry_backoff_ms` (100 ms by default) and has no growing reconnect backoff: with the
+# broker away its fetcher, coordinator and metadata task each woke the others ten times a
+# second, two error lines a wake-up. A second between tries keeps an outage quiet and
+# still finds a returning broker within a second.
+RETRY_BACKOFF_MS = 1000
 
 
 def make_consumer(
@@ -37,6 +43,7 @@ def make_consumer(
         enable_auto_commit=False,  # we commit only what is stored or dead-lettered
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        retry_backoff_ms=RETRY_BACKOFF_MS,
         **extra,
     )
 
@@ -49,6 +56,7 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=True,
         max_request_size=DLQ_MAX_REQUEST_BYTES,
         linger_ms=0,  # dead letters are rare and sent one by one: don't wait for company
+        retry_backoff_ms=RETRY_BACKOFF_MS,
     )
 
 

@@ -55,6 +55,7 @@ from consumers.dlq import DeadLetterQueue, Record, Rejection
 from consumers.health import Health
 from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
+    RETRY_BACKOFF_MS,
     Rebalance,
     make_consumer,
     make_producer,
@@ -240,7 +241,9 @@ class OtelConsumer:
         await self._retry("create tables", lambda: self.backend.setup(statements))
         self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.s.bootstrap, client_id=f"{self.s.client_id}-admin"
+            bootstrap_servers=self.s.bootstrap,
+            client_id=f"{self.s.client_id}-admin",
+            retry_backoff_ms=RETRY_BACKOFF_MS,
         )
         self._consumer = make_consumer(
             self.s.bootstrap,
