@@ -4,8 +4,9 @@ and the gateway. Imports only pydantic and the standard library.
 The enums (`enums`) are imported at once, without pydantic; the models when one of
 them is first asked for: the stage's part (`stage_spec`), or the run-level models
 (`pipelinerun`: spec, status, the resource), which a stage process never uses. So a
-stage's work, which keys and compares by the enums, loads no pydantic: only its
-config's validation does. A submodule (`shards`, `egress`) loads no model either."""
+stage's work, which keys and compares by the enums, loads no pydantic, and neither
+does its config's validation (`stage_reader`, from the models' generated JSON schema).
+A submodule (`shards`, `egress`) loads no model either."""
 
 from typing import TYPE_CHECKING
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import re
 from collections.abc import Callable
 from enum import StrEnum
@@ -97,9 +98,16 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
+#: Unicode's White_Space, what `\s` is to the models' (Rust) regex; Python's `\s` also
+#: takes the separators \x1c-\x1f, which would refuse URIs the models accept.
+_WHITE_SPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 @functools.cache
 def _pattern(pattern: str) -> re.Pattern[str]:
-    # As the models' (Rust) regex reads it: `$` is the very end, not before a last newline.
+    """The pattern as the models' (Rust) regex reads it: `$` is the very end, not before a
+    last newline, and `\\s` is Unicode's White_Space."""
+    pattern = pattern.replace("[^\\s]", f"[^{_WHITE_SPACE}]").replace("\\s", f"[{_WHITE_SPACE}]")
     return re.compile(pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern)
 
 
@@ -136,7 +144,10 @@ class _Reader:
         if kind == "number":
             if isinstance(data, bool) or not isinstance(data, int | float):
                 raise self.fail(loc, "Input should be a valid number")
-            return float(data)
+            try:
+                return float(data)
+            except OverflowError:  # an integer past a double's range: the models read inf
+                return math.inf if data > 0 else -math.inf
         if kind == "array":
             return self.array(data, schema, loc)
         if kind == "object":
@@ -268,7 +279,11 @@ def read_stage_config(raw: str) -> StageConfigView:
     """The config in `raw` (JSON), or `StageConfigError` naming every field in error."""
     try:
         data = json.loads(raw, parse_constant=_no_constant)
-    except ValueError as exc:
+        # A lone surrogate (`"\\ud800"`) is invalid JSON to the models' parser.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise StageConfigError([((), "Invalid JSON: a lone surrogate in a string")]) from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise StageConfigError([((), f"Invalid JSON: {exc}")]) from None
     reader = _Reader()
     try:

@@ -186,6 +186,50 @@ def test_not_json_is_refused_in_one_line() -> None:
         assert "\n" not in str(caught.value)
 
 
+def _text_with(path: tuple[str | int, ...], placeholder: str, raw_value: str) -> str:
+    """BASE as JSON with the value at `path` given as the raw JSON text `raw_value`."""
+    data = copy.deepcopy(BASE)
+    target: Any = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = placeholder
+    return json.dumps(data).replace(json.dumps(placeholder), raw_value, 1)
+
+
+@pytest.mark.parametrize(
+    ("raw_value", "named"),
+    [
+        ('"s3://bucket/in/\\ud800.csv"', "config: Invalid JSON"),  # a lone surrogate
+        ("[" * 100_000 + "]" * 100_000, "config: Invalid JSON"),  # nested past any limit
+    ],
+)
+def test_json_the_models_cannot_parse_is_refused_as_they_refuse_it(
+    raw_value: str, named: str
+) -> None:
+    raw = _text_with(("source", "uri"), "@@", raw_value)
+    with pytest.raises(ValidationError, match="Invalid JSON"):
+        StageConfig.model_validate_json(raw)
+    with pytest.raises(StageConfigError) as caught:
+        read_stage_config(raw)
+    assert str(caught.value).startswith(named) and "\n" not in str(caught.value)
+
+
+def test_a_number_past_a_doubles_range_reads_as_the_models_read_it() -> None:
+    raw = _text_with(("transform", "quality", 1, "max"), "@@", "1" + "0" * 400)
+    theirs = StageConfig.model_validate_json(raw)
+    assert same(read_stage_config(raw), theirs)
+
+
+def test_whitespace_is_the_models_whitespace() -> None:
+    # The information separators \x1c-\x1f are whitespace to Python's `\s`, not to the
+    # models' regex: a URI holding one is the models' to accept; a space is refused.
+    raw = _text_with(("source", "uri"), "@@", '"s3://bucket/in/a\\u001cb.csv"')
+    assert same(read_stage_config(raw), StageConfig.model_validate_json(raw))
+    ours, theirs = both({**BASE, "source": {**BASE["source"], "uri": "s3://bucket/a b.csv"}})
+    assert isinstance(theirs, ValidationError)
+    assert isinstance(ours, StageConfigError) and "source.uri: " in str(ours)
+
+
 def _paths(data: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [at] if at else []
     if isinstance(data, dict):
