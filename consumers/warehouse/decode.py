@@ -288,11 +288,42 @@ class _Event:
         }
 
 
-# Schema facet JSON -> its field names, types and hash. A dataset's schema comes again
-# with every run that reads or writes it: flattened and hashed once. The same JSON is
-# the same facet (orjson writes an int and a float, a boolean and a number apart).
-_SCHEMAS: dict[bytes, tuple[tuple[str, ...], tuple[str, ...], str]] = {}
-_SCHEMAS_MAX = 4096
+Flat = tuple[tuple[str, ...], tuple[str, ...], str]
+
+
+class _FlatSchemas:
+    """Schema facet JSON -> its field names, types and hash. A dataset's schema comes
+    again with every run that reads or writes it: flattened and hashed once. The same
+    JSON is the same facet (orjson writes an int and a float, a boolean and a number
+    apart). Bounded in entries and in the bytes of their keys (the names and types held
+    are of the same order), so a stream of big, distinct schemas cannot grow memory."""
+
+    def __init__(self, entries: int = 4096, key_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_entries, self.max_bytes = entries, key_bytes
+        self._flat: dict[bytes, Flat] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._flat)
+
+    def get(self, key: bytes) -> Flat | None:
+        return self._flat.get(key)
+
+    def remember(self, key: bytes, flat: Flat) -> None:
+        if len(self._flat) >= self.max_entries or self.bytes + len(key) > self.max_bytes:
+            self.clear()
+        self._flat[key] = flat
+        self.bytes += len(key)
+
+    def clear(self) -> None:
+        self._flat.clear()
+        self.bytes = 0
+
+
+_SCHEMAS = _FlatSchemas()
 _SCHEMA_KEY_MAX = 64 * 1024
 
 
@@ -312,9 +343,7 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
     pairs = list(zip(names, types, strict=True))
     schema_hash = _digest(orjson.dumps(pairs)) if names else ""
     if key is not None and len(key) <= _SCHEMA_KEY_MAX:
-        if len(_SCHEMAS) >= _SCHEMAS_MAX:
-            _SCHEMAS.clear()
-        _SCHEMAS[key] = (tuple(names), tuple(types), schema_hash)
+        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash))
     return names, types, schema_hash
 
 

@@ -85,8 +85,18 @@ def test_a_row_changing_its_lists_does_not_change_the_next_rows() -> None:
     assert decode._schema(facet) == uncached(facet)
 
 
+def test_big_distinct_schemas_stay_within_the_byte_budget() -> None:
+    # ~60 KiB facets, each new: without a budget 4,096 of them would hold ~240 MiB.
+    for i in range(200):
+        facet = {"fields": [{"name": f"c{i}_{j}_" + "x" * 40, "type": "int"} for j in range(900)]}
+        assert decode._schema(facet) == uncached(facet)
+        held = sum(len(key) for key in decode._SCHEMAS)
+        assert held <= decode._SCHEMAS.max_bytes and held == decode._SCHEMAS.bytes
+    assert decode._SCHEMAS  # still caching
+
+
 def test_the_cache_stays_bounded() -> None:
-    for i in range(decode._SCHEMAS_MAX + 10):
+    for i in range(decode._SCHEMAS.max_entries + 10):
         facet = {"fields": [{"name": f"c{i}", "type": "int"}]}
         assert decode._schema(facet) == uncached(facet)
-        assert len(decode._SCHEMAS) <= decode._SCHEMAS_MAX
+        assert len(decode._SCHEMAS) <= decode._SCHEMAS.max_entries
