@@ -557,7 +557,9 @@ async def reconcile(
                 claim_released = True
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:
-                schedule = schedule or VerifySchedule(ended=time.monotonic())
+                schedule = schedule or VerifySchedule.since(
+                    decision.status.completion_time, now, time.monotonic()
+                )
             if verifying and schedule is not None and schedule.due(time.monotonic()):
                 finished = run.model_copy(update={"status": decision.status})
                 checked = await memo["checker"].check(finished, now)

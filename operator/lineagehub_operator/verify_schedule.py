@@ -16,6 +16,7 @@ ask the stores again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 #: The stores are checked this often while the run's records are due.
 STEP = 0.5
@@ -41,9 +42,17 @@ class VerifySchedule:
     """The checks of one finished run, on the daemon's monotonic clock."""
 
     ended: float
-    """When the daemon first saw the run finished."""
+    """When the run ended, on the daemon's monotonic clock."""
     next_check: float | None = None
     checks: int = 0
+
+    @classmethod
+    def since(cls, completion: datetime | None, now: datetime, clock: float) -> VerifySchedule:
+        """A schedule for a run that ended at `completion` (its status; `now` on the wall
+        clock is `clock` on the daemon's): a run an operator restart finds ended long
+        ago is checked at once, then at its age's pace, not from the start again."""
+        age = 0.0 if completion is None else (now - completion).total_seconds()
+        return cls(ended=clock - max(0.0, age))
 
     def due(self, now: float) -> bool:
         return self.next_check is None or now >= self.next_check

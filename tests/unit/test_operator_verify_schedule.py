@@ -5,6 +5,7 @@ its Jobs' events) or at the end of its wait. Times are simulated, not slept."""
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -96,3 +97,23 @@ def test_the_wait_grows_to_its_cap() -> None:
     assert delay_after(3.9) == STEP
     assert delay_after(10.0) == 5.0
     assert delay_after(600.0) == MAX_DELAY
+
+
+def test_a_run_found_ended_long_ago_keeps_its_ages_pace() -> None:
+    """An operator restart finds an unverified run that ended 60 s ago: checked at once,
+    then 30 s later (half its age), not again every 0.5 s as for a run just ended."""
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    schedule = VerifySchedule.since(now - timedelta(seconds=60), now, clock=1000.0)
+    assert schedule.due(1000.0)
+    schedule.checked(1000.0)
+    assert schedule.wait(1000.0) == MAX_DELAY
+    fresh = VerifySchedule.since(now, now, clock=1000.0)
+    fresh.checked(1000.0)
+    assert fresh.wait(1000.0) == FIRST_AFTER
+
+
+def test_a_run_without_an_end_time_or_ending_in_the_future_starts_now() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    for completion in (None, now + timedelta(seconds=5)):  # a clock skewed ahead
+        schedule = VerifySchedule.since(completion, now, clock=50.0)
+        assert schedule.ended == 50.0
