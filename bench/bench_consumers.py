@@ -55,13 +55,14 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from bench.kafka_rates import bare_consume, consume_sustained
 from bench.paired import paired, per_event_us
+from consumers.gc_tuning import GC_THRESHOLD
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.arrow_metrics import decode_metric_requests
 from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.bad_input import Sent, mixed_metrics, mixed_spans
 from consumers.otel.columns import Pending, Rows, join
-from consumers.otel.consumer import GC_THRESHOLD, Decoder, OtelConsumer, OtelSettings
+from consumers.otel.consumer import Decoder, OtelConsumer, OtelSettings
 from consumers.otel.ddl import TABLES
 from consumers.otel.decode import (
     METRIC_TABLES,

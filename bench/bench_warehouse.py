@@ -34,9 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.kafka_rates import bare_consume, consume_sustained
+from consumers.gc_tuning import GC_THRESHOLD
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows
-from consumers.otel.consumer import GC_THRESHOLD, OtelConsumer, OtelSettings
+from consumers.otel.consumer import OtelConsumer, OtelSettings
 from consumers.otel.decode import DecodeError
 from consumers.testkit import create_topics, produce, unique
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections import deque
@@ -52,6 +51,7 @@ from opentelemetry.trace import StatusCode
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
+from consumers.gc_tuning import tune_for_consuming
 from consumers.health import Health
 from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
@@ -72,11 +72,6 @@ from lineagehub.topics import LINEAGE_TOPIC
 
 log = logging.getLogger(__name__)
 NAME = "lineage"
-# Each event parsed for its check leaves a few hundred objects behind: with the default
-# threshold (700) a young collection ran every few events, each also walking the
-# connections, fetch buffers and queued records. Fewer, larger young collections find
-# the same garbage (the otel consumer does the same).
-GC_THRESHOLD = (10_000, 10, 10)
 
 
 @dataclass
@@ -100,7 +95,7 @@ class LineageSettings:
     http_timeout: float = 10.0
     max_connections: int = 32
     fetch_max_records: int = 500
-    tune_gc: bool = True  # GC_THRESHOLD for the process
+    tune_gc: bool = True  # consumers.gc_tuning for the process
     client_id: str = "lineagehub-lineage"
 
 
@@ -270,7 +265,7 @@ class LineageConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set, then finish in-flight work, commit, leave the group."""
         if self.s.tune_gc:
-            gc.set_threshold(*GC_THRESHOLD)
+            tune_for_consuming()
         self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
         self._consumer = make_consumer(
             self.s.bootstrap,

@@ -37,7 +37,6 @@ then its rows fail again.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import logging
 import time
@@ -52,6 +51,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
+from consumers.gc_tuning import tune_for_consuming
 from consumers.health import Health
 from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
@@ -76,14 +76,6 @@ log = logging.getLogger(__name__)
 NAME = "otel"
 PENDING = "pending:"
 
-# Decoding allocates container objects per span (attribute dicts, each record's column
-# lists) and a batch keeps them alive until it is inserted. With CPython's default
-# thresholds (a collection every 700 allocations, an older generation every 10 of those)
-# the collector rescans the batches in flight again and again: about a third of the
-# CPU time of decoding a batch and building its Arrow table went to that (py-spy, and
-# `bench/bench_consumers.py`, which compares both). Fewer, larger young collections find
-# the same garbage.
-GC_THRESHOLD = (10_000, 10, 10)
 
 # A record's rows per table: `columns.Columns` or `columns.ArrowRows` (the OTLP
 # decoders), row dicts, or `columns.Pending`: decoded with the rest of its batch when the
@@ -113,7 +105,7 @@ class OtelSettings:
     revoke_timeout: float = 10.0
     ttl_days: int = 0
     fetch_max_records: int = 2_000
-    tune_gc: bool = True  # GC_THRESHOLD for the process (the bench compares without)
+    tune_gc: bool = True  # consumers.gc_tuning for the process (the bench compares without)
     client_id: str = "lineagehub-otel"
     name: str = NAME  # the consumer's name in metrics, logs and dead letters
 
@@ -236,7 +228,7 @@ class OtelConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.s.tune_gc:
-            gc.set_threshold(*GC_THRESHOLD)
+            tune_for_consuming()
         statements = self.schema.create(self.backend.database, self.s.ttl_days)
         await self._retry("create tables", lambda: self.backend.setup(statements))
         self._producer = make_producer(self.s.bootstrap, f"{self.s.client_id}-dlq")
