@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lineagehub_operator.observed import owner_uid
-from lineagehub_operator.pod_success import JOB_UID_LABEL
+from lineagehub_operator.pod_success import pod_job_uid
 
 #: The kubelet's waiting reason for a container whose env or volumes it cannot build.
 CONFIG_ERROR = "CreateContainerConfigError"
@@ -46,13 +45,12 @@ def waiting_on_config(body: Mapping[str, Any]) -> ConfigWait | None:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") != CONFIG_ERROR:
             continue
-        meta = body.get("metadata") or {}
-        job_uid = owner_uid(body) or (meta.get("labels") or {}).get(JOB_UID_LABEL)
+        job_uid = pod_job_uid(body)
         if not job_uid:
             return None
         return ConfigWait(
-            job_uid=str(job_uid),
-            pod_uid=str(meta.get("uid") or ""),
+            job_uid=job_uid,
+            pod_uid=str((body.get("metadata") or {}).get("uid") or ""),
             message=str(waiting.get("message") or ""),
         )
     return None

@@ -506,17 +506,12 @@ async def reconcile(
                         message=redact_text(str(err))[:1000],
                     )
                 return
+            jobs = list(stage_jobs.get((namespace, uid), []))
             with kube_tracing.under_run(run.status.traceparent if run.status else None):
                 observed = await _with_results(
-                    memo["api"],
-                    memo["results"],
-                    uid,
-                    namespace,
-                    list(stage_jobs.get((namespace, uid), [])),
-                    kwargs["stage_pods"],
+                    memo["api"], memo["results"], uid, namespace, jobs, kwargs["stage_pods"]
                 )
             # From the indexes: no API call unless a stage pod found the ConfigMap gone.
-            jobs = list(stage_jobs.get((namespace, uid), []))
             await _repair_config(run, jobs, kwargs["config_waits"], memo, body, repaired)
             waiting = _queued(memo, run, body, kwargs)
             if not limit_warned and run.status is not None and run.status.phase == Phase.PENDING:

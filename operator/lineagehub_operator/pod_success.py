@@ -40,17 +40,23 @@ def _finished_at(status: Mapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(latest.replace("Z", "+00:00")) if latest else None
 
 
+def pod_job_uid(body: Mapping[str, Any]) -> str | None:
+    """The uid of the Job a pod belongs to: its owner, else its Job's uid label."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    job_uid = owner_uid(body) or labels.get(JOB_UID_LABEL)
+    return str(job_uid) if job_uid else None
+
+
 def succeeded_pod(body: Mapping[str, Any]) -> SucceededPod | None:
     """A pod body, when it is a Job's pod in phase Succeeded; otherwise None."""
     status = body.get("status") or {}
     if status.get("phase") != "Succeeded":
         return None
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    job_uid = owner_uid(body) or labels.get(JOB_UID_LABEL)
+    job_uid = pod_job_uid(body)
     if not job_uid:
         return None
     message, _ = pod_outcome(dict(body))
-    return SucceededPod(job_uid=str(job_uid), message=message, finished_at=_finished_at(status))
+    return SucceededPod(job_uid=job_uid, message=message, finished_at=_finished_at(status))
 
 
 def with_pod_success(
