@@ -98,6 +98,18 @@ async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
         await admin.close()
 
 
+async def describe_group(bootstrap: str, group: str) -> tuple[str, list[str]]:
+    """`group`'s state and the client id of each of its members, as the broker says."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    found = described.groups[0]
+    return str(found[2]), sorted(str(member[1]) for member in found[5])
+
+
 async def wait_drained(bootstrap: str, group: str, topics: Sequence[str], within: float) -> None:
     """Wait until `group` has committed the end of every partition of `topics`."""
     ends = {tp: off for tp, off in (await end_offsets(bootstrap, topics)).items() if off > 0}

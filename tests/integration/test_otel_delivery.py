@@ -22,7 +22,14 @@ from aiokafka.structs import OffsetAndMetadata
 from consumers.otel.backend import Backend, ChdbBackend
 from consumers.otel.consumer import OtelConsumer, batch_digest
 from consumers.otel.ddl import Table
-from consumers.testkit import create_topics, produce, read_all, unique, wait_drained
+from consumers.testkit import (
+    create_topics,
+    describe_group,
+    produce,
+    read_all,
+    unique,
+    wait_drained,
+)
 from tests.consumer_faults import (
     KINDS,
     StoreInFront,
@@ -78,16 +85,6 @@ async def committed_to(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"{tp} committed {got}, never {offset}")
         await asyncio.sleep(0.05)
-
-
-async def group_state(bootstrap: str, group: str) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    return str(described.groups[0][2])
 
 
 @dataclass
@@ -183,7 +180,7 @@ async def test_stopping_flushes_the_buffered_batch_commits_it_and_leaves_the_gro
     assert await stored(chdb, KIND) == (7 * KIND.rows, 7 * KIND.rows)
     last = (await commits(bootstrap, one.group))[one.tp]
     assert (last.offset, last.metadata) == (7, "")
-    assert await group_state(bootstrap, one.group) == "Empty", "the member left the group"
+    assert (await describe_group(bootstrap, one.group))[0] == "Empty", "the member left the group"
 
 
 async def test_a_second_member_joins_then_the_first_dies_mid_batch_and_every_record_is_stored_once(

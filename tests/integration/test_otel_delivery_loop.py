@@ -17,27 +17,15 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer
-from consumers.testkit import create_topics, produce, unique, wait_drained
+from consumers.testkit import create_topics, describe_group, produce, unique, wait_drained
 from tests.consumer_faults import KINDS, batch_consumer, finish, start, stored, wait_for
 from tests.kafka_proxy import BrokerProxy
 
 pytestmark = pytest.mark.dataplane
 KIND = KINDS["otel"]
-
-
-async def members(bootstrap: str, group: str) -> list[str]:
-    """The client id of each member of `group`, as the broker describes it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_consumer_groups([group])
-    finally:
-        await admin.close()
-    return sorted(str(member[1]) for member in described.groups[0][5])
 
 
 async def test_the_tables_are_created_with_the_ttl_the_consumer_was_given(
@@ -74,7 +62,7 @@ async def test_the_group_member_is_named_by_the_consumers_client_id(
     stop, task = start(otel)
     try:
         await wait_drained(bootstrap, group, [topic], within=60)
-        assert await members(bootstrap, group) == ["otel-client-id-test"]
+        assert (await describe_group(bootstrap, group))[1] == ["otel-client-id-test"]
     finally:
         await finish(stop, task)
     assert await stored(chdb, KIND) == (3 * KIND.rows, 3 * KIND.rows)
