@@ -32,13 +32,6 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer, TracerProvider
-from opentelemetry.sdk.trace.sampling import (
-    Decision,
-    ParentBased,
-    Sampler,
-    StaticSampler,
-    TraceIdRatioBased,
-)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -53,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.metric_labels import UNMATCHED, RouteTemplates, method_label
 from lineagehub.otlp_spans import KIND_SERVER, OtlpSpan, readable
-from lineagehub.selftrace import SelfTraceProvider
+from lineagehub.selftrace import SelfTraceProvider, caller_decision, root_decision
 from lineagehub.store_spans import FinishedSpans, StoreSpan
 from lineagehub.tracecontext import (
     TRACEPARENT,
@@ -83,37 +76,6 @@ def caller_context(headers: list[tuple[bytes, bytes]]) -> Context | None:
     """The caller's W3C trace context from the request headers; None when it sent no
     valid `traceparent` (the request's span then starts a trace of its own)."""
     return headers_context(headers)
-
-
-def root_decision(sampler: Sampler) -> Callable[[int], bool] | None:
-    """Whether `sampler` records a span without a parent, as a function of its trace id,
-    for the SDK's samplers that decide on the id alone (always on/off, the trace-id
-    ratio, a parent-based one of them): the ratio's own bound compared, without the
-    context reads and result object of `should_sample`. None for any other sampler."""
-    if isinstance(sampler, ParentBased):
-        return root_decision(sampler._root)  # the SDK keeps its root private
-    if type(sampler) is TraceIdRatioBased:
-        bound, limit = sampler.bound, TraceIdRatioBased.TRACE_ID_LIMIT
-        return lambda trace_id: trace_id & limit < bound
-    if type(sampler) is StaticSampler:
-        keep = sampler.should_sample(Context(), 1, "").decision is not Decision.DROP
-        return lambda trace_id: keep
-    return None
-
-
-def caller_decision(sampler: Sampler) -> Callable[[int, bool], bool] | None:
-    """Whether `sampler` records a span whose parent is remote (the caller's
-    `traceparent`), as a function of the trace id and the parent's sampled flag, for
-    the samplers `root_decision` knows and parent-based ones of them (whose delegates
-    for a remote parent the SDK also keeps private). None for any other sampler."""
-    if isinstance(sampler, ParentBased):
-        sampled = root_decision(sampler._remote_parent_sampled)
-        unsampled = root_decision(sampler._remote_parent_not_sampled)
-        if sampled is None or unsampled is None:
-            return None
-        return lambda trace_id, flag: (sampled if flag else unsampled)(trace_id)
-    keep = root_decision(sampler)
-    return None if keep is None else lambda trace_id, flag: keep(trace_id)
 
 
 class RootSampling:

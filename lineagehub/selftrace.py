@@ -41,8 +41,11 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_ON,
     DEFAULT_OFF,
     DEFAULT_ON,
+    Decision,
+    ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
+    StaticSampler,
     TraceIdRatioBased,
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -243,21 +246,44 @@ def configured_sampler(environ: Mapping[str, str]) -> Sampler:
     return RATIO_SAMPLERS[name](ratio)
 
 
+def root_decision(sampler: Sampler) -> Callable[[int], bool] | None:
+    """Whether `sampler` records a span without a parent, as a function of its trace id,
+    for the SDK's samplers that decide on the id alone (always on/off, the trace-id
+    ratio, a parent-based one of them): the ratio's own bound compared, without the
+    context reads and result object of `should_sample`. None for any other sampler."""
+    if isinstance(sampler, ParentBased):
+        return root_decision(sampler._root)  # the SDK keeps its root private
+    if type(sampler) is TraceIdRatioBased:
+        bound, limit = sampler.bound, TraceIdRatioBased.TRACE_ID_LIMIT
+        return lambda trace_id: trace_id & limit < bound
+    if type(sampler) is StaticSampler:
+        keep = sampler.should_sample(Context(), 1, "").decision is not Decision.DROP
+        return lambda trace_id: keep
+    return None
+
+
+def caller_decision(sampler: Sampler) -> Callable[[int, bool], bool] | None:
+    """Whether `sampler` records a span whose parent is remote (the caller's
+    `traceparent`), as a function of the trace id and the parent's sampled flag, for
+    the samplers `root_decision` knows and parent-based ones of them (whose delegates
+    for a remote parent the SDK also keeps private). None for any other sampler."""
+    if isinstance(sampler, ParentBased):
+        sampled = root_decision(sampler._remote_parent_sampled)
+        unsampled = root_decision(sampler._remote_parent_not_sampled)
+        if sampled is None or unsampled is None:
+            return None
+        return lambda trace_id, flag: (sampled if flag else unsampled)(trace_id)
+    keep = root_decision(sampler)
+    return None if keep is None else lambda trace_id, flag: keep(trace_id)
+
+
 def remote_parent_sampling(environ: Mapping[str, str]) -> Callable[[int, bool], bool]:
     """The decision `configured_sampler(environ)` makes for a span whose parent is remote
     (a consumer's store span, a child of the producer's span), as a plain function of
-    (trace id, parent sampled): no SDK context or span is made to learn it. Parent-based
-    samplers follow the parent's flag (the SDK's defaults for a remote parent); a ratio
-    keeps the trace ids whose low 64 bits are under the SDK's bound."""
-    name, ratio = sampler_setting(environ)
-    if name.startswith("parentbased_"):
-        return lambda trace_id, parent_sampled: parent_sampled
-    if name == "always_on":
-        return lambda trace_id, parent_sampled: True
-    if name == "always_off":
-        return lambda trace_id, parent_sampled: False
-    bound = TraceIdRatioBased.get_bound_for_rate(ratio)
-    return lambda trace_id, parent_sampled: trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < bound
+    (trace id, parent sampled): no SDK context or span is made to learn it."""
+    decide = caller_decision(configured_sampler(environ))
+    assert decide is not None, "every sampler `configured_sampler` makes is one it knows"
+    return decide
 
 
 class SelfTraceProvider(TracerProvider):

@@ -31,7 +31,8 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.tracing import RequestTracing, RootSampling, kafka_headers, root_decision
+from gateway.tracing import RequestTracing, RootSampling, kafka_headers
+from lineagehub.selftrace import root_decision
 from lineagehub.tracelog import current_span_ids
 
 BOUND = TraceIdRatioBased.get_bound_for_rate(0.5)

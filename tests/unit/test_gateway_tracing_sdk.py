@@ -34,14 +34,9 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.tracing import (
-    RequestTracing,
-    caller_decision,
-    kafka_headers,
-    run_traceparent,
-)
+from gateway.tracing import RequestTracing, kafka_headers, run_traceparent
 from lineagehub.otlp_spans import encode_readable
-from lineagehub.selftrace import KafkaSpanExporter, SelfTraceProvider
+from lineagehub.selftrace import KafkaSpanExporter, SelfTraceProvider, caller_decision
 from lineagehub.span_batches import BatchSettings
 from lineagehub.tracelog import current_span_ids
 
