@@ -113,7 +113,10 @@ async def test_the_outage_probe_sees_the_broker_come_back(
             await producer.connect(30.0)
         with pytest.raises(KafkaUnreachable, match="_ALL_BROKERS_DOWN"):
             await producer.send(LINEAGE_TOPIC, "k", b"refused")
-        assert requests.topics and requests.answered == 0
+        # The first probe may start after the refusal was reported (connect's asking
+        # thread or the poller's probe): wait for it rather than race it.
+        await asyncio.to_thread(wait_until, lambda: requests.topics, timeout=30, every=0.05)
+        assert requests.answered == 0
 
         start = await end_offsets(bootstrap, [LINEAGE_TOPIC])
         refusing.open()
