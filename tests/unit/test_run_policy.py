@@ -398,12 +398,22 @@ def test_the_policy_resolves_hosts_off_the_loop_and_bounded() -> None:
     found = asyncio.run(policy.check(hostile, CONFIG, slow_then_private))
     assert [v.field for v in found] == ["spec.source.uri"]
 
+    answer = threading.Event()
+
     def hangs(host: str) -> Sequence[str]:
-        threading.Event().wait(30)
+        answer.wait(30)
         return ["10.0.0.1"]
 
+    async def check_then_answer() -> list[policy.Violation]:
+        try:
+            return await policy.check(hostile, CONFIG, hangs, resolve_seconds=0.05)
+        finally:
+            # The check returned while the resolver still hangs; let its thread end now,
+            # or asyncio.run waits the whole 30 s for the executor's shutdown.
+            answer.set()
+
     # A resolver that does not answer in time counts as not resolvable: no verdict hangs.
-    assert asyncio.run(policy.check(hostile, CONFIG, hangs, resolve_seconds=0.05)) == []
+    assert asyncio.run(check_then_answer()) == []
 
 
 @pytest.mark.parametrize(
