@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -139,9 +138,15 @@ def _kill_kubelet() -> None:
 
 @pytest.mark.parametrize("finish_while_down", [False, True])
 def test_kubelet_killed_mid_pod_recovers(
-    kubectl: Callable[..., Any], namespace: str, stack: Any, finish_while_down: bool
+    kubectl: Callable[..., Any], namespace: str, stack: Any, finish_while_down: bool, tmp_path: Path
 ) -> None:
-    code = "import time; print('start', flush=True); time.sleep(3); print('end')"
+    # The container ends when the test says so, not after a time the test must outlast.
+    go = tmp_path / "go"
+    code = (
+        "import os, time; print('start', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "print('end')"
+    )
     name = f"survive-{int(finish_while_down)}"
     kubectl("apply", "-n", namespace, "-f", "-", input=job_manifest(name, code))
 
@@ -153,10 +158,15 @@ def test_kubelet_killed_mid_pod_recovers(
         return None
 
     container_id = wait_until(running_id)
+    shim = int(container_id.split("://")[1])  # the container's shim: it records the exit
     _kill_kubelet()
     if finish_while_down:
-        time.sleep(4)  # the process ends while no kubelet watches it
+        go.touch()  # the process ends while no kubelet watches it
+        wait_until(lambda: not _alive(shim), timeout=60, every=0.05)
     stack.start("kubelet")
+    if not finish_while_down:
+        assert _alive(shim), "the container ended before the kubelet came back"
+        go.touch()  # ends under the restarted kubelet
     kubectl("wait", "-n", namespace, "--for=condition=Complete", f"job/{name}", "--timeout=60s")
     (pod,) = job_pods(kubectl, namespace, name)
     cs = pod["status"]["containerStatuses"][0]
