@@ -1,7 +1,8 @@
 """The Marquez consumer's overhead over posting the same events to Marquez directly.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_marquez_consumer.py \\
-        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005,0.05] [--rounds 3]
+        [--events 10000] [--partitions 2] [--lanes 8] [--delays 0,0.005,0.05] [--rounds 3] \\
+        [--before /path/to/an/older/checkout]
 
 * ours: `lineage-hub consume lineage` (its own process, as deployed) reads OpenLineage
   RunEvents (START + COMPLETE per run, schema, column lineage and statistics facets,
@@ -20,6 +21,10 @@ to PostgreSQL; 50 ms: the POSTs kept in flight decide, even on a loaded machine,
 the question is whether the consumer keeps every lane busy).
 `--rounds` alternates ours and the baseline (each round a fresh consumer group; the
 order flips every round) so that a machine whose load drifts hurts both alike.
+`--before DIR`: a third client in every round, the consumer as another checkout (an
+export of an older commit) has it, against the same topic and stand-in, so a change is
+measured before and after in one session; its ratios to the baseline and to ours are
+printed too.
 
 Printed per run: events/s, the client process's CPU per event, the mean number of
 POSTs the stand-in had in flight (what a slow store's throughput is set by), and the
@@ -140,8 +145,11 @@ async def timed_by_standin(
     )
 
 
-def _python(*args: str) -> subprocess.Popen[bytes]:
-    root = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python(*args: str, root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """This interpreter running `args` in the checkout at `root` (its code, not ours)."""
     return subprocess.Popen(
         [sys.executable, *args], cwd=root, env={**os.environ, "PYTHONPATH": str(root)}
     )
@@ -161,6 +169,7 @@ async def compare(
     lanes: int,
     delay: float,
     rounds: int,
+    before: Path | None = None,
 ) -> None:
     standin = MarquezStandin(delay=delay)
     url = await standin.start()
@@ -169,7 +178,7 @@ async def compare(
     await produce(bootstrap, topic, events)
     concurrency = partitions * lanes
 
-    def consumer() -> subprocess.Popen[bytes]:
+    def consumer(root: Path = ROOT) -> subprocess.Popen[bytes]:
         return _python(
             "-c",
             "import sys; from consumers.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -181,11 +190,13 @@ async def compare(
             f"--lanes={lanes}",
             "--health-port=-1",
             "--log-level=WARNING",
+            root=root,
         )
 
     print(f"stand-in answering each POST after {delay * 1e3:.0f} ms:")
     ours: list[Rate] = []
     base: list[Rate] = []
+    old: list[Rate] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.bin"
         write_events(path, [value for _, value in events])
@@ -195,22 +206,37 @@ async def compare(
 
         try:
             for turn in range(rounds):
-                pair = [("ours", consumer, ours), ("baseline", direct, base)]
-                for name, start, rates in pair if turn % 2 == 0 else pair[::-1]:
+                clients: list[tuple[str, Callable[[], subprocess.Popen[bytes]], list[Rate]]]
+                clients = [("ours", consumer, ours), ("baseline", direct, base)]
+                if before is not None:
+                    clients.insert(1, ("before", lambda: consumer(before), old))
+                for name, start, rates in clients if turn % 2 == 0 else clients[::-1]:
                     rates.append(await timed_by_standin(standin, len(events), start))
                     print(f"  round {turn + 1}" + _line(name, rates[-1]))
         finally:
             await standin.stop()
-    ratios = [o.events_per_s / b.events_per_s for o, b in zip(ours, base, strict=True)]
-    cpu = [o.cpu_us_per_event / b.cpu_us_per_event for o, b in zip(ours, base, strict=True)]
     print(_line("ours", _median(ours)) + "  (medians)")
+    if old:
+        print(_line("before", _median(old)) + "  (medians)")
     print(_line("baseline", _median(base)) + "  (medians)")
-    print(
-        f"  ratio ours/baseline: median {statistics.median(ratios):.3f} "
-        f"(rounds {min(ratios):.3f}-{max(ratios):.3f}), overhead "
-        f"{(1 / statistics.median(ratios) - 1) * 100:+.1f}% in time per event (goal: <= +5%); "
-        f"CPU per event x{statistics.median(cpu):.2f}"
-    )
+    for name, rates in [("ours", ours), ("before", old)][: 2 if old else 1]:
+        ratios = [o.events_per_s / b.events_per_s for o, b in zip(rates, base, strict=True)]
+        cpu = [o.cpu_us_per_event / b.cpu_us_per_event for o, b in zip(rates, base, strict=True)]
+        print(
+            f"  ratio {name}/baseline: median {statistics.median(ratios):.3f} "
+            f"(rounds {min(ratios):.3f}-{max(ratios):.3f}), overhead "
+            f"{(1 / statistics.median(ratios) - 1) * 100:+.1f}% in time per event "
+            f"(goal: <= +5%); CPU per event x{statistics.median(cpu):.2f} "
+            f"(rounds {min(cpu):.2f}-{max(cpu):.2f})"
+        )
+    if old:
+        cpu = [o.cpu_us_per_event / b.cpu_us_per_event for o, b in zip(ours, old, strict=True)]
+        rate = [o.events_per_s / b.events_per_s for o, b in zip(ours, old, strict=True)]
+        print(
+            f"  ours/before: CPU per event x{statistics.median(cpu):.3f} "
+            f"(rounds {min(cpu):.3f}-{max(cpu):.3f}), events/s x{statistics.median(rate):.3f} "
+            f"(rounds {min(rate):.3f}-{max(rate):.3f})"
+        )
 
 
 def _median(rates: list[Rate]) -> Rate:
@@ -229,6 +255,9 @@ async def main() -> None:
     parser.add_argument("--lanes", type=int, default=8)
     parser.add_argument("--delays", default="0,0.005,0.05", help="stand-in seconds per POST")
     parser.add_argument("--rounds", type=int, default=3, help="ours/baseline pairs per delay")
+    parser.add_argument(
+        "--before", type=Path, help="another checkout whose consumer runs in every round too"
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     events = stage_events(args.events // 2)
@@ -238,7 +267,9 @@ async def main() -> None:
         f"{args.partitions * args.lanes} ({args.partitions} partitions x {args.lanes} lanes)"
     )
     for delay in (float(d) for d in args.delays.split(",")):
-        await compare(bootstrap, events, args.partitions, args.lanes, delay, args.rounds)
+        await compare(
+            bootstrap, events, args.partitions, args.lanes, delay, args.rounds, args.before
+        )
 
 
 if __name__ == "__main__":
