@@ -27,6 +27,11 @@ processes) and the client spent per event.
   rest of the machine's load falls on all alike. The last lines compare each mode with
   off: throughput and the gateway's CPU per event (its process tree's CPU clocks; the median round),
   with the median of the rounds' paired ratios and its bootstrap interval.
+* `--before DIR`: each mode's gateway also runs from DIR, another tree of this project
+  (an export of an older commit: `git archive REV | tar -x -C DIR`), loaded side by
+  side with this tree's in every round; the last lines compare each mode with its
+  older self (the median of the rounds' paired CPU ratios). The bench and its baseline
+  are this tree's; only the served gateway is DIR's.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
 """
@@ -75,12 +80,15 @@ def events(n: int, per_run: int = 3) -> list[dict[str, Any]]:
 
 
 def start_gateway(
-    settings: dict[str, str], log: Path, args: Sequence[str] = ()
+    settings: dict[str, str], log: Path, args: Sequence[str] = (), tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """`lineage-hub gateway` as its own process on a free loopback port, configured by
     `settings` (environment variables) on top of a bare environment: no Kubernetes, no
-    ClickHouse, no rate limit. Returns once it answers `/metrics`."""
+    ClickHouse, no rate limit. `tree`: serve the gateway of another checkout of the
+    project (its packages first on the path) instead of this one's. Returns once it
+    answers `/metrics`."""
     port = free_port()
+    served = {"PYTHONPATH": str(tree)} if tree is not None else {}
     env = {
         **os.environ,
         "LINEAGEHUB_GATEWAY_RATE": "0",  # no rate limit for the benchmarks
@@ -90,11 +98,13 @@ def start_gateway(
         "CLICKHOUSE_HTTP_URL": "",
         "MARQUEZ_URL": "",
         **settings,
+        **served,
     }
     code = "import sys; from gateway.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--host", "127.0.0.1", "--port", str(port), *args],
         env=env,
+        cwd=tree,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
     )
@@ -300,7 +310,11 @@ async def tracing_modes(
     try:
         for mode in args.tracing:
             env = gateway_env(bootstrap, topic, mode, spans_topic)
-            gateways[mode] = start_gateway(env, tmp / f"{mode}.log", ["--workers", str(workers)])
+            served = ["--workers", str(workers)]
+            gateways[mode] = start_gateway(env, tmp / f"{mode}.log", served)
+            if args.before is not None:
+                log = tmp / f"{mode}-before.log"
+                gateways[f"{mode}{BEFORE}"] = start_gateway(env, log, served, args.before)
         for _, url in gateways.values():
             # Warm-up: every worker's producer connects (the first metadata round trip).
             await closed_loop(
@@ -322,6 +336,7 @@ async def tracing_modes(
                 report(name, tally.events, tally.wall, tally.latencies, base, cpu)
             sent += await paced_phases(args, url)
         compare_tracing(tallies)
+        compare_trees(tallies)
     finally:
         for proc, _ in gateways.values():
             proc.terminate()
@@ -390,6 +405,28 @@ async def paced_phases(args: argparse.Namespace, url: str) -> int:
     return sent
 
 
+#: The label suffix of a gateway served from the `--before` tree.
+BEFORE = " (before)"
+
+
+def compare_trees(tallies: dict[str, dict[str, Tally]]) -> None:
+    """Each mode of this tree against the same mode served from the `--before` tree,
+    measured side by side in the same rounds: throughput and the gateway's CPU per
+    event, with the median paired ratio (below zero: this tree spends less)."""
+    for label, phases in tallies.items():
+        before = tallies.get(f"{label}{BEFORE}")
+        if before is None:
+            continue
+        for phase, tally in phases.items():
+            old = before[phase]
+            print(
+                f"  {label:<6} now vs before, {phase:<6}: throughput {tally.rate:>7,.0f} vs "
+                f"{old.rate:>7,.0f} events/s; gateway cpu/event median round "
+                f"{tally.median_cpu_per_event * 1e6:5.0f} vs {old.median_cpu_per_event * 1e6:5.0f}"
+                f" us, {paired(tally.rounds, old.rounds).text()}"
+            )
+
+
 def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
     """Each tracing mode against `off`, measured side by side in this run: throughput
     and the gateway's CPU per event (all rounds, and the median round), with the median
@@ -399,7 +436,7 @@ def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
     if base is None:
         return
     for mode, phases in tallies.items():
-        if mode == "off":
+        if mode == "off" or mode.endswith(BEFORE):
             continue
         label = "none (noise floor)" if mode == "none" else mode
         for phase, tally in phases.items():
@@ -474,11 +511,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rounds", type=int, default=4, help="turns each gateway takes at the closed loops"
     )
+    p.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another tree of the project whose gateway runs beside this one's, to compare",
+    )
     p.add_argument("--paced-single", type=float, default=1500.0, help="events/s, one a POST")
     p.add_argument("--paced-batch", type=float, default=10000.0, help="events/s in batches")
     args = p.parse_args(argv)
     if not set(args.tracing) <= set(TRACING):
         p.error(f"--tracing takes {','.join(TRACING)}")
+    if args.before is not None and not (args.before / "gateway" / "cli.py").is_file():
+        p.error(f"--before {args.before}: not a tree of this project (no gateway/cli.py)")
     if not 0 < args.events <= 100_000 or not 0 < args.concurrency <= 256:
         p.error("--events must be in 1..100000 and --concurrency in 1..256")
     return asyncio.run(main_async(args))
