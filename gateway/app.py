@@ -332,9 +332,16 @@ def _routes(app: GatewayApp, deps: Deps) -> None:
             deps.count_events("invalid")
             errors = [{"path": "$", "message": problem}]
             return _error(400, {"message": "the body is not JSON", "errors": errors})
+        # The parsed events are dropped once checked and encoded, before the wait for
+        # Kafka: they die young, where held through the wait (milliseconds, many
+        # requests in flight) the collector walked them again and again (see gc_tuning).
         if isinstance(value, list):
-            return await _batch(deps, value)
-        return await _single(deps, value)
+            checked = _check_batch(deps, value)
+            del value
+            return await _batch(deps, checked) if isinstance(checked, _Batch) else checked
+        verdict = lineage.check(value, settings.max_event_bytes)
+        del value
+        return await _single(deps, verdict)
 
     for path in (f"{API}/lineage", f"{API}/webhook/lineage"):
         app.add_api_route(
@@ -679,8 +686,7 @@ async def _publish(deps: Deps, checked: lineage.Checked) -> None:
     deps.metrics.publish.observe(time.perf_counter() - started)
 
 
-async def _single(deps: Deps, value: object) -> JSONResponse:
-    verdict = lineage.check(value, deps.settings.max_event_bytes)
+async def _single(deps: Deps, verdict: lineage.Checked | lineage.Invalid) -> JSONResponse:
     if isinstance(verdict, lineage.Invalid):
         deps.count_events("invalid" if verdict.status == 400 else "too_large")
         message = "invalid OpenLineage event" if verdict.status == 400 else "event too large"
@@ -695,7 +701,17 @@ async def _single(deps: Deps, value: object) -> JSONResponse:
     return FastJSONResponse({"status": "accepted", **_accepted(deps, verdict)}, status_code=201)
 
 
-async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
+@dataclass
+class _Batch:
+    """A batch request's events once checked: the refused ones' results in place, the
+    accepted ones grouped by key (each key's in the batch's order)."""
+
+    results: list[dict[str, Any]]
+    by_key: dict[str, list[tuple[int, lineage.Checked]]]
+
+
+def _check_batch(deps: Deps, items: list[Any]) -> _Batch | JSONResponse:
+    """Every event of a batch checked (or the whole batch refused)."""
     if not items:
         return _error(400, {"message": "the batch is empty", "errors": []})
     if len(items) > deps.settings.max_batch_items:
@@ -710,6 +726,11 @@ async def _batch(deps: Deps, items: list[Any]) -> JSONResponse:
             results[index] = {"index": index, "status": verdict.status, "errors": _errors(verdict)}
         else:
             by_key[verdict.key].append((index, verdict))
+    return _Batch(results, by_key)
+
+
+async def _batch(deps: Deps, batch: _Batch) -> JSONResponse:
+    results, by_key = batch.results, batch.by_key
     retry_after = 0.0
     sink = deps.sink
     if by_key and sink is None:
