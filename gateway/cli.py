@@ -80,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from gateway.app import LOG_LEVEL_ENV, served_app
+    from gateway.http_protocol import OneWriteHttpToolsProtocol
 
     common: dict[str, object] = {
         "host": args.host,
         "port": args.port,
+        "http": OneWriteHttpToolsProtocol,  # a response's head and body in one send
         "log_config": None,
         "access_log": False,  # ours is structured, with the request id
         "proxy_headers": False,

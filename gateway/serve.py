@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -9,6 +10,8 @@ from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
+
+from gateway.http_protocol import OneWriteHttpToolsProtocol
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -22,8 +25,13 @@ class ServerThread:
     """`with ServerThread(app) as server: server.url` — loopback, a free port."""
 
     def __init__(
-        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, http: str = "auto"
+        self,
+        app: FastAPI,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        http: str | type[asyncio.Protocol] = OneWriteHttpToolsProtocol,
     ) -> None:
+        """`http`: uvicorn's protocol, by default the one `lineage-hub gateway` serves."""
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
