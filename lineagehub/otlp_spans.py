@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -78,6 +78,8 @@ def varint(n: int) -> bytes:
     """Protobuf's base-128 varint; a negative int64 takes ten bytes, as on the wire."""
     if 0 <= n < 0x80:
         return _BYTE[n]
+    if 0 < n < 0x4000:  # two bytes: a span's length, most often
+        return bytes((n & 0x7F | 0x80, n >> 7))
     if n < 0:
         n += 1 << 64  # int64: two's complement, ten bytes
     out = bytearray()
@@ -150,7 +152,49 @@ _SCALAR_FIELDS: dict[tuple[int, str, object, type], bytes] = {}
 _SCALAR_FIELDS_MAX = 4096
 
 
+class SharedAttributes:
+    """Attributes many spans carry alike (a consumer's store spans of one stored batch:
+    the destination, the partition, the store), encoded once for all of them."""
+
+    __slots__ = ("_encoded", "values")
+
+    def __init__(self, values: Attributes) -> None:
+        self.values = values
+        self._encoded: dict[int, bytes] = {}
+
+    def encoded(self, number: int) -> bytes:
+        """The `KeyValue` fields of `values`, as field `number`."""
+        found = self._encoded.get(number)
+        if found is None:
+            found = self._encoded[number] = _attributes(number, self.values)
+        return found
+
+
+class SpanAttributes(Mapping[str, AttributeValue]):
+    """A span's attributes: the `shared` ones, then its `own` (no key in both), which
+    the encoder writes as the shared encoding followed by the own attributes'."""
+
+    __slots__ = ("own", "shared")
+
+    def __init__(self, shared: SharedAttributes, own: Mapping[str, AttributeValue]) -> None:
+        self.shared = shared
+        self.own = own
+
+    def __getitem__(self, key: str) -> AttributeValue:
+        own = self.own
+        return own[key] if key in own else self.shared.values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.shared.values
+        yield from self.own
+
+    def __len__(self) -> int:
+        return len(self.shared.values) + len(self.own)
+
+
 def _attributes(number: int, attributes: Attributes) -> bytes:
+    if type(attributes) is SpanAttributes:
+        return attributes.shared.encoded(number) + _own_attributes(number, attributes.own)
     made = _SCALAR_FIELDS
     out = []
     for k, v in attributes.items():
@@ -169,6 +213,19 @@ def _attributes(number: int, attributes: Attributes) -> bytes:
 
 
 _SCALARS = frozenset({str, int, float, bool})
+
+
+def _own_attributes(number: int, attributes: Attributes) -> bytes:
+    """The attributes one span carries alone (a record's offset): encoded as they are,
+    not kept, as their values are not seen again."""
+    return b"".join(
+        [
+            _scalar_field(number, k, v)  # type: ignore[arg-type]
+            if type(v) in _SCALARS
+            else len_field(number, key_value(k, v))
+            for k, v in attributes.items()
+        ]
+    )
 
 
 #: A span's fixed-size fields, each packed with its tag (and length) in one call: trace id

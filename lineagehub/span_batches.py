@@ -2,7 +2,8 @@
 BatchSpanProcessor does with its spans, with the same OTEL_BSP_* settings: a batch
 leaves when `max_export_batch_size` spans wait or `schedule_delay_ms` after the last
 one left; a span finding `max_queue_size` waiting is dropped (counted, and said once).
-`add` is all a service's hot path pays: an append and, at a full batch, a wake-up."""
+`add` (a span) or `add_all` (a consumer's spans of one stored batch, handed over at
+once) is all a service's hot path pays: an append and, at a full batch, a wake-up."""
 
 from __future__ import annotations
 
@@ -67,9 +68,12 @@ class SpanBatcher:
         settings: BatchSettings,
         name: str,
         on_shutdown: Sequence[Callable[[], None]] = (),
+        on_flush: Sequence[Callable[[], object]] = (),
     ) -> None:
         self._export = export
         self._on_shutdown = on_shutdown
+        #: Waits until the exporters delivered what they were handed (`force_flush`).
+        self._on_flush = on_flush
         self.settings = settings
         self._queue: collections.deque[OtlpSpan] = collections.deque()
         self._wake = threading.Condition()
@@ -84,14 +88,32 @@ class SpanBatcher:
             return
         queue = self._queue
         if len(queue) >= self.settings.max_queue_size:
-            if not self.dropped:
-                log.warning("self-trace queue full: spans are dropped until it drains")
-            self.dropped += 1
+            self._drop(1)
             return
         queue.append(span)
         if len(queue) == self.settings.max_export_batch_size:
             with self._wake:
                 self._wake.notify()
+
+    def add_all(self, spans: Sequence[OtlpSpan]) -> None:
+        """`add` each of `spans`, in one hand-over: those past `max_queue_size` dropped."""
+        if self._stopped or not spans:
+            return
+        queue, settings = self._queue, self.settings
+        room = settings.max_queue_size - len(queue)
+        if room < len(spans):
+            self._drop(len(spans) - max(room, 0))
+            spans = spans[: max(room, 0)]
+        before = len(queue)
+        queue.extend(spans)
+        if before < settings.max_export_batch_size <= len(queue):
+            with self._wake:
+                self._wake.notify()
+
+    def _drop(self, count: int) -> None:
+        if not self.dropped:
+            log.warning("self-trace queue full: spans are dropped until it drains")
+        self.dropped += count
 
     def finish(self, span: OtlpSpan) -> None:
         """An ended span, queued (`add`): what an open span recorded without the SDK
@@ -121,8 +143,14 @@ class SpanBatcher:
                     return
 
     def force_flush(self) -> None:
-        """Export every span added so far, now (in the caller's thread)."""
+        """Export every span added so far, now (in the caller's thread), and wait until
+        the exporters delivered it."""
         self._drain(whole=True)
+        for flush in self._on_flush:
+            try:
+                flush()
+            except Exception:
+                log.exception("self-trace exporter did not flush")
 
     def shutdown(self) -> None:
         """Export what is left, stop the thread, then the exporters (`on_shutdown`);

@@ -38,6 +38,8 @@ from lineagehub.otlp_spans import (
     Attributes,
     OtlpEvent,
     OtlpSpan,
+    SharedAttributes,
+    SpanAttributes,
 )
 from lineagehub.span_batches import SpanBatcher
 from lineagehub.telemetry.spans import AttributeValue
@@ -303,22 +305,37 @@ def batch_store_spans(
         key = tuple([h for h in headers if h[0] in CONTEXT_HEADERS])
         if key:
             groups.setdefault(key, []).append(record)
-    made = 0
     ended = time.time_ns()
-    add = recorder.batcher.add
+    spans: list[OtlpSpan] = []
+    # What the spans of one partition carry alike, encoded once (`SharedAttributes`).
+    shared: dict[tuple[str, int], SharedAttributes] = {}
+    given = {k: attributes[k] for k in _PER_SPAN.intersection(attributes)}
     for key, group in groups.items():
         parent = recorder.sampled_parent(key)
         if parent is None:
             continue
         first = group[0]
-        attributed = {
-            "messaging.system": "kafka",
-            "messaging.destination.name": first.topic,
-            "messaging.destination.partition.id": str(first.partition),
+        where = (first.topic, first.partition)
+        common = shared.get(where)
+        if common is None:
+            common = shared[where] = SharedAttributes(
+                {
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": first.topic,
+                    "messaging.destination.partition.id": str(first.partition),
+                    **{k: v for k, v in attributes.items() if k not in _PER_SPAN},
+                }
+            )
+        own: dict[str, AttributeValue] = {
             "messaging.kafka.offset": str(first.offset),
             "messaging.batch.message_count": len(group),
-            **attributes,
         }
-        add(recorder.span(parent, name, started_ns, ended, attributed))
-        made += 1
-    return made
+        if given:  # the caller's values win, as given
+            own.update(given)
+        spans.append(recorder.span(parent, name, started_ns, ended, SpanAttributes(common, own)))
+    recorder.batcher.add_all(spans)  # one hand-over for the batch
+    return len(spans)
+
+
+#: A batch span's attributes of its own (the rest its partition's spans share).
+_PER_SPAN = frozenset({"messaging.kafka.offset", "messaging.batch.message_count"})

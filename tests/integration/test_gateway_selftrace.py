@@ -32,6 +32,7 @@ from gateway.app import create_app
 from gateway.serve import ServerThread
 from lineagehub import selftrace
 from lineagehub.selftrace import KafkaSpanExporter
+from lineagehub.store_spans import batch_store_spans
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from tests.integration.test_gateway import AUTH, settings
 
@@ -182,3 +183,47 @@ async def test_a_lineage_event_posted_with_a_traceparent_is_stored_in_the_same_t
     tags = {t["key"]: t["value"] for t in by_name[store]["tags"]}
     assert tags["messaging.destination.name"] == topic
     assert tags["lineagehub.store"] == "clickhouse"
+
+
+class _Record:
+    """The parts of a consumed record a batch's store spans read."""
+
+    def __init__(self, offset: int, headers: tuple[tuple[str, bytes], ...]) -> None:
+        self.topic, self.partition, self.offset, self.headers = LINEAGE_TOPIC, 2, offset, headers
+
+
+def test_a_stored_batchs_spans_are_on_kafka_once_force_flush_returns(stack: Any) -> None:
+    """The writer's store spans of one batch, each a child of its record's producer span,
+    in one OTLP record on the spans topic, acknowledged by the broker before
+    `force_flush` returns (librdkafka sends them from its own threads)."""
+    bootstrap = stack.env["KAFKA_BOOTSTRAP"]
+    topic = unique("selftrace-spans")
+    asyncio.run(create_topics(bootstrap, [topic]))
+    recorder = selftrace.span_recorder(WAREHOUSE_SERVICE, bootstrap, {selftrace.TOPIC_ENV: topic})
+    assert recorder is not None
+    parents = {uuid.uuid4().hex: uuid.uuid4().hex[:16] for _ in range(3)}
+    unsampled = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00".encode()
+    records = [
+        _Record(10 + i, (("traceparent", f"00-{trace}-{span}-01".encode()),))
+        for i, (trace, span) in enumerate(parents.items())
+    ]
+    records += [_Record(20, ()), _Record(21, (("traceparent", unsampled),))]
+    made = batch_store_spans(
+        recorder, "store x", records, time.time_ns(), {"lineagehub.store": "ch"}
+    )
+    assert made == 3
+    recorder.force_flush()
+    ends = asyncio.run(end_offsets(bootstrap, [topic]))
+    assert sum(ends.values()) == 1  # acknowledged already: one batch, one record
+    (record,) = asyncio.run(read_from(bootstrap, dict.fromkeys(ends, 0), lambda r: True, 1, 30))
+    recorder.shutdown()
+    request = ExportTraceServiceRequest.FromString(record.value)
+    (resource_spans,) = request.resource_spans
+    spans = [s for scope in resource_spans.scope_spans for s in scope.spans]
+    got = {s.trace_id.hex(): s.parent_span_id.hex() for s in spans}
+    assert got == parents and len(spans) == 3
+    assert record.key == next(iter(parents)).encode()  # the first span's trace id
+    offsets = [
+        {a.key: a.value.string_value for a in s.attributes}["messaging.kafka.offset"] for s in spans
+    ]
+    assert offsets == ["10", "11", "12"]
