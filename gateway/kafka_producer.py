@@ -73,9 +73,12 @@ class GatewayProducer:
         """Append one record (in call order) with the request span's `traceparent` in its
         headers (when the gateway traces), for the consumer's span to continue; the
         returned future resolves once the broker acknowledged it, or fails."""
-        await self.start()
-        assert self._producer is not None
-        return self._producer.enqueue(topic, key, value, kafka_headers() or None)
+        producer = self._producer
+        if producer is None:  # started by the sink first: only a direct caller gets here
+            await self.start()
+            producer = self._producer
+            assert producer is not None
+        return producer.enqueue(topic, key, value, kafka_headers() or None)
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
         await (await self.enqueue(topic, key, value))

@@ -299,10 +299,7 @@ class Sink:
         waiting = [
             ack for index, group in enumerate(acks) if broken[index] is None for ack in group
         ]
-        if waiting:
-            _, pending = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
-            for ack in pending:
-                ack.cancel()
+        await _settled(waiting, deadline)
         return [
             [error] * len(values) if error is not None else [_outcome(ack) for ack in group]
             for (_, values), group, error in zip(groups, acks, broken, strict=True)
@@ -315,6 +312,29 @@ class Sink:
                 self._started = False
                 with _suppress():
                     await self.publisher.stop()
+
+
+async def _settled(acks: list[asyncio.Future[Any]], deadline: float) -> None:
+    """Returns once every ack is settled, or at `deadline` with the unsettled ones
+    cancelled. Each is awaited in turn: the acknowledgements of a poll are settled
+    together, so most are done when their turn comes and cost no suspension, where
+    `asyncio.wait` put a callback on each (about 1 us a record more)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            for ack in acks:
+                if not ack.done():
+                    await _quietly(ack)
+    except TimeoutError:
+        for ack in acks:
+            ack.cancel()  # a no-op on the settled ones
+
+
+async def _quietly(ack: asyncio.Future[Any]) -> None:
+    """Waits for `ack` whatever its outcome (read later by `_outcome`)."""
+    try:
+        await ack
+    except Exception:
+        return
 
 
 def _outcome(ack: asyncio.Future[Any]) -> BaseException | None:
