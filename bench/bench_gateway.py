@@ -327,14 +327,14 @@ async def tracing_modes(
             for phase in ("single", "batch"):
                 await side_by_side(args, gateways, tallies, phase, per_round)
                 sent += len(gateways) * per_round
-        for mode, (_, url) in gateways.items():
+        for mode, (proc, url) in gateways.items():
             print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
             for phase, tally in tallies[mode].items():
                 name = "single event per POST" if phase == "single" else f"batches of {args.batch}"
                 base = args.bare_single if phase == "single" else args.bare_batch
                 cpu = (tally.gateway_cpu, tally.client_cpu)
                 report(name, tally.events, tally.wall, tally.latencies, base, cpu)
-            sent += await paced_phases(args, url)
+            sent += await paced_phases(args, proc.pid, url)
         compare_tracing(tallies)
         compare_trees(tallies)
     finally:
@@ -383,8 +383,11 @@ async def side_by_side(
         tallies[mode][phase].add(per_round, wall, latencies, used[mode])
 
 
-async def paced_phases(args: argparse.Namespace, url: str) -> int:
-    """The open-loop loads (latency at a given rate); returns the events sent."""
+async def paced_phases(args: argparse.Namespace, pid: int, url: str) -> int:
+    """The open-loop loads (latency at a given rate, and the gateway's CPU per event at
+    that rate: a rate two gateways both keep up with compares their CPU on equal
+    terms, where a closed loop's batching differs with each one's speed); returns the
+    events sent."""
     sent = 0
     for per_s, per_post in ((args.paced_single, 1), (args.paced_batch, args.batch)):
         items = events(args.events)
@@ -393,6 +396,8 @@ async def paced_phases(args: argparse.Namespace, url: str) -> int:
             if per_post == 1
             else encoded([items[i : i + per_post] for i in range(0, len(items), per_post)])
         )
+        meter = CpuMeter(pid)
+        meter.start()
         wall, lat = await open_loop(
             url,
             requests_for(f"{url}{LINEAGE}", bodies),
@@ -400,7 +405,9 @@ async def paced_phases(args: argparse.Namespace, url: str) -> int:
             args.concurrency,
             {201} if per_post == 1 else {200},
         )
-        report(f"paced at {per_s:,.0f} events/s, {per_post}/POST", len(items), wall, lat)
+        cpu = meter.stop()
+        name = f"paced at {per_s:,.0f} events/s, {per_post}/POST"
+        report(name, len(items), wall, lat, cpu=cpu)
         sent += len(items)
     return sent
 
