@@ -36,7 +36,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -461,15 +460,27 @@ def traced_headers(n: int, share: float) -> list[list[tuple[str, bytes]] | None]
 
 
 def _span_thread_cpu() -> float:
-    """CPU seconds the self-tracing threads (span batches, Kafka exporter) used."""
-    return sum(
-        time.clock_gettime(time.pthread_getcpuclockid(t.ident))
-        for t in threading.enumerate()
-        if t.ident is not None and t.name in SPAN_THREADS
-    )
+    """CPU seconds the self-tracing threads used: the span batches', the Kafka
+    exporter's poller and librdkafka's own C threads (named `rdk:...`; the exporter's
+    producer is the only librdkafka client in this process)."""
+    used = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            if name in SPAN_THREADS or name.startswith("rdk:"):
+                used += time.clock_gettime(_thread_clock(int(task.name)))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return used
 
 
-SPAN_THREADS = {selftrace.SPAN_THREAD, "selftrace-kafka"}
+def _thread_clock(tid: int) -> int:
+    """The CPU-time clock of the thread `tid` of this process (Linux's per-thread clock
+    id, for threads Python did not start, which `pthread_getcpuclockid` cannot name)."""
+    return (~tid << 3) | 6
+
+
+SPAN_THREADS = {selftrace.SPAN_THREAD, selftrace.KAFKA_THREAD}
 
 
 async def _consumer_cpu(
@@ -530,9 +541,11 @@ TRACING_NAMES = ("warehouse writer", "lineage consumer")
 
 
 async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) -> None:
-    """Each round runs, in a shuffled order, tracing off and on over records of which
-    `share` carry a sampled parent (the comparison), and off and on over the same
-    records with no parent at all (no span is made: the noise floor)."""
+    """Each round runs tracing off and on over records of which `share` carry a sampled
+    parent (the comparison), and off and on over the same records with no parent at
+    all (no span is made: the noise floor), the two in a shuffled order, each as four
+    turns A B B A (which mode is A drawn each time): the machine's load drifting during
+    a round falls on both modes alike, and a round's figure of a mode is its two turns."""
     spans_topic = unique("bench-tracing-spans")
     topics = {share: unique("bench-tracing"), 0.0: unique("bench-tracing-untraced")}
     await create_topics(bootstrap, [spans_topic, *topics.values()])
@@ -549,34 +562,43 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
     assert recorder is not None
     stub = StubMarquez()
     marquez = await stub.start()
-    # Each (consumer, mode, share): its CPU seconds in each counted round.
+    # Each (consumer, mode, share): its CPU seconds in each counted round (two turns).
     turns: dict[tuple[str, str, float], list[float]] = {}
-    runs_of = [(mode, each) for each in topics for mode in ("off", "on")]
+    shares = list(topics)
     order = random.Random(19)
     with tempfile.TemporaryDirectory() as tmp:
         backend = ChdbBackend(str(Path(tmp) / "chdb"))
         await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
         # Round -1 warms up (chdb's first inserts, the span exporter's Kafka connection),
-        # uncounted; then each round runs every mode, in a fresh random order.
+        # uncounted; then each round runs every mode, A B B A, shares in a random order.
         for round_ in range(-1, rounds):
-            order.shuffle(runs_of)
-            for mode, each in runs_of:
-                tracer = recorder if mode == "on" else None
-                consumers = _tracing_consumers(bootstrap, backend, marquez, topics[each], tracer)
-                for name, consumer in consumers.items():
-                    used = await _consumer_cpu(consumer, len(records), recorder)
-                    if round_ >= 0:
-                        turns.setdefault((name, mode, each), []).append(used)
+            order.shuffle(shares)
+            for each in shares:
+                first, second = order.sample(["off", "on"], 2)
+                used_in_round: dict[tuple[str, str, float], float] = {}
+                for mode in (first, second, second, first):
+                    tracer = recorder if mode == "on" else None
+                    consumers = _tracing_consumers(
+                        bootstrap, backend, marquez, topics[each], tracer
+                    )
+                    for name, consumer in consumers.items():
+                        used = await _consumer_cpu(consumer, len(records), recorder)
+                        key = (name, mode, each)
+                        used_in_round[key] = used_in_round.get(key, 0.0) + used
+                if round_ >= 0:
+                    for key, used in used_in_round.items():
+                        turns.setdefault(key, []).append(used)
         await backend.close()
     await stub.stop()
     recorder.shutdown()
     n = len(records)
     print(
-        f"self-tracing: {n} events x {rounds} rounds a mode, {share:.0%} with a sampled "
-        "traceparent (each makes a store span); the noise floor: the same with none "
+        f"self-tracing: {n} events x 2 turns x {rounds} rounds a mode, {share:.0%} with a "
+        "sampled traceparent (each makes a store span); the noise floor: the same with none "
         "(tracing on, no span made); CPU per event of the median round; this thread and "
-        "the span threads"
+        "the span threads (librdkafka's included)"
     )
+    n *= 2  # a round's figure is two turns
     for name in TRACING_NAMES:
         for each, label in ((share, f"traced {share:.0%}"), (0.0, "noise floor, traced 0%")):
             on, off = turns[name, "on", each], turns[name, "off", each]
