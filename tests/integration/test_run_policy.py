@@ -227,8 +227,16 @@ def test_hostile_specs_fail_with_policy_violation_before_any_job(
     for kind in ("jobs", "configmaps", "persistentvolumeclaims"):
         items = get(kubectl, kind, "-n", namespace, "-l", labelled)["items"]
         assert items == [], f"{kind} were created for refused runs: {items}"
-    events = get(kubectl, "events", "-n", namespace, "--field-selector", "reason=PolicyViolation")
-    assert len({e["involvedObject"]["name"] for e in events["items"]}) == len(HOSTILE)
+
+    # kopf posts a run's Events from a queue of its own, while or after the refusal is
+    # written: wait for each refused run's Event rather than race it.
+    def refused_named() -> set[str] | None:
+        selector = "reason=PolicyViolation"
+        events = get(kubectl, "events", "-n", namespace, "--field-selector", selector)
+        names = {e["involvedObject"]["name"] for e in events["items"]}
+        return names if len(names) >= len(HOSTILE) else None
+
+    assert wait_until(refused_named, timeout=60) == {name for name, *_ in HOSTILE}
 
 
 def test_a_redirect_to_a_refused_target_stops_the_download(
