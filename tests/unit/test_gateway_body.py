@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import zlib
@@ -9,8 +10,16 @@ import zlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.types import Message, Receive, Scope, Send
 
-from gateway.body import BadEncoding, BodyTooLarge, UnsupportedEncoding, decode, parse_json
+from gateway.body import (
+    BadEncoding,
+    BodyLimit,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    decode,
+    parse_json,
+)
 from lineagehub.openlineage_schema import loads_exact
 
 
@@ -113,3 +122,48 @@ def test_the_fast_parser_reads_what_the_exact_one_reads(value: object) -> None:
 )
 def test_what_orjson_reads_differently_takes_the_exact_parser(body: bytes) -> None:
     assert parse_json(body) == loads_exact(body)
+
+
+def _limited_call(headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[int, bytes]:
+    """A POST through `BodyLimit(max_bytes=10)` to an app that reads the whole body and
+    echoes it: (status, body) of the answer."""
+    sent: list[Message] = []
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+    asyncio.run(BodyLimit(echo, max_bytes=10)(scope, receive, send))
+    status = int(sent[0]["status"])
+    return status, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_declared_length_within_the_limit_passes_the_body_through() -> None:
+    assert _limited_call([(b"content-length", b"10")], [b"0123", b"456789"]) == (200, b"0123456789")
+
+
+def test_a_chunked_body_is_counted_even_when_a_small_length_is_declared_too() -> None:
+    """A declared length frames the body only when no Transfer-Encoding is sent (a server
+    that reads both would frame it by the chunks): then the bytes are still counted."""
+    headers = [(b"content-length", b"4"), (b"transfer-encoding", b"chunked")]
+    status, body = _limited_call(headers, [b"0123456", b"789abc"])
+    assert status == 413 and b"larger than the limit of 10 bytes" in body
+    status, _ = _limited_call([(b"transfer-encoding", b"chunked")], [b"0123456", b"789abc"])
+    assert status == 413
