@@ -124,7 +124,14 @@ def test_config_map_deleted_mid_run_is_created_again(
     )
     pod_events = _event_messages(kubectl, namespace, transform["metadata"]["name"])
     assert any('configmap "repair-config" not found' in m for m in pod_events), pod_events
-    run_events = _event_messages(kubectl, namespace, "repair")
+
+    # kopf posts the run's Events from a queue of its own, in order, while or after the
+    # status is written: the last one (Succeeded) says every earlier one is posted.
+    def run_posted() -> list[str] | None:
+        messages = _event_messages(kubectl, namespace, "repair")
+        return messages if any(m.startswith("Succeeded:") for m in messages) else None
+
+    run_events = wait_until(run_posted, timeout=60)
     assert sum(m.startswith("ConfigMapRecreated:") for m in run_events) == 1, run_events
     assert sum(m.startswith("StageStarted:") for m in run_events) == 3, run_events
 
