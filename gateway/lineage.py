@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -49,9 +49,9 @@ class PipelinedPublisher(Publisher, Protocol):
     async def enqueue(self, topic: str, key: str, value: bytes) -> Awaitable[Any]: ...
 
 
-@dataclass(frozen=True)
-class Checked:
-    """An event that passed validation, ready to publish."""
+class Checked(NamedTuple):
+    """An event that passed validation, ready to publish (a named tuple: made for every
+    event, at less than half a frozen dataclass's cost)."""
 
     kind: EventKind
     key: str
