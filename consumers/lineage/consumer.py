@@ -42,6 +42,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -97,6 +98,11 @@ class LineageSettings:
     fetch_max_records: int = 500
     tune_gc: bool = True  # consumers.gc_tuning for the process
     client_id: str = "lineagehub-lineage"
+
+
+def _source(record: Record) -> str:
+    """The `/healthz` reason's name for an event that keeps failing."""
+    return f"lineage {record.topic}/{record.partition}@{record.offset}"
 
 
 def _no_type(verdict: ValidEvent) -> str:
@@ -296,9 +302,8 @@ class LineageConsumer:
             batches = await self._consumer.getmany(
                 timeout_ms=200, max_records=self.s.fetch_max_records
             )
-            for records in batches.values():
-                for record in records:
-                    self._dispatch(record)
+            for tp, records in batches.items():
+                self._dispatch_batch(tp, records)
             self._flow_control()
             now = time.monotonic()
             if now >= next_commit:
@@ -347,20 +352,25 @@ class LineageConsumer:
         return part
 
     def _dispatch(self, record: Record) -> None:
-        tp = TopicPartition(record.topic, record.partition)
+        self._dispatch_batch(TopicPartition(record.topic, record.partition), [record])
+
+    def _dispatch_batch(self, tp: TopicPartition, records: Iterable[Record]) -> None:
+        """Check and queue the records of one partition, in offset order."""
         part = self._partition(tp)
-        if record.offset <= part.last_offset:
-            return  # refetched after a reset; already queued
-        part.last_offset = record.offset
-        verdict = validate(record.value)
-        if record.key:
-            key = record.key
-        elif isinstance(verdict, ValidEvent):
-            key = verdict.key.encode("utf-8", "surrogatepass")
-        else:
-            key = str(record.offset).encode()
-        self.tracker.started(tp, record.offset)
-        part.add((record, verdict, key))
+        started = self.tracker.started
+        for record in records:
+            if record.offset <= part.last_offset:
+                continue  # refetched after a reset; already queued
+            part.last_offset = record.offset
+            verdict = validate(record.value)
+            if record.key:
+                key = record.key
+            elif isinstance(verdict, ValidEvent):
+                key = verdict.key.encode("utf-8", "surrogatepass")
+            else:
+                key = str(record.offset).encode()
+            started(tp, record.offset)
+            part.add((record, verdict, key))
 
     async def _worker(self, part: _Partition) -> None:
         while True:
@@ -384,25 +394,32 @@ class LineageConsumer:
             self.stats.inc("processed", topic=record.topic)
 
     async def _handle(self, record: Record, verdict: ValidEvent | Rejection) -> None:
+        headers = getattr(record, "headers", None)
+        if not headers or self.tracer is None:
+            # No header, so no `traceparent` to continue: `record_span` would make no
+            # span (most records); skip building its name and attributes.
+            await self._store(record, verdict)
+            return
         # A child of the span that produced the record (its `traceparent` header).
         place = {"messaging.destination.partition.id": str(record.partition)}
         place |= {"messaging.kafka.offset": str(record.offset), "lineagehub.store": "marquez"}
-        headers = getattr(record, "headers", None)
         with record_span(self.tracer, f"store {record.topic}", record.topic, headers, place):
-            if isinstance(verdict, Rejection):
-                await self._dead_letter(record, verdict)
-                return
-            source = f"lineage {record.topic}/{record.partition}@{record.offset}"
-            started = time.monotonic()
-            try:
-                await self._post(record, verdict, source)
-            finally:
-                self.health.recover(source)
-            self.stats.stored(record.topic, time.monotonic() - started)
+            await self._store(record, verdict)
 
-    async def _post(self, record: Record, verdict: ValidEvent, source: str) -> None:
+    async def _store(self, record: Record, verdict: ValidEvent | Rejection) -> None:
+        if isinstance(verdict, Rejection):
+            await self._dead_letter(record, verdict)
+            return
+        started = time.monotonic()
+        try:
+            await self._post(record, verdict)
+        finally:
+            if self.health.reasons:  # else there is nothing to recover from
+                self.health.recover(_source(record))
+        self.stats.stored(record.topic, time.monotonic() - started)
+
+    async def _post(self, record: Record, verdict: ValidEvent) -> None:
         body = record.value or b""
-        event = f"{record.partition}@{record.offset}"
         attempt = server_errors = 0
         stored_at_failure: int | None = None  # self._stored when this event last failed
         while True:
@@ -443,11 +460,12 @@ class LineageConsumer:
             )
             if test:
                 self.gate.tested(False)
-            elif self.gate.failure(event if server_error else None):
+            elif self.gate.failure(f"{record.partition}@{record.offset}" if server_error else None):
                 self._on_marquez_down(result.detail)
             if self.gate.is_up:
                 if attempt >= self.s.breaker_threshold:  # failing alone: the gate stays up
-                    self.health.degrade(source, f"an event keeps failing: {result.detail}"[:300])
+                    detail = f"an event keeps failing: {result.detail}"[:300]
+                    self.health.degrade(_source(record), detail)
                 await asyncio.sleep(self.s.backoff.delay(attempt))
 
     async def _dead_letter(self, record: Record, rejection: Rejection) -> None:
