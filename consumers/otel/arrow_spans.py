@@ -183,8 +183,10 @@ def _runs(
     span_maps = traces["SpanAttributes"].combine_chunks()
     res_of_span = pa.array(span_res, pa.int64())
 
-    def attr(key: str) -> pa.Array:  # the span's attribute, else the resource's
-        return pc.coalesce(lookup(span_maps, key), pc.take(lookup(res_maps, key), res_of_span))
+    def attr(key: str, maps: pa.Array = span_maps, res: pa.Array = res_of_span) -> pa.Array:
+        """The span's attribute, else its resource's (`maps`: the spans' attribute maps,
+        `res`: each one's resource)."""
+        return pc.coalesce(lookup(maps, key), pc.take(lookup(res_maps, key), res))
 
     run_id = pc.fill_null(attr(ATTR_RUN_ID), "")
     stage = pc.fill_null(attr(ATTR_STAGE), "")
@@ -206,7 +208,11 @@ def _runs(
     pick = traces.take(pos)
     start = pick["Timestamp"]
     took = pick["Duration"]
-    pipeline = pc.take(pc.fill_null(attr(ATTR_PIPELINE), ""), pos)
+
+    def picked(key: str) -> pa.Array:  # `attr` of the winners alone: a map lookup a row
+        return attr(key, pick["SpanAttributes"], pa.array(span_res[winners], pa.int64()))
+
+    pipeline = pc.fill_null(picked(ATTR_PIPELINE), "")
     columns = {
         "RunId": pc.take(run_id, pos),
         "Stage": pc.take(stage, pos),
@@ -222,8 +228,8 @@ def _runs(
         "DurationNs": took,
         "Status": pick["StatusCode"],
         "StatusMessage": pick["StatusMessage"],
-        "RecordsIn": _counts(pc.take(attr(ATTR_RECORDS_IN), pos)),
-        "RecordsOut": _counts(pc.take(attr(ATTR_RECORDS_OUT), pos)),
+        "RecordsIn": _counts(picked(ATTR_RECORDS_IN)),
+        "RecordsOut": _counts(picked(ATTR_RECORDS_OUT)),
         "Attributes": pick["SpanAttributes"],
     }
     out = pa.Table.from_arrays([columns[c] for c in PIPELINE_RUNS.columns], schema=_RUNS_SCHEMA)
