@@ -649,7 +649,9 @@ def _tracing_consumers(
 TRACING_NAMES = ("warehouse writer", "lineage consumer")
 
 
-async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) -> None:
+async def bench_tracing(
+    bootstrap: str, events: int, rounds: int, share: float, names: Sequence[str] = TRACING_NAMES
+) -> None:
     """Each round runs tracing off and on over records of which `share` carry a sampled
     parent (the comparison), and off and on over the same records with no parent at
     all (no span is made: the noise floor), the two in a shuffled order, each as four
@@ -690,8 +692,8 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
                     consumers = _tracing_consumers(
                         bootstrap, backend, marquez, topics[each], tracer
                     )
-                    for name, consumer in consumers.items():
-                        used = await _consumer_cpu(consumer, len(records), recorder)
+                    for name in names:
+                        used = await _consumer_cpu(consumers[name], len(records), recorder)
                         key = (name, mode, each)
                         used_in_round[key] = used_in_round.get(key, 0.0) + used
                 if round_ >= 0:
@@ -708,7 +710,7 @@ async def bench_tracing(bootstrap: str, events: int, rounds: int, share: float) 
         "the span threads (librdkafka's included)"
     )
     n *= 2  # a round's figure is two turns
-    for name in TRACING_NAMES:
+    for name in names:
         for each, label in ((share, f"traced {share:.0%}"), (0.0, "noise floor, traced 0%")):
             on, off = turns[name, "on", each], turns[name, "off", each]
             print(
@@ -726,6 +728,12 @@ async def main() -> None:
     parser.add_argument("--only", choices=("otel", "lineage", "tracing"))
     parser.add_argument("--rounds", type=int, default=12, help="tracing: rounds")
     parser.add_argument(
+        "--tracing-consumer",
+        choices=("both", *TRACING_NAMES),
+        default="both",
+        help="tracing: the consumers measured (one alone: more rounds in the same time)",
+    )
+    parser.add_argument(
         "--traced-share", type=float, default=0.1, help="tracing: records with a sampled parent"
     )
     parser.add_argument("--no-metrics", action="store_true", help="otel: spans only")
@@ -742,7 +750,8 @@ async def main() -> None:
     if args.only in (None, "lineage"):
         await bench_lineage(bootstrap, marquez, args.events)
     if args.only in (None, "tracing"):
-        await bench_tracing(bootstrap, args.events, args.rounds, args.traced_share)
+        names = TRACING_NAMES if args.tracing_consumer == "both" else (args.tracing_consumer,)
+        await bench_tracing(bootstrap, args.events, args.rounds, args.traced_share, names)
 
 
 if __name__ == "__main__":
