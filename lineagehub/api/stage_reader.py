@@ -86,6 +86,8 @@ _RULES: dict[str, Callable[[Any], None]] = {
     ),
 }
 _NULL = {"type": "null"}
+#: An integral float at or past this magnitude is refused, as the models refuse it.
+_INT64_BOUND = 2.0**63
 
 
 class _Invalid(Exception):
@@ -189,6 +191,11 @@ class _Reader:
 
     def integer(self, data: Any, schema: dict[str, Any], loc: Loc) -> int:
         if isinstance(data, float) and data.is_integer():
+            # The models take an integral float only within a signed 64-bit integer.
+            if not -_INT64_BOUND < data < _INT64_BOUND:
+                raise self.fail(
+                    loc, "Unable to parse input string as an integer, exceeded maximum size"
+                )
             data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             raise self.fail(loc, "Input should be a valid integer")

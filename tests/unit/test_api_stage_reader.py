@@ -220,6 +220,27 @@ def test_a_number_past_a_doubles_range_reads_as_the_models_read_it() -> None:
     assert same(read_stage_config(raw), theirs)
 
 
+@pytest.mark.parametrize(
+    "raw_value",
+    ["9223372036854775808.0", "-9223372036854775808.0", "1e19", "1e300", "9.2e18", "-9.2e18"],
+)
+def test_an_integral_float_is_an_integer_only_within_64_bits(raw_value: str) -> None:
+    """The models take 9.2e18 as an integer and refuse an integral float at or past
+    2**63 (their int64 parse); the reader draws the line at the same place."""
+    raw = _text_with(("attempt",), "@@", raw_value)
+    try:
+        theirs: Any = StageConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        theirs = exc
+    if isinstance(theirs, ValidationError):
+        why = "exceeded maximum size" if "int_parsing_size" in str(theirs) else "greater than"
+        with pytest.raises(StageConfigError, match=rf"^attempt: .*{why}"):
+            read_stage_config(raw)
+    else:
+        assert abs(theirs.attempt) < 2**63
+        assert same(read_stage_config(raw), theirs)
+
+
 def test_whitespace_is_the_models_whitespace() -> None:
     # The information separators \x1c-\x1f are whitespace to Python's `\s`, not to the
     # models' regex: a URI holding one is the models' to accept; a space is refused.
@@ -273,6 +294,8 @@ JSON_SCALARS = (
     | st.booleans()
     | st.integers(min_value=-3, max_value=300)
     | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    # Integral floats about a signed 64-bit integer's bounds, which the models refuse.
+    | st.sampled_from([2.0**63, -(2.0**63), 1e19, 1e300, 9.2e18, -9.2e18])
     | st.sampled_from(WORDS)
 )
 JSON_VALUES = st.recursive(
