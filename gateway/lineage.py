@@ -335,7 +335,10 @@ async def _acknowledged_by(
     try:
         await ack
     except asyncio.CancelledError:
-        if expired:
+        # Expired, unless the request was cancelled too (both can fall due in one turn
+        # of a busy loop): a cancellation of the caller's is never turned into a timeout.
+        task = asyncio.current_task()
+        if expired and (task is None or not task.cancelling()):
             raise TimeoutError from None
         raise
     finally:

@@ -6,6 +6,7 @@ cancellation passed on as a cancellation, never as a timeout."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -101,3 +102,30 @@ def test_a_batch_settles_what_came_in_time_and_cancels_the_rest_at_the_deadline(
         ]
 
     assert asyncio.run(run()) == ["acked", "cancelled", "failed", "acked"]
+
+
+@pytest.mark.parametrize("wait", ["one", "batch"])
+def test_a_cancellation_falling_due_with_the_deadline_is_still_a_cancellation(
+    wait: str,
+) -> None:
+    """A busy loop runs the caller's cancellation and the deadline's timer in one turn:
+    the request is cancelled, not answered as a timeout."""
+
+    async def run() -> str:
+        loop = asyncio.get_running_loop()
+        acks: list[asyncio.Future[Any]] = [loop.create_future() for _ in range(2)]
+        deadline = loop.time() + 0.05
+        waiter = _acknowledged_by(acks[0], loop, deadline) if wait == "one" else None
+        task = asyncio.ensure_future(waiter or _settled(acks, deadline))
+        await asyncio.sleep(0)  # the task is now waiting on an ack, its timer set
+        loop.call_at(deadline - 0.04, task.cancel)
+        time.sleep(0.1)  # noqa: ASYNC251 (stalls the loop: the cancel and the deadline fall due together)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return "cancelled"
+        except TimeoutError:
+            return "timed out"
+        return "returned"
+
+    assert asyncio.run(run()) == "cancelled"
