@@ -82,6 +82,15 @@ def _running(kubectl: Kubectl, ns: str, run: str, stage: str) -> bool:
     )
 
 
+def start_held(kubectl: Kubectl, ns: str, run: str, source: str) -> None:
+    """Apply run `run` reading the gated `source`; return once its extract stage's
+    container runs (waiting for the gate)."""
+    doc = manifest(run, ns)
+    doc["spec"]["source"] = {"uri": source, "format": "csv"}
+    apply(kubectl, doc)
+    wait_until(lambda: _running(kubectl, ns, run, "extract"), timeout=90, every=0.2)
+
+
 def _event_messages(kubectl: Kubectl, ns: str, name: str) -> list[str]:
     events = get(kubectl, "events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
     return [f"{e['reason']}: {e.get('message') or ''}" for e in events["items"]]
@@ -94,10 +103,7 @@ def test_config_map_deleted_mid_run_is_created_again(
     gated_source: tuple[str, threading.Event],
 ) -> None:
     uri, gate = gated_source
-    doc = manifest("repair", namespace)
-    doc["spec"]["source"] = {"uri": uri, "format": "csv"}
-    apply(kubectl, doc)
-    wait_until(lambda: _running(kubectl, namespace, "repair", "extract"), timeout=90, every=0.2)
+    start_held(kubectl, namespace, "repair", uri)
     kubectl("delete", "configmap", "repair-config", "-n", namespace)
     gate.set()
 

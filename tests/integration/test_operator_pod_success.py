@@ -16,11 +16,11 @@ import pytest
 
 from tests.conftest import StackHandle
 from tests.helpers import Obj, wait_until
-from tests.integration.test_operator import Kubectl, apply, jobs_of, manifest, wait_phase
+from tests.integration.test_operator import Kubectl, jobs_of, wait_phase
 from tests.integration.test_operator_config_repair import (  # noqa: F401 (a fixture)
     _pods,
-    _running,
     gated_source,
+    start_held,
 )
 
 pytestmark = pytest.mark.controlplane
@@ -45,10 +45,7 @@ def test_next_stage_job_is_created_before_the_previous_job_is_complete(
     gated_source: tuple[str, threading.Event],  # noqa: F811
 ) -> None:
     uri, gate = gated_source
-    doc = manifest("orders", namespace)
-    doc["spec"]["source"] = {"uri": uri, "format": "csv"}
-    apply(kubectl, doc)
-    wait_until(lambda: _running(kubectl, namespace, "orders", "extract"), timeout=90, every=0.2)
+    start_held(kubectl, namespace, "orders", uri)
     stack.stop(JOB_CONTROLLER)
     try:
         gate.set()  # the extract pod reads its source and succeeds
