@@ -3,20 +3,21 @@ the access log with a correlation id (X-Request-ID)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.metric_labels import RouteTemplates, method_label, status_label
-from gateway.promtext import GatewayMetrics
+from gateway.metric_labels import RouteTemplates
+from gateway.promtext import GatewayMetrics, RequestChildren
 from lineagehub.tracelog import current_span_ids
 
 ACCESS_LOGGER = "lineagehub.gateway.access"
@@ -110,15 +111,39 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level.upper())
 
 
+class RequestIds:
+    """Fresh request ids: 32 hex digits, a random 64-bit prefix drawn once per process
+    (again in a forked child) and a 64-bit counter. Unique across workers and restarts
+    as a random uuid is, at a tenth of a uuid4's cost (its constructor, not the
+    randomness, was ~3% of a small request's CPU)."""
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._counter = itertools.count()
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+_IDS = RequestIds()
+_HEADER_NAME = REQUEST_ID_HEADER.encode()
+
+
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-ID when it is a safe token, else a fresh one."""
     for name, value in headers:
-        if name == REQUEST_ID_HEADER.encode():
+        if name == _HEADER_NAME:
             text = value.decode("latin-1").strip()
             if _SAFE_ID.match(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return _IDS.next()
 
 
 class AccessLog:
@@ -132,6 +157,7 @@ class AccessLog:
         self.metrics = metrics
         self.routes = routes or RouteTemplates()
         self.log = logging.getLogger(ACCESS_LOGGER)
+        self.children = RequestChildren(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,7 +174,7 @@ class AccessLog:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers.append((_HEADER_NAME, request_id.encode()))
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
@@ -160,9 +186,9 @@ class AccessLog:
             elapsed = time.perf_counter() - started
             route = self.routes.label(scope)
             method = str(scope.get("method", ""))
-            # Labels from a closed set: a caller must not be able to mint series.
-            self.metrics.requests.labels(method_label(method), route, status_label(status)).inc()
-            self.metrics.latency.labels(method_label(method), route).observe(elapsed)
+            counted, timed = self.children.get(method, route, status)
+            counted.inc()
+            timed.observe(elapsed)
             self._line(scope, request_id, method, route, status, elapsed, sent)
 
     def _line(

@@ -20,12 +20,35 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from gateway.metric_labels import method_label, status_label
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # The hand-written renderer never had `_created` series; scrapers are not handed new ones.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class RequestChildren:
+    """The request counter's and latency histogram's children for a request, each label
+    set looked up once (`.labels()` checks its values and takes a lock each time, ~4% of
+    a small request's CPU). Keyed by the labels, each from a closed set (a method not
+    standard is `other`, a status not HTTP's `other`), so the dict stays small."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+        self._children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+    def get(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        key = (method_label(method), route, status_label(status))
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (
+                self._metrics.requests.labels(*key),
+                self._metrics.latency.labels(key[0], route),
+            )
+        return found
 
 
 def multiprocess_dir() -> str | None:
