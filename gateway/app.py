@@ -27,7 +27,7 @@ from gateway import (
     lineage_api,
     tracing,
 )
-from gateway.auth import Principal, RateLimiter, Scope, retry_after_header
+from gateway.auth import Principal, RateLimiter, Scope, authenticate_once, retry_after_header
 from gateway.auth_first import AuthFirst
 from gateway.body import (
     BadEncoding,
@@ -280,7 +280,8 @@ def _authorizer(deps: Deps, scope: Scope) -> Callable[..., Awaitable[Principal]]
         _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         store = deps.settings.tokens
-        principal = store.authenticate(request.headers.get("authorization"))
+        state = request.scope.setdefault("state", {})
+        principal = authenticate_once(store, state, request.headers.get("authorization"))
         if principal is None and store.anonymous:
             client = request.client.host if request.client else "unknown"
             principal = Principal(id=f"anonymous:{client}", scopes=frozenset(Scope))

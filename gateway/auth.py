@@ -17,9 +17,10 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Scope(StrEnum):
@@ -68,6 +69,26 @@ class TokenStore:
 
     def __len__(self) -> int:
         return len(self.by_digest)
+
+
+_VERIFIED = "bearer_verified"
+
+
+def authenticate_once(
+    store: TokenStore, state: MutableMapping[str, Any], authorization: str | None
+) -> Principal | None:
+    """`store.authenticate(authorization)` for one request, `state` being its ASGI scope's
+    state: the first check keeps its answer there, and a later one for the same store
+    and the same header value reuses it, so the token is hashed once a request (the
+    write middleware and the route's authorizer each hashed it). A check that finds no
+    answer, or one for another header or store, authenticates afresh."""
+    seen = state.get(_VERIFIED)
+    if seen is not None and seen[0] is store and seen[1] == authorization:
+        principal: Principal | None = seen[2]
+        return principal
+    principal = store.authenticate(authorization)
+    state[_VERIFIED] = (store, authorization, principal)
+    return principal
 
 
 def parse_tokens(text: str, anonymous: bool = False) -> TokenStore:

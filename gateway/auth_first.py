@@ -5,7 +5,8 @@ auth check among them), so an unauthenticated caller could make the gateway hold
 parse a body of up to the global limit (5 MiB parses to ~130 MB of Python objects) per
 request. This middleware refuses a write (POST, PUT, PATCH, DELETE under `/api/`) whose
 bearer token is unknown before anything is read, and holds chosen routes to a smaller
-body limit. The route's own dependency still checks the token's scope.
+body limit. The route's own dependency still checks the token's scope, reusing the
+principal found here (`auth.authenticate_once`) rather than hashing the token again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.auth import TokenStore
+from gateway.auth import TokenStore, authenticate_once
 from gateway.body import BodyLimit
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -44,7 +45,10 @@ class AuthFirst:
             return
         header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
         text = header.decode("latin-1") if header is not None else None
-        if not self.tokens.anonymous and self.tokens.authenticate(text) is None:
+        if (
+            not self.tokens.anonymous
+            and authenticate_once(self.tokens, scope.setdefault("state", {}), text) is None
+        ):
             self.on_reject()
             body = json.dumps({"detail": "a valid bearer token is required"}).encode()
             await send(
