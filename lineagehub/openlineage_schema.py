@@ -749,8 +749,48 @@ def _namespace_problem(value: object) -> str | None:
     return f"has {bad.group()!r} at index {bad.start()}"
 
 
+def _names_plain(event: dict[str, Any]) -> bool:
+    """True when no name rule can fail, whatever the event type: the job's namespace and
+    name and every dataset's (inputs and outputs alike) are strings, each dataset's
+    namespace matches NamespaceName and no name is blank. False says only "look closer":
+    anything else (a missing or non-string name, a dataset that is not an object) gets
+    the full diagnosis, `_name_diagnosis`."""
+    job = event.get("job")
+    if type(job) is not dict:
+        return False
+    namespace, name = job.get("namespace"), job.get("name")
+    if type(namespace) is not str or not 0 < len(namespace) <= 1024:
+        return False
+    if type(name) is not str or not name.strip(_JAVA_BLANK):
+        return False
+    for side in (event.get("inputs"), event.get("outputs")):
+        if side is None:
+            continue
+        if type(side) is not list:
+            return False
+        for dataset in side:
+            if type(dataset) is not dict:
+                return False
+            namespace, name = dataset.get("namespace"), dataset.get("name")
+            if type(namespace) is not str or _NAMESPACE.fullmatch(namespace) is None:
+                return False
+            if type(name) is not str or not name.strip(_JAVA_BLANK):
+                return False
+    return True
+
+
 def _name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any], str]]:
     """Marquez's NamespaceName, DatasetName and JobName checks (an HTTP 400 there).
+
+    The everyday event, every name plain (`_names_plain`), has none in one pass; any
+    other is diagnosed by `_name_diagnosis`."""
+    if kind is EventKind.DATASET or _names_plain(event):
+        return []
+    return _name_diagnosis(event, kind)
+
+
+def _name_diagnosis(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any], str]]:
+    """Every name error of `event`, with its path and message.
 
     Marquez applies them while it builds its model: to the input datasets of every
     RunEvent; to the outputs and the job too when a RunEvent is COMPLETE, FAIL or ABORT

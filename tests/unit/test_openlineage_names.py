@@ -1,13 +1,16 @@
-"""`_name_errors`'s shortcuts (a NamespaceName-shaped string skips the diagnosis, a
-plain string is tested blank without conversions, the streaming facet is read only
-when the event is not terminal) and `schema_errors`' early return for a valid event
-change no verdict and no message: the function as it was is kept here as the
+"""`_name_errors`'s shortcuts (an event whose every name is plain is passed in one pass,
+`_names_plain`; a NamespaceName-shaped string skips the diagnosis, a plain string is
+tested blank without conversions, the streaming facet is read only when the event is
+not terminal) and `schema_errors`' early return for a valid event change no verdict
+and no message: the function as it was is kept here as the
 reference, and both judge the same generated events."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +22,7 @@ from lineagehub.openlineage_schema import (
     EventKind,
     _is_text,
     _name_errors,
+    _names_plain,
     _namespace_problem,
     _processing_type,
     _text,
@@ -201,3 +205,114 @@ def test_schema_errors_report_the_name_errors_found_before(
     assert sorted(got) == sorted(expected)[: len(got)]
     assert len(got) == min(len(expected), MAX_REPORTED_ERRORS)
     assert (got == []) == (old_name_errors(event, EventKind.RUN) == [])
+
+
+# ---- the one-pass quick path: plain events, and plain events with one defect -----------------
+
+plain_namespaces = st.one_of(
+    st.sampled_from(["pg://db:5432", "etl", "s3://bucket", "a" * 1024]),
+    st.text(alphabet="ab:;=/09_-.@+", min_size=1, max_size=12),
+)
+plain_names = st.one_of(
+    st.sampled_from(["orders", "public.orders", " x ", "é", "a b"]),
+    st.text(min_size=1, max_size=12).filter(lambda t: bool(t.strip(_JAVA_BLANK))),
+)
+plain_datasets = st.lists(
+    st.fixed_dictionaries({"namespace": plain_namespaces, "name": plain_names}), max_size=4
+)
+plain_events = st.fixed_dictionaries(
+    {"job": st.fixed_dictionaries({"namespace": plain_namespaces, "name": plain_names})},
+    optional={
+        "eventType": st.sampled_from(["START", "COMPLETE", "fail", "abort", "RUNNING"]),
+        "inputs": plain_datasets,
+        "outputs": plain_datasets,
+    },
+)
+
+# One thing off in an otherwise plain event: where, and the value put there.
+BAD_NAMESPACES: list[object] = ["a\nb", "", "a" * 1025, "ns with space", "\n", 7, None, "é"]
+BAD_NAMES: list[object] = ["", " ", "\t\n", "\x00", 0, None, True, []]
+BAD_JOB_NAMESPACES: list[object] = ["", "a" * 1025, 12, None]
+
+
+def with_defect(event: dict[str, Any], where: str, value: object) -> dict[str, Any]:
+    out = copy.deepcopy(event)
+    if where.startswith("job."):
+        out["job"][where[4:]] = value
+        return out
+    side, field = where.split(".")
+    datasets = out.setdefault(side, [])
+    if not datasets:
+        datasets.append({"namespace": "ns", "name": "n"})
+    if field == "dataset":
+        datasets[-1] = value
+    elif field == "side":
+        out[side] = value
+    else:
+        datasets[-1][field] = value
+    return out
+
+
+defects = st.one_of(
+    st.tuples(
+        st.sampled_from(["inputs.namespace", "outputs.namespace"]), st.sampled_from(BAD_NAMESPACES)
+    ),
+    st.tuples(st.sampled_from(["inputs.name", "outputs.name"]), st.sampled_from(BAD_NAMES)),
+    st.tuples(st.just("job.namespace"), st.sampled_from(BAD_JOB_NAMESPACES)),
+    st.tuples(st.just("job.name"), st.sampled_from(BAD_NAMES)),
+    st.tuples(st.sampled_from(["inputs.dataset", "outputs.dataset"]), texts),
+    st.tuples(st.sampled_from(["inputs.side", "outputs.side"]), texts),
+)
+
+
+@FUZZ
+@given(plain_events, st.sampled_from(list(EventKind)))
+def test_a_plain_event_takes_the_quick_path_and_has_no_name_error(
+    event: dict[str, Any], kind: EventKind
+) -> None:
+    assert _names_plain(event)
+    assert _name_errors(event, kind) == old_name_errors(event, kind) == []
+
+
+@FUZZ
+@given(plain_events, defects, st.sampled_from(list(EventKind)))
+def test_a_plain_event_with_one_defect_gets_the_errors_it_got_before(
+    event: dict[str, Any], defect: tuple[str, object], kind: EventKind
+) -> None:
+    bad = with_defect(event, *defect)
+    expected = old_name_errors(bad, kind)
+    assert _name_errors(bad, kind) == expected
+    if _names_plain(bad):  # the quick path may only pass what has no error, in any kind
+        assert all(old_name_errors(bad, k) == [] for k in EventKind)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("inputs.namespace", "a\nb"),  # a newline, which NamespaceName refuses
+        ("outputs.namespace", "a\nb"),
+        ("inputs.namespace", ""),
+        ("outputs.namespace", "a" * 1025),
+        ("inputs.namespace", "ns with space"),
+        ("inputs.name", " \t"),
+        ("outputs.name", ""),
+        ("job.namespace", "a" * 1025),
+        ("job.namespace", ""),
+        ("job.name", "\x00 "),
+    ],
+)
+def test_each_defect_the_quick_path_sees_is_diagnosed_in_full(where: str, value: object) -> None:
+    """Fails if `_name_errors` answered [] for an event the quick path did not pass."""
+    plain = {
+        "eventType": "COMPLETE",
+        "job": {"namespace": "etl", "name": "load"},
+        "inputs": [{"namespace": "pg://db:5432", "name": "public.orders"}],
+        "outputs": [{"namespace": "s3://bucket", "name": "orders"}],
+    }
+    assert _names_plain(plain)
+    bad = with_defect(plain, where, value)
+    assert not _names_plain(bad)
+    for kind in (EventKind.RUN, EventKind.JOB):
+        errors = _name_errors(bad, kind)
+        assert errors == old_name_errors(bad, kind)
+        assert [parts[0] for parts, _message in errors] == [where.split(".", maxsplit=1)[0]]
