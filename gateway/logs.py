@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -26,11 +27,39 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
+class IsoMillis:
+    """`datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")`, the date and
+    time of day formatted once a second (that call was half the cost of writing the
+    access line). The microseconds are rounded half to even as `fromtimestamp` rounds
+    them, a rounding up to the next second included."""
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole: a thread never pairs one second with another's text.
+        self._cached = (math.nan, "")
+
+    def __call__(self, created: float) -> str:
+        fraction, second = math.modf(created)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second += 1.0
+            micros -= 1_000_000
+        if micros < 0:  # before 1970: not worth a cache
+            return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")[:-6]
+            self._cached = (second, prefix)
+        return f"{prefix}.{micros // 1000:03d}+00:00"
+
+
+_iso_millis = IsoMillis()
+
+
 def _document(
     created: float, level: str, logger: str, message: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
     return {
-        "time": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "time": _iso_millis(created),
         "level": level,
         "logger": logger,
         "message": message,
