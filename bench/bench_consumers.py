@@ -118,6 +118,7 @@ async def bench_otel_topic(
     what: str,
     requests: list[bytes],
     per_request: int,
+    fullest: int,
     decoder: Decoder,
     parse: Callable[[bytes | None], object],
     tables: Sequence[str],
@@ -127,11 +128,13 @@ async def bench_otel_topic(
 ) -> float:
     """One kind of OTLP record through the otel consumer into chdb, beside the baseline;
     with the consumer's GC thresholds (`tune_gc`) or CPython's defaults. Gives the
-    sustained rate (rows/s)."""
+    sustained rate (rows/s). `fullest`: the most rows a request adds to one table, what
+    the consumer's batches count against `batch_rows` (so the baseline's inserts are as
+    big as the consumer's)."""
     gc.set_threshold(*(GC_THRESHOLD if tune_gc else DEFAULT_GC_THRESHOLD))
     total = len(requests) * per_request
     started = time.process_time()
-    step = max(1, batch_rows // per_request)
+    step = max(1, batch_rows // fullest)
     decoded = settle([decoder(r) for r in requests], step)
     decode_rate = total / (time.process_time() - started)
 
@@ -404,6 +407,7 @@ async def bench_otel(
             "spans",
             spans,
             10,  # root + 3 stages + 2 children each
+            10,  # all in otel_traces
             decoder,
             lambda raw: ExportTraceServiceRequest.FromString(raw or b""),
             ("otel_traces", "pipeline_runs"),
@@ -433,6 +437,7 @@ async def bench_otel(
             "points",
             points,
             3 * copies + 2,
+            copies,  # the gauge, sum and histogram tables' points
             decoder,
             lambda raw: ExportMetricsServiceRequest.FromString(raw or b""),
             [t.name for t in METRIC_TABLES],
