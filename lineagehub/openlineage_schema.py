@@ -228,6 +228,9 @@ _TOO_DEEP = (
     f"nesting too deep: more than {MAX_NESTING} levels of objects and arrays (Marquez's "
     "JSON parser refuses it): flatten the facet"
 )
+#: The shortest JSON text nesting deeper than MAX_NESTING: an opener and a closer a
+#: level. A shorter text orjson reads needs no bracket count (most single events).
+SHORTEST_TOO_DEEP = 2 * (MAX_NESTING + 1)
 
 
 _RECURSION_LOCK = threading.Lock()
@@ -337,7 +340,8 @@ def loads(data: bytes | str) -> tuple[Any, str | None]:
         except orjson.JSONDecodeError:
             pass
         else:
-            return _nesting_checked(value, scanned.count(b"{"))
+            opened = scanned.count(b"{") if len(raw) >= SHORTEST_TOO_DEEP else 0
+            return _nesting_checked(value, opened)
     return loads_exact(data)
 
 

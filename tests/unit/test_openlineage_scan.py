@@ -1,12 +1,14 @@
 """`loads`'s one-pass scan (digits to 0 and `[` to `{` in one copy) decides as the two
 passes it replaced: the same texts take the exact parser, the same brackets are
-counted for the nesting check, so every verdict and message is the same."""
+counted for the nesting check (skipped for a text too short to nest too deep), so
+every verdict and message is the same."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +16,7 @@ from lineagehub.openlineage_schema import (
     _LONG_DIGITS,
     _SCAN,
     MAX_NESTING,
+    SHORTEST_TOO_DEEP,
     _brackets,
     _nesting_checked,
     loads,
@@ -104,3 +107,18 @@ json_texts = st.one_of(
 def test_loads_gives_the_verdict_and_message_it_gave_before(text: str, as_bytes: bool) -> None:
     data: bytes | str = text.encode() if as_bytes else text
     assert loads(data) == old_loads(data)
+
+
+@pytest.mark.parametrize("opener", ["[", "{"])
+def test_the_shortest_text_too_deep_is_counted_and_refused(opener: str) -> None:
+    """Fails if texts of SHORTEST_TOO_DEEP bytes skipped the bracket count: the shortest
+    arrays nested MAX_NESTING + 1 deep are exactly that long (objects are longer)."""
+    text = nested(MAX_NESTING + 1, "[]" if opener == "[" else "{}", opener)
+    shortest = "[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1)
+    assert len(shortest.encode()) == SHORTEST_TOO_DEEP
+    for data in (shortest, text):
+        value, problem = loads(data.encode())
+        assert value is None and problem is not None, len(data)
+        assert (value, problem) == loads_exact(data.encode()) == old_loads(data.encode())
+    readable = "[" * MAX_NESTING + "]" * MAX_NESTING
+    assert loads(readable.encode())[1] is None
