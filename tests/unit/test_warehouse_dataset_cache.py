@@ -37,6 +37,7 @@ def _decoded(raw: bytes) -> Outcome:
 def _forget() -> None:
     decode._DATASETS.clear()
     decode._SCHEMAS.clear()
+    decode._PAYOFF.reset()  # keying on: every test here compares remembered answers
 
 
 def uncached(raw: bytes) -> Outcome:
@@ -325,7 +326,10 @@ def test_an_event_orjson_refused_is_not_cached_nor_answered_from_the_cache() -> 
 # --------------------------------------------------------------------------------- bounds
 
 
-def test_distinct_datasets_keep_the_cache_bounded_in_entries_and_bytes() -> None:
+def test_distinct_datasets_keep_the_cache_bounded_in_entries_and_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(decode._Payoff, "want_keys", lambda _: True)  # keyed though it misses
     for i in range(decode._DATASETS.max_entries + 50):
         dataset = {**BASE, "name": f"t{i}"}
         decode.decode_lineage(_events(dataset)[1])
@@ -346,3 +350,23 @@ def test_a_dataset_past_the_key_limit_is_decoded_every_time() -> None:
     assert len(orjson.dumps(dataset)) > decode._DATASET_KEY_MAX
     assert cached(raw) == cached(raw) == uncached(raw)
     assert not decode._DATASETS
+
+
+def test_keying_stops_while_nothing_hits_and_resumes_when_datasets_repeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct datasets turn keying off (a probe now and then still keys one event);
+    repeating ones turn it back on. The rows are the same throughout."""
+    monkeypatch.setattr(decode, "_PAYOFF", decode._Payoff(window=64))  # a shorter run
+    distinct = [value for _, value in stage_events(400, distinct=True)]
+    repeating = [value for _, value in stage_events(20)] * 60  # 20 jobs' datasets
+    stream = distinct + repeating
+    expected = [uncached(raw) for raw in stream]
+    keyed = []
+    for i, (raw, outcome) in enumerate(zip(stream, expected, strict=True)):
+        keyed.append(decode._PAYOFF.keying)
+        assert cached(raw) == outcome
+        if i == len(distinct) - 1:  # most events of the distinct run were not keyed
+            assert len(decode._DATASETS) < len(distinct) / 2
+    assert keyed[0] and not keyed[len(distinct) - 1]
+    assert keyed[-1]  # on again once datasets repeat
