@@ -17,20 +17,27 @@ from gateway.config import Settings
 TOKEN = "logs-counts-token-000000001"
 READER = "logs-counts-reader-00000001"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NOT_JSON = {**AUTH, "Content-Type": "application/json", "X-Body": "not json"}
+NOT_JSON = b"{not json"
 LINEAGE = "/api/v1/lineage"
 
-# (method, url, headers) -> the (method, route, status) label set it is counted under.
-REQUESTS: list[tuple[str, str, dict[str, str], tuple[str, str, str]]] = [
-    ("POST", LINEAGE, AUTH, ("POST", LINEAGE, "503")),  # no Kafka configured
-    ("POST", LINEAGE, {}, ("POST", "unmatched", "401")),  # refused before the router
-    ("POST", LINEAGE, {"Authorization": "Bearer unknown-token-0000"}, ("POST", "unmatched", "401")),
-    ("POST", LINEAGE, NOT_JSON, ("POST", LINEAGE, "400")),
-    ("POST", LINEAGE, {"Authorization": f"Bearer {READER}"}, ("POST", LINEAGE, "403")),
-    ("GET", "/api/v1/nothing-here", {}, ("GET", "unmatched", "404")),
-    ("GET", "/api/v1/nothing/else", {}, ("GET", "unmatched", "404")),
-    ("BREW", LINEAGE, AUTH, ("other", LINEAGE, "405")),
-    ("GET", "/metrics", {}, ("GET", "/metrics", "200")),
+# (method, url, headers, a body other than an event) -> the (method, route, status) label
+# set it is counted under.
+REQUESTS: list[tuple[str, str, dict[str, str], bytes | None, tuple[str, str, str]]] = [
+    ("POST", LINEAGE, AUTH, None, ("POST", LINEAGE, "503")),  # no Kafka configured
+    ("POST", LINEAGE, {}, None, ("POST", "unmatched", "401")),  # refused before the router
+    (
+        "POST",
+        LINEAGE,
+        {"Authorization": "Bearer unknown-token-0000"},
+        None,
+        ("POST", "unmatched", "401"),
+    ),
+    ("POST", LINEAGE, AUTH, NOT_JSON, ("POST", LINEAGE, "400")),
+    ("POST", LINEAGE, {"Authorization": f"Bearer {READER}"}, None, ("POST", LINEAGE, "403")),
+    ("GET", "/api/v1/nothing-here", {}, None, ("GET", "unmatched", "404")),
+    ("GET", "/api/v1/nothing/else", {}, None, ("GET", "unmatched", "404")),
+    ("BREW", LINEAGE, AUTH, None, ("other", LINEAGE, "405")),
+    ("GET", "/metrics", {}, None, ("GET", "/metrics", "200")),
 ]
 
 
@@ -45,9 +52,9 @@ def test_each_label_set_counts_its_own_requests() -> None:
         # Interleaved and repeated: a child cached under the wrong key shows as a count
         # moved from one label set to another.
         for round_ in range(3):
-            for method, url, headers, labels in REQUESTS[round_:] + REQUESTS[:round_]:
-                if "X-Body" in headers:
-                    reply = client.request(method, url, headers=headers, content=b"{not json")
+            for method, url, headers, raw, labels in REQUESTS[round_:] + REQUESTS[:round_]:
+                if raw is not None:
+                    reply = client.request(method, url, headers=headers, content=raw)
                 else:
                     body = lineage_event(str(uuid.uuid4())) if method == "POST" else None
                     reply = client.request(method, url, headers=headers, json=body)
