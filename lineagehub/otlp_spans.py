@@ -194,7 +194,7 @@ class SpanAttributes(Mapping[str, AttributeValue]):
 
 def _attributes(number: int, attributes: Attributes) -> bytes:
     if type(attributes) is SpanAttributes:
-        return attributes.shared.encoded(number) + _own_attributes(number, attributes.own)
+        return attributes.shared.encoded(number) + _attributes(number, attributes.own)
     made = _SCALAR_FIELDS
     out = []
     for k, v in attributes.items():
@@ -213,19 +213,6 @@ def _attributes(number: int, attributes: Attributes) -> bytes:
 
 
 _SCALARS = frozenset({str, int, float, bool})
-
-
-def _own_attributes(number: int, attributes: Attributes) -> bytes:
-    """The attributes one span carries alone (a record's offset): encoded as they are,
-    not kept, as their values are not seen again."""
-    return b"".join(
-        [
-            _scalar_field(number, k, v)  # type: ignore[arg-type]
-            if type(v) in _SCALARS
-            else len_field(number, key_value(k, v))
-            for k, v in attributes.items()
-        ]
-    )
 
 
 #: A span's fixed-size fields, each packed with its tag (and length) in one call: trace id
