@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -20,6 +21,21 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, every: float = 0
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s; last value: {last!r}")
+
+
+async def wait_until_async(
+    check: Callable[[], Any], within: float = 60.0, every: float = 0.01
+) -> Any:
+    """`wait_until` in a test running on an event loop: sleeps with asyncio, so the
+    loop's tasks (the code under test) run between the polls."""
+    end = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < end:
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {within}s; last value: {last!r}")
 
 
 def get(kubectl: Callable[..., Any], *args: str) -> Obj:

@@ -19,6 +19,7 @@ from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.lineage.validate import ValidEvent, validate
 from consumers.retry import Backoff
 from lineagehub.openlineage_schema import EventKind
+from tests.helpers import wait_until_async
 from tests.http_answers import Answering
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
@@ -139,10 +140,7 @@ async def test_unkeyed_static_events_of_one_dataset_stay_in_order() -> None:
         c._dispatch(Rec(value=dataset_event("orders", "first"), offset=0))
         c._dispatch(Rec(value=dataset_event("orders", "second"), offset=1))
         try:
-            for _ in range(300):
-                if len(order) == 2:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_until_async(lambda: len(order) == 2, within=30)
         finally:
             for part in list(c._parts.values()):
                 await c._stop_workers(part)
@@ -179,10 +177,7 @@ async def test_records_that_used_to_crash_the_consumer_are_handled() -> None:
     c._dispatch(Rec(value=huge, offset=0))
     c._dispatch(Rec(value=surrogate, offset=1))
     try:
-        for _ in range(300):
-            if producer.sent and posted:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: producer.sent and posted, within=30)
     finally:
         for part in list(c._parts.values()):
             await c._stop_workers(part)
