@@ -308,8 +308,14 @@ V = TypeVar("V")
 class _BytesCache(Generic[V]):
     """JSON bytes -> what is decoded from them. The same JSON is the same part (orjson
     writes an int and a float, a boolean and a number apart). Bounded in entries and in
-    the bytes of their keys (what is held for a key is of the same order), so a stream
-    of big, distinct parts cannot grow memory: full, it starts again empty."""
+    bytes, so a stream of big, distinct parts cannot grow memory: full, it starts again
+    empty. An entry is charged its key's bytes plus `PER_FIELD` for each schema field
+    it holds (a field's name string and its slots cost ~120 bytes beyond the ~30 its JSON
+    takes). A key is kept as an exact copy: orjson's output keeps the buffer it grew,
+    which for a 60 KiB key is ~500 KiB and for a 40-byte one ~4 KiB."""
+
+    #: What one schema field held costs beyond its bytes in the key.
+    PER_FIELD = 128
 
     def __init__(self, entries: int = 4096, key_bytes: int = 4 * 1024 * 1024) -> None:
         self.max_entries, self.max_bytes = entries, key_bytes
@@ -325,13 +331,15 @@ class _BytesCache(Generic[V]):
     def get(self, key: bytes) -> V | None:
         return self._known.get(key)
 
-    def remember(self, key: bytes, value: V) -> None:
+    def remember(self, key: bytes, value: V, fields: int) -> None:
+        """Keeps `value`, which holds `fields` schema fields, under `key`."""
         if key in self._known:  # decoded twice at once (one event names it twice)
             return
-        if len(self._known) >= self.max_entries or self.bytes + len(key) > self.max_bytes:
+        cost = len(key) + self.PER_FIELD * fields
+        if len(self._known) >= self.max_entries or self.bytes + cost > self.max_bytes:
             self.clear()
-        self._known[key] = value
-        self.bytes += len(key)
+        self._known[bytes(memoryview(key))] = value
+        self.bytes += cost
 
     def clear(self) -> None:
         self._known.clear()
@@ -360,7 +368,7 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
     pairs = list(zip(names, types, strict=True))
     schema_hash = _digest(orjson.dumps(pairs)) if names else ""
     if key is not None and len(key) <= _SCHEMA_KEY_MAX:
-        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash))
+        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash), len(names))
     return names, types, schema_hash
 
 
@@ -553,7 +561,7 @@ def _datasets(
         assert ns is not None and name is not None  # checked above
         dataset = Dataset(entry, ns, name)
         if known is not None and len(known) <= _DATASET_KEY_MAX:
-            _DATASETS.remember(known, dataset)
+            _DATASETS.remember(known, dataset, len(dataset.cells[3]))
         out.append((entry, dataset))
     return out
 

@@ -4,8 +4,10 @@ for producers' events, fuzzed events and facets that differ only in a value's ki
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -85,14 +87,50 @@ def test_a_row_changing_its_lists_does_not_change_the_next_rows() -> None:
     assert decode._schema(facet) == uncached(facet)
 
 
+def _charged(cache: Any) -> int:
+    """What the cache's entries are charged: key bytes and a share per schema field."""
+    fields = [len(decode._fields(orjson.loads(key))[0]) for key in cache]  # nested too
+    return int(sum(len(key) for key in cache) + cache.PER_FIELD * sum(fields))
+
+
 def test_big_distinct_schemas_stay_within_the_byte_budget() -> None:
-    # ~60 KiB facets, each new: without a budget 4,096 of them would hold ~240 MiB.
+    # ~57 KiB facets (each under the 64 KiB a key may have), each new: 200 of them hold
+    # ~11 MiB of keys alone, more than twice the budget, which empties the cache.
+    decode._SCHEMAS.clear()
+    clears, before = 0, 0
     for i in range(200):
-        facet = {"fields": [{"name": f"c{i}_{j}_" + "x" * 40, "type": "int"} for j in range(900)]}
+        facet = {"fields": [{"name": f"c{i}_{j}_" + "x" * 40, "type": "int"} for j in range(800)]}
+        assert len(orjson.dumps(facet)) <= decode._SCHEMA_KEY_MAX  # cached, not skipped
         assert decode._schema(facet) == uncached(facet)
-        held = sum(len(key) for key in decode._SCHEMAS)
-        assert held <= decode._SCHEMAS.max_bytes and held == decode._SCHEMAS.bytes
+        clears += len(decode._SCHEMAS) <= before
+        before = len(decode._SCHEMAS)
+        assert _charged(decode._SCHEMAS) == decode._SCHEMAS.bytes <= decode._SCHEMAS.max_bytes
+    assert clears >= 2
     assert decode._SCHEMAS  # still caching
+
+
+def test_what_the_cache_holds_is_what_it_is_charged() -> None:
+    """Schemas of short fields hold several times their key's bytes in Python strings,
+    and orjson's output keeps the buffer it grew: the memory held stays within the
+    byte budget all the same."""
+    decode._SCHEMAS.clear()
+    raws = [
+        orjson.dumps({"fields": [{"name": f"{i}_{j}", "type": "t"} for j in range(2200)]})
+        for i in range(80)
+    ]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, peak = tracemalloc.get_traced_memory()[0], 0
+        for raw in raws:
+            decode._schema(orjson.loads(raw))
+            gc.collect()
+            peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
+    finally:
+        tracemalloc.stop()
+        decode._SCHEMAS.clear()
+    # Without the field charge 80 such schemas (~4.8 MiB of keys) held ~60 MiB.
+    assert peak <= decode._SCHEMAS.max_bytes * 5 // 4, peak
 
 
 def test_the_cache_stays_bounded() -> None:
