@@ -45,10 +45,13 @@ def test_spans_past_the_queue_bound_are_dropped_and_counted() -> None:
     exports = Exports()
     settings = BatchSettings(schedule_delay_ms=HOUR_MS, max_queue_size=8, max_export_batch_size=8)
     batcher = SpanBatcher(exports, settings, name="t")
-    batcher.add_all([_span(i) for i in range(6)])
-    batcher.add_all([_span(i) for i in range(6, 11)])  # two fit, three do not
-    batcher.add(_span(11))  # the queue is full
-    assert batcher.dropped == 4
+    # Held, the batch thread (woken when the queue fills a batch) cannot take spans off
+    # the queue before the last one is added: else the last could find room.
+    with batcher._exporting:
+        batcher.add_all([_span(i) for i in range(6)])
+        batcher.add_all([_span(i) for i in range(6, 11)])  # two fit, three do not
+        batcher.add(_span(11))  # the queue is full
+        assert batcher.dropped == 4
     batcher.shutdown()
     assert [n for batch in exports.batches for n in batch] == [f"store {i}" for i in range(8)]
     batcher.add_all([_span(12)])  # after shutdown: ignored, not counted as dropped
