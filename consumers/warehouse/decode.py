@@ -25,7 +25,7 @@ import orjson
 from consumers.otel.decode import DecodeError, Row
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
 from lineagehub.lineage_ids import dataset_node, field_node, job_node
-from lineagehub.openlineage_schema import EventKind, event_kind
+from lineagehub.openlineage_schema import EventKind, event_kind, loads_exact
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 # What Marquez's FlexibleDateTimeDeserializer reads (`lineagehub/openlineage_schema.py`):
@@ -579,11 +579,11 @@ def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
         # orjson refuses integers past 64 bits and lone surrogates, which Marquez
         # (Jackson) stores: parse those (rare) events the slow way; what neither takes
         # is not JSON.
+        # NaN and Infinity, which Python's parser takes and Jackson refuses, are not JSON.
         fast = False
-        try:
-            event = json.loads(value)
-        except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError
-            raise DecodeError("invalid_json", str(exc)[:300]) from None
+        event, why = loads_exact(value)
+        if why is not None:
+            raise DecodeError("invalid_json", why[:300]) from None
     if not isinstance(event, dict):
         raise DecodeError("invalid_event", f"$: expected an object, got {type(event).__name__}")
     return event, fast

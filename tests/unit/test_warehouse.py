@@ -218,6 +218,13 @@ async def test_dataset_and_job_events_are_stored(wh: Warehouse) -> None:
     assert [f["name"] for f in orders["data"]["fields"]] == ["id", "amount"]
 
 
+def _run_with_output(output: str) -> bytes:
+    return (
+        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}, '
+        b'"job": {"namespace": "n", "name": "j"}, "outputs": [' + output.encode() + b"]}"
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "reason", "where"),
     [
@@ -256,6 +263,23 @@ async def test_dataset_and_job_events_are_stored(wh: Warehouse) -> None:
         ),
         (b'{"eventTime": "2026-01-01T00:00:00Z", "n": ' + b"1" * 5000 + b"}", "invalid_json", ""),
         (None, "empty_record", ""),
+        # Python's parser takes NaN and Infinity; Marquez (Jackson) and JSON do not.
+        (
+            _run_with_output(
+                '{"namespace": "n", "name": "o", "outputFacets": '
+                '{"outputStatistics": {"rowCount": NaN}}}'
+            ),
+            "invalid_json",
+            "NaN",
+        ),
+        (
+            _run_with_output(
+                '{"namespace": "n", "name": "o", "outputFacets": '
+                '{"outputStatistics": {"size": -Infinity}}}'
+            ),
+            "invalid_json",
+            "Infinity",
+        ),
     ],
 )
 def test_what_cannot_be_stored_is_refused_with_the_path(
@@ -265,13 +289,6 @@ def test_what_cannot_be_stored_is_refused_with_the_path(
         decode_lineage(value)
     assert caught.value.reason == reason
     assert where in caught.value.detail
-
-
-def _run_with_output(output: str) -> bytes:
-    return (
-        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}, '
-        b'"job": {"namespace": "n", "name": "j"}, "outputs": [' + output.encode() + b"]}"
-    )
 
 
 @pytest.mark.parametrize(
