@@ -64,10 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-"""On a PipelineRun created over HTTP: the W3C traceparent of the gateway's request span
-(a child of the caller's span when the request carried one), for the run's root span
-to be its child."""
-
 DIRECT_ENV = "LINEAGEHUB_OTLP_DIRECT"
 #: The topic our spans go to instead of `otel-spans` (a benchmark keeps its spans out of
 #: the stores this way).
