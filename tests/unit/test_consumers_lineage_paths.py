@@ -24,7 +24,7 @@ from lineagehub.topics import LINEAGE_TOPIC
 from tests.http_answers import Answering
 from tests.unit.test_consumers_lineage_kinds import Rec, consumer
 from tests.unit.test_consumers_lineage_order import stop
-from tests.unit.test_consumers_lineage_unit import consumer_with
+from tests.unit.test_consumers_lineage_unit import WAIT, consumer_with
 
 TP = TopicPartition(LINEAGE_TOPIC, 1)
 
@@ -57,8 +57,8 @@ async def test_a_refetched_batch_queues_only_the_records_not_queued_yet() -> Non
         try:
             c._dispatch_batch(TP, [rec(0), rec(1), rec(2), rec(3)])
             c._dispatch_batch(TP, [rec(2), rec(3), rec(4), rec(5)])  # refetched from 2
-            await asyncio.wait_for(all_in.wait(), 10)
-            assert await wait_until(lambda: not c.tracker.total_in_flight(), 10)
+            await asyncio.wait_for(all_in.wait(), WAIT)
+            assert await wait_until(lambda: not c.tracker.total_in_flight(), WAIT)
         finally:
             await stop(c)
     assert sorted(arrived) == sorted({(r, k) for r in runs for k in ("START", "COMPLETE")})
@@ -93,11 +93,11 @@ async def test_an_event_failing_alone_is_named_on_healthz_until_it_is_stored() -
         record = Rec(value=body, partition=3, offset=77)
         task = asyncio.create_task(c._handle(record, validate(body)))
         try:
-            await asyncio.wait_for(degraded.wait(), 10)
+            await asyncio.wait_for(degraded.wait(), WAIT)
             name = f"lineage {record.topic}/3@77"
             assert c.health.reasons[name].startswith("an event keeps failing: HTTP 500")
             release.set()
-            await asyncio.wait_for(task, 10)
+            await asyncio.wait_for(task, WAIT)
         finally:
             release.set()
             await c.marquez.aclose()
