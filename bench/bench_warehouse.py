@@ -8,11 +8,7 @@
   warehouse writer (one process, one core for Python) from its start to its last
   commit, sustained (after its first commit: no group join). Baseline in the same
   run: a bare aiokafka consumer that reads the same records and only parses their
-  JSON (the floor any consumer of this topic pays). Two cases (`--cases`): `repeat`,
-  500 jobs each reading and writing its own datasets run after run, as pipelines do;
-  `distinct`, every event naming datasets no other event names (the schemas alike),
-  so the writer's dataset cache never hits and its cost shows. Each measurement
-  starts with the decoder's caches empty.
+  JSON (the floor any consumer of this topic pays).
 * graph: a synthetic graph of `--datasets` datasets and `--edges` job<->dataset edges
   (each job writes one dataset and reads from earlier ones), read at depth 5 up and 5
   down from random datasets through the gateway's reader (breadth-first, one query per
@@ -44,7 +40,6 @@ from consumers.otel.columns import ArrowRows
 from consumers.otel.consumer import OtelConsumer, OtelSettings
 from consumers.otel.decode import DecodeError
 from consumers.testkit import create_topics, produce, unique
-from consumers.warehouse import decode
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
@@ -55,17 +50,18 @@ from tests.warehouse_events import dataset_in, dataset_out, later, new_run_id, r
 FIELDS = [(f"col_{i}", "double" if i % 2 else "string") for i in range(12)]
 
 
-def stage_events(n_runs: int, distinct: bool = False) -> list[tuple[bytes, bytes]]:
-    """A START and a COMPLETE per run; run i is job `i % 500`'s, which reads and writes
-    the same datasets every run, or (`distinct`) datasets of each event's own."""
+def stage_events(n_runs: int) -> list[tuple[bytes, bytes]]:
     out = []
     for i in range(n_runs):
         run, job = new_run_id(), ("lineage-hub", f"pipeline_{i % 500}.transform")
-        start, end = (f"{2 * i}", f"{2 * i + 1}") if distinct else (f"{i % 500}",) * 2
-        src, dst = f"raw/orders_{end}.csv", f"clean/orders_{end}.parquet"
+        src, dst = f"raw/orders_{i % 500}.csv", f"clean/orders_{i % 500}.parquet"
         columns = {f: [("file", src, f)] for f, _ in FIELDS}
-        started = [dataset_in("file", f"raw/orders_{start}.csv", *FIELDS)]
-        out.append((run.encode(), run_event("START", run, job, later(i), inputs=started)))
+        out.append(
+            (
+                run.encode(),
+                run_event("START", run, job, later(i), inputs=[dataset_in("file", src, *FIELDS)]),
+            )
+        )
         out.append(
             (
                 run.encode(),
@@ -82,20 +78,10 @@ def stage_events(n_runs: int, distinct: bool = False) -> list[tuple[bytes, bytes
     return out
 
 
-def cold() -> None:
-    """Empty the decoder's caches: each measurement starts as a fresh writer does. (A
-    tree from before the dataset cache has only the schema cache: the bench runs
-    there too, for before/after figures.)"""
-    for name in ("_SCHEMAS", "_DATASETS"):
-        cache = getattr(decode, name, None)
-        if cache is not None:
-            cache.clear()
-
-
 async def bench_ingest(
-    bootstrap: str, n_events: int, backend: ChdbBackend, case: str, row_path: bool = False
+    bootstrap: str, n_events: int, backend: ChdbBackend, row_path: bool = False
 ) -> None:
-    events = stage_events(n_events // 2, distinct=case == "distinct")
+    events = stage_events(n_events // 2)
     size = sum(len(v) for _, v in events) / len(events)
     topic = unique("bench-openlineage")
     await create_topics(bootstrap, [topic])
@@ -104,12 +90,10 @@ async def bench_ingest(
     sample = [value for _, value in events[:5000]]
     gc.set_threshold(*GC_THRESHOLD)  # as the writer runs (`OtelSettings.tune_gc`)
     decode_lineage_batch(sample[:10])  # pyarrow's first conversion imports modules
-    cold()
     started = time.process_time()
     for value in sample:
         decode_lineage(value)
     row_decode_rate = len(sample) / (time.process_time() - started)
-    cold()
     started = time.process_time()
     decode_lineage_batch(sample)
     decode_rate = len(sample) / (time.process_time() - started)
@@ -131,15 +115,11 @@ async def bench_ingest(
     consumer = OtelConsumer(
         settings, backend, decoders={topic: decode_lineage_pending}, schema=LINEAGE_SCHEMA
     )
-    cold()
     cpu = time.process_time()
     run = await consume_sustained(consumer, bootstrap, group, [topic], len(events))
     ours_cpu = len(events) / (time.process_time() - cpu)
     ours = run.sustained
-    print(
-        f"ingest, {case} datasets: {len(events)} events of {size:.0f} bytes "
-        "(schema, column lineage, stats)"
-    )
+    print(f"ingest: {len(events)} events of {size:.0f} bytes (schema, column lineage, stats)")
     print(f"  decode only, batch path    {decode_rate:10.0f} events/s (CPU time, into Arrow)")
     print(f"  decode only, row path      {row_decode_rate:10.0f} events/s (CPU time, row dicts)")
     print(f"  warehouse writer           {ours:10.0f} events/s  (Kafka -> 3 tables, sustained)")
@@ -154,8 +134,6 @@ async def bench_ingest(
     print(f"  per CPU second: ours       {ours_cpu:10.0f} events/s  (start to end)")
     print(f"  per CPU second: baseline   {baseline_cpu:10.0f} events/s")
     print(f"  ratio ours/baseline        {ours_cpu / baseline_cpu:10.2f}")
-    if case != "repeat":
-        return
     parts = await backend.query(
         "SELECT table, sum(bytes_on_disk) AS bytes, sum(rows) AS rows FROM system.parts "
         "WHERE database = 'otel' AND active AND startsWith(table, 'lineage_') GROUP BY table"
@@ -308,9 +286,6 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--only", choices=("ingest", "graph"))
     parser.add_argument(
-        "--cases", default="repeat,distinct", help="ingest cases: repeat, distinct or both"
-    )
-    parser.add_argument(
         "--row-path", action="store_true", help="also run the writer's row path, in the same run"
     )
     args = parser.parse_args()
@@ -319,10 +294,7 @@ async def main() -> None:
         backend = ChdbBackend(str(Path(tmp) / "chdb"))
         await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
         if args.only in (None, "ingest"):
-            for case in args.cases.split(","):
-                if case not in ("repeat", "distinct"):
-                    parser.error(f"--cases: {case!r} is neither repeat nor distinct")
-                await bench_ingest(bootstrap, args.events, backend, case, args.row_path)
+            await bench_ingest(bootstrap, args.events, backend, args.row_path)
         if args.only in (None, "graph"):
             await bench_graph(backend, args.datasets, args.edges, args.queries)
         await backend.close()

@@ -25,12 +25,7 @@ from consumers.otel.columns import ArrowRows, Pending, Rows, arrow_schema
 from consumers.otel.ddl import Table
 from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
-from consumers.warehouse.decode import (
-    MAX_RECORD_BYTES,
-    datasets_and_links,
-    event_row,
-    read_event,
-)
+from consumers.warehouse.decode import MAX_RECORD_BYTES, event_row, io_and_links, read_event
 
 # A record counts toward the batch's row limit by its size (its rows are known only
 # once the batch is decoded): one per KiB, about what an event's rows take as Arrow.
@@ -43,9 +38,6 @@ Outcome = Mapping[str, ArrowRows] | DecodeError
 # repeated per row in Python.
 _FROM_EVENT = frozenset({"EventHash", "EventTime", "EventType", "RunId", "JobNamespace", "JobName"})
 _IO_OWN = tuple(c for c in IO.columns if c not in _FROM_EVENT)
-# An io row's own columns: its direction, then its dataset's `decode.Dataset.cells`
-# (namespace, name, schema hash, field names and types, three counts), in that order.
-assert _IO_OWN[:3] == ("Direction", "DatasetNamespace", "DatasetName") and len(_IO_OWN) == 9
 _EDGE_LINK = (
     "Src",
     "Dst",
@@ -109,24 +101,21 @@ class _Columns:
 
 def _append(events: _Columns, io: _Columns, edges: _Columns, raw: bytes) -> None:
     event, ev = read_event(raw)
-    datasets, links = datasets_and_links(event, ev)
+    io_rows, links = io_and_links(event, ev)
     row = event_row(event, ev)
     index = events.rows
     for column, values in events.cols.items():
         values.append(row[column])
-    if datasets:
-        own = [io.cols[column] for column in _IO_OWN]
-        for direction, dataset in datasets:
-            own[0].append(direction)
-            for values, cell in zip(own[1:], dataset.cells, strict=True):
-                values.append(cell)
-        io.cols[_EVENT].extend([index] * len(datasets))
+    if io_rows:
+        for column in _IO_OWN:
+            io.cols[column].extend([r[column] for r in io_rows])
+        io.cols[_EVENT].extend([index] * len(io_rows))
     if links:
         for column, cells in zip(_EDGE_LINK, zip(*links, strict=True), strict=True):
             edges.cols[column].extend(cells)
         edges.cols[_EVENT].extend([index] * len(links))
     events.rows += 1
-    io.rows += len(datasets)
+    io.rows += len(io_rows)
     edges.rows += len(links)
 
 

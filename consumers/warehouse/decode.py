@@ -16,9 +16,9 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import orjson
 
@@ -246,24 +246,11 @@ def _trace_id(run_facets: dict[str, Any]) -> str:
     return ""
 
 
-_NONE: Mapping[str, list[bytes]] = {}
-
-
 class _Event:
     """The parts of one event every row repeats."""
 
-    def __init__(
-        self,
-        event: dict[str, Any],
-        canonical: bytes,
-        kind: str,
-        datasets: Mapping[str, list[bytes]] = _NONE,
-    ) -> None:
+    def __init__(self, event: dict[str, Any], canonical: bytes, kind: str) -> None:
         self.kind = kind
-        # The sorted JSON of each dataset under `inputs`, `outputs` or `dataset`, for an
-        # event orjson parsed (its texts, numbers and nesting are what orjson writes back
-        # unchanged, so the JSON is an exact key for what is decoded from it).
-        self.datasets = datasets
         self.canonical = canonical
         self.hash = _digest(canonical)
         self.time = event_time_ns(event.get("eventTime"))
@@ -302,53 +289,57 @@ class _Event:
 
 
 Flat = tuple[tuple[str, ...], tuple[str, ...], str]
-V = TypeVar("V")
 
 
-class _BytesCache(Generic[V]):
-    """JSON bytes -> what is decoded from them. The same JSON is the same part (orjson
-    writes an int and a float, a boolean and a number apart). Bounded in entries and in
-    bytes, so a stream of big, distinct parts cannot grow memory: full, it starts again
-    empty. An entry is charged its key's bytes plus `PER_FIELD` for each schema field
-    it holds (a field's name string and its slots cost ~120 bytes beyond the ~30 its JSON
-    takes). A key is kept as an exact copy: orjson's output keeps the buffer it grew,
-    which for a 60 KiB key is ~500 KiB and for a 40-byte one ~4 KiB."""
+class _FlatSchemas:
+    """Schema facet JSON -> its field names, types and hash. A dataset's schema comes
+    again with every run that reads or writes it: flattened and hashed once. The same
+    JSON is the same facet (orjson writes an int and a float, a boolean and a number
+    apart). Bounded in entries and in bytes, so a stream of big, distinct schemas cannot
+    grow memory: an entry is charged its key, the text of its names and types (a nested
+    field's name repeats its parents') and `PER_FIELD` for each field's objects; one
+    charged past `max_entry` is not kept. A key is kept as an exact copy: orjson's output
+    keeps the buffer it grew (~500 KiB for a 60 KiB key, ~4 KiB for a 40-byte one)."""
 
-    #: What one schema field held costs beyond its bytes in the key.
+    #: What a field's two strings and their slots cost beyond their text.
     PER_FIELD = 128
 
-    def __init__(self, entries: int = 4096, key_bytes: int = 4 * 1024 * 1024) -> None:
-        self.max_entries, self.max_bytes = entries, key_bytes
-        self._known: dict[bytes, V] = {}
+    def __init__(
+        self, entries: int = 4096, key_bytes: int = 4 * 1024 * 1024, max_entry: int = 1024 * 1024
+    ) -> None:
+        self.max_entries, self.max_bytes, self.max_entry = entries, key_bytes, max_entry
+        self._flat: dict[bytes, Flat] = {}
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self._known)
+        return len(self._flat)
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._known)
+        return iter(self._flat)
 
-    def get(self, key: bytes) -> V | None:
-        return self._known.get(key)
+    def get(self, key: bytes) -> Flat | None:
+        return self._flat.get(key)
 
-    def remember(self, key: bytes, value: V, fields: int) -> None:
-        """Keeps `value`, which holds `fields` schema fields, under `key`."""
-        if key in self._known:  # decoded twice at once (one event names it twice)
+    def charge(self, key: bytes, flat: Flat) -> int:
+        names, types, _ = flat
+        text = sum(map(len, names)) + sum(map(len, types))
+        return len(key) + text + self.PER_FIELD * len(names)
+
+    def remember(self, key: bytes, flat: Flat) -> None:
+        cost = self.charge(key, flat)
+        if cost > self.max_entry:
             return
-        cost = len(key) + self.PER_FIELD * fields
-        if len(self._known) >= self.max_entries or self.bytes + cost > self.max_bytes:
+        if len(self._flat) >= self.max_entries or self.bytes + cost > self.max_bytes:
             self.clear()
-        self._known[bytes(memoryview(key))] = value
+        self._flat[bytes(memoryview(key))] = flat
         self.bytes += cost
 
     def clear(self) -> None:
-        self._known.clear()
+        self._flat.clear()
         self.bytes = 0
 
 
-# A dataset's schema comes again with every run that reads or writes it: flattened and
-# hashed once (and shared by datasets that differ in anything else).
-_SCHEMAS: _BytesCache[Flat] = _BytesCache()
+_SCHEMAS = _FlatSchemas()
 _SCHEMA_KEY_MAX = 64 * 1024
 
 
@@ -368,8 +359,30 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
     pairs = list(zip(names, types, strict=True))
     schema_hash = _digest(orjson.dumps(pairs)) if names else ""
     if key is not None and len(key) <= _SCHEMA_KEY_MAX:
-        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash), len(names))
+        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash))
     return names, types, schema_hash
+
+
+def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
+    names, types, schema_hash = _schema(_obj(dataset.get("facets")).get("schema"))
+    rows, size, files = _statistics(dataset)
+    return {
+        "EventHash": ev.hash,
+        "EventTime": ev.time,
+        "EventType": ev.event_type,
+        "RunId": ev.run_id,
+        "JobNamespace": ev.job_ns,
+        "JobName": ev.job_name,
+        "Direction": direction,
+        "DatasetNamespace": dataset["namespace"],
+        "DatasetName": dataset["name"],
+        "SchemaHash": schema_hash,
+        "FieldNames": names,
+        "FieldTypes": types,
+        "RowCount": rows,
+        "Bytes": size,
+        "FileCount": files,
+    }
 
 
 # An edge as the rules give it: (Src, Dst, Kind, TransformType, TransformSubtype,
@@ -377,9 +390,10 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
 Link = tuple[str, str, str, str, str, str, int]
 
 
-def _column_links(dataset: dict[str, Any], ns: str, name: str) -> list[Link]:
+def _column_links(dataset: dict[str, Any]) -> list[Link]:
     """Field -> field edges of a column lineage facet; indirect ones field -> dataset."""
     facet = _obj(_obj(dataset.get("facets")).get("columnLineage"))
+    ns, name = dataset["namespace"], dataset["name"]
     targets: list[tuple[str, list[Any], dict[str, Any]]] = []
     for out_field, value in _obj(facet.get("fields")).items():
         spec = _obj(value)
@@ -442,128 +456,26 @@ def _clip(value: object, limit: int) -> str:
     return str(value or "")[:limit]
 
 
-class Dataset:
-    """One input, output or declared dataset as its rows have it: the `lineage_io` row's
-    own columns after `Direction` (`cells`, in the table's order) and its graph node.
-    Its column-lineage edges are made the first time it is an output (an input's facet
-    makes none)."""
-
-    __slots__ = ("_links", "cells", "name", "namespace", "node")
-
-    def __init__(self, item: dict[str, Any], namespace: str, name: str) -> None:
-        names, types, schema_hash = _schema(_obj(item.get("facets")).get("schema"))
-        rows, size, files = _statistics(item)
-        self.namespace, self.name = namespace, name
-        self.node = dataset_node(namespace, name)
-        # SchemaHash, FieldNames, FieldTypes, RowCount, Bytes, FileCount: tuples, as this
-        # may be handed to many rows (a row dict gets lists of its own).
-        self.cells = (namespace, name, schema_hash, tuple(names), tuple(types), rows, size, files)
-        self._links: tuple[Link, ...] | None = None
-
-    def column_links(self, item: dict[str, Any]) -> tuple[Link, ...]:
-        """The column-lineage edges; `item` is this dataset's JSON object (any copy)."""
-        if self._links is None:
-            self._links = tuple(_column_links(item, self.namespace, self.name))
-        return self._links
-
-
-# Producers send the same datasets (namespace, name, facets) with every run of a job:
-# decoded once, keyed by their sorted JSON (`_Event.datasets`).
-_DATASETS: _BytesCache[Dataset] = _BytesCache()
-_DATASET_KEY_MAX = 64 * 1024
-
-
-class _Payoff:
-    """Whether keying datasets pays. Writing each dataset's JSON on its own costs more
-    than writing the event whole (~7 us an event here), which only hits repay: over
-    each window of `window` lookups, keying goes on while at least `share` of them
-    hit; while off, one event in `probe` is keyed anyway, so a stream that starts
-    repeating its datasets is noticed. Speed only: the rows are the same either way."""
-
-    __slots__ = ("hits", "keying", "lookups", "probe", "share", "skipped", "window")
-
-    def __init__(self, window: int = 256, share: float = 0.25, probe: int = 16) -> None:
-        self.window, self.share, self.probe = window, share, probe
-        self.reset()
-
-    def reset(self) -> None:
-        self.hits = self.lookups = self.skipped = 0
-        self.keying = True
-
-    def want_keys(self) -> bool:
-        if self.keying:
-            return True
-        self.skipped += 1
-        if self.skipped < self.probe:
-            return False
-        self.skipped = 0
-        return True
-
-    def looked_up(self, hit: bool) -> None:
-        self.lookups += 1
-        self.hits += hit
-        if self.lookups >= self.window:
-            self.keying = self.hits >= self.share * self.lookups
-            self.hits = self.lookups = 0
-
-
-_PAYOFF = _Payoff()
-
-
-def _dataset_key(text: bytes, entry: dict[str, Any]) -> bytes:
-    """A dataset's cache key: its sorted JSON and what sorting leaves out that its rows
-    read: the order of its column-lineage fields (their edges follow it), when that is
-    not the sorted order. (A JSON object ends where it ends: no key is another's start
-    with an order after it.)"""
-    lineage = _obj(_obj(entry.get("facets")).get("columnLineage")).get("fields")
-    if isinstance(lineage, dict) and len(lineage) > 1:
-        names = list(lineage)
-        if names != sorted(names):
-            return text + orjson.dumps(names)
-    return text
-
-
-def _datasets(
-    event: dict[str, Any], key: str, texts: list[bytes] | None
-) -> list[tuple[dict[str, Any], Dataset]]:
-    """The event's datasets under `key` (each object, as sent, and what it decodes to);
-    the first one that cannot be stored raises before any is decoded. `texts`: each
-    one's sorted JSON, when the event has them."""
+def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
     value = event.get(key)
     if value is None:
         return []
     if not isinstance(value, list):
         raise DecodeError("invalid_event", f"$.{key}: expected an array")
-    if texts is not None and len(texts) != len(value):
-        texts = None
-    found: list[tuple[dict[str, Any], Dataset | bytes | None]] = []
-    for i, entry in enumerate(value):
-        if not isinstance(entry, dict):
-            raise DecodeError("invalid_event", f"$.{key}[{i}]: expected an object")
-        known: Dataset | bytes | None = None
-        if texts is not None:
-            known = _dataset_key(texts[i], entry)
-            hit = _DATASETS.get(known)
-            _PAYOFF.looked_up(hit is not None)
-            known = hit or known
-        if not isinstance(known, Dataset):  # seen before: was checked then
-            for part in ("namespace", "name"):
-                if _scalar_text(entry.get(part)) is None:
-                    where = f"$.{key}[{i}].{part}"
-                    raise DecodeError("invalid_event", f"{where}: required, a string")
-        found.append((entry, known))
-    out = []
-    for entry, known in found:
-        if isinstance(known, Dataset):
-            out.append((entry, known))
-            continue
-        ns, name = _scalar_text(entry["namespace"]), _scalar_text(entry["name"])
-        assert ns is not None and name is not None  # checked above
-        dataset = Dataset(entry, ns, name)
-        if known is not None and len(known) <= _DATASET_KEY_MAX:
-            _DATASETS.remember(known, dataset, len(dataset.cells[3]))
-        out.append((entry, dataset))
-    return out
+    return [_dataset(entry, f"$.{key}[{i}]") for i, entry in enumerate(value)]
+
+
+def _dataset(entry: object, where: str) -> dict[str, Any]:
+    """A dataset object with its namespace and name as text; `where` is its JSON path."""
+    if not isinstance(entry, dict):
+        raise DecodeError("invalid_event", f"{where}: expected an object")
+    item = dict(entry)
+    for part in ("namespace", "name"):
+        text = _scalar_text(item.get(part))
+        if text is None:
+            raise DecodeError("invalid_event", f"{where}.{part}: required, a string")
+        item[part] = text
+    return item
 
 
 def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
@@ -589,52 +501,17 @@ def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
     return event, fast
 
 
-_SORT = orjson.OPT_SORT_KEYS
-_DATASET_LISTS = frozenset({"inputs", "outputs"})
-
-
-def _canonical(event: dict[str, Any]) -> tuple[bytes, Mapping[str, list[bytes]]]:
-    """The event's JSON with sorted keys (exact duplicates have the same bytes), and the
-    sorted JSON of each of its datasets (`_Event.datasets`) when orjson writes it."""
+def _canonical(event: dict[str, Any]) -> bytes:
+    """The event's JSON with sorted keys: exact duplicates have the same bytes."""
     try:
-        if _PAYOFF.want_keys():
-            return _sorted_json(event)
-        return orjson.dumps(event, option=_SORT), _NONE
+        return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
         try:
             # ASCII escapes: a lone surrogate (which Marquez's parser takes) stays as sent.
             text = json.dumps(event, sort_keys=True, separators=(",", ":"))
-            return text.encode("ascii"), _NONE
+            return text.encode("ascii")
         except (ValueError, RecursionError) as exc:  # lone surrogates, ints past 4300 digits
             raise DecodeError("invalid_json", str(exc)[:300]) from None
-
-
-def _sorted_json(event: dict[str, Any]) -> tuple[bytes, dict[str, list[bytes]]]:
-    """`orjson.dumps(event, option=OPT_SORT_KEYS)`, with each dataset written on its own
-    (the members between them a run at a time; orjson orders keys as `sorted` does, by
-    code point) so each dataset's sorted JSON is at hand: the keys cost no more writing."""
-    pieces: list[bytes] = []
-    datasets: dict[str, list[bytes]] = {}
-    run: dict[str, Any] = {}  # members since the last dataset member, in order
-    for key in sorted(event):
-        value = event[key]
-        if key in _DATASET_LISTS and type(value) is list:
-            items = [orjson.dumps(item, option=_SORT) for item in value]
-            text = b"[" + b",".join(items) + b"]"
-        elif key == "dataset":
-            text = orjson.dumps(value, option=_SORT)
-            items = [text]
-        else:
-            run[key] = value
-            continue
-        if run:
-            pieces.append(orjson.dumps(run, option=_SORT)[1:-1])
-            run = {}
-        datasets[key] = items
-        pieces.append(b'"' + key.encode() + b'":' + text)
-    if run:
-        pieces.append(orjson.dumps(run, option=_SORT)[1:-1])
-    return b"{" + b",".join(pieces) + b"}", datasets
 
 
 _KINDS = {EventKind.RUN: "run", EventKind.DATASET: "dataset", EventKind.JOB: "job"}
@@ -650,62 +527,33 @@ def read_event(value: bytes | None) -> tuple[dict[str, Any], _Event]:
     `DecodeError` for what cannot be stored."""
     event, storable = _parse(value)
     kind = _kind(event)
-    canonical, datasets = _canonical(event)
-    if not storable:  # orjson wrote it, but not as sent (`NaN` as `null`): no keys
-        event, datasets = _storable_tree(event), _NONE
-    return event, _Event(event, canonical, kind, datasets)
-
-
-def datasets_and_links(
-    event: dict[str, Any], ev: _Event
-) -> tuple[list[tuple[str, Dataset]], list[Link]]:
-    """The event's datasets, each with its `Direction` (`declared`, `input`, `output`),
-    and its edges."""
-    if ev.kind == "dataset":
-        texts = ev.datasets.get("dataset")
-        ((entry, dataset),) = _datasets({"d": [event.get("dataset")]}, "d", texts)
-        return [("declared", dataset)], list(dataset.column_links(entry))
-    found: list[tuple[str, Dataset]] = []
-    links: list[Link] = []
-    edge_kind = "io" if ev.kind == "run" else "static"
-    job = ev.job
-    for _, dataset in _datasets(event, "inputs", ev.datasets.get("inputs")):
-        found.append(("input", dataset))
-        if job:
-            links.append((dataset.node, job, edge_kind, "", "", "", 0))
-    for entry, dataset in _datasets(event, "outputs", ev.datasets.get("outputs")):
-        found.append(("output", dataset))
-        if job:
-            links.append((job, dataset.node, edge_kind, "", "", "", 0))
-        links.extend(dataset.column_links(entry))
-    return found, links
+    canonical = _canonical(event)
+    if not storable:
+        event = _storable_tree(event)
+    return event, _Event(event, canonical, kind)
 
 
 def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[Row], list[Link]]:
     """The event's `lineage_io` rows and its edges."""
-    found, links = datasets_and_links(event, ev)
     io: list[Row] = []
-    for direction, dataset in found:
-        ns, name, schema_hash, names, types, rows, size, files = dataset.cells
-        io.append(
-            {
-                "EventHash": ev.hash,
-                "EventTime": ev.time,
-                "EventType": ev.event_type,
-                "RunId": ev.run_id,
-                "JobNamespace": ev.job_ns,
-                "JobName": ev.job_name,
-                "Direction": direction,
-                "DatasetNamespace": ns,
-                "DatasetName": name,
-                "SchemaHash": schema_hash,
-                "FieldNames": list(names),
-                "FieldTypes": list(types),
-                "RowCount": rows,
-                "Bytes": size,
-                "FileCount": files,
-            }
-        )
+    links: list[Link] = []
+    if ev.kind == "dataset":
+        dataset = _dataset(event.get("dataset"), "$.dataset")
+        io.append(_io_row(ev, dataset, "declared"))
+        links.extend(_column_links(dataset))
+        return io, links
+    edge_kind = "io" if ev.kind == "run" else "static"
+    for dataset in _datasets(event, "inputs"):
+        io.append(_io_row(ev, dataset, "input"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((node, ev.job, edge_kind, "", "", "", 0))
+    for dataset in _datasets(event, "outputs"):
+        io.append(_io_row(ev, dataset, "output"))
+        if ev.job:
+            node = dataset_node(dataset["namespace"], dataset["name"])
+            links.append((ev.job, node, edge_kind, "", "", "", 0))
+        links.extend(_column_links(dataset))
     return io, links
 
 

@@ -263,6 +263,20 @@ def _run_with_output(output: str) -> bytes:
         ),
         (b'{"eventTime": "2026-01-01T00:00:00Z", "n": ' + b"1" * 5000 + b"}", "invalid_json", ""),
         (None, "empty_record", ""),
+        # A DatasetEvent's one dataset is named by its own path.
+        (
+            b'{"eventTime": "2026-01-01T00:00:00Z", "schemaURL": '
+            b'"https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent", '
+            b'"dataset": {"name": "t"}}',
+            "invalid_event",
+            "$.dataset.namespace: required",
+        ),
+        (
+            b'{"eventTime": "2026-01-01T00:00:00Z", "schemaURL": '
+            b'"https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent"}',
+            "invalid_event",
+            "$.dataset: expected an object",
+        ),
         # Python's parser takes NaN and Infinity; Marquez (Jackson) and JSON do not.
         (
             _run_with_output(

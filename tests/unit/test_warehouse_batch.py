@@ -23,8 +23,8 @@ from consumers.otel.decode import DecodeError
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
-from consumers.warehouse.decode import datasets_and_links as real_datasets_and_links
 from consumers.warehouse.decode import event_row as real_event_row
+from consumers.warehouse.decode import io_and_links as real_io_and_links
 from tests.unit import test_openlineage_compat as compat
 from tests.unit.test_openlineage_fuzz import FUZZ, events, raw_bodies
 from tests.warehouse_events import (
@@ -207,20 +207,20 @@ def test_a_decoder_bug_refuses_that_record_alone(
             raise TypeError("a bug")
         return real_event_row(event, ev)
 
-    def datasets_and_links(event: dict[str, Any], ev: Any) -> tuple[list[Any], list[Any]]:
-        datasets, links = real_datasets_and_links(event, ev)
-        if ev.kind == "dataset":  # an AttributeError once the event's row is in
-            return [*datasets, ("declared", None)], links
-        return datasets, links
+    def io_and_links(event: dict[str, Any], ev: Any) -> tuple[list[Any], list[Any]]:
+        io, links = real_io_and_links(event, ev)
+        if ev.kind == "dataset":
+            del io[0]["DatasetName"]  # a KeyError once the event's row is in
+        return io, links
 
     if where == "before_rows":
         monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
     else:
-        monkeypatch.setattr("consumers.warehouse.batch.datasets_and_links", datasets_and_links)
+        monkeypatch.setattr("consumers.warehouse.batch.io_and_links", io_and_links)
     results = decode_lineage_batch(samples)
     failed = results[2]
     assert isinstance(failed, DecodeError) and failed.reason == "decoder_error"
-    assert ("TypeError: a bug" if where == "before_rows" else "AttributeError") in failed.detail
+    assert ("TypeError: a bug" if where == "before_rows" else "KeyError") in failed.detail
     stored = [(raw, r) for raw, r in zip(samples, results, strict=True) if r is not failed]
     for raw, result in stored:
         assert not isinstance(result, DecodeError)

@@ -88,9 +88,13 @@ def test_a_row_changing_its_lists_does_not_change_the_next_rows() -> None:
 
 
 def _charged(cache: Any) -> int:
-    """What the cache's entries are charged: key bytes and a share per schema field."""
-    fields = [len(decode._fields(orjson.loads(key))[0]) for key in cache]  # nested too
-    return int(sum(len(key) for key in cache) + cache.PER_FIELD * sum(fields))
+    """What the cache's entries should be charged: each key, the text of the names and
+    types it flattens to (nested ones too) and a share for each field's objects."""
+    total = 0
+    for key in cache:
+        names, types = decode._fields(orjson.loads(key))
+        total += len(key) + sum(map(len, names + types)) + cache.PER_FIELD * len(names)
+    return total
 
 
 def test_big_distinct_schemas_stay_within_the_byte_budget() -> None:
@@ -109,28 +113,55 @@ def test_big_distinct_schemas_stay_within_the_byte_budget() -> None:
     assert decode._SCHEMAS  # still caching
 
 
-def test_what_the_cache_holds_is_what_it_is_charged() -> None:
-    """Schemas of short fields hold several times their key's bytes in Python strings,
-    and orjson's output keeps the buffer it grew: the memory held stays within the
-    byte budget all the same."""
+def _held_at_most(facets: list[bytes]) -> int:
+    """The most memory the cache held while `facets` (JSON) were decoded one by one."""
     decode._SCHEMAS.clear()
-    raws = [
-        orjson.dumps({"fields": [{"name": f"{i}_{j}", "type": "t"} for j in range(2200)]})
-        for i in range(80)
-    ]
     gc.collect()
     tracemalloc.start()
     try:
         base, peak = tracemalloc.get_traced_memory()[0], 0
-        for raw in raws:
+        for raw in facets:
             decode._schema(orjson.loads(raw))
             gc.collect()
             peak = max(peak, tracemalloc.get_traced_memory()[0] - base)
     finally:
         tracemalloc.stop()
         decode._SCHEMAS.clear()
+    return peak
+
+
+def test_what_the_cache_holds_is_what_it_is_charged() -> None:
+    """Schemas of short fields hold several times their key's bytes in Python objects,
+    nested fields repeat their parents' names, and orjson's output keeps the buffer it
+    grew: the memory held stays within the byte budget all the same."""
+    short = [
+        orjson.dumps({"fields": [{"name": f"{i}_{j}", "type": "t"} for j in range(2200)]})
+        for i in range(80)
+    ]
+    # One alone holds no more than it is charged (its key kept as an exact copy: the
+    # buffer orjson grew for it is ~500 KiB).
+    names, types = decode._fields(orjson.loads(short[0]))
+    one = len(short[0]) + sum(map(len, names + types)) + decode._SCHEMAS.PER_FIELD * len(names)
+    assert _held_at_most(short[:1]) <= one
     # Without the field charge 80 such schemas (~4.8 MiB of keys) held ~60 MiB.
-    assert peak <= decode._SCHEMAS.max_bytes * 5 // 4, peak
+    assert _held_at_most(short) <= decode._SCHEMAS.max_bytes * 5 // 4
+    # A 28 KB struct name over 1,000 children flattens to ~28 MB of names a schema.
+    nested = [
+        orjson.dumps(
+            {
+                "fields": [
+                    {
+                        "name": f"{i}" + "s" * 28_000,
+                        "type": "struct",
+                        "fields": [{"name": f"c{j}", "type": "t"} for j in range(1000)],
+                    }
+                ]
+            }
+        )
+        for i in range(6)
+    ]
+    assert all(len(raw) <= decode._SCHEMA_KEY_MAX for raw in nested)
+    assert _held_at_most(nested) <= decode._SCHEMAS.max_bytes * 5 // 4
 
 
 def test_the_cache_stays_bounded() -> None:
