@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lineagehub.openlineage_schema import (
@@ -26,14 +26,9 @@ from lineagehub.openlineage_schema import (
     EventKind,
     schema_errors,
 )
+from tests.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(400)
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 
 

@@ -48,14 +48,9 @@ from lineagehub.openlineage_schema import (
     schema_errors,
     uri_problem,
 )
+from tests.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    database=None,  # no example database left in the work tree
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=True,  # the same cases on every run: CI never flakes on a draw
-)
+FUZZ = fuzz_settings(300, HealthCheck.data_too_large)
 HTTP_EXAMPLES = 120
 
 # Every reason the consumer gives for a record; a new one must be added here on purpose.

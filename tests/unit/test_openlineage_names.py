@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lineagehub.openlineage_schema import (
@@ -29,14 +29,9 @@ from lineagehub.openlineage_schema import (
     json_path,
     schema_errors,
 )
+from tests.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=600,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(600)
 
 
 def old_name_errors(event: dict[str, Any], kind: EventKind) -> list[tuple[list[Any], str]]:

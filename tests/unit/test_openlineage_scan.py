@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from lineagehub.openlineage_schema import (
@@ -22,14 +22,9 @@ from lineagehub.openlineage_schema import (
     loads,
     loads_exact,
 )
+from tests.fuzz import fuzz_settings
 
-FUZZ = settings(
-    max_examples=400,
-    deadline=None,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(400)
 
 _OLD_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 

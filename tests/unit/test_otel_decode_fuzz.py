@@ -62,19 +62,14 @@ from consumers.otel.decode import (
 )
 from consumers.otel.decode import METRIC_TABLES as DECODED_METRIC_TABLES
 from consumers.samples import T0, metrics_request, run_trace
+from tests.fuzz import fuzz_settings
 
 # Examples per property; each property runs in a few seconds.
 STRUCTURED_EXAMPLES = 300
 BYTES_EXAMPLES = 300
 MUTATED_EXAMPLES = 200
 
-FUZZ = settings(
-    max_examples=STRUCTURED_EXAMPLES,
-    deadline=None,
-    database=None,  # no example database left in the work tree
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=True,  # the same cases on every run: CI never flakes on a draw
-)
+FUZZ = fuzz_settings(STRUCTURED_EXAMPLES, HealthCheck.data_too_large)
 
 # Every reason the decoders give; a new one must be added here on purpose.
 REASONS = {"empty", "too_large", "decode", "invalid_span", "invalid_metric"}

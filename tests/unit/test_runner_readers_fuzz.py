@@ -30,19 +30,14 @@ from pipeline_runner.result import StageResult
 from pipeline_runner.settings import Settings
 from pipeline_runner.stages import extract
 from pipeline_runner.telemetry import StageTelemetry
+from tests.fuzz import fuzz_settings
 from tests.unit.test_runner_stages import make_config
 
 TABLE_EXAMPLES = 120
 BYTES_EXAMPLES = 150
 MUTATED_EXAMPLES = 150
 
-FUZZ = settings(
-    max_examples=TABLE_EXAMPLES,
-    deadline=None,
-    database=None,  # no example database left in the work tree
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=True,  # the same cases on every run: CI never flakes on a draw
-)
+FUZZ = fuzz_settings(TABLE_EXAMPLES, HealthCheck.data_too_large)
 
 FORMATS = list(SourceFormat)
 INT64 = (-(2**63), 2**63 - 1)
