@@ -29,15 +29,18 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.dataplane
 
 
-async def _find_trace(query_url: str, trace_id: str, wait_s: float = 30.0) -> dict[str, Any]:
-    """Poll Jaeger's query API until the trace is there."""
+async def _find_trace(
+    query_url: str, trace_id: str, spans: int, wait_s: float = 30.0
+) -> dict[str, Any]:
+    """Poll Jaeger's query API until the trace holds `spans` spans (spans exported one by
+    one can be queryable one at a time)."""
     deadline = time.monotonic() + wait_s
     async with httpx.AsyncClient(base_url=query_url, timeout=5.0) as client:
         while True:
             resp = await client.get(f"/api/traces/{trace_id}")
             if resp.status_code == 200:
                 data = resp.json().get("data") or []
-                if data and data[0].get("spans"):
+                if data and len(data[0].get("spans") or []) >= spans:
                     trace: dict[str, Any] = data[0]
                     return trace
             if time.monotonic() > deadline:
@@ -72,7 +75,7 @@ async def test_otlp_spans_are_queryable(stack: StackHandle, transport: str) -> N
         )
     trace_id = await asyncio.to_thread(_emit_with_sdk, exporter, service)
 
-    trace = await _find_trace(stack.env["JAEGER_QUERY_URL"], trace_id)
+    trace = await _find_trace(stack.env["JAEGER_QUERY_URL"], trace_id, spans=2)
     assert sorted(s["operationName"] for s in trace["spans"]) == ["extract", "pipeline-run"]
     services = {p["serviceName"] for p in trace["processes"].values()}
     assert services == {service}
@@ -121,7 +124,7 @@ async def test_kafka_otlp_proto_spans_are_queryable(stack: StackHandle) -> None:
     finally:
         await producer.stop()
 
-    trace = await _find_trace(stack.env["JAEGER_QUERY_URL"], trace_id.hex(), wait_s=45.0)
+    trace = await _find_trace(stack.env["JAEGER_QUERY_URL"], trace_id.hex(), spans=2, wait_s=45.0)
     by_name = {s["operationName"]: s for s in trace["spans"]}
     assert set(by_name) == {"pipeline-run", "transform"}
     child_refs = by_name["transform"]["references"]
