@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
 from lineagehub.topics import LINEAGE_TOPIC
@@ -51,6 +51,31 @@ _UNREACHABLE = frozenset({"_ALL_BROKERS_DOWN", "_AUTHENTICATION"})
 Headers = Sequence[tuple[str, bytes]]
 _Waiting = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 _Settled = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]", BaseException | None]
+
+
+def producer_config(
+    bootstrap: str,
+    client_id: str,
+    *,
+    delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS,
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The librdkafka settings of our producers (this module's, the self-trace span
+    exporter's): each record acknowledged by every in-sync replica (acks=all,
+    idempotent), records up to MAX_RECORD_BYTES, given up after `delivery_timeout_ms`,
+    and librdkafka's own log silenced: a failure is reported once, by the user (a
+    stage's `Delivery`, the gateway's 503, the exporter's log line), not on stderr at
+    each reconnect. `extra`: the caller's own settings on top."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "acks": "all",
+        "enable.idempotence": True,
+        "message.max.bytes": MAX_RECORD_BYTES,
+        "delivery.timeout.ms": delivery_timeout_ms,
+        "log_level": 0,
+        **(extra or {}),
+    }
 
 
 class KafkaUnreachable(ConnectionError):
@@ -88,19 +113,11 @@ class LibrdkafkaProducer:
         self._next = 0
         self._closed = threading.Event()
         self._producer: Producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": client_id,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": linger_ms,
-                "message.max.bytes": MAX_RECORD_BYTES,
-                "delivery.timeout.ms": DELIVERY_TIMEOUT_MS,
-                "error_cb": self._on_error,
-                # The failure is reported once, by the user (the stage's `Delivery`, the
-                # gateway's 503), not logged by librdkafka on stderr at each reconnect.
-                "log_level": 0,
-            }
+            producer_config(
+                bootstrap,
+                client_id,
+                extra={"linger.ms": linger_ms, "error_cb": self._on_error},
+            )
         )
         self._poller = threading.Thread(target=self._poll, name="kafka-poll", daemon=True)
         self._poller.start()

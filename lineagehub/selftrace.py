@@ -52,7 +52,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.sdk.version import __version__ as SDK_VERSION
 
 from lineagehub import otlp_endpoint
-from lineagehub.librdkafka_producer import MAX_RECORD_BYTES
+from lineagehub.librdkafka_producer import producer_config
 from lineagehub.otlp_spans import OtlpSpan, encode_readable, encode_request, readable
 from lineagehub.span_batches import BatchSettings, SpanBatcher
 from lineagehub.store_spans import SpanRecorder
@@ -104,19 +104,16 @@ class KafkaSpanExporter(SpanExporter):
 
         self.topic = topic
         self._closed = threading.Event()
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "client.id": client_id,
-                "acks": "all",
-                "enable.idempotence": True,
-                "message.max.bytes": MAX_RECORD_BYTES,
-                "delivery.timeout.ms": int(EXPORT_TIMEOUT_S * 1000),
-                # Batches waiting for a broker that is away: a bound, then refused (logged).
-                "queue.buffering.max.kbytes": QUEUED_KBYTES,
-                "log_level": 0,  # a failure is said once a batch, in our log
-            }
+        #: The producer's settings: ours (`producer_config`), a shorter delivery timeout,
+        #: and a bound on the batches waiting for a broker that is away (then refused,
+        #: logged).
+        self.config = producer_config(
+            bootstrap,
+            client_id,
+            delivery_timeout_ms=int(EXPORT_TIMEOUT_S * 1000),
+            extra={"queue.buffering.max.kbytes": QUEUED_KBYTES},
         )
+        self._producer = Producer(self.config)
         self._poller = threading.Thread(target=self._poll, name=KAFKA_THREAD, daemon=True)
         self._poller.start()
 

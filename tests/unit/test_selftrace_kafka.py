@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from lineagehub.librdkafka_producer import MAX_RECORD_BYTES
-from lineagehub.selftrace import KafkaSpanExporter
+from lineagehub.librdkafka_producer import MAX_RECORD_BYTES, producer_config
+from lineagehub.selftrace import EXPORT_TIMEOUT_S, QUEUED_KBYTES, KafkaSpanExporter
 
 
 def test_a_batch_kafka_cannot_take_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -28,3 +28,21 @@ def test_a_shut_down_exporter_refuses_batches() -> None:
     exporter.shutdown()
     assert exporter.send("k", b"payload") is False
     exporter.shutdown()  # twice: nothing more to do
+
+
+def test_the_exporter_takes_the_producers_settings_with_its_own_bounds() -> None:
+    """The span exporter's producer is configured as the gateway's and the stages' are
+    (acks=all, idempotent, the record bound, librdkafka's log silenced), only its
+    delivery timeout and its queue bound its own."""
+    exporter = KafkaSpanExporter("127.0.0.1:1", topic="spans", client_id="spans-test")
+    try:
+        shared = producer_config("127.0.0.1:1", "spans-test")
+        own = {k: v for k, v in exporter.config.items() if shared.get(k) != v}
+        assert own == {
+            "delivery.timeout.ms": int(EXPORT_TIMEOUT_S * 1000),
+            "queue.buffering.max.kbytes": QUEUED_KBYTES,
+        }
+        assert shared["acks"] == "all" and shared["enable.idempotence"] is True
+        assert shared["message.max.bytes"] == MAX_RECORD_BYTES
+    finally:
+        exporter.shutdown()
