@@ -1,11 +1,12 @@
-"""aiokafka plumbing shared by both consumers: clients, rebalance hooks, lag, and
-whether the cluster answers at all."""
+"""aiokafka plumbing shared by both consumers: clients, rebalance hooks, lag, whether
+the cluster answers at all, and stopping a consumer whatever state its fetcher is in."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError
@@ -155,3 +156,61 @@ async def watch_cluster(
                 log.info("kafka reachable again", extra={"source": source})
             health.recover(source)
         await asyncio.sleep(interval)
+
+
+class _Fetcher(Protocol):
+    """The two attributes of aiokafka's `Fetcher` that `finish_stop` reaches (0.14)."""
+
+    _fetch_task: asyncio.Task[None]  # the routine that starts fetch requests
+    _pending_tasks: set[asyncio.Task[bool]]  # the fetch/offset-reset requests it started
+
+
+class _Client(Protocol):
+    async def close(self) -> None: ...
+
+
+def _own_cancellation() -> bool:
+    """Whether someone asked to cancel the running task (not just a task it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
+    """`consumer.stop()`, except that a `CancelledError` nobody sent to us does not escape
+    and the connections are closed anyway; a cancellation of the running task propagates.
+
+    aiokafka's `Fetcher.close()` (0.14) does `for x in self._pending_tasks: x.cancel();
+    await x`. A fetch request task that failed (broker gone, request timed out) sleeps its
+    `retry_backoff_ms` outside its own `except CancelledError`, so awaiting it after the
+    cancel raises `CancelledError` into the caller of `stop()`: the other pending tasks
+    are never cancelled and `stop()` skips `self._client.close()`, leaving the
+    connections open. A consumer stopped within a second of an outage (our back-off) hit
+    it. Upstream: aio-libs/aiokafka#983 (a maintainer's comment lists this loop among the
+    places that await a cancelled task) and #647 (the same pattern in the group-less
+    coordinator's close, still open).
+    """
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        if _own_cancellation():
+            raise
+        log.warning("aiokafka's consumer stop raised CancelledError: finishing it")
+        await finish_stop(consumer)
+
+
+async def finish_stop(consumer: AIOKafkaConsumer) -> None:
+    """What `AIOKafkaConsumer.stop()` leaves undone when it raised: end the fetcher's
+    tasks and close the client's connections. (`stop()` marks the consumer closed first,
+    so calling it again does nothing.) A cancellation of the running task propagates;
+    the tasks' own endings (cancelled, failed) are of no use at shutdown."""
+    fetcher: _Fetcher | None = consumer._fetcher
+    if fetcher is not None:
+        tasks = [fetcher._fetch_task, *fetcher._pending_tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.debug("fetch task failed at shutdown", extra={"error": repr(task.exception())})
+    client: _Client = consumer._client
+    await client.close()

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from consumers.kafka import stop_consumer
 from lineagehub.topics import dlq
 
 
@@ -85,7 +86,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
     try:
         return dict(await consumer.end_offsets(tps))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
@@ -141,7 +142,7 @@ async def read_all(bootstrap: str, topic: str, expect: int, within: float) -> li
             for records in batch.values():
                 out.extend(records)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return out
 
 
@@ -166,5 +167,5 @@ async def read_from(
             batch = await consumer.getmany(timeout_ms=500)
             found.extend(r for records in batch.values() for r in records if match(r))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return found

@@ -59,6 +59,7 @@ from consumers.kafka import (
     Rebalance,
     make_consumer,
     make_producer,
+    stop_consumer,
     update_lag,
     watch_cluster,
 )
@@ -332,7 +333,7 @@ class LineageConsumer:
             if task is not None:
                 task.cancel()
         if consumer is not None:
-            await consumer.stop()  # sends LeaveGroup: the partitions move on at once
+            await stop_consumer(consumer)  # sends LeaveGroup: the partitions move on at once
         if self._producer is not None:
             await self._producer.stop()
         await self.marquez.aclose()

@@ -59,6 +59,7 @@ from consumers.kafka import (
     Rebalance,
     make_consumer,
     make_producer,
+    stop_consumer,
     update_lag,
     watch_cluster,
 )
@@ -319,7 +320,7 @@ class OtelConsumer:
         if self._watch is not None:
             self._watch.cancel()
         if consumer is not None:
-            await consumer.stop()
+            await stop_consumer(consumer)
         if self._producer is not None:
             await self._producer.stop()
         if self._admin is not None:
