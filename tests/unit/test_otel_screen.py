@@ -1,22 +1,29 @@
 """`screen`, the check a span or metric request passes alone before its batch decodes it,
 routes every request as the two checks it replaced did (kept below, as they were, as
-the reference): to its batch, to the row decoder (stored or refused for its reason), or
-refused at once. Requests are built at the wire level, so they carry what the checks
-look for: unknown fields at each level, fields given twice, defaults written out, two
-members of a `oneof`, metrics without a name or data, empty levels, cut or flipped bytes.
+the reference: a Python walk asking each level for its unknown fields), but for one
+change: a request holding an unknown field anywhere, which the walk could send to its
+batch (one in a span's scope, status or attributes), goes to the row decoder, the full
+check, and gets exactly what it gives. Requests are built at the wire level, so they
+carry what the checks look for: unknown fields at each level and deeper, fields given
+twice, defaults written out, two members of a `oneof`, metrics without a name or data,
+empty levels, cut or flipped bytes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError as ProtobufError
+from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -25,6 +32,7 @@ from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.columns import Pending, Rows
 from consumers.otel.ddl import GAUGE, TRACES
 from consumers.otel.decode import DecodeError, _parse, decode_metric_columns, decode_trace_columns
+from tests.fuzz import fuzz_settings
 from tests.unit.test_otel_decode_fuzz import _field
 
 Screen = Callable[[bytes | None], Mapping[str, Rows | Pending]]
@@ -82,8 +90,11 @@ SPAN = trace_pb2.Span(
     start_time_unix_nano=5,
 ).SerializeToString()
 # After a span's or metric's own fields: nothing, an unknown field, a field given again,
-# a default written out (span kind 0; a metric's empty description).
+# a default written out (span kind 0; a metric's empty description), an unknown field
+# deeper down (in a span's status or an attribute; in a gauge point of a metric of its own).
 SPAN_TAILS = [b"", b"", UNKNOWN, _field(5, b"again"), bytes([6 << 3, 0])]
+DEEP_SPAN_TAILS = [_field(15, UNKNOWN), _field(9, _field(1, b"k") + UNKNOWN)]
+SPAN_TAILS += DEEP_SPAN_TAILS
 METRIC_TAILS = [b"", b"", UNKNOWN, _field(1, b"again"), _field(2, b"")]
 
 
@@ -97,12 +108,16 @@ def _metrics() -> list[bytes]:
     nameless = metrics_pb2.Metric()
     nameless.gauge.data_points.add(as_int=1)
     no_data = metrics_pb2.Metric(name="n")
-    return [m.SerializeToString() for m in (gauge, gauge, total, no_points, nameless, no_data)] + [
+    odd_point = metrics_pb2.Metric(name="u")
+    odd_point.gauge.data_points.add(as_int=1, time_unix_nano=5).MergeFromString(UNKNOWN)
+    plain = (gauge, total, odd_point, odd_point, gauge, no_points, nameless, no_data)
+    return [m.SerializeToString() for m in plain] + [
         gauge.SerializeToString() + total.SerializeToString()
     ]  # a oneof given twice
 
 
 METRICS = _metrics()
+SCOPE_TAILS = [b"", b"", UNKNOWN]
 
 
 @st.composite
@@ -125,10 +140,64 @@ def requests(draw: st.DrawFn, leaf: st.SearchStrategy[bytes], scope_tails: list[
     return raw
 
 
+@st.composite
+def plain_requests(draw: st.DrawFn, leaf: st.SearchStrategy[bytes]) -> bytes:
+    """request > resources > scopes > leaves, every level there, in canonical form: the
+    leaves decide where it goes (most to the batch)."""
+    resources = b""
+    for _ in range(draw(st.integers(1, 2))):
+        scopes = b""
+        for _ in range(draw(st.integers(1, 2))):
+            scopes += _field(
+                2, b"".join(_field(2, draw(leaf)) for _ in range(draw(st.integers(1, 3))))
+            )
+        resources += _field(1, scopes)
+    return resources
+
+
 span_leaves = st.builds(lambda tail: SPAN + tail, st.sampled_from(SPAN_TAILS))
 metric_leaves = st.builds(
     lambda metric, tail: metric + tail, st.sampled_from(METRICS), st.sampled_from(METRIC_TAILS)
 )
+# Leaves the batch takes, some with an unknown field deeper down.
+plain_span_leaves = st.sampled_from([SPAN, SPAN] + [SPAN + t for t in DEEP_SPAN_TAILS])
+plain_metric_leaves = st.sampled_from(METRICS[:3])
+span_requests = st.one_of(requests(span_leaves, SCOPE_TAILS), plain_requests(plain_span_leaves))
+metric_requests = st.one_of(
+    requests(metric_leaves, SCOPE_TAILS), plain_requests(plain_metric_leaves)
+)
+
+
+def has_unknown(message: Message) -> bool:
+    """Whether `message` or any message inside it holds an unknown field (the full walk)."""
+    if len(UnknownFieldSet(message)):
+        return True
+    for desc, value in message.ListFields():
+        if desc.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        inner = value if desc.is_repeated else [value]
+        if any(has_unknown(m) for m in inner):
+            return True
+    return False
+
+
+def parsed(raw: bytes, cls: type[Message]) -> Message | None:
+    try:
+        return cls.FromString(raw)
+    except ProtobufError:  # refused bytes hold no unknown field to look for
+        return None
+
+
+def expected(
+    old: Screen, row_decoder: Screen, cls: type[Message], raw: bytes
+) -> tuple[object, ...]:
+    """Where the old check sent `raw`, except a request it sent to its batch holding an
+    unknown field somewhere: the row decoder's outcome (the full check)."""
+    route = outcome(old, raw)
+    message = parsed(raw, cls)
+    if route == ("batch",) and message is not None and has_unknown(message):
+        return outcome(row_decoder, raw)
+    return route
 
 
 def outcome(screen: Screen, raw: bytes) -> tuple[object, ...]:
@@ -142,35 +211,70 @@ def outcome(screen: Screen, raw: bytes) -> tuple[object, ...]:
     return ("rows", tuple(sorted((name, len(rows)) for name, rows in tables.items())))
 
 
-@settings(max_examples=400, deadline=None)
-@given(requests(span_leaves, [b"", b"", UNKNOWN]))
+@fuzz_settings(400)
+@given(span_requests)
 def test_span_requests_go_where_the_old_check_sent_them(raw: bytes) -> None:
-    assert outcome(decode_trace_requests, raw) == outcome(old_trace_screen, raw)
+    want = expected(old_trace_screen, decode_trace_columns, ExportTraceServiceRequest, raw)
+    assert outcome(decode_trace_requests, raw) == want
 
 
-@settings(max_examples=400, deadline=None)
-@given(requests(metric_leaves, [b"", b"", UNKNOWN]))
+@fuzz_settings(400)
+@given(metric_requests)
 def test_metric_requests_go_where_the_old_check_sent_them(raw: bytes) -> None:
-    assert outcome(decode_metric_requests, raw) == outcome(old_metric_screen, raw)
+    want = expected(old_metric_screen, decode_metric_columns, ExportMetricsServiceRequest, raw)
+    assert outcome(decode_metric_requests, raw) == want
 
 
-def _routes(strategy: st.SearchStrategy[bytes], screen: Screen) -> set[str]:
+def _deep(value: AnyValue, levels: int) -> AnyValue:
+    """`value` nested `levels` maps deep (three messages a level)."""
+    for _ in range(levels):
+        outer = AnyValue()
+        outer.kvlist_value.values.add(key="k", value=value)
+        value = outer
+    return value
+
+
+def test_an_unknown_field_after_the_deepest_nesting_protobuf_parses_is_still_found() -> None:
+    """The C walk dropping unknown fields goes as deep as the parser, and past a deep
+    attribute on to the next spans: a span's unknown field there is still refused."""
+    deepest = 0
+    for levels in range(20, 40):
+        request = ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        first = spans.add(trace_id=b"\1" * 16, span_id=b"\2" * 8, name="deep")
+        first.attributes.add(key="deep", value=_deep(AnyValue(string_value="x"), levels))
+        spans.add().CopyFrom(trace_pb2.Span.FromString(SPAN + UNKNOWN))
+        raw = request.SerializeToString()
+        if parsed(raw, ExportTraceServiceRequest) is None:
+            break
+        deepest = levels
+        assert outcome(decode_trace_requests, raw) == outcome(decode_trace_columns, raw)
+        assert outcome(decode_trace_requests, raw)[:2] == ("refused", "decode")
+    assert deepest >= 25  # the loop reached protobuf's own nesting limit
+
+
+def _routes(strategy: st.SearchStrategy[bytes], screen: Screen, cls: type[Message]) -> set[str]:
     routes: set[str] = set()
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @fuzz_settings(600)
     @given(strategy)
     def collect(raw: bytes) -> None:
         route = outcome(screen, raw)
         routes.add(str(route[0]) if route[0] != "refused" else f"refused:{route[1]}")
+        message = parsed(raw, cls)
+        if route == ("batch",) and message is not None and has_unknown(message):
+            routes.add("batch, unknown fields")
 
     collect()
     return routes
 
 
 def test_the_requests_reach_every_route() -> None:
-    """The strategies make requests of every outcome (else the properties prove little)."""
-    spans = _routes(requests(span_leaves, [b"", UNKNOWN]), old_trace_screen)
-    metrics = _routes(requests(metric_leaves, [b"", UNKNOWN]), old_metric_screen)
+    """The strategies make requests of every outcome (else the properties prove little),
+    requests the old check sent to their batch with an unknown field among them."""
+    spans = _routes(span_requests, old_trace_screen, ExportTraceServiceRequest)
+    metrics = _routes(metric_requests, old_metric_screen, ExportMetricsServiceRequest)
     for routes in (spans, metrics):
-        assert {"batch", "rows", "refused:decode", "refused:empty"} <= routes, routes
+        want = {"batch", "batch, unknown fields", "rows", "refused:decode", "refused:empty"}
+        assert want <= routes, routes
     assert "refused:invalid_metric" in metrics
