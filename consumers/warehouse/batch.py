@@ -4,9 +4,10 @@ The writer's decoder for the lineage topic. A record is only checked as it arriv
 (it has a value, under the size limit) and left `Pending`; when its batch is flushed,
 `decode_lineage_batch` reads every event with the rules of `decode.py` (same checks,
 same values: `decode_lineage` is the reference it is tested against, row for row, in
-chdb) but appends each value straight to one list per column of the batch, so no dict
-per row is built and each table becomes one Arrow table. Each record keeps its slice of
-those tables, for record-by-record inserts (`OtelConsumer._isolate`).
+chdb) but keeps each row as the tuple of cells the rules give, so no dict per row is
+built, and turns a table's tuples into its columns once per batch (`zip(*rows)`, in C)
+and then into one Arrow table. Each record keeps its slice of those tables, for
+record-by-record inserts (`OtelConsumer._isolate`).
 
 A record whose event cannot be stored, or whose decoding raises anything else (a bug),
 leaves no row behind: its columns are cut back to where they were, and it gets its
@@ -15,7 +16,7 @@ leaves no row behind: its columns are cut back to where they were, and it gets i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # loaded with the first batch: the writer at rest holds no Arrow
@@ -25,7 +26,15 @@ from consumers.otel.columns import ArrowRows, Pending, Rows, arrow_schema
 from consumers.otel.ddl import Table
 from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
-from consumers.warehouse.decode import MAX_RECORD_BYTES, event_row, io_and_links, read_event
+from consumers.warehouse.decode import (
+    EVENT_CELLS,
+    FROM_EVENT,
+    IO_OWN,
+    MAX_RECORD_BYTES,
+    event_cells,
+    io_and_links,
+    read_event,
+)
 
 # A record counts toward the batch's row limit by its size (its rows are known only
 # once the batch is decoded): one per KiB, about what an event's rows take as Arrow.
@@ -33,11 +42,9 @@ ROW_BYTES = 1024
 
 Outcome = Mapping[str, ArrowRows] | DecodeError
 
-# The columns of an `io` or `edges` row that are its event's (the same values as the
-# event's `lineage_events` row): taken from that table by the event's index, not
-# repeated per row in Python.
-_FROM_EVENT = frozenset({"EventHash", "EventTime", "EventType", "RunId", "JobNamespace", "JobName"})
-_IO_OWN = tuple(c for c in IO.columns if c not in _FROM_EVENT)
+# The cells of an edge as `decode.Link` gives them; its event's columns (`FROM_EVENT`,
+# the same values as the event's `lineage_events` row) are taken from that table by the
+# event's index, not repeated per row in Python, as are an io row's.
 _EDGE_LINK = (
     "Src",
     "Dst",
@@ -47,8 +54,7 @@ _EDGE_LINK = (
     "TransformDescription",
     "Masking",
 )
-assert set(_EDGE_LINK) | _FROM_EVENT >= set(EDGES.columns)
-_EVENT = "_event"  # the column of a row's event index
+assert set(_EDGE_LINK) | set(FROM_EVENT) >= set(EDGES.columns)
 
 
 def decode_lineage_pending(raw: bytes | None) -> Mapping[str, Rows | Pending]:
@@ -62,38 +68,43 @@ def decode_lineage_pending(raw: bytes | None) -> Mapping[str, Rows | Pending]:
 
 
 class _Columns:
-    """One list per column of one table, for a whole batch (for `io` and `edges`, the
-    event's own columns are one list of event indexes)."""
+    """One table's rows for a whole batch, each as the tuple of cells the rules give
+    (`columns` names them), turned into columns once, at the end (`zip(*rows)` in C,
+    not a list append per cell); for `io` and `edges`, the index of each row's event;
+    for `lineage_events`, each event's canonical JSON as bytes (its `Payload`)."""
 
-    __slots__ = ("cols", "rows", "table")
+    __slots__ = ("columns", "extra", "rows", "table")
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, columns: tuple[str, ...]) -> None:
         self.table = table
-        own = (
-            table.columns if table is EVENTS else [c for c in table.columns if c not in _FROM_EVENT]
-        )
-        self.cols: dict[str, list[Any]] = {c: [] for c in own}
-        if table is not EVENTS:
-            self.cols[_EVENT] = []
-        self.rows = 0
+        self.columns = columns
+        self.rows: list[tuple[Any, ...]] = []
+        self.extra: list[Any] = []  # event indexes, or payloads
 
-    def cut(self) -> None:
-        """Drop whatever a failed record appended past the last whole row."""
-        for values in self.cols.values():
-            del values[self.rows :]
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def cut(self, rows: int) -> None:
+        """Drop whatever a failed record appended past its batch's first `rows` rows."""
+        del self.rows[rows:]
+        del self.extra[rows:]
 
     def to_arrow(self, events: pa.Table | None = None) -> pa.Table:
         import pyarrow as pa
 
         schema = arrow_schema(self.table)
-        if events is None:
-            arrays = [pa.array(self.cols[f.name], f.type) for f in schema]
+        cells: dict[str, Sequence[Any]] = {}
+        if self.rows:  # each row as many cells as `columns` names, or ValueError
+            cells = dict(zip(self.columns, zip(*self.rows, strict=True), strict=True))
+        if events is None:  # lineage_events
+            cells["Payload"] = self.extra
+            arrays = [pa.array(cells.get(f.name, ()), f.type) for f in schema]
         else:
-            index = pa.array(self.cols[_EVENT], pa.int32())
+            index = pa.array(self.extra, pa.int32())
             arrays = [
                 events.column(f.name).take(index)
-                if f.name in _FROM_EVENT
-                else pa.array(self.cols[f.name], f.type)
+                if f.name in FROM_EVENT
+                else pa.array(cells.get(f.name, ()), f.type)
                 for f in schema
             ]
         return pa.Table.from_arrays(arrays, schema=schema)
@@ -102,29 +113,26 @@ class _Columns:
 def _append(events: _Columns, io: _Columns, edges: _Columns, raw: bytes) -> None:
     event, ev = read_event(raw)
     io_rows, links = io_and_links(event, ev)
-    row = event_row(event, ev)
-    index = events.rows
-    for column, values in events.cols.items():
-        values.append(row[column])
-    if io_rows:
-        for column in _IO_OWN:
-            io.cols[column].extend([r[column] for r in io_rows])
-        io.cols[_EVENT].extend([index] * len(io_rows))
-    if links:
-        for column, cells in zip(_EDGE_LINK, zip(*links, strict=True), strict=True):
-            edges.cols[column].extend(cells)
-        edges.cols[_EVENT].extend([index] * len(links))
-    events.rows += 1
-    io.rows += len(io_rows)
-    edges.rows += len(links)
+    cells = event_cells(event, ev)
+    index = len(events.rows)
+    events.rows.append(cells)
+    events.extra.append(ev.canonical)
+    io.rows += io_rows
+    io.extra += [index] * len(io_rows)
+    edges.rows += links
+    edges.extra += [index] * len(links)
 
 
 def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
     """Each record's tables (slices of the batch's Arrow tables) or its `DecodeError`."""
-    tables = (_Columns(EVENTS), _Columns(IO), _Columns(EDGES))
+    tables = (
+        _Columns(EVENTS, EVENT_CELLS),
+        _Columns(IO, IO_OWN),
+        _Columns(EDGES, _EDGE_LINK),
+    )
     spans: list[tuple[int, int, int] | DecodeError] = []
     for raw in records:
-        before = (tables[0].rows, tables[1].rows, tables[2].rows)
+        before = (len(tables[0]), len(tables[1]), len(tables[2]))
         try:
             _append(*tables, raw)
         except DecodeError as exc:
@@ -136,8 +144,8 @@ def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
         else:
             spans.append(before)
             continue
-        for columns in tables:
-            columns.cut()
+        for columns, rows in zip(tables, before, strict=True):
+            columns.cut(rows)
     try:
         first = tables[0].to_arrow()
         data = [first, *(columns.to_arrow(first) for columns in tables[1:])]
@@ -149,7 +157,7 @@ def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
         if len(records) == 1:
             return [decoder_failure(exc)]
         return [decode_lineage_batch([raw])[0] for raw in records]
-    ends = [columns.rows for columns in tables]
+    ends = [len(columns) for columns in tables]
     out: list[Outcome] = []
     starts: list[int] | None = None
     # A record's slice ends where the next stored record's starts (or the batch ends).

@@ -287,6 +287,18 @@ class _Event:
             "Masking": masking,
         }
 
+    def io_row(self, cells: IoCells) -> Row:
+        row: Row = {
+            "EventHash": self.hash,
+            "EventTime": self.time,
+            "EventType": self.event_type,
+            "RunId": self.run_id,
+            "JobNamespace": self.job_ns,
+            "JobName": self.job_name,
+        }
+        row.update(zip(IO_OWN, cells, strict=True))
+        return row
+
 
 Flat = tuple[tuple[str, ...], tuple[str, ...], str]
 
@@ -363,26 +375,30 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
     return names, types, schema_hash
 
 
-def _io_row(ev: _Event, dataset: dict[str, Any], direction: str) -> Row:
+# A `lineage_io` row's own cells, in `IO_OWN` order (the event's columns, `_FROM_EVENT`,
+# are added by whoever builds rows): Direction, DatasetNamespace, DatasetName,
+# SchemaHash, FieldNames, FieldTypes, RowCount, Bytes, FileCount.
+IoCells = tuple[str, str, str, str, list[str], list[str], int | None, int | None, int | None]
+#: The columns an io or edge row repeats from its event.
+FROM_EVENT = ("EventHash", "EventTime", "EventType", "RunId", "JobNamespace", "JobName")
+IO_OWN = tuple(c for c in IO.columns if c not in FROM_EVENT)
+assert len(IO_OWN) == 9
+
+
+def _io_cells(dataset: dict[str, Any], direction: str) -> IoCells:
     names, types, schema_hash = _schema(_obj(dataset.get("facets")).get("schema"))
     rows, size, files = _statistics(dataset)
-    return {
-        "EventHash": ev.hash,
-        "EventTime": ev.time,
-        "EventType": ev.event_type,
-        "RunId": ev.run_id,
-        "JobNamespace": ev.job_ns,
-        "JobName": ev.job_name,
-        "Direction": direction,
-        "DatasetNamespace": dataset["namespace"],
-        "DatasetName": dataset["name"],
-        "SchemaHash": schema_hash,
-        "FieldNames": names,
-        "FieldTypes": types,
-        "RowCount": rows,
-        "Bytes": size,
-        "FileCount": files,
-    }
+    return (
+        direction,
+        dataset["namespace"],
+        dataset["name"],
+        schema_hash,
+        names,
+        types,
+        rows,
+        size,
+        files,
+    )
 
 
 # An edge as the rules give it: (Src, Dst, Kind, TransformType, TransformSubtype,
@@ -409,14 +425,14 @@ def _column_links(dataset: dict[str, Any]) -> list[Link]:
         for item in inputs:
             if not isinstance(item, dict):
                 continue
-            src_ns, src_name = item.get("namespace"), item.get("name")
-            src_field = item.get("field")
+            src_ns, src_name, src_field = item.get("namespace"), item.get("name"), item.get("field")
+            # Each a non-empty string (`type(...) is str`: JSON gives no str subclass).
             if not (
-                isinstance(src_ns, str)
+                type(src_ns) is str
                 and src_ns
-                and isinstance(src_name, str)
+                and type(src_name) is str
                 and src_name
-                and isinstance(src_field, str)
+                and type(src_field) is str
                 and src_field
             ):
                 continue
@@ -435,17 +451,17 @@ def _column_links(dataset: dict[str, Any]) -> list[Link]:
                     ]
                 transformations = deprecated
             for t in transformations:
-                links.append(
-                    (
-                        src,
-                        dst,
-                        "column",
-                        _clip(t.get("type"), 64),
-                        _clip(t.get("subtype"), 64),
-                        _clip(t.get("description"), 2000),
-                        1 if t.get("masking") is True else 0,
-                    )
-                )
+                # `_clip` inlined for the usual short strings: a call per cell is most of
+                # what an edge costs here.
+                ty, sub, desc = t.get("type"), t.get("subtype"), t.get("description")
+                if type(ty) is not str or len(ty) > 64:
+                    ty = _clip(ty, 64)
+                if type(sub) is not str or len(sub) > 64:
+                    sub = _clip(sub, 64)
+                if type(desc) is not str or len(desc) > 2000:
+                    desc = _clip(desc, 2000)
+                masking = 1 if t.get("masking") is True else 0
+                links.append((src, dst, "column", ty, sub, desc, masking))
     return links
 
 
@@ -533,23 +549,24 @@ def read_event(value: bytes | None) -> tuple[dict[str, Any], _Event]:
     return event, _Event(event, canonical, kind)
 
 
-def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[Row], list[Link]]:
-    """The event's `lineage_io` rows and its edges."""
-    io: list[Row] = []
+def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[IoCells], list[Link]]:
+    """The event's `lineage_io` rows (their own cells, `_Event.io_row` makes the row) and
+    its edges."""
+    io: list[IoCells] = []
     links: list[Link] = []
     if ev.kind == "dataset":
         dataset = _dataset(event.get("dataset"), "$.dataset")
-        io.append(_io_row(ev, dataset, "declared"))
+        io.append(_io_cells(dataset, "declared"))
         links.extend(_column_links(dataset))
         return io, links
     edge_kind = "io" if ev.kind == "run" else "static"
     for dataset in _datasets(event, "inputs"):
-        io.append(_io_row(ev, dataset, "input"))
+        io.append(_io_cells(dataset, "input"))
         if ev.job:
             node = dataset_node(dataset["namespace"], dataset["name"])
             links.append((node, ev.job, edge_kind, "", "", "", 0))
     for dataset in _datasets(event, "outputs"):
-        io.append(_io_row(ev, dataset, "output"))
+        io.append(_io_cells(dataset, "output"))
         if ev.job:
             node = dataset_node(dataset["namespace"], dataset["name"])
             links.append((ev.job, node, edge_kind, "", "", "", 0))
@@ -557,32 +574,44 @@ def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[Row], list[Lin
     return io, links
 
 
-def event_row(event: dict[str, Any], ev: _Event) -> Row:
-    """The event's `lineage_events` row."""
+#: The `lineage_events` columns `event_cells` gives, in order: all but `Payload` (the
+#: event's canonical JSON, `_Event.canonical`), which the batch path keeps as bytes.
+EVENT_CELLS = EVENTS.columns[:-1]
+assert EVENTS.columns[-1] == "Payload"
+
+
+def event_cells(event: dict[str, Any], ev: _Event) -> tuple[Any, ...]:
+    """The event's `lineage_events` row but its `Payload`, in `EVENT_CELLS` order."""
     run_facets = _obj(_obj(event.get("run")).get("facets"))
     parent = _obj(run_facets.get("parent"))
     root = _obj(parent.get("root"))
     error = _obj(run_facets.get("errorMessage")).get("message")
-    return {
-        "EventHash": ev.hash,
-        "Kind": ev.kind,
-        "EventType": ev.event_type,
-        "EventTime": ev.time,
-        "RunId": ev.run_id,
-        "JobNamespace": ev.job_ns,
-        "JobName": ev.job_name,
-        "ParentRunId": _text(parent, "run", "runId").lower(),
-        "ParentJobNamespace": _text(parent, "job", "namespace"),
-        "ParentJobName": _text(parent, "job", "name"),
-        "RootRunId": _text(root, "run", "runId").lower(),
-        "RootJobNamespace": _text(root, "job", "namespace"),
-        "RootJobName": _text(root, "job", "name"),
-        "TraceId": _trace_id(run_facets),
-        "Producer": _text(event, "producer")[:512],
-        "SchemaURL": _text(event, "schemaURL")[:512],
-        "ErrorMessage": error[:4000] if isinstance(error, str) else "",
-        "Payload": ev.canonical.decode("utf-8"),  # ASCII or UTF-8 from orjson
-    }
+    return (
+        ev.hash,
+        ev.kind,
+        ev.event_type,
+        ev.time,
+        ev.run_id,
+        ev.job_ns,
+        ev.job_name,
+        _text(parent, "run", "runId").lower(),
+        _text(parent, "job", "namespace"),
+        _text(parent, "job", "name"),
+        _text(root, "run", "runId").lower(),
+        _text(root, "job", "namespace"),
+        _text(root, "job", "name"),
+        _trace_id(run_facets),
+        _text(event, "producer")[:512],
+        _text(event, "schemaURL")[:512],
+        error[:4000] if isinstance(error, str) else "",
+    )
+
+
+def event_row(event: dict[str, Any], ev: _Event) -> Row:
+    """The event's `lineage_events` row."""
+    row = dict(zip(EVENT_CELLS, event_cells(event, ev), strict=True))
+    row["Payload"] = ev.canonical.decode("utf-8")  # ASCII or UTF-8 from orjson
+    return row
 
 
 def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
@@ -590,5 +619,8 @@ def decode_lineage(value: bytes | None) -> dict[str, list[Row]]:
     batch path, `warehouse/batch.py`, is tested against; tests and tools use it)."""
     event, ev = read_event(value)
     io, links = io_and_links(event, ev)
-    edges = [ev.edge(link) for link in links]
-    return {EVENTS.name: [event_row(event, ev)], IO.name: io, EDGES.name: edges}
+    return {
+        EVENTS.name: [event_row(event, ev)],
+        IO.name: [ev.io_row(cells) for cells in io],
+        EDGES.name: [ev.edge(link) for link in links],
+    }

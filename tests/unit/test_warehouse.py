@@ -419,6 +419,30 @@ def test_column_lineage_transformations_as_producers_write_them() -> None:
     ]
 
 
+@pytest.mark.parametrize("extra", [0, 1])
+def test_transformation_texts_cut_at_their_limits(extra: int) -> None:
+    """A transformation's type and subtype keep 64 characters, its description 2,000:
+    exactly the limit is kept whole, one past it is cut (each cell on its own)."""
+    transformation = {
+        "type": "T" * (64 + extra),
+        "subtype": "S" * (64 + extra),
+        "description": "d" * (2000 + extra),
+    }
+    field = {"namespace": "i", "name": "s", "field": "f", "transformations": [transformation]}
+    lineage = {"fields": {"a": {"inputFields": [field]}}}
+    output = json.dumps({"namespace": "o", "name": "d", "facets": {"columnLineage": lineage}})
+    (edge,) = [
+        e
+        for e in decode_lineage(_run_with_output(output))["lineage_edges"]
+        if e["Kind"] == "column"
+    ]
+    assert (edge["TransformType"], edge["TransformSubtype"], edge["TransformDescription"]) == (
+        "T" * 64,
+        "S" * 64,
+        "d" * 2000,
+    )
+
+
 def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
     """orjson refuses lone surrogates and integers past 64 bits, which Marquez stores: such
     an event is parsed the slow way, each of its texts stored as valid UTF-8 (U+FFFD)

@@ -23,7 +23,7 @@ from consumers.otel.decode import DecodeError
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
-from consumers.warehouse.decode import event_row as real_event_row
+from consumers.warehouse.decode import event_cells as real_event_cells
 from consumers.warehouse.decode import io_and_links as real_io_and_links
 from tests.unit import test_openlineage_compat as compat
 from tests.unit.test_openlineage_fuzz import FUZZ, events, raw_bodies
@@ -193,41 +193,46 @@ async def test_refused_records_leave_no_row_and_keep_their_reason(chdb: ChdbBack
     ]
 
 
-@pytest.mark.parametrize("where", ["before_rows", "mid_rows"])
+@pytest.mark.parametrize("where", ["before_rows", "mid_rows", "at_arrow"])
 def test_a_decoder_bug_refuses_that_record_alone(
     monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """Anything but a DecodeError out of one event's rules is that record's
-    `decoder_error`, raised before its rows or halfway through them (its event row
-    already appended): it leaves no row, and the records around it keep theirs."""
+    `decoder_error`, raised before its rows, halfway through them (its event and io rows
+    already appended), or only when the batch's columns become Arrow (a row with a cell
+    missing): it leaves no row, and the records around it keep theirs."""
     samples = producer_samples()[:4]
 
-    def event_row(event: dict[str, Any], ev: Any) -> dict[str, Any]:
+    def event_cells(event: dict[str, Any], ev: Any) -> tuple[Any, ...]:
         if ev.kind == "dataset":
             raise TypeError("a bug")
-        return real_event_row(event, ev)
+        return real_event_cells(event, ev)
 
-    def io_and_links(event: dict[str, Any], ev: Any) -> tuple[list[Any], list[Any]]:
+    def io_and_links(event: dict[str, Any], ev: Any) -> tuple[Any, Any]:
         io, links = real_io_and_links(event, ev)
+        if ev.kind == "dataset" and where == "mid_rows":
+            return io, None  # a TypeError once the event's and io rows are in
         if ev.kind == "dataset":
-            del io[0]["DatasetName"]  # a KeyError once the event's row is in
+            return [io[0][:-1]], links  # one cell short: ValueError at zip(*rows)
         return io, links
 
     if where == "before_rows":
-        monkeypatch.setattr("consumers.warehouse.batch.event_row", event_row)
+        monkeypatch.setattr("consumers.warehouse.batch.event_cells", event_cells)
     else:
         monkeypatch.setattr("consumers.warehouse.batch.io_and_links", io_and_links)
     results = decode_lineage_batch(samples)
     failed = results[2]
     assert isinstance(failed, DecodeError) and failed.reason == "decoder_error"
-    assert ("TypeError: a bug" if where == "before_rows" else "KeyError") in failed.detail
+    expected = {"before_rows": "TypeError: a bug", "mid_rows": "TypeError", "at_arrow": "Value"}
+    assert expected[where] in failed.detail
     stored = [(raw, r) for raw, r in zip(samples, results, strict=True) if r is not failed]
     for raw, result in stored:
         assert not isinstance(result, DecodeError)
         assert {t: r.rows() for t, r in result.items()} == decode_lineage(raw)
     outcome = results[3]
     assert not isinstance(outcome, DecodeError)
-    assert outcome["lineage_events"].data.num_rows == 3  # nothing left of the failed one
+    # Nothing left of the failed one (batched: 3 events; record by record: 1).
+    assert outcome["lineage_events"].data.num_rows == (1 if where == "at_arrow" else 3)
 
 
 def test_what_can_be_told_alone_is_refused_at_once() -> None:
