@@ -96,6 +96,7 @@ from lineagehub.api.stage_spec import (
     JsonDict,
     K8sName,
     ParentRun,
+    PreciseTime,
     QualityCheck,
     Quantity,
     RunRef,
@@ -109,6 +110,7 @@ from lineagehub.api.stage_spec import (
     Time,
     TransformSpec,
     cel,
+    format_precise_time,
     format_time,
     new_run_id,
     now,
@@ -578,6 +580,12 @@ class StageStatus(StatusModel):
     """When the first attempt started."""
     completion_time: Time | None = None
     """When the stage finished."""
+    start_time_precise: PreciseTime | None = None
+    """When the operator created the stage's Job, to the millisecond (RFC 3339 with
+    fractional seconds; `startTime` keeps whole seconds, as Kubernetes times do)."""
+    completion_time_precise: PreciseTime | None = None
+    """When the operator saw the stage end, to the millisecond: `completionTimePrecise`
+    minus `startTimePrecise` is the stage's duration, pod start-up included."""
     records_in: Annotated[int, Field(ge=0)] | None = None
     """Rows the stage read."""
     records_out: Annotated[int, Field(ge=0)] | None = None
@@ -714,6 +722,10 @@ class PipelineRunStatus(StatusModel):
     """When the run started."""
     completion_time: Time | None = None
     """When the run finished."""
+    start_time_precise: PreciseTime | None = None
+    """When the run started, to the millisecond (RFC 3339 with fractional seconds)."""
+    completion_time_precise: PreciseTime | None = None
+    """When the run finished, to the millisecond (RFC 3339 with fractional seconds)."""
     pipeline_spec: (
         Annotated[
             PipelineBody,
@@ -974,6 +986,7 @@ __all__ = [
     "PipelineRunResource",
     "PipelineRunSpec",
     "PipelineRunStatus",
+    "PreciseTime",
     "PullPolicy",
     "QualityCheck",
     "QualityVerdict",
@@ -1007,6 +1020,7 @@ __all__ = [
     "TransformSpec",
     "WriteMode",
     "cel",
+    "format_precise_time",
     "format_time",
     "new_run_id",
     "now",

@@ -129,6 +129,13 @@ def format_time(value: datetime) -> str:
     return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_precise_time(value: datetime) -> str:
+    """RFC 3339 in UTC to the millisecond (truncated), e.g. `2026-12-01T04:00:05.123Z`:
+    what `format_time` gives with the milliseconds kept."""
+    utc = _as_utc(value)
+    return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}.{utc.microsecond // 1000:03d}Z"
+
+
 def now() -> datetime:
     """The current time, truncated to seconds, in UTC."""
     return datetime.now(UTC).replace(microsecond=0)
@@ -160,6 +167,11 @@ Time = Annotated[
     datetime,
     AfterValidator(_as_utc),
     PlainSerializer(format_time, return_type=str, when_used="json"),
+]
+PreciseTime = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(format_precise_time, return_type=str, when_used="json"),
 ]
 ColumnSet = Annotated[
     list[ColumnName],
