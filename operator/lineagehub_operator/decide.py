@@ -109,6 +109,7 @@ def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRun
         trace_id=trace_id,
         traceparent=f"00-{trace_id}-{ids.span_id}-01",
         start_time=now,
+        start_time_precise=now,
         stages=stages,
         progress=progress(stages),
         observed_generation=run.metadata.generation,
@@ -134,6 +135,12 @@ def _stage(status: PipelineRunStatus, name: StageName) -> StageStatus:
         status.stages = [*status.stages, found]
         status.stages.sort(key=lambda s: s.name.position)
     return found
+
+
+def _first_own_stage(status: PipelineRunStatus, stage: StageName) -> bool:
+    """No stage before `stage` ran in this run (a re-run's reused stages ran in the
+    earlier one): creating its Job starts the run."""
+    return all(s.reason == Reason.REUSED for s in status.stages if s.name.position < stage.position)
 
 
 def _set_succeeded(
@@ -232,6 +239,7 @@ def _finish(
 ) -> list[Action]:
     status.phase = phase
     status.completion_time = now
+    status.completion_time_precise = now
     status.current_stage = None
     cond = ConditionStatus.TRUE if phase == Phase.SUCCEEDED else ConditionStatus.FALSE
     _set_succeeded(status, cond, reason, message, generation, now)
@@ -287,6 +295,7 @@ def decide(
                     actions.append(DeleteJob(stage, job.name))
                 entry.phase = Phase.CANCELLED
                 entry.completion_time = now
+                entry.completion_time_precise = now
             elif entry.phase in (Phase.PENDING, Phase.RUNNING):
                 entry.phase = Phase.CANCELLED
         actions += _finish(
@@ -334,13 +343,16 @@ def decide(
                 if before is None or before.reason != Reason.QUEUED:
                     actions.append(RecordEvent("Normal", Reason.QUEUED.value, queued))
                 break
-            if status.phase == Phase.PENDING:
+            if status.phase == Phase.PENDING or _first_own_stage(status, stage):
                 # The run's first Job (extract, or a re-run's first stage): it starts.
+                # (Again after a restart that finds the stage marked running without
+                # its Job: the status may have been written before the event was sent.)
                 actions.append(EmitRunEvent("START"))
             actions.append(CreateJob(stage))
             entry.phase = Phase.RUNNING
             entry.job_name = job_name(run.metadata.name or "", stage)
-            entry.start_time = entry.start_time or now
+            if entry.start_time is None:
+                entry.start_time = entry.start_time_precise = now
             entry.attempts = max(entry.attempts, 1)
             status.phase = Phase.RUNNING
             status.current_stage = stage
@@ -355,7 +367,10 @@ def decide(
             break
         entry.job_name = job.name
         entry.attempts = max(entry.attempts, job.attempts)
-        entry.start_time = entry.start_time or job.start_time or now
+        if entry.start_time is None:
+            # Not recorded when the Job was created: the Job's own (whole-second) start.
+            entry.start_time = job.start_time or now
+            entry.start_time_precise = None if job.start_time else now
         if job.state == JobState.ACTIVE and not _pod_done(job):
             entry.phase = Phase.RUNNING
             status.phase = Phase.RUNNING
@@ -378,6 +393,7 @@ def decide(
             entry.quality = _verdicts(job.result) or entry.quality
             entry.columns = list(job.result.columns) or entry.columns
         entry.completion_time = job.completion_time or now
+        entry.completion_time_precise = entry.completion_time_precise or now
         if job.state == JobState.COMPLETE or _pod_done(job):
             entry.phase = Phase.SUCCEEDED
             entry.reason = None

@@ -157,7 +157,7 @@ def root_span(
         trace_id=trace_id,
         span_id=span_id,
         parent_span_id=caller[1] if caller and caller[0] == trace_id else "",
-        start=status.start_time or now,
+        start=status.start_time_precise or status.start_time or now,
         end=now,
         ok=event_type == "COMPLETE",
         message=error,

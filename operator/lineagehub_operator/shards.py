@@ -117,9 +117,10 @@ def newly_finished(
 
 
 def stage_span(run: PipelineRun, stage: StageStatus, job: str, now: datetime) -> FixedSpan | None:
-    """The span of a sharded stage, the parent of its shards' spans. It ends at the
-    stage's recorded completion (the Job's), not `now`: a pass that publishes it again
-    (its status write lost) publishes the very same span."""
+    """The span of a sharded stage, the parent of its shards' spans. It spans the
+    stage's recorded times (the operator's, to the millisecond, else the Job's), not
+    `now`: a pass that publishes it again (its status write lost) publishes the very
+    same span."""
     status = run.status
     if status is None or not status.traceparent or not status.run_id:
         return None
@@ -141,13 +142,14 @@ def stage_span(run: PipelineRun, stage: StageStatus, job: str, now: datetime) ->
     ):
         if value is not None:
             attributes[key] = value
+    start = stage.start_time_precise or stage.start_time or now
     return FixedSpan(
         name=f"stage {stage.name.value}",
         trace_id=trace_id,
         span_id=stage_span_id(trace_id, child_run_id),
         parent_span_id=root_span_id,
-        start=stage.start_time or now,
-        end=max(stage.start_time or now, stage.completion_time or now),
+        start=start,
+        end=max(start, stage.completion_time_precise or stage.completion_time or now),
         ok=stage.phase == Phase.SUCCEEDED,
         message="" if stage.phase == Phase.SUCCEEDED else stage.message or stage.reason or "",
         attributes=attributes,
