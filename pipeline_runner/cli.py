@@ -9,16 +9,15 @@ a pod (`file:///data/...`) are mapped to local folders with `--mount` (by defaul
 whenever `/data` itself does not exist here).
 
 A stage process imports only what its stage needs: what `run` alone uses (YAML, the
-run-level events and spans) is imported inside it.
+run-level events and spans) is imported inside it, and asyncio (the publishing) once
+the stage's work has started.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import os
-import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -114,21 +113,20 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
     emitter = _emitter(emit, settings, stderr, stdout)
     # The stage's work (polars and all): imported once its config is known to be good,
     # or already being imported in the background (`stage_entry`).
-    from pipeline_runner.runner import Delivery, run_stage
+    from pipeline_runner.runner import Delivery, finish_stage, start_stage
+    from pipeline_runner.stage_entry import end_of_start_up
 
     traceparent = os.environ.get("TRACEPARENT") or cfg.traceparent
+    end_of_start_up()
+    # The work starts now; the event loop that publishes is made while it runs.
+    started = start_stage(cfg, settings, traceparent=traceparent)
+    import asyncio
 
     delivery = Delivery(emitter, stderr=stderr)
 
     async def go() -> StageRun:
         try:
-            return await run_stage(
-                cfg,
-                delivery,
-                settings,
-                traceparent=traceparent,
-                termination_log=settings.termination_log,
-            )
+            return await finish_stage(started, delivery, termination_log=settings.termination_log)
         finally:
             await emitter.close()
 
@@ -271,6 +269,9 @@ def run_manifest(
     emitter: Emitter | None = None,
     settings: Settings | None = None,
 ) -> int:
+    import asyncio
+    import secrets
+
     import yaml
 
     from lineagehub.api import ParentRun, RunRef, StageConfig, new_run_id

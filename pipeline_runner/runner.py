@@ -5,16 +5,21 @@ Publishing is confirmed per record. A broker that cannot be reached does not fai
 data work: the stage warns (one line on stderr), stops trying for the rest of the
 stage, and reports it; with `LINEAGEHUB_TELEMETRY_REQUIRED=1` that makes the stage
 exit non-zero instead.
+
+The work needs no event loop: `start_stage` starts it in a thread of its own at once,
+and only then does the stage import asyncio (imported inside the coroutines here) and
+publish START while the work runs (`finish_stage`); `run_stage` does both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
@@ -59,6 +64,8 @@ class Delivery:
     error: str | None = None
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
+        import asyncio
+
         if self.error is not None:
             self.lost += 1
             return
@@ -160,17 +167,26 @@ def _shard(cfg: StageConfig) -> Shard | None:
         return None
 
 
-async def run_stage(
-    cfg: StageConfig,
-    delivery: Delivery,
-    settings: Settings,
-    *,
-    traceparent: str | None = None,
-    termination_log: str | None = None,
-) -> StageRun:
-    """Run `cfg`'s stage; never raises for a stage failure (see `result.error`). A shard
-    of a sharded stage reports its own span under the stage's; START comes from shard 0,
-    COMPLETE (the shards summed) from the shard that commits, FAIL from a failed shard."""
+@dataclass
+class StartedStage:
+    """A stage whose work is under way (`start_stage`)."""
+
+    config: StageConfig
+    settings: Settings
+    telemetry: StageTelemetry
+    result: StageResult
+    shard: Shard | None
+    #: When the work started: START's event time, and a shard's start in the ledger.
+    started_at: datetime
+    #: The work's error (already put in `result`), once it is done.
+    work: Future[BaseException | None]
+
+
+def start_stage(
+    cfg: StageConfig, settings: Settings, *, traceparent: str | None = None
+) -> StartedStage:
+    """Start `cfg`'s stage: its telemetry, then its work in a thread of its own, at once.
+    Nothing of the publishing (the event loop, START) stands before the work."""
     shard = _shard(cfg)
     parent = traceparent or cfg.traceparent
     if cfg.shards > 1 and parent:
@@ -188,21 +204,41 @@ async def run_stage(
             ATTR_PIPELINE: cfg.parent.job if cfg.parent else cfg.openlineage_job,
         },
     )
-    start_event = to_json(stage_event("START", cfg, _now()))
     result = StageResult(stage=cfg.stage)
-    started = time.time()
-    # The work starts at once; START is published meanwhile (connecting to the broker
-    # takes a while), and always before COMPLETE or FAIL, which wait for the work.
-    work = asyncio.ensure_future(asyncio.to_thread(execute, cfg, settings, tel, result, shard))
+    work: Future[BaseException | None] = Future()
+
+    def run() -> None:
+        try:
+            work.set_result(execute(cfg, settings, tel, result, shard))
+        except BaseException as exc:  # handed to the awaiting coroutine, raised there
+            work.set_exception(exc)
+
+    started = StartedStage(cfg, settings, tel, result, shard, _now(), work)
+    threading.Thread(target=run, name=f"stage-{cfg.stage.value}", daemon=True).start()
+    return started
+
+
+async def finish_stage(
+    stage: StartedStage, delivery: Delivery, *, termination_log: str | None = None
+) -> StageRun:
+    """Publish a started stage's START while its work runs, then (once it is done)
+    COMPLETE or FAIL, its spans and metrics, and its termination message. A shard of a
+    sharded stage reports its own span under the stage's; START comes from shard 0,
+    COMPLETE (the shards summed) from the shard that commits, FAIL from a failed shard."""
+    import asyncio
+
+    cfg, tel, result, shard = stage.config, stage.telemetry, stage.result, stage.shard
+    # START always goes before COMPLETE or FAIL, which wait for the work.
     if shard is None or shard.index == 0:
+        start_event = to_json(stage_event("START", cfg, stage.started_at))
         await delivery.send(LINEAGE_TOPIC, cfg.run_id, start_event)
-    error = await work
+    error = await asyncio.wrap_future(stage.work)
     if cfg.shards > 1 and shard is not None and result.ok:
         # A shard's span goes first: a shard that would fail for want of it (telemetry
         # required) must not count toward the stage's COMPLETE.
         batch = await _send_telemetry(tel, delivery, [])
-        if delivery.error is None or not settings.telemetry_required:
-            await _commit_shard(cfg, shard, result, started, delivery)
+        if delivery.error is None or not stage.settings.telemetry_required:
+            await _commit_shard(cfg, shard, result, stage.started_at.timestamp(), delivery)
     else:
         sends: list[Awaitable[None]] = []
         event_type = "COMPLETE" if result.ok else "FAIL"
@@ -219,11 +255,27 @@ async def run_stage(
     return StageRun(config=cfg, result=result, telemetry=batch)
 
 
+async def run_stage(
+    cfg: StageConfig,
+    delivery: Delivery,
+    settings: Settings,
+    *,
+    traceparent: str | None = None,
+    termination_log: str | None = None,
+) -> StageRun:
+    """Run `cfg`'s stage (`start_stage`, then `finish_stage`); never raises for a stage
+    failure (see `result.error`)."""
+    started = start_stage(cfg, settings, traceparent=traceparent)
+    return await finish_stage(started, delivery, termination_log=termination_log)
+
+
 async def _send_telemetry(
     tel: StageTelemetry, delivery: Delivery, sends: list[Awaitable[None]]
 ) -> TelemetryBatch:
     """The stage's spans and metrics, acknowledged together with `sends` (in flight while
     they are encoded): they go to different topics, with no order to keep."""
+    import asyncio
+
     batch = await asyncio.to_thread(tel.finish)
     sends.append(delivery.send(SPANS_TOPIC, batch.trace_id, batch.spans))
     if batch.metrics is not None:
@@ -237,6 +289,7 @@ async def _commit_shard(
 ) -> None:
     """Record a succeeded shard; the shard that commits sends the stage's COMPLETE (or
     the FAIL its sum calls for) and marks a delivered COMPLETE sent."""
+    import asyncio
 
     def event_of(total: StageResult) -> bytes:
         event_type = "COMPLETE" if total.ok else "FAIL"

@@ -33,12 +33,12 @@ from urllib.parse import unquote
 from lineagehub.datasets import redact_text
 from lineagehub.telemetry.spans import AttributeValue, FixedSpan, SpanEvent
 from lineagehub.tracecontext import parse_traceparent
-from pipeline_runner import stage_metrics as metrics
 from pipeline_runner.settings import Settings
-from pipeline_runner.stage_metrics import Measurements
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
+
+    from pipeline_runner.stage_metrics import Measurements
 
 SCOPE = "pipeline_runner"
 
@@ -253,7 +253,11 @@ class StageTelemetry:
         bytes_written: int | None,
         ok: bool,
     ) -> None:
-        """The stage's metrics, once, after its work."""
+        """The stage's metrics, once, after its work (their instruments and encoder are
+        imported here: nothing before the work needs them)."""
+        from pipeline_runner import stage_metrics as metrics
+        from pipeline_runner.stage_metrics import Measurements
+
         outcome = "success" if ok else "failure"
         m = Measurements({**self.metric_attributes, "lineagehub.outcome": outcome}, self._start_ns)
         for instrument, value in (
@@ -279,6 +283,7 @@ class StageTelemetry:
         encoders would: no protobuf module is loaded) and send it to a collector too
         when exporting directly."""
         from lineagehub.otlp_spans import encode_request, from_fixed
+        from pipeline_runner import stage_metrics as metrics
 
         spans = self.spans
         m = self._measurements

@@ -1,0 +1,139 @@
+"""A stage's work starts before anything only its publishing needs: the event loop
+(asyncio), START's encoding, the metrics' instruments and the OTLP encoders come
+while it runs. Its start-up runs with the cyclic collector off; the work runs with it
+on and start-up's objects frozen. Asserted on what a real stage process had loaded
+and how its collector stood when its work began, not on time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lineagehub.api import STAGE_CONFIG_ENV, SourceSpec, StageName
+from lineagehub.topics import LINEAGE_TOPIC
+from pipeline_runner import stages
+from pipeline_runner.emit import MemoryEmitter
+from pipeline_runner.runner import Delivery, run_stage
+from pipeline_runner.settings import Settings
+from tests.unit.test_runner_stages import make_config, write_source
+
+#: Loaded only once the work has started (or by the work itself, after its span began).
+AFTER_THE_WORK_STARTS = ("asyncio", "lineagehub.otlp_spans", "pipeline_runner.stage_metrics")
+
+#: Runs a stage the way its container does (`stage_process`) or inside another program
+#: (`stage_main`), noting in SPY_OUT what was loaded, and how the collector stood, when
+#: the stage's work was started (`start_stage`, which the stage's command looks up when
+#: it starts the work).
+SPY = """
+import gc, json, os, sys
+from pipeline_runner import cli, runner
+
+real_start, real_process = runner.start_stage, cli.stage_process
+start_up = {}
+
+def spy(*args, **kwargs):
+    seen = {"modules": sorted(sys.modules), "enabled": gc.isenabled(),
+            "frozen": gc.get_freeze_count(), "enabled_in_start_up": start_up.get("enabled")}
+    with open(os.environ["SPY_OUT"], "w") as f:
+        json.dump(seen, f)
+    return real_start(*args, **kwargs)
+
+def process(*args, **kwargs):  # called as the stage's start-up begins
+    start_up["enabled"] = gc.isenabled()
+    return real_process(*args, **kwargs)
+
+runner.start_stage, cli.stage_process = spy, process
+{run}
+"""
+AS_A_CONTAINER = (
+    "from pipeline_runner.stage_entry import stage_process\n"
+    "stage_process(['extract', '--emit', 'console'])"
+)
+INSIDE_A_PROGRAM = (
+    "from pipeline_runner.cli import stage_main\n"
+    "sys.exit(stage_main(['extract', '--emit', 'console']))"
+)
+
+
+def _stage_with_spy(
+    tmp_path: Path, run: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    source = write_source(tmp_path)
+    cfg = make_config(
+        tmp_path, StageName.EXTRACT, source=SourceSpec(uri=f"file://{source}", format="csv")
+    )
+    spy_out = tmp_path / "spy.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", SPY.replace("{run}", run)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            STAGE_CONFIG_ENV: cfg.to_env_value(),
+            "LINEAGEHUB_TERMINATION_LOG": str(tmp_path / "termination"),
+            "SPY_OUT": str(spy_out),
+        },
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "termination").read_text())["recordsOut"] == 5
+    return proc, json.loads(spy_out.read_text())
+
+
+def test_a_stage_process_starts_its_work_before_its_publishing_is_loaded(
+    tmp_path: Path,
+) -> None:
+    proc, seen = _stage_with_spy(tmp_path, AS_A_CONTAINER)
+    loaded = [m for m in AFTER_THE_WORK_STARTS if m in seen["modules"]]
+    assert not loaded, f"loaded before the work started: {loaded}"
+    assert "pipeline_runner.runner" in seen["modules"]  # the spy saw the stage's process
+    # ... and each came afterwards: START and COMPLETE, spans and metrics were published
+    assert '"eventType": "START"' in proc.stdout or '"eventType":"START"' in proc.stdout
+    assert "[otel-spans" in proc.stdout and "[otel-metrics" in proc.stdout
+
+
+def test_the_work_runs_with_the_collector_on_and_start_up_frozen(tmp_path: Path) -> None:
+    _, seen = _stage_with_spy(tmp_path, AS_A_CONTAINER)
+    assert seen["enabled_in_start_up"] is False
+    assert seen["enabled"] is True
+    # polars and the runner's modules make some 38,000 objects the collector tracks
+    assert seen["frozen"] > 20_000, seen["frozen"]
+
+
+def test_a_stage_run_inside_a_program_leaves_its_collector_alone(tmp_path: Path) -> None:
+    _, seen = _stage_with_spy(tmp_path, INSIDE_A_PROGRAM)
+    assert seen["enabled"] is True
+    assert seen["frozen"] == 0
+
+
+class Abort(BaseException):
+    """Not an Exception: the work does not turn it into a failed stage."""
+
+
+async def test_what_escapes_the_work_is_raised_where_the_stage_is_awaited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def abort(*_: object) -> None:
+        raise Abort("stop")
+
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, StageName.EXTRACT, abort)
+    write_source(tmp_path)
+    emitter = MemoryEmitter()
+    with pytest.raises(Abort, match="stop"):
+        # bounded: a work thread that dropped it would leave the stage waiting for ever
+        await asyncio.wait_for(
+            run_stage(make_config(tmp_path, StageName.EXTRACT), Delivery(emitter), Settings()),
+            30,
+        )
+    assert [json.loads(v)["eventType"] for t, _, v in emitter.records if t == LINEAGE_TOPIC] == [
+        "START"
+    ]
