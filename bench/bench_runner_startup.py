@@ -9,8 +9,9 @@ read back) and measures, from just before the process is spawned:
   read step    the start of its `read` span (the first byte of data is asked for)
   exit         the process's end
 beside baselines measured in the same run, interleaved with ours so both see the
-same load: `python -c pass` (the interpreter) and `python -c "import polars"` (the
-least a polars stage must load). Prints medians, the ratio to the polars baseline and
+same load: `python -c pass` (the interpreter), `python -c "import polars"` (the
+least a polars stage must load) and the same with the cyclic collector off, as a stage
+imports it. Prints medians, the ratio to the polars baseline and
 the goal (0.3 s), each process's CPU time (user + system: steadier than wall time on a
 busy machine), then the heaviest imports of one `python -X importtime` run.
 
@@ -19,11 +20,16 @@ commit (`git archive <commit> pipeline_runner lineagehub | tar -x -C DIR`), firs
 PYTHONPATH, so a change is measured against what it replaced under the same load.
 
 `--phases`: also where the CPU before the stage's first useful work goes: in a fresh
-process with the stage's config, the CPU seconds (median over the runs) of the
-interpreter's start, then `import polars`, then each further layer the stage loads
-before its span starts, in the stage's order (asyncio, the config's reader and its
-validation, the Kafka client, the runner's own modules): each the layer's cost beyond
-what the layers before it had loaded.
+process with the stage's config and, as in a stage, the cyclic collector off, the CPU
+seconds (median over the runs) of the interpreter's start, then `import polars`, then
+each further layer the stage loads before its span starts, in the stage's order (the
+config's reader and its validation, the runner's own modules, and, publishing to Kafka
+only, the emitter's client with asyncio): each the layer's cost beyond what the layers
+before it had loaded.
+
+The runner's bytecode (ours and `--before`'s) is compiled before anything is measured,
+as a stage image's install compiles it: with PYTHONDONTWRITEBYTECODE set, a module
+edited since its cache was written would otherwise be compiled again at every start.
 
 `--kafka HOST:PORT` (under `flock /tmp/lh-stack.lock`, the stack's broker): also runs
 the stage publishing its lineage, spans and metrics to that broker, as in a Job
@@ -113,18 +119,32 @@ def stage_once(env: dict[str, str], bootstrap: str | None = None) -> dict[str, f
     }
 
 
+#: (name, code) of the baselines: the interpreter, polars, and polars imported as a
+#: stage imports it (`stage_entry`: the cyclic collector off while it starts).
+BASELINES = (
+    ("python -c pass", "pass"),
+    ("import polars", "import polars"),
+    ("polars, collector off", "import gc; gc.disable(); import polars"),
+)
+
 #: (layer, code) in the order a stage loads them, polars first: the least it must load.
 PHASES = (
     ("import polars", "import polars"),
-    ("asyncio", "import asyncio"),
     ("config reader", "import os\nfrom lineagehub.api import stage_reader as reader"),
     ("config validation", "reader.stage_config_from_env(dict(os.environ))"),
-    ("Kafka client", "import confluent_kafka"),
-    ("runner modules", "import pipeline_runner.runner"),
+    ("runner modules", "import pipeline_runner.cli, pipeline_runner.runner"),
+    ("Kafka emitter (kafka)", "import lineagehub.librdkafka_producer, confluent_kafka"),
 )
-_PHASE_SCRIPT = "import time\nprint(time.process_time())\n" + "".join(
+_PHASE_SCRIPT = "import gc, time\ngc.disable()\nprint(time.process_time())\n" + "".join(
     f"{code}\nprint(time.process_time())\n" for _, code in PHASES
 )
+TREES = ("pipeline_runner", "lineagehub")
+
+
+def compile_bytecode(root: Path) -> None:
+    """Write the bytecode cache of the runner's trees under `root`."""
+    folders = [str(root / tree) for tree in TREES]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=True)
 
 
 def phases_once(env: dict[str, str]) -> dict[str, float]:
@@ -169,12 +189,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = stage_env(Path(tmp))
         before = None
+        compile_bytecode(ROOT)
         if args.before:
+            compile_bytecode(args.before.resolve())
             before = {**env, "PYTHONPATH": str(args.before.resolve())}
             stage_once(before, args.kafka)
-        stage_once(env, args.kafka)  # warm the file cache and the bytecode cache
+        stage_once(env, args.kafka)  # warm the file cache
         for _ in range(args.runs):
-            for key, code in (("python -c pass", "pass"), ("import polars", "import polars")):
+            for key, code in BASELINES:
                 wall, cpu, _ = timed([sys.executable, "-c", code])
                 samples.setdefault(key, []).append(wall)
                 samples.setdefault(f"{key} cpu", []).append(cpu)
@@ -192,7 +214,7 @@ def main() -> int:
     print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
     print(f"  {'':<24} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
     ours = ("stage span", "read step", "exit") + (("kafka: exit",) if args.kafka else ())
-    keys = ["python -c pass", "import polars"]
+    keys = [key for key, _ in BASELINES]
     keys += [f"before: {k}" for k in ours if f"before: {k}" in med] + list(ours)
     for key in keys:
         cpu_key = key.replace("exit", "exit cpu") if key.endswith("exit") else f"{key} cpu"
