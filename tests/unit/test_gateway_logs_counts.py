@@ -24,18 +24,20 @@ LINEAGE = "/api/v1/lineage"
 # set it is counted under.
 REQUESTS: list[tuple[str, str, dict[str, str], bytes | None, tuple[str, str, str]]] = [
     ("POST", LINEAGE, AUTH, None, ("POST", LINEAGE, "503")),  # no Kafka configured
-    ("POST", LINEAGE, {}, None, ("POST", "unmatched", "401")),  # refused before the router
+    ("POST", LINEAGE, {}, None, ("POST", LINEAGE, "401")),  # refused before the router
     (
         "POST",
         LINEAGE,
         {"Authorization": "Bearer unknown-token-0000"},
         None,
-        ("POST", "unmatched", "401"),
+        ("POST", LINEAGE, "401"),
     ),
     ("POST", LINEAGE, AUTH, NOT_JSON, ("POST", LINEAGE, "400")),
     ("POST", LINEAGE, {"Authorization": f"Bearer {READER}"}, None, ("POST", LINEAGE, "403")),
     ("GET", "/api/v1/nothing-here", {}, None, ("GET", "unmatched", "404")),
     ("GET", "/api/v1/nothing/else", {}, None, ("GET", "unmatched", "404")),
+    ("POST", "/api/v1/nothing-here", {}, None, ("POST", "unmatched", "401")),
+    ("DELETE", LINEAGE, {}, None, ("DELETE", LINEAGE, "401")),  # the route's 405, had it run
     ("BREW", LINEAGE, AUTH, None, ("other", LINEAGE, "405")),
     ("GET", "/metrics", {}, None, ("GET", "/metrics", "200")),
 ]

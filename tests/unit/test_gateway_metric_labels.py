@@ -167,3 +167,34 @@ def test_the_frameworks_own_routes_count_under_their_templates(server: ServerThr
         f"{UNMATCHED} 404": 1.0,
         "/metrics 200": 1.0,  # the first scrape, counted when it ended
     }
+
+
+def test_a_write_refused_before_routing_counts_under_its_route(server: ServerThread) -> None:
+    """`AuthFirst` answers 401 before the router runs, so the scope holds no route: the
+    refusal still counts under the template of the route it was sent to (a dashboard of
+    401s by route shows which API is being called without a token), and a write to a
+    path no route takes stays `unmatched`."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        before = _series_counts(client.get("/metrics").text)
+        assert client.post("/api/v1/pipeline/run", json={}).status_code == 401
+        assert client.post("/api/v1/pipeline/run/r1/cancel", json={}).status_code == 401
+        assert client.post("/api/v1/no-such-thing", json={}).status_code == 401
+        now = _series_counts(client.get("/metrics").text)
+    grew = {key: now[key] - before.get(key, 0) for key in now if now[key] != before.get(key, 0)}
+    assert grew == {
+        ("POST", "/api/v1/pipeline/run", "401"): 1.0,
+        ("POST", "/api/v1/pipeline/run/{name}/cancel", "401"): 1.0,
+        ("POST", UNMATCHED, "401"): 1.0,
+        ("GET", "/metrics", "200"): 1.0,
+    }
+
+
+def _series_counts(metrics: str) -> dict[tuple[str, str, str], float]:
+    out: dict[tuple[str, str, str], float] = {}
+    for line in metrics.splitlines():
+        match = SERIES.match(line)
+        if match and match.group(1) == "lineagehub_gateway_http_requests_total":
+            labels = dict(LABEL.findall(match.group(2)))
+            key = (labels["method"], labels["route"], labels["status"])
+            out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
