@@ -633,10 +633,11 @@ class LineageStatus(StatusModel):
     marquez_url: str | None = None
     """Link to the run's job in the Marquez UI."""
     in_marquez: bool | None = None
-    """Whether Marquez has the run (checked through its API; null: no Marquez configured)."""
+    """Whether Marquez has the run (checked through its API; null: no Marquez configured,
+    or not asked yet)."""
     in_clickhouse: bool | None = None
     """Whether the ClickHouse lineage warehouse has the run in its final state (null: not
-    configured)."""
+    configured, or not asked yet)."""
     stores: list[str] = Field(default_factory=list)
     """The lineage stores that hold the run in its final state (`ClickHouse`, `Marquez`)."""
     column_lineage: bool | None = None
@@ -651,9 +652,9 @@ class TraceStatus(StatusModel):
     jaeger_url: str | None = None
     """Link to the trace in the Jaeger UI."""
     span_count: Annotated[int, Field(ge=0)] | None = None
-    """Spans of this trace seen in ClickHouse."""
+    """Spans of this trace seen in ClickHouse (null: not asked yet, or not configured)."""
     all_stage_spans: bool | None = None
-    """Whether a span of every finished stage was seen."""
+    """Whether a span of every finished stage was seen (null: not asked yet)."""
 
 
 class RerunStatus(StatusModel):
