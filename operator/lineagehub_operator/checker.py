@@ -20,7 +20,7 @@ from lineagehub_operator.stores import (
     marquez_run,
     warehouse_run,
 )
-from lineagehub_operator.verify import Links, Lookup, verified_status
+from lineagehub_operator.verify import Links, Lookup, awaiting, verified_status
 
 T = TypeVar("T")
 
@@ -56,6 +56,19 @@ class StoreChecker:
             if marquez
             else None,
             jaeger_url=f"{jaeger.rstrip('/')}/trace/{status.trace_id}" if jaeger else None,
+        )
+
+    def awaiting(self, run: PipelineRun, now: datetime) -> PipelineRunStatus:
+        """The run's status as it ends, before the stores are asked (verify.awaiting)."""
+        c = self._config
+        return awaiting(
+            run,
+            self.links(run),
+            now,
+            marquez=bool(c.marquez_url),
+            warehouse=bool(c.lineage_store_url),
+            trace_store=bool(c.trace_store_url),
+            jaeger=bool(c.jaeger_query_url),
         )
 
     async def check(self, run: PipelineRun, now: datetime) -> PipelineRunStatus:

@@ -128,6 +128,12 @@ def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRun
     return status
 
 
+def accepted(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRunStatus:
+    """The status a run gets when it is first seen: its ids, Pending. The daemon decides
+    on it in the same pass and writes both in one status write, before any action."""
+    return _initial_status(run, ids, now)
+
+
 def _stage(status: PipelineRunStatus, name: StageName) -> StageStatus:
     found = status.stage(name)
     if found is None:
@@ -480,6 +486,7 @@ __all__ = [
     "EmitRunEvent",
     "RecordEvent",
     "RunIds",
+    "accepted",
     "decide",
     "nothing_to_record",
     "refuse",

@@ -58,6 +58,7 @@ from lineagehub_operator.decide import (
     EmitRunEvent,
     RecordEvent,
     RunIds,
+    accepted,
     decide,
     refuse,
 )
@@ -506,6 +507,11 @@ async def reconcile(
                         message=redact_text(str(err))[:1000],
                     )
                 return
+            first_sight = run.status is None or run.status.run_id is None
+            if first_sight:
+                # Its ids now, and decided on at once: one status write holds both,
+                # made before any Job or event (a restart reuses the ids).
+                run = run.model_copy(update={"status": accepted(run, _fresh_ids(), now)})
             jobs = list(stage_jobs.get((namespace, uid), []))
             with kube_tracing.under_run(run.status.traceparent if run.status else None):
                 observed = await _with_results(
@@ -534,8 +540,23 @@ async def reconcile(
                 if violations:
                     logger.warning("run refused: %s", policy.message(violations))
                     decision = refuse(run, policy.message(violations), now)
+            ending = decision.terminal and (
+                run.status is None or run.status.phase not in TERMINAL_PHASES
+            )
+            if ending and verify.pending(decision.status):
+                # The verdicts' links and Waiting go in the write that ends the run; the
+                # stores, which cannot hold it yet, are first asked a second later.
+                ended = run.model_copy(update={"status": decision.status})
+                decision.status = memo["checker"].awaiting(ended, now)
+                schedule = VerifySchedule.at_end(time.monotonic())
             try:
                 with kube_tracing.under_run(decision.status.traceparent):
+                    if first_sight:
+                        wire = decision.status.model_dump(
+                            mode="json", by_alias=True, exclude_none=False
+                        )
+                        latest = await memo["api"].patch_status(namespace, run.metadata.name, wire)
+                        run = run.model_copy(update={"status": decision.status})
                     written = await _execute(decision, run, body, memo, now, made)
             except NotOurs as err:
                 logger.error("%s", err)

@@ -260,3 +260,50 @@ def verified_status(
             at=now,
         )
     return status
+
+
+#: A verdict's message before the stores have been asked about the run.
+NOT_ASKED = (
+    "not asked yet: the stores get a run's last records within seconds of its end "
+    "and are asked from a second after it"
+)
+
+
+def awaiting(
+    run: PipelineRun,
+    links: Links,
+    now: datetime,
+    *,
+    marquez: bool,
+    warehouse: bool,
+    trace_store: bool,
+    jaeger: bool,
+) -> PipelineRunStatus:
+    """The status a run ends with, in the same write as its end: its links, and each
+    verdict Unknown (Waiting, `NOT_ASKED`) without asking the stores, which cannot hold
+    the run yet (its COMPLETE event and root span are sent in this very pass). A verdict
+    the configuration alone decides (no store configured) is given at once, as a check
+    would give it. The flags say which stores are configured."""
+    status = verified_status(
+        run,
+        links,
+        Lookup(configured=marquez),
+        None,
+        Lookup(configured=trace_store),
+        Lookup(configured=jaeger),
+        False,
+        now,
+        warehouse=Lookup(configured=warehouse),
+    )
+    if status.lineage is not None:
+        status.lineage.in_marquez = status.lineage.in_clickhouse = None
+    if status.trace is not None:
+        status.trace.span_count = status.trace.all_stage_spans = None
+    status.conditions = [
+        c.model_copy(update={"message": NOT_ASKED})
+        if c.type in (CONDITION_LINEAGE_RECORDED, CONDITION_TRACE_RECORDED)
+        and c.status == ConditionStatus.UNKNOWN
+        else c
+        for c in status.conditions
+    ]
+    return status

@@ -2,10 +2,12 @@
 
 The stores get a run's last records a second or two after it ends: the stage and the
 operator publish them as the run ends, the consumers batch for up to a second
-(`max_batch_wait`) and then insert. So the stores are asked once at the end (the
-status gets its links and `Waiting` at once), then every `STEP` seconds while they
-are due (`DUE_UNTIL`), then less and less often (half the time since the end, up to
-`MAX_DELAY`), until the verdicts or the deadline.
+(`max_batch_wait`) and then insert. So the status the run ends with has its links and
+`Waiting` already, without asking (`verify.awaiting`: one status write, not two); the
+stores are asked `FIRST_AFTER` seconds after the end, then every `STEP` seconds while
+they are due (`DUE_UNTIL`), then less and less often (half the time since the end, up
+to `MAX_DELAY`), until the verdicts or the deadline. A run an operator restart finds
+ended is asked at once, then at its age's pace.
 
 The schedule counts from the end of the run, not from the number of checks, and a
 check is made only when one is due: the daemon is also woken by every change of its
@@ -53,6 +55,13 @@ class VerifySchedule:
         ago is checked at once, then at its age's pace, not from the start again."""
         age = 0.0 if completion is None else (now - completion).total_seconds()
         return cls(ended=clock - max(0.0, age))
+
+    @classmethod
+    def at_end(cls, clock: float) -> VerifySchedule:
+        """A run that ends in the daemon's pass at `clock`: its status says Waiting
+        already (verify.awaiting), and the stores are first asked `FIRST_AFTER` later,
+        when the consumers' batches have landed."""
+        return cls(ended=clock, next_check=clock + FIRST_AFTER)
 
     def due(self, now: float) -> bool:
         return self.next_check is None or now >= self.next_check

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
 from lineagehub_operator.decide import RunIds, decide
 from lineagehub_operator.observed import JobState, ObservedJob
 from lineagehub_operator.stores import MarquezRun, TraceCount, WarehouseRun
-from lineagehub_operator.verify import Links, Lookup, expected_spans, pending, verified_status
+from lineagehub_operator.verify import (
+    NOT_ASKED,
+    Links,
+    Lookup,
+    awaiting,
+    expected_spans,
+    pending,
+    verified_status,
+)
 
 from lineagehub.api.pipelinerun import STAGES, ConditionStatus, PipelineRun
 
@@ -220,3 +229,51 @@ def test_a_store_that_lacks_the_run_is_named() -> None:
     assert cond is not None and cond.status == ConditionStatus.FALSE
     assert "ClickHouse has it FAIL" in cond.message
     assert status.lineage is not None and status.lineage.stores == ["Marquez"]
+
+
+@pytest.mark.parametrize("configured", list(itertools.product([False, True], repeat=4)))
+def test_a_run_ends_waiting_as_a_check_that_found_nothing_would_say(
+    configured: tuple[bool, bool, bool, bool],
+) -> None:
+    """The status written as the run ends (no store asked) gives every verdict a check
+    finding nothing would give, Unknown ones saying the stores were not asked yet."""
+    marquez, warehouse, trace_store, jaeger = configured
+    run = finished_run()
+    ended = awaiting(
+        run,
+        LINKS,
+        T0,
+        marquez=marquez,
+        warehouse=warehouse,
+        trace_store=trace_store,
+        jaeger=jaeger,
+    )
+    nothing = verified_status(
+        run,
+        LINKS,
+        Lookup(configured=marquez),
+        None,
+        Lookup(configured=trace_store),
+        Lookup(configured=jaeger),
+        False,
+        T0,
+        warehouse=Lookup(configured=warehouse),
+    )
+    pairs = [
+        (ended.condition(k), nothing.condition(k)) for k in ("LineageRecorded", "TraceRecorded")
+    ]
+    for said, found in pairs:
+        assert said is not None and found is not None
+        assert (said.status, said.reason) == (found.status, found.reason)
+        unknown = said.status == ConditionStatus.UNKNOWN
+        assert (said.message == NOT_ASKED) == unknown, said
+        assert unknown or said.message == found.message
+    assert pending(ended) == pending(nothing) == (trace_store or marquez or warehouse)
+    assert ended.lineage is not None and ended.trace is not None
+    assert ended.lineage.marquez_url == LINKS.marquez_url
+    assert ended.trace.jaeger_url == LINKS.jaeger_url
+    assert [(d.namespace, d.name) for d in ended.lineage.outputs] == [("file", "/data/out.parquet")]
+    # Nothing was looked at: no store is said to hold the run, or to lack it.
+    assert ended.lineage.in_marquez is None and ended.lineage.in_clickhouse is None
+    assert ended.trace.span_count is None and ended.trace.all_stage_spans is None
+    assert ended.phase == run.status.phase and ended.stages == run.status.stages  # type: ignore[union-attr]

@@ -1,6 +1,8 @@
 """When a finished run's daemon asks the stores again (`verify_schedule`), driven as the
-daemon drives it: a check whenever one is due, on any wake-up (its own status writes,
-its Jobs' events) or at the end of its wait. Times are simulated, not slept."""
+daemon drives it: a run that ends in its pass is first asked `FIRST_AFTER` later (its
+end's status says Waiting already), then a check whenever one is due, on any wake-up
+(its own status writes, its Jobs' events) or at the end of its wait. Times are
+simulated, not slept."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def checks_made(ready: float, wakes: list[float], deadline: float = DEADLINE) ->
     finds the records (they are in the stores from `ready` on) or the deadline; the
     daemon is also woken at each of `wakes`, and once right after each check (the
     status it writes wakes it)."""
-    schedule = VerifySchedule(ended=0.0)
+    schedule = VerifySchedule.at_end(0.0)
     pending = sorted(wakes)
     made: list[float] = []
     now = 0.0
@@ -45,8 +47,10 @@ def checks_made(ready: float, wakes: list[float], deadline: float = DEADLINE) ->
 
 
 def test_the_first_checks_follow_the_consumers_batches() -> None:
-    assert checks_made(ready=2.1, wakes=[]) == [0.0, 1.0, 1.5, 2.0, 2.5]
-    assert checks_made(ready=0.0, wakes=[]) == [0.0]
+    """None at the end itself (the stores cannot hold the run's last records yet)."""
+    assert checks_made(ready=2.1, wakes=[]) == [1.0, 1.5, 2.0, 2.5]
+    assert checks_made(ready=0.0, wakes=[]) == [1.0]
+    assert checks_made(ready=0.0, wakes=[0.0, 0.001, 0.5]) == [1.0]
 
 
 def test_the_old_count_based_backoff_is_gone() -> None:
@@ -86,9 +90,9 @@ def test_the_stores_are_not_hammered() -> None:
     number of checks until the deadline, wake-ups or not."""
     made = checks_made(ready=float("inf"), wakes=[i * 0.05 for i in range(2400)])
     assert all(b - a >= STEP for a, b in itertools.pairwise(made))
-    # 0, then 1.0 .. 4.0 every 0.5 s, then growing by half: 6, 9, 13.5, ... 102.5
-    assert len(made) == 16, made
-    assert made[:8] == [0.0, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    # 1.0 .. 4.0 every 0.5 s, then growing by half: 6, 9, 13.5, ... 102.5
+    assert len(made) == 15, made
+    assert made[:7] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
 
 
 def test_the_wait_grows_to_its_cap() -> None:
