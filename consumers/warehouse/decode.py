@@ -224,7 +224,11 @@ def _statistics(dataset: dict[str, Any]) -> tuple[int | None, int | None, int | 
     rows = size = files = None
     for name in ("outputStatistics", "inputStatistics", "dataQualityMetrics"):
         # The facet as the merge facets, inputFacets, outputFacets (later wins) has it.
-        stats = next((f[name] for f in facets if name in f), None)
+        stats = None
+        for f in facets:
+            if name in f:
+                stats = f[name]
+                break
         if not isinstance(stats, dict):
             continue
         rows = rows if rows is not None else _count(stats.get("rowCount"))
@@ -421,7 +425,7 @@ def _column_links(dataset: dict[str, Any]) -> list[Link]:
         targets.append((dataset_node(ns, name), indirect, {}))
     links: list[Link] = []
     for dst, inputs, spec in targets:
-        deprecated: list[dict[str, Any]] | None = None
+        deprecated: tuple[str, str, str, int] | None = None  # its cells past Kind
         for item in inputs:
             if not isinstance(item, dict):
                 continue
@@ -438,19 +442,10 @@ def _column_links(dataset: dict[str, Any]) -> list[Link]:
                 continue
             src = field_node(src_ns, src_name, src_field)
             given = item.get("transformations")
-            transformations = (
-                [t for t in given if isinstance(t, dict)] if isinstance(given, list) else []
-            )
-            if not transformations:  # the deprecated per-field form
-                if deprecated is None:
-                    deprecated = [
-                        {
-                            "type": spec.get("transformationType") or "",
-                            "description": spec.get("transformationDescription") or "",
-                        }
-                    ]
-                transformations = deprecated
-            for t in transformations:
+            before = len(links)
+            for t in given if isinstance(given, list) else ():
+                if not isinstance(t, dict):
+                    continue
                 # `_clip` inlined for the usual short strings: a call per cell is most of
                 # what an edge costs here.
                 ty, sub, desc = t.get("type"), t.get("subtype"), t.get("description")
@@ -460,8 +455,18 @@ def _column_links(dataset: dict[str, Any]) -> list[Link]:
                     sub = _clip(sub, 64)
                 if type(desc) is not str or len(desc) > 2000:
                     desc = _clip(desc, 2000)
-                masking = 1 if t.get("masking") is True else 0
-                links.append((src, dst, "column", ty, sub, desc, masking))
+                links.append(
+                    (src, dst, "column", ty, sub, desc, 1 if t.get("masking") is True else 0)
+                )
+            if len(links) == before:  # no transformation: the deprecated per-field form
+                if deprecated is None:
+                    deprecated = (
+                        _clip(spec.get("transformationType"), 64),
+                        "",
+                        _clip(spec.get("transformationDescription"), 2000),
+                        0,
+                    )
+                links.append((src, dst, "column", *deprecated))
     return links
 
 
@@ -478,20 +483,28 @@ def _datasets(event: dict[str, Any], key: str) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, list):
         raise DecodeError("invalid_event", f"$.{key}: expected an array")
-    return [_dataset(entry, f"$.{key}[{i}]") for i, entry in enumerate(value)]
+    return [_dataset(entry, key, i) for i, entry in enumerate(value)]
 
 
-def _dataset(entry: object, where: str) -> dict[str, Any]:
-    """A dataset object with its namespace and name as text; `where` is its JSON path."""
+def _dataset(entry: object, key: str, index: int | None = None) -> dict[str, Any]:
+    """A dataset object with its namespace and name as text (a copy when one was not);
+    `$.<key>[<index>]` is its JSON path."""
     if not isinstance(entry, dict):
-        raise DecodeError("invalid_event", f"{where}: expected an object")
+        raise DecodeError("invalid_event", f"{_where(key, index)}: expected an object")
+    namespace, name = entry.get("namespace"), entry.get("name")
+    if type(namespace) is str and type(name) is str:  # as almost every producer sends them
+        return entry
     item = dict(entry)
     for part in ("namespace", "name"):
         text = _scalar_text(item.get(part))
         if text is None:
-            raise DecodeError("invalid_event", f"{where}.{part}: required, a string")
+            raise DecodeError("invalid_event", f"{_where(key, index)}.{part}: required, a string")
         item[part] = text
     return item
+
+
+def _where(key: str, index: int | None) -> str:
+    return f"$.{key}" if index is None else f"$.{key}[{index}]"
 
 
 def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
@@ -555,7 +568,7 @@ def io_and_links(event: dict[str, Any], ev: _Event) -> tuple[list[IoCells], list
     io: list[IoCells] = []
     links: list[Link] = []
     if ev.kind == "dataset":
-        dataset = _dataset(event.get("dataset"), "$.dataset")
+        dataset = _dataset(event.get("dataset"), "dataset")
         io.append(_io_cells(dataset, "declared"))
         links.extend(_column_links(dataset))
         return io, links

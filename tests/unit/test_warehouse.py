@@ -256,6 +256,13 @@ def _run_with_output(output: str) -> bytes:
             "$.inputs[0].namespace",
         ),
         (
+            b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}, '
+            b'"job": {"namespace": "n", "name": "j"}, '
+            b'"outputs": [{"namespace": "o", "name": "a"}, ["not", "a", "dataset"]]}',
+            "invalid_event",
+            "$.outputs[1]: expected an object",
+        ),
+        (
             b'{"eventTime": "3000-01-01T00:00:00Z", "run": {"runId": "r"}, '
             b'"job": {"namespace": "n", "name": "j"}}',
             "invalid_event",
@@ -429,18 +436,61 @@ def test_transformation_texts_cut_at_their_limits(extra: int) -> None:
         "description": "d" * (2000 + extra),
     }
     field = {"namespace": "i", "name": "s", "field": "f", "transformations": [transformation]}
-    lineage = {"fields": {"a": {"inputFields": [field]}}}
+    deprecated = {
+        "transformationType": "T" * (64 + extra),
+        "transformationDescription": "d" * (2000 + extra),
+        "inputFields": [{"namespace": "i", "name": "s", "field": "g"}],
+    }
+    lineage = {"fields": {"a": {"inputFields": [field]}, "b": deprecated}}
     output = json.dumps({"namespace": "o", "name": "d", "facets": {"columnLineage": lineage}})
-    (edge,) = [
-        e
-        for e in decode_lineage(_run_with_output(output))["lineage_edges"]
+    edges = decode_lineage(_run_with_output(output))["lineage_edges"]
+    cells = [
+        (e["Src"], e["TransformType"], e["TransformSubtype"], e["TransformDescription"])
+        for e in edges
         if e["Kind"] == "column"
     ]
-    assert (edge["TransformType"], edge["TransformSubtype"], edge["TransformDescription"]) == (
-        "T" * 64,
-        "S" * 64,
-        "d" * 2000,
+    assert cells == [
+        ("datasetField:i:s:f", "T" * 64, "S" * 64, "d" * 2000),
+        ("datasetField:i:s:g", "T" * 64, "", "d" * 2000),
+    ]
+
+
+def test_statistics_taken_from_the_first_facets_that_have_them() -> None:
+    """Each statistics facet as outputFacets, then inputFacets, then facets has it (the
+    first that has the name decides, even when it is not an object); a count missing from
+    one facet is taken from the next facet by name; `bytes` stands for `size`."""
+    output = json.dumps(
+        {
+            "namespace": "o",
+            "name": "d",
+            "facets": {
+                "outputStatistics": {"rowCount": 1, "size": 1, "fileCount": 1},
+                "inputStatistics": {"fileCount": 9},
+                "dataQualityMetrics": {"rowCount": 5, "bytes": 6, "fileCount": 7},
+            },
+            "inputFacets": {"outputStatistics": {"rowCount": 2}, "inputStatistics": "broken"},
+            "outputFacets": {"outputStatistics": {"rowCount": 3.0}},
+        }
     )
+    (io,) = decode_lineage(_run_with_output(output))["lineage_io"]
+    assert (io["RowCount"], io["Bytes"], io["FileCount"]) == (3, 6, 7)
+
+
+def test_datasets_named_by_scalars_are_stored_as_text() -> None:
+    """A dataset's namespace and name given as a number or boolean (Marquez reads them
+    into strings) are its text in io rows and in its node ids, input and output alike."""
+    value = (
+        b'{"eventTime": "2026-01-01T00:00:00Z", "run": {"runId": "r"}, '
+        b'"job": {"namespace": "n", "name": "j"}, '
+        b'"inputs": [{"namespace": 7, "name": true}], '
+        b'"outputs": [{"namespace": "o", "name": 1.5}]}'
+    )
+    tables = decode_lineage(value)
+    io = [(r["DatasetNamespace"], r["DatasetName"]) for r in tables["lineage_io"]]
+    assert io == [("7", "true"), ("o", "1.5")]
+    edges = [(e["Src"], e["Dst"]) for e in tables["lineage_edges"]]
+    assert edges == [("dataset:7:true", "job:n:j"), ("job:n:j", "dataset:o:1.5")]
+    assert '"name":true' in tables["lineage_events"][0]["Payload"]  # the event as sent
 
 
 def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
