@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.kafka_rates import bare_consume, consume_sustained
+from bench.thread_cpu import ThreadCpu
 from consumers.gc_tuning import GC_THRESHOLD
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows
@@ -115,9 +116,12 @@ async def bench_ingest(
     consumer = OtelConsumer(
         settings, backend, decoders={topic: decode_lineage_pending}, schema=LINEAGE_SCHEMA
     )
+    threads = ThreadCpu()
+    threads.start()
     cpu = time.process_time()
     run = await consume_sustained(consumer, bootstrap, group, [topic], len(events))
     ours_cpu = len(events) / (time.process_time() - cpu)
+    threads.stop()
     ours = run.sustained
     print(f"ingest: {len(events)} events of {size:.0f} bytes (schema, column lineage, stats)")
     print(f"  decode only, batch path    {decode_rate:10.0f} events/s (CPU time, into Arrow)")
@@ -134,6 +138,9 @@ async def bench_ingest(
     print(f"  per CPU second: ours       {ours_cpu:10.0f} events/s  (start to end)")
     print(f"  per CPU second: baseline   {baseline_cpu:10.0f} events/s")
     print(f"  ratio ours/baseline        {ours_cpu / baseline_cpu:10.2f}")
+    print("  the writer's CPU by thread (event loop = main; Python workers share the process name)")
+    for line in threads.lines(len(events)):
+        print(line)
     parts = await backend.query(
         "SELECT table, sum(bytes_on_disk) AS bytes, sum(rows) AS rows FROM system.parts "
         "WHERE database = 'otel' AND active AND startsWith(table, 'lineage_') GROUP BY table"
