@@ -5,9 +5,9 @@ The writer's decoder for the lineage topic. A record is only checked as it arriv
 `decode_lineage_batch` reads every event with the rules of `decode.py` (same checks,
 same values: `decode_lineage` is the reference it is tested against, row for row, in
 chdb) but keeps each row as the tuple of cells the rules give, so no dict per row is
-built, and turns a table's tuples into its columns once per batch (`zip(*rows)`, in C)
-and then into one Arrow table. Each record keeps its slice of those tables, for
-record-by-record inserts (`OtelConsumer._isolate`).
+built, and turns a table's tuples into its columns once per batch (in C: `map` with an
+`itemgetter`) and then into one Arrow table. Each record keeps its slice of those
+tables, for record-by-record inserts (`OtelConsumer._isolate`).
 
 A record whose event cannot be stored, or whose decoding raises anything else (a bug),
 leaves no row behind: its columns are cut back to where they were, and it gets its
@@ -16,7 +16,8 @@ leaves no row behind: its columns are cut back to where they were, and it gets i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # loaded with the first batch: the writer at rest holds no Arrow
@@ -93,9 +94,14 @@ class _Columns:
         import pyarrow as pa
 
         schema = arrow_schema(self.table)
-        cells: dict[str, Sequence[Any]] = {}
-        if self.rows:  # each row as many cells as `columns` names, or ValueError
-            cells = dict(zip(self.columns, zip(*self.rows, strict=True), strict=True))
+        width = set(map(len, self.rows))
+        if width - {len(self.columns)}:  # a bug in the rules: no column may come out short
+            raise ValueError(
+                f"{self.table.name}: rows of {sorted(width)} cells, not {len(self.columns)}"
+            )
+        # A column at a time (one list each), not `zip(*rows)`: its iterator per row
+        # woke the cyclic collector about once per 10,000 rows to walk the batch's rows.
+        cells = {c: list(map(itemgetter(i), self.rows)) for i, c in enumerate(self.columns)}
         if events is None:  # lineage_events
             cells["Payload"] = self.extra
             arrays = [pa.array(cells.get(f.name, ()), f.type) for f in schema]

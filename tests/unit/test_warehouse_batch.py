@@ -223,7 +223,11 @@ def test_a_decoder_bug_refuses_that_record_alone(
     results = decode_lineage_batch(samples)
     failed = results[2]
     assert isinstance(failed, DecodeError) and failed.reason == "decoder_error"
-    expected = {"before_rows": "TypeError: a bug", "mid_rows": "TypeError", "at_arrow": "Value"}
+    expected = {
+        "before_rows": "TypeError: a bug",
+        "mid_rows": "TypeError",
+        "at_arrow": "ValueError: lineage_io: rows of [8] cells, not 9",
+    }
     assert expected[where] in failed.detail
     stored = [(raw, r) for raw, r in zip(samples, results, strict=True) if r is not failed]
     for raw, result in stored:
