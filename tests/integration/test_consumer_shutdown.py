@@ -1,0 +1,229 @@
+"""Stopping an aiokafka consumer whose fetch request failed and is waiting out its retry
+back-off, on the real broker: aiokafka 0.14's own `stop()` raises `CancelledError` though
+nobody cancelled the caller and leaves the connections open; `stop_consumer` stops
+cleanly and closes them, and still lets a real cancellation of the stopping task through.
+Then each consumer (otel, warehouse writer, lineage) stopped right after a broker outage.
+
+The fetch is made to fail without disturbing the broker: the broker may hold a fetch of
+an empty partition for `fetch_max_wait_ms`, longer than the client waits for an answer
+(`request_timeout_ms`), so the request times out (RequestTimedOutError, a KafkaError)
+and the fetch task sleeps its `retry_backoff_ms`, a minute here: the whole test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import RequestTimedOutError
+
+from consumers.kafka import finish_stop, stop_consumer
+from consumers.lineage.consumer import LineageConsumer
+from consumers.otel.backend import ChdbBackend
+from consumers.otel.consumer import OtelConsumer
+from consumers.testkit import create_topics, unique
+from tests.conftest import StackHandle
+from tests.consumer_faults import KINDS, batch_consumer, finish, lineage_consumer, start, wait_for
+from tests.marquez_standin import MarquezStandin
+
+pytestmark = pytest.mark.dataplane
+
+_SOCKET = re.compile(r"socket:\[(\d+)\]")
+
+
+def broker_sockets(bootstrap: str) -> set[int]:
+    """The inodes of this process's TCP sockets whose peer is the broker's port (open
+    file descriptors only: a socket the client closed is gone from them)."""
+    port = int(bootstrap.rsplit(":", 1)[1])
+    held = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            match = _SOCKET.fullmatch(str(fd.readlink()))
+        except OSError:  # closed since listed
+            continue
+        if match:
+            held.add(int(match.group(1)))
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path("/proc/self/net", table).read_text().splitlines()[1:]:
+            fields = line.split()
+            peer_port, inode = int(fields[2].rsplit(":", 1)[1], 16), int(fields[9])
+            if peer_port == port and inode in held:
+                found.add(inode)
+    return found
+
+
+class FetchTimedOut(logging.Handler):
+    """Set once aiokafka's fetcher logs a fetch request that timed out: the fetch task
+    logs it just before it starts sleeping its back-off, in the same step."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("Failed fetch messages") and any(
+            isinstance(arg, RequestTimedOutError) for arg in record.args or ()
+        ):
+            self.seen.set()
+
+
+@pytest.fixture
+def fetch_timed_out() -> Iterator[FetchTimedOut]:
+    handler = FetchTimedOut()
+    logger = logging.getLogger("aiokafka.consumer.fetcher")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+class BackingOff:
+    """A started consumer whose fetch failed and which now waits out its back-off, and
+    the broker connections it opened."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, bootstrap: str, opened: set[int]) -> None:
+        self.consumer = consumer
+        self.bootstrap = bootstrap
+        self.opened = opened
+
+    def still_open(self) -> set[int]:
+        return broker_sockets(self.bootstrap) & self.opened
+
+
+@pytest.fixture
+async def backing_off(
+    env: dict[str, str], fetch_timed_out: FetchTimedOut
+) -> AsyncIterator[BackingOff]:
+    bootstrap = env["KAFKA_BOOTSTRAP"]
+    topic = unique("stop-backoff")
+    await create_topics(bootstrap, [topic], partitions=1)
+    before = broker_sockets(bootstrap)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id="test-stop-backoff",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10_000,  # the broker holds a fetch of the empty partition...
+        request_timeout_ms=1_000,  # ...longer than the client waits
+        retry_backoff_ms=60_000,  # then the fetch task sleeps through the test
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])  # no group: the fetcher starts at once
+        await asyncio.wait_for(fetch_timed_out.seen.wait(), 30)
+        opened = broker_sockets(bootstrap) - before
+        # The timed-out fetch's connection was closed; the bootstrap one stays open.
+        assert opened, "the consumer holds no broker connection: nothing to see closed"
+        yield BackingOff(consumer, bootstrap, opened)
+    finally:
+        await finish_stop(consumer)  # whatever the test left: no open connection
+
+
+async def test_aiokafkas_own_stop_raises_cancelled_error_and_leaves_connections_open(
+    backing_off: BackingOff,
+) -> None:
+    """The defect `stop_consumer` works around, reproduced. If a newer aiokafka stops
+    cleanly here, `stop_consumer` can go back to a plain `stop()`."""
+    with pytest.raises(asyncio.CancelledError):
+        await backing_off.consumer.stop()
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0, "nobody cancelled this task"
+    assert backing_off.still_open(), "stop() closed the connections: the defect is gone"
+    await finish_stop(backing_off.consumer)
+    assert not backing_off.still_open()
+
+
+async def test_stop_consumer_stops_cleanly_and_closes_the_connections(
+    backing_off: BackingOff,
+) -> None:
+    consumer = backing_off.consumer
+    await stop_consumer(consumer)
+    assert not backing_off.still_open(), "connections left open after the stop"
+    fetcher = consumer._fetcher
+    assert all(task.done() for task in [fetcher._fetch_task, *fetcher._pending_tasks])
+
+
+async def test_a_cancellation_of_the_stopping_task_still_propagates(
+    backing_off: BackingOff,
+) -> None:
+    stopping = asyncio.create_task(stop_consumer(backing_off.consumer))
+    await asyncio.sleep(0)  # it runs into aiokafka's stop() and waits there
+    assert not stopping.done()
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert stopping.cancelled()
+
+
+def widen_fetch_backoff(consumer: OtelConsumer | LineageConsumer) -> None:
+    """A failed fetch of the started `consumer` waits a minute before its retry, not the
+    second our clients wait (aiokafka's fetcher reads `_retry_backoff` at each retry): a
+    stop once the broker is back then finds the fetch still waiting, as any stop within
+    a second of the broker's return does."""
+    assert consumer._consumer is not None
+    consumer._consumer._fetcher._retry_backoff = 60.0
+
+
+def status(consumer: OtelConsumer | LineageConsumer) -> object:
+    return consumer.health.body()[1]["status"]
+
+
+def assigned(consumer: OtelConsumer | LineageConsumer) -> bool:
+    return consumer._consumer is not None and bool(consumer._consumer.assignment())
+
+
+async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
+    kafka: StackHandle,
+    chdb: ChdbBackend,
+    standin: MarquezStandin,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The otel consumer, the warehouse writer and the lineage consumer, each through its
+    own `_shutdown`, stopped as soon as the broker is back while their failed fetch
+    still waits out its back-off: each stop meets aiokafka's defect, every one ends
+    without an error and none keeps a connection to the broker."""
+    bootstrap = kafka.env["KAFKA_BOOTSTRAP"]
+    topics = {name: unique(f"stop-outage-{name}") for name in ("otel", "warehouse", "lineage")}
+    await create_topics(bootstrap, topics.values(), partitions=1)
+    before = broker_sockets(bootstrap)
+    consumers: list[OtelConsumer | LineageConsumer] = [
+        *(
+            batch_consumer(
+                kafka.env,
+                KINDS[name],
+                topics[name],
+                unique(f"stop-{name}"),
+                chdb,
+                kafka_check_interval=0.5,
+            )
+            for name in ("otel", "warehouse")
+        ),
+        lineage_consumer(
+            kafka.env, standin, topics["lineage"], unique("stop-lineage"), kafka_check_interval=0.5
+        ),
+    ]
+    caplog.set_level(logging.WARNING, "consumers.kafka")
+    running = [start(consumer) for consumer in consumers]
+    try:
+        await wait_for(lambda: all(status(c) == "ok" for c in consumers), "never healthy")
+        await wait_for(lambda: all(assigned(c) for c in consumers), "never assigned")
+        for consumer in consumers:
+            widen_fetch_backoff(consumer)
+        await asyncio.to_thread(kafka.stop, "kafka")
+        await wait_for(lambda: all(status(c) == "degraded" for c in consumers), "saw no outage")
+        await asyncio.to_thread(kafka.start, "kafka")
+        await wait_for(lambda: all(status(c) == "ok" for c in consumers), "never recovered")
+    finally:
+        ended = await asyncio.gather(
+            *(finish(stop, task) for stop, task in running), return_exceptions=True
+        )
+    assert ended == [None] * len(consumers), f"a shutdown failed: {ended!r}"
+    met = [r for r in caplog.records if "consumer stop raised CancelledError" in r.message]
+    assert len(met) == len(consumers), "a stop did not meet aiokafka's defect: nothing shown"
+    assert not broker_sockets(bootstrap) - before, "connections to the broker left open"
