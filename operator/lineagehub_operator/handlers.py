@@ -81,7 +81,7 @@ from lineagehub_operator.observed import (
 from lineagehub_operator.pod_success import SucceededPod, succeeded_pod, with_pod_success
 from lineagehub_operator.run_telemetry import RunTelemetry
 from lineagehub_operator.verify_schedule import VerifySchedule
-from lineagehub_operator.waiting import newer, sleep_until_woken
+from lineagehub_operator.waiting import CreatedJobs, newer, sleep_until_woken
 
 JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
@@ -472,6 +472,7 @@ async def reconcile(
     limit_warned = False
     made: set[str] = set()  # a daemon started again tries each once more (ours: 409)
     repaired: set[str] = set()  # pods whose missing ConfigMap was created again
+    created = CreatedJobs(patience=config.poll_seconds)
     try:
         while not stopped:
             waker.clear()
@@ -513,6 +514,10 @@ async def reconcile(
                 # made before any Job or event (a restart reuses the ids).
                 run = run.model_copy(update={"status": accepted(run, _fresh_ids(), now)})
             jobs = list(stage_jobs.get((namespace, uid), []))
+            hold = created.wait({job.stage.value for job in jobs}, time.monotonic())
+            if hold > 0:
+                await sleep_until_woken(waker, stopped, hold)
+                continue
             with kube_tracing.under_run(run.status.traceparent if run.status else None):
                 observed = await _with_results(
                     memo["api"], memo["results"], uid, namespace, jobs, kwargs["stage_pods"]
@@ -558,6 +563,9 @@ async def reconcile(
                         latest = await memo["api"].patch_status(namespace, run.metadata.name, wire)
                         run = run.model_copy(update={"status": decision.status})
                     written = await _execute(decision, run, body, memo, now, made)
+                for action in decision.actions:
+                    if isinstance(action, CreateJob):
+                        created.created(action.stage.value, time.monotonic())
             except NotOurs as err:
                 logger.error("%s", err)
                 kopf.event(body, type="Warning", reason="NameConflict", message=str(err))

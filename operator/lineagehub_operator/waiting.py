@@ -4,6 +4,7 @@ copies of an object is newer."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -33,3 +34,30 @@ async def sleep_until_woken(
     finally:
         woken.cancel()
         halted.cancel()
+
+
+@dataclass
+class CreatedJobs:
+    """The stages whose Job the daemon has created and the Jobs' index does not show
+    yet. The run's own status write wakes the daemon, and that wake-up can come before
+    the new Job's watch event: deciding then would create the Job again (a 409) and send
+    the run's START twice. So the daemon waits for the Job's event, `patience` seconds
+    at most (a Job deleted meanwhile is then created again)."""
+
+    patience: float
+    since: dict[str, float] = field(default_factory=dict)
+
+    def created(self, stage: str, clock: float) -> None:
+        self.since.setdefault(stage, clock)
+
+    def wait(self, indexed: set[str], clock: float) -> float:
+        """Seconds to wait for the index before deciding again (0: decide now)."""
+        for stage in [s for s in self.since if s in indexed]:
+            del self.since[stage]
+        if not self.since:
+            return 0.0
+        left = min(self.since.values()) + self.patience - clock
+        if left <= 0:
+            self.since.clear()
+            return 0.0
+        return left
