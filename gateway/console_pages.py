@@ -22,7 +22,7 @@ LIBRARIES = {
     "elk.js": CONSOLE / "node_modules" / "elkjs" / "lib" / "elk.bundled.js",
     "chart.js": CONSOLE / "node_modules" / "chart.js" / "dist" / "chart.umd.js",
 }
-STATIC_FILES = {"app.js", "app.css"}
+STATIC_FILES = {"app.js", "durations.js", "app.css"}
 # No inline script, nothing from elsewhere; inline style attributes position the bars.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "

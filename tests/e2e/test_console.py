@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,7 @@ def test_a_run_as_a_person_sees_it(page: Page, kubectl: Kubectl, namespace: str)
     page.open(f"/console/?namespace={namespace}")
     row = page.find('tr[data-run="orders"]')
     wait_until(lambda: "Succeeded" in row.text, timeout=20)
+    duration_agrees(row.find_element("css selector", "td.duration"), status)
     page.shot("runs")
     assert page.errors() == []
 
@@ -125,6 +127,7 @@ def test_a_run_as_a_person_sees_it(page: Page, kubectl: Kubectl, namespace: str)
     assert "/data/examples/orders.csv:amount" in columns, columns
     assert page.find('#quality tr[data-check="not_null_order_id"]').text.startswith("PASS")
     assert "kubectl describe pipelinerun orders" in page.find("pre").text
+    stage_durations_agree(page, status, spans_of(page.base, status["traceId"]))
     page.shot("run")
     assert page.errors() == []
 
@@ -147,6 +150,58 @@ def test_a_run_as_a_person_sees_it(page: Page, kubectl: Kubectl, namespace: str)
     assert re.search(r"\d (ms|s|min|h)\b", durations), durations
     page.shot("dashboards")
     assert page.errors() == []
+
+
+def spans_of(base: str, trace_id: str) -> dict[str, int]:
+    """{span name: duration in ns} of the run's trace, from the gateway's spans API."""
+    reply = httpx.get(f"{base}/api/v1/traces/{trace_id}/spans", timeout=20)
+    reply.raise_for_status()
+    return {s["name"]: int(s["durationNs"]) for s in reply.json()["spans"]}
+
+
+def shown_seconds(text: str) -> tuple[float, float]:
+    """(seconds, how far off the rounding may make them) of a duration as shown."""
+    if found := re.fullmatch(r"(\d+) ms", text):
+        return int(found[1]) / 1000, 0.0005
+    if found := re.fullmatch(r"(\d+\.\d) s", text):
+        return float(found[1]), 0.05
+    raise AssertionError(f"not a duration shown to the millisecond: {text!r}")
+
+
+def _precise_seconds(obj: dict[str, Any]) -> float:
+    start, end = (
+        datetime.fromisoformat(obj[k].replace("Z", "+00:00"))
+        for k in ("startTimePrecise", "completionTimePrecise")
+    )
+    return (end - start).total_seconds()
+
+
+def stage_durations_agree(page: Page, status: dict[str, Any], spans: dict[str, int]) -> None:
+    """Each stage's Duration is its status's millisecond times' difference (not a whole
+    second's "0 ms"), and its Work the stage span's length in the trace."""
+    rows = {r.get_attribute("data-stage"): r for r in page.all("#stages tbody tr")}
+    assert set(rows) == {"extract", "transform", "load"}
+    for stage in status["stages"]:
+        row = rows[stage["name"]]
+        duration_agrees(row.find_element("css selector", "td.duration"), stage)
+        work = filled(row.find_element("css selector", ".stage-work"))
+        took, slack = shown_seconds(work)
+        assert abs(took - spans[f"stage {stage['name']}"] / 1e9) <= slack + 1e-9, work
+    assert "Work (trace)" in page.find("#stages-note").text
+
+
+def filled(cell: Any) -> str:
+    """A cell's text once the page has filled it in (it shows "…" until then)."""
+    text: str = wait_until(lambda: cell.text if cell.text != "\N{HORIZONTAL ELLIPSIS}" else None)
+    return text
+
+
+def duration_agrees(cell: Any, obj: dict[str, Any]) -> None:
+    """A Duration cell shows `obj`'s millisecond times' difference, saying it does."""
+    assert cell.get_attribute("data-precise") == "1", cell.text
+    shown, slack = shown_seconds(cell.text)
+    exact = _precise_seconds(obj)
+    assert exact > 0.001 and abs(shown - exact) <= slack + 1e-9, (cell.text, obj)
 
 
 def test_a_failed_quality_check_shows_its_samples(

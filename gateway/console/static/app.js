@@ -91,19 +91,7 @@ function askToken() {
   if (token !== null) { sessionStorage.setItem("lh-token", token.trim()); route(); }
 }
 
-function seconds(a, b) {
-  if (!a || !b) return null;
-  return (new Date(b) - new Date(a)) / 1000;
-}
-
-function fmtSeconds(s) {
-  if (s === null || s === undefined || Number.isNaN(s)) return "–";
-  if (s < 1) return `${Math.round(s * 1000)} ms`;
-  if (s < 120) return `${s.toFixed(1)} s`;
-  if (s < 7200) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  if (s < 172800) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-  return `${Math.floor(s / 86400)} days ${Math.round((s % 86400) / 3600)} h`;
-}
+// fmtSeconds, fmtDuration and statusDuration: durations.js.
 
 function age(iso) {
   if (!iso) return "–";
@@ -236,7 +224,7 @@ function runsRow(r) {
     el("td", {}, s.currentStage || ""),
     el("td", {}, s.progress || ""),
     el("td", { class: "num" }, load && load.recordsOut !== undefined ? load.recordsOut : ""),
-    el("td", { class: "num" }, fmtSeconds(seconds(s.startTime, s.completionTime))),
+    durationCell(statusDuration(s)),
     el("td", {}, lineage ? badge(lineage.status) : ""),
     el("td", {}, trace ? badge(trace.status) : ""),
     el("td", { class: "num" }, age(r.createdAt)));
@@ -415,6 +403,31 @@ async function columnUpstream(d, field, button, fieldsBox, graphBox) {
     })) : el("p", { class: "muted" }, "No upstream columns recorded."));
 }
 
+const STAGE_COLUMNS = [["Stage"], ["Phase"], ["Attempts"], ["Rows in"], ["Rows out"],
+  ["Duration", "From the run's status: the stage's Job created -> the stage seen ending"],
+  ["Work (trace)", "The stage's own span in the run's trace"], ["Message"]];
+const STAGES_NOTE = "Duration: from the run's status, the stage's Job created to the stage seen ending "
+  + "(to the millisecond; its pod's start-up included). Work (trace): the stage's own span in the run's trace, "
+  + "the stage process's work alone.";
+
+/** A table cell showing a statusDuration, saying in its attributes which times it is from. */
+function durationCell(d) {
+  return el("td", {
+    class: "num duration", "data-seconds": d ? d.seconds : null, "data-precise": d ? (d.precise ? "1" : "0") : null,
+    title: d && !d.precise ? "from whole-second times: known to the second only" : null,
+  }, fmtDuration(d));
+}
+
+/** Each stage row's Work cell: its `stage <name>` span's duration, when the trace has it. */
+function stageWork(spans) {
+  for (const row of document.querySelectorAll("#stages tbody tr[data-stage]")) {
+    const span = spans.find((x) => x.name === `stage ${row.getAttribute("data-stage")}`);
+    const cell = row.querySelector(".stage-work");
+    cell.textContent = span ? fmtSeconds(span.durationNs / 1e9) : "–";
+    if (span) cell.setAttribute("data-span-ns", String(span.durationNs));
+  }
+}
+
 async function runPage(ns, name) {
   const reply = await api(`${API}/pipeline/run/${encodeURIComponent(name)}?${q({ namespace: ns })}`);
   if (reply.status === 404) { notFound(`There is no PipelineRun ${ns}/${name}.`); return; }
@@ -462,10 +475,11 @@ async function runPage(ns, name) {
       outLinks.length ? el("div", { class: "links" }, "Open in ", outLinks) : null),
     actions, actionBox,
     el("h2", {}, "Stages"),
-    el("table", { id: "stages" }, el("thead", {}, el("tr", {}, ["Stage", "Phase", "Attempts", "Rows in", "Rows out", "Duration", "Message"].map((h, i) => el("th", { class: i >= 2 && i <= 5 ? "num" : null }, h)))),
-      el("tbody", {}, (s.stages || []).map((st) => el("tr", {}, el("td", {}, st.name), el("td", {}, badge(st.phase)), el("td", { class: "num" }, st.attempts ?? ""),
+    el("table", { id: "stages" }, el("thead", {}, el("tr", {}, STAGE_COLUMNS.map(([h, tip], i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, title: tip }, h)))),
+      el("tbody", {}, (s.stages || []).map((st) => el("tr", { "data-stage": st.name }, el("td", {}, st.name), el("td", {}, badge(st.phase)), el("td", { class: "num" }, st.attempts ?? ""),
         el("td", { class: "num" }, st.recordsIn ?? "–"), el("td", { class: "num" }, st.recordsOut ?? "–"),
-        el("td", { class: "num" }, fmtSeconds(seconds(st.startTime, st.completionTime))), el("td", {}, st.message || ""))))),
+        durationCell(statusDuration(st)), el("td", { class: "num stage-work" }, "…"), el("td", {}, st.message || ""))))),
+    el("p", { class: "muted", id: "stages-note" }, STAGES_NOTE),
     el("h2", {}, "Timeline (the run's trace)"), waterfallBox,
     el("h2", {}, "Lineage"), graphBox, fieldsBox,
     el("h2", {}, "Quality"), qualityTable(s),
@@ -475,8 +489,11 @@ async function runPage(ns, name) {
       ...jobs.map((j) => `kubectl logs job/${j} -n ${ns}`), `lineage-hub describe ${name} -n ${ns}`].join("\n")),
   );
   if (s.traceId) {
-    api(`${API}/traces/${s.traceId}/spans`).then((r) => waterfallBox.replaceChildren(r.ok ? waterfall(r.body.spans) : problem("Trace", r)));
-  } else waterfallBox.replaceChildren(el("p", { class: "muted" }, "No trace yet."));
+    api(`${API}/traces/${s.traceId}/spans`).then((r) => {
+      waterfallBox.replaceChildren(r.ok ? waterfall(r.body.spans) : problem("Trace", r));
+      stageWork(r.ok ? r.body.spans : []);
+    });
+  } else { waterfallBox.replaceChildren(el("p", { class: "muted" }, "No trace yet.")); stageWork([]); }
   if (s.runId) runGraph(s.runId, graphBox, fieldsBox).catch((e) => graphBox.replaceChildren(el("div", { class: "error-box" }, `Lineage: ${e}`)));
   else graphBox.replaceChildren(el("p", { class: "muted" }, "No run id yet."));
   api(`${API}/pipeline/run/${encodeURIComponent(name)}/events?${q({ namespace: ns })}`).then((r) => {
