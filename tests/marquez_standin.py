@@ -9,6 +9,9 @@ Marquez answers a stored event with 201 and its probe with 200. What the tests s
 * `status_for`: a per-event status (a poison event), checked before `post_status`.
 * `hold(run_id)` / `release(run_id)`: a POST for that run is received but not answered
   until released ("slow on command"; `hold_all()` holds every POST).
+* `hold_each()` / `answer(waiting)`: every POST waits, listed in `waiting` in the order
+  received, until the test answers that one POST: the test decides the order answers
+  go out in, one at a time.
 * `delay`: seconds each POST takes to answer (a slow Marquez, not a test's clock).
 * `down()` / `up()`: stop listening (connections refused, open ones cut) and listen again
   on the same port: Marquez down, or flapping.
@@ -16,8 +19,9 @@ Marquez answers a stored event with 201 and its probe with 200. What the tests s
 Every POST is recorded with the status it got (`posts`); the 201s are `stored`, in the
 order they were answered. `in_flight` counts POSTs received and not yet answered, and
 `in_flight_seconds` integrates it over time (the benches read the mean concurrency a
-client keeps from it). A POST answered after its client hung up (it gave up waiting)
-is `abandoned`: stored all the same, as Marquez stores an event whose client timed out.
+client keeps from it); `most_in_flight` is the highest `in_flight` seen. A POST
+answered after its client hung up (it gave up waiting) is `abandoned`: stored all the
+same, as Marquez stores an event whose client timed out.
 `until()` waits for a condition on them.
 """
 
@@ -47,6 +51,15 @@ class Post:
 
 
 @dataclass
+class Waiting:
+    """A POST received and held until the test answers it (`MarquezStandin.answer`)."""
+
+    run_id: str
+    event_type: str
+    go: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class MarquezStandin:
     host: str = "127.0.0.1"
     port: int = 0  # 0 until started, then kept across down() and up()
@@ -59,10 +72,13 @@ class MarquezStandin:
     received: list[str] = field(default_factory=list)  # run ids of POSTs as they arrive
     gets: int = 0
     in_flight: int = 0
+    most_in_flight: int = 0
+    waiting: list[Waiting] = field(default_factory=list)  # held one by one (`hold_each`)
     in_flight_seconds: float = 0.0  # the integral of `in_flight` over time, to `_since`
     _since: float = field(default_factory=time.perf_counter)
     _held: dict[str, asyncio.Event] = field(default_factory=dict)
     _hold_all: asyncio.Event | None = None
+    _hold_each: bool = False
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -109,6 +125,19 @@ class MarquezStandin:
         if self._hold_all is not None:
             self._hold_all.set()
             self._hold_all = None
+        self._hold_each = False
+        for held in self.waiting:
+            held.go.set()
+        self.waiting.clear()
+
+    def hold_each(self) -> None:
+        """Hold every POST from now on until `answer` lets that one go."""
+        self._hold_each = True
+
+    def answer(self, held: Waiting) -> None:
+        """Let one held POST be answered (it is recorded in `posts` once answered)."""
+        self.waiting.remove(held)
+        held.go.set()
 
     @property
     def stored(self) -> list[Post]:
@@ -148,6 +177,7 @@ class MarquezStandin:
         self.in_flight_seconds += self.in_flight * (now - self._since)
         self._since = now
         self.in_flight += change
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
 
     # ---- HTTP ---------------------------------------------------------------------------
 
@@ -206,6 +236,11 @@ class MarquezStandin:
             await held.wait()
         if self._hold_all is not None:
             await self._hold_all.wait()
+        if self._hold_each:
+            held_each = Waiting(run_id, str(event.get("eventType", "")))
+            self.waiting.append(held_each)
+            self._changed.set()
+            await held_each.go.wait()
         if self.delay:
             await asyncio.sleep(self.delay)  # a slow Marquez
         status = self.status_for(event) if self.status_for is not None else None

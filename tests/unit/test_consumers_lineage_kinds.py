@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from consumers.dlq import DeadLetterQueue, Headers, Rejection
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
@@ -23,6 +24,7 @@ from tests.helpers import wait_until_async
 from tests.http_answers import Answering
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
+TP = TopicPartition("openlineage-events", 0)  # `Rec`'s topic and partition
 
 
 @dataclass
@@ -137,8 +139,8 @@ async def test_unkeyed_static_events_of_one_dataset_stay_in_order() -> None:
 
     async with Answering(handler) as marquez:
         c, producer = consumer(marquez, lanes=64)
-        c._dispatch(Rec(value=dataset_event("orders", "first"), offset=0))
-        c._dispatch(Rec(value=dataset_event("orders", "second"), offset=1))
+        first = Rec(value=dataset_event("orders", "first"), offset=0)
+        await c._dispatch_batch(TP, [first, Rec(value=dataset_event("orders", "second"), offset=1)])
         try:
             await wait_until_async(lambda: len(order) == 2, within=30)
         finally:
@@ -174,8 +176,7 @@ async def test_records_that_used_to_crash_the_consumer_are_handled() -> None:
     huge_verdict = validate(huge)
     assert isinstance(huge_verdict, Rejection) and huge_verdict.reason == "invalid_json"
     assert "5000 digits" in huge_verdict.detail
-    c._dispatch(Rec(value=huge, offset=0))
-    c._dispatch(Rec(value=surrogate, offset=1))
+    await c._dispatch_batch(TP, [Rec(value=huge, offset=0), Rec(value=surrogate, offset=1)])
     try:
         await wait_until_async(lambda: producer.sent and posted, within=30)
     finally:

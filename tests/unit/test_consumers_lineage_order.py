@@ -1,5 +1,6 @@
 """Which events of a partition the lineage consumer POSTs concurrently: every run whose
-earlier events are done, while a run's own events go one at a time, in offset order.
+earlier events are done, while a run's own events go one at a time, in offset order; and
+a fetched batch checked and queued a slice at a time, so workers POST meanwhile.
 
 Against a real HTTP server on loopback (`tests.http_answers`), records dispatched as
 the consumer's loop dispatches them.
@@ -12,12 +13,15 @@ import gc
 import json
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from consumers.dlq import Record
 from consumers.lineage.consumer import LineageConsumer
 from consumers.samples import lineage_bytes
+from tests.helpers import wait_until_async
 from tests.http_answers import Answering
-from tests.unit.test_consumers_lineage_kinds import Rec, consumer
+from tests.unit.test_consumers_lineage_kinds import TP, Rec, consumer
 
 LANES = 8
 
@@ -66,9 +70,15 @@ async def test_a_slow_run_holds_back_only_its_own_later_events() -> None:
     async with Answering(handler) as marquez:
         c, producer = consumer(marquez, lanes=LANES)
         try:
-            for offset, (run, kind) in enumerate(order):
-                value = lineage_bytes(run, kind, namespace="ns", job="j")
-                c._dispatch(Rec(value=value, offset=offset, key=run.encode()))
+            records = [
+                Rec(
+                    value=lineage_bytes(run, kind, namespace="ns", job="j"),
+                    offset=i,
+                    key=run.encode(),
+                )
+                for i, (run, kind) in enumerate(order)
+            ]
+            await c._dispatch_batch(TP, records)
             await asyncio.wait_for(others_done.wait(), 10)
             assert (a, "COMPLETE") not in arrived, "A's second event overtook its first"
             # A's two events are unfinished: nothing may be committed past A's first.
@@ -101,8 +111,11 @@ async def test_queued_records_do_not_hold_their_parsed_events() -> None:
         try:
             gc.collect()
             before = len(gc.get_objects())
-            for offset, (run, value) in enumerate(zip(runs, values, strict=True)):
-                c._dispatch(Rec(value=value, offset=offset, key=run.encode()))
+            records = [
+                Rec(value=value, offset=offset, key=run.encode())
+                for offset, (run, value) in enumerate(zip(runs, values, strict=True))
+            ]
+            await c._dispatch_batch(TP, records)
             gc.collect()
             held = len(gc.get_objects()) - before
         finally:
@@ -123,3 +136,73 @@ def _containers(value: object) -> Iterator[object]:
         yield value
         for child in value:
             yield from _containers(child)
+
+
+def started_runs(count: int) -> tuple[list[str], list[Rec]]:
+    runs = [str(uuid.uuid4()) for _ in range(count)]
+    records = [
+        Rec(value=lineage_bytes(run, "START", namespace="ns", job="j"), offset=i, key=run.encode())
+        for i, run in enumerate(runs)
+    ]
+    return runs, records
+
+
+async def test_workers_post_while_a_fetched_batch_is_still_being_queued() -> None:
+    """The first POST leaves before the batch's last slice is queued: checking a whole
+    fetch in one go kept every worker from its next POST meanwhile."""
+    started_at_first_post: list[int] = []
+    _, records = started_runs(40)
+
+    async def handler(method: str, body: bytes) -> tuple[int, str]:
+        if not started_at_first_post:
+            started_at_first_post.append(c.tracker.in_flight(TP))
+        return 201, "{}"
+
+    async with Answering(handler) as marquez:
+        c, _ = consumer(marquez, lanes=2)
+        c.s.dispatch_slice = 4
+        try:
+            await c._dispatch_batch(TP, records)
+            assert c.tracker.in_flight(TP) <= len(records)
+            await wait_until_async(lambda: c.tracker.to_commit() == {TP: len(records)}, within=30)
+        finally:
+            await stop(c)
+    assert started_at_first_post and started_at_first_post[0] < len(records)
+
+
+async def test_a_partition_revoked_between_slices_starts_none_of_the_rest() -> None:
+    """A revoke arriving while a batch is queued a slice at a time: the records already
+    started are stored and committed before the partition goes; the rest is never started
+    (the next owner reads it from the commit), so the revoke waits for no more of them."""
+    release = asyncio.Event()
+    posted: list[str] = []
+
+    async def handler(method: str, body: bytes) -> tuple[int, str]:
+        await release.wait()
+        posted.append(json.loads(body)["run"]["runId"])
+        return 201, "{}"
+
+    runs, records = started_runs(40)
+    revoking: list[asyncio.Task[None]] = []
+    async with Answering(handler) as marquez:
+        c, _ = consumer(marquez, lanes=2)
+        c.s.dispatch_slice = 4
+        queue = c._queue
+
+        def queue_then_revoke(part: Any, some: Sequence[Record]) -> None:
+            queue(part, some)
+            if not revoking:  # the revoke comes while the first slice is queued
+                revoking.append(asyncio.create_task(c._revoked({TP})))
+
+        c._queue = queue_then_revoke  # type: ignore[method-assign,assignment]
+        try:
+            await c._dispatch_batch(TP, records)
+            started = c._parts[TP].last_offset + 1
+            release.set()
+            await asyncio.wait_for(revoking[0], 30)
+        finally:
+            release.set()
+            await stop(c)
+    assert started < len(records), "the whole batch was started"
+    assert sorted(posted) == sorted(runs[:started])
+    assert TP not in c._parts and not c.tracker.total_in_flight()
