@@ -185,9 +185,10 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     cancel raises `CancelledError` into the caller of `stop()`: the other pending tasks
     are never cancelled and `stop()` skips `self._client.close()`, leaving the
     connections open. A consumer stopped within a second of an outage (our back-off) hit
-    it. Upstream: aio-libs/aiokafka#983 (a maintainer's comment lists this loop among the
-    places that await a cancelled task) and #647 (the same pattern in the group-less
-    coordinator's close, still open).
+    it. Upstream: aio-libs/aiokafka#983, whose fix (PR #1007) made the fetch routine's own
+    cancel-then-await loop suppress the error but left this one in `close()` (a comment
+    there lists it with the others), and #647 (the same pattern in the group-less
+    coordinator's close, open).
     """
     try:
         await consumer.stop()
