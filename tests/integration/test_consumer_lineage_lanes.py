@@ -125,3 +125,40 @@ async def test_lanes_stay_busy_runs_keep_their_order_and_commits_stop_at_the_fir
     for _, run, _ in items:
         assert [kind for r, kind in order if r == run] == ["START", "COMPLETE"], run
     assert not consumer.stats.get("dead_lettered")
+
+
+async def test_offsets_past_an_unfinished_event_are_bounded_apart_from_the_in_flight_limit(
+    env: dict[str, str], standin: MarquezStandin
+) -> None:
+    """One event held: the events behind it are stored (they are not unfinished), until
+    `max_uncommitted` offsets are past it; then the partition pauses, however few records
+    are unfinished, and resumes once the held one is stored."""
+    s = Setup(env["KAFKA_BOOTSTRAP"], unique("openlineage-events"), unique("lineage-group"))
+    await create_topics(s.bootstrap, [s.topic], partitions=1)
+    tp = TopicPartition(s.topic, 0)
+    held = str(uuid.uuid4())
+    others = [str(uuid.uuid4()) for _ in range(30)]
+    await produce_to(s.bootstrap, s.topic, [(0, run, "START") for run in [held, *others]])
+    standin.hold(held)
+    consumer = consumer_for(
+        s, standin, max_in_flight=100, max_uncommitted=8, fetch_max_records=2, http_timeout=120.0
+    )
+    stop, task = start(consumer)
+    try:
+        await wait_for(lambda: consumer._consumer is not None, "the consumer never started")
+        kafka = consumer._consumer
+        assert kafka is not None
+        await wait_for(lambda: kafka.paused() == {tp}, "the partition never paused")
+        window = consumer.tracker.in_flight(tp)
+        await standin.until(lambda: len(standin.stored) == window - 1)
+        assert kafka.paused() == {tp} and consumer._parts[tp].unfinished == 1
+        assert 8 <= window <= 8 + 2, "offsets ran past the bound by more than a fetch"
+        standin.release(held)
+        await wait_drained(s.bootstrap, s.group, [s.topic], within=30)
+        assert not kafka.paused()
+    finally:
+        standin.release_all()
+        await finish(stop, task)
+    counts = standin.stored_count()
+    assert sorted(counts) == sorted((run, "START") for run in [held, *others])
+    assert set(counts.values()) == {1}
