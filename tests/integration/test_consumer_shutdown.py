@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -58,30 +58,15 @@ def broker_sockets(bootstrap: str) -> set[int]:
     return found
 
 
-class FetchTimedOut(logging.Handler):
-    """Set once aiokafka's fetcher logs a fetch request that timed out: the fetch task
-    logs it just before it starts sleeping its back-off, in the same step."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.seen = asyncio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if str(record.msg).startswith("Failed fetch messages") and any(
-            isinstance(arg, RequestTimedOutError) for arg in record.args or ()
-        ):
-            self.seen.set()
-
-
-@pytest.fixture
-def fetch_timed_out() -> Iterator[FetchTimedOut]:
-    handler = FetchTimedOut()
-    logger = logging.getLogger("aiokafka.consumer.fetcher")
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
+def fetch_timed_out(caplog: pytest.LogCaptureFixture) -> bool:
+    """Whether aiokafka's fetcher logged a fetch request that timed out: the fetch task
+    logs it in the step that starts its back-off sleep."""
+    return any(
+        r.name == "aiokafka.consumer.fetcher"
+        and str(r.msg).startswith("Failed fetch messages")
+        and any(isinstance(arg, RequestTimedOutError) for arg in r.args or ())
+        for r in caplog.records
+    )
 
 
 class BackingOff:
@@ -99,7 +84,7 @@ class BackingOff:
 
 @pytest.fixture
 async def backing_off(
-    env: dict[str, str], fetch_timed_out: FetchTimedOut
+    env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[BackingOff]:
     bootstrap = env["KAFKA_BOOTSTRAP"]
     topic = unique("stop-backoff")
@@ -116,7 +101,7 @@ async def backing_off(
     await consumer.start()
     try:
         consumer.assign([TopicPartition(topic, 0)])  # no group: the fetcher starts at once
-        await asyncio.wait_for(fetch_timed_out.seen.wait(), 30)
+        await wait_for(lambda: fetch_timed_out(caplog), "no fetch timed out")
         opened = broker_sockets(bootstrap) - before
         # The timed-out fetch's connection was closed; the bootstrap one stays open.
         assert opened, "the consumer holds no broker connection: nothing to see closed"
