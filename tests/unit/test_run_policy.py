@@ -993,7 +993,14 @@ class FakeTelemetry:
 
 
 class FakeChecker:
-    """Every store holds the run at once."""
+    """Every store holds the run when first asked (a second after its end)."""
+
+    def awaiting(self, run: PipelineRun, now: datetime) -> Any:
+        from lineagehub_operator.verify import Links, awaiting
+
+        links = Links("ns", "orders", None, None)
+        stores = {"marquez": False, "warehouse": True, "trace_store": True, "jaeger": False}
+        return awaiting(run, links, now, **stores)
 
     async def check(self, run: PipelineRun, now: datetime) -> Any:
         from lineagehub.api.pipelinerun import ConditionStatus, set_condition
