@@ -216,9 +216,11 @@ _SCALARS = frozenset({str, int, float, bool})
 
 
 #: A span's fixed-size fields, each packed with its tag (and length) in one call: trace id
-#: (16 bytes, as two big-endian halves) and span id (8); the parent's span id (8); start
-#: and end (fixed64); flags (fixed32).
+#: (16 bytes, as two big-endian halves) and span id (8), with the parent's span id (8)
+#: when the span has a parent and no trace state (field 3, between them); the parent's
+#: span id alone; start and end (fixed64); flags (fixed32).
 _IDS = struct.Struct(">2sQQ2sQ")
+_IDS_AND_PARENT = struct.Struct(">2sQQ2sQ2sQ")
 _TRACE_ID, _SPAN_ID = tag(1, 2) + b"\x10", tag(2, 2) + b"\x08"
 _PARENT_ID = struct.Struct(">2sQ")
 _PARENT_ID_TAG = tag(4, 2) + b"\x08"
@@ -232,6 +234,10 @@ _REMOTE_FLAGS = {
 }
 #: The status of most spans: UNSET, no message (an empty `Status` message, still written).
 _UNSET_STATUS = len_field(15, b"")
+#: What ends most spans (no events, status unset), by whether the parent is remote.
+_UNSET_ENDS = {remote: _UNSET_STATUS + flags for remote, flags in _REMOTE_FLAGS.items()}
+#: `ScopeSpans.spans`' tag.
+_SPANS_TAG = _LEN_TAG[2]
 
 
 @functools.lru_cache(maxsize=256)
@@ -239,18 +245,35 @@ def _name_and_kind(name: str, kind: int) -> bytes:
     return text_field(5, name) + _KIND + varint(kind)
 
 
-def _span(s: OtlpSpan) -> bytes:
+def _span_fields(s: OtlpSpan) -> bytes:
+    """A `Span` message's fields (its bytes without the tag and length that make it a
+    field of `ScopeSpans`)."""
     trace_id = s.trace_id
-    parts = [_IDS.pack(_TRACE_ID, trace_id >> 64, trace_id & _LOW_64, _SPAN_ID, s.span_id)]
-    if s.trace_state:
-        parts.append(text_field(3, s.trace_state))
-    if s.parent_span_id:
-        parts.append(_PARENT_ID.pack(_PARENT_ID_TAG, s.parent_span_id))
-    parts += (
+    if s.parent_span_id and not s.trace_state:  # a child span, most often: one pack
+        ids = _IDS_AND_PARENT.pack(
+            _TRACE_ID,
+            trace_id >> 64,
+            trace_id & _LOW_64,
+            _SPAN_ID,
+            s.span_id,
+            _PARENT_ID_TAG,
+            s.parent_span_id,
+        )
+    else:
+        ids = _IDS.pack(_TRACE_ID, trace_id >> 64, trace_id & _LOW_64, _SPAN_ID, s.span_id)
+        if s.trace_state:
+            ids += text_field(3, s.trace_state)
+        if s.parent_span_id:
+            ids += _PARENT_ID.pack(_PARENT_ID_TAG, s.parent_span_id)
+    head = (
+        ids,
         _name_and_kind(s.name, s.kind),
         _TIMES.pack(_START, s.start_unix_nano, _END, s.end_unix_nano),
         _attributes(9, s.attributes),
     )
+    if not (s.events or s.status_code or s.status_message):
+        return b"".join((*head, _UNSET_ENDS[s.parent_is_remote]))
+    parts = list(head)
     for e in s.events:
         event = _fixed64(1, e.time_unix_nano) + text_field(2, e.name) + _attributes(3, e.attributes)
         parts.append(len_field(11, event))
@@ -262,7 +285,7 @@ def _span(s: OtlpSpan) -> bytes:
     else:
         parts.append(_UNSET_STATUS)
     parts.append(_REMOTE_FLAGS[s.parent_is_remote])
-    return len_field(2, b"".join(parts))  # ScopeSpans.spans
+    return b"".join(parts)
 
 
 def encode_request(
@@ -275,9 +298,16 @@ def encode_request(
 
 
 def _scope_spans(spans: Sequence[OtlpSpan], scope: str, scope_version: str) -> bytes:
-    """A `ResourceSpans.scope_spans` field."""
-    scope_message = len_field(1, text_field(1, scope) + text_field(2, scope_version))
-    return len_field(2, scope_message + b"".join([_span(s) for s in spans]))
+    """A `ResourceSpans.scope_spans` field: each span's fields go into the batch's bytes
+    as they are, behind their tag and length (one copy, in the join)."""
+    parts = [len_field(1, text_field(1, scope) + text_field(2, scope_version))]
+    append = parts.append
+    for s in spans:
+        fields = _span_fields(s)
+        size = len(fields)
+        append(_SPANS_TAG + (_BYTE[size] if size < 0x80 else varint(size)))
+        append(fields)
+    return len_field(2, b"".join(parts))
 
 
 # ---- the SDK's finished spans, for its OTLP exporters ---------------------------------
