@@ -131,26 +131,43 @@ def parent_context(traceparent: TraceParent, tracestate: str | None = None) -> C
     return set_span_in_context(NonRecordingSpan(span_context))
 
 
-def headers_trace(
+def context_headers(
     headers: Iterable[tuple[str | bytes, object]] | None,
-) -> tuple[TraceParent, str | None] | None:
-    """The valid `traceparent` among `headers` (name, value) pairs, HTTP headers as ASGI
-    gives them (lowercase byte names) or Kafka record headers (str names, bytes values),
-    and the `tracestate` beside it; None without a valid `traceparent`."""
+) -> tuple[str | bytes | None, str | bytes | None]:
+    """The values of the last `traceparent` and the last `tracestate` among `headers`
+    (name, value) pairs, HTTP headers as ASGI gives them (lowercase byte names) or Kafka
+    record headers (str names, bytes values), unparsed; None for one that is absent. A
+    pair whose value is neither bytes nor text is passed over."""
     parent: str | bytes | None = None
-    state: str | None = None
+    state: str | bytes | None = None
     for name, value in headers or ():
         known = _NAMES.get(name)
         if known is None or not isinstance(value, bytes | str):
             continue
         if known == TRACEPARENT:
-            parent = value  # bytes as they are: `parse_traceparent`'s quick path takes them
+            parent = value
         else:
-            state = value.decode("latin-1") if isinstance(value, bytes) else value
-    traceparent = parse_traceparent(parent)
+            state = value
+    return parent, state
+
+
+def headers_trace(
+    headers: Iterable[tuple[str | bytes, object]] | None,
+) -> tuple[TraceParent, str | None] | None:
+    """The valid `traceparent` among `headers` (`context_headers`) and the `tracestate`
+    beside it; None without a valid `traceparent`."""
+    return values_trace(*context_headers(headers))
+
+
+def values_trace(
+    parent: str | bytes | None, state: str | bytes | None
+) -> tuple[TraceParent, str | None] | None:
+    """A `traceparent` value parsed and the `tracestate` value beside it as text; None
+    when the `traceparent` is absent or not valid."""
+    traceparent = parse_traceparent(parent)  # bytes as they are: its quick path takes them
     if traceparent is None:
         return None
-    return traceparent, state
+    return traceparent, state.decode("latin-1") if isinstance(state, bytes) else state
 
 
 def headers_context(headers: Iterable[tuple[str | bytes, object]] | None) -> Context | None:

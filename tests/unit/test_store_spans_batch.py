@@ -21,7 +21,9 @@ RESOURCE = {"service.name": "lineage-hub-warehouse"}
 class Record:
     def __init__(self, partition: int, offset: int, trace: int) -> None:
         self.topic, self.partition, self.offset = LINEAGE_TOPIC, partition, offset
-        self.headers = (("traceparent", f"00-{trace:032x}-{trace + 1:016x}-01".encode()),)
+        self.headers: tuple[tuple[str, bytes | None], ...] = (
+            ("traceparent", f"00-{trace:032x}-{trace + 1:016x}-01".encode()),
+        )
 
 
 class Kept:
@@ -76,3 +78,23 @@ def test_the_callers_attributes_win_and_no_key_is_written_twice() -> None:
     assert len(span.attributes) == 6 and span.attributes["a"] == "b"
     sdk = encode_spans([readable(span, Resource(RESOURCE), InstrumentationScope("w"))])
     assert encode_request([span], RESOURCE, "w") == sdk.SerializeToString()
+
+
+def test_records_of_one_context_share_a_span_whatever_else_their_headers_hold() -> None:
+    """Grouped by the context the headers give (the last `traceparent`, its
+    `tracestate`), not by how they are written: other headers, an earlier
+    `traceparent`, a value that is not text do not split the group; another
+    `tracestate` does (its span carries it)."""
+    same = [Record(0, offset, 1) for offset in range(5)]
+    parent = same[0].headers[0]
+    same[1].headers = (("x-other", b"1"), parent)
+    same[2].headers = (("traceparent", Record(0, 0, 7).headers[0][1]), parent)
+    same[3].headers = (parent, ("traceparent", None))
+    same[4].headers = (parent, ("tracestate", b"k=v"))
+    spans = _stored(same, {})
+    assert [(s.attributes["messaging.kafka.offset"], s.trace_state) for s in spans] == [
+        ("0", ""),
+        ("4", "k=v"),
+    ]
+    assert spans[0].attributes["messaging.batch.message_count"] == 4
+    assert {s.parent_span_id for s in spans} == {2}
