@@ -33,13 +33,16 @@ edited since its cache was written would otherwise be compiled again at every st
 
 `--kafka HOST:PORT` (under `flock /tmp/lh-stack.lock`, the stack's broker): also runs
 the stage publishing its lineage, spans and metrics to that broker, as in a Job
-(`--emit kafka`), and reports its exit and CPU (`kafka: exit`), with `--before` too.
+(`--emit kafka`), and reports its exit and CPU (`kafka: exit`) and the start of its
+stage span as read back from the spans topic (`kafka: stage span`: a Job's stage also
+makes its Kafka producer before its work), with `--before` too.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import re
 import resource
@@ -52,6 +55,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from lineagehub.api.enums import STAGE_CONFIG_ENV  # noqa: E402
+from lineagehub.topics import SPANS_TOPIC  # noqa: E402
 
 GOAL_S = 0.3
 SPAN_START = re.compile(r"span '(?P<name>[^']+)' .* start=(?P<start>\d+) ")
@@ -95,17 +101,73 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return time.perf_counter() - t0, _children_cpu() - cpu0, proc.stdout
 
 
-def kafka_once(env: dict[str, str]) -> dict[str, float]:
-    """Seconds from spawn to the exit, and CPU seconds, of the stage publishing to Kafka."""
+class StageSpans:
+    """The stage spans a publishing stage sends to the broker's spans topic, read from
+    where the topic ended when this was made (a bench's own consumer, no group)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-startup-{os.getpid()}",
+                "enable.auto.commit": False,
+            }
+        )
+        topic = self._consumer.list_topics(SPANS_TOPIC, timeout=10).topics[SPANS_TOPIC]
+        parts = []
+        for number in topic.partitions:
+            _, end = self._consumer.get_watermark_offsets(TopicPartition(SPANS_TOPIC, number))
+            parts.append(TopicPartition(SPANS_TOPIC, number, end))
+        self._consumer.assign(parts)
+
+    def start_ns(self, stage_run_id: str, after_ns: int, timeout_s: float = 30.0) -> int:
+        """The start (Unix ns) of the first span of the stage run `stage_run_id` that
+        started after `after_ns`."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self._consumer.poll(0.5)
+            value = message.value() if message is not None and not message.error() else None
+            if value is None:
+                continue
+            request = ExportTraceServiceRequest.FromString(value)
+            for rs in request.resource_spans:
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        attrs = {kv.key: kv.value.string_value for kv in span.attributes}
+                        ours = attrs.get("lineagehub.stage_run_id") == stage_run_id
+                        if ours and span.start_time_unix_nano > after_ns:
+                            return int(span.start_time_unix_nano)
+        raise TimeoutError(f"no stage span of {stage_run_id} on {SPANS_TOPIC}")
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def kafka_once(env: dict[str, str], spans: StageSpans | None) -> dict[str, float]:
+    """Seconds from spawn to the exit (and with `spans`, to the stage span), and CPU
+    seconds, of the stage publishing to Kafka."""
     argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "kafka"]
+    t0_ns = time.time_ns()
     wall, cpu, _ = timed(argv, env)
-    return {"kafka: exit": wall, "kafka: exit cpu": cpu}
+    found = {"kafka: exit": wall, "kafka: exit cpu": cpu}
+    if spans is not None:
+        run_id = json.loads(env[STAGE_CONFIG_ENV])["runId"]
+        found["kafka: stage span"] = (spans.start_ns(run_id, t0_ns) - t0_ns) / 1e9
+    return found
 
 
-def stage_once(env: dict[str, str], bootstrap: str | None = None) -> dict[str, float]:
+def stage_once(
+    env: dict[str, str], bootstrap: str | None = None, spans: StageSpans | None = None
+) -> dict[str, float]:
     """Seconds from spawn to the stage span, the read span and the exit (and with
     `bootstrap`, of the stage publishing to Kafka)."""
-    found = kafka_once({**env, "KAFKA_BOOTSTRAP": bootstrap}) if bootstrap else {}
+    found = kafka_once({**env, "KAFKA_BOOTSTRAP": bootstrap}, spans) if bootstrap else {}
     t0_ns = time.time_ns()
     argv = [sys.executable, "-m", "pipeline_runner", "extract", "--emit", "console"]
     wall, cpu, out = timed(argv, env)
@@ -189,31 +251,35 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         env = stage_env(Path(tmp))
         before = None
+        spans = StageSpans(args.kafka) if args.kafka else None
         compile_bytecode(ROOT)
         if args.before:
             compile_bytecode(args.before.resolve())
             before = {**env, "PYTHONPATH": str(args.before.resolve())}
-            stage_once(before, args.kafka)
-        stage_once(env, args.kafka)  # warm the file cache
+            stage_once(before, args.kafka, spans)
+        stage_once(env, args.kafka, spans)  # warm the file cache
         for _ in range(args.runs):
             for key, code in BASELINES:
                 wall, cpu, _ = timed([sys.executable, "-c", code])
                 samples.setdefault(key, []).append(wall)
                 samples.setdefault(f"{key} cpu", []).append(cpu)
             if before is not None:
-                for key, value in stage_once(before, args.kafka).items():
+                for key, value in stage_once(before, args.kafka, spans).items():
                     samples.setdefault(f"before: {key}", []).append(value)
-            for key, value in stage_once(env, args.kafka).items():
+            for key, value in stage_once(env, args.kafka, spans).items():
                 samples.setdefault(key, []).append(value)
             if args.phases:
                 for key, value in phases_once(env).items():
                     samples.setdefault(key, []).append(value)
         imports = heaviest_imports(env, 12)
+        if spans is not None:
+            spans.close()
     med = {k: statistics.median(v) for k, v in samples.items()}
     polars = med["import polars"]
     print(f"median of {args.runs} runs, seconds from spawn (load avg {os.getloadavg()[0]:.1f})")
     print(f"  {'':<24} {'median s':>9} {'min s':>7} {'÷ import polars':>16} {'cpu s':>6}")
-    ours = ("stage span", "read step", "exit") + (("kafka: exit",) if args.kafka else ())
+    ours: tuple[str, ...] = ("stage span", "read step", "exit")
+    ours += ("kafka: stage span", "kafka: exit") if args.kafka else ()
     keys = [key for key, _ in BASELINES]
     keys += [f"before: {k}" for k in ours if f"before: {k}" in med] + list(ours)
     for key in keys:
