@@ -11,28 +11,23 @@ meanwhile and started again at the end. The run itself runs for real.
 from __future__ import annotations
 
 import http.server
-import os
-import signal
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from stack import supervisor
-from stack.paths import REPO_ROOT
 from stack.registry import select
 from tests.helpers import wait_until
 from tests.integration.test_operator import Kubectl, apply, manifest, run_status, wait_phase
+from tests.operator_process import operator_process
 
 pytestmark = pytest.mark.controlplane
-LINEAGE_HUB = REPO_ROOT / ".venv" / "bin" / "lineage-hub"
 
 
 class Stores(http.server.BaseHTTPRequestHandler):
@@ -69,53 +64,19 @@ def checks_of(trace_id: str) -> list[float]:
         return [at for at, path in Stores.seen if path == f"/api/v1/traces/{trace_id}"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def own_operator(namespace: str, stores: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The stack's operator as the stack runs it, but for `namespace` alone and with
-    `stores` for its trace and lineage stores (no Marquez, no Jaeger); killed at the
-    end, as a crash would end it."""
-    (piece,) = select(["operator"])
-    liveness = f"http://127.0.0.1:{_free_port()}/healthz"
-    env = {
-        **os.environ,
-        **piece.command().env,
+def own_operator(
+    namespace: str, stores: str, log: Path
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """The operator for the test's namespace alone, its trace and lineage stores the
+    stand-in (no Marquez, no Jaeger), its verify deadline far off."""
+    settings = {
         "LINEAGEHUB_TRACE_STORE_URL": stores,
         "LINEAGEHUB_LINEAGE_STORE_URL": stores,
         "MARQUEZ_URL": "",
         "JAEGER_QUERY_URL": "",
         "LINEAGEHUB_VERIFY_TIMEOUT_SECONDS": "600",
     }
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(LINEAGE_HUB), "operator", "-n", namespace, f"--liveness={liveness}"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until(lambda: _answers(liveness) or proc.poll() is not None, timeout=60)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return operator_process([namespace], log, settings)
 
 
 @pytest.fixture
