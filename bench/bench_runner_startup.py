@@ -25,7 +25,8 @@ seconds (median over the runs) of the interpreter's start, then `import polars`,
 each further layer the stage loads before its span starts, in the stage's order (the
 config's reader and its validation, the runner's own modules, and, publishing to Kafka
 only, the emitter's client with asyncio): each the layer's cost beyond what the layers
-before it had loaded.
+before it had loaded. With `--before`, the same layers of the earlier tree too (with
+the collector on, as it started). CPU, unlike wall time, holds up on a busy machine.
 
 The runner's bytecode (ours and `--before`'s) is compiled before anything is measured,
 as a stage image's install compiles it: with PYTHONDONTWRITEBYTECODE set, a module
@@ -197,7 +198,7 @@ PHASES = (
     ("runner modules", "import pipeline_runner.cli, pipeline_runner.runner"),
     ("Kafka emitter (kafka)", "import lineagehub.librdkafka_producer, confluent_kafka"),
 )
-_PHASE_SCRIPT = "import gc, time\ngc.disable()\nprint(time.process_time())\n" + "".join(
+_PHASE_SCRIPT = "import time\nprint(time.process_time())\n" + "".join(
     f"{code}\nprint(time.process_time())\n" for _, code in PHASES
 )
 TREES = ("pipeline_runner", "lineagehub")
@@ -209,10 +210,12 @@ def compile_bytecode(root: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", *folders], check=True)
 
 
-def phases_once(env: dict[str, str]) -> dict[str, float]:
+def phases_once(env: dict[str, str], collector_off: bool = True) -> dict[str, float]:
     """CPU seconds of the interpreter's start and of each layer of `PHASES` beyond the
-    layers before it, in one fresh process."""
-    _, _, out = timed([sys.executable, "-c", _PHASE_SCRIPT], env)
+    layers before it, in one fresh process (with the collector off, as a stage now
+    starts; on, as the runner before it did)."""
+    script = ("import gc\ngc.disable()\n" if collector_off else "") + _PHASE_SCRIPT
+    _, _, out = timed([sys.executable, "-c", script], env)
     marks = [float(v) for v in out.split()]
     names = ["interpreter start", *(name for name, _ in PHASES)]
     spent = [marks[0], *(b - a for a, b in itertools.pairwise(marks))]
@@ -271,6 +274,9 @@ def main() -> int:
             if args.phases:
                 for key, value in phases_once(env).items():
                     samples.setdefault(key, []).append(value)
+                if before is not None:
+                    for key, value in phases_once(before, collector_off=False).items():
+                        samples.setdefault(f"before {key}", []).append(value)
         imports = heaviest_imports(env, 12)
         if spans is not None:
             spans.close()
@@ -291,15 +297,20 @@ def main() -> int:
         )
     if args.phases:
         print("CPU before the first useful work, by layer (ms, median; each beyond the last):")
-        phase_keys = [k for k in med if k.startswith("phase: ")]
-        for key in phase_keys:
-            print(f"  {key.removeprefix('phase: '):<24} {med[key] * 1000:>7.1f}")
-        total = sum(med[k] for k in phase_keys)
-        beyond = total - med["phase: interpreter start"] - med["phase: import polars"]
-        print(
-            f"  {'sum':<24} {total * 1000:>7.1f}   (beyond the interpreter and polars: "
-            f"{beyond * 1000:.1f})"
-        )
+        for prefix in ("", "before "):
+            phase_keys = [k for k in med if k.startswith(f"{prefix}phase: ")]
+            if not phase_keys:
+                continue
+            for key in phase_keys:
+                print(f"  {prefix}{key.split('phase: ')[1]:<24} {med[key] * 1000:>7.1f}")
+            total = sum(med[k] for k in phase_keys)
+            beyond = total - sum(
+                med[f"{prefix}phase: {k}"] for k in ("interpreter start", "import polars")
+            )
+            print(
+                f"  {prefix + 'sum':<24} {total * 1000:>7.1f}   (beyond the interpreter and "
+                f"polars: {beyond * 1000:.1f})"
+            )
     verdict = "met" if med["stage span"] <= GOAL_S else "NOT met"
     print(f"goal: first useful work (stage span) <= {GOAL_S} s: {verdict}")
     print("heaviest imports of one run (cumulative ms, -X importtime, top level):")
