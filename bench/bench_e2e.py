@@ -3,7 +3,7 @@ runs at once.
 
     .venv/bin/lineage-hub stack up
     flock /tmp/lh-stack.lock .venv/bin/python bench/bench_e2e.py [--runs 10] \\
-        [--concurrent 20] [--concurrent 50]
+        [--baseline REF] [--concurrent 20] [--concurrent 50]
 
 For each of `--runs` sequential runs of examples/pipelinerun.yaml (created through the
 API, the clock starting just before the create call): seconds to Succeeded, to
@@ -27,6 +27,14 @@ process start and exit from the kubelet's record of each container (`exit.json`:
 finishedAt and ranFor); the spans from Jaeger. The gaps add up to apply -> Succeeded,
 give or take the watches' own delivery.
 
+How often the operator wrote each run's status: the writes that changed it, as the
+run's watch saw them, up to Succeeded and up to both verdicts, and the PATCH requests
+to `pipelineruns/status` the API server counted meanwhile (its /metrics: every run's,
+so a figure for this run only while nothing else runs). With `--baseline REF` the same
+runs are made first with the operator of git revision REF (its `operator/` and
+`lineagehub/` exported to a temporary folder and imported first; the stack's operator
+is stopped meanwhile), and both are printed with the ratio.
+
 Then each `--concurrent N`: N runs created at once; all must reach a terminal phase
 within `--limit` seconds (any that does not is reported stuck); prints runs/min, the
 median and slowest run, the most stage pods running at once, and what made runs wait:
@@ -38,10 +46,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import io
 import itertools
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -54,8 +67,13 @@ import httpx
 import yaml
 from kubernetes import client, config, watch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stack import supervisor
 from stack.cli import stack_env
 from stack.paths import REPO_ROOT
+from stack.registry import select
+from tests.operator_process import operator_process
 
 GROUP, VERSION, PLURAL = "lineagehub.io", "v1alpha1", "pipelineruns"
 EXAMPLE = yaml.safe_load((REPO_ROOT / "examples" / "pipelinerun.yaml").read_text())
@@ -84,6 +102,9 @@ class Seen:
         self.phase: dict[str, str] = {}
         self.trace_id: dict[str, str] = {}
         self.run_id: dict[str, str] = {}
+        self.status: dict[str, dict[str, Any]] = {}
+        self.writes: dict[str, int] = {}  # status writes seen (a changed status each)
+        self.writes_to_end: dict[str, int] = {}  # of which up to the terminal phase
 
     def mark(self, name: str, what: str, when: float) -> None:
         with self.lock:
@@ -130,6 +151,11 @@ def watch_runs(ns: str, seen: Seen) -> None:
         name, status = run["metadata"]["name"], run.get("status") or {}
         conditions = {c["type"]: c for c in status.get("conditions") or []}
         with seen.lock:
+            if status != seen.status.get(name, {}):
+                seen.status[name] = status
+                seen.writes[name] = seen.writes.get(name, 0) + 1
+            if status.get("phase") in TERMINAL:
+                seen.writes_to_end.setdefault(name, seen.writes[name])
             seen.phase[name] = status.get("phase") or ""
             if status.get("traceId"):
                 seen.trace_id[name] = status["traceId"]
@@ -305,14 +331,38 @@ def operator_counts() -> dict[str, float]:
     return out
 
 
+def status_patches() -> float:
+    """PATCH requests to `pipelineruns/status` the API server has answered so far, every
+    run's (its /metrics); NaN when it cannot be read."""
+    try:
+        api = client.ApiClient()
+        reply = api.call_api("GET", f"{api.configuration.host}/metrics")
+        text = bytes(reply.read()).decode()  # type: ignore[no-untyped-call]
+    except Exception:  # any failure: the figure is not available
+        return float("nan")
+    wanted = ('verb="PATCH"', 'resource="pipelineruns"', 'subresource="status"')
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{") and all(w in line for w in wanted)
+    )
+
+
 def sequential(
-    api: client.CustomObjectsApi, seen: Seen, ns: str, runs: int, state: Path, env: dict[str, str]
-) -> None:
+    api: client.CustomObjectsApi,
+    seen: Seen,
+    ns: str,
+    runs: int,
+    state: Path,
+    env: dict[str, str],
+    prefix: str = "seq",
+) -> list[dict[str, float]]:
     jaeger = env["JAEGER_QUERY_URL"]
     rows: list[dict[str, float]] = []
     for i in range(runs):
-        name = f"seq-{i}"
+        name = f"{prefix}-{i}"
         at_create = operator_counts()
+        patches = status_patches()
         t0 = create(api, ns, name)
         wait_for(seen, name, ("finished",), 300)
         at_end = operator_counts()
@@ -320,6 +370,7 @@ def sequential(
         stores.start()
         wait_for(seen, name, ("trace", "lineage"), 300)
         at_verdict = operator_counts()
+        patches = status_patches() - patches
         stores.join()
         for stage in STAGES:  # off the path, but measured: the Job controller's sync
             wait_for(seen, f"{name}-{stage}", ("job complete",), 60)
@@ -329,6 +380,10 @@ def sequential(
             row[key] = held - t0 if held else float("nan")
         row["passes"] = at_verdict["passes"] - at_end["passes"]
         row["checks"] = at_verdict["checks"] - at_create["checks"]  # all after the end
+        with seen.lock:
+            row["writes to end"] = float(seen.writes_to_end[name])
+            row["writes"] = float(seen.writes[name])
+        row["patches"] = patches
         row.update(gaps(seen, state, jaeger, ns, name, t0))
         rows.append(row)
     print(f"example run, {runs} times in a row (seconds: median / p95):")
@@ -352,6 +407,13 @@ def sequential(
         f"  store checks per run: {statistics.median(checks):.0f} (median; nan: not exported); "
         f"reconcile passes from Succeeded seen to both verdicts: {statistics.median(passes):.0f}"
     )
+    print(
+        "  status writes per run (median / max): "
+        + "; ".join(
+            f"{label} {statistics.median(r[k] for r in rows):.0f} / {max(r[k] for r in rows):.0f}"
+            for k, label in WRITES
+        )
+    )
     print("where the time goes (ms, median over the runs):")
     print(f"  {'gap':<16}" + "".join(f"{s:>10}" for s in STAGES) + f"{'sum':>10}")
     total = 0.0
@@ -366,6 +428,61 @@ def sequential(
     print(f"  {'CPU of the stage process':<16}" + "".join(f"{v:>10.0f}" for v in cpu))
     off = [statistics.median(r[f"{s} job complete"] for r in rows) for s in STAGES]
     print("  off the path: Pod Succeeded -> Job Complete  " + " / ".join(f"{v:.0f}" for v in off))
+    return rows
+
+
+WRITES = (
+    ("writes to end", "to Succeeded"),
+    ("writes", "to both verdicts"),
+    ("patches", "API server PATCH requests to the status"),
+)
+
+
+def export_source(ref: str, into: Path) -> list[Path]:
+    """The operator's and the shared package's sources at git revision `ref`, written
+    under `into` (git archive: the work tree and the index are not touched); the paths
+    to import them from, first."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "archive", ref, "operator", "lineagehub"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return [into / "operator", into]
+
+
+def baseline(
+    ref: str,
+    api: client.CustomObjectsApi,
+    seen: Seen,
+    ns: str,
+    runs: int,
+    state: Path,
+    env: dict[str, str],
+) -> list[dict[str, float]]:
+    """The sequential runs made by the operator of `ref`, the stack's stopped meanwhile."""
+    (piece,) = select(["operator"])
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        source = export_source(ref, Path(tmp))
+        supervisor.stop(piece)
+        try:
+            with operator_process([ns], Path(tmp) / "operator.log", source=source):
+                print(f"baseline: the operator of {ref}")
+                return sequential(api, seen, ns, runs, state, env, prefix="base")
+        finally:
+            supervisor.up([piece])
+
+
+def compare(base: list[dict[str, float]], ours: list[dict[str, float]]) -> None:
+    """Each figure's median, the baseline's beside ours, and ours / baseline."""
+    print("baseline -> this checkout (median; ratio ours / baseline):")
+    figures = [*WRITES, ("finished", "create -> Succeeded (s)")]
+    for key, label in figures:
+        before = statistics.median(r[key] for r in base)
+        after = statistics.median(r[key] for r in ours)
+        ratio = after / before if before else float("nan")
+        print(f"  {label:<42} {before:8.2f} -> {after:8.2f}  ({ratio:.2f})")
 
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -482,6 +599,9 @@ def concurrent(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also make the runs with the operator of git REF"
+    )
     parser.add_argument("--concurrent", type=int, action="append", default=[])
     parser.add_argument("--limit", type=float, default=600, help="seconds a burst may take")
     args = parser.parse_args()
@@ -498,7 +618,12 @@ def main() -> None:
     time.sleep(1.0)  # the watches have started listing
     try:
         if args.runs:
-            sequential(api, seen, ns, args.runs, state, env)
+            base = args.baseline and baseline(args.baseline, api, seen, ns, args.runs, state, env)
+            if args.baseline:
+                print("this checkout's operator:")
+            ours = sequential(api, seen, ns, args.runs, state, env)
+            if base:
+                compare(base, ours)
         for n in args.concurrent:
             concurrent(api, seen, ns, n, args.limit, state)
     finally:
