@@ -23,15 +23,21 @@ processes) and the client spent per event.
 * self-tracing (`--tracing off,none,tenth,all`, each mode its own gateway in the same
   run): off (OTEL_SDK_DISABLED), tracing on with no request sampled (the noise floor:
   no span made), one in ten traced (the default sampler), every request traced; the
-  spans go to a private topic. Each round loads every mode's gateway at once, so the
-  rest of the machine's load falls on all alike. The last lines compare each mode with
-  off: throughput and the gateway's CPU per event (its process tree's CPU clocks; the median round),
-  with the median of the rounds' paired ratios and its bootstrap interval.
+  spans go to a private topic. Every gateway is started first; then each round loads
+  one gateway at a time, in turns A B C C B A (the order drawn each round), so a
+  gateway never shares the cores with another one's load, and load on the machine
+  drifting during a round falls on every mode alike; a mode's figure in a round is
+  its two turns. A turn is `--turn-events` events one a POST, or 4x that in batches
+  (a batch event costs the gateway a fifth of a single one), so a turn's CPU is
+  hundreds of milliseconds, far above the clocks' resolution and the gateway's idle
+  threads. The last lines compare each mode with off: throughput and the gateway's
+  CPU per event (its process tree's CPU clocks; the median round), with the median of
+  the rounds' paired ratios and its bootstrap interval.
 * `--before DIR`: each mode's gateway also runs from DIR, another tree of this project
-  (an export of an older commit: `git archive REV | tar -x -C DIR`), loaded side by
-  side with this tree's in every round; the last lines compare each mode with its
-  older self (the median of the rounds' paired CPU ratios). The bench and its baseline
-  are this tree's; only the served gateway is DIR's.
+  (an export of an older commit: `git archive REV | tar -x -C DIR`), taking its turns
+  in the same rounds as this tree's; the last lines compare each mode with its older
+  self (the median of the rounds' paired CPU ratios). The bench and its baseline are
+  this tree's; only the served gateway is DIR's.
 * `--marquez`: the same single events POSTed straight to Marquez (MARQUEZ_URL) at the
   same concurrency, for comparison; this writes into Marquez.
 """
@@ -40,8 +46,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -255,14 +263,24 @@ class Tally:
     client_cpu: float = 0.0
     latencies: list[float] = field(default_factory=list)
     rounds: list[float] = field(default_factory=list)  # gateway CPU per event, each round
+    #: The round in progress: (events, gateway CPU seconds) of its turns so far.
+    _round: tuple[int, float] = (0, 0.0)
 
     def add(self, n: int, wall: float, latencies: list[float], cpu: tuple[float, float]) -> None:
+        """One turn."""
         self.events += n
         self.wall += wall
         self.latencies += latencies
         self.gateway_cpu += cpu[0]
         self.client_cpu += cpu[1]
-        self.rounds.append(cpu[0] / n)
+        self._round = (self._round[0] + n, self._round[1] + cpu[0])
+
+    def end_round(self) -> None:
+        """The round's figure: its turns' CPU over their events."""
+        events, cpu = self._round
+        if events:
+            self.rounds.append(cpu / events)
+        self._round = (0, 0.0)
 
     @property
     def median_cpu_per_event(self) -> float:
@@ -296,13 +314,18 @@ def gateway_env(bootstrap: str, topic: str, mode: str, spans_topic: str) -> dict
     }
 
 
+#: A batch turn's events over a single turn's: a batched event costs the gateway about a
+#: fifth of a single one, so its turns take as much CPU.
+BATCH_TURN = 4
+
+
 async def tracing_modes(
     args: argparse.Namespace, bootstrap: str, topic: str, workers: int, tmp: Path
 ) -> int:
-    """One gateway per tracing mode, all running at once; each of `--rounds` rounds runs
-    the closed-loop phases on all of them side by side (`side_by_side`). Then each
-    mode's paced phases, one gateway after another.
-    Prints each mode's figures and each against `off`; returns the records sent."""
+    """One gateway per tracing mode, all started first; each of `--rounds` rounds loads
+    one gateway at a time (`alternating_turns`). Then each mode's paced phases, one
+    gateway after another. Prints each mode's figures and each against `off`; returns
+    the records sent."""
     spans_topic = unique("bench-gateway-spans")
     await create_topics(bootstrap, [spans_topic])
     gateways: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
@@ -316,17 +339,13 @@ async def tracing_modes(
                 log = tmp / f"{mode}-before.log"
                 gateways[f"{mode}{BEFORE}"] = start_gateway(env, log, served, args.before)
         for _, url in gateways.values():
-            # Warm-up: every worker's producer connects (the first metadata round trip).
-            await closed_loop(
-                url, requests_for(f"{url}{LINEAGE}", encoded(events(50 * workers))), 8, {201}
-            )
-            sent += 50 * workers
+            # Warm-up: every worker's producer connects (the first metadata round trip),
+            # and the request path's code and caches are warm before the first turn.
+            warm = max(200, args.turn_events // 4) * workers
+            await closed_loop(url, requests_for(f"{url}{LINEAGE}", encoded(events(warm))), 8, {201})
+            sent += warm
         tallies = {mode: {"single": Tally(), "batch": Tally()} for mode in gateways}
-        per_round = max(args.batch, args.events // args.rounds)
-        for _ in range(args.rounds):
-            for phase in ("single", "batch"):
-                await side_by_side(args, gateways, tallies, phase, per_round)
-                sent += len(gateways) * per_round
+        sent += await alternating_turns(args, gateways, tallies)
         for mode, (proc, url) in gateways.items():
             print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
             for phase, tally in tallies[mode].items():
@@ -345,42 +364,49 @@ async def tracing_modes(
     return sent
 
 
-async def side_by_side(
+async def alternating_turns(
     args: argparse.Namespace,
     gateways: Mapping[str, tuple[subprocess.Popen[bytes], str]],
     tallies: dict[str, dict[str, Tally]],
-    phase: str,
-    per_round: int,
+) -> int:
+    """`--rounds` rounds; in each, for each phase (`single`, `batch`), every gateway
+    takes two turns alone at the closed loop, in the order A B C .. C B A (the order
+    drawn each round, seeded): whatever the machine does meanwhile drifts over a round
+    about evenly, and falls on each mode's pair of turns alike. Returns the events sent."""
+    order = random.Random(19)
+    labels = list(gateways)
+    sent = 0
+    for _ in range(args.rounds):
+        order.shuffle(labels)
+        for phase in ("single", "batch"):
+            n = args.turn_events * (1 if phase == "single" else BATCH_TURN)
+            for label in [*labels, *reversed(labels)]:
+                proc, url = gateways[label]
+                await one_turn(args, proc.pid, url, tallies[label][phase], phase, n)
+                sent += n
+            for label in labels:
+                tallies[label][phase].end_round()
+    return sent
+
+
+async def one_turn(
+    args: argparse.Namespace, pid: int, url: str, tally: Tally, phase: str, n: int
 ) -> None:
-    """One closed-loop phase (`single` or `batch`) on every gateway at once, each with
-    its own `--concurrency` connections, every gateway's CPU read over the same wall
-    interval: whatever else the machine runs meanwhile falls on every mode alike, which
-    one mode after another only approximates (the load of a shared machine changes
-    within seconds)."""
+    """`n` events through one gateway alone at the closed loop (`single`: one a POST;
+    `batch`: `--batch` a POST), the requests built before its CPU is read."""
     ok = {201} if phase == "single" else {200}
-    loads: dict[str, list[bytes]] = {}
-    for mode, (_, url) in gateways.items():
-        items = events(per_round)
-        bodies = (
-            encoded(items)
-            if phase == "single"
-            else encoded([items[i : i + args.batch] for i in range(0, per_round, args.batch)])
-        )
-        loads[mode] = requests_for(f"{url}{LINEAGE}", bodies)
-    meters = {mode: CpuMeter(proc.pid) for mode, (proc, _) in gateways.items()}
-    for meter in meters.values():
-        meter.start()
-    results = await asyncio.gather(
-        *(
-            closed_loop(url, loads[mode], args.concurrency, ok)
-            for mode, (_, url) in gateways.items()
-        )
+    items = events(n)
+    bodies = (
+        encoded(items)
+        if phase == "single"
+        else encoded([items[i : i + args.batch] for i in range(0, n, args.batch)])
     )
-    used = {mode: meter.stop() for mode, meter in meters.items()}
-    # The client served every gateway at once: each gets an equal share of its CPU.
-    used = {mode: (gateway, client / len(used)) for mode, (gateway, client) in used.items()}
-    for mode, (wall, latencies) in zip(gateways, results, strict=True):
-        tallies[mode][phase].add(per_round, wall, latencies, used[mode])
+    requests = requests_for(f"{url}{LINEAGE}", bodies)
+    gc.collect()  # the garbage of building the requests is not the turn's to collect
+    meter = CpuMeter(pid)
+    meter.start()
+    wall, latencies = await closed_loop(url, requests, args.concurrency, ok)
+    tally.add(n, wall, latencies, meter.stop())
 
 
 async def paced_phases(args: argparse.Namespace, pid: int, url: str) -> int:
@@ -418,7 +444,7 @@ BEFORE = " (before)"
 
 def compare_trees(tallies: dict[str, dict[str, Tally]]) -> None:
     """Each mode of this tree against the same mode served from the `--before` tree,
-    measured side by side in the same rounds: throughput and the gateway's CPU per
+    measured in turns of the same rounds: throughput and the gateway's CPU per
     event, with the median paired ratio (below zero: this tree spends less)."""
     for label, phases in tallies.items():
         before = tallies.get(f"{label}{BEFORE}")
@@ -435,7 +461,7 @@ def compare_trees(tallies: dict[str, dict[str, Tally]]) -> None:
 
 
 def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
-    """Each tracing mode against `off`, measured side by side in this run: throughput
+    """Each tracing mode against `off`, measured in turns of the same rounds: throughput
     and the gateway's CPU per event (all rounds, and the median round), with the median
     paired ratio and its interval (the goal: within 5%). `none` makes no span: its
     ratio is the noise floor of the others."""
@@ -516,7 +542,16 @@ def main(argv: list[str] | None = None) -> int:
         help=f"self-tracing modes to compare, of {','.join(TRACING)} (each its own gateway)",
     )
     p.add_argument(
-        "--rounds", type=int, default=4, help="turns each gateway takes at the closed loops"
+        "--rounds",
+        type=int,
+        default=8,
+        help="tracing: rounds, each giving every gateway two turns a phase (A B .. B A)",
+    )
+    p.add_argument(
+        "--turn-events",
+        type=int,
+        default=2000,
+        help=f"tracing: events a turn one a POST ({BATCH_TURN}x that in batches)",
     )
     p.add_argument(
         "--before",
@@ -533,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--before {args.before}: not a tree of this project (no gateway/cli.py)")
     if not 0 < args.events <= 100_000 or not 0 < args.concurrency <= 256:
         p.error("--events must be in 1..100000 and --concurrency in 1..256")
+    if not 0 < args.turn_events <= 100_000 or args.turn_events % args.batch:
+        p.error(f"--turn-events must be in 1..100000 and a multiple of --batch ({args.batch})")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return asyncio.run(main_async(args))
 
 
