@@ -148,16 +148,19 @@ class SpanRecorder:
         self.batcher.shutdown()
 
 
+#: The attribute values OTLP takes as they are (a tuple: `isinstance` of a `|` union
+#: builds the union at each call).
+_SCALAR_TYPES = (str, bool, int, float)
+
+
 def _plain(attributes: Mapping[str, types.AnyValue]) -> dict[str, AttributeValue]:
     """Attribute values OTLP's attribute encoding takes (scalars and lists of them);
     anything else as its text, as the SDK would not store it either."""
     out: dict[str, AttributeValue] = {}
     for key, value in attributes.items():
-        if isinstance(value, str | bool | int | float):
+        if isinstance(value, _SCALAR_TYPES):
             out[key] = value
-        elif isinstance(value, list | tuple) and all(
-            isinstance(v, str | bool | int | float) for v in value
-        ):
+        elif isinstance(value, list | tuple) and all(isinstance(v, _SCALAR_TYPES) for v in value):
             out[key] = list(value)
         elif value is not None:
             out[key] = str(value)
