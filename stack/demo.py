@@ -133,14 +133,25 @@ def _jaeger_line(env: dict[str, str], trace_id: str) -> str:
     return f"  Jaeger trace     {url}  (no spans)"
 
 
+def stage_duration(stage: dict[str, Any]) -> str:
+    """A stage's duration from its millisecond times (`startTimePrecise`,
+    `completionTimePrecise`: "20 ms", "1.25 s"); from the whole-second ones only when
+    those are missing, where a stage of a few ms reads "< 1 s", not "0s"."""
+    start, end = stage.get("startTimePrecise"), stage.get("completionTimePrecise")
+    if start and end:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    start, end = stage.get("startTime"), stage.get("completionTime")
+    if not (start and end):
+        return ""
+    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    return "< 1 s" if seconds < 1 else f"≈ {seconds:.0f} s"
+
+
 def _stages(status: dict[str, Any]) -> list[str]:
     lines = [f"  {'stage':<10}{'phase':<11}{'in':>7}{'out':>7}  duration"]
     for stage in status.get("stages") or []:
-        start, end = stage.get("startTime"), stage.get("completionTime")
-        took = ""
-        if start and end:
-            seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-            took = f"{seconds:.0f}s"
+        took = stage_duration(stage)
         lines.append(
             f"  {stage['name']:<10}{stage.get('phase', '-'):<11}"
             f"{stage.get('recordsIn', '-')!s:>7}{stage.get('recordsOut', '-')!s:>7}  {took}"
