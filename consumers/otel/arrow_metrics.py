@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -229,10 +230,11 @@ def _table(kind: _Points, keep: np.ndarray, head: Mapping[str, pa.Array]) -> pa.
 
 def _plain_metrics(scope_metrics: Any, rows: dict[str, int]) -> bool:
     """Count a scope's data points per metric type (each type is its own table); False
-    when a metric has no name or no data (the row decoder refuses the request for it)."""
+    when a metric has no name, no data or unknown fields (the row decoder refuses the
+    request for it)."""
     for metric in scope_metrics.metrics:
         kind = metric.WhichOneof("data")
-        if kind is None or not metric.name:
+        if kind is None or not metric.name or UnknownFieldSet(metric):
             return False
         rows[kind] = rows.get(kind, 0) + len(getattr(metric, kind).data_points)
     return True
@@ -254,6 +256,7 @@ METRICS = Kind(
     message=ExportMetricsServiceRequest,
     resources="resource_metrics",
     scopes="scope_metrics",
+    check_scopes=True,
     leaves=_plain_metrics,
     row_decoder=decode_metric_columns,
     table=GAUGE.name,

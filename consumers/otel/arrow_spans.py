@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from ptars import HandlerPool
 
@@ -239,9 +240,12 @@ def _runs(
 
 
 def _plain_spans(scope_spans: Any, rows: dict[str, int]) -> bool:
-    """Count a scope's spans (`pipeline_runs` takes fewer); the batch decoder judges
-    each span (`screen` has checked the bytes)."""
-    rows[TRACES.name] = rows.get(TRACES.name, 0) + len(scope_spans.spans)
+    """Count a scope's spans (`pipeline_runs` takes fewer); False when one has unknown
+    fields (the row decoder refuses the request)."""
+    spans = scope_spans.spans
+    if any(map(UnknownFieldSet, spans)):
+        return False
+    rows[TRACES.name] = rows.get(TRACES.name, 0) + len(spans)
     return True
 
 
@@ -261,8 +265,10 @@ SPANS = Kind(
     message=ExportTraceServiceRequest,
     resources="resource_spans",
     scopes="scope_spans",
+    check_scopes=False,
     leaves=_plain_spans,
     row_decoder=decode_trace_columns,
     table=TRACES.name,
     batch=decode_trace_batch,
+    empty="ExportTraceServiceRequest carries no spans",
 )

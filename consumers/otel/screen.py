@@ -3,18 +3,11 @@ decoded into Arrow (`arrow_spans`, `arrow_metrics`): both kinds walk resource ->
 leaf (span or metric) the same way, here, each with its own check of a scope's leaves.
 
 A request this check cannot vouch for is given to the row decoder at once, which stores it
-or refuses it for the reason it always gave: leaves it must judge (a metric without a
-name or data), no rows, unknown fields anywhere in it, or bytes not in canonical form
-(encoded again they differ: a field given twice, fields out of order, defaults written
-out, two members of a `oneof`), which protobuf merges by its rules and a columnar parser
-need not.
-
-Unknown fields and canonical form are one test: the parsed request, its unknown fields
-dropped (`DiscardUnknownFields`, one walk in protobuf's C code), must encode to exactly
-the bytes read. That vouches for fewer requests than a walk asking each level for its
-unknown fields (one in a span's status or an attribute now goes to the row decoder,
-which stores it as before), at a fraction of the cost: a Python call per span was ~14%
-of the consumer's CPU.
+or refuses it for the reason it always gave: unknown fields where that decoder refuses
+them, leaves it must judge (a metric without a name or data), no rows, or bytes not in
+canonical form (encoded again they differ: a field given twice, fields out of order,
+defaults written out, two members of a `oneof`), which protobuf merges by its rules and a
+columnar parser need not.
 
 No pyarrow here: a consumer imports it with the first record.
 """
@@ -26,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 
 from consumers.otel.columns import Pending, Rows
-from consumers.otel.decode import _parse
+from consumers.otel.decode import DecodeError, _parse
 
 # A scope's leaves: add their rows to the request's count per table; False when the row
 # decoder must decide the request.
@@ -43,29 +37,27 @@ class Kind:
     message: type[Message]
     resources: str  # e.g. "resource_spans"
     scopes: str  # e.g. "scope_spans"
+    check_scopes: bool  # whether the row decoder refuses unknown fields in a scope
     leaves: LeafCheck
     row_decoder: Callable[[bytes | None], Mapping[str, Rows]]
     table: str  # the table a `Pending` is filed under (the batch decodes every table)
     batch: Callable[[list[bytes]], list[Any]]
+    empty: str | None = None  # the "empty" refusal given at once (None: the row decoder's)
 
 
 def rows_if_plain(request: Any, kind: Kind) -> int | None:
     """The most rows the request adds to one table (what bounds a batch's inserts), or
-    None when a leaf leaves it to the row decoder."""
+    None when a level or a leaf leaves it to the row decoder."""
     rows: dict[str, int] = {}
-    leaves = kind.leaves
     for resource in getattr(request, kind.resources):
+        if UnknownFieldSet(resource):
+            return None
         for scope in getattr(resource, kind.scopes):
-            if not leaves(scope, rows):
+            if kind.check_scopes and UnknownFieldSet(scope):
+                return None
+            if not kind.leaves(scope, rows):
                 return None
     return max(rows.values(), default=0)
-
-
-def plain_bytes(request: Message, raw: bytes) -> bool:
-    """Whether `raw`, parsed into `request`, holds no unknown field at any depth and is
-    in canonical form. Drops `request`'s unknown fields."""
-    request.DiscardUnknownFields()
-    return request.SerializeToString() == raw
 
 
 def screen(raw: bytes | None, kind: Kind) -> Mapping[str, Rows | Pending]:
@@ -74,6 +66,10 @@ def screen(raw: bytes | None, kind: Kind) -> Mapping[str, Rows | Pending]:
     request = _parse(kind.message, raw, kind.message.DESCRIPTOR.name)
     assert raw is not None  # `_parse` refuses an empty record
     rows = rows_if_plain(request, kind)
-    if not rows or not plain_bytes(request, raw):
+    if rows is None:
+        return kind.row_decoder(raw)
+    if not rows and kind.empty is not None:
+        raise DecodeError("empty", kind.empty)
+    if not rows or request.SerializeToString() != raw:
         return kind.row_decoder(raw)
     return {kind.table: Pending(raw, rows, kind.batch)}
