@@ -95,6 +95,13 @@ class Decision:
         return self.status.phase in TERMINAL_PHASES
 
 
+def _ms(now: datetime) -> datetime:
+    """`now` truncated to the millisecond, as the status keeps a precise time: the pass
+    that records a time sees the value a later pass reads back, and so publishes the
+    same event or span from it."""
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRunStatus:
     # Resolved before the ids: a pipelineRef run's spec snapshot, a re-run's earlier run
     # and the stages it reuses from it. Kept as they are.
@@ -109,7 +116,7 @@ def _initial_status(run: PipelineRun, ids: RunIds, now: datetime) -> PipelineRun
         trace_id=trace_id,
         traceparent=f"00-{trace_id}-{ids.span_id}-01",
         start_time=now,
-        start_time_precise=now,
+        start_time_precise=_ms(now),
         stages=stages,
         progress=progress(stages),
         observed_generation=run.metadata.generation,
@@ -245,7 +252,7 @@ def _finish(
 ) -> list[Action]:
     status.phase = phase
     status.completion_time = now
-    status.completion_time_precise = now
+    status.completion_time_precise = _ms(now)
     status.current_stage = None
     cond = ConditionStatus.TRUE if phase == Phase.SUCCEEDED else ConditionStatus.FALSE
     _set_succeeded(status, cond, reason, message, generation, now)
@@ -301,7 +308,7 @@ def decide(
                     actions.append(DeleteJob(stage, job.name))
                 entry.phase = Phase.CANCELLED
                 entry.completion_time = now
-                entry.completion_time_precise = now
+                entry.completion_time_precise = _ms(now)
             elif entry.phase in (Phase.PENDING, Phase.RUNNING):
                 entry.phase = Phase.CANCELLED
         actions += _finish(
@@ -351,14 +358,16 @@ def decide(
                 break
             if status.phase == Phase.PENDING or _first_own_stage(status, stage):
                 # The run's first Job (extract, or a re-run's first stage): it starts.
-                # (Again after a restart that finds the stage marked running without
-                # its Job: the status may have been written before the event was sent.)
+                # (Again after a restart, or its Job deleted, that finds the stage marked
+                # running without its Job: the status may have been written before the
+                # event was sent. The event is made from the persisted status, so the
+                # copies are the same bytes and the stores keep one.)
                 actions.append(EmitRunEvent("START"))
             actions.append(CreateJob(stage))
             entry.phase = Phase.RUNNING
             entry.job_name = job_name(run.metadata.name or "", stage)
             if entry.start_time is None:
-                entry.start_time = entry.start_time_precise = now
+                entry.start_time, entry.start_time_precise = now, _ms(now)
             entry.attempts = max(entry.attempts, 1)
             status.phase = Phase.RUNNING
             status.current_stage = stage
@@ -376,7 +385,7 @@ def decide(
         if entry.start_time is None:
             # Not recorded when the Job was created: the Job's own (whole-second) start.
             entry.start_time = job.start_time or now
-            entry.start_time_precise = None if job.start_time else now
+            entry.start_time_precise = None if job.start_time else _ms(now)
         if job.state == JobState.ACTIVE and not _pod_done(job):
             entry.phase = Phase.RUNNING
             status.phase = Phase.RUNNING
@@ -399,7 +408,7 @@ def decide(
             entry.quality = _verdicts(job.result) or entry.quality
             entry.columns = list(job.result.columns) or entry.columns
         entry.completion_time = job.completion_time or now
-        entry.completion_time_precise = entry.completion_time_precise or now
+        entry.completion_time_precise = entry.completion_time_precise or _ms(now)
         if job.state == JobState.COMPLETE or _pod_done(job):
             entry.phase = Phase.SUCCEEDED
             entry.reason = None

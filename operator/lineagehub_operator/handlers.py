@@ -349,12 +349,15 @@ async def _execute(
         elif isinstance(action, DeleteRun):
             await api.delete_run(namespace, name)
             return None
-    for stage in shards.newly_finished(run.status, decision.status, run):
-        await memo["telemetry"].emit_stage_span(staged, stage, now)
-    wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
+    written = None
     if decision.status != run.status:
-        return await api.patch_status(namespace, name, wire)
-    return None
+        wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
+        written = await api.patch_status(namespace, name, wire)
+    # After the write that records the stages' ends: a pass whose write is lost publishes
+    # nothing, and the pass deciding again (at another time) publishes its span once.
+    for stage in shards.newly_finished(run.status, decision.status, run):
+        await memo["telemetry"].emit_stage_span(staged, stage)
+    return written
 
 
 async def _repair_config(

@@ -8,7 +8,12 @@ import logging
 from collections import Counter
 from datetime import datetime
 
-from lineagehub.api.pipelinerun import CONDITION_SUCCEEDED, PipelineRun, StageStatus
+from lineagehub.api.pipelinerun import (
+    CONDITION_SUCCEEDED,
+    PipelineRun,
+    PipelineRunStatus,
+    StageStatus,
+)
 from lineagehub.datasets import dataset_of
 from lineagehub.telemetry import openlineage_json as ol
 from lineagehub.telemetry.lineage import run_event
@@ -50,6 +55,39 @@ def with_rerun_parent(run: PipelineRun, payload: bytes) -> bytes:
     return ol.to_json(event)
 
 
+def event_time(status: PipelineRunStatus, event_type: str, now: datetime) -> datetime:
+    """A run-level event's time, from the run's persisted status: START at the run's
+    start, the end events at its end (`now` only when the status has no time). A pass
+    that sends an event again (a restart finding the first stage running without its
+    Job, or a status write lost) sends it with the same time, so the same bytes."""
+    if event_type == "START":
+        return status.start_time_precise or status.start_time or now
+    return status.completion_time_precise or status.completion_time or now
+
+
+def run_event_payload(
+    run: PipelineRun, event_type: str, namespace: str, job: str, now: datetime
+) -> bytes:
+    """The run-level event's JSON. Everything in it comes from the run (its spec and
+    its status: run id, times, trace, parent), nothing from the pass that sends it."""
+    status = run.status
+    assert status is not None and status.run_id is not None, "the run's ids come first"
+    condition = status.condition(CONDITION_SUCCEEDED)
+    error = condition.message if event_type in {"FAIL", "ABORT"} and condition else None
+    payload = run_event(
+        event_type,
+        run_id=status.run_id,
+        namespace=namespace,
+        job=job,
+        event_time=event_time(status, event_type, now),
+        inputs=[dataset_of(run.spec.source.uri)],
+        outputs=[dataset_of(run.spec.sink.uri)],
+        error=error,
+        traceparent=status.traceparent,
+    )
+    return with_rerun_parent(run, payload)
+
+
 class RunTelemetry:
     def __init__(
         self, config: OperatorConfig, publish_timeout_s: float = PUBLISH_TIMEOUT_S
@@ -88,11 +126,12 @@ class RunTelemetry:
                 sum(self.lost.values()),
             )
 
-    async def emit_stage_span(self, run: PipelineRun, stage: StageStatus, now: datetime) -> None:
-        """Publish a sharded stage's span (its shards' parent); a Kafka outage is logged."""
+    async def emit_stage_span(self, run: PipelineRun, stage: StageStatus) -> None:
+        """Publish a sharded stage's span (its shards' parent), made from the stage's
+        recorded times only; a Kafka outage is logged."""
         if self._publisher is None:
             return
-        span = shards.stage_span(run, stage, openlineage_names(run, self._config)[1], now)
+        span = shards.stage_span(run, stage, openlineage_names(run, self._config)[1])
         if span is None:
             return
         try:
@@ -121,23 +160,14 @@ class RunTelemetry:
         if self._publisher is None or status is None or status.run_id is None:
             return
         namespace, job = openlineage_names(run, self._config)
-        condition = status.condition(CONDITION_SUCCEEDED)
-        error = condition.message if event_type in {"FAIL", "ABORT"} and condition else None
-        payload = run_event(
-            event_type,
-            run_id=status.run_id,
-            namespace=namespace,
-            job=job,
-            event_time=now,
-            inputs=[dataset_of(run.spec.source.uri)],
-            outputs=[dataset_of(run.spec.sink.uri)],
-            error=error,
-            traceparent=status.traceparent,
-        )
-        await self._publisher.send(LINEAGE_TOPIC, status.run_id, with_rerun_parent(run, payload))
+        payload = run_event_payload(run, event_type, namespace, job, now)
+        await self._publisher.send(LINEAGE_TOPIC, status.run_id, payload)
         if event_type == "START" or not status.traceparent:
             return
-        span = root_span(run, status.traceparent, job, event_type, now, error or "")
+        condition = status.condition(CONDITION_SUCCEEDED)
+        error = condition.message if event_type in {"FAIL", "ABORT"} and condition else ""
+        end = event_time(status, event_type, now)
+        span = root_span(run, status.traceparent, job, event_type, end, error)
         await self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from lineagehub.api.pipelinerun import Phase, PipelineRun, PipelineRunStatus, StageStatus
@@ -116,13 +115,15 @@ def newly_finished(
     return out
 
 
-def stage_span(run: PipelineRun, stage: StageStatus, job: str, now: datetime) -> FixedSpan | None:
+def stage_span(run: PipelineRun, stage: StageStatus, job: str) -> FixedSpan | None:
     """The span of a sharded stage, the parent of its shards' spans. It spans the
-    stage's recorded times (the operator's, to the millisecond, else the Job's), not
-    `now`: a pass that publishes it again (its status write lost) publishes the very
-    same span."""
+    stage's recorded times (the operator's, to the millisecond, else the Job's) and
+    nothing of the pass that publishes it: the operator publishes it once the status
+    holding those times is written, so any pass publishing it again (a restart) sends
+    the very same span. None for a stage with no recorded start (it never ran)."""
     status = run.status
-    if status is None or not status.traceparent or not status.run_id:
+    start = stage.start_time_precise or stage.start_time
+    if status is None or not status.traceparent or not status.run_id or start is None:
         return None
     trace_id, root_span_id = parse_traceparent(status.traceparent)
     child_run_id = stage_run_id(status.run_id, stage.name)
@@ -142,14 +143,13 @@ def stage_span(run: PipelineRun, stage: StageStatus, job: str, now: datetime) ->
     ):
         if value is not None:
             attributes[key] = value
-    start = stage.start_time_precise or stage.start_time or now
     return FixedSpan(
         name=f"stage {stage.name.value}",
         trace_id=trace_id,
         span_id=stage_span_id(trace_id, child_run_id),
         parent_span_id=root_span_id,
         start=start,
-        end=max(start, stage.completion_time_precise or stage.completion_time or now),
+        end=max(start, stage.completion_time_precise or stage.completion_time or start),
         ok=stage.phase == Phase.SUCCEEDED,
         message="" if stage.phase == Phase.SUCCEEDED else stage.message or stage.reason or "",
         attributes=attributes,
