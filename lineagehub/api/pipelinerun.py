@@ -581,8 +581,11 @@ class StageStatus(StatusModel):
     completion_time: Time | None = None
     """When the stage finished."""
     start_time_precise: PreciseTime | None = None
-    """When the operator created the stage's Job, to the millisecond (RFC 3339 with
-    fractional seconds; `startTime` keeps whole seconds, as Kubernetes times do)."""
+    """When the operator started the stage, to the millisecond (RFC 3339 with fractional
+    seconds; `startTime` keeps whole seconds, as Kubernetes times do): the pass that
+    decided to create its Job, just before creating it (for the run's first stage,
+    before its START event and the run's ConfigMap and workspace claim). Kept when the
+    Job is created again (after an operator restart, or the Job deleted)."""
     completion_time_precise: PreciseTime | None = None
     """When the operator saw the stage end, to the millisecond: `completionTimePrecise`
     minus `startTimePrecise` is the stage's duration, pod start-up included."""
