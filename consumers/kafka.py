@@ -169,10 +169,10 @@ class _Client(Protocol):
     async def close(self) -> None: ...
 
 
-def _own_cancellation() -> bool:
-    """Whether someone asked to cancel the running task (not just a task it awaited)."""
+def _cancel_requests() -> int:
+    """How many cancellations of the running task are pending (not of a task it awaited)."""
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return task.cancelling() if task is not None else 0
 
 
 async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
@@ -189,14 +189,23 @@ async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
     cancel-then-await loop suppress the error but left this one in `close()` (a comment
     there lists it with the others), and #647 (the same pattern in the group-less
     coordinator's close, open).
+
+    Ours is told from a stray one by the running task's count of cancel requests, taken
+    before the call: a task already cancelled (stopping in its `finally`) still closes.
+    And `Fetcher.close()` awaits its cancelled routine inside `suppress(CancelledError)`,
+    so a cancellation of ours arriving there is swallowed and `stop()` returns normally:
+    the grown count re-raises it.
     """
+    before = _cancel_requests()
     try:
         await consumer.stop()
     except asyncio.CancelledError:
-        if _own_cancellation():
+        if _cancel_requests() > before:
             raise
         log.warning("aiokafka's consumer stop raised CancelledError: finishing it")
         await finish_stop(consumer)
+    if _cancel_requests() > before:
+        raise asyncio.CancelledError  # ours, swallowed inside aiokafka
 
 
 async def finish_stop(consumer: AIOKafkaConsumer) -> None:
