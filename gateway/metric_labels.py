@@ -91,8 +91,10 @@ def _templates(
     out = []
     for route in flat:
         path = getattr(route, "path", None)
-        if not isinstance(path, str) or not path or isinstance(route, Mount):
+        if not isinstance(path, str) or not path:
             continue
+        if isinstance(getattr(route, "original_route", route), Mount):
+            continue  # its path is a prefix, not a route's template
         methods = getattr(route, "methods", None)
         out.append((compile_path(path)[0], frozenset(methods) if methods else None, path))
     return out

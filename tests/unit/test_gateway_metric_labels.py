@@ -198,3 +198,25 @@ def _series_counts(metrics: str) -> dict[tuple[str, str, str], float]:
             key = (labels["method"], labels["route"], labels["status"])
             out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
     return out
+
+
+def test_a_mounts_prefix_is_not_a_route_template() -> None:
+    """A request refused before routing at a mount's bare path is `unmatched`: a mount's
+    path is a prefix of what it serves, not a template (FastAPI hands routes out as
+    contexts, so the mount is told by the route the context stands for)."""
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    from gateway.metric_labels import RouteTemplates
+
+    app = FastAPI()
+    app.mount("/static", StaticFiles(directory=".", check_dir=False), name="static")
+
+    @app.post("/api/v1/thing")
+    def thing() -> None: ...
+
+    routes = RouteTemplates(lambda: app.routes)
+    assert routes.label({"type": "http", "path": "/static", "method": "POST"}) == UNMATCHED
+    assert routes.label({"type": "http", "path": "/api/v1/thing", "method": "POST"}) == (
+        "/api/v1/thing"
+    )
