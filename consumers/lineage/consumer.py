@@ -45,7 +45,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -223,6 +223,7 @@ class _Partition:
     behind: dict[bytes, deque[_Item]] = field(default_factory=dict)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
     last_offset: int = -1
+    revoked: bool = False  # being revoked: start none of its records any more
     unfinished: int = 0  # records queued or being stored
 
     def add(self, item: _Item) -> None:
@@ -271,9 +272,6 @@ class LineageConsumer:
         self._prober: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
-        # Revocations begun or ended: a fetch taken before one is stale (its partitions may
-        # be another consumer's by now), so the rest of it is not started.
-        self._generation = 0
         self._stored = 0  # events Marquez stored: the evidence that a 5xx is an event's own
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -309,11 +307,11 @@ class LineageConsumer:
         assert self._consumer is not None
         next_commit = next_lag = 0.0
         while not stop.is_set():
-            generation = self._generation
             batches = await self._consumer.getmany(
                 timeout_ms=200, max_records=self.s.fetch_max_records
             )
-            await self._dispatch_fetch(batches, generation, stop)
+            for tp, records in batches.items():
+                await self._dispatch_batch(tp, records, stop)
             self._flow_control()
             now = time.monotonic()
             if now >= next_commit:
@@ -361,48 +359,22 @@ class LineageConsumer:
             self._parts[tp] = part
         return part
 
-    async def _dispatch_fetch(
-        self,
-        batches: Mapping[TopicPartition, Sequence[Record]],
-        generation: int,
-        stop: asyncio.Event | None = None,
-    ) -> None:
-        """Dispatch one fetch, taken at `generation`, a partition after another."""
-        for tp, records in batches.items():
-            await self._dispatch_batch(tp, records, stop, generation=generation)
-
     async def _dispatch_batch(
-        self,
-        tp: TopicPartition,
-        records: Sequence[Record],
-        stop: asyncio.Event | None = None,
-        *,
-        generation: int | None = None,
+        self, tp: TopicPartition, records: Sequence[Record], stop: asyncio.Event | None = None
     ) -> None:
         """Check and queue the records of one partition, in offset order, a slice at a time.
 
         Between slices the workers run: checking a fetch of a few hundred records in one go
         held the event loop ~15 ms, while every answered POST waited to be read and its lane
-        to be given the next record (a store answering in 5 ms saw 10 of 16 lanes busy).
-        Before each slice, the first included, the partition must still be ours as of the
-        fetch (`generation`, default: now): once a revocation begins, none of the rest is
-        started. What is not started is not committed, so it is read again: by the new
-        owner, or by this consumer from the commit when the partition comes back."""
-        if generation is None:
-            generation = self._generation
+        to be given the next record (a store answering in 5 ms saw 10 of 16 lanes busy)."""
+        part = self._partition(tp)
         size = self.s.dispatch_slice
         for start in range(0, len(records), size):
             if start:
                 await asyncio.sleep(0)
-            if (stop is not None and stop.is_set()) or not self._owned(tp, generation):
-                return
-            self._queue(self._partition(tp), records[start : start + size])
-
-    def _owned(self, tp: TopicPartition, generation: int) -> bool:
-        """No revocation began since `generation`, and `tp` is assigned to this consumer."""
-        if generation != self._generation:
-            return False
-        return self._consumer is None or tp in self._consumer.assignment()
+                if part.revoked or (stop is not None and stop.is_set()):
+                    return  # the rest is not started, so not committed: read again later
+            self._queue(part, records[start : start + size])
 
     def _queue(self, part: _Partition, records: Sequence[Record]) -> None:
         started = self.tracker.started
@@ -615,12 +587,10 @@ class LineageConsumer:
         self.tracker.committed(offsets)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
-        """Let in-flight events of the revoked partitions finish (bounded), commit, forget.
-
-        The generation moves at the start (a dispatch stops at its next slice) and at the
-        end (a fetch taken meanwhile is stale too: after the rebalance each assigned
-        partition is read again from its commit)."""
-        self._generation += 1
+        """Let in-flight events of the revoked partitions finish (bounded), commit, forget."""
+        for tp in revoked:
+            if tp in self._parts:
+                self._parts[tp].revoked = True  # a dispatch between slices stops there
         await wait_until(
             lambda: not any(self.tracker.in_flight(tp) for tp in revoked), self.s.revoke_timeout
         )
@@ -632,7 +602,6 @@ class LineageConsumer:
             self.tracker.forget(tp)
             self._paused.discard(tp)
             self.stats.drop_lag(tp.topic, tp.partition)
-        self._generation += 1
 
     async def _assigned(self, assigned: set[TopicPartition]) -> None:
         self._flow_control()
