@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -146,6 +147,24 @@ async def test_a_cancellation_of_the_stopping_task_still_propagates(
     assert stopping.cancelled()
 
 
+def client_sockets(consumer: OtelConsumer | LineageConsumer) -> set[int]:
+    """The inodes of the sockets the consumer's Kafka clients (its group member, its
+    dead-letter producer, its admin client if any) hold open to the broker now."""
+    clients = [
+        getattr(consumer._consumer, "_client", None),
+        getattr(consumer._producer, "client", None),
+        getattr(getattr(consumer, "_admin", None), "_client", None),
+    ]
+    inodes = set()
+    for client in clients:
+        for conn in getattr(client, "_conns", {}).values():
+            writer = getattr(conn, "_writer", None)
+            sock = writer.transport.get_extra_info("socket") if writer is not None else None
+            if sock is not None and sock.fileno() >= 0:
+                inodes.add(os.fstat(sock.fileno()).st_ino)
+    return inodes
+
+
 def widen_fetch_backoff(consumer: OtelConsumer | LineageConsumer) -> None:
     """A failed fetch of the started `consumer` waits a minute before its retry, not the
     second our clients wait (aiokafka's fetcher reads `_retry_backoff` at each retry): a
@@ -176,7 +195,6 @@ async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
     bootstrap = kafka.env["KAFKA_BOOTSTRAP"]
     topics = {name: unique(f"stop-outage-{name}") for name in ("otel", "warehouse", "lineage")}
     await create_topics(bootstrap, topics.values(), partitions=1)
-    before = broker_sockets(bootstrap)
     consumers: list[OtelConsumer | LineageConsumer] = [
         *(
             batch_consumer(
@@ -204,6 +222,7 @@ async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
         await wait_for(lambda: all(status(c) == "degraded" for c in consumers), "saw no outage")
         await asyncio.to_thread(kafka.start, "kafka")
         await wait_for(lambda: all(status(c) == "ok" for c in consumers), "never recovered")
+        owned = set().union(*(client_sockets(c) for c in consumers))
     finally:
         ended = await asyncio.gather(
             *(finish(stop, task) for stop, task in running), return_exceptions=True
@@ -211,4 +230,7 @@ async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
     assert ended == [None] * len(consumers), f"a shutdown failed: {ended!r}"
     met = [r for r in caplog.records if "consumer stop raised CancelledError" in r.message]
     assert len(met) == len(consumers), "a stop did not meet aiokafka's defect: nothing shown"
-    assert not broker_sockets(bootstrap) - before, "connections to the broker left open"
+    assert owned, "the consumers held no connection to the broker: nothing shown"
+    # Only the consumers' own: a librdkafka client another test left in this process
+    # connects again when the broker comes back, and is no concern of these stops.
+    assert not broker_sockets(bootstrap) & owned, "connections to the broker left open"
