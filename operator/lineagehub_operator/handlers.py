@@ -349,15 +349,23 @@ async def _execute(
         elif isinstance(action, DeleteRun):
             await api.delete_run(namespace, name)
             return None
-    written = None
-    if decision.status != run.status:
-        wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
-        written = await api.patch_status(namespace, name, wire)
-    # After the write that records the stages' ends: a pass whose write is lost publishes
-    # nothing, and the pass deciding again (at another time) publishes its span once.
-    for stage in shards.newly_finished(run.status, decision.status, run):
-        await memo["telemetry"].emit_stage_span(staged, stage)
-    return written
+
+    async def write_then_publish() -> dict[str, Any] | None:
+        written = None
+        if decision.status != run.status:
+            wire = decision.status.model_dump(mode="json", by_alias=True, exclude_none=False)
+            written = await api.patch_status(namespace, name, wire)
+        # After the write that records the stages' ends: a pass whose write is lost
+        # publishes nothing, and the pass deciding again (at another time) publishes its
+        # span once.
+        for stage in shards.newly_finished(run.status, decision.status, run):
+            await memo["telemetry"].emit_stage_span(staged, stage)
+        return written
+
+    # Shielded: a write that ends the run with its verdicts decided makes kopf cancel this
+    # daemon at once (`_needs_daemon` turns false), possibly before the write's answer is
+    # read; the spans of the stages it records as ended must still be published.
+    return await asyncio.shield(write_then_publish())
 
 
 async def _repair_config(
@@ -559,7 +567,11 @@ async def reconcile(
                 schedule = VerifySchedule.at_end(time.monotonic())
             try:
                 with kube_tracing.under_run(decision.status.traceparent):
-                    if first_sight:
+                    if first_sight and not decision.terminal:
+                        # Its ids before any Job or START. Not for a run refused at once:
+                        # that write would end it, and kopf cancels the daemon as soon as
+                        # it sees the run ended and decided, before its Events are posted
+                        # (they go out in `_execute`, before its write).
                         wire = decision.status.model_dump(
                             mode="json", by_alias=True, exclude_none=False
                         )
