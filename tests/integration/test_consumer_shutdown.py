@@ -189,9 +189,9 @@ async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The otel consumer, the warehouse writer and the lineage consumer, each through its
-    own `_shutdown`, stopped as soon as the broker is back while their failed fetch
-    still waits out its back-off: each stop meets aiokafka's defect, every one ends
-    without an error and none keeps a connection to the broker."""
+    own `_shutdown`, stopped as soon as the broker is back while a failed fetch may
+    still wait out its back-off: every stop, those meeting aiokafka's defect (at least
+    one does) too, ends without an error and none keeps a connection to the broker."""
     bootstrap = kafka.env["KAFKA_BOOTSTRAP"]
     topics = {name: unique(f"stop-outage-{name}") for name in ("otel", "warehouse", "lineage")}
     await create_topics(bootstrap, topics.values(), partitions=1)
@@ -228,8 +228,11 @@ async def test_each_consumer_stops_cleanly_right_after_a_broker_outage(
             *(finish(stop, task) for stop, task in running), return_exceptions=True
         )
     assert ended == [None] * len(consumers), f"a shutdown failed: {ended!r}"
+    # Whether a consumer's fetch is in its back-off when it stops depends on where that
+    # fetch was when the broker went away (a fetch never sent is not retried that way):
+    # two or three of the three meet the defect; at least one must, or nothing is shown.
     met = [r for r in caplog.records if "consumer stop raised CancelledError" in r.message]
-    assert len(met) == len(consumers), "a stop did not meet aiokafka's defect: nothing shown"
+    assert met, "no stop met aiokafka's defect: nothing shown"
     assert owned, "the consumers held no connection to the broker: nothing shown"
     # Only the consumers' own: a librdkafka client another test left in this process
     # connects again when the broker comes back, and is no concern of these stops.
