@@ -9,8 +9,8 @@ a pod (`file:///data/...`) are mapped to local folders with `--mount` (by defaul
 whenever `/data` itself does not exist here).
 
 A stage process imports only what its stage needs: what `run` alone uses (YAML, the
-run-level events and spans) is imported inside it, and asyncio (the publishing) once
-the stage's work has started.
+run-level events and spans) is imported inside it, and what only publishes (the Kafka
+client, asyncio) once the stage's work has started.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from lineagehub.api.enums import STAGES, StageName
 from lineagehub.api.stage_reader import stage_config_from_env
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
-from pipeline_runner.emit import ConsoleEmitter, Emitter, KafkaEmitter, NullEmitter
+from pipeline_runner.emit import (
+    ConsoleEmitter,
+    Emitter,
+    FailedEmitter,
+    KafkaEmitter,
+    NullEmitter,
+)
 from pipeline_runner.errors import ErrorKind, one_line
 from pipeline_runner.result import StageResult, write_termination_message
 from pipeline_runner.settings import Settings
@@ -53,6 +59,19 @@ def _emitter(kind: str, settings: Settings, stderr: TextIO, stdout: TextIO) -> E
         )
         return NullEmitter()
     return KafkaEmitter(settings.kafka_bootstrap)
+
+
+def _emitter_beside_the_work(
+    kind: str, settings: Settings, stderr: TextIO, stdout: TextIO
+) -> Emitter:
+    """`_emitter`, made while the stage's work already runs: an emitter that cannot be
+    made (librdkafka's client missing or refusing its settings) must not end the process
+    under the work, so its error is what each send meets (`Delivery`: one warning line,
+    a non-zero exit with telemetry required) once the work is done."""
+    try:
+        return _emitter(kind, settings, stderr, stdout)
+    except Exception as exc:
+        return FailedEmitter(f"kafka {settings.kafka_bootstrap}", exc)
 
 
 # --------------------------------------------------------------------------- stage
@@ -108,9 +127,6 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
         write_termination_message(settings.termination_log, failed, stderr)
         print(f"{prefix}: InternalError: {reason}", file=stderr)
         return 2
-    # The emitter first: a Kafka producer connects (and gets its producer id) in the
-    # background while the work's modules are still being imported.
-    emitter = _emitter(emit, settings, stderr, stdout)
     # The stage's work (polars and all): imported once its config is known to be good,
     # or already being imported in the background (`stage_entry`).
     from pipeline_runner.runner import Delivery, finish_stage, start_stage
@@ -118,8 +134,12 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
 
     traceparent = os.environ.get("TRACEPARENT") or cfg.traceparent
     end_of_start_up()
-    # The work starts now; the event loop that publishes is made while it runs.
+    # The work starts now. Its publishing is made while it runs, on this thread: the
+    # emitter (for Kafka: librdkafka's client, asyncio, the producer, which connects in
+    # the background) and then the event loop. Nothing of the work waits on them; made
+    # before it, they only held the work's modules back (one interpreter lock).
     started = start_stage(cfg, settings, traceparent=traceparent)
+    emitter = _emitter_beside_the_work(emit, settings, stderr, stdout)
     import asyncio
 
     delivery = Delivery(emitter, stderr=stderr)

@@ -42,8 +42,8 @@ UNREACHABLE_GRACE_S = 3.0
 
 class KafkaEmitter:
     """Publishes to Kafka through librdkafka (`lineagehub.librdkafka_producer`). The
-    producer is made, and starts connecting, when the emitter is: before the stage's
-    work, which its connection overlaps."""
+    producer is made, and starts connecting, when the emitter is: a stage makes it once
+    its work has started, and its connection overlaps the work."""
 
     def __init__(self, bootstrap: str) -> None:
         from lineagehub.librdkafka_producer import LibrdkafkaProducer as StageProducer
@@ -66,6 +66,23 @@ class KafkaEmitter:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             producer.close()
+
+
+class FailedEmitter:
+    """An emitter that could not be made: every send raises the error that stopped it."""
+
+    def __init__(self, description: str, error: Exception) -> None:
+        self.description = description
+        self.error = error
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        raise self.error
+
+    async def close(self) -> None:
+        return None
 
 
 class NullEmitter:

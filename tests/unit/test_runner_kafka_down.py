@@ -53,3 +53,34 @@ def test_a_stage_process_without_kafka_does_its_work_and_says_so_once(
     # librdkafka logs nothing of its own on stderr (the one line says it all)
     assert "rdkafka" not in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "termination").read_text())["recordsOut"] == 5
+
+
+#: A stage process whose Kafka client cannot be made (librdkafka's package missing).
+WITHOUT_THE_CLIENT = (
+    "import sys\n"
+    "sys.modules['confluent_kafka'] = None  # import of confluent_kafka fails\n"
+    "from pipeline_runner.stage_entry import stage_process\n"
+    "stage_process(['extract', '--emit', 'kafka'])\n"
+)
+
+
+@pytest.mark.parametrize(("required", "code"), [("", 0), ("1", 1)])
+def test_a_kafka_client_that_cannot_be_made_does_not_end_the_work(
+    tmp_path: Path, required: str, code: int
+) -> None:
+    """The client is made while the work already runs: its failure is reported as an
+    unreachable broker's is (one warning line once the work is done, exit 1 when the
+    telemetry is required), never by ending the process under the work."""
+    bootstrap = _closed_port()
+    proc = run_stage_process(
+        tmp_path,
+        ["-c", WITHOUT_THE_CLIENT],
+        env={"KAFKA_BOOTSTRAP": bootstrap, "LINEAGEHUB_TELEMETRY_REQUIRED": required},
+    )
+    assert proc.returncode == code, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, proc.stderr
+    assert f"could not publish to kafka {bootstrap}" in warnings[0]
+    assert "ModuleNotFoundError" in warnings[0]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert json.loads((tmp_path / "termination").read_text())["recordsOut"] == 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from lineagehub.api import STAGE_CONFIG_ENV, SourceSpec, StageName
-from lineagehub.topics import LINEAGE_TOPIC
+from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner import stages
 from pipeline_runner.emit import MemoryEmitter
 from pipeline_runner.runner import Delivery, run_stage
@@ -26,6 +27,9 @@ from tests.unit.test_runner_stages import make_config, write_source
 
 #: Loaded only once the work has started (or by the work itself, after its span began).
 AFTER_THE_WORK_STARTS = ("asyncio", "lineagehub.otlp_spans", "pipeline_runner.stage_metrics")
+#: ... and, publishing to Kafka, its client: made on the stage's main thread while the
+#: work runs, not before it.
+KAFKA_AFTER_THE_WORK_STARTS = ("confluent_kafka", "lineagehub.librdkafka_producer")
 
 #: Runs a stage the way its container does (`stage_process`) or inside another program
 #: (`stage_main`), noting in SPY_OUT what was loaded, and how the collector stood, when
@@ -56,6 +60,11 @@ AS_A_CONTAINER = (
     "from pipeline_runner.stage_entry import stage_process\n"
     "stage_process(['extract', '--emit', 'console'])"
 )
+#: As a Job's container runs it: publishing to Kafka (KAFKA_BOOTSTRAP).
+AS_A_PUBLISHING_CONTAINER = (
+    "from pipeline_runner.stage_entry import stage_process\n"
+    "stage_process(['extract', '--emit', 'kafka'])"
+)
 INSIDE_A_PROGRAM = (
     "from pipeline_runner.cli import stage_main\n"
     "sys.exit(stage_main(['extract', '--emit', 'console']))"
@@ -63,7 +72,7 @@ INSIDE_A_PROGRAM = (
 
 
 def _stage_with_spy(
-    tmp_path: Path, run: str
+    tmp_path: Path, run: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     source = write_source(tmp_path)
     cfg = make_config(
@@ -81,6 +90,7 @@ def _stage_with_spy(
             STAGE_CONFIG_ENV: cfg.to_env_value(),
             "LINEAGEHUB_TERMINATION_LOG": str(tmp_path / "termination"),
             "SPY_OUT": str(spy_out),
+            **(env or {}),
         },
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -99,6 +109,52 @@ def test_a_stage_process_starts_its_work_before_its_publishing_is_loaded(
     # ... and each came afterwards: START and COMPLETE, spans and metrics were published
     assert '"eventType": "START"' in proc.stdout or '"eventType":"START"' in proc.stdout
     assert "[otel-spans" in proc.stdout and "[otel-metrics" in proc.stdout
+
+
+def test_a_stage_process_publishes_each_record_once_start_first(tmp_path: Path) -> None:
+    """START, then COMPLETE (which waits for the work), each once; one record of spans
+    holding the stage's span, one of metrics: the start-up's order loses none."""
+    proc, _ = _stage_with_spy(tmp_path, AS_A_CONTAINER)
+    lineage = [
+        json.loads(line.split("] ", 1)[1])
+        for line in proc.stdout.splitlines()
+        if line.startswith(f"[{LINEAGE_TOPIC} ")
+    ]
+    assert [e["eventType"] for e in lineage] == ["START", "COMPLETE"], proc.stdout
+    assert lineage[0]["eventTime"] <= lineage[1]["eventTime"]
+    spans = [line for line in proc.stdout.splitlines() if line.startswith(f"[{SPANS_TOPIC} ")]
+    assert len([s for s in spans if " span 'stage extract' " in s]) == 1, proc.stdout
+    keys = {line.split("key=")[1].split("]")[0] for line in spans}
+    assert len(keys) == 1  # one trace, sent as one record
+    assert "lineagehub.stage.duration" in proc.stdout
+
+
+def _closed_port() -> str:
+    """A loopback address nothing listens on (connections are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_publishing_stage_starts_its_work_before_its_kafka_client_is_made(
+    tmp_path: Path,
+) -> None:
+    """The Kafka client (librdkafka, asyncio, the producer) is made while the work runs;
+    its failure (here no broker at a closed port) is still reported once the work is
+    done, in the one warning line, and the work's result stands."""
+    bootstrap = _closed_port()
+    proc, seen = _stage_with_spy(
+        tmp_path, AS_A_PUBLISHING_CONTAINER, env={"KAFKA_BOOTSTRAP": bootstrap}
+    )
+    assert "pipeline_runner.runner" in seen["modules"]  # the spy saw the stage's process
+    early = [
+        m for m in (*AFTER_THE_WORK_STARTS, *KAFKA_AFTER_THE_WORK_STARTS) if m in seen["modules"]
+    ]
+    assert not early, f"loaded before the work started: {early}"
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, proc.stderr
+    assert f"could not publish to kafka {bootstrap} ({LINEAGE_TOPIC})" in warnings[0]
+    assert "_ALL_BROKERS_DOWN" in warnings[0]
 
 
 def test_the_work_runs_with_the_collector_on_and_start_up_frozen(tmp_path: Path) -> None:
