@@ -90,7 +90,8 @@ async def update_lag(
     if not tps:
         return
     try:
-        ends = await asyncio.wait_for(consumer.end_offsets(tps), LAG_TIMEOUT)
+        async with asyncio.timeout(LAG_TIMEOUT):  # not wait_for: see watch_cluster
+            ends = await consumer.end_offsets(tps)
     except Exception as exc:  # lag is best effort: never stop consuming over it
         log.debug("end_offsets failed", extra={"error": str(exc)})
         return
@@ -140,11 +141,16 @@ async def watch_cluster(
 
     With its broker away a consumer only sees empty fetches and failing commits, all
     retried inside aiokafka: without this, `/healthz` said ok through a whole outage.
+
+    The ask is bounded by `asyncio.timeout`, in this task: Python 3.11's `wait_for` runs
+    it in a task of its own and drops a cancel that arrives once that task has finished
+    but before this one resumed (CPython gh-86296), and the watch went on for ever.
     """
     source = f"{name} kafka"
     while True:
         try:
-            await asyncio.wait_for(ask_cluster(consumer), patience)
+            async with asyncio.timeout(patience):
+                await ask_cluster(consumer)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # KafkaError, TimeoutError, OSError: all mean "not there"
