@@ -29,25 +29,22 @@ from lineagehub.api.enums import STAGES, StageName
 from lineagehub.api.stage_reader import stage_config_from_env
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
-from pipeline_runner.emit import (
-    ConsoleEmitter,
-    Emitter,
-    FailedEmitter,
-    KafkaEmitter,
-    NullEmitter,
-)
 from pipeline_runner.errors import ErrorKind, one_line
 from pipeline_runner.result import StageResult, write_termination_message
 from pipeline_runner.settings import Settings
 
 if TYPE_CHECKING:
     from lineagehub.api import PipelineRun, StageConfig
+    from pipeline_runner.emit import Emitter
     from pipeline_runner.runner import StageRun
 
 DEFAULT_NAMESPACE = "lineage-hub"
 
 
 def _emitter(kind: str, settings: Settings, stderr: TextIO, stdout: TextIO) -> Emitter:
+    # Imported here: a stage makes its emitter once its work has started.
+    from pipeline_runner.emit import ConsoleEmitter, KafkaEmitter, NullEmitter
+
     if kind == "console":
         return ConsoleEmitter(stdout)
     if kind == "none":
@@ -71,6 +68,8 @@ def _emitter_beside_the_work(
     try:
         return _emitter(kind, settings, stderr, stdout)
     except Exception as exc:
+        from pipeline_runner.emit import FailedEmitter
+
         return FailedEmitter(f"kafka {settings.kafka_bootstrap}", exc)
 
 

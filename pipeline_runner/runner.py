@@ -28,7 +28,6 @@ from lineagehub.api.shards import shard_traceparent
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, SPANS_TOPIC
 from pipeline_runner import __version__
-from pipeline_runner.emit import Emitter
 from pipeline_runner.errors import ErrorKind, StageError, first_line, one_line
 from pipeline_runner.lineage import stage_event, to_json
 from pipeline_runner.result import StageResult, write_termination_message
@@ -49,6 +48,7 @@ from pipeline_runner.telemetry import (
 
 if TYPE_CHECKING:
     from lineagehub.api import StageConfig
+    from pipeline_runner.emit import Emitter
 
 SEND_TIMEOUT = 30.0
 

@@ -25,8 +25,14 @@ from pipeline_runner.runner import Delivery, run_stage
 from pipeline_runner.settings import Settings
 from tests.unit.test_runner_stages import make_config, write_source
 
-#: Loaded only once the work has started (or by the work itself, after its span began).
-AFTER_THE_WORK_STARTS = ("asyncio", "lineagehub.otlp_spans", "pipeline_runner.stage_metrics")
+#: Loaded only once the work has started (or by the work itself, after its span began):
+#: the emitter too is made while the work runs.
+AFTER_THE_WORK_STARTS = (
+    "asyncio",
+    "lineagehub.otlp_spans",
+    "pipeline_runner.stage_metrics",
+    "pipeline_runner.emit",
+)
 #: ... and, publishing to Kafka, its client: made on the stage's main thread while the
 #: work runs, not before it.
 KAFKA_AFTER_THE_WORK_STARTS = ("confluent_kafka", "lineagehub.librdkafka_producer")
