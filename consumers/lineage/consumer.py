@@ -45,7 +45,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -310,8 +310,7 @@ class LineageConsumer:
             batches = await self._consumer.getmany(
                 timeout_ms=200, max_records=self.s.fetch_max_records
             )
-            for tp, records in batches.items():
-                await self._dispatch_batch(tp, records, stop)
+            await self._dispatch(batches, stop)
             self._flow_control()
             now = time.monotonic()
             if now >= next_commit:
@@ -359,22 +358,33 @@ class LineageConsumer:
             self._parts[tp] = part
         return part
 
-    async def _dispatch_batch(
-        self, tp: TopicPartition, records: Sequence[Record], stop: asyncio.Event | None = None
+    async def _dispatch(
+        self, batches: Mapping[TopicPartition, Sequence[Record]], stop: asyncio.Event | None = None
     ) -> None:
-        """Check and queue the records of one partition, in offset order, a slice at a time.
+        """Check and queue a fetch, a partition after another in offset order, a slice at a time.
 
         Between slices the workers run: checking a fetch of a few hundred records in one go
         held the event loop ~15 ms, while every answered POST waited to be read and its lane
-        to be given the next record (a store answering in 5 ms saw 10 of 16 lanes busy)."""
-        part = self._partition(tp)
+        to be given the next record (a store answering in 5 ms saw 10 of 16 lanes busy).
+
+        A revocation may begin between slices. aiokafka returns no records while a rebalance
+        is under way, so the fetch is of the current assignment; the parts of all its
+        partitions are taken before the first slice, so a revocation marks every one of them,
+        first seen in this fetch or not, and the dispatch starts no record of a marked part,
+        also after the revocation forgot it. What is not started is not committed (the commit
+        covers a finished prefix of started offsets), and every assignment after a revocation
+        reads from the commit: by the new owner, or by this consumer again."""
+        parts = [(self._partition(tp), records) for tp, records in batches.items()]
         size = self.s.dispatch_slice
-        for start in range(0, len(records), size):
-            if start:
-                await asyncio.sleep(0)
+        first = True
+        for part, records in parts:
+            for start in range(0, len(records), size):
+                if not first:
+                    await asyncio.sleep(0)
+                first = False
                 if part.revoked or (stop is not None and stop.is_set()):
-                    return  # the rest is not started, so not committed: read again later
-            self._queue(part, records[start : start + size])
+                    break  # the rest is not started, so not committed: read again later
+                self._queue(part, records[start : start + size])
 
     def _queue(self, part: _Partition, records: Sequence[Record]) -> None:
         started = self.tracker.started

@@ -140,7 +140,7 @@ async def test_unkeyed_static_events_of_one_dataset_stay_in_order() -> None:
     async with Answering(handler) as marquez:
         c, producer = consumer(marquez, lanes=64)
         first = Rec(value=dataset_event("orders", "first"), offset=0)
-        await c._dispatch_batch(TP, [first, Rec(value=dataset_event("orders", "second"), offset=1)])
+        await c._dispatch({TP: [first, Rec(value=dataset_event("orders", "second"), offset=1)]})
         try:
             await wait_until_async(lambda: len(order) == 2, within=30)
         finally:
@@ -176,7 +176,7 @@ async def test_records_that_used_to_crash_the_consumer_are_handled() -> None:
     huge_verdict = validate(huge)
     assert isinstance(huge_verdict, Rejection) and huge_verdict.reason == "invalid_json"
     assert "5000 digits" in huge_verdict.detail
-    await c._dispatch_batch(TP, [Rec(value=huge, offset=0), Rec(value=surrogate, offset=1)])
+    await c._dispatch({TP: [Rec(value=huge, offset=0), Rec(value=surrogate, offset=1)]})
     try:
         await wait_until_async(lambda: producer.sent and posted, within=30)
     finally:

@@ -9,15 +9,19 @@ the consumer's loop dispatches them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
+
+from aiokafka import TopicPartition
 
 from consumers.dlq import Record
 from consumers.lineage.consumer import LineageConsumer
+from consumers.offsets import OffsetTracker
 from consumers.samples import lineage_bytes
 from tests.helpers import wait_until_async
 from tests.http_answers import Answering
@@ -78,7 +82,7 @@ async def test_a_slow_run_holds_back_only_its_own_later_events() -> None:
                 )
                 for i, (run, kind) in enumerate(order)
             ]
-            await c._dispatch_batch(TP, records)
+            await c._dispatch({TP: records})
             await asyncio.wait_for(others_done.wait(), 10)
             assert (a, "COMPLETE") not in arrived, "A's second event overtook its first"
             # A's two events are unfinished: nothing may be committed past A's first.
@@ -115,7 +119,7 @@ async def test_queued_records_do_not_hold_their_parsed_events() -> None:
                 Rec(value=value, offset=offset, key=run.encode())
                 for offset, (run, value) in enumerate(zip(runs, values, strict=True))
             ]
-            await c._dispatch_batch(TP, records)
+            await c._dispatch({TP: records})
             gc.collect()
             held = len(gc.get_objects()) - before
         finally:
@@ -138,10 +142,15 @@ def _containers(value: object) -> Iterator[object]:
             yield from _containers(child)
 
 
-def started_runs(count: int) -> tuple[list[str], list[Rec]]:
+def started_runs(count: int, partition: int = 0) -> tuple[list[str], list[Rec]]:
     runs = [str(uuid.uuid4()) for _ in range(count)]
     records = [
-        Rec(value=lineage_bytes(run, "START", namespace="ns", job="j"), offset=i, key=run.encode())
+        Rec(
+            value=lineage_bytes(run, "START", namespace="ns", job="j"),
+            offset=i,
+            key=run.encode(),
+            partition=partition,
+        )
         for i, run in enumerate(runs)
     ]
     return runs, records
@@ -162,7 +171,7 @@ async def test_workers_post_while_a_fetched_batch_is_still_being_queued() -> Non
         c, _ = consumer(marquez, lanes=2)
         c.s.dispatch_slice = 4
         try:
-            await c._dispatch_batch(TP, records)
+            await c._dispatch({TP: records})
             assert c.tracker.in_flight(TP) <= len(records)
             await wait_until_async(lambda: c.tracker.to_commit() == {TP: len(records)}, within=30)
         finally:
@@ -170,39 +179,134 @@ async def test_workers_post_while_a_fetched_batch_is_still_being_queued() -> Non
     assert started_at_first_post and started_at_first_post[0] < len(records)
 
 
+class HeldMarquez:
+    """Marquez answering each POST only once released; `posted`: the run ids stored."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.posted: list[str] = []
+
+    async def answer(self, method: str, body: bytes) -> tuple[int, str]:
+        await self.release.wait()
+        self.posted.append(json.loads(body)["run"]["runId"])
+        return 201, "{}"
+
+
+@contextlib.asynccontextmanager
+async def held_slices(held: HeldMarquez) -> AsyncIterator[LineageConsumer]:
+    """A consumer with 2 workers queuing 4 records a slice, storing in `held`; at the
+    end Marquez is released and the workers stopped."""
+    async with Answering(held.answer) as marquez:
+        c, _ = consumer(marquez, lanes=2)
+        c.s.dispatch_slice = 4
+        try:
+            yield c
+        finally:
+            held.release.set()
+            await stop(c)
+
+
+TP_B = TopicPartition(TP.topic, 1)
+
+
+class WatchedTracker(OffsetTracker[TopicPartition]):
+    """The consumer's offset tracker, noting each record started on a partition it had
+    forgotten (a revoked partition: nobody waits for, commits or finishes that record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forgotten: set[TopicPartition] = set()
+        self.started_forgotten: list[tuple[TopicPartition, int]] = []
+
+    def started(self, tp: TopicPartition, offset: int) -> None:
+        if tp in self.forgotten:
+            self.started_forgotten.append((tp, offset))
+        super().started(tp, offset)
+
+    def forget(self, tp: TopicPartition) -> None:
+        self.forgotten.add(tp)
+        super().forget(tp)
+
+
+async def revoke_during_a_fetch(
+    c: LineageConsumer, fetch: dict[TopicPartition, list[Rec]]
+) -> tuple[asyncio.Task[None], dict[TopicPartition, int]]:
+    """Dispatch `fetch` as the loop does; its partitions are revoked while the first
+    slice of the first one is queued. Returns the revoke and how many records of each
+    partition were started before it began."""
+    queue = c._queue
+    revoking: list[asyncio.Task[None]] = []
+    before: dict[TopicPartition, int] = {}
+
+    def queue_then_revoke(part: Any, some: Sequence[Record]) -> None:
+        queue(part, some)
+        if not revoking:
+            before.update({tp: c.tracker.in_flight(tp) for tp in fetch})
+            revoking.append(asyncio.create_task(c._revoked(set(fetch))))
+
+    c._queue = queue_then_revoke  # type: ignore[method-assign,assignment]
+    try:
+        await c._dispatch(fetch)
+    finally:
+        c._queue = queue  # type: ignore[method-assign]
+    return revoking[0], before
+
+
 async def test_a_partition_revoked_between_slices_starts_none_of_the_rest() -> None:
     """A revoke arriving while a batch is queued a slice at a time: the records already
     started are stored and committed before the partition goes; the rest is never started
     (the next owner reads it from the commit), so the revoke waits for no more of them."""
-    release = asyncio.Event()
-    posted: list[str] = []
-
-    async def handler(method: str, body: bytes) -> tuple[int, str]:
-        await release.wait()
-        posted.append(json.loads(body)["run"]["runId"])
-        return 201, "{}"
-
+    held = HeldMarquez()
     runs, records = started_runs(40)
-    revoking: list[asyncio.Task[None]] = []
-    async with Answering(handler) as marquez:
-        c, _ = consumer(marquez, lanes=2)
-        c.s.dispatch_slice = 4
-        queue = c._queue
-
-        def queue_then_revoke(part: Any, some: Sequence[Record]) -> None:
-            queue(part, some)
-            if not revoking:  # the revoke comes while the first slice is queued
-                revoking.append(asyncio.create_task(c._revoked({TP})))
-
-        c._queue = queue_then_revoke  # type: ignore[method-assign,assignment]
-        try:
-            await c._dispatch_batch(TP, records)
-            started = c._parts[TP].last_offset + 1
-            release.set()
-            await asyncio.wait_for(revoking[0], 30)
-        finally:
-            release.set()
-            await stop(c)
-    assert started < len(records), "the whole batch was started"
-    assert sorted(posted) == sorted(runs[:started])
+    async with held_slices(held) as c:
+        revoke, before = await revoke_during_a_fetch(c, {TP: records})
+        started = c._parts[TP].last_offset + 1
+        held.release.set()
+        await asyncio.wait_for(revoke, 30)
+    assert started == before[TP] < len(records), "the whole batch was started"
+    assert sorted(held.posted) == sorted(runs[:started])
     assert TP not in c._parts and not c.tracker.total_in_flight()
+
+
+async def test_a_partition_first_seen_in_a_fetch_being_revoked_starts_none_of_it() -> None:
+    """One fetch of partitions A and B; both are revoked while A's first slice is queued.
+    B had no records in this consumer yet, so no part of B was there to be marked: none of
+    B is started all the same (its whole batch was, and the revocation waited for it),
+    and no record of B reaches Marquez before the revocation ends. Read again from the
+    commit, as the next assignment does, every event is stored once."""
+    held = HeldMarquez()
+    runs_a, records_a = started_runs(40)
+    runs_b, records_b = started_runs(400, partition=TP_B.partition)
+    async with held_slices(held) as c:
+        revoke, before = await revoke_during_a_fetch(c, {TP: records_a, TP_B: records_b})
+        started = {tp: c.tracker.in_flight(tp) for tp in (TP, TP_B)}
+        held.release.set()
+        await asyncio.wait_for(revoke, 30)
+        assert before == {TP: 4, TP_B: 0}
+        assert started == before, "records were started after the revocation began"
+        assert sorted(held.posted) == sorted(runs_a[:4])
+        assert not c._parts and not c.tracker.partitions()
+        # The partitions come back: each is read from its commit (A's covers 4 records).
+        await c._dispatch({TP: records_a[4:], TP_B: records_b})
+        await wait_until_async(lambda: len(held.posted) == 440, within=30)
+    assert sorted(held.posted) == sorted(runs_a + runs_b), "lost or doubled"
+
+
+async def test_nothing_is_started_on_a_partition_forgotten_when_its_revoke_timed_out() -> None:
+    """Marquez holds every POST, so revoking A and B gives up waiting for A's first
+    slice and forgets both partitions while the fetch is still being dispatched: no
+    record of that fetch is started on them afterwards (offsets the tracker would hold
+    for ever, and that a later assignment of the partition would find started twice)."""
+    held = HeldMarquez()
+    _, records_a = started_runs(40)
+    runs_b, records_b = started_runs(10_000, partition=TP_B.partition)
+    async with held_slices(held) as c:
+        c.s.revoke_timeout = 0  # gives up after one look at the unfinished records
+        tracker = c.tracker = WatchedTracker()
+        revoke, _ = await revoke_during_a_fetch(c, {TP: records_a, TP_B: records_b})
+        await asyncio.wait_for(revoke, 30)
+        assert tracker.forgotten == {TP, TP_B}
+        assert held.posted == []  # it gave up with A's first slice unfinished
+    assert tracker.started_forgotten == []
+    assert not c._parts and not tracker.partitions()
+    assert not set(held.posted) & set(runs_b)

@@ -55,8 +55,8 @@ async def test_a_refetched_batch_queues_only_the_records_not_queued_yet() -> Non
     async with Answering(handler) as marquez:
         c, producer = consumer(marquez)
         try:
-            await c._dispatch_batch(TP, [rec(0), rec(1), rec(2), rec(3)])
-            await c._dispatch_batch(TP, [rec(2), rec(3), rec(4), rec(5)])  # refetched from 2
+            await c._dispatch({TP: [rec(0), rec(1), rec(2), rec(3)]})
+            await c._dispatch({TP: [rec(2), rec(3), rec(4), rec(5)]})  # refetched from 2
             await asyncio.wait_for(all_in.wait(), WAIT)
             assert await wait_until(lambda: not c.tracker.total_in_flight(), WAIT)
         finally:
