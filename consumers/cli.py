@@ -76,6 +76,18 @@ def _parser() -> argparse.ArgumentParser:
         help="Marquez API base URL (env MARQUEZ_URL)",
     )
     lineage.add_argument("--lanes", type=int, default=8, help="concurrent POSTs per partition")
+    lineage.add_argument(
+        "--dispatch-slice",
+        type=int,
+        default=LineageSettings.dispatch_slice,
+        help="records of a fetch checked and queued between turns of the workers",
+    )
+    lineage.add_argument(
+        "--max-uncommitted",
+        type=int,
+        default=LineageSettings.max_uncommitted,
+        help="offsets a partition may have past its first unfinished one before it pauses",
+    )
     lineage.add_argument("--topic", default=LINEAGE_TOPIC)
 
     clickhouse = argparse.ArgumentParser(add_help=False)
@@ -206,6 +218,8 @@ def main(argv: list[str]) -> int:
             group=args.group or "lineagehub-lineage",
             topic=args.topic,
             lanes=args.lanes,
+            dispatch_slice=args.dispatch_slice,
+            max_uncommitted=args.max_uncommitted,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
         )
         # Only this consumer traces itself (its store span continues the producer's
