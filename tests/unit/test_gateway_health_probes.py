@@ -9,13 +9,10 @@ counts of probes that actually arrived, never by timing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import socketserver
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +24,7 @@ from gateway.config import Settings
 from gateway.health_cache import HealthCache
 from gateway.serve import ServerThread
 from tests.helpers import wait_until
+from tests.loopback_http import QuietHandler, serving
 from tests.promparse import value
 
 TOKEN = "health-probe-token-000001"
@@ -42,38 +40,19 @@ class Counting:
             self.n += 1
 
 
-@contextlib.contextmanager
-def _serving(server: socketserver.TCPServer) -> Iterator[int]:
-    """Serve in a thread; yields the port; shuts the server down after."""
-    server.daemon_threads = True  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def marquez() -> Iterator[tuple[str, Counting]]:
     seen = Counting()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/api/v1/namespaces"):
                 seen.add()
             body = b'{"namespaces": []}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, body, {"Content-Type": "application/json"})
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    with _serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
-        yield f"http://127.0.0.1:{port}", seen
+    with serving(Handler) as served:
+        yield served.url, seen
 
 
 @pytest.fixture
@@ -85,8 +64,8 @@ def kafka_port() -> Iterator[tuple[str, Counting]]:
         def handle(self) -> None:
             seen.add()
 
-    with _serving(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)) as port:
-        yield f"127.0.0.1:{port}", seen
+    with serving(Handler, server=socketserver.ThreadingTCPServer) as served:
+        yield f"127.0.0.1:{served.port}", seen
 
 
 def _settings(marquez_url: str, bootstrap: str, interval: float) -> Settings:

@@ -20,7 +20,6 @@ import textwrap
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,6 +51,7 @@ from pipeline_runner.errors import ErrorKind, StageError
 from pipeline_runner.settings import Settings
 from pipeline_runner.sources import GuardedTransport, download, open_source
 from pipeline_runner.telemetry import StageTelemetry
+from tests.loopback_http import QuietHandler, serving
 
 RUNNER = "ghcr.io/lineage-hub/lineage-hub:0.1.0"
 CONFIG = OperatorConfig(runner_image=RUNNER, data_host_path="/srv/data", data_mount_path="/data")
@@ -622,26 +622,15 @@ def test_the_stage_checks_s3_endpoints_and_clickhouse_servers_before_connecting(
     assert SECRET not in err.value.reason
 
 
-class _Csv(BaseHTTPRequestHandler):
+class _Csv(QuietHandler):
     def do_GET(self) -> None:
-        body = b"a,b\n1,2\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        return
+        self.reply(200, b"a,b\n1,2\n")
 
 
 @pytest.fixture
 def loopback_server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Csv)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serving(_Csv) as served:
+        yield served.port
 
 
 def test_the_connection_itself_is_checked_against_a_changed_dns_answer(

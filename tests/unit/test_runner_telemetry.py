@@ -20,6 +20,7 @@ from pipeline_runner.result import QualityOutcome, StageResult
 from pipeline_runner.runner import Delivery, run_stage
 from pipeline_runner.settings import Settings
 from pipeline_runner.transform_plan import run_quality_checks
+from tests.loopback_http import QuietHandler, serving
 from tests.unit.test_runner_stages import ORDERS, make_config, write_source
 
 TRACE = "ab" * 16
@@ -250,16 +251,13 @@ def test_violation_mask_agrees_with_the_plan(check: dict[str, object]) -> None:
 
 
 async def test_otlp_direct_to_a_collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
     received: dict[str, list[bytes]] = {}
 
-    class Collector(BaseHTTPRequestHandler):
+    class Collector(QuietHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.setdefault(self.path, []).append(body)
@@ -267,14 +265,8 @@ async def test_otlp_direct_to_a_collector(tmp_path: Path, monkeypatch: pytest.Mo
             self.send_header("Content-Type", "application/x-protobuf")
             self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    with serving(Collector) as collector:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
         monkeypatch.setenv("LINEAGEHUB_OTLP_DIRECT", "1")
         settings = Settings.from_env()
@@ -284,8 +276,6 @@ async def test_otlp_direct_to_a_collector(tmp_path: Path, monkeypatch: pytest.Mo
             make_config(tmp_path, StageName.EXTRACT), Delivery(MemoryEmitter()), settings
         )
         assert run.result.ok
-    finally:
-        server.shutdown()
     assert set(received) == {"/v1/traces", "/v1/metrics"}
     names = {
         span.name

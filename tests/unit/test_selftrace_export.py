@@ -3,9 +3,8 @@ loopback, the SDK's sampler variables, and the refusals."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from typing import Any
 
 import pytest
@@ -25,9 +24,10 @@ from lineagehub.selftrace import (
     tracer_provider,
 )
 from lineagehub.store_spans import record_span
+from tests.loopback_http import QuietHandler, serving
 
 
-class _Receiver(BaseHTTPRequestHandler):
+class _Receiver(QuietHandler):
     bodies: list[tuple[str, bytes]] = []
     headers_seen: list[dict[str, str]] = []
 
@@ -35,13 +35,7 @@ class _Receiver(BaseHTTPRequestHandler):
         length = int(self.headers["Content-Length"])
         self.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         self.bodies.append((self.path, self.rfile.read(length)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
+        self.reply(200, headers={"Content-Type": "application/x-protobuf"})
 
 
 @pytest.fixture
@@ -56,14 +50,9 @@ def collector(
 ) -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     bodies: list[tuple[str, bytes]] = []
     handler = type("Receiver", (_Receiver,), {"bodies": bodies, "headers_seen": headers_seen})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", bodies
-    finally:
-        server.shutdown()
-        thread.join()
+    # Single-threaded: one request at a time, handled in the serving thread.
+    with serving(handler, server=HTTPServer) as served:
+        yield served.url, bodies
 
 
 @pytest.fixture
