@@ -9,6 +9,11 @@ line naming the field; the import then left unfinished is simply abandoned by th
 process's exit. The import lock makes the overlap safe: a module the stage asks for
 while the thread imports it is handed over whole, never half-made.
 
+`import polars` imports `importlib.metadata` (with email, zipfile, csv and more), for the
+versions of its Iceberg plugins, which no stage reads: a stand-in takes its place in
+`sys.modules` until one of its names is asked for, and only then is it imported, in its
+place (`defer_import`).
+
 The cyclic garbage collector is off while the stage starts: the imports make hundreds
 of thousands of objects that all stay alive, and collecting them as they come (~70
 times, a few of them through the older generation) only walks them over and over. Once
@@ -22,13 +27,55 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.machinery
+import sys
 import threading
+import types
 from collections.abc import Sequence
 from typing import NoReturn
 
 #: What the stage needs only once its config is good: polars first (it needs nothing
 #: of ours, so it does not wait on what this thread's caller is importing).
 WORK_MODULES = ("polars", "pipeline_runner.runner")
+
+
+#: Modules `import polars` imports that no stage uses (see the module's docstring).
+UNUSED_BY_A_STAGE = ("importlib.metadata",)
+
+_deferred_lock = threading.Lock()
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in `sys.modules` for a module not imported yet (`defer_import`)."""
+
+    def __getattr__(self, name: str) -> object:
+        # Called only for a name the stand-in lacks: import the module in its place
+        # (once: the import system then hands the real one to every later import) and
+        # give the real module's.
+        with _deferred_lock:
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            module = importlib.import_module(self.__name__)
+        return getattr(module, name)
+
+
+def defer_import(name: str) -> None:
+    """Put a stand-in for the module `name` (of an imported package) in `sys.modules`:
+    an `import` of it returns the stand-in, and the first name asked of it imports the
+    module for real. Nothing is done for a module imported already or not found."""
+    parent, _, child = name.rpartition(".")
+    if name in sys.modules or parent not in sys.modules:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(name, sys.modules[parent].__path__)
+    if spec is None:
+        return
+    stand_in = _ImportedOnFirstUse(name)
+    stand_in.__spec__ = spec
+    stand_in.__loader__ = spec.loader
+    sys.modules[name] = stand_in
+    # `import a.b` hands over `a`, whose attribute `b` the importing code then reads
+    # (until the real import sets it).
+    setattr(sys.modules[parent], child, stand_in)
 
 
 def _import_work() -> None:
@@ -56,6 +103,8 @@ def stage_process(argv: Sequence[str] | None = None) -> NoReturn:
     if gc.isenabled():
         gc.disable()
         _collector_paused.set()
+    for name in UNUSED_BY_A_STAGE:
+        defer_import(name)
     threading.Thread(target=_import_work, name="import-stage-work", daemon=True).start()
     from pipeline_runner.cli import stage_process as run
 

@@ -33,33 +33,39 @@ AFTER_THE_WORK_STARTS = (
     "pipeline_runner.stage_metrics",
     "pipeline_runner.emit",
 )
+#: Never loaded by a stage that does not use them: what `import polars` would load with
+#: `importlib.metadata` (`stage_entry.defer_import`).
+UNUSED_BY_A_STAGE = ("importlib.metadata._meta", "email.message", "zipfile")
 #: ... and, publishing to Kafka, its client: made on the stage's main thread while the
 #: work runs, not before it.
 KAFKA_AFTER_THE_WORK_STARTS = ("confluent_kafka", "lineagehub.librdkafka_producer")
 
 #: Runs a stage the way its container does (`stage_process`) or inside another program
 #: (`stage_main`), noting in SPY_OUT what was loaded, and how the collector stood, when
-#: the stage's work was started (`start_stage`, which the stage's command looks up when
-#: it starts the work).
+#: the stage's work was started (its thread, `stage-<name>`, started by `start_stage`).
+#: The spy imports nothing of the stage's work itself (polars, the runner): the stage
+#: imports them as it would without it.
 SPY = """
-import gc, json, os, sys
-from pipeline_runner import cli, runner
+import gc, json, os, sys, threading
+from pipeline_runner import cli
 
-real_start, real_process = runner.start_stage, cli.stage_process
+real_start, real_process = threading.Thread.start, cli.stage_process
 start_up = {}
 
-def spy(*args, **kwargs):
-    seen = {"modules": sorted(sys.modules), "enabled": gc.isenabled(),
-            "frozen": gc.get_freeze_count(), "enabled_in_start_up": start_up.get("enabled")}
-    with open(os.environ["SPY_OUT"], "w") as f:
-        json.dump(seen, f)
-    return real_start(*args, **kwargs)
+def spy(thread):
+    if thread.name.startswith("stage-") and not os.path.exists(os.environ["SPY_OUT"]):
+        seen = {"modules": sorted(sys.modules), "enabled": gc.isenabled(),
+                "frozen": gc.get_freeze_count(),
+                "enabled_in_start_up": start_up.get("enabled")}
+        with open(os.environ["SPY_OUT"], "w") as f:
+            json.dump(seen, f)
+    return real_start(thread)
 
 def process(*args, **kwargs):  # called as the stage's start-up begins
     start_up["enabled"] = gc.isenabled()
     return real_process(*args, **kwargs)
 
-runner.start_stage, cli.stage_process = spy, process
+threading.Thread.start, cli.stage_process = spy, process
 {run}
 """
 AS_A_CONTAINER = (
@@ -109,7 +115,7 @@ def test_a_stage_process_starts_its_work_before_its_publishing_is_loaded(
     tmp_path: Path,
 ) -> None:
     proc, seen = _stage_with_spy(tmp_path, AS_A_CONTAINER)
-    loaded = [m for m in AFTER_THE_WORK_STARTS if m in seen["modules"]]
+    loaded = [m for m in (*AFTER_THE_WORK_STARTS, *UNUSED_BY_A_STAGE) if m in seen["modules"]]
     assert not loaded, f"loaded before the work started: {loaded}"
     assert "pipeline_runner.runner" in seen["modules"]  # the spy saw the stage's process
     # ... and each came afterwards: START and COMPLETE, spans and metrics were published
@@ -199,3 +205,51 @@ async def test_what_escapes_the_work_is_raised_where_the_stage_is_awaited(
     assert [json.loads(v)["eventType"] for t, _, v in emitter.records if t == LINEAGE_TOPIC] == [
         "START"
     ]
+
+
+#: In a fresh interpreter: `importlib.metadata` deferred, polars imported, then used.
+DEFERRED_THEN_USED = """
+import sys, threading
+from pipeline_runner.stage_entry import defer_import
+defer_import("importlib.metadata")
+defer_import("json")  # imported already: left alone
+defer_import("importlib.no_such_module")  # not found: left alone
+assert "importlib.no_such_module" not in sys.modules
+import json
+assert type(sys.modules["json"]).__name__ == "module"
+import polars
+import importlib.metadata
+stand_in = importlib.metadata
+assert type(stand_in).__name__ == "_ImportedOnFirstUse"
+assert "importlib.metadata._meta" not in sys.modules and "email.message" not in sys.modules
+import importlib.util
+assert importlib.util.find_spec("importlib.metadata").name == "importlib.metadata"
+# First use, from several threads at once: each gets the one real module's names.
+found = []
+def use():
+    from importlib.metadata import version
+    found.append(version("polars"))
+threads = [threading.Thread(target=use) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert found == [polars.__version__] * 8, found
+real = sys.modules["importlib.metadata"]
+assert type(real).__name__ == "module" and importlib.metadata is real
+assert stand_in.version("polars") == polars.__version__  # an early holder still works
+assert stand_in.PackageNotFoundError is real.PackageNotFoundError
+import importlib.metadata as again
+assert again is real
+print("ok")
+"""
+
+
+def test_a_deferred_module_is_imported_whole_on_first_use() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFERRED_THEN_USED],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
