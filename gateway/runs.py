@@ -184,7 +184,8 @@ class KubeRuns:
                 field_selector=f"involvedObject.kind=PipelineRun,involvedObject.name={name}",
                 _request_timeout=self.timeout,
             )
-            out = [
+            ordered = sorted(found.items, key=event_order)
+            return [
                 {
                     "type": e.type,
                     "reason": e.reason,
@@ -192,9 +193,8 @@ class KubeRuns:
                     "count": e.count,
                     "time": _iso(e.last_timestamp or e.event_time or e.first_timestamp),
                 }
-                for e in found.items
+                for e in ordered
             ]
-            return sorted(out, key=lambda e: str(e["time"] or ""))
 
         try:
             return await asyncio.to_thread(run)
@@ -216,6 +216,18 @@ class KubeRuns:
                 self._client.close()
                 self._client = None
                 self._api = None
+
+
+def event_order(event: Any) -> tuple[str, int, str]:
+    """Oldest first. Events carry whole-second times (`lastTimestamp`), and the API
+    server lists them by name, so two of one second came out in any order ("transform
+    succeeded" above "extract succeeded"); within a second they go in the order they
+    were last written, which the `resourceVersion` the store gave each write tells
+    (etcd revisions, increasing), then by name."""
+    time = _iso(event.last_timestamp or event.event_time or event.first_timestamp) or ""
+    meta = event.metadata
+    version = str(getattr(meta, "resource_version", None) or "")
+    return (time[:19], int(version) if version.isdigit() else 0, str(getattr(meta, "name", "")))
 
 
 def _iso(value: Any) -> str | None:
