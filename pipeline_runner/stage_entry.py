@@ -49,14 +49,15 @@ class _ImportedOnFirstUse(types.ModuleType):
     """Stands in `sys.modules` for a module not imported yet (`defer_import`)."""
 
     def __getattr__(self, name: str) -> object:
-        # Called only for a name the stand-in lacks: import the module in its place
-        # (once: the import system then hands the real one to every later import) and
-        # give the real module's.
+        # Called only for a name the stand-in lacks: take it out of `sys.modules`, then
+        # import the module in its place and give the real module's name. Threads asking
+        # at once get one module: the import system imports a module once, under a lock
+        # of its own (the stand-in's lock is never held while importing, which could
+        # wait on another thread's import that asks this stand-in).
         with _deferred_lock:
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
-            module = importlib.import_module(self.__name__)
-        return getattr(module, name)
+        return getattr(importlib.import_module(self.__name__), name)
 
 
 def defer_import(name: str) -> None:
