@@ -19,7 +19,6 @@ import argparse
 import atexit
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,6 +289,7 @@ def run_manifest(
 ) -> int:
     import asyncio
     import secrets
+    import tempfile
 
     import yaml
 
