@@ -14,7 +14,10 @@ tools read them as they are. Two deliberate additions, both table *settings*, no
 
 `pipeline_runs` is ours: one row per (run, stage), a ReplacingMergeTree whose
 version is the span duration, so the enclosing stage span wins over its children
-if they carry the same attributes. Read it with `FINAL`.
+if they carry the same attributes. Read it with `FINAL`. With `ttl_days` its rows go
+by their stage's start, as the spans they come from do; not a whole part at a time
+(`ttl_only_drop_parts`): the table has no partition by day, so a part mixes days, and
+merges drop the expired rows.
 
 The same statements run on chdb and on a ClickHouse server.
 """
@@ -432,6 +435,7 @@ CREATE TABLE IF NOT EXISTS {{db}}.pipeline_runs (
     Attributes {_MAP} CODEC(ZSTD(1))
 ) ENGINE = ReplacingMergeTree(DurationNs)
 ORDER BY (RunId, Stage)
+{{ttl:toDateTime(StartTime)}}
 SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}
 """
 
