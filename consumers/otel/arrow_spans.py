@@ -67,6 +67,18 @@ _HANDLER = HandlerPool([ExportTraceServiceRequest.DESCRIPTOR.file]).get_for_mess
     ExportTraceServiceRequest.DESCRIPTOR
 )
 _TRACES_SCHEMA = arrow_schema(TRACES)
+# The `otel_traces` columns a `pipeline_runs` row takes from its span.
+_RUN_COLUMNS = (
+    "Timestamp",
+    "Duration",
+    "ServiceName",
+    "TraceId",
+    "SpanId",
+    "SpanName",
+    "StatusCode",
+    "StatusMessage",
+    "SpanAttributes",
+)
 _RUNS_SCHEMA = arrow_schema(PIPELINE_RUNS)
 
 
@@ -205,7 +217,7 @@ def _runs(
     first[1:] = (key[:, 1:] != key[:, :-1]).any(axis=0)
     winners = np.sort(named[order[first]])
     pos = pa.array(winners, pa.int64())
-    pick = traces.take(pos)
+    pick = traces.select(_RUN_COLUMNS).take(pos)  # not the nested and map columns it leaves
     start = pick["Timestamp"]
     took = pick["Duration"]
 
