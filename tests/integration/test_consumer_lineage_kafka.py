@@ -184,6 +184,53 @@ async def test_revoked_partitions_are_committed_before_they_move_nothing_lost_or
     assert first.stats.get("posted") > 0 and second.stats.get("posted") > 0
 
 
+async def test_a_fetch_returned_after_a_rebalance_inside_getmany_is_dispatched_whole(
+    setup: Setup, standin: MarquezStandin
+) -> None:
+    """The group rebalances while the loop waits in getmany, which then returns records
+    of the new assignment, read from the commit (aiokafka returns none while a rebalance
+    is under way), and its fetch position has moved past them. They are all dispatched:
+    a dispatch that took this fetch for one from before the revocation (a rebalance
+    generation read before getmany) dropped it, and its records were never read again."""
+    runs = [str(uuid.uuid4()) for _ in range(60)]
+    first = consumer_for(setup, standin, lanes=2, client_id="first")
+    second = consumer_for(setup, standin, lanes=2, client_id="second")
+    stop1, task1 = start(first)
+    members = [(stop1, task1)]
+    try:
+        await wait_for(
+            lambda: first._consumer is not None and len(first._consumer.assignment()) == 3,
+            "the first member never got every partition",
+        )
+        kafka = first._consumer
+        assert kafka is not None
+        getmany = kafka.getmany
+        rebalanced: list[dict[TopicPartition, list[Any]]] = []
+
+        async def rebalanced_meanwhile(*partitions: TopicPartition, **kw: Any) -> Any:
+            if rebalanced:
+                return await getmany(*partitions, **kw)
+            await produce_to(
+                setup.bootstrap, setup.topic, [(i % 3, r, "START") for i, r in enumerate(runs)]
+            )
+            members.append(start(second))  # the group rebalances while this call waits
+            await wait_for(lambda: 0 < len(kafka.assignment()) < 3, "no rebalance")
+            while not (batches := await getmany(*partitions, **kw)):
+                pass  # the new assignment's position is read from the commit first
+            rebalanced.append(batches)
+            return batches
+
+        kafka.getmany = rebalanced_meanwhile
+        await wait_for(lambda: bool(rebalanced), "getmany never returned after the rebalance")
+        assert set(rebalanced[0]) <= kafka.assignment()
+        await wait_drained(setup.bootstrap, setup.group, [setup.topic], within=30)
+    finally:
+        for stop, task in members:
+            await finish(stop, task)
+    assert standin.stored_count() == Counter({(r, "START"): 1 for r in runs})
+    assert first.stats.get("posted") > 0 and second.stats.get("posted") > 0
+
+
 async def test_marquez_down_pauses_every_partition_and_resumes_when_it_answers(
     setup: Setup, standin: MarquezStandin
 ) -> None:
