@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import resource
-import secrets
 import sys
 import time
 import traceback
@@ -113,7 +112,7 @@ class RecordedSpan:
     ) -> None:
         self.name = name
         self.trace_id = trace_id
-        self.span_id = secrets.token_hex(8)
+        self.span_id = os.urandom(8).hex()
         self.parent_span_id = parent_span_id
         self.attributes: dict[str, AttributeValue] = redacted(attributes)
         self.events: list[SpanEvent] = []
@@ -199,7 +198,7 @@ class StageTelemetry:
         self.resource = resource_of(settings.service_name, resource_attributes or {})
         self._otlp_direct = settings.otlp_direct
         parent = parent_ids(traceparent)
-        self.trace_id, self._parent_span_id = parent or (secrets.token_hex(16), "")
+        self.trace_id, self._parent_span_id = parent or (os.urandom(16).hex(), "")
         self._open: list[RecordedSpan] = []
         self._finished: list[FixedSpan] = []
         self.metric_attributes: Attributes = dict(metric_attributes or {})

@@ -33,9 +33,9 @@ AFTER_THE_WORK_STARTS = (
     "pipeline_runner.stage_metrics",
     "pipeline_runner.emit",
 )
-#: Never loaded by a stage that does not use them: what `import polars` would load with
-#: `importlib.metadata` (`stage_entry.defer_import`).
-UNUSED_BY_A_STAGE = ("importlib.metadata._meta", "email.message", "zipfile")
+#: What `import polars` would load, with `importlib.metadata`, `hashlib` (OpenSSL's
+#: `_hashlib`) and `subprocess`, before a stage's work (`stage_entry.defer_import`).
+DEFERRED = ("importlib.metadata._meta", "email.message", "zipfile", "_hashlib", "_posixsubprocess")
 #: ... and, publishing to Kafka, its client: made on the stage's main thread while the
 #: work runs, not before it.
 KAFKA_AFTER_THE_WORK_STARTS = ("confluent_kafka", "lineagehub.librdkafka_producer")
@@ -115,7 +115,7 @@ def test_a_stage_process_starts_its_work_before_its_publishing_is_loaded(
     tmp_path: Path,
 ) -> None:
     proc, seen = _stage_with_spy(tmp_path, AS_A_CONTAINER)
-    loaded = [m for m in (*AFTER_THE_WORK_STARTS, *UNUSED_BY_A_STAGE) if m in seen["modules"]]
+    loaded = [m for m in (*AFTER_THE_WORK_STARTS, *DEFERRED) if m in seen["modules"]]
     assert not loaded, f"loaded before the work started: {loaded}"
     assert "pipeline_runner.runner" in seen["modules"]  # the spy saw the stage's process
     # ... and each came afterwards: START and COMPLETE, spans and metrics were published
@@ -212,11 +212,13 @@ DEFERRED_THEN_USED = """
 import sys, threading
 from pipeline_runner.stage_entry import defer_import
 defer_import("importlib.metadata")
-defer_import("json")  # imported already: left alone
+defer_import("subprocess")  # polars imports it too
+defer_import("threading")  # imported already: left alone
 defer_import("importlib.no_such_module")  # not found: left alone
+defer_import("no_such_package.module")  # its package not imported: left alone
 assert "importlib.no_such_module" not in sys.modules
-import json
-assert type(sys.modules["json"]).__name__ == "module"
+assert "no_such_package.module" not in sys.modules
+assert type(sys.modules["threading"]).__name__ == "module"
 import polars
 import importlib.metadata
 stand_in = importlib.metadata
@@ -239,6 +241,11 @@ assert stand_in.version("polars") == polars.__version__  # an early holder still
 assert stand_in.PackageNotFoundError is real.PackageNotFoundError
 import importlib.metadata as again
 assert again is real
+# A top-level module the same way.
+import subprocess
+assert type(subprocess).__name__ == "_ImportedOnFirstUse"
+assert subprocess.run([sys.executable, "-c", "pass"]).returncode == 0
+assert type(sys.modules["subprocess"]).__name__ == "module"
 print("ok")
 """
 
