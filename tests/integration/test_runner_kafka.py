@@ -17,9 +17,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from consumers.lineage.validate import ValidEvent, validate
+from consumers.testkit import end_offsets
+from lineagehub.api import StageName
 from lineagehub.topics import LINEAGE_TOPIC, METRICS_TOPIC, PARTITIONS, SPANS_TOPIC
 from pipeline_runner.cli import run_manifest
 from pipeline_runner.settings import Settings
+from tests.integration.test_stage_kafka_recovery import read_between
+from tests.unit.test_runner_process import run_stage_process
+from tests.unit.test_runner_stages import make_config
 
 if TYPE_CHECKING:
     from tests.conftest import StackHandle
@@ -138,3 +143,58 @@ async def test_run_publishes_lineage_and_one_trace(stack: StackHandle, tmp_path:
             }
             assert "lineagehub.stage.duration" in names
     assert mine == 3
+
+
+@pytest.mark.parametrize(("source", "outcome", "code"), [(True, "COMPLETE", 0), (False, "FAIL", 1)])
+async def test_a_stage_process_delivers_each_record_once_start_first(
+    stack: StackHandle, tmp_path: Path, source: bool, outcome: str, code: int
+) -> None:
+    """A stage process as its Job runs it (`python -m pipeline_runner`, telemetry
+    required) publishes to the broker: START, then COMPLETE or FAIL, each once and in
+    that order on their partition; one record of spans holding the stage's span, one of
+    metrics. Its Kafka client is made once the work has started: it loses none of them."""
+    bootstrap = stack.env["KAFKA_BOOTSTRAP"]
+    cfg = make_config(tmp_path, StageName.EXTRACT)
+    run_id = cfg.run_id
+    start = await end_offsets(bootstrap, TOPICS)
+    proc = await asyncio.to_thread(
+        run_stage_process,
+        tmp_path,
+        ["-m", "pipeline_runner", "extract"],
+        source=source,
+        env={"KAFKA_BOOTSTRAP": bootstrap, "LINEAGEHUB_TELEMETRY_REQUIRED": "1"},
+        cfg=cfg,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert "warning:" not in proc.stderr, proc.stderr
+    records = await read_between(bootstrap, start, await end_offsets(bootstrap, TOPICS))
+
+    lineage = sorted(
+        (r for r in records if r.topic == LINEAGE_TOPIC and r.key == run_id.encode()),
+        key=lambda r: r.offset,
+    )
+    assert len({r.partition for r in lineage}) == 1
+    events = [json.loads(r.value) for r in lineage if r.value is not None]
+    assert [e["eventType"] for e in events] == ["START", outcome], events
+    assert events[0]["eventTime"] <= events[1]["eventTime"]
+
+    spans = [
+        s
+        for r in records
+        if r.topic == SPANS_TOPIC and r.value is not None and run_id.encode() in r.value
+        for rs in ExportTraceServiceRequest.FromString(r.value).resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    stage_spans = [s for s in spans if s.name == "stage extract"]
+    assert len(stage_spans) == 1, [s.name for s in spans]
+    assert len({s.span_id for s in spans}) == len(spans)  # none twice
+    assert cfg.parent is not None  # the metrics carry the run's id, the parent's
+    metrics = [
+        r
+        for r in records
+        if r.topic == METRICS_TOPIC
+        and r.value is not None
+        and cfg.parent.run_id.encode() in r.value
+    ]
+    assert len(metrics) == 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lineagehub.api import STAGE_CONFIG_ENV, StageName
+from lineagehub.api import STAGE_CONFIG_ENV, StageConfig, StageName
 from tests.unit.test_runner_stages import make_config, write_source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,12 +23,18 @@ ENTRY_POINTS = {
 
 
 def run_stage_process(
-    tmp_path: Path, argv: list[str], *, source: bool = True, env: dict[str, str] | None = None
+    tmp_path: Path,
+    argv: list[str],
+    *,
+    source: bool = True,
+    env: dict[str, str] | None = None,
+    cfg: StageConfig | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The extract stage of `make_config` as a process (`env` added to its environment)."""
+    """The extract stage of `make_config` (or `cfg`) as a process (`env` added to its
+    environment)."""
     if source:
         write_source(tmp_path)
-    cfg = make_config(tmp_path, StageName.EXTRACT)
+    cfg = cfg or make_config(tmp_path, StageName.EXTRACT)
     full = {
         **os.environ,
         STAGE_CONFIG_ENV: cfg.to_env_value(),
