@@ -31,8 +31,8 @@ KIND = KINDS["otel"]
 async def test_the_tables_are_created_with_the_ttl_the_consumer_was_given(
     env: dict[str, str], chdb: ChdbBackend
 ) -> None:
-    """The exporter's tables keep rows for `ttl_days` days (the default, 0, keeps them
-    forever); `pipeline_runs`, ours, one row per stage, has no TTL."""
+    """Every table keeps rows for `ttl_days` days (the default, 0, keeps them forever):
+    the exporter's and `pipeline_runs`, ours."""
     topic, group = unique("otel-ttl"), unique("otel-ttl-group")
     await create_topics(env["KAFKA_BOOTSTRAP"], [topic], partitions=1)
     otel = batch_consumer(env, KIND, topic, group, chdb, ttl_days=3)
@@ -45,9 +45,9 @@ async def test_the_tables_are_created_with_the_ttl_the_consumer_was_given(
         "SELECT name, create_table_query AS q FROM system.tables "
         "WHERE database = 'otel' AND engine LIKE '%MergeTree'"
     )
-    exporters = {t["name"]: t["q"] for t in tables if t["name"] != "pipeline_runs"}
-    assert {KIND.table, "otel_metrics_gauge", "otel_metrics_sum"} <= set(exporters)
-    without = sorted(name for name, q in exporters.items() if "toIntervalDay(3)" not in q)
+    made = {t["name"]: t["q"] for t in tables}
+    assert {KIND.table, "otel_metrics_gauge", "otel_metrics_sum", "pipeline_runs"} <= set(made)
+    without = sorted(name for name, q in made.items() if "toIntervalDay(3)" not in q)
     assert not without, f"tables without the 3-day TTL: {without}"
 
 
