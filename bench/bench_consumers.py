@@ -165,7 +165,8 @@ async def bench_otel_topic(
         settings = _settings(bootstrap, group, topic, batch_rows, step, tune_gc)
         consumer = OtelConsumer(settings, backend, decoders={topic: decoder})
         before = cpu_now(backend)
-        run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
+        with GcMeter() as collector:
+            run = await consume_sustained(consumer, bootstrap, group, [topic], len(requests))
         await merges_settled(backend)
         used = cpu_now(backend) - before
         stored = 0
@@ -189,7 +190,37 @@ async def bench_otel_topic(
         f"({run.wall_s:.1f}s incl. group join, {run.batches:.0f} batches)"
     )
     print_cpu(what, total, direct, used)
+    print(
+        f"    cyclic GC meanwhile: {collector.seconds * 1e3:,.0f} ms CPU "
+        f"({collector.seconds / used.ours:.1%} of ours), collections by generation "
+        f"{collector.collections}"
+    )
     return ours
+
+
+class GcMeter:
+    """The cyclic collector's collections while in the block, and the CPU they took in
+    the threads that ran them (`gc.callbacks`)."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = 0.0
+        self._started: dict[int, float] = {}
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        thread = threading.get_ident()
+        if phase == "start":
+            self._started[thread] = time.thread_time()
+        elif thread in self._started:
+            self.seconds += time.thread_time() - self._started.pop(thread)
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 @dataclass(frozen=True)
