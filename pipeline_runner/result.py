@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -139,8 +140,15 @@ class StageResult:
 
 
 def write_termination_message(path: str, result: StageResult, stderr: TextIO) -> None:
-    """`result` where the kubelet reads it (a warning on `stderr` when it cannot)."""
+    """`result` where the kubelet reads it (a warning on `stderr` when it cannot), with
+    the time the stage ended to the millisecond (`finishedAt`, UTC). Kubernetes keeps it
+    in the pod's status: the operator's end of the stage, and of the run for its last
+    stage, is this one time on every pass that reads it, so an end sent again is the
+    same bytes."""
+    ended = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stamp = f',"finishedAt":"{ended}"}}'
+    text = result.termination_message(MAX_TERMINATION_BYTES - len(stamp) + 1)
     try:
-        Path(path).write_text(result.termination_message())
+        Path(path).write_text(text[:-1] + stamp)
     except OSError as exc:
         print(f"warning: cannot write the termination message to {path}: {exc}", file=stderr)

@@ -587,8 +587,10 @@ class StageStatus(StatusModel):
     before its START event and the run's ConfigMap and workspace claim). Kept when the
     Job is created again (after an operator restart, or the Job deleted)."""
     completion_time_precise: PreciseTime | None = None
-    """When the operator saw the stage end, to the millisecond: `completionTimePrecise`
-    minus `startTimePrecise` is the stage's duration, pod start-up included."""
+    """When the stage ended, to the millisecond, as its pod said in its termination
+    message (a sharded stage: its last shard; a cancelled stage: when the operator
+    cancelled it); absent when its pod did not say. `completionTimePrecise` minus
+    `startTimePrecise` is the stage's duration, pod start-up included."""
     records_in: Annotated[int, Field(ge=0)] | None = None
     """Rows the stage read."""
     records_out: Annotated[int, Field(ge=0)] | None = None
@@ -725,11 +727,13 @@ class PipelineRunStatus(StatusModel):
     start_time: Time | None = None
     """When the run started."""
     completion_time: Time | None = None
-    """When the run finished."""
+    """When the run finished: when its last stage ended, or when it was cancelled (set
+    as the cancel is seen, before the run is written Cancelled)."""
     start_time_precise: PreciseTime | None = None
     """When the run started, to the millisecond (RFC 3339 with fractional seconds)."""
     completion_time_precise: PreciseTime | None = None
-    """When the run finished, to the millisecond (RFC 3339 with fractional seconds)."""
+    """When the run finished, to the millisecond (RFC 3339 with fractional seconds);
+    absent when its last stage's pod did not say when it ended."""
     pipeline_spec: (
         Annotated[
             PipelineBody,

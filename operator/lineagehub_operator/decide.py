@@ -242,6 +242,40 @@ def _stage_events(old: PipelineRunStatus | None, new: PipelineRunStatus) -> list
     return events
 
 
+End = tuple[datetime, datetime | None]
+"""A time as the status keeps it: (whole-second field, millisecond field or None)."""
+
+
+def _stage_end(entry: StageStatus, job: ObservedJob, now: datetime) -> End:
+    """When a stage whose Job (or single pod) stopped ended, from what Kubernetes keeps,
+    so that every pass deciding on it finds the same end, whenever it runs: the time its
+    pod wrote in its termination message (`finishedAt`, to the millisecond, never before
+    the stage's recorded start); else the Job's, or its pod's, whole-second time, with
+    no made-up milliseconds; the pass's own time only when Kubernetes recorded none."""
+    reported = job.result.finished_at if job.result is not None else None
+    if reported is not None:
+        end = _ms(reported)
+        if entry.start_time_precise is not None:
+            end = max(end, entry.start_time_precise)  # the node's clock behind ours
+        return end, end
+    if job.completion_time is not None:
+        return job.completion_time, None
+    return now, _ms(now)
+
+
+def _last_end(status: PipelineRunStatus, now: datetime) -> End:
+    """The run's end when its last stage has ended: that stage's recorded end (the
+    latest of its stages'), so that a pass deciding the end again after the status
+    write that recorded it was lost (a restart, a conflict) sends the very same
+    COMPLETE or FAIL and root span. The pass's own time when no stage has an end."""
+    ended = [s for s in status.stages if s.completion_time is not None]
+    if not ended:
+        return now, _ms(now)
+    last = max(ended, key=lambda s: s.completion_time_precise or s.completion_time or now)
+    assert last.completion_time is not None
+    return last.completion_time, last.completion_time_precise
+
+
 def _finish(
     status: PipelineRunStatus,
     phase: Phase,
@@ -249,10 +283,18 @@ def _finish(
     message: str,
     generation: int | None,
     now: datetime,
+    end: End,
 ) -> list[Action]:
+    """The run ends at `end`, recorded before it was decided (see `_last_end`, and
+    `_cancel` for a cancelled run): the events sent for it are the same bytes on
+    every pass that sends them. `now` is only the condition's transition time."""
     status.phase = phase
-    status.completion_time = now
-    status.completion_time_precise = _ms(now)
+    start = status.start_time_precise or status.start_time
+    whole, precise = end
+    status.completion_time = whole if start is None else max(whole, start)
+    status.completion_time_precise = (
+        precise if precise is None or start is None else max(precise, start)
+    )
     status.current_stage = None
     cond = ConditionStatus.TRUE if phase == Phase.SUCCEEDED else ConditionStatus.FALSE
     _set_succeeded(status, cond, reason, message, generation, now)
@@ -273,6 +315,66 @@ def _ttl(
     if now >= due:
         return [DeleteRun()], None
     return [], (due - now).total_seconds()
+
+
+def _cancelling(status: PipelineRunStatus) -> bool:
+    """The run's cancel has been recorded (its end time, see `_cancel`), not its end."""
+    return status.phase not in TERMINAL_PHASES and status.completion_time is not None
+
+
+def _cancel(
+    run: PipelineRun,
+    old: PipelineRunStatus,
+    status: PipelineRunStatus,
+    jobs: Mapping[StageName, ObservedJob],
+    now: datetime,
+) -> Decision:
+    """`spec.cancel`, in two passes. The first stops the stages' Jobs and records the
+    cancel's time as the run's end (and the running stage's), Succeeded still Unknown;
+    the second sends ABORT and writes the run Cancelled at that recorded time. Nothing
+    else records when a cancel happened: a pass that sent ABORT and whose write was lost
+    would otherwise send another ABORT at its own time. Once recorded, the run is
+    cancelled even if `spec.cancel` is taken back."""
+    generation = run.metadata.generation
+    actions: list[Action] = []
+    for stage in STAGES:
+        job = jobs.get(stage)
+        entry = _stage(status, stage)
+        if entry.phase == Phase.SUCCEEDED:
+            continue  # its pod succeeded: its Job completes and goes by its TTL
+        active = job is not None and job.state == JobState.ACTIVE
+        if active and job is not None and not job.deleting:
+            actions.append(DeleteJob(stage, job.name))
+        if entry.phase == Phase.CANCELLED:
+            continue  # recorded by the first pass
+        if active or entry.phase == Phase.RUNNING:
+            entry.completion_time, entry.completion_time_precise = now, _ms(now)
+        entry.phase = Phase.CANCELLED
+    status.progress = progress(status.stages)
+    if not _cancelling(status):
+        status.completion_time, status.completion_time_precise = now, _ms(now)
+        _set_succeeded(
+            status,
+            ConditionStatus.UNKNOWN,
+            Reason.CANCELLED,
+            "Cancelling (spec.cancel): stopping the run's stages",
+            generation,
+            now,
+        )
+        return Decision(status, [*_stage_events(old, status), *actions], requeue_after=0)
+    assert status.completion_time is not None
+    end = (status.completion_time, status.completion_time_precise)
+    actions += _finish(
+        status,
+        Phase.CANCELLED,
+        Reason.CANCELLED,
+        "Run cancelled by spec.cancel",
+        generation,
+        now,
+        end,
+    )
+    expiry, requeue = _ttl(run, status, now)
+    return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
 
 
 def decide(
@@ -296,33 +398,10 @@ def decide(
         expiry, requeue = _ttl(run, status, now)
         return Decision(status, expiry, requeue)
 
-    actions: list[Action] = []
-    if run.spec.cancel:
-        for stage in STAGES:
-            job = jobs.get(stage)
-            entry = _stage(status, stage)
-            if entry.phase == Phase.SUCCEEDED:
-                continue  # its pod succeeded: its Job completes and goes by its TTL
-            if job is not None and job.state == JobState.ACTIVE:
-                if not job.deleting:
-                    actions.append(DeleteJob(stage, job.name))
-                entry.phase = Phase.CANCELLED
-                entry.completion_time = now
-                entry.completion_time_precise = _ms(now)
-            elif entry.phase in (Phase.PENDING, Phase.RUNNING):
-                entry.phase = Phase.CANCELLED
-        actions += _finish(
-            status,
-            Phase.CANCELLED,
-            Reason.CANCELLED,
-            "Run cancelled by spec.cancel",
-            generation,
-            now,
-        )
-        status.progress = progress(status.stages)
-        expiry, requeue = _ttl(run, status, now)
-        return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
+    if run.spec.cancel or _cancelling(status):
+        return _cancel(run, old, status, jobs, now)
 
+    actions: list[Action] = []
     for stage in STAGES:
         entry = _stage(status, stage)
         job = jobs.get(stage)
@@ -407,8 +486,8 @@ def decide(
             entry.records_out = job.result.records_out
             entry.quality = _verdicts(job.result) or entry.quality
             entry.columns = list(job.result.columns) or entry.columns
-        entry.completion_time = job.completion_time or now
-        entry.completion_time_precise = entry.completion_time_precise or _ms(now)
+        if entry.completion_time is None:
+            entry.completion_time, entry.completion_time_precise = _stage_end(entry, job, now)
         if job.state == JobState.COMPLETE or _pod_done(job):
             entry.phase = Phase.SUCCEEDED
             entry.reason = None
@@ -418,7 +497,8 @@ def decide(
         entry.phase = Phase.FAILED
         entry.reason = reason
         entry.message = message
-        actions += _finish(status, Phase.FAILED, reason, message, generation, now)
+        end = _last_end(status, now)
+        actions += _finish(status, Phase.FAILED, reason, message, generation, now, end)
         break
     else:
         if status.phase not in TERMINAL_PHASES:
@@ -429,6 +509,7 @@ def decide(
                 f"Stages completed: {len(STAGES)}/{len(STAGES)}",
                 generation,
                 now,
+                _last_end(status, now),
             )
 
     status.progress = progress(status.stages)
@@ -461,17 +542,29 @@ def nothing_to_record(
     return conditions
 
 
-def refuse(run: PipelineRun, message: str, now: datetime) -> Decision:
+def refuse(
+    run: PipelineRun, message: str, now: datetime, refused: Decision | None = None
+) -> Decision:
     """The run ends `Failed` with reason `PolicyViolation` instead of starting its next
     stage: no Job is created. A run refused before any stage ran has produced no lineage
-    and no trace, so both are recorded as not expected rather than waited for."""
+    and no trace, so both are recorded as not expected rather than waited for.
+
+    `refused`: the decision that would have started that stage. What it saw of the
+    stages before (the one that just ended, with its end as its pod said) is kept, not
+    the stage it would have started: the run ends when its last stage did, so a pass
+    refusing it again (its write lost) sends the same FAIL."""
     old = run.status
     assert old is not None and old.run_id is not None, "status is initialised first"
-    status = old.model_copy(deep=True)
+    status = (refused.status if refused is not None else old).model_copy(deep=True)
+    for action in refused.actions if refused is not None else []:
+        if isinstance(action, CreateJob):
+            unstarted = old.stage(action.stage) or StageStatus(name=action.stage)
+            status.stages = [unstarted if s.name == action.stage else s for s in status.stages]
     generation = run.metadata.generation
     status.observed_generation = generation
     started = any(s.phase != Phase.PENDING for s in status.stages)
-    actions = _finish(status, Phase.FAILED, Reason.POLICY_VIOLATION, message, generation, now)
+    end = _last_end(status, now)
+    actions = _finish(status, Phase.FAILED, Reason.POLICY_VIOLATION, message, generation, now, end)
     if not started:
         actions = [a for a in actions if not isinstance(a, EmitRunEvent)]
         status.conditions = nothing_to_record(
@@ -483,7 +576,7 @@ def refuse(run: PipelineRun, message: str, now: datetime) -> Decision:
         )
     status.progress = progress(status.stages)
     expiry, requeue = _ttl(run, status, now)
-    return Decision(status, [*actions, *expiry], requeue)
+    return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
 
 
 __all__ = [

@@ -555,7 +555,7 @@ async def reconcile(
                 violations = await policy.check(run.spec, config)
                 if violations:
                     logger.warning("run refused: %s", policy.message(violations))
-                    decision = refuse(run, policy.message(violations), now)
+                    decision = refuse(run, policy.message(violations), now, decision)
             ending = decision.terminal and (
                 run.status is None or run.status.phase not in TERMINAL_PHASES
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,6 +31,9 @@ class StageResult:
     quality: tuple[Mapping[str, Any], ...] = ()
     columns: tuple[str, ...] = ()
     raw: Mapping[str, Any] | None = None
+    #: When the stage's pod said it ended, to the millisecond (`finishedAt`): kept by
+    #: Kubernetes in the pod's status, so every pass reads the same end.
+    finished_at: datetime | None = None
 
     @classmethod
     def parse(cls, message: str | None) -> StageResult | None:
@@ -61,6 +64,7 @@ class StageResult:
                 if isinstance(f, dict) and "name" in f
             )[:256],
             raw=data,
+            finished_at=_moment(data.get("finishedAt")),
         )
 
 
@@ -99,6 +103,17 @@ def _last_line(text: str) -> str:
     """The last non-empty line (of a log tail: usually the exception), at most 1 KiB."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[-1] if lines else "")[-1024:]
+
+
+def _moment(value: Any) -> datetime | None:
+    """An RFC 3339 time with its offset (a stage's `finishedAt`); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def _int(value: Any) -> int | None:

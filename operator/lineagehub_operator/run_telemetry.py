@@ -162,13 +162,21 @@ class RunTelemetry:
         namespace, job = openlineage_names(run, self._config)
         payload = run_event_payload(run, event_type, namespace, job, now)
         await self._publisher.send(LINEAGE_TOPIC, status.run_id, payload)
-        if event_type == "START" or not status.traceparent:
-            return
-        condition = status.condition(CONDITION_SUCCEEDED)
-        error = condition.message if event_type in {"FAIL", "ABORT"} and condition else ""
-        end = event_time(status, event_type, now)
-        span = root_span(run, status.traceparent, job, event_type, end, error)
-        await self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE))
+        span = end_span(run, event_type, job, now)
+        if span is not None:
+            await self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE))
+
+
+def end_span(run: PipelineRun, event_type: str, job: str, now: datetime) -> FixedSpan | None:
+    """The root span sent with the run's end event (none with START, or without ids),
+    made from the run's persisted status like the event: ending at the event's time."""
+    status = run.status
+    if event_type == "START" or status is None or not status.traceparent:
+        return None
+    condition = status.condition(CONDITION_SUCCEEDED)
+    error = condition.message if event_type in {"FAIL", "ABORT"} and condition else ""
+    end = event_time(status, event_type, now)
+    return root_span(run, status.traceparent, job, event_type, end, error)
 
 
 def root_span(

@@ -91,8 +91,12 @@ def combined_outcome(
             return json.dumps(failed), reason
         results.append(data)
     first = results[0] if results else {}
+    # The stage ended with its last shard (RFC 3339 UTC times, all of one format: the
+    # latest sorts last); unknown if a shard did not say.
+    ends = [r["finishedAt"] for r in results if isinstance(r.get("finishedAt"), str)]
     total = {
         **first,
+        "finishedAt": max(ends) if ends and len(ends) == len(results) else None,
         "recordsIn": _sum([r.get("recordsIn") for r in results]),
         "recordsOut": _sum([r.get("recordsOut") for r in results]),
         "bytesWritten": _sum([r.get("bytesWritten") for r in results]),

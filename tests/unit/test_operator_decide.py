@@ -232,20 +232,44 @@ def test_retrying_stage_reports_attempt() -> None:
 
 
 def test_cancel_deletes_running_job_and_ends_cancelled() -> None:
+    """First the Job is deleted and the cancel's time recorded (no ABORT yet), then the
+    run ends Cancelled at that time with its ABORT."""
     run, _ = step(started(make_run()), {})
     run = run.model_copy(update={"spec": run.spec.model_copy(update={"cancel": True})})
-    _, d = step(run, {E: job(E, JobState.ACTIVE)})
+    cancelling, d = step(run, {E: job(E, JobState.ACTIVE)})
     assert DeleteJob(E, "orders-extract") in d.actions
+    assert d.status.phase == Phase.RUNNING and d.requeue_after == 0
+    assert succeeded(d) == ("Unknown", "Cancelled")
+    assert d.status.completion_time_precise == T0
+    assert not any(isinstance(a, EmitRunEvent) for a in d.actions), "ABORT once it is recorded"
+    _, d = step(cancelling, {E: job(E, JobState.ACTIVE, deleting=True)}, T0 + timedelta(seconds=9))
+    assert not any(isinstance(a, DeleteJob) for a in d.actions), "deleted once"
     assert d.status.phase == Phase.CANCELLED
     assert succeeded(d) == ("False", "Cancelled")
+    assert d.status.completion_time_precise == T0, "the recorded time, not this pass's"
     assert d.status.stage(E).phase == Phase.CANCELLED  # type: ignore[union-attr]
+    assert d.status.stage(E).completion_time == T0  # type: ignore[union-attr]
     assert d.status.stage(L).phase == Phase.CANCELLED  # type: ignore[union-attr]
     assert EmitRunEvent("ABORT") in d.actions
 
 
+def test_a_recorded_cancel_ends_the_run_even_if_taken_back() -> None:
+    run, _ = step(started(make_run()), {})
+    run = run.model_copy(update={"spec": run.spec.model_copy(update={"cancel": True})})
+    cancelling, _ = step(run, {E: job(E, JobState.ACTIVE)})
+    back = cancelling.model_copy(
+        update={"spec": cancelling.spec.model_copy(update={"cancel": False})}
+    )
+    _, d = step(back, {}, T0 + timedelta(seconds=3))
+    assert not any(isinstance(a, CreateJob) for a in d.actions), "its stage is not started again"
+    assert d.status.phase == Phase.CANCELLED and EmitRunEvent("ABORT") in d.actions
+
+
 def test_cancel_before_start_creates_nothing() -> None:
     run = started(make_run(cancel=True))
-    _, d = step(run, {})
+    cancelling, d = step(run, {})
+    assert not any(isinstance(a, CreateJob) for a in d.actions)
+    _, d = step(cancelling, {})
     assert not any(isinstance(a, CreateJob) for a in d.actions)
     assert d.status.phase == Phase.CANCELLED
 

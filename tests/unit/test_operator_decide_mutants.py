@@ -234,17 +234,24 @@ def test_a_failure_message_reads_well_with_one_attempt_or_no_detail() -> None:
 def test_cancel_mid_run_stops_the_stage_and_tells_once() -> None:
     run, _ = step(accepted(ttlSecondsAfterFinished=60), {}, T0)
     run, _ = step(run, {E: job(E, JobState.COMPLETE), T: job(T, JobState.ACTIVE)}, T0)
-    _, d = step(
-        with_spec(run, cancel=True), {E: job(E, JobState.COMPLETE), T: job(T, JobState.ACTIVE)}, T2
-    )
+    jobs = {E: job(E, JobState.COMPLETE), T: job(T, JobState.ACTIVE)}
+    cancelling, d = step(with_spec(run, cancel=True), jobs, T1)
     assert d.actions == [
         RecordEvent("Normal", "StageCancelled", "Stage transform cancelled"),
         RecordEvent("Normal", "StageCancelled", "Stage load cancelled"),
         DeleteJob(T, "orders-transform"),
+    ]
+    assert cond(d.status)["status"] == "Unknown" and d.requeue_after == 0
+    assert (d.status.completion_time, stage(d, T).completion_time) == (T1, T1)
+    assert stage(d, L).completion_time is None, "load never ran"
+    jobs[T] = job(T, JobState.ACTIVE, deleting=True)
+    _, d = step(cancelling, jobs, T2)
+    assert d.actions == [
         EmitRunEvent("ABORT"),
         RecordEvent("Warning", "Cancelled", "Run cancelled by spec.cancel"),
     ]
-    assert stage(d, T).completion_time == T2
+    assert stage(d, T).completion_time == T1
+    assert d.status.completion_time == T1, "the cancel's recorded time"
     assert stage(d, E).phase == Phase.SUCCEEDED
     assert d.status.progress == "1/3"
     assert cond(d.status) == {
@@ -255,7 +262,7 @@ def test_cancel_mid_run_stops_the_stage_and_tells_once() -> None:
         "observedGeneration": GEN,
         "lastTransitionTime": "2026-11-26T12:00:20Z",
     }
-    assert d.requeue_after == 60, "the TTL counts from the cancel"
+    assert d.requeue_after == 47, "the TTL counts from the cancel (T1), not this pass"
 
 
 def test_suspend_says_where_it_holds() -> None:

@@ -4,6 +4,7 @@ and set by the operator's rule from its own clock."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
@@ -79,7 +80,12 @@ def _run() -> PipelineRun:
     )
 
 
-def _done(stage: StageName) -> ObservedJob:
+def _done(stage: StageName, finished: datetime | None = None) -> ObservedJob:
+    """A Complete stage Job; `finished`: the end its pod wrote in its termination
+    message (`finishedAt`), none from an older runner."""
+    message = {"recordsIn": 1, "recordsOut": 1}
+    if finished is not None:
+        message["finishedAt"] = format_precise_time(finished)  # type: ignore[assignment]
     return ObservedJob(
         stage=stage,
         name=f"orders-{stage}",
@@ -89,41 +95,75 @@ def _done(stage: StageName) -> ObservedJob:
         # Kubernetes' own times have whole seconds.
         start_time=T0.replace(microsecond=0),
         completion_time=T0.replace(microsecond=0) + timedelta(seconds=1),
-        result=StageResult(records_in=1, records_out=1, raw={}),
+        result=StageResult.parse(json.dumps(message)),
     )
 
 
 T0 = datetime(2026, 12, 1, 4, 0, 5, 20_000, tzinfo=UTC)
 
 
-def test_the_operator_records_each_stage_on_its_own_clock() -> None:
-    """A stage starts when its Job is created and ends when the operator sees it end,
-    both to the millisecond; the next stage starts at that same instant."""
+def test_each_stage_starts_on_the_operators_clock_and_ends_as_its_pod_said() -> None:
+    """A stage starts when its Job is created (the operator's clock) and ends when its
+    pod said it ended (its termination message), both to the millisecond; the run ends
+    with its last stage, whenever the operator sees that."""
     run = _run()
     moments = [T0 + timedelta(milliseconds=ms) for ms in (0, 1, 21, 55, 62)]
+    reported = {
+        E: moments[2] - timedelta(milliseconds=3),
+        T: moments[3] - timedelta(milliseconds=5),
+    }
+    reported[L] = moments[4] - timedelta(milliseconds=2, microseconds=400)
     jobs: dict[StageName, ObservedJob] = {}
     # accepted, extract created, extract seen done, transform seen done, load seen done
     for at, finished in zip(moments, (None, None, E, T, L), strict=True):
         if finished is not None:
-            jobs[finished] = _done(finished)
+            jobs[finished] = _done(finished, reported[finished])
         run = run.model_copy(update={"status": decide(run, jobs, at, IDS).status})
     status = run.status
     assert status is not None and status.phase == "Succeeded"
     assert status.start_time_precise == moments[0]
-    assert status.completion_time_precise == moments[4]
+    load_end = datetime(2026, 12, 1, 4, 0, 5, 79_000, tzinfo=UTC)  # to the millisecond
+    assert status.completion_time_precise == load_end, "the last stage's end"
     spans = {s.name: (s.start_time_precise, s.completion_time_precise) for s in status.stages}
     assert spans == {
-        E: (moments[1], moments[2]),
-        T: (moments[2], moments[3]),
-        L: (moments[3], moments[4]),
+        E: (moments[1], reported[E]),
+        T: (moments[2], reported[T]),
+        L: (moments[3], load_end),
     }
     wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     extract = next(s for s in wire["stages"] if s["name"] == "extract")
     assert extract["startTimePrecise"] == "2026-12-01T04:00:05.021Z"
-    assert extract["completionTimePrecise"] == "2026-12-01T04:00:05.041Z"
-    # The Kubernetes-style fields keep what they held: the Job's whole-second times.
+    assert extract["completionTimePrecise"] == "2026-12-01T04:00:05.038Z"
+    # The Kubernetes-style fields: the Job's whole-second start, the same end's second.
     assert extract["startTime"] == "2026-12-01T04:00:05Z"
-    assert extract["completionTime"] == "2026-12-01T04:00:06Z"
+    assert extract["completionTime"] == "2026-12-01T04:00:05Z"
+    assert wire["completionTime"] == "2026-12-01T04:00:05Z"
+
+
+def test_a_stage_whose_pod_did_not_say_when_it_ended_gets_the_jobs_end_and_no_precise_one() -> None:
+    """No `finishedAt` (an older runner): the Job's whole-second end, no made-up
+    milliseconds, for the stage and for the run it ends; nothing of the pass's clock."""
+    run = _run()
+    run = run.model_copy(update={"status": decide(run, {}, T0, IDS).status})
+    jobs = {s: _done(s) for s in (E, T, L)}
+    status = decide(run, jobs, T0 + timedelta(seconds=9, microseconds=4_321), IDS).status
+    assert status.phase == "Succeeded"
+    job_end = T0.replace(microsecond=0) + timedelta(seconds=1)
+    assert [(s.completion_time, s.completion_time_precise) for s in status.stages] == [
+        (job_end, None)
+    ] * 3
+    assert (status.completion_time, status.completion_time_precise) == (job_end, None)
+
+
+def test_a_pod_clock_behind_the_operators_never_ends_a_stage_before_it_started() -> None:
+    run = _run()
+    for _ in ("accepted", "extract created"):
+        run = run.model_copy(update={"status": decide(run, {}, T0, IDS).status})
+    early = _done(E, T0 - timedelta(milliseconds=250))
+    status = decide(run, {E: early}, T0 + timedelta(seconds=1), IDS).status
+    extract = status.stage(E)
+    assert extract is not None and extract.start_time_precise == T0
+    assert extract.completion_time_precise == T0
 
 
 def test_a_stage_whose_start_the_operator_did_not_see_gets_no_precise_start() -> None:
