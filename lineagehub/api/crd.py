@@ -387,7 +387,7 @@ def operator_namespaced_rules() -> list[dict[str, Any]]:
         # when the Job controller marks its Job Complete.
         _rule("", ["pods"], ["list", "watch"]),
         # The per-run stage configuration: created, read back on a name conflict.
-        _rule("", ["configmaps"], ["create", "get"]),
+        _rule("", ["configmaps"], ["create", "get", "patch"]),
         # The run's workspace volume: created, read back, deleted when the run ends.
         # patch: a re-run adds itself as an owner of the workspace claim it reuses.
         _rule("", ["persistentvolumeclaims"], ["create", "get", "patch", "delete"]),

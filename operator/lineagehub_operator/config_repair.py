@@ -1,12 +1,13 @@
-"""A stage pod that cannot start because its run's ConfigMap is gone.
+"""A stage pod that cannot start because its run's ConfigMap is gone, or lacks its key.
 
 The operator creates a run's ConfigMap once (handlers `_execute`), not before every
-stage. If it is deleted while the run goes on, the next stage's pod cannot build its
-environment: the kubelet holds its container in CreateContainerConfigError and tries
-again. The pods are watched already, so such a pod is seen at no extra API call; the
-run's daemon then creates the ConfigMap again (once for each such pod) and the
-kubelet's next try starts the container. A run whose ConfigMap stays in place makes
-no call for it after the first stage.
+stage. If it is deleted (or a stage's key removed from it) while the run goes on, the
+next stage's pod cannot build its environment: the kubelet holds its container in
+CreateContainerConfigError and tries again. The pods are watched already, so such a
+pod is seen at no extra API call; the run's daemon then creates the ConfigMap again,
+or puts its keys back (once for each such pod), and the kubelet's next try starts the
+container. A run whose ConfigMap stays in place makes no call for it after the first
+stage.
 """
 
 from __future__ import annotations

@@ -387,13 +387,17 @@ async def _repair_config(
             if wait.pod_uid in repaired or not wait.names(wanted):
                 continue
             repaired.add(wait.pod_uid)
-            await memo["api"].create_owned(config_map(run, memo["config"]), run.metadata.uid)
-            kopf.event(
-                body,
-                type="Warning",
-                reason="ConfigMapRecreated",
-                message=f"ConfigMap {wanted} was gone ({job.stage.value} waited): created again",
-            )
+            api: KubeApi = memo["api"]
+            if await api.restore_config_map(
+                config_map(run, memo["config"]), run.metadata.uid or ""
+            ):
+                kopf.event(
+                    body,
+                    type="Warning",
+                    reason="ConfigMapRecreated",
+                    message=f"ConfigMap {wanted} was gone or lacked a key ({job.stage.value} "
+                    "waited): made whole again",
+                )
 
 
 async def _resolve(

@@ -58,8 +58,9 @@ class KubeApi:
         with call_span(self.tracer, name, attributes):
             return await self._call(fn, *args, **kwargs)
 
-    async def create_owned(self, obj: dict[str, Any], owner: str) -> None:
-        """Create a namespaced ConfigMap/PVC/Job; an existing one of ours counts as created."""
+    async def create_owned(self, obj: dict[str, Any], owner: str) -> dict[str, Any] | None:
+        """Create a namespaced ConfigMap/PVC/Job; an existing one of ours counts as created
+        (and is returned as it is: None when this call created it)."""
         kind, ns = obj["kind"], obj["metadata"]["namespace"]
         create: Any
         read: Any
@@ -81,12 +82,36 @@ class KubeApi:
             if err.status != 409:
                 raise
             existing = await self._call(read, obj["metadata"]["name"], ns)
-            found = owner_uid(self._plain(existing))
+            plain = self._plain(existing)
+            found = owner_uid(plain)
             if found != owner:
                 raise NotOurs(
                     f"{kind} {ns}/{obj['metadata']['name']} already exists and is owned by "
                     f"{found or 'nobody'}, not by this PipelineRun"
                 ) from err
+            return plain
+        return None
+
+    async def restore_config_map(self, obj: dict[str, Any], owner: str) -> bool:
+        """Create the run's ConfigMap `obj`, or put back in the one there (ours) the keys
+        it must hold: deleted or changed since, a stage pod cannot start. False when it
+        was there as it must be."""
+        existing = await self.create_owned(obj, owner)
+        if existing is None:
+            return True
+        data = existing.get("data") or {}
+        if all(data.get(key) == value for key, value in obj["data"].items()):
+            return False
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        await self._traced(
+            "patch ConfigMap",
+            {"k8s.namespace.name": ns, "k8s.object.name": name},
+            self.core.patch_namespaced_config_map,
+            name,
+            ns,
+            {"data": obj["data"]},
+        )
+        return True
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         """A client model as the plain camelCase dict the API server sent."""

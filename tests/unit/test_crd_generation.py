@@ -313,7 +313,7 @@ NAMESPACED_GRANTS = {
     ("lineagehub.io", "pipelines/status"): {"patch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "configmaps"): {"create", "get"},
+    ("", "configmaps"): {"create", "get", "patch"},
     ("", "persistentvolumeclaims"): {"create", "get", "patch", "delete"},
     ("", "events"): {"create"},
     ("lineagehub.io", "pipelines"): {"get", "list", "watch", "patch"},
