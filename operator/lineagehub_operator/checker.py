@@ -11,7 +11,6 @@ import httpx
 from lineagehub.api.pipelinerun import PipelineRun, PipelineRunStatus
 from lineagehub.datasets import dataset_of
 from lineagehub_operator.config import OperatorConfig
-from lineagehub_operator.decide import ended_at
 from lineagehub_operator.manifests import openlineage_names
 from lineagehub_operator.stores import (
     StoreUnavailable,
@@ -95,7 +94,7 @@ class StoreChecker:
         jaeger = await _lookup(
             self._config.jaeger_query_url, lambda url: jaeger_trace(c, url, trace_id)
         )
-        finished = ended_at(status) or now
+        finished = status.completion_time or now
         expired = now > finished + timedelta(seconds=self._config.verify_timeout_seconds)
         return verified_status(
             run,
