@@ -25,6 +25,12 @@ from stack.registry import ALL, select
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import kafka_client_leaks  # off unless its variable is set
+
+    config.pluginmanager.register(kafka_client_leaks, "kafka-client-leaks")
+
+
 @dataclass
 class StackHandle:
     env: dict[str, str]
