@@ -11,6 +11,7 @@ import httpx
 from lineagehub.api.pipelinerun import PipelineRun, PipelineRunStatus
 from lineagehub.datasets import dataset_of
 from lineagehub_operator.config import OperatorConfig
+from lineagehub_operator.decide import ended_at
 from lineagehub_operator.manifests import openlineage_names
 from lineagehub_operator.stores import (
     StoreUnavailable,
@@ -94,7 +95,7 @@ class StoreChecker:
         jaeger = await _lookup(
             self._config.jaeger_query_url, lambda url: jaeger_trace(c, url, trace_id)
         )
-        finished = status.completion_time or now
+        finished = ended_at(status) or now
         expired = now > finished + timedelta(seconds=self._config.verify_timeout_seconds)
         return verified_status(
             run,

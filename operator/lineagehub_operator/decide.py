@@ -268,7 +268,9 @@ def _last_end(status: PipelineRunStatus, now: datetime) -> End:
     latest of its stages'), so that a pass deciding the end again after the status
     write that recorded it was lost (a restart, a conflict) sends the very same
     COMPLETE or FAIL and root span. The pass's own time when no stage has an end."""
-    ended = [s for s in status.stages if s.completion_time is not None]
+    ended = [
+        s for s in status.stages if s.completion_time is not None and s.reason != Reason.REUSED
+    ]
     if not ended:
         return now, _ms(now)
     last = max(ended, key=lambda s: s.completion_time_precise or s.completion_time or now)
@@ -305,13 +307,30 @@ def _finish(
     return [EmitRunEvent(lineage), RecordEvent(kind, reason.value, message)]
 
 
+def ended_at(status: PipelineRunStatus) -> datetime | None:
+    """When the operator decided the run's end: the Succeeded condition's move to True or
+    False (the pass's own time), else `completionTime`. A run's `completionTime` is its
+    last stage's end as the stage's pod said it (see `_last_end`), which can be long
+    before an operator that was away decided the end: the stores' deadline and the TTL
+    count from the decision, not from that."""
+    condition = status.condition(CONDITION_SUCCEEDED)
+    if (
+        status.phase in TERMINAL_PHASES
+        and condition is not None
+        and condition.status != ConditionStatus.UNKNOWN
+    ):
+        return condition.last_transition_time
+    return status.completion_time
+
+
 def _ttl(
     run: PipelineRun, status: PipelineRunStatus, now: datetime
 ) -> tuple[list[Action], float | None]:
     ttl = run.spec.ttl_seconds_after_finished
-    if ttl is None or status.completion_time is None:
+    ended = ended_at(status)
+    if ttl is None or ended is None:
         return [], None
-    due = status.completion_time + timedelta(seconds=ttl)
+    due = ended + timedelta(seconds=ttl)
     if now >= due:
         return [DeleteRun()], None
     return [], (due - now).total_seconds()

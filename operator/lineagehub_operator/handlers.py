@@ -60,6 +60,7 @@ from lineagehub_operator.decide import (
     RunIds,
     accepted,
     decide,
+    ended_at,
     refuse,
 )
 from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
@@ -601,7 +602,7 @@ async def reconcile(
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:
                 schedule = schedule or VerifySchedule.since(
-                    decision.status.completion_time, now, time.monotonic()
+                    ended_at(decision.status), now, time.monotonic()
                 )
             if verifying and schedule is not None and schedule.due(time.monotonic()):
                 finished = run.model_copy(update={"status": decision.status})

@@ -111,9 +111,9 @@ def _moment(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return moment.astimezone(UTC) if moment.tzinfo is not None else None
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
         return None
-    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def _int(value: Any) -> int | None:

@@ -12,11 +12,13 @@ from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.decide import (
     CreateJob,
     Decision,
+    DeleteRun,
     EmitRunEvent,
     RecordEvent,
     RunIds,
     accepted,
     decide,
+    ended_at,
     refuse,
 )
 from lineagehub_operator.manifests import openlineage_names
@@ -302,3 +304,24 @@ def test_a_fail_for_a_run_refused_between_stages_is_the_same_bytes_when_refused_
         sends.append(_end_bytes(running, decision, at))
     assert sends[0] == sends[1]
     assert json.loads(sends[0][0])["eventTime"] == "2026-12-01T04:00:05.731000+00:00"
+
+
+def test_a_run_ended_by_an_operator_back_late_counts_its_ttl_and_deadline_from_then() -> None:
+    """The run's end is its load pod's end, but an operator away for ten minutes decides
+    it only then: a TTL of a minute must not delete the run in the pass that ends it
+    (its terminal status and last span would never be written), and the stores' deadline
+    counts from that pass, not from the pod's end."""
+    run = _run(ttlSecondsAfterFinished=60)
+    before = _until_load(run)
+    jobs = {E: _ended(E, "00:05.731"), T: _ended(T, "00:11.402"), L: _ended(L, "00:19.064")}
+    back = T0 + timedelta(minutes=10)
+    decision = decide(before, jobs, back, IDS)
+    assert decision.status.phase == Phase.SUCCEEDED
+    assert decision.status.completion_time_precise == datetime(2026, 12, 1, 4, 0, 19, 64_000, UTC)
+    assert not any(isinstance(a, DeleteRun) for a in decision.actions)
+    assert ended_at(decision.status) == back
+    assert decision.requeue_after == 60
+    # A pass after the TTL, counted from the decision, deletes it.
+    ended = _persisted(run, decision.status)
+    expired = decide(ended, jobs, back + timedelta(seconds=61), IDS)
+    assert any(isinstance(a, DeleteRun) for a in expired.actions)

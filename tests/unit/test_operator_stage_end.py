@@ -92,3 +92,17 @@ def test_a_sharded_stage_ends_with_its_last_shard() -> None:
     pods[1] = _shard(1, {"recordsIn": 1, "recordsOut": 1})
     seen = Seen.parse(combined_outcome(pods, 3)[0])
     assert seen is not None and seen.finished_at is None
+
+
+def test_a_finished_at_no_clock_can_hold_is_no_end_and_no_crash() -> None:
+    """A pod's message is outside bytes: an offset that moves the time past year 1 or
+    9999 (OverflowError in astimezone), a naive time or a non-time is read as no end."""
+    for said in (
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2026-12-01T04:00:00",
+        7,
+    ):
+        seen = Seen.parse(json.dumps({"recordsIn": 1, "recordsOut": 1, "finishedAt": said}))
+        assert seen is not None and seen.finished_at is None
+        assert seen.records_out == 1
