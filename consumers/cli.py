@@ -48,6 +48,18 @@ SHUTDOWN_TIMEOUT = 20.0
 SHUTDOWN_TAIL = 15.0
 
 
+def at_least_one(text: str) -> int:
+    """A count the consumer divides work by or waits on: 0 or less would stall or crash
+    it on its first fetch, so it is refused at the start, naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     common = argparse.ArgumentParser(add_help=False)
@@ -75,16 +87,18 @@ def _parser() -> argparse.ArgumentParser:
         default=env("MARQUEZ_URL", "http://127.0.0.1:5000"),
         help="Marquez API base URL (env MARQUEZ_URL)",
     )
-    lineage.add_argument("--lanes", type=int, default=8, help="concurrent POSTs per partition")
+    lineage.add_argument(
+        "--lanes", type=at_least_one, default=8, help="concurrent POSTs per partition"
+    )
     lineage.add_argument(
         "--dispatch-slice",
-        type=int,
+        type=at_least_one,
         default=LineageSettings.dispatch_slice,
         help="records of a fetch checked and queued between turns of the workers",
     )
     lineage.add_argument(
         "--max-uncommitted",
-        type=int,
+        type=at_least_one,
         default=LineageSettings.max_uncommitted,
         help="offsets a partition may have past its first unfinished one before it pauses",
     )
