@@ -60,7 +60,6 @@ from lineagehub_operator.decide import (
     RunIds,
     accepted,
     decide,
-    ended_at,
     refuse,
 )
 from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
@@ -602,7 +601,7 @@ async def reconcile(
             verifying = decision.terminal and verify.pending(decision.status)
             if verifying:
                 schedule = schedule or VerifySchedule.since(
-                    ended_at(decision.status), now, time.monotonic()
+                    decision.status.completion_time, now, time.monotonic()
                 )
             if verifying and schedule is not None and schedule.due(time.monotonic()):
                 finished = run.model_copy(update={"status": decision.status})
