@@ -102,7 +102,8 @@ class HealthServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             writer.close()
             return
@@ -143,7 +144,8 @@ class HealthServer:
         if length > MAX_QUERY_BYTES:
             return 413, "text/plain", f"query over {MAX_QUERY_BYTES} bytes\n".encode()
         try:
-            raw = await asyncio.wait_for(reader.readexactly(length), timeout=10)
+            async with asyncio.timeout(10):
+                raw = await reader.readexactly(length)
             query = guarded(raw.decode("utf-8"))
         except (asyncio.IncompleteReadError, TimeoutError):
             return 400, "text/plain", b"incomplete body\n"

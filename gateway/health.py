@@ -40,7 +40,8 @@ async def run_check(
         return Check(name, "down" if required else "disabled", None, disabled_reason, required)
     started = time.perf_counter()
     try:
-        detail = await asyncio.wait_for(probe(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            detail = await probe()
         status = "ok"
     except TimeoutError:
         detail, status = f"no answer within {timeout_s}s", "down"

@@ -169,7 +169,8 @@ class Sink:
             if remaining > 0:
                 raise KafkaUnavailable(f"Kafka is unavailable: {self.last_error}", remaining)
             try:
-                await asyncio.wait_for(self.publisher.start(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    await self.publisher.start()
             except Exception as exc:
                 self.last_error = _describe(exc)
                 self._down_until = time.monotonic() + self.cooldown_s

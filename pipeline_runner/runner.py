@@ -70,7 +70,8 @@ class Delivery:
             self.lost += 1
             return
         try:
-            await asyncio.wait_for(self.emitter.send(topic, key, value), SEND_TIMEOUT)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self.emitter.send(topic, key, value)
             self.sent += 1
         except Exception as exc:  # any broker failure: warn once, keep the data result
             self.lost += 1

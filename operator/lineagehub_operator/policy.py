@@ -277,9 +277,8 @@ async def check(
     answers: dict[str, Sequence[str] | OSError] = {}
     for host in hosts_of(spec):
         try:
-            answers[host] = await asyncio.wait_for(
-                asyncio.to_thread(resolve, host), resolve_seconds
-            )
+            async with asyncio.timeout(resolve_seconds):
+                answers[host] = await asyncio.to_thread(resolve, host)
         except OSError as err:  # TimeoutError included
             answers[host] = err
 

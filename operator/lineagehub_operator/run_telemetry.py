@@ -108,7 +108,8 @@ class RunTelemetry:
     async def emit(self, run: PipelineRun, event_type: str, now: datetime) -> None:
         """Publish, never blocking reconciliation: a Kafka outage is logged, the run goes on."""
         try:
-            await asyncio.wait_for(self._emit(run, event_type, now), self.publish_timeout_s)
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self._emit(run, event_type, now)
         except Exception as err:  # TimeoutError included: a hanging broker
             self.lost[event_type] += 1
             what = "its root span too" if event_type != "START" else "no span yet"
@@ -135,10 +136,8 @@ class RunTelemetry:
         if span is None:
             return
         try:
-            await asyncio.wait_for(
-                self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE)),
-                self.publish_timeout_s,
-            )
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self._publisher.send(SPANS_TOPIC, span.trace_id, encode([span], SERVICE))
         except Exception as err:  # TimeoutError included: a hanging broker
             self.lost["stage span"] += 1
             log.warning(

@@ -14,6 +14,7 @@ from lineagehub_operator.config import OperatorConfig
 from lineagehub_operator.run_telemetry import RunTelemetry
 
 from lineagehub.api.pipelinerun import PipelineRun
+from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -76,3 +77,36 @@ def test_kafka_down_holds_reconcile_at_most_the_bound_and_counts_the_loss(
         # The hung broker was cut off by the publish bound, not by the client's own
         # 15 s request timeout: the reconcile step was held for the bound only.
         assert all("TimeoutError" in message for message in said), said
+
+
+class _CancellingPublisher:
+    """Kafka's last answer (the root span's) handed back while the reconcile step is
+    cancelled (an operator shutting down). `asyncio.wait_for` on Python 3.11 ran the
+    publish as a task of its own and dropped a cancel that reached the step once that
+    task was done (gh-86296): the step went on as if never cancelled."""
+
+    def __init__(self) -> None:
+        self.caller: asyncio.Task[None] | None = None
+        self.sent: list[str] = []
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        self.sent.append(topic)
+        if topic == SPANS_TOPIC:
+            assert self.caller is not None
+            self.caller.cancel()
+
+
+def test_a_cancel_arriving_as_kafka_answers_cancels_the_step() -> None:
+    telemetry = RunTelemetry(OperatorConfig(kafka_bootstrap="127.0.0.1:9"))
+    publisher = _CancellingPublisher()
+    telemetry._publisher = publisher  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        step = asyncio.create_task(telemetry.emit(finished_run(), "COMPLETE", T0))
+        publisher.caller = step
+        with pytest.raises(asyncio.CancelledError):
+            await step
+
+    asyncio.run(scenario())
+    assert publisher.sent == [LINEAGE_TOPIC, SPANS_TOPIC]
+    assert telemetry.lost == {}
