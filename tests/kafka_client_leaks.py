@@ -49,7 +49,7 @@ class _Tracker:
         frames = [
             f"{Path(f.filename).relative_to(_ROOT)}:{f.lineno} {f.name}"
             for f in traceback.extract_stack()[:-2]
-            if f.filename.startswith(_ROOT) and "/.venv/" not in f.filename
+            if f.filename.startswith(_ROOT + os.sep) and "/.venv/" not in f.filename
         ]
         key = id(client)
         self.made[key] = _Made(
