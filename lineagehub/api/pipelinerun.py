@@ -589,8 +589,10 @@ class StageStatus(StatusModel):
     completion_time_precise: PreciseTime | None = None
     """When the stage ended, to the millisecond, as its pod said in its termination
     message (a sharded stage: its last shard; a cancelled stage: when the operator
-    cancelled it); absent when its pod did not say. `completionTimePrecise` minus
-    `startTimePrecise` is the stage's duration, pod start-up included."""
+    cancelled it). When its pod did not say, absent (its Job's whole-second
+    `completionTime` is its end), or the operator's own time when Kubernetes kept no
+    end either. `completionTimePrecise` minus `startTimePrecise` is the stage's
+    duration, pod start-up included."""
     records_in: Annotated[int, Field(ge=0)] | None = None
     """Rows the stage read."""
     records_out: Annotated[int, Field(ge=0)] | None = None
@@ -732,8 +734,9 @@ class PipelineRunStatus(StatusModel):
     start_time_precise: PreciseTime | None = None
     """When the run started, to the millisecond (RFC 3339 with fractional seconds)."""
     completion_time_precise: PreciseTime | None = None
-    """When the run finished, to the millisecond (RFC 3339 with fractional seconds);
-    absent when its last stage's pod did not say when it ended."""
+    """When the run finished, to the millisecond (RFC 3339 with fractional seconds):
+    its last stage's `completionTimePrecise`, or when the cancel was seen; absent when
+    that stage has none."""
     pipeline_spec: (
         Annotated[
             PipelineBody,

@@ -417,9 +417,46 @@ def decide(
         expiry, requeue = _ttl(run, status, now)
         return Decision(status, expiry, requeue)
 
-    if run.spec.cancel or _cancelling(status):
+    if _cancelling(status):
         return _cancel(run, old, status, jobs, now)
+    if run.spec.cancel:
+        return _cancel_unless_ended(run, old, status, jobs, now, queued)
+    return _advance(run, old, status, jobs, now, queued)
 
+
+def _cancel_unless_ended(
+    run: PipelineRun,
+    old: PipelineRunStatus,
+    status: PipelineRunStatus,
+    jobs: Mapping[StageName, ObservedJob],
+    now: datetime,
+    queued: str | None,
+) -> Decision:
+    """A cancel seen once the stages' Jobs had already decided the run's end: that end
+    stands. A pass that sent COMPLETE or FAIL and whose status write was lost must not
+    send ABORT after it, and what the Jobs say is the same on every pass."""
+    ended = _advance(run, old, status.model_copy(deep=True), jobs, now, queued)
+    if not ended.terminal:
+        return _cancel(run, old, status, jobs, now)
+    note = RecordEvent(
+        "Normal",
+        "CancelTooLate",
+        f"spec.cancel came after the run's stages had ended: the run {ended.status.phase}",
+    )
+    return Decision(ended.status, [*ended.actions, note], ended.requeue_after)
+
+
+def _advance(
+    run: PipelineRun,
+    old: PipelineRunStatus,
+    status: PipelineRunStatus,
+    jobs: Mapping[StageName, ObservedJob],
+    now: datetime,
+    queued: str | None,
+) -> Decision:
+    """The run's next step from its stages' Jobs: the next Job, a stage's end, the
+    run's end."""
+    generation = run.metadata.generation
     actions: list[Action] = []
     for stage in STAGES:
         entry = _stage(status, stage)

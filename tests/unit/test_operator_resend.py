@@ -246,6 +246,41 @@ def test_a_complete_sent_again_after_its_write_was_lost_is_the_same_bytes() -> N
     assert again.status.stage(L) == first.status.stage(L)
 
 
+def test_a_cancel_after_a_lost_ending_write_sends_the_same_end_not_abort() -> None:
+    """COMPLETE and the root span were sent, the write that ended the run was lost, and
+    a user cancels before the operator comes back: the Jobs have ended the run, so the
+    next pass sends the same COMPLETE again and no ABORT after it (the old decide sent
+    ABORT, and the stores had a run both completed and aborted)."""
+    run = _run()
+    before = _until_load(run)
+    jobs = {E: _ended(E, "00:05.731"), T: _ended(T, "00:11.402"), L: _ended(L, "00:19.064")}
+    seen = T0 + timedelta(seconds=20, microseconds=77_001)
+    first = decide(before, jobs, seen, IDS)
+    sent = _end_bytes(before, first, seen)
+    cancelled = before.model_copy(update={"spec": _run(cancel=True).spec})
+    for later in (seen + timedelta(seconds=9), seen + timedelta(minutes=4)):
+        again = decide(cancelled, jobs, later, IDS)
+        assert again.status.phase == Phase.SUCCEEDED
+        assert [a for a in again.actions if isinstance(a, EmitRunEvent)] == [
+            EmitRunEvent("COMPLETE")
+        ]
+        assert _end_bytes(cancelled, again, later) == sent
+        assert (
+            RecordEvent(
+                "Normal",
+                "CancelTooLate",
+                "spec.cancel came after the run's stages had ended: the run Succeeded",
+            )
+            in again.actions
+        )
+    # Still running (load's Job active): the cancel stops it, as before.
+    running = {**jobs, L: _job(L, JobState.ACTIVE)}
+    stopping = decide(cancelled, running, seen, IDS)
+    assert stopping.status.condition() is not None
+    assert stopping.status.completion_time is not None and stopping.status.phase == Phase.RUNNING
+    assert not any(isinstance(a, EmitRunEvent) for a in stopping.actions)
+
+
 def test_a_fail_sent_again_after_its_write_was_lost_is_the_same_bytes() -> None:
     run = _run()
     current = _persisted(run, _first_pass(run, T0).status)
