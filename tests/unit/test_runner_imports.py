@@ -55,10 +55,9 @@ NOT_BEFORE_THE_WORK = (
 MODULES = "import json, sys; print(json.dumps(sorted(sys.modules)))"
 
 
-def _python(code: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    """Run `code` in a fresh interpreter; its exit code and the modules it had loaded
-    (the JSON list on its last line of output)."""
-    proc = subprocess.run(
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter from the project's root (`env` added)."""
+    return subprocess.run(
         [sys.executable, "-c", code],
         check=False,
         capture_output=True,
@@ -67,6 +66,12 @@ def _python(code: str, env: dict[str, str] | None = None) -> tuple[int, list[str
         env={**os.environ, **(env or {})},
         cwd=Path(__file__).resolve().parents[2],
     )
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
+    """Run `code` in a fresh interpreter; its exit code and the modules it had loaded
+    (the JSON list on its last line of output)."""
+    proc = run_python(code, env)
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr
     return proc.returncode, json.loads(lines[-1])

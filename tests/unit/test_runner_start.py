@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from pipeline_runner import stages
 from pipeline_runner.emit import MemoryEmitter
 from pipeline_runner.runner import Delivery, run_stage
 from pipeline_runner.settings import Settings
+from tests.unit.test_runner_imports import run_python
 from tests.unit.test_runner_stages import make_config, write_source
 
 #: Loaded only once the work has started (or by the work itself, after its span began):
@@ -91,20 +90,14 @@ def _stage_with_spy(
         tmp_path, StageName.EXTRACT, source=SourceSpec(uri=f"file://{source}", format="csv")
     )
     spy_out = tmp_path / "spy.json"
-    proc = subprocess.run(
-        [sys.executable, "-c", SPY.replace("{run}", run)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
+    proc = run_python(
+        SPY.replace("{run}", run),
+        {
             STAGE_CONFIG_ENV: cfg.to_env_value(),
             "LINEAGEHUB_TERMINATION_LOG": str(tmp_path / "termination"),
             "SPY_OUT": str(spy_out),
             **(env or {}),
         },
-        cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "termination").read_text())["recordsOut"] == 5
@@ -251,12 +244,5 @@ print("ok")
 
 
 def test_a_deferred_module_is_imported_whole_on_first_use() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", DEFERRED_THEN_USED],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    proc = run_python(DEFERRED_THEN_USED)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
