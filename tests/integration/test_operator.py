@@ -7,12 +7,10 @@ as its own user with the generated least-privilege ClusterRole.
 from __future__ import annotations
 
 import copy
-import http.server
 import itertools
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -25,6 +23,7 @@ from stack import supervisor
 from stack.paths import REPO_ROOT
 from stack.registry import select
 from tests.helpers import Obj, get, wait_until
+from tests.loopback_http import QuietHandler, serving
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
@@ -74,31 +73,20 @@ def operator(stack: Any) -> None:
     supervisor.up(select(["operator"]))
 
 
-class SlowSource(http.server.BaseHTTPRequestHandler):
+class SlowSource(QuietHandler):
     """A CSV source on loopback that takes its time, for timeout and cancel tests."""
 
     delay = 30.0
 
     def do_GET(self) -> None:
         time.sleep(self.delay)
-        body = b"a,b\n1,2\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        return
+        self.reply(200, b"a,b\n1,2\n")
 
 
 @pytest.fixture(scope="module")
 def slow_source() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowSource)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/slow.csv"
-    server.shutdown()
+    with serving(SlowSource) as served:
+        yield f"{served.url}/slow.csv"
 
 
 def test_happy_path_runs_three_jobs_in_order(

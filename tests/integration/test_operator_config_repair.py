@@ -11,10 +11,8 @@ that pod and creates the ConfigMap again, and the kubelet's next try starts it.
 
 from __future__ import annotations
 
-import http.server
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -28,41 +26,32 @@ from tests.integration.test_operator import (
     manifest,
     wait_phase,
 )
+from tests.loopback_http import QuietHandler, serving
 
 pytestmark = pytest.mark.controlplane
 STAGES = ("extract", "transform", "load")
 ORDERS = (REPO_ROOT / "examples" / "data" / "orders.csv").read_bytes()
 
 
-class GatedSource(http.server.BaseHTTPRequestHandler):
+class GatedSource(QuietHandler):
     """The example orders CSV, sent once the test opens the gate."""
 
     gate = threading.Event()
 
     def do_GET(self) -> None:
         self.gate.wait(120)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(ORDERS)))
-        self.end_headers()
-        self.wfile.write(ORDERS)
-
-    def log_message(self, *args: Any) -> None:
-        return
+        self.reply(200, ORDERS)
 
 
 @pytest.fixture
 def gated_source() -> Iterator[tuple[str, threading.Event]]:
     gate = threading.Event()
     handler = type("Gate", (GatedSource,), {"gate": gate})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/orders.csv", gate
-    finally:
-        gate.set()
-        server.shutdown()
+    with serving(handler) as served:
+        try:
+            yield f"{served.url}/orders.csv", gate
+        finally:
+            gate.set()
 
 
 def _pods(kubectl: Kubectl, ns: str, run: str) -> list[Obj]:

@@ -10,7 +10,6 @@ meanwhile and started again at the end. The run itself runs for real.
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import threading
 import time
@@ -25,12 +24,13 @@ from stack import supervisor
 from stack.registry import select
 from tests.helpers import wait_until
 from tests.integration.test_operator import Kubectl, apply, manifest, run_status, wait_phase
+from tests.loopback_http import QuietHandler, serving
 from tests.operator_process import operator_process
 
 pytestmark = pytest.mark.controlplane
 
 
-class Stores(http.server.BaseHTTPRequestHandler):
+class Stores(QuietHandler):
     """The trace and lineage stores of the test's operator: every GET is recorded (its
     wall-clock time and path) and answered 404, "no such run yet"."""
 
@@ -40,22 +40,14 @@ class Stores(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.lock:
             self.seen.append((time.time(), self.path))
-        self.send_response(404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return
+        self.reply(404)
 
 
 @pytest.fixture
 def stores() -> Iterator[str]:
     Stores.seen = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stores)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(Stores) as served:
+        yield served.url
 
 
 def checks_of(trace_id: str) -> list[float]:

@@ -9,11 +9,11 @@ ever contacted: the refused targets are refused before a connection is made.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from stack.paths import REPO_ROOT
 from stack.pieces.app import Operator
 from stack.registry import select
 from tests.helpers import Obj, get, wait_until
+from tests.loopback_http import QuietHandler, serving
 
 pytestmark = pytest.mark.controlplane
 Kubectl = Callable[..., Any]
@@ -93,48 +94,35 @@ def condition(status: Obj, kind: str = "Succeeded") -> Obj:
     return found
 
 
+Routes = dict[str, tuple[int, dict[str, str], bytes]]
+
+
+@dataclasses.dataclass
 class Served:
     """A loopback HTTP server: fixed routes, and the paths it was asked for."""
 
-    def __init__(self, host: str, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> None:
-        self.routes = routes
-        self.requests: list[str] = []
-        served = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                served.requests.append(self.path)
-                code, headers, body = served.routes.get(self.path, (404, {}, b""))
-                self.send_response(code)
-                for key, value in {**headers, "Content-Length": str(len(body))}.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    routes: Routes
+    url: str = ""
+    requests: list[str] = dataclasses.field(default_factory=list)
 
 
 @pytest.fixture
 def served() -> Iterator[Callable[..., Served]]:
-    servers: list[Served] = []
+    with contextlib.ExitStack() as servers:
 
-    def start(host: str, routes: dict[str, tuple[int, dict[str, str], bytes]]) -> Served:
-        servers.append(Served(host, routes))
-        return servers[-1]
+        def start(host: str, routes: Routes) -> Served:
+            source = Served(routes)
 
-    yield start
-    for server in servers:
-        server.close()
+            class Handler(QuietHandler):
+                def do_GET(self) -> None:
+                    source.requests.append(self.path)
+                    code, headers, body = source.routes.get(self.path, (404, {}, b""))
+                    self.reply(code, body, headers)
+
+            source.url = servers.enter_context(serving(Handler, host)).url
+            return source
+
+        yield start
 
 
 # (name, spec changes, field the message names, words it says)
