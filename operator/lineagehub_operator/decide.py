@@ -420,24 +420,16 @@ def decide(
     if _cancelling(status):
         return _cancel(run, old, status, jobs, now)
     if run.spec.cancel:
-        return _cancel_unless_ended(run, old, status, jobs, now, queued)
+        # A cancel seen once the stages' Jobs had ended the run leaves that end: a pass
+        # that sent COMPLETE or FAIL and whose status write was lost must not send ABORT
+        # after it (what the Jobs say is the same on every pass).
+        ended = _advance(run, old, status.model_copy(deep=True), jobs, now, queued)
+        return _too_late(ended) if ended.terminal else _cancel(run, old, status, jobs, now)
     return _advance(run, old, status, jobs, now, queued)
 
 
-def _cancel_unless_ended(
-    run: PipelineRun,
-    old: PipelineRunStatus,
-    status: PipelineRunStatus,
-    jobs: Mapping[StageName, ObservedJob],
-    now: datetime,
-    queued: str | None,
-) -> Decision:
-    """A cancel seen once the stages' Jobs had already decided the run's end: that end
-    stands. A pass that sent COMPLETE or FAIL and whose status write was lost must not
-    send ABORT after it, and what the Jobs say is the same on every pass."""
-    ended = _advance(run, old, status.model_copy(deep=True), jobs, now, queued)
-    if not ended.terminal:
-        return _cancel(run, old, status, jobs, now)
+def _too_late(ended: Decision) -> Decision:
+    """The run's end, with an event saying its cancel came too late."""
     note = RecordEvent(
         "Normal",
         "CancelTooLate",
