@@ -60,6 +60,29 @@ def at_least_one(text: str) -> int:
     return value
 
 
+def days(text: str) -> int:
+    """A retention in days: 0 keeps rows for ever; a negative number is refused rather
+    than read as 0 (no TTL), which would keep what its user meant to expire."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 (keep for ever) or more")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A wait in seconds, more than 0 and finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     common = argparse.ArgumentParser(add_help=False)
@@ -121,9 +144,15 @@ def _parser() -> argparse.ArgumentParser:
         help="clickhouse://user:password@host:9000/database (env CLICKHOUSE_URL)",
     )
     clickhouse.add_argument("--clickhouse-database", default=env("CLICKHOUSE_DATABASE", "otel"))
-    clickhouse.add_argument("--batch-rows", type=int, default=10_000)
-    clickhouse.add_argument("--batch-wait", type=float, default=1.0, help="seconds")
-    clickhouse.add_argument("--ttl-days", type=int, default=0)
+    clickhouse.add_argument(
+        "--batch-rows", type=at_least_one, default=10_000, help="rows that end a batch"
+    )
+    clickhouse.add_argument(
+        "--batch-wait", type=seconds, default=1.0, help="seconds that end a batch"
+    )
+    clickhouse.add_argument(
+        "--ttl-days", type=days, default=0, help="days rows are kept (0: for ever)"
+    )
     clickhouse.add_argument("--lineage-topic", default=LINEAGE_TOPIC)
     clickhouse.add_argument(
         "--warehouse-group",
