@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway import (
@@ -25,6 +24,7 @@ from gateway import (
     health,
     lineage,
     lineage_api,
+    runs_api,
     tracing,
 )
 from gateway.auth import Principal, RateLimiter, Scope, authenticate_once, retry_after_header
@@ -39,39 +39,19 @@ from gateway.body import (
 )
 from gateway.config import Settings
 from gateway.health_cache import HealthCache
-from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
 from gateway.ingest_route import GatewayApp
-from gateway.json_response import FastJSONResponse
+from gateway.json_response import FastJSONResponse, error_response
 from gateway.logs import AccessLog
 from gateway.metric_labels import RouteTemplates
 from gateway.promtext import CONTENT_TYPE, GatewayMetrics, worker_exited
-from gateway.runs import KubeError, KubeRuns, RunStore, manifest, view
+from gateway.runs import KubeError, KubeRuns, RunStore
 from lineagehub import selftrace
-from lineagehub.api.pipelinerun import MAX_NAME, Phase, PipelineRunSpec
+from lineagehub.api.pipelinerun import MAX_NAME
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
 SERVICE_NAME = "lineage-hub-gateway"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
-ObjectName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
-]
-MAX_RUN_ID_WAIT_S = 10.0
-
-
-class RunRequest(PipelineRunSpec):
-    """A PipelineRun spec, plus where to create it. Without a name the API server
-    generates one (`run-xxxxx`); without a namespace the gateway's default is used."""
-
-    name: ObjectName | None = None
-    """Name of the PipelineRun (DNS subdomain)."""
-    namespace: NamespaceName | None = None
-    """Namespace of the PipelineRun."""
-
-
 _LINEAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -265,10 +245,6 @@ async def _warm_up(sink: lineage.Sink) -> None:
 bearer = HTTPBearer(auto_error=False, description="A gateway token (or an OpenLineage api_key).")
 
 
-def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return FastJSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
 #: A PipelineRun spec is a few KiB; its route takes no more than this (before parsing).
 MAX_RUN_BODY_BYTES = 256 * 1024
 READ_SCOPES = frozenset({Scope.RUNS_READ, Scope.LINEAGE_READ})
@@ -323,16 +299,16 @@ def _routes(app: GatewayApp, deps: Deps) -> None:
         try:
             data = decode(raw, request.headers.get("content-encoding"), settings.max_body_bytes)
         except UnsupportedEncoding as exc:
-            return _error(415, str(exc))
+            return error_response(415, str(exc))
         except BadEncoding as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         except BodyTooLarge as exc:
-            return _error(413, str(exc))
+            return error_response(413, str(exc))
         value, problem = parse_json(data)
         if problem is not None:
             deps.count_events("invalid")
             errors = [{"path": "$", "message": problem}]
-            return _error(400, {"message": "the body is not JSON", "errors": errors})
+            return error_response(400, {"message": "the body is not JSON", "errors": errors})
         # The parsed events are dropped once checked and encoded, before the wait for
         # Kafka: they die young, where held through the wait (milliseconds, many
         # requests in flight) the collector walked them again and again (see gc_tuning).
@@ -393,144 +369,16 @@ def _routes(app: GatewayApp, deps: Deps) -> None:
         )
     )
 
-    # ---------------------------------------------------------------- runs
-
-    @app.post(
-        f"{API}/pipeline/run",
-        status_code=201,
-        tags=["runs"],
-        summary="Create a PipelineRun (safe to retry with an Idempotency-Key)",
-        responses={
-            201: {
-                "description": (
-                    "The run was created; or, with an `Idempotency-Key` already used for "
-                    "the same request, the run it created (header `Idempotent-Replayed: true`)"
-                )
-            },
-            400: {"description": "A malformed `Idempotency-Key`"},
-            409: {"description": "A PipelineRun of that name exists (not created by this key)"},
-            422: {
-                "description": (
-                    "An invalid spec; or an `Idempotency-Key` already used by this caller for "
-                    "a different request"
-                )
-            },
-            503: {"description": "The Kubernetes API is unavailable"},
-        },
+    app.include_router(
+        runs_api.router(
+            lambda: deps.runs,
+            deps.metrics,
+            settings.namespace,
+            settings.retry_after_s,
+            runs_reader,
+            runs_writer,
+        )
     )
-    async def create_run(
-        request: Request,
-        body: RunRequest,
-        principal: Annotated[Principal, Depends(runs_writer)],
-        wait: Annotated[
-            float,
-            Query(ge=0, le=MAX_RUN_ID_WAIT_S, description="Seconds to wait for the run id"),
-        ] = 0.0,
-        idempotency_key: Annotated[
-            str | None,
-            Header(
-                alias=HEADER,
-                description=(
-                    "A key the client chooses per run it means to create (a UUID): a "
-                    "retry with the same key and body returns the same run instead of "
-                    "creating another; the same key with another body is a 422. Scoped to "
-                    "the caller's token; kept on the PipelineRun while it exists."
-                ),
-            ),
-        ] = None,
-    ) -> JSONResponse:
-        store = _need_runs(deps)
-        namespace = body.namespace or settings.namespace
-        spec = body.model_dump(mode="json", by_alias=True, exclude_none=True)
-        spec.pop("name", None)
-        spec.pop("namespace", None)
-        idem: Idempotency | None = None
-        if idempotency_key is not None:
-            problem = key_problem(idempotency_key)
-            if problem is not None:
-                return _error(400, problem)
-            asked = {"namespace": namespace, "name": body.name, "spec": spec}
-            idem = Idempotency.of(principal.id, idempotency_key, asked)
-        name = body.name or (idem.run_name() if idem is not None else None)
-        traceparent = tracing.run_traceparent(request.headers)
-        obj = manifest(spec, name, namespace, request.state.request_id, traceparent=traceparent)
-        if idem is not None:
-            idem.mark(obj)
-        try:
-            created, replayed = await _create_once(store, namespace, obj, idem)
-            name = str(created["metadata"]["name"])
-            if wait > 0:
-                created = await _wait_for_run_id(store, namespace, name, created, wait)
-        except KubeError as exc:
-            return _kube_error(exc)
-        except _KeyReused as exc:
-            return _error(422, mismatch_message(exc.name))
-        if replayed:
-            deps.metrics.runs_replayed.inc()
-        else:
-            deps.metrics.runs_created.inc()
-        log.info(
-            "pipelinerun replayed" if replayed else "pipelinerun created",
-            extra={"namespace": namespace, "run": name, "principal": principal.id},
-        )
-        url = _status_url(request, name, namespace)
-        out = view(created, url)
-        headers = {"Location": url}
-        if replayed:
-            headers[REPLAYED_HEADER] = "true"
-        return JSONResponse(
-            {
-                "name": out["name"],
-                "namespace": out["namespace"],
-                "uid": out["uid"],
-                "runId": out["runId"],
-                "statusUrl": url,
-            },
-            status_code=201,
-            headers=headers,
-        )
-
-    @app.get(f"{API}/pipeline/run/{{name}}", tags=["runs"], summary="A PipelineRun's status")
-    async def get_run(
-        request: Request,
-        name: Annotated[str, Path(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)],
-        principal: Annotated[Principal, Depends(runs_reader)],
-        namespace: Annotated[
-            str | None, Query(min_length=1, max_length=63, pattern=DNS_LABEL)
-        ] = None,
-    ) -> JSONResponse:
-        store = _need_runs(deps)
-        ns = namespace or settings.namespace
-        try:
-            obj = await store.get(ns, name)
-        except KubeError as exc:
-            return _kube_error(exc)
-        return JSONResponse(view(obj, _status_url(request, name, ns)))
-
-    @app.get(f"{API}/pipeline/runs", tags=["runs"], summary="List PipelineRuns")
-    async def list_runs(
-        request: Request,
-        principal: Annotated[Principal, Depends(runs_reader)],
-        phase: Phase | None = None,
-        namespace: Annotated[
-            str | None, Query(min_length=1, max_length=63, pattern=DNS_LABEL)
-        ] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> JSONResponse:
-        store = _need_runs(deps)
-        ns = namespace or settings.namespace
-        try:
-            items = await store.list(ns, limit)
-        except KubeError as exc:
-            return _kube_error(exc)
-        views = []
-        for obj in items:
-            run_phase = (obj.get("status") or {}).get("phase") or Phase.PENDING.value
-            if phase is not None and run_phase != phase.value:
-                continue
-            name = str(obj.get("metadata", {}).get("name", ""))
-            views.append(view(obj, _status_url(request, name, ns)))
-        return JSONResponse({"namespace": ns, "count": len(views), "items": views})
 
     # ---------------------------------------------------------------- metrics
 
@@ -544,13 +392,13 @@ def _routes(app: GatewayApp, deps: Deps) -> None:
     ) -> JSONResponse:
         store = deps.metrics_store
         if store is None:
-            return _error(
+            return error_response(
                 503, clickhouse.UNCONFIGURED, {"Retry-After": str(settings.retry_after_s)}
             )
         try:
             rows = await store.pipeline_metrics(window, pipeline)
         except clickhouse.MetricsUnavailable as exc:
-            return _error(503, str(exc), {"Retry-After": str(settings.retry_after_s)})
+            return error_response(503, str(exc), {"Retry-After": str(settings.retry_after_s)})
         return JSONResponse(
             {"windowSeconds": window, "source": deps.metrics_source, "pipelines": rows}
         )
@@ -591,79 +439,12 @@ def _routes(app: GatewayApp, deps: Deps) -> None:
         return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _need_runs(deps: Deps) -> RunStore:
-    if deps.runs is None:
-        raise HTTPException(
-            503,
-            "no Kubernetes API configured (set KUBECONFIG or run in a pod)",
-            {"Retry-After": str(deps.settings.retry_after_s)},
-        )
-    return deps.runs
-
-
-def _kube_error(exc: KubeError) -> JSONResponse:
-    headers = {"Retry-After": retry_after_header(exc.retry_after)} if exc.retry_after else None
-    return _error(exc.status, exc.message, headers)
-
-
-def _status_url(request: Request, name: str, namespace: str) -> str:
-    url = request.url_for("get_run", name=name).include_query_params(namespace=namespace)
-    return str(url)
-
-
-class _KeyReused(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-async def _create_once(
-    store: RunStore, namespace: str, obj: dict[str, Any], idem: Idempotency | None
-) -> tuple[dict[str, Any], bool]:
-    """Create `obj`, or with a key find the run that key already created: (run, replayed).
-
-    Raises `_KeyReused` when the key's run was created for a different request.
-    """
-    if idem is None:
-        return await store.create(namespace, obj), False
-    found = await store.find(namespace, idem.selector)
-    if not found:
-        try:
-            return await store.create(namespace, obj), False
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-            # A concurrent request with the same key won the create of the same name.
-            found = [await store.get(namespace, str(obj["metadata"]["name"]))]
-            if not idem.owns(found[0]):
-                raise  # a run of that name that this key did not create
-    first = min(found, key=_created_order)
-    if not idem.same_request(first):
-        raise _KeyReused(str(first["metadata"]["name"]))
-    return first, True
-
-
-def _created_order(obj: dict[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
-
-
-async def _wait_for_run_id(
-    store: RunStore, namespace: str, name: str, obj: dict[str, Any], wait: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while not (obj.get("status") or {}).get("runId") and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-        obj = await store.get(namespace, name)
-    return obj
-
-
 # -------------------------------------------------------------------- lineage helpers
 
 
 def _unavailable(deps: Deps, reason: str, retry_after: float) -> JSONResponse:
     deps.count_events("unavailable")
-    return _error(503, reason, {"Retry-After": retry_after_header(retry_after)})
+    return error_response(503, reason, {"Retry-After": retry_after_header(retry_after)})
 
 
 def _errors(invalid: lineage.Invalid) -> list[dict[str, str]]:
@@ -691,7 +472,7 @@ async def _single(deps: Deps, verdict: lineage.Checked | lineage.Invalid) -> JSO
     if isinstance(verdict, lineage.Invalid):
         deps.count_events("invalid" if verdict.status == 400 else "too_large")
         message = "invalid OpenLineage event" if verdict.status == 400 else "event too large"
-        return _error(verdict.status, {"message": message, "errors": _errors(verdict)})
+        return error_response(verdict.status, {"message": message, "errors": _errors(verdict)})
     if deps.sink is None:
         return _unavailable(deps, "Kafka is not configured (KAFKA_BOOTSTRAP)", 30)
     try:
@@ -714,10 +495,10 @@ class _Batch:
 def _check_batch(deps: Deps, items: list[Any]) -> _Batch | JSONResponse:
     """Every event of a batch checked (or the whole batch refused)."""
     if not items:
-        return _error(400, {"message": "the batch is empty", "errors": []})
+        return error_response(400, {"message": "the batch is empty", "errors": []})
     if len(items) > deps.settings.max_batch_items:
         limit = deps.settings.max_batch_items
-        return _error(413, f"the batch has {len(items)} events, the limit is {limit}")
+        return error_response(413, f"the batch has {len(items)} events, the limit is {limit}")
     results: list[dict[str, Any]] = [{} for _ in items]
     by_key: dict[str, list[tuple[int, lineage.Checked]]] = defaultdict(list)
     for index, item in enumerate(items):
@@ -852,4 +633,4 @@ def app_from_env() -> FastAPI:
     return served_app(config.from_env())
 
 
-__all__ = ["Deps", "RunRequest", "Settings", "app_from_env", "create_app", "served_app"]
+__all__ = ["Deps", "Settings", "app_from_env", "create_app", "served_app"]

@@ -16,3 +16,8 @@ class FastJSONResponse(JSONResponse):
             return orjson.dumps(content)
         except orjson.JSONEncodeError:
             return super().render(content)
+
+
+def error_response(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The gateway's error answer: `{"detail": ...}` with `status` (and `headers`)."""
+    return FastJSONResponse({"detail": detail}, status_code=status, headers=headers)
