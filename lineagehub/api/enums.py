@@ -143,6 +143,7 @@ class Reason(StrEnum):
     INVALID_RERUN = "InvalidRerun"
     REUSED = "Reused"
     POLICY_VIOLATION = "PolicyViolation"
+    WORKSPACE_LOST = "WorkspaceLost"
     # LineageRecorded / TraceRecorded
     RECORDED = "Recorded"
     WAITING = "Waiting"

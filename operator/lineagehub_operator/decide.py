@@ -627,6 +627,35 @@ def refuse(
     return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
 
 
+def workspace_lost(run: PipelineRun, stage: StageName, message: str, now: datetime) -> Decision:
+    """The run ends `Failed` with reason `WorkspaceLost`: its workspace claim is gone
+    and `stage`'s pod can never be scheduled (workspace_loss.py). The stage's Job is
+    deleted; the stage, which never ran, ends when it was started, and so does the run
+    (no earlier stage ended later): a pass deciding this again (its write lost) sends
+    the same FAIL."""
+    old = run.status
+    assert old is not None and old.run_id is not None, "status is initialised first"
+    status = old.model_copy(deep=True)
+    generation = run.metadata.generation
+    status.observed_generation = generation
+    entry = _stage(status, stage)
+    actions: list[Action] = []
+    if entry.job_name:
+        actions.append(DeleteJob(stage, entry.job_name))
+    if entry.start_time is None:
+        entry.start_time, entry.start_time_precise = now, _ms(now)
+    entry.phase = Phase.FAILED
+    entry.reason = Reason.WORKSPACE_LOST
+    entry.message = message
+    entry.completion_time = entry.start_time
+    entry.completion_time_precise = entry.start_time_precise
+    end = _last_end(status, now)
+    actions += _finish(status, Phase.FAILED, Reason.WORKSPACE_LOST, message, generation, now, end)
+    status.progress = progress(status.stages)
+    expiry, requeue = _ttl(run, status, now)
+    return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
+
+
 __all__ = [
     "Action",
     "CreateJob",
@@ -640,4 +669,5 @@ __all__ = [
     "decide",
     "nothing_to_record",
     "refuse",
+    "workspace_lost",
 ]

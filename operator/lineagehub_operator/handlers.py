@@ -32,6 +32,7 @@ from lineagehub.api.pipelinerun import (
     PipelineRun,
     PipelineRunStatus,
     Reason,
+    StageName,
     new_run_id,
     set_condition,
 )
@@ -61,6 +62,7 @@ from lineagehub_operator.decide import (
     accepted,
     decide,
     refuse,
+    workspace_lost,
 )
 from lineagehub_operator.kube import KubeApi, NotOurs, pod_outcome
 from lineagehub_operator.manifests import (
@@ -82,6 +84,12 @@ from lineagehub_operator.pod_success import SucceededPod, succeeded_pod, with_po
 from lineagehub_operator.run_telemetry import RunTelemetry
 from lineagehub_operator.verify_schedule import VerifySchedule
 from lineagehub_operator.waiting import CreatedJobs, newer, sleep_until_woken
+from lineagehub_operator.workspace_loss import (
+    ClaimWait,
+    claim_gone,
+    lost_message,
+    waiting_on_claim,
+)
 
 JOB_LABELS = {LABEL_MANAGED_BY: MANAGED_BY}
 
@@ -166,11 +174,22 @@ def config_waits(
     return None if wait is None else {(namespace or "", wait.job_uid): wait}
 
 
+@kopf.index("v1", "pods", labels=JOB_LABELS)
+def claim_waits(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], ClaimWait] | None:
+    """The stage pods the scheduler cannot place for want of a claim, by their Job's
+    uid: the run's workspace claim may be gone (workspace_loss.py)."""
+    wait = waiting_on_claim(body)
+    return None if wait is None else {(namespace or "", wait.job_uid): wait}
+
+
 @kopf.on.event("v1", "pods", labels=JOB_LABELS)
 def pod_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
-    """A stage pod that exited 0, or that cannot be configured, wakes its run's daemon
-    (its owner is the Job, whose owner is the run: found in the Jobs' index)."""
-    pod = succeeded_pod(body) or waiting_on_config(body)
+    """A stage pod that exited 0, that cannot be configured, or that cannot be placed
+    for want of a claim, wakes its run's daemon (its owner is the Job, whose owner is
+    the run: found in the Jobs' index)."""
+    pod = succeeded_pod(body) or waiting_on_config(body) or waiting_on_claim(body)
     if pod is None:
         return
     stage_jobs: kopf.Index[tuple[str, str], ObservedJob] = kwargs["stage_jobs"]
@@ -400,6 +419,35 @@ async def _repair_config(
                 )
 
 
+async def _lost_workspace(
+    run: PipelineRun,
+    jobs: list[ObservedJob],
+    waits: kopf.Index[tuple[str, str], ClaimWait],
+    api: KubeApi,
+    config: OperatorConfig,
+    checked: set[tuple[str, str]],
+) -> tuple[StageName, str] | None:
+    """The stage whose pod cannot be placed because the run's workspace claim is gone,
+    and the run's failure message (workspace_loss.py); None while the claim is there.
+    The claim is read once for each message a pod shows (recorded in `checked`)."""
+    if config.workspace_host_path:
+        return None
+    namespace = run.metadata.namespace or ""
+    claim = workspace_claim_name(run)
+    for job in jobs:
+        if job.state != JobState.ACTIVE:
+            continue
+        for wait in waits.get((namespace, job.uid), []):
+            seen = (wait.pod_uid, wait.message)
+            if wait.claim != claim or seen in checked:
+                continue
+            checked.add(seen)
+            gone = claim_gone(await api.read_claim(namespace, claim))
+            if gone is not None:
+                return job.stage, lost_message(namespace, claim, gone, job.stage.value)
+    return None
+
+
 async def _resolve(
     api: KubeApi, namespace: str, current: dict[str, Any], body: kopf.Body, now: datetime
 ) -> dict[str, Any] | None:
@@ -487,6 +535,7 @@ async def reconcile(
     limit_warned = False
     made: set[str] = set()  # a daemon started again tries each once more (ours: 409)
     repaired: set[str] = set()  # pods whose missing ConfigMap was created again
+    claims_checked: set[tuple[str, str]] = set()  # (pod, scheduler message) looked into
     created = CreatedJobs(patience=config.poll_seconds)
     try:
         while not stopped:
@@ -552,7 +601,13 @@ async def reconcile(
             else:
                 memo.setdefault("queued", set()).add(uid)
             metrics.QUEUED_RUNS.set(len(memo["queued"]))
-            decision = decide(run, observed, now, _fresh_ids(), queued=waiting)
+            lost = await _lost_workspace(
+                run, jobs, kwargs["claim_waits"], memo["api"], config, claims_checked
+            )
+            if lost is not None and run.status is not None and run.status.run_id is not None:
+                decision = workspace_lost(run, *lost, now)
+            else:
+                decision = decide(run, observed, now, _fresh_ids(), queued=waiting)
             if any(isinstance(a, CreateJob) for a in decision.actions):
                 # Checked (hosts resolved anew) before each Job: nothing runs that the
                 # policy refuses, even when DNS or the policy changed since the last stage.
