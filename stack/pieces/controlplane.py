@@ -46,6 +46,11 @@ CONTROLLERS = (
     "deployment-controller",
     "statefulset-controller",
     "endpointslice-controller",
+    # Claims bind to PersistentVolumes, and a claim or volume in use is only deleted
+    # once no pod uses it (the API server's admission adds the finalizers these remove).
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
 )
 
 
