@@ -1,6 +1,7 @@
 """Quality results with samples of the failing rows, and per-column data metrics.
 
-`transform_plan.run_quality_checks` counts the failures; here the rows behind a failed
+`transform_plan.run_quality_checks` counts the failures (all but a unique check in the
+transform's own pass, `transform_plan.InPassChecks`); here the rows behind a failed
 check are sampled (a few offending values, for people and the termination message),
 and the null counts the `dataQualityMetrics` facet carries are computed in the same pass
 as the transform itself.

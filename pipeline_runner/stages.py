@@ -32,6 +32,7 @@ from pipeline_runner.sinks import count_rows, sink_for
 from pipeline_runner.sources import invalid_source, open_source
 from pipeline_runner.telemetry import ATTR_BYTES, ATTR_ROWS, StageTelemetry
 from pipeline_runner.transform_plan import (
+    InPassChecks,
     TransformPlanError,
     check_plan,
     compile_transform,
@@ -194,7 +195,7 @@ def transform(
     try:
         with tel.step("transform") as span:
             try:
-                check_plan(spec, schema)
+                out_columns = check_plan(spec, schema).names()
                 plan = compile_transform(frame, spec, schema)
             except TransformPlanError as exc:
                 raise StageError(
@@ -202,19 +203,10 @@ def transform(
                     f"transform of {origin} is invalid: {exc}",
                     "correct spec.transform to use the source's columns",
                 ) from exc
-            try:
-                # One pass: the input's null counts are taken as the plan streams it.
-                _, metrics = pl.collect_all(
-                    [plan.sink_parquet(tmp, lazy=True), column_metrics_query(frame)],
-                    engine="streaming",
-                )
-            except (PolarsError, OSError) as exc:
-                raise StageError(
-                    ErrorKind.TRANSFORM_ERROR,
-                    f"transform of {origin} failed: {first_line(exc)}",
-                    "correct the data, or spec.transform (a cast the values do not fit, "
-                    "an expression on the wrong type)",
-                ) from exc
+            # One pass: the input's null counts and the output's quality checks (but a
+            # unique one) are taken as the plan streams it (quality.py, InPassChecks).
+            in_pass = InPassChecks.of(plan, spec, out_columns)
+            metrics, checked_row = _transform_pass(plan, frame, tmp, in_pass, origin)
             _, source.null_counts = column_metrics(metrics)
             rows_out = count_rows(str(tmp))
             result.records_out = rows_out
@@ -225,7 +217,7 @@ def transform(
         with tel.step("validate", {"lineagehub.checks": len(checks)}) as span:
             checked = pl.scan_parquet(tmp)
             try:
-                results = run_quality_checks(checked, checks)
+                results = run_quality_checks(checked, checks, in_pass.counts(checked_row))
             except TransformPlanError as exc:
                 raise StageError(
                     ErrorKind.TRANSFORM_ERROR,
@@ -260,6 +252,41 @@ def transform(
     output.column_lineage = column_lineage(spec, schema.names()).to_openlineage(
         source.namespace, source.name
     )
+
+
+def _transform_pass(
+    plan: pl.LazyFrame, frame: pl.LazyFrame, tmp: Path, in_pass: InPassChecks, origin: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The transform streamed into `tmp`, with the input's column metrics and the
+    in-pass quality counts collected in the same pass. A failure is the transform's,
+    unless the same pass without the checks succeeds: then a check could not run (an
+    expression on the wrong type), and the stage says so as it always did."""
+    queries = [plan.sink_parquet(tmp, lazy=True), column_metrics_query(frame)]
+    try:
+        if in_pass.query is None:
+            return pl.collect_all(queries, engine="streaming")[1], None
+        _, metrics, row = pl.collect_all([*queries, in_pass.query], engine="streaming")
+        return metrics, row
+    except (PolarsError, OSError) as exc:
+        failed: BaseException = exc
+    if in_pass.query is not None and isinstance(failed, PolarsError):
+        try:
+            metrics = pl.collect_all(queries, engine="streaming")[1]
+        except (PolarsError, OSError) as exc:
+            failed = exc
+        else:
+            raise StageError(
+                ErrorKind.TRANSFORM_ERROR,
+                f"quality checks on {origin} could not run: transform.quality: "
+                f"{first_line(failed)}",
+                "correct spec.transform.quality",
+            ) from failed
+    raise StageError(
+        ErrorKind.TRANSFORM_ERROR,
+        f"transform of {origin} failed: {first_line(failed)}",
+        "correct the data, or spec.transform (a cast the values do not fit, "
+        "an expression on the wrong type)",
+    ) from failed
 
 
 # --------------------------------------------------------------------------- load
