@@ -11,10 +11,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from consumers import logs
 from consumers.health import ApiHandler, Health, HealthServer
@@ -48,39 +49,46 @@ SHUTDOWN_TIMEOUT = 20.0
 SHUTDOWN_TAIL = 15.0
 
 
-def at_least_one(text: str) -> int:
-    """A count the consumer divides work by or waits on: 0 or less would stall or crash
-    it on its first fetch, so it is refused at the start, naming the value."""
+_N = TypeVar("_N", int, float)
+
+
+def _bounded(
+    text: str, parse: Callable[[str], _N], noun: str, ok: Callable[[_N], bool], rule: str
+) -> _N:
+    """`text` parsed as `noun`, refused with `rule` unless `ok`: a value a consumer cannot
+    use is refused as it starts, naming the option, not met on its first fetch."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text} {rule}")
     return value
+
+
+def at_least_one(text: str) -> int:
+    """A count the consumer divides work by or waits on (0 or less would stall or crash
+    it on its first fetch)."""
+    return _bounded(text, int, "a whole number", lambda v: v >= 1, "must be at least 1")
 
 
 def days(text: str) -> int:
     """A retention in days: 0 keeps rows for ever; a negative number is refused rather
     than read as 0 (no TTL), which would keep what its user meant to expire."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 (keep for ever) or more")
-    return value
+    return _bounded(
+        text, int, "a whole number of days", lambda v: v >= 0, "must be 0 (keep for ever) or more"
+    )
 
 
 def seconds(text: str) -> float:
     """A wait in seconds, more than 0 and finite."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
-    return value
+    return _bounded(
+        text,
+        float,
+        "a number of seconds",
+        lambda v: 0 < v < math.inf,
+        "must be more than 0 seconds",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
