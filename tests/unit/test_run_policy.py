@@ -1054,6 +1054,7 @@ def _daemon(
             namespace_limits={},  # no namespace sets an active-run limit
             stage_pods={},  # no stage pod has exited yet
             config_waits={},  # no stage pod waits for a missing ConfigMap
+            claim_waits={},  # nor for a claim
         )
     )
     return api, memo, events
