@@ -19,12 +19,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway import clickhouse
 from gateway.auth import Principal
 from gateway.run_feed import SharedReads, Snapshot
-from gateway.runs import KubeError, RunStore, manifest, view
+from gateway.runs import DNS_LABEL, KubeError, RunStore, manifest, view
 from gateway.tracing import run_traceparent
 from lineagehub.warehouse_sql import quote
 
 API = "/api/v1"
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 TRACE_ID = r"^[0-9a-f]{32}$"
 MAX_SPANS = 5000
 #: Fields of a run's spec that belong to that run alone, not to a run made again from it.

@@ -14,6 +14,11 @@ from lineagehub.api.run_patches import cancel_patch
 from lineagehub.datasets import redact_uri
 from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
 
+#: A namespace's name (a DNS label) and a PipelineRun's (a DNS subdomain), as the API
+#: server checks them: the routes refuse others before asking it.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
 Obj = dict[str, Any]
 REQUEST_TIMEOUT_S = 10.0
 CREATED_BY_LABEL = "app.kubernetes.io/created-by"

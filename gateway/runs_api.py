@@ -19,7 +19,7 @@ from gateway.auth import Principal, retry_after_header
 from gateway.idempotency import HEADER, REPLAYED_HEADER, Idempotency, key_problem, mismatch_message
 from gateway.json_response import error_response
 from gateway.promtext import GatewayMetrics
-from gateway.runs import KubeError, RunStore, manifest, view
+from gateway.runs import DNS_LABEL, DNS_SUBDOMAIN, KubeError, RunStore, manifest, view
 from lineagehub.api.pipelinerun import MAX_NAME, Phase, PipelineRunSpec
 
 log = logging.getLogger("gateway.app")
@@ -27,8 +27,6 @@ log = logging.getLogger("gateway.app")
 API = "/api/v1"
 Authorizer = Callable[..., Awaitable[Principal]]
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 NamespaceName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 ObjectName = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=DNS_SUBDOMAIN)
