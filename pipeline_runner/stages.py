@@ -261,32 +261,34 @@ def _transform_pass(
     in-pass quality counts collected in the same pass. A failure is the transform's,
     unless the same pass without the checks succeeds: then a check could not run (an
     expression on the wrong type), and the stage says so as it always did."""
-    queries = [plan.sink_parquet(tmp, lazy=True), column_metrics_query(frame)]
+    work = [plan.sink_parquet(tmp, lazy=True), column_metrics_query(frame)]
+    checks = [] if in_pass.query is None else [in_pass.query]
     try:
-        if in_pass.query is None:
-            return pl.collect_all(queries, engine="streaming")[1], None
-        _, metrics, row = pl.collect_all([*queries, in_pass.query], engine="streaming")
-        return metrics, row
+        _, metrics, *counted = pl.collect_all([*work, *checks], engine="streaming")
     except (PolarsError, OSError) as exc:
-        failed: BaseException = exc
-    if in_pass.query is not None and isinstance(failed, PolarsError):
-        try:
-            metrics = pl.collect_all(queries, engine="streaming")[1]
-        except (PolarsError, OSError) as exc:
-            failed = exc
-        else:
+        transform_error = _failure_of(work) if checks and isinstance(exc, PolarsError) else exc
+        if transform_error is None:
             raise StageError(
                 ErrorKind.TRANSFORM_ERROR,
-                f"quality checks on {origin} could not run: transform.quality: "
-                f"{first_line(failed)}",
+                f"quality checks on {origin} could not run: transform.quality: {first_line(exc)}",
                 "correct spec.transform.quality",
-            ) from failed
-    raise StageError(
-        ErrorKind.TRANSFORM_ERROR,
-        f"transform of {origin} failed: {first_line(failed)}",
-        "correct the data, or spec.transform (a cast the values do not fit, "
-        "an expression on the wrong type)",
-    ) from failed
+            ) from exc
+        raise StageError(
+            ErrorKind.TRANSFORM_ERROR,
+            f"transform of {origin} failed: {first_line(transform_error)}",
+            "correct the data, or spec.transform (a cast the values do not fit, "
+            "an expression on the wrong type)",
+        ) from transform_error
+    return metrics, (counted[0] if counted else None)
+
+
+def _failure_of(work: list[pl.LazyFrame]) -> BaseException | None:
+    """What the pass fails with without the quality checks; None when it succeeds."""
+    try:
+        pl.collect_all(work, engine="streaming")
+    except (PolarsError, OSError) as exc:
+        return exc
+    return None
 
 
 # --------------------------------------------------------------------------- load
