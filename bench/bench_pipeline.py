@@ -21,6 +21,11 @@ derived columns, filter, dropNulls, deduplicate, select). Variants run interleav
 rows/s (source rows over the wall time of all three stages, imports included) and the
 largest peak memory, then our rows/s and peak memory beside bare polars' (goals: at
 least 95% of its rows/s, at most +10% of its memory).
+
+`--before DIR`: the runner also runs from DIR, another tree of this project (a `git
+archive` export of an earlier commit), interleaved with the rest, and this tree's runner
+is compared with it: a change measured in one run, where whole-bench ratios of
+identical trees move a few points from run to run on a small machine.
 """
 
 from __future__ import annotations
@@ -192,13 +197,22 @@ def have_pandas() -> bool:
     return True
 
 
-def run_child(variant: str, src: Path, rows: int) -> dict[str, float] | str:
-    """One variant in its own process: its figures, or why it failed."""
+#: The label of the runner served from the `--before` tree.
+BEFORE = "before"
+
+
+def run_child(
+    variant: str, src: Path, rows: int, before: Path | None = None
+) -> dict[str, float] | str:
+    """One variant in its own process: its figures, or why it failed. `before`: the
+    runner of that tree (its own copy of this script runs it, on its own imports)."""
+    script = Path(__file__) if before is None else before / "bench" / "bench_pipeline.py"
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", variant, str(src), str(rows)],
+        [sys.executable, str(script), "--child", variant, str(src), str(rows)],
         capture_output=True,
         text=True,
         check=False,
+        cwd=before,
     )
     if proc.returncode != 0:
         return proc.stderr.strip()[-500:]
@@ -214,12 +228,19 @@ def main() -> int:
     parser.add_argument("--pandas-max-rows", type=int, default=10_000_000)
     parser.add_argument("--keep", help="folder for the generated CSVs (reused when present)")
     parser.add_argument(
+        "--before",
+        type=Path,
+        help="another tree of this project whose runner runs beside this one's",
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("VARIANT", "CSV", "ROWS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
         return 0
+    if args.before is not None and not (args.before / "pipeline_runner" / "cli.py").is_file():
+        parser.error(f"--before {args.before}: not a tree of this project")
     variants = args.variant or list(VARIANTS)
     if "pandas" in variants and not have_pandas():
         print("pandas is not installed: variant (a) skipped")
@@ -233,10 +254,15 @@ def main() -> int:
         if not src.exists():
             generate(rows, src)
         chosen = [v for v in variants if v != "pandas" or rows <= args.pandas_max_rows]
+        if args.before is not None:
+            chosen.append(BEFORE)
         runs: dict[str, list[dict[str, float]]] = {v: [] for v in chosen}
         for _ in range(args.repeat):
             for variant in chosen:
-                got = run_child(variant, src, rows)
+                if variant == BEFORE:
+                    got = run_child("runner", src, rows, args.before)
+                else:
+                    got = run_child(variant, src, rows)
                 if isinstance(got, str):
                     print(f"{rows:>11,}  {variant:<8} failed: {got}")
                     continue
@@ -257,6 +283,12 @@ def main() -> int:
             print(
                 f"{rows:>11,}  runner ÷ polars: rows/s {ours / bare:.1%} (goal >= 95%), "
                 f"peak memory {our_peak / bare_peak - 1:+.1%} (goal <= +10%)"
+            )
+        if "runner" in medians and BEFORE in medians:
+            (ours, our_peak), (old, old_peak) = medians["runner"], medians[BEFORE]
+            print(
+                f"{rows:>11,}  runner ÷ before: rows/s {ours / old:.1%}, "
+                f"peak memory {our_peak / old_peak - 1:+.1%}"
             )
     return 0
 
