@@ -392,6 +392,19 @@ def _cancel(
         now,
         end,
     )
+    return _ended(run, old, status, actions, now)
+
+
+def _ended(
+    run: PipelineRun,
+    old: PipelineRunStatus,
+    status: PipelineRunStatus,
+    actions: list[Action],
+    now: datetime,
+) -> Decision:
+    """The decision of a run just ended (`status`, with its ending `actions`): its
+    progress, its stages' events against `old`, and its expiry by its TTL."""
+    status.progress = progress(status.stages)
     expiry, requeue = _ttl(run, status, now)
     return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
 
@@ -622,9 +635,7 @@ def refuse(
             generation,
             now,
         )
-    status.progress = progress(status.stages)
-    expiry, requeue = _ttl(run, status, now)
-    return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
+    return _ended(run, old, status, actions, now)
 
 
 def workspace_lost(run: PipelineRun, stage: StageName, message: str, now: datetime) -> Decision:
@@ -651,9 +662,7 @@ def workspace_lost(run: PipelineRun, stage: StageName, message: str, now: dateti
     entry.completion_time_precise = entry.start_time_precise
     end = _last_end(status, now)
     actions += _finish(status, Phase.FAILED, Reason.WORKSPACE_LOST, message, generation, now, end)
-    status.progress = progress(status.stages)
-    expiry, requeue = _ttl(run, status, now)
-    return Decision(status, [*_stage_events(old, status), *actions, *expiry], requeue)
+    return _ended(run, old, status, actions, now)
 
 
 __all__ = [
