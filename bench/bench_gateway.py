@@ -20,8 +20,8 @@ processes) and the client spent per event.
 * batch: `--batch` events per POST (a JSON array), per-item results.
 * paced: an open-loop load at `--paced-single` / `--paced-batch` events/s (half the
   goals by default), latency counted from when each request was due.
-* self-tracing (`--tracing off,none,tenth,all`, each mode its own gateway in the same
-  run): off (OTEL_SDK_DISABLED), tracing on with no request sampled (the noise floor:
+* self-tracing (`--tracing off,off-again,none,tenth,all`, each mode its own gateway in
+  the same run): off (OTEL_SDK_DISABLED), tracing on with no request sampled (the noise floor:
   no span made), one in ten traced (the default sampler), every request traced; the
   spans go to a private topic. Every gateway is started first; then each round loads
   one gateway at a time, in turns A B C C B A (the order drawn each round), so a
@@ -32,7 +32,13 @@ processes) and the client spent per event.
   hundreds of milliseconds, far above the clocks' resolution and the gateway's idle
   threads. The last lines compare each mode with off: throughput and the gateway's
   CPU per event (its process tree's CPU clocks; the median round), with the median of
-  the rounds' paired ratios and its bootstrap interval.
+  the rounds' paired ratios and its bootstrap interval. `off-again` is a second
+  gateway with tracing off, the A/A control: what two identical gateways differ by
+  in the same run (on a shared 2-core VM, up to ~4% over 16 rounds: each process's
+  own heap layout and placement), the floor under any mode's figure. `--restarts K`
+  starts every gateway afresh K times, the rounds split between them, so that
+  per-process offset falls into the rounds' ratios (and their interval) instead of
+  sitting under all of them.
 * `--before DIR`: each mode's gateway also runs from DIR, another tree of this project
   (an export of an older commit: `git archive REV | tar -x -C DIR`), taking its turns
   in the same rounds as this tree's; the last lines compare each mode with its older
@@ -241,11 +247,13 @@ def encoded(items: Sequence[Any]) -> list[bytes]:
 
 
 #: Self-tracing modes, each a gateway started with this environment: off (the SDK
-#: disabled), on with no request sampled (the noise floor: no span made), one in ten (the
-#: default sampler: no request of the bench carries a traceparent, so each is a root
-#: decision), and every request sampled. Spans go to a private topic, not `otel-spans`.
+#: disabled), off again (the A/A control: a second gateway like the first), on with no
+#: request sampled (the noise floor: no span made), one in ten (the default sampler: no
+#: request of the bench carries a traceparent, so each is a root decision), and every
+#: request sampled. Spans go to a private topic, not `otel-spans`.
 TRACING: dict[str, dict[str, str]] = {
     "off": {"OTEL_SDK_DISABLED": "true"},
+    "off-again": {"OTEL_SDK_DISABLED": "true"},
     "none": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
     "all": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
     "tenth": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
@@ -323,11 +331,63 @@ async def tracing_modes(
     args: argparse.Namespace, bootstrap: str, topic: str, workers: int, tmp: Path
 ) -> int:
     """One gateway per tracing mode, all started first; each of `--rounds` rounds loads
-    one gateway at a time (`alternating_turns`). Then each mode's paced phases, one
-    gateway after another. Prints each mode's figures and each against `off`; returns
-    the records sent."""
+    one gateway at a time (`alternating_turns`), every gateway started afresh
+    `--restarts` times, the rounds split between them. Then each mode's paced phases,
+    one gateway after another. Prints each mode's figures and each against `off`;
+    returns the records sent."""
     spans_topic = unique("bench-gateway-spans")
     await create_topics(bootstrap, [spans_topic])
+    tallies: dict[str, dict[str, Tally]] = {}
+    order = random.Random(19)
+    sent = 0
+    blocks = [len(part) for part in _split(range(args.rounds), args.restarts)]
+    for i, rounds in enumerate(blocks):
+        gateways, warmed = await _start_gateways(args, bootstrap, topic, spans_topic, workers, tmp)
+        sent += warmed
+        try:
+            for mode in gateways:
+                tallies.setdefault(mode, {"single": Tally(), "batch": Tally()})
+            sent += await alternating_turns(args, gateways, tallies, rounds, order)
+            if i < len(blocks) - 1:
+                continue
+            for mode, (proc, url) in gateways.items():
+                print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
+                for phase, tally in tallies[mode].items():
+                    name = (
+                        "single event per POST" if phase == "single" else f"batches of {args.batch}"
+                    )
+                    base = args.bare_single if phase == "single" else args.bare_batch
+                    cpu = (tally.gateway_cpu, tally.client_cpu)
+                    report(name, tally.events, tally.wall, tally.latencies, base, cpu)
+                sent += await paced_phases(args, proc.pid, url)
+        finally:
+            for proc, _ in gateways.values():
+                proc.terminate()
+            for proc, _ in gateways.values():
+                proc.wait(timeout=30)
+    compare_tracing(tallies)
+    compare_trees(tallies)
+    return sent
+
+
+def _split(items: range, parts: int) -> list[range]:
+    """`items` in `parts` runs of (nearly) equal length, none empty."""
+    parts = min(parts, len(items))
+    bounds = [len(items) * k // parts for k in range(parts + 1)]
+    return [items[bounds[k] : bounds[k + 1]] for k in range(parts)]
+
+
+async def _start_gateways(
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    spans_topic: str,
+    workers: int,
+    tmp: Path,
+) -> tuple[dict[str, tuple[subprocess.Popen[bytes], str]], int]:
+    """A gateway for each mode (and its `--before` twin), each warmed up: its producer
+    connected and the request path's code and caches warm before the first turn.
+    Returns them and the records the warm-up sent."""
     gateways: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     sent = 0
     try:
@@ -339,44 +399,32 @@ async def tracing_modes(
                 log = tmp / f"{mode}-before.log"
                 gateways[f"{mode}{BEFORE}"] = start_gateway(env, log, served, args.before)
         for _, url in gateways.values():
-            # Warm-up: every worker's producer connects (the first metadata round trip),
-            # and the request path's code and caches are warm before the first turn.
             warm = max(200, args.turn_events // 4) * workers
             await closed_loop(url, requests_for(f"{url}{LINEAGE}", encoded(events(warm))), 8, {201})
             sent += warm
-        tallies = {mode: {"single": Tally(), "batch": Tally()} for mode in gateways}
-        sent += await alternating_turns(args, gateways, tallies)
-        for mode, (proc, url) in gateways.items():
-            print(f" gateway, {workers} worker process(es), self-tracing {mode}:")
-            for phase, tally in tallies[mode].items():
-                name = "single event per POST" if phase == "single" else f"batches of {args.batch}"
-                base = args.bare_single if phase == "single" else args.bare_batch
-                cpu = (tally.gateway_cpu, tally.client_cpu)
-                report(name, tally.events, tally.wall, tally.latencies, base, cpu)
-            sent += await paced_phases(args, proc.pid, url)
-        compare_tracing(tallies)
-        compare_trees(tallies)
-    finally:
+    except BaseException:
         for proc, _ in gateways.values():
             proc.terminate()
-        for proc, _ in gateways.values():
             proc.wait(timeout=30)
-    return sent
+        raise
+    return gateways, sent
 
 
 async def alternating_turns(
     args: argparse.Namespace,
     gateways: Mapping[str, tuple[subprocess.Popen[bytes], str]],
     tallies: dict[str, dict[str, Tally]],
+    rounds: int,
+    order: random.Random,
 ) -> int:
-    """`--rounds` rounds; in each, for each phase (`single`, `batch`), every gateway
+    """`rounds` rounds; in each, for each phase (`single`, `batch`), every gateway
     takes two turns alone at the closed loop, in the order A B C .. C B A (the order
-    drawn each round, seeded): whatever the machine does meanwhile drifts over a round
-    about evenly, and falls on each mode's pair of turns alike. Returns the events sent."""
-    order = random.Random(19)
+    drawn each round from `order`, seeded): whatever the machine does meanwhile drifts
+    over a round about evenly, and falls on each mode's pair of turns alike. Returns
+    the events sent."""
     labels = list(gateways)
     sent = 0
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         order.shuffle(labels)
         for phase in ("single", "batch"):
             n = args.turn_events * (1 if phase == "single" else BATCH_TURN)
@@ -471,7 +519,7 @@ def compare_tracing(tallies: dict[str, dict[str, Tally]]) -> None:
     for mode, phases in tallies.items():
         if mode == "off" or mode.endswith(BEFORE):
             continue
-        label = "none (noise floor)" if mode == "none" else mode
+        label = {"none": "none (noise floor)", "off-again": "off again (A/A)"}.get(mode, mode)
         for phase, tally in phases.items():
             off = base[phase]
             print(
@@ -548,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
         help="tracing: rounds, each giving every gateway two turns a phase (A B .. B A)",
     )
     p.add_argument(
+        "--restarts",
+        type=int,
+        default=1,
+        help="tracing: start every gateway afresh this many times, the rounds split between them",
+    )
+    p.add_argument(
         "--turn-events",
         type=int,
         default=2000,
@@ -572,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--turn-events must be in 1..100000 and a multiple of --batch ({args.batch})")
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
+    if not 1 <= args.restarts <= args.rounds:
+        p.error("--restarts must be in 1..--rounds")
     return asyncio.run(main_async(args))
 
 
