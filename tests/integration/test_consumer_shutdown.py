@@ -103,8 +103,13 @@ async def backing_off(
     try:
         consumer.assign([TopicPartition(topic, 0)])  # no group: the fetcher starts at once
         await wait_for(lambda: fetch_timed_out(caplog), "no fetch timed out")
-        opened = broker_sockets(bootstrap) - before
-        # The timed-out fetch's connection was closed; the bootstrap one stays open.
+        # The client closed the timed-out fetch's connection and forced a metadata
+        # refresh, which connects again: the connection the stop must close is that new
+        # one, once made. Taken from the client, not from the process's sockets just
+        # after the timeout: then the old socket may not be closed yet (the transport
+        # closes it a loop turn later) and the new one not made.
+        await wait_for(lambda: bool(connected_sockets(consumer._client)), "never reconnected")
+        opened = connected_sockets(consumer._client) & (broker_sockets(bootstrap) - before)
         assert opened, "the consumer holds no broker connection: nothing to see closed"
         yield BackingOff(consumer, bootstrap, opened)
     finally:
@@ -155,13 +160,19 @@ def client_sockets(consumer: OtelConsumer | LineageConsumer) -> set[int]:
         getattr(consumer._producer, "client", None),
         getattr(getattr(consumer, "_admin", None), "_client", None),
     ]
+    return set().union(*(connected_sockets(client) for client in clients))
+
+
+def connected_sockets(client: object) -> set[int]:
+    """The inodes of the sockets of an aiokafka client's connections it has not closed
+    (one it closed drops its writer at once, though the transport closes the socket a
+    loop turn later)."""
     inodes = set()
-    for client in clients:
-        for conn in getattr(client, "_conns", {}).values():
-            writer = getattr(conn, "_writer", None)
-            sock = writer.transport.get_extra_info("socket") if writer is not None else None
-            if sock is not None and sock.fileno() >= 0:
-                inodes.add(os.fstat(sock.fileno()).st_ino)
+    for conn in getattr(client, "_conns", {}).values():
+        writer = getattr(conn, "_writer", None)
+        sock = writer.transport.get_extra_info("socket") if writer is not None else None
+        if sock is not None and sock.fileno() >= 0:
+            inodes.add(os.fstat(sock.fileno()).st_ino)
     return inodes
 
 
