@@ -34,7 +34,7 @@ processes) and the client spent per event.
   CPU per event (its process tree's CPU clocks; the median round), with the median of
   the rounds' paired ratios and its bootstrap interval. `off-again` is a second
   gateway with tracing off, the A/A control: what two identical gateways differ by
-  in the same run (on a shared 2-core VM, up to ~4% over 16 rounds: each process's
+  in the same run (on a shared 2-core VM, up to ~6% in one run: each process's
   own heap layout and placement), the floor under any mode's figure. `--restarts K`
   starts every gateway afresh K times, the rounds split between them, so that
   per-process offset falls into the rounds' ratios (and their interval) instead of
