@@ -1,0 +1,196 @@
+"""The gateway's self-tracing cost in one process, without HTTP or a second process.
+
+    KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_gateway_selftrace.py \\
+        [--modes off,none,tenth,all] [--rounds 16] [--turn 2000] [--concurrency 16]
+
+Each mode is the real gateway app (`gateway.app.create_app`, its real Kafka sink on a
+private topic, acks=all) built in this one process, with the self-tracing it would
+serve with (`selftrace.tracer_provider`, spans to a private topic): off (no provider),
+none (tracing on, nothing sampled), tenth (the default sampler; no request carries a
+`traceparent`, so each is a root decision), all (every request traced). The requests,
+`POST /api/v1/lineage` one event each, are handed to each app's ASGI interface by
+`--concurrency` tasks, each awaiting its answer (201, so each event acknowledged by
+Kafka), as uvicorn would after parsing the HTTP request.
+
+Why in one process: `bench_gateway.py` serves each mode from its own process, and on a
+small VM two identical gateway processes differ by a few percent (their heap layout,
+where the kernel runs them), as much as the cost measured. Here every mode shares the
+process, its heap and its cores, and the driver's own work is the same for each.
+
+Each round runs every mode's turn (`--turn` requests) twice, in the order A B C C B A,
+the order drawn each round. A mode's figure in a round is the process's CPU time per
+request over its two turns (every thread's: librdkafka's and the span batcher's too),
+and the last lines give, for each mode against off, the median of the rounds' paired
+ratios with its bootstrap interval (`bench.paired`), and the difference in
+microseconds a request. The ratio is of the in-process cost (no HTTP parsing): the
+served gateway's per-event cost, which `bench_gateway.py` prints, is larger, so the
+microseconds are the figure to carry over to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fastapi import FastAPI
+
+from bench.bench_gateway import AUTH, TOKEN, TRACING, events
+from bench.paired import paired, per_event_us
+from consumers.testkit import create_topics, unique
+from gateway import gc_tuning
+from gateway.app import create_app
+from gateway.auth import parse_tokens
+from gateway.config import Settings
+from lineagehub import selftrace
+
+PATH = "/api/v1/lineage"
+MODES = ("off", "none", "tenth", "all")
+
+
+def scope_of(body: bytes) -> dict[str, Any]:
+    """The ASGI scope uvicorn would hand the app for the POST of `body`."""
+    headers = [
+        (b"host", b"127.0.0.1"),
+        (b"authorization", AUTH["Authorization"].encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+        "state": {},
+    }
+
+
+async def post(app: FastAPI, body: bytes) -> int:
+    """One request through the app's ASGI interface; its status."""
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # no disconnect while the answer is awaited
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+
+    await app(scope_of(body), receive, send)  # type: ignore[arg-type]
+    return status
+
+
+async def turn(app: FastAPI, bodies: Sequence[bytes], concurrency: int) -> float:
+    """Every body POSTed, `concurrency` at a time; the process's CPU seconds it took."""
+    queue = list(reversed(bodies))
+    failed: list[int] = []
+
+    async def worker() -> None:
+        while queue:
+            status = await post(app, queue.pop())
+            if status != 201:
+                failed.append(status)
+
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    cpu = time.process_time() - started
+    if failed:
+        raise RuntimeError(f"{len(failed)} requests failed, first with {failed[0]}")
+    return cpu
+
+
+@asynccontextmanager
+async def served(mode: str, bootstrap: str, topic: str, spans: str) -> AsyncIterator[FastAPI]:
+    """The app of `mode`, started (its lifespan: the Kafka sink) and stopped after."""
+    environ = {**TRACING[mode], selftrace.TOPIC_ENV: spans}
+    provider = selftrace.tracer_provider("lineage-hub-gateway", bootstrap, environ)
+    settings = Settings(
+        tokens=parse_tokens(f"{TOKEN}:lineage:write"),
+        kafka_bootstrap=bootstrap,
+        lineage_topic=topic,
+        rate_per_s=0,
+    )
+    app = create_app(settings, runs=None, metrics_store=None, tracer_provider=provider)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
+    p.add_argument("--rounds", type=int, default=16)
+    p.add_argument("--turn", type=int, default=2000, help="requests a turn")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--seed", type=int, default=19)
+    args = p.parse_args(argv)
+    if "off" not in args.modes or not set(args.modes) <= set(MODES):
+        p.error(f"--modes takes off and any of {','.join(MODES)}")
+    bootstrap = os.environ["KAFKA_BOOTSTRAP"]
+    topic, spans = unique("bench-selftrace"), unique("bench-selftrace-spans")
+    await create_topics(bootstrap, [topic, spans])
+    bodies = [json.dumps(e).encode() for e in events(args.turn)]
+    rng = random.Random(args.seed)
+    async with AsyncExitStack() as stack:
+        apps = {
+            m: await stack.enter_async_context(served(m, bootstrap, topic, spans))
+            for m in args.modes
+        }
+        gc_tuning.tune_for_serving()  # as a served gateway, once every app is built
+        for app in apps.values():  # warm: first requests import and connect
+            await turn(app, bodies[:200], args.concurrency)
+        figures: dict[str, list[float]] = {m: [] for m in args.modes}
+        for _ in range(args.rounds):
+            order = rng.sample(list(args.modes), len(args.modes))
+            cpu = dict.fromkeys(args.modes, 0.0)
+            for mode in [*order, *reversed(order)]:
+                cpu[mode] += await turn(apps[mode], bodies, args.concurrency)
+            for mode, seconds in cpu.items():
+                figures[mode].append(seconds)
+        gc.collect()
+    requests = 2 * args.turn
+    print(
+        f"gateway self-tracing in one process: {args.rounds} rounds of {requests} requests a "
+        f"mode, concurrency {args.concurrency}, POST {PATH} one event each, acks=all"
+    )
+    base = figures["off"]
+    print(f"  off              {per_event_us(base, requests):7.1f} us CPU a request (median round)")
+    for mode in args.modes:
+        if mode == "off":
+            continue
+        ours = figures[mode]
+        diff = statistics.median(m - b for m, b in zip(ours, base, strict=True)) / requests * 1e6
+        print(
+            f"  {mode:<16} {per_event_us(ours, requests):7.1f} us CPU a request; vs off: "
+            f"{paired(ours, base).text()}; {diff:+.1f} us a request (median paired)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
