@@ -26,6 +26,15 @@ least 95% of its rows/s, at most +10% of its memory).
 archive` export of an earlier commit), interleaved with the rest, and this tree's runner
 is compared with it: a change measured in one run, where whole-bench ratios of
 identical trees move a few points from run to run on a small machine.
+
+The project's modules (this tree's and `--before`'s) are byte-compiled before anything
+is measured, as the installed wheel has them (pip compiles at install): with
+PYTHONDONTWRITEBYTECODE set, as on some workstations, each runner process would
+otherwise compile ~36 of its modules from source (~0.09 s a run, which a stage in its
+image never pays). The variants' order is reversed every other repeat, so no variant
+always follows the same one (the page cache, the machine's drift), and the runner's
+rows/s is also given as the median of the repeats' paired ratios (each repeat's runner
+against the bare polars run beside it) with its bootstrap interval (`bench.paired`).
 """
 
 from __future__ import annotations
@@ -43,6 +52,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_runner_startup import compile_bytecode
+from bench.paired import paired
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,6 +232,19 @@ def run_child(
     return figures
 
 
+def paired_rate(runs: dict[str, list[dict[str, float]]]) -> str:
+    """The runner's rows/s over bare polars', repeat by repeat (the ratio of their
+    seconds, inverted): the median paired ratio and its interval, as text."""
+    bare, ours = runs["polars"], runs["runner"]
+    if len(bare) != len(ours):
+        return "not paired (a run failed)"
+    result = paired([b["s"] for b in bare], [r["s"] for r in ours])
+    return (
+        f"median {result.median:.1%} [95% CI {result.low:.1%} .. {result.high:.1%}, "
+        f"{result.rounds} repeats]"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="default 1000000")
@@ -241,6 +266,9 @@ def main() -> int:
         return 0
     if args.before is not None and not (args.before / "pipeline_runner" / "cli.py").is_file():
         parser.error(f"--before {args.before}: not a tree of this project")
+    for tree in (ROOT, args.before):
+        if tree is not None:
+            compile_bytecode(tree)
     variants = args.variant or list(VARIANTS)
     if "pandas" in variants and not have_pandas():
         print("pandas is not installed: variant (a) skipped")
@@ -257,8 +285,8 @@ def main() -> int:
         if args.before is not None:
             chosen.append(BEFORE)
         runs: dict[str, list[dict[str, float]]] = {v: [] for v in chosen}
-        for _ in range(args.repeat):
-            for variant in chosen:
+        for repeat in range(args.repeat):
+            for variant in chosen if repeat % 2 == 0 else chosen[::-1]:
                 if variant == BEFORE:
                     got = run_child("runner", src, rows, args.before)
                 else:
@@ -284,6 +312,8 @@ def main() -> int:
                 f"{rows:>11,}  runner ÷ polars: rows/s {ours / bare:.1%} (goal >= 95%), "
                 f"peak memory {our_peak / bare_peak - 1:+.1%} (goal <= +10%)"
             )
+        if "runner" in medians and "polars" in medians:
+            print(f"{rows:>11,}  runner ÷ polars, paired: rows/s {paired_rate(runs):s}")
         if "runner" in medians and BEFORE in medians:
             (ours, our_peak), (old, old_peak) = medians["runner"], medians[BEFORE]
             print(
