@@ -76,6 +76,14 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The project's own modules byte-compiled, as the installed wheel in the image has them
+# (pip compiles a wheel at install, not an editable install): where PYTHONDONTWRITEBYTECODE
+# is set, every stage, service and CLI process the local stack starts would otherwise
+# compile them from source at each start (a stage's imports: ~0.1-0.2 s more CPU).
+# compileall writes only what changed since its last run; a module edited later is
+# compiled in memory until the next run of this script, as before.
+.venv/bin/python -m compileall -q lineagehub pipeline_runner consumers gateway operator >/dev/null
+
 # The console's browser libraries (a graph layout engine, a chart library), from npm,
 # pinned by gateway/console/package-lock.json; the gateway serves them itself.
 console=gateway/console
