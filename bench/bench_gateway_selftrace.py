@@ -51,7 +51,7 @@ from bench.bench_gateway import AUTH, TOKEN, TRACING, events
 from bench.paired import paired, per_event_us
 from consumers.testkit import create_topics, unique
 from gateway import gc_tuning
-from gateway.app import create_app
+from gateway.app import SERVICE_NAME, create_app
 from gateway.auth import parse_tokens
 from gateway.config import Settings
 from lineagehub import selftrace
@@ -129,7 +129,7 @@ async def turn(app: FastAPI, bodies: Sequence[bytes], concurrency: int) -> float
 async def served(mode: str, bootstrap: str, topic: str, spans: str) -> AsyncIterator[FastAPI]:
     """The app of `mode`, started (its lifespan: the Kafka sink) and stopped after."""
     environ = {**TRACING[mode], selftrace.TOPIC_ENV: spans}
-    provider = selftrace.tracer_provider("lineage-hub-gateway", bootstrap, environ)
+    provider = selftrace.tracer_provider(SERVICE_NAME, bootstrap, environ)
     settings = Settings(
         tokens=parse_tokens(f"{TOKEN}:lineage:write"),
         kafka_bootstrap=bootstrap,
