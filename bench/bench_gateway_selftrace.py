@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import json
 import os
 import random
 import statistics
@@ -47,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import FastAPI
 
-from bench.bench_gateway import AUTH, TOKEN, TRACING, events
+from bench.bench_gateway import AUTH, LINEAGE, TOKEN, TRACING, encoded, events
 from bench.paired import paired, per_event_us
 from consumers.testkit import create_topics, unique
 from gateway import gc_tuning
@@ -56,7 +54,6 @@ from gateway.auth import parse_tokens
 from gateway.config import Settings
 from lineagehub import selftrace
 
-PATH = "/api/v1/lineage"
 MODES = ("off", "none", "tenth", "all")
 
 
@@ -74,8 +71,8 @@ def scope_of(body: bytes) -> dict[str, Any]:
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": PATH,
-        "raw_path": PATH.encode(),
+        "path": LINEAGE,
+        "raw_path": LINEAGE.encode(),
         "query_string": b"",
         "root_path": "",
         "headers": headers,
@@ -154,7 +151,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     bootstrap = os.environ["KAFKA_BOOTSTRAP"]
     topic, spans = unique("bench-selftrace"), unique("bench-selftrace-spans")
     await create_topics(bootstrap, [topic, spans])
-    bodies = [json.dumps(e).encode() for e in events(args.turn)]
+    bodies = encoded(events(args.turn))
     rng = random.Random(args.seed)
     async with AsyncExitStack() as stack:
         apps = {
@@ -172,11 +169,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 cpu[mode] += await turn(apps[mode], bodies, args.concurrency)
             for mode, seconds in cpu.items():
                 figures[mode].append(seconds)
-        gc.collect()
     requests = 2 * args.turn
     print(
         f"gateway self-tracing in one process: {args.rounds} rounds of {requests} requests a "
-        f"mode, concurrency {args.concurrency}, POST {PATH} one event each, acks=all"
+        f"mode, concurrency {args.concurrency}, POST {LINEAGE} one event each, acks=all"
     )
     base = figures["off"]
     print(f"  off              {per_event_us(base, requests):7.1f} us CPU a request (median round)")
