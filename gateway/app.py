@@ -41,8 +41,8 @@ from gateway.config import Settings
 from gateway.health_cache import HealthCache
 from gateway.ingest_route import GatewayApp
 from gateway.json_response import FastJSONResponse, error_response
-from gateway.logs import AccessLog
 from gateway.metric_labels import RouteTemplates
+from gateway.observed import ObservedRequests
 from gateway.promtext import CONTENT_TYPE, GatewayMetrics, worker_exited
 from gateway.runs import KubeError, KubeRuns, RunStore
 from lineagehub import selftrace
@@ -203,7 +203,7 @@ def create_app(
             "and dependency health. Authenticate with `Authorization: Bearer <token>`."
         ),
         lifespan=lifespan,
-        # Our own middleware traces requests (`tracing.RequestTracing`); FastAPI's native
+        # Our own middleware traces requests (`observed.ObservedRequests`); FastAPI's native
         # telemetry would add a second span (and its metrics) were a global provider set.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -224,10 +224,10 @@ def create_app(
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     routes = RouteTemplates(lambda: app.routes)
-    app.add_middleware(AccessLog, metrics=deps.metrics, routes=routes)
-    if tracer_provider is not None:
-        # Outermost: the access log line and every handler run inside the request span.
-        app.add_middleware(tracing.RequestTracing, provider=tracer_provider, routes=routes)
+    # Outermost: the request span (when traced) is current for every inner middleware,
+    # the handler and the access log line.
+    spans = None if tracer_provider is None else tracing.RequestSpans(tracer_provider)
+    app.add_middleware(ObservedRequests, metrics=deps.metrics, routes=routes, spans=spans)
     _routes(app, deps)
     return app
 

@@ -15,10 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from gateway.metric_labels import RouteTemplates
-from gateway.promtext import GatewayMetrics, RequestChildren
 from lineagehub.tracelog import current_span_ids
 
 ACCESS_LOGGER = "lineagehub.gateway.access"
@@ -161,13 +159,13 @@ class RequestIds:
 
 
 _IDS = RequestIds()
-_HEADER_NAME = REQUEST_ID_HEADER.encode()
+REQUEST_ID_HEADER_NAME = REQUEST_ID_HEADER.encode()
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-ID when it is a safe token, else a fresh one."""
     for name, value in headers:
-        if name == _HEADER_NAME:
+        if name == REQUEST_ID_HEADER_NAME:
             text = value.decode("latin-1").strip()
             if _SAFE_ID.match(text):
                 return text
@@ -175,52 +173,14 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     return _IDS.next()
 
 
-class AccessLog:
-    """Outermost middleware: assigns the request id (request.state.request_id), echoes it
-    in the response, logs one JSON line per request and counts it by route template."""
+class AccessLine:
+    """The access log: one JSON line per request (`write`), with the ids of the span
+    current when it is written (the request's, `gateway.observed` writes it inside)."""
 
-    def __init__(
-        self, app: ASGIApp, metrics: GatewayMetrics, routes: RouteTemplates | None = None
-    ) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.routes = routes or RouteTemplates()
+    def __init__(self) -> None:
         self.log = logging.getLogger(ACCESS_LOGGER)
-        self.children = RequestChildren(metrics)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_from(scope.get("headers", []))
-        scope.setdefault("state", {})["request_id"] = request_id
-        started = time.perf_counter()
-        status = 500
-        sent = 0
-
-        async def wrapped_send(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = list(message.get("headers", []))
-                headers.append((_HEADER_NAME, request_id.encode()))
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
-        try:
-            await self.app(scope, receive, wrapped_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = self.routes.label(scope)
-            method = str(scope.get("method", ""))
-            counted, timed = self.children.get(method, route, status)
-            counted.inc()
-            timed.observe(elapsed)
-            self._line(scope, request_id, method, route, status, elapsed, sent)
-
-    def _line(
+    def write(
         self,
         scope: Scope,
         request_id: str,

@@ -1,6 +1,7 @@
-"""The gateway's own spans: one server span per request from a lean ASGI middleware,
-recorded without the OpenTelemetry SDK's span machinery, and the request span's context
-handed on to what a request creates (a PipelineRun, Kafka records).
+"""The gateway's own spans: one server span per request, started and ended by the
+gateway's one request middleware (`gateway.observed`), recorded without the
+OpenTelemetry SDK's span machinery, and the request span's context handed on to what a
+request creates (a PipelineRun, Kafka records).
 
 Why not the FastAPI/ASGI instrumentation package: it collects some twenty attributes
 per request (host, URL, user agent, every header decoded), resolves the route by
@@ -25,13 +26,17 @@ Any other sampler leaves every request to the SDK's tracer, as before.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
+from contextvars import Token
+from random import getrandbits
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -42,11 +47,16 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from gateway.metric_labels import UNMATCHED, RouteTemplates, method_label
+from gateway.metric_labels import UNMATCHED, method_label
 from lineagehub.otlp_spans import KIND_SERVER, OtlpSpan, readable
-from lineagehub.selftrace import SelfTraceProvider, caller_decision, root_decision
+from lineagehub.selftrace import (
+    SelfTraceProvider,
+    caller_decision,
+    root_decision,
+    root_ratio_bound,
+)
 from lineagehub.store_spans import FinishedSpans, StoreSpan
 from lineagehub.tracecontext import (
     TRACEPARENT,
@@ -63,13 +73,10 @@ from lineagehub.tracecontext import (
 EXCLUDED_PATHS = frozenset({"/metrics", "/healthz"})
 EXCLUDED_PREFIXES = ("/console/static/", "/console/lib/")
 TRACER_NAME = "lineagehub.gateway"
+#: The trace-context request headers, as ASGI names them.
+CONTEXT_HEADER_NAMES = frozenset({TRACEPARENT.encode(), TRACESTATE.encode()})
 #: W3C trace-context level 2's flag for a random trace id, which the SDK sets.
 RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
-
-
-def traced_path(path: str) -> bool:
-    """False for the scrape, the probe and the console's static files."""
-    return path not in EXCLUDED_PATHS and not path.startswith(EXCLUDED_PREFIXES)
 
 
 def caller_context(headers: list[tuple[bytes, bytes]]) -> Context | None:
@@ -83,13 +90,19 @@ class RootSampling:
     caller's context, `draw()` draws its trace id (the provider's id generator) and
     returns it when the span is to be recorded, None when not; `follows` decides for a
     caller's context. None from `of` when the provider's sampler may decide on more
-    than the trace id and the parent's flag (every request then goes to the SDK)."""
+    than the trace id and the parent's flag (every request then goes to the SDK).
+
+    With the SDK's own random id generator and a trace-id ratio sampler, which looks
+    only at an id's low 64 bits, `draw` draws those bits first and the high ones only
+    for a kept id: the ids and decisions are distributed exactly as the SDK's (128
+    random bits, never 0), and a request not kept costs one draw of 64 bits."""
 
     def __init__(
         self,
         tracer: Tracer,
         keep: Callable[[int], bool],
         follows: Callable[[int, bool], bool],
+        ratio_bound: int | None = None,
     ) -> None:
         self.keep = keep
         self.follows = follows
@@ -98,6 +111,9 @@ class RootSampling:
         # The SDK flags a root's context when its generator draws random trace ids.
         random_ids = RANDOM_TRACE_ID if tracer.id_generator.is_trace_id_random() else 0
         self.root_flags = TraceFlags.SAMPLED | random_ids
+        self.draw: Callable[[], int | None] = self._drawn
+        if ratio_bound is not None and type(tracer.id_generator) is RandomIdGenerator:
+            self.draw = functools.partial(_ratio_draw, ratio_bound)
 
     @classmethod
     def of(cls, tracer: object, provider: TracerProvider) -> RootSampling | None:
@@ -105,11 +121,23 @@ class RootSampling:
         follows = caller_decision(provider.sampler)
         if not isinstance(tracer, Tracer) or keep is None or follows is None:
             return None
-        return cls(tracer, keep, follows)
+        return cls(tracer, keep, follows, root_ratio_bound(provider.sampler))
 
-    def draw(self) -> int | None:
+    def _drawn(self) -> int | None:
         trace_id = self._new_id()
         return trace_id if self.keep(trace_id) else None
+
+
+def _ratio_draw(bound: int) -> int | None:
+    """A trace id as `RandomIdGenerator` draws it, when a ratio sampler of `bound` keeps
+    it (its low 64 bits under the bound); None, having drawn only those bits, when not."""
+    low = getrandbits(64)
+    if low >= bound:
+        return None
+    high = getrandbits(64)
+    if not (high or low):  # the invalid id 0: the SDK draws again, then decides again
+        return _ratio_draw(bound)
+    return high << 64 | low
 
 
 class ProcessorSpans:
@@ -127,19 +155,30 @@ class ProcessorSpans:
         self.processor.on_end(readable(span, self.resource, self.scope))
 
 
-class RequestTracing:
-    """Outermost middleware: a SERVER span per request, a child of the caller's
-    `traceparent`, named `METHOD /route/template`, current while every inner
-    middleware and the handler run (so the access log line and Kafka headers name it).
+class OpenRequest:
+    """A request's tracing while it runs: the context it attached (detached at its end)
+    and its recording span, None when the request is not recorded (a caller's context
+    the sampler drops: a non-recording span is current, for the log line's ids)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, token: Token[Context], span: trace.Span | None) -> None:
+        self.token = token
+        self.span = span
+
+
+class RequestSpans:
+    """The gateway's SERVER span per request, a child of the caller's `traceparent`,
+    named `METHOD /route/template`, current while the request runs (so the access log
+    line and the Kafka records name it). Not an ASGI layer of its own: the one request
+    middleware (`gateway.observed.ObservedRequests`) calls `start` and `end`, so a
+    request pays for one layer, one `send` wrapper and one route lookup.
 
     Attributes (recorded spans only): `http.request.method`, `url.path`, `http.route`,
     `http.response.status_code`; a 5xx or an exception sets the span's status to error.
     """
 
-    def __init__(
-        self, app: ASGIApp, provider: TracerProvider, routes: RouteTemplates | None = None
-    ) -> None:
-        self.app = app
+    def __init__(self, provider: TracerProvider) -> None:
         self.tracer = provider.get_tracer(TRACER_NAME)
         self.roots = RootSampling.of(self.tracer, provider)
         self.finished: FinishedSpans | None = None
@@ -147,67 +186,47 @@ class RequestTracing:
             self.finished = provider.otlp_batcher(TRACER_NAME)
         elif isinstance(self.tracer, Tracer):
             self.finished = ProcessorSpans(self.tracer)
-        self.routes = routes or RouteTemplates()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not traced_path(scope["path"]):
-            await self.app(scope, receive, send)
-            return
+    def start(self, scope: Scope) -> OpenRequest | None:
+        """The request's span started and made current; None when nothing is (the
+        scrape, the probe, a request without a caller's context that is not sampled)."""
+        path = scope["path"]
+        if path in EXCLUDED_PATHS or path.startswith(EXCLUDED_PREFIXES):
+            return None
         roots, finished = self.roots, self.finished
         if roots is None or finished is None:
-            await self._sdk_request(scope, receive, send)
-            return
-        caller = headers_trace(scope["headers"])
+            return self._sdk_start(scope)
+        headers = scope["headers"]
+        caller = None
+        for name, _ in headers:  # most requests carry no context: no parsing for them
+            if name in CONTEXT_HEADER_NAMES:
+                caller = headers_trace(headers)
+                break
         if caller is None:
             trace_id = roots.draw()
             if trace_id is None:
-                await self.app(scope, receive, send)  # not sampled: no span, nothing current
-                return
-            span = self._span(scope, trace_id, 0, roots.new_span_id())
-            span.trace_flags = roots.root_flags
+                return None  # not sampled: no span, nothing current
+            span = _span(scope, trace_id, 0, roots.new_span_id(), roots.root_flags, "")
         else:
             parent, state = caller
             if not roots.follows(parent.trace_id, parent.sampled):
-                await self._unsampled_child(scope, receive, send, parent, state, roots)
-                return
-            span = self._span(scope, parent.trace_id, parent.span_id, roots.new_span_id())
-            span.trace_state = trace_state_text(state)
-            span.trace_flags = TraceFlags.SAMPLED | parent.flags & RANDOM_TRACE_ID
-        live = StoreSpan(finished, span, self._context(span))
-        token = otel_context.attach(trace.set_span_in_context(live))
-        try:
-            await self._traced(live, scope, receive, send)
-        finally:
-            otel_context.detach(token)
+                return self._unsampled_child(parent, state, roots)
+            flags = TraceFlags.SAMPLED | parent.flags & RANDOM_TRACE_ID
+            span = _span(
+                scope,
+                parent.trace_id,
+                parent.span_id,
+                roots.new_span_id(),
+                flags,
+                trace_state_text(state),
+            )
+        live = StoreSpan(finished, span, _context(span))
+        return OpenRequest(otel_context.attach(trace.set_span_in_context(live)), live)
 
     @staticmethod
-    def _span(scope: Scope, trace_id: int, parent_id: int, span_id: int) -> OtlpSpan:
-        now = time.time_ns()
-        return OtlpSpan(
-            name=method_label(scope["method"]),
-            trace_id=trace_id,
-            span_id=span_id,
-            parent_span_id=parent_id,
-            start_unix_nano=now,
-            end_unix_nano=now,
-            kind=KIND_SERVER,
-            parent_is_remote=bool(parent_id),
-        )
-
-    @staticmethod
-    def _context(span: OtlpSpan) -> SpanContext:
-        state = TraceState.from_header([span.trace_state]) if span.trace_state else None
-        return SpanContext(span.trace_id, span.span_id, False, TraceFlags(span.trace_flags), state)
-
-    async def _unsampled_child(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        parent: TraceParent,
-        state: str | None,
-        roots: RootSampling,
-    ) -> None:
+    def _unsampled_child(
+        parent: TraceParent, state: str | None, roots: RootSampling
+    ) -> OpenRequest:
         """A caller's context the sampler drops: as the SDK, a non-recording span with
         its own id in the caller's trace is current (log lines name it; records carry
         no headers, the context being unsampled)."""
@@ -220,70 +239,84 @@ class RequestTracing:
             TraceState.from_header([text]) if text else None,
         )
         token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(context)))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            otel_context.detach(token)
+        return OpenRequest(token, None)
 
-    async def _sdk_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _sdk_start(self, scope: Scope) -> OpenRequest:
         """A request under a sampler only the SDK can apply: the SDK's span."""
         parent = caller_context(scope["headers"])
-        method = method_label(scope["method"])
         # The sampler decides inside start_span, before any attribute is gathered; an
         # unsampled request gets the SDK's non-recording span (ids only) and nothing more.
-        span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER)
+        span = self.tracer.start_span(
+            method_label(scope["method"]), context=parent, kind=SpanKind.SERVER
+        )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
+        return OpenRequest(token, span if span.is_recording() else None)
+
+    @staticmethod
+    def end(
+        opened: OpenRequest,
+        scope: Scope,
+        method: str,
+        route: str,
+        status: int,
+        error: BaseException | None,
+    ) -> None:
+        """Records the request's outcome on its span, ends it and detaches its context.
+        `method`: as the request gave it; `route`: its template (`RouteTemplates`);
+        `status`: the response's, 0 when none started; `error`: what left the app.
+        A cancellation (the client left, the server stopping) chose no answer, so none
+        is invented: the span says it was cancelled, not that it failed. Any other
+        exception fails it, also after the response started (an SSE stream that breaks
+        mid-way: the 200 already sent does not make the request a success)."""
+        span = opened.span
         try:
-            if span.is_recording():
-                await self._traced(span, scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
-        finally:
-            otel_context.detach(token)
-
-    async def _traced(self, span: trace.Span, scope: Scope, receive: Receive, send: Send) -> None:
-        """Runs the request under its recording `span` (already current), then records
-        its attributes and outcome and ends it."""
-        method = method_label(scope["method"])
-        status = 0
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        failed = cancelled = False
-        try:
-            await self.app(scope, receive, send_status)
-        except asyncio.CancelledError:
-            # The client left (or the server is stopping): no answer was chosen, so
-            # none is invented; the span says it was cancelled, not that it failed.
-            cancelled = True
-            span.set_attribute("error.type", "cancelled")
-            raise
-        except BaseException as exc:
-            # Also after the response started (an SSE stream that breaks mid-way):
-            # the 200 already sent does not make the request a success.
-            failed = True
-            span.record_exception(exc)
-            status = status or 500
-            raise
-        finally:
+            if span is None:
+                return
+            cancelled = isinstance(error, asyncio.CancelledError)
+            method = method_label(method)
             attributes: dict[str, str | int] = {
                 "http.request.method": method,
                 "url.path": scope["path"],
             }
-            route = self.routes.label(scope)
+            if cancelled:
+                attributes["error.type"] = "cancelled"
+            elif error is not None:
+                span.record_exception(error)
+                status = status or 500
             if route != UNMATCHED:
                 attributes["http.route"] = route
                 span.update_name(f"{method} {route}")
             if status:
                 attributes["http.response.status_code"] = status
             span.set_attributes(attributes)  # one call: each takes the SDK span's lock
-            if failed or status >= 500 or (not status and not cancelled):
+            if status >= 500 or (not cancelled and (error is not None or not status)):
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
+        finally:
+            otel_context.detach(opened.token)
+
+
+def _span(
+    scope: Scope, trace_id: int, parent_id: int, span_id: int, flags: int, state: str
+) -> OtlpSpan:
+    now = time.time_ns()
+    return OtlpSpan(
+        name=method_label(scope["method"]),
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_id,
+        start_unix_nano=now,
+        end_unix_nano=now,
+        kind=KIND_SERVER,
+        trace_state=state,
+        parent_is_remote=bool(parent_id),
+        trace_flags=flags,
+    )
+
+
+def _context(span: OtlpSpan) -> SpanContext:
+    state = TraceState.from_header([span.trace_state]) if span.trace_state else None
+    return SpanContext(span.trace_id, span.span_id, False, TraceFlags(span.trace_flags), state)
 
 
 def current_context_carrier() -> dict[str, str]:

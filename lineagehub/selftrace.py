@@ -288,6 +288,14 @@ def root_decision(sampler: Sampler) -> Callable[[int], bool] | None:
     return None
 
 
+def root_ratio_bound(sampler: Sampler) -> int | None:
+    """The bound a trace-id ratio sampler (or a parent-based one of it, for roots)
+    compares an id's low 64 bits with; None for any other sampler."""
+    if isinstance(sampler, ParentBased):
+        return root_ratio_bound(sampler._root)
+    return sampler.bound if type(sampler) is TraceIdRatioBased else None
+
+
 def caller_decision(sampler: Sampler) -> Callable[[int, bool], bool] | None:
     """Whether `sampler` records a span whose parent is remote (the caller's
     `traceparent`), as a function of the trace id and the parent's sampled flag, for

@@ -190,8 +190,8 @@ class StoreSpan(trace.Span):
             self._attributes[key] = value
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
-        for key, value in attributes.items():
-            self.set_attribute(key, value)
+        if not self._ended:
+            self._attributes.update(attributes)
 
     def add_event(
         self,

@@ -27,8 +27,10 @@ from starlette.types import ASGIApp, Message, Send
 
 from gateway.app import create_app
 from gateway.logs import ACCESS_LOGGER, JsonFormatter
-from gateway.tracing import RequestTracing, current_context_carrier, kafka_headers
+from gateway.observed import ObservedRequests
+from gateway.tracing import current_context_carrier, kafka_headers
 from lineagehub.telemetry.spans import RUN_TRACEPARENT_ANNOTATION
+from tests.gateway_traced import traced
 from tests.unit.test_gateway_runs import SPEC, MemoryRuns, W, settings
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -219,10 +221,10 @@ def test_kafka_headers_carry_only_a_sampled_context() -> None:
     assert kafka_headers() == []  # no span at all
 
 
-def _traced(app: object, spans: InMemorySpanExporter) -> RequestTracing:
+def _traced(app: object, spans: InMemorySpanExporter) -> ObservedRequests:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    return RequestTracing(cast(ASGIApp, app), provider)
+    return traced(cast(ASGIApp, app), provider)
 
 
 def _scope() -> dict[str, object]:

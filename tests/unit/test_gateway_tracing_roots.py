@@ -9,6 +9,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import TracerProvider
@@ -31,9 +32,12 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.tracing import RequestTracing, RootSampling, kafka_headers
+import gateway.tracing
+from gateway.observed import ObservedRequests
+from gateway.tracing import RootSampling, kafka_headers
 from lineagehub.selftrace import root_decision
 from lineagehub.tracelog import current_span_ids
+from tests.gateway_traced import spans_of, traced
 
 BOUND = TraceIdRatioBased.get_bound_for_rate(0.5)
 #: Trace ids alternately under the ratio's bound (sampled) and over it (not).
@@ -63,7 +67,7 @@ class Seen:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _serve(app: RequestTracing, n: int, headers: list[tuple[bytes, bytes]]) -> None:
+async def _serve(app: ObservedRequests, n: int, headers: list[tuple[bytes, bytes]]) -> None:
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
@@ -83,8 +87,8 @@ def _provider(sampler: Sampler, spans: InMemorySpanExporter) -> TracerProvider:
 
 def test_a_sampled_root_keeps_the_trace_id_it_was_decided_for_and_the_rest_make_nothing() -> None:
     spans, seen = InMemorySpanExporter(), Seen()
-    app = RequestTracing(seen, _provider(ParentBasedTraceIdRatio(0.5), spans))
-    assert app.roots is not None
+    app = traced(seen, _provider(ParentBasedTraceIdRatio(0.5), spans))
+    assert spans_of(app).roots is not None
     asyncio.run(_serve(app, len(IDS), []))
 
     recorded = [s.context.trace_id for s in spans.get_finished_spans() if s.context is not None]
@@ -103,7 +107,7 @@ def test_a_sampled_root_keeps_the_trace_id_it_was_decided_for_and_the_rest_make_
 
 def test_a_callers_context_is_still_decided_by_the_sdk() -> None:
     spans, seen = InMemorySpanExporter(), Seen()
-    app = RequestTracing(seen, _provider(ParentBasedTraceIdRatio(0.0), spans))
+    app = traced(seen, _provider(ParentBasedTraceIdRatio(0.0), spans))
     caller = "4bf92f3577b34da6a3ce929d0e0e4736"
     asyncio.run(_serve(app, 2, [(b"traceparent", f"00-{caller}-00f067aa0ba902b7-01".encode())]))
     # The caller sampled it: followed although no root would be sampled at ratio 0.
@@ -138,8 +142,8 @@ class CountingSampler(Sampler):
 
 def test_an_unknown_sampler_decides_every_request_itself() -> None:
     spans, sampler = InMemorySpanExporter(), CountingSampler()
-    app = RequestTracing(Seen(), _provider(sampler, spans))
-    assert app.roots is None
+    app = traced(Seen(), _provider(sampler, spans))
+    assert spans_of(app).roots is None
     asyncio.run(_serve(app, 4, []))
     assert sampler.calls == 4
     assert len(spans.get_finished_spans()) == 2
@@ -168,3 +172,35 @@ def test_the_root_decision_is_the_samplers_own_for_every_trace_id() -> None:
             assert keep(trace_id) is expected, (sampler.get_description(), hex(trace_id))
     assert root_decision(CountingSampler()) is None
     assert root_decision(ParentBased(CountingSampler())) is None
+
+
+def test_roots_with_the_sdks_own_ids_are_kept_at_the_ratio_with_whole_random_ids() -> None:
+    """With the SDK's random ids and a ratio sampler, a root's low 64 bits are drawn
+    first (`_ratio_draw`): what is kept must still be what the sampler keeps, at its
+    ratio, with all 128 bits random, as the SDK's generator draws them."""
+    spans, sampler = InMemorySpanExporter(), ParentBasedTraceIdRatio(0.25)
+    provider = TracerProvider(sampler=sampler)  # RandomIdGenerator: the fast draw
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = traced(Seen(), provider)
+    random.seed(11)
+    asyncio.run(_serve(app, 4000, []))
+
+    kept = [s.context.trace_id for s in spans.get_finished_spans() if s.context is not None]
+    assert 880 <= len(kept) <= 1120  # 1000 expected; 4.4 standard deviations either side
+    for trace_id in kept:
+        assert sampler.should_sample(None, trace_id, "r").decision is Decision.RECORD_AND_SAMPLE
+    assert len(set(kept)) == len(kept)
+    high_bits = [trace_id >> 64 for trace_id in kept]
+    assert 0.4 < sum(h >> 63 for h in high_bits) / len(kept) < 0.6  # the top bit: random
+
+
+def test_a_root_drawn_as_the_invalid_id_zero_is_drawn_again_and_decided_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SDK's generator never gives trace id 0: it draws again (then the sampler
+    decides on the new id). So does the fast draw."""
+    bound = TraceIdRatioBased.get_bound_for_rate(0.5)
+    draws = iter([0, 0, bound, 3, 9])  # low 0, high 0; then dropped; then kept
+    monkeypatch.setattr(gateway.tracing, "getrandbits", lambda bits: next(draws))
+    assert gateway.tracing._ratio_draw(bound) is None  # redrawn, then the new id dropped
+    assert gateway.tracing._ratio_draw(bound) == 9 << 64 | 3

@@ -34,11 +34,12 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.tracing import RequestTracing, kafka_headers, run_traceparent
+from gateway.tracing import kafka_headers, run_traceparent
 from lineagehub.otlp_spans import encode_readable
 from lineagehub.selftrace import KafkaSpanExporter, SelfTraceProvider, caller_decision
 from lineagehub.span_batches import BatchSettings
 from lineagehub.tracelog import current_span_ids
+from tests.gateway_traced import spans_of, traced
 
 CALLER_TRACE = 0x4BF92F3577B34DA623CE929D0E0E4736  # kept by a ratio of 0.5
 CALLER_SPAN = 0x00F067AA0BA902B7
@@ -125,11 +126,11 @@ def run(
 ) -> tuple[list[ReadableSpan], Seen]:
     spans, seen = InMemorySpanExporter(), Seen()
     provider = provider or plain_provider(sampler, spans)
-    app = RequestTracing(handler(status, fail, seen), provider)
+    app = traced(handler(status, fail, seen), provider)
     if sdk:
-        app.roots = None  # what a sampler the middleware does not know gets
+        spans_of(app).roots = None  # what a sampler the middleware does not know gets
     else:
-        assert app.roots is not None
+        assert spans_of(app).roots is not None
 
     async def receive() -> Message:
         return {"type": "http.request", "body": b""}
