@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 import time
 from collections.abc import Callable, Mapping
 from contextvars import Token
@@ -75,6 +76,7 @@ EXCLUDED_PREFIXES = ("/console/static/", "/console/lib/")
 TRACER_NAME = "lineagehub.gateway"
 #: The trace-context request headers, as ASGI names them.
 CONTEXT_HEADER_NAMES = frozenset({TRACEPARENT.encode(), TRACESTATE.encode()})
+_NAME = operator.itemgetter(0)
 #: W3C trace-context level 2's flag for a random trace id, which the SDK sets.
 RANDOM_TRACE_ID = TraceFlags.RANDOM_TRACE_ID
 
@@ -197,11 +199,10 @@ class RequestSpans:
         if roots is None or finished is None:
             return self._sdk_start(scope)
         headers = scope["headers"]
-        caller = None
-        for name, _ in headers:  # most requests carry no context: no parsing for them
-            if name in CONTEXT_HEADER_NAMES:
-                caller = headers_trace(headers)
-                break
+        # Most requests carry no context: no parsing for them (the names compared in C).
+        caller = (
+            None if CONTEXT_HEADER_NAMES.isdisjoint(map(_NAME, headers)) else headers_trace(headers)
+        )
         if caller is None:
             trace_id = roots.draw()
             if trace_id is None:
