@@ -10,7 +10,9 @@ whenever `/data` itself does not exist here).
 
 A stage process imports only what its stage needs: what `run` alone uses (YAML, the
 run-level events and spans) is imported inside it, and what only publishes (the Kafka
-client, asyncio) once the stage's work has started.
+client, asyncio) once the stage's work has started. Neither imports pydantic when its
+input is good: a stage reads its config with `stage_reader`, `run` its manifest with
+`run_reader` and then each stage's config with `stage_reader`, as a stage Job would.
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ import atexit
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO, cast
 
 from lineagehub.api.enums import STAGES, StageName
-from lineagehub.api.stage_reader import stage_config_from_env
+from lineagehub.api.stage_reader import (
+    StageConfigView,
+    View,
+    read_stage_config_data,
+    stage_config_from_env,
+)
 from lineagehub.datasets import redact_text
 from lineagehub.topics import LINEAGE_TOPIC, SPANS_TOPIC
 from pipeline_runner.errors import ErrorKind, one_line
@@ -168,18 +176,101 @@ def _stage(stage: StageName, emit: str, stdout: TextIO, stderr: TextIO) -> int:
 # --------------------------------------------------------------------------- run
 
 
-def load_manifest(path: str) -> PipelineRun:
-    """The first PipelineRun in a YAML file."""
+@dataclass(frozen=True)
+class RunManifest:
+    """What `run` takes from a PipelineRun: its name, its OpenLineage naming, and the
+    source, transform and sink every stage's config holds (as the config's JSON has them)."""
+
+    name: str | None
+    namespace: str | None
+    job: str | None
+    source: dict[str, Any]
+    transform: dict[str, Any]
+    sink: dict[str, Any]
+
+    @classmethod
+    def of_model(cls, run: PipelineRun) -> RunManifest:
+        spec = run.spec
+        return cls(
+            name=run.metadata.name,
+            namespace=spec.openlineage.namespace,
+            job=spec.openlineage.job,
+            source=spec.source.model_dump(by_alias=True, exclude_none=True),
+            transform=spec.transform.model_dump(by_alias=True, exclude_none=True),
+            sink=spec.sink.model_dump(by_alias=True, exclude_none=True),
+        )
+
+
+def load_manifest(path: str) -> RunManifest:
+    """The first PipelineRun in a YAML file, read without pydantic (`run_reader`: the
+    models' schema and rules). A manifest that reader refuses is the models' to judge:
+    their error names the field, as it always did; and what they alone accept (a number
+    given as text, a status) runs as they read it."""
     import yaml
 
-    from lineagehub.api import PipelineRun
+    from lineagehub.api.run_reader import ManifestError, read_pipelinerun
 
     with Path(path).open() as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
-    for doc in docs:
-        if isinstance(doc, dict) and doc.get("kind") == "PipelineRun":
-            return PipelineRun.model_validate(doc)
-    raise ValueError(f"{path} holds no PipelineRun")
+    doc = next((d for d in docs if isinstance(d, dict) and d.get("kind") == "PipelineRun"), None)
+    if doc is None:
+        raise ValueError(f"{path} holds no PipelineRun")
+    try:
+        run = read_pipelinerun(doc)
+    except ManifestError:
+        from lineagehub.api import PipelineRun
+
+        return RunManifest.of_model(PipelineRun.model_validate(doc))
+    spec = doc["spec"]  # as given: checked by the definitions a stage's config is read by
+    return RunManifest(
+        name=run.metadata.name,
+        namespace=run.spec.openlineage.namespace,
+        job=run.spec.openlineage.job,
+        source=spec["source"],
+        transform=spec.get("transform", {}),
+        sink=spec["sink"],
+    )
+
+
+def stage_config(
+    manifest: RunManifest,
+    stage: StageName,
+    *,
+    name: str,
+    workspace: str,
+    namespace: str,
+    job: str,
+    run_id: str,
+    traceparent: str,
+    source_uri: str,
+    sink_uri: str,
+) -> StageConfig:
+    """`stage`'s config, as the operator would give it to the stage's Job (and read as
+    that Job reads it, `stage_reader`), with the source and sink at their local URIs."""
+    from lineagehub.api.run_ids import new_run_id
+
+    cfg = read_stage_config_data(
+        {
+            "runId": new_run_id(),
+            "stage": stage.value,
+            "pipelineRun": {"namespace": "local", "name": name},
+            "source": manifest.source,
+            "transform": manifest.transform,
+            "sink": manifest.sink,
+            "workspace": workspace,
+            "openlineageNamespace": namespace,
+            "openlineageJob": f"{job}.{stage.value}",
+            "parent": {"runId": run_id, "namespace": namespace, "job": job},
+            "traceparent": traceparent,
+        }
+    )
+    # The local URIs are put in after the check, not checked: they are this machine's
+    # paths (`--mount`), which may hold what a URI in a manifest may not (a space).
+    local = {
+        "source": View({**vars(cfg.source), "uri": source_uri}),
+        "sink": View({**vars(cfg.sink), "uri": sink_uri}),
+    }
+    return cast("StageConfig", StageConfigView({**vars(cfg), **local}))
 
 
 def parse_mounts(values: Sequence[str]) -> dict[str, str]:
@@ -293,7 +384,7 @@ def run_manifest(
 
     import yaml
 
-    from lineagehub.api import ParentRun, RunRef, StageConfig, new_run_id
+    from lineagehub.api.run_ids import new_run_id
     from lineagehub.datasets import dataset_of
     from lineagehub.telemetry.lineage import run_event
     from lineagehub.telemetry.spans import FixedSpan, encode
@@ -308,7 +399,7 @@ def run_manifest(
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"lineage-hub run: {one_line(str(exc), 2000)}", file=err)
         return 2
-    name = run.metadata.name or Path(manifest).stem
+    name = run.name or Path(manifest).stem
     ws = str(
         Path(workspace).resolve()
         if workspace
@@ -316,15 +407,12 @@ def run_manifest(
     )
     if not mount_map:
         mount_map = _default_mounts(manifest, ws)
-    spec = run.spec
-    source = spec.source.model_copy(update={"uri": map_uri(spec.source.uri, mount_map)})
-    sink = spec.sink.model_copy(update={"uri": map_uri(spec.sink.uri, mount_map)})
+    source_uri = map_uri(run.source["uri"], mount_map)
+    sink_uri = map_uri(run.sink["uri"], mount_map)
     namespace = (
-        spec.openlineage.namespace
-        or os.environ.get("LINEAGEHUB_OPENLINEAGE_NAMESPACE")
-        or DEFAULT_NAMESPACE
+        run.namespace or os.environ.get("LINEAGEHUB_OPENLINEAGE_NAMESPACE") or DEFAULT_NAMESPACE
     )
-    job = spec.openlineage.job or name
+    job = run.job or name
     run_id = new_run_id()
     trace_id = secrets.token_hex(16)
     root_span_id = secrets.token_hex(8)
@@ -338,26 +426,25 @@ def run_manifest(
     print(f"  publishing to {sink_emitter.description}", file=out)
 
     def config(stage: StageName) -> StageConfig:
-        return StageConfig(
-            run_id=new_run_id(),
-            stage=stage,
-            pipeline_run=RunRef(namespace="local", name=name),
-            source=source,
-            transform=spec.transform,
-            sink=sink,
+        return stage_config(
+            run,
+            stage,
+            name=name,
             workspace=ws,
-            openlineage_namespace=namespace,
-            openlineage_job=f"{job}.{stage.value}",
-            parent=ParentRun(run_id=run_id, namespace=namespace, job=job),
+            namespace=namespace,
+            job=job,
+            run_id=run_id,
             traceparent=traceparent,
+            source_uri=source_uri,
+            sink_uri=sink_uri,
         )
 
     async def go() -> list[StageRun]:
         delivery = Delivery(sink_emitter, stderr=err)
         started = datetime.now(UTC)
         datasets: dict[str, Any] = {
-            "inputs": [dataset_of(source.uri)],
-            "outputs": [dataset_of(sink.uri)],
+            "inputs": [dataset_of(source_uri)],
+            "outputs": [dataset_of(sink_uri)],
         }
         runs: list[StageRun] = []
         try:

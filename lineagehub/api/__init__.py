@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         progress,
         set_condition,
     )
+    from lineagehub.api.run_ids import new_run_id
     from lineagehub.api.stage_spec import (
         API_GROUP,
         API_GROUP_VERSION,
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
         SourceSpec,
         StageConfig,
         TransformSpec,
-        new_run_id,
     )
 
 #: Names this package takes from `stage_spec` when first asked for.
@@ -74,7 +74,6 @@ _STAGE_LEVEL = frozenset(
         "SourceSpec",
         "StageConfig",
         "TransformSpec",
-        "new_run_id",
     }
 )
 #: Names this package takes from `pipelinerun` when first asked for.
@@ -96,6 +95,10 @@ _RUN_LEVEL = frozenset(
 
 
 def __getattr__(name: str) -> object:
+    if name == "new_run_id":  # no model: no pydantic
+        from lineagehub.api.run_ids import new_run_id
+
+        return new_run_id
     if name in _STAGE_LEVEL:
         from lineagehub.api import stage_spec
 

@@ -2,7 +2,9 @@
 
 Writes `crds/lineagehub.io_pipelineruns.yaml` and `crds/lineagehub.io_pipelines.yaml`
 (the CRDs), `lineagehub/api/stage_config.schema.json` (what a stage validates its
-config by, without pydantic: `stage_reader`) and, under `crds/rbac/`, the
+config by, without pydantic: `stage_reader`), `lineagehub/api/pipelinerun.schema.json`
+(what `lineage-hub run` validates its manifest by, without pydantic: `run_reader`)
+and, under `crds/rbac/`, the
 operator's RBAC: `operator-clusterrole.yaml` (watching the whole cluster),
 `operator-role.yaml` (bound in each namespace when it watches chosen ones) and
 `operator-discovery-clusterrole.yaml` (its only cluster-wide grant then), under the
@@ -32,6 +34,7 @@ from lineagehub.api.crd import (
     build_operator_role,
     build_pipeline_crd,
 )
+from lineagehub.api.run_schema import RUN_SCHEMA_PATH, build_run_schema
 from lineagehub.api.stage_schema import SCHEMA_PATH, build_stage_schema
 
 CRD_PATH = Path("crds") / "lineagehub.io_pipelineruns.yaml"
@@ -72,8 +75,12 @@ OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
 }
 
 
-#: Generated JSON files: the stage config's schema, which a stage reads without YAML.
-JSON_OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {SCHEMA_PATH: build_stage_schema}
+#: Generated JSON files: the stage config's schema, which a stage reads without YAML, and
+#: the PipelineRun manifest's, which `lineage-hub run` reads without pydantic.
+JSON_OUTPUTS: dict[Path, Callable[[], dict[str, Any]]] = {
+    SCHEMA_PATH: build_stage_schema,
+    RUN_SCHEMA_PATH: build_run_schema,
+}
 
 
 def default_root() -> Path:
@@ -126,7 +133,10 @@ def write(root: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lineagehub.api.generate",
-        description="Generate the PipelineRun and Pipeline CRDs and the operator's RBAC.",
+        description=(
+            "Generate the PipelineRun and Pipeline CRDs, the operator's RBAC and the"
+            " schemas the pydantic-free readers walk."
+        ),
     )
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 with a diff on drift"

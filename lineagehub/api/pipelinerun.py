@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from lineagehub.api import run_rules as rules
 from lineagehub.api.enums import (
     STAGE_CONFIG_ENV,
     STAGES,
@@ -49,6 +50,7 @@ from lineagehub.api.enums import (
     StageName,
     WriteMode,
 )
+from lineagehub.api.run_ids import new_run_id
 from lineagehub.api.shards import MAX_PARALLELISM
 from lineagehub.api.stage_spec import (
     API_GROUP,
@@ -112,7 +114,6 @@ from lineagehub.api.stage_spec import (
     cel,
     format_precise_time,
     format_time,
-    new_run_id,
     now,
 )
 
@@ -129,26 +130,17 @@ class ResourceRequirements(ApiModel):
 Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
 TimeoutSeconds = Annotated[int, Field(ge=1, le=MAX_TIMEOUT_SECONDS)]
 
-_PARALLELISM_FIX = "set 1 for one pod, or N to split the stage's input across N pods"
-
-
-def _at_least_one(value: int) -> int:
-    if value < 1:
-        raise ValueError(f"parallelism must be at least 1, not {value}: {_PARALLELISM_FIX}")
-    return value
-
-
 Parallelism = Annotated[
     int,
     Field(
         le=MAX_PARALLELISM,
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self >= 1", f"parallelism must be at least 1: {_PARALLELISM_FIX}")
+                cel("self >= 1", f"parallelism must be at least 1: {rules.PARALLELISM_FIX}")
             ]
         },
     ),
-    AfterValidator(_at_least_one),
+    AfterValidator(rules.at_least_one_pod),
 ]
 
 
@@ -186,12 +178,6 @@ class StagePolicy(BaseModel):
     parallelism: int = 1
 
 
-_LOAD_NOT_SHARDED = (
-    "load is not sharded (one pod commits every shard's rows at once, all or nothing):"
-    " remove stages.load.parallelism"
-)
-
-
 class StagesSpec(ApiModel):
     """Per-stage retries and timeouts: defaults, then overrides per stage."""
 
@@ -200,7 +186,7 @@ class StagesSpec(ApiModel):
             "x-kubernetes-validations": [
                 cel(
                     "!has(self.load) || !has(self.load.parallelism)",
-                    _LOAD_NOT_SHARDED,
+                    rules.LOAD_NOT_SHARDED,
                     field_path=".load.parallelism",
                 )
             ]
@@ -218,33 +204,24 @@ class StagesSpec(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> StagesSpec:
-        if self.load is not None and self.load.parallelism is not None:
-            raise ValueError(_LOAD_NOT_SHARDED)
+        rules.check_load_not_sharded(self.load.parallelism if self.load else None)
         return self
 
     def parallelism(self, stage: StageName, default: int | None) -> int:
         """Pods of `stage`: its override, else the spec-wide value, else 1 (load: 1)."""
-        if stage is StageName.LOAD:
-            return 1
         override: StageOverride | None = getattr(self, stage.value)
-        if override is not None and override.parallelism is not None:
-            return override.parallelism
-        return default or 1
+        return rules.stage_parallelism(stage, override.parallelism if override else None, default)
 
 
 _TRANSFORM_SHARDS = (
     "(has(self.stages) && has(self.stages.transform) && has(self.stages.transform.parallelism)"
     " ? self.stages.transform.parallelism : (has(self.parallelism) ? self.parallelism : 1))"
 )
-_GLOBAL_TRANSFORM = (
-    "deduplicate and unique checks need every row in one pod: set"
-    " spec.stages.transform.parallelism to 1 (extract can stay sharded), or remove them"
-)
 SHARDED_TRANSFORM_RULE = cel(
     f"{_TRANSFORM_SHARDS} <= 1 || !has(self.transform)"
     " || (!has(self.transform.deduplicate) && (!has(self.transform.quality)"
     " || self.transform.quality.all(q, q.type != 'unique')))",
-    _GLOBAL_TRANSFORM,
+    rules.GLOBAL_TRANSFORM,
     field_path=".transform",
 )
 
@@ -254,12 +231,11 @@ def _sharding_problem(
 ) -> str | None:
     """Why the transform cannot run in shards, or None when it can (or is not sharded)."""
     shards = (stages or StagesSpec()).parallelism(StageName.TRANSFORM, parallelism)
-    if shards <= 1 or transform is None:
+    if transform is None:
         return None
-    needs_all = transform.deduplicate is not None or any(
-        q.type is CheckType.UNIQUE for q in transform.quality or []
+    return rules.sharding_problem(
+        shards, transform.deduplicate, (q.type for q in transform.quality or [])
     )
-    return _GLOBAL_TRANSFORM if needs_all else None
 
 
 class OpenLineageSpec(ApiModel):
@@ -274,14 +250,7 @@ class OpenLineageSpec(ApiModel):
 
 _EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources", "parallelism")
 _BODY_FIELDS = ("source", "transform", "sink", "stages", "openlineage", *_EXECUTION_FIELDS)
-_CONTROL_FIELDS = (
-    "pipelineRef",
-    "params",
-    "rerun",
-    "ttlSecondsAfterFinished",
-    "suspend",
-    "cancel",
-)
+_CONTROL_FIELDS = rules.CONTROL_FIELDS
 
 ParamValue = Annotated[str, StringConstraints(max_length=MAX_PARAM_VALUE)]
 
@@ -321,11 +290,11 @@ class PipelineBody(ExecutionSpec):
 
     @model_validator(mode="after")
     def _check(self) -> PipelineBody:
-        if self.sink.uri == self.source.uri:
-            raise ValueError("sink.uri must differ from source.uri")
-        problem = _sharding_problem(self.parallelism, self.stages, self.transform)
-        if problem is not None:
-            raise ValueError(problem)
+        rules.check_body(
+            self.source.uri,
+            self.sink.uri,
+            _sharding_problem(self.parallelism, self.stages, self.transform),
+        )
         return self
 
 
@@ -501,11 +470,11 @@ class PipelineRunRequest(RunControls, ExecutionSpec):
                 )
         elif self.params is not None:
             raise ValueError("params apply only to a run with pipelineRef")
-        if self.source and self.sink and self.sink.uri == self.source.uri:
-            raise ValueError("sink.uri must differ from source.uri")
-        problem = _sharding_problem(self.parallelism, self.stages, self.transform)
-        if problem is not None:
-            raise ValueError(problem)
+        rules.check_body(
+            self.source.uri if self.source else None,
+            self.sink.uri if self.sink else None,
+            _sharding_problem(self.parallelism, self.stages, self.transform),
+        )
         return self
 
 
@@ -901,18 +870,7 @@ class PipelineRun(_RunObject):
     @classmethod
     def _resolved(cls, data: Any) -> Any:
         """A run with pipelineRef executes the spec snapshot in its status."""
-        if not isinstance(data, dict):
-            return data
-        spec, status = data.get("spec"), data.get("status")
-        if not isinstance(spec, dict) or not ({"pipelineRef", "pipeline_ref"} & spec.keys()):
-            return data
-        snapshot = status.get("pipelineSpec") if isinstance(status, dict) else None
-        if not isinstance(snapshot, dict):
-            raise ValueError(
-                "spec.pipelineRef: the Pipeline is not resolved yet (no status.pipelineSpec)"
-            )
-        controls = {k: v for k, v in spec.items() if k in _CONTROL_FIELDS_ALL}
-        return {**data, "spec": {**snapshot, **controls}}
+        return rules.resolved(data, _CONTROL_FIELDS_ALL)
 
     def request(self) -> PipelineRunRequest:
         """The spec as the run's author wrote it (for a pipelineRef run: without the

@@ -12,8 +12,6 @@ every model follows (camelCase wire names, CEL and pydantic validators in step).
 from __future__ import annotations
 
 import os
-import time
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -139,18 +137,6 @@ def format_precise_time(value: datetime) -> str:
 def now() -> datetime:
     """The current time, truncated to seconds, in UTC."""
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def new_run_id(unix_ms: int | None = None) -> str:
-    """A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits."""
-    ms = int(time.time() * 1000) if unix_ms is None else unix_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
-    value |= 0b10 << 62  # variant
-    value |= rand & ((1 << 62) - 1)  # rand_b, 62 bits
-    return str(uuid.UUID(int=value))
 
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_COLUMN)]

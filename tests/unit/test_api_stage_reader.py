@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from lineagehub.api import StageConfig, StageName
 from lineagehub.api.stage_reader import StageConfigError, View, read_stage_config
 from lineagehub.api.stage_schema import SCHEMA_PATH, build_stage_schema
+from tests.damage import changed, damages
 
 RUN = "01a22e7b-2035-746b-b290-5b95bafd4961"
 PARENT = "01a22e7b-2035-7a23-8a00-fa4ae216e7ab"
@@ -149,12 +150,7 @@ def test_defaults_are_the_models() -> None:
     ],
 )
 def test_bad_fields_are_named(path: tuple[str | int, ...], value: Any, named: str) -> None:
-    data = copy.deepcopy(BASE)
-    target: Any = data
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
-    ours, theirs = both(data)
+    ours, theirs = both(changed(BASE, path, value))
     assert isinstance(theirs, ValidationError)
     assert isinstance(ours, StageConfigError) and named in str(ours), str(ours)
 
@@ -188,11 +184,7 @@ def test_not_json_is_refused_in_one_line() -> None:
 
 def _text_with(path: tuple[str | int, ...], placeholder: str, raw_value: str) -> str:
     """BASE as JSON with the value at `path` given as the raw JSON text `raw_value`."""
-    data = copy.deepcopy(BASE)
-    target: Any = data
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = placeholder
+    data = changed(BASE, path, placeholder)
     return json.dumps(data).replace(json.dumps(placeholder), raw_value, 1)
 
 
@@ -251,18 +243,6 @@ def test_whitespace_is_the_models_whitespace() -> None:
     assert isinstance(ours, StageConfigError) and "source.uri: " in str(ours)
 
 
-def _paths(data: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [at] if at else []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += _paths(value, (*at, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            found += _paths(value, (*at, i))
-    return found
-
-
-PATHS = _paths(BASE)
 WORDS = [
     "",
     "x",
@@ -315,28 +295,9 @@ ADDED += ["session_token_key", "drop_nulls", "input_parts", "unknownField"]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    path=st.sampled_from(PATHS),
-    action=st.sampled_from(["set", "drop", "add"]),
-    value=JSON_VALUES,
-    added=st.sampled_from(ADDED),
-)
-def test_any_damage_is_judged_as_the_models_judge_it(
-    path: tuple[Any, ...], action: str, value: Any, added: str
-) -> None:
-    data = copy.deepcopy(BASE)
-    target = data
-    for key in path[:-1]:
-        target = target[key]
-    last = path[-1]
-    if action == "set":
-        target[last] = value
-    elif action == "drop":
-        del target[last]
-    elif isinstance(target[last], dict):
-        target[last][added] = value
-    else:
-        target[last] = value
+@given(case=damages(BASE, JSON_VALUES, ADDED))
+def test_any_damage_is_judged_as_the_models_judge_it(case: tuple[Any, Any]) -> None:
+    data, value = case
     ours, theirs = both(data)
     if isinstance(ours, View):  # accepted: the models accept it too, and read it the same
         assert isinstance(theirs, StageConfig), str(theirs)
