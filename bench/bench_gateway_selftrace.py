@@ -1,21 +1,26 @@
 """The gateway's self-tracing cost in one process, without HTTP or a second process.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_gateway_selftrace.py \\
-        [--modes off,none,tenth,all] [--rounds 16] [--turn 2000] [--concurrency 16]
+        [--modes off,off-again,none,tenth,all] [--rounds 16] [--turn 2000] [--concurrency 16]
 
-Each mode is the real gateway app (`gateway.app.create_app`, its real Kafka sink on a
-private topic, acks=all) built in this one process, with the self-tracing it would
-serve with (`selftrace.tracer_provider`, spans to a private topic): off (no provider),
-none (tracing on, nothing sampled), tenth (the default sampler; no request carries a
-`traceparent`, so each is a root decision), all (every request traced). The requests,
-`POST /api/v1/lineage` one event each, are handed to each app's ASGI interface by
-`--concurrency` tasks, each awaiting its answer (201, so each event acknowledged by
-Kafka), as uvicorn would after parsing the HTTP request.
+One app serves every mode: the real gateway app (`gateway.app.create_app`, its real
+Kafka sink on a private topic, acks=all), its request middleware's spans set to each
+mode's in turn, each mode's spans going to the provider it would serve with
+(`selftrace.tracer_provider`, its exporter and batch thread, spans to a private topic):
+off (no spans), none (tracing on, nothing sampled), tenth (the default sampler; no
+request carries a `traceparent`, so each is a root decision), all (every request
+traced), and off-again, the A/A control (off again: what the rounds' noise alone gives).
+A turn ends when the spans it made are exported (`force_flush`), so each turn pays for
+its own. The requests, `POST /api/v1/lineage` one event each, are handed to the app's
+ASGI interface by `--concurrency` tasks, each awaiting its answer (201, so each event
+acknowledged by Kafka), as uvicorn would after parsing the HTTP request.
 
-Why in one process: `bench_gateway.py` serves each mode from its own process, and on a
-small VM two identical gateway processes differ by a few percent (their heap layout,
-where the kernel runs them), as much as the cost measured. Here every mode shares the
-process, its heap and its cores, and the driver's own work is the same for each.
+Why one app in one process: `bench_gateway.py` serves each mode from its own process,
+and on a small VM two identical gateway processes differ by a few percent (their heap
+layout, where the kernel runs them), as much as the cost measured; apps built side by
+side in one process each have their own producer, objects and memory. Here the modes
+share the process, the app, its producer, its heap and its cores: they differ only in
+the spans.
 
 Each round runs every mode's turn (`--turn` requests) twice, in the order A B C C B A,
 the order drawn each round. A mode's figure in a round is the process's CPU time per
@@ -37,13 +42,15 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
 
 from bench.bench_gateway import AUTH, LINEAGE, TOKEN, TRACING, encoded, events
 from bench.paired import paired, per_event_us
@@ -52,9 +59,12 @@ from gateway import gc_tuning
 from gateway.app import SERVICE_NAME, create_app
 from gateway.auth import parse_tokens
 from gateway.config import Settings
+from gateway.ingest_route import IngestDispatch
+from gateway.observed import ObservedRequests
+from gateway.tracing import RequestSpans
 from lineagehub import selftrace
 
-MODES = ("off", "none", "tenth", "all")
+MODES = ("off", "off-again", "none", "tenth", "all")
 
 
 def scope_of(body: bytes) -> dict[str, Any]:
@@ -103,8 +113,28 @@ async def post(app: FastAPI, body: bytes) -> int:
     return status
 
 
-async def turn(app: FastAPI, bodies: Sequence[bytes], concurrency: int) -> float:
-    """Every body POSTed, `concurrency` at a time; the process's CPU seconds it took."""
+@dataclass
+class Mode:
+    """A tracing mode: the request spans the app's middleware makes with it (None:
+    tracing off) and the provider they go to, with its exporter and batch thread."""
+
+    spans: RequestSpans | None
+    provider: TracerProvider | None
+
+    @classmethod
+    def named(cls, name: str, bootstrap: str, spans_topic: str) -> Mode:
+        environ = {**TRACING[name], selftrace.TOPIC_ENV: spans_topic}
+        provider = selftrace.tracer_provider(SERVICE_NAME, bootstrap, environ)
+        return cls(None if provider is None else RequestSpans(provider), provider)
+
+
+async def turn(
+    app: FastAPI, observed: ObservedRequests, mode: Mode, bodies: Sequence[bytes], concurrency: int
+) -> float:
+    """Every body POSTed under `mode`, `concurrency` at a time, then the spans they made
+    exported; the process's CPU seconds it took. (Without the flush a turn's spans would
+    be exported up to a batch delay later, in another mode's turn.)"""
+    observed.spans = mode.spans
     queue = list(reversed(bodies))
     failed: list[int] = []
 
@@ -116,6 +146,8 @@ async def turn(app: FastAPI, bodies: Sequence[bytes], concurrency: int) -> float
 
     started = time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if mode.provider is not None:
+        mode.provider.force_flush()
     cpu = time.process_time() - started
     if failed:
         raise RuntimeError(f"{len(failed)} requests failed, first with {failed[0]}")
@@ -123,19 +155,23 @@ async def turn(app: FastAPI, bodies: Sequence[bytes], concurrency: int) -> float
 
 
 @asynccontextmanager
-async def served(mode: str, bootstrap: str, topic: str, spans: str) -> AsyncIterator[FastAPI]:
-    """The app of `mode`, started (its lifespan: the Kafka sink) and stopped after."""
-    environ = {**TRACING[mode], selftrace.TOPIC_ENV: spans}
-    provider = selftrace.tracer_provider(SERVICE_NAME, bootstrap, environ)
+async def served(bootstrap: str, topic: str) -> AsyncIterator[tuple[FastAPI, ObservedRequests]]:
+    """The app, started (its lifespan: the Kafka sink) and stopped after, with its
+    request middleware, whose spans each mode sets."""
     settings = Settings(
         tokens=parse_tokens(f"{TOKEN}:lineage:write"),
         kafka_bootstrap=bootstrap,
         lineage_topic=topic,
         rate_per_s=0,
     )
-    app = create_app(settings, runs=None, metrics_store=None, tracer_provider=provider)
+    app = create_app(settings, runs=None, metrics_store=None, tracer_provider=None)
     async with app.router.lifespan_context(app):
-        yield app
+        if await post(app, encoded(events(1))[0]) != 201:  # builds the middleware stack
+            raise RuntimeError("the gateway refused the first event")
+        layer = app.middleware_stack
+        while not isinstance(layer, ObservedRequests):  # the lean stack's, POSTs' own
+            layer = layer.lean if isinstance(layer, IngestDispatch) else layer.app  # type: ignore[union-attr]
+        yield app, layer
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
@@ -153,22 +189,24 @@ async def main(argv: Sequence[str] | None = None) -> int:
     await create_topics(bootstrap, [topic, spans])
     bodies = encoded(events(args.turn))
     rng = random.Random(args.seed)
-    async with AsyncExitStack() as stack:
-        apps = {
-            m: await stack.enter_async_context(served(m, bootstrap, topic, spans))
-            for m in args.modes
-        }
-        gc_tuning.tune_for_serving()  # as a served gateway, once every app is built
-        for app in apps.values():  # warm: first requests import and connect
-            await turn(app, bodies[:200], args.concurrency)
-        figures: dict[str, list[float]] = {m: [] for m in args.modes}
-        for _ in range(args.rounds):
-            order = rng.sample(list(args.modes), len(args.modes))
-            cpu = dict.fromkeys(args.modes, 0.0)
-            for mode in [*order, *reversed(order)]:
-                cpu[mode] += await turn(apps[mode], bodies, args.concurrency)
-            for mode, seconds in cpu.items():
-                figures[mode].append(seconds)
+    modes = {m: Mode.named(m, bootstrap, spans) for m in args.modes}
+    try:
+        async with served(bootstrap, topic) as (app, observed):
+            gc_tuning.tune_for_serving()  # as a served gateway, once the app is built
+            for mode in modes.values():  # warm: first requests import and connect
+                await turn(app, observed, mode, bodies[:200], args.concurrency)
+            figures: dict[str, list[float]] = {m: [] for m in args.modes}
+            for _ in range(args.rounds):
+                order = rng.sample(list(args.modes), len(args.modes))
+                cpu = dict.fromkeys(args.modes, 0.0)
+                for name in [*order, *reversed(order)]:
+                    cpu[name] += await turn(app, observed, modes[name], bodies, args.concurrency)
+                for name, seconds in cpu.items():
+                    figures[name].append(seconds)
+    finally:
+        for mode in modes.values():
+            if mode.provider is not None:
+                mode.provider.shutdown()
     requests = 2 * args.turn
     print(
         f"gateway self-tracing in one process: {args.rounds} rounds of {requests} requests a "

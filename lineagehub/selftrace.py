@@ -368,6 +368,13 @@ class SelfTraceProvider(TracerProvider):
         self._batchers.append(batcher)
         return batcher
 
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Exports what every batch thread (`otlp_batcher`) and span processor holds,
+        now; whether the processors finished within the timeout."""
+        for batcher in self._batchers:
+            batcher.force_flush()
+        return super().force_flush(timeout_millis)
+
     def shutdown(self) -> None:
         for batcher in self._batchers:
             batcher.shutdown()

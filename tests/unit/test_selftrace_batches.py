@@ -7,7 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
 from lineagehub.otlp_spans import OtlpSpan
+from lineagehub.selftrace import SelfTraceProvider
 from lineagehub.span_batches import BatchSettings, SpanBatcher
 
 HOUR_MS = 3_600_000
@@ -76,3 +81,17 @@ def test_force_flush_exports_then_waits_for_each_exporter() -> None:
     batcher.force_flush()
     assert calls == ["export 2", "flush a", "flush b"]
     batcher.shutdown()
+
+
+def test_the_providers_force_flush_exports_what_its_batch_threads_hold() -> None:
+    """`provider.force_flush()` is the SDK's way to say "export everything now" (a bench
+    turn, a service before it exits): it must reach the spans recorded without the SDK
+    too, not only those of its span processors."""
+    exported = InMemorySpanExporter()
+    settings = BatchSettings(schedule_delay_ms=HOUR_MS)
+    provider = SelfTraceProvider(Resource({"service.name": "t"}), ALWAYS_ON, [exported], settings)
+    provider.otlp_batcher("lineagehub.t").add_all([_span(0), _span(1)])
+    assert exported.get_finished_spans() == ()  # an hour's delay: still held
+    assert provider.force_flush()
+    assert [s.name for s in exported.get_finished_spans()] == ["store 0", "store 1"]
+    provider.shutdown()
