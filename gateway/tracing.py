@@ -346,8 +346,9 @@ def run_traceparent(headers: Mapping[str, str]) -> str | None:
 
 
 class _LastHeaders:
-    """The last sampled span context and its record headers: a batch request asks once
-    a record, all for the same span (its context object, held here, cannot be reused)."""
+    """The last sampled SDK span context (a sampler only the SDK applies) and its record
+    headers: a batch request asks once a record, all for the same span (its context
+    object, held here, cannot be reused). Our own spans keep theirs (`StoreSpan`)."""
 
     context: SpanContext | None = None
     headers: list[tuple[str, bytes]] = []
@@ -359,7 +360,10 @@ def kafka_headers() -> list[tuple[str, bytes]]:
     otherwise: a consumer makes no span for a record without a sampled context, so the
     headers would be bytes on every record for nothing. The list is shared by the
     records of one span: not to be changed."""
-    context = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    if type(span) is StoreSpan:  # the request's own span (recorded: sampled)
+        return span.record_headers()
+    context = span.get_span_context()
     if not context.trace_flags.sampled:
         return []
     if _LastHeaders.context is context:

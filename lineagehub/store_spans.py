@@ -48,8 +48,11 @@ from lineagehub.span_batches import SpanBatcher
 from lineagehub.telemetry.spans import AttributeValue
 from lineagehub.topics import SPANS_TOPIC
 from lineagehub.tracecontext import (
+    TRACEPARENT,
+    TRACESTATE,
     TraceParent,
     context_headers,
+    format_traceparent,
     trace_state_text,
     values_trace,
 )
@@ -181,6 +184,34 @@ class StoreSpan(trace.Span):
 
     def get_span_context(self) -> SpanContext:
         return self._context
+
+    #: Made from the span's ids when first asked (`log_ids`, `record_headers`).
+    _log_ids: dict[str, str] | None = None
+    _record_headers: list[tuple[str, bytes]] | None = None
+
+    def log_ids(self) -> dict[str, str]:
+        """`trace_id` (32 hex) and `span_id` (16 hex) as a log line carries them
+        (`tracelog.current_span_ids`), made once: shared, not to be changed."""
+        ids = self._log_ids
+        if ids is None:
+            span = self._span
+            ids = {"trace_id": f"{span.trace_id:032x}", "span_id": f"{span.span_id:016x}"}
+            self._log_ids = ids
+        return ids
+
+    def record_headers(self) -> list[tuple[str, bytes]]:
+        """Kafka record headers naming this span as the parent (W3C `traceparent`, and
+        `tracestate` when it carries one), made once (a batch request writes a record
+        an event): shared, not to be changed."""
+        headers = self._record_headers
+        if headers is None:
+            span = self._span
+            parent = format_traceparent(span.trace_id, span.span_id, span.trace_flags)
+            headers = [(TRACEPARENT, parent.encode())]
+            if span.trace_state:
+                headers.append((TRACESTATE, span.trace_state.encode()))
+            self._record_headers = headers
+        return headers
 
     def is_recording(self) -> bool:
         return not self._ended
