@@ -75,6 +75,6 @@ class ObservedRequests:
             counted.inc()
             timed.observe(elapsed)
             self.line.write(scope, request_id, method, route, status or 500, elapsed, sent)
-            if opened is not None and spans is not None:
-                spans.end(opened, scope, method, route, status, error)
+            if opened is not None:
+                opened.end(scope, method, route, status, error)
             error = None  # the exception's traceback holds this frame: no cycle left

@@ -66,6 +66,7 @@ from lineagehub.tracecontext import (
     headers_context,
     headers_trace,
     parse_traceparent,
+    record_headers,
     span_context_header,
     trace_state_text,
 )
@@ -168,12 +169,55 @@ class OpenRequest:
         self.token = token
         self.span = span
 
+    def end(
+        self,
+        scope: Scope,
+        method: str,
+        route: str,
+        status: int,
+        error: BaseException | None,
+    ) -> None:
+        """Records the request's outcome on its span, ends it and detaches its context.
+        `method`: as the request gave it; `route`: its template (`RouteTemplates`);
+        `status`: the response's, 0 when none started; `error`: what left the app.
+        A cancellation (the client left, the server stopping) chose no answer, so none
+        is invented: the span says it was cancelled, not that it failed. Any other
+        exception fails it, also after the response started (an SSE stream that breaks
+        mid-way: the 200 already sent does not make the request a success)."""
+        span = self.span
+        try:
+            if span is None:
+                return
+            cancelled = isinstance(error, asyncio.CancelledError)
+            method = method_label(method)
+            attributes: dict[str, str | int] = {
+                "http.request.method": method,
+                "url.path": scope["path"],
+            }
+            if cancelled:
+                attributes["error.type"] = "cancelled"
+            elif error is not None:
+                span.record_exception(error)
+                status = status or 500
+            if route != UNMATCHED:
+                attributes["http.route"] = route
+                span.update_name(f"{method} {route}")
+            if status:
+                attributes["http.response.status_code"] = status
+            span.set_attributes(attributes)  # one call: each takes the SDK span's lock
+            if status >= 500 or (not cancelled and (error is not None or not status)):
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+        finally:
+            otel_context.detach(self.token)
+
 
 class RequestSpans:
     """The gateway's SERVER span per request, a child of the caller's `traceparent`,
     named `METHOD /route/template`, current while the request runs (so the access log
     line and the Kafka records name it). Not an ASGI layer of its own: the one request
-    middleware (`gateway.observed.ObservedRequests`) calls `start` and `end`, so a
+    middleware (`gateway.observed.ObservedRequests`) calls `start`, then the request's
+    `OpenRequest.end`, so a
     request pays for one layer, one `send` wrapper and one route lookup.
 
     Attributes (recorded spans only): `http.request.method`, `url.path`, `http.route`,
@@ -253,49 +297,6 @@ class RequestSpans:
         token = otel_context.attach(trace.set_span_in_context(span, parent))
         return OpenRequest(token, span if span.is_recording() else None)
 
-    @staticmethod
-    def end(
-        opened: OpenRequest,
-        scope: Scope,
-        method: str,
-        route: str,
-        status: int,
-        error: BaseException | None,
-    ) -> None:
-        """Records the request's outcome on its span, ends it and detaches its context.
-        `method`: as the request gave it; `route`: its template (`RouteTemplates`);
-        `status`: the response's, 0 when none started; `error`: what left the app.
-        A cancellation (the client left, the server stopping) chose no answer, so none
-        is invented: the span says it was cancelled, not that it failed. Any other
-        exception fails it, also after the response started (an SSE stream that breaks
-        mid-way: the 200 already sent does not make the request a success)."""
-        span = opened.span
-        try:
-            if span is None:
-                return
-            cancelled = isinstance(error, asyncio.CancelledError)
-            method = method_label(method)
-            attributes: dict[str, str | int] = {
-                "http.request.method": method,
-                "url.path": scope["path"],
-            }
-            if cancelled:
-                attributes["error.type"] = "cancelled"
-            elif error is not None:
-                span.record_exception(error)
-                status = status or 500
-            if route != UNMATCHED:
-                attributes["http.route"] = route
-                span.update_name(f"{method} {route}")
-            if status:
-                attributes["http.response.status_code"] = status
-            span.set_attributes(attributes)  # one call: each takes the SDK span's lock
-            if status >= 500 or (not cancelled and (error is not None or not status)):
-                span.set_status(Status(StatusCode.ERROR))
-            span.end()
-        finally:
-            otel_context.detach(opened.token)
-
 
 def _span(
     scope: Scope, trace_id: int, parent_id: int, span_id: int, flags: int, state: str
@@ -368,8 +369,7 @@ def kafka_headers() -> list[tuple[str, bytes]]:
         return []
     if _LastHeaders.context is context:
         return _LastHeaders.headers
-    headers = [(TRACEPARENT, span_context_header(context).encode())]
-    if context.trace_state:
-        headers.append((TRACESTATE, context.trace_state.to_header().encode()))
+    state = context.trace_state.to_header() if context.trace_state else ""
+    headers = record_headers(span_context_header(context), state)
     _LastHeaders.context, _LastHeaders.headers = context, headers
     return headers

@@ -48,11 +48,11 @@ from lineagehub.span_batches import SpanBatcher
 from lineagehub.telemetry.spans import AttributeValue
 from lineagehub.topics import SPANS_TOPIC
 from lineagehub.tracecontext import (
-    TRACEPARENT,
-    TRACESTATE,
     TraceParent,
     context_headers,
     format_traceparent,
+    log_ids,
+    record_headers,
     trace_state_text,
     values_trace,
 )
@@ -194,9 +194,7 @@ class StoreSpan(trace.Span):
         (`tracelog.current_span_ids`), made once: shared, not to be changed."""
         ids = self._log_ids
         if ids is None:
-            span = self._span
-            ids = {"trace_id": f"{span.trace_id:032x}", "span_id": f"{span.span_id:016x}"}
-            self._log_ids = ids
+            ids = self._log_ids = log_ids(self._span.trace_id, self._span.span_id)
         return ids
 
     def record_headers(self) -> list[tuple[str, bytes]]:
@@ -207,10 +205,7 @@ class StoreSpan(trace.Span):
         if headers is None:
             span = self._span
             parent = format_traceparent(span.trace_id, span.span_id, span.trace_flags)
-            headers = [(TRACEPARENT, parent.encode())]
-            if span.trace_state:
-                headers.append((TRACESTATE, span.trace_state.encode()))
-            self._record_headers = headers
+            headers = self._record_headers = record_headers(parent, span.trace_state)
         return headers
 
     def is_recording(self) -> bool:

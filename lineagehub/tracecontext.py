@@ -103,6 +103,21 @@ def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
 
+def record_headers(traceparent: str, tracestate: str = "") -> list[tuple[str, bytes]]:
+    """Kafka record headers carrying a trace context (what `context_headers` reads
+    back): `traceparent`, and `tracestate` when there is one."""
+    headers = [(TRACEPARENT, traceparent.encode())]
+    if tracestate:
+        headers.append((TRACESTATE, tracestate.encode()))
+    return headers
+
+
+def log_ids(trace_id: int, span_id: int) -> dict[str, str]:
+    """`trace_id` (32 hex) and `span_id` (16 hex) as a log line carries them, as Jaeger
+    and the `otel_traces` table write them."""
+    return {"trace_id": f"{trace_id:032x}", "span_id": f"{span_id:016x}"}
+
+
 def span_context_header(context: SpanContext) -> str:
     """The `traceparent` naming `context` (a span of ours, to be a remote parent)."""
     return format_traceparent(context.trace_id, context.span_id, context.trace_flags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry import trace
 
 from lineagehub.store_spans import StoreSpan
+from lineagehub.tracecontext import log_ids
 
 
 def current_span_ids() -> dict[str, str]:
@@ -17,7 +18,4 @@ def current_span_ids() -> dict[str, str]:
     context = span.get_span_context()
     if not context.is_valid:
         return {}
-    return {
-        "trace_id": format(context.trace_id, "032x"),
-        "span_id": format(context.span_id, "016x"),
-    }
+    return log_ids(context.trace_id, context.span_id)

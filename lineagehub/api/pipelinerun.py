@@ -250,7 +250,6 @@ class OpenLineageSpec(ApiModel):
 
 _EXECUTION_FIELDS = ("image", "imagePullPolicy", "resources", "parallelism")
 _BODY_FIELDS = ("source", "transform", "sink", "stages", "openlineage", *_EXECUTION_FIELDS)
-_CONTROL_FIELDS = rules.CONTROL_FIELDS
 
 ParamValue = Annotated[str, StringConstraints(max_length=MAX_PARAM_VALUE)]
 
@@ -783,7 +782,7 @@ def progress(stages: Iterable[StageStatus]) -> str:
 _TERMINAL = "['Succeeded', 'Failed', 'Cancelled']"
 _FROZEN_ONCE_STARTED = ("source", "transform", "sink", "pipelineRef", "params", "rerun")
 _CONTROL_FIELDS_ALL = {
-    *_CONTROL_FIELDS,
+    *rules.CONTROL_FIELDS,
     *(name for name in RunControls.model_fields),
 }
 
