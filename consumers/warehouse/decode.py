@@ -24,6 +24,7 @@ import orjson
 
 from consumers.otel.decode import DecodeError, Row
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
+from consumers.warehouse.memo import JsonMemo
 from lineagehub.lineage_ids import dataset_node, field_node, job_node
 from lineagehub.openlineage_schema import EventKind, event_kind, loads_exact
 
@@ -307,56 +308,21 @@ class _Event:
 Flat = tuple[tuple[str, ...], tuple[str, ...], str]
 
 
-class _FlatSchemas:
-    """Schema facet JSON -> its field names, types and hash. A dataset's schema comes
-    again with every run that reads or writes it: flattened and hashed once. The same
-    JSON is the same facet (orjson writes an int and a float, a boolean and a number
-    apart). Bounded in entries and in bytes, so a stream of big, distinct schemas cannot
-    grow memory: an entry is charged its key, the text of its names and types (a nested
-    field's name repeats its parents') and `PER_FIELD` for each field's objects; one
-    charged past `max_entry` is not kept. A key is kept as an exact copy: orjson's output
-    keeps the buffer it grew (~500 KiB for a 60 KiB key, ~4 KiB for a 40-byte one)."""
+class _FlatSchemas(JsonMemo[Flat]):
+    """Schema facet JSON -> its field names, types and hash (`memo.JsonMemo`). An entry
+    is charged its key, the text of its names and types (a nested field's name repeats
+    its parents') and `PER_FIELD` for each field's objects."""
 
     #: What a field's two strings and their slots cost beyond their text.
     PER_FIELD = 128
 
-    def __init__(
-        self, entries: int = 4096, key_bytes: int = 4 * 1024 * 1024, max_entry: int = 1024 * 1024
-    ) -> None:
-        self.max_entries, self.max_bytes, self.max_entry = entries, key_bytes, max_entry
-        self._flat: dict[bytes, Flat] = {}
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._flat)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._flat)
-
-    def get(self, key: bytes) -> Flat | None:
-        return self._flat.get(key)
-
-    def charge(self, key: bytes, flat: Flat) -> int:
-        names, types, _ = flat
+    def charge(self, key: bytes, value: Flat) -> int:
+        names, types, _ = value
         text = sum(map(len, names)) + sum(map(len, types))
         return len(key) + text + self.PER_FIELD * len(names)
 
-    def remember(self, key: bytes, flat: Flat) -> None:
-        cost = self.charge(key, flat)
-        if cost > self.max_entry:
-            return
-        if len(self._flat) >= self.max_entries or self.bytes + cost > self.max_bytes:
-            self.clear()
-        self._flat[bytes(memoryview(key))] = flat
-        self.bytes += cost
-
-    def clear(self) -> None:
-        self._flat.clear()
-        self.bytes = 0
-
 
 _SCHEMAS = _FlatSchemas()
-_SCHEMA_KEY_MAX = 64 * 1024
 
 
 def _schema(schema: object) -> tuple[list[str], list[str], str]:
@@ -374,7 +340,7 @@ def _schema(schema: object) -> tuple[list[str], list[str], str]:
     names, types = _fields(schema)
     pairs = list(zip(names, types, strict=True))
     schema_hash = _digest(orjson.dumps(pairs)) if names else ""
-    if key is not None and len(key) <= _SCHEMA_KEY_MAX:
+    if key is not None:
         _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash))
     return names, types, schema_hash
 
@@ -410,10 +376,41 @@ def _io_cells(dataset: dict[str, Any], direction: str) -> IoCells:
 Link = tuple[str, str, str, str, str, str, int]
 
 
-def _column_links(dataset: dict[str, Any]) -> list[Link]:
-    """Field -> field edges of a column lineage facet; indirect ones field -> dataset."""
-    facet = _obj(_obj(dataset.get("facets")).get("columnLineage"))
+class _ColumnLinks(JsonMemo[tuple[Link, ...]]):
+    """A dataset's namespace, name and column lineage facet, as JSON -> its edges
+    (`memo.JsonMemo`). An entry is charged its key, the text of its edges' cells and
+    `PER_LINK` for each edge's tuple and strings."""
+
+    #: What an edge's tuple and its strings' objects cost beyond their text.
+    PER_LINK = 384
+
+    def charge(self, key: bytes, value: tuple[Link, ...]) -> int:
+        text = sum(len(a) + len(b) + len(t) + len(s) + len(d) for a, b, _, t, s, d, _ in value)
+        return len(key) + text + self.PER_LINK * len(value)
+
+
+_LINKS = _ColumnLinks()
+
+
+def _column_links(dataset: dict[str, Any]) -> tuple[Link, ...]:
+    """Field -> field edges of a column lineage facet; indirect ones field -> dataset.
+    Derived once per distinct (dataset, facet) (`_LINKS`)."""
+    facet = _obj(dataset.get("facets")).get("columnLineage")
+    if not isinstance(facet, dict) or not facet:
+        return ()
     ns, name = dataset["namespace"], dataset["name"]
+    try:
+        key = orjson.dumps((ns, name, facet))
+    except orjson.JSONEncodeError:  # ints past 64 bits: not kept
+        return tuple(_derive_links(ns, name, facet))
+    known = _LINKS.get(key)
+    if known is None:
+        known = tuple(_derive_links(ns, name, facet))
+        _LINKS.remember(key, known)
+    return known
+
+
+def _derive_links(ns: str, name: str, facet: dict[str, Any]) -> list[Link]:
     targets: list[tuple[str, list[Any], dict[str, Any]]] = []
     for out_field, value in _obj(facet.get("fields")).items():
         spec = _obj(value)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 
 from consumers.otel.decode import DecodeError
-from consumers.warehouse import decode
+from consumers.warehouse import decode, memo
 from tests.unit.test_openlineage_fuzz import FUZZ, events
 from tests.unit.test_warehouse_batch import _encoded, producer_samples
 
@@ -104,7 +104,7 @@ def test_big_distinct_schemas_stay_within_the_byte_budget() -> None:
     clears, before = 0, 0
     for i in range(200):
         facet = {"fields": [{"name": f"c{i}_{j}_" + "x" * 40, "type": "int"} for j in range(800)]}
-        assert len(orjson.dumps(facet)) <= decode._SCHEMA_KEY_MAX  # cached, not skipped
+        assert len(orjson.dumps(facet)) <= memo.KEY_MAX  # cached, not skipped
         assert decode._schema(facet) == uncached(facet)
         clears += len(decode._SCHEMAS) <= before
         before = len(decode._SCHEMAS)
@@ -160,7 +160,7 @@ def test_what_the_cache_holds_is_what_it_is_charged() -> None:
         )
         for i in range(6)
     ]
-    assert all(len(raw) <= decode._SCHEMA_KEY_MAX for raw in nested)
+    assert all(len(raw) <= memo.KEY_MAX for raw in nested)
     assert _held_at_most(nested) <= decode._SCHEMAS.max_bytes * 5 // 4
 
 
