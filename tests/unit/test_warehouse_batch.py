@@ -193,6 +193,35 @@ async def test_refused_records_leave_no_row_and_keep_their_reason(chdb: ChdbBack
     ]
 
 
+async def test_edges_repeated_across_events_are_stored_alike(chdb: ChdbBackend) -> None:
+    """A facet that comes again (the same pipeline's runs) gives the very same edge
+    tuples (`decode._LINKS`): every event still gets all of its edges, with its own run
+    and time, around a refused record too."""
+    fields = (("a", "string"), ("b", "int"), ("c", "double"))
+    columns = {f: [("file", "raw/in.csv", f)] for f, _ in fields}
+    runs = [
+        run_event(
+            "COMPLETE",
+            new_run_id(),
+            ("etl", "load"),
+            later(i),
+            inputs=[dataset_in("file", "raw/in.csv", *fields)],
+            outputs=[dataset_out("file", "clean/out.parquet", *fields, rows=9, columns=columns)],
+        )
+        for i in range(6)
+    ]
+    records = [*runs[:3], b"{not json", *runs[3:]]
+    await same_in_chdb(chdb, records, "repeated")
+    outcomes, arrow = batch_path(records)
+    assert [o.split(":")[0] for o in outcomes].count("stored") == 6
+    edges = arrow["lineage_edges"].rows()
+    assert len(edges) == 6 * (2 + 3)  # per run: input and output io edges, 3 column edges
+    for record in runs:
+        run = json.loads(record)["run"]["runId"]
+        mine = [e for e in edges if e["RunId"] == run]
+        assert sorted(e["Kind"] for e in mine) == ["column"] * 3 + ["io"] * 2
+
+
 @pytest.mark.parametrize("where", ["before_rows", "mid_rows", "at_arrow"])
 def test_a_decoder_bug_refuses_that_record_alone(
     monkeypatch: pytest.MonkeyPatch, where: str

@@ -32,7 +32,10 @@ def uncached(dataset: dict[str, Any]) -> tuple[decode.Link, ...]:
 
 def datasets(event: dict[str, Any]) -> list[dict[str, Any]]:
     """Every dataset of an event whose edges the writer reads, as it reads them."""
-    found = [decode._dataset(event["dataset"], "dataset")] if "dataset" in event else []
+    found = []
+    if "dataset" in event:
+        with contextlib.suppress(DecodeError):
+            found.append(decode._dataset(event["dataset"], "dataset"))
     for key in ("inputs", "outputs"):
         with contextlib.suppress(DecodeError):
             found += decode._datasets(event, key)
