@@ -7,7 +7,10 @@ int and a float, a boolean and a number apart). A stream of big, distinct facets
 grow memory: an entry is charged by `charge` (its key and what its value holds); one
 charged past `max_entry` is not kept, and one that would pass the budget empties the
 memo first. A key is kept as an exact copy: orjson's output keeps the buffer it grew
-(~500 KiB for a 60 KiB key, ~4 KiB for a 40-byte one).
+(~500 KiB for a 60 KiB key, ~4 KiB for a 40-byte one). Worker threads decoding two
+partitions' batches at once may race on the count of bytes (no lock: a look-up is
+most of what a memo does): the count is set right at the next emptying, and the
+number of entries, counted by the dict itself, bounds the memo meanwhile.
 """
 
 from __future__ import annotations
