@@ -12,10 +12,10 @@ Variants, each in its own process so its peak memory (ru_maxrss) is its own:
           transform's Parquet file to the sink, as the runner's load does for a Parquet
           sink (re-encoding it would make the baseline slower than it needs to be)
   checked bare polars and the example's five quality checks (not_null, unique, range,
-          accepted_values, regex), as the runner and the pandas variant run them: one
-          select over the written transform file, the cheapest way found to run them
-          (in the transform's own pass, the fan-out of its stream to a second query
-          costs more). The same work as the runner's, without lineage or telemetry:
+          accepted_values, regex), which the runner and the pandas variant run too,
+          here in one select over the written transform file (the cheapest way found:
+          in the transform's own pass, the fan-out of its stream to a second query
+          cost more). The same work as the runner's, without lineage or telemetry:
           what our overhead is measured against besides bare polars
   runner  our runner (`lineage-hub run`) with lineage and telemetry on, emitted to
           the console (captured, not printed), no Kafka: the five quality checks,

@@ -8,7 +8,9 @@
   warehouse writer (one process, one core for Python) from its start to its last
   commit, sustained (after its first commit: no group join). Baseline in the same
   run: a bare aiokafka consumer that reads the same records and only parses their
-  JSON (the floor any consumer of this topic pays).
+  JSON (the floor any consumer of this topic pays). The writer's CPU per event, until
+  the merges it started settle, split as the Collector's per-core figures count theirs
+  (`bench.chdb_cpu`): ClickHouse's part and ours, the figure the goal is read from.
 * graph: a synthetic graph of `--datasets` datasets and `--edges` job<->dataset edges
   (each job writes one dataset and reads from earlier ones), read at depth 5 up and 5
   down from random datasets through the gateway's reader (breadth-first, one query per
