@@ -57,25 +57,26 @@ def _lineage(ns: str, name: str, fields: int, **spec: Any) -> dict[str, Any]:
     return {"namespace": ns, "name": name, "facets": {"columnLineage": facet}}
 
 
+def agree_twice(found: list[dict[str, Any]]) -> None:
+    """Each dataset's edges, derived and then answered from the memo, are as derived
+    without it."""
+    for _ in range(2):
+        for dataset in found:
+            assert decode._column_links(dataset) == uncached(dataset)
+
+
 def test_producers_edges_seen_again_are_the_same() -> None:
     found = [d for raw in producer_samples() for d in datasets(json.loads(raw))]
     assert sum(bool(uncached(d)) for d in found) >= 3
-    for _ in range(2):  # the second round answers from the memo
-        for dataset in found:
-            assert decode._column_links(dataset) == uncached(dataset)
+    agree_twice(found)
     assert decode._LINKS
 
 
 @FUZZ
 @given(events)
 def test_fuzzed_edges_are_the_same_remembered_or_not(drawn: dict[str, Any]) -> None:
-    try:  # the event as the writer reads it (texts storable)
-        event, _ = decode.read_event(_encoded(drawn))
-    except DecodeError:
-        return
-    for dataset in datasets(event):
-        assert decode._column_links(dataset) == uncached(dataset)
-        assert decode._column_links(dataset) == uncached(dataset)
+    with contextlib.suppress(DecodeError):  # the event as the writer reads it
+        agree_twice(datasets(decode.read_event(_encoded(drawn))[0]))
 
 
 def test_the_same_facet_on_another_dataset_gives_that_datasets_edges() -> None:
