@@ -327,22 +327,17 @@ _SCHEMAS = _FlatSchemas()
 
 def _schema(schema: object) -> tuple[list[str], list[str], str]:
     """A schema facet's fields (`_fields`) and their hash ("" for none)."""
-    key = None
-    if isinstance(schema, dict):
-        try:
-            key = orjson.dumps(schema)
-        except orjson.JSONEncodeError:  # ints past 64 bits: not cached
-            pass
-        else:
-            known = _SCHEMAS.get(key)
-            if known is not None:  # new lists: a caller may change its row's
-                return list(known[0]), list(known[1]), known[2]
+    if not isinstance(schema, dict):
+        names, types, schema_hash = _flat(schema)
+    else:
+        names, types, schema_hash = _SCHEMAS.derived(schema, lambda: _flat(schema))
+    return list(names), list(types), schema_hash  # new lists: a caller may change its row's
+
+
+def _flat(schema: object) -> Flat:
     names, types = _fields(schema)
     pairs = list(zip(names, types, strict=True))
-    schema_hash = _digest(orjson.dumps(pairs)) if names else ""
-    if key is not None:
-        _SCHEMAS.remember(key, (tuple(names), tuple(types), schema_hash))
-    return names, types, schema_hash
+    return tuple(names), tuple(types), _digest(orjson.dumps(pairs)) if names else ""
 
 
 # A `lineage_io` row's own cells, in `IO_OWN` order (the event's columns, `_FROM_EVENT`,
@@ -399,15 +394,7 @@ def _column_links(dataset: dict[str, Any]) -> tuple[Link, ...]:
     if not isinstance(facet, dict) or not facet:
         return ()
     ns, name = dataset["namespace"], dataset["name"]
-    try:
-        key = orjson.dumps((ns, name, facet))
-    except orjson.JSONEncodeError:  # ints past 64 bits: not kept
-        return tuple(_derive_links(ns, name, facet))
-    known = _LINKS.get(key)
-    if known is None:
-        known = tuple(_derive_links(ns, name, facet))
-        _LINKS.remember(key, known)
-    return known
+    return _LINKS.derived((ns, name, facet), lambda: tuple(_derive_links(ns, name, facet)))
 
 
 def _derive_links(ns: str, name: str, facet: dict[str, Any]) -> list[Link]:

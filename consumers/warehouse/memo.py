@@ -15,8 +15,10 @@ number of entries, counted by the dict itself, bounds the memo meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
+
+import orjson
 
 V = TypeVar("V")
 
@@ -42,6 +44,19 @@ class JsonMemo(Generic[V]):
 
     def get(self, key: bytes) -> V | None:
         return self._known.get(key)
+
+    def derived(self, facet: object, derive: Callable[[], V]) -> V:
+        """What `derive` gives for `facet`, remembered under `facet`'s JSON; derived
+        every time when orjson cannot write it (ints past 64 bits)."""
+        try:
+            key = orjson.dumps(facet)
+        except orjson.JSONEncodeError:
+            return derive()
+        known = self._known.get(key)
+        if known is None:
+            known = derive()
+            self.remember(key, known)
+        return known
 
     def charge(self, key: bytes, value: V) -> int:
         """The bytes an entry holds: its key's (subclasses add their value's)."""
