@@ -11,6 +11,15 @@ WORKDIR /console
 COPY gateway/console/package.json gateway/console/package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 
+# ---- native: the lineage warehouse writer's compiled decoder (Rust, PyO3): one abi3
+# wheel (CPython 3.11 and later), built with the crates pinned by native/Cargo.lock
+FROM rust:1-slim-bookworm AS native
+RUN apt-get update && apt-get install -y --no-install-recommends python3-venv \
+ && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/maturin
+WORKDIR /native
+COPY native/ ./
+RUN /opt/maturin/bin/pip wheel --no-cache-dir --wheel-dir /wheels .
+
 # ---- build: the project wheel and the wheels of its dependencies
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -22,6 +31,7 @@ COPY pipeline_runner ./pipeline_runner
 COPY consumers ./consumers
 COPY gateway ./gateway
 COPY --from=console /console/node_modules ./gateway/console/node_modules
+COPY --from=native /wheels/ /wheels/
 # stack/ (the local test stack) is dev tooling: no product module imports it.
 RUN pip wheel --wheel-dir /wheels .
 
@@ -33,7 +43,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     python -m venv /opt/lineage-hub \
- && /opt/lineage-hub/bin/pip install --no-index --find-links /wheels lineage-hub \
+ && /opt/lineage-hub/bin/pip install --no-index --find-links /wheels lineage-hub lineagehub-native \
  && groupadd --gid 10001 lineagehub \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin lineagehub
 # The Grafana dashboards' panels, which the console renders with the same SQL.

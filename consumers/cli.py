@@ -326,6 +326,13 @@ def _batch_consumers(
             name="warehouse",
             **common,
         )
+        from consumers.warehouse import native
+
+        if native.decode_batch is None:
+            log.warning(
+                "lineage warehouse writer: lineagehub-native is not installed, so every event "
+                "takes the Python rules (about 3x the CPU); install it with `pip install ./native`"
+            )
         out.append(
             OtelConsumer(
                 settings,

@@ -2,12 +2,14 @@
 
 The writer's decoder for the lineage topic. A record is only checked as it arrives
 (it has a value, under the size limit) and left `Pending`; when its batch is flushed,
-`decode_lineage_batch` reads every event with the rules of `decode.py` (same checks,
-same values: `decode_lineage` is the reference it is tested against, row for row, in
-chdb) but keeps each row as the tuple of cells the rules give, so no dict per row is
-built, and turns a table's tuples into its columns once per batch (in C: `map` with an
-`itemgetter`) and then into one Arrow table. Each record keeps its slice of those
-tables, for record-by-record inserts (`OtelConsumer._isolate`).
+`decode_lineage_batch` hands the batch to the compiled decoder (`native.py`), which
+takes the common events straight into Arrow columns, and reads the ones it declines
+with the rules of `decode.py` (same checks, same values: `decode_lineage` is the
+reference both are tested against, row for row, in chdb). The Python path keeps each
+row as the tuple of cells the rules give, so no dict per row is built, and turns a
+table's tuples into its columns once per batch (in C: `map` with an `itemgetter`) and
+then into one Arrow table. Each record keeps its slice of those tables, for
+record-by-record inserts (`OtelConsumer._isolate`).
 
 A record whose event cannot be stored, or whose decoding raises anything else (a bug),
 leaves no row behind: its columns are cut back to where they were, and it gets its
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # loaded with the first batch: the writer at rest holds no Ar
 from consumers.otel.columns import ArrowRows, Pending, Rows, arrow_schema
 from consumers.otel.ddl import Table
 from consumers.otel.decode import STOPPING, DecodeError, decoder_failure
+from consumers.warehouse import native
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
 from consumers.warehouse.decode import (
     EVENT_CELLS,
@@ -129,8 +132,43 @@ def _append(events: _Columns, io: _Columns, edges: _Columns, raw: bytes) -> None
     edges.extra += [index] * len(links)
 
 
+_TABLES = (EVENTS, IO, EDGES)
+
+
 def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
-    """Each record's tables (slices of the batch's Arrow tables) or its `DecodeError`."""
+    """Each record's tables (slices of the batch's Arrow tables) or its `DecodeError`:
+    the compiled decoder's where it takes the record, the Python rules' elsewhere."""
+    fast = native.decode_batch(records) if native.decode_batch is not None else None
+    if fast is None:
+        return _python_batch(records)
+    taken, *columns = fast
+    try:
+        data = native.tables(_TABLES, columns)
+    except STOPPING:
+        raise
+    except BaseException:  # a bug in the compiled path: the Python rules take the batch
+        return _python_batch(records)
+    declined = [raw for raw, rows in zip(records, taken, strict=True) if rows is None]
+    rest = iter(_python_batch(declined) if declined else ())
+    out: list[Outcome] = []
+    starts = [0, 0, 0]
+    for rows in taken:
+        if rows is None:
+            out.append(next(rest))
+            continue
+        counts = (1, *rows)
+        out.append(
+            {
+                t.name: ArrowRows(t, d, start, n)
+                for t, d, start, n in zip(_TABLES, data, starts, counts, strict=True)
+            }
+        )
+        starts = [s + n for s, n in zip(starts, counts, strict=True)]
+    return out
+
+
+def _python_batch(records: list[bytes]) -> list[Outcome]:
+    """Each record's tables or its `DecodeError`, by the Python rules."""
     tables = (
         _Columns(EVENTS, EVENT_CELLS),
         _Columns(IO, IO_OWN),
@@ -162,7 +200,7 @@ def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
         # record alone, so only the one at fault is refused, and the partition goes on.
         if len(records) == 1:
             return [decoder_failure(exc)]
-        return [decode_lineage_batch([raw])[0] for raw in records]
+        return [_python_batch([raw])[0] for raw in records]
     ends = [len(columns) for columns in tables]
     out: list[Outcome] = []
     starts: list[int] | None = None

@@ -20,6 +20,7 @@ from bench.bench_warehouse import stage_events
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.columns import ArrowRows, Pending, join
 from consumers.otel.decode import DecodeError
+from consumers.warehouse import native
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import MAX_RECORD_BYTES, decode_lineage
@@ -229,7 +230,10 @@ def test_a_decoder_bug_refuses_that_record_alone(
     """Anything but a DecodeError out of one event's rules is that record's
     `decoder_error`, raised before its rows, halfway through them (its event and io rows
     already appended), or only when the batch's columns become Arrow (a row with a cell
-    missing): it leaves no row, and the records around it keep theirs."""
+    missing): it leaves no row, and the records around it keep theirs. The Python
+    rules' path, which reads what the compiled decoder declines (its own faults:
+    `test_warehouse_native`)."""
+    monkeypatch.setattr(native, "decode_batch", None)
     samples = producer_samples()[:4]
 
     def event_cells(event: dict[str, Any], ev: Any) -> tuple[Any, ...]:

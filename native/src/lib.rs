@@ -1,0 +1,125 @@
+//! lineage-hub's lineage warehouse decoder, compiled: one OpenLineage record -> the
+//! cells of its warehouse rows, by the rules of `consumers/warehouse/decode.py`.
+//!
+//! Only the common path is here. Whatever those rules would refuse or read in a way
+//! this does not (an integer past 64 bits, a lone surrogate, a float where Python's
+//! `str` of it is needed, case beyond ASCII, a time in an unusual form) is declined:
+//! `decode_batch` gives it no rows and the caller runs the Python rules on it, which
+//! stay the reference and alone say why a record is refused.
+
+mod batch;
+mod canonical;
+mod columns;
+mod event;
+mod json;
+mod time;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::columns::{Fixed, OptI64s, StrLists, Strs};
+
+/// The Python rules decide this record.
+pub struct Decline;
+
+/// `consumers.warehouse.decode.MAX_RECORD_BYTES`.
+const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+
+/// A batch of records -> `(taken, events, io, edges)`: for each record its count of io
+/// and edge rows, or None where the Python rules must decide it (it has no rows here);
+/// each table as {column: buffers} for `pyarrow.Array.from_buffers`, in record order.
+/// None for the whole batch when a column outgrows Arrow's 32-bit offsets. Reads
+/// without holding the GIL (the consumer's event loop runs meanwhile).
+#[pyfunction]
+fn decode_batch<'py>(
+    py: Python<'py>,
+    records: &Bound<'py, PyList>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let held: Vec<Bound<'py, PyBytes>> = records
+        .iter()
+        .map(|r| r.cast_into::<PyBytes>().map_err(PyErr::from))
+        .collect::<PyResult<_>>()?;
+    let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+    let built = py.detach(|| {
+        let mut batch = batch::Batch::new(raws.len());
+        for raw in &raws {
+            if raw.len() > MAX_RECORD_BYTES {
+                batch.taken.push(None);
+            } else {
+                batch.add(raw)?;
+            }
+        }
+        Ok::<_, Decline>(batch)
+    });
+    let Ok(b) = built else {
+        return Ok(None);
+    };
+    let taken = PyList::new(py, b.taken)?;
+    let events = PyDict::new(py);
+    for (name, column) in batch::EVENT_TEXTS.iter().zip(&b.events.texts) {
+        events.set_item(name, strs(py, column)?)?;
+    }
+    events.set_item("EventTime", fixed(py, &b.events.time)?)?;
+    let io = PyDict::new(py);
+    for (name, column) in batch::IO_TEXTS.iter().zip(&b.io.texts) {
+        io.set_item(name, strs(py, column)?)?;
+    }
+    io.set_item("EventTime", fixed(py, &b.io.time)?)?;
+    io.set_item("FieldNames", lists(py, &b.io.field_names)?)?;
+    io.set_item("FieldTypes", lists(py, &b.io.field_types)?)?;
+    io.set_item("RowCount", nullable(py, &b.io.rows)?)?;
+    io.set_item("Bytes", nullable(py, &b.io.bytes)?)?;
+    io.set_item("FileCount", nullable(py, &b.io.files)?)?;
+    let edges = PyDict::new(py);
+    for (name, column) in batch::EDGE_TEXTS.iter().zip(&b.edges.texts) {
+        edges.set_item(name, strs(py, column)?)?;
+    }
+    edges.set_item("EventTime", fixed(py, &b.edges.time)?)?;
+    edges.set_item("Masking", fixed(py, &b.edges.masking)?)?;
+    let out: [Bound<'py, PyAny>; 4] = [
+        taken.into_any(),
+        events.into_any(),
+        io.into_any(),
+        edges.into_any(),
+    ];
+    Ok(Some(PyTuple::new(py, out)?))
+}
+
+/// `("s", rows, offsets, data)`.
+fn strs<'py>(py: Python<'py>, c: &Strs) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        "s",
+        c.len,
+        PyBytes::new(py, &c.offsets),
+        PyBytes::new(py, &c.data),
+    )
+        .into_pyobject(py)
+}
+
+/// `("f", rows, values)`: int64, timestamp[ns] or uint8, as the schema says.
+fn fixed<'py>(py: Python<'py>, c: &Fixed) -> PyResult<Bound<'py, PyTuple>> {
+    ("f", c.len, PyBytes::new(py, &c.values)).into_pyobject(py)
+}
+
+/// `("n", rows, validity, values, nulls)`.
+fn nullable<'py>(py: Python<'py>, c: &OptI64s) -> PyResult<Bound<'py, PyTuple>> {
+    let validity = PyBytes::new(py, &c.validity);
+    ("n", c.len, validity, PyBytes::new(py, &c.values), c.nulls).into_pyobject(py)
+}
+
+/// `("l", rows, offsets, items)`, the items a `strs` column.
+fn lists<'py>(py: Python<'py>, c: &StrLists) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        "l",
+        c.len,
+        PyBytes::new(py, &c.offsets),
+        strs(py, &c.items)?,
+    )
+        .into_pyobject(py)
+}
+
+#[pymodule]
+fn lineagehub_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
+    Ok(())
+}

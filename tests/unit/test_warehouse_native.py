@@ -1,0 +1,305 @@
+"""The compiled decoder (`native/`, `consumers/warehouse/native.py`) against the Python
+rules it stands in for: whatever it takes, it stores exactly as they do (the same
+rows, cell for cell, the same Payload bytes and so the same EventHash); whatever they
+refuse, it declines; and it takes what producers send, so the writer's common path is
+really the compiled one."""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+
+from consumers.otel.decode import DecodeError
+from consumers.warehouse import batch, native
+from tests.unit.test_openlineage_fuzz import FUZZ, events, json_texts, raw_bodies
+from tests.unit.test_warehouse_batch import _encoded, batch_path, producer_samples, row_path
+
+SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/"
+
+
+def taken(records: Sequence[bytes]) -> list[bool]:
+    """Which records the compiled decoder takes."""
+    assert native.decode_batch is not None
+    out = native.decode_batch(list(records))
+    assert out is not None
+    return [rows is not None for rows in out[0]]
+
+
+def alike(records: Sequence[bytes]) -> list[bool]:
+    """The batch path (compiled, the Python rules for what it declines) gives each
+    record the outcome and every table the rows the Python rules alone give; and the
+    compiled decoder declines whatever they refuse. Which records it took."""
+    outcomes, rows = row_path(records)
+    batch_outcomes, arrow = batch_path(records)
+    assert batch_outcomes == outcomes
+    assert {t: r.rows() for t, r in arrow.items()} == {t: rows.get(t, []) for t in arrow}
+    took = taken(records)
+    for outcome, took_it in zip(outcomes, took, strict=True):
+        assert outcome == "stored" or not took_it, outcome
+    return took
+
+
+def run_event(**extra: Any) -> dict[str, Any]:
+    event = {
+        "eventTime": "2026-11-01T12:00:00.123Z",
+        "eventType": "COMPLETE",
+        "producer": "https://example.com/producer",
+        "schemaURL": SPEC + "RunEvent",
+        "run": {"runId": "0190d5a8-6c7e-7e0c-9b2a-0c3c2f0b4a11"},
+        "job": {"namespace": "etl", "name": "orders"},
+    }
+    event.update(extra)
+    return event
+
+
+def test_the_compiled_decoder_is_installed() -> None:
+    """`scripts/setup.sh` builds it (`pip install ./native`); without it every record
+    takes the Python rules and this file would test nothing."""
+    assert native.decode_batch is not None, "pip install ./native (scripts/setup.sh does)"
+
+
+def test_producers_events_are_all_taken_and_stored_alike() -> None:
+    samples = producer_samples()
+    assert all(alike(samples))
+
+
+@FUZZ
+@given(st.lists(st.one_of(events.map(_encoded), raw_bodies), min_size=1, max_size=12))
+def test_fuzzed_batches_are_stored_alike(records: list[bytes]) -> None:
+    alike(records)
+
+
+def test_the_fuzzed_events_exercise_the_compiled_path() -> None:
+    """Of the fuzzed events the Python rules store, the compiled decoder takes a good
+    share (it declines odd values, never a whole kind of event), and declines some."""
+    drawn: list[bytes] = []
+
+    @seed(7)
+    @settings(FUZZ, derandomize=False, max_examples=400)
+    @given(events.map(_encoded))
+    def draw(record: bytes) -> None:
+        drawn.append(record)
+
+    draw()
+    stored = [raw for raw in drawn if row_path([raw])[0] == ["stored"]]
+    took = alike(stored)
+    assert len(stored) > 100
+    assert 0.3 * len(stored) < sum(took) < len(stored)
+
+
+@FUZZ
+@given(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["x", "rowCount"]))
+def test_floats_are_written_as_orjson_writes_them(value: float, key: str) -> None:
+    """Every finite float: the Payload is orjson's text of it (positional from 1e-5 to
+    1e16, else scientific with a signed exponent), and a row count is its truncation."""
+    stats = {"outputStatistics": {key: value}}
+    event = run_event(outputs=[{"namespace": "s3://b", "name": "t", "outputFacets": stats}])
+    raw = orjson.dumps(event)
+    assert alike([raw]) == [True]
+
+
+@FUZZ
+@given(
+    st.builds(
+        lambda digits, sign, fraction, exp: (
+            ("-" if sign else "") + (digits.lstrip("0") or "0") + fraction + exp
+        ),
+        st.text(string.digits, min_size=1, max_size=30),
+        st.booleans(),
+        st.one_of(st.just(""), st.text(string.digits, min_size=1, max_size=30).map(".{}".format)),
+        st.one_of(
+            st.just(""),
+            st.builds(
+                "{}{}{}".format,
+                st.sampled_from("eE"),
+                st.sampled_from(["", "+", "-"]),
+                st.integers(0, 400),
+            ),
+        ),
+    )
+)
+def test_number_texts_are_read_as_orjson_reads_them(literal: str) -> None:
+    """A number as sent (long digits, exponents, past 64 bits, past a double): stored
+    alike, or declined where the Python rules read it otherwise."""
+    raw = orjson.dumps(run_event())
+    alike([raw.replace(b'"eventType"', b'"n":' + literal.encode() + b',"eventType"')])
+
+
+@FUZZ
+@given(st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=6))
+def test_keys_are_sorted_and_texts_escaped_as_orjson_does(facet: dict[str, str]) -> None:
+    """Any text (control characters, quotes, backslashes, beyond the BMP) in keys and
+    values, sent in any order and with any escapes: taken, and the Payload's bytes
+    are orjson's sorted, escaped form."""
+    event = run_event(run={"runId": "r", "facets": {"custom": facet}})
+    raw = json.dumps(event, ensure_ascii=True).encode()  # \\uXXXX escapes throughout
+    assert alike([raw, orjson.dumps(event)]) == [True, True]
+
+
+time_parts = st.tuples(
+    st.integers(1900, 2262),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.sampled_from(["T", "t", " "]),
+    st.integers(0, 25),
+    st.integers(0, 60),
+    st.one_of(st.none(), st.integers(0, 60)),
+    st.one_of(st.none(), st.text("0123456789", max_size=12)),
+    st.sampled_from(["", "Z", "z", "+00:00", "-05:30", "+0530", "+01", "-23:59:59", " Z", "+05:3"]),
+    st.sampled_from(["", " "]),
+)
+
+
+@FUZZ
+@given(time_parts)
+def test_event_times_are_read_as_the_python_rules_read_them(parts: tuple[Any, ...]) -> None:
+    """ISO 8601 times as producers write them, near and past the edges (month 13, day
+    32, 24:00, a fraction past nanoseconds, offsets in every form): the same instant,
+    or the same refusal; and every such time the Python rules take is taken."""
+    year, month, day, sep, hour, minute, second, fraction, zone, pad = parts
+    text = f"{pad}{year:04d}-{month:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}"
+    if second is not None:
+        text += f":{second:02d}"
+        if fraction is not None:
+            text += "." + fraction
+    text += zone + pad
+    raw = orjson.dumps(run_event(eventTime=text))
+    outcomes, _ = row_path([raw])
+    assert alike([raw]) == [outcomes == ["stored"]]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # What orjson reads otherwise: an integer past 64 bits (a float), a lone surrogate.
+        orjson.dumps(run_event()).replace(b'"eventType"', b'"n":123456789012345678901,"eventType"'),
+        orjson.dumps(run_event()).replace(b'"orders"', b'"\\ud800"'),
+        # Python's `str` of a float, and case beyond ASCII.
+        orjson.dumps(run_event(job={"namespace": "etl", "name": 1.5})),
+        orjson.dumps(run_event(run={"runId": "ÀBC"})),
+        orjson.dumps(run_event(eventType="straße")),
+        # A key twice (Python keeps the last value where the first was).
+        b'{"eventTime":"2026-11-01T12:00:00Z","run":{"runId":"a","runId":"b"},'
+        b'"job":{"namespace":"n","name":"j"}}',
+        # Unusual times: a number of seconds as a float, a tab, a Unicode digit.
+        orjson.dumps(run_event(eventTime=1793534400.5)),
+        orjson.dumps(run_event(eventTime="2026-11-01T12:00:00\tZ")),
+        orjson.dumps(run_event(eventTime="2026-11-01T12:00:0\u0663Z")),
+        # A transformation's type sent as true (Python writes "True").
+        orjson.dumps(
+            run_event(
+                outputs=[
+                    {
+                        "namespace": "s3://b",
+                        "name": "t",
+                        "facets": {
+                            "columnLineage": {
+                                "fields": {
+                                    "a": {
+                                        "inputFields": [
+                                            {
+                                                "namespace": "s3://b",
+                                                "name": "s",
+                                                "field": "a",
+                                                "transformations": [{"type": True}],
+                                            }
+                                        ]
+                                    }
+                                }
+                            }
+                        },
+                    }
+                ]
+            )
+        ),
+        # Nesting past the compiled reader's depth.
+        orjson.dumps(run_event(run={"runId": "r", "facets": {"deep": [[[[[]]]]] * 1}})).replace(
+            b"[[[[[]]]]]", b"[" * 200 + b"]" * 200
+        ),
+    ],
+)
+def test_what_it_does_not_read_as_python_does_goes_to_the_python_rules(raw: bytes) -> None:
+    outcomes, _ = row_path([raw])
+    assert outcomes == ["stored"]  # each one stored, by the Python rules
+    assert alike([raw, *producer_samples()[:2]]) == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"01",
+        b"-01",
+        b"1.",
+        b".5",
+        b"-",
+        b"+1",
+        b"1e",
+        b"NaN",
+        b"[1,]",
+        b'{"a":1,}',
+        b"tru",
+        b'"\x01"',
+        b'"\t"',
+        b'"\xff"',
+        b'"\\x"',
+        b'"\\u12"',
+        b"1 2",
+        b"nul",
+    ],
+)
+def test_json_the_python_rules_refuse_is_declined(value: bytes) -> None:
+    """Each value, in an event that is otherwise one the compiled decoder takes."""
+    good = orjson.dumps(run_event())
+    bad = good.replace(b'"eventType"', b'"n":' + value + b',"eventType"')
+    assert row_path([bad])[0][0].startswith("invalid_json")
+    assert alike([good, bad, good + b" x", b"[" + good + b"]", b"\xef\xbb\xbf" + good]) == [
+        True,
+        *[False] * 4,
+    ]
+
+
+@FUZZ
+@given(json_texts())
+def test_odd_numbers_and_tokens_are_judged_alike(raw: bytes) -> None:
+    alike([raw])
+
+
+def test_a_bug_in_the_compiled_tables_hands_the_batch_to_the_python_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    samples = producer_samples()[:6]
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("lineage_io: columns [...]")
+
+    want = row_path(samples)
+    monkeypatch.setattr(native, "tables", broken)
+    outcomes, arrow = batch_path(samples)
+    assert outcomes == want[0]
+    assert {t: r.rows() for t, r in arrow.items()} == {t: want[1].get(t, []) for t in arrow}
+
+
+def test_a_column_missing_from_the_compiled_tables_is_a_bug_not_a_table() -> None:
+    assert native.decode_batch is not None
+    decoded = native.decode_batch(producer_samples()[:2])
+    assert decoded is not None
+    _, *columns = decoded
+    del columns[1]["SchemaHash"]
+    with pytest.raises(ValueError, match="lineage_io: columns"):
+        native.tables(batch._TABLES, columns)
+
+
+def test_a_refused_record_among_taken_ones_keeps_every_slice_in_place() -> None:
+    samples = producer_samples()
+    mixed = [samples[0], b"{", samples[1], orjson.dumps(run_event(run={"runId": "ÀB"})), samples[2]]
+    assert alike(mixed) == [True, False, True, False, True]
+    results = batch.decode_lineage_batch(mixed)
+    assert isinstance(results[1], DecodeError)
+    assert [len(r["lineage_events"]) for r in results if not isinstance(r, DecodeError)] == [1] * 4
