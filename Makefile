@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
+# The compiled decoder's Rust (native/): rustup's cargo where it is not on PATH.
+CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+NATIVE_TARGET := $(or $(LINEAGE_HUB_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lineage-hub)/native-target
 PY_PACKAGES := lineagehub operator/lineagehub_operator pipeline_runner consumers gateway stack tests bench
 
 .PHONY: setup demo test lint format unit integration stack-up stack-down stack-status crds mutation
@@ -24,10 +27,13 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	cd native && $(CARGO) fmt --check
+	cd native && CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) clippy --release --quiet -- -D warnings
 
 format:
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+	cd native && $(CARGO) fmt
 
 unit: setup
 	$(BIN)/pytest -ra -q tests/unit

@@ -3,6 +3,8 @@
 //! Column names are the DDL's (`consumers/warehouse/ddl.py`); the Python side checks
 //! that every column its schema has comes from here, and no other.
 
+use bumpalo::Bump;
+
 use crate::columns::{Fixed, OptI64s, StrLists, Strs};
 use crate::event::{decode_event, Decoded};
 use crate::json;
@@ -105,10 +107,10 @@ impl Batch {
         }
     }
 
-    /// Reads `raw` and appends its rows; a declined record appends none. Err only
+    /// Reads `raw` (its tree in `arena`) and appends its rows; a declined record appends none. Err only
     /// when a column outgrows its offsets: the whole batch goes to the Python rules.
-    pub fn add(&mut self, raw: &[u8]) -> Result<(), Decline> {
-        let Ok(event) = json::parse(raw) else {
+    pub fn add(&mut self, raw: &[u8], arena: &Bump) -> Result<(), Decline> {
+        let Ok(event) = json::parse(raw, arena) else {
             self.taken.push(None);
             return Ok(());
         };

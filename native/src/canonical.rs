@@ -3,9 +3,7 @@
 //! UTF-8 bytes, no spaces, integers as parsed, floats in orjson's layout, and strings
 //! escaped as orjson escapes them (`"`, `\`, and control characters only).
 
-use std::borrow::Cow;
-
-use crate::json::{plain_run, Members, J};
+use crate::json::{plain_run, Members, Str, J};
 use crate::Decline;
 
 /// Appends `value`'s canonical JSON to `out`; declines a number the Python rules read
@@ -53,12 +51,12 @@ pub fn write_object(out: &mut Vec<u8>, members: &Members<'_>) -> Result<(), Decl
         out.push(b'}');
         return Ok(());
     }
-    let mut sorted: Vec<(&str, &J<'_>)> = members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-    sorted.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut sorted: Vec<(&Str<'_>, &J<'_>)> = members.iter().map(|(k, v)| (k, v)).collect();
+    sorted.sort_unstable_by(|a, b| a.0.text.cmp(b.0.text));
     out.push(b'{');
     for (i, &(key, item)) in sorted.iter().enumerate() {
         if i > 0 {
-            if sorted[i - 1].0 == key {
+            if sorted[i - 1].0.text == key.text {
                 return Err(Decline);
             }
             out.push(b',');
@@ -162,15 +160,13 @@ pub fn write_float(out: &mut Vec<u8>, x: f64) {
 /// A string as read (`json::J::Str`): one read with no escape holds no byte that needs
 /// one (the reader stops a plain run at `"`, `\` and control characters), so it is
 /// written as it is.
-#[allow(clippy::ptr_arg)] // whether it is borrowed is what this reads
-pub fn write_text(out: &mut Vec<u8>, text: &Cow<'_, str>) {
-    match text {
-        Cow::Borrowed(plain) => {
-            out.push(b'"');
-            out.extend_from_slice(plain.as_bytes());
-            out.push(b'"');
-        }
-        Cow::Owned(escaped) => write_str(out, escaped),
+pub fn write_text(out: &mut Vec<u8>, text: &Str<'_>) {
+    if text.plain {
+        out.push(b'"');
+        out.extend_from_slice(text.text.as_bytes());
+        out.push(b'"');
+    } else {
+        write_str(out, text.text);
     }
 }
 

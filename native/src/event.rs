@@ -6,9 +6,6 @@
 
 use std::borrow::Cow;
 
-use blake2::digest::consts::U16;
-use blake2::{Blake2b, Digest};
-
 use crate::canonical::{number, write_object, write_str, Num};
 use crate::json::{get, Members, J};
 use crate::time::event_time_ns;
@@ -74,7 +71,7 @@ fn obj<'a>(value: Option<&'a J<'_>>) -> &'a Obj<'a> {
 /// `decode._scalar_text`: None for what is no scalar; a float (Python's `repr`) declines.
 fn scalar_text<'a>(value: Option<&'a J<'_>>) -> Result<Option<Text<'a>>, Decline> {
     Ok(match value {
-        Some(J::Str(s)) => Some(Cow::Borrowed(s.as_ref())),
+        Some(J::Str(s)) => Some(Cow::Borrowed(s.text)),
         Some(J::Bool(b)) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
         Some(J::Num(n)) => match number(n)? {
             Num::Int(i) => Some(Cow::Owned(i.to_string())),
@@ -155,15 +152,14 @@ fn clip_cell<'a>(value: Option<&'a J<'_>>, limit: usize) -> Result<&'a str, Decl
     }
 }
 
+/// BLAKE2b with a 16-byte digest, in lower-case hex (`hashlib.blake2b(data,
+/// digest_size=16).hexdigest()`).
 fn digest(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hash = Blake2b::<U16>::digest(data);
-    let mut out = String::with_capacity(32);
-    for b in hash {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    blake2b_simd::Params::new()
+        .hash_length(16)
+        .hash(data)
+        .to_hex()
+        .to_string()
 }
 
 /// `openlineage_schema.event_kind`: by the part of `schemaURL` from its last `/`.
@@ -421,7 +417,7 @@ fn fields<'a>(schema: Option<&'a J<'a>>) -> (Vec<String>, Vec<&'a str>) {
         };
         let full = format!("{prefix}{name}");
         types.push(match get(field, "type") {
-            Some(J::Str(t)) => t.as_ref(),
+            Some(J::Str(t)) => t.text,
             _ => "",
         });
         if let Some(J::Arr(children)) = get(field, "fields") {
@@ -509,7 +505,7 @@ fn column_links<'a>(
         for item in inputs {
             let J::Obj(item) = item else { continue };
             let part = |key: &str| match get(item, key) {
-                Some(J::Str(s)) if !s.is_empty() => Some(s.as_ref()),
+                Some(J::Str(s)) if !s.is_empty() => Some(s.text),
                 _ => None,
             };
             let (Some(src_ns), Some(src_name), Some(src_field)) =
@@ -520,7 +516,7 @@ fn column_links<'a>(
             let src = format!("datasetField:{src_ns}:{src_name}:{src_field}");
             let before = links.len();
             if let Some(J::Arr(given)) = get(item, "transformations") {
-                for t in given {
+                for t in given.iter() {
                     let J::Obj(t) = t else { continue };
                     let masking = u8::from(matches!(get(t, "masking"), Some(J::Bool(true))));
                     links.push((

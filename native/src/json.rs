@@ -1,4 +1,5 @@
-//! A strict JSON reader (RFC 8259) into a tree that borrows the record's text.
+//! A strict JSON reader (RFC 8259) into a tree that borrows the record's text, its
+//! arrays and objects (and any string with an escape) in an arena the batch reuses.
 //!
 //! Written here, not taken from a crate: serde_json's `Value` spends ~30-45 us on a
 //! 5 KB event building a map per object (more than the whole Python decoding), and the
@@ -8,38 +9,64 @@
 //! whatever it does not take (invalid JSON, a lone surrogate, nesting past `MAX_DEPTH`)
 //! is declined, and the Python rules decide.
 
-use std::borrow::Cow;
+use bumpalo::collections::{String as BumpString, Vec as BumpVec};
+use bumpalo::Bump;
 
 use crate::Decline;
 
 /// A JSON value. Members of an object in the order sent; duplicate keys are kept here
 /// and declined by the canonical writer, which sees every object.
+#[derive(Clone, Copy)]
 pub enum J<'a> {
     Null,
     Bool(bool),
     Num(&'a str),
-    Str(Cow<'a, str>),
-    Arr(Vec<J<'a>>),
-    Obj(Vec<(Cow<'a, str>, J<'a>)>),
+    Str(Str<'a>),
+    Arr(&'a [J<'a>]),
+    Obj(&'a Members<'a>),
 }
 
-pub type Members<'a> = [(Cow<'a, str>, J<'a>)];
+pub type Members<'a> = [(Str<'a>, J<'a>)];
+
+/// A string's text, and whether it was sent without an escape (then its bytes need
+/// none: `canonical::write_text`).
+#[derive(Clone, Copy)]
+pub struct Str<'a> {
+    pub text: &'a str,
+    pub plain: bool,
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.text
+    }
+}
+
+impl std::fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
 
 /// The member `key` of an object (the first, after the canonical writer has declined
 /// an object with a key twice).
 pub fn get<'b, 'a>(members: &'b Members<'a>, key: &str) -> Option<&'b J<'a>> {
-    members.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    members.iter().find(|(k, _)| k.text == key).map(|(_, v)| v)
 }
 
 /// Deeper than this goes to the Python rules (orjson itself takes 1024 levels).
 const MAX_DEPTH: usize = 128;
 
-pub fn parse(raw: &[u8]) -> Result<J<'_>, Decline> {
+/// `raw` read into `arena`.
+pub fn parse<'a>(raw: &'a [u8], arena: &'a Bump) -> Result<J<'a>, Decline> {
     let text = std::str::from_utf8(raw).map_err(|_| Decline)?;
     let mut r = Reader {
         text,
         bytes: raw,
         at: 0,
+        arena,
     };
     let value = r.value(0)?;
     r.space();
@@ -53,6 +80,7 @@ struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    arena: &'a Bump,
 }
 
 impl<'a> Reader<'a> {
@@ -94,11 +122,11 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(Decline);
         }
-        let mut members = Vec::new();
+        let mut members = BumpVec::new_in(self.arena);
         self.space();
         if self.bytes.get(self.at) == Some(&b'}') {
             self.at += 1;
-            return Ok(J::Obj(members));
+            return Ok(J::Obj(members.into_bump_slice()));
         }
         loop {
             self.space();
@@ -115,7 +143,7 @@ impl<'a> Reader<'a> {
             self.space();
             match self.next()? {
                 b',' => continue,
-                b'}' => return Ok(J::Obj(members)),
+                b'}' => return Ok(J::Obj(members.into_bump_slice())),
                 _ => return Err(Decline),
             }
         }
@@ -125,18 +153,18 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(Decline);
         }
-        let mut items = Vec::new();
+        let mut items = BumpVec::new_in(self.arena);
         self.space();
         if self.bytes.get(self.at) == Some(&b']') {
             self.at += 1;
-            return Ok(J::Arr(items));
+            return Ok(J::Arr(items.into_bump_slice()));
         }
         loop {
             items.push(self.value(depth)?);
             self.space();
             match self.next()? {
                 b',' => continue,
-                b']' => return Ok(J::Arr(items)),
+                b']' => return Ok(J::Arr(items.into_bump_slice())),
                 _ => return Err(Decline),
             }
         }
@@ -185,15 +213,18 @@ impl<'a> Reader<'a> {
 
     /// A string's text, its opening quote read: a slice of the record when it has no
     /// escape. Control characters must be escaped; a lone surrogate declines.
-    fn string(&mut self) -> Result<Cow<'a, str>, Decline> {
+    fn string(&mut self) -> Result<Str<'a>, Decline> {
         let start = self.at;
         self.at = plain_run(self.bytes, self.at);
         match self.next()? {
-            b'"' => return Ok(Cow::Borrowed(&self.text[start..self.at - 1])),
+            b'"' => {
+                let text = &self.text[start..self.at - 1];
+                return Ok(Str { text, plain: true });
+            }
             b'\\' => {}
             _ => return Err(Decline), // a control character
         }
-        let mut out = String::from(&self.text[start..self.at - 1]);
+        let mut out = BumpString::from_str_in(&self.text[start..self.at - 1], self.arena);
         loop {
             // An escape's backslash is read.
             match self.next()? {
@@ -212,7 +243,12 @@ impl<'a> Reader<'a> {
             self.at = plain_run(self.bytes, self.at);
             out.push_str(&self.text[run..self.at]);
             match self.next()? {
-                b'"' => return Ok(Cow::Owned(out)),
+                b'"' => {
+                    return Ok(Str {
+                        text: out.into_bump_str(),
+                        plain: false,
+                    })
+                }
                 b'\\' => {}
                 _ => return Err(Decline),
             }

@@ -42,11 +42,13 @@ fn decode_batch<'py>(
     let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let built = py.detach(|| {
         let mut batch = batch::Batch::new(raws.len());
+        let mut arena = bumpalo::Bump::new();
         for raw in &raws {
             if raw.len() > MAX_RECORD_BYTES {
                 batch.taken.push(None);
             } else {
-                batch.add(raw)?;
+                arena.reset(); // the last record's tree: its rows are in the columns
+                batch.add(raw, &arena)?;
             }
         }
         Ok::<_, Decline>(batch)
