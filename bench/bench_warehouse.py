@@ -1,7 +1,8 @@
 """The lineage warehouse on this machine: ingest, graph reads, storage.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_warehouse.py \\
-        [--events 50000] [--datasets 100000] [--edges 1000000] [--queries 40]
+        [--events 50000] [--datasets 100000] [--edges 1000000] [--queries 40] \\
+        [--only ingest|graph] [--row-path] [--python-rules]
 
 * ingest: OpenLineage RunEvents as a stage emits them (schema, column lineage and
   statistics facets; START + COMPLETE per run) produced to a private topic, then the
@@ -11,6 +12,8 @@
   JSON (the floor any consumer of this topic pays). The writer's CPU per event, until
   the merges it started settle, split as the Collector's per-core figures count theirs
   (`bench.chdb_cpu`): ClickHouse's part and ours, the figure the goal is read from.
+  `--python-rules` runs the writer again without the compiled decoder (`native/`),
+  in the same run, for the ratio between the two.
 * graph: a synthetic graph of `--datasets` datasets and `--edges` job<->dataset edges
   (each job writes one dataset and reads from earlier ones), read at depth 5 up and 5
   down from random datasets through the gateway's reader (breadth-first, one query per
@@ -36,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chdb_cpu import Cpu, MeteredChdb, cpu_now, merges_settled
-from bench.kafka_rates import bare_consume, consume_sustained
+from bench.kafka_rates import Run, bare_consume, consume_sustained
 from bench.thread_cpu import ThreadCpu
 from consumers.gc_tuning import GC_THRESHOLD
 from consumers.otel.backend import ChdbBackend
@@ -44,6 +47,7 @@ from consumers.otel.columns import ArrowRows
 from consumers.otel.consumer import OtelConsumer, OtelSettings
 from consumers.otel.decode import DecodeError
 from consumers.testkit import create_topics, produce, unique
+from consumers.warehouse import native
 from consumers.warehouse.batch import decode_lineage_batch, decode_lineage_pending
 from consumers.warehouse.ddl import LINEAGE_SCHEMA
 from consumers.warehouse.decode import decode_lineage
@@ -83,7 +87,11 @@ def stage_events(n_runs: int) -> list[tuple[bytes, bytes]]:
 
 
 async def bench_ingest(
-    bootstrap: str, n_events: int, backend: MeteredChdb, row_path: bool = False
+    bootstrap: str,
+    n_events: int,
+    backend: MeteredChdb,
+    row_path: bool = False,
+    python_rules: bool = False,
 ) -> None:
     events = stage_events(n_events // 2)
     size = sum(len(v) for _, v in events) / len(events)
@@ -101,14 +109,18 @@ async def bench_ingest(
     started = time.process_time()
     decode_lineage_batch(sample)
     decode_rate = len(sample) / (time.process_time() - started)
+    compiled, native.decode_batch = native.decode_batch, None
+    started = time.process_time()
+    decode_lineage_batch(sample)
+    python_rate = len(sample) / (time.process_time() - started)
+    native.decode_batch = compiled
 
     cpu = time.process_time()
     baseline = await bare_consume(bootstrap, topic, len(events), lambda v: json.loads(v or b"null"))
     baseline_cpu = len(events) / (time.process_time() - cpu)
-    group = unique("bench-warehouse")
     settings = OtelSettings(
         bootstrap=bootstrap,
-        group=group,
+        group=unique("bench-warehouse"),
         topics=(topic,),
         max_batch_rows=20_000,
         max_batch_messages=5_000,
@@ -116,21 +128,15 @@ async def bench_ingest(
         fetch_max_records=5_000,
         name="warehouse",
     )
-    consumer = OtelConsumer(
-        settings, backend, decoders={topic: decode_lineage_pending}, schema=LINEAGE_SCHEMA
-    )
-    threads = ThreadCpu()
-    threads.start()
-    cpu = time.process_time()
-    split = cpu_now(backend)
-    run = await consume_sustained(consumer, bootstrap, group, [topic], len(events))
-    ours_cpu = len(events) / (time.process_time() - cpu)
-    threads.stop()
-    await merges_settled(backend)
-    used = cpu_now(backend) - split
+    run, ours_cpu, used, threads = await run_writer(bootstrap, settings, backend, len(events))
     ours = run.sustained
     print(f"ingest: {len(events)} events of {size:.0f} bytes (schema, column lineage, stats)")
     print(f"  decode only, batch path    {decode_rate:10.0f} events/s (CPU time, into Arrow)")
+    print(
+        f"    the Python rules alone   {python_rate:10.0f} events/s "
+        f"(ratio {decode_rate / python_rate:.2f}; compiled decoder "
+        f"{'installed' if compiled is not None else 'NOT installed'})"
+    )
     print(f"  decode only, row path      {row_decode_rate:10.0f} events/s (CPU time, row dicts)")
     print(f"  warehouse writer           {ours:10.0f} events/s  (Kafka -> 3 tables, sustained)")
     print(
@@ -148,6 +154,19 @@ async def bench_ingest(
     for line in threads.lines(len(events)):
         print(line)
     writer_cpu(len(events), used)
+    if python_rules:  # the same writer with the compiled decoder off, in the same run
+        compiled = native.decode_batch
+        native.decode_batch = None
+        try:
+            settings.group = unique("bench-warehouse-python")
+            slow, _, slow_used, _ = await run_writer(bootstrap, settings, backend, len(events))
+        finally:
+            native.decode_batch = compiled
+        print(f"  the Python rules alone: writer {slow.sustained:10.0f} events/s  (sustained)")
+        writer_cpu(len(events), slow_used)
+        print(
+            f"  ratio compiled/Python rules, ours per CPU second: {slow_used.ours / used.ours:.2f}x"
+        )
     parts = await backend.query(
         "SELECT table, sum(bytes_on_disk) AS bytes, sum(rows) AS rows FROM system.parts "
         "WHERE database = 'otel' AND active AND startsWith(table, 'lineage_') GROUP BY table"
@@ -175,6 +194,29 @@ async def bench_ingest(
             f"  row path per CPU second    {old_cpu:10.0f} events/s  (ratio ours/row path "
             f"{ours_cpu / old_cpu:.2f})"
         )
+
+
+async def run_writer(
+    bootstrap: str, settings: OtelSettings, backend: MeteredChdb, events: int
+) -> tuple[Run, float, Cpu, ThreadCpu]:
+    """The warehouse writer over the topic from its start to its last commit: the run,
+    its events per CPU second (the whole process), its CPU split until the merges it
+    started settle, and its threads' CPU."""
+    consumer = OtelConsumer(
+        settings,
+        backend,
+        decoders={settings.topics[0]: decode_lineage_pending},
+        schema=LINEAGE_SCHEMA,
+    )
+    threads = ThreadCpu()
+    threads.start()
+    cpu = time.process_time()
+    split = cpu_now(backend)
+    run = await consume_sustained(consumer, bootstrap, settings.group, settings.topics, events)
+    per_cpu = events / (time.process_time() - cpu)
+    threads.stop()
+    await merges_settled(backend)
+    return run, per_cpu, cpu_now(backend) - split, threads
 
 
 def writer_cpu(events: int, used: Cpu) -> None:
@@ -320,13 +362,18 @@ async def main() -> None:
     parser.add_argument(
         "--row-path", action="store_true", help="also run the writer's row path, in the same run"
     )
+    parser.add_argument(
+        "--python-rules",
+        action="store_true",
+        help="also run the writer without the compiled decoder, in the same run",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     with tempfile.TemporaryDirectory() as tmp:
         backend = MeteredChdb(str(Path(tmp) / "chdb"))
         await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
         if args.only in (None, "ingest"):
-            await bench_ingest(bootstrap, args.events, backend, args.row_path)
+            await bench_ingest(bootstrap, args.events, backend, args.row_path, args.python_rules)
         if args.only in (None, "graph"):
             await bench_graph(backend, args.datasets, args.edges, args.queries)
         await backend.close()

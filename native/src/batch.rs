@@ -114,7 +114,7 @@ impl Batch {
             self.taken.push(None);
             return Ok(());
         };
-        let Ok(decoded) = decode_event(&event) else {
+        let Ok(decoded) = decode_event(&event, arena) else {
             self.taken.push(None);
             return Ok(());
         };

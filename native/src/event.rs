@@ -7,6 +7,9 @@
 use std::borrow::Cow;
 
 use crate::canonical::{number, write_object, write_str, Num};
+use bumpalo::collections::String as BumpString;
+use bumpalo::Bump;
+
 use crate::json::{get, Members, J};
 use crate::time::event_time_ns;
 use crate::Decline;
@@ -42,7 +45,7 @@ pub struct IoCells<'a> {
     pub namespace: Text<'a>,
     pub name: Text<'a>,
     pub schema_hash: String,
-    pub field_names: Vec<String>,
+    pub field_names: Vec<&'a str>,
     pub field_types: Vec<&'a str>,
     pub rows: Option<i64>,
     pub bytes: Option<i64>,
@@ -51,7 +54,15 @@ pub struct IoCells<'a> {
 
 /// An edge (`decode.Link`): Src, Dst, Kind, TransformType, TransformSubtype,
 /// TransformDescription, Masking.
-pub type Link<'a> = (String, String, &'static str, &'a str, &'a str, &'a str, u8);
+pub type Link<'a> = (
+    &'a str,
+    &'a str,
+    &'static str,
+    &'a str,
+    &'a str,
+    &'a str,
+    u8,
+);
 
 pub struct Decoded<'a> {
     pub cells: EventCells<'a>,
@@ -176,8 +187,18 @@ fn kind(event: &Obj<'_>) -> &'static str {
     "run"
 }
 
-/// The event's rows, borrowing from `event` (parsed from the record by the caller).
-pub fn decode_event<'a>(event: &'a J<'a>) -> Result<Decoded<'a>, Decline> {
+/// `parts` as one text in `arena`: a node id without `format!`'s machinery.
+fn join<'a>(arena: &'a Bump, parts: &[&str]) -> &'a str {
+    let mut text = BumpString::with_capacity_in(parts.iter().map(|p| p.len()).sum(), arena);
+    for part in parts {
+        text.push_str(part);
+    }
+    text.into_bump_str()
+}
+
+/// The event's rows, borrowing from `event` (parsed from the record by the caller) and
+/// `arena` (the node ids and names they are made of).
+pub fn decode_event<'a>(event: &'a J<'a>, arena: &'a Bump) -> Result<Decoded<'a>, Decline> {
     let J::Obj(event) = event else {
         return Err(Decline);
     };
@@ -210,11 +231,11 @@ pub fn decode_event<'a>(event: &'a J<'a>) -> Result<Decoded<'a>, Decline> {
         (ns, name)
     };
     let job = if !blank(&job_ns)? && !blank(&job_name)? {
-        format!("job:{job_ns}:{job_name}")
+        join(arena, &["job:", &job_ns, ":", &job_name])
     } else {
-        String::new()
+        ""
     };
-    let (io, links) = io_and_links(event, kind, &job)?;
+    let (io, links) = io_and_links(event, kind, job, arena)?;
 
     let run_facets = obj(get(run, "facets"));
     let parent = obj(get(run_facets, "parent"));
@@ -315,22 +336,23 @@ fn datasets<'a>(event: &'a Obj<'a>, key: &str) -> Result<Vec<Dataset<'a>>, Decli
 fn io_and_links<'a>(
     event: &'a Obj<'a>,
     kind: &'static str,
-    job: &str,
+    job: &'a str,
+    arena: &'a Bump,
 ) -> Result<(Vec<IoCells<'a>>, Vec<Link<'a>>), Decline> {
     let mut io = Vec::new();
     let mut links = Vec::new();
     if kind == "dataset" {
         let (ds, ns, name) = dataset(get(event, "dataset").ok_or(Decline)?)?;
-        column_links(ds, &ns, &name, &mut links)?;
-        io.push(io_cells(ds, ns, name, "declared")?);
+        column_links(ds, &ns, &name, &mut links, arena)?;
+        io.push(io_cells(ds, ns, name, "declared", arena)?);
         return Ok((io, links));
     }
     let edge_kind = if kind == "run" { "io" } else { "static" };
     for (ds, ns, name) in datasets(event, "inputs")? {
         if !job.is_empty() {
             links.push((
-                format!("dataset:{ns}:{name}"),
-                job.to_string(),
+                join(arena, &["dataset:", &ns, ":", &name]),
+                job,
                 edge_kind,
                 "",
                 "",
@@ -338,13 +360,13 @@ fn io_and_links<'a>(
                 0,
             ));
         }
-        io.push(io_cells(ds, ns, name, "input")?);
+        io.push(io_cells(ds, ns, name, "input", arena)?);
     }
     for (ds, ns, name) in datasets(event, "outputs")? {
         if !job.is_empty() {
             links.push((
-                job.to_string(),
-                format!("dataset:{ns}:{name}"),
+                job,
+                join(arena, &["dataset:", &ns, ":", &name]),
                 edge_kind,
                 "",
                 "",
@@ -352,8 +374,8 @@ fn io_and_links<'a>(
                 0,
             ));
         }
-        column_links(ds, &ns, &name, &mut links)?;
-        io.push(io_cells(ds, ns, name, "output")?);
+        column_links(ds, &ns, &name, &mut links, arena)?;
+        io.push(io_cells(ds, ns, name, "output", arena)?);
     }
     Ok((io, links))
 }
@@ -363,8 +385,9 @@ fn io_cells<'a>(
     namespace: Text<'a>,
     name: Text<'a>,
     direction: &'static str,
+    arena: &'a Bump,
 ) -> Result<IoCells<'a>, Decline> {
-    let (field_names, field_types) = fields(get(obj(get(ds, "facets")), "schema"));
+    let (field_names, field_types) = fields(get(obj(get(ds, "facets")), "schema"), arena);
     let schema_hash = if field_names.is_empty() {
         String::new()
     } else {
@@ -399,13 +422,13 @@ fn io_cells<'a>(
 
 /// `decode._fields`: a schema facet's field names (nested ones dotted, each field
 /// before its children) and types.
-fn fields<'a>(schema: Option<&'a J<'a>>) -> (Vec<String>, Vec<&'a str>) {
+fn fields<'a>(schema: Option<&'a J<'a>>, arena: &'a Bump) -> (Vec<&'a str>, Vec<&'a str>) {
     let mut names = Vec::new();
     let mut types = Vec::new();
     let Some(J::Arr(top)) = get(obj(schema), "fields") else {
         return (names, types);
     };
-    let mut todo: Vec<(String, std::slice::Iter<'a, J<'a>>)> = vec![(String::new(), top.iter())];
+    let mut todo: Vec<(&'a str, std::slice::Iter<'a, J<'a>>)> = vec![("", top.iter())];
     while let Some((prefix, items)) = todo.last_mut() {
         let Some(field) = items.next() else {
             todo.pop();
@@ -415,13 +438,17 @@ fn fields<'a>(schema: Option<&'a J<'a>>) -> (Vec<String>, Vec<&'a str>) {
         let Some(J::Str(name)) = get(field, "name") else {
             continue;
         };
-        let full = format!("{prefix}{name}");
+        let full = if prefix.is_empty() {
+            name.text
+        } else {
+            join(arena, &[prefix, name])
+        };
         types.push(match get(field, "type") {
             Some(J::Str(t)) => t.text,
             _ => "",
         });
         if let Some(J::Arr(children)) = get(field, "fields") {
-            todo.push((format!("{full}."), children.iter()));
+            todo.push((join(arena, &[full, "."]), children.iter()));
         }
         names.push(full);
     }
@@ -482,23 +509,24 @@ fn column_links<'a>(
     ns: &str,
     name: &str,
     links: &mut Vec<Link<'a>>,
+    arena: &'a Bump,
 ) -> Result<(), Decline> {
     let Some(J::Obj(facet)) = get(obj(get(ds, "facets")), "columnLineage") else {
         return Ok(());
     };
-    let mut targets: Vec<(String, &'a [J<'a>], &'a Obj<'a>)> = Vec::new();
+    let mut targets: Vec<(&'a str, &'a [J<'a>], &'a Obj<'a>)> = Vec::new();
     for (out_field, spec) in obj(get(facet, "fields")) {
         let spec = obj(Some(spec));
         if let Some(J::Arr(inputs)) = get(spec, "inputFields") {
             targets.push((
-                format!("datasetField:{ns}:{name}:{out_field}"),
+                join(arena, &["datasetField:", ns, ":", name, ":", out_field]),
                 inputs,
                 spec,
             ));
         }
     }
     if let Some(J::Arr(indirect)) = get(facet, "dataset") {
-        targets.push((format!("dataset:{ns}:{name}"), indirect, &[]));
+        targets.push((join(arena, &["dataset:", ns, ":", name]), indirect, &[]));
     }
     for (dst, inputs, spec) in targets {
         let mut deprecated: Option<(&str, &str)> = None;
@@ -513,15 +541,18 @@ fn column_links<'a>(
             else {
                 continue;
             };
-            let src = format!("datasetField:{src_ns}:{src_name}:{src_field}");
+            let src = join(
+                arena,
+                &["datasetField:", src_ns, ":", src_name, ":", src_field],
+            );
             let before = links.len();
             if let Some(J::Arr(given)) = get(item, "transformations") {
                 for t in given.iter() {
                     let J::Obj(t) = t else { continue };
                     let masking = u8::from(matches!(get(t, "masking"), Some(J::Bool(true))));
                     links.push((
-                        src.clone(),
-                        dst.clone(),
+                        src,
+                        dst,
                         "column",
                         clip_cell(get(t, "type"), 64)?,
                         clip_cell(get(t, "subtype"), 64)?,
@@ -542,7 +573,7 @@ fn column_links<'a>(
                         cells
                     }
                 };
-                links.push((src, dst.clone(), "column", ty, "", desc, 0));
+                links.push((src, dst, "column", ty, "", desc, 0));
             }
         }
     }
