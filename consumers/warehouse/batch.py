@@ -18,6 +18,7 @@ leaves no row behind: its columns are cut back to where they were, and it gets i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ from consumers.warehouse.decode import (
     io_and_links,
     read_event,
 )
+
+log = logging.getLogger(__name__)
 
 # A record counts toward the batch's row limit by its size (its rows are known only
 # once the batch is decoded): one per KiB, about what an event's rows take as Arrow.
@@ -138,15 +141,18 @@ _TABLES = (EVENTS, IO, EDGES)
 def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
     """Each record's tables (slices of the batch's Arrow tables) or its `DecodeError`:
     the compiled decoder's where it takes the record, the Python rules' elsewhere."""
-    fast = native.decode_batch(records) if native.decode_batch is not None else None
-    if fast is None:
+    if native.decode_batch is None:
         return _python_batch(records)
-    taken, *columns = fast
     try:
+        fast = native.decode_batch(records)
+        if fast is None:  # a column past Arrow's 32-bit offsets
+            return _python_batch(records)
+        taken, *columns = fast
         data = native.tables(_TABLES, columns)
     except STOPPING:
         raise
     except BaseException:  # a bug in the compiled path: the Python rules take the batch
+        log.exception("the compiled lineage decoder failed; the Python rules take the batch")
         return _python_batch(records)
     declined = [raw for raw, rows in zip(records, taken, strict=True) if rows is None]
     rest = iter(_python_batch(declined) if declined else ())

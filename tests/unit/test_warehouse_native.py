@@ -271,17 +271,24 @@ def test_odd_numbers_and_tokens_are_judged_alike(raw: bytes) -> None:
     alike([raw])
 
 
-def test_a_bug_in_the_compiled_tables_hands_the_batch_to_the_python_rules(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("where", ["tables", "decode_batch"])
+def test_a_bug_in_the_compiled_path_hands_the_batch_to_the_python_rules(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, where: str
 ) -> None:
+    """A failure in building the tables, or in the compiled call itself (here: a record
+    it cannot take as bytes), is logged and the batch is the Python rules', whole."""
     samples = producer_samples()[:6]
 
     def broken(*_: Any) -> Any:
         raise ValueError("lineage_io: columns [...]")
 
     want = row_path(samples)
-    monkeypatch.setattr(native, "tables", broken)
+    if where == "tables":
+        monkeypatch.setattr(native, "tables", broken)
+    else:
+        samples[2] = bytearray(samples[2])  # type: ignore[call-overload]
     outcomes, arrow = batch_path(samples)
+    assert "the Python rules take the batch" in caplog.text
     assert outcomes == want[0]
     assert {t: r.rows() for t, r in arrow.items()} == {t: want[1].get(t, []) for t in arrow}
 
