@@ -310,3 +310,197 @@ def test_a_refused_record_among_taken_ones_keeps_every_slice_in_place() -> None:
     results = batch.decode_lineage_batch(mixed)
     assert isinstance(results[1], DecodeError)
     assert [len(r["lineage_events"]) for r in results if not isinstance(r, DecodeError)] == [1] * 4
+
+
+# Values a producer may put where the rules read a cell: what the Python rules take
+# as text or as false, and what the compiled decoder declines (a float, true, a list).
+cells = st.one_of(
+    st.text(max_size=6),
+    st.sampled_from(["", "DIRECT", "IDENTITY", "é" * 70, "x" * 2100, None, False, 0, 0.0, -0.0]),
+    st.sampled_from([True, 1, 2.5, [], [1], {}, {"a": 1}]),
+)
+field_trees = st.recursive(
+    st.fixed_dictionaries({"name": st.text(max_size=4)}, optional={"type": cells}),
+    lambda inner: st.fixed_dictionaries(
+        {"name": st.text(max_size=4)},
+        optional={"type": cells, "fields": st.one_of(st.lists(inner, max_size=3), cells)},
+    ),
+    max_leaves=8,
+)
+sources = st.fixed_dictionaries(
+    {
+        "namespace": st.sampled_from(["s3://b", "s3://c", "", 5]),
+        "name": st.sampled_from(["t", "u"]),
+    },
+    optional={
+        "field": st.sampled_from(["a", "b", "", None]),
+        "transformations": st.lists(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "type": cells,
+                        "subtype": cells,
+                        "description": cells,
+                        "masking": st.sampled_from([True, 1, False, "true", None]),
+                    },
+                ),
+                cells,
+            ),
+            max_size=3,
+        ),
+    },
+)
+column_lineage = st.fixed_dictionaries(
+    {},
+    optional={
+        "fields": st.dictionaries(
+            st.text(max_size=3),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "inputFields": st.lists(sources, max_size=3),
+                    "transformationType": cells,
+                    "transformationDescription": cells,
+                },
+            ),
+            max_size=3,
+        ),
+        "dataset": st.lists(sources, max_size=2),
+    },
+)
+counts = st.one_of(
+    st.integers(-(2**64), 2**64), st.floats(allow_nan=False), st.sampled_from([None, True, "7"])
+)
+statistics = st.dictionaries(
+    st.sampled_from(["outputStatistics", "inputStatistics", "dataQualityMetrics"]),
+    st.one_of(
+        st.fixed_dictionaries(
+            {},
+            optional={"rowCount": counts, "size": counts, "bytes": counts, "fileCount": counts},
+        ),
+        cells,
+    ),
+    max_size=3,
+)
+rich_datasets = st.fixed_dictionaries(
+    {"namespace": st.sampled_from(["s3://b", "file"]), "name": st.text(max_size=5)},
+    optional={
+        "facets": st.fixed_dictionaries(
+            {},
+            optional={
+                "schema": st.fixed_dictionaries({"fields": st.lists(field_trees, max_size=4)}),
+                "columnLineage": column_lineage,
+            },
+        ).flatmap(lambda f: statistics.map(lambda s: {**s, **f})),
+        "outputFacets": statistics,
+        "inputFacets": statistics,
+    },
+)
+hex_ids = st.text("0123456789abcdefABCDEF", min_size=30, max_size=34)
+run_facets = st.fixed_dictionaries(
+    {},
+    optional={
+        "parent": st.fixed_dictionaries(
+            {"run": st.fixed_dictionaries({"runId": st.sampled_from(["AbC", "", 7])})},
+            optional={
+                "job": st.fixed_dictionaries({"namespace": st.text(max_size=3), "name": cells}),
+                "root": st.fixed_dictionaries(
+                    {"run": st.fixed_dictionaries({"runId": st.text(max_size=4)})}
+                ),
+            },
+        ),
+        "trace": st.one_of(
+            st.fixed_dictionaries({"traceId": st.one_of(hex_ids, hex_ids.map("{}\n".format))}),
+            st.builds(
+                "00-{}-{}-01".format, hex_ids, st.text("0123456789abcdef", min_size=16, max_size=16)
+            ).map(lambda t: {"traceparent": t}),
+        ),
+        "errorMessage": st.fixed_dictionaries({"message": cells}),
+    },
+)
+
+
+@FUZZ
+@given(
+    st.lists(rich_datasets, max_size=3),
+    st.lists(rich_datasets, max_size=3),
+    run_facets,
+    st.sampled_from(["RunEvent", "DatasetEvent", "JobEvent"]),
+)
+def test_facets_the_rules_read_are_stored_alike(
+    inputs: list[Any], outputs: list[Any], facets: dict[str, Any], kind: str
+) -> None:
+    """Nested schemas, column lineage (per-field transformations, the deprecated form,
+    indirect sources), statistics in each facet place and of every type, parent, root,
+    trace ids and errors, for each kind of event: stored alike, or declined."""
+    event = run_event(
+        schemaURL=SPEC + kind,
+        inputs=inputs,
+        outputs=outputs,
+        run={"runId": "R-1", "facets": facets},
+        dataset=outputs[0] if outputs else {"namespace": "n", "name": "d"},
+    )
+    alike([_encoded(event), json.dumps(event, sort_keys=True).encode()])
+
+
+def _lineage(fields: dict[str, Any], indirect: list[Any] | None = None) -> dict[str, Any]:
+    facet: dict[str, Any] = {"fields": fields}
+    if indirect is not None:
+        facet["dataset"] = indirect
+    return facet
+
+
+def _source(field: Any, *transformations: Any, namespace: Any = "s3://b") -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "name": "src",
+        "field": field,
+        "transformations": list(transformations),
+    }
+
+
+TAKEN = {
+    "masking only when true": _lineage(
+        {"a": {"inputFields": [_source("a", {"masking": 1}, {"masking": True}, {"masking": "x"})]}}
+    ),
+    "a source without a field or namespace is no edge": _lineage(
+        {"a": {"inputFields": [_source(""), _source("a", namespace=""), _source("b")]}}
+    ),
+    "the deprecated form, once per field": _lineage(
+        {
+            "a": {
+                "inputFields": [_source("a"), _source("b", "not a dict")],
+                "transformationType": "INDIRECT",
+                "transformationDescription": "d" * 2500,
+            }
+        },
+        indirect=[_source("c", {"type": "INDIRECT", "subtype": "FILTER"})],
+    ),
+    "falsy cells are empty": _lineage(
+        {"a": {"inputFields": [_source("a", {"type": None, "subtype": 0, "description": []})]}}
+    ),
+    "long cells are clipped in characters": _lineage(
+        {"a": {"inputFields": [_source("a", {"type": "é" * 70, "description": "ü" * 2100})]}}
+    ),
+}
+
+
+@pytest.mark.parametrize("facet", TAKEN.values(), ids=TAKEN.keys())
+def test_column_lineage_forms_are_taken_and_stored_alike(facet: dict[str, Any]) -> None:
+    nested = {"fields": [{"name": "a", "type": "struct", "fields": [{"name": "b"}, 7]}, {}]}
+    output = {
+        "namespace": "s3://b",
+        "name": "out",
+        "facets": {"columnLineage": facet, "schema": nested},
+        "outputFacets": {"outputStatistics": {"rowCount": 2.9, "size": None, "bytes": 5}},
+        "inputFacets": {"inputStatistics": {"size": 9, "fileCount": 2**63}},
+    }
+    facets = {
+        "t": {"traceId": "AB" * 16 + "\n"},
+        "u": {"traceparent": f"00-{'CD' * 16}-{'e' * 16}-01"},
+    }
+    event = run_event(outputs=[output], run={"runId": "R", "facets": facets})
+    assert alike([orjson.dumps(event)]) == [True]
+    _, arrow = batch_path([orjson.dumps(event)])
+    assert arrow["lineage_edges"].rows()  # the facet gives edges
