@@ -26,7 +26,12 @@ from consumers.otel.decode import DecodeError, Row
 from consumers.warehouse.ddl import EDGES, EVENTS, IO
 from consumers.warehouse.memo import JsonMemo
 from lineagehub.lineage_ids import dataset_node, field_node, job_node
-from lineagehub.openlineage_schema import EventKind, event_kind, loads_exact
+from lineagehub.openlineage_schema import (
+    EventKind,
+    event_kind,
+    loads_exact,
+    orjson_reads_exactly,
+)
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 # What Marquez's FlexibleDateTimeDeserializer reads (`lineagehub/openlineage_schema.py`):
@@ -497,15 +502,18 @@ def _parse(value: bytes | None) -> tuple[dict[str, Any], bool]:
         raise DecodeError("empty_record", "the record has no value")
     if len(value) > MAX_RECORD_BYTES:
         raise DecodeError("too_large", f"{len(value)} bytes, the limit is {MAX_RECORD_BYTES}")
-    fast = True
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        # orjson refuses integers past 64 bits and lone surrogates, which Marquez
-        # (Jackson) stores: parse those (rare) events the slow way; what neither takes
-        # is not JSON.
-        # NaN and Infinity, which Python's parser takes and Jackson refuses, are not JSON.
-        fast = False
+    event: Any = None
+    fast = orjson_reads_exactly(value)
+    if fast:
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            fast = False
+    if not fast:
+        # orjson refuses lone surrogates and reads integers past 64 bits as floats, where
+        # Marquez (Jackson) stores them as sent: parse those (rare) events the slow way;
+        # what neither takes is not JSON. NaN and Infinity, which Python's parser takes
+        # and Jackson refuses, are not JSON.
         event, why = loads_exact(value)
         if why is not None:
             raise DecodeError("invalid_json", why[:300]) from None

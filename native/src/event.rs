@@ -6,10 +6,10 @@
 
 use std::borrow::Cow;
 
-use crate::canonical::{number, write_object, write_str, Num};
 use bumpalo::collections::String as BumpString;
 use bumpalo::Bump;
 
+use crate::canonical::{number, write_object, write_str, Num};
 use crate::json::{get, Members, J};
 use crate::time::event_time_ns;
 use crate::Decline;

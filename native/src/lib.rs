@@ -3,7 +3,8 @@
 //!
 //! Only the common path is here. Whatever those rules would refuse or read in a way
 //! this does not (an integer past 64 bits, a lone surrogate, a float where Python's
-//! `str` of it is needed, case beyond ASCII, a time in an unusual form) is declined:
+//! `str` of it is needed, case beyond ASCII, a key twice in an object, a time in an
+//! unusual form, nesting past 128 levels) is declined:
 //! `decode_batch` gives it no rows and the caller runs the Python rules on it, which
 //! stay the reference and alone say why a record is refused.
 

@@ -493,6 +493,18 @@ def test_datasets_named_by_scalars_are_stored_as_text() -> None:
     assert '"name":true' in tables["lineage_events"][0]["Payload"]  # the event as sent
 
 
+@pytest.mark.parametrize(
+    "number", ["123456789012345678901234567890", "-9223372036854775809", "18446744073709551616"]
+)
+def test_integers_past_64_bits_are_stored_as_sent(number: str) -> None:
+    """orjson reads them as floats (1.2345678901234568e+29); Marquez keeps every digit,
+    and so does the Payload (and so the EventHash of the event as sent)."""
+    value = _run_with_output(f'{{"namespace": "o", "name": "d", "big": {number}}}')
+    (event,) = decode_lineage(value)["lineage_events"]
+    assert f'"big":{number}' in event["Payload"]
+    assert "e+" not in event["Payload"]
+
+
 def test_lone_surrogates_are_stored_as_replacement_characters() -> None:
     """orjson refuses lone surrogates and integers past 64 bits, which Marquez stores: such
     an event is parsed the slow way, each of its texts stored as valid UTF-8 (U+FFFD)
