@@ -122,7 +122,7 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(Decline);
         }
-        let mut members = BumpVec::new_in(self.arena);
+        let mut members = BumpVec::with_capacity_in(8, self.arena);
         self.space();
         if self.bytes.get(self.at) == Some(&b'}') {
             self.at += 1;
@@ -153,7 +153,7 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(Decline);
         }
-        let mut items = BumpVec::new_in(self.arena);
+        let mut items = BumpVec::with_capacity_in(4, self.arena);
         self.space();
         if self.bytes.get(self.at) == Some(&b']') {
             self.at += 1;
@@ -288,7 +288,8 @@ impl<'a> Reader<'a> {
 }
 
 /// Where the run of bytes from `at` that a string holds as they are ends: at the first
-/// `"`, `\\` or control character (or the end). Eight bytes at a time.
+/// `"`, `\\` or control character (or the end). Eight bytes at a time: a byte is flagged
+/// where it is zero after the XOR with `"` or `\\`, or below 0x20.
 pub fn plain_run(bytes: &[u8], mut at: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -302,7 +303,8 @@ pub fn plain_run(bytes: &[u8], mut at: usize) -> usize {
             | (slash.wrapping_sub(ONES) & !slash)
             | (x.wrapping_sub(ONES * 0x20) & !x);
         if hit & HIGH != 0 {
-            break;
+            // The lowest flagged byte is a real one (a borrow only flags bytes above it).
+            return at + (hit & HIGH).trailing_zeros() as usize / 8;
         }
         at += 8;
     }

@@ -504,3 +504,20 @@ def test_column_lineage_forms_are_taken_and_stored_alike(facet: dict[str, Any]) 
     assert alike([orjson.dumps(event)]) == [True]
     _, arrow = batch_path([orjson.dumps(event)])
     assert arrow["lineage_edges"].rows()  # the facet gives edges
+
+
+@pytest.mark.parametrize(
+    "special", [b'\\"', b"\\\\", b"\\u0001", b"\\n", b"\x01", b"\t", b"\xc3\xa9"]
+)
+def test_a_string_is_read_whole_wherever_its_escape_or_control_character_falls(
+    special: bytes,
+) -> None:
+    """The reader scans a string eight bytes at a time: an escape (taken), a raw control
+    character (refused) or a multi-byte character at each offset of the first chunks."""
+    event = orjson.dumps(run_event(run={"runId": "r", "facets": {"f": {"KEY": "VALUE"}}}))
+    records = []
+    for at in range(20):
+        text = b'"' + b"a" * at + special + b"b" * (20 - at) + b'"'
+        records += [event.replace(b'"KEY"', text), event.replace(b'"VALUE"', text)]
+    took = alike(records)
+    assert all(took) == (special not in (b"\x01", b"\t"))
