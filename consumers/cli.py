@@ -331,7 +331,8 @@ def _batch_consumers(
         if native.decode_batch is None:
             log.warning(
                 "lineage warehouse writer: lineagehub-native is not installed, so every event "
-                "takes the Python rules (about 3x the CPU); install it with `pip install ./native`"
+                "takes the Python rules (about twice the writer's CPU); install it with "
+                "`pip install ./native`"
             )
         out.append(
             OtelConsumer(

@@ -334,7 +334,7 @@ def loads(data: bytes | str) -> tuple[Any, str | None]:
     """
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     scanned = raw.translate(_SCAN)
-    if _LONG_DIGITS not in scanned:  # `orjson_reads_exactly`, the scan kept for the nesting
+    if _LONG_DIGITS not in scanned:  # `orjson_reads_exactly`; `scanned` counts nesting too
         try:
             value = orjson.loads(raw)
         except orjson.JSONDecodeError:

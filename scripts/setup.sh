@@ -80,7 +80,7 @@ fi
 # wheel), installed into .venv when its sources change. cargo builds into the cache, so a
 # new clone compiles only what changed (a first build: ~40 s of crates from crates.io).
 native_stamp=.venv/.native-$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml \
-  native/src/*.rs | sha256sum | cut -c1-12)
+  native/lineagehub_native.pyi native/src/*.rs | sha256sum | cut -c1-12)
 if [ ! -f "$native_stamp" ]; then
   if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"

@@ -4,7 +4,8 @@ rules, for the writer's batches, straight into Arrow columns.
 `decode_batch(records)` reads a batch without the GIL and gives, for each record, its
 count of io and edge rows, or None where the Python rules must decide (whatever they
 would refuse, and the rare values it does not read: integers past 64 bits, lone
-surrogates, a float read as text, case beyond ASCII, an unusual time); and each table
+surrogates, a float read as text, case beyond ASCII, a key twice in an object, an
+unusual time, nesting past 128 levels); and each table
 as the buffers of its columns, which `tables` makes into Arrow without a Python object
 per row. The Python rules stay the reference and alone say why a record is refused;
 what the compiled path takes it stores exactly as they would (tested row for row,
