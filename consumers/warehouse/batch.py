@@ -157,19 +157,23 @@ def decode_lineage_batch(records: list[bytes]) -> list[Outcome]:
     declined = [raw for raw, rows in zip(records, taken, strict=True) if rows is None]
     rest = iter(_python_batch(declined) if declined else ())
     out: list[Outcome] = []
-    starts = [0, 0, 0]
+    events, io, edges = data
+    at_event = at_io = at_edge = 0  # where the next taken record's rows start
     for rows in taken:
         if rows is None:
             out.append(next(rest))
             continue
-        counts = (1, *rows)
+        n_io, n_edges = rows
         out.append(
             {
-                t.name: ArrowRows(t, d, start, n)
-                for t, d, start, n in zip(_TABLES, data, starts, counts, strict=True)
+                EVENTS.name: ArrowRows(EVENTS, events, at_event, 1),
+                IO.name: ArrowRows(IO, io, at_io, n_io),
+                EDGES.name: ArrowRows(EDGES, edges, at_edge, n_edges),
             }
         )
-        starts = [s + n for s, n in zip(starts, counts, strict=True)]
+        at_event += 1
+        at_io += n_io
+        at_edge += n_edges
     return out
 
 
