@@ -155,7 +155,6 @@ async def bench_ingest(
         print(line)
     writer_cpu(len(events), used)
     if python_rules:  # the same writer with the compiled decoder off, in the same run
-        compiled = native.decode_batch
         native.decode_batch = None
         try:
             settings.group = unique("bench-warehouse-python")

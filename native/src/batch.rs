@@ -107,8 +107,9 @@ impl Batch {
         }
     }
 
-    /// Reads `raw` (its tree in `arena`) and appends its rows; a declined record appends none. Err only
-    /// when a column outgrows its offsets: the whole batch goes to the Python rules.
+    /// Reads `raw` (its tree in `arena`) and appends its rows; a declined record appends
+    /// none. Err only when a column outgrows its offsets: the whole batch goes to the
+    /// Python rules.
     pub fn add(&mut self, raw: &[u8], arena: &Bump) -> Result<(), Decline> {
         let Ok(event) = json::parse(raw, arena) else {
             self.taken.push(None);
@@ -126,8 +127,7 @@ impl Batch {
 
     fn append(&mut self, d: &Decoded<'_>) -> Result<(), Decline> {
         let c = &d.cells;
-        let payload = std::str::from_utf8(&d.canonical).map_err(|_| Decline)?;
-        let event_texts: [&str; 17] = [
+        let event_texts: [&str; 16] = [
             &c.hash,
             c.kind,
             &c.event_type,
@@ -144,11 +144,14 @@ impl Batch {
             &c.producer,
             &c.schema_url,
             c.error,
-            payload,
         ];
-        for (column, text) in self.events.texts.iter_mut().zip(event_texts) {
+        // The last column, Payload: the canonical JSON, written from the event's texts
+        // (so UTF-8 already).
+        let [cells @ .., payload] = &mut self.events.texts;
+        for (column, text) in cells.iter_mut().zip(event_texts) {
             column.push(text)?;
         }
+        payload.push(&d.canonical)?;
         self.events.time.push_i64(c.time);
         // What an io or edge row repeats from its event.
         let (hash, run_id, job_ns, job_name) = (&c.hash, &c.run_id, &c.job_ns, &c.job_name);

@@ -39,29 +39,27 @@ pub fn write_object(out: &mut Vec<u8>, members: &Members<'_>) -> Result<(), Decl
         .windows(2)
         .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes())
     {
-        out.push(b'{');
-        for (i, (key, item)) in members.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_text(out, key);
-            out.push(b':');
-            write_value(out, item)?;
-        }
-        out.push(b'}');
-        return Ok(());
+        return write_members(out, members.iter().map(|(k, v)| (k, v)));
     }
     let mut sorted: Vec<(&Str<'_>, &J<'_>)> = members.iter().map(|(k, v)| (k, v)).collect();
     sorted.sort_unstable_by(|a, b| a.0.text.cmp(b.0.text));
+    if sorted.windows(2).any(|w| w[0].0.text == w[1].0.text) {
+        return Err(Decline);
+    }
+    write_members(out, sorted.into_iter())
+}
+
+/// `{"key":value,...}` in the order given.
+fn write_members<'a, 'b: 'a>(
+    out: &mut Vec<u8>,
+    members: impl Iterator<Item = (&'a Str<'b>, &'a J<'b>)>,
+) -> Result<(), Decline> {
     out.push(b'{');
-    for (i, &(key, item)) in sorted.iter().enumerate() {
+    for (i, (key, item)) in members.enumerate() {
         if i > 0 {
-            if sorted[i - 1].0.text == key.text {
-                return Err(Decline);
-            }
             out.push(b',');
         }
-        write_str(out, key);
+        write_text(out, key);
         out.push(b':');
         write_value(out, item)?;
     }

@@ -20,9 +20,10 @@ impl Strs {
         }
     }
 
-    /// Declines once the column passes what i32 offsets reach (2 GiB).
-    pub fn push(&mut self, text: &str) -> Result<(), Decline> {
-        self.data.extend_from_slice(text.as_bytes());
+    /// Declines once the column passes what i32 offsets reach (2 GiB). `text` is UTF-8:
+    /// a `&str`, or JSON this crate wrote from them (the canonical Payload).
+    pub fn push<T: AsRef<[u8]> + ?Sized>(&mut self, text: &T) -> Result<(), Decline> {
+        self.data.extend_from_slice(text.as_ref());
         let end = i32::try_from(self.data.len()).map_err(|_| Decline)?;
         self.offsets.extend_from_slice(&end.to_le_bytes());
         self.len += 1;

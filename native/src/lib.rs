@@ -58,25 +58,16 @@ fn decode_batch<'py>(
         return Ok(None);
     };
     let taken = PyList::new(py, b.taken)?;
-    let events = PyDict::new(py);
-    for (name, column) in batch::EVENT_TEXTS.iter().zip(&b.events.texts) {
-        events.set_item(name, strs(py, column)?)?;
-    }
+    let events = texts(py, &batch::EVENT_TEXTS, &b.events.texts)?;
     events.set_item("EventTime", fixed(py, &b.events.time)?)?;
-    let io = PyDict::new(py);
-    for (name, column) in batch::IO_TEXTS.iter().zip(&b.io.texts) {
-        io.set_item(name, strs(py, column)?)?;
-    }
+    let io = texts(py, &batch::IO_TEXTS, &b.io.texts)?;
     io.set_item("EventTime", fixed(py, &b.io.time)?)?;
     io.set_item("FieldNames", lists(py, &b.io.field_names)?)?;
     io.set_item("FieldTypes", lists(py, &b.io.field_types)?)?;
     io.set_item("RowCount", nullable(py, &b.io.rows)?)?;
     io.set_item("Bytes", nullable(py, &b.io.bytes)?)?;
     io.set_item("FileCount", nullable(py, &b.io.files)?)?;
-    let edges = PyDict::new(py);
-    for (name, column) in batch::EDGE_TEXTS.iter().zip(&b.edges.texts) {
-        edges.set_item(name, strs(py, column)?)?;
-    }
+    let edges = texts(py, &batch::EDGE_TEXTS, &b.edges.texts)?;
     edges.set_item("EventTime", fixed(py, &b.edges.time)?)?;
     edges.set_item("Masking", fixed(py, &b.edges.masking)?)?;
     let out: [Bound<'py, PyAny>; 4] = [
@@ -86,6 +77,15 @@ fn decode_batch<'py>(
         edges.into_any(),
     ];
     Ok(Some(PyTuple::new(py, out)?))
+}
+
+/// A table's text columns, {name: `strs`}, for its other columns to join.
+fn texts<'py>(py: Python<'py>, names: &[&str], columns: &[Strs]) -> PyResult<Bound<'py, PyDict>> {
+    let table = PyDict::new(py);
+    for (name, column) in names.iter().zip(columns) {
+        table.set_item(name, strs(py, column)?)?;
+    }
+    Ok(table)
 }
 
 /// `("s", rows, offsets, data)`.
