@@ -11,7 +11,17 @@ the hash keeps the GIL and gives the same digest.
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
+
+#: `lineagehub_native.batch_digest` (`native/src/digest.rs`), or None where the compiled
+#: module is not installed: `consumers.otel.consumer.batch_digest`'s digits, or None
+#: for a batch it does not read.
+compiled_batch_digest: Callable[[list[Any]], str | None] | None
+try:
+    from lineagehub_native import batch_digest as compiled_batch_digest
+except ImportError:  # not built here: the Python digest alone
+    compiled_batch_digest = None
 
 #: hashlib's threshold for releasing the GIL (`HASHLIB_GIL_MINSIZE`), less one.
 PIECE = 2047

@@ -1,4 +1,5 @@
-"""lineage-hub's lineage warehouse decoder, compiled (`native/src/lib.rs`)."""
+"""lineage-hub's consumers' hot paths, compiled (`native/src/lib.rs`): the lineage
+warehouse decoder and the batch digest."""
 
 from typing import Any
 
@@ -8,3 +9,7 @@ def decode_batch(
     """For each record its count of io and edge rows, or None where the Python rules
     must decide it; each table as {column: buffers}. None when a column outgrows
     Arrow's 32-bit offsets."""
+
+def batch_digest(records: list[Any]) -> str | None:
+    """`consumers.otel.consumer.batch_digest`'s digits, hashed without the GIL; None when
+    a record is not as aiokafka gives one (int offset and timestamp, bytes or None)."""

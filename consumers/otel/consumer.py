@@ -52,7 +52,7 @@ from aiokafka.structs import OffsetAndMetadata
 from consumers.aio import wait_until
 from consumers.dlq import DeadLetterQueue, Record, Rejection
 from consumers.gc_tuning import tune_for_consuming
-from consumers.hashing import update_holding_gil
+from consumers.hashing import compiled_batch_digest, update_holding_gil
 from consumers.health import Health
 from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
@@ -179,8 +179,21 @@ def batch_digest(records: Sequence[Record]) -> str:
 
     SHA-256 (its first 12 bytes): with the CPU's SHA instructions, which OpenSSL uses,
     it hashes a batch's values ~1.7x faster than BLAKE2b, which Python's hashlib runs in
-    portable C. A replay takes its marker's digest, whichever hash a release used. Fed
-    so that it keeps the GIL (`consumers.hashing`): the decoding worker runs beside it."""
+    portable C. A replay takes its marker's digest, whichever hash a release used.
+
+    The compiled one (`consumers.hashing.compiled_batch_digest`) gives the same digits
+    without a Python step per record and without the GIL (the decoding worker runs
+    meanwhile); `python_batch_digest` is the reference, and decides the records the
+    compiled one does not read (anything but aiokafka's ints and bytes)."""
+    if compiled_batch_digest is not None and isinstance(records, list):
+        digest = compiled_batch_digest(records)
+        if digest is not None:
+            return digest
+    return python_batch_digest(records)
+
+
+def python_batch_digest(records: Sequence[Record]) -> str:
+    """`batch_digest` in Python, fed so that it keeps the GIL (`consumers.hashing`)."""
     h = hashlib.sha256()
     update = h.update
     for r in records:

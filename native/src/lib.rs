@@ -7,10 +7,14 @@
 //! unusual form, nesting past 128 levels) is declined:
 //! `decode_batch` gives it no rows and the caller runs the Python rules on it, which
 //! stay the reference and alone say why a record is refused.
+//!
+//! Also the consumers' batch digest (`digest.rs`), the Python one's digits without a
+//! Python step per record.
 
 mod batch;
 mod canonical;
 mod columns;
+mod digest;
 mod event;
 mod json;
 mod time;
@@ -124,5 +128,6 @@ fn lists<'py>(py: Python<'py>, c: &StrLists) -> PyResult<Bound<'py, PyTuple>> {
 #[pymodule]
 fn lineagehub_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(digest::batch_digest, m)?)?;
     Ok(())
 }
