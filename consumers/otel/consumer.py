@@ -112,7 +112,7 @@ class OtelSettings:
     name: str = NAME  # the consumer's name in metrics, logs and dead letters
 
 
-@dataclass
+@dataclass(slots=True)
 class _Message:
     record: Record
     tables: Mapping[str, Rows | Pending] | None
@@ -370,7 +370,7 @@ class OtelConsumer:
                 raise DecodeError("unknown_topic", f"no decoder for topic {record.topic}")
             tables = decoder(record.value)
             message = _Message(record, tables, None)
-            batch.rows += sum(len(rows) for rows in tables.values())
+            batch.rows += sum(map(len, tables.values()))
         except DecodeError as exc:
             message = _Message(record, None, Rejection(exc.reason, exc.detail))
         except STOPPING:
