@@ -1,7 +1,8 @@
 """The gateway's self-tracing cost in one process, without HTTP or a second process.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/bench_gateway_selftrace.py \\
-        [--modes off,off-again,none,tenth,all] [--rounds 16] [--turn 2000] [--concurrency 16]
+        [--modes off,off-again,none,tenth,all] [--rounds 16] [--turn 2000] [--concurrency 16] \\
+        [--served-us US]
 
 One app serves every mode: the real gateway app (`gateway.app.create_app`, its real
 Kafka sink on a private topic, acks=all), its request middleware's spans set to each
@@ -27,9 +28,10 @@ the order drawn each round. A mode's figure in a round is the process's CPU time
 request over its two turns (every thread's: librdkafka's and the span batcher's too),
 and the last lines give, for each mode against off, the median of the rounds' paired
 ratios with its bootstrap interval (`bench.paired`), and the difference in
-microseconds a request. The ratio is of the in-process cost (no HTTP parsing): the
-served gateway's per-event cost, which `bench_gateway.py` prints, is larger, so the
-microseconds are the figure to carry over to it.
+microseconds a request, with its interval. The ratio is of the in-process cost (no
+HTTP parsing): the served gateway's per-event cost, which `bench_gateway.py` prints,
+is larger, so the microseconds are the figure to carry over to it: `--served-us` takes
+that cost (measured in the same sitting) and prints each mode's extra as a share of it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -53,7 +54,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 
 from bench.bench_gateway import AUTH, LINEAGE, TOKEN, TRACING, encoded, events
-from bench.paired import paired, per_event_us
+from bench.paired import bootstrap_median, paired, per_event_us
 from consumers.testkit import create_topics, unique
 from gateway import gc_tuning
 from gateway.app import SERVICE_NAME, create_app
@@ -181,6 +182,13 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--turn", type=int, default=2000, help="requests a turn")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seed", type=int, default=19)
+    p.add_argument(
+        "--served-us",
+        type=float,
+        default=0.0,
+        help="the served gateway's CPU a single event (bench_gateway.py, tracing off, the "
+        "same sitting): each mode's extra microseconds also as a share of it",
+    )
     args = p.parse_args(argv)
     if "off" not in args.modes or not set(args.modes) <= set(MODES):
         p.error(f"--modes takes off and any of {','.join(MODES)}")
@@ -218,11 +226,19 @@ async def main(argv: Sequence[str] | None = None) -> int:
         if mode == "off":
             continue
         ours = figures[mode]
-        diff = statistics.median(m - b for m, b in zip(ours, base, strict=True)) / requests * 1e6
+        extra = [(m - b) / requests * 1e6 for m, b in zip(ours, base, strict=True)]
+        diff, low, high = bootstrap_median(extra)
         print(
             f"  {mode:<16} {per_event_us(ours, requests):7.1f} us CPU a request; vs off: "
-            f"{paired(ours, base).text()}; {diff:+.1f} us a request (median paired)"
+            f"{paired(ours, base).text()}; {diff:+.1f} us a request [95% CI {low:+.1f} .. "
+            f"{high:+.1f}] (median paired)"
         )
+        if args.served_us:
+            us = args.served_us
+            print(
+                f"  {'':<16} of a served request's {us:.0f} us: {diff / us:+.1%} "
+                f"[95% CI {low / us:+.1%} .. {high / us:+.1%}]"
+            )
     return 0
 
 

@@ -43,14 +43,21 @@ def paired(mode: Sequence[float], base: Sequence[float], seed: int = 19) -> Pair
     """The paired ratio of `mode`'s per-round figures over `base`'s (same length, round
     i of each measured back to back)."""
     ratios = [m / b for m, b in zip(mode, base, strict=True)]
-    if not ratios:
+    median, low, high = bootstrap_median(ratios, seed)
+    return Paired(median, low, high, len(ratios), min(mode) / min(base))
+
+
+def bootstrap_median(samples: Sequence[float], seed: int = 19) -> tuple[float, float, float]:
+    """The median of `samples` and its 95% bootstrap interval (`RESAMPLES` resamples
+    with replacement, the median of each; a fixed seed)."""
+    if not samples:
         raise ValueError("no rounds to compare")
     rng = random.Random(seed)
-    n = len(ratios)
-    medians = sorted(statistics.median(rng.choices(ratios, k=n)) for _ in range(RESAMPLES))
+    n = len(samples)
+    medians = sorted(statistics.median(rng.choices(samples, k=n)) for _ in range(RESAMPLES))
     low = medians[int(0.025 * RESAMPLES)]
     high = medians[int(0.975 * RESAMPLES) - 1]
-    return Paired(statistics.median(ratios), low, high, n, min(mode) / min(base))
+    return statistics.median(samples), low, high
 
 
 def per_event_us(values: Sequence[float], events: int) -> float:
