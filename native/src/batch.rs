@@ -83,11 +83,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(records: usize) -> Self {
+    /// Room for `records` records of `sent` bytes in all: the Payload column holds about
+    /// that many bytes (each event's canonical JSON), so it is not grown as it fills.
+    pub fn new(records: usize, sent: usize) -> Self {
+        let mut texts: [Strs; 17] = std::array::from_fn(|_| Strs::new());
+        texts[16].data.reserve(sent + sent / 16);
+        texts[16].offsets.reserve(4 * records);
         Batch {
             taken: Vec::with_capacity(records),
             events: Events {
-                texts: std::array::from_fn(|_| Strs::new()),
+                texts,
                 time: Fixed::new(),
             },
             io: Io {
@@ -115,7 +120,7 @@ impl Batch {
             self.taken.push(None);
             return Ok(());
         };
-        let Ok(decoded) = decode_event(&event, arena) else {
+        let Ok(decoded) = decode_event(&event, raw.len(), arena) else {
             self.taken.push(None);
             return Ok(());
         };

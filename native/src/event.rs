@@ -196,14 +196,20 @@ fn join<'a>(arena: &'a Bump, parts: &[&str]) -> &'a str {
     text.into_bump_str()
 }
 
-/// The event's rows, borrowing from `event` (parsed from the record by the caller) and
-/// `arena` (the node ids and names they are made of).
-pub fn decode_event<'a>(event: &'a J<'a>, arena: &'a Bump) -> Result<Decoded<'a>, Decline> {
+/// The event's rows, borrowing from `event` (parsed by the caller from a record of
+/// `sent` bytes) and `arena` (the node ids and names they are made of).
+pub fn decode_event<'a>(
+    event: &'a J<'a>,
+    sent: usize,
+    arena: &'a Bump,
+) -> Result<Decoded<'a>, Decline> {
     let J::Obj(event) = event else {
         return Err(Decline);
     };
     // First: it declines an object with a key twice, so a look-up below finds the one.
-    let mut canonical = Vec::with_capacity(1024);
+    // Its canonical JSON is about the record's size (spaces dropped; a number sent in
+    // exponent form may come out longer): one allocation, mostly.
+    let mut canonical = Vec::with_capacity(sent + sent / 16 + 64);
     write_object(&mut canonical, event)?;
     let kind = kind(event);
     let hash = digest(&canonical);
@@ -423,11 +429,12 @@ fn io_cells<'a>(
 /// `decode._fields`: a schema facet's field names (nested ones dotted, each field
 /// before its children) and types.
 fn fields<'a>(schema: Option<&'a J<'a>>, arena: &'a Bump) -> (Vec<&'a str>, Vec<&'a str>) {
-    let mut names = Vec::new();
-    let mut types = Vec::new();
     let Some(J::Arr(top)) = get(obj(schema), "fields") else {
-        return (names, types);
+        return (Vec::new(), Vec::new());
     };
+    // Room for the top level's fields (nested ones, rarer, grow it).
+    let mut names = Vec::with_capacity(top.len());
+    let mut types = Vec::with_capacity(top.len());
     let mut todo: Vec<(&'a str, std::slice::Iter<'a, J<'a>>)> = vec![("", top.iter())];
     while let Some((prefix, items)) = todo.last_mut() {
         let Some(field) = items.next() else {

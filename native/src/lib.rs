@@ -46,7 +46,8 @@ fn decode_batch<'py>(
         .collect::<PyResult<_>>()?;
     let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let built = py.detach(|| {
-        let mut batch = batch::Batch::new(raws.len());
+        let sent = raws.iter().map(|r| r.len()).sum();
+        let mut batch = batch::Batch::new(raws.len(), sent);
         let mut arena = bumpalo::Bump::new();
         for raw in &raws {
             if raw.len() > MAX_RECORD_BYTES {
