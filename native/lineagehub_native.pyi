@@ -3,6 +3,12 @@ warehouse decoder and the batch digest."""
 
 from typing import Any
 
+class Buffer:
+    """A column's bytes, read-only, through the buffer protocol (`memoryview`,
+    `pyarrow.py_buffer`), without a copy."""
+
+    def __len__(self) -> int: ...
+
 def decode_batch(
     records: list[bytes],
 ) -> tuple[list[tuple[int, int] | None], dict[str, Any], dict[str, Any], dict[str, Any]] | None:

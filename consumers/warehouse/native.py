@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 
 #: A column's buffers: ("s", rows, offsets, data) for strings, ("f", rows, values) for
 #: fixed-width values, ("n", rows, validity, values, nulls) for nullable int64,
-#: ("l", rows, offsets, <an "s" column>) for lists of strings.
+#: ("l", rows, offsets, <an "s" column>) for lists of strings. Each buffer is a
+#: read-only `lineagehub_native.Buffer` owning the bytes the decoder wrote (no copy):
+#: `pyarrow.py_buffer` keeps it alive while an array reads it.
 Buffers = tuple[Any, ...]
 #: Per record its count of io and edge rows (None: declined), then each table's columns.
 Decoded = tuple[list[tuple[int, int] | None], dict[str, Any], dict[str, Any], dict[str, Any]]

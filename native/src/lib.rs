@@ -12,6 +12,7 @@
 //! Python step per record.
 
 mod batch;
+mod buffer;
 mod canonical;
 mod columns;
 mod digest;
@@ -22,6 +23,7 @@ mod time;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::buffer::Buffer;
 use crate::columns::{Fixed, OptI64s, StrLists, Strs};
 
 /// The Python rules decide this record.
@@ -62,19 +64,25 @@ fn decode_batch<'py>(
     let Ok(b) = built else {
         return Ok(None);
     };
-    let taken = PyList::new(py, b.taken)?;
-    let events = texts(py, &batch::EVENT_TEXTS, &b.events.texts)?;
-    events.set_item("EventTime", fixed(py, &b.events.time)?)?;
-    let io = texts(py, &batch::IO_TEXTS, &b.io.texts)?;
-    io.set_item("EventTime", fixed(py, &b.io.time)?)?;
-    io.set_item("FieldNames", lists(py, &b.io.field_names)?)?;
-    io.set_item("FieldTypes", lists(py, &b.io.field_types)?)?;
-    io.set_item("RowCount", nullable(py, &b.io.rows)?)?;
-    io.set_item("Bytes", nullable(py, &b.io.bytes)?)?;
-    io.set_item("FileCount", nullable(py, &b.io.files)?)?;
-    let edges = texts(py, &batch::EDGE_TEXTS, &b.edges.texts)?;
-    edges.set_item("EventTime", fixed(py, &b.edges.time)?)?;
-    edges.set_item("Masking", fixed(py, &b.edges.masking)?)?;
+    let batch::Batch {
+        taken,
+        events: e,
+        io: i,
+        edges: g,
+    } = b;
+    let taken = PyList::new(py, taken)?;
+    let events = texts(py, &batch::EVENT_TEXTS, e.texts)?;
+    events.set_item("EventTime", fixed(py, e.time)?)?;
+    let io = texts(py, &batch::IO_TEXTS, i.texts)?;
+    io.set_item("EventTime", fixed(py, i.time)?)?;
+    io.set_item("FieldNames", lists(py, i.field_names)?)?;
+    io.set_item("FieldTypes", lists(py, i.field_types)?)?;
+    io.set_item("RowCount", nullable(py, i.rows)?)?;
+    io.set_item("Bytes", nullable(py, i.bytes)?)?;
+    io.set_item("FileCount", nullable(py, i.files)?)?;
+    let edges = texts(py, &batch::EDGE_TEXTS, g.texts)?;
+    edges.set_item("EventTime", fixed(py, g.time)?)?;
+    edges.set_item("Masking", fixed(py, g.masking)?)?;
     let out: [Bound<'py, PyAny>; 4] = [
         taken.into_any(),
         events.into_any(),
@@ -84,8 +92,14 @@ fn decode_batch<'py>(
     Ok(Some(PyTuple::new(py, out)?))
 }
 
+// The columns' bytes go to Python as `Buffer`s, moved, not copied.
+
 /// A table's text columns, {name: `strs`}, for its other columns to join.
-fn texts<'py>(py: Python<'py>, names: &[&str], columns: &[Strs]) -> PyResult<Bound<'py, PyDict>> {
+fn texts<'py, const N: usize>(
+    py: Python<'py>,
+    names: &[&str; N],
+    columns: [Strs; N],
+) -> PyResult<Bound<'py, PyDict>> {
     let table = PyDict::new(py);
     for (name, column) in names.iter().zip(columns) {
         table.set_item(name, strs(py, column)?)?;
@@ -94,41 +108,36 @@ fn texts<'py>(py: Python<'py>, names: &[&str], columns: &[Strs]) -> PyResult<Bou
 }
 
 /// `("s", rows, offsets, data)`.
-fn strs<'py>(py: Python<'py>, c: &Strs) -> PyResult<Bound<'py, PyTuple>> {
+fn strs(py: Python<'_>, c: Strs) -> PyResult<Bound<'_, PyTuple>> {
     (
         "s",
         c.len,
-        PyBytes::new(py, &c.offsets),
-        PyBytes::new(py, &c.data),
+        Buffer::new(py, c.offsets)?,
+        Buffer::new(py, c.data)?,
     )
         .into_pyobject(py)
 }
 
 /// `("f", rows, values)`: int64, timestamp[ns] or uint8, as the schema says.
-fn fixed<'py>(py: Python<'py>, c: &Fixed) -> PyResult<Bound<'py, PyTuple>> {
-    ("f", c.len, PyBytes::new(py, &c.values)).into_pyobject(py)
+fn fixed(py: Python<'_>, c: Fixed) -> PyResult<Bound<'_, PyTuple>> {
+    ("f", c.len, Buffer::new(py, c.values)?).into_pyobject(py)
 }
 
 /// `("n", rows, validity, values, nulls)`.
-fn nullable<'py>(py: Python<'py>, c: &OptI64s) -> PyResult<Bound<'py, PyTuple>> {
-    let validity = PyBytes::new(py, &c.validity);
-    ("n", c.len, validity, PyBytes::new(py, &c.values), c.nulls).into_pyobject(py)
+fn nullable(py: Python<'_>, c: OptI64s) -> PyResult<Bound<'_, PyTuple>> {
+    let validity = Buffer::new(py, c.validity)?;
+    ("n", c.len, validity, Buffer::new(py, c.values)?, c.nulls).into_pyobject(py)
 }
 
 /// `("l", rows, offsets, items)`, the items a `strs` column.
-fn lists<'py>(py: Python<'py>, c: &StrLists) -> PyResult<Bound<'py, PyTuple>> {
-    (
-        "l",
-        c.len,
-        PyBytes::new(py, &c.offsets),
-        strs(py, &c.items)?,
-    )
-        .into_pyobject(py)
+fn lists(py: Python<'_>, c: StrLists) -> PyResult<Bound<'_, PyTuple>> {
+    ("l", c.len, Buffer::new(py, c.offsets)?, strs(py, c.items)?).into_pyobject(py)
 }
 
 #[pymodule]
 fn lineagehub_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
     m.add_function(wrap_pyfunction!(digest::batch_digest, m)?)?;
+    m.add_class::<Buffer>()?;
     Ok(())
 }

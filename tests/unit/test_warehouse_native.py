@@ -65,6 +65,38 @@ def test_the_compiled_decoder_is_installed() -> None:
     assert native.decode_batch is not None, "pip install ./native (scripts/setup.sh does)"
 
 
+def test_the_columns_bytes_come_read_only_and_outlive_the_call() -> None:
+    """The columns are handed over without a copy (`native/src/buffer.rs`): each is a
+    read-only buffer that Arrow keeps alive. The tables are read after everything else
+    that referred to the buffers is gone, and give the Python rules' rows."""
+    import gc
+
+    import pyarrow as pa
+
+    records = producer_samples()
+    assert native.decode_batch is not None
+    decoded = native.decode_batch(list(records))
+    assert decoded is not None
+    _taken, events, io, edges = decoded
+    tag, rows, offsets, data = events["Payload"]
+    assert tag == "s" and rows > 0
+    view = memoryview(data)
+    assert view.readonly and view.format == "B" and view.nbytes == len(data) > 0
+    with pytest.raises(TypeError):
+        view[0] = 0  # nothing may change bytes an Arrow array reads
+    payloads = pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    assert pa.py_buffer(data).address == pa.py_buffer(data).address  # the same bytes, not copies
+    view.release()
+    tables = native.tables(batch._TABLES, [events, io, edges])
+    first = json.loads(payloads[0].as_py())
+    del decoded, events, io, edges, offsets, data
+    gc.collect()
+    assert json.loads(payloads[0].as_py()) == first
+    assert tables[0].column("Payload").to_pylist()[0] == payloads[0].as_py()
+
+
 def test_producers_events_are_all_taken_and_stored_alike() -> None:
     samples = producer_samples()
     assert all(alike(samples))
