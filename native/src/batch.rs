@@ -87,8 +87,9 @@ impl Batch {
     /// that many bytes (each event's canonical JSON), so it is not grown as it fills.
     pub fn new(records: usize, sent: usize) -> Self {
         let mut texts: [Strs; 17] = std::array::from_fn(|_| Strs::new());
-        texts[16].data.reserve(sent + sent / 16);
-        texts[16].offsets.reserve(4 * records);
+        let [.., payload] = &mut texts;
+        payload.data.reserve(sent + sent / 16);
+        payload.offsets.reserve(4 * records);
         Batch {
             taken: Vec::with_capacity(records),
             events: Events {

@@ -2,7 +2,8 @@
 //! protocol) that owns the `Vec` it was built in, for `pyarrow.py_buffer`, which keeps
 //! it alive as long as an Arrow array uses it. Before, each column was copied into a
 //! new `bytes` while the GIL was held: a batch's ~6 KB an event copied again, into
-//! pages the kernel had to fault in again (measured: about one page fault an event).
+//! pages the kernel had to fault in (measured: two page faults an event with the
+//! copies, none without, the allocator then reusing the last batch's memory).
 
 use std::ffi::{c_int, c_void};
 

@@ -67,8 +67,8 @@ def test_the_compiled_decoder_is_installed() -> None:
 
 def test_the_columns_bytes_come_read_only_and_outlive_the_call() -> None:
     """The columns are handed over without a copy (`native/src/buffer.rs`): each is a
-    read-only buffer that Arrow keeps alive. The tables are read after everything else
-    that referred to the buffers is gone, and give the Python rules' rows."""
+    read-only buffer that Arrow keeps alive: the arrays read after everything else
+    that referred to the buffers is gone still hold what they held."""
     import gc
 
     import pyarrow as pa
