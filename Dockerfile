@@ -11,8 +11,9 @@ WORKDIR /console
 COPY gateway/console/package.json gateway/console/package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 
-# ---- native: the lineage warehouse writer's compiled decoder (Rust, PyO3): one abi3
-# wheel (CPython 3.11 and later), built with the crates pinned by native/Cargo.lock
+# ---- native: the consumers' compiled hot paths (the warehouse writer's decoder, the
+# batch digest; Rust, PyO3): one abi3 wheel (CPython 3.11 and later), built with the
+# crates pinned by native/Cargo.lock
 FROM rust:1-slim-bookworm AS native
 RUN apt-get update && apt-get install -y --no-install-recommends python3-venv \
  && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/maturin

@@ -76,8 +76,8 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The lineage warehouse writer's compiled decoder (native/: Rust through PyO3, one abi3
-# wheel), installed into .venv when its sources change. cargo builds into the cache, so a
+# The consumers' compiled hot paths (native/: the lineage warehouse writer's decoder and
+# the batch digest; Rust through PyO3, one abi3 wheel), installed into .venv when its sources change. cargo builds into the cache, so a
 # new clone compiles only what changed (a first build: ~40 s of crates from crates.io).
 native_stamp=.venv/.native-$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml \
   native/lineagehub_native.pyi native/src/*.rs | sha256sum | cut -c1-12)
@@ -86,12 +86,12 @@ if [ ! -f "$native_stamp" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
   if ! command -v cargo >/dev/null; then
-    echo "setup: the lineage warehouse writer's compiled decoder (native/) needs Rust's" \
+    echo "setup: the consumers' compiled hot paths (native/) need Rust's" \
       "cargo, which is neither on PATH nor in ~/.cargo/bin: install it (https://rustup.rs)," \
       "then run this again" >&2
     exit 1
   fi
-  step --what "setup: building the warehouse writer's compiled decoder (native/, cargo)" \
+  step --what "setup: building the consumers' compiled hot paths (native/, cargo)" \
     --reader pip --log "$logs/setup-native.log" \
     -- env CARGO_TARGET_DIR="$cache/native-target" \
     .venv/bin/pip install --progress-bar off ./native
