@@ -122,9 +122,11 @@ def namespace(kubectl: Kubectl) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     kubectl("create", "namespace", name)
     # The serviceaccount controller creates `default`; pods are rejected until it exists.
+    # `--for=create` waits for it to appear: a condition on an object not yet there fails
+    # at once (NotFound), which a busy controller manager made happen in CI once.
     kubectl(
         "wait",
-        "--for=jsonpath={.metadata.name}=default",
+        "--for=create",
         "serviceaccount/default",
         "-n",
         name,
