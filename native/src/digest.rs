@@ -14,7 +14,7 @@ type Held<'py> = Option<Bound<'py, PyBytes>>;
 
 /// One record's part of the digest, borrowed from its Python objects.
 struct Part<'a> {
-    head: String,
+    head: &'a str,
     key: &'a [u8],
     value: &'a [u8],
 }
@@ -24,8 +24,8 @@ struct Part<'a> {
 /// then decides, as it always did. Hashes without holding the GIL.
 #[pyfunction]
 pub fn batch_digest(py: Python<'_>, records: &Bound<'_, PyList>) -> PyResult<Option<String>> {
-    let mut held: Vec<(Held<'_>, Held<'_>)> = Vec::with_capacity(records.len());
-    let mut heads: Vec<String> = Vec::with_capacity(records.len());
+    // Per record: its head (`offset:timestamp:key size:value size:`), key and value.
+    let mut held: Vec<(String, Held<'_>, Held<'_>)> = Vec::with_capacity(records.len());
     for record in records.iter() {
         let offset = int(&record, intern!(py, "offset"), None)?;
         let stamp = int(&record, intern!(py, "timestamp"), Some(0))?;
@@ -38,13 +38,12 @@ pub fn batch_digest(py: Python<'_>, records: &Bound<'_, PyList>) -> PyResult<Opt
             return Ok(None);
         };
         let size = |b: &Held<'_>| b.as_ref().map_or(-1, |b| b.as_bytes().len() as i64);
-        heads.push(format!("{offset}:{stamp}:{}:{}:", size(&key), size(&value)));
-        held.push((key, value));
+        let head = format!("{offset}:{stamp}:{}:{}:", size(&key), size(&value));
+        held.push((head, key, value));
     }
-    let parts: Vec<Part<'_>> = heads
-        .into_iter()
-        .zip(&held)
-        .map(|(head, (key, value))| Part {
+    let parts: Vec<Part<'_>> = held
+        .iter()
+        .map(|(head, key, value)| Part {
             head,
             key: key.as_ref().map_or(&[], |b| b.as_bytes()),
             value: value.as_ref().map_or(&[], |b| b.as_bytes()),
