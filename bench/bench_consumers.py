@@ -25,9 +25,10 @@
   each in a shuffled order, over the same records: a `--traced-share` of them
   carry a sampled `traceparent` (as the gateway gives the records of the requests it
   traces: one in ten by default), so each of those makes a `store` span, exported
-  onto a private topic. The consumer's CPU per event (its event loop's thread and the
-  span threads; not chdb's own threads, whose work tracing does not change), on
-  against off, with the median of the rounds' paired ratios and its bootstrap
+  onto a private topic. The consumer's CPU per event, the Collector's cut as for the
+  otel figures (its own threads: the event loop, the writer's decoding workers, the
+  span threads, librdkafka's; not ClickHouse's threads nor its work inside our calls
+  into chdb), on against off, with the median of the rounds' paired ratios and its bootstrap
   interval (the goal: within 5%); beside it the noise floor, on against off over the
   same records with no `traceparent` (no span made), measured in the same rounds.
 """
@@ -482,19 +483,25 @@ def traced_headers(n: int, share: float) -> list[list[tuple[str, bytes]] | None]
     ]
 
 
-def _span_thread_cpu() -> float:
-    """CPU seconds the self-tracing threads used: the span batches', the Kafka
-    exporter's poller and librdkafka's own C threads (named `rdk:...`; the exporter's
-    producer is the only librdkafka client in this process)."""
+def _ours_cpu(backend: MeteredChdb) -> float:
+    """CPU seconds of the consumers' own work in this process so far, the Collector's
+    cut (`COLLECTOR_NOTE`): the threads that keep the process's name (Python's: the
+    event loop, the writer's decoding workers, the span batch thread and its Kafka
+    poller; Arrow's pool) and librdkafka's C threads (named `rdk:...`; the span
+    exporter's producer is the only librdkafka client in this process), less
+    ClickHouse's work inside our calls into chdb (`MeteredChdb`). ClickHouse's own
+    threads are named, so left out. Each thread's own clock (nanoseconds), not /proc's
+    ticks (10 ms, coarse for a turn of ~0.1 s)."""
+    own = Path("/proc/self/comm").read_text().strip()
     used = 0.0
     for task in Path("/proc/self/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            if name in SPAN_THREADS or name.startswith("rdk:"):
+            if name == own or name.startswith("rdk:"):
                 used += time.clock_gettime(_thread_clock(int(task.name)))
         except OSError:  # the thread ended meanwhile
             continue
-    return used
+    return used - backend.in_chdb
 
 
 def _thread_clock(tid: int) -> int:
@@ -503,21 +510,16 @@ def _thread_clock(tid: int) -> int:
     return (~tid << 3) | 6
 
 
-SPAN_THREADS = {selftrace.SPAN_THREAD, selftrace.KAFKA_THREAD}
-
-
-def _cpu_now() -> float:
-    """CPU seconds of this thread (the consumer's event loop) and the span threads."""
-    return time.thread_time() + _span_thread_cpu()
-
-
 async def _consumer_cpu(
-    consumer: OtelConsumer | LineageConsumer, total: int, recorder: SpanRecorder
+    consumer: OtelConsumer | LineageConsumer,
+    total: int,
+    recorder: SpanRecorder,
+    backend: MeteredChdb,
 ) -> float:
-    """CPU seconds `consumer` took to process `total` records: this thread's (the
-    consumer's event loop; the wait polls an in-process counter a hundred times a
-    second; the loopback Marquez stub answers in it too) and the span threads', its
-    spans exported. Not chdb's own threads, whose work tracing does not change.
+    """CPU seconds `consumer` took to process `total` records, its spans exported: its
+    own work, the Collector's cut (`_ours_cpu`; the wait below polls an in-process
+    counter a hundred times a second, and the loopback Marquez stub answers in this
+    event loop too, both counted alike with tracing on and off).
 
     Counted from the moment its partitions are assigned (before it fetches a record)
     until it has processed them all and its spans are exported: not its start (table
@@ -531,7 +533,7 @@ async def _consumer_cpu(
 
     async def first_assignment(parts: set[TopicPartition]) -> None:
         if not started:
-            started.append(_cpu_now())
+            started.append(_ours_cpu(backend))
         await assigned(parts)
 
     setattr(consumer, "_assigned", first_assignment)  # noqa: B010 (a method replaced)
@@ -541,7 +543,7 @@ async def _consumer_cpu(
             raise RuntimeError(f"the consumer stopped at {consumer.stats.get('processed')}")
         await asyncio.sleep(0.01)
     recorder.force_flush()  # the spans' export is part of the cost (here in this thread)
-    used = _cpu_now() - started[0]
+    used = _ours_cpu(backend) - started[0]
     stop.set()
     await task
     return used
@@ -612,7 +614,7 @@ async def bench_tracing(
     shares = list(topics)
     order = random.Random(19)
     with tempfile.TemporaryDirectory() as tmp:
-        backend = ChdbBackend(str(Path(tmp) / "chdb"))
+        backend = MeteredChdb(str(Path(tmp) / "chdb"))
         await backend.setup(LINEAGE_SCHEMA.create("otel", 0))
         # Round -1 warms up (chdb's first inserts, the span exporter's Kafka connection),
         # uncounted; then each round runs every mode, A B B A, shares in a random order.
@@ -627,7 +629,7 @@ async def bench_tracing(
                         bootstrap, backend, marquez, topics[each], tracer
                     )
                     for name in names:
-                        used = await _consumer_cpu(consumers[name], len(records), recorder)
+                        used = await _consumer_cpu(consumers[name], len(records), recorder, backend)
                         key = (name, mode, each)
                         used_in_round[key] = used_in_round.get(key, 0.0) + used
                 if round_ >= 0:
@@ -640,8 +642,9 @@ async def bench_tracing(
     print(
         f"self-tracing: {n} events x 2 turns x {rounds} rounds a mode, {share:.0%} with a "
         "sampled traceparent (each makes a store span); the noise floor: the same with none "
-        "(tracing on, no span made); CPU per event of the median round; this thread and "
-        "the span threads (librdkafka's included)"
+        "(tracing on, no span made); CPU per event of the median round; the consumer's own "
+        "threads (event loop, decoding workers, span threads, librdkafka's) less "
+        "ClickHouse's work in them: the Collector's cut"
     )
     n *= 2  # a round's figure is two turns
     for name in names:
