@@ -143,11 +143,16 @@ class KafkaSpanExporter(SpanExporter):
         return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Whether every batch queued so far was acknowledged within the timeout."""
+        """Whether every batch queued so far was acknowledged within the timeout (after
+        `shutdown`: nothing is queued, and the client is closed)."""
+        if self._closed.is_set():
+            return True
         return self._producer.flush(timeout_millis / 1000) == 0
 
     def shutdown(self) -> None:
-        """Wait for the batches queued (EXPORT_TIMEOUT_S at most), then stop polling."""
+        """Wait for the batches queued (EXPORT_TIMEOUT_S at most), stop polling, then
+        close the client: its librdkafka threads and connections end now, not whenever
+        the exporter is collected. A batch still queued is dropped (said in the log)."""
         if self._closed.is_set():
             return
         left = self._producer.flush(EXPORT_TIMEOUT_S)
@@ -155,6 +160,10 @@ class KafkaSpanExporter(SpanExporter):
         if left:
             log.warning("self-trace spans not exported to Kafka: %d batches left at shutdown", left)
         self._poller.join(EXPORT_TIMEOUT_S)
+        if self._poller.is_alive():  # still inside a poll: never close the client under it
+            return
+        self._producer.purge()  # what is left would otherwise hold up `close`
+        self._producer.close()
 
 
 def _delivered(err: KafkaError | None, _msg: Message) -> None:
