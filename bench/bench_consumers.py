@@ -28,9 +28,10 @@
   onto a private topic. The consumer's CPU per event, the Collector's cut as for the
   otel figures (its own threads: the event loop, the writer's decoding workers, the
   span threads, librdkafka's; not ClickHouse's threads nor its work inside our calls
-  into chdb), on against off, with the median of the rounds' paired ratios and its bootstrap
-  interval (the goal: within 5%); beside it the noise floor, on against off over the
-  same records with no `traceparent` (no span made), measured in the same rounds.
+  into chdb), on against off, with the median of the rounds' paired ratios and its
+  bootstrap interval (the goal: within 5%); beside it the noise floor, on against off
+  over the same records with no `traceparent` (no span made), measured in the same
+  rounds.
 """
 
 from __future__ import annotations
