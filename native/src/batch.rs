@@ -5,6 +5,7 @@
 
 use bumpalo::Bump;
 
+use crate::canonical;
 use crate::columns::{Fixed, OptI64s, StrLists, Strs};
 use crate::event::{decode_event, Decoded};
 use crate::json;
@@ -88,8 +89,10 @@ impl Batch {
     pub fn new(records: usize, sent: usize) -> Self {
         let mut texts: [Strs; 17] = std::array::from_fn(|_| Strs::new());
         let [.., payload] = &mut texts;
-        payload.data.reserve(sent + sent / 16);
-        payload.offsets.reserve(4 * records);
+        payload.data.reserve(canonical::room(sent));
+        payload
+            .offsets
+            .reserve(std::mem::size_of::<i32>() * records);
         Batch {
             taken: Vec::with_capacity(records),
             events: Events {

@@ -6,6 +6,12 @@
 use crate::json::{plain_run, Members, Str, J};
 use crate::Decline;
 
+/// About how many bytes the canonical JSON of `sent` bytes of JSON takes: spaces are
+/// dropped, but a number sent in exponent form may come out longer.
+pub fn room(sent: usize) -> usize {
+    sent + sent / 16
+}
+
 /// Appends `value`'s canonical JSON to `out`; declines a number the Python rules read
 /// otherwise (an integer past 64 bits, which orjson reads as a float; a float past
 /// `f64`, which orjson refuses) and an object with a key twice (Python's dict keeps

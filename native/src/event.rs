@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use bumpalo::collections::String as BumpString;
 use bumpalo::Bump;
 
-use crate::canonical::{number, write_object, write_str, Num};
+use crate::canonical::{self, number, write_object, write_str, Num};
 use crate::json::{get, Members, J};
 use crate::time::event_time_ns;
 use crate::Decline;
@@ -207,9 +207,8 @@ pub fn decode_event<'a>(
         return Err(Decline);
     };
     // First: it declines an object with a key twice, so a look-up below finds the one.
-    // Its canonical JSON is about the record's size (spaces dropped; a number sent in
-    // exponent form may come out longer): one allocation, mostly.
-    let mut canonical = Vec::with_capacity(sent + sent / 16 + 64);
+    // Its canonical JSON is about the record's size: one allocation, mostly.
+    let mut canonical = Vec::with_capacity(canonical::room(sent) + 64);
     write_object(&mut canonical, event)?;
     let kind = kind(event);
     let hash = digest(&canonical);
