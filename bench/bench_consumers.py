@@ -61,7 +61,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from bench.chdb_cpu import COLLECTOR_NOTE, MeteredChdb, cpu_now, merges_settled, print_cpu
+from bench.chdb_cpu import (
+    COLLECTOR_NOTE,
+    MeteredChdb,
+    cpu_now,
+    merges_settled,
+    own_threads_cpu,
+    print_cpu,
+)
 from bench.kafka_rates import bare_consume, consume_sustained
 from bench.paired import paired, per_event_us
 from consumers.gc_tuning import GC_THRESHOLD
@@ -491,24 +498,8 @@ def _ours_cpu(backend: MeteredChdb) -> float:
     poller; Arrow's pool) and librdkafka's C threads (named `rdk:...`; the span
     exporter's producer is the only librdkafka client in this process), less
     ClickHouse's work inside our calls into chdb (`MeteredChdb`). ClickHouse's own
-    threads are named, so left out. Each thread's own clock (nanoseconds), not /proc's
-    ticks (10 ms, coarse for a turn of ~0.1 s)."""
-    own = Path("/proc/self/comm").read_text().strip()
-    used = 0.0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            if name == own or name.startswith("rdk:"):
-                used += time.clock_gettime(_thread_clock(int(task.name)))
-        except OSError:  # the thread ended meanwhile
-            continue
-    return used - backend.in_chdb
-
-
-def _thread_clock(tid: int) -> int:
-    """The CPU-time clock of the thread `tid` of this process (Linux's per-thread clock
-    id, for threads Python did not start, which `pthread_getcpuclockid` cannot name)."""
-    return (~tid << 3) | 6
+    threads are named, so left out."""
+    return own_threads_cpu(also=("rdk:",)) - backend.in_chdb
 
 
 async def _consumer_cpu(
