@@ -87,7 +87,7 @@ def test_the_columns_bytes_come_read_only_and_outlive_the_call() -> None:
     payloads = pa.Array.from_buffers(
         pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
-    assert pa.py_buffer(data).address == pa.py_buffer(data).address  # the same bytes, not copies
+    assert type(data).__name__ == "Buffer"  # the decoder's own bytes, not a `bytes` copy
     view.release()
     tables = native.tables(batch._TABLES, [events, io, edges])
     first = json.loads(payloads[0].as_py())
