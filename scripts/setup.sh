@@ -77,8 +77,9 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # The consumers' compiled hot paths (native/: the lineage warehouse writer's decoder and
-# the batch digest; Rust through PyO3, one abi3 wheel), installed into .venv when its sources change. cargo builds into the cache, so a
-# new clone compiles only what changed (a first build: ~40 s of crates from crates.io).
+# the batch digest; Rust through PyO3, one abi3 wheel), installed into .venv when its
+# sources change. cargo builds into the cache, so a new clone compiles only what changed
+# (a first build: ~40 s of crates from crates.io).
 native_stamp=.venv/.native-$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml \
   native/lineagehub_native.pyi native/src/*.rs | sha256sum | cut -c1-12)
 if [ ! -f "$native_stamp" ]; then
