@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError
@@ -82,8 +82,16 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._assigned(set(assigned))
 
 
+class LagSource(Protocol):
+    """What `update_lag` asks of a consumer (aiokafka's, `LibrdkafkaConsumer`)."""
+
+    def assignment(self) -> set[TopicPartition]: ...
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+    async def position(self, tp: TopicPartition) -> int: ...
+
+
 async def update_lag(
-    consumer: AIOKafkaConsumer, stats: Stats, committed: Callable[[TopicPartition], int | None]
+    consumer: LagSource, stats: Stats, committed: Callable[[TopicPartition], int | None]
 ) -> None:
     """Lag = end of the partition minus what this consumer has committed (or its position)."""
     tps = list(consumer.assignment())
@@ -114,8 +122,12 @@ async def ask_cluster(consumer: AIOKafkaConsumer) -> None:
     Not `consumer.topics()`: that asks for every topic in the cluster, which on a broker
     holding thousands of them costs tens of milliseconds of CPU a call. The request never
     creates a topic, and an empty subscription asks for none (never "all")."""
-    client = consumer._client
-    request = MetadataRequest(sorted(consumer.subscription()), allow_auto_topic_creation=False)
+    await ask_through(consumer._client, consumer.subscription())
+
+
+async def ask_through(client: _Client, topics: Iterable[str]) -> None:
+    """`ask_cluster` through any aiokafka client (a consumer's, an admin client's)."""
+    request = MetadataRequest(sorted(topics), allow_auto_topic_creation=False)
     nodes = [broker.nodeId for broker in client.cluster.brokers()] or ["bootstrap"]
     error: Exception = KafkaConnectionError("no broker known")
     for node in nodes:
@@ -129,13 +141,14 @@ async def ask_cluster(consumer: AIOKafkaConsumer) -> None:
 
 
 async def watch_cluster(
-    consumer: AIOKafkaConsumer,
+    ask: Callable[[], Awaitable[None]],
     health: Health,
     name: str,
     interval: float = KAFKA_CHECK_INTERVAL,
     patience: float = KAFKA_CHECK_TIMEOUT,
 ) -> None:
-    """Until cancelled: ask the cluster about the consumer's topics every `interval` seconds
+    """Until cancelled: ask the cluster about the consumer's topics (`ask`: `ask_cluster`
+    for aiokafka's, `LibrdkafkaConsumer.ask_cluster`) every `interval` seconds
     (waiting `patience` for the answer); while no broker answers, `health` is degraded
     (as "<name> kafka"), and ok again once one does.
 
@@ -150,7 +163,7 @@ async def watch_cluster(
     while True:
         try:
             async with asyncio.timeout(patience):
-                await ask_cluster(consumer)
+                await ask()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # KafkaError, TimeoutError, OSError: all mean "not there"
@@ -172,6 +185,11 @@ class _Fetcher(Protocol):
 
 
 class _Client(Protocol):
+    """The parts of aiokafka's `AIOKafkaClient` reached here (0.14)."""
+
+    @property
+    def cluster(self) -> Any: ...
+    async def send(self, node_id: Any, request: Any) -> Any: ...
     async def close(self) -> None: ...
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 
 from consumers.health import Health
+from consumers.librdkafka_consumer import CommitFailed, LibrdkafkaConsumer
 from consumers.lineage.consumer import LineageConsumer, LineageSettings
 from consumers.otel.arrow_spans import decode_trace_requests
 from consumers.otel.backend import Backend, ChdbBackend
@@ -178,7 +179,8 @@ async def crash_after_first_insert(
 
 def refuse_first_commit(otel: OtelConsumer) -> list[object]:
     """The started consumer's next commit is refused as when the group's coordinator goes
-    away (a KafkaError); the ones after go to Kafka. What was refused is listed."""
+    away (`CommitFailed`, what librdkafka's refusal becomes); the ones after go to Kafka.
+    What was refused is listed."""
     kafka = otel._consumer
     assert kafka is not None, "the consumer has not started"
     real = kafka.commit
@@ -187,10 +189,10 @@ def refuse_first_commit(otel: OtelConsumer) -> list[object]:
     async def commit(offsets: Any = None) -> Any:
         if not refused:
             refused.append(offsets)
-            raise KafkaError("the group's coordinator went away")
+            raise CommitFailed("the group's coordinator went away")
         return await real(offsets)
 
-    kafka.commit = commit
+    kafka.commit = commit  # type: ignore[method-assign]
     return refused
 
 
@@ -201,33 +203,47 @@ def watch_fetches(
     once records of `partitions` of its partitions have been handed out."""
     fetched = asyncio.Event()
     seen: set[int] = set()
-    real = AIOKafkaConsumer.getmany
+    real = LibrdkafkaConsumer.getmany
 
-    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
-        out = await real(self, *tps, **kw)
+    async def getmany(self: LibrdkafkaConsumer, *a: Any, **kw: Any) -> Any:
+        out = await real(self, *a, **kw)
         now = {tp.partition for tp, records in out.items() if tp.topic == topic and records}
         seen.update(now)
         if now and len(seen) >= partitions:
             fetched.set()
         return out
 
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(LibrdkafkaConsumer, "getmany", getmany)
     return fetched
 
 
 def offsets_read_after(
-    monkeypatch: pytest.MonkeyPatch, group: str, event: asyncio.Event, within: float = 30
+    monkeypatch: pytest.MonkeyPatch,
+    group: str,
+    event: asyncio.Event,
+    within: float = 30,
+    asked: asyncio.Event | None = None,
 ) -> None:
     """The admin client's reads of `group`'s committed offsets get Kafka's answer only once
-    `event` is set: an assignment listener's read still on its way when records come."""
+    `event` is set (`asked` is set while one waits): an assignment listener's read held."""
     real = AIOKafkaAdminClient.list_consumer_group_offsets
 
     async def list_offsets(self: AIOKafkaAdminClient, group_id: str, *a: Any, **kw: Any) -> Any:
         if group_id == group:
+            if asked is not None:
+                asked.set()
             await asyncio.wait_for(event.wait(), within)
         return await real(self, group_id, *a, **kw)
 
     monkeypatch.setattr(AIOKafkaAdminClient, "list_consumer_group_offsets", list_offsets)
+
+
+async def position(kafka: LibrdkafkaConsumer, tp: TopicPartition) -> int:
+    """The partition's position, or -1 before its first record was handed out."""
+    try:
+        return await kafka.position(tp)
+    except KafkaException:
+        return -1
 
 
 async def wait_for(check: Callable[[], bool], what: str, within: float = 30) -> None:

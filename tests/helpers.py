@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Obj = dict[str, Any]
@@ -47,3 +48,15 @@ def get(kubectl: Callable[..., Any], *args: str) -> Obj:
 def apply(kubectl: Callable[..., Any], doc: Obj) -> None:
     """`kubectl apply` of one document (fails the test if refused)."""
     kubectl("apply", "-f", "-", input=json.dumps(doc))
+
+
+def librdkafka_threads() -> int:
+    """This process's librdkafka threads (named `rdk:...`): a client's end when it is
+    destroyed (a closed consumer, a closed producer), with its connections."""
+    count = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            count += (task / "comm").read_text().startswith("rdk:")
+        except OSError:  # the thread ended meanwhile
+            continue
+    return count

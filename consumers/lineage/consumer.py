@@ -47,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -60,6 +61,7 @@ from consumers.health import Health
 from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
     Rebalance,
+    ask_cluster,
     make_consumer,
     make_producer,
     stop_consumer,
@@ -293,7 +295,9 @@ class LineageConsumer:
         await self._consumer.start()
         self._consumer.subscribe([self.s.topic], listener=Rebalance(self._revoked, self._assigned))
         self._watch = asyncio.create_task(
-            watch_cluster(self._consumer, self.health, NAME, self.s.kafka_check_interval),
+            watch_cluster(
+                partial(ask_cluster, self._consumer), self.health, NAME, self.s.kafka_check_interval
+            ),
             name="lineage-kafka-watch",
         )
         self.health.started = True

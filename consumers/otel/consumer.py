@@ -42,11 +42,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from consumers.aio import wait_until
@@ -58,11 +59,16 @@ from consumers.kafka import (
     KAFKA_CHECK_INTERVAL,
     RETRY_BACKOFF_MS,
     Rebalance,
-    make_consumer,
+    ask_through,
     make_producer,
-    stop_consumer,
     update_lag,
     watch_cluster,
+)
+from consumers.librdkafka_consumer import (
+    CommitFailed,
+    LibrdkafkaConsumer,
+    consumer_config,
+    metadata_text,
 )
 from consumers.otel.arrow_decoders import decode_metric_record, decode_span_record
 from consumers.otel.backend import Backend, BackendError
@@ -238,7 +244,7 @@ class OtelConsumer:
         self._early: dict[TopicPartition, list[Record]] = {}
         self._tables: dict[str, _Table] = {}
         self._rewinds: dict[TopicPartition, int] = {}
-        self._consumer: AIOKafkaConsumer | None = None
+        self._consumer: LibrdkafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._dlq: DeadLetterQueue | None = None
@@ -260,12 +266,8 @@ class OtelConsumer:
             client_id=f"{self.s.client_id}-admin",
             retry_backoff_ms=RETRY_BACKOFF_MS,
         )
-        self._consumer = make_consumer(
-            self.s.bootstrap,
-            self.s.group,
-            [],
-            self.s.client_id,
-            max_poll_records=self.s.fetch_max_records,
+        self._consumer = LibrdkafkaConsumer(
+            consumer_config(self.s.bootstrap, self.s.group, self.s.client_id)
         )
         self._dlq = DeadLetterQueue(self._producer, self.s.name)
         await self._producer.start()
@@ -274,7 +276,15 @@ class OtelConsumer:
         listener = Rebalance(self._revoked, self._assigned)
         self._consumer.subscribe(list(self.s.topics), listener=listener)
         self._watch = asyncio.create_task(
-            watch_cluster(self._consumer, self.health, self.s.name, self.s.kafka_check_interval),
+            # Through the admin client's connection: librdkafka holds up any call on the
+            # group member's handle while a rebalance callback runs (a slow revoke would
+            # read as an outage).
+            watch_cluster(
+                partial(ask_through, self._admin._client, self.s.topics),
+                self.health,
+                self.s.name,
+                self.s.kafka_check_interval,
+            ),
             name=f"{self.s.name}-kafka-watch",
         )
         self.health.started = True
@@ -335,7 +345,7 @@ class OtelConsumer:
         if self._watch is not None:
             self._watch.cancel()
         if consumer is not None:
-            await stop_consumer(consumer)
+            await consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
         if self._admin is not None:
@@ -458,7 +468,7 @@ class OtelConsumer:
             # of the group's offsets (a probe, a test) sees first.
             self.health.recover(self._source(tp))
             await consumer.commit({tp: OffsetAndMetadata(end + 1, "")})
-        except (CommitFailedError, KafkaError) as exc:
+        except CommitFailed as exc:
             # The partition moved to another member: it replays from the marker.
             log.warning(
                 "commit failed; batch left to the next owner",
@@ -798,8 +808,9 @@ class OtelConsumer:
                 part.committed = meta.offset
                 if tp in consumer.assignment():
                     consumer.seek(tp, meta.offset)
-                if meta.metadata.startswith(PENDING):
-                    last, _, digest = meta.metadata[len(PENDING) :].partition("/")
+                marker = metadata_text(meta.metadata)
+                if marker.startswith(PENDING):
+                    last, _, digest = marker[len(PENDING) :].partition("/")
                     part.batch = _Batch(
                         tp,
                         replay_start=meta.offset,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import AIOKafkaConnection
 
 from consumers.health import Health
-from consumers.kafka import make_consumer, stop_consumer, watch_cluster
+from consumers.kafka import ask_cluster, make_consumer, stop_consumer, watch_cluster
 from consumers.testkit import create_topics, unique
 from tests.consumer_faults import wait_for
 
@@ -85,7 +86,9 @@ async def test_the_watch_asks_only_for_the_consumers_topics(
 
     monkeypatch.setattr(AIOKafkaConnection, "send", recording_send)
     health = Health()
-    watch = asyncio.create_task(watch_cluster(consumer, health, "watch", interval=0.05))
+    watch = asyncio.create_task(
+        watch_cluster(partial(ask_cluster, consumer), health, "watch", interval=0.05)
+    )
     try:
         await wait_for(lambda: len(answered) >= 3, "the watch asked the broker nothing")
     finally:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from consumers.dlq import header
+from consumers.librdkafka_consumer import CommitFailed
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import DECODERS, OtelConsumer, OtelSettings
 from consumers.samples import metrics_request, run_trace, span, traces_request
@@ -306,10 +306,10 @@ async def test_a_failed_commit_rewinds_the_partition_without_loss_or_duplicates(
         # Fail the first "batch done" commit, as a coordinator hiccup would.
         if not failed and all(getattr(m, "metadata", "x") == "" for m in offsets.values()):
             failed.append(offsets)
-            raise KafkaError("injected commit failure")
+            raise CommitFailed("injected commit failure")
         await real_commit(offsets)
 
-    kafka.commit = flaky_commit
+    kafka.commit = flaky_commit  # type: ignore[method-assign]
     try:
         await wait_drained(bootstrap, topics.group, [topics.spans], within=90)
     finally:

@@ -1,6 +1,8 @@
 """With its broker away, a consumer retries at a measured pace: aiokafka's fetcher,
 group coordinator and metadata task back off between tries instead of waking each other
-ten times a second (thousands of error lines and several % of a core per idle outage)."""
+ten times a second (thousands of error lines and several % of a core per idle outage).
+The lineage consumer's group member is aiokafka's (the batch consumers' is librdkafka's,
+whose own log is silenced and whose reconnects back off exponentially by default)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from consumers import kafka as kafka_helpers
-from consumers.otel.backend import ChdbBackend
+from consumers.lineage import consumer as lineage_module
 from consumers.testkit import create_topics, unique
 from tests.conftest import StackHandle
-from tests.consumer_faults import KINDS, batch_consumer, finish, start, wait_for
+from tests.consumer_faults import finish, lineage_consumer, start, wait_for
+from tests.marquez_standin import MarquezStandin
 
 pytestmark = pytest.mark.dataplane
 
@@ -52,7 +54,7 @@ def aiokafka_errors() -> Iterator[Count]:
 def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A one-item list counting the consumers' (real) probes of the cluster that ended."""
     probes = [0]
-    real = kafka_helpers.ask_cluster
+    real = lineage_module.ask_cluster
 
     async def ask_cluster(consumer: AIOKafkaConsumer) -> None:
         try:
@@ -60,22 +62,21 @@ def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         finally:
             probes[0] += 1
 
-    monkeypatch.setattr(kafka_helpers, "ask_cluster", ask_cluster)
+    monkeypatch.setattr(lineage_module, "ask_cluster", ask_cluster)
     return probes
 
 
 async def test_a_consumer_retries_a_stopped_broker_at_a_measured_pace(
     kafka: StackHandle,
-    chdb: ChdbBackend,
+    standin: MarquezStandin,
     aiokafka_errors: Count,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kind = KINDS["otel"]
     topic = unique("quiet-outage")
     await create_topics(kafka.env["KAFKA_BOOTSTRAP"], [topic], partitions=1)
     probes = count_probes(monkeypatch)
-    consumer = batch_consumer(
-        kafka.env, kind, topic, unique("quiet-group"), chdb, kafka_check_interval=0.5
+    consumer = lineage_consumer(
+        kafka.env, standin, topic, unique("quiet-group"), kafka_check_interval=0.5
     )
     stop, task = start(consumer)
     try:

@@ -388,9 +388,12 @@ async def test_native_driver_refusing_a_record_dead_letters_only_it(
 # ---- 3. records fetched while the assignment is being installed ------------------------------
 
 
-async def test_records_fetched_while_the_assignment_is_installed_are_not_dropped(
+async def test_no_record_comes_out_while_a_replay_is_installed_and_none_is_dropped(
     env: dict[str, str], chdb: ChdbBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The partition has a `pending:` marker: while the install reads it, no record comes
+    out (one batched then would be cut outside the replayed batch); then the batch is
+    replayed and the rest stored, each record once."""
     kind = KINDS["otel"]
     bootstrap = env["KAFKA_BOOTSTRAP"]
     topic, group = unique("assign-otel"), unique("assign-group")
@@ -399,16 +402,22 @@ async def test_records_fetched_while_the_assignment_is_installed_are_not_dropped
     # A first consumer dies after inserting its first batch: the commit says `pending:`.
     await crash_after_first_insert(env, kind, topic, group, chdb, max_batch_messages=10)
     # The next one gets the partition; its assignment listener reads the marker through
-    # the admin client, and that answer comes only once aiokafka has handed out records.
+    # the admin client, whose answer is held.
     fetched = watch_fetches(monkeypatch, topic)
-    offsets_read_after(monkeypatch, group, fetched, within=20)
+    asked, answer = asyncio.Event(), asyncio.Event()
+    offsets_read_after(monkeypatch, group, answer, within=20, asked=asked)
     second = batch_consumer(env, kind, topic, group, chdb, max_batch_wait=2.0)
     stop, task = start(second)
     try:
+        await asyncio.wait_for(asked.wait(), 30)
+        await asyncio.sleep(1.0)  # time for fetches to bring the records, were any let out
+        assert not fetched.is_set(), "records came out while the install read the marker"
+        answer.set()
         await asyncio.wait_for(fetched.wait(), 30)
         await produce(bootstrap, topic, kind.records(10))
         await wait_drained(bootstrap, group, [topic], within=20)
     finally:
+        answer.set()
         await finish(stop, task)
     assert await stored(chdb, kind) == (40 * kind.rows, 40 * kind.rows)
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
+from consumers.librdkafka_consumer import LibrdkafkaConsumer
 from consumers.otel.backend import ChdbBackend
 from consumers.otel.consumer import OtelConsumer
 from consumers.testkit import create_topics, describe_group, produce, unique, wait_drained
@@ -103,21 +103,21 @@ async def test_the_lag_is_asked_once_a_lag_interval_not_at_every_fetch(
     otel = batch_consumer(env, KIND, topic, group, chdb, lag_interval=3600, fetch_max_records=5)
     fetches: list[int] = []
     asked: list[object] = []
-    real_fetch, real_ends = AIOKafkaConsumer.getmany, AIOKafkaConsumer.end_offsets
+    real_fetch, real_ends = LibrdkafkaConsumer.getmany, LibrdkafkaConsumer.end_offsets
 
-    async def getmany(self: AIOKafkaConsumer, *tps: Any, **kw: Any) -> Any:
+    async def getmany(self: LibrdkafkaConsumer, *tps: Any, **kw: Any) -> Any:
         out = await real_fetch(self, *tps, **kw)
         if self is otel._consumer:
             fetches.append(sum(len(records) for records in out.values()))
         return out
 
-    async def end_offsets(self: AIOKafkaConsumer, partitions: Any) -> Any:
+    async def end_offsets(self: LibrdkafkaConsumer, partitions: Any) -> Any:
         if self is otel._consumer:
             asked.append(partitions)
         return await real_ends(self, partitions)
 
-    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany)
-    monkeypatch.setattr(AIOKafkaConsumer, "end_offsets", end_offsets)
+    monkeypatch.setattr(LibrdkafkaConsumer, "getmany", getmany)
+    monkeypatch.setattr(LibrdkafkaConsumer, "end_offsets", end_offsets)
     stop, task = start(otel)
     try:
         await wait_drained(bootstrap, group, [topic], within=60)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 import consumers.otel.consumer as otel_consumer
+from consumers.librdkafka_consumer import CommitFailed
 from consumers.otel.backend import ChdbBackend
 from consumers.testkit import create_topics, produce, unique, wait_drained
 from tests.consumer_faults import (
@@ -79,12 +79,13 @@ async def test_a_rebalance_during_a_rewinds_install_keeps_the_records_fetched_me
     """A partition with no commit yet: its first flush fails at the marker commit, so the
     partition is rewound. While the rewind reads the commit metadata, a member joins the
     group (for another topic): the rebalance assigns us the partition again and reads the
-    metadata too. The rewind's read ends first, and the rewind is over; records are
-    fetched while the rebalance's read is still on its way. Had the rewind's install
-    ended the partition's installing state, those records would be batched into the
-    partition the rewind installed, which the rebalance's install then replaces; with no
-    commit to seek back to, nothing reads them again and later commits pass them: lost.
-    (Lost only while buffered: the test keeps batches from being cut meanwhile.)"""
+    metadata too. The rewind's read ends first, and the rewind is over; records produced
+    then do not come out while the rebalance's read is on its way (librdkafka hands out
+    none of an assignment before its callback, which waits for the install, returns).
+    Had they come out and been batched into the partition the rewind installed, the
+    rebalance's install would replace it; with no commit to seek back to, nothing would
+    read them again and later commits would pass them: lost. (Lost only while buffered:
+    the test keeps batches from being cut meanwhile.)"""
     bootstrap = env["KAFKA_BOOTSTRAP"]
     topic, other, group = unique("otel-race"), unique("otel-race-other"), unique("otel-race-g")
     await create_topics(bootstrap, [topic, other], partitions=1)
@@ -116,9 +117,11 @@ async def test_a_rebalance_during_a_rewinds_install_keeps_the_records_fetched_me
         await asyncio.wait_for(rewinding, 60)  # the rewind is over; the rebalance's read is not
         fetched.clear()
         await produce(bootstrap, topic, KIND.records(5))
-        await asyncio.wait_for(fetched.wait(), 60)
+        await asyncio.sleep(1.0)  # time for a fetch to bring them, were any let out
+        assert not fetched.is_set(), "records came out while the rebalance's install read"
         rebalance.open.set()
         reads.armed = False
+        await asyncio.wait_for(fetched.wait(), 60)
 
         otel.s.max_batch_wait = 0.3
         await produce(bootstrap, topic, KIND.records(5))
@@ -184,13 +187,13 @@ async def test_a_rewind_leaves_alone_the_partition_a_rebalance_installed_meanwhi
         async def failing_then_held(offsets: Any = None) -> Any:
             calls.append(offsets)
             if len(calls) == 1:
-                raise KafkaError("the group's coordinator went away")
+                raise CommitFailed("the group's coordinator went away")
             if len(calls) == 2:
                 marker.arrived.set()
                 await marker.open.wait()
             return await real_commit(offsets)
 
-        kafka.commit = failing_then_held
+        kafka.commit = failing_then_held  # type: ignore[method-assign]
         held.armed = True
         await produce(bootstrap, topic, KIND.records(5))  # one batch, cut by time
         await asyncio.wait_for(held.gate.arrived.wait(), 60)

@@ -15,12 +15,13 @@ made on cue."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.health import Health
-from consumers.kafka import update_lag, watch_cluster
+from consumers.kafka import ask_cluster, update_lag, watch_cluster
 from consumers.stats import Stats
 
 TP = TopicPartition("watched", 0)
@@ -94,7 +95,12 @@ async def test_a_watch_cancelled_as_the_broker_answers_ends() -> None:
     consumer = _Consumer(caller)
     health = Health()
     watch = asyncio.create_task(
-        watch_cluster(cast(AIOKafkaConsumer, consumer), health, "watched", interval=0.0)
+        watch_cluster(
+            partial(ask_cluster, cast(AIOKafkaConsumer, consumer)),
+            health,
+            "watched",
+            interval=0.0,
+        )
     )
     caller.task = watch
     assert await _cancelled_or_asked_again(watch, consumer._client), "the cancel was dropped"

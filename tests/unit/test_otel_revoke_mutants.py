@@ -10,11 +10,12 @@ clear, a paused or rewind count that a later assignment inherits.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from consumers.librdkafka_consumer import LibrdkafkaConsumer
 from consumers.otel.consumer import _Partition
 from tests.consumer_faults import wait_for
 from tests.unit.test_otel_consumer_mutants import TOPIC, TP, Rig, good, rig
@@ -126,7 +127,7 @@ async def test_a_partition_revoked_while_a_rewind_installs_it_is_not_put_back(ri
     the revoke (waiting in `_early`) must not be batched."""
     otel = rig.otel
     member, offsets = _OneMember(), _HeldOffsets()
-    otel._consumer, otel._admin = member, offsets
+    otel._consumer, otel._admin = cast(LibrdkafkaConsumer, member), offsets
     rig.batch(good(1))
     del otel._parts[TP]  # as `_recover` does before installing again
     install = asyncio.create_task(otel._install({TP}))

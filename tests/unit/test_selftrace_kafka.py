@@ -4,12 +4,12 @@ and reported as not exported, never raised into the service; closed, it takes no
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 
 from lineagehub.librdkafka_producer import MAX_RECORD_BYTES, producer_config
 from lineagehub.selftrace import EXPORT_TIMEOUT_S, QUEUED_KBYTES, KafkaSpanExporter
+from tests.helpers import librdkafka_threads
 
 
 def test_a_batch_kafka_cannot_take_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -31,25 +31,14 @@ def test_a_shut_down_exporter_refuses_batches() -> None:
     exporter.shutdown()  # twice: nothing more to do
 
 
-def _librdkafka_threads() -> int:
-    """This process's librdkafka threads (named `rdk:...`)."""
-    count = 0
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            count += (task / "comm").read_text().startswith("rdk:")
-        except OSError:  # the thread ended meanwhile
-            continue
-    return count
-
-
 def test_shutdown_closes_the_client_and_ends_its_threads() -> None:
     """The exporter's librdkafka client is closed at shutdown, not left to the garbage
     collector: its threads (and connections) end while the exporter is still held."""
-    before = _librdkafka_threads()
+    before = librdkafka_threads()
     exporter = KafkaSpanExporter("127.0.0.1:1", topic="spans")
-    assert _librdkafka_threads() > before
+    assert librdkafka_threads() > before
     exporter.shutdown()
-    assert _librdkafka_threads() <= before
+    assert librdkafka_threads() <= before
     assert exporter.force_flush() is True  # nothing queued, and no call on the closed client
 
 
