@@ -63,6 +63,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from bench.chdb_cpu import (
     COLLECTOR_NOTE,
+    KAFKA_THREADS,
     MeteredChdb,
     cpu_now,
     merges_settled,
@@ -499,7 +500,7 @@ def _ours_cpu(backend: MeteredChdb) -> float:
     exporter's producer is the only librdkafka client in this process), less
     ClickHouse's work inside our calls into chdb (`MeteredChdb`). ClickHouse's own
     threads are named, so left out."""
-    return own_threads_cpu(also=("rdk:",)) - backend.in_chdb
+    return own_threads_cpu(also=KAFKA_THREADS) - backend.in_chdb
 
 
 async def _consumer_cpu(

@@ -17,8 +17,10 @@ from consumers.otel.backend import ChdbBackend
 class Cpu:
     """CPU seconds of this process so far: all of it, its own threads' (those that keep
     the process's name: Python's, and the Arrow and Rust pools our decoding runs on;
-    ClickHouse names each of its threads), and ClickHouse's work inside our threads'
-    calls into chdb (an insert's query runs partly in the thread that calls it)."""
+    and librdkafka's `rdk:` threads, where the consumers' Kafka client fetches,
+    decompresses and checks records; ClickHouse names each of its threads), and
+    ClickHouse's work inside our threads' calls into chdb (an insert's query runs partly
+    in the thread that calls it)."""
 
     process: float
     threads: float
@@ -84,8 +86,12 @@ def thread_clock(tid: int) -> int:
     return (~tid << 3) | 6
 
 
+#: Names of threads counted as ours beside those keeping the process's name.
+KAFKA_THREADS = ("rdk:",)
+
+
 def cpu_now(backend: MeteredChdb) -> Cpu:
-    return Cpu(time.process_time(), own_threads_cpu(), backend.in_chdb)
+    return Cpu(time.process_time(), own_threads_cpu(also=KAFKA_THREADS), backend.in_chdb)
 
 
 async def merges_settled(backend: ChdbBackend) -> None:

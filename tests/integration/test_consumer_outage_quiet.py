@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from consumers import kafka as kafka_helpers
 from consumers.lineage import consumer as lineage_module
 from consumers.testkit import create_topics, unique
 from tests.conftest import StackHandle
@@ -54,7 +55,7 @@ def aiokafka_errors() -> Iterator[Count]:
 def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A one-item list counting the consumers' (real) probes of the cluster that ended."""
     probes = [0]
-    real = lineage_module.ask_cluster
+    real = kafka_helpers.ask_cluster
 
     async def ask_cluster(consumer: AIOKafkaConsumer) -> None:
         try:
@@ -62,6 +63,7 @@ def count_probes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         finally:
             probes[0] += 1
 
+    # Where the lineage consumer looks it up (it imported the name).
     monkeypatch.setattr(lineage_module, "ask_cluster", ask_cluster)
     return probes
 
