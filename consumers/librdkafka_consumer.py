@@ -190,6 +190,11 @@ class LibrdkafkaConsumer:
         consumer = self._consumer
         try:
             await self._call(consumer.close)
+        except (KafkaException, RuntimeError) as exc:
+            # (An error raised in a rebalance callback comes out here.) The group hears
+            # of it by the session's end instead; the caller still has its other
+            # clients to close.
+            log.warning("leaving the group failed", extra={"error": str(exc)})
         finally:
             self._assignment = frozenset()
             self._jobs.put(None)  # the consumer thread ends
