@@ -148,7 +148,8 @@ async def watch_cluster(
     patience: float = KAFKA_CHECK_TIMEOUT,
 ) -> None:
     """Until cancelled: ask the cluster about the consumer's topics (`ask`: `ask_cluster`
-    for aiokafka's, `LibrdkafkaConsumer.ask_cluster`) every `interval` seconds
+    of an aiokafka consumer, or `ask_through` an admin client's connection) every
+    `interval` seconds
     (waiting `patience` for the answer); while no broker answers, `health` is degraded
     (as "<name> kafka"), and ok again once one does.
 

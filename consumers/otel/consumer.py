@@ -760,12 +760,13 @@ class OtelConsumer:
         """Read each partition's commit metadata (a `pending:` marker means replay first);
         the partitions this call installed.
 
-        aiokafka installs the assignment before it calls the listener and may hand out
-        records of these partitions while the metadata is on its way. Those wait in
-        `_early`: a partition with a commit is then sought back to it and they are
-        dropped (read again into the replayed batch, never batched outside it and
-        committed past); a partition without one started where the reset policy put it,
-        and they are batched as they came.
+        A rebalance's install runs inside librdkafka's assignment callback, before any
+        record of the partitions comes out (`LibrdkafkaConsumer`), and a seek then is
+        where the partition starts. Records that come for a partition an install is
+        still reading (a rewind's) wait in `_early`: a partition with a commit is then
+        sought back to it and they are dropped (read again into the replayed batch,
+        never batched outside it and committed past); a partition without one started
+        where the reset policy put it, and they are batched as they came.
 
         A rewind (`_recover`) installs its partition too, and a rebalance may assign it
         again while the rewind's read is on its way. The install started last decides:
