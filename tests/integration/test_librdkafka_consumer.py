@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from consumers.librdkafka_consumer import (
@@ -24,6 +23,7 @@ from consumers.librdkafka_consumer import (
 )
 from consumers.testkit import create_topics, produce, unique
 from tests.helpers import librdkafka_threads
+from tests.integration.test_otel_delivery import commits
 
 pytestmark = pytest.mark.dataplane
 
@@ -156,13 +156,7 @@ async def test_after_a_seek_nothing_fetched_before_it_comes_out(one: Member) -> 
 async def committed(bootstrap: str, member: Member) -> tuple[int, str]:
     """The group's commit of the member's partition, offset and metadata, as another
     client reads it (librdkafka's own read stops at a NUL)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(member.group)
-    finally:
-        await admin.close()
-    meta = offsets[member.tp]
+    meta = (await commits(bootstrap, member.group))[member.tp]
     return int(meta.offset), str(meta.metadata)
 
 
