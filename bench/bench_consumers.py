@@ -63,11 +63,9 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from bench.chdb_cpu import (
     COLLECTOR_NOTE,
-    KAFKA_THREADS,
     MeteredChdb,
     cpu_now,
     merges_settled,
-    own_threads_cpu,
     print_cpu,
 )
 from bench.kafka_rates import bare_consume, consume_sustained
@@ -494,13 +492,13 @@ def traced_headers(n: int, share: float) -> list[list[tuple[str, bytes]] | None]
 
 def _ours_cpu(backend: MeteredChdb) -> float:
     """CPU seconds of the consumers' own work in this process so far, the Collector's
-    cut (`COLLECTOR_NOTE`): the threads that keep the process's name (Python's: the
-    event loop, the writer's decoding workers, the span batch thread and its Kafka
-    poller; Arrow's pool) and librdkafka's C threads (named `rdk:...`; the span
-    exporter's producer is the only librdkafka client in this process), less
-    ClickHouse's work inside our calls into chdb (`MeteredChdb`). ClickHouse's own
-    threads are named, so left out."""
-    return own_threads_cpu(also=KAFKA_THREADS) - backend.in_chdb
+    cut (`COLLECTOR_NOTE`, `Cpu.ours`): the threads that keep the process's name
+    (Python's: the event loop, the writer's decoding workers and its Kafka consumer
+    thread, the span batch thread and its Kafka poller; Arrow's pool) and librdkafka's C
+    threads (named `rdk:...`: the writer's group member and the span exporter's
+    producer), less ClickHouse's work inside our calls into chdb (`MeteredChdb`).
+    ClickHouse's own threads are named, so left out."""
+    return cpu_now(backend).ours
 
 
 async def _consumer_cpu(

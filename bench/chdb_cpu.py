@@ -63,17 +63,22 @@ class MeteredChdb(ChdbBackend):
                 self.in_chdb += used
 
 
-def own_threads_cpu(also: tuple[str, ...] = ()) -> float:
+#: Names of threads counted as ours beside those keeping the process's name: librdkafka's,
+#: where the consumers' Kafka client (and the self-trace span exporter) does its work.
+KAFKA_THREADS = ("rdk:",)
+
+
+def own_threads_cpu() -> float:
     """CPU seconds of the live threads that keep the process's name (ours: they live as
     long as the process or its event loop, so none ends inside a measured run), and of
-    those whose name starts with one of `also`; each by its own clock (nanoseconds,
-    where /proc's counts are 10 ms ticks)."""
+    librdkafka's (`KAFKA_THREADS`); each by its own clock (nanoseconds, where /proc's
+    counts are 10 ms ticks)."""
     own = Path("/proc/self/comm").read_text().strip()
     total = 0.0
     for task in Path("/proc/self/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            if name == own or name.startswith(also):
+            if name == own or name.startswith(KAFKA_THREADS):
                 total += time.clock_gettime(thread_clock(int(task.name)))
         except OSError:  # the thread ended meanwhile
             continue
@@ -86,12 +91,8 @@ def thread_clock(tid: int) -> int:
     return (~tid << 3) | 6
 
 
-#: Names of threads counted as ours beside those keeping the process's name.
-KAFKA_THREADS = ("rdk:",)
-
-
 def cpu_now(backend: MeteredChdb) -> Cpu:
-    return Cpu(time.process_time(), own_threads_cpu(also=KAFKA_THREADS), backend.in_chdb)
+    return Cpu(time.process_time(), own_threads_cpu(), backend.in_chdb)
 
 
 async def merges_settled(backend: ChdbBackend) -> None:
