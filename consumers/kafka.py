@@ -149,9 +149,8 @@ async def watch_cluster(
 ) -> None:
     """Until cancelled: ask the cluster about the consumer's topics (`ask`: `ask_cluster`
     of an aiokafka consumer, or `ask_through` an admin client's connection) every
-    `interval` seconds
-    (waiting `patience` for the answer); while no broker answers, `health` is degraded
-    (as "<name> kafka"), and ok again once one does.
+    `interval` seconds (waiting `patience` for the answer); while no broker answers,
+    `health` is degraded (as "<name> kafka"), and ok again once one does.
 
     With its broker away a consumer only sees empty fetches and failing commits, all
     retried inside aiokafka: without this, `/healthz` said ok through a whole outage.

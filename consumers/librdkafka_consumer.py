@@ -144,7 +144,6 @@ class LibrdkafkaConsumer:
         self._listener: Listener | None = None
         self._topics: list[str] = []
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._closed = False
         # The event loop's view, kept in step with the consumer thread's calls.
         self._assignment: frozenset[TopicPartition] = frozenset()
@@ -166,8 +165,7 @@ class LibrdkafkaConsumer:
         self._loop = asyncio.get_running_loop()
         self._consumer = Consumer({**self._config, "error_cb": _log_error})
         name = f"librdkafka-consumer-{self._config.get('client.id', '')}"
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def subscribe(self, topics: Iterable[str], listener: Listener) -> None:
         self._topics = list(topics)
