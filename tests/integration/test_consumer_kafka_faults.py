@@ -497,6 +497,11 @@ async def test_kafka_slow_loses_nothing_doubles_nothing_and_commits_advance(
             seen.append(now)
         await asyncio.wait([drained], timeout=0.2)
     await drained
+    # The last commit may land between the last look and the drain: the librdkafka
+    # member waits out the broker's throttle and may take the records in one fetch, so
+    # one batch and one commit (seen in CI, [0, 2, 2]).
+    if (last := await rig.commits()) != seen[-1]:
+        seen.append(last)
     await settled
     took = time.monotonic() - began
     # Every group's commit moved while throttled (a stalled commit never drains).
